@@ -1,0 +1,71 @@
+// Device memory operations for a CUDA build. Without a driver or GPU, cudaGetDeviceCount
+// returns an error: that means "no GPU", and CPU tensors keep working.
+#include "core/device_memory.h"
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <deque>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "core/cuda/caching_allocator.h"
+#include "core/error.h"
+
+namespace tessera {
+
+int cuda_device_count() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+bool cuda_compiled() {
+  return true;
+}
+
+namespace detail {
+
+void device_memcpy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
+  TESSERA_CHECK(err == cudaSuccess, "copy ", src_device.str(), " -> ", dst_device.str(), " of ",
+                bytes, " bytes failed: ", cudaGetErrorString(err));
+}
+
+void device_memset_zero(void* dst, Device device, size_t bytes) {
+  if (bytes == 0) return;
+  if (device.is_cpu()) {
+    std::memset(dst, 0, bytes);
+    return;
+  }
+  cudaError_t err = cudaMemset(dst, 0, bytes);
+  TESSERA_CHECK(err == cudaSuccess, "zero_ on ", device.str(),
+                " failed: ", cudaGetErrorString(err));
+}
+
+Allocator& cuda_allocator(int index) {
+  static std::mutex mutex;
+  static std::deque<cuda::CachingAllocator> allocators;  // deque: stable addresses
+  int count = cuda_device_count();
+  TESSERA_CHECK(index >= 0 && index < count, "allocator: cuda:", index,
+                " requested but this machine has ", count, " CUDA device(s)");
+  std::lock_guard<std::mutex> lock(mutex);
+  while (static_cast<int>(allocators.size()) < count) {
+    allocators.emplace_back(static_cast<int>(allocators.size()));
+  }
+  return allocators[index];
+}
+
+}  // namespace detail
+}  // namespace tessera

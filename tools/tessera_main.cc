@@ -1,0 +1,74 @@
+// The `tessera` command. Verbs that later issues implement say so and exit with status 2, so a
+// script never mistakes a missing verb for success.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "core/allocator.h"
+#include "core/threads.h"
+#include "dnnl.hpp"
+
+namespace {
+
+struct Verb {
+  const char* name;
+  const char* summary;
+  const char* issue;  // nullptr when implemented
+};
+
+constexpr Verb kVerbs[] = {
+    {"info", "print the build, CPU features, threads and devices", nullptr},
+    {"train", "train a model from a config", "4"},
+    {"eval", "evaluate a checkpoint", "9"},
+    {"pack", "pack images/text into HDF5 shards", "6"},
+    {"inspect", "describe a shard, manifest or checkpoint", "6"},
+    {"sample", "sample images from a DiT checkpoint", "9"},
+    {"export", "export a checkpoint to safetensors", "7"},
+    {"plot", "plot a run's curves to PNG", "9"},
+    {"tokenizer", "train a SentencePiece tokenizer", "6"},
+    {"generate", "generate text from a GPT checkpoint", "9"},
+};
+
+void usage(FILE* out) {
+  std::fprintf(out, "usage: tessera VERB [options]   (tessera VERB --help)\n\nverbs:\n");
+  for (const Verb& v : kVerbs) {
+    std::fprintf(out, "  %-10s %s%s%s\n", v.name, v.summary,
+                 v.issue ? "  [not yet built: issue " : "",
+                 v.issue ? (std::string(v.issue) + "]").c_str() : "");
+  }
+}
+
+int info() {
+  const dnnl_version_t* v = dnnl_version();
+  std::printf("tessera 0.1\n");
+  std::printf("oneDNN %d.%d.%d (cpu isa: %s)\n", v->major, v->minor, v->patch,
+              __builtin_cpu_supports("avx512f") ? "avx512" : "avx2 or older");
+  std::printf("cpu avx512_bf16: %s\n", __builtin_cpu_supports("avx512bf16") ? "yes" : "no");
+  std::printf("threads: %d\n", tessera::num_threads());
+  std::printf("cuda: %s, devices: %d\n", tessera::cuda_compiled() ? "compiled" : "not compiled",
+              tessera::cuda_device_count());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tessera::init_threads_from_env();
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 1 : 0;
+  }
+  std::string_view verb = argv[1];
+  for (const Verb& v : kVerbs) {
+    if (verb != v.name) continue;
+    if (v.issue) {
+      std::fprintf(stderr, "tessera %s: not built yet (issue %s)\n", v.name, v.issue);
+      return 2;
+    }
+    return info();
+  }
+  std::fprintf(stderr, "tessera: unknown verb '%s'\n", argv[1]);
+  usage(stderr);
+  return 1;
+}
