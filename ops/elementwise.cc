@@ -2,8 +2,12 @@
 #include "ops/elementwise.h"
 
 #include "core/timer.h"
-#include "ops/check.h"
 #include "ops/cpu/elementwise.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/elementwise.cuh"
+#endif
 
 namespace tessera::ops {
 
@@ -13,24 +17,36 @@ void add(const Tensor& a, const Tensor& b, const Tensor& out) {
   c.tensor("a", a, DType::f32)
       .tensor("b", b, DType::f32, a.shape())
       .tensor("out", out, DType::f32, a.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::add(a.data<float>(), b.data<float>(), out.data<float>(), a.numel());
+  if (c.device().is_cpu()) {
+    cpu::add(a.data<float>(), b.data<float>(), out.data<float>(), a.numel());
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda::add(a.data<float>(), b.data<float>(), out.data<float>(),
+                                     a.numel(), stream_for(c)));
+  }
 }
 
 void add_inplace(const Tensor& dst, const Tensor& src) {
   TESSERA_PROFILE("elementwise");
   OpCheck c("add_inplace");
   c.tensor("dst", dst, DType::f32).tensor("src", src, DType::f32, dst.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::add_inplace(dst.data<float>(), src.data<float>(), dst.numel());
+  if (c.device().is_cpu()) {
+    cpu::add_inplace(dst.data<float>(), src.data<float>(), dst.numel());
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda::add(dst.data<float>(), src.data<float>(), dst.data<float>(),
+                                     dst.numel(), stream_for(c)));
+  }
 }
 
 void scale(const Tensor& x, float alpha, const Tensor& out) {
   TESSERA_PROFILE("elementwise");
   OpCheck c("scale");
   c.tensor("x", x, DType::f32).tensor("out", out, DType::f32, x.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::scale(x.data<float>(), alpha, out.data<float>(), x.numel());
+  if (c.device().is_cpu()) {
+    cpu::scale(x.data<float>(), alpha, out.data<float>(), x.numel());
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda::scale(x.data<float>(), alpha, out.data<float>(), x.numel(),
+                                       stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops
