@@ -1,0 +1,142 @@
+#include "models/param_store.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "core/philox.h"
+
+namespace tessera::models {
+namespace {
+
+// A 64-bit stream id per parameter name (FNV-1a), so init does not depend on registration order.
+uint64_t name_stream(const std::string& name) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+// Value of global element `g` of a parameter.
+float init_value(const Init& init, uint64_t seed, uint64_t stream, int64_t g) {
+  switch (init.kind) {
+    case Init::kZeros:
+      return 0.0f;
+    case Init::kOnes:
+      return 1.0f;
+    case Init::kUniform: {
+      Philox4x32 r = philox_block(seed, stream, uint64_t(g) / 4);
+      return init.scale * (2.0f * philox_uniform(r.v[g % 4]) - 1.0f);
+    }
+    case Init::kNormal: {
+      // Box-Muller on the pair of uniforms that holds g (same pairing as core/random.cc).
+      Philox4x32 r = philox_block(seed, stream, uint64_t(g) / 4);
+      int pair = int(g % 4) / 2;
+      float radius = std::sqrt(-2.0f * std::log(philox_uniform_open0(r.v[2 * pair])));
+      float angle = 6.28318530717958647692f * philox_uniform(r.v[2 * pair + 1]);
+      return init.scale * radius * (g % 2 == 0 ? std::cos(angle) : std::sin(angle));
+    }
+  }
+  return 0.0f;
+}
+
+}  // namespace
+
+ParamStore::ParamStore(int tp_rank, int tp_size) : tp_rank_(tp_rank), tp_size_(tp_size) {
+  TESSERA_CHECK(tp_size >= 1 && tp_rank >= 0 && tp_rank < tp_size, "ParamStore: tp rank ", tp_rank,
+                " of ", tp_size);
+}
+
+ParamId ParamStore::add(ParamSpec spec) {
+  TESSERA_CHECK(!finalized(), "ParamStore::add(", spec.name, ") after finalize()");
+  TESSERA_CHECK(find(spec.name) < 0, "ParamStore: parameter '", spec.name, "' registered twice");
+  ParamInfo info{spec, spec.shape, 0};
+  if (spec.split_dim >= 0 && tp_size_ > 1) {
+    TESSERA_CHECK(spec.split_dim < static_cast<int>(spec.shape.size()), "ParamStore: '", spec.name,
+                  "' split_dim ", spec.split_dim, " out of range for ", shape_str(spec.shape));
+    int64_t full = spec.shape[spec.split_dim];
+    TESSERA_CHECK(full % tp_size_ == 0, "ParamStore: '", spec.name, "' dimension ", spec.split_dim,
+                  " of ", shape_str(spec.shape),
+                  " is not divisible by tensor_parallel = ", tp_size_);
+    info.local_shape[spec.split_dim] = full / tp_size_;
+    info.local_begin = info.local_shape[spec.split_dim] * tp_rank_;
+  }
+  info.numel = shape_numel(info.local_shape);
+  infos_.push_back(std::move(info));
+  return static_cast<ParamId>(infos_.size() - 1);
+}
+
+void ParamStore::finalize(Device device) {
+  TESSERA_CHECK(!finalized(), "ParamStore::finalize() called twice");
+  int64_t offset = 0;
+  for (auto it = infos_.rbegin(); it != infos_.rend(); ++it) {
+    it->offset = offset;
+    offset += it->numel;
+  }
+  numel_ = offset;
+  params_ = Tensor::zeros({numel_}, DType::f32, device);
+  grads_ = Tensor::zeros({numel_}, DType::f32, device);
+}
+
+Tensor ParamStore::param(ParamId id) const {
+  TESSERA_CHECK(finalized(), "ParamStore::param before finalize()");
+  const ParamInfo& i = infos_.at(id);
+  return params_.flat_view(i.offset, i.local_shape);
+}
+
+Tensor ParamStore::grad(ParamId id) const {
+  TESSERA_CHECK(finalized(), "ParamStore::grad before finalize()");
+  const ParamInfo& i = infos_.at(id);
+  return grads_.flat_view(i.offset, i.local_shape);
+}
+
+ParamId ParamStore::find(const std::string& name) const {
+  for (size_t i = 0; i < infos_.size(); ++i) {
+    if (infos_[i].spec.name == name) return static_cast<ParamId>(i);
+  }
+  return -1;
+}
+
+void ParamStore::init(uint64_t seed) {
+  TESSERA_CHECK(finalized(), "ParamStore::init before finalize()");
+  Tensor host = params_.device().is_cpu() ? params_ : Tensor::empty(params_.shape(), DType::f32);
+  float* flat = host.data<float>();
+  for (const ParamInfo& info : infos_) {
+    const Shape& g = info.spec.shape;
+    const int d = info.spec.split_dim >= 0 && tp_size_ > 1 ? info.spec.split_dim : -1;
+    // Map local element l to its global index: split the index into (outer, split, inner) around
+    // the split dimension and shift the split coordinate by this shard's begin.
+    int64_t inner = 1;
+    for (int k = d + 1; d >= 0 && k < static_cast<int>(g.size()); ++k) inner *= g[k];
+    const int64_t local_split = d >= 0 ? info.local_shape[d] : 1;
+    const int64_t global_split = d >= 0 ? g[d] : 1;
+    const uint64_t stream = name_stream(info.spec.name);
+    float* p = flat + info.offset;
+#pragma omp parallel for schedule(static)
+    for (int64_t l = 0; l < info.numel; ++l) {
+      int64_t global = l;
+      if (d >= 0) {
+        int64_t o = l / (local_split * inner), rest = l % (local_split * inner);
+        int64_t s = rest / inner, i = rest % inner;
+        global = (o * global_split + info.local_begin + s) * inner + i;
+      }
+      p[l] = init_value(info.spec.init, seed, stream, global);
+    }
+  }
+  if (!params_.device().is_cpu()) copy(host, params_);
+}
+
+Tensor ParamStore::decay_mask() const {
+  TESSERA_CHECK(finalized(), "ParamStore::decay_mask before finalize()");
+  Tensor mask = Tensor::zeros({numel_}, DType::u8);
+  uint8_t* m = mask.data<uint8_t>();
+  for (const ParamInfo& info : infos_) {
+    if (info.spec.weight_decay)
+      std::fill(m + info.offset, m + info.offset + info.numel, uint8_t{1});
+  }
+  return params_.device().is_cpu() ? mask : to_device(mask, params_.device());
+}
+
+void ParamStore::zero_grads() {
+  zero_(grads_);
+}
+
+}  // namespace tessera::models

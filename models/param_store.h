@@ -1,0 +1,93 @@
+#pragma once
+// Parameters and gradients in flat buffers (DESIGN.md decisions 3 and 4).
+//
+// Layers register their parameters while the model is built, in forward execution order. Then
+// finalize() lays every parameter out in ONE contiguous f32 buffer, and every gradient at the
+// same offset of a second one, in REVERSE registration order: backward produces gradients from
+// the last layer to the first, so the buffer fills front to back and gradient buckets become
+// ready one after another. Bucketed all-reduce, ZeRO shards, grad-norm, clipping and checkpoint
+// writes are all slices of these two buffers.
+//
+// Every parameter knows its global identity: dotted name, global shape, and the dimension
+// tensor parallelism splits (or none). Initial values are a function of (seed, name, global
+// element index) only, so a tensor-parallel shard holds exactly the slice of the unsplit
+// parameter, whatever the layout.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace tessera::models {
+
+struct Init {
+  enum Kind { kZeros, kOnes, kNormal, kUniform };
+  Kind kind = kZeros;
+  float scale = 0.0f;  // std for kNormal, bound for kUniform ([-scale, scale))
+
+  static Init zeros() { return {kZeros, 0}; }
+  static Init ones() { return {kOnes, 0}; }
+  static Init normal(float std) { return {kNormal, std}; }
+  static Init uniform(float bound) { return {kUniform, bound}; }
+};
+
+struct ParamSpec {
+  std::string name;    // global dotted name, e.g. "text.blocks.3.attn.qkv.weight"
+  Shape shape;         // global shape
+  int split_dim = -1;  // dimension tensor parallelism splits; -1 = replicated
+  Init init;
+  bool weight_decay = true;  // whether AdamW's decoupled decay applies
+};
+
+struct ParamInfo {
+  ParamSpec spec;
+  Shape local_shape;    // this rank's shard (== spec.shape when not split)
+  int64_t local_begin;  // first index of this shard along split_dim (0 when not split)
+  int64_t offset = -1;  // element offset in the flat buffers, set by finalize()
+  int64_t numel = 0;    // elements of the local shard
+};
+
+using ParamId = int;
+
+class ParamStore {
+ public:
+  // tp_rank/tp_size: this rank's place in its tensor-parallel group (1 = no TP).
+  explicit ParamStore(int tp_rank = 0, int tp_size = 1);
+
+  // Registers a parameter; throws when a split dimension is not divisible by tp_size or the name
+  // is taken. Only before finalize().
+  ParamId add(ParamSpec spec);
+
+  // Allocates the flat parameter and gradient buffers on `device` (gradients zeroed).
+  void finalize(Device device = Device::cpu());
+  bool finalized() const { return params_.defined(); }
+
+  // Views into the flat buffers, in the parameter's local shape.
+  Tensor param(ParamId id) const;
+  Tensor grad(ParamId id) const;
+  const Tensor& params() const { return params_; }  // (N) f32
+  const Tensor& grads() const { return grads_; }    // (N) f32, same layout as params()
+  int64_t numel() const { return numel_; }
+
+  const std::vector<ParamInfo>& infos() const { return infos_; }
+  const ParamInfo& info(ParamId id) const { return infos_.at(id); }
+  ParamId find(const std::string& name) const;  // -1 when absent
+
+  // Fills every parameter from its Init under `seed` (CPU stores; see the header comment).
+  void init(uint64_t seed);
+  // (N) u8: 1 where weight decay applies, in the flat layout.
+  Tensor decay_mask() const;
+  void zero_grads();
+
+  int tp_rank() const { return tp_rank_; }
+  int tp_size() const { return tp_size_; }
+
+ private:
+  int tp_rank_, tp_size_;
+  std::vector<ParamInfo> infos_;
+  Tensor params_, grads_;
+  int64_t numel_ = 0;
+};
+
+}  // namespace tessera::models

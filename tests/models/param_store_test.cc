@@ -1,0 +1,126 @@
+#include "models/param_store.h"
+
+#include <gtest/gtest.h>
+
+namespace tessera::models {
+namespace {
+
+void build(ParamStore& s) {
+  s.add({"embed.weight", {10, 4}, /*split_dim=*/0, Init::normal(0.02f), false});
+  s.add({"blocks.0.qkv.weight", {12, 4}, /*split_dim=*/0, Init::normal(1.0f), true});
+  s.add({"blocks.0.proj.weight", {4, 6}, /*split_dim=*/1, Init::uniform(0.5f), true});
+  s.add({"blocks.0.ln.bias", {4}, -1, Init::zeros(), false});
+  s.add({"blocks.0.ln.weight", {4}, -1, Init::ones(), false});
+}
+
+TEST(ParamStore, GradientsAreLaidOutInReverseRegistrationOrder) {
+  ParamStore s;
+  build(s);
+  s.finalize();
+  EXPECT_EQ(s.numel(), 40 + 48 + 24 + 4 + 4);
+  // The last registered parameter comes first, so backward fills the buffer front to back.
+  EXPECT_EQ(s.info(4).offset, 0);
+  EXPECT_EQ(s.info(3).offset, 4);
+  EXPECT_EQ(s.info(0).offset, s.numel() - 40);
+  // Param and grad views sit at the same offset of their buffers.
+  EXPECT_EQ(s.grad(2).offset_bytes() - s.grads().offset_bytes(),
+            s.param(2).offset_bytes() - s.params().offset_bytes());
+  EXPECT_EQ(s.param(2).shape(), Shape({4, 6}));
+}
+
+TEST(ParamStore, InitDependsOnSeedAndNameOnly) {
+  ParamStore a, b;
+  build(a);
+  // b registers the same parameters in another order (another layout).
+  b.add({"blocks.0.ln.weight", {4}, -1, Init::ones(), false});
+  b.add({"blocks.0.proj.weight", {4, 6}, 1, Init::uniform(0.5f), true});
+  b.add({"embed.weight", {10, 4}, 0, Init::normal(0.02f), false});
+  b.add({"blocks.0.qkv.weight", {12, 4}, 0, Init::normal(1.0f), true});
+  b.add({"blocks.0.ln.bias", {4}, -1, Init::zeros(), false});
+  a.finalize();
+  b.finalize();
+  a.init(7);
+  b.init(7);
+  for (const auto& info : a.infos()) {
+    Tensor pa = a.param(a.find(info.spec.name)), pb = b.param(b.find(info.spec.name));
+    for (int64_t i = 0; i < pa.numel(); ++i) {
+      ASSERT_EQ(pa.data<float>()[i], pb.data<float>()[i]) << info.spec.name << " " << i;
+    }
+  }
+  EXPECT_EQ(a.param(4).data<float>()[2], 1.0f);
+  EXPECT_EQ(a.param(3).data<float>()[2], 0.0f);
+  ParamStore c;
+  build(c);
+  c.finalize();
+  c.init(8);
+  EXPECT_NE(c.param(1).data<float>()[0], a.param(1).data<float>()[0]);
+}
+
+TEST(ParamStore, TensorParallelShardsAreSlicesOfTheUnsplitParameter) {
+  ParamStore full;
+  build(full);
+  full.finalize();
+  full.init(3);
+  for (int rank = 0; rank < 2; ++rank) {
+    ParamStore shard(rank, 2);
+    build(shard);
+    shard.finalize();
+    shard.init(3);
+    // Split along dim 0: rows [rank*6, rank*6+6) of the (12, 4) qkv weight.
+    Tensor q = shard.param(1), qf = full.param(1);
+    ASSERT_EQ(q.shape(), Shape({6, 4}));
+    for (int r = 0; r < 6; ++r)
+      for (int c = 0; c < 4; ++c)
+        ASSERT_EQ(q.data<float>()[r * 4 + c], qf.data<float>()[(rank * 6 + r) * 4 + c]);
+    // Split along dim 1: columns [rank*3, rank*3+3) of the (4, 6) projection.
+    Tensor p = shard.param(2), pf = full.param(2);
+    ASSERT_EQ(p.shape(), Shape({4, 3}));
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 3; ++c)
+        ASSERT_EQ(p.data<float>()[r * 3 + c], pf.data<float>()[r * 6 + rank * 3 + c]);
+    // Replicated parameters are whole on every rank.
+    EXPECT_EQ(shard.param(3).shape(), Shape({4}));
+  }
+}
+
+TEST(ParamStore, NormalInitHasTheRequestedScale) {
+  ParamStore s;
+  s.add({"w", {256, 256}, -1, Init::normal(0.02f), true});
+  s.finalize();
+  s.init(1);
+  double sq = 0;
+  for (int64_t i = 0; i < s.numel(); ++i)
+    sq += double(s.params().data<float>()[i]) * s.params().data<float>()[i];
+  EXPECT_NEAR(std::sqrt(sq / s.numel()), 0.02, 0.0005);
+}
+
+TEST(ParamStore, DecayMaskFollowsTheSpecs) {
+  ParamStore s;
+  build(s);
+  s.finalize();
+  Tensor m = s.decay_mask();
+  const uint8_t* p = m.data<uint8_t>();
+  EXPECT_EQ(p[s.info(1).offset], 1);
+  EXPECT_EQ(p[s.info(2).offset + 23], 1);
+  EXPECT_EQ(p[s.info(0).offset], 0);
+  EXPECT_EQ(p[s.info(4).offset], 0);
+}
+
+TEST(ParamStore, BadRegistrationsAreNamed) {
+  ParamStore s(0, 4);
+  try {
+    s.add({"head.weight", {10, 4}, 0, Init::zeros(), true});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "ParamStore: 'head.weight' dimension 0 of (10, 4) is not divisible by "
+                 "tensor_parallel = 4");
+  }
+  s.add({"a", {4}, -1, Init::zeros(), true});
+  EXPECT_THROW(s.add({"a", {4}, -1, Init::zeros(), true}), Error);
+  s.finalize();
+  EXPECT_THROW(s.add({"b", {4}, -1, Init::zeros(), true}), Error);
+}
+
+}  // namespace
+}  // namespace tessera::models
