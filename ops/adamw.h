@@ -9,7 +9,9 @@
 //   m  = beta1 * m + (1 - beta1) * g
 //   v  = beta2 * v + (1 - beta2) * g^2
 //   p  = p - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
-// in one pass over memory. m and v start at zero before step 1, as in PyTorch.
+// in one pass over memory. m and v start at zero before step 1, as in PyTorch. The
+// hyperparameters are the floats given: 0.999f is 0.99900001, so 1 - beta2 is 1.3e-5 (relative)
+// below the 0.001 that PyTorch derives from the Python double 0.999.
 //
 // Why a per-element decay mask rather than a list of (offset, length, decay?) ranges: ZeRO cuts
 // the flat buffers into equal shards at arbitrary element offsets, so a shard begins and ends in

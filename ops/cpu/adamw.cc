@@ -23,9 +23,9 @@ struct Coeffs {
 
 // ops/CMakeLists.txt compiles this file with -fno-math-errno: with errno semantics GCC guards
 // every sqrt with a branch to libm for negative inputs, the branch stops vectorisation, and the
-// step runs about 5x slower (measured 3.5 vs 18 GB/s). `#pragma GCC optimize` and the optimize
-// attribute do not help in GCC 12 (the builtin's errno behaviour is fixed per translation unit).
-// v is never negative here, so errno could never be set anyway.
+// step ran 4-5x slower (3.5 vs 14-18 GB/s, noisy shared machine). `#pragma GCC optimize` and the
+// optimize attribute do not help in GCC 12 (the builtin's errno behaviour is fixed per translation
+// unit). v is never negative here, so errno could never be set anyway.
 //
 // Each element is independent, so the result is bitwise the same for any thread count.
 template <bool kMask>
