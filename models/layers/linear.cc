@@ -1,0 +1,47 @@
+#include "models/layers/linear.h"
+
+#include "ops/matmul.h"
+
+namespace tessera::models {
+
+Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
+               Init init, Parallel parallel, int groups)
+    : store_(store) {
+  TESSERA_CHECK(groups >= 1 && out % groups == 0, "Linear ", name, ": ", out,
+                " outputs do not form ", groups, " groups");
+  TESSERA_CHECK(groups == 1 || parallel != Parallel::kRow, "Linear ", name,
+                ": a grouped projection cannot be row parallel");
+  Shape w_shape = groups == 1 ? Shape{out, in} : Shape{groups, out / groups, in};
+  Shape b_shape = groups == 1 ? Shape{out} : Shape{groups, out / groups};
+  const int out_dim = groups == 1 ? 0 : 1;
+  const int w_split = parallel == Parallel::kColumn ? out_dim : parallel == Parallel::kRow ? 1 : -1;
+  const int b_split = parallel == Parallel::kColumn ? out_dim : -1;
+  weight_ = store.add({name + ".weight", w_shape, w_split, init, true});
+  if (bias) bias_ = store.add({name + ".bias", b_shape, b_split, Init::zeros(), false});
+  const Shape& local = store.info(weight_).local_shape;
+  in_ = local.back();
+  out_ = store.info(weight_).numel / in_;
+}
+
+Tensor Linear::weight() const { return store_.param(weight_).view({out_, in_}); }
+Tensor Linear::weight_grad() const { return store_.grad(weight_).view({out_, in_}); }
+Tensor Linear::bias() const { return bias_ < 0 ? Tensor() : store_.param(bias_).view({out_}); }
+Tensor Linear::bias_grad() const { return bias_ < 0 ? Tensor() : store_.grad(bias_).view({out_}); }
+
+Tensor Linear::forward(const Tensor& x) {
+  x_ = x;
+  Shape shape = x.shape();
+  shape.back() = out_;
+  Tensor y = Tensor::empty(shape, DType::f32, x.device());
+  ops::linear_forward(x, weight(), bias(), y);
+  return y;
+}
+
+Tensor Linear::backward(const Tensor& dy, bool need_dx) {
+  Tensor dx = need_dx ? Tensor::empty(x_.shape(), DType::f32, dy.device()) : Tensor();
+  ops::linear_backward(dy, x_, weight(), dx, weight_grad(), bias_grad());
+  x_ = Tensor();
+  return dx;
+}
+
+}  // namespace tessera::models

@@ -1,0 +1,44 @@
+#pragma once
+// y = x W^T + b, as torch.nn.Linear. Keeps x for backward.
+//
+// Tensor parallelism (Megatron): a column-parallel layer splits its output features across TP
+// ranks, a row-parallel layer its input features (its bias stays whole and is added once, after
+// the all-reduce). A fused projection such as QKV has `groups` = 3: its weight is registered
+// with global shape (3, out/3, in) and split along dimension 1, so each rank holds the q, k and v
+// rows of its own heads, and its local weight, read as (local_out, in), is again [q | k | v].
+
+#include <string>
+
+#include "models/param_store.h"
+
+namespace tessera::models {
+
+enum class Parallel { kNone, kColumn, kRow };
+
+class Linear {
+ public:
+  // weight initialised by `init`; bias zero-initialised and exempt from weight decay.
+  Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool bias, Init init,
+         Parallel parallel = Parallel::kNone, int groups = 1);
+
+  Tensor forward(const Tensor& x);  // x (..., in_local) -> (..., out_local)
+  // Contract: dweight, dbias ACCUMULATE (+=); the returned dx is written. With need_dx false
+  // (the first layer of a model) dx is not computed and an undefined tensor is returned.
+  Tensor backward(const Tensor& dy, bool need_dx = true);  // dy (..., out_local) -> dx
+
+  int64_t in_features() const { return in_; }   // local (this TP rank's)
+  int64_t out_features() const { return out_; }  // local (this TP rank's)
+
+ private:
+  Tensor weight() const;  // (out_local, in_local) view of the parameter
+  Tensor bias() const;
+  Tensor weight_grad() const;
+  Tensor bias_grad() const;
+
+  ParamStore& store_;
+  int64_t in_ = 0, out_ = 0;
+  ParamId weight_ = -1, bias_ = -1;
+  Tensor x_;  // saved input
+};
+
+}  // namespace tessera::models
