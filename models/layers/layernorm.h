@@ -14,6 +14,7 @@ class LayerNorm {
   Tensor forward(const Tensor& x);  // (..., C) -> (..., C)
   // Contract: dweight, dbias ACCUMULATE; the returned dx is written.
   Tensor backward(const Tensor& dy);
+  void drop_saved() { x_ = mean_ = rstd_ = Tensor(); }
 
  private:
   ParamStore& store_;

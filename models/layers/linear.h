@@ -26,6 +26,8 @@ class Linear {
   // (the first layer of a model) dx is not computed and an undefined tensor is returned.
   Tensor backward(const Tensor& dy, bool need_dx = true);  // dy (..., out_local) -> dx
 
+  void drop_saved() { x_ = Tensor(); }
+
   int64_t in_features() const { return in_; }   // local (this TP rank's)
   int64_t out_features() const { return out_; }  // local (this TP rank's)
 

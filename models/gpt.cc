@@ -1,0 +1,121 @@
+#include "models/gpt.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "ops/cross_entropy.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+
+namespace tessera::models {
+namespace {
+
+constexpr int kIgnoreIndex = -100;
+
+BlockOptions block_options(const config::GptConfig& c, bool recompute) {
+  const auto& t = c.transformer();
+  BlockOptions o;
+  o.dim = t.d_model();
+  o.n_heads = t.n_heads();
+  o.mlp_ratio = t.mlp_ratio();
+  o.causal = true;
+  o.recompute = recompute;
+  o.init = Init::normal(0.02f);
+  // GPT-2: residual projections scaled by 1/sqrt(2 * n_layers) (two residual adds per block).
+  o.proj_init = Init::normal(0.02f / std::sqrt(2.0f * float(t.n_layers())));
+  return o;
+}
+
+}  // namespace
+
+Gpt::Gpt(const config::GptConfig& c, bool recompute, int tp_rank, int tp_size)
+    : config_(c),
+      store_(tp_rank, tp_size),
+      tok_(store_, "tok_emb", c.vocab_size(), c.transformer().d_model(), Init::normal(0.02f)),
+      pos_(store_, "pos_emb", c.context(), c.transformer().d_model(), Init::normal(0.01f)) {
+  // Registered in forward order, so the gradient buffer starts with the head and ln_f: the first
+  // gradients backward produces.
+  BlockOptions o = block_options(c, recompute);
+  for (int i = 0; i < c.transformer().n_layers(); ++i) {
+    blocks_.push_back(std::make_unique<TransformerBlock>(store_, absl::StrCat("blocks.", i), o));
+  }
+  ln_f_ = std::make_unique<LayerNorm>(store_, "ln_f", c.transformer().d_model());
+  if (!c.tie_embedding()) {
+    head_ = store_.add({"head.weight", {c.vocab_size(), c.transformer().d_model()}, -1,
+                        Init::normal(0.02f), true});
+  }
+  store_.finalize();
+}
+
+Tensor Gpt::head_weight() const { return head_ >= 0 ? store_.param(head_) : tok_.table(); }
+Tensor Gpt::head_grad() const { return head_ >= 0 ? store_.grad(head_) : tok_.table_grad(); }
+
+Tensor Gpt::forward_logits(const Tensor& tokens) {
+  TESSERA_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::i32, "Gpt: tokens must be (B, T) i32, got ",
+                tokens.describe());
+  const int64_t B = tokens.dim(0), T = tokens.dim(1), C = config_.transformer().d_model(),
+                V = config_.vocab_size();
+  TESSERA_CHECK(T <= config_.context(), "Gpt: sequence length ", T, " exceeds the context ",
+                config_.context());
+  if (positions_.numel() != B * T || !(positions_.device() == tokens.device())) {
+    Tensor host = Tensor::empty({B * T}, DType::i32);
+    for (int64_t i = 0; i < B * T; ++i) host.data<int32_t>()[i] = static_cast<int32_t>(i % T);
+    positions_ = tokens.device().is_cpu() ? host : to_device(host, tokens.device());
+  }
+  Tensor x = tok_.forward(tokens);                          // (B, T, C)
+  Tensor p = pos_.forward(positions_.view({B, T}));         // (B, T, C)
+  ops::add(x, p, x);
+  for (auto& block : blocks_) x = block->forward(x);
+  hidden_ = ln_f_->forward(x);                               // (B, T, C)
+  logits_ = Tensor::empty({B, T, V}, DType::f32, tokens.device());
+  ops::matmul(hidden_.view({B * T, C}), head_weight(), logits_.view({B * T, V}), false, true);
+  return logits_;
+}
+
+LossResult Gpt::forward_loss(const Batch& batch) {
+  const Tensor& targets = batch.at("targets");
+  forward_logits(batch.at("tokens"));
+  const int64_t N = targets.numel(), V = config_.vocab_size();
+  Tensor loss = Tensor::empty({1}, DType::f32, targets.device());
+  Tensor lse = Tensor::empty({N}, DType::f32, targets.device());
+  ops::cross_entropy_forward(logits_.view({N, V}), targets.view({N}), loss, lse, kIgnoreIndex);
+  Tensor host = loss.device().is_cpu() ? loss : to_device(loss, Device::cpu());
+  return {host.data<float>()[0], N};
+}
+
+LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
+  const Tensor& targets = batch.at("targets");
+  forward_logits(batch.at("tokens"));
+  const int64_t B = targets.dim(0), T = targets.dim(1), N = B * T,
+                C = config_.transformer().d_model(), V = config_.vocab_size();
+  Tensor loss = Tensor::empty({1}, DType::f32, targets.device());
+  Tensor lse = Tensor::empty({N}, DType::f32, targets.device());
+  Tensor logits = logits_.view({N, V});
+  ops::cross_entropy_forward(logits, targets.view({N}), loss, lse, kIgnoreIndex);
+  // dlogits overwrites the logits in place: they are not needed after the loss.
+  ops::cross_entropy_backward(logits, targets.view({N}), lse, loss_scale, logits, kIgnoreIndex);
+  // Head: logits = hidden @ W^T  =>  dW += dlogits^T @ hidden, dhidden = dlogits @ W.
+  Tensor h = hidden_.view({N, C});
+  ops::matmul(logits, h, head_grad(), /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
+  Tensor dh = Tensor::empty({B, T, C}, DType::f32, targets.device());
+  ops::matmul(logits, head_weight(), dh.view({N, C}));
+  logits_ = hidden_ = Tensor();
+  Tensor dx = ln_f_->backward(dh);
+  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
+  pos_.backward(dx);
+  tok_.backward(dx);
+  Tensor host = loss.device().is_cpu() ? loss : to_device(loss, Device::cpu());
+  return {host.data<float>()[0], N};
+}
+
+double Gpt::train_flops(int64_t batch_size) const {
+  // 6 N per token for the matmuls (forward 2N, backward 4N; N counts the non-embedding weights
+  // plus the head) and 12·L·T·C per token for attention scores and values (PaLM's appendix B).
+  const auto& t = config_.transformer();
+  const double C = t.d_model(), L = t.n_layers(), T = config_.context(), V = config_.vocab_size();
+  const double per_block = 4 * C * C + 2 * t.mlp_ratio() * C * C;
+  const double n = L * per_block + V * C;
+  return batch_size * T * (6 * n + 12 * L * T * C);
+}
+
+}  // namespace tessera::models

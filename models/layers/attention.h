@@ -1,0 +1,29 @@
+#pragma once
+// Multi-head self-attention with a fused QKV projection: qkv (C -> 3C, column parallel, grouped
+// so each TP rank holds whole heads), scaled-dot-product attention (causal or bidirectional),
+// output projection (C -> C, row parallel).
+
+#include <string>
+
+#include "models/layers/linear.h"
+
+namespace tessera::models {
+
+class Attention {
+ public:
+  Attention(ParamStore& store, const std::string& name, int64_t dim, int n_heads, bool causal,
+            Init init, Init proj_init);
+
+  Tensor forward(const Tensor& x);  // (B, T, C) -> (B, T, C)
+  // Contract: parameter grads ACCUMULATE; the returned dx is written.
+  Tensor backward(const Tensor& dy);
+  void drop_saved();
+
+ private:
+  int local_heads_;
+  bool causal_;
+  Linear qkv_, proj_;
+  Tensor qkv_out_, attn_out_, lse_;  // saved: (B, T, 3C), (B, T, C), (B, H, T)
+};
+
+}  // namespace tessera::models

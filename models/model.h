@@ -1,0 +1,41 @@
+#pragma once
+// The interface the trainer drives. A model owns its ParamStore (flat parameters and gradients)
+// and its layers; forward_backward runs one micro-batch through forward, the loss and backward,
+// accumulating parameter gradients.
+
+#include <map>
+#include <string>
+
+#include "core/tensor.h"
+#include "models/param_store.h"
+
+namespace tessera::models {
+
+// A micro-batch: named host or device tensors. Which names a model reads is part of its
+// documentation (e.g. GPT: "tokens" (B, T) i32 and "targets" (B, T) i32).
+using Batch = std::map<std::string, Tensor>;
+
+struct LossResult {
+  double loss = 0;     // the mean loss of the micro-batch
+  int64_t count = 0;   // samples (or tokens) it averaged over
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual ParamStore& params() = 0;
+
+  // Forward, loss, and backward with d(loss) = loss_scale (1 / micro_batches for accumulation).
+  // Parameter gradients ACCUMULATE into params().grads().
+  virtual LossResult forward_backward(const Batch& batch, float loss_scale) = 0;
+
+  // Forward and loss only (evaluation); saves nothing for backward.
+  virtual LossResult forward_loss(const Batch& batch) = 0;
+
+  // Model FLOPs of one forward+backward of `batch_size` samples (6·N·tokens + attention), the
+  // numerator of MFU.
+  virtual double train_flops(int64_t batch_size) const = 0;
+};
+
+}  // namespace tessera::models

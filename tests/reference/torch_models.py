@@ -1,0 +1,57 @@
+"""Faithful PyTorch versions of tessera's layers and models, for equivalence tests.
+
+Parameters carry tessera's global names; a fused QKV weight of global shape (3, C, C) is read as
+the (3C, C) weight of one nn.Linear. Everything runs in the dtype of the tensors given (the tests
+use float64).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def gelu(x):
+    return F.gelu(x, approximate="tanh")
+
+
+def layernorm(p, name, x):
+    return F.layer_norm(x, x.shape[-1:], p[name + ".weight"], p[name + ".bias"], 1e-5)
+
+
+def linear(p, name, x):
+    w = p[name + ".weight"]
+    w = w.reshape(-1, w.shape[-1])
+    b = p.get(name + ".bias")
+    return F.linear(x, w, None if b is None else b.reshape(-1))
+
+
+def attention(p, name, x, n_heads, causal):
+    B, T, C = x.shape
+    D = C // n_heads
+    qkv = linear(p, name + ".qkv", x)
+    q, k, v = qkv.split(C, dim=-1)
+    q, k, v = (t.reshape(B, T, n_heads, D).transpose(1, 2) for t in (q, k, v))
+    s = q @ k.transpose(-1, -2) / math.sqrt(D)
+    if causal:
+        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        s = s.masked_fill(~mask, float("-inf"))
+    o = torch.softmax(s, dim=-1) @ v
+    return linear(p, name + ".proj", o.transpose(1, 2).reshape(B, T, C))
+
+
+def block(p, name, x, n_heads, causal):
+    x = x + attention(p, name + ".attn", layernorm(p, name + ".ln1", x), n_heads, causal)
+    h = layernorm(p, name + ".ln2", x)
+    return x + linear(p, name + ".mlp.proj", gelu(linear(p, name + ".mlp.fc", h)))
+
+
+def gpt_loss(p, tokens, targets, n_layers, n_heads, tied):
+    B, T = tokens.shape
+    x = p["tok_emb.weight"][tokens] + p["pos_emb.weight"][:T].unsqueeze(0)
+    for i in range(n_layers):
+        x = block(p, f"blocks.{i}", x, n_heads, causal=True)
+    h = layernorm(p, "ln_f", x)
+    head = p["tok_emb.weight"] if tied else p["head.weight"]
+    logits = h @ head.t()
+    loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-100)
+    return loss, logits
