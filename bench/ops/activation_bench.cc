@@ -1,0 +1,69 @@
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+
+#include "core/tensor.h"
+#include "dnnl.hpp"
+#include "ops/activation.h"
+
+namespace tessera {
+namespace {
+
+// Forward reads x and writes y: 8 bytes per element.
+void BM_GeluForward(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor x = Tensor::zeros({n}, DType::f32), y = Tensor::zeros({n}, DType::f32);
+  for (auto _ : state) ops::gelu_forward(x, y);
+  state.counters["GB/s"] = benchmark::Counter(double(n) * 8 * 1e-9 * double(state.iterations()),
+                                              benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_GeluForward)->Arg(8 << 20)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Backward reads dy and x, writes dx: 12 bytes per element.
+void BM_GeluBackward(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor x = Tensor::zeros({n}, DType::f32), dy = Tensor::zeros({n}, DType::f32),
+         dx = Tensor::zeros({n}, DType::f32);
+  for (auto _ : state) ops::gelu_backward(dy, x, dx);
+  state.counters["GB/s"] = benchmark::Counter(double(n) * 12 * 1e-9 * double(state.iterations()),
+                                              benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_GeluBackward)->Arg(8 << 20)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// oneDNN's eltwise gelu_tanh, forward (range(1) == 0) or backward (1), with primitives built once
+// outside the loop: the comparison behind the own kernel in ops/cpu/activation.cc.
+void BM_GeluOneDnn(benchmark::State& state) {
+  using namespace dnnl;
+  const int64_t n = state.range(0);
+  const bool backward = state.range(1) != 0;
+  engine eng(engine::kind::cpu, 0);
+  stream s(eng);
+  memory::desc md({n}, memory::data_type::f32, memory::format_tag::a);
+  eltwise_forward::desc fd(prop_kind::forward_training, algorithm::eltwise_gelu_tanh, md, 0.f, 0.f);
+  eltwise_forward::primitive_desc fpd(fd, eng);
+  eltwise_backward::desc bd(algorithm::eltwise_gelu_tanh, md, md, 0.f, 0.f);
+  eltwise_backward::primitive_desc bpd(bd, eng, fpd);
+  memory a(md, eng), b(md, eng), c(md, eng);
+  for (memory* m : {&a, &b, &c}) std::memset(m->get_data_handle(), 0, size_t(n) * 4);
+  eltwise_forward fwd(fpd);
+  eltwise_backward bwd(bpd);
+  for (auto _ : state) {
+    if (backward) {
+      bwd.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_DIFF_DST, b}, {DNNL_ARG_DIFF_SRC, c}});
+    } else {
+      fwd.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_DST, b}});
+    }
+    s.wait();
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(double(n) * (backward ? 12 : 8) * 1e-9 * double(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_GeluOneDnn)
+    ->Args({8 << 20, 0})
+    ->Args({8 << 20, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace tessera

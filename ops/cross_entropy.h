@@ -1,0 +1,30 @@
+#pragma once
+// Fused softmax cross-entropy over the last dimension, averaged over the rows whose target is not
+// ignore_index (PyTorch's F.cross_entropy with reduction='mean').
+//
+// Rows whose target is ignore_index contribute nothing. When no target is valid, the loss is 0 and
+// the gradient is zero: PyTorch returns NaN (0/0) there, but a batch that is all padding should
+// not poison the step. A target outside [0, V) that is not ignore_index throws tessera::Error
+// naming the row and the value.
+
+#include "core/tensor.h"
+
+namespace tessera::ops {
+
+// Writes the mean loss and each row's log-sum-exp (for backward; also for rows that are ignored).
+void cross_entropy_forward(const Tensor& logits,   // (N, V)
+                           const Tensor& targets,  // (N) i32
+                           const Tensor& loss,     // (1)
+                           const Tensor& lse,      // (N)
+                           int ignore_index = -100);
+
+// Contract: dlogits is WRITTEN (=): dloss * (softmax - onehot(target)) / n_valid, and zero rows
+// for ignored targets. `dloss` is the gradient of the objective with respect to the loss.
+void cross_entropy_backward(const Tensor& logits,   // (N, V)
+                            const Tensor& targets,  // (N) i32
+                            const Tensor& lse,      // (N), from forward
+                            float dloss,
+                            const Tensor& dlogits,  // (N, V)
+                            int ignore_index = -100);
+
+}  // namespace tessera::ops

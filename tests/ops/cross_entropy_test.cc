@@ -1,0 +1,153 @@
+#include "ops/cross_entropy.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "tests/support/compare.h"
+#include "tests/support/devices.h"
+#include "tests/support/inputs.h"
+#include "tests/support/reference.h"
+
+namespace tessera {
+namespace {
+
+using testing::case_key;
+
+class CrossEntropyTest : public testing::DeviceTest {};
+
+// Targets in [0, v); each row is ignored with probability `ignored`.
+Tensor make_targets(int64_t n, int64_t v, uint64_t stream, float ignored, int ignore_index) {
+  Tensor u = testing::uniform({2 * n}, stream, 0.0f, 1.0f);
+  Tensor t = Tensor::empty({n}, DType::i32);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* p = u.data<float>();
+    t.data<int32_t>()[i] =
+        p[2 * i] < ignored ? ignore_index : std::min<int32_t>(int32_t(p[2 * i + 1] * v), v - 1);
+  }
+  return t;
+}
+
+struct Case {
+  int64_t n, v;
+  float ignored;     // share of ignored rows
+  int ignore_index;  // -100 unless a case says otherwise
+};
+
+TEST_P(CrossEntropyTest, MatchesTorch) {
+  const std::vector<Case> cases = {
+      {1, 1, 0, -100},       {1, 7, 0, -100},         {7, 65, 0.3f, -100},
+      {65, 127, 0.2f, -100}, {5, 7, 1.0f, -100},  // every target ignored
+      {33, 768, 0.1f, 3},    {16, 8192, 0.25f, -100}, {3, 5000, 0, -100}};
+  const float dloss = 0.75f;
+  NamedTensors in;
+  std::map<std::string, std::string> attrs;
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const Case& k = cases[c];
+    in[case_key(c, "logits")] = testing::normal({k.n, k.v}, 2 * c, 3.0f);
+    in[case_key(c, "targets")] = make_targets(k.n, k.v, 2 * c + 1, k.ignored, k.ignore_index);
+    attrs[case_key(c, "ignore_index")] = std::to_string(k.ignore_index);
+    attrs[case_key(c, "dloss")] = "0.75";
+  }
+  NamedTensors ref = testing::run_reference("cross_entropy", in, attrs);
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const Case& k = cases[c];
+    const std::string what = "(" + std::to_string(k.n) + ", " + std::to_string(k.v) + ")";
+    Tensor logits = to_device(in[case_key(c, "logits")], device());
+    Tensor targets = to_device(in[case_key(c, "targets")], device());
+    Tensor loss = Tensor::empty({1}, DType::f32, device());
+    Tensor lse = Tensor::empty({k.n}, DType::f32, device());
+    ops::cross_entropy_forward(logits, targets, loss, lse, k.ignore_index);
+    EXPECT_ALL_CLOSE(loss, ref[case_key(c, "loss")], 1e-5, "loss " + what);
+    EXPECT_ALL_CLOSE(lse, ref[case_key(c, "lse")], 1e-5, "lse " + what);
+    Tensor dlogits = testing::uniform({k.n, k.v}, 99);  // garbage: backward must overwrite it
+    dlogits = to_device(dlogits, device());
+    ops::cross_entropy_backward(logits, targets, lse, dloss, dlogits, k.ignore_index);
+    EXPECT_ALL_CLOSE(dlogits, ref[case_key(c, "dlogits")], 1e-5, "dlogits " + what);
+  }
+}
+
+double loss_of(const Tensor& logits, const Tensor& targets, Device device) {
+  Tensor loss = Tensor::empty({1}, DType::f32, device);
+  Tensor lse = Tensor::empty({logits.dim(0)}, DType::f32, device);
+  ops::cross_entropy_forward(to_device(logits, device), to_device(targets, device), loss, lse);
+  return testing::to_cpu_f32(loss).data<float>()[0];
+}
+
+// Directional derivative of the loss along a random direction: central difference of the f32
+// forward against the analytic backward.
+TEST_P(CrossEntropyTest, FiniteDifference) {
+  for (const Case& k : std::vector<Case>{{7, 65, 0.3f, -100}, {3, 127, 0, -100}, {1, 7, 0, -100}}) {
+    Tensor logits = testing::normal({k.n, k.v}, 1, 2.0f);
+    Tensor targets = make_targets(k.n, k.v, 2, k.ignored, -100);
+    Tensor dir = testing::uniform({k.n, k.v}, 3);
+    const float h = 1e-2f;
+    auto moved = [&](float step) {
+      Tensor out = Tensor::empty(logits.shape(), DType::f32);
+      for (int64_t i = 0; i < out.numel(); ++i)
+        out.data<float>()[i] = logits.data<float>()[i] + step * dir.data<float>()[i];
+      return out;
+    };
+    const double fd =
+        (loss_of(moved(h), targets, device()) - loss_of(moved(-h), targets, device())) / (2.0 * h);
+    Tensor ld = to_device(logits, device()), td = to_device(targets, device());
+    Tensor loss = Tensor::empty({1}, DType::f32, device());
+    Tensor lse = Tensor::empty({k.n}, DType::f32, device());
+    Tensor dlogits = Tensor::empty({k.n, k.v}, DType::f32, device());
+    ops::cross_entropy_forward(ld, td, loss, lse);
+    ops::cross_entropy_backward(ld, td, lse, 1.0f, dlogits);
+    Tensor g = testing::to_cpu_f32(dlogits);
+    double analytic = 0;
+    for (int64_t i = 0; i < g.numel(); ++i)
+      analytic += double(g.data<float>()[i]) * dir.data<float>()[i];
+    EXPECT_NEAR(fd, analytic, 1e-3 * std::abs(analytic)) << k.n << "x" << k.v;
+  }
+}
+
+TEST_P(CrossEntropyTest, BadTargetsNameRowAndValue) {
+  Tensor logits = Tensor::zeros({4, 65}, DType::f32, device());
+  Tensor loss = Tensor::empty({1}, DType::f32, device()),
+         lse = Tensor::empty({4}, DType::f32, device());
+  Tensor t = Tensor::zeros({4}, DType::i32);
+  t.data<int32_t>()[2] = 65;
+  try {
+    ops::cross_entropy_forward(logits, to_device(t, device()), loss, lse);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "cross_entropy_forward: target 65 at row 2 is outside [0, 65) and is not "
+              "ignore_index -100");
+  }
+  t.data<int32_t>()[2] = -1;
+  Tensor dlogits = Tensor::empty({4, 65}, DType::f32, device());
+  EXPECT_THROW(ops::cross_entropy_backward(logits, to_device(t, device()), lse, 1.0f, dlogits),
+               Error);
+  t.data<int32_t>()[2] = -1;  // fine when -1 is the ignore index
+  EXPECT_NO_THROW(ops::cross_entropy_forward(logits, to_device(t, device()), loss, lse, -1));
+}
+
+TEST_P(CrossEntropyTest, BadArgumentsNameOpAndShapes) {
+  Tensor logits = Tensor::zeros({4, 65}, DType::f32, device());
+  Tensor t = Tensor::zeros({3}, DType::i32, device());
+  Tensor loss = Tensor::empty({1}, DType::f32, device()),
+         lse = Tensor::empty({4}, DType::f32, device());
+  try {
+    ops::cross_entropy_forward(logits, t, loss, lse);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "cross_entropy_forward: targets must be i32(4), got i32(3) " + device().str());
+  }
+  Tensor tf = Tensor::zeros({4}, DType::f32, device());
+  EXPECT_THROW(ops::cross_entropy_forward(logits, tf, loss, lse), Error);
+  Tensor d = Tensor::zeros({4, 64}, DType::f32, device());
+  EXPECT_THROW(
+      ops::cross_entropy_backward(logits, Tensor::zeros({4}, DType::i32, device()), lse, 1.0f, d),
+      Error);
+}
+
+TESSERA_INSTANTIATE_DEVICE_TESTS(CrossEntropyTest);
+
+}  // namespace
+}  // namespace tessera
