@@ -248,6 +248,39 @@ TEST_P(MatmulTest, ConvertRoundsLikeTorch) {
   EXPECT_EQ(mismatches, 0);
 }
 
+// The bf16 primitive cache is shared: concurrent calls from an OpenMP region (each with its own
+// scratchpad) must give what one call at a time gives.
+TEST_P(MatmulTest, Bf16ConcurrentCallsAgree) {
+  if (!device().is_cpu()) GTEST_SKIP() << "host threads drive CPU kernels only";
+  const int calls = 8;
+  std::vector<Tensor> a, b, alone, together;
+  for (int i = 0; i < calls; ++i) {
+    a.push_back(as(testing::uniform({65, 130}, 9000 + 2 * i), DType::bf16, device()));
+    b.push_back(as(testing::uniform({127, 130}, 9001 + 2 * i), DType::bf16, device()));
+    alone.push_back(Tensor::zeros({65, 127}, DType::f32, device()));
+    together.push_back(Tensor::zeros({65, 127}, DType::f32, device()));
+    ops::matmul(a[i], b[i], alone[i], false, true);
+  }
+#pragma omp parallel for num_threads(4) schedule(static, 1)
+  for (int i = 0; i < calls; ++i) ops::matmul(a[i], b[i], together[i], false, true);
+  for (int i = 0; i < calls; ++i) {
+    EXPECT_ALL_CLOSE(together[i], alone[i], 1e-6, "concurrent call " + std::to_string(i));
+  }
+}
+
+// k = 0: the product is empty, so out = beta * out (f32) and out = bias (linear).
+TEST_P(MatmulTest, EmptyInnerDimension) {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    Tensor a = Tensor::zeros({2, 3, 0}, dt, device()), b = Tensor::zeros({2, 0, 4}, dt, device());
+    Tensor out0 = testing::uniform({2, 3, 4}, 123);
+    Tensor out = to_device(out0, device());
+    ops::matmul(a, b, out, false, false, 1.0f, 0.5f);
+    Tensor expect = Tensor::empty({2, 3, 4}, DType::f32);
+    for (int64_t i = 0; i < 24; ++i) expect.data<float>()[i] = 0.5f * out0.data<float>()[i];
+    EXPECT_ALL_CLOSE(out, expect, 0.0, std::string("k = 0 ") + dtype_name(dt));
+  }
+}
+
 TEST_P(MatmulTest, BadArgumentsNameOpAndShapes) {
   Tensor a = Tensor::zeros({4, 3}, DType::f32, device());
   Tensor b = Tensor::zeros({5, 2}, DType::f32, device());
