@@ -42,7 +42,7 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, int tp_rank, int tp_size)
   ln_f_ = std::make_unique<LayerNorm>(store_, "ln_f", c.transformer().d_model());
   if (!c.tie_embedding()) {
     head_ = store_.add({"head.weight", {c.vocab_size(), c.transformer().d_model()}, -1,
-                        Init::normal(0.02f), true});
+                        Init::normal(0.02f), ParamGroup::kWeight});
   }
   store_.finalize();
 }

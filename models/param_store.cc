@@ -124,13 +124,16 @@ void ParamStore::init(uint64_t seed) {
   if (!params_.device().is_cpu()) copy(host, params_);
 }
 
-Tensor ParamStore::decay_mask() const {
+Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings) const {
   TESSERA_CHECK(finalized(), "ParamStore::decay_mask before finalize()");
   Tensor mask = Tensor::zeros({numel_}, DType::u8);
   uint8_t* m = mask.data<uint8_t>();
   for (const ParamInfo& info : infos_) {
-    if (info.spec.weight_decay)
-      std::fill(m + info.offset, m + info.offset + info.numel, uint8_t{1});
+    const ParamGroup g = info.spec.group;
+    const bool decay = g == ParamGroup::kWeight ||
+                       (g == ParamGroup::kNormOrBias && decay_norms_and_biases) ||
+                       (g == ParamGroup::kEmbedding && decay_embeddings);
+    if (decay) std::fill(m + info.offset, m + info.offset + info.numel, uint8_t{1});
   }
   return params_.device().is_cpu() ? mask : to_device(mask, params_.device());
 }

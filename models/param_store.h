@@ -32,12 +32,16 @@ struct Init {
   static Init uniform(float bound) { return {kUniform, bound}; }
 };
 
+// Which weight-decay rule applies: matrices always decay; norms, biases and embeddings decay
+// only when the optimizer config says so.
+enum class ParamGroup { kWeight, kNormOrBias, kEmbedding };
+
 struct ParamSpec {
   std::string name;    // global dotted name, e.g. "text.blocks.3.attn.qkv.weight"
   Shape shape;         // global shape
   int split_dim = -1;  // dimension tensor parallelism splits; -1 = replicated
   Init init;
-  bool weight_decay = true;  // whether AdamW's decoupled decay applies
+  ParamGroup group = ParamGroup::kWeight;
 };
 
 struct ParamInfo {
@@ -77,7 +81,7 @@ class ParamStore {
   // Fills every parameter from its Init under `seed` (CPU stores; see the header comment).
   void init(uint64_t seed);
   // (N) u8: 1 where weight decay applies, in the flat layout.
-  Tensor decay_mask() const;
+  Tensor decay_mask(bool decay_norms_and_biases = false, bool decay_embeddings = false) const;
   void zero_grads();
 
   int tp_rank() const { return tp_rank_; }

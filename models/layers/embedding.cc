@@ -7,7 +7,7 @@ namespace tessera::models {
 Embedding::Embedding(ParamStore& store, const std::string& name, int64_t num, int64_t dim,
                      Init init)
     : store_(store), dim_(dim) {
-  table_ = store.add({name + ".weight", {num, dim}, -1, init, false});
+  table_ = store.add({name + ".weight", {num, dim}, -1, init, ParamGroup::kEmbedding});
 }
 
 Tensor Embedding::forward(const Tensor& ids) {

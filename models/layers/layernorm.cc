@@ -6,8 +6,8 @@ namespace tessera::models {
 
 LayerNorm::LayerNorm(ParamStore& store, const std::string& name, int64_t dim, float eps)
     : store_(store), dim_(dim), eps_(eps) {
-  weight_ = store.add({name + ".weight", {dim}, -1, Init::ones(), false});
-  bias_ = store.add({name + ".bias", {dim}, -1, Init::zeros(), false});
+  weight_ = store.add({name + ".weight", {dim}, -1, Init::ones(), ParamGroup::kNormOrBias});
+  bias_ = store.add({name + ".bias", {dim}, -1, Init::zeros(), ParamGroup::kNormOrBias});
 }
 
 Tensor LayerNorm::forward(const Tensor& x) {

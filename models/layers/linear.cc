@@ -16,8 +16,8 @@ Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t o
   const int out_dim = groups == 1 ? 0 : 1;
   const int w_split = parallel == Parallel::kColumn ? out_dim : parallel == Parallel::kRow ? 1 : -1;
   const int b_split = parallel == Parallel::kColumn ? out_dim : -1;
-  weight_ = store.add({name + ".weight", w_shape, w_split, init, true});
-  if (bias) bias_ = store.add({name + ".bias", b_shape, b_split, Init::zeros(), false});
+  weight_ = store.add({name + ".weight", w_shape, w_split, init, ParamGroup::kWeight});
+  if (bias) bias_ = store.add({name + ".bias", b_shape, b_split, Init::zeros(), ParamGroup::kNormOrBias});
   const Shape& local = store.info(weight_).local_shape;
   in_ = local.back();
   out_ = store.info(weight_).numel / in_;

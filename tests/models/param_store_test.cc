@@ -6,11 +6,11 @@ namespace tessera::models {
 namespace {
 
 void build(ParamStore& s) {
-  s.add({"embed.weight", {10, 4}, /*split_dim=*/0, Init::normal(0.02f), false});
-  s.add({"blocks.0.qkv.weight", {12, 4}, /*split_dim=*/0, Init::normal(1.0f), true});
-  s.add({"blocks.0.proj.weight", {4, 6}, /*split_dim=*/1, Init::uniform(0.5f), true});
-  s.add({"blocks.0.ln.bias", {4}, -1, Init::zeros(), false});
-  s.add({"blocks.0.ln.weight", {4}, -1, Init::ones(), false});
+  s.add({"embed.weight", {10, 4}, /*split_dim=*/0, Init::normal(0.02f), ParamGroup::kEmbedding});
+  s.add({"blocks.0.qkv.weight", {12, 4}, /*split_dim=*/0, Init::normal(1.0f), ParamGroup::kWeight});
+  s.add({"blocks.0.proj.weight", {4, 6}, /*split_dim=*/1, Init::uniform(0.5f), ParamGroup::kWeight});
+  s.add({"blocks.0.ln.bias", {4}, -1, Init::zeros(), ParamGroup::kNormOrBias});
+  s.add({"blocks.0.ln.weight", {4}, -1, Init::ones(), ParamGroup::kNormOrBias});
 }
 
 TEST(ParamStore, GradientsAreLaidOutInReverseRegistrationOrder) {
@@ -32,11 +32,11 @@ TEST(ParamStore, InitDependsOnSeedAndNameOnly) {
   ParamStore a, b;
   build(a);
   // b registers the same parameters in another order (another layout).
-  b.add({"blocks.0.ln.weight", {4}, -1, Init::ones(), false});
-  b.add({"blocks.0.proj.weight", {4, 6}, 1, Init::uniform(0.5f), true});
-  b.add({"embed.weight", {10, 4}, 0, Init::normal(0.02f), false});
-  b.add({"blocks.0.qkv.weight", {12, 4}, 0, Init::normal(1.0f), true});
-  b.add({"blocks.0.ln.bias", {4}, -1, Init::zeros(), false});
+  b.add({"blocks.0.ln.weight", {4}, -1, Init::ones(), ParamGroup::kNormOrBias});
+  b.add({"blocks.0.proj.weight", {4, 6}, 1, Init::uniform(0.5f), ParamGroup::kWeight});
+  b.add({"embed.weight", {10, 4}, 0, Init::normal(0.02f), ParamGroup::kEmbedding});
+  b.add({"blocks.0.qkv.weight", {12, 4}, 0, Init::normal(1.0f), ParamGroup::kWeight});
+  b.add({"blocks.0.ln.bias", {4}, -1, Init::zeros(), ParamGroup::kNormOrBias});
   a.finalize();
   b.finalize();
   a.init(7);
@@ -85,7 +85,7 @@ TEST(ParamStore, TensorParallelShardsAreSlicesOfTheUnsplitParameter) {
 
 TEST(ParamStore, NormalInitHasTheRequestedScale) {
   ParamStore s;
-  s.add({"w", {256, 256}, -1, Init::normal(0.02f), true});
+  s.add({"w", {256, 256}, -1, Init::normal(0.02f), ParamGroup::kWeight});
   s.finalize();
   s.init(1);
   double sq = 0;
@@ -104,22 +104,27 @@ TEST(ParamStore, DecayMaskFollowsTheSpecs) {
   EXPECT_EQ(p[s.info(2).offset + 23], 1);
   EXPECT_EQ(p[s.info(0).offset], 0);
   EXPECT_EQ(p[s.info(4).offset], 0);
+  Tensor all = s.decay_mask(/*decay_norms_and_biases=*/true, /*decay_embeddings=*/true);
+  for (int64_t i = 0; i < s.numel(); ++i) ASSERT_EQ(all.data<uint8_t>()[i], 1) << i;
+  Tensor emb = s.decay_mask(false, true);
+  EXPECT_EQ(emb.data<uint8_t>()[s.info(0).offset], 1);
+  EXPECT_EQ(emb.data<uint8_t>()[s.info(4).offset], 0);
 }
 
 TEST(ParamStore, BadRegistrationsAreNamed) {
   ParamStore s(0, 4);
   try {
-    s.add({"head.weight", {10, 4}, 0, Init::zeros(), true});
+    s.add({"head.weight", {10, 4}, 0, Init::zeros(), ParamGroup::kWeight});
     FAIL();
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(),
                  "ParamStore: 'head.weight' dimension 0 of (10, 4) is not divisible by "
                  "tensor_parallel = 4");
   }
-  s.add({"a", {4}, -1, Init::zeros(), true});
-  EXPECT_THROW(s.add({"a", {4}, -1, Init::zeros(), true}), Error);
+  s.add({"a", {4}, -1, Init::zeros(), ParamGroup::kWeight});
+  EXPECT_THROW(s.add({"a", {4}, -1, Init::zeros(), ParamGroup::kWeight}), Error);
   s.finalize();
-  EXPECT_THROW(s.add({"b", {4}, -1, Init::zeros(), true}), Error);
+  EXPECT_THROW(s.add({"b", {4}, -1, Init::zeros(), ParamGroup::kWeight}), Error);
 }
 
 }  // namespace
