@@ -22,11 +22,11 @@ namespace tessera::ops::cpu {
 // would also remove NaN checks elsewhere). Cody-Waite range reduction to [-ln2/2, ln2/2] and a
 // degree-6 polynomial: max relative error about 2 ulp on [-87, 88]; below that it returns 0.
 inline __attribute__((always_inline)) float fast_exp(float x) {
-  // Clamps as selects, not std::fmin/fmax: GCC does not vectorise those (their NaN rules) and
-  // calls libm per element instead.
-  x = x < 88.3762626647949f ? x : 88.3762626647949f;
+  // Clamps as comparisons, not std::fmin/std::fmax: GCC vectorises those calls only under
+  // -ffinite-math-only, so they kept every loop calling fast_exp scalar. NaN passes through.
+  x = x > 88.3762626647949f ? 88.3762626647949f : x;
   const bool underflow = x < -87.33654475f;
-  x = x > -87.33654475f ? x : -87.33654475f;
+  x = underflow ? -87.33654475f : x;
   const float n = std::nearbyint(x * 1.44269504088896341f);
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
