@@ -41,18 +41,25 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, int tp_rank, int tp_size)
   }
   ln_f_ = std::make_unique<LayerNorm>(store_, "ln_f", c.transformer().d_model());
   if (!c.tie_embedding()) {
-    head_ = store_.add({"head.weight", {c.vocab_size(), c.transformer().d_model()}, -1,
-                        Init::normal(0.02f), ParamGroup::kWeight});
+    head_ = store_.add({"head.weight",
+                        {c.vocab_size(), c.transformer().d_model()},
+                        -1,
+                        Init::normal(0.02f),
+                        ParamGroup::kWeight});
   }
   store_.finalize();
 }
 
-Tensor Gpt::head_weight() const { return head_ >= 0 ? store_.param(head_) : tok_.table(); }
-Tensor Gpt::head_grad() const { return head_ >= 0 ? store_.grad(head_) : tok_.table_grad(); }
+Tensor Gpt::head_weight() const {
+  return head_ >= 0 ? store_.param(head_) : tok_.table();
+}
+Tensor Gpt::head_grad() const {
+  return head_ >= 0 ? store_.grad(head_) : tok_.table_grad();
+}
 
 Tensor Gpt::forward_logits(const Tensor& tokens) {
-  TESSERA_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::i32, "Gpt: tokens must be (B, T) i32, got ",
-                tokens.describe());
+  TESSERA_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::i32,
+                "Gpt: tokens must be (B, T) i32, got ", tokens.describe());
   const int64_t B = tokens.dim(0), T = tokens.dim(1), C = config_.transformer().d_model(),
                 V = config_.vocab_size();
   TESSERA_CHECK(T <= config_.context(), "Gpt: sequence length ", T, " exceeds the context ",
@@ -62,11 +69,11 @@ Tensor Gpt::forward_logits(const Tensor& tokens) {
     for (int64_t i = 0; i < B * T; ++i) host.data<int32_t>()[i] = static_cast<int32_t>(i % T);
     positions_ = tokens.device().is_cpu() ? host : to_device(host, tokens.device());
   }
-  Tensor x = tok_.forward(tokens);                          // (B, T, C)
-  Tensor p = pos_.forward(positions_.view({B, T}));         // (B, T, C)
+  Tensor x = tok_.forward(tokens);                   // (B, T, C)
+  Tensor p = pos_.forward(positions_.view({B, T}));  // (B, T, C)
   ops::add(x, p, x);
   for (auto& block : blocks_) x = block->forward(x);
-  hidden_ = ln_f_->forward(x);                               // (B, T, C)
+  hidden_ = ln_f_->forward(x);  // (B, T, C)
   logits_ = Tensor::empty({B, T, V}, DType::f32, tokens.device());
   ops::matmul(hidden_.view({B * T, C}), head_weight(), logits_.view({B * T, V}), false, true);
   return logits_;

@@ -16,8 +16,8 @@ namespace tessera::models {
 using Batch = std::map<std::string, Tensor>;
 
 struct LossResult {
-  double loss = 0;     // the mean loss of the micro-batch
-  int64_t count = 0;   // samples (or tokens) it averaged over
+  double loss = 0;    // the mean loss of the micro-batch
+  int64_t count = 0;  // samples (or tokens) it averaged over
 };
 
 class Model {

@@ -17,16 +17,25 @@ Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t o
   const int w_split = parallel == Parallel::kColumn ? out_dim : parallel == Parallel::kRow ? 1 : -1;
   const int b_split = parallel == Parallel::kColumn ? out_dim : -1;
   weight_ = store.add({name + ".weight", w_shape, w_split, init, ParamGroup::kWeight});
-  if (bias) bias_ = store.add({name + ".bias", b_shape, b_split, Init::zeros(), ParamGroup::kNormOrBias});
+  if (bias)
+    bias_ = store.add({name + ".bias", b_shape, b_split, Init::zeros(), ParamGroup::kNormOrBias});
   const Shape& local = store.info(weight_).local_shape;
   in_ = local.back();
   out_ = store.info(weight_).numel / in_;
 }
 
-Tensor Linear::weight() const { return store_.param(weight_).view({out_, in_}); }
-Tensor Linear::weight_grad() const { return store_.grad(weight_).view({out_, in_}); }
-Tensor Linear::bias() const { return bias_ < 0 ? Tensor() : store_.param(bias_).view({out_}); }
-Tensor Linear::bias_grad() const { return bias_ < 0 ? Tensor() : store_.grad(bias_).view({out_}); }
+Tensor Linear::weight() const {
+  return store_.param(weight_).view({out_, in_});
+}
+Tensor Linear::weight_grad() const {
+  return store_.grad(weight_).view({out_, in_});
+}
+Tensor Linear::bias() const {
+  return bias_ < 0 ? Tensor() : store_.param(bias_).view({out_});
+}
+Tensor Linear::bias_grad() const {
+  return bias_ < 0 ? Tensor() : store_.grad(bias_).view({out_});
+}
 
 Tensor Linear::forward(const Tensor& x) {
   x_ = x;

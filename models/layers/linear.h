@@ -28,7 +28,7 @@ class Linear {
 
   void drop_saved() { x_ = Tensor(); }
 
-  int64_t in_features() const { return in_; }   // local (this TP rank's)
+  int64_t in_features() const { return in_; }    // local (this TP rank's)
   int64_t out_features() const { return out_; }  // local (this TP rank's)
 
  private:

@@ -8,7 +8,8 @@ namespace {
 void build(ParamStore& s) {
   s.add({"embed.weight", {10, 4}, /*split_dim=*/0, Init::normal(0.02f), ParamGroup::kEmbedding});
   s.add({"blocks.0.qkv.weight", {12, 4}, /*split_dim=*/0, Init::normal(1.0f), ParamGroup::kWeight});
-  s.add({"blocks.0.proj.weight", {4, 6}, /*split_dim=*/1, Init::uniform(0.5f), ParamGroup::kWeight});
+  s.add(
+      {"blocks.0.proj.weight", {4, 6}, /*split_dim=*/1, Init::uniform(0.5f), ParamGroup::kWeight});
   s.add({"blocks.0.ln.bias", {4}, -1, Init::zeros(), ParamGroup::kNormOrBias});
   s.add({"blocks.0.ln.weight", {4}, -1, Init::ones(), ParamGroup::kNormOrBias});
 }

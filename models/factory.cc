@@ -1,0 +1,22 @@
+#include "models/factory.h"
+
+#include "core/error.h"
+#include "models/gpt.h"
+
+namespace tessera::models {
+
+std::unique_ptr<Model> make_model(const config::ModelConfig& c, int tp_rank, int tp_size) {
+  switch (c.kind_case()) {
+    case config::ModelConfig::kGpt:
+      return std::make_unique<Gpt>(c.gpt(), c.recompute_activations(), tp_rank, tp_size);
+    case config::ModelConfig::kVit:
+    case config::ModelConfig::kClip:
+    case config::ModelConfig::kDit:
+      throw_error("make_model: this model family is not built yet");
+    case config::ModelConfig::KIND_NOT_SET:
+      break;
+  }
+  throw_error("make_model: the config names no model");
+}
+
+}  // namespace tessera::models
