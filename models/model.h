@@ -36,6 +36,11 @@ class Model {
   // Model FLOPs of one forward+backward of `batch_size` samples (6·N·tokens + attention), the
   // numerator of MFU.
   virtual double train_flops(int64_t batch_size) const = 0;
+
+  // Estimated bytes of activations kept for backward (plus the largest transient) for one
+  // micro-batch of `batch_size` samples; -1 when the model gives no estimate. The trainer
+  // prints it next to the parameter, gradient and optimizer bytes and the measured peak RSS.
+  virtual int64_t activation_bytes(int64_t batch_size) const { return -1; }
 };
 
 }  // namespace tessera::models

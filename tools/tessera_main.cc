@@ -8,6 +8,7 @@
 #include "core/allocator.h"
 #include "core/threads.h"
 #include "dnnl.hpp"
+#include "tools/train_command.h"
 
 namespace {
 
@@ -19,7 +20,7 @@ struct Verb {
 
 constexpr Verb kVerbs[] = {
     {"info", "print the build, CPU features, threads and devices", nullptr},
-    {"train", "train a model from a config", "4"},
+    {"train", "train a model from a config", nullptr},
     {"eval", "evaluate a checkpoint", "9"},
     {"pack", "pack images/text into HDF5 shards", "6"},
     {"inspect", "describe a shard, manifest or checkpoint", "6"},
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "tessera %s: not built yet (issue %s)\n", v.name, v.issue);
       return 2;
     }
+    if (verb == "train") return tessera::tools::train_command(argc - 1, argv + 1);
     return info();
   }
   std::fprintf(stderr, "tessera: unknown verb '%s'\n", argv[1]);

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "bench/support/peaks.h"
 #include "core/threads.h"
 #include "nlohmann/json.hpp"
+#include "ops/machine_peaks.h"
 
 namespace {
 
@@ -26,7 +26,7 @@ class CollectingReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
-    const auto& peaks = tessera::bench::peaks();
+    const auto& peaks = tessera::ops::peaks();
     for (const Run& r : runs) {
       if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
       for (const char* unit : {"GFLOP/s", "GB/s"}) {
@@ -45,7 +45,7 @@ class CollectingReporter : public benchmark::ConsoleReporter {
 int main(int argc, char** argv) {
   tessera::init_threads_from_env();
   benchmark::Initialize(&argc, argv);
-  const auto& peaks = tessera::bench::peaks();
+  const auto& peaks = tessera::ops::peaks();
   std::printf(
       "threads %d | peaks measured now: sgemm %.1f GFLOP/s, memcpy %.1f GB/s (read+write)\n",
       tessera::num_threads(), peaks.sgemm_gflops, peaks.memcpy_gbs);

@@ -31,6 +31,7 @@ class TransformerBlock {
   Tensor forward(const Tensor& x);  // (B, T, C) -> (B, T, C)
   // Contract: parameter grads ACCUMULATE; the returned dx is written.
   Tensor backward(const Tensor& dy);
+  bool recomputes() const { return recompute_; }
 
  private:
   Tensor run_forward(const Tensor& x);

@@ -1,0 +1,21 @@
+#pragma once
+// The machine's own limits, measured in the running process: a large f32 GEMM (oneDNN) for
+// FLOP/s and a large multi-threaded memcpy for bandwidth. Benchmarks report their figures as
+// shares of these; the trainer's MFU divides by the sgemm figure.
+//
+// Bandwidth convention, used by every benchmark: bytes read + bytes written per second. A memcpy
+// of S bytes moves 2·S.
+
+namespace tessera::ops {
+
+struct Peaks {
+  double sgemm_gflops = 0;  // dnnl_sgemm, n = 2048, all threads, best of several runs
+  double memcpy_gbs = 0;    // 256 MiB copy split over all threads, best of several runs
+};
+
+// Both, measured once per process on first call (about a second).
+const Peaks& peaks();
+// Only the sgemm figure (about 0.3 s): what the trainer needs for MFU.
+double sgemm_peak_gflops();
+
+}  // namespace tessera::ops

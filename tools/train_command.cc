@@ -1,0 +1,79 @@
+#include "tools/train_command.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "train/trainer.h"
+
+namespace tessera::tools {
+namespace {
+
+constexpr const char* kUsage =
+    R"(usage: tessera train --config FILE [--set PATH=VALUE ...] [--run-dir DIR]
+
+Trains the model a config describes (protobuf text format, see configs/ and proto/config.proto).
+
+  --config FILE       the run configuration
+  --set PATH=VALUE    override one field by its dotted path, e.g. --set train.steps=100
+                      --set optim.lr=1e-3 --set data.global_batch_size=16 (repeatable)
+  --run-dir DIR       where config.pbtxt and metrics.jsonl go (default runs/NAME-TIME)
+  --quiet             no per-step lines on stdout (metrics.jsonl is still written)
+
+Threads: train.threads in the config, else TESSERA_NUM_THREADS, else all cores.
+Exit status: 0 finished; 1 error (the message names the file, field or rank).
+)";
+
+}  // namespace
+
+int train_command(int argc, char** argv) {
+  train::TrainOptions options;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const char* flag) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "tessera train: %s needs a value\n%s", flag, kUsage);
+        return nullptr;
+      }
+      return argv[++i];
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--config") {
+      const char* v = value("--config");
+      if (!v) return train::kExitError;
+      options.config_path = v;
+    } else if (arg.rfind("--config=", 0) == 0) {
+      options.config_path = arg.substr(9);
+    } else if (arg == "--set") {
+      const char* v = value("--set");
+      if (!v) return train::kExitError;
+      options.overrides.push_back(v);
+    } else if (arg.rfind("--set=", 0) == 0) {
+      options.overrides.push_back(arg.substr(6));
+    } else if (arg == "--run-dir") {
+      const char* v = value("--run-dir");
+      if (!v) return train::kExitError;
+      options.run_dir = v;
+    } else if (arg.rfind("--run-dir=", 0) == 0) {
+      options.run_dir = arg.substr(10);
+    } else if (arg == "--quiet") {
+      options.quiet = true;
+    } else if (arg == "--resume" || arg.rfind("--resume=", 0) == 0) {
+      std::fprintf(
+          stderr, "tessera train: --resume needs checkpoints, which are not built yet (issue 7)\n");
+      return train::kExitError;
+    } else {
+      std::fprintf(stderr, "tessera train: unknown argument '%s'\n%s", arg.c_str(), kUsage);
+      return train::kExitError;
+    }
+  }
+  if (options.config_path.empty()) {
+    std::fprintf(stderr, "tessera train: --config FILE is required\n%s", kUsage);
+    return train::kExitError;
+  }
+  return train::run_train(options);
+}
+
+}  // namespace tessera::tools

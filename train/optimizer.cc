@@ -1,0 +1,44 @@
+#include "train/optimizer.h"
+
+#include <cmath>
+
+#include "ops/adamw.h"
+#include "ops/reduce.h"
+
+namespace tessera::train {
+
+AdamW::AdamW(models::ParamStore& store, const config::OptimConfig& config)
+    : store_(store), config_(config) {
+  TESSERA_CHECK(store.finalized(), "AdamW: the parameter store is not finalized");
+  const Device device = store.params().device();
+  m_ = Tensor::zeros({store.numel()}, DType::f32, device);
+  v_ = Tensor::zeros({store.numel()}, DType::f32, device);
+  decay_mask_ = store.decay_mask(config.decay_norms_and_biases(), config.decay_embeddings());
+}
+
+StepStats AdamW::step(double lr) {
+  StepStats stats;
+  stats.grad_norm = ops::l2_norm(store_.grads());
+  if (!std::isfinite(stats.grad_norm)) return stats;
+  double scale = 1.0;
+  if (config_.grad_clip() > 0 && stats.grad_norm > config_.grad_clip()) {
+    scale = config_.grad_clip() / (stats.grad_norm + 1e-6);
+  }
+  ops::AdamWConfig c;
+  c.lr = static_cast<float>(lr);
+  c.beta1 = config_.beta1();
+  c.beta2 = config_.beta2();
+  c.eps = config_.eps();
+  c.weight_decay = config_.weight_decay();
+  c.grad_scale = static_cast<float>(scale);
+  ++step_;
+  ops::adamw_step(store_.params(), store_.grads(), m_, v_, decay_mask_, c, step_);
+  stats.applied = true;
+  return stats;
+}
+
+int64_t AdamW::state_bytes() const {
+  return static_cast<int64_t>(m_.nbytes() + v_.nbytes() + decay_mask_.nbytes());
+}
+
+}  // namespace tessera::train

@@ -1,0 +1,213 @@
+#include "train/trainer.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/threads.h"
+#include "core/timer.h"
+#include "models/factory.h"
+#include "ops/machine_peaks.h"
+#include "train/config.h"
+#include "train/lr_schedule.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/synthetic_data.h"
+
+namespace tessera::train {
+namespace {
+
+std::string default_run_dir(const std::string& config_path) {
+  char stamp[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
+  return absl::StrCat("runs/", std::filesystem::path(config_path).stem().string(), "-", stamp);
+}
+
+std::string human_bytes(double bytes) {
+  if (bytes < 0) return "unknown";
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 3) {
+    bytes /= 1024;
+    ++u;
+  }
+  return absl::StrFormat("%.1f %s", bytes, units[u]);
+}
+
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t(usage.ru_maxrss) * 1024;
+}
+
+// Tokens a sample contributes to throughput, where tokens mean something (language models).
+int64_t tokens_per_sample(const config::ModelConfig& m) {
+  return m.has_gpt() ? m.gpt().context() : 0;
+}
+
+int train(const TrainOptions& opt) {
+  absl::StatusOr<config::Config> loaded = load_config(opt.config_path, opt.overrides);
+  if (!loaded.ok()) {
+    std::cerr << "tessera train: " << loaded.status().message() << "\n";
+    return kExitError;
+  }
+  const config::Config& cfg = *loaded;
+  if (cfg.data().source() != "synthetic") {
+    std::cerr << "tessera train: data.source '" << cfg.data().source()
+              << "': only \"synthetic\" is available until the HDF5 data pipeline lands\n";
+    return kExitError;
+  }
+  if (cfg.parallel().tensor_parallel() != 1) {
+    std::cerr << "tessera train: parallel.tensor_parallel = " << cfg.parallel().tensor_parallel()
+              << ": tensor parallelism needs the distributed runtime (not built yet)\n";
+    return kExitError;
+  }
+  if (cfg.train().threads() > 0) set_num_threads(cfg.train().threads());
+
+  const std::string run_dir = opt.run_dir.empty() ? default_run_dir(opt.config_path) : opt.run_dir;
+  Trainer trainer(cfg, run_dir, opt.quiet);
+  return trainer.run();
+}
+
+}  // namespace
+
+Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet)
+    : config_(config), run_dir_(std::move(run_dir)), quiet_(quiet) {
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir_, ec);
+  TESSERA_CHECK(!ec, "run directory ", run_dir_, ": ", ec.message());
+  {
+    std::ofstream f(run_dir_ + "/config.pbtxt");
+    f << config_to_text(config_);
+    TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
+  }
+  model_ = models::make_model(config_.model());
+  model_->params().init(config_.train().seed());
+}
+
+Trainer::~Trainer() = default;
+
+int Trainer::run() {
+  const config::Config& cfg = config_;
+  models::ParamStore& params = model_->params();
+  models::Model* model = model_.get();
+  AdamW optimizer(params, cfg.optim());
+  SyntheticData data(cfg);
+  MetricsWriter metrics(run_dir_ + "/metrics.jsonl");
+  const int64_t global_batch = cfg.data().global_batch_size();
+  const int64_t micro_batches = cfg.train().micro_batches();
+  const int64_t micro = global_batch / micro_batches;
+  const int64_t steps = cfg.train().steps();
+  const double peak_flops =
+      cfg.train().peak_flops() > 0 ? cfg.train().peak_flops() : ops::sgemm_peak_gflops() * 1e9;
+  const double step_flops = model->train_flops(global_batch);
+  const int64_t tokens = tokens_per_sample(cfg.model());
+
+  const int64_t param_bytes = params.params().nbytes(), grad_bytes = params.grads().nbytes();
+  const int64_t act_bytes = model->activation_bytes(micro);
+  std::printf("tessera train: %s model, %.2fM parameters, %d threads, run dir %s\n",
+              model_kind(cfg).c_str(), double(params.numel()) * 1e-6, num_threads(),
+              run_dir_.c_str());
+  std::printf(
+      "memory estimate: parameters %s, gradients %s, optimizer %s, activations %s, total %s\n",
+      human_bytes(param_bytes).c_str(), human_bytes(grad_bytes).c_str(),
+      human_bytes(optimizer.state_bytes()).c_str(), human_bytes(act_bytes).c_str(),
+      human_bytes(param_bytes + grad_bytes + optimizer.state_bytes() +
+                  std::max<int64_t>(0, act_bytes))
+          .c_str());
+  std::printf("peak for MFU: %.1f GFLOP/s (%s)\n", peak_flops * 1e-9,
+              cfg.train().peak_flops() > 0 ? "train.peak_flops" : "f32 sgemm measured now");
+  std::fflush(stdout);
+
+  int bad_in_a_row = 0;
+  int64_t skipped = 0;
+  double window_loss = 0, window_data_s = 0, window_step_s = 0;
+  int window_steps = 0;
+  for (int64_t step = 1; step <= steps; ++step) {
+    Timer step_timer;
+    double data_s = 0, loss = 0;
+    params.zero_grads();
+    for (int64_t mb = 0; mb < micro_batches; ++mb) {
+      Timer data_timer;
+      models::Batch batch = data.batch((step - 1) * global_batch + mb * micro, micro);
+      data_s += data_timer.seconds();
+      loss +=
+          model->forward_backward(batch, 1.0f / float(micro_batches)).loss / double(micro_batches);
+    }
+    const double lr = learning_rate(cfg.optim(), cfg.schedule(), step, steps);
+    StepStats stats;
+    if (std::isfinite(loss)) stats = optimizer.step(lr);
+    if (!stats.applied) {
+      ++skipped;
+      std::fprintf(
+          stderr, "tessera train: step %lld: non-finite %s (loss %g, grad norm %g); step skipped\n",
+          (long long)step, std::isfinite(loss) ? "gradients" : "loss", loss, stats.grad_norm);
+      if (++bad_in_a_row >= cfg.train().max_bad_steps()) {
+        std::fprintf(stderr,
+                     "tessera train: %d non-finite steps in a row (train.max_bad_steps); stopping "
+                     "at step %lld\n",
+                     bad_in_a_row, (long long)step);
+        return kExitError;
+      }
+      continue;
+    }
+    bad_in_a_row = 0;
+    const double step_s = step_timer.seconds();
+    window_loss += loss;
+    window_data_s += data_s;
+    window_step_s += step_s;
+    ++window_steps;
+    if (step % cfg.log().every_steps() == 0 || step == steps) {
+      const double mean_step_s = window_step_s / window_steps;
+      nlohmann::json rec = {{"step", step},
+                            {"loss", window_loss / window_steps},
+                            {"lr", lr},
+                            {"grad_norm", stats.grad_norm},
+                            {"samples_per_s", double(global_batch) / mean_step_s},
+                            {"mfu", step_flops / mean_step_s / peak_flops},
+                            {"step_ms", step_s * 1e3},
+                            {"data_wait", window_data_s / window_step_s},
+                            {"skipped_steps", skipped}};
+      if (tokens > 0) rec["tokens_per_s"] = double(global_batch * tokens) / mean_step_s;
+      metrics.write(rec);
+      if (!quiet_) {
+        std::printf(
+            "step %6lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.1f samples/s%s | mfu %.2f "
+            "| data %.1f%% | %.0f ms\n",
+            (long long)step, (long long)steps, window_loss / window_steps, lr, stats.grad_norm,
+            double(global_batch) / mean_step_s,
+            tokens > 0 ? absl::StrFormat(" %.0f tok/s", double(global_batch * tokens) / mean_step_s)
+                             .c_str()
+                       : "",
+            step_flops / mean_step_s / peak_flops, 100 * window_data_s / window_step_s,
+            step_s * 1e3);
+        std::fflush(stdout);
+      }
+      window_loss = window_data_s = window_step_s = 0;
+      window_steps = 0;
+    }
+  }
+  std::printf("done: %lld steps, peak RSS %s (estimate above), run dir %s\n", (long long)steps,
+              human_bytes(double(peak_rss_bytes())).c_str(), run_dir_.c_str());
+  return kExitOk;
+}
+
+int run_train(const TrainOptions& options) {
+  try {
+    return train(options);
+  } catch (const std::exception& e) {
+    std::cerr << "tessera train: " << e.what() << "\n";
+    return kExitError;
+  }
+}
+
+}  // namespace tessera::train
