@@ -10,6 +10,14 @@
 namespace tessera::models {
 namespace {
 
+// t in `dtype`: a converted copy, or t itself when it already is.
+Tensor in_dtype(const Tensor& t, DType dtype) {
+  if (t.dtype() == dtype) return t;
+  Tensor out = Tensor::empty(t.shape(), dtype, t.device());
+  ops::convert(t, out);
+  return out;
+}
+
 constexpr int kIgnoreIndex = -100;
 
 BlockOptions block_options(const config::GptConfig& c, bool recompute) {
@@ -51,7 +59,7 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, int tp_rank, int tp_size)
 }
 
 Tensor Gpt::head_weight() const {
-  return head_ >= 0 ? store_.param(head_) : tok_.table();
+  return head_ >= 0 ? store_.compute_param(head_) : tok_.table_compute();
 }
 Tensor Gpt::head_grad() const {
   return head_ >= 0 ? store_.grad(head_) : tok_.table_grad();
@@ -73,7 +81,7 @@ Tensor Gpt::forward_logits(const Tensor& tokens) {
   Tensor p = pos_.forward(positions_.view({B, T}));  // (B, T, C)
   ops::add(x, p, x);
   for (auto& block : blocks_) x = block->forward(x);
-  hidden_ = ln_f_->forward(x);  // (B, T, C)
+  hidden_ = in_dtype(ln_f_->forward(x), store_.compute_dtype());  // (B, T, C)
   logits_ = Tensor::empty({B, T, V}, DType::f32, tokens.device());
   ops::matmul(hidden_.view({B * T, C}), head_weight(), logits_.view({B * T, V}), false, true);
   return logits_;
@@ -101,11 +109,13 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   ops::cross_entropy_forward(logits, targets.view({N}), loss, lse, kIgnoreIndex);
   // dlogits overwrites the logits in place: they are not needed after the loss.
   ops::cross_entropy_backward(logits, targets.view({N}), lse, loss_scale, logits, kIgnoreIndex);
-  // Head: logits = hidden @ W^T  =>  dW += dlogits^T @ hidden, dhidden = dlogits @ W.
+  // Head: logits = hidden @ W^T  =>  dW += dlogits^T @ hidden, dhidden = dlogits @ W (in bf16
+  // mode dlogits are rounded once for both products; the sums stay f32).
   Tensor h = hidden_.view({N, C});
-  ops::matmul(logits, h, head_grad(), /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
+  Tensor dlogits = in_dtype(logits, store_.compute_dtype());
+  ops::matmul(dlogits, h, head_grad(), /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
   Tensor dh = Tensor::empty({B, T, C}, DType::f32, targets.device());
-  ops::matmul(logits, head_weight(), dh.view({N, C}));
+  ops::matmul(dlogits, head_weight(), dh.view({N, C}));
   logits_ = hidden_ = Tensor();
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);

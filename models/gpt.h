@@ -31,7 +31,7 @@ class Gpt final : public Model {
   Tensor forward_logits(const Tensor& tokens);  // tokens (B, T) -> logits (B, T, V)
 
  private:
-  Tensor head_weight() const;  // (V, C)
+  Tensor head_weight() const;  // (V, C) in the compute dtype
   Tensor head_grad() const;
 
   config::GptConfig config_;
@@ -41,7 +41,7 @@ class Gpt final : public Model {
   std::unique_ptr<LayerNorm> ln_f_;
   ParamId head_ = -1;  // untied output head (V, C)
   Tensor positions_;   // (B*T) i32, rebuilt when B or T change
-  Tensor hidden_;      // saved final hidden state (B, T, C)
+  Tensor hidden_;      // saved final hidden state (B, T, C), in the compute dtype
   Tensor logits_;      // (B, T, V)
 };
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/philox.h"
+#include "ops/matmul.h"
 
 namespace tessera::models {
 namespace {
@@ -122,6 +123,27 @@ void ParamStore::init(uint64_t seed) {
     }
   }
   if (!params_.device().is_cpu()) copy(host, params_);
+  sync_compute_params();
+}
+
+void ParamStore::set_compute_dtype(DType dtype) {
+  TESSERA_CHECK(finalized(), "ParamStore::set_compute_dtype before finalize()");
+  TESSERA_CHECK(dtype == DType::f32 || dtype == DType::bf16,
+                "ParamStore: compute dtype must be f32 or bf16, got ", dtype_name(dtype));
+  compute_dtype_ = dtype;
+  params_bf16_ =
+      dtype == DType::bf16 ? Tensor::empty({numel_}, DType::bf16, params_.device()) : Tensor();
+  sync_compute_params();
+}
+
+Tensor ParamStore::compute_param(ParamId id) const {
+  if (compute_dtype_ == DType::f32) return param(id);
+  const ParamInfo& i = infos_.at(id);
+  return params_bf16_.flat_view(i.offset, i.local_shape);
+}
+
+void ParamStore::sync_compute_params() {
+  if (params_bf16_.defined()) ops::convert(params_, params_bf16_);
 }
 
 Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings) const {

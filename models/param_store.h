@@ -87,10 +87,22 @@ class ParamStore {
   int tp_rank() const { return tp_rank_; }
   int tp_size() const { return tp_size_; }
 
+  // Mixed precision: with compute dtype bf16, matmul layers read their weights from a bf16
+  // shadow of the f32 master parameters (one conversion per step, not one per use). The f32
+  // buffer stays the master copy that the optimizer updates; whoever changes params() calls
+  // sync_compute_params() afterwards (init() and the optimizer do).
+  void set_compute_dtype(DType dtype);  // f32 or bf16; after finalize()
+  DType compute_dtype() const { return compute_dtype_; }
+  // The weight as matmuls should read it: the bf16 shadow's view, or param(id) in f32 mode.
+  Tensor compute_param(ParamId id) const;
+  void sync_compute_params();
+
  private:
   int tp_rank_, tp_size_;
   std::vector<ParamInfo> infos_;
   Tensor params_, grads_;
+  Tensor params_bf16_;  // (N) bf16 shadow, only in bf16 mode
+  DType compute_dtype_ = DType::f32;
   int64_t numel_ = 0;
 };
 

@@ -33,6 +33,7 @@ StepStats AdamW::step(double lr) {
   c.grad_scale = static_cast<float>(scale);
   ++step_;
   ops::adamw_step(store_.params(), store_.grads(), m_, v_, decay_mask_, c, step_);
+  store_.sync_compute_params();
   stats.applied = true;
   return stats;
 }

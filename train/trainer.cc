@@ -91,6 +91,9 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet)
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
   model_ = models::make_model(config_.model());
+  if (config_.train().precision() == config::TrainConfig::BF16) {
+    model_->params().set_compute_dtype(DType::bf16);
+  }
   model_->params().init(config_.train().seed());
 }
 
@@ -196,6 +199,8 @@ int Trainer::run() {
       window_steps = 0;
     }
   }
+  if (Profiler::enabled())
+    std::printf("time per op family (TESSERA_PROFILE=1):\n%s", Profiler::report().c_str());
   std::printf("done: %lld steps, peak RSS %s (estimate above), run dir %s\n", (long long)steps,
               human_bytes(double(peak_rss_bytes())).c_str(), run_dir_.c_str());
   return kExitOk;

@@ -16,6 +16,7 @@ class Embedding {
   void backward(const Tensor& dy);  // dy (..., dim)
 
   Tensor table() const { return store_.param(table_); }  // (num, dim); tied output heads read it
+  Tensor table_compute() const { return store_.compute_param(table_); }  // f32 or bf16 shadow
   Tensor table_grad() const { return store_.grad(table_); }
   int64_t dim() const { return dim_; }
 

@@ -25,7 +25,7 @@ Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t o
 }
 
 Tensor Linear::weight() const {
-  return store_.param(weight_).view({out_, in_});
+  return store_.compute_param(weight_).view({out_, in_});
 }
 Tensor Linear::weight_grad() const {
   return store_.grad(weight_).view({out_, in_});
@@ -39,15 +39,23 @@ Tensor Linear::bias_grad() const {
 
 Tensor Linear::forward(const Tensor& x) {
   x_ = x;
+  if (store_.compute_dtype() == DType::bf16) {
+    // bf16 compute: the input is rounded once here and kept in bf16 for backward (half the
+    // memory of the f32 activation).
+    x_ = Tensor::empty(x.shape(), DType::bf16, x.device());
+    ops::convert(x, x_);
+  }
   Shape shape = x.shape();
   shape.back() = out_;
   Tensor y = Tensor::empty(shape, DType::f32, x.device());
-  ops::linear_forward(x, weight(), bias(), y);
+  ops::linear_forward(x_, weight(), bias(), y);
   return y;
 }
 
 Tensor Linear::backward(const Tensor& dy, bool need_dx) {
   Tensor dx = need_dx ? Tensor::empty(x_.shape(), DType::f32, dy.device()) : Tensor();
+  // In bf16 mode dy stays f32 here; linear_backward rounds it for the two products and sums the
+  // bias gradient from the unrounded values.
   ops::linear_backward(dy, x_, weight(), dx, weight_grad(), bias_grad());
   x_ = Tensor();
   return dx;
