@@ -1,6 +1,7 @@
 #include "models/factory.h"
 
 #include "core/error.h"
+#include "models/dit.h"
 #include "models/gpt.h"
 
 namespace tessera::models {
@@ -9,9 +10,10 @@ std::unique_ptr<Model> make_model(const config::ModelConfig& c, int tp_rank, int
   switch (c.kind_case()) {
     case config::ModelConfig::kGpt:
       return std::make_unique<Gpt>(c.gpt(), c.recompute_activations(), tp_rank, tp_size);
+    case config::ModelConfig::kDit:
+      return std::make_unique<Dit>(c.dit(), c.recompute_activations(), tp_rank, tp_size);
     case config::ModelConfig::kVit:
     case config::ModelConfig::kClip:
-    case config::ModelConfig::kDit:
       throw_error("make_model: this model family is not built yet");
     case config::ModelConfig::KIND_NOT_SET:
       break;

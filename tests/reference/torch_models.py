@@ -55,3 +55,107 @@ def gpt_loss(p, tokens, targets, n_layers, n_heads, tied):
     logits = h @ head.t()
     loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-100)
     return loss, logits
+
+
+# ---- DiT (models/dit.h) ---------------------------------------------------------------------
+# Written from the paper's reference code (facebookresearch/DiT models.py, diffusion/), with
+# tessera's parameter names: patch_embed, t_embed.fc1/fc2, y_embed, blocks.i.{adaln, attn, mlp},
+# final.{adaln, linear}. Patches are channels-last (py, px, c); eps only (no learned sigma).
+
+
+def dit_alpha_bar(schedule, steps):
+    """alpha_bar (steps,) float64: "linear" (improved-DDPM's scaled DDPM betas) or "cosine"."""
+    if schedule == "cosine":
+        f = lambda t: math.cos((t / steps + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+        betas = [min(1 - f(i + 1) / f(i), 0.999) for i in range(steps)]
+        betas = torch.tensor(betas, dtype=torch.float64)
+    else:
+        scale = 1000.0 / steps
+        betas = torch.linspace(scale * 1e-4, scale * 0.02, steps, dtype=torch.float64)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+def dit_timestep_embedding(t, dim=256, max_period=10000):
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float64) / half)
+    args = t.double()[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def dit_pos_embed(d, g):
+    """DiT's get_2d_sincos_pos_embed (numpy meshgrid: the column index comes first)."""
+    def one_d(dim, pos):
+        omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0))
+        out = pos.reshape(-1)[:, None] * omega[None]
+        return torch.cat([torch.sin(out), torch.cos(out)], dim=1)
+
+    gh, gw = torch.meshgrid(torch.arange(g, dtype=torch.float64),
+                            torch.arange(g, dtype=torch.float64), indexing="ij")
+    return torch.cat([one_d(d // 2, gw), one_d(d // 2, gh)], dim=1)  # (g*g, d)
+
+
+def dit_patchify(x, p):
+    B, H, W, C = x.shape
+    return (x.reshape(B, H // p, p, W // p, p, C).permute(0, 1, 3, 2, 4, 5)
+            .reshape(B, (H // p) * (W // p), p * p * C))
+
+
+def dit_unpatchify(x, p, H, W, C):
+    B = x.shape[0]
+    return x.reshape(B, H // p, W // p, p, p, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
+
+
+def dit_modulate(x, shift, scale):
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+def dit_block(p, name, x, c, n_heads):
+    mod = linear(p, name + ".adaln", F.silu(c))
+    shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=1)
+    ln = lambda v: F.layer_norm(v, v.shape[-1:], None, None, 1e-6)  # noqa: E731
+    x = x + gate1.unsqueeze(1) * attention(p, name + ".attn", dit_modulate(ln(x), shift1, scale1),
+                                           n_heads, causal=False)
+    h = dit_modulate(ln(x), shift2, scale2)
+    return x + gate2.unsqueeze(1) * linear(p, name + ".mlp.proj",
+                                           gelu(linear(p, name + ".mlp.fc", h)))
+
+
+def dit_eps(p, x, t, y, n_layers, n_heads, patch):
+    """Noise prediction for x_t (B, H, W, C), timesteps t (B,), labels y (B,)."""
+    B, H, W, C = x.shape
+    h = linear(p, "patch_embed", dit_patchify(x, patch))
+    h = h + dit_pos_embed(h.shape[-1], H // patch).to(h.dtype).unsqueeze(0)
+    temb = linear(p, "t_embed.fc2",
+                  F.silu(linear(p, "t_embed.fc1", dit_timestep_embedding(t).to(h.dtype))))
+    c = temb + p["y_embed.weight"][y]
+    for i in range(n_layers):
+        h = dit_block(p, f"blocks.{i}", h, c, n_heads)
+    shift, scale = linear(p, "final.adaln", F.silu(c)).chunk(2, dim=1)
+    h = dit_modulate(F.layer_norm(h, h.shape[-1:], None, None, 1e-6), shift, scale)
+    return dit_unpatchify(linear(p, "final.linear", h), patch, H, W, C)
+
+
+def dit_loss(p, images, labels, t, noise, alpha_bar, n_layers, n_heads, patch):
+    ab = alpha_bar[t].to(images.dtype).reshape(-1, 1, 1, 1)
+    x_t = ab.sqrt() * images + (1 - ab).sqrt() * noise
+    eps = dit_eps(p, x_t, t, labels, n_layers, n_heads, patch)
+    return F.mse_loss(eps, noise)
+
+
+def dit_ddim(p, noise, labels, guidance, steps, alpha_bar, n_classes, n_layers, n_heads, patch):
+    """DDIM (eta = 0) with classifier-free guidance; timesteps i * T // steps, descending."""
+    T = alpha_bar.shape[0]
+    ts = [i * T // steps for i in range(steps)]
+    x = noise
+    B = x.shape[0]
+    null = torch.full_like(labels, n_classes)
+    for i in reversed(range(steps)):
+        ab = alpha_bar[ts[i]].item()
+        ab_prev = alpha_bar[ts[i - 1]].item() if i > 0 else 1.0
+        t = torch.full((2 * B,), ts[i], dtype=torch.long)
+        e = dit_eps(p, torch.cat([x, x]), t, torch.cat([labels, null]), n_layers, n_heads, patch)
+        e_c, e_u = e[:B], e[B:]
+        eps = e_u + guidance * (e_c - e_u)
+        x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        x = math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
+    return x
