@@ -45,7 +45,7 @@ class Dit final : public Model {
   double train_flops(int64_t batch_size) const override;
 
   // Seed of the keyed draws (the trainer sets train.seed). Default 0.
-  void set_seed(uint64_t seed) { seed_ = seed; }
+  void set_seed(uint64_t seed) override { seed_ = seed; }
 
   // The host-side random draws of a batch (after overrides and the label drop).
   struct Draws {

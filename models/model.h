@@ -26,6 +26,10 @@ class Model {
 
   virtual ParamStore& params() = 0;
 
+  // Seed of the model's own keyed random draws (DiT's timesteps, noise and label drop); models
+  // without any ignore it. The trainer passes train.seed.
+  virtual void set_seed(uint64_t seed) {}
+
   // Forward, loss, and backward with d(loss) = loss_scale (1 / micro_batches for accumulation).
   // Parameter gradients ACCUMULATE into params().grads().
   virtual LossResult forward_backward(const Batch& batch, float loss_scale) = 0;

@@ -95,6 +95,7 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet)
     model_->params().set_compute_dtype(DType::bf16);
   }
   model_->params().init(config_.train().seed());
+  model_->set_seed(config_.train().seed());
 }
 
 Trainer::~Trainer() = default;
