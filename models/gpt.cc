@@ -114,6 +114,7 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   Tensor h = hidden_.view({N, C});
   Tensor dlogits = in_dtype(logits, store_.compute_dtype());
   ops::matmul(dlogits, h, head_grad(), /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
+  if (head_ >= 0) store_.grad_done(head_);  // a tied head is final after the embedding
   Tensor dh = Tensor::empty({B, T, C}, DType::f32, targets.device());
   ops::matmul(dlogits, head_weight(), dh.view({N, C}));
   logits_ = hidden_ = Tensor();

@@ -162,6 +162,29 @@ Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings
 
 void ParamStore::zero_grads() {
   zero_(grads_);
+  reset_grad_progress();
+}
+
+void ParamStore::set_grad_ready_hook(std::function<void(int64_t)> hook) {
+  grad_ready_hook_ = std::move(hook);
+}
+
+void ParamStore::reset_grad_progress() {
+  grad_final_.assign(infos_.size(), 0);
+  ready_params_ = 0;
+}
+
+void ParamStore::grad_done(ParamId id) {
+  if (grad_final_.size() != infos_.size()) reset_grad_progress();
+  // Layout position of id: the flat layout is the reverse of registration order.
+  const size_t pos = infos_.size() - 1 - static_cast<size_t>(id);
+  grad_final_[pos] = 1;
+  const size_t before = ready_params_;
+  while (ready_params_ < grad_final_.size() && grad_final_[ready_params_]) ++ready_params_;
+  if (ready_params_ != before && grad_ready_hook_) {
+    const ParamInfo& last = infos_[infos_.size() - ready_params_];
+    grad_ready_hook_(last.offset + last.numel);
+  }
 }
 
 }  // namespace tessera::models

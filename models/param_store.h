@@ -14,6 +14,7 @@
 // parameter, whatever the layout.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -82,7 +83,16 @@ class ParamStore {
   void init(uint64_t seed);
   // (N) u8: 1 where weight decay applies, in the flat layout.
   Tensor decay_mask(bool decay_norms_and_biases = false, bool decay_embeddings = false) const;
-  void zero_grads();
+  void zero_grads();  // also restarts the gradient progress below
+
+  // Gradient progress, for overlapping communication with backward: layers call grad_done(id)
+  // when parameter id's gradient for the current backward is final. Because the flat layout is
+  // the reverse of registration order, final gradients form a growing prefix of grads(); the
+  // hook is called with that prefix's length (in elements) each time it grows. A parameter that
+  // never reports only delays the hook (its consumer must flush at the end); it never breaks it.
+  void set_grad_ready_hook(std::function<void(int64_t ready_elements)> hook);
+  void grad_done(ParamId id);
+  void reset_grad_progress();
 
   int tp_rank() const { return tp_rank_; }
   int tp_size() const { return tp_size_; }
@@ -101,7 +111,10 @@ class ParamStore {
   int tp_rank_, tp_size_;
   std::vector<ParamInfo> infos_;
   Tensor params_, grads_;
-  Tensor params_bf16_;  // (N) bf16 shadow, only in bf16 mode
+  Tensor params_bf16_;            // (N) bf16 shadow, only in bf16 mode
+  std::vector<char> grad_final_;  // per parameter, in layout order (offset order)
+  size_t ready_params_ = 0;       // leading parameters (layout order) whose grads are final
+  std::function<void(int64_t)> grad_ready_hook_;
   DType compute_dtype_ = DType::f32;
   int64_t numel_ = 0;
 };

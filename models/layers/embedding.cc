@@ -22,6 +22,7 @@ Tensor Embedding::forward(const Tensor& ids) {
 void Embedding::backward(const Tensor& dy) {
   ops::embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}), table_grad());
   ids_ = Tensor();
+  store_.grad_done(table_);
 }
 
 }  // namespace tessera::models

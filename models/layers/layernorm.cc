@@ -25,6 +25,8 @@ Tensor LayerNorm::backward(const Tensor& dy) {
   ops::layernorm_backward(dy, x_, store_.param(weight_), mean_, rstd_, dx, store_.grad(weight_),
                           store_.grad(bias_));
   x_ = mean_ = rstd_ = Tensor();
+  store_.grad_done(weight_);
+  store_.grad_done(bias_);
   return dx;
 }
 

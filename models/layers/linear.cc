@@ -58,6 +58,8 @@ Tensor Linear::backward(const Tensor& dy, bool need_dx) {
   // bias gradient from the unrounded values.
   ops::linear_backward(dy, x_, weight(), dx, weight_grad(), bias_grad());
   x_ = Tensor();
+  store_.grad_done(weight_);
+  if (bias_ >= 0) store_.grad_done(bias_);
   return dx;
 }
 

@@ -84,6 +84,21 @@ TEST_P(GptTest, RecomputationGivesBitwiseEqualGradients) {
                            plain.params().grads().nbytes()));
 }
 
+TEST_P(GptTest, GradientsBecomeFinalAsAGrowingPrefixDuringBackward) {
+  config::GptConfig c = tiny_config(GetParam());
+  Gpt model(c, false);
+  model.params().init(1);
+  std::vector<int64_t> prefixes;
+  model.params().set_grad_ready_hook([&](int64_t n) { prefixes.push_back(n); });
+  model.params().zero_grads();
+  model.forward_backward(random_batch(2, 9, c.vocab_size(), 1), 1.0f);
+  // Every parameter reports, in an order that grows the final prefix many times (once per layer
+  // or so), ending with the whole buffer.
+  ASSERT_GT(prefixes.size(), 2u * c.transformer().n_layers());
+  for (size_t i = 1; i < prefixes.size(); ++i) EXPECT_GT(prefixes[i], prefixes[i - 1]);
+  EXPECT_EQ(prefixes.back(), model.params().numel());
+}
+
 INSTANTIATE_TEST_SUITE_P(Heads, GptTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "tied" : "untied"; });
 
