@@ -1,0 +1,15 @@
+#pragma once
+// CPU launchers for ops/tokens.h.
+
+#include <cstdint>
+
+namespace tessera::ops::cpu {
+
+// to_patches: images -> patch rows (patchify) when true, patch rows -> images when false.
+void patch_copy(float* images, float* patches, int64_t B, int64_t H, int64_t W, int64_t C,
+                int64_t p, bool to_patches);
+
+void copy_tokens(const float* src, int64_t ts, int64_t src_begin, float* dst, int64_t td,
+                 int64_t dst_begin, int64_t B, int64_t count, int64_t C);
+
+}  // namespace tessera::ops::cpu
