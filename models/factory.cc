@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "models/gpt.h"
+#include "models/vit.h"
 
 namespace tessera::models {
 
@@ -10,6 +11,7 @@ std::unique_ptr<Model> make_model(const config::ModelConfig& c, int tp_rank, int
     case config::ModelConfig::kGpt:
       return std::make_unique<Gpt>(c.gpt(), c.recompute_activations(), tp_rank, tp_size);
     case config::ModelConfig::kVit:
+      return std::make_unique<Vit>(c.vit(), c.recompute_activations(), tp_rank, tp_size);
     case config::ModelConfig::kClip:
     case config::ModelConfig::kDit:
       throw_error("make_model: this model family is not built yet");

@@ -55,3 +55,27 @@ def gpt_loss(p, tokens, targets, n_layers, n_heads, tied):
     logits = h @ head.t()
     loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1), ignore_index=-100)
     return loss, logits
+
+
+def patchify(images, patch):
+    """(B, H, W, C) -> (B, H/p * W/p, p*p*C), each patch flattened in (py, px, c) order."""
+    B, H, W, C = images.shape
+    p = patch
+    x = images.reshape(B, H // p, p, W // p, p, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(B, (H // p) * (W // p), p * p * C)
+
+
+def vit_features(p, prefix, images, patch, n_layers, n_heads):
+    """ViT encoder: the class token's row after the final LayerNorm, (B, d)."""
+    x = linear(p, prefix + "patch_embed.proj", patchify(images, patch))
+    B = x.shape[0]
+    cls = p[prefix + "cls_token.weight"].reshape(1, 1, -1).expand(B, 1, -1)
+    x = torch.cat([cls, x], dim=1) + p[prefix + "pos_emb.weight"].unsqueeze(0)
+    for i in range(n_layers):
+        x = block(p, f"{prefix}blocks.{i}", x, n_heads, causal=False)
+    return layernorm(p, prefix + "ln_f", x)[:, 0]
+
+
+def vit_loss(p, images, labels, patch, n_layers, n_heads):
+    logits = linear(p, "head", vit_features(p, "", images, patch, n_layers, n_heads))
+    return F.cross_entropy(logits, labels), logits
