@@ -1,6 +1,7 @@
 #include "models/factory.h"
 
 #include "core/error.h"
+#include "models/clip.h"
 #include "models/gpt.h"
 #include "models/vit.h"
 
@@ -13,6 +14,7 @@ std::unique_ptr<Model> make_model(const config::ModelConfig& c, int tp_rank, int
     case config::ModelConfig::kVit:
       return std::make_unique<Vit>(c.vit(), c.recompute_activations(), tp_rank, tp_size);
     case config::ModelConfig::kClip:
+      return std::make_unique<Clip>(c.clip(), c.recompute_activations(), tp_rank, tp_size);
     case config::ModelConfig::kDit:
       throw_error("make_model: this model family is not built yet");
     case config::ModelConfig::KIND_NOT_SET:
