@@ -4,7 +4,6 @@
 #include <vector>
 
 #include "ops/cpu/parallel.h"
-#include "ops/cpu/simd.h"
 
 namespace tessera::ops::cpu {
 namespace {
