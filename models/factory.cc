@@ -1,8 +1,10 @@
 #include "models/factory.h"
 
 #include "core/error.h"
+#include "models/clip.h"
 #include "models/dit.h"
 #include "models/gpt.h"
+#include "models/vit.h"
 
 namespace tessera::models {
 
@@ -13,8 +15,9 @@ std::unique_ptr<Model> make_model(const config::ModelConfig& c, int tp_rank, int
     case config::ModelConfig::kDit:
       return std::make_unique<Dit>(c.dit(), c.recompute_activations(), tp_rank, tp_size);
     case config::ModelConfig::kVit:
+      return std::make_unique<Vit>(c.vit(), c.recompute_activations(), tp_rank, tp_size);
     case config::ModelConfig::kClip:
-      throw_error("make_model: this model family is not built yet");
+      return std::make_unique<Clip>(c.clip(), c.recompute_activations(), tp_rank, tp_size);
     case config::ModelConfig::KIND_NOT_SET:
       break;
   }

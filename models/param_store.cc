@@ -23,6 +23,8 @@ float init_value(const Init& init, uint64_t seed, uint64_t stream, int64_t g) {
       return 0.0f;
     case Init::kOnes:
       return 1.0f;
+    case Init::kConstant:
+      return init.scale;
     case Init::kUniform: {
       Philox4x32 r = philox_block(seed, stream, uint64_t(g) / 4);
       return init.scale * (2.0f * philox_uniform(r.v[g % 4]) - 1.0f);

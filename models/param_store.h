@@ -23,14 +23,15 @@
 namespace tessera::models {
 
 struct Init {
-  enum Kind { kZeros, kOnes, kNormal, kUniform };
+  enum Kind { kZeros, kOnes, kNormal, kUniform, kConstant };
   Kind kind = kZeros;
-  float scale = 0.0f;  // std for kNormal, bound for kUniform ([-scale, scale))
+  float scale = 0.0f;  // std for kNormal, bound for kUniform ([-scale, scale)), value for kConstant
 
   static Init zeros() { return {kZeros, 0}; }
   static Init ones() { return {kOnes, 0}; }
   static Init normal(float std) { return {kNormal, std}; }
   static Init uniform(float bound) { return {kUniform, bound}; }
+  static Init constant(float value) { return {kConstant, value}; }  // e.g. CLIP's logit_scale
 };
 
 // Which weight-decay rule applies: matrices always decay; norms, biases and embeddings decay

@@ -159,3 +159,53 @@ def dit_ddim(p, noise, labels, guidance, steps, alpha_bar, n_classes, n_layers, 
         x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
         x = math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
     return x
+def patchify(images, patch):
+    """(B, H, W, C) -> (B, H/p * W/p, p*p*C), each patch flattened in (py, px, c) order."""
+    B, H, W, C = images.shape
+    p = patch
+    x = images.reshape(B, H // p, p, W // p, p, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(B, (H // p) * (W // p), p * p * C)
+
+
+def vit_features(p, prefix, images, patch, n_layers, n_heads):
+    """ViT encoder: the class token's row after the final LayerNorm, (B, d)."""
+    x = linear(p, prefix + "patch_embed.proj", patchify(images, patch))
+    B = x.shape[0]
+    cls = p[prefix + "cls_token.weight"].reshape(1, 1, -1).expand(B, 1, -1)
+    x = torch.cat([cls, x], dim=1) + p[prefix + "pos_emb.weight"].unsqueeze(0)
+    for i in range(n_layers):
+        x = block(p, f"{prefix}blocks.{i}", x, n_heads, causal=False)
+    return layernorm(p, prefix + "ln_f", x)[:, 0]
+
+
+def vit_loss(p, images, labels, patch, n_layers, n_heads):
+    logits = linear(p, "head", vit_features(p, "", images, patch, n_layers, n_heads))
+    return F.cross_entropy(logits, labels), logits
+
+
+def text_features(p, prefix, text, eot, n_layers, n_heads):
+    """CLIP text encoder: ln_f's output at each row's end-of-text position, (B, d)."""
+    B, L = text.shape
+    x = p[prefix + "tok_emb.weight"][text] + p[prefix + "pos_emb.weight"][:L].unsqueeze(0)
+    for i in range(n_layers):
+        x = block(p, f"{prefix}blocks.{i}", x, n_heads, causal=True)
+    return layernorm(p, prefix + "ln_f", x)[torch.arange(B), eot]
+
+
+def clip_loss(p, images, text, eot, patch, image_layers, image_heads, text_layers, text_heads,
+              siglip, max_logit_scale):
+    """CLIP (siglip False) or SigLIP loss and the normalised embeddings."""
+    img = vit_features(p, "image.", images, patch, image_layers, image_heads)
+    img = F.normalize(linear(p, "image.proj", img), dim=-1)
+    txt = text_features(p, "text.", text, eot, text_layers, text_heads)
+    txt = F.normalize(linear(p, "text.proj", txt), dim=-1)
+    t = p["logit_scale"].clamp(max=max_logit_scale).exp()
+    logits = t * img @ txt.t()
+    B = logits.shape[0]
+    if siglip:
+        z = 2 * torch.eye(B, dtype=logits.dtype) - 1
+        loss = -F.logsigmoid(z * (logits + p["logit_bias"])).sum() / B
+    else:
+        labels = torch.arange(B)
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    return loss, img, txt

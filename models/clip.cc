@@ -1,0 +1,118 @@
+#include "models/clip.h"
+
+#include <cmath>
+
+#include "ops/contrastive.h"
+#include "ops/elementwise.h"
+
+namespace tessera::models {
+namespace {
+
+const config::ClipConfig& checked(const config::ClipConfig& c) {
+  TESSERA_CHECK(c.image().n_classes() == 0, "ClipConfig: image.n_classes must be 0 (no head), got ",
+                c.image().n_classes());
+  TESSERA_CHECK(c.embed_dim() > 0, "ClipConfig: embed_dim must be positive, got ", c.embed_dim());
+  TESSERA_CHECK(c.max_logit_scale() > 0, "ClipConfig: max_logit_scale must be positive, got ",
+                c.max_logit_scale());
+  return c;
+}
+
+float host_scalar(const Tensor& t) {
+  Tensor h = t.device().is_cpu() ? t : to_device(t, Device::cpu());
+  return h.data<float>()[0];
+}
+
+// grad (1) += v, on any device.
+void add_scalar(const Tensor& grad, float v) {
+  Tensor h = Tensor::empty({1}, DType::f32);
+  h.data<float>()[0] = v;
+  ops::add_inplace(grad, grad.device().is_cpu() ? h : to_device(h, grad.device()));
+}
+
+}  // namespace
+
+Clip::Clip(const config::ClipConfig& c, bool recompute, int tp_rank, int tp_size)
+    : config_(checked(c)),
+      store_(tp_rank, tp_size),
+      image_(store_, "image.", c.image(), recompute),
+      image_proj_(store_, "image.proj", image_.dim(), c.embed_dim(), /*bias=*/false,
+                  Init::normal(1.0f / std::sqrt(float(image_.dim())))),
+      text_(store_, "text.", c.text(), recompute),
+      text_proj_(store_, "text.proj", text_.dim(), c.embed_dim(), /*bias=*/false,
+                 Init::normal(1.0f / std::sqrt(float(text_.dim())))) {
+  logit_scale_ = store_.add(
+      {"logit_scale", {1}, -1, Init::constant(c.init_logit_scale()), ParamGroup::kNormOrBias});
+  if (c.loss() == config::ClipConfig::SIGLIP) {
+    logit_bias_ = store_.add(
+        {"logit_bias", {1}, -1, Init::constant(c.init_logit_bias()), ParamGroup::kNormOrBias});
+  }
+  store_.finalize();
+}
+
+float Clip::logit_scale() const {
+  return host_scalar(store_.param(logit_scale_));
+}
+float Clip::logit_bias() const {
+  return logit_bias_ < 0 ? 0.0f : host_scalar(store_.param(logit_bias_));
+}
+
+void Clip::forward_embeddings(const Batch& batch) {
+  const Tensor& images = batch.at("images");
+  const Tensor& text = batch.at("text");
+  TESSERA_CHECK(images.ndim() >= 1 && text.ndim() >= 1 && images.dim(0) == text.dim(0),
+                "Clip: \"images\" ", images.describe(), " and \"text\" ", text.describe(),
+                " must have the same batch size");
+  Tensor img = image_proj_.forward(image_.forward(images));                    // (B, E)
+  Tensor txt = text_proj_.forward(text_.forward(text, batch.at("text_eot")));  // (B, E)
+  const int64_t B = img.dim(0);
+  img_emb_ = Tensor::empty(img.shape(), DType::f32, img.device());
+  txt_emb_ = Tensor::empty(txt.shape(), DType::f32, txt.device());
+  img_norm_ = Tensor::empty({B}, DType::f32, img.device());
+  txt_norm_ = Tensor::empty({B}, DType::f32, txt.device());
+  ops::l2_normalize_forward(img, img_emb_, img_norm_);
+  ops::l2_normalize_forward(txt, txt_emb_, txt_norm_);
+}
+
+LossResult Clip::forward_loss(const Batch& batch) {
+  forward_embeddings(batch);
+  const float t = std::exp(std::min(logit_scale(), config_.max_logit_scale()));
+  ContrastiveResult r = contrastive_loss(config_.loss(), img_emb_, txt_emb_, 0, t, logit_bias(),
+                                         0.0f, Tensor(), Tensor());
+  return {r.loss, img_emb_.dim(0)};
+}
+
+LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
+  forward_embeddings(batch);
+  const float s = logit_scale();
+  const bool clamped = s > config_.max_logit_scale();  // torch.clamp passes no gradient there
+  const float t = std::exp(clamped ? config_.max_logit_scale() : s);
+  Tensor dimg = Tensor::empty(img_emb_.shape(), DType::f32, img_emb_.device());
+  Tensor dtxt = Tensor::empty(txt_emb_.shape(), DType::f32, txt_emb_.device());
+  ContrastiveResult r = contrastive_loss(config_.loss(), img_emb_, txt_emb_, 0, t, logit_bias(),
+                                         loss_scale, dimg, dtxt);
+  // Scalars first: they were registered last, so their gradients come first in the flat buffer.
+  if (logit_bias_ >= 0) add_scalar(store_.grad(logit_bias_), float(r.dbias));
+  add_scalar(store_.grad(logit_scale_), clamped ? 0.0f : float(r.dt * t));  // dt/ds = t
+  // Text tower (registered after the image tower), then the image tower.
+  ops::l2_normalize_backward(dtxt, txt_emb_, txt_norm_, dtxt);
+  text_.backward(text_proj_.backward(dtxt));
+  ops::l2_normalize_backward(dimg, img_emb_, img_norm_, dimg);
+  image_.backward(image_proj_.backward(dimg));
+  return {r.loss, img_emb_.dim(0)};
+}
+
+double Clip::train_flops(int64_t batch_size) const {
+  // As Vit and Gpt: 6 FLOPs per weight per token through it, plus 12·L·T²·d attention per
+  // sample in each tower (the text at its full context), plus the B x B similarity matmul.
+  const auto& it = config_.image().transformer();
+  const auto& tt = config_.text().transformer();
+  const double E = config_.embed_dim(), Ti = image_.tokens(), Tt = config_.text().context();
+  const double image = 6 * (Ti * image_.block_params() +
+                            image_.n_patches() * image_.patch_params() + image_.dim() * E) +
+                       12.0 * it.n_layers() * Ti * Ti * image_.dim();
+  const double text = 6 * (Tt * text_.block_params() + text_.dim() * E) +
+                      12.0 * tt.n_layers() * Tt * Tt * text_.dim();
+  return batch_size * (image + text + 6 * batch_size * E);
+}
+
+}  // namespace tessera::models

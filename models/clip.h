@@ -1,0 +1,56 @@
+#pragma once
+// CLIP / SigLIP dual encoder. Image tower: VisionTower (ViT without head, pooled at the class
+// token after the final LayerNorm) then image.proj (d_img -> embed, no bias). Text tower:
+// TextTower (token + learned positions, causal blocks, final LayerNorm, pooled at the
+// end-of-text token) then text.proj (d_txt -> embed, no bias). Both embeddings L2-normalised.
+// Loss by config.loss (models/contrastive_loss.h): INFONCE, CLIP's symmetric softmax loss with
+// t = exp(min(logit_scale, max_logit_scale)) (clamped in forward as torch.clamp: above the max
+// its gradient is zero); SIGLIP, the pairwise sigmoid loss with t and a learnable logit_bias.
+//
+// Batch: "images" (B, S, S, C) f32, channels last, normalised; "text" (B, L) i32 tokens with
+// L <= text.context; "text_eot" (B) i32, the position in [0, L) of each row's end-of-text token.
+//
+// Parameters, in registration (forward) order: image.* (see vision_tower.h), image.proj.weight
+// (embed, d_img), text.* (see text_tower.h), text.proj.weight (embed, d_txt), logit_scale (1),
+// and for SIGLIP logit_bias (1). Projections init normal(d^-0.5) as CLIP; logit_scale and
+// logit_bias start at config.init_logit_scale / init_logit_bias; neither decays.
+
+#include "models/contrastive_loss.h"
+#include "models/layers/linear.h"
+#include "models/model.h"
+#include "models/text_tower.h"
+#include "models/vision_tower.h"
+
+namespace tessera::models {
+
+class Clip final : public Model {
+ public:
+  Clip(const config::ClipConfig& config, bool recompute, int tp_rank = 0, int tp_size = 1);
+
+  ParamStore& params() override { return store_; }
+  LossResult forward_backward(const Batch& batch, float loss_scale) override;
+  LossResult forward_loss(const Batch& batch) override;
+  double train_flops(int64_t batch_size) const override;
+
+  // L2-normalised embeddings (B, embed) of the last forward, for retrieval evaluation.
+  const Tensor& image_embeddings() const { return img_emb_; }
+  const Tensor& text_embeddings() const { return txt_emb_; }
+  // Runs both towers; fills image_embeddings() and text_embeddings().
+  void forward_embeddings(const Batch& batch);
+
+ private:
+  float logit_scale() const;  // the parameter's value (unclamped)
+  float logit_bias() const;   // 0 for INFONCE
+
+  config::ClipConfig config_;
+  ParamStore store_;
+  VisionTower image_;
+  Linear image_proj_;
+  TextTower text_;
+  Linear text_proj_;
+  ParamId logit_scale_ = -1, logit_bias_ = -1;
+  Tensor img_emb_, txt_emb_;    // (B, E) normalised
+  Tensor img_norm_, txt_norm_;  // (B) norms before normalising, for backward
+};
+
+}  // namespace tessera::models

@@ -1,0 +1,75 @@
+#include "models/vit.h"
+
+#include "ops/cross_entropy.h"
+
+namespace tessera::models {
+namespace {
+
+const config::VitConfig& checked(const config::VitConfig& c) {
+  TESSERA_CHECK(c.n_classes() > 0, "Vit: n_classes must be positive, got ", c.n_classes(),
+                " (0 is only for a CLIP image tower)");
+  return c;
+}
+
+}  // namespace
+
+Vit::Vit(const config::VitConfig& c, bool recompute, int tp_rank, int tp_size)
+    : config_(checked(c)),
+      store_(tp_rank, tp_size),
+      tower_(store_, "", c, recompute),
+      head_(store_, "head", c.transformer().d_model(), c.n_classes(), /*bias=*/true,
+            Init::normal(0.02f)) {
+  store_.finalize();
+}
+
+Tensor Vit::forward_logits(const Tensor& images) {
+  Tensor pooled = tower_.forward(images);  // (B, d)
+  logits_ = head_.forward(pooled);         // (B, n_classes)
+  return logits_;
+}
+
+double Vit::loss_of(const Batch& batch, Tensor& lse) {
+  const Tensor& images = batch.at("images");
+  const Tensor& labels = batch.at("labels");
+  TESSERA_CHECK(labels.ndim() == 1 && labels.dtype() == DType::i32 && images.ndim() >= 1 &&
+                    labels.dim(0) == images.dim(0),
+                "Vit: \"labels\" must be (B) i32 with B = ", images.ndim() ? images.dim(0) : 0,
+                " (the images' batch), got ", labels.describe());
+  forward_logits(images);
+  const int64_t B = labels.dim(0);
+  Tensor loss = Tensor::empty({1}, DType::f32, labels.device());
+  lse = Tensor::empty({B}, DType::f32, labels.device());
+  ops::cross_entropy_forward(logits_, labels, loss, lse);
+  Tensor host = loss.device().is_cpu() ? loss : to_device(loss, Device::cpu());
+  return host.data<float>()[0];
+}
+
+LossResult Vit::forward_loss(const Batch& batch) {
+  Tensor lse;
+  const double loss = loss_of(batch, lse);
+  return {loss, batch.at("labels").dim(0)};
+}
+
+LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
+  Tensor lse;
+  const double loss = loss_of(batch, lse);
+  const Tensor& labels = batch.at("labels");
+  Tensor dlogits = Tensor::empty(logits_.shape(), DType::f32, labels.device());
+  ops::cross_entropy_backward(logits_, labels, lse, loss_scale, dlogits);
+  tower_.backward(head_.backward(dlogits));
+  return {loss, labels.dim(0)};
+}
+
+double Vit::train_flops(int64_t batch_size) const {
+  // 6 FLOPs per weight per token through it (forward 2, backward 4): the blocks see all
+  // T = n_patches + 1 tokens, the patch embedding the n_patches, the head one per sample; plus
+  // 12·L·T²·d per sample for attention scores and values (as Gpt).
+  const double T = tower_.tokens(), L = config_.transformer().n_layers(), d = tower_.dim();
+  const double per_sample =
+      6 * (T * tower_.block_params() + tower_.n_patches() * tower_.patch_params() +
+           d * config_.n_classes()) +
+      12 * L * T * T * d;
+  return batch_size * per_sample;
+}
+
+}  // namespace tessera::models

@@ -1,0 +1,30 @@
+// Adapters for ops/tokens.h: check dtypes, shapes and devices, then dispatch.
+#include "ops/tokens.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/timer.h"
+#include "ops/check.h"
+#include "ops/cpu/tokens.h"
+
+namespace tessera::ops {
+void copy_tokens(const Tensor& src, int64_t src_begin, const Tensor& dst, int64_t dst_begin,
+                 int64_t count) {
+  TESSERA_PROFILE("tokens");
+  OpCheck c("copy_tokens");
+  c.tensor_ndim("src", src, DType::f32, 3);
+  const int64_t B = src.dim(0), ts = src.dim(1), C = src.dim(2);
+  c.tensor_ndim("dst", dst, DType::f32, 3);
+  c.expect(dst.dim(0) == B && dst.dim(2) == C,
+           absl::StrCat("dst ", dst.describe(), " must match src ", src.describe(),
+                        " in batch and channels"));
+  c.expect(count >= 0 && src_begin >= 0 && src_begin + count <= ts && dst_begin >= 0 &&
+               dst_begin + count <= dst.dim(1),
+           absl::StrCat("rows [", src_begin, ", ", src_begin + count, ") of src ", src.describe(),
+                        " -> [", dst_begin, ", ", dst_begin + count, ") of dst ", dst.describe(),
+                        " out of range"));
+  if (!c.device().is_cpu()) c.no_kernel(c.device());
+  cpu::copy_tokens(src.data<float>(), ts, src_begin, dst.data<float>(), dst.dim(1), dst_begin, B,
+                   count, C);
+}
+
+}  // namespace tessera::ops
