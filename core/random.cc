@@ -18,7 +18,7 @@ void fill_uniform(const Tensor& t, uint64_t seed, uint64_t stream, float low, fl
   check_fill("fill_uniform", t);
   float* p = t.data<float>();
   const int64_t n = t.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t b = 0; b < (n + 3) / 4; ++b) {
     Philox4x32 r = philox_block(seed, stream, uint64_t(b));
     for (int j = 0; j < 4 && 4 * b + j < n; ++j) {
@@ -32,7 +32,7 @@ void fill_normal(const Tensor& t, uint64_t seed, uint64_t stream, float mean, fl
   float* p = t.data<float>();
   const int64_t n = t.numel();
   constexpr float kTwoPi = 6.28318530717958647692f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t b = 0; b < (n + 3) / 4; ++b) {
     Philox4x32 r = philox_block(seed, stream, uint64_t(b));
     for (int pair = 0; pair < 2; ++pair) {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/philox.h"
+#include "core/random.h"
 
 namespace tessera::train {
 namespace {
@@ -12,12 +13,6 @@ enum Stream : uint64_t { kSample = 1, kPrototype = 2, kNoise = 3, kCaption = 4 }
 
 uint32_t draw(uint64_t seed, Stream stream, uint64_t index, int word = 0) {
   return philox_block(seed, stream, index).v[word];
-}
-
-float normal(uint64_t seed, Stream stream, uint64_t index) {
-  Philox4x32 r = philox_block(seed, stream, index);
-  float radius = std::sqrt(-2.0f * std::log(philox_uniform_open0(r.v[0])));
-  return radius * std::cos(6.28318530717958647692f * philox_uniform(r.v[1]));
 }
 
 struct ImageShape {
@@ -40,24 +35,33 @@ ImageShape image_shape(const config::ModelConfig& m) {
 }  // namespace
 
 SyntheticData::SyntheticData(const config::Config& config)
-    : config_(config), seed_(config.train().seed()) {}
+    : config_(config), seed_(config.train().seed()) {
+  const ImageShape s = image_shape(config.model());
+  if (s.size > 0) {
+    prototypes_ = Tensor::empty({s.classes, s.size, s.size, s.channels}, DType::f32);
+    fill_normal(prototypes_, seed_, kPrototype, 0.0f, 1.0f);
+  }
+}
 
-Tensor SyntheticData::prototype_images(const Tensor& classes, int64_t first, float noise) const {
-  const ImageShape s = image_shape(config_.model());
-  const int64_t B = classes.numel(), pixels = s.size * s.size * s.channels;
-  Tensor images = Tensor::empty({B, s.size, s.size, s.channels}, DType::f32);
-  float* out = images.data<float>();
+Tensor SyntheticData::images(const Tensor& classes, int64_t first, float noise) const {
+  const int64_t B = classes.numel(), pixels = prototypes_.numel() / prototypes_.dim(0);
+  Shape shape = prototypes_.shape();
+  shape[0] = B;
+  Tensor out = Tensor::empty(shape, DType::f32);
   const bool squash = config_.model().has_dit();
-#pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < B; ++b) {
-    const uint64_t c = uint64_t(classes.data<int32_t>()[b]);
+    Tensor image = out.slice(b, b + 1);
+    float* o = image.data<float>();
+    // Noise keyed by the sample's global position: its own Philox stream.
+    if (noise > 0)
+      fill_normal(image, seed_, (uint64_t(kNoise) << 48) ^ uint64_t(first + b), 0.0f, noise);
+    const float* proto = prototypes_.data<float>() + classes.data<int32_t>()[b] * pixels;
     for (int64_t i = 0; i < pixels; ++i) {
-      float v = normal(seed_, kPrototype, c * uint64_t(pixels) + uint64_t(i));
-      if (noise > 0) v += noise * normal(seed_, kNoise, uint64_t(first + b) * pixels + i);
-      out[b * pixels + i] = squash ? std::tanh(v) : v;
+      const float v = proto[i] + (noise > 0 ? o[i] : 0.0f);
+      o[i] = squash ? std::tanh(v) : v;
     }
   }
-  return images;
+  return out;
 }
 
 models::Batch SyntheticData::batch(int64_t first, int64_t count) const {
@@ -86,7 +90,7 @@ models::Batch SyntheticData::batch(int64_t first, int64_t count) const {
     classes.data<int32_t>()[b] =
         int32_t(draw(seed_, kSample, uint64_t(first + b), 2) % uint32_t(s.classes));
   }
-  batch["images"] = prototype_images(classes, first, m.has_dit() ? 0.0f : 0.5f);
+  batch["images"] = images(classes, first, m.has_dit() ? 0.0f : 0.5f);
   if (m.has_vit() || m.has_dit()) batch["labels"] = classes;
   if (m.has_dit()) {
     Tensor keys = Tensor::empty({count}, DType::i64);

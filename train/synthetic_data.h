@@ -24,10 +24,11 @@ class SyntheticData {
   models::Batch batch(int64_t first, int64_t count) const;
 
  private:
-  Tensor prototype_images(const Tensor& classes, int64_t first, float noise) const;
+  Tensor images(const Tensor& classes, int64_t first, float noise) const;
 
   config::Config config_;
   uint64_t seed_;
+  Tensor prototypes_;  // (classes, H, W, C): one fixed image per class, drawn once
 };
 
 }  // namespace tessera::train
