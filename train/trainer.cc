@@ -100,6 +100,21 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet)
 
 Trainer::~Trainer() = default;
 
+nlohmann::json Trainer::evaluate(const SyntheticData& data, int64_t step) {
+  // Held-out samples: positions far beyond any the run trains on (the stream is keyed by
+  // position, so these never appear in training).
+  constexpr int64_t kHeldOut = int64_t(1) << 50;
+  const int64_t batch = config_.data().global_batch_size() / config_.train().micro_batches();
+  double loss = 0;
+  const int batches = std::max(1, config_.eval().batches());
+  for (int i = 0; i < batches; ++i) {
+    loss += model_->forward_loss(data.batch(kHeldOut + i * batch, batch)).loss / batches;
+  }
+  if (!quiet_)
+    std::printf("eval  %6lld | loss %.4f over %d batches\n", (long long)step, loss, batches);
+  return {{"kind", "eval"}, {"step", step}, {"loss", loss}, {"batches", batches}};
+}
+
 int Trainer::run() {
   const config::Config& cfg = config_;
   models::ParamStore& params = model_->params();
@@ -198,6 +213,9 @@ int Trainer::run() {
       }
       window_loss = window_data_s = window_step_s = 0;
       window_steps = 0;
+    }
+    if (cfg.eval().every_steps() > 0 && (step % cfg.eval().every_steps() == 0 || step == steps)) {
+      metrics.write(evaluate(data, step));
     }
   }
   if (Profiler::enabled())

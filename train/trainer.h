@@ -7,9 +7,12 @@
 #include <vector>
 
 #include "models/model.h"
+#include "nlohmann/json.hpp"
 #include "proto/config.pb.h"
 
 namespace tessera::train {
+
+class SyntheticData;
 
 // Exit statuses of `tessera train` (DESIGN.md: interfaces users' scripts rely on).
 inline constexpr int kExitOk = 0;
@@ -37,6 +40,8 @@ class Trainer {
   models::Model& model() { return *model_; }
 
  private:
+  nlohmann::json evaluate(const SyntheticData& data, int64_t step);
+
   config::Config config_;
   std::string run_dir_;
   bool quiet_;

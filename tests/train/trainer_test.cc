@@ -35,12 +35,16 @@ TEST(Trainer, RunDirectoryHoldsResolvedConfigAndMetrics) {
   std::string dir = fresh_dir("run_dir");
   TrainOptions o;
   o.config_path = testing::source_path("configs/gpt_tiny.pbtxt");
-  o.overrides = {"train.steps=3", "log.every_steps=1", "data.global_batch_size=4"};
+  o.overrides = {"train.steps=3", "log.every_steps=1", "data.global_batch_size=4",
+                 "eval.every_steps=3", "eval.batches=2"};
   o.run_dir = dir;
   o.quiet = true;
   ASSERT_EQ(run_train(o), kExitOk);
   auto rows = read_metrics(dir);
-  ASSERT_EQ(rows.size(), 3u);
+  ASSERT_EQ(rows.size(), 4u);  // three training steps, then the evaluation after step 3
+  EXPECT_EQ(rows[3]["kind"], "eval");
+  EXPECT_EQ(rows[3]["step"], 3);
+  EXPECT_GT(rows[3]["loss"].get<double>(), 0.0);
   for (const char* key : {"step", "loss", "lr", "grad_norm", "samples_per_s", "mfu", "step_ms",
                           "tokens_per_s", "data_wait"}) {
     EXPECT_TRUE(rows[2].contains(key)) << key;
