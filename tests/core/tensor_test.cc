@@ -74,3 +74,35 @@ TESSERA_INSTANTIATE_DEVICE_TESTS(TensorDeviceTest);
 
 }  // namespace
 }  // namespace tessera
+
+#if TESSERA_WITH_CUDA
+#include "core/cuda/caching_allocator.h"
+
+namespace tessera {
+namespace {
+
+// The caching allocator reuses freed blocks: after a warm-up round, a round of the same sizes
+// makes no new cudaMalloc (what keeps a training step free of cudaMalloc). CUDA only: the CPU
+// allocator has no cache to test.
+TEST(CachingAllocator, SecondRoundOfTheSameSizesMakesNoDeviceMalloc) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  auto& alloc = static_cast<cuda::CachingAllocator&>(allocator_for(Device::cuda(0)));
+  auto round = [&] {
+    std::vector<Tensor> live;
+    for (int64_t n : {1, 100, 1000, 1 << 20, 3 << 20, 7}) {
+      live.push_back(Tensor::empty({n}, DType::f32, Device::cuda(0)));
+    }
+  };
+  round();
+  const int64_t mallocs = alloc.stats().device_mallocs;
+  round();
+  round();
+  EXPECT_EQ(alloc.stats().device_mallocs, mallocs);
+  EXPECT_EQ(alloc.stats().bytes_in_use, 0u);
+  EXPECT_EQ(cuda::CachingAllocator::round_size(1), 512u);
+  EXPECT_EQ(cuda::CachingAllocator::round_size(3 << 20), 4u << 20);
+}
+
+}  // namespace
+}  // namespace tessera
+#endif
