@@ -3,7 +3,9 @@
 Written the way a PyTorch user tuning for CPU speed would write them in torch 1.13: nn.Linear
 everywhere (addmm on BLAS), a fused qkv projection, and attention as explicit
 softmax(Q K^T / sqrt(D)) V with batched matmuls (1.13 has no scaled_dot_product_attention; the
-formulation used is the fastest one measured, see attention()). Each forward returns the loss.
+formulation used is among the fastest measured: causal scores as one baddbmm onto an additive
+-inf mask, 25-29 ms fwd+bwd for B=8, H=6, T=256, D=64 on 2 threads, vs 30 ms for masked_fill
+on the scores; copying q, k contiguous first was within noise). Each forward returns the loss.
 """
 import math
 
