@@ -4,7 +4,9 @@
                        [--build-dir DIR] [--no-build] [--keep-run-dir]
 
 In order: builds `tessera` and `bench_ops` if needed (./scripts/build, ninja skips what is up to
-date); measures the f32 sgemm peak with bench_ops' own probe (oneDNN sgemm 2048^3, best of 5);
+date); measures the f32 sgemm peak with bench_ops' own probe (oneDNN sgemm 2048^3, best of 5)
+before and after the two sides and keeps the higher (a peak depressed by other processes would
+inflate MFU; the load average at start and end goes into the JSON line so a reader can judge);
 trains `steps + 2` steps with `tessera train` (TESSERA_NUM_THREADS=N) and takes the median
 `step_ms` of metrics.jsonl after the first 2 steps; runs bench/peer/peer.py the same number of
 steps, tuned as a user would tune it (OpenMP OpenBLAS, ATEN_CPU_CAPABILITY=avx512,
@@ -160,10 +162,11 @@ def main():
     fl = flops.model_flops(cfg, a.seq_len, a.batch)
     if not a.no_build:
         build(build_dir)
-    peak = sgemm_peak(build_dir, a.threads)
+    load_start = os.getloadavg()[0]
+    peak = peak_before = sgemm_peak(build_dir, a.threads)
     log(f"{os.path.basename(a.config)}: {fl['kind']} B={fl['batch']} T={fl['seq_len']} "
         f"params={fl['params_total']} model GFLOP/step={fl['flops_per_step'] / 1e9:.2f} | "
-        f"threads {a.threads} | sgemm peak measured now {peak:.1f} GFLOP/s")
+        f"threads {a.threads} | sgemm peak measured now {peak:.1f} GFLOP/s | load {load_start:.2f}")
 
     t_ms, t_note = run_tessera(build_dir, a, cfg, peak)
     if t_ms is None:
@@ -174,6 +177,14 @@ def main():
     p_ms = peer["peer_step_ms"] if peer else None
     if peer is None:
         log(f"peer side not measured: {p_note}")
+
+    peak_after = sgemm_peak(build_dir, a.threads)
+    peak = max(peak_before, peak_after)
+    load_end = os.getloadavg()[0]
+    log(f"sgemm peak after: {peak_after:.1f} GFLOP/s (using {peak:.1f}) | load {load_end:.2f}")
+    if max(load_start, load_end) > a.threads + 0.5:
+        log(f"WARNING: load average above {a.threads} threads: other processes share the cores "
+            "and both sides' times (the OpenMP peer's most) are inflated")
 
     def mfu(ms):
         return None if ms is None else fl["flops_per_step"] / (ms / 1e3) / (peak * 1e9)
@@ -195,7 +206,9 @@ def main():
         "precision": precision, "batch": fl["batch"], "seq_len": fl["seq_len"],
         "steps": a.steps, "tessera_step_ms": rnd(t_ms, 2), "peer_step_ms": rnd(p_ms, 2),
         "speedup": rnd(speedup, 4), "mfu": rnd(mfu(t_ms), 4), "peer_mfu": rnd(mfu(p_ms), 4),
-        "sgemm_peak_gflops": round(peak, 1),
+        "sgemm_peak_gflops": round(peak, 1), "sgemm_peak_gflops_before": round(peak_before, 1),
+        "sgemm_peak_gflops_after": round(peak_after, 1),
+        "loadavg_start": round(load_start, 2), "loadavg_end": round(load_end, 2),
         "model_gflops_per_step": round(fl["flops_per_step"] / 1e9, 3)}), flush=True)
     return 0 if (t_ms is not None and p_ms is not None) else 1
 
