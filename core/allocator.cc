@@ -1,34 +1,43 @@
 #include "core/allocator.h"
 
+#include <cstdint>
 #include <cstdlib>
-#include <new>
+#include <cstring>
 
-#include "absl/strings/str_cat.h"
+#include "core/caching_allocator.h"
 #include "core/device_memory.h"
-#include "core/error.h"
 
 namespace tessera {
 namespace {
 
 constexpr size_t kCpuAlignment = 64;
 
-class CpuAllocator final : public Allocator {
+class SystemSource final : public BlockSource {
  public:
   void* allocate(size_t bytes) override {
-    if (bytes == 0) return nullptr;
     size_t rounded = (bytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-    void* p = std::aligned_alloc(kCpuAlignment, rounded);
-    TESSERA_CHECK(p != nullptr, "cpu allocator: out of memory allocating ", bytes, " bytes");
-    return p;
+    return std::aligned_alloc(kCpuAlignment, rounded);
   }
-  void deallocate(void* ptr, size_t) override { std::free(ptr); }
+  void release(void* ptr, size_t) override { std::free(ptr); }
   Device device() const override { return Device::cpu(); }
 };
+
+// Blocks of 1 MiB and more are cached (rounded to 64 KiB); smaller ones go straight to malloc,
+// whose own free lists serve them well. TESSERA_CPU_CACHE=0 turns the cache off.
+CachingPolicy cpu_policy() {
+  CachingPolicy p;
+  const char* env = std::getenv("TESSERA_CPU_CACHE");
+  p.min_cached_bytes = env != nullptr && std::strcmp(env, "0") == 0 ? SIZE_MAX : size_t(1) << 20;
+  p.small_unit = kCpuAlignment;
+  p.large_threshold = size_t(1) << 20;
+  p.large_unit = size_t(64) << 10;
+  return p;
+}
 
 }  // namespace
 
 Allocator& allocator_for(Device device) {
-  static CpuAllocator cpu;
+  static CachingAllocator cpu(std::make_unique<SystemSource>(), cpu_policy());
   if (device.is_cpu()) return cpu;
   return detail::cuda_allocator(device.index);
 }

@@ -9,7 +9,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
-#include "core/cuda/caching_allocator.h"
+#include "core/caching_allocator.h"
 #include "core/error.h"
 
 namespace tessera {
@@ -29,6 +29,45 @@ int cuda_device_count() {
 bool cuda_compiled() {
   return true;
 }
+
+namespace {
+
+// RAII guard that makes `index` the current device and restores the previous one.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int index) {
+    cudaGetDevice(&previous_);
+    if (previous_ != index) cudaSetDevice(index);
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+
+ private:
+  int previous_ = 0;
+};
+
+class CudaSource final : public BlockSource {
+ public:
+  explicit CudaSource(int index) : index_(index) {}
+  void* allocate(size_t bytes) override {
+    DeviceGuard guard(index_);
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+      cudaGetLastError();  // clear the error so the caller can retry after freeing the cache
+      return nullptr;
+    }
+    return p;
+  }
+  void release(void* ptr, size_t) override {
+    DeviceGuard guard(index_);
+    cudaFree(ptr);
+  }
+  Device device() const override { return Device::cuda(index_); }
+
+ private:
+  int index_;
+};
+
+}  // namespace
 
 namespace detail {
 
@@ -56,13 +95,15 @@ void device_memset_zero(void* dst, Device device, size_t bytes) {
 
 Allocator& cuda_allocator(int index) {
   static std::mutex mutex;
-  static std::deque<cuda::CachingAllocator> allocators;  // deque: stable addresses
+  static std::deque<CachingAllocator> allocators;  // deque: stable addresses
   int count = cuda_device_count();
   TESSERA_CHECK(index >= 0 && index < count, "allocator: cuda:", index,
                 " requested but this machine has ", count, " CUDA device(s)");
   std::lock_guard<std::mutex> lock(mutex);
   while (static_cast<int>(allocators.size()) < count) {
-    allocators.emplace_back(static_cast<int>(allocators.size()));
+    // Everything is cached, rounded to 512 B below 1 MiB and to 2 MiB above.
+    allocators.emplace_back(std::make_unique<CudaSource>(static_cast<int>(allocators.size())),
+                            CachingPolicy{});
   }
   return allocators[index];
 }

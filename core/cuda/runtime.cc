@@ -18,8 +18,8 @@ cudaStream_t compute_stream(int device) {
   static std::vector<cudaStream_t> streams;
   std::lock_guard<std::mutex> lock(mutex);
   if (streams.empty()) streams.resize(static_cast<size_t>(cuda_device_count()), nullptr);
-  TESSERA_CHECK(device >= 0 && device < static_cast<int>(streams.size()), "compute_stream: cuda:",
-                device, " does not exist (", streams.size(), " devices)");
+  TESSERA_CHECK(device >= 0 && device < static_cast<int>(streams.size()),
+                "compute_stream: cuda:", device, " does not exist (", streams.size(), " devices)");
   if (streams[device] == nullptr) {
     int previous = 0;
     check(cudaGetDevice(&previous), "cudaGetDevice");
