@@ -115,4 +115,10 @@ double Clip::train_flops(int64_t batch_size) const {
   return batch_size * (image + text + 6 * batch_size * E);
 }
 
+int64_t Clip::activation_bytes(int64_t batch_size) const {
+  // Both towers, then the (B, B) similarity matrices of the loss.
+  return 4 * (image_.saved_floats(batch_size) + text_.saved_floats(batch_size) +
+              4 * batch_size * batch_size);
+}
+
 }  // namespace tessera::models

@@ -31,6 +31,7 @@ class Clip final : public Model {
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
   LossResult forward_loss(const Batch& batch) override;
   double train_flops(int64_t batch_size) const override;
+  int64_t activation_bytes(int64_t batch_size) const override;
 
   // L2-normalised embeddings (B, embed) of the last forward, for retrieval evaluation.
   const Tensor& image_embeddings() const { return img_emb_; }

@@ -1,5 +1,7 @@
 #include "models/dit.h"
 
+#include "models/layers/transformer_block.h"
+
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -319,6 +321,18 @@ double Dit::train_flops(int64_t batch_size) const {
   const double n_token = P * d + L * (4 * d * d + 2 * r * d * d) + d * P;
   const double n_sample = TimestepEmbedding::kFreqDim * d + d * d + L * 6 * d * d + 2 * d * d;
   return batch_size * (6 * (n_token * T + n_sample) + 12 * L * T * T * d);
+}
+
+int64_t Dit::activation_bytes(int64_t batch_size) const {
+  // adaLN blocks save three more (B, T, C) tensors than a plain block (the modulated inputs and
+  // the branch output the gate multiplies); outside them: patch rows (noisy input, noise,
+  // prediction) and the token stream.
+  const int64_t B = batch_size, T = tokens_, C = dim_;
+  const auto& t = config_.transformer();
+  const bool recompute = !blocks_.empty() && blocks_[0]->recomputes();
+  return 4 * (block_stack_saved_floats(t.n_layers(), B, T, C, t.n_heads(), t.mlp_ratio(), recompute,
+                                       /*extra=*/3) +
+              3 * B * T * patch_dim_ + 4 * B * T * C);
 }
 
 }  // namespace tessera::models

@@ -43,6 +43,7 @@ class Dit final : public Model {
   // The same keyed draws (label drop included) as forward_backward: the training objective.
   LossResult forward_loss(const Batch& batch) override;
   double train_flops(int64_t batch_size) const override;
+  int64_t activation_bytes(int64_t batch_size) const override;
 
   // Seed of the keyed draws (the trainer sets train.seed). Default 0.
   void set_seed(uint64_t seed) override { seed_ = seed; }

@@ -141,20 +141,14 @@ double Gpt::train_flops(int64_t batch_size) const {
 namespace tessera::models {
 
 int64_t Gpt::activation_bytes(int64_t batch_size) const {
-  // Saved per block, in units of B·T·C floats: ln1 input 1, qkv 3, attention output 1, the
-  // residual sum feeding ln2 1, ln2 output (fc input) 1, fc output 4 and GELU output 4 (the
-  // proj input): 15, plus lse (B·H·T) and the two LayerNorms' statistics. With recomputation a
-  // block keeps only its input, plus one block's worth while it is recomputed. Outside the
-  // blocks: embeddings, ln_f, hidden and the (B, T, V) logits, which are reused for their own
-  // gradient.
+  // The blocks (see block_stack_saved_floats), then embeddings, ln_f and the hidden state (4 of
+  // (B, T, C)) and the (B, T, V) logits, which are reused in place for their own gradient.
   const auto& t = config_.transformer();
-  const int64_t B = batch_size, T = config_.context(), C = t.d_model(), L = t.n_layers(),
-                V = config_.vocab_size(), H = t.n_heads();
-  const int64_t btc = B * T * C;
-  const int64_t per_block = (7 + 2 * t.mlp_ratio()) * btc + B * H * T + 4 * B * T;
+  const int64_t B = batch_size, T = config_.context(), C = t.d_model();
   const bool recompute = !blocks_.empty() && blocks_[0]->recomputes();
-  const int64_t blocks = recompute ? L * btc + per_block : L * per_block;
-  return 4 * (blocks + 4 * btc + B * T * V + btc);
+  const int64_t blocks =
+      block_stack_saved_floats(t.n_layers(), B, T, C, t.n_heads(), t.mlp_ratio(), recompute);
+  return 4 * (blocks + 4 * B * T * C + B * T * config_.vocab_size());
 }
 
 }  // namespace tessera::models

@@ -8,6 +8,15 @@
 
 namespace tessera::models {
 
+int64_t TextTower::saved_floats(int64_t B) const {
+  const int64_t T = config_.context(), C = dim_;
+  const bool recompute = !blocks_.empty() && blocks_[0]->recomputes();
+  return block_stack_saved_floats(config_.transformer().n_layers(), B, T, C,
+                                  config_.transformer().n_heads(),
+                                  config_.transformer().mlp_ratio(), recompute) +
+         4 * B * T * C;
+}
+
 TextTower::TextTower(ParamStore& store, const std::string& prefix, const config::TextTowerConfig& c,
                      bool recompute)
     : config_(c),

@@ -31,6 +31,8 @@ class TextTower {
 
   int64_t dim() const { return dim_; }
   double block_params() const;  // matmul weights per token, for FLOPs
+  // Activation floats kept for backward for a batch of B texts of the full context.
+  int64_t saved_floats(int64_t B) const;
 
  private:
   config::TextTowerConfig config_;

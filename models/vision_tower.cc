@@ -17,6 +17,16 @@ const config::VitConfig& checked(const config::VitConfig& c) {
 
 }  // namespace
 
+int64_t VisionTower::saved_floats(int64_t B) const {
+  // The blocks, the patch rows (B, P, p*p*C), and patch embedding, token, LN and pooled rows.
+  const int64_t T = tokens(), C = dim_;
+  const bool recompute = !blocks_.empty() && blocks_[0]->recomputes();
+  return block_stack_saved_floats(config_.transformer().n_layers(), B, T, C,
+                                  config_.transformer().n_heads(),
+                                  config_.transformer().mlp_ratio(), recompute) +
+         B * n_patches_ * config_.patch() * config_.patch() * config_.channels() + 4 * B * T * C;
+}
+
 VisionTower::VisionTower(ParamStore& store, const std::string& prefix, const config::VitConfig& c,
                          bool recompute)
     : config_(checked(c)),

@@ -36,6 +36,8 @@ class VisionTower {
   int64_t dim() const { return dim_; }
   int64_t n_patches() const { return n_patches_; }
   int64_t tokens() const { return n_patches_ + 1; }  // T: patches + class token
+  // Activation floats kept for backward for a batch of B images.
+  int64_t saved_floats(int64_t B) const;
   // Weights of the matmuls each token passes through (blocks and patch embedding), for FLOPs.
   double block_params() const;
   double patch_params() const;

@@ -72,4 +72,8 @@ double Vit::train_flops(int64_t batch_size) const {
   return batch_size * per_sample;
 }
 
+int64_t Vit::activation_bytes(int64_t batch_size) const {
+  return 4 * (tower_.saved_floats(batch_size) + batch_size * config_.n_classes());
+}
+
 }  // namespace tessera::models

@@ -24,6 +24,7 @@ class Vit final : public Model {
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
   LossResult forward_loss(const Batch& batch) override;
   double train_flops(int64_t batch_size) const override;
+  int64_t activation_bytes(int64_t batch_size) const override;
 
   // Logits (B, n_classes) of the last forward, for accuracy and tests.
   const Tensor& logits() const { return logits_; }

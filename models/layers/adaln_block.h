@@ -45,6 +45,8 @@ class AdaLnBlock {
   // Contract: parameter grads ACCUMULATE; dx and dc are written.
   AdaLnGrads backward(const Tensor& dy);  // dy (B, T, d)
 
+  bool recomputes() const { return recompute_; }
+
  private:
   Tensor run_forward(const Tensor& x, const Tensor& c);
   void drop_saved();

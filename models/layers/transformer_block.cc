@@ -4,6 +4,13 @@
 
 namespace tessera::models {
 
+int64_t block_stack_saved_floats(int64_t n_layers, int64_t B, int64_t T, int64_t C, int64_t H,
+                                 int mlp_ratio, bool recompute, int extra) {
+  const int64_t btc = B * T * C;
+  const int64_t per_block = (7 + extra + 2 * int64_t(mlp_ratio)) * btc + B * H * T + 4 * B * T;
+  return recompute ? n_layers * btc + per_block : n_layers * per_block;
+}
+
 TransformerBlock::TransformerBlock(ParamStore& store, const std::string& name,
                                    const BlockOptions& o)
     : recompute_(o.recompute),

@@ -24,6 +24,14 @@ struct BlockOptions {
   Init proj_init = Init::normal(0.02f);  // residual projections (attn.proj, mlp.proj)
 };
 
+// Activation floats a stack of `n_layers` pre-LN blocks keeps for backward, for B·T tokens of
+// width C: per block the LN1 input, qkv (3), attention output, the residual sum, LN2 output, the
+// MLP hidden before and after GELU (2·mlp_ratio), plus lse and LayerNorm statistics; `extra`
+// more (B, T, C) tensors per block for variants that save more (adaLN: 3). With recomputation
+// each block keeps only its input, plus one block's full set while it is being recomputed.
+int64_t block_stack_saved_floats(int64_t n_layers, int64_t B, int64_t T, int64_t C, int64_t H,
+                                 int mlp_ratio, bool recompute, int extra = 0);
+
 class TransformerBlock {
  public:
   TransformerBlock(ParamStore& store, const std::string& name, const BlockOptions& options);
