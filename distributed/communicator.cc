@@ -39,8 +39,9 @@ void Work::wait() {
     cv_.wait_for(lock, std::chrono::seconds(1));
     if (!done_ && now_ns() > backstop_ns_) {
       lock.unlock();
-      abort_job(absl::StrCat(what_, ": still not complete long after its deadline and the "
-                                    "communication thread's watchdog did not fire; aborting"));
+      abort_job(absl::StrCat(what_,
+                             ": still not complete long after its deadline and the "
+                             "communication thread's watchdog did not fire; aborting"));
     }
   }
   if (!error_.empty()) throw Error(absl::StrCat(what_, " failed: ", error_));

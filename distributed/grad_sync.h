@@ -63,11 +63,11 @@ class GradSync {
 
   // Accumulated over finish() calls that communicated.
   struct Stats {
-    int64_t syncs = 0;         // finish() calls that averaged
-    int64_t buckets = 0;       // all-reduces launched
-    int64_t bytes = 0;         // bytes all-reduced (algorithm bytes)
-    double comm_seconds = 0;   // time some bucket was in flight (union of bucket intervals)
-    double wait_seconds = 0;   // time finish() blocked the caller
+    int64_t syncs = 0;        // finish() calls that averaged
+    int64_t buckets = 0;      // all-reduces launched
+    int64_t bytes = 0;        // bytes all-reduced (algorithm bytes)
+    double comm_seconds = 0;  // time some bucket was in flight (union of bucket intervals)
+    double wait_seconds = 0;  // time finish() blocked the caller
     // Share of communication hidden behind backward: 1 - wait / comm (0 when nothing ran).
     double hidden_fraction() const;
   };

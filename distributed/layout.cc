@@ -8,8 +8,8 @@ namespace tessera::distributed {
 ParallelLayout::ParallelLayout(Communicator& world, int tensor_parallel) : world_(&world) {
   const int W = world.size(), T = tensor_parallel, r = world.rank();
   TESSERA_CHECK(T >= 1, "parallel.tensor_parallel = ", T, " must be at least 1");
-  TESSERA_CHECK(W % T == 0, "parallel.tensor_parallel = ", T, " does not divide the world size ",
-                W, " (", W, " ranks cannot form groups of ", T, ")");
+  TESSERA_CHECK(W % T == 0, "parallel.tensor_parallel = ", T, " does not divide the world size ", W,
+                " (", W, " ranks cannot form groups of ", T, ")");
   // Every rank takes the same branches (T and W are the same everywhere), so the splits stay
   // collective.
   if (T == 1) {

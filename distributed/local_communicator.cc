@@ -8,8 +8,8 @@
 namespace tessera::distributed {
 
 WorkHandle LocalCommunicator::completed(const char* op, int64_t numel) {
-  auto work = std::make_shared<Work>(absl::StrCat(op, " #", ++seq_, " on '", name_, "' (", numel,
-                                                  " f32)"));
+  auto work =
+      std::make_shared<Work>(absl::StrCat(op, " #", ++seq_, " on '", name_, "' (", numel, " f32)"));
   work->complete(now_ns());
   return work;
 }
@@ -71,7 +71,9 @@ WorkHandle LocalCommunicator::recv(const Tensor& t, int peer) {
   return work;
 }
 
-WorkHandle LocalCommunicator::barrier() { return completed("barrier", 0); }
+WorkHandle LocalCommunicator::barrier() {
+  return completed("barrier", 0);
+}
 
 std::unique_ptr<Communicator> LocalCommunicator::split(int color, int key, std::string name) {
   return std::make_unique<LocalCommunicator>(std::move(name));

@@ -54,7 +54,9 @@ void require_thread_multiple() {
                 "through distributed::MpiEnvironment, and use an MPI built with thread support)");
 }
 
-MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM; }
+MPI_Op mpi_op(ReduceOp op) {
+  return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM;
+}
 
 }  // namespace
 
@@ -87,7 +89,7 @@ struct MpiCommunicator::Op {
   const char* op_name;
   bool collective = true;
   ReduceOp rop = ReduceOp::kSum;
-  Tensor a, b;  // a: the in-place tensor or the input; b: the output
+  Tensor a, b;   // a: the in-place tensor or the input; b: the output
   int peer = 0;  // root for broadcast, peer for send/recv
   int64_t seq = 0;
   int64_t elements = 0;
@@ -180,9 +182,9 @@ WorkHandle MpiCommunicator::enqueue(std::unique_ptr<Op> op) {
   op->deadline_ns = op->issued_ns + int64_t(options_.timeout_s * 1e9);
   op->work = std::make_shared<Work>(std::move(what));
   // Backstop well behind the watchdog (which needs the deadline plus the query time).
-  op->work->set_backstop(op->deadline_ns +
-                         int64_t((std::max(30.0, options_.timeout_s) + options_.query_timeout_s) *
-                                 1e9));
+  op->work->set_backstop(
+      op->deadline_ns +
+      int64_t((std::max(30.0, options_.timeout_s) + options_.query_timeout_s) * 1e9));
   WorkHandle work = op->work;
   queue_.push_back(std::move(op));
   lock.unlock();
@@ -323,8 +325,8 @@ void MpiCommunicator::poll_queries() {
   for (;;) {
     int flag = 0;
     MPI_Status status;
-    if (query_req_ == MPI_REQUEST_NULL ||
-        MPI_Test(&query_req_, &flag, &status) != MPI_SUCCESS || !flag)
+    if (query_req_ == MPI_REQUEST_NULL || MPI_Test(&query_req_, &flag, &status) != MPI_SUCCESS ||
+        !flag)
       break;
     auto answer = std::make_unique<int64_t>(seq_.load());
     MPI_Request req = MPI_REQUEST_NULL;
@@ -378,8 +380,8 @@ void MpiCommunicator::thread_main() {
         int count = 0;
         indices.resize(reqs.size());
         statuses.resize(reqs.size());
-        int rc = MPI_Testsome(int(reqs.size()), reqs.data(), &count, indices.data(),
-                              statuses.data());
+        int rc =
+            MPI_Testsome(int(reqs.size()), reqs.data(), &count, indices.data(), statuses.data());
         if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
           for (Op* op : req_ops) {
             op->complete = true;

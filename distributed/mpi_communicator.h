@@ -73,9 +73,9 @@ class MpiEnvironment {
 };
 
 struct MpiOptions {
-  double timeout_s = 600;         // every operation's deadline, from the moment it is issued
-  int poll_max_sleep_us = 50;     // longest back-off sleep between MPI_Testsome polls
-  double query_timeout_s = 1.0;   // how long the watchdog waits for peers' answers
+  double timeout_s = 600;        // every operation's deadline, from the moment it is issued
+  int poll_max_sleep_us = 50;    // longest back-off sleep between MPI_Testsome polls
+  double query_timeout_s = 1.0;  // how long the watchdog waits for peers' answers
 };
 
 class MpiCommunicator final : public Communicator {
