@@ -12,7 +12,8 @@
 //    every operation non-blocking (rather than running blocking calls one by one) also lets the
 //    send and the recv of a ring step, and several gradient buckets, be in flight together.
 //  - No busy spinning: while operations are in flight the thread polls with a back-off (a few
-//    sched_yield()s, then sleeps growing to `poll_max_sleep_us`); with nothing in flight it
+//    sched_yield()s, then sleeps of 1/16 of the time since the last completion, at most
+//    `poll_max_sleep_us`), so a completion is noticed at most ~6 % late; with nothing in flight it
 //    sleeps on a condition variable (waking every 20 ms to answer watchdog queries). Blocking MPI
 //    calls would be simpler but Open MPI's blocking waits spin a core at 100 % inside
 //    opal_progress, which on a CPU trainer steals a core from the compute threads.
@@ -22,7 +23,8 @@
 //    the same communicator (like a CUDA stream), so "done(k) implies done(j < k)" holds.
 //  - MPI must provide MPI_THREAD_MULTIPLE (the main thread creates communicators while
 //    communication threads run); MpiEnvironment checks it and fails clearly otherwise.
-//  - Each MpiCommunicator duplicates its MPI communicator three times: `data` (the collectives and
+//  - Each MpiCommunicator duplicates its MPI communicator three times (four with `bulk`): `data`
+//  (the collectives and
 //    point-to-point traffic, used only by the communication thread), `ctrl` (the watchdog's
 //    arrival queries, also only that thread) and `base` (split(), only the issuing thread). MPI
 //    forbids concurrent collectives on one communicator from two threads; separate contexts
@@ -34,6 +36,15 @@
 //    ONE line naming the collective, the group, the sequence number, the elements, the time waited
 //    and the ranks that have not issued it (or that did not answer), and calls MPI_Abort so no
 //    rank stays blocked. The queries cost nothing until a deadline passes.
+//  - Bulk collectives (>= `bulk_min_bytes`, 1 MiB by default): Open MPI's non-blocking
+//    all-reduce (libnbc) reaches about half the bus bandwidth of its blocking one (tuned) on
+//    large messages here (bench/distributed/allreduce_bench.cc measures both). So a large
+//    collective starts as a non-blocking MPI_Ibarrier on `data` (the "arrival" phase: polled with
+//    back-off, watched by the watchdog, so a late or missing rank costs no CPU and gets named);
+//    once every rank has arrived and the operation is the oldest in flight, the thread runs the
+//    blocking collective on a fourth duplicate, `bulk`. Every rank runs bulk collectives in issue
+//    order, so their order matches; the blocking call spins only for the transfer itself (all
+//    peers are there), and it keeps progressing the other requests in flight.
 //  - kAvg is MPI_SUM followed by a division by size() on the communication thread (MPI has no
 //    average).
 //
@@ -74,7 +85,10 @@ class MpiEnvironment {
 
 struct MpiOptions {
   double timeout_s = 600;        // every operation's deadline, from the moment it is issued
-  int poll_max_sleep_us = 50;    // longest back-off sleep between MPI_Testsome polls
+  int poll_max_sleep_us = 1000;  // longest back-off sleep between MPI_Testsome polls
+  // Collectives moving at least this many bytes take the "bulk" path (see the design notes):
+  // a non-blocking arrival barrier, then MPI's blocking algorithm. SIZE_MAX turns it off.
+  size_t bulk_min_bytes = size_t(1) << 20;
   double query_timeout_s = 1.0;  // how long the watchdog waits for peers' answers
 };
 
@@ -115,13 +129,15 @@ class MpiCommunicator final : public Communicator {
   WorkHandle enqueue(std::unique_ptr<Op> op);
   void thread_main();
   void start(Op& op);
+  void run_bulk(Op& op);
   void finish(Op& op, int64_t now);
   void poll_queries();
   [[noreturn]] void watchdog_fire(const Op& op, int64_t now);
 
   std::string name_;
   MpiOptions options_;
-  MPI_Comm base_ = MPI_COMM_NULL, data_ = MPI_COMM_NULL, ctrl_ = MPI_COMM_NULL;
+  MPI_Comm base_ = MPI_COMM_NULL, data_ = MPI_COMM_NULL, ctrl_ = MPI_COMM_NULL,
+           bulk_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   std::vector<int> world_ranks_;
 

@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
     MpiOptions options;
     if (mode == "hang") options.timeout_s = 2;
     auto world = MpiCommunicator::world(options);
-    Tensor t = Tensor::zeros({1000}, DType::f32);
+    // 4 MiB: the bulk path (arrival barrier first), whose arrival phase the watchdog watches.
+    Tensor t = Tensor::zeros({1 << 20}, DType::f32);
     for (int step = 1; step <= 3; ++step) world->all_reduce(t, ReduceOp::kSum)->wait();
     if (mode == "hang" && world->rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(30));
     if (mode == "throw" && world->rank() == world->size() - 1)

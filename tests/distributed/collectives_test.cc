@@ -146,7 +146,8 @@ TEST(Collectives, ManyInFlightCompleteInIssueOrder) {
   std::vector<WorkHandle> works;
   std::vector<ReduceOp> ops;
   for (int k = 0; k < 64; ++k) {
-    int64_t n = 1 + (int64_t(k) * 7919) % 60000;  // mixed sizes: small ones could finish first
+    // Mixed sizes (small ones could finish first); every 8th takes the bulk path (>= 1 MiB).
+    int64_t n = k % 8 == 5 ? 300000 + k : 1 + (int64_t(k) * 7919) % 60000;
     ReduceOp op = k % 3 == 0 ? ReduceOp::kSum : (k % 3 == 1 ? ReduceOp::kAvg : ReduceOp::kMax);
     tensors.push_back(filled(n, world->rank()));
     ops.push_back(op);

@@ -26,7 +26,7 @@ case "$mode" in
   hang)
     line=$(grep "collective watchdog:" "$out" | head -1)
     [ -n "$line" ] || fail "no watchdog line"
-    for want in "all_reduce #4 on group 'world'" "1000 f32 elements" "not complete after" \
+    for want in "all_reduce #4 on group 'world'" "1048576 f32 elements" "not complete after" \
                 "not arrived: rank 1 (last issued #3)"; do
       [[ "$line" == *"$want"* ]] || fail "watchdog line lacks \"$want\": $line"
     done
