@@ -48,11 +48,13 @@
 //  - kAvg is MPI_SUM followed by a division by size() on the communication thread (MPI has no
 //    average).
 //
-// Signals: mpirun forwards SIGTERM (and turns Ctrl-C into SIGTERM) to every rank, then SIGKILLs
-// ranks still running a few seconds later. The communication threads block SIGINT, SIGTERM,
-// SIGHUP, SIGUSR1 and SIGUSR2, so a handler the trainer installs (e.g. "save, then exit with the
-// resume status") runs on a trainer thread; without a handler the default action ends the rank.
-// A rank that ends while its peers sit in a collective brings mpirun to kill the job.
+// Signals (Ctrl-C, SIGTERM): Open MPI's mpirun, on SIGINT or SIGTERM, sends SIGTERM to every
+// rank and SIGKILL to ranks still alive shortly after, then exits non-zero. Measured here:
+// `kill -TERM <mpirun>` during bench_allreduce (2 ranks) -> every rank gone within 2.6 s, mpirun
+// exit status 1. The communication threads block SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2,
+// so a handler the trainer installs (e.g. "save, then exit with the resume status") runs on a
+// trainer thread; without one the default action ends the rank. A rank that ends while its peers
+// sit in a collective makes mpirun end the job.
 
 #include <mpi.h>
 
