@@ -1,0 +1,105 @@
+#include "distributed/grad_sync.h"
+
+#include <algorithm>
+
+#include "core/timer.h"
+
+namespace tessera::distributed {
+
+GradSync::GradSync(Communicator& dp, Tensor grads, int64_t bucket_bytes)
+    : dp_(dp), grads_(std::move(grads)) {
+  check_cpu_f32(grads_, "GradSync", "grads", dp_.name());
+  TESSERA_CHECK(grads_.ndim() == 1, "GradSync on '", dp_.name(),
+                "': grads must be the flat (N) buffer, got ", grads_.describe());
+  TESSERA_CHECK(bucket_bytes >= int64_t(sizeof(float)), "GradSync on '", dp_.name(),
+                "': bucket_bytes = ", bucket_bytes, " is smaller than one f32 element");
+  numel_ = grads_.numel();
+  bucket_elements_ = bucket_bytes / int64_t(sizeof(float));
+  num_buckets_ = (numel_ + bucket_elements_ - 1) / bucket_elements_;
+}
+
+GradSync::~GradSync() {
+  for (auto& w : works_) {
+    try {
+      w->wait();
+    } catch (...) {
+      // Destructors do not throw; the failure was or will be reported by the step.
+    }
+  }
+}
+
+double GradSync::Stats::hidden_fraction() const {
+  if (comm_seconds <= 0) return 0;
+  return std::clamp(1.0 - wait_seconds / comm_seconds, 0.0, 1.0);
+}
+
+void GradSync::set_enabled(bool enabled) {
+  TESSERA_CHECK(next_bucket_ == 0 && ready_ == 0, "GradSync on '", dp_.name(),
+                "': set_enabled() in the middle of a backward (", next_bucket_,
+                " buckets launched); call finish() first");
+  enabled_ = enabled;
+}
+
+void GradSync::launch(int64_t bucket) {
+  const int64_t begin = bucket * bucket_elements_;
+  const int64_t end = std::min(numel_, begin + bucket_elements_);
+  works_.push_back(dp_.all_reduce(grads_.flat_view(begin, {end - begin}), ReduceOp::kAvg));
+  stats_.buckets += 1;
+  stats_.bytes += (end - begin) * int64_t(sizeof(float));
+}
+
+void GradSync::on_ready(int64_t ready_elements) {
+  if (!enabled_ || dp_.size() == 1) return;
+  TESSERA_CHECK(ready_elements >= ready_ && ready_elements <= numel_, "GradSync on '", dp_.name(),
+                "': on_ready(", ready_elements, ") after on_ready(", ready_, ") with ", numel_,
+                " elements; prefixes must grow within one backward (call finish() between "
+                "backwards)");
+  ready_ = ready_elements;
+  // Buckets entirely inside the prefix; the last bucket when the whole buffer is ready.
+  const int64_t full = ready_ == numel_ ? num_buckets_ : ready_ / bucket_elements_;
+  while (next_bucket_ < full) launch(next_bucket_++);
+}
+
+void GradSync::finish() {
+  if (!enabled_ || dp_.size() == 1) {
+    ready_ = 0;
+    next_bucket_ = 0;
+    return;
+  }
+  const int64_t t0 = now_ns();
+  while (next_bucket_ < num_buckets_) launch(next_bucket_++);
+  // Wait for all before throwing, so no all-reduce still writes into the buffer afterwards.
+  std::string error;
+  for (auto& w : works_) {
+    try {
+      w->wait();
+    } catch (const std::exception& e) {
+      if (error.empty()) error = e.what();
+    }
+  }
+  const int64_t t1 = now_ns();
+  // Communication time: the union of the buckets' [started, completed] intervals.
+  std::vector<std::pair<int64_t, int64_t>> spans;
+  for (auto& w : works_) spans.emplace_back(w->started_ns(), w->completed_ns());
+  std::sort(spans.begin(), spans.end());
+  int64_t busy = 0, cur_begin = 0, cur_end = -1;
+  for (auto [b, e] : spans) {
+    if (b > cur_end) {
+      if (cur_end >= 0) busy += cur_end - cur_begin;
+      cur_begin = b;
+      cur_end = e;
+    } else {
+      cur_end = std::max(cur_end, e);
+    }
+  }
+  if (cur_end >= 0) busy += cur_end - cur_begin;
+  stats_.comm_seconds += double(busy) * 1e-9;
+  stats_.wait_seconds += double(t1 - t0) * 1e-9;
+  stats_.syncs += 1;
+  works_.clear();
+  ready_ = 0;
+  next_bucket_ = 0;
+  TESSERA_CHECK(error.empty(), "GradSync on '", dp_.name(), "': ", error);
+}
+
+}  // namespace tessera::distributed

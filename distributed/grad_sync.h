@@ -1,0 +1,90 @@
+#pragma once
+// GradSync: data-parallel gradient averaging over the flat f32 gradient buffer, bucket by
+// bucket, overlapped with backward (DESIGN.md decision 3 and the step diagram).
+//
+// The buffer (N elements, models::ParamStore::grads()) is cut into consecutive buckets of
+// bucket_bytes / 4 elements (the last may be smaller). ParamStore lays gradients out in reverse
+// execution order, so backward finalises a growing prefix of the buffer; the owner forwards that
+// prefix:
+//
+//   distributed::GradSync sync(layout.dp(), store.grads());
+//   store.set_grad_ready_hook([&](int64_t n) { sync.on_ready(n); });
+//   for each micro-batch m of M:
+//     sync.set_enabled(m == M - 1);      // accumulate locally, sync on the last micro-batch
+//     model.forward(...); model.backward(...);   // hooks call on_ready() as grads finalise
+//     sync.finish();                      // launches what is left, waits; grads = DP average
+//
+// Every bucket lying fully inside the ready prefix is launched at once (all_reduce kAvg on the DP
+// communicator), so its communication runs on the communicator's thread while backward computes
+// the rest. Buckets launch in index order on every rank, so the collective order matches across
+// ranks whatever prefixes each rank reports.
+//
+// Contract: between a bucket's launch and finish() nobody writes into it (the next micro-batch's
+// backward starts after finish(); the optimizer reads after finish()). Calls come from one thread.
+//
+// ZeRO-1 seam: launch() is the one place a bucket's collective is chosen. A reduce-scatter mode
+// would pad each bucket to a multiple of dp_size, reduce-scatter it into this rank's shard of the
+// bucket (a slice of the optimizer state's layout), and finish() would then wait for the shards;
+// on_ready()/finish()/set_enabled() and the statistics stay as they are.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "distributed/communicator.h"
+
+namespace tessera::distributed {
+
+class GradSync {
+ public:
+  static constexpr int64_t kDefaultBucketBytes = int64_t(25) << 20;  // 25 MiB, as PyTorch DDP
+
+  // grads: (N) f32 CPU, borrowed (must outlive this object); dp: borrowed likewise.
+  GradSync(Communicator& dp, Tensor grads, int64_t bucket_bytes = kDefaultBucketBytes);
+  ~GradSync();  // waits for launched buckets (never leaves MPI writing into freed memory)
+
+  // The leading ready_elements of the buffer are final for this backward. Non-decreasing between
+  // finish() calls; launches every bucket now entirely inside the prefix. No-op when disabled.
+  void on_ready(int64_t ready_elements);
+  // Launches the remaining buckets and waits for all; afterwards the buffer holds the average
+  // over the DP group. Starts the next round (the ready prefix restarts at 0). When disabled it
+  // only restarts the round.
+  void finish();
+
+  // Off: on_ready()/finish() communicate nothing (gradient accumulation's early micro-batches).
+  // Change it only between finish() and the next backward.
+  void set_enabled(bool enabled);
+  bool enabled() const { return enabled_; }
+
+  int64_t numel() const { return numel_; }
+  int64_t bucket_elements() const { return bucket_elements_; }
+  int64_t num_buckets() const { return num_buckets_; }
+  int64_t launched_buckets() const { return next_bucket_; }  // in the current round
+
+  // Accumulated over finish() calls that communicated.
+  struct Stats {
+    int64_t syncs = 0;        // finish() calls that averaged
+    int64_t buckets = 0;      // all-reduces launched
+    int64_t bytes = 0;        // bytes all-reduced (algorithm bytes)
+    double comm_seconds = 0;  // time some bucket was in flight (union of bucket intervals)
+    double wait_seconds = 0;  // time finish() blocked the caller
+    // Share of communication hidden behind backward: 1 - wait / comm (0 when nothing ran).
+    double hidden_fraction() const;
+  };
+  const Stats& stats() const { return stats_; }
+  void reset_stats() { stats_ = {}; }
+
+ private:
+  void launch(int64_t bucket);
+
+  Communicator& dp_;
+  Tensor grads_;
+  int64_t numel_, bucket_elements_, num_buckets_;
+  bool enabled_ = true;
+  int64_t ready_ = 0;        // largest prefix reported this round
+  int64_t next_bucket_ = 0;  // buckets [0, next_bucket_) launched this round
+  std::vector<WorkHandle> works_;
+  Stats stats_;
+};
+
+}  // namespace tessera::distributed

@@ -1,0 +1,543 @@
+#include "distributed/mpi_communicator.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/timer.h"
+
+namespace tessera::distributed {
+
+namespace {
+
+constexpr int kTagData = 0;   // point-to-point payloads on data_
+constexpr int kTagQuery = 1;  // watchdog: "which sequence number have you issued?" on ctrl_
+constexpr int kTagReply = 2;  // the answer: one int64
+
+std::string mpi_error_string(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  return std::string(text, len);
+}
+
+void mpi_check(int rc, const char* call, const std::string& group) {
+  TESSERA_CHECK(rc == MPI_SUCCESS, call, " on '", group, "' failed: ", mpi_error_string(rc));
+}
+
+const char* thread_level_name(int level) {
+  switch (level) {
+    case MPI_THREAD_SINGLE:
+      return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED:
+      return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED:
+      return "MPI_THREAD_SERIALIZED";
+    case MPI_THREAD_MULTIPLE:
+      return "MPI_THREAD_MULTIPLE";
+  }
+  return "unknown";
+}
+
+void require_thread_multiple() {
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  TESSERA_CHECK(provided >= MPI_THREAD_MULTIPLE, "MPI provides thread level ",
+                thread_level_name(provided),
+                "; tessera's communication threads need MPI_THREAD_MULTIPLE (initialise MPI "
+                "through distributed::MpiEnvironment, and use an MPI built with thread support)");
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = MPI_THREAD_SINGLE;
+    int rc = MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+    TESSERA_CHECK(rc == MPI_SUCCESS, "MPI_Init_thread failed: ", mpi_error_string(rc));
+    owns_ = true;
+  }
+  require_thread_multiple();
+}
+
+MpiEnvironment::~MpiEnvironment() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (owns_ && !finalized) MPI_Finalize();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct MpiCommunicator::Op {
+  enum Kind { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kSend, kRecv, kBarrier };
+  Op(Kind k, const char* name) : kind(k), op_name(name) {}
+  Kind kind;
+  const char* op_name;
+  bool collective = true;
+  ReduceOp rop = ReduceOp::kSum;
+  Tensor a, b;   // a: the in-place tensor or the input; b: the output
+  int peer = 0;  // root for broadcast, peer for send/recv
+  int64_t seq = 0;
+  int64_t elements = 0;
+  int64_t issued_ns = 0, deadline_ns = 0;
+  WorkHandle work;
+  MPI_Request req = MPI_REQUEST_NULL;
+  bool complete = false;
+  bool bulk = false;     // arrival barrier, then the blocking collective on bulk_
+  bool arrived = false;  // bulk: the arrival barrier completed
+  std::string error;
+};
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, MpiOptions options)
+    : name_(std::move(name)), options_(options) {
+  require_thread_multiple();
+  TESSERA_CHECK(options_.timeout_s > 0, "MpiCommunicator '", name_, "': timeout_s must be > 0");
+  mpi_check(MPI_Comm_dup(comm, &base_), "MPI_Comm_dup", name_);
+  mpi_check(MPI_Comm_dup(comm, &data_), "MPI_Comm_dup", name_);
+  mpi_check(MPI_Comm_dup(comm, &ctrl_), "MPI_Comm_dup", name_);
+  mpi_check(MPI_Comm_dup(comm, &bulk_), "MPI_Comm_dup", name_);
+  // Errors come back as codes (turned into failed Work) instead of MPI's default abort without
+  // context.
+  for (MPI_Comm c : {base_, data_, ctrl_, bulk_}) MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(base_, &rank_);
+  MPI_Comm_size(base_, &size_);
+
+  MPI_Group group, world_group;
+  MPI_Comm_group(base_, &group);
+  MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+  std::vector<int> ranks(size_);
+  for (int r = 0; r < size_; ++r) ranks[r] = r;
+  world_ranks_.resize(size_);
+  MPI_Group_translate_ranks(group, size_, ranks.data(), world_group, world_ranks_.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&world_group);
+
+  // The thread inherits a mask blocking the termination signals (see the header).
+  sigset_t block, old;
+  sigemptyset(&block);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&block, s);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  thread_ = std::thread([this] { thread_main(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  for (MPI_Comm* c : {&base_, &data_, &ctrl_, &bulk_}) {
+    if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
+  }
+}
+
+std::unique_ptr<MpiCommunicator> MpiCommunicator::world(MpiOptions options) {
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world", options);
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, std::string name) {
+  TESSERA_CHECK(color >= 0, "split of '", name_, "' into '", name, "': color ", color,
+                " must be >= 0");
+  MPI_Comm sub = MPI_COMM_NULL;
+  mpi_check(MPI_Comm_split(base_, color, key, &sub), "MPI_Comm_split", name_);
+  auto child = std::make_unique<MpiCommunicator>(sub, std::move(name), options_);
+  MPI_Comm_free(&sub);
+  return child;
+}
+
+// --- issuing side ----------------------------------------------------------------------------
+
+WorkHandle MpiCommunicator::enqueue(std::unique_ptr<Op> op) {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::string what;
+  if (op->collective) {
+    op->seq = seq_.load() + 1;
+    seq_.store(op->seq);
+    what = absl::StrCat(op->op_name, " #", op->seq, " on group '", name_, "' (", op->elements,
+                        " f32 elements");
+    if (op->kind == Op::kAllReduce || op->kind == Op::kReduceScatter)
+      absl::StrAppend(&what, ", ", reduce_op_name(op->rop));
+    if (op->kind == Op::kBroadcast) absl::StrAppend(&what, ", root ", op->peer);
+    absl::StrAppend(&what, ")");
+  } else {
+    op->seq = ++p2p_seq_;
+    what = absl::StrCat(op->op_name, op->kind == Op::kSend ? " to" : " from", " rank ",
+                        world_ranks_[op->peer], " (p2p #", op->seq, " on group '", name_, "', ",
+                        op->elements, " f32 elements)");
+  }
+  op->issued_ns = now_ns();
+  op->deadline_ns = op->issued_ns + int64_t(options_.timeout_s * 1e9);
+  op->work = std::make_shared<Work>(std::move(what));
+  // Backstop well behind the watchdog (which needs the deadline plus the query time).
+  op->work->set_backstop(
+      op->deadline_ns +
+      int64_t((std::max(30.0, options_.timeout_s) + options_.query_timeout_s) * 1e9));
+  WorkHandle work = op->work;
+  queue_.push_back(std::move(op));
+  lock.unlock();
+  cv_.notify_one();
+  return work;
+}
+
+WorkHandle MpiCommunicator::all_reduce(const Tensor& t, ReduceOp rop) {
+  check_cpu_f32(t, "all_reduce", "t", name_);
+  auto op = std::make_unique<Op>(Op::kAllReduce, "all_reduce");
+  op->rop = rop;
+  op->a = t;
+  op->elements = t.numel();
+  return enqueue(std::move(op));
+}
+
+WorkHandle MpiCommunicator::reduce_scatter(const Tensor& input, const Tensor& output,
+                                           ReduceOp rop) {
+  check_cpu_f32(input, "reduce_scatter", "input", name_);
+  check_cpu_f32(output, "reduce_scatter", "output", name_);
+  TESSERA_CHECK(input.numel() == int64_t(size_) * output.numel(), "reduce_scatter on '", name_,
+                "': input ", input.describe(), " must have size() = ", size_,
+                " times the elements of output ", output.describe());
+  auto op = std::make_unique<Op>(Op::kReduceScatter, "reduce_scatter");
+  op->rop = rop;
+  op->a = input;
+  op->b = output;
+  op->elements = input.numel();
+  return enqueue(std::move(op));
+}
+
+WorkHandle MpiCommunicator::all_gather(const Tensor& input, const Tensor& output) {
+  check_cpu_f32(input, "all_gather", "input", name_);
+  check_cpu_f32(output, "all_gather", "output", name_);
+  TESSERA_CHECK(output.numel() == int64_t(size_) * input.numel(), "all_gather on '", name_,
+                "': output ", output.describe(), " must have size() = ", size_,
+                " times the elements of input ", input.describe());
+  auto op = std::make_unique<Op>(Op::kAllGather, "all_gather");
+  op->a = input;
+  op->b = output;
+  op->elements = output.numel();
+  return enqueue(std::move(op));
+}
+
+WorkHandle MpiCommunicator::broadcast(const Tensor& t, int root) {
+  check_cpu_f32(t, "broadcast", "t", name_);
+  TESSERA_CHECK(root >= 0 && root < size_, "broadcast on '", name_, "': root ", root,
+                " outside the group of ", size_);
+  auto op = std::make_unique<Op>(Op::kBroadcast, "broadcast");
+  op->a = t;
+  op->peer = root;
+  op->elements = t.numel();
+  return enqueue(std::move(op));
+}
+
+WorkHandle MpiCommunicator::send(const Tensor& t, int peer) {
+  check_cpu_f32(t, "send", "t", name_);
+  TESSERA_CHECK(peer >= 0 && peer < size_, "send on '", name_, "': peer ", peer,
+                " outside the group of ", size_);
+  auto op = std::make_unique<Op>(Op::kSend, "send");
+  op->collective = false;
+  op->a = t;
+  op->peer = peer;
+  op->elements = t.numel();
+  return enqueue(std::move(op));
+}
+
+WorkHandle MpiCommunicator::recv(const Tensor& t, int peer) {
+  check_cpu_f32(t, "recv", "t", name_);
+  TESSERA_CHECK(peer >= 0 && peer < size_, "recv on '", name_, "': peer ", peer,
+                " outside the group of ", size_);
+  auto op = std::make_unique<Op>(Op::kRecv, "recv");
+  op->collective = false;
+  op->a = t;
+  op->peer = peer;
+  op->elements = t.numel();
+  return enqueue(std::move(op));
+}
+
+WorkHandle MpiCommunicator::barrier() {
+  return enqueue(std::make_unique<Op>(Op::kBarrier, "barrier"));
+}
+
+// --- communication thread --------------------------------------------------------------------
+
+void MpiCommunicator::start(Op& op) {
+  op.work->mark_started(now_ns());
+  const int n = int(op.elements);
+  int rc = MPI_SUCCESS;
+  if (op.collective && op.kind != Op::kBarrier && size_ > 1 &&
+      size_t(op.elements) * sizeof(float) >= options_.bulk_min_bytes) {
+    op.bulk = true;
+    rc = MPI_Ibarrier(data_, &op.req);
+    if (rc != MPI_SUCCESS) {
+      op.complete = true;
+      op.error = mpi_error_string(rc);
+    }
+    return;
+  }
+  switch (op.kind) {
+    case Op::kAllReduce:
+      rc = MPI_Iallreduce(MPI_IN_PLACE, op.a.data<float>(), n, MPI_FLOAT, mpi_op(op.rop), data_,
+                          &op.req);
+      break;
+    case Op::kReduceScatter:
+      rc = MPI_Ireduce_scatter_block(op.a.data<float>(), op.b.data<float>(), int(op.b.numel()),
+                                     MPI_FLOAT, mpi_op(op.rop), data_, &op.req);
+      break;
+    case Op::kAllGather:
+      rc = MPI_Iallgather(op.a.data<float>(), int(op.a.numel()), MPI_FLOAT, op.b.data<float>(),
+                          int(op.a.numel()), MPI_FLOAT, data_, &op.req);
+      break;
+    case Op::kBroadcast:
+      rc = MPI_Ibcast(op.a.data<float>(), n, MPI_FLOAT, op.peer, data_, &op.req);
+      break;
+    case Op::kSend:
+      rc = MPI_Isend(op.a.data<float>(), n, MPI_FLOAT, op.peer, kTagData, data_, &op.req);
+      break;
+    case Op::kRecv:
+      rc = MPI_Irecv(op.a.data<float>(), n, MPI_FLOAT, op.peer, kTagData, data_, &op.req);
+      break;
+    case Op::kBarrier:
+      rc = MPI_Ibarrier(data_, &op.req);
+      break;
+  }
+  if (rc != MPI_SUCCESS) {
+    op.complete = true;
+    op.error = mpi_error_string(rc);
+    op.req = MPI_REQUEST_NULL;
+  }
+}
+
+// The blocking collective of a bulk operation; every peer has arrived (see the header).
+void MpiCommunicator::run_bulk(Op& op) {
+  const int n = int(op.elements);
+  int rc = MPI_SUCCESS;
+  switch (op.kind) {
+    case Op::kAllReduce:
+      rc = MPI_Allreduce(MPI_IN_PLACE, op.a.data<float>(), n, MPI_FLOAT, mpi_op(op.rop), bulk_);
+      break;
+    case Op::kReduceScatter:
+      rc = MPI_Reduce_scatter_block(op.a.data<float>(), op.b.data<float>(), int(op.b.numel()),
+                                    MPI_FLOAT, mpi_op(op.rop), bulk_);
+      break;
+    case Op::kAllGather:
+      rc = MPI_Allgather(op.a.data<float>(), int(op.a.numel()), MPI_FLOAT, op.b.data<float>(),
+                         int(op.a.numel()), MPI_FLOAT, bulk_);
+      break;
+    case Op::kBroadcast:
+      rc = MPI_Bcast(op.a.data<float>(), n, MPI_FLOAT, op.peer, bulk_);
+      break;
+    default:
+      rc = MPI_ERR_OTHER;
+  }
+  op.complete = true;
+  if (rc != MPI_SUCCESS) op.error = mpi_error_string(rc);
+}
+
+void MpiCommunicator::finish(Op& op, int64_t now) {
+  if (!op.error.empty()) {
+    op.work->fail(op.error, now);
+    return;
+  }
+  if (op.rop == ReduceOp::kAvg && size_ > 1) {
+    const Tensor& t = op.kind == Op::kAllReduce ? op.a : op.b;
+    float* p = t.data<float>();
+    const float d = float(size_);
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] /= d;
+  }
+  op.work->complete(now);
+}
+
+void MpiCommunicator::poll_queries() {
+  for (;;) {
+    int flag = 0;
+    MPI_Status status;
+    if (query_req_ == MPI_REQUEST_NULL || MPI_Test(&query_req_, &flag, &status) != MPI_SUCCESS ||
+        !flag)
+      break;
+    auto answer = std::make_unique<int64_t>(seq_.load());
+    MPI_Request req = MPI_REQUEST_NULL;
+    MPI_Isend(answer.get(), 1, MPI_INT64_T, status.MPI_SOURCE, kTagReply, ctrl_, &req);
+    replies_.emplace_back(std::move(answer), req);
+    MPI_Irecv(&query_buf_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kTagQuery, ctrl_, &query_req_);
+  }
+  while (!replies_.empty()) {
+    int flag = 0;
+    MPI_Test(&replies_.front().second, &flag, MPI_STATUS_IGNORE);
+    if (!flag) break;
+    replies_.pop_front();
+  }
+}
+
+void MpiCommunicator::thread_main() {
+  MPI_Irecv(&query_buf_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kTagQuery, ctrl_, &query_req_);
+  std::vector<MPI_Request> reqs;
+  std::vector<Op*> req_ops;
+  std::vector<int> indices;
+  std::vector<MPI_Status> statuses;
+  int idle_polls = 0;
+  int64_t last_progress_ns = now_ns();
+  for (;;) {
+    std::deque<std::unique_ptr<Op>> fresh;
+    bool stopping;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (queue_.empty() && in_flight_.empty() && !stop_) {
+        // Nothing to drive: sleep, but wake to answer watchdog queries of other ranks.
+        cv_.wait_for(lock, std::chrono::milliseconds(20));
+      }
+      fresh.swap(queue_);
+      stopping = stop_;
+    }
+    bool progress = !fresh.empty();
+    for (auto& op : fresh) {
+      start(*op);
+      in_flight_.push_back(std::move(op));
+    }
+    poll_queries();
+
+    if (!in_flight_.empty()) {
+      reqs.clear();
+      req_ops.clear();
+      for (auto& op : in_flight_) {
+        if (op->complete || op->req == MPI_REQUEST_NULL) continue;
+        reqs.push_back(op->req);
+        req_ops.push_back(op.get());
+      }
+      if (!reqs.empty()) {
+        int count = 0;
+        indices.resize(reqs.size());
+        statuses.resize(reqs.size());
+        int rc =
+            MPI_Testsome(int(reqs.size()), reqs.data(), &count, indices.data(), statuses.data());
+        if (rc != MPI_SUCCESS && rc != MPI_ERR_IN_STATUS) {
+          for (Op* op : req_ops) {
+            op->complete = true;
+            op->error = mpi_error_string(rc);
+          }
+        } else if (count != MPI_UNDEFINED) {
+          for (int k = 0; k < count; ++k) {
+            Op* op = req_ops[indices[k]];
+            op->req = MPI_REQUEST_NULL;
+            if (rc == MPI_ERR_IN_STATUS && statuses[k].MPI_ERROR != MPI_SUCCESS) {
+              op->complete = true;
+              op->error = mpi_error_string(statuses[k].MPI_ERROR);
+            } else if (op->bulk) {
+              op->arrived = true;  // the transfer runs when it is the oldest (below)
+            } else {
+              op->complete = true;
+            }
+          }
+        }
+      }
+      // Report completions in issue order.
+      int64_t now = now_ns();
+      while (!in_flight_.empty()) {
+        Op& front = *in_flight_.front();
+        if (!front.complete && front.bulk && front.arrived) {
+          run_bulk(front);
+          now = now_ns();
+        }
+        if (!front.complete) break;
+        finish(front, now);
+        in_flight_.pop_front();
+        progress = true;
+      }
+      if (!in_flight_.empty() && now > in_flight_.front()->deadline_ns)
+        watchdog_fire(*in_flight_.front(), now);
+    }
+
+    if (in_flight_.empty()) {
+      if (stopping) break;
+      idle_polls = 0;
+      continue;
+    }
+    // Back off: a few yields (cheap, keep latency low), then sleeps of 1/16 of the time waited
+    // since the last progress, capped: a completion is noticed at most ~6 % late, and a long wait
+    // (a late peer) costs a few wake-ups per millisecond instead of a spinning core.
+    if (progress) {
+      idle_polls = 0;
+      last_progress_ns = now_ns();
+    } else if (++idle_polls <= 8) {
+      sched_yield();
+    } else {
+      int64_t us = (now_ns() - last_progress_ns) / 16000;
+      us = std::clamp<int64_t>(us, 1, std::max(1, options_.poll_max_sleep_us));
+      std::this_thread::sleep_for(std::chrono::microseconds(us));
+    }
+  }
+  if (query_req_ != MPI_REQUEST_NULL) {
+    MPI_Cancel(&query_req_);
+    MPI_Wait(&query_req_, MPI_STATUS_IGNORE);
+  }
+  for (auto& [answer, req] : replies_) MPI_Wait(&req, MPI_STATUS_IGNORE);
+  replies_.clear();
+}
+
+void MpiCommunicator::watchdog_fire(const Op& op, int64_t now) {
+  const double waited = double(now - op.issued_ns) * 1e-9;
+  std::string who;
+  if (!op.collective) {
+    who = absl::StrCat("its peer is rank ", world_ranks_[op.peer]);
+  } else if (size_ > 1) {
+    // Ask every other rank which sequence number it has issued last on this group.
+    std::vector<int64_t> answers(size_, -1);
+    std::vector<MPI_Request> recvs(size_, MPI_REQUEST_NULL), sends(size_, MPI_REQUEST_NULL);
+    int64_t question = op.seq;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      MPI_Irecv(&answers[r], 1, MPI_INT64_T, r, kTagReply, ctrl_, &recvs[r]);
+      MPI_Isend(&question, 1, MPI_INT64_T, r, kTagQuery, ctrl_, &sends[r]);
+    }
+    const int64_t until = now_ns() + int64_t(options_.query_timeout_s * 1e9);
+    std::vector<char> answered(size_, 0);
+    int pending = size_ - 1;
+    while (pending > 0 && now_ns() < until) {
+      poll_queries();  // keep answering the others: they may be asking at the same moment
+      for (int r = 0; r < size_; ++r) {
+        if (r == rank_ || answered[r]) continue;
+        int flag = 0;
+        MPI_Test(&recvs[r], &flag, MPI_STATUS_IGNORE);
+        if (flag) answered[r] = 1, --pending;
+      }
+      if (pending > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::string missing, silent;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      std::string label = absl::StrCat(world_ranks_[r]);
+      if (world_ranks_[r] != r || name_ != "world")
+        absl::StrAppend(&label, " ('", name_, "' rank ", r, ")");
+      if (!answered[r]) {
+        absl::StrAppend(&silent, silent.empty() ? "" : ", ", label);
+      } else if (answers[r] < op.seq) {
+        absl::StrAppend(&missing, missing.empty() ? "" : ", ", "rank ", label, " (last issued #",
+                        answers[r], ")");
+      }
+    }
+    if (missing.empty() && silent.empty()) {
+      who = "every rank of the group has issued it (stuck in transfer)";
+    } else {
+      if (!missing.empty()) who = absl::StrCat("not arrived: ", missing);
+      if (!silent.empty())
+        absl::StrAppend(&who, who.empty() ? "" : "; ", "no answer from rank(s) ", silent);
+    }
+  }
+  abort_job(absl::StrFormat(
+      "collective watchdog: %s not complete after %.1f s (deadline %.1f s); %s; aborting the job",
+      op.work->what(), waited, options_.timeout_s, who.empty() ? "group of one" : who));
+}
+
+}  // namespace tessera::distributed
