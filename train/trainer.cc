@@ -43,6 +43,14 @@ std::string human_bytes(double bytes) {
   return absl::StrFormat("%.1f %s", bytes, units[u]);
 }
 
+// Resident memory now, from /proc/self/statm (pages).
+int64_t current_rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * 4096;
+}
+
 int64_t peak_rss_bytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -147,6 +155,7 @@ int Trainer::run() {
               cfg.train().peak_flops() > 0 ? "train.peak_flops" : "f32 sgemm measured now");
   std::fflush(stdout);
 
+  const int64_t rss_before_steps = current_rss_bytes();
   int bad_in_a_row = 0;
   int64_t skipped = 0;
   double window_loss = 0, window_data_s = 0, window_step_s = 0;
@@ -220,8 +229,13 @@ int Trainer::run() {
   }
   if (Profiler::enabled())
     std::printf("time per op family (TESSERA_PROFILE=1):\n%s", Profiler::report().c_str());
-  std::printf("done: %lld steps, peak RSS %s (estimate above), run dir %s\n", (long long)steps,
-              human_bytes(double(peak_rss_bytes())).c_str(), run_dir_.c_str());
+  // Peak RSS above the resident size before the first step: the activations' real footprint.
+  const int64_t peak = peak_rss_bytes();
+  std::printf(
+      "done: %lld steps, peak RSS %s (estimate above); %s above the RSS before the first "
+      "step; run dir %s\n",
+      (long long)steps, human_bytes(double(peak)).c_str(),
+      human_bytes(double(peak - rss_before_steps)).c_str(), run_dir_.c_str());
   return kExitOk;
 }
 
