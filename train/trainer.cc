@@ -14,6 +14,8 @@
 #include "absl/strings/str_format.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "distributed/grad_sync.h"
+#include "distributed/mpi_communicator.h"
 #include "models/factory.h"
 #include "ops/machine_peaks.h"
 #include "train/config.h"
@@ -76,34 +78,69 @@ int train(const TrainOptions& opt) {
   }
   if (cfg.parallel().tensor_parallel() != 1) {
     std::cerr << "tessera train: parallel.tensor_parallel = " << cfg.parallel().tensor_parallel()
-              << ": tensor parallelism needs the distributed runtime (not built yet)\n";
+              << ": tensor parallelism is not built yet (data parallelism is)\n";
+    return kExitError;
+  }
+  if (cfg.parallel().zero_stage() != 0) {
+    std::cerr << "tessera train: parallel.zero_stage = " << cfg.parallel().zero_stage()
+              << ": ZeRO is not built yet\n";
     return kExitError;
   }
   if (cfg.train().threads() > 0) set_num_threads(cfg.train().threads());
-
   const std::string run_dir = opt.run_dir.empty() ? default_run_dir(opt.config_path) : opt.run_dir;
-  Trainer trainer(cfg, run_dir, opt.quiet);
-  return trainer.run();
+
+  if (!distributed::launched_by_mpi()) {
+    Trainer trainer(cfg, run_dir, opt.quiet);
+    return trainer.run();
+  }
+  // Several ranks: a rank that fails inside a step prints its error once and aborts the job, so
+  // no other rank waits forever in a collective (DESIGN.md decision 7).
+  distributed::MpiEnvironment mpi;
+  distributed::MpiOptions mpi_options;
+  mpi_options.timeout_s = cfg.parallel().collective_timeout_s();
+  auto world = distributed::MpiCommunicator::world(mpi_options);
+  return distributed::run_or_abort([&] {
+    Trainer trainer(cfg, run_dir, opt.quiet, world.get());
+    return trainer.run();
+  });
 }
 
 }  // namespace
 
-Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet)
-    : config_(config), run_dir_(std::move(run_dir)), quiet_(quiet) {
-  std::error_code ec;
-  std::filesystem::create_directories(run_dir_, ec);
-  TESSERA_CHECK(!ec, "run directory ", run_dir_, ": ", ec.message());
-  {
+Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
+                 distributed::Communicator* world)
+    : config_(config),
+      run_dir_(std::move(run_dir)),
+      quiet_(quiet),
+      layout_(world ? distributed::ParallelLayout(*world, config.parallel().tensor_parallel())
+                    : distributed::ParallelLayout::local()) {
+  const int64_t G = config_.data().global_batch_size(), M = config_.train().micro_batches();
+  TESSERA_CHECK(G % (int64_t(layout_.dp_size()) * M) == 0, "data.global_batch_size = ", G,
+                " is not divisible by ", layout_.dp_size(), " data-parallel ranks x ", M,
+                " micro-batches (train.micro_batches)");
+  // Only rank 0 writes the run directory; a failure there ends the job on every rank.
+  if (leader()) {
+    std::error_code ec;
+    std::filesystem::create_directories(run_dir_, ec);
+    TESSERA_CHECK(!ec, "run directory ", run_dir_, ": ", ec.message());
     std::ofstream f(run_dir_ + "/config.pbtxt");
     f << config_to_text(config_);
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
-  model_ = models::make_model(config_.model());
+  model_ = models::make_model(config_.model(), layout_.tp_rank(), layout_.tp_size());
   if (config_.train().precision() == config::TrainConfig::BF16) {
     model_->params().set_compute_dtype(DType::bf16);
   }
   model_->params().init(config_.train().seed());
   model_->set_seed(config_.train().seed());
+}
+
+double Trainer::average_over_dp(double value) {
+  if (layout_.dp_size() == 1) return value;
+  Tensor t = Tensor::empty({1}, DType::f32);
+  t.data<float>()[0] = static_cast<float>(value);
+  layout_.dp().all_reduce(t, distributed::ReduceOp::kAvg)->wait();
+  return t.data<float>()[0];
 }
 
 Trainer::~Trainer() = default;
@@ -113,12 +150,15 @@ nlohmann::json Trainer::evaluate(const SyntheticData& data, int64_t step) {
   // position, so these never appear in training).
   constexpr int64_t kHeldOut = int64_t(1) << 50;
   const int64_t batch = config_.data().global_batch_size() / config_.train().micro_batches();
+  const int64_t slice = batch / layout_.dp_size();
   double loss = 0;
   const int batches = std::max(1, config_.eval().batches());
   for (int i = 0; i < batches; ++i) {
-    loss += model_->forward_loss(data.batch(kHeldOut + i * batch, batch)).loss / batches;
+    const int64_t first = kHeldOut + i * batch + layout_.dp_rank() * slice;
+    loss += model_->forward_loss(data.batch(first, slice)).loss / batches;
   }
-  if (!quiet_)
+  loss = average_over_dp(loss);
+  if (!quiet_ && leader())
     std::printf("eval  %6lld | loss %.4f over %d batches\n", (long long)step, loss, batches);
   return {{"kind", "eval"}, {"step", step}, {"loss", loss}, {"batches", batches}};
 }
@@ -126,34 +166,52 @@ nlohmann::json Trainer::evaluate(const SyntheticData& data, int64_t step) {
 int Trainer::run() {
   const config::Config& cfg = config_;
   models::ParamStore& params = model_->params();
-  models::Model* model = model_.get();
   AdamW optimizer(params, cfg.optim());
   SyntheticData data(cfg);
-  MetricsWriter metrics(run_dir_ + "/metrics.jsonl");
+  std::unique_ptr<MetricsWriter> metrics;
+  if (leader()) metrics = std::make_unique<MetricsWriter>(run_dir_ + "/metrics.jsonl");
+  const bool print = leader() && !quiet_;
+
+  const int dp = layout_.dp_size(), dp_rank = layout_.dp_rank();
   const int64_t global_batch = cfg.data().global_batch_size();
   const int64_t micro_batches = cfg.train().micro_batches();
-  const int64_t micro = global_batch / micro_batches;
+  const int64_t micro = global_batch / micro_batches;  // samples per micro-batch, all ranks
+  const int64_t local_micro = micro / dp;              // this rank's share of it
   const int64_t steps = cfg.train().steps();
+  // MFU: the model FLOPs of a global batch over the peak of every rank's cores together.
   const double peak_flops =
-      cfg.train().peak_flops() > 0 ? cfg.train().peak_flops() : ops::sgemm_peak_gflops() * 1e9;
-  const double step_flops = model->train_flops(global_batch);
+      (cfg.train().peak_flops() > 0 ? cfg.train().peak_flops() : ops::sgemm_peak_gflops() * 1e9) *
+      layout_.world_size();
+  const double step_flops = model_->train_flops(global_batch);
   const int64_t tokens = tokens_per_sample(cfg.model());
 
-  const int64_t param_bytes = params.params().nbytes(), grad_bytes = params.grads().nbytes();
-  const int64_t act_bytes = model->activation_bytes(micro);
-  std::printf("tessera train: %s model, %.2fM parameters, %d threads, run dir %s\n",
-              model_kind(cfg).c_str(), double(params.numel()) * 1e-6, num_threads(),
-              run_dir_.c_str());
-  std::printf(
-      "memory estimate: parameters %s, gradients %s, optimizer %s, activations %s, total %s\n",
-      human_bytes(param_bytes).c_str(), human_bytes(grad_bytes).c_str(),
-      human_bytes(optimizer.state_bytes()).c_str(), human_bytes(act_bytes).c_str(),
-      human_bytes(param_bytes + grad_bytes + optimizer.state_bytes() +
-                  std::max<int64_t>(0, act_bytes))
-          .c_str());
-  std::printf("peak for MFU: %.1f GFLOP/s (%s)\n", peak_flops * 1e-9,
-              cfg.train().peak_flops() > 0 ? "train.peak_flops" : "f32 sgemm measured now");
-  std::fflush(stdout);
+  // Gradient averaging over the DP group, bucket by bucket as backward finalises them.
+  std::unique_ptr<distributed::GradSync> sync;
+  if (dp > 1) {
+    sync = std::make_unique<distributed::GradSync>(layout_.dp(), params.grads(),
+                                                   cfg.parallel().bucket_bytes());
+    params.set_grad_ready_hook([&](int64_t ready) { sync->on_ready(ready); });
+  }
+
+  if (print) {
+    const int64_t param_bytes = params.params().nbytes(), grad_bytes = params.grads().nbytes();
+    const int64_t act_bytes = model_->activation_bytes(local_micro);
+    std::printf("tessera train: %s model, %.2fM parameters, %s, %d threads per rank, run dir %s\n",
+                model_kind(cfg).c_str(), double(params.numel()) * 1e-6, layout_.describe().c_str(),
+                num_threads(), run_dir_.c_str());
+    std::printf(
+        "memory estimate per rank: parameters %s, gradients %s, optimizer %s, activations %s, "
+        "total %s\n",
+        human_bytes(param_bytes).c_str(), human_bytes(grad_bytes).c_str(),
+        human_bytes(optimizer.state_bytes()).c_str(), human_bytes(act_bytes).c_str(),
+        human_bytes(param_bytes + grad_bytes + optimizer.state_bytes() +
+                    std::max<int64_t>(0, act_bytes))
+            .c_str());
+    std::printf("peak for MFU: %.1f GFLOP/s (%s%s)\n", peak_flops * 1e-9,
+                cfg.train().peak_flops() > 0 ? "train.peak_flops" : "f32 sgemm measured now",
+                layout_.world_size() > 1 ? ", times the ranks" : "");
+    std::fflush(stdout);
+  }
 
   const int64_t rss_before_steps = current_rss_bytes();
   int bad_in_a_row = 0;
@@ -166,24 +224,38 @@ int Trainer::run() {
     params.zero_grads();
     for (int64_t mb = 0; mb < micro_batches; ++mb) {
       Timer data_timer;
-      models::Batch batch = data.batch((step - 1) * global_batch + mb * micro, micro);
+      // This rank's slice of micro-batch mb of the global batch: positions depend on the global
+      // batch only, never on how many ranks share it.
+      const int64_t first = (step - 1) * global_batch + mb * micro + dp_rank * local_micro;
+      models::Batch batch = data.batch(first, local_micro);
       data_s += data_timer.seconds();
+      if (sync) sync->set_enabled(mb == micro_batches - 1);
       loss +=
-          model->forward_backward(batch, 1.0f / float(micro_batches)).loss / double(micro_batches);
+          model_->forward_backward(batch, 1.0f / float(micro_batches)).loss / double(micro_batches);
+      if (sync) sync->finish();  // waits for the buckets still in flight (only when enabled)
     }
+    // Every rank takes the same decisions below: the loss is averaged over DP, and the gradients
+    // (hence the norm) are already identical.
+    loss = average_over_dp(loss);
     const double lr = learning_rate(cfg.optim(), cfg.schedule(), step, steps);
     StepStats stats;
     if (std::isfinite(loss)) stats = optimizer.step(lr);
     if (!stats.applied) {
       ++skipped;
-      std::fprintf(
-          stderr, "tessera train: step %lld: non-finite %s (loss %g, grad norm %g); step skipped\n",
-          (long long)step, std::isfinite(loss) ? "gradients" : "loss", loss, stats.grad_norm);
-      if (++bad_in_a_row >= cfg.train().max_bad_steps()) {
+      if (leader()) {
         std::fprintf(stderr,
-                     "tessera train: %d non-finite steps in a row (train.max_bad_steps); stopping "
-                     "at step %lld\n",
-                     bad_in_a_row, (long long)step);
+                     "tessera train: step %lld: non-finite %s (loss %g, grad norm %g); step "
+                     "skipped\n",
+                     (long long)step, std::isfinite(loss) ? "gradients" : "loss", loss,
+                     stats.grad_norm);
+      }
+      if (++bad_in_a_row >= cfg.train().max_bad_steps()) {
+        if (leader()) {
+          std::fprintf(stderr,
+                       "tessera train: %d non-finite steps in a row (train.max_bad_steps); "
+                       "stopping at step %lld\n",
+                       bad_in_a_row, (long long)step);
+        }
         return kExitError;
       }
       continue;
@@ -194,7 +266,7 @@ int Trainer::run() {
     window_data_s += data_s;
     window_step_s += step_s;
     ++window_steps;
-    if (step % cfg.log().every_steps() == 0 || step == steps) {
+    if (leader() && (step % cfg.log().every_steps() == 0 || step == steps)) {
       const double mean_step_s = window_step_s / window_steps;
       nlohmann::json rec = {{"step", step},
                             {"loss", window_loss / window_steps},
@@ -206,8 +278,13 @@ int Trainer::run() {
                             {"data_wait", window_data_s / window_step_s},
                             {"skipped_steps", skipped}};
       if (tokens > 0) rec["tokens_per_s"] = double(global_batch * tokens) / mean_step_s;
-      metrics.write(rec);
-      if (!quiet_) {
+      if (sync) {
+        rec["allreduce_hidden"] = sync->stats().hidden_fraction();
+        rec["allreduce_wait_ms"] = sync->stats().wait_seconds * 1e3 / window_steps;
+        sync->reset_stats();
+      }
+      metrics->write(rec);
+      if (print) {
         std::printf(
             "step %6lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.1f samples/s%s | mfu %.2f "
             "| data %.1f%% | %.0f ms\n",
@@ -220,22 +297,29 @@ int Trainer::run() {
             step_s * 1e3);
         std::fflush(stdout);
       }
+    }
+    if (step % cfg.log().every_steps() == 0 || step == steps) {
       window_loss = window_data_s = window_step_s = 0;
       window_steps = 0;
     }
     if (cfg.eval().every_steps() > 0 && (step % cfg.eval().every_steps() == 0 || step == steps)) {
-      metrics.write(evaluate(data, step));
+      nlohmann::json rec = evaluate(data, step);
+      if (metrics) metrics->write(rec);
     }
   }
-  if (Profiler::enabled())
+  if (sync) params.set_grad_ready_hook(nullptr);
+  if (Profiler::enabled() && leader()) {
     std::printf("time per op family (TESSERA_PROFILE=1):\n%s", Profiler::report().c_str());
-  // Peak RSS above the resident size before the first step: the activations' real footprint.
-  const int64_t peak = peak_rss_bytes();
-  std::printf(
-      "done: %lld steps, peak RSS %s (estimate above); %s above the RSS before the first "
-      "step; run dir %s\n",
-      (long long)steps, human_bytes(double(peak)).c_str(),
-      human_bytes(double(peak - rss_before_steps)).c_str(), run_dir_.c_str());
+  }
+  if (print) {
+    // Peak RSS above the resident size before the first step: the activations' real footprint.
+    const int64_t peak = peak_rss_bytes();
+    std::printf(
+        "done: %lld steps, peak RSS %s (estimate above); %s above the RSS before the "
+        "first step; run dir %s\n",
+        (long long)steps, human_bytes(double(peak)).c_str(),
+        human_bytes(double(peak - rss_before_steps)).c_str(), run_dir_.c_str());
+  }
   return kExitOk;
 }
 

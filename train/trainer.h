@@ -1,11 +1,19 @@
 #pragma once
-// The training loop behind `tessera train`: config -> model -> data -> steps of (micro-batches
-// of forward/backward, clip, AdamW) -> metrics.
+// The training loop behind `tessera train`: config -> layout -> model -> data -> steps of
+// (micro-batches of forward/backward with overlapped gradient all-reduce, clip, AdamW) ->
+// metrics.
+//
+// Data parallel: under mpirun/srun every rank runs this loop on its slice of each global batch
+// (DESIGN.md decision 5: which samples form a step never depends on the number of ranks); the
+// gradients are averaged by distributed::GradSync bucket by bucket while backward still runs, so
+// every rank applies the same update to the same parameters.
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "distributed/communicator.h"
+#include "distributed/layout.h"
 #include "models/model.h"
 #include "nlohmann/json.hpp"
 #include "proto/config.pb.h"
@@ -25,26 +33,34 @@ struct TrainOptions {
   bool quiet = false;                  // no per-step console lines (tests)
 };
 
-// Runs a training job; returns the process exit status. Errors are printed to stderr.
+// Runs a training job; returns the process exit status. Errors are printed to stderr. Started
+// by mpirun or srun (several ranks), it initialises MPI and trains data-parallel.
 int run_train(const TrainOptions& options);
 
-// The loop itself, for callers that hold a resolved config (tests, later the distributed
-// runtime). Throws tessera::Error on failure.
+// The loop itself, for callers that hold a resolved config (tests, tools).
 class Trainer {
  public:
-  // Creates run_dir (and parents), writes run_dir/config.pbtxt, builds and initialises the model.
-  Trainer(const config::Config& config, std::string run_dir, bool quiet);
+  // world: the ranks training together, borrowed (nullptr: this process alone). Rank 0 creates
+  // run_dir (and parents) and writes run_dir/config.pbtxt and the metrics. Builds and initialises
+  // the model (the same parameters on every rank: init depends on the seed only).
+  Trainer(const config::Config& config, std::string run_dir, bool quiet,
+          distributed::Communicator* world = nullptr);
   ~Trainer();
   // Runs train.steps steps; returns kExitOk, or kExitError after too many non-finite steps.
+  // Throws tessera::Error on failure.
   int run();
   models::Model& model() { return *model_; }
+  const distributed::ParallelLayout& layout() const { return layout_; }
 
  private:
   nlohmann::json evaluate(const SyntheticData& data, int64_t step);
+  double average_over_dp(double value);
+  bool leader() const { return layout_.world_rank() == 0; }
 
   config::Config config_;
   std::string run_dir_;
   bool quiet_;
+  distributed::ParallelLayout layout_;
   std::unique_ptr<models::Model> model_;
 };
 

@@ -1,0 +1,91 @@
+// Data parallel equals one process: N ranks training on slices of the same global batch end with
+// the parameters one process reaches on the whole batch (runs under mpirun -np 2 and -np 4).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tests/distributed/mpi_test_env.h"
+#include "tests/support/reference.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+namespace tessera::train {
+namespace {
+
+config::Config load(const std::string& file, const std::vector<std::string>& sets) {
+  auto c = load_config(testing::source_path(file), sets);
+  TESSERA_CHECK(c.ok(), c.status().ToString());
+  return *c;
+}
+
+std::string run_dir(const std::string& name) {
+  return (std::filesystem::path(::testing::TempDir()) / name).string();
+}
+
+// Runs `cfg` data-parallel on every rank and alone on rank 0, then checks on rank 0 that (a)
+// every rank holds bitwise the same parameters and (b) they equal the single-process run to
+// about 1e-6 relative (the same sums, reduced in another order).
+void expect_dp_equals_single(const config::Config& cfg, const std::string& name) {
+  auto world = distributed::testing::test_world();
+  Trainer dp(cfg, run_dir(name + "_dp"), true, world.get());
+  ASSERT_EQ(dp.run(), kExitOk);
+  const Tensor& mine = dp.model().params().params();
+
+  // (a) Ranks agree bitwise: gather everyone's parameters on every rank.
+  Tensor all = Tensor::empty({world->size() * mine.numel()}, DType::f32);
+  world->all_gather(mine, all)->wait();
+  for (int r = 1; r < world->size(); ++r) {
+    EXPECT_EQ(0,
+              std::memcmp(all.data<float>(), all.data<float>() + r * mine.numel(), mine.nbytes()))
+        << "rank " << r << " differs from rank 0";
+  }
+  // (b) Equal to one process on the whole batch.
+  if (world->rank() == 0) {
+    Trainer single(cfg, run_dir(name + "_single"), true);
+    ASSERT_EQ(single.run(), kExitOk);
+    const Tensor& ref = single.model().params().params();
+    double max_diff = 0, scale = 0;
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+      max_diff =
+          std::max(max_diff, double(std::fabs(mine.data<float>()[i] - ref.data<float>()[i])));
+      scale = std::max(scale, double(std::fabs(ref.data<float>()[i])));
+    }
+    EXPECT_LT(max_diff / scale, 1e-6) << name << ": max |diff| " << max_diff;
+  }
+  world->barrier()->wait();
+}
+
+TEST(DataParallel, GptEqualsOneProcess) {
+  expect_dp_equals_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=5", "data.global_batch_size=8", "parallel.bucket_bytes=40000"}),
+      "gpt");
+}
+
+TEST(DataParallel, GptWithGradientAccumulationEqualsOneProcess) {
+  expect_dp_equals_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=4", "data.global_batch_size=16", "train.micro_batches=2"}),
+      "gpt_accumulate");
+}
+
+TEST(DataParallel, VitEqualsOneProcess) {
+  expect_dp_equals_single(
+      load("configs/vit_tiny.pbtxt", {"train.steps=4", "data.global_batch_size=8"}), "vit");
+}
+
+TEST(DataParallel, BatchNotDivisibleByRanksIsRejected) {
+  auto world = distributed::testing::test_world();
+  config::Config cfg = load("configs/gpt_tiny.pbtxt", {"data.global_batch_size=3"});
+  try {
+    Trainer t(cfg, run_dir("bad"), true, world.get());
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.global_batch_size = 3 is not divisible by "),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace tessera::train
