@@ -93,6 +93,10 @@ LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
   // Scalars first: they were registered last, so their gradients come first in the flat buffer.
   if (logit_bias_ >= 0) add_scalar(store_.grad(logit_bias_), float(r.dbias));
   add_scalar(store_.grad(logit_scale_), clamped ? 0.0f : float(r.dt * t));  // dt/ds = t
+  // Registered last, so they open the flat gradient buffer: report them, or no data-parallel
+  // bucket could start before the end of backward.
+  store_.grad_done(logit_scale_);
+  if (logit_bias_ >= 0) store_.grad_done(logit_bias_);
   // Text tower (registered after the image tower), then the image tower.
   ops::l2_normalize_backward(dtxt, txt_emb_, txt_norm_, dtxt);
   text_.backward(text_proj_.backward(dtxt));

@@ -34,6 +34,8 @@ Tensor Modulation::backward(const Tensor& dout) {
     if (k > 0) ops::add_inplace(dc, part);
   }
   c_ = Tensor();
+  store_.grad_done(weight_);
+  store_.grad_done(bias_);
   return dc;
 }
 
