@@ -20,8 +20,8 @@ void add(const Tensor& a, const Tensor& b, const Tensor& out) {
   if (c.device().is_cpu()) {
     cpu::add(a.data<float>(), b.data<float>(), out.data<float>(), a.numel());
   } else {
-    TESSERA_CUDA_LAUNCH(c, cuda::add(a.data<float>(), b.data<float>(), out.data<float>(), a.numel(),
-                                     stream_for(c)));
+    TESSERA_CUDA_LAUNCH(c, cuda::add(a.data<float>(), b.data<float>(), out.data<float>(),
+                                     a.numel(), stream_for(c)));
   }
 }
 
@@ -44,8 +44,8 @@ void scale(const Tensor& x, float alpha, const Tensor& out) {
   if (c.device().is_cpu()) {
     cpu::scale(x.data<float>(), alpha, out.data<float>(), x.numel());
   } else {
-    TESSERA_CUDA_LAUNCH(
-        c, cuda::scale(x.data<float>(), alpha, out.data<float>(), x.numel(), stream_for(c)));
+    TESSERA_CUDA_LAUNCH(c, cuda::scale(x.data<float>(), alpha, out.data<float>(), x.numel(),
+                                       stream_for(c)));
   }
 }
 
