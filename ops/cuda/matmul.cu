@@ -50,6 +50,14 @@ const LtDevice& lt_device() {
   return d;
 }
 
+// The largest power of two (at most 256) that divides the address.
+uint32_t alignment(const void* p) {
+  const uintptr_t u = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 1;
+  while (a < 256 && (u & (2 * a - 1)) == 0) a *= 2;
+  return a;
+}
+
 // Owns the descriptors of one call.
 struct LtCall {
   cublasLtMatmulDesc_t op = nullptr;
@@ -135,6 +143,17 @@ void lt_gemm(const GemmShape& s, float alpha, const void* a, const void* b, cuda
   check_lt(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                 &ws, sizeof(ws)),
            "workspace preference");
+  // Heuristics assume 256-byte aligned buffers unless told otherwise; views into flat buffers
+  // may start anywhere, so state each pointer's actual alignment.
+  const uint32_t align[4] = {alignment(b), alignment(a), alignment(c), alignment(c)};
+  const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; ++i) {
+    check_lt(
+        cublasLtMatmulPreferenceSetAttribute(call.pref, align_attr[i], &align[i], sizeof(uint32_t)),
+        "alignment preference");
+  }
   cublasLtMatmulHeuristicResult_t heuristic = {};
   int found = 0;
   check_lt(cublasLtMatmulAlgoGetHeuristic(dev.handle, call.op, call.a, call.b, call.c, call.c,
