@@ -5,6 +5,11 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/adamw.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/adamw.cuh"
+#endif
 
 namespace tessera::ops {
 
@@ -26,10 +31,15 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
       .expect(cfg.eps >= 0.0f, absl::StrCat("eps must be >= 0, got ", cfg.eps))
       .expect(cfg.weight_decay >= 0.0f,
               absl::StrCat("weight_decay must be >= 0, got ", cfg.weight_decay));
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::adamw_step(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(),
-                  decay_mask.defined() ? decay_mask.data<uint8_t>() : nullptr, param.numel(), cfg,
-                  step);
+  const uint8_t* mask = decay_mask.defined() ? decay_mask.data<uint8_t>() : nullptr;
+  if (c.device().is_cpu()) {
+    cpu::adamw_step(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), mask,
+                    param.numel(), cfg, step);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::adamw_step(param.data<float>(), grad.data<float>(), m.data<float>(),
+                            v.data<float>(), mask, param.numel(), cfg, step, stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops

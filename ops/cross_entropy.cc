@@ -1,12 +1,38 @@
 // Adapters for ops/cross_entropy.h: check dtypes, shapes and devices, then dispatch. Target values
-// are checked by the launcher, which reads them anyway.
+// are checked by the CPU launcher, which reads them anyway; for CUDA the adapter copies the
+// targets to the host (N ints, a synchronisation), checks them with the same message and counts
+// the valid ones, which the kernels need for the mean.
 #include "ops/cross_entropy.h"
 
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/cross_entropy.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/cross_entropy.cuh"
+#endif
 
 namespace tessera::ops {
+namespace {
+
+#if TESSERA_WITH_CUDA
+// As ops/cpu/cross_entropy.cc's count_valid, on a host copy of the device targets.
+int64_t count_valid_on_host(const char* op, const Tensor& targets, int64_t v, int ignore_index) {
+  const Tensor host = to_device(targets, Device::cpu());
+  const int32_t* t = host.data<int32_t>();
+  int64_t valid = 0;
+  for (int64_t i = 0; i < host.numel(); ++i) {
+    if (t[i] == ignore_index) continue;
+    TESSERA_CHECK(t[i] >= 0 && t[i] < v, op, ": target ", t[i], " at row ", i, " is outside [0, ",
+                  v, ") and is not ignore_index ", ignore_index);
+    ++valid;
+  }
+  return valid;
+}
+#endif
+
+}  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& loss,
                            const Tensor& lse, int ignore_index) {
@@ -17,9 +43,17 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Te
   c.tensor("targets", targets, DType::i32, {n})
       .tensor("loss", loss, DType::f32, {1})
       .tensor("lse", lse, DType::f32, {n});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), loss.data<float>(),
-                             lse.data<float>(), n, v, ignore_index);
+  if (c.device().is_cpu()) {
+    cpu::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), loss.data<float>(),
+                               lse.data<float>(), n, v, ignore_index);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c,
+        cuda::cross_entropy_forward(
+            logits.data<float>(), targets.data<int32_t>(), loss.data<float>(), lse.data<float>(), n,
+            v, ignore_index, count_valid_on_host("cross_entropy_forward", targets, v, ignore_index),
+            stream_for(c)));
+  }
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
@@ -31,9 +65,17 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
   c.tensor("targets", targets, DType::i32, {n})
       .tensor("lse", lse, DType::f32, {n})
       .tensor("dlogits", dlogits, DType::f32, logits.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
-                              dloss, dlogits.data<float>(), n, v, ignore_index);
+  if (c.device().is_cpu()) {
+    cpu::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
+                                dloss, dlogits.data<float>(), n, v, ignore_index);
+  } else {
+    TESSERA_CUDA_LAUNCH(c,
+                        cuda::cross_entropy_backward(
+                            logits.data<float>(), targets.data<int32_t>(), lse.data<float>(), dloss,
+                            dlogits.data<float>(), n, v, ignore_index,
+                            count_valid_on_host("cross_entropy_backward", targets, v, ignore_index),
+                            stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops

@@ -5,6 +5,11 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/layernorm.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/layernorm.cuh"
+#endif
 
 namespace tessera::ops {
 namespace {
@@ -39,9 +44,15 @@ void layernorm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias
       .tensor("bias", bias, DType::f32, {r.c})
       .tensor("y", y, DType::f32, x.shape())
       .expect(eps >= 0, absl::StrCat("eps must be >= 0, got ", eps));
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::layernorm_forward(x.data<float>(), weight.data<float>(), bias.data<float>(), y.data<float>(),
-                         mean.data<float>(), rstd.data<float>(), r.n, r.c, eps);
+  if (c.device().is_cpu()) {
+    cpu::layernorm_forward(x.data<float>(), weight.data<float>(), bias.data<float>(),
+                           y.data<float>(), mean.data<float>(), rstd.data<float>(), r.n, r.c, eps);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::layernorm_forward(x.data<float>(), weight.data<float>(), bias.data<float>(),
+                                   y.data<float>(), mean.data<float>(), rstd.data<float>(), r.n,
+                                   r.c, eps, stream_for(c)));
+  }
 }
 
 void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& mean,
@@ -55,10 +66,17 @@ void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
       .tensor("dx", dx, DType::f32, x.shape())
       .tensor("dweight", dweight, DType::f32, {r.c})
       .tensor("dbias", dbias, DType::f32, {r.c});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::layernorm_backward(dy.data<float>(), x.data<float>(), weight.data<float>(),
-                          mean.data<float>(), rstd.data<float>(), dx.data<float>(),
-                          dweight.data<float>(), dbias.data<float>(), r.n, r.c);
+  if (c.device().is_cpu()) {
+    cpu::layernorm_backward(dy.data<float>(), x.data<float>(), weight.data<float>(),
+                            mean.data<float>(), rstd.data<float>(), dx.data<float>(),
+                            dweight.data<float>(), dbias.data<float>(), r.n, r.c);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::layernorm_backward(dy.data<float>(), x.data<float>(), weight.data<float>(),
+                                    mean.data<float>(), rstd.data<float>(), dx.data<float>(),
+                                    dweight.data<float>(), dbias.data<float>(), r.n, r.c,
+                                    stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops

@@ -7,6 +7,11 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/matmul.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/matmul.cuh"
+#endif
 
 namespace tessera::ops {
 namespace {
@@ -39,6 +44,69 @@ Shape with_last(const Shape& x, int64_t last) {
   return s;
 }
 
+#if TESSERA_WITH_CUDA
+// linear_forward on CUDA. f32 y: bias broadcast into y, then the product accumulates onto it
+// (beta = 1), as on the CPU. bf16 y: the product is written, then the bias added in f32 and
+// rounded (two roundings; oneDNN on the CPU rounds once).
+void linear_forward_cuda(const cpu::GemmShape& s, const Tensor& x, const Tensor& weight,
+                         const Tensor& bias, const Tensor& y, cudaStream_t stream) {
+  const bool f32_bias_first = bias.defined() && y.dtype() == DType::f32;
+  if (f32_bias_first) {
+    cuda::broadcast_rows(bias.raw_data(), bias.dtype(), s.m, s.n, y.data<float>(), stream);
+  }
+  const float beta = f32_bias_first ? 1.0f : 0.0f;
+  if (x.dtype() == DType::f32) {
+    cuda::gemm_f32(s, 1.0f, x.data<float>(), weight.data<float>(), beta, y.data<float>(), stream);
+    return;
+  }
+  cuda::gemm_bf16(s, 1.0f, x.data<bf16>(), weight.data<bf16>(), beta, y.raw_data(), y.dtype(),
+                  stream);
+  if (bias.defined() && y.dtype() == DType::bf16) {
+    cuda::add_rows_bf16(bias.raw_data(), bias.dtype(), s.m, s.n, y.data<bf16>(), stream);
+  }
+}
+
+// linear_backward on CUDA: the same products and dtype rules as the CPU path below.
+void linear_backward_cuda(const cpu::GemmShape& dx_shape, const cpu::GemmShape& dw_shape,
+                          const Tensor& dy, const Tensor& x, const Tensor& weight, const Tensor& dx,
+                          const Tensor& dweight, const Tensor& dbias, Device device,
+                          cudaStream_t stream) {
+  const int64_t rows = dx_shape.m, out_f = dw_shape.m;
+  if (x.dtype() == DType::f32) {
+    if (dx.defined()) {
+      cuda::gemm_f32(dx_shape, 1.0f, dy.data<float>(), weight.data<float>(), 0.0f, dx.data<float>(),
+                     stream);
+    }
+    cuda::gemm_f32(dw_shape, 1.0f, dy.data<float>(), x.data<float>(), 1.0f, dweight.data<float>(),
+                   stream);
+    if (dbias.defined()) {
+      cuda::column_sums_add(dy.data<float>(), rows, out_f, dbias.data<float>(), stream);
+    }
+    return;
+  }
+  // Freed at return: the caching allocator's blocks are used on this one stream, so a later
+  // allocation of the block is ordered after these kernels.
+  Tensor dy16 = dy;
+  if (dy.dtype() == DType::f32) {
+    dy16 = Tensor::empty(dy.shape(), DType::bf16, device);
+    cuda::convert(dy.data<float>(), dy16.data<bf16>(), dy.numel(), stream);
+  }
+  if (dx.defined()) {
+    cuda::gemm_bf16(dx_shape, 1.0f, dy16.data<bf16>(), weight.data<bf16>(), 0.0f, dx.raw_data(),
+                    dx.dtype(), stream);
+  }
+  cuda::gemm_bf16(dw_shape, 1.0f, dy16.data<bf16>(), x.data<bf16>(), 1.0f, dweight.raw_data(),
+                  DType::f32, stream);
+  if (dbias.defined()) {
+    if (dy.dtype() == DType::f32) {
+      cuda::column_sums_add(dy.data<float>(), rows, out_f, dbias.data<float>(), stream);
+    } else {
+      cuda::column_sums_add(dy.data<bf16>(), rows, out_f, dbias.data<float>(), stream);
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool trans_a, bool trans_b,
@@ -59,9 +127,18 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool trans_a, b
   c.expect(k == kb, absl::StrCat("inner dimensions differ (", k, " vs ", kb, "): ", both));
   Shape out_shape = a.ndim() == 3 ? Shape{batch, m, n} : Shape{m, n};
   result_tensor(c, "out", out, a.dtype(), out_shape);
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
 
   const cpu::GemmShape s{batch, m, n, k, trans_a, trans_b};
+  if (!c.device().is_cpu()) {
+    if (a.dtype() == DType::f32) {
+      TESSERA_CUDA_LAUNCH(c, cuda::gemm_f32(s, alpha, a.data<float>(), b.data<float>(), beta,
+                                            out.data<float>(), stream_for(c)));
+    } else {
+      TESSERA_CUDA_LAUNCH(c, cuda::gemm_bf16(s, alpha, a.data<bf16>(), b.data<bf16>(), beta,
+                                             out.raw_data(), out.dtype(), stream_for(c)));
+    }
+    return;
+  }
   if (a.dtype() == DType::f32) {
     cpu::gemm_f32(s, alpha, a.data<float>(), b.data<float>(), beta, out.data<float>());
   } else {
@@ -87,10 +164,13 @@ void linear_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, c
     }
   }
   result_tensor(c, "y", y, x.dtype(), with_last(x.shape(), out_f));
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
 
   const int64_t rows = in_f ? x.numel() / in_f : y.numel() / std::max<int64_t>(out_f, 1);
   const cpu::GemmShape s{1, rows, out_f, in_f, false, /*trans_b=*/true};
+  if (!c.device().is_cpu()) {
+    TESSERA_CUDA_LAUNCH(c, linear_forward_cuda(s, x, weight, bias, y, stream_for(c)));
+    return;
+  }
   if (x.dtype() == DType::f32) {
     // Bias first, then the product accumulates onto it (beta = 1): no second pass over y.
     if (bias.defined()) cpu::broadcast_rows(bias.data<float>(), rows, out_f, y.data<float>());
@@ -119,13 +199,17 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, co
   if (dx.defined()) result_tensor(c, "dx", dx, x.dtype(), x.shape());
   c.tensor("dweight", dweight, DType::f32, weight.shape());
   if (dbias.defined()) c.tensor("dbias", dbias, DType::f32, {out_f});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
 
   const int64_t rows = in_f ? x.numel() / in_f : dy.numel() / std::max<int64_t>(out_f, 1);
   // dx (rows, in) = dy (rows, out) @ weight (out, in)
   const cpu::GemmShape dx_shape{1, rows, in_f, out_f, false, false};
   // dweight (out, in) += dy^T (out, rows) @ x (rows, in)
   const cpu::GemmShape dw_shape{1, out_f, in_f, rows, /*trans_a=*/true, false};
+  if (!c.device().is_cpu()) {
+    TESSERA_CUDA_LAUNCH(c, linear_backward_cuda(dx_shape, dw_shape, dy, x, weight, dx, dweight,
+                                                dbias, c.device(), stream_for(c)));
+    return;
+  }
   if (x.dtype() == DType::f32) {
     if (dx.defined()) {
       cpu::gemm_f32(dx_shape, 1.0f, dy.data<float>(), weight.data<float>(), 0.0f, dx.data<float>());
@@ -162,9 +246,16 @@ void convert(const Tensor& src, const Tensor& dst) {
   c.expect(src.numel() == dst.numel(),
            absl::StrCat("dst ", dst.describe(), " must have ", src.numel(), " elements like src ",
                         src.describe()));
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
   if (src.dtype() == dst.dtype()) {
-    copy(src, dst);
+    copy(src, dst);  // any device
+  } else if (!c.device().is_cpu()) {
+    if (src.dtype() == DType::f32) {
+      TESSERA_CUDA_LAUNCH(
+          c, cuda::convert(src.data<float>(), dst.data<bf16>(), src.numel(), stream_for(c)));
+    } else {
+      TESSERA_CUDA_LAUNCH(
+          c, cuda::convert(src.data<bf16>(), dst.data<float>(), src.numel(), stream_for(c)));
+    }
   } else if (src.dtype() == DType::f32) {
     cpu::convert(src.data<float>(), dst.data<bf16>(), src.numel());
   } else {

@@ -7,40 +7,52 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/reduce.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/reduce.cuh"
+#endif
 
 namespace tessera::ops {
 namespace {
 
-// Checks x and returns its data on the CPU; other devices have no kernel yet.
-const float* checked(const char* op, const Tensor& x) {
+// Checks x and sums it (or its squares) on its device. CUDA copies the result back (a sync).
+double total(const char* op, const Tensor& x, bool squares) {
   OpCheck c(op);
   c.tensor("x", x, DType::f32);
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  return x.data<float>();
+  if (c.device().is_cpu()) {
+    return squares ? cpu::sum_squares(x.data<float>(), x.numel())
+                   : cpu::sum(x.data<float>(), x.numel());
+  }
+  double result = 0;
+  TESSERA_CUDA_LAUNCH(c, result = squares
+                                      ? cuda::sum_squares(x.data<float>(), x.numel(), stream_for(c))
+                                      : cuda::sum(x.data<float>(), x.numel(), stream_for(c)));
+  return result;
 }
 
 }  // namespace
 
 double sum(const Tensor& x) {
   TESSERA_PROFILE("reduce");
-  return cpu::sum(checked("sum", x), x.numel());
+  return total("sum", x, false);
 }
 
 double mean(const Tensor& x) {
   TESSERA_PROFILE("reduce");
-  const float* data = checked("mean", x);
+  const double s = total("mean", x, false);
   if (x.numel() == 0) return std::numeric_limits<double>::quiet_NaN();
-  return cpu::sum(data, x.numel()) / double(x.numel());
+  return s / double(x.numel());
 }
 
 double sum_squares(const Tensor& x) {
   TESSERA_PROFILE("reduce");
-  return cpu::sum_squares(checked("sum_squares", x), x.numel());
+  return total("sum_squares", x, true);
 }
 
 double l2_norm(const Tensor& x) {
   TESSERA_PROFILE("reduce");
-  return std::sqrt(cpu::sum_squares(checked("l2_norm", x), x.numel()));
+  return std::sqrt(total("l2_norm", x, true));
 }
 
 }  // namespace tessera::ops

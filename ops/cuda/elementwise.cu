@@ -48,7 +48,8 @@ void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t str
         reinterpret_cast<const float4*>(a), reinterpret_cast<const float4*>(b),
         reinterpret_cast<float4*>(out), n4);
   }
-  if (4 * n4 < n) add_kernel<<<grid_for(n - 4 * n4, kBlock), kBlock, 0, stream>>>(a, b, out, 4 * n4, n);
+  if (4 * n4 < n)
+    add_kernel<<<grid_for(n - 4 * n4, kBlock), kBlock, 0, stream>>>(a, b, out, 4 * n4, n);
   check_launch("add");
 }
 

@@ -20,6 +20,8 @@ inline void check_launch(const char* kernel) {
 }
 
 // 128-bit accesses need 16-byte alignment of every pointer involved.
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 }  // namespace tessera::ops::cuda

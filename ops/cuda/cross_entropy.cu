@@ -1,0 +1,113 @@
+// CUDA kernels for ops/cross_entropy.h. Forward: one block per row computes the row's
+// log-sum-exp (max pass, then exp-sum pass) and its loss into a scratch buffer; one block then
+// sums the row losses in double in a fixed order (deterministic) and divides by n_valid.
+// Backward: one block per row writes dloss / n_valid * (softmax - onehot), or zeros when ignored.
+#include "ops/cuda/common.cuh"
+#include "ops/cuda/cross_entropy.cuh"
+#include "ops/cuda/launch.cuh"
+
+namespace tessera::ops::cuda {
+namespace {
+
+template <int V>
+__global__ void lse_kernel(const float* logits, const int32_t* targets, float* lse, float* row_loss,
+                           int64_t v, int ignore_index) {
+  __shared__ float smem[32];
+  const float* x = logits + blockIdx.x * v;
+  const int64_t step = int64_t(blockDim.x) * V;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x * V; j < v; j += step) {
+    float r[V];
+    load<V>(x + j, r);
+    for (int l = 0; l < V; ++l) mx = fmaxf(mx, r[l]);
+  }
+  mx = block_reduce(mx, MaxOp{}, smem);
+  float s = 0.0f;
+  for (int64_t j = threadIdx.x * V; j < v; j += step) {
+    float r[V];
+    load<V>(x + j, r);
+    for (int l = 0; l < V; ++l) s += expf(r[l] - mx);
+  }
+  s = block_reduce(s, SumOp{}, smem);
+  if (threadIdx.x == 0) {
+    const float l = mx + logf(s);
+    lse[blockIdx.x] = l;
+    const int32_t t = targets[blockIdx.x];
+    row_loss[blockIdx.x] = t == ignore_index ? 0.0f : l - x[t];
+  }
+}
+
+// One block: loss[0] = sum(row_loss) / n_valid in double, or 0 when nothing is valid.
+__global__ void mean_kernel(const float* row_loss, int64_t n, int64_t n_valid, float* loss) {
+  __shared__ double smem[32];
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += row_loss[i];
+  s = block_reduce(s, SumOp{}, smem);
+  if (threadIdx.x == 0) loss[0] = n_valid > 0 ? float(s / double(n_valid)) : 0.0f;
+}
+
+template <int V>
+__global__ void grad_kernel(const float* logits, const int32_t* targets, const float* lse,
+                            float scale, float* dlogits, int64_t v, int ignore_index) {
+  const int64_t off = blockIdx.x * v;
+  const int64_t step = int64_t(blockDim.x) * V;
+  const int32_t t = targets[blockIdx.x];
+  if (t == ignore_index) {
+    for (int64_t j = threadIdx.x * V; j < v; j += step) {
+      float z[V];
+      for (int l = 0; l < V; ++l) z[l] = 0.0f;
+      store<V>(dlogits + off + j, z);
+    }
+    return;
+  }
+  const float l0 = lse[blockIdx.x];
+  for (int64_t j = threadIdx.x * V; j < v; j += step) {
+    float r[V];
+    load<V>(logits + off + j, r);
+    for (int l = 0; l < V; ++l) {
+      r[l] = scale * expf(r[l] - l0) - (j + l == t ? scale : 0.0f);
+    }
+    store<V>(dlogits + off + j, r);
+  }
+}
+
+}  // namespace
+
+void cross_entropy_forward(const float* logits, const int32_t* targets, float* loss, float* lse,
+                           int64_t n, int64_t v, int ignore_index, int64_t n_valid,
+                           cudaStream_t stream) {
+  float* row_loss = nullptr;
+  if (n > 0 && v > 0) {
+    ::tessera::cuda::check(
+        cudaMallocAsync(reinterpret_cast<void**>(&row_loss), size_t(n) * sizeof(float), stream),
+        "cross_entropy_forward: cudaMallocAsync");
+    const int block = row_block(v);
+    if (rows_vec4(v) && aligned16(logits)) {
+      lse_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, ignore_index);
+    } else {
+      lse_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, ignore_index);
+    }
+  }
+  // Runs also for n == 0 (or v == 0, where every target must be ignored): the loss is then 0.
+  mean_kernel<<<1, 256, 0, stream>>>(row_loss, row_loss ? n : 0, n_valid, loss);
+  check_launch("cross_entropy_forward");
+  if (row_loss) {
+    ::tessera::cuda::check(cudaFreeAsync(row_loss, stream), "cross_entropy_forward: cudaFreeAsync");
+  }
+}
+
+void cross_entropy_backward(const float* logits, const int32_t* targets, const float* lse,
+                            float dloss, float* dlogits, int64_t n, int64_t v, int ignore_index,
+                            int64_t n_valid, cudaStream_t stream) {
+  if (n == 0 || v == 0) return;
+  const float scale = n_valid > 0 ? float(double(dloss) / double(n_valid)) : 0.0f;
+  const int block = row_block(v);
+  if (rows_vec4(v) && aligned16(logits) && aligned16(dlogits)) {
+    grad_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, ignore_index);
+  } else {
+    grad_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, ignore_index);
+  }
+  check_launch("cross_entropy_backward");
+}
+
+}  // namespace tessera::ops::cuda
