@@ -46,9 +46,9 @@ std::vector<float> shard_of(const float* full, const Shape& global, const Shape&
   return out;
 }
 
-// max |a - ref| / max |ref| (0 when both are zero; inf when only ref is).
-double rel_diff(const float* a, const std::vector<float>& ref) {
-  double diff = 0, scale = 0;
+// max |a - ref| / max(max |ref|, scale_floor) (0 when both are zero; inf when only ref is).
+double rel_diff(const float* a, const std::vector<float>& ref, double scale_floor) {
+  double diff = 0, scale = scale_floor;
   for (size_t i = 0; i < ref.size(); ++i) {
     diff = std::max(diff, double(std::fabs(a[i] - ref[i])));
     scale = std::max(scale, double(std::fabs(ref[i])));
@@ -60,7 +60,8 @@ double rel_diff(const float* a, const std::vector<float>& ref) {
 // Checks every parameter of `mine` (this TP rank's shards; `which` = params or grads) against the
 // unsplit store `ref` sliced the same way; returns the worst relative difference.
 double expect_store_matches(const models::ParamStore& mine, const models::ParamStore& ref,
-                            bool grads, double tol, const std::string& what) {
+                            bool grads, double tol, const std::string& what,
+                            double scale_floor = 0) {
   double worst = 0;
   for (size_t id = 0; id < mine.infos().size(); ++id) {
     const models::ParamInfo& info = mine.infos()[id];
@@ -72,12 +73,18 @@ double expect_store_matches(const models::ParamStore& mine, const models::ParamS
     const std::vector<float> slice =
         shard_of(full.data<float>(), info.spec.shape, info.local_shape,
                  mine.tp_size() > 1 ? info.spec.split_dim : -1, info.local_begin);
-    const double r = rel_diff(local.data<float>(), slice);
-    EXPECT_LT(r, tol) << what << ": " << (grads ? "gradient of " : "") << info.spec.name
+    const double r = rel_diff(local.data<float>(), slice, scale_floor);
+    EXPECT_LE(r, tol) << what << ": " << (grads ? "gradient of " : "") << info.spec.name
                       << " (tp rank " << mine.tp_rank() << ")";
     worst = std::max(worst, r);
   }
   return worst;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, double(std::fabs(t.data<float>()[i])));
+  return m;
 }
 
 // Replicated parameters (split_dim -1) hold bitwise the same values (`grads`: gradients) on
@@ -207,8 +214,13 @@ void expect_trainer_matches_single(const config::Config& cfg, const std::string&
   single_cfg.mutable_parallel()->set_tensor_parallel(1);
   Trainer single(single_cfg, run_dir(name + "_single_" + std::to_string(world->rank())), true);
   ASSERT_EQ(single.run(), kExitOk);
-  const double worst =
-      expect_store_matches(mine, single.model().params(), false, 1e-5, name + " after steps");
+  // Measured against the largest parameter of the model (as the data-parallel test does): a
+  // parameter whose gradient is rounding noise around an exact 0 (the attention key bias: softmax
+  // ignores a constant added to every score) moves by +-lr under AdamW in either run, whatever
+  // its sign, so its own scale would measure noise.
+  const double scale = max_abs(single.model().params().params());
+  const double worst = expect_store_matches(mine, single.model().params(), false, 1e-5,
+                                            name + " after steps", scale);
   if (world->rank() == 0) std::printf("%s: worst parameter rel diff %.2e\n", name.c_str(), worst);
   world->barrier()->wait();
 }
