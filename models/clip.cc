@@ -31,9 +31,9 @@ void add_scalar(const Tensor& grad, float v) {
 
 }  // namespace
 
-Clip::Clip(const config::ClipConfig& c, bool recompute, int tp_rank, int tp_size)
+Clip::Clip(const config::ClipConfig& c, bool recompute, distributed::Communicator* tp)
     : config_(checked(c)),
-      store_(tp_rank, tp_size),
+      store_(tp),
       image_(store_, "image.", c.image(), recompute),
       image_proj_(store_, "image.proj", image_.dim(), c.embed_dim(), /*bias=*/false,
                   Init::normal(1.0f / std::sqrt(float(image_.dim())))),

@@ -25,7 +25,7 @@ namespace tessera::models {
 
 class Clip final : public Model {
  public:
-  Clip(const config::ClipConfig& config, bool recompute, int tp_rank = 0, int tp_size = 1);
+  Clip(const config::ClipConfig& config, bool recompute, distributed::Communicator* tp = nullptr);
 
   ParamStore& params() override { return store_; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;

@@ -72,14 +72,14 @@ void expect_shape(const Tensor& t, const char* name, DType dtype, const Shape& s
 
 }  // namespace
 
-Dit::Dit(const config::DitConfig& c, bool recompute, int tp_rank, int tp_size)
+Dit::Dit(const config::DitConfig& c, bool recompute, distributed::Communicator* tp)
     : config_(c),
       grid_(c.patch() > 0 ? c.image_size() / c.patch() : 0),
       tokens_(grid_ * grid_),
       patch_dim_(int64_t(c.patch()) * c.patch() * c.channels()),
       dim_(c.transformer().d_model()),
       alpha_bar_(make_alpha_bar(c)),
-      store_(tp_rank, tp_size),
+      store_(tp),
       // DiT: Xavier-uniform over the patch conv's weight read as a (d, p*p*C) matrix.
       patch_embed_(store_, "patch_embed", patch_dim_, dim_, true,
                    Init::uniform(std::sqrt(6.0f / float(patch_dim_ + dim_)))),

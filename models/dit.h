@@ -36,7 +36,7 @@ namespace tessera::models {
 
 class Dit final : public Model {
  public:
-  Dit(const config::DitConfig& config, bool recompute, int tp_rank = 0, int tp_size = 1);
+  Dit(const config::DitConfig& config, bool recompute, distributed::Communicator* tp = nullptr);
 
   ParamStore& params() override { return store_; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;

@@ -8,16 +8,16 @@
 
 namespace tessera::models {
 
-std::unique_ptr<Model> make_model(const config::ModelConfig& c, int tp_rank, int tp_size) {
+std::unique_ptr<Model> make_model(const config::ModelConfig& c, distributed::Communicator* tp) {
   switch (c.kind_case()) {
     case config::ModelConfig::kGpt:
-      return std::make_unique<Gpt>(c.gpt(), c.recompute_activations(), tp_rank, tp_size);
+      return std::make_unique<Gpt>(c.gpt(), c.recompute_activations(), tp);
     case config::ModelConfig::kDit:
-      return std::make_unique<Dit>(c.dit(), c.recompute_activations(), tp_rank, tp_size);
+      return std::make_unique<Dit>(c.dit(), c.recompute_activations(), tp);
     case config::ModelConfig::kVit:
-      return std::make_unique<Vit>(c.vit(), c.recompute_activations(), tp_rank, tp_size);
+      return std::make_unique<Vit>(c.vit(), c.recompute_activations(), tp);
     case config::ModelConfig::kClip:
-      return std::make_unique<Clip>(c.clip(), c.recompute_activations(), tp_rank, tp_size);
+      return std::make_unique<Clip>(c.clip(), c.recompute_activations(), tp);
     case config::ModelConfig::KIND_NOT_SET:
       break;
   }

@@ -8,8 +8,10 @@
 
 namespace tessera::models {
 
-// tp_rank/tp_size: this rank's place in its tensor-parallel group.
-std::unique_ptr<Model> make_model(const config::ModelConfig& config, int tp_rank = 0,
-                                  int tp_size = 1);
+// tp: the tensor-parallel group (borrowed, outlives the model); nullptr = no tensor parallelism.
+// Throws tessera::Error when the model does not split over tp's size (heads, MLP width or
+// vocabulary not divisible).
+std::unique_ptr<Model> make_model(const config::ModelConfig& config,
+                                  distributed::Communicator* tp = nullptr);
 
 }  // namespace tessera::models

@@ -3,9 +3,11 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "models/layers/tensor_parallel.h"
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
+#include "ops/vocab_parallel.h"
 
 namespace tessera::models {
 namespace {
@@ -36,10 +38,11 @@ BlockOptions block_options(const config::GptConfig& c, bool recompute) {
 
 }  // namespace
 
-Gpt::Gpt(const config::GptConfig& c, bool recompute, int tp_rank, int tp_size)
+Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* tp)
     : config_(c),
-      store_(tp_rank, tp_size),
-      tok_(store_, "tok_emb", c.vocab_size(), c.transformer().d_model(), Init::normal(0.02f)),
+      store_(tp),
+      tok_(store_, "tok_emb", c.vocab_size(), c.transformer().d_model(), Init::normal(0.02f),
+           /*vocab_parallel=*/true),
       pos_(store_, "pos_emb", c.context(), c.transformer().d_model(), Init::normal(0.01f)) {
   // Registered in forward order, so the gradient buffer starts with the head and ln_f: the first
   // gradients backward produces.
@@ -49,9 +52,10 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, int tp_rank, int tp_size)
   }
   ln_f_ = std::make_unique<LayerNorm>(store_, "ln_f", c.transformer().d_model());
   if (!c.tie_embedding()) {
+    // Split along the vocabulary like tok_emb: this rank's logits are its vocabulary slice.
     head_ = store_.add({"head.weight",
                         {c.vocab_size(), c.transformer().d_model()},
-                        -1,
+                        0,
                         Init::normal(0.02f),
                         ParamGroup::kWeight});
   }
@@ -69,7 +73,7 @@ Tensor Gpt::forward_logits(const Tensor& tokens) {
   TESSERA_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::i32,
                 "Gpt: tokens must be (B, T) i32, got ", tokens.describe());
   const int64_t B = tokens.dim(0), T = tokens.dim(1), C = config_.transformer().d_model(),
-                V = config_.vocab_size();
+                V = tok_.local_num();  // this rank's vocabulary slice
   TESSERA_CHECK(T <= config_.context(), "Gpt: sequence length ", T, " exceeds the context ",
                 config_.context());
   if (positions_.numel() != B * T || !(positions_.device() == tokens.device())) {
@@ -87,13 +91,33 @@ Tensor Gpt::forward_logits(const Tensor& tokens) {
   return logits_;
 }
 
+void Gpt::loss_forward(const Tensor& logits, const Tensor& targets, const Tensor& loss,
+                       const Tensor& lse) {
+  if (store_.tp_size() == 1) {
+    ops::cross_entropy_forward(logits, targets, loss, lse, kIgnoreIndex);
+    return;
+  }
+  // Vocab parallel: the global row max (all-reduce max), then the sum of exp and the target's
+  // logit (all-reduce sum, one message for both), then the loss from those on every rank.
+  const int64_t N = logits.dim(0);
+  Tensor row_max = Tensor::empty({N}, DType::f32, logits.device());
+  ops::vocab_ce_row_max(logits, row_max);
+  tp_all_reduce(store_, row_max, distributed::ReduceOp::kMax);
+  Tensor sums = Tensor::empty({2, N}, DType::f32, logits.device());  // sum_exp, target_logit
+  Tensor sum_exp = sums.slice(0, 1).view({N}), target_logit = sums.slice(1, 2).view({N});
+  ops::vocab_ce_sum_exp_target(logits, targets, row_max, vocab_begin(), sum_exp, target_logit);
+  tp_all_reduce(store_, sums);
+  ops::vocab_ce_loss(row_max, sum_exp, target_logit, targets, config_.vocab_size(), kIgnoreIndex,
+                     lse, loss);
+}
+
 LossResult Gpt::forward_loss(const Batch& batch) {
   const Tensor& targets = batch.at("targets");
   forward_logits(batch.at("tokens"));
-  const int64_t N = targets.numel(), V = config_.vocab_size();
+  const int64_t N = targets.numel(), V = tok_.local_num();
   Tensor loss = Tensor::empty({1}, DType::f32, targets.device());
   Tensor lse = Tensor::empty({N}, DType::f32, targets.device());
-  ops::cross_entropy_forward(logits_.view({N, V}), targets.view({N}), loss, lse, kIgnoreIndex);
+  loss_forward(logits_.view({N, V}), targets.view({N}), loss, lse);
   Tensor host = loss.device().is_cpu() ? loss : to_device(loss, Device::cpu());
   return {host.data<float>()[0], N};
 }
@@ -102,13 +126,19 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   const Tensor& targets = batch.at("targets");
   forward_logits(batch.at("tokens"));
   const int64_t B = targets.dim(0), T = targets.dim(1), N = B * T,
-                C = config_.transformer().d_model(), V = config_.vocab_size();
+                C = config_.transformer().d_model(), V = tok_.local_num();
   Tensor loss = Tensor::empty({1}, DType::f32, targets.device());
   Tensor lse = Tensor::empty({N}, DType::f32, targets.device());
-  Tensor logits = logits_.view({N, V});
-  ops::cross_entropy_forward(logits, targets.view({N}), loss, lse, kIgnoreIndex);
-  // dlogits overwrites the logits in place: they are not needed after the loss.
-  ops::cross_entropy_backward(logits, targets.view({N}), lse, loss_scale, logits, kIgnoreIndex);
+  Tensor logits = logits_.view({N, V});  // (N, V_local)
+  loss_forward(logits, targets.view({N}), loss, lse);
+  // dlogits overwrites the logits in place: they are not needed after the loss. Under TP each
+  // rank's slice is softmax minus its part of the one-hot (lse is global).
+  if (store_.tp_size() == 1) {
+    ops::cross_entropy_backward(logits, targets.view({N}), lse, loss_scale, logits, kIgnoreIndex);
+  } else {
+    ops::vocab_ce_backward(logits, targets.view({N}), lse, vocab_begin(), loss_scale, kIgnoreIndex,
+                           logits);
+  }
   // Head: logits = hidden @ W^T  =>  dW += dlogits^T @ hidden, dhidden = dlogits @ W (in bf16
   // mode dlogits are rounded once for both products; the sums stay f32).
   Tensor h = hidden_.view({N, C});
@@ -117,6 +147,8 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   if (head_ >= 0) store_.grad_done(head_);  // a tied head is final after the embedding
   Tensor dh = Tensor::empty({B, T, C}, DType::f32, targets.device());
   ops::matmul(dlogits, head_weight(), dh.view({N, C}));
+  // The head is column parallel over the vocabulary with a replicated input: f's backward.
+  tp_f_backward(store_, dh);
   logits_ = hidden_ = Tensor();
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);

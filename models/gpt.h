@@ -4,6 +4,13 @@
 // weight), next-token cross-entropy.
 //
 // Batch: "tokens" (B, T) i32 with T <= context; "targets" (B, T) i32, -100 = ignored.
+//
+// Tensor parallelism (tp = the TP group, nullptr = none): the blocks split heads and MLP hidden
+// (Megatron, through Linear); the token embedding is vocab parallel and the output head (tied,
+// or its own weight) holds the same vocabulary rows, so each rank computes logits (B, T, V/T)
+// for its vocabulary slice and the loss is a vocab-parallel cross-entropy: the logits are never
+// gathered (ops/vocab_parallel.h). Every TP rank returns the same loss. Position embeddings and
+// LayerNorms are replicated. V, n_heads and the MLP width must be divisible by T.
 
 #include <memory>
 #include <vector>
@@ -18,7 +25,7 @@ namespace tessera::models {
 
 class Gpt final : public Model {
  public:
-  Gpt(const config::GptConfig& config, bool recompute, int tp_rank = 0, int tp_size = 1);
+  Gpt(const config::GptConfig& config, bool recompute, distributed::Communicator* tp = nullptr);
 
   ParamStore& params() override { return store_; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
@@ -26,13 +33,19 @@ class Gpt final : public Model {
   double train_flops(int64_t batch_size) const override;
   int64_t activation_bytes(int64_t batch_size) const override;
 
-  // Logits (B, T, V) of the last forward, for generation and tests.
+  // Logits (B, T, V_local) of the last forward, for generation and tests: this rank's
+  // vocabulary slice [vocab_begin(), vocab_begin() + V_local) (all of V without TP).
   const Tensor& logits() const { return logits_; }
-  Tensor forward_logits(const Tensor& tokens);  // tokens (B, T) -> logits (B, T, V)
+  Tensor forward_logits(const Tensor& tokens);  // tokens (B, T) -> logits (B, T, V_local)
+  int64_t vocab_begin() const { return tok_.local_begin(); }
 
  private:
   Tensor head_weight() const;  // (V, C) in the compute dtype
   Tensor head_grad() const;
+  // Mean cross-entropy of logits (N, V_local) (vocab parallel under TP; identical on every TP
+  // rank) into loss (1), and each row's global log-sum-exp into lse (N) for backward.
+  void loss_forward(const Tensor& logits, const Tensor& targets, const Tensor& loss,
+                    const Tensor& lse);
 
   config::GptConfig config_;
   ParamStore store_;
@@ -42,7 +55,7 @@ class Gpt final : public Model {
   ParamId head_ = -1;  // untied output head (V, C)
   Tensor positions_;   // (B*T) i32, rebuilt when B or T change
   Tensor hidden_;      // saved final hidden state (B, T, C), in the compute dtype
-  Tensor logits_;      // (B, T, V)
+  Tensor logits_;      // (B, T, V_local)
 };
 
 }  // namespace tessera::models

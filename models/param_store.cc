@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/philox.h"
+#include "distributed/communicator.h"
 #include "ops/matmul.h"
 
 namespace tessera::models {
@@ -46,6 +47,11 @@ float init_value(const Init& init, uint64_t seed, uint64_t stream, int64_t g) {
 ParamStore::ParamStore(int tp_rank, int tp_size) : tp_rank_(tp_rank), tp_size_(tp_size) {
   TESSERA_CHECK(tp_size >= 1 && tp_rank >= 0 && tp_rank < tp_size, "ParamStore: tp rank ", tp_rank,
                 " of ", tp_size);
+}
+
+ParamStore::ParamStore(distributed::Communicator* tp)
+    : ParamStore(tp ? tp->rank() : 0, tp ? tp->size() : 1) {
+  if (tp && tp->size() > 1) tp_ = tp;
 }
 
 ParamId ParamStore::add(ParamSpec spec) {

@@ -20,6 +20,10 @@
 
 #include "core/tensor.h"
 
+namespace tessera::distributed {
+class Communicator;
+}
+
 namespace tessera::models {
 
 struct Init {
@@ -58,8 +62,15 @@ using ParamId = int;
 
 class ParamStore {
  public:
-  // tp_rank/tp_size: this rank's place in its tensor-parallel group (1 = no TP).
+  // tp_rank/tp_size: this rank's place in its tensor-parallel group (1 = no TP). A store built
+  // this way has no TP communicator: it gives shard shapes and initial values (tests, tools),
+  // but a model built on it with tp_size > 1 cannot run forward (tp_comm() throws).
   explicit ParamStore(int tp_rank = 0, int tp_size = 1);
+  // Tensor parallelism over `tp` (borrowed, must outlive the store; nullptr = no TP): rank and
+  // size are tp's. This is how layers reach the TP group without globals: every layer already
+  // holds its ParamStore, and the Megatron collectives (models/layers/tensor_parallel.h) take
+  // the communicator from it.
+  explicit ParamStore(distributed::Communicator* tp);
 
   // Registers a parameter; throws when a split dimension is not divisible by tp_size or the name
   // is taken. Only before finalize().
@@ -97,6 +108,8 @@ class ParamStore {
 
   int tp_rank() const { return tp_rank_; }
   int tp_size() const { return tp_size_; }
+  // The TP group's communicator; nullptr when tp_size() == 1 or none was given.
+  distributed::Communicator* tp_comm() const { return tp_; }
 
   // Mixed precision: with compute dtype bf16, matmul layers read their weights from a bf16
   // shadow of the f32 master parameters (one conversion per step, not one per use). The f32
@@ -110,6 +123,7 @@ class ParamStore {
 
  private:
   int tp_rank_, tp_size_;
+  distributed::Communicator* tp_ = nullptr;
   std::vector<ParamInfo> infos_;
   Tensor params_, grads_;
   Tensor params_bf16_;            // (N) bf16 shadow, only in bf16 mode

@@ -13,9 +13,9 @@ const config::VitConfig& checked(const config::VitConfig& c) {
 
 }  // namespace
 
-Vit::Vit(const config::VitConfig& c, bool recompute, int tp_rank, int tp_size)
+Vit::Vit(const config::VitConfig& c, bool recompute, distributed::Communicator* tp)
     : config_(checked(c)),
-      store_(tp_rank, tp_size),
+      store_(tp),
       tower_(store_, "", c, recompute),
       head_(store_, "head", c.transformer().d_model(), c.n_classes(), /*bias=*/true,
             Init::normal(0.02f)) {

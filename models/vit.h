@@ -18,7 +18,7 @@ namespace tessera::models {
 
 class Vit final : public Model {
  public:
-  Vit(const config::VitConfig& config, bool recompute, int tp_rank = 0, int tp_size = 1);
+  Vit(const config::VitConfig& config, bool recompute, distributed::Communicator* tp = nullptr);
 
   ParamStore& params() override { return store_; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;

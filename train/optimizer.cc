@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/layers/tensor_parallel.h"
 #include "ops/adamw.h"
 #include "ops/reduce.h"
 
@@ -18,7 +19,8 @@ AdamW::AdamW(models::ParamStore& store, const config::OptimConfig& config)
 
 StepStats AdamW::step(double lr) {
   StepStats stats;
-  stats.grad_norm = ops::l2_norm(store_.grads());
+  // Tensor parallel: the norm of the unsplit gradient (identical on every TP rank).
+  stats.grad_norm = models::tp_grad_l2_norm(store_);
   if (!std::isfinite(stats.grad_norm)) return stats;
   double scale = 1.0;
   if (config_.grad_clip() > 0 && stats.grad_norm > config_.grad_clip()) {

@@ -64,6 +64,19 @@ int64_t tokens_per_sample(const config::ModelConfig& m) {
   return m.has_gpt() ? m.gpt().context() : 0;
 }
 
+// Tensor parallel: the model on the layout's TP group. A model that does not split over it (heads,
+// MLP width or vocabulary not divisible) is a config error: name the field.
+std::unique_ptr<models::Model> make_tp_model(const config::Config& cfg,
+                                             const distributed::ParallelLayout& layout) {
+  if (layout.tp_size() == 1) return models::make_model(cfg.model());
+  try {
+    return models::make_model(cfg.model(), &layout.tp());
+  } catch (const Error& e) {
+    throw_error(absl::StrCat("parallel.tensor_parallel = ", layout.tp_size(),
+                             " does not divide the model: ", e.what()));
+  }
+}
+
 int train(const TrainOptions& opt) {
   absl::StatusOr<config::Config> loaded = load_config(opt.config_path, opt.overrides);
   if (!loaded.ok()) {
@@ -74,11 +87,6 @@ int train(const TrainOptions& opt) {
   if (cfg.data().source() != "synthetic") {
     std::cerr << "tessera train: data.source '" << cfg.data().source()
               << "': only \"synthetic\" is available until the HDF5 data pipeline lands\n";
-    return kExitError;
-  }
-  if (cfg.parallel().tensor_parallel() != 1) {
-    std::cerr << "tessera train: parallel.tensor_parallel = " << cfg.parallel().tensor_parallel()
-              << ": tensor parallelism is not built yet (data parallelism is)\n";
     return kExitError;
   }
   if (cfg.parallel().zero_stage() != 0) {
@@ -114,6 +122,9 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
       quiet_(quiet),
       layout_(world ? distributed::ParallelLayout(*world, config.parallel().tensor_parallel())
                     : distributed::ParallelLayout::local()) {
+  TESSERA_CHECK(world || config_.parallel().tensor_parallel() <= 1,
+                "parallel.tensor_parallel = ", config_.parallel().tensor_parallel(),
+                " needs as many ranks: start tessera train under mpirun or srun");
   const int64_t G = config_.data().global_batch_size(), M = config_.train().micro_batches();
   TESSERA_CHECK(G % (int64_t(layout_.dp_size()) * M) == 0, "data.global_batch_size = ", G,
                 " is not divisible by ", layout_.dp_size(), " data-parallel ranks x ", M,
@@ -127,7 +138,7 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
     f << config_to_text(config_);
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
-  model_ = models::make_model(config_.model(), layout_.tp_rank(), layout_.tp_size());
+  model_ = make_tp_model(config_, layout_);
   if (config_.train().precision() == config::TrainConfig::BF16) {
     model_->params().set_compute_dtype(DType::bf16);
   }

@@ -1,13 +1,16 @@
 #include "models/layers/embedding.h"
 
+#include "models/layers/tensor_parallel.h"
 #include "ops/embedding.h"
+#include "ops/vocab_parallel.h"
 
 namespace tessera::models {
 
 Embedding::Embedding(ParamStore& store, const std::string& name, int64_t num, int64_t dim,
-                     Init init)
-    : store_(store), dim_(dim) {
-  table_ = store.add({name + ".weight", {num, dim}, -1, init, ParamGroup::kEmbedding});
+                     Init init, bool vocab_parallel)
+    : store_(store), dim_(dim), num_(num), vocab_parallel_(vocab_parallel) {
+  table_ = store.add(
+      {name + ".weight", {num, dim}, vocab_parallel ? 0 : -1, init, ParamGroup::kEmbedding});
 }
 
 Tensor Embedding::forward(const Tensor& ids) {
@@ -15,12 +18,25 @@ Tensor Embedding::forward(const Tensor& ids) {
   Shape shape = ids.shape();
   shape.push_back(dim_);
   Tensor y = Tensor::empty(shape, DType::f32, ids.device());
+  if (split()) {
+    // This rank's ids, zero rows for the rest; then g sums the ranks' rows.
+    ops::vocab_embedding_forward(ids.view({ids.numel()}), table(), local_begin(), num_,
+                                 y.view({ids.numel(), dim_}));
+    tp_g_forward(store_, y);
+    return y;
+  }
   ops::embedding_forward(ids.view({ids.numel()}), table(), y.view({ids.numel(), dim_}));
   return y;
 }
 
 void Embedding::backward(const Tensor& dy) {
-  ops::embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}), table_grad());
+  if (split()) {
+    // g's backward is the identity: dy is replicated; scatter only into this rank's rows.
+    ops::vocab_embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}),
+                                  local_begin(), table_grad());
+  } else {
+    ops::embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}), table_grad());
+  }
   ids_ = Tensor();
   store_.grad_done(table_);
 }

@@ -1,5 +1,11 @@
 #pragma once
 // Lookup table: row ids[i] of the table for each id (torch.nn.Embedding).
+//
+// Tensor parallelism: replicated by default (every TP rank holds the whole table; its gradient
+// comes from the replicated residual stream, so it is identical on every rank). With
+// vocab_parallel the table is split along the vocabulary (Megatron's VocabParallelEmbedding):
+// this rank looks up the ids in its range [begin, begin + num/T), writes zero rows for the
+// others, and the partial rows are all-reduced (g); backward scatters only into its own rows.
 
 #include <string>
 
@@ -9,20 +15,27 @@ namespace tessera::models {
 
 class Embedding {
  public:
-  Embedding(ParamStore& store, const std::string& name, int64_t num, int64_t dim, Init init);
+  Embedding(ParamStore& store, const std::string& name, int64_t num, int64_t dim, Init init,
+            bool vocab_parallel = false);
 
   Tensor forward(const Tensor& ids);  // ids (...) i32 -> (..., dim)
   // Contract: dtable ACCUMULATES (scatter-add); ids have no gradient.
   void backward(const Tensor& dy);  // dy (..., dim)
 
-  Tensor table() const { return store_.param(table_); }  // (num, dim); tied output heads read it
+  // (num_local, dim): this rank's rows (all of them unless vocab parallel); tied heads read it.
+  Tensor table() const { return store_.param(table_); }
   Tensor table_compute() const { return store_.compute_param(table_); }  // f32 or bf16 shadow
   Tensor table_grad() const { return store_.grad(table_); }
   int64_t dim() const { return dim_; }
+  int64_t num() const { return num_; }  // global
+  int64_t local_begin() const { return store_.info(table_).local_begin; }
+  int64_t local_num() const { return store_.info(table_).local_shape[0]; }
+  bool split() const { return vocab_parallel_ && store_.tp_size() > 1; }
 
  private:
   ParamStore& store_;
-  int64_t dim_;
+  int64_t dim_, num_;
+  bool vocab_parallel_;
   ParamId table_;
   Tensor ids_;  // saved
 };

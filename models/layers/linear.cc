@@ -1,12 +1,13 @@
 #include "models/layers/linear.h"
 
+#include "models/layers/tensor_parallel.h"
 #include "ops/matmul.h"
 
 namespace tessera::models {
 
 Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t out, bool bias,
                Init init, Parallel parallel, int groups)
-    : store_(store) {
+    : store_(store), parallel_(parallel) {
   TESSERA_CHECK(groups >= 1 && out % groups == 0, "Linear ", name, ": ", out,
                 " outputs do not form ", groups, " groups");
   TESSERA_CHECK(groups == 1 || parallel != Parallel::kRow, "Linear ", name,
@@ -48,6 +49,13 @@ Tensor Linear::forward(const Tensor& x) {
   Shape shape = x.shape();
   shape.back() = out_;
   Tensor y = Tensor::empty(shape, DType::f32, x.device());
+  if (parallel_ == Parallel::kRow && store_.tp_size() > 1) {
+    // Partial sums over this rank's input features; the bias once (rank 0), then g.
+    ops::linear_forward(x_, weight(), store_.tp_rank() == 0 ? bias() : Tensor(), y);
+    tp_g_forward(store_, y);
+    return y;
+  }
+  // Column parallel: f is the identity forward.
   ops::linear_forward(x_, weight(), bias(), y);
   return y;
 }
@@ -60,6 +68,8 @@ Tensor Linear::backward(const Tensor& dy, bool need_dx) {
   x_ = Tensor();
   store_.grad_done(weight_);
   if (bias_ >= 0) store_.grad_done(bias_);
+  // f's backward: the replicated input's gradient is the sum of every rank's part.
+  if (parallel_ == Parallel::kColumn && need_dx) tp_f_backward(store_, dx);
   return dx;
 }
 

@@ -2,8 +2,13 @@
 // y = x W^T + b, as torch.nn.Linear. Keeps x for backward.
 //
 // Tensor parallelism (Megatron): a column-parallel layer splits its output features across TP
-// ranks, a row-parallel layer its input features (its bias stays whole and is added once, after
-// the all-reduce). A fused projection such as QKV has `groups` = 3: its weight is registered
+// ranks, a row-parallel layer its input features. The layer makes Megatron's communication
+// itself (tensor_parallel.h): a column-parallel layer is preceded by f (its input is replicated;
+// backward all-reduces dx), a row-parallel one followed by g (forward all-reduces y). A
+// row-parallel bias stays whole (replicated) and is added once: by TP rank 0 only, before the
+// all-reduce (so it is inside the sum exactly once, with no extra pass); its gradient, the sum of
+// the replicated dy, is computed on every rank and is identical everywhere.
+// A fused projection such as QKV has `groups` = 3: its weight is registered
 // with global shape (3, out/3, in) and split along dimension 1, so each rank holds the q, k and v
 // rows of its own heads, and its local weight, read as (local_out, in), is again [q | k | v].
 
@@ -38,6 +43,7 @@ class Linear {
   Tensor bias_grad() const;
 
   ParamStore& store_;
+  Parallel parallel_;
   int64_t in_ = 0, out_ = 0;
   ParamId weight_ = -1, bias_ = -1;
   Tensor x_;  // saved input

@@ -1,0 +1,92 @@
+// Adapters for ops/vocab_parallel.h: check dtypes, shapes and devices, then dispatch.
+#include "ops/vocab_parallel.h"
+
+#include "core/timer.h"
+#include "ops/check.h"
+#include "ops/cpu/vocab_parallel.h"
+
+namespace tessera::ops {
+
+void vocab_embedding_forward(const Tensor& ids, const Tensor& table, int64_t begin, int64_t vocab,
+                             const Tensor& out) {
+  TESSERA_PROFILE("embedding");
+  OpCheck c("vocab_embedding_forward");
+  c.tensor_ndim("ids", ids, DType::i32, 1).tensor_ndim("table", table, DType::f32, 2);
+  const int64_t n = ids.dim(0), v = table.dim(0), cols = table.dim(1);
+  c.tensor("out", out, DType::f32, {n, cols});
+  c.expect(begin >= 0 && begin + v <= vocab, "the table's range lies inside [0, vocab)");
+  if (!c.device().is_cpu()) c.no_kernel(c.device());
+  cpu::vocab_embedding_forward(ids.data<int32_t>(), table.data<float>(), out.data<float>(), n, v,
+                               cols, begin, vocab);
+}
+
+void vocab_embedding_backward(const Tensor& dout, const Tensor& ids, int64_t begin,
+                              const Tensor& dtable) {
+  TESSERA_PROFILE("embedding");
+  OpCheck c("vocab_embedding_backward");
+  c.tensor_ndim("ids", ids, DType::i32, 1).tensor_ndim("dtable", dtable, DType::f32, 2);
+  const int64_t n = ids.dim(0), v = dtable.dim(0), cols = dtable.dim(1);
+  c.tensor("dout", dout, DType::f32, {n, cols});
+  if (!c.device().is_cpu()) c.no_kernel(c.device());
+  cpu::vocab_embedding_backward(dout.data<float>(), ids.data<int32_t>(), dtable.data<float>(), n, v,
+                                cols, begin);
+}
+
+void vocab_ce_row_max(const Tensor& logits, const Tensor& row_max) {
+  TESSERA_PROFILE("cross_entropy");
+  OpCheck c("vocab_ce_row_max");
+  c.tensor_ndim("logits", logits, DType::f32, 2);
+  c.tensor("row_max", row_max, DType::f32, {logits.dim(0)});
+  if (!c.device().is_cpu()) c.no_kernel(c.device());
+  cpu::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0), logits.dim(1));
+}
+
+void vocab_ce_sum_exp_target(const Tensor& logits, const Tensor& targets, const Tensor& row_max,
+                             int64_t begin, const Tensor& sum_exp, const Tensor& target_logit) {
+  TESSERA_PROFILE("cross_entropy");
+  OpCheck c("vocab_ce_sum_exp_target");
+  c.tensor_ndim("logits", logits, DType::f32, 2);
+  const int64_t n = logits.dim(0);
+  c.tensor("targets", targets, DType::i32, {n})
+      .tensor("row_max", row_max, DType::f32, {n})
+      .tensor("sum_exp", sum_exp, DType::f32, {n})
+      .tensor("target_logit", target_logit, DType::f32, {n});
+  if (!c.device().is_cpu()) c.no_kernel(c.device());
+  cpu::vocab_ce_sum_exp_target(logits.data<float>(), targets.data<int32_t>(), row_max.data<float>(),
+                               sum_exp.data<float>(), target_logit.data<float>(), n, logits.dim(1),
+                               begin);
+}
+
+void vocab_ce_loss(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
+                   const Tensor& targets, int64_t vocab, int ignore_index, const Tensor& lse,
+                   const Tensor& loss) {
+  TESSERA_PROFILE("cross_entropy");
+  OpCheck c("vocab_ce_loss");
+  c.tensor_ndim("targets", targets, DType::i32, 1);
+  const int64_t n = targets.dim(0);
+  c.tensor("row_max", row_max, DType::f32, {n})
+      .tensor("sum_exp", sum_exp, DType::f32, {n})
+      .tensor("target_logit", target_logit, DType::f32, {n})
+      .tensor("lse", lse, DType::f32, {n})
+      .tensor("loss", loss, DType::f32, {1});
+  if (!c.device().is_cpu()) c.no_kernel(c.device());
+  cpu::vocab_ce_loss(row_max.data<float>(), sum_exp.data<float>(), target_logit.data<float>(),
+                     targets.data<int32_t>(), lse.data<float>(), loss.data<float>(), n, vocab,
+                     ignore_index);
+}
+
+void vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                       int64_t begin, float dloss, int ignore_index, const Tensor& dlogits) {
+  TESSERA_PROFILE("cross_entropy");
+  OpCheck c("vocab_ce_backward");
+  c.tensor_ndim("logits", logits, DType::f32, 2);
+  const int64_t n = logits.dim(0);
+  c.tensor("targets", targets, DType::i32, {n})
+      .tensor("lse", lse, DType::f32, {n})
+      .tensor("dlogits", dlogits, DType::f32, logits.shape());
+  if (!c.device().is_cpu()) c.no_kernel(c.device());
+  cpu::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
+                         dlogits.data<float>(), n, logits.dim(1), begin, dloss, ignore_index);
+}
+
+}  // namespace tessera::ops

@@ -1,0 +1,63 @@
+#pragma once
+// Vocab-parallel embedding and cross-entropy (Megatron-LM, Shoeybi et al. 2019, section 3): the
+// (V, C) table, and the (N, V) logits of a head tied to it, are split along V over the TP ranks;
+// this rank holds vocabulary entries [begin, begin + V_local). The pieces below are what one rank
+// computes on its slice; the caller all-reduces between them (models/layers/tensor_parallel.h):
+//
+//   embedding:  out = vocab_embedding_forward(...)         then all-reduce(sum) over TP
+//   loss:       m   = vocab_ce_row_max(logits)              then all-reduce(max)
+//               s,t = vocab_ce_sum_exp_target(logits, m)    then all-reduce(sum) of both
+//               lse, loss = vocab_ce_loss(m, s, t)          (identical on every rank)
+//               dlogits = vocab_ce_backward(logits, lse)    (local: softmax - local one-hot)
+//
+// The logits are never gathered. With one rank (begin 0, V_local = V) the composition equals
+// ops/cross_entropy.h up to rounding. Every kernel is deterministic for a given thread count
+// (rows are independent; the loss is summed in row order in double). CPU kernels only.
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace tessera::ops {
+
+// out[i] = table[ids[i] - begin] when begin <= ids[i] < begin + V_local, else a zero row.
+// Ids outside [0, vocab) throw tessera::Error naming the position and value.
+void vocab_embedding_forward(const Tensor& ids,    // (N) i32, global ids
+                             const Tensor& table,  // (V_local, C)
+                             int64_t begin, int64_t vocab,
+                             const Tensor& out);  // (N, C)
+// Contract: dtable ACCUMULATES (+=): dtable[ids[i] - begin] += dout[i] for ids in this rank's
+// range, in position order (threads split the columns).
+void vocab_embedding_backward(const Tensor& dout,  // (N, C)
+                              const Tensor& ids,   // (N) i32
+                              int64_t begin,
+                              const Tensor& dtable);  // (V_local, C)
+
+// row_max[i] = max_j logits[i, j] (written).
+void vocab_ce_row_max(const Tensor& logits,    // (N, V_local)
+                      const Tensor& row_max);  // (N)
+// sum_exp[i] = sum_j exp(logits[i, j] - row_max[i]) with the GLOBAL row max; target_logit[i] =
+// logits[i, targets[i] - begin] when the target is in this rank's range, else 0 (written).
+void vocab_ce_sum_exp_target(const Tensor& logits,   // (N, V_local)
+                             const Tensor& targets,  // (N) i32, global ids
+                             const Tensor& row_max,  // (N), all-reduced
+                             int64_t begin,
+                             const Tensor& sum_exp,        // (N)
+                             const Tensor& target_logit);  // (N)
+// From the all-reduced pieces: lse[i] = row_max[i] + log(sum_exp[i]) (written) and the mean of
+// lse[i] - target_logit[i] over rows whose target is not ignore_index (0 when none is). Targets
+// outside [0, vocab) that are not ignore_index throw tessera::Error naming row and value.
+void vocab_ce_loss(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
+                   const Tensor& targets,  // (N) i32
+                   int64_t vocab, int ignore_index,
+                   const Tensor& lse,    // (N)
+                   const Tensor& loss);  // (1)
+// Contract: dlogits is WRITTEN: dloss / n_valid * (exp(logits - lse) - onehot_local(target)),
+// zero rows for ignored targets. May alias logits.
+void vocab_ce_backward(const Tensor& logits,   // (N, V_local)
+                       const Tensor& targets,  // (N) i32
+                       const Tensor& lse,      // (N), from vocab_ce_loss
+                       int64_t begin, float dloss, int ignore_index,
+                       const Tensor& dlogits);  // (N, V_local)
+
+}  // namespace tessera::ops

@@ -1,0 +1,124 @@
+// Vocab-parallel embedding and cross-entropy (ops/vocab_parallel.h), on one process: the
+// vocabulary is cut into `parts` slices as TP ranks would hold it, the all-reduces between the
+// pieces are done here by hand (max / sum over the slices), and the result must equal the unsplit
+// ops (ops/embedding.h, ops/cross_entropy.h, themselves checked against PyTorch). The multi-rank
+// model tests (tests/train/tensor_parallel_test.cc) exercise the same ops through MPI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "ops/cross_entropy.h"
+#include "ops/embedding.h"
+#include "ops/vocab_parallel.h"
+#include "tests/support/inputs.h"
+
+namespace tessera::ops {
+namespace {
+
+// Columns [c0, c1) of a (N, V) tensor, as a contiguous (N, c1 - c0) tensor.
+Tensor columns(const Tensor& x, int64_t c0, int64_t c1) {
+  const int64_t n = x.dim(0), v = x.dim(1);
+  Tensor out = Tensor::empty({n, c1 - c0}, DType::f32);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = c0; j < c1; ++j)
+      out.data<float>()[i * (c1 - c0) + j - c0] = x.data<float>()[i * v + j];
+  return out;
+}
+
+Tensor targets_of(const std::vector<int32_t>& t) {
+  Tensor out = Tensor::empty({int64_t(t.size())}, DType::i32);
+  for (size_t i = 0; i < t.size(); ++i) out.data<int32_t>()[i] = t[i];
+  return out;
+}
+
+void check_cross_entropy(int parts) {
+  const int64_t N = 7, V = 12, Vl = V / parts;
+  Tensor logits = testing::normal({N, V}, 11, 3.0f);
+  Tensor targets = targets_of({0, 11, 5, -100, 6, 3, 8});
+  Tensor loss = Tensor::empty({1}, DType::f32), lse = Tensor::empty({N}, DType::f32);
+  cross_entropy_forward(logits, targets, loss, lse);
+  Tensor dlogits = Tensor::empty({N, V}, DType::f32);
+  cross_entropy_backward(logits, targets, lse, 0.5f, dlogits);
+
+  std::vector<Tensor> slices;
+  for (int p = 0; p < parts; ++p) slices.push_back(columns(logits, p * Vl, (p + 1) * Vl));
+  Tensor m = Tensor::empty({N}, DType::f32), m_part = Tensor::empty({N}, DType::f32);
+  Tensor s = Tensor::zeros({N}, DType::f32), t = Tensor::zeros({N}, DType::f32);
+  Tensor s_part = Tensor::empty({N}, DType::f32), t_part = Tensor::empty({N}, DType::f32);
+  for (int p = 0; p < parts; ++p) {  // all-reduce max
+    vocab_ce_row_max(slices[p], m_part);
+    for (int64_t i = 0; i < N; ++i)
+      m.data<float>()[i] =
+          p == 0 ? m_part.data<float>()[i] : std::max(m.data<float>()[i], m_part.data<float>()[i]);
+  }
+  for (int p = 0; p < parts; ++p) {  // all-reduce sum
+    vocab_ce_sum_exp_target(slices[p], targets, m, p * Vl, s_part, t_part);
+    for (int64_t i = 0; i < N; ++i) {
+      s.data<float>()[i] += s_part.data<float>()[i];
+      t.data<float>()[i] += t_part.data<float>()[i];
+    }
+  }
+  Tensor vloss = Tensor::empty({1}, DType::f32), vlse = Tensor::empty({N}, DType::f32);
+  vocab_ce_loss(m, s, t, targets, V, -100, vlse, vloss);
+  EXPECT_NEAR(vloss.data<float>()[0], loss.data<float>()[0],
+              1e-6 * std::fabs(loss.data<float>()[0]));
+  for (int64_t i = 0; i < N; ++i) EXPECT_NEAR(vlse.data<float>()[i], lse.data<float>()[i], 1e-5);
+  for (int p = 0; p < parts; ++p) {
+    Tensor d = Tensor::empty({N, Vl}, DType::f32);
+    vocab_ce_backward(slices[p], targets, vlse, p * Vl, 0.5f, -100, d);
+    Tensor ref = columns(dlogits, p * Vl, (p + 1) * Vl);
+    for (int64_t k = 0; k < N * Vl; ++k)
+      EXPECT_NEAR(d.data<float>()[k], ref.data<float>()[k], 1e-6) << "part " << p << " elem " << k;
+  }
+}
+
+TEST(VocabParallel, CrossEntropyEqualsUnsplit_cpu) {
+  check_cross_entropy(1);
+  check_cross_entropy(2);
+  check_cross_entropy(3);
+}
+
+TEST(VocabParallel, EmbeddingEqualsUnsplit_cpu) {
+  const int64_t V = 12, C = 20, parts = 3, Vl = V / parts;
+  Tensor table = testing::normal({V, C}, 12);
+  Tensor ids = targets_of({3, 11, 0, 3, 7, 4, 8});
+  const int64_t N = ids.numel();
+  Tensor out = Tensor::empty({N, C}, DType::f32);
+  embedding_forward(ids, table, out);
+  Tensor dout = testing::normal({N, C}, 13);
+  Tensor dtable = Tensor::zeros({V, C}, DType::f32);
+  embedding_backward(dout, ids, dtable);
+
+  Tensor sum = Tensor::zeros({N, C}, DType::f32), part = Tensor::empty({N, C}, DType::f32);
+  for (int p = 0; p < parts; ++p) {
+    Tensor local = table.slice(p * Vl, (p + 1) * Vl);
+    vocab_embedding_forward(ids, local, p * Vl, V, part);
+    for (int64_t k = 0; k < N * C; ++k) sum.data<float>()[k] += part.data<float>()[k];
+    Tensor dlocal = Tensor::zeros({Vl, C}, DType::f32);
+    vocab_embedding_backward(dout, ids, p * Vl, dlocal);
+    // Exactly the unsplit table gradient's rows (same additions, same order).
+    EXPECT_EQ(0, std::memcmp(dlocal.data<float>(), dtable.data<float>() + p * Vl * C,
+                             size_t(Vl * C) * sizeof(float)));
+  }
+  EXPECT_EQ(0, std::memcmp(sum.data<float>(), out.data<float>(), size_t(N * C) * sizeof(float)));
+}
+
+TEST(VocabParallel, BadIdsAndTargetsThrow_cpu) {
+  Tensor table = Tensor::zeros({4, 3}, DType::f32), out = Tensor::empty({1, 3}, DType::f32);
+  EXPECT_THROW(vocab_embedding_forward(targets_of({8}), table, 4, 8, out), Error);
+  Tensor one = Tensor::empty({1}, DType::f32);
+  one.data<float>()[0] = 1.0f;
+  Tensor m = Tensor::zeros({1}, DType::f32), lse = Tensor::empty({1}, DType::f32),
+         loss = Tensor::empty({1}, DType::f32);
+  try {
+    vocab_ce_loss(m, one, m, targets_of({9}), 8, -100, lse, loss);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("target 9 at row 0 is outside [0, 8)"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace tessera::ops
