@@ -150,9 +150,18 @@ void expect_zero_equals_dp(std::vector<std::string> sets, const std::string& nam
     v.push_back(zero_stage);
     return load("configs/gpt_tiny.pbtxt", v);
   };
-  Trainer dp(with("parallel.zero_stage=0"), run_dir(name + "_dp"), true, world.get());
+  // Fresh run directories per rank count (metrics.jsonl appends; ctest may run np2 and np4 at
+  // once).
+  const std::string dir_dp = run_dir(name + "_dp_np" + std::to_string(world->size()));
+  const std::string dir_zero = run_dir(name + "_zero_np" + std::to_string(world->size()));
+  if (world->rank() == 0) {
+    std::filesystem::remove_all(dir_dp);
+    std::filesystem::remove_all(dir_zero);
+  }
+  world->barrier()->wait();
+  Trainer dp(with("parallel.zero_stage=0"), dir_dp, true, world.get());
   ASSERT_EQ(dp.run(), kExitOk);
-  Trainer zero(with("parallel.zero_stage=1"), run_dir(name + "_zero"), true, world.get());
+  Trainer zero(with("parallel.zero_stage=1"), dir_zero, true, world.get());
   ASSERT_EQ(zero.run(), kExitOk);
   expect_ranks_agree(*world, zero.model().params().params());
   if (world->rank() == 0) {
@@ -163,12 +172,18 @@ void expect_zero_equals_dp(std::vector<std::string> sets, const std::string& nam
         name.c_str(), world->size(), d.max_rel, (long long)d.unequal,
         (long long)dp.model().params().numel());
     EXPECT_LT(d.max_rel, 1e-6);
-    // The parameters moved (the comparison is not trivially satisfied).
-    auto rows_dp = read_metrics(run_dir(name + "_dp")),
-         rows_zero = read_metrics(run_dir(name + "_zero"));
-    ASSERT_EQ(rows_dp.size(), 5u);
-    ASSERT_EQ(rows_zero.size(), 5u);
-    for (size_t i = 0; i < rows_dp.size(); ++i) {
+    // On 2 ranks bitwise: the reduce-scatter and the all-reduce both add exactly two floats
+    // (a + b == b + a), the AdamW kernel is element-wise, and the only other difference, the
+    // order of the double sum of squares, is far below the f32 rounding of the clip scale. On 4
+    // ranks MPI may associate the four-way sums differently in the two collectives: not asserted.
+    if (world->size() == 2) {
+      EXPECT_EQ(d.unequal, 0);
+    }
+    // Clipping was active on every step, and both runs saw the same norms and losses.
+    auto rows_dp = read_metrics(dir_dp), rows_zero = read_metrics(dir_zero);
+    EXPECT_EQ(rows_dp.size(), 5u);
+    EXPECT_EQ(rows_zero.size(), rows_dp.size());
+    for (size_t i = 0; i < std::min(rows_dp.size(), rows_zero.size()); ++i) {
       const double a = rows_zero[i]["grad_norm"], b = rows_dp[i]["grad_norm"];
       EXPECT_GT(b, 0.25) << "step " << i + 1 << ": clipping not active";
       EXPECT_NEAR(a, b, 1e-6 * b) << "step " << i + 1;
