@@ -215,8 +215,8 @@ int Trainer::run() {
         "total %s\n",
         human_bytes(param_bytes).c_str(), human_bytes(grad_bytes).c_str(),
         human_bytes(optimizer_bytes).c_str(), human_bytes(act_bytes).c_str(),
-        human_bytes(param_bytes + grad_bytes + optimizer_bytes +
-                    (zero ? zero->buffer_bytes() : 0) + std::max<int64_t>(0, act_bytes))
+        human_bytes(param_bytes + grad_bytes + optimizer_bytes + (zero ? zero->buffer_bytes() : 0) +
+                    std::max<int64_t>(0, act_bytes))
             .c_str());
     if (zero) {
       // The exact byte counts, for scripts and tests: state = m + v (f32) + decay mask (u8).
@@ -227,8 +227,9 @@ int Trainer::run() {
           (long long)(9 * params.numel()), human_bytes(zero->buffer_bytes()).c_str(),
           zero->shards().describe().c_str());
     } else {
-      std::printf("optimizer state %lld bytes per rank (m, v, decay mask; not sharded)\n",
-                  (long long)optimizer_bytes);
+      std::printf("optimizer state %lld bytes per rank (m, v, decay mask; not sharded%s)\n",
+                  (long long)optimizer_bytes,
+                  cfg.parallel().zero_stage() == 1 ? ": ZeRO-1 with one data-parallel rank" : "");
     }
     std::printf("peak for MFU: %.1f GFLOP/s (%s%s)\n", peak_flops * 1e-9,
                 cfg.train().peak_flops() > 0 ? "train.peak_flops" : "f32 sgemm measured now",
