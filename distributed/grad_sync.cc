@@ -18,6 +18,24 @@ GradSync::GradSync(Communicator& dp, Tensor grads, int64_t bucket_bytes)
   num_buckets_ = (numel_ + bucket_elements_ - 1) / bucket_elements_;
 }
 
+GradSync::GradSync(Communicator& dp, Tensor grads, const ZeroShards& shards, Tensor shard_grads)
+    : GradSync(dp, std::move(grads), shards.bucket_elements * int64_t(sizeof(float))) {
+  TESSERA_CHECK(shards.numel == numel_ && shards.dp_size == dp_.size() &&
+                    shards.dp_rank == dp_.rank() && shards.bucket_elements == bucket_elements_,
+                "GradSync on '", dp_.name(), "': ZeRO shards (", shards.describe(),
+                ") do not match the buffer (", numel_, " elements) and group (rank ", dp_.rank(),
+                " of ", dp_.size(), ")");
+  check_cpu_f32(shard_grads, "GradSync", "shard_grads", dp_.name());
+  TESSERA_CHECK(shard_grads.numel() == shards.shard_numel, "GradSync on '", dp_.name(),
+                "': shard_grads ", shard_grads.describe(), " must have ", shards.shard_numel,
+                " elements (the shard buffer)");
+  shards_ = shards;
+  shard_grads_ = std::move(shard_grads);
+  if (!shards_->buckets.empty() && shards_->buckets.back().padded(dp_.size())) {
+    pad_ = Tensor::empty({int64_t(dp_.size()) * shards_->buckets.back().shard}, DType::f32);
+  }
+}
+
 GradSync::~GradSync() {
   for (auto& w : works_) {
     try {
@@ -43,13 +61,28 @@ void GradSync::set_enabled(bool enabled) {
 void GradSync::launch(int64_t bucket) {
   const int64_t begin = bucket * bucket_elements_;
   const int64_t end = std::min(numel_, begin + bucket_elements_);
-  works_.push_back(dp_.all_reduce(grads_.flat_view(begin, {end - begin}), ReduceOp::kAvg));
+  if (!shards_) {
+    works_.push_back(dp_.all_reduce(grads_.flat_view(begin, {end - begin}), ReduceOp::kAvg));
+  } else {
+    // ZeRO-1: this rank receives the average of its 1/dp of the bucket.
+    const ZeroShards::Bucket& b = shards_->buckets[bucket];
+    const Tensor out = shard_grads_.flat_view(b.offset, {b.shard});
+    if (!b.padded(dp_.size())) {
+      works_.push_back(
+          dp_.reduce_scatter(grads_.flat_view(begin, {end - begin}), out, ReduceOp::kAvg));
+    } else {
+      float* pad = pad_.data<float>();
+      std::copy(grads_.data<float>() + begin, grads_.data<float>() + end, pad);
+      std::fill(pad + (end - begin), pad + pad_.numel(), 0.0f);
+      works_.push_back(dp_.reduce_scatter(pad_, out, ReduceOp::kAvg));
+    }
+  }
   stats_.buckets += 1;
   stats_.bytes += (end - begin) * int64_t(sizeof(float));
 }
 
 void GradSync::on_ready(int64_t ready_elements) {
-  if (!enabled_ || dp_.size() == 1) return;
+  if (!enabled_ || (dp_.size() == 1 && !shards_)) return;
   TESSERA_CHECK(ready_elements >= ready_ && ready_elements <= numel_, "GradSync on '", dp_.name(),
                 "': on_ready(", ready_elements, ") after on_ready(", ready_, ") with ", numel_,
                 " elements; prefixes must grow within one backward (call finish() between "
@@ -61,7 +94,7 @@ void GradSync::on_ready(int64_t ready_elements) {
 }
 
 void GradSync::finish() {
-  if (!enabled_ || dp_.size() == 1) {
+  if (!enabled_ || (dp_.size() == 1 && !shards_)) {
     ready_ = 0;
     next_bucket_ = 0;
     return;

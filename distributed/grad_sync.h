@@ -22,16 +22,21 @@
 // Contract: between a bucket's launch and finish() nobody writes into it (the next micro-batch's
 // backward starts after finish(); the optimizer reads after finish()). Calls come from one thread.
 //
-// ZeRO-1 seam: launch() is the one place a bucket's collective is chosen. A reduce-scatter mode
-// would pad each bucket to a multiple of dp_size, reduce-scatter it into this rank's shard of the
-// bucket (a slice of the optimizer state's layout), and finish() would then wait for the shards;
-// on_ready()/finish()/set_enabled() and the statistics stay as they are.
-
+// ZeRO-1 (reduce-scatter mode, the second constructor): the buckets are those of a ZeroShards
+// (distributed/zero_shards.h: bucket length a multiple of dp_size, this rank owning 1/dp of each
+// bucket). launch() reduce-scatters (kAvg) each bucket into this rank's shard of it, a slice of
+// `shard_grads` (the shard buffer layout, the optimizer's); the last bucket, when its length does
+// not divide by dp_size, goes through a zero-padded staging copy. After finish() shard_grads holds
+// the DP average of this rank's shards, and `grads` still holds this rank's LOCAL gradients
+// (nothing writes them). on_ready()/finish()/set_enabled() and the statistics are the same in both
+// modes; Stats::bytes counts the buckets' input bytes in both.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "distributed/communicator.h"
+#include "distributed/zero_shards.h"
 
 namespace tessera::distributed {
 
@@ -41,6 +46,9 @@ class GradSync {
 
   // grads: (N) f32 CPU, borrowed (must outlive this object); dp: borrowed likewise.
   GradSync(Communicator& dp, Tensor grads, int64_t bucket_bytes = kDefaultBucketBytes);
+  // ZeRO-1 reduce-scatter mode. shards: geometry for grads.numel() and dp.size()/dp.rank(), copied;
+  // shard_grads: (shards.shard_numel) f32 CPU, borrowed, receives the averaged shards.
+  GradSync(Communicator& dp, Tensor grads, const ZeroShards& shards, Tensor shard_grads);
   ~GradSync();  // waits for launched buckets (never leaves MPI writing into freed memory)
 
   // The leading ready_elements of the buffer are final for this backward. Non-decreasing between
@@ -59,7 +67,8 @@ class GradSync {
   int64_t numel() const { return numel_; }
   int64_t bucket_elements() const { return bucket_elements_; }
   int64_t num_buckets() const { return num_buckets_; }
-  int64_t launched_buckets() const { return next_bucket_; }  // in the current round
+  int64_t launched_buckets() const { return next_bucket_; }    // in the current round
+  bool reduce_scatter() const { return shards_.has_value(); }  // ZeRO-1 mode
 
   // Accumulated over finish() calls that communicated.
   struct Stats {
@@ -79,6 +88,9 @@ class GradSync {
 
   Communicator& dp_;
   Tensor grads_;
+  std::optional<ZeroShards> shards_;  // ZeRO-1 mode only
+  Tensor shard_grads_;                // ZeRO-1: (shard_numel) output of the reduce-scatters
+  Tensor pad_;                        // ZeRO-1: (dp * last shard) staging for a padded last bucket
   int64_t numel_, bucket_elements_, num_buckets_;
   bool enabled_ = true;
   int64_t ready_ = 0;        // largest prefix reported this round

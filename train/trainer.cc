@@ -23,6 +23,7 @@
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/synthetic_data.h"
+#include "train/zero_optimizer.h"
 
 namespace tessera::train {
 namespace {
@@ -87,11 +88,6 @@ int train(const TrainOptions& opt) {
   if (cfg.data().source() != "synthetic") {
     std::cerr << "tessera train: data.source '" << cfg.data().source()
               << "': only \"synthetic\" is available until the HDF5 data pipeline lands\n";
-    return kExitError;
-  }
-  if (cfg.parallel().zero_stage() != 0) {
-    std::cerr << "tessera train: parallel.zero_stage = " << cfg.parallel().zero_stage()
-              << ": ZeRO is not built yet\n";
     return kExitError;
   }
   if (cfg.train().threads() > 0) set_num_threads(cfg.train().threads());
@@ -177,7 +173,20 @@ nlohmann::json Trainer::evaluate(const SyntheticData& data, int64_t step) {
 int Trainer::run() {
   const config::Config& cfg = config_;
   models::ParamStore& params = model_->params();
-  AdamW optimizer(params, cfg.optim());
+  // --- ZeRO-1 (parallel.zero_stage = 1, several DP ranks): the optimizer holds only this rank's
+  // shards of m, v and the decay mask, GradSync reduce-scatters into its gradient shard, and its
+  // step all-gathers the parameters (train/zero_optimizer.h). Otherwise plain AdamW.
+  const bool zero1 = cfg.parallel().zero_stage() == 1 && layout_.dp_size() > 1;
+  std::unique_ptr<AdamW> adamw;
+  std::unique_ptr<ZeroAdamW> zero;
+  if (zero1) {
+    zero = std::make_unique<ZeroAdamW>(params, cfg.optim(), layout_.dp(),
+                                       cfg.parallel().bucket_bytes());
+  } else {
+    adamw = std::make_unique<AdamW>(params, cfg.optim());
+  }
+  const int64_t optimizer_bytes = zero ? zero->state_bytes() : adamw->state_bytes();
+  // --- end ZeRO-1
   SyntheticData data(cfg);
   std::unique_ptr<MetricsWriter> metrics;
   if (leader()) metrics = std::make_unique<MetricsWriter>(run_dir_ + "/metrics.jsonl");
@@ -199,8 +208,10 @@ int Trainer::run() {
   // Gradient averaging over the DP group, bucket by bucket as backward finalises them.
   std::unique_ptr<distributed::GradSync> sync;
   if (dp > 1) {
-    sync = std::make_unique<distributed::GradSync>(layout_.dp(), params.grads(),
-                                                   cfg.parallel().bucket_bytes());
+    sync = zero ? std::make_unique<distributed::GradSync>(layout_.dp(), params.grads(),
+                                                          zero->shards(), zero->shard_grads())
+                : std::make_unique<distributed::GradSync>(layout_.dp(), params.grads(),
+                                                          cfg.parallel().bucket_bytes());
     params.set_grad_ready_hook([&](int64_t ready) { sync->on_ready(ready); });
   }
 
@@ -214,10 +225,23 @@ int Trainer::run() {
         "memory estimate per rank: parameters %s, gradients %s, optimizer %s, activations %s, "
         "total %s\n",
         human_bytes(param_bytes).c_str(), human_bytes(grad_bytes).c_str(),
-        human_bytes(optimizer.state_bytes()).c_str(), human_bytes(act_bytes).c_str(),
-        human_bytes(param_bytes + grad_bytes + optimizer.state_bytes() +
+        human_bytes(optimizer_bytes).c_str(), human_bytes(act_bytes).c_str(),
+        human_bytes(param_bytes + grad_bytes + optimizer_bytes + (zero ? zero->buffer_bytes() : 0) +
                     std::max<int64_t>(0, act_bytes))
             .c_str());
+    if (zero) {
+      // The exact byte counts, for scripts and tests: state = m + v (f32) + decay mask (u8).
+      std::printf(
+          "ZeRO-1: optimizer state %lld bytes per rank (m, v, decay mask of %lld shard elements; "
+          "%lld bytes unsharded), plus %s of gradient shard buffers; %s\n",
+          (long long)optimizer_bytes, (long long)zero->shards().shard_numel,
+          (long long)(9 * params.numel()), human_bytes(zero->buffer_bytes()).c_str(),
+          zero->shards().describe().c_str());
+    } else {
+      std::printf("optimizer state %lld bytes per rank (m, v, decay mask; not sharded%s)\n",
+                  (long long)optimizer_bytes,
+                  cfg.parallel().zero_stage() == 1 ? ": ZeRO-1 with one data-parallel rank" : "");
+    }
     std::printf("peak for MFU: %.1f GFLOP/s (%s%s)\n", peak_flops * 1e-9,
                 cfg.train().peak_flops() > 0 ? "train.peak_flops" : "f32 sgemm measured now",
                 layout_.world_size() > 1 ? ", times the ranks" : "");
@@ -250,7 +274,7 @@ int Trainer::run() {
     loss = average_over_dp(loss);
     const double lr = learning_rate(cfg.optim(), cfg.schedule(), step, steps);
     StepStats stats;
-    if (std::isfinite(loss)) stats = optimizer.step(lr);
+    if (std::isfinite(loss)) stats = zero ? zero->step(lr) : adamw->step(lr);
     if (!stats.applied) {
       ++skipped;
       if (leader()) {

@@ -6,7 +6,9 @@
 // Data parallel: under mpirun/srun every rank runs this loop on its slice of each global batch
 // (DESIGN.md decision 5: which samples form a step never depends on the number of ranks); the
 // gradients are averaged by distributed::GradSync bucket by bucket while backward still runs, so
-// every rank applies the same update to the same parameters.
+// every rank applies the same update to the same parameters. With parallel.zero_stage = 1 the
+// gradients are reduce-scattered instead and each rank updates only its shard, holding 1/dp of
+// the optimizer state (train/zero_optimizer.h); the parameters are then all-gathered.
 
 #include <memory>
 #include <string>

@@ -116,5 +116,54 @@ TEST(GradSync, PrefixGoingBackwardsIsAnError) {
   sync.finish();                                 // keeps the ranks in step
 }
 
+// ZeRO-1 mode: each rank's shard buffer holds the average of its 1/dp of every bucket (padded last
+// bucket included); the full buffer keeps the local gradients; the shards tile the buffer.
+TEST(GradSync, ReduceScatterModeFillsThisRanksShards) {
+  auto world = testing::test_world();
+  const int S = world->size(), R = world->rank();
+  for (int64_t n : {int64_t(1), int64_t(1001), int64_t(300007)}) {
+    for (int64_t bucket_bytes : {int64_t(4), int64_t(28), int64_t(4000), 4 * n + 400}) {
+      if (bucket_bytes < 4000 && n > 1001) continue;
+      SCOPED_TRACE("n " + std::to_string(n) + " bucket_bytes " + std::to_string(bucket_bytes));
+      const ZeroShards shards(n, bucket_bytes, S, R);
+      EXPECT_EQ(shards.bucket_elements % S, 0);
+      Tensor g = Tensor::empty({n}, DType::f32);
+      Tensor shard = Tensor::empty({shards.shard_numel}, DType::f32);
+      GradSync sync(*world, g, shards, shard);
+      EXPECT_TRUE(sync.reduce_scatter());
+      EXPECT_EQ(sync.num_buckets(), int64_t(shards.buckets.size()));
+      std::mt19937 rng(77 + 13 * R + int(bucket_bytes % 1000));
+      for (int step = 0; step < 2; ++step) {
+        fill(g, R, float(step + 1));
+        run_backward(sync, n, rng);
+        sync.finish();
+        int64_t bad = 0, local_bad = 0;
+        for (const auto& b : shards.buckets) {
+          for (int64_t i = b.own_begin; i < b.own_end; ++i) {
+            bad +=
+                shard.data<float>()[b.offset + (i - b.own_begin)] != average(S, i, float(step + 1));
+          }
+        }
+        for (int64_t i = 0; i < n; ++i) {
+          local_bad += g.data<float>()[i] != float(step + 1) * value_of(R, i);
+        }
+        EXPECT_EQ(bad, 0) << "step " << step;
+        EXPECT_EQ(local_bad, 0) << "the full buffer changed";
+      }
+      EXPECT_EQ(sync.stats().buckets, 2 * sync.num_buckets());
+      EXPECT_EQ(sync.stats().bytes, 2 * 4 * n);
+      // Every element belongs to exactly one rank.
+      Tensor owned = Tensor::zeros({n}, DType::f32);
+      for (const auto& b : shards.buckets) {
+        for (int64_t i = b.own_begin; i < b.own_end; ++i) owned.data<float>()[i] = 1;
+      }
+      world->all_reduce(owned, ReduceOp::kSum)->wait();
+      int64_t not_once = 0;
+      for (int64_t i = 0; i < n; ++i) not_once += owned.data<float>()[i] != 1.0f;
+      EXPECT_EQ(not_once, 0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tessera::distributed

@@ -1,0 +1,129 @@
+#include "train/zero_optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ops/adamw.h"
+#include "ops/reduce.h"
+
+namespace tessera::train {
+
+ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& config,
+                     distributed::Communicator& dp, int64_t bucket_bytes)
+    : store_(store),
+      config_(config),
+      dp_(dp),
+      shards_(store.numel(), bucket_bytes, dp.size(), dp.rank()) {
+  TESSERA_CHECK(store.finalized(), "ZeroAdamW: the parameter store is not finalized");
+  TESSERA_CHECK(store.params().device().is_cpu(),
+                "ZeroAdamW: CPU parameters only (the communicator takes CPU tensors)");
+  const int64_t n = shards_.shard_numel;
+  shard_grads_ = Tensor::zeros({n}, DType::f32);
+  m_ = Tensor::zeros({n}, DType::f32);
+  v_ = Tensor::zeros({n}, DType::f32);
+  // The mask of this rank's shards only; padding gets 0 (it is never updated anyway). The full
+  // (N) u8 mask is built once here and dropped.
+  decay_mask_ = Tensor::zeros({n}, DType::u8);
+  {
+    const Tensor full =
+        store.decay_mask(config.decay_norms_and_biases(), config.decay_embeddings());
+    for (const auto& b : shards_.buckets) {
+      std::memcpy(decay_mask_.data<uint8_t>() + b.offset, full.data<uint8_t>() + b.own_begin,
+                  size_t(b.own()));
+    }
+  }
+  if (!shards_.buckets.empty() && shards_.buckets.back().padded(dp.size())) {
+    gather_pad_ = Tensor::zeros({int64_t(dp.size()) * shards_.buckets.back().shard}, DType::f32);
+  }
+}
+
+double ZeroAdamW::global_grad_norm() {
+  // Padding elements of shard_grads_ are the average of zeros, so summing the whole shard buffer
+  // is the sum over this rank's real elements.
+  const double mine = ops::sum_squares(shard_grads_);
+  // The communicator reduces f32 only, and an f32 all-reduce would both round the partial sums
+  // and add them in an order MPI picks. Instead each rank sends its double as hi + lo floats
+  // (exact to ~2^-48 relative; NaN/Inf stay non-finite) and every rank adds all of them in rank
+  // order: the same norm, bit for bit, on every rank.
+  Tensor send = Tensor::empty({2}, DType::f32);
+  const float hi = static_cast<float>(mine);
+  send.data<float>()[0] = hi;
+  send.data<float>()[1] = static_cast<float>(mine - double(hi));
+  Tensor all = Tensor::empty({2 * int64_t(dp_.size())}, DType::f32);
+  dp_.all_gather(send, all)->wait();
+  double total = 0;
+  for (int r = 0; r < dp_.size(); ++r) {
+    total += double(all.data<float>()[2 * r]) + double(all.data<float>()[2 * r + 1]);
+  }
+  return std::sqrt(total);
+}
+
+StepStats ZeroAdamW::step(double lr) {
+  StepStats stats;
+  stats.grad_norm = global_grad_norm();
+  if (!std::isfinite(stats.grad_norm)) return stats;  // every rank sees the same norm
+  double scale = 1.0;
+  if (config_.grad_clip() > 0 && stats.grad_norm > config_.grad_clip()) {
+    scale = config_.grad_clip() / (stats.grad_norm + 1e-6);
+  }
+  ops::AdamWConfig c;
+  c.lr = static_cast<float>(lr);
+  c.beta1 = config_.beta1();
+  c.beta2 = config_.beta2();
+  c.eps = config_.eps();
+  c.weight_decay = config_.weight_decay();
+  c.grad_scale = static_cast<float>(scale);
+  ++step_;
+
+  const Tensor& params = store_.params();
+  float* p = params.data<float>();
+  float* send = shard_grads_.data<float>();
+  const int dp = dp_.size();
+  std::vector<distributed::WorkHandle> works;
+  works.reserve(shards_.buckets.size());
+  for (const auto& b : shards_.buckets) {
+    if (b.own() > 0) {
+      const Shape own{b.own()};
+      ops::adamw_step(params.flat_view(b.own_begin, own), shard_grads_.flat_view(b.offset, own),
+                      m_.flat_view(b.offset, own), v_.flat_view(b.offset, own),
+                      decay_mask_.flat_view(b.offset, own), c, step_);
+      // The gradient shard is spent: reuse it as the gather's send buffer (the communicator's
+      // input and output must not overlap, and the updated shard lies inside the output).
+      std::memcpy(send + b.offset, p + b.own_begin, size_t(b.own()) * sizeof(float));
+    }
+    const Tensor in = shard_grads_.flat_view(b.offset, {b.shard});
+    works.push_back(dp_.all_gather(
+        in, b.padded(dp) ? gather_pad_ : params.flat_view(b.begin, {int64_t(dp) * b.shard})));
+  }
+  // Wait for all before throwing, so no gather still writes into the parameters afterwards.
+  std::string error;
+  for (auto& w : works) {
+    try {
+      w->wait();
+    } catch (const std::exception& e) {
+      if (error.empty()) error = e.what();
+    }
+  }
+  TESSERA_CHECK(error.empty(), "ZeroAdamW: parameter all-gather: ", error);
+  if (!shards_.buckets.empty() && shards_.buckets.back().padded(dp)) {
+    const auto& b = shards_.buckets.back();
+    std::memcpy(p + b.begin, gather_pad_.data<float>(), size_t(b.end - b.begin) * sizeof(float));
+  }
+  store_.sync_compute_params();
+  stats.applied = true;
+  return stats;
+}
+
+int64_t ZeroAdamW::state_bytes() const {
+  return static_cast<int64_t>(m_.nbytes() + v_.nbytes() + decay_mask_.nbytes());
+}
+
+int64_t ZeroAdamW::buffer_bytes() const {
+  return static_cast<int64_t>(shard_grads_.nbytes() +
+                              (gather_pad_.defined() ? gather_pad_.nbytes() : 0));
+}
+
+}  // namespace tessera::train

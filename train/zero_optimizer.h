@@ -1,0 +1,74 @@
+#pragma once
+// ZeroAdamW: AdamW with ZeRO stage 1 (parallel.zero_stage = 1) over the data-parallel group.
+//
+// What is sharded, precisely. Every rank still holds the full f32 parameter buffer (the model
+// computes in it, or in its bf16 shadow) and the full f32 gradient buffer (backward writes every
+// parameter's gradient). Sharded 1/dp per rank, in the layout of distributed::ZeroShards (1/dp of
+// every gradient bucket):
+//   - the Adam moments m and v (f32) and the u8 weight-decay mask: the optimizer state;
+//   - the averaged gradients: GradSync reduce-scatters each bucket into this rank's shard_grads()
+//     instead of all-reducing the whole buffer (the full gradient buffer keeps the LOCAL grads);
+//   - the update: this rank applies AdamW only to the parameters of its shards.
+// Not sharded: the f32 parameters. They are both the master copy and (in f32 training) what the
+// model computes with, so every rank needs all of them after the step: they are all-gathered.
+// (In bf16 training the f32 buffer is only the master copy and could be sharded too, with the bf16
+// shadow all-gathered; that needs bf16 collectives and a sharded ParamStore, neither of which
+// exists. Not done.)
+//
+// One step:
+//   1. global gradient norm: each rank's sum of squares of its shard (ops::sum_squares, double),
+//      all-gathered as two floats (hi + lo, ~48 bits) and added in rank order, so every rank gets
+//      the same norm bit for bit and takes the same decisions (clip scale, non-finite skip);
+//   2. clip as AdamW does (the scale fused into the update); refuse non-finite gradients;
+//   3. AdamW (ops::adamw_step) on each bucket's shard: params[own range], shard grads, m, v, mask;
+//   4. the updated shard is copied into shard_grads() (no longer needed: it becomes the
+//   all-gather's
+//      send buffer) and the bucket's parameters are all-gathered, bucket by bucket, so the gathers
+//      run while the next buckets update; then sync_compute_params() (bf16 shadow).
+// Results equal plain data-parallel AdamW up to the order of the gradient sums (see the tests).
+
+#include <cstdint>
+
+#include "distributed/communicator.h"
+#include "distributed/zero_shards.h"
+#include "models/param_store.h"
+#include "proto/config.pb.h"
+#include "train/optimizer.h"
+
+namespace tessera::train {
+
+class ZeroAdamW {
+ public:
+  // store: finalized, borrowed; dp: the data-parallel group, borrowed; bucket_bytes: the GradSync
+  // bucket size (parallel.bucket_bytes), which fixes the shard layout.
+  ZeroAdamW(models::ParamStore& store, const config::OptimConfig& config,
+            distributed::Communicator& dp, int64_t bucket_bytes);
+
+  // Call after GradSync::finish() filled shard_grads() on every rank. Collective over dp.
+  StepStats step(double lr);
+  int64_t steps_taken() const { return step_; }
+
+  const distributed::ZeroShards& shards() const { return shards_; }
+  // (shard_numel) f32: GradSync's reduce-scatter output; the all-gather's send buffer in step().
+  const Tensor& shard_grads() const { return shard_grads_; }
+  const Tensor& m() const { return m_; }  // (shard_numel) first moments of this rank's shards
+  const Tensor& v() const { return v_; }  // (shard_numel) second moments
+
+  // Bytes of optimizer state on this rank (m, v, mask shards): about 1/dp of AdamW::state_bytes().
+  int64_t state_bytes() const;
+  // Bytes of the communication buffers ZeRO adds (shard_grads, staging for a padded last bucket).
+  int64_t buffer_bytes() const;
+
+ private:
+  double global_grad_norm();
+
+  models::ParamStore& store_;
+  config::OptimConfig config_;
+  distributed::Communicator& dp_;
+  distributed::ZeroShards shards_;
+  Tensor shard_grads_, m_, v_, decay_mask_;
+  Tensor gather_pad_;  // (dp * last shard): all-gather output of a padded last bucket
+  int64_t step_ = 0;
+};
+
+}  // namespace tessera::train
