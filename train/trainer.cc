@@ -16,6 +16,7 @@
 #include "core/timer.h"
 #include "distributed/grad_sync.h"
 #include "distributed/mpi_communicator.h"
+#include "models/clip.h"
 #include "models/factory.h"
 #include "ops/machine_peaks.h"
 #include "train/config.h"
@@ -128,6 +129,11 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
   model_ = models::make_model(config_.model(), layout_.tp_rank(), layout_.tp_size());
+  // CLIP/SigLIP score each image against the whole global batch: the loss spans the DP group
+  // (and scales its gradients for GradSync's average; models/distributed_contrastive_loss.h).
+  if (auto* clip = dynamic_cast<models::Clip*>(model_.get())) {
+    clip->set_data_parallel(&layout_.dp());
+  }
   if (config_.train().precision() == config::TrainConfig::BF16) {
     model_->params().set_compute_dtype(DType::bf16);
   }

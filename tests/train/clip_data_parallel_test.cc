@@ -1,0 +1,247 @@
+// Contrastive losses over a data-parallel group (models/distributed_contrastive_loss.h) equal the
+// single-process loss on the concatenated batch, and CLIP / SigLIP trained data-parallel equal one
+// process. Runs under mpirun -np 4: the loss tests on all 4 ranks and on two groups of 2 (the
+// ring with left == right); the training tests on 2 and on 4 data-parallel ranks.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "models/contrastive_loss.h"
+#include "models/distributed_contrastive_loss.h"
+#include "nlohmann/json.hpp"
+#include "ops/contrastive.h"
+#include "tests/distributed/mpi_test_env.h"
+#include "tests/support/compare.h"
+#include "tests/support/inputs.h"
+#include "tests/support/reference.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+namespace tessera::models {
+namespace {
+
+using config::ClipConfig;
+
+constexpr int64_t kLocal = 3, kEmbed = 8;  // rows per rank, embedding width
+constexpr float kScale = 4.5f, kBias = -1.25f, kDloss = 0.75f;
+
+// (B, E) rows of unit length; the same on every rank (keyed by stream only).
+Tensor unit_rows(int64_t B, uint64_t stream) {
+  Tensor x = testing::normal({B, kEmbed}, stream);
+  Tensor y = Tensor::empty({B, kEmbed}, DType::f32), norm = Tensor::empty({B}, DType::f32);
+  ops::l2_normalize_forward(x, y, norm);
+  return y;
+}
+
+Tensor rows_copy(const Tensor& all, int64_t begin, int64_t end) {
+  Tensor out = Tensor::empty({end - begin, all.dim(1)}, DType::f32);
+  std::memcpy(out.data<float>(), all.slice(begin, end).data<float>(), out.nbytes());
+  return out;
+}
+
+// Every rank of `group` computes the distributed loss on its rows of one global batch; group rank
+// 0 checks the group's averages (loss, dt, dbias) and its gradients divided by the group size
+// against contrastive_loss() on the whole batch (see the header: outputs are R times the global
+// loss's gradient, so that GradSync's average is exact).
+void expect_equals_single(distributed::Communicator& group, ClipConfig::Loss kind, float dloss) {
+  const int R = group.size(), r = group.rank();
+  const int64_t B = R * kLocal;
+  const Tensor img_all = unit_rows(B, 11), txt_all = unit_rows(B, 12);
+  const Tensor img = rows_copy(img_all, r * kLocal, (r + 1) * kLocal);
+  const Tensor txt = rows_copy(txt_all, r * kLocal, (r + 1) * kLocal);
+  Tensor dimg = Tensor::empty({kLocal, kEmbed}, DType::f32);
+  Tensor dtxt = Tensor::empty({kLocal, kEmbed}, DType::f32);
+  ContrastiveResult mine =
+      dloss == 0
+          ? distributed_contrastive_loss(kind, group, img, txt, kScale, kBias, 0.0f, Tensor(),
+                                         Tensor())
+          : distributed_contrastive_loss(kind, group, img, txt, kScale, kBias, dloss, dimg, dtxt);
+
+  Tensor scalars = Tensor::empty({3}, DType::f32);
+  scalars.data<float>()[0] = float(mine.loss);
+  scalars.data<float>()[1] = float(mine.dt);
+  scalars.data<float>()[2] = float(mine.dbias);
+  Tensor all_scalars = Tensor::empty({3 * R}, DType::f32);
+  Tensor all_dimg = Tensor::empty({B, kEmbed}, DType::f32);
+  Tensor all_dtxt = Tensor::empty({B, kEmbed}, DType::f32);
+  group.all_gather(scalars, all_scalars)->wait();
+  if (dloss != 0) {
+    group.all_gather(dimg.view({kLocal * kEmbed}), all_dimg.view({B * kEmbed}))->wait();
+    group.all_gather(dtxt.view({kLocal * kEmbed}), all_dtxt.view({B * kEmbed}))->wait();
+  }
+  if (r != 0) return;
+
+  Tensor ref_dimg = Tensor::empty({B, kEmbed}, DType::f32);
+  Tensor ref_dtxt = Tensor::empty({B, kEmbed}, DType::f32);
+  ContrastiveResult ref =
+      contrastive_loss(kind, img_all, txt_all, 0, kScale, kBias, dloss, ref_dimg, ref_dtxt);
+  double loss = 0, dt = 0, dbias = 0;
+  for (int q = 0; q < R; ++q) {
+    loss += all_scalars.data<float>()[3 * q] / double(R);
+    dt += all_scalars.data<float>()[3 * q + 1] / double(R);
+    dbias += all_scalars.data<float>()[3 * q + 2] / double(R);
+  }
+  const std::string what = absl::StrCat(kind == ClipConfig::INFONCE ? "infonce" : "siglip", " on ",
+                                        R, " ranks, dloss ", dloss);
+  EXPECT_NEAR(loss, ref.loss, 2e-6 * std::fabs(ref.loss)) << what;
+  if (dloss == 0) return;
+  EXPECT_NEAR(dt, ref.dt, 1e-5 * std::fabs(ref.dt)) << what;
+  EXPECT_NEAR(dbias, ref.dbias, 1e-5 * std::fabs(ref.dbias) + 1e-9) << what;
+  if (kind == ClipConfig::SIGLIP) EXPECT_GT(std::fabs(ref.dbias), 1e-3) << "bias gradient unused";
+  for (int64_t i = 0; i < B * kEmbed; ++i) {
+    all_dimg.data<float>()[i] /= float(R);
+    all_dtxt.data<float>()[i] /= float(R);
+  }
+  EXPECT_TRUE(testing::all_close(all_dimg, ref_dimg, 1e-5, what + " dimg"));
+  EXPECT_TRUE(testing::all_close(all_dtxt, ref_dtxt, 1e-5, what + " dtxt"));
+}
+
+// The world, and the world split into halves of 2 ranks (each half checks itself).
+void expect_equals_single_on_groups(ClipConfig::Loss kind, float dloss) {
+  auto world = distributed::testing::test_world();
+  expect_equals_single(*world, kind, dloss);
+  if (world->size() % 2 == 0 && world->size() > 2) {
+    auto half = world->split(world->rank() / 2, world->rank(), "half");
+    expect_equals_single(*half, kind, dloss);
+  }
+  world->barrier()->wait();
+}
+
+TEST(DistributedContrastiveLoss, GatheredInfoNceEqualsOneProcess) {
+  expect_equals_single_on_groups(ClipConfig::INFONCE, kDloss);
+}
+
+TEST(DistributedContrastiveLoss, GatheredInfoNceForwardOnly) {
+  expect_equals_single_on_groups(ClipConfig::INFONCE, 0.0f);
+}
+
+TEST(DistributedContrastiveLoss, RingSigLipEqualsOneProcess) {
+  expect_equals_single_on_groups(ClipConfig::SIGLIP, kDloss);
+}
+
+TEST(DistributedContrastiveLoss, RingSigLipForwardOnly) {
+  expect_equals_single_on_groups(ClipConfig::SIGLIP, 0.0f);
+}
+
+}  // namespace
+}  // namespace tessera::models
+
+namespace tessera::train {
+namespace {
+
+// A CLIP small enough for a few steps per second on one thread per rank.
+config::Config tiny_clip(const std::string& loss, const std::vector<std::string>& more) {
+  std::vector<std::string> sets = {
+      "model.clip.loss=" + loss,
+      "model.clip.image.image_size=16",
+      "model.clip.image.patch=8",
+      "model.clip.image.transformer.d_model=32",
+      "model.clip.image.transformer.n_layers=1",
+      "model.clip.image.transformer.n_heads=2",
+      "model.clip.text.vocab_size=64",
+      "model.clip.text.context=8",
+      "model.clip.text.transformer.d_model=32",
+      "model.clip.text.transformer.n_layers=1",
+      "model.clip.text.transformer.n_heads=2",
+      "model.clip.embed_dim=16",
+      "train.steps=3",
+      "data.global_batch_size=8",
+      "schedule.warmup_steps=1",
+      "optim.lr=1e-2",
+  };
+  // Not SigLIP's -10: a batch of 8 would give vanishing gradients.
+  if (loss == "SIGLIP") sets.push_back("model.clip.init_logit_bias=-2");
+  sets.insert(sets.end(), more.begin(), more.end());
+  auto c = load_config(testing::source_path("configs/clip_tiny.pbtxt"), sets);
+  TESSERA_CHECK(c.ok(), c.status().ToString());
+  return *c;
+}
+
+std::string run_dir(const std::string& name) {
+  return (std::filesystem::path(::testing::TempDir()) / name).string();
+}
+
+// The last record of metrics.jsonl with "kind": "eval" (null when none).
+nlohmann::json last_eval(const std::string& dir) {
+  std::ifstream f(dir + "/metrics.jsonl");
+  nlohmann::json last;
+  for (std::string line; std::getline(f, line);) {
+    auto rec = nlohmann::json::parse(line);
+    if (rec.value("kind", "") == "eval") last = rec;
+  }
+  return last;
+}
+
+// Trains `cfg` data-parallel over groups of `dp` ranks (the world split into world/dp groups,
+// each training the same run on its own) and alone on world rank 0; checks that the ranks of a
+// group agree bitwise and that group 0 equals the single process to ~1e-6 relative.
+void expect_dp_equals_single(const config::Config& cfg, int dp, const std::string& name) {
+  auto world = distributed::testing::test_world();
+  ASSERT_EQ(world->size() % dp, 0);
+  const int color = world->rank() / dp;
+  auto group = world->split(color, world->rank(), "group");
+  const std::string dp_dir = run_dir(absl::StrCat(name, "_dp", dp, "_", color));
+  Trainer trainer(cfg, dp_dir, true, group.get());
+  ASSERT_EQ(trainer.layout().dp_size(), dp);
+  ASSERT_EQ(trainer.run(), kExitOk);
+  const Tensor& mine = trainer.model().params().params();
+
+  Tensor all = Tensor::empty({group->size() * mine.numel()}, DType::f32);
+  group->all_gather(mine, all)->wait();
+  for (int r = 1; r < group->size(); ++r) {
+    EXPECT_EQ(0,
+              std::memcmp(all.data<float>(), all.data<float>() + r * mine.numel(), mine.nbytes()))
+        << name << ": rank " << r << " of the group differs from its rank 0";
+  }
+  if (world->rank() == 0) {
+    const std::string single_dir = run_dir(name + "_single");
+    Trainer single(cfg, single_dir, true);
+    ASSERT_EQ(single.run(), kExitOk);
+    const Tensor& ref = single.model().params().params();
+    // The run must have moved the parameters for the comparison to mean anything.
+    Tensor init = Tensor::empty(ref.shape(), DType::f32);
+    {
+      Trainer fresh(cfg, run_dir(name + "_fresh"), true);
+      std::memcpy(init.data<float>(), fresh.model().params().params().data<float>(), init.nbytes());
+    }
+    EXPECT_GT(testing::diff(ref, init).relative(), 1e-3) << name << ": training did not move";
+    const double rel = testing::diff(mine, ref).relative();
+    EXPECT_LT(rel, 1e-6) << name << ": data parallel on " << dp << " ranks vs one process";
+    const nlohmann::json e1 = last_eval(dp_dir), e0 = last_eval(single_dir);
+    if (!e0.is_null()) {
+      ASSERT_FALSE(e1.is_null());
+      EXPECT_NEAR(e1["loss"].get<double>(), e0["loss"].get<double>(),
+                  1e-5 * std::fabs(e0["loss"].get<double>()))
+          << name << ": eval loss";
+    }
+  }
+  world->barrier()->wait();
+}
+
+TEST(ClipDataParallel, InfoNceOnTwoRanksEqualsOneProcess) {
+  expect_dp_equals_single(tiny_clip("INFONCE", {"eval.every_steps=3", "eval.batches=1"}), 2,
+                          "infonce");
+}
+
+TEST(ClipDataParallel, SigLipOnTwoRanksEqualsOneProcess) {
+  expect_dp_equals_single(tiny_clip("SIGLIP", {"eval.every_steps=3", "eval.batches=1"}), 2,
+                          "siglip");
+}
+
+TEST(ClipDataParallel, InfoNceOnFourRanksWithAccumulationEqualsOneProcess) {
+  expect_dp_equals_single(
+      tiny_clip("INFONCE", {"train.micro_batches=2", "data.global_batch_size=16"}), 4,
+      "infonce_acc");
+}
+
+TEST(ClipDataParallel, SigLipOnFourRanksWithAccumulationEqualsOneProcess) {
+  expect_dp_equals_single(
+      tiny_clip("SIGLIP", {"train.micro_batches=2", "data.global_batch_size=16"}), 4, "siglip_acc");
+}
+
+}  // namespace
+}  // namespace tessera::train
