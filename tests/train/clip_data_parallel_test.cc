@@ -166,8 +166,11 @@ config::Config tiny_clip(const std::string& loss, const std::vector<std::string>
   return *c;
 }
 
+// A fresh run directory (metrics.jsonl appends: a previous run's records must not count).
 std::string run_dir(const std::string& name) {
-  return (std::filesystem::path(::testing::TempDir()) / name).string();
+  const auto dir = std::filesystem::path(::testing::TempDir()) / name;
+  std::filesystem::remove_all(dir);
+  return dir.string();
 }
 
 // The records of metrics.jsonl.
@@ -237,7 +240,11 @@ void expect_dp_equals_single(const config::Config& cfg, int dp, const std::strin
   ASSERT_EQ(world->size() % dp, 0);
   const int color = world->rank() / dp;
   auto group = world->split(color, world->rank(), "group");
-  const std::string dp_dir = run_dir(absl::StrCat(name, "_dp", dp, "_", color));
+  // Only the group's writer (its rank 0) may clear the directory it is about to write.
+  const std::string dp_name = absl::StrCat(name, "_dp", dp, "_", color);
+  const std::string dp_dir = group->rank() == 0
+                                 ? run_dir(dp_name)
+                                 : (std::filesystem::path(::testing::TempDir()) / dp_name).string();
   Trainer trainer(cfg, dp_dir, true, group.get());
   ASSERT_EQ(trainer.layout().dp_size(), dp);
   ASSERT_EQ(trainer.run(), kExitOk);
