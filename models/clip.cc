@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/distributed_contrastive_loss.h"
 #include "ops/contrastive.h"
 #include "ops/elementwise.h"
 
@@ -73,11 +74,23 @@ void Clip::forward_embeddings(const Batch& batch) {
   ops::l2_normalize_forward(txt, txt_emb_, txt_norm_);
 }
 
+bool Clip::distributed_loss() const {
+  return dp_ != nullptr && dp_->size() > 1;
+}
+
+ContrastiveResult Clip::loss(float t, float dloss, const Tensor& dimg, const Tensor& dtxt) {
+  if (distributed_loss()) {
+    return distributed_contrastive_loss(config_.loss(), *dp_, img_emb_, txt_emb_, t, logit_bias(),
+                                        dloss, dimg, dtxt);
+  }
+  return contrastive_loss(config_.loss(), img_emb_, txt_emb_, 0, t, logit_bias(), dloss, dimg,
+                          dtxt);
+}
+
 LossResult Clip::forward_loss(const Batch& batch) {
   forward_embeddings(batch);
   const float t = std::exp(std::min(logit_scale(), config_.max_logit_scale()));
-  ContrastiveResult r = contrastive_loss(config_.loss(), img_emb_, txt_emb_, 0, t, logit_bias(),
-                                         0.0f, Tensor(), Tensor());
+  ContrastiveResult r = loss(t, 0.0f, Tensor(), Tensor());
   return {r.loss, img_emb_.dim(0)};
 }
 
@@ -88,15 +101,15 @@ LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
   const float t = std::exp(clamped ? config_.max_logit_scale() : s);
   Tensor dimg = Tensor::empty(img_emb_.shape(), DType::f32, img_emb_.device());
   Tensor dtxt = Tensor::empty(txt_emb_.shape(), DType::f32, txt_emb_.device());
-  ContrastiveResult r = contrastive_loss(config_.loss(), img_emb_, txt_emb_, 0, t, logit_bias(),
-                                         loss_scale, dimg, dtxt);
-  // Scalars first: they were registered last, so their gradients come first in the flat buffer.
-  if (logit_bias_ >= 0) add_scalar(store_.grad(logit_bias_), float(r.dbias));
+  ContrastiveResult r = loss(t, loss_scale, dimg, dtxt);
+  // Scalars first: they were registered last, so their gradients come first in the flat buffer
+  // (and reporting them final lets GradSync start on the buckets behind them during backward).
+  if (logit_bias_ >= 0) {
+    add_scalar(store_.grad(logit_bias_), float(r.dbias));
+    store_.grad_done(logit_bias_);
+  }
   add_scalar(store_.grad(logit_scale_), clamped ? 0.0f : float(r.dt * t));  // dt/ds = t
-  // Registered last, so they open the flat gradient buffer: report them, or no data-parallel
-  // bucket could start before the end of backward.
   store_.grad_done(logit_scale_);
-  if (logit_bias_ >= 0) store_.grad_done(logit_bias_);
   // Text tower (registered after the image tower), then the image tower.
   ops::l2_normalize_backward(dtxt, txt_emb_, txt_norm_, dtxt);
   text_.backward(text_proj_.backward(dtxt));
@@ -120,9 +133,18 @@ double Clip::train_flops(int64_t batch_size) const {
 }
 
 int64_t Clip::activation_bytes(int64_t batch_size) const {
-  // Both towers, then the (B, B) similarity matrices of the loss.
-  return 4 * (image_.saved_floats(batch_size) + text_.saved_floats(batch_size) +
-              4 * batch_size * batch_size);
+  // Both towers, then the loss's transients: the (B, B) similarity matrices on one process; over
+  // R data-parallel ranks, InfoNCE's (B, R*B) matrices plus the gathered embeddings and their
+  // gradients (4 of (R*B, E)), or SigLIP's ring: one (B, B) block, its gradient and 4 (B, E)
+  // buffers in flight.
+  const int64_t B = batch_size, R = distributed_loss() ? dp_->size() : 1;
+  const int64_t E = config_.embed_dim();
+  int64_t loss = 4 * B * B;
+  if (R > 1) {
+    loss = config_.loss() == config::ClipConfig::INFONCE ? 4 * B * R * B + 4 * R * B * E
+                                                         : 2 * B * B + 4 * B * E;
+  }
+  return 4 * (image_.saved_floats(batch_size) + text_.saved_floats(batch_size) + loss);
 }
 
 }  // namespace tessera::models

@@ -14,12 +14,22 @@
 // (embed, d_img), text.* (see text_tower.h), text.proj.weight (embed, d_txt), logit_scale (1),
 // and for SIGLIP logit_bias (1). Projections init normal(d^-0.5) as CLIP; logit_scale and
 // logit_bias start at config.init_logit_scale / init_logit_bias; neither decays.
+//
+// Data parallel: after set_data_parallel(group) with more than one rank, every image is scored
+// against the texts of the whole group's batch (models/distributed_contrastive_loss.h: gathered
+// InfoNCE, ring SigLIP). The loss a rank returns is then its rows' mean (the group's average is
+// the global-batch loss) and its gradients are the global loss's scaled by the group size, so
+// that GradSync's average gives exactly the gradient one process computes on the whole batch.
 
 #include "models/contrastive_loss.h"
 #include "models/layers/linear.h"
 #include "models/model.h"
 #include "models/text_tower.h"
 #include "models/vision_tower.h"
+
+namespace tessera::distributed {
+class Communicator;
+}
 
 namespace tessera::models {
 
@@ -39,9 +49,17 @@ class Clip final : public Model {
   // Runs both towers; fills image_embeddings() and text_embeddings().
   void forward_embeddings(const Batch& batch);
 
+  // The data-parallel group the loss spans (borrowed; nullptr or one rank: this batch only).
+  // Every rank of the group then calls forward_backward / forward_loss in step: the loss is
+  // collective over the group.
+  void set_data_parallel(distributed::Communicator* dp) { dp_ = dp; }
+
  private:
   float logit_scale() const;  // the parameter's value (unclamped)
   float logit_bias() const;   // 0 for INFONCE
+  // The configured loss on img_emb_ / txt_emb_, over the data-parallel group when there is one.
+  ContrastiveResult loss(float t, float dloss, const Tensor& dimg, const Tensor& dtxt);
+  bool distributed_loss() const;
 
   config::ClipConfig config_;
   ParamStore store_;
@@ -50,6 +68,7 @@ class Clip final : public Model {
   TextTower text_;
   Linear text_proj_;
   ParamId logit_scale_ = -1, logit_bias_ = -1;
+  distributed::Communicator* dp_ = nullptr;
   Tensor img_emb_, txt_emb_;    // (B, E) normalised
   Tensor img_norm_, txt_norm_;  // (B) norms before normalising, for backward
 };

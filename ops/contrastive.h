@@ -5,7 +5,8 @@
 //
 // The similarity matrix is (Bi, Bt): Bi rows of this rank's images against Bt texts, which may
 // be gathered from every rank; row i's positive pair is column `offset + i` (offset = this
-// rank's first global sample; 0 on one process).
+// rank's first global sample; 0 on one process). offset = kNoPositivePairs scores a block of
+// negatives only (the off-diagonal blocks of the ring-passed SigLIP loss).
 //
 // Determinism: each row is reduced in double in column order and the row sums are added in row
 // order, so results are bitwise equal for any thread count.
@@ -15,6 +16,9 @@
 #include "core/tensor.h"
 
 namespace tessera::ops {
+
+// An offset that no column index reaches: every pair of the block is negative (z = -1).
+inline constexpr int64_t kNoPositivePairs = int64_t(1) << 60;
 
 // y = x / max(||x||, eps) per row, as torch.nn.functional.normalize (eps = 1e-12). `norm`
 // receives max(||x||, eps), for backward.

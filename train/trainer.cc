@@ -16,6 +16,7 @@
 #include "core/timer.h"
 #include "distributed/grad_sync.h"
 #include "distributed/mpi_communicator.h"
+#include "models/clip.h"
 #include "models/factory.h"
 #include "ops/machine_peaks.h"
 #include "train/config.h"
@@ -135,6 +136,11 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
   model_ = make_tp_model(config_, layout_);
+  // CLIP/SigLIP score each image against the whole global batch: the loss spans the DP group
+  // (and scales its gradients for GradSync's average; models/distributed_contrastive_loss.h).
+  if (auto* clip = dynamic_cast<models::Clip*>(model_.get())) {
+    clip->set_data_parallel(&layout_.dp());
+  }
   if (config_.train().precision() == config::TrainConfig::BF16) {
     model_->params().set_compute_dtype(DType::bf16);
   }
@@ -265,6 +271,10 @@ int Trainer::run() {
       models::Batch batch = data.batch(first, local_micro);
       data_s += data_timer.seconds();
       if (sync) sync->set_enabled(mb == micro_batches - 1);
+      // Each backward finalises the gradients anew: the progress that lets GradSync start
+      // buckets during backward restarts with every micro-batch (zero_grads only restarts it
+      // once per step).
+      params.reset_grad_progress();
       loss +=
           model_->forward_backward(batch, 1.0f / float(micro_batches)).loss / double(micro_batches);
       if (sync) sync->finish();  // waits for the buckets still in flight (only when enabled)

@@ -208,7 +208,7 @@ TEST(Zero, OptimizerStateIsOneOverDpOfPlain) {
   auto world = distributed::testing::test_world();
   const int S = world->size();
   config::Config cfg = load("configs/gpt_tiny.pbtxt", {"parallel.bucket_bytes=40000"});
-  auto model = models::make_model(cfg.model(), 0, 1);
+  auto model = models::make_model(cfg.model());
   model->params().init(1);
   const int64_t plain = AdamW(model->params(), cfg.optim()).state_bytes();
   const ZeroAdamW zero(model->params(), cfg.optim(), *world, cfg.parallel().bucket_bytes());
