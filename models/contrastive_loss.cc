@@ -6,7 +6,8 @@
 #include "ops/reduce.h"
 
 namespace tessera::models {
-namespace {
+
+namespace contrastive_detail {
 
 float host_scalar(const Tensor& t) {
   Tensor h = t.device().is_cpu() ? t : to_device(t, Device::cpu());
@@ -19,6 +20,12 @@ double dot(const Tensor& a, const Tensor& b) {
   ops::matmul(a.view({1, a.numel()}), b.view({b.numel(), 1}), out);
   return host_scalar(out);
 }
+
+}  // namespace contrastive_detail
+namespace {
+
+using contrastive_detail::dot;
+using contrastive_detail::host_scalar;
 
 // logits (Ba, Bb) = t * a @ b^T
 Tensor scaled_similarities(const Tensor& a, const Tensor& b, float t) {

@@ -39,4 +39,10 @@ ContrastiveResult contrastive_loss(config::ClipConfig::Loss kind, const Tensor& 
                                    const Tensor& txt, int64_t offset, float t, float bias,
                                    float dloss, const Tensor& dimg, const Tensor& dtxt);
 
+// Helpers shared with models/distributed_contrastive_loss.cc.
+namespace contrastive_detail {
+float host_scalar(const Tensor& t);            // element 0 of a (1)-element tensor, on the host
+double dot(const Tensor& a, const Tensor& b);  // <a, b> over all elements (device-neutral)
+}  // namespace contrastive_detail
+
 }  // namespace tessera::models

@@ -1,5 +1,6 @@
 #include "models/distributed_contrastive_loss.h"
 
+#include "models/contrastive_loss.h"
 #include "ops/contrastive.h"
 #include "ops/matmul.h"
 #include "ops/reduce.h"
@@ -7,17 +8,8 @@
 namespace tessera::models {
 namespace {
 
-float host_scalar(const Tensor& t) {
-  Tensor h = t.device().is_cpu() ? t : to_device(t, Device::cpu());
-  return h.data<float>()[0];
-}
-
-// <a, b> over all elements, as a (1, n) @ (n, 1) matmul (device-neutral).
-double dot(const Tensor& a, const Tensor& b) {
-  Tensor out = Tensor::empty({1, 1}, DType::f32, a.device());
-  ops::matmul(a.view({1, a.numel()}), b.view({b.numel(), 1}), out);
-  return host_scalar(out);
-}
+using contrastive_detail::dot;
+using contrastive_detail::host_scalar;
 
 void check_local(const Tensor& img, const Tensor& txt, float dloss, const Tensor& dimg,
                  const Tensor& dtxt, const char* what) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "models/param_store.h"
+#include "ops/adamw.h"
 #include "proto/config.pb.h"
 
 namespace tessera::train {
@@ -15,6 +16,11 @@ struct StepStats {
   double grad_norm = 0;  // global L2 norm before clipping
   bool applied = false;  // false when the gradients were not finite (nothing changed)
 };
+
+// The fused kernel's settings for one step at `lr`, with global-norm clipping folded in as a
+// gradient scale (grad_clip / norm when the norm exceeds optim.grad_clip). Shared by AdamW and
+// ZeroAdamW so both clip and update identically.
+ops::AdamWConfig adamw_step_config(const config::OptimConfig& optim, double lr, double grad_norm);
 
 class AdamW {
  public:

@@ -65,17 +65,7 @@ StepStats ZeroAdamW::step(double lr) {
   StepStats stats;
   stats.grad_norm = global_grad_norm();
   if (!std::isfinite(stats.grad_norm)) return stats;  // every rank sees the same norm
-  double scale = 1.0;
-  if (config_.grad_clip() > 0 && stats.grad_norm > config_.grad_clip()) {
-    scale = config_.grad_clip() / (stats.grad_norm + 1e-6);
-  }
-  ops::AdamWConfig c;
-  c.lr = static_cast<float>(lr);
-  c.beta1 = config_.beta1();
-  c.beta2 = config_.beta2();
-  c.eps = config_.eps();
-  c.weight_decay = config_.weight_decay();
-  c.grad_scale = static_cast<float>(scale);
+  const ops::AdamWConfig c = adamw_step_config(config_, lr, stats.grad_norm);
   ++step_;
 
   const Tensor& params = store_.params();

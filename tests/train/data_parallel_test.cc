@@ -9,18 +9,13 @@
 #include "train/config.h"
 #include "train/trainer.h"
 
+#include "tests/train/train_test_support.h"
+
 namespace tessera::train {
 namespace {
 
-config::Config load(const std::string& file, const std::vector<std::string>& sets) {
-  auto c = load_config(testing::source_path(file), sets);
-  TESSERA_CHECK(c.ok(), c.status().ToString());
-  return *c;
-}
-
-std::string run_dir(const std::string& name) {
-  return (std::filesystem::path(::testing::TempDir()) / name).string();
-}
+using testing_support::load;
+using testing_support::run_dir;
 
 // Runs `cfg` data-parallel on every rank and alone on rank 0, then checks on rank 0 that (a)
 // every rank holds bitwise the same parameters and (b) they equal the single-process run to

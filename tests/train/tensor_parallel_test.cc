@@ -17,18 +17,13 @@
 #include "train/synthetic_data.h"
 #include "train/trainer.h"
 
+#include "tests/train/train_test_support.h"
+
 namespace tessera::train {
 namespace {
 
-config::Config load(const std::string& file, const std::vector<std::string>& sets) {
-  auto c = load_config(testing::source_path(file), sets);
-  TESSERA_CHECK(c.ok(), c.status().ToString());
-  return *c;
-}
-
-std::string run_dir(const std::string& name) {
-  return (std::filesystem::path(::testing::TempDir()) / name).string();
-}
+using testing_support::load;
+using testing_support::run_dir;
 
 // The slice [begin, begin + local.shape[d]) along d of a tensor of global shape `global`.
 std::vector<float> shard_of(const float* full, const Shape& global, const Shape& local, int d,

@@ -21,18 +21,13 @@
 #include "train/trainer.h"
 #include "train/zero_optimizer.h"
 
+#include "tests/train/train_test_support.h"
+
 namespace tessera::train {
 namespace {
 
-config::Config load(const std::string& file, const std::vector<std::string>& sets) {
-  auto c = load_config(testing::source_path(file), sets);
-  TESSERA_CHECK(c.ok(), c.status().ToString());
-  return *c;
-}
-
-std::string run_dir(const std::string& name) {
-  return (std::filesystem::path(::testing::TempDir()) / name).string();
-}
+using testing_support::load;
+using testing_support::run_dir;
 
 std::vector<nlohmann::json> read_metrics(const std::string& dir) {
   std::vector<nlohmann::json> rows;
