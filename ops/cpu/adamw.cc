@@ -2,6 +2,7 @@
 // mask; write p, m, v) is the whole point — composing it from elementwise ops would stream the
 // buffers several times.
 #include "ops/cpu/adamw.h"
+#include "ops/adamw_coeffs.h"
 
 #include <cmath>
 
@@ -10,16 +11,6 @@
 
 namespace tessera::ops::cpu {
 namespace {
-
-// Per-step scalars, computed once in double (as PyTorch does in Python floats) and rounded to
-// float, which is what PyTorch's f32 kernels do with them too.
-struct Coeffs {
-  float grad_scale, beta1, one_minus_beta1, beta2, one_minus_beta2;
-  float decay_keep;    // 1 - lr * weight_decay
-  float step_size;     // lr / (1 - beta1^step)
-  float inv_bc2_sqrt;  // 1 / sqrt(1 - beta2^step)
-  float eps;
-};
 
 // ops/CMakeLists.txt compiles this file with -fno-math-errno: with errno semantics GCC guards
 // every sqrt with a branch to libm for negative inputs, the branch stops vectorisation, and the
@@ -33,7 +24,7 @@ inline __attribute__((always_inline)) void adamw_body(float* __restrict p,
                                                       const float* __restrict g,
                                                       float* __restrict m, float* __restrict v,
                                                       const uint8_t* __restrict mask, int64_t n,
-                                                      const Coeffs k) {
+                                                      const AdamWCoeffs k) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const float gi = k.grad_scale * g[i];
@@ -48,12 +39,12 @@ inline __attribute__((always_inline)) void adamw_body(float* __restrict p,
 }
 
 TESSERA_CPU_CLONES void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n,
-                                     const Coeffs k) {
+                                     const AdamWCoeffs k) {
   adamw_body<false>(p, g, m, v, nullptr, n, k);
 }
 
 TESSERA_CPU_CLONES void adamw_masked_kernel(float* p, const float* g, float* m, float* v,
-                                            const uint8_t* mask, int64_t n, const Coeffs k) {
+                                            const uint8_t* mask, int64_t n, const AdamWCoeffs k) {
   adamw_body<true>(p, g, m, v, mask, n, k);
 }
 
@@ -61,17 +52,7 @@ TESSERA_CPU_CLONES void adamw_masked_kernel(float* p, const float* g, float* m, 
 
 void adamw_step(float* param, const float* grad, float* m, float* v, const uint8_t* decay_mask,
                 int64_t n, const AdamWConfig& cfg, int64_t step) {
-  const double bc1 = 1.0 - std::pow(double(cfg.beta1), double(step));
-  const double bc2 = 1.0 - std::pow(double(cfg.beta2), double(step));
-  const Coeffs k{cfg.grad_scale,
-                 cfg.beta1,
-                 1.0f - cfg.beta1,
-                 cfg.beta2,
-                 1.0f - cfg.beta2,
-                 float(1.0 - double(cfg.lr) * double(cfg.weight_decay)),
-                 float(double(cfg.lr) / bc1),
-                 float(1.0 / std::sqrt(bc2)),
-                 cfg.eps};
+  const AdamWCoeffs k = adamw_coeffs(cfg, step);
   parallel_chunks(n, kElementwiseGrain, [&](int64_t i0, int64_t i1) {
     if (decay_mask) {
       adamw_masked_kernel(param + i0, grad + i0, m + i0, v + i0, decay_mask + i0, i1 - i0, k);

@@ -4,6 +4,7 @@
 // accesses when the f32 pointers are aligned (the u8 mask is read as 4 bytes per group).
 #include <cmath>
 
+#include "ops/adamw_coeffs.h"
 #include "ops/cuda/adamw.cuh"
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/launch.cuh"
@@ -13,18 +14,10 @@ namespace {
 
 constexpr int kBlock = 256;
 
-struct Coeffs {
-  float grad_scale, beta1, one_minus_beta1, beta2, one_minus_beta2;
-  float decay_keep;    // 1 - lr * weight_decay
-  float step_size;     // lr / (1 - beta1^step)
-  float inv_bc2_sqrt;  // 1 / sqrt(1 - beta2^step)
-  float eps;
-};
-
 // Groups of V elements from group `begin` to `groups`.
 template <int V>
 __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const uint8_t* mask,
-                             int64_t begin, int64_t groups, const Coeffs k) {
+                             int64_t begin, int64_t groups, const AdamWCoeffs k) {
   for (int64_t i = begin + blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < groups;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t e = V * i;
@@ -54,17 +47,7 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, const
 void adamw_step(float* param, const float* grad, float* m, float* v, const uint8_t* decay_mask,
                 int64_t n, const AdamWConfig& cfg, int64_t step, cudaStream_t stream) {
   if (n == 0) return;
-  const double bc1 = 1.0 - std::pow(double(cfg.beta1), double(step));
-  const double bc2 = 1.0 - std::pow(double(cfg.beta2), double(step));
-  const Coeffs k{cfg.grad_scale,
-                 cfg.beta1,
-                 1.0f - cfg.beta1,
-                 cfg.beta2,
-                 1.0f - cfg.beta2,
-                 float(1.0 - double(cfg.lr) * double(cfg.weight_decay)),
-                 float(double(cfg.lr) / bc1),
-                 float(1.0 / std::sqrt(bc2)),
-                 cfg.eps};
+  const AdamWCoeffs k = adamw_coeffs(cfg, step);
   const int64_t n4 =
       (aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v)) ? n / 4 : 0;
   if (n4) {
