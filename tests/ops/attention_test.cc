@@ -71,8 +71,8 @@ TEST_P(AttentionTest, MatchesTorch) {
 
 // L(x) = sum(w * attention(x)) in double; its directional derivative along u by central
 // differences against <dqkv, u> from attention_backward with dout = w.
-TEST_P(AttentionTest, BackwardMatchesFiniteDifferences) {
-  if (!device().is_cpu()) GTEST_SKIP() << "host-side finite differences";
+// CPU only (host-side finite differences).
+TEST(AttentionCpu, BackwardMatchesFiniteDifferences) {
   for (bool causal : {false, true}) {
     const int64_t B = 2, T = 70, H = 3, D = 16, C = H * D;
     Tensor x = testing::normal({B, T, 3 * C}, 100);
@@ -104,8 +104,8 @@ TEST_P(AttentionTest, BackwardMatchesFiniteDifferences) {
 }
 
 // More threads than heads switches backward to the per-tile split; results must not change.
-TEST_P(AttentionTest, ThreadCountDoesNotChangeResults) {
-  if (!device().is_cpu()) GTEST_SKIP() << "CPU threading";
+// CPU only (CPU threading).
+TEST(AttentionCpu, ThreadCountDoesNotChangeResults) {
   const int64_t B = 1, T = 200, H = 2, D = 64, C = H * D;
   Tensor qkv = testing::normal({B, T, 3 * C}, 200);
   Tensor dout = testing::uniform({B, T, C}, 201);

@@ -250,15 +250,15 @@ TEST_P(MatmulTest, ConvertRoundsLikeTorch) {
 
 // The bf16 primitive cache is shared: concurrent calls from an OpenMP region (each with its own
 // scratchpad) must give what one call at a time gives.
-TEST_P(MatmulTest, Bf16ConcurrentCallsAgree) {
-  if (!device().is_cpu()) GTEST_SKIP() << "host threads drive CPU kernels only";
+// CPU only (host threads drive CPU kernels only).
+TEST(MatmulCpu, Bf16ConcurrentCallsAgree) {
   const int calls = 8;
   std::vector<Tensor> a, b, alone, together;
   for (int i = 0; i < calls; ++i) {
-    a.push_back(as(testing::uniform({65, 130}, 9000 + 2 * i), DType::bf16, device()));
-    b.push_back(as(testing::uniform({127, 130}, 9001 + 2 * i), DType::bf16, device()));
-    alone.push_back(Tensor::zeros({65, 127}, DType::f32, device()));
-    together.push_back(Tensor::zeros({65, 127}, DType::f32, device()));
+    a.push_back(as(testing::uniform({65, 130}, 9000 + 2 * i), DType::bf16, Device::cpu()));
+    b.push_back(as(testing::uniform({127, 130}, 9001 + 2 * i), DType::bf16, Device::cpu()));
+    alone.push_back(Tensor::zeros({65, 127}, DType::f32, Device::cpu()));
+    together.push_back(Tensor::zeros({65, 127}, DType::f32, Device::cpu()));
     ops::matmul(a[i], b[i], alone[i], false, true);
   }
 #pragma omp parallel for num_threads(4) schedule(static, 1)
