@@ -220,6 +220,11 @@ int Trainer::run() {
                                                           cfg.parallel().bucket_bytes());
     params.set_grad_ready_hook([&](int64_t ready) { sync->on_ready(ready); });
   }
+  // The hook points into this frame: take it down however run() ends (return or exception).
+  struct HookReset {
+    models::ParamStore& store;
+    ~HookReset() { store.set_grad_ready_hook(nullptr); }
+  } hook_reset{params};
 
   if (print) {
     const int64_t param_bytes = params.params().nbytes(), grad_bytes = params.grads().nbytes();
@@ -352,7 +357,6 @@ int Trainer::run() {
       if (metrics) metrics->write(rec);
     }
   }
-  if (sync) params.set_grad_ready_hook(nullptr);
   if (Profiler::enabled() && leader()) {
     std::printf("time per op family (TESSERA_PROFILE=1):\n%s", Profiler::report().c_str());
   }
