@@ -220,9 +220,8 @@ TEST(Resize, ShrinkAveragesAreasAndCropsTheCentre) {
 }
 
 TEST(Resize, FractionalShrinkWeighsPartialPixels) {
-  // One row 3 wide -> 2 wide (height 1 -> 1 as well would not be the short side; use 2 x 3
-  // -> size 2 gives 2 x 3 unchanged. So: 3 x 3 -> 2 x 2, scale 1.5): output 0 covers source
-  // [0, 1.5) = pixel 0 fully and half of pixel 1: (v0 + 0.5 v1) / 1.5.
+  // 3 x 3 -> 2 x 2 (scale 1.5): output column 0 covers source [0, 1.5), i.e. pixel 0 fully
+  // and half of pixel 1: (v0 + 0.5 v1) / 1.5; column 1 covers [1.5, 3).
   const RgbImage src = make_image(3, 3, [](int, int x, int) {
     return x == 0 ? 90 : x == 1 ? 30 : 210;
   });
