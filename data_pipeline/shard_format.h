@@ -24,8 +24,17 @@ inline constexpr const char* kAttrNumSamples = "num_samples";        // int64, N
 
 // Default chunk extents (samples or elements along the first axis); see FORMAT.md for the
 // measurements behind them.
-inline constexpr int64_t kDefaultImageChunk = 64;        // samples
+// Image chunks: as many samples as fit in kImageChunkBytes, at most kMaxImageChunk (64 at
+// 64x64, 5 at 256x256). Any read verifies whole chunks, so this bounds the bytes one random
+// single-sample read touches while keeping sequential reads near their best rate.
+inline constexpr int64_t kImageChunkBytes = int64_t{1} << 20;
+inline constexpr int64_t kMaxImageChunk = 64;            // samples
 inline constexpr int64_t kDefaultCaptionChunk = 65536;   // bytes
 inline constexpr int64_t kDefaultPerSampleChunk = 4096;  // offsets, lengths, labels
+
+inline int64_t default_image_chunk(int64_t resolution) {
+  const int64_t fit = kImageChunkBytes / (resolution * resolution * 3);
+  return fit < 1 ? 1 : (fit > kMaxImageChunk ? kMaxImageChunk : fit);
+}
 
 }  // namespace tessera::data::shard

@@ -79,13 +79,16 @@ ShardWriter::ShardWriter(std::string path, ShardWriterOptions options)
 
 absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::create(
     const std::string& path, const ShardWriterOptions& options) {
-  if (options.resolution <= 0 || options.token_length < 0 || options.image_chunk <= 0 ||
+  if (options.resolution <= 0 || options.token_length < 0 || options.image_chunk < 0 ||
       options.gzip_level < 0 || options.gzip_level > 9)
     return absl::InvalidArgumentError(
         absl::StrCat("shard ", path, ": bad writer options (resolution ", options.resolution,
                      ", token_length ", options.token_length, ", image_chunk ", options.image_chunk,
                      ", gzip_level ", options.gzip_level, ")"));
-  std::unique_ptr<ShardWriter> writer(new ShardWriter(path, options));
+  ShardWriterOptions resolved = options;
+  if (resolved.image_chunk == 0)
+    resolved.image_chunk = shard::default_image_chunk(resolved.resolution);
+  std::unique_ptr<ShardWriter> writer(new ShardWriter(path, resolved));
   if (absl::Status s = writer->open(); !s.ok()) return s;
   return writer;
 }

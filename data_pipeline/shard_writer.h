@@ -23,8 +23,8 @@ struct ShardWriterOptions {
   int64_t token_length = 0;  // L; 0 = the shard has no tokens
   bool labels = false;       // the shard has labels
   std::string tokenizer;     // identity of the tokenizer (e.g. "sentencepiece:<sha256>")
-  int64_t image_chunk = shard::kDefaultImageChunk;  // samples per images chunk
-  int gzip_level = 0;  // 0 = uncompressed (the default: see FORMAT.md for why), 1..9 = gzip
+  int64_t image_chunk = 0;   // samples per images chunk; 0 = shard::default_image_chunk()
+  int gzip_level = 0;        // 0 = uncompressed (the default: see FORMAT.md for why), 1..9 = gzip
 };
 
 // One sample. `image` is resolution*resolution*3 bytes (H, W, RGB); `tokens` has at most

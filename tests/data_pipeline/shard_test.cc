@@ -33,8 +33,8 @@ struct Sample {
 // A fresh directory per process, so reruns and concurrent runs never see each other's shards.
 std::string temp_file(const std::string& name) {
   static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::path(::testing::TempDir()) /
-             absl::StrCat("tessera_shard_test_", getpid());
+    auto d =
+        std::filesystem::path(::testing::TempDir()) / absl::StrCat("tessera_shard_test_", getpid());
     std::filesystem::remove_all(d);
     std::filesystem::create_directories(d);
     return d;
@@ -183,6 +183,13 @@ TEST(Shard, OptionalDatasetsAbsentAndGzipOptionRoundTrip) {
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ((*e)->num_samples(), 0);
   EXPECT_TRUE((*e)->read(0, 0).ok());
+}
+
+TEST(Shard, DefaultImageChunkKeepsChunksNearOneMebibyte) {
+  EXPECT_EQ(shard::default_image_chunk(8), 64);
+  EXPECT_EQ(shard::default_image_chunk(64), 64);   // 768 KiB
+  EXPECT_EQ(shard::default_image_chunk(256), 5);   // 960 KiB
+  EXPECT_EQ(shard::default_image_chunk(1024), 1);  // 3 MiB: one sample per chunk
 }
 
 TEST(Shard, WriterRejectsBadSamplesAndLeavesNoFileWhenAbandoned) {
