@@ -185,6 +185,20 @@ TEST(Shard, OptionalDatasetsAbsentAndGzipOptionRoundTrip) {
   EXPECT_TRUE((*e)->read(0, 0).ok());
 }
 
+// The manifest's content hash relies on this: no timestamps or other run-dependent bytes.
+TEST(Shard, EqualContentGivesByteEqualFiles) {
+  auto samples = make_samples(100, 8, 6, 9);
+  std::string a = temp_file("same_a.h5"), b = temp_file("same_b.h5");
+  write_shard(a, samples, options_for(8, 6, true));
+  usleep(1100000);  // HDF5 timestamps have 1 s resolution: make them differ if written
+  write_shard(b, samples, options_for(8, 6, true));
+  auto bytes = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  EXPECT_EQ(bytes(a), bytes(b));
+}
+
 TEST(Shard, DefaultImageChunkKeepsChunksNearOneMebibyte) {
   EXPECT_EQ(shard::default_image_chunk(8), 64);
   EXPECT_EQ(shard::default_image_chunk(64), 64);   // 768 KiB
