@@ -227,6 +227,11 @@ TEST(Shard, WriterRejectsBadSamplesAndLeavesNoFileWhenAbandoned) {
   auto bad = ShardWriter::create(path, options_for(0, 0, false));
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr(path));
+  std::string nowhere = temp_file("no_such_dir/x.h5");
+  auto uncreatable = ShardWriter::create(nowhere, options_for(4, 0, false));
+  ASSERT_FALSE(uncreatable.ok());
+  EXPECT_THAT(std::string(uncreatable.status().message()),
+              AllOf(HasSubstr(nowhere), HasSubstr("cannot create the file")));
 }
 
 TEST(Shard, H5pyReadsTesseraShardsAndTesseraReadsH5pyShards) {
