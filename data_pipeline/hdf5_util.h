@@ -1,0 +1,67 @@
+#pragma once
+// Small helpers over the HDF5 C API shared by the shard writer and reader: an owning handle, a
+// scope that silences HDF5's own stderr error printing and turns its error stack into text, and
+// dtype descriptions for schema errors.
+
+#include <hdf5.h>
+
+#include <string>
+
+namespace tessera::data {
+
+// Owns one HDF5 identifier (file, dataset, dataspace, property list, attribute, type) and
+// releases it with H5Idec_ref, which closes any kind of identifier when its count drops to 0.
+class H5Handle {
+ public:
+  H5Handle() = default;
+  explicit H5Handle(hid_t id) : id_(id) {}
+  H5Handle(const H5Handle&) = delete;
+  H5Handle& operator=(const H5Handle&) = delete;
+  H5Handle(H5Handle&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+  H5Handle& operator=(H5Handle&& o) noexcept;
+  ~H5Handle() { reset(); }
+
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset();
+  // Gives up ownership (for H5Fclose, whose return value reports a failed final flush).
+  hid_t release() {
+    hid_t id = id_;
+    id_ = H5I_INVALID_HID;
+    return id;
+  }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+// While alive, HDF5 does not print its error stack to stderr (errors become absl::Status with
+// the text from error_text()). HDF5 keeps the error-printing setting per thread in thread-safe
+// builds, so this is safe with several reader threads.
+class H5Quiet {
+ public:
+  H5Quiet();
+  ~H5Quiet();
+  H5Quiet(const H5Quiet&) = delete;
+  H5Quiet& operator=(const H5Quiet&) = delete;
+
+ private:
+  H5E_auto2_t func_ = nullptr;
+  void* data_ = nullptr;
+};
+
+// The current thread's HDF5 error stack, innermost first, as "; "-joined descriptions, then
+// clears it. Empty when the stack is empty.
+std::string h5_error_text();
+
+// True when the current error stack holds a Fletcher32 (or other filter) checksum failure.
+// Call before h5_error_text(), which clears the stack.
+bool h5_error_is_checksum();
+
+// "uint8", "int32", "float64", "string", ... for error messages.
+std::string describe_type(hid_t type);
+
+// Class INTEGER with the given size and signedness (either byte order: HDF5 converts).
+bool is_integer_type(hid_t type, size_t size, bool is_signed);
+
+}  // namespace tessera::data

@@ -1,0 +1,71 @@
+#pragma once
+// Reads one shard (data_pipeline/FORMAT.md). open() validates the whole schema up front (dtypes,
+// shapes, attributes, counts, caption offsets), so read() only fails on I/O or corruption: a
+// chunk whose Fletcher32 checksum does not match surfaces as absl::DataLossError naming the
+// file, the dataset and the sample range read.
+//
+// One HDF5 file handle per reader. Open the reader in the process that reads: HDF5 handles
+// inherited across fork() corrupt data (pytorch#11929), so read() refuses to run in a process
+// other than the one that opened the reader. A reader is not meant to be shared between threads
+// (Debian's libhdf5 serialises all calls behind one global lock anyway).
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "data_pipeline/hdf5_util.h"
+#include "data_pipeline/shard_format.h"
+
+namespace tessera::data {
+
+// Samples [first, first + count) of a shard, row-major.
+struct ShardSamples {
+  int64_t first = 0, count = 0;
+  std::vector<uint8_t> images;         // (count, H, W, 3)
+  std::vector<std::string> captions;   // count UTF-8 strings
+  std::vector<int32_t> tokens;         // (count, L), zero-padded; empty without tokens
+  std::vector<int32_t> token_lengths;  // (count,); empty without tokens
+  std::vector<int32_t> labels;         // (count,); empty without labels
+};
+
+class ShardReader {
+ public:
+  static absl::StatusOr<std::unique_ptr<ShardReader>> open(const std::string& path);
+  ShardReader(const ShardReader&) = delete;
+  ShardReader& operator=(const ShardReader&) = delete;
+
+  absl::StatusOr<ShardSamples> read(int64_t first, int64_t count);
+
+  const std::string& path() const { return path_; }
+  int64_t num_samples() const { return num_samples_; }
+  int64_t resolution() const { return resolution_; }
+  int64_t token_length() const { return token_length_; }  // 0 = no tokens
+  bool has_labels() const { return labels_.valid(); }
+  const std::string& tokenizer() const { return tokenizer_; }
+  int64_t format_version() const { return format_version_; }
+
+ private:
+  explicit ShardReader(std::string path) : path_(std::move(path)) {}
+  absl::Status load();
+  absl::Status read_attributes();
+  absl::Status open_dataset(const char* name, bool required, size_t elem_size, bool is_signed,
+                            const std::vector<int64_t>& shape, H5Handle* out);
+  absl::Status load_caption_offsets();
+  absl::Status read_rows(const H5Handle& dset, const char* name, hid_t mem_type, int64_t first,
+                         int64_t count, void* out, int64_t sample_first, int64_t sample_count);
+
+  std::string path_;
+  pid_t pid_ = 0;  // the process that opened the file
+  H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
+  int64_t format_version_ = 0, num_samples_ = 0, resolution_ = 0, token_length_ = 0;
+  int64_t caption_bytes_ = 0;
+  std::string tokenizer_;
+  std::vector<int64_t> caption_offsets_;  // (N + 1,), read once at open: 8 bytes per sample
+};
+
+}  // namespace tessera::data

@@ -1,0 +1,225 @@
+#include "data_pipeline/shard_writer.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera::data {
+namespace {
+
+// Creates an extendible dataset (0, inner...) chunked as (chunk, inner...) with the shard's
+// filter pipeline: optional gzip, then Fletcher32 over the stored (possibly compressed) bytes,
+// the same order h5py uses. Object timestamps are off so equal content gives equal files.
+H5Handle make_dataset(hid_t file, const char* name, hid_t type, std::vector<hsize_t> inner,
+                      hsize_t chunk, int gzip_level) {
+  std::vector<hsize_t> dims{0}, max_dims{H5S_UNLIMITED}, chunk_dims{chunk};
+  for (hsize_t d : inner) {
+    dims.push_back(d);
+    max_dims.push_back(d);
+    chunk_dims.push_back(d);
+  }
+  H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()));
+  H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  if (!space.valid() || !dcpl.valid()) return H5Handle();
+  if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk_dims.size()), chunk_dims.data()) < 0)
+    return H5Handle();
+  if (gzip_level > 0 && H5Pset_deflate(dcpl.get(), static_cast<unsigned>(gzip_level)) < 0)
+    return H5Handle();
+  if (H5Pset_fletcher32(dcpl.get()) < 0) return H5Handle();
+  H5Pset_obj_track_times(dcpl.get(), false);
+  return H5Handle(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+}
+
+// Grows `dset` along axis 0 to start + rows and writes `rows` rows of `data` at `start`.
+herr_t append_rows(hid_t dset, hid_t mem_type, hsize_t start, hsize_t rows, const void* data) {
+  if (rows == 0) return 0;
+  H5Handle old_space(H5Dget_space(dset));
+  int rank = H5Sget_simple_extent_ndims(old_space.get());
+  if (rank < 1) return -1;
+  std::vector<hsize_t> dims(rank);
+  H5Sget_simple_extent_dims(old_space.get(), dims.data(), nullptr);
+  dims[0] = start + rows;
+  if (H5Dset_extent(dset, dims.data()) < 0) return -1;
+  H5Handle file_space(H5Dget_space(dset));
+  std::vector<hsize_t> offset(rank, 0), count = dims;
+  offset[0] = start;
+  count[0] = rows;
+  if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset.data(), nullptr, count.data(),
+                          nullptr) < 0)
+    return -1;
+  H5Handle mem_space(H5Screate_simple(rank, count.data(), nullptr));
+  return H5Dwrite(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data);
+}
+
+herr_t write_int_attr(hid_t file, const char* name, int64_t value) {
+  H5Handle space(H5Screate(H5S_SCALAR));
+  H5Handle attr(H5Acreate2(file, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  if (!attr.valid()) return -1;
+  return H5Awrite(attr.get(), H5T_NATIVE_INT64, &value);
+}
+
+// A variable-length UTF-8 string, as h5py writes a Python str attribute.
+herr_t write_string_attr(hid_t file, const char* name, const std::string& value) {
+  H5Handle type(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  H5Handle space(H5Screate(H5S_SCALAR));
+  H5Handle attr(H5Acreate2(file, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  if (!attr.valid()) return -1;
+  const char* data = value.c_str();
+  return H5Awrite(attr.get(), type.get(), &data);
+}
+
+}  // namespace
+
+ShardWriter::ShardWriter(std::string path, ShardWriterOptions options)
+    : path_(std::move(path)), tmp_path_(path_ + ".tmp"), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::create(
+    const std::string& path, const ShardWriterOptions& options) {
+  if (options.resolution <= 0 || options.token_length < 0 || options.image_chunk < 0 ||
+      options.gzip_level < 0 || options.gzip_level > 9)
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", path, ": bad writer options (resolution ", options.resolution,
+                     ", token_length ", options.token_length, ", image_chunk ", options.image_chunk,
+                     ", gzip_level ", options.gzip_level, ")"));
+  ShardWriterOptions resolved = options;
+  if (resolved.image_chunk == 0)
+    resolved.image_chunk = shard::default_image_chunk(resolved.resolution);
+  std::unique_ptr<ShardWriter> writer(new ShardWriter(path, resolved));
+  if (absl::Status s = writer->open(); !s.ok()) return s;
+  return writer;
+}
+
+absl::Status ShardWriter::open() {
+  H5Quiet quiet;
+  file_ = H5Handle(H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  if (!file_.valid()) return error("cannot create the file");
+  const hsize_t r = options_.resolution;
+  const int gz = options_.gzip_level;
+  images_ =
+      make_dataset(file_.get(), shard::kImages, H5T_STD_U8LE, {r, r, 3}, options_.image_chunk, gz);
+  captions_ = make_dataset(file_.get(), shard::kCaptions, H5T_STD_U8LE, {},
+                           shard::kDefaultCaptionChunk, gz);
+  offsets_ = make_dataset(file_.get(), shard::kCaptionOffsets, H5T_STD_I64LE, {},
+                          shard::kDefaultPerSampleChunk, gz);
+  if (!images_.valid() || !captions_.valid() || !offsets_.valid())
+    return error("cannot create the datasets");
+  if (options_.token_length > 0) {
+    // Token rows are chunked like images so that one sample touches one chunk of each.
+    tokens_ = make_dataset(file_.get(), shard::kTokens, H5T_STD_I32LE,
+                           {static_cast<hsize_t>(options_.token_length)}, options_.image_chunk, gz);
+    token_lengths_ = make_dataset(file_.get(), shard::kTokenLengths, H5T_STD_I32LE, {},
+                                  shard::kDefaultPerSampleChunk, gz);
+    if (!tokens_.valid() || !token_lengths_.valid()) return error("cannot create the tokens");
+  }
+  if (options_.labels) {
+    labels_ = make_dataset(file_.get(), shard::kLabels, H5T_STD_I32LE, {},
+                           shard::kDefaultPerSampleChunk, gz);
+    if (!labels_.valid()) return error("cannot create the labels");
+  }
+  const int64_t zero = 0;
+  if (append_rows(offsets_.get(), H5T_NATIVE_INT64, 0, 1, &zero) < 0 ||
+      write_int_attr(file_.get(), shard::kAttrFormatVersion, shard::kFormatVersion) < 0 ||
+      write_int_attr(file_.get(), shard::kAttrResolution, options_.resolution) < 0 ||
+      write_string_attr(file_.get(), shard::kAttrTokenizer, options_.tokenizer) < 0)
+    return error("cannot write the attributes");
+  return absl::OkStatus();
+}
+
+ShardWriter::~ShardWriter() {
+  if (finished_) return;
+  H5Quiet quiet;
+  images_.reset(), captions_.reset(), offsets_.reset(), tokens_.reset();
+  token_lengths_.reset(), labels_.reset(), file_.reset();
+  std::error_code ignored;
+  std::filesystem::remove(tmp_path_, ignored);
+}
+
+absl::Status ShardWriter::error(const std::string& what) const {
+  std::string hdf5 = h5_error_text();
+  return absl::InternalError(absl::StrCat(
+      "shard ", path_, ": ", what, hdf5.empty() ? "" : " (HDF5: ", hdf5, hdf5.empty() ? "" : ")"));
+}
+
+absl::Status ShardWriter::fail(absl::Status status) {
+  if (status_.ok()) status_ = status;
+  return status;
+}
+
+absl::Status ShardWriter::append(const SampleRef& sample) {
+  if (!status_.ok()) return status_;
+  if (finished_) return absl::FailedPreconditionError(absl::StrCat("shard ", path_, ": finished"));
+  const int64_t index = num_samples();
+  const size_t image_bytes = static_cast<size_t>(options_.resolution * options_.resolution * 3);
+  if (sample.image.size() != image_bytes)
+    return absl::InvalidArgumentError(absl::StrCat("shard ", path_, ": sample ", index, " has ",
+                                                   sample.image.size(), " image bytes, expected ",
+                                                   image_bytes, " (", options_.resolution, "x",
+                                                   options_.resolution, "x3)"));
+  if (sample.tokens.size() > static_cast<size_t>(options_.token_length))
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", path_, ": sample ", index, " has ", sample.tokens.size(),
+                     " tokens, the shard holds at most ", options_.token_length));
+  image_buf_.insert(image_buf_.end(), sample.image.begin(), sample.image.end());
+  caption_buf_.insert(caption_buf_.end(), sample.caption.begin(), sample.caption.end());
+  offset_buf_.push_back(caption_bytes_ + static_cast<int64_t>(caption_buf_.size()));
+  if (options_.token_length > 0) {
+    token_buf_.insert(token_buf_.end(), sample.tokens.begin(), sample.tokens.end());
+    token_buf_.resize(token_buf_.size() + options_.token_length - sample.tokens.size(), 0);
+    length_buf_.push_back(static_cast<int32_t>(sample.tokens.size()));
+  }
+  if (options_.labels) label_buf_.push_back(sample.label);
+  ++pending_;
+  // Flushing whole image chunks means each chunk is written (and checksummed) once.
+  if (pending_ == options_.image_chunk) return flush();
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::flush() {
+  if (pending_ == 0) return absl::OkStatus();
+  H5Quiet quiet;
+  const hsize_t start = written_, rows = pending_;
+  bool ok = append_rows(images_.get(), H5T_NATIVE_UINT8, start, rows, image_buf_.data()) >= 0 &&
+            append_rows(captions_.get(), H5T_NATIVE_UINT8, caption_bytes_, caption_buf_.size(),
+                        caption_buf_.data()) >= 0 &&
+            append_rows(offsets_.get(), H5T_NATIVE_INT64, start + 1, rows, offset_buf_.data()) >= 0;
+  if (ok && tokens_.valid())
+    ok = append_rows(tokens_.get(), H5T_NATIVE_INT32, start, rows, token_buf_.data()) >= 0 &&
+         append_rows(token_lengths_.get(), H5T_NATIVE_INT32, start, rows, length_buf_.data()) >= 0;
+  if (ok && labels_.valid())
+    ok = append_rows(labels_.get(), H5T_NATIVE_INT32, start, rows, label_buf_.data()) >= 0;
+  if (!ok)
+    return fail(
+        error(absl::StrCat("cannot write samples [", written_, ", ", written_ + pending_, ")")));
+  written_ += pending_;
+  caption_bytes_ += static_cast<int64_t>(caption_buf_.size());
+  pending_ = 0;
+  image_buf_.clear(), caption_buf_.clear(), offset_buf_.clear();
+  token_buf_.clear(), length_buf_.clear(), label_buf_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::finish() {
+  if (!status_.ok()) return status_;
+  if (finished_) return absl::OkStatus();
+  if (absl::Status s = flush(); !s.ok()) return s;
+  H5Quiet quiet;
+  if (write_int_attr(file_.get(), shard::kAttrNumSamples, written_) < 0)
+    return fail(error("cannot write num_samples"));
+  images_.reset(), captions_.reset(), offsets_.reset(), tokens_.reset();
+  token_lengths_.reset(), labels_.reset();
+  // H5Fclose (rather than dropping the reference) reports a failed final flush.
+  if (H5Fclose(file_.release()) < 0) return fail(error("cannot close the file"));
+  std::error_code ec;
+  std::filesystem::rename(tmp_path_, path_, ec);
+  if (ec)
+    return fail(absl::InternalError(
+        absl::StrCat("shard ", path_, ": cannot rename ", tmp_path_, ": ", ec.message())));
+  finished_ = true;
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::data
