@@ -149,7 +149,7 @@ absl::Status ShardWriter::fail(absl::Status status) {
   return status;
 }
 
-absl::Status ShardWriter::append(const SampleRef& sample) {
+absl::Status ShardWriter::append(const SampleToWrite& sample) {
   if (!status_.ok()) return status_;
   if (finished_) return absl::FailedPreconditionError(absl::StrCat("shard ", path_, ": finished"));
   const int64_t index = num_samples();

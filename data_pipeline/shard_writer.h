@@ -30,7 +30,7 @@ struct ShardWriterOptions {
 // One sample. `image` is resolution*resolution*3 bytes (H, W, RGB); `tokens` has at most
 // token_length entries (stored zero-padded, with its length); `label` is used when the shard
 // has labels.
-struct SampleRef {
+struct SampleToWrite {
   std::span<const uint8_t> image;
   std::string_view caption;
   std::span<const int32_t> tokens;
@@ -46,7 +46,7 @@ class ShardWriter {
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  absl::Status append(const SampleRef& sample);
+  absl::Status append(const SampleToWrite& sample);
   // Flushes, writes num_samples, closes and renames PATH.tmp to PATH.
   absl::Status finish();
 

@@ -13,15 +13,16 @@
 
 #include "models/model.h"
 #include "proto/config.pb.h"
+#include "train/data_source.h"
 
 namespace tessera::train {
 
-class SyntheticData {
+class SyntheticData final : public DataSource {
  public:
   explicit SyntheticData(const config::Config& config);
 
   // Samples at global positions [first, first + count), as the model's Batch.
-  models::Batch batch(int64_t first, int64_t count) const;
+  models::Batch batch(int64_t first, int64_t count) const override;
 
  private:
   Tensor images(const Tensor& classes, int64_t first, float noise) const;

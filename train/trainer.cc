@@ -20,10 +20,10 @@
 #include "models/factory.h"
 #include "ops/machine_peaks.h"
 #include "train/config.h"
+#include "train/data_source.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
-#include "train/synthetic_data.h"
 #include "train/zero_optimizer.h"
 
 namespace tessera::train {
@@ -86,11 +86,6 @@ int train(const TrainOptions& opt) {
     return kExitError;
   }
   const config::Config& cfg = *loaded;
-  if (cfg.data().source() != "synthetic") {
-    std::cerr << "tessera train: data.source '" << cfg.data().source()
-              << "': only \"synthetic\" is available until the HDF5 data pipeline lands\n";
-    return kExitError;
-  }
   if (cfg.train().threads() > 0) set_num_threads(cfg.train().threads());
   const std::string run_dir = opt.run_dir.empty() ? default_run_dir(opt.config_path) : opt.run_dir;
 
@@ -158,9 +153,10 @@ double Trainer::average_over_dp(double value) {
 
 Trainer::~Trainer() = default;
 
-nlohmann::json Trainer::evaluate(const SyntheticData& data, int64_t step) {
-  // Held-out samples: positions far beyond any the run trains on (the stream is keyed by
-  // position, so these never appear in training).
+nlohmann::json Trainer::evaluate(const DataSource& data, int64_t step) {
+  // Positions far beyond any the run trains on. For synthetic data (keyed by position) these
+  // samples never appear in training; for shards they are a later epoch of the same split — a
+  // held-out split (eval.source) comes with the data pipeline's evaluation work.
   constexpr int64_t kHeldOut = int64_t(1) << 50;
   const int64_t batch = config_.data().global_batch_size() / config_.train().micro_batches();
   const int64_t slice = batch / layout_.dp_size();
@@ -193,7 +189,8 @@ int Trainer::run() {
   }
   const int64_t optimizer_bytes = zero ? zero->state_bytes() : adamw->state_bytes();
   // --- end ZeRO-1
-  SyntheticData data(cfg);
+  std::unique_ptr<DataSource> source = make_data_source(cfg);
+  const DataSource& data = *source;
   std::unique_ptr<MetricsWriter> metrics;
   if (leader()) metrics = std::make_unique<MetricsWriter>(run_dir_ + "/metrics.jsonl");
   const bool print = leader() && !quiet_;

@@ -22,7 +22,7 @@
 
 namespace tessera::train {
 
-class SyntheticData;
+class DataSource;
 
 // Exit statuses of `tessera train` (DESIGN.md: interfaces users' scripts rely on).
 inline constexpr int kExitOk = 0;
@@ -55,7 +55,7 @@ class Trainer {
   const distributed::ParallelLayout& layout() const { return layout_; }
 
  private:
-  nlohmann::json evaluate(const SyntheticData& data, int64_t step);
+  nlohmann::json evaluate(const DataSource& data, int64_t step);
   double average_over_dp(double value);
   bool leader() const { return layout_.world_rank() == 0; }
 

@@ -1,0 +1,118 @@
+// Training from packed HDF5 shards: data.source names a manifest; batches are the shard samples
+// the global sampler picks, normalised for the model; a mismatched manifest is refused by name.
+#include "train/shard_data.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <google/protobuf/text_format.h>
+
+#include "core/philox.h"
+#include "data_pipeline/shard_writer.h"
+#include "tests/train/train_test_support.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+namespace tessera::train {
+namespace {
+
+constexpr int kRes = 8;
+
+// Two shards of class-coloured 8x8 images (class c: a bright channel c % 3), with labels, and a
+// manifest beside them. Returns the manifest path.
+std::string write_dataset(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  data::Manifest manifest;
+  manifest.set_format_version(1);
+  manifest.set_resolution(kRes);
+  manifest.set_split("train");
+  int64_t total = 0;
+  for (int s = 0; s < 2; ++s) {
+    const std::string name = "train-0000" + std::to_string(s) + ".h5";
+    data::ShardWriterOptions o;
+    o.resolution = kRes;
+    o.labels = true;
+    auto w = data::ShardWriter::create(dir + "/" + name, o);
+    EXPECT_TRUE(w.ok()) << w.status();
+    const int n = 24 + 8 * s;
+    for (int i = 0; i < n; ++i) {
+      const int label = (i * 7 + s) % 3;
+      std::vector<uint8_t> image(kRes * kRes * 3);
+      for (size_t p = 0; p < image.size(); ++p) {
+        const uint32_t noise = philox_block(1, s, i * 1000 + p).v[0] % 40;
+        image[p] = uint8_t(int(p % 3) == label ? 200 + noise : noise);
+      }
+      EXPECT_TRUE((*w)->append({image, "a caption", {}, label}).ok());
+    }
+    EXPECT_TRUE((*w)->finish().ok());
+    auto* shard = manifest.add_shards();
+    shard->set_path(name);
+    shard->set_num_samples(n);
+    total += n;
+  }
+  manifest.set_num_samples(total);
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(manifest, &text);
+  std::ofstream(dir + "/train.pbtxt") << text;
+  return dir + "/train.pbtxt";
+}
+
+config::Config vit_on(const std::string& manifest, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> sets = {"data.source=" + manifest, "model.vit.image_size=8",
+                                   "model.vit.patch=4", "model.vit.n_classes=3",
+                                   "data.global_batch_size=8"};
+  sets.insert(sets.end(), extra.begin(), extra.end());  // later --set wins
+  return testing_support::load("configs/vit_tiny.pbtxt", sets);
+}
+
+TEST(ShardData, BatchesAreTheSampledShardImagesNormalised) {
+  const std::string manifest = write_dataset(testing_support::run_dir("shards_batches"));
+  config::Config cfg = vit_on(manifest);
+  auto source = make_data_source(cfg);
+  models::Batch a = source->batch(0, 8), b = source->batch(0, 8), c = source->batch(8, 8);
+  ASSERT_EQ(a["images"].shape(), Shape({8, kRes, kRes, 3}));
+  EXPECT_EQ(0, std::memcmp(a["images"].raw_data(), b["images"].raw_data(), a["images"].nbytes()));
+  EXPECT_NE(0, std::memcmp(a["images"].raw_data(), c["images"].raw_data(), a["images"].nbytes()));
+  // The bright channel of every image is its label (normalised values: bright > 1, dark < 0).
+  for (int i = 0; i < 8; ++i) {
+    const float* px = a["images"].data<float>() + i * kRes * kRes * 3;
+    const int label = a["labels"].data<int32_t>()[i];
+    EXPECT_GT(px[label], 1.0f) << i;
+    EXPECT_LT(px[(label + 1) % 3], 0.0f) << i;
+  }
+}
+
+TEST(ShardData, TrainerLearnsFromShards) {
+  const std::string manifest = write_dataset(testing_support::run_dir("shards_train"));
+  config::Config cfg = vit_on(manifest, {"train.steps=40", "log.every_steps=10", "optim.lr=0.003",
+                                         "schedule.warmup_steps=0"});
+  std::filesystem::remove_all(testing_support::run_dir("shards_train_run"));
+  Trainer t(cfg, testing_support::run_dir("shards_train_run"), true);
+  ASSERT_EQ(t.run(), kExitOk);
+  std::ifstream f(testing_support::run_dir("shards_train_run") + "/metrics.jsonl");
+  std::vector<double> losses;
+  for (std::string line; std::getline(f, line);)
+    losses.push_back(nlohmann::json::parse(line)["loss"]);
+  ASSERT_EQ(losses.size(), 4u);
+  EXPECT_LT(losses.back(), 0.5 * losses.front());
+}
+
+TEST(ShardData, MismatchedManifestIsRefusedByName) {
+  const std::string manifest = write_dataset(testing_support::run_dir("shards_bad"));
+  config::Config cfg = vit_on(manifest, {"model.vit.image_size=16"});
+  try {
+    make_data_source(cfg);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(": resolution 8 does not match the model's image_size 16"),
+              std::string::npos)
+        << e.what();
+  }
+  cfg = vit_on("/nonexistent/train.pbtxt");
+  EXPECT_THROW(make_data_source(cfg), Error);
+}
+
+}  // namespace
+}  // namespace tessera::train
