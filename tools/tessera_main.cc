@@ -8,6 +8,7 @@
 #include "core/allocator.h"
 #include "core/threads.h"
 #include "dnnl.hpp"
+#include "tools/data_commands.h"
 #include "tools/train_command.h"
 
 namespace {
@@ -22,12 +23,12 @@ constexpr Verb kVerbs[] = {
     {"info", "print the build, CPU features, threads and devices", nullptr},
     {"train", "train a model from a config", nullptr},
     {"eval", "evaluate a checkpoint", "9"},
-    {"pack", "pack images/text into HDF5 shards", "6"},
-    {"inspect", "describe a shard, manifest or checkpoint", "6"},
+    {"pack", "pack images/text into HDF5 shards", nullptr},
+    {"inspect", "describe a shard or manifest (checkpoints: issue 7)", nullptr},
     {"sample", "sample images from a DiT checkpoint", "9"},
     {"export", "export a checkpoint to safetensors", "7"},
     {"plot", "plot a run's curves to PNG", "9"},
-    {"tokenizer", "train a SentencePiece tokenizer", "6"},
+    {"tokenizer", "train a SentencePiece tokenizer", nullptr},
     {"generate", "generate text from a GPT checkpoint", "9"},
 };
 
@@ -68,6 +69,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     if (verb == "train") return tessera::tools::train_command(argc - 1, argv + 1);
+    if (verb == "pack") return tessera::tools::pack_command(argc - 1, argv + 1);
+    if (verb == "inspect") return tessera::tools::inspect_command(argc - 1, argv + 1);
+    if (verb == "tokenizer") return tessera::tools::tokenizer_command(argc - 1, argv + 1);
     return info();
   }
   std::fprintf(stderr, "tessera: unknown verb '%s'\n", argv[1]);

@@ -1,0 +1,77 @@
+#pragma once
+// Packing: a JSONL image index -> HDF5 shards (FORMAT.md) plus one manifest per split
+// (proto/data.proto, DIR/SPLIT.pbtxt). `tessera pack` is a thin front end over pack_images.
+//
+// Index lines are JSON objects {"path", "caption", "label", "label_name"} (what
+// scripts/make_demo_data writes); label and label_name are optional. A relative path is taken
+// relative to the index's directory. Inputs that cannot become a sample (unreadable image, empty
+// caption, missing label) are skipped and reported, not fatal: one broken file out of thousands
+// of clip-art images should not cost the whole pack. A malformed index line is fatal (the index
+// is ours, so a bad line means a bad index, not a bad input).
+//
+// The train/val split is a function of the path string as written in the index only (FNV-1a 64
+// of it, see split_of), so repacking, reordering the index or adding inputs never moves an
+// existing image between splits: a val image stays unseen in training.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/data.pb.h"
+
+namespace tessera::data {
+
+struct PackOptions {
+  std::string index_path;       // JSONL, required
+  std::string out_dir;          // created if missing; gets SPLIT-00000.h5 ... and SPLIT.pbtxt
+  int resolution = 64;          // samples are resolution x resolution RGB
+  std::string tokenizer_model;  // SentencePiece .model; "" = the shards have no tokens
+  int context = 32;             // tokens per sample (with end-of-text and padding)
+  int64_t samples_per_shard = 1024;
+  double val_fraction = 0.1;  // in [0, 1]
+  // Label names, one per line (line i = label i); "" = taken from the index's label_name
+  // fields (a label without an int id gets the next id in order of first appearance).
+  std::string labels_path;
+  // Called after every input (done, total) with total = index lines; may be empty.
+  std::function<void(int64_t done, int64_t total)> progress;
+};
+
+struct SkippedInput {
+  int64_t line = 0;  // 1-based line of the index
+  std::string path;
+  std::string reason;
+};
+
+struct SplitReport {
+  std::string split;  // "train" or "val"
+  int64_t num_samples = 0;
+  std::vector<std::string> shards;  // file names in out_dir
+  std::string manifest;             // path of SPLIT.pbtxt; "" when the split is empty
+};
+
+struct PackReport {
+  int64_t inputs = 0;               // index lines with a record
+  std::vector<SplitReport> splits;  // train, then val
+  std::vector<SkippedInput> skipped;
+  std::vector<std::string> label_names;
+  std::string tokenizer;  // identity written to the shards and manifests
+};
+
+// "train" or "val" for an index path: val when the FNV-1a 64 hash of `path`, read as a fraction
+// in [0, 1), is below val_fraction.
+const char* split_of(const std::string& path, double val_fraction);
+
+// "fnv1a64:<16 hex digits>" of a file's bytes (the manifest's content_hash).
+absl::StatusOr<std::string> file_content_hash(const std::string& path);
+
+absl::StatusOr<PackReport> pack_images(const PackOptions& options);
+
+// Parses DIR/SPLIT.pbtxt and checks it: format_version is the one this build reads, each
+// shard exists with the recorded byte size (and, with verify_hashes, content hash), and the
+// shards' num_samples add up to the manifest's. Shard paths stay as written (relative to the
+// manifest's directory). Errors name the manifest and, where one is at fault, the shard.
+absl::StatusOr<Manifest> load_manifest(const std::string& path, bool verify_hashes = false);
+
+}  // namespace tessera::data
