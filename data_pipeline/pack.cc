@@ -145,7 +145,7 @@ class SplitWriter {
     report_.split = std::move(split);
   }
 
-  absl::Status append(const SampleRef& sample) {
+  absl::Status append(const SampleToWrite& sample) {
     if (writer_ && writer_->num_samples() >= options_.samples_per_shard) {
       if (auto s = close(); !s.ok()) return s;
     }
@@ -318,7 +318,7 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
           }
         }
       }
-      SampleRef ref{sample.pixels, r.caption, tokens, int32_t(r.label.value_or(0))};
+      SampleToWrite ref{sample.pixels, r.caption, tokens, int32_t(r.label.value_or(0))};
       SplitWriter& w =
           std::string_view(split_of(r.path, options.val_fraction)) == "val" ? val : train;
       if (auto s = w.append(ref); !s.ok()) return s;
