@@ -75,7 +75,10 @@ models::Batch ShardData::batch(int64_t first, int64_t count) const {
   Tensor keys = Tensor::empty({count}, DType::i64);
   for (int64_t b = 0; b < count; ++b) {
     const int64_t position = first + b;
-    const data::SampleRef ref = sampler_->at(position / epoch_samples_, position % epoch_samples_);
+    // The sampler keys epochs by 32 bits; a stream position past 2^32 epochs (evaluation reads
+    // far ahead) wraps around, which only repeats an order, never breaks one.
+    const int64_t epoch = (position / epoch_samples_) % (int64_t(1) << 32);
+    const data::SampleRef ref = sampler_->at(epoch, position % epoch_samples_);
     auto read = reader(ref.shard).read(ref.index, 1);
     TESSERA_CHECK(read.ok(), read.status().message());
     const uint8_t* px = read->images.data();

@@ -157,7 +157,7 @@ nlohmann::json Trainer::evaluate(const DataSource& data, int64_t step) {
   // Positions far beyond any the run trains on. For synthetic data (keyed by position) these
   // samples never appear in training; for shards they are a later epoch of the same split — a
   // held-out split (eval.source) comes with the data pipeline's evaluation work.
-  constexpr int64_t kHeldOut = int64_t(1) << 50;
+  constexpr int64_t kHeldOut = int64_t(1) << 40;
   const int64_t batch = config_.data().global_batch_size() / config_.train().micro_batches();
   const int64_t slice = batch / layout_.dp_size();
   double loss = 0;
