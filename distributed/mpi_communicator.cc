@@ -243,11 +243,12 @@ WorkHandle MpiCommunicator::broadcast(const Tensor& t, int root) {
   return enqueue(std::move(op));
 }
 
-WorkHandle MpiCommunicator::send(const Tensor& t, int peer) {
-  check_cpu_f32(t, "send", "t", name_);
-  TESSERA_CHECK(peer >= 0 && peer < size_, "send on '", name_, "': peer ", peer,
+WorkHandle MpiCommunicator::point_to_point(bool sending, const Tensor& t, int peer) {
+  const char* what = sending ? "send" : "recv";
+  check_cpu_f32(t, what, "t", name_);
+  TESSERA_CHECK(peer >= 0 && peer < size_, what, " on '", name_, "': peer ", peer,
                 " outside the group of ", size_);
-  auto op = std::make_unique<Op>(Op::kSend, "send");
+  auto op = std::make_unique<Op>(sending ? Op::kSend : Op::kRecv, what);
   op->collective = false;
   op->a = t;
   op->peer = peer;
@@ -255,16 +256,12 @@ WorkHandle MpiCommunicator::send(const Tensor& t, int peer) {
   return enqueue(std::move(op));
 }
 
+WorkHandle MpiCommunicator::send(const Tensor& t, int peer) {
+  return point_to_point(/*sending=*/true, t, peer);
+}
+
 WorkHandle MpiCommunicator::recv(const Tensor& t, int peer) {
-  check_cpu_f32(t, "recv", "t", name_);
-  TESSERA_CHECK(peer >= 0 && peer < size_, "recv on '", name_, "': peer ", peer,
-                " outside the group of ", size_);
-  auto op = std::make_unique<Op>(Op::kRecv, "recv");
-  op->collective = false;
-  op->a = t;
-  op->peer = peer;
-  op->elements = t.numel();
-  return enqueue(std::move(op));
+  return point_to_point(/*sending=*/false, t, peer);
 }
 
 WorkHandle MpiCommunicator::barrier() {

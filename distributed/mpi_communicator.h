@@ -129,6 +129,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   WorkHandle enqueue(std::unique_ptr<Op> op);
+  WorkHandle point_to_point(bool sending, const Tensor& t, int peer);  // send() and recv()
   void thread_main();
   void start(Op& op);
   void run_bulk(Op& op);

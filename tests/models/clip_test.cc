@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/model_test_support.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -64,9 +66,7 @@ Batch random_batch(int64_t B, const config::ClipConfig& c, uint64_t seed) {
 
 NamedTensors reference(Clip& model, const Batch& batch, const config::ClipConfig& c) {
   NamedTensors in;
-  for (const auto& info : model.params().infos()) {
-    in["case0." + info.spec.name] = model.params().param(model.params().find(info.spec.name));
-  }
+  testing::add_param_inputs(in, 0, model.params());
   for (const auto& [name, t] : batch) in["case0." + name] = t;
   char max_scale[32], init_scale[32];
   std::snprintf(max_scale, sizeof max_scale, "%.9g", c.max_logit_scale());
@@ -103,11 +103,7 @@ TEST_P(ClipTest, LossEmbeddingsAndEveryGradientMatchTorch) {
   model.params().zero_grads();
   LossResult train = model.forward_backward(batch, 1.0f);
   EXPECT_EQ(train.loss, eval.loss);
-  for (const auto& info : model.params().infos()) {
-    const std::string& name = info.spec.name;
-    EXPECT_ALL_CLOSE(model.params().grad(model.params().find(name)), ref["case0.grad." + name],
-                     1e-4, "grad " + name);
-  }
+  testing::expect_grads_match(model.params(), ref, 0, 1e-4);
   const float dscale = model.params().grad(model.params().find("logit_scale")).data<float>()[0];
   if (GetParam() == Case::kClamped) {
     EXPECT_EQ(dscale, 0.0f);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/model_test_support.h"
+
 #include <cstring>
 
 #include "core/random.h"
@@ -70,13 +72,6 @@ std::map<std::string, std::string> attrs(int c, const config::DitConfig& cfg) {
           {key("steps"), std::to_string(cfg.diffusion_steps())}};
 }
 
-void add_params(NamedTensors& in, int c, Dit& model) {
-  for (const auto& info : model.params().infos()) {
-    in[testing::case_key(c, info.spec.name)] =
-        model.params().param(model.params().find(info.spec.name));
-  }
-}
-
 TEST(DitTest, LossAndEveryGradientMatchTorch) {
   const config::DitConfig::BetaSchedule schedules[] = {config::DitConfig::LINEAR,
                                                        config::DitConfig::COSINE};
@@ -95,7 +90,7 @@ TEST(DitTest, LossAndEveryGradientMatchTorch) {
     batch["noise"] = testing::normal({3, 8, 8, 3}, 40 + c);
     // The reference gets the labels after the keyed drop (class_dropout 0.5).
     Dit::Draws d = model.draw(batch);
-    add_params(in, c, model);
+    testing::add_param_inputs(in, c, model.params());
     in[testing::case_key(c, "images")] = batch["images"];
     in[testing::case_key(c, "labels")] = d.labels;
     in[testing::case_key(c, "timesteps")] = d.timesteps;
@@ -132,7 +127,7 @@ TEST(DitTest, DdimSamplerMatchesTorch) {
   perturb(model, 9);
   Tensor noise = testing::normal({2, 8, 8, 3}, 50), labels = ints({3, 0});
   NamedTensors in;
-  add_params(in, 0, model);
+  testing::add_param_inputs(in, 0, model.params());
   in["case0.sample_noise"] = noise;
   in["case0.sample_labels"] = labels;
   auto at = attrs(0, cfg);

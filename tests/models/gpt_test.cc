@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/model_test_support.h"
+
 #include "core/philox.h"
 #include "tests/support/compare.h"
 #include "tests/support/reference.h"
@@ -36,9 +38,7 @@ Batch random_batch(int64_t B, int64_t T, int vocab, uint64_t seed) {
 // Reference loss, logits and gradients from tests/reference/ref_gpt.py (float64 autograd).
 NamedTensors reference(Gpt& model, const Batch& batch, const config::GptConfig& c) {
   NamedTensors in;
-  for (const auto& info : model.params().infos()) {
-    in["case0." + info.spec.name] = model.params().param(model.params().find(info.spec.name));
-  }
+  testing::add_param_inputs(in, 0, model.params());
   in["case0.tokens"] = batch.at("tokens");
   in["case0.targets"] = batch.at("targets");
   return testing::run_reference("gpt", in,
@@ -64,11 +64,7 @@ TEST_P(GptTest, LossLogitsAndEveryGradientMatchTorch) {
   model.params().zero_grads();
   LossResult train = model.forward_backward(batch, 1.0f);
   EXPECT_EQ(train.loss, eval.loss);
-  for (const auto& info : model.params().infos()) {
-    const std::string& name = info.spec.name;
-    EXPECT_ALL_CLOSE(model.params().grad(model.params().find(name)), ref["case0.grad." + name],
-                     1e-4, "grad " + name);
-  }
+  testing::expect_grads_match(model.params(), ref, 0, 1e-4);
 }
 
 TEST_P(GptTest, RecomputationGivesBitwiseEqualGradients) {

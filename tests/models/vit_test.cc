@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/models/model_test_support.h"
+
 #include <cstring>
 
 #include "core/philox.h"
@@ -38,9 +40,7 @@ Batch random_batch(int64_t B, const config::VitConfig& c, uint64_t seed) {
 
 NamedTensors reference(Vit& model, const Batch& batch, const config::VitConfig& c) {
   NamedTensors in;
-  for (const auto& info : model.params().infos()) {
-    in["case0." + info.spec.name] = model.params().param(model.params().find(info.spec.name));
-  }
+  testing::add_param_inputs(in, 0, model.params());
   in["case0.images"] = batch.at("images");
   in["case0.labels"] = batch.at("labels");
   return testing::run_reference("vit", in,
@@ -64,11 +64,7 @@ TEST(VitTest, LossLogitsAndEveryGradientMatchTorch) {
   model.params().zero_grads();
   LossResult train = model.forward_backward(batch, 1.0f);
   EXPECT_EQ(train.loss, eval.loss);
-  for (const auto& info : model.params().infos()) {
-    const std::string& name = info.spec.name;
-    EXPECT_ALL_CLOSE(model.params().grad(model.params().find(name)), ref["case0.grad." + name],
-                     1e-4, "grad " + name);
-  }
+  testing::expect_grads_match(model.params(), ref, 0, 1e-4);
 }
 
 TEST(VitTest, ParameterNamesAndLayout) {
