@@ -35,9 +35,19 @@ std::string manifest_name(int rank) {
   return absl::StrFormat("rank_%05d.pieces.pb", rank);
 }
 
-void crash_point(const char* point, int rank) {
+namespace {
+int64_t g_crash_step = -1;
+}  // namespace
+
+void set_crash_step(int64_t step) {
+  g_crash_step = step;
+}
+
+void crash_point(const std::string& point, int rank) {
   const char* want = std::getenv("TESSERA_CKPT_CRASH_AT");
   if (want == nullptr) return;
+  const char* at_step = std::getenv("TESSERA_CKPT_CRASH_STEP");
+  if (at_step != nullptr && at_step[0] != 0 && std::to_string(g_crash_step) != at_step) return;
   const std::string w = want, p = point;
   if (w == p || w == absl::StrCat(p, ":", rank)) {
     std::fprintf(stderr, "tessera: TESSERA_CKPT_CRASH_AT=%s: rank %d kills itself\n", want, rank);

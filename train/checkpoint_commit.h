@@ -31,8 +31,12 @@ std::string rank_file_name(int rank);     // "rank_00003.h5"
 std::string manifest_name(int rank);      // "rank_00003.pieces.pb"
 
 // Testing hook for crash consistency: when TESSERA_CKPT_CRASH_AT is `point` or `point:RANK` (this
-// rank), the process SIGKILLs itself here, exactly like a node dying mid-save.
-void crash_point(const char* point, int rank);
+// rank), the process SIGKILLs itself here, exactly like a node dying mid-save. With
+// TESSERA_CKPT_CRASH_STEP=N only while the checkpoint of step N is saved (set_crash_step).
+// The trainer also passes "step_N" at each step boundary: TESSERA_CKPT_CRASH_AT=step_5:1 kills
+// rank 1 after step 5.
+void crash_point(const std::string& point, int rank);
+void set_crash_step(int64_t step);
 
 // fsync of a file or directory.
 absl::Status fsync_path(const std::string& path);

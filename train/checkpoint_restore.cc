@@ -55,7 +55,7 @@ std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
   p.loss = meta.metrics().loss();
   p.lr = meta.metrics().lr();
   p.grad_norm = meta.metrics().grad_norm();
-  if (print_) {
+  if (leader) {  // also with --quiet: which checkpoint a run continues from always matters
     const auto& l = meta.layout();
     std::printf(
         "resumed from %s: step %lld, data position %lld; written by %d ranks (dp %d x tp %d%s), "

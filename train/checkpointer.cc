@@ -78,6 +78,7 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   }
   Timer stall;
   const int rank = layout_.world_rank();
+  ckpt::set_crash_step(progress.step);
   auto p = std::make_unique<Pending>();
   p->progress = progress;
   p->tmp = root_ + "/" + ckpt::tmp_dir_name(progress.step);
@@ -123,7 +124,8 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   report_["ckpt_stall_ms"] = stall.ms();
 }
 
-bool Checkpointer::step_boundary() {
+bool Checkpointer::step_boundary(int64_t step) {
+  ckpt::crash_point(absl::StrCat("step_", step), layout_.world_rank());
   const bool stop = stop_requested();
   if (layout_.world_size() == 1) {
     if (pending_ && pending_->done) complete();
@@ -150,6 +152,7 @@ void Checkpointer::complete() {
   std::unique_ptr<Pending> p = std::move(pending_);
   const int rank = layout_.world_rank();
   const int64_t step = p->progress.step;
+  ckpt::set_crash_step(step);
   std::error_code ec;
   if (!agree_ok(p->error.empty())) {
     if (rank == 0) fs::remove_all(p->tmp, ec);

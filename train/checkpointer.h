@@ -52,7 +52,7 @@ class Checkpointer {
             const TrainProgress& progress);
   // At every step boundary: completes an async save once every rank's write finished, and
   // returns true when any rank has stop_requested() (one all-reduce over the world).
-  bool step_boundary();
+  bool step_boundary(int64_t step);
   // Waits for and commits an async save in flight (before exit).
   void finish();
 

@@ -286,7 +286,7 @@ int Trainer::run() {
   // Returns an exit status when the run must end here.
   const int every = cfg.checkpoint().every_steps();
   auto step_boundary = [&](int64_t step) -> std::optional<int> {
-    const bool stop = ckpt.step_boundary();
+    const bool stop = ckpt.step_boundary(step);
     if ((every > 0 && step % every == 0 && step < steps) || stop) save();
     if (stop) {
       ckpt.finish();
