@@ -1,0 +1,117 @@
+// Resharding on load (runs on 4 ranks): a checkpoint written at (DP 2, TP 2) loads at (1, 1),
+// (4, 1), (1, 4) and (2, 1) with ZeRO-1, and the next steps' losses equal the original layout's
+// within f32 tolerance; the checkpoint each of those layouts writes loads back at (2, 2) and its
+// next step's loss equals the original run's too. GPT, ViT, CLIP and DiT tiny configs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "nlohmann/json.hpp"
+#include "tests/distributed/mpi_test_env.h"
+#include "tests/train/train_test_support.h"
+#include "train/checkpoint_commit.h"
+#include "train/trainer.h"
+
+namespace tessera::train {
+namespace {
+
+using testing_support::load;
+using testing_support::run_dir;
+
+struct Layout {
+  int ranks, tp, zero;
+  std::string name() const {
+    return absl::StrCat("dp", ranks / tp, "_tp", tp, zero ? "_zero1" : "");
+  }
+};
+
+// step -> loss from RUN_DIR/metrics.jsonl (training records only).
+std::map<int64_t, double> losses(const std::string& dir) {
+  std::map<int64_t, double> out;
+  std::ifstream f(dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(f, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("kind")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
+  }
+  return out;
+}
+
+// Trains `cfg` at `layout` on world ranks [0, layout.ranks), resuming from `resume` (may be
+// empty); the other ranks wait. Collective over the world.
+void train_at(distributed::Communicator& world, config::Config cfg, const Layout& layout,
+              const std::string& dir, const std::string& resume) {
+  cfg.mutable_parallel()->set_tensor_parallel(layout.tp);
+  cfg.mutable_parallel()->set_zero_stage(layout.zero);
+  const bool member = world.rank() < layout.ranks;
+  std::unique_ptr<distributed::Communicator> group;
+  if (layout.ranks < world.size()) {
+    group = world.split(member ? 0 : 1, world.rank(), "group");
+  }
+  if (member) {
+    distributed::Communicator* comm = layout.ranks == world.size() ? &world : group.get();
+    Trainer t(cfg, dir, true, layout.ranks == 1 ? nullptr : comm);
+    if (!resume.empty()) t.set_resume(resume);
+    EXPECT_EQ(t.run(), kExitOk) << layout.name();
+  }
+  world.barrier()->wait();
+}
+
+void expect_reshard(const std::string& model, config::Config cfg) {
+  auto world = distributed::testing::test_world(120);
+  ASSERT_EQ(world->size(), 4) << "run on 4 ranks";
+  cfg.mutable_train()->set_steps(4);
+  cfg.mutable_train()->set_deterministic(true);
+  cfg.mutable_train()->set_peak_flops(1e9);
+  cfg.mutable_checkpoint()->set_every_steps(1);
+  cfg.mutable_checkpoint()->set_keep_last(0);  // keep all
+  cfg.mutable_log()->set_every_steps(1);
+  cfg.mutable_parallel()->set_bucket_bytes(20000);  // several ZeRO buckets
+  const Layout original{4, 2, 0};
+  const std::string base = run_dir(model + "_" + original.name());
+  train_at(*world, cfg, original, base, "");
+  const std::string from = base + "/checkpoints/" + ckpt::step_dir_name(2);
+  const auto want = losses(base);
+  const double tol = 2e-5;
+  for (const Layout& l : {Layout{1, 1, 0}, Layout{4, 1, 0}, Layout{4, 4, 0}, Layout{2, 1, 1}}) {
+    const std::string dir = run_dir(model + "_" + l.name());
+    train_at(*world, cfg, l, dir, from);  // steps 3 and 4 from (2, 2)'s step 2
+    const std::string back = run_dir(model + "_" + l.name() + "_back");
+    train_at(*world, cfg, original, back, dir + "/checkpoints/" + ckpt::step_dir_name(3));
+    if (world->rank() == 0) {
+      const auto got = losses(dir), got_back = losses(back);
+      ASSERT_TRUE(got.count(3) && got.count(4) && got_back.count(4)) << model << " " << l.name();
+      ASSERT_FALSE(got.count(2)) << "the resumed run trained step 2 again";
+      for (int64_t s : {3, 4}) {
+        EXPECT_NEAR(got.at(s), want.at(s), tol * std::fabs(want.at(s)))
+            << model << ": step " << s << " at " << l.name() << " from " << original.name();
+      }
+      EXPECT_NEAR(got_back.at(4), want.at(4), tol * std::fabs(want.at(4)))
+          << model << ": step 4 at " << original.name() << " from " << l.name() << "'s step 3";
+    }
+  }
+}
+
+TEST(CheckpointReshard, Gpt) {
+  expect_reshard("gpt", load("configs/gpt_tiny.pbtxt", {"data.global_batch_size=8"}));
+}
+
+TEST(CheckpointReshard, Vit) {
+  expect_reshard("vit", load("configs/vit_tiny.pbtxt", {"data.global_batch_size=8"}));
+}
+
+TEST(CheckpointReshard, Clip) {
+  expect_reshard("clip", load("configs/clip_tiny.pbtxt",
+                              {"data.global_batch_size=8", "model.clip.image.transformer.n_layers=1",
+                               "model.clip.text.transformer.n_layers=1"}));
+}
+
+TEST(CheckpointReshard, Dit) {
+  expect_reshard("dit", load("configs/dit_tiny.pbtxt", {"data.global_batch_size=8"}));
+}
+
+}  // namespace
+}  // namespace tessera::train
