@@ -104,9 +104,10 @@ TEST(CheckpointReshard, Vit) {
 }
 
 TEST(CheckpointReshard, Clip) {
-  expect_reshard("clip", load("configs/clip_tiny.pbtxt",
-                              {"data.global_batch_size=8", "model.clip.image.transformer.n_layers=1",
-                               "model.clip.text.transformer.n_layers=1"}));
+  expect_reshard("clip",
+                 load("configs/clip_tiny.pbtxt",
+                      {"data.global_batch_size=8", "model.clip.image.transformer.n_layers=1",
+                       "model.clip.text.transformer.n_layers=1"}));
 }
 
 TEST(CheckpointReshard, Dit) {

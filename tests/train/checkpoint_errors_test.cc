@@ -1,0 +1,207 @@
+// Checkpoint reading against bad input (one process): a flipped byte in a tensor chunk, a
+// truncated rank file, a missing rank file, a corrupt metadata file, a checkpoint of another
+// model or vocabulary, torn (uncommitted) directories. Each is an error naming the file and the
+// tensor, and nothing in the checkpoint directory is touched by the failed load.
+#include <gtest/gtest.h>
+#include <hdf5.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "models/factory.h"
+#include "tests/train/train_test_support.h"
+#include "train/checkpoint.h"
+#include "train/checkpoint_commit.h"
+#include "train/trainer.h"
+
+namespace tessera::train {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_support::load;
+using testing_support::run_dir;
+
+constexpr char kConfig[] = "configs/gpt_tiny.pbtxt";
+
+config::Config tiny() {
+  return load(kConfig, {"train.steps=2", "train.peak_flops=1e9", "data.global_batch_size=4"});
+}
+
+// A trained run with committed checkpoints of steps 1 and 2; returns the trainer's parameters.
+Tensor train_run(const std::string& dir) {
+  config::Config cfg = tiny();
+  cfg.mutable_checkpoint()->set_every_steps(1);
+  Trainer t(cfg, dir, true);
+  EXPECT_EQ(t.run(), kExitOk);
+  Tensor out = Tensor::empty(t.model().params().params().shape(), DType::f32);
+  copy(t.model().params().params(), out);
+  return out;
+}
+
+// A copy of `dir`'s step-2 checkpoint to damage; returns the copy's path.
+std::string damaged_copy(const std::string& run, const std::string& name) {
+  const std::string dst = run_dir(name);
+  fs::remove_all(dst);
+  fs::copy(run + "/checkpoints/step_00000002", dst);
+  return dst;
+}
+
+// The byte offset in the file of dataset `name`'s first chunk.
+haddr_t chunk_address(const std::string& file, const std::string& name) {
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, name.c_str(), H5P_DEFAULT);
+  hid_t s = H5Dget_space(d);
+  hsize_t offset[4];
+  unsigned mask = 0;
+  haddr_t addr = HADDR_UNDEF;
+  hsize_t size = 0;
+  EXPECT_GE(H5Dget_chunk_info(d, s, 0, offset, &mask, &addr, &size), 0);
+  H5Sclose(s);
+  H5Dclose(d);
+  H5Fclose(f);
+  return addr;
+}
+
+std::string load_error(const std::string& path, const config::Config& cfg = tiny()) {
+  absl::StatusOr<CheckpointInfo> info = open_checkpoint(path);
+  if (!info.ok()) return std::string(info.status().message());
+  auto model = models::make_model(cfg.model());
+  absl::Status s = load_model_parameters(*info, model->params());
+  return s.ok() ? "" : std::string(s.message());
+}
+
+class CheckpointErrors : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    run_ = new std::string(run_dir("ckpt_errors_run"));
+    fs::remove_all(*run_);
+    params_ = new Tensor(train_run(*run_));
+  }
+  static std::string* run_;
+  static Tensor* params_;
+};
+std::string* CheckpointErrors::run_ = nullptr;
+Tensor* CheckpointErrors::params_ = nullptr;
+
+TEST_F(CheckpointErrors, IntactCheckpointLoadsTheTrainedParameters) {
+  absl::StatusOr<CheckpointInfo> info = open_checkpoint(*run_);  // a run directory
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->step, 2);
+  EXPECT_EQ(info->config.train().steps(), 2);
+  auto model = models::make_model(tiny().model());
+  ASSERT_TRUE(load_model_parameters(*info, model->params()).ok());
+  EXPECT_EQ(0, std::memcmp(model->params().params().data<float>(), params_->data<float>(),
+                           params_->nbytes()));
+}
+
+TEST_F(CheckpointErrors, FlippedByteInATensorChunk) {
+  const std::string dir = damaged_copy(*run_, "ckpt_flipped");
+  const std::string file = dir + "/rank_00000.h5";
+  const haddr_t at = chunk_address(file, "param:blocks.0.attn.qkv.weight");
+  ASSERT_NE(at, HADDR_UNDEF);
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(std::streamoff(at + 100));
+    char c = 0;
+    f.read(&c, 1);
+    c ^= 0x10;
+    f.seekp(std::streamoff(at + 100));
+    f.write(&c, 1);
+  }
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("checksum"), std::string::npos) << e;
+  EXPECT_NE(e.find(file), std::string::npos) << e;
+  EXPECT_NE(e.find("blocks.0.attn.qkv.weight"), std::string::npos) << e;
+}
+
+TEST_F(CheckpointErrors, TruncatedRankFile) {
+  const std::string dir = damaged_copy(*run_, "ckpt_truncated");
+  const std::string file = dir + "/rank_00000.h5";
+  fs::resize_file(file, fs::file_size(file) / 2);
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find(file), std::string::npos) << e;
+  EXPECT_NE(e.find("tensor "), std::string::npos) << e;
+}
+
+TEST_F(CheckpointErrors, MissingRankFile) {
+  const std::string dir = damaged_copy(*run_, "ckpt_missing");
+  fs::remove(dir + "/rank_00000.h5");
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("rank_00000.h5 is missing"), std::string::npos) << e;
+  EXPECT_NE(e.find("tensor "), std::string::npos) << e;
+}
+
+TEST_F(CheckpointErrors, CorruptMetadataIsCaughtByTheMarker) {
+  const std::string dir = damaged_copy(*run_, "ckpt_metadata");
+  {
+    std::fstream f(dir + "/metadata.pb", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(40);
+    f.write("\x7f", 1);
+  }
+  const std::string e = load_error(dir);
+  EXPECT_NE(e.find("metadata.pb"), std::string::npos) << e;
+  EXPECT_NE(e.find("CRC-32"), std::string::npos) << e;
+}
+
+TEST_F(CheckpointErrors, AnotherModelOrVocabulary) {
+  const std::string e = load_error(*run_, load("configs/vit_tiny.pbtxt"));
+  EXPECT_NE(e.find("metadata.pb: no param tensor"), std::string::npos) << e;
+  EXPECT_NE(e.find("gpt run"), std::string::npos) << e;
+  const std::string v = load_error(*run_, load(kConfig, {"model.gpt.vocab_size=256"}));
+  EXPECT_NE(v.find("tensor tok_emb.weight has shape (512, 64), the model's is (256, 64)"),
+            std::string::npos)
+      << v;
+  // Resuming a run of another model stops before touching anything.
+  Trainer t(load(kConfig, {"model.gpt.vocab_size=256", "train.steps=3"}),
+            run_dir("ckpt_other_model"), true);
+  t.set_resume(*run_);
+  try {
+    t.run();
+    FAIL() << "no error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("another model"), std::string::npos) << err.what();
+  }
+}
+
+TEST_F(CheckpointErrors, TornDirectoriesAreIgnoredWithAMessage) {
+  const std::string run = run_dir("ckpt_torn");
+  fs::remove_all(run);
+  fs::create_directories(run + "/checkpoints");
+  fs::copy(*run_ + "/checkpoints/step_00000002", run + "/checkpoints/step_00000002");
+  fs::copy(*run_ + "/checkpoints/step_00000002", run + "/checkpoints/step_00000003");
+  fs::remove(run + "/checkpoints/step_00000003/COMMITTED");
+  fs::copy(*run_ + "/checkpoints/step_00000002", run + "/checkpoints/.tmp-step_00000004");
+  const ckpt::Scan scan = ckpt::scan(run + "/checkpoints");
+  EXPECT_EQ(scan.committed, std::vector<int64_t>{2});
+  ASSERT_EQ(scan.notes.size(), 2u);
+  absl::StatusOr<CheckpointInfo> info = open_checkpoint(run);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->step, 2);
+  const std::string e = load_error(run + "/checkpoints/step_00000003");
+  EXPECT_NE(e.find("no COMMITTED marker"), std::string::npos) << e;
+  // The next save cleans them up.
+  const auto removed = ckpt::retain(run + "/checkpoints", 3, 0);
+  EXPECT_EQ(removed.size(), 2u);
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/.tmp-step_00000004"));
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/step_00000002/COMMITTED"));
+}
+
+TEST_F(CheckpointErrors, FailedResumeTouchesNothing) {
+  const std::string run = run_dir("ckpt_untouched");
+  fs::remove_all(run);
+  fs::create_directories(run + "/checkpoints");
+  const std::string step = run + "/checkpoints/step_00000002";
+  fs::copy(*run_ + "/checkpoints/step_00000002", step);
+  fs::resize_file(step + "/rank_00000.h5", fs::file_size(step + "/rank_00000.h5") - 1000);
+  const auto size = fs::file_size(step + "/rank_00000.h5");
+  Trainer t(load(kConfig, {"train.steps=3", "train.peak_flops=1e9", "data.global_batch_size=4"}),
+            run, true);
+  t.set_resume("auto");
+  EXPECT_THROW(t.run(), Error);
+  EXPECT_EQ(fs::file_size(step + "/rank_00000.h5"), size);
+  EXPECT_EQ(ckpt::scan(run + "/checkpoints").committed, std::vector<int64_t>{2});
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/step_00000003"));
+}
+
+}  // namespace
+}  // namespace tessera::train
