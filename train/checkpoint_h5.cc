@@ -17,6 +17,16 @@ using data::H5Quiet;
 
 namespace {
 
+// HDF5's error stack, or only "no space left on device" when that is the cause (the stack then
+// repeats the errno text several times among cache-flush details).
+std::string write_error() {
+  std::string text = data::h5_error_text();
+  if (text.find("No space left on device") != std::string::npos) {
+    return "no space left on device (disk full)";
+  }
+  return text;
+}
+
 // Chunks of at most ~1M elements (4 MiB): Fletcher32 needs chunked storage, and a reader of a
 // small hyperslab then verifies and reads only the chunks it touches.
 std::vector<hsize_t> chunk_dims(const std::vector<int64_t>& count) {
@@ -64,15 +74,14 @@ void PieceWriter::write(const std::string& dataset, const std::vector<int64_t>& 
          H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
   }
   TESSERA_CHECK(ok, "checkpoint file ", path_, ", dataset ", dataset,
-                ": write failed: ", data::h5_error_text());
+                ": write failed: ", write_error());
 }
 
 int64_t PieceWriter::close() {
   H5Quiet quiet;
   const bool flushed = H5Fflush(file_.get(), H5F_SCOPE_LOCAL) >= 0;
   const bool closed = H5Fclose(file_.release()) >= 0;
-  TESSERA_CHECK(flushed && closed, "checkpoint file ", path_,
-                ": write failed: ", data::h5_error_text());
+  TESSERA_CHECK(flushed && closed, "checkpoint file ", path_, ": write failed: ", write_error());
   // HDF5 leaves durability to the OS: fsync, so the commit marker never precedes the data.
   const int fd = ::open(path_.c_str(), O_RDONLY);
   TESSERA_CHECK(fd >= 0 && ::fsync(fd) == 0, "checkpoint file ", path_, ": fsync failed");

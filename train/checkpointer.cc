@@ -159,7 +159,8 @@ void Checkpointer::complete() {
     throw_error(absl::StrCat("checkpoint of step ", step, " failed, nothing committed: ",
                              p->error.empty() ? "another rank could not write its file (its "
                                                 "message names it)"
-                                              : p->error));
+                                              : p->error,
+                             "; earlier checkpoints in ", root_, " are untouched"));
   }
   ckpt::crash_point("after_write_barrier", rank);
   std::string error;
