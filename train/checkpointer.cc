@@ -121,7 +121,7 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   write();
   pending_ = std::move(p);
   complete();
-  report_["ckpt_stall_ms"] = stall.ms();
+  reports_.back()["ckpt_stall_ms"] = stall.ms();
 }
 
 bool Checkpointer::step_boundary(int64_t step) {
@@ -215,9 +215,12 @@ void Checkpointer::complete() {
                              rank == 0 ? error : "see rank 0's message"));
   }
   ckpt::crash_point("after_commit", rank);
-  report_ = {{"kind", "checkpoint"},         {"step", step},
-             {"ckpt_stall_ms", p->stall_ms}, {"ckpt_write_ms", p->write_ms},
-             {"ckpt_bytes", p->bytes},       {"async", async_}};
+  reports_.push_back({{"kind", "checkpoint"},
+                      {"step", step},
+                      {"ckpt_stall_ms", p->stall_ms},
+                      {"ckpt_write_ms", p->write_ms},
+                      {"ckpt_bytes", p->bytes},
+                      {"async", async_}});
   if (print_) {
     for (const auto& n : notes) std::printf("checkpoint: %s\n", n.c_str());
     std::printf(
@@ -230,10 +233,10 @@ void Checkpointer::complete() {
   }
 }
 
-nlohmann::json Checkpointer::take_report() {
-  nlohmann::json r = std::move(report_);
-  report_ = nullptr;
-  return r;
+std::vector<nlohmann::json> Checkpointer::take_reports() {
+  std::vector<nlohmann::json> out;
+  out.swap(reports_);
+  return out;
 }
 
 }  // namespace tessera::train

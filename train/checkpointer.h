@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "distributed/layout.h"
 #include "nlohmann/json.hpp"
@@ -62,9 +63,9 @@ class Checkpointer {
   std::optional<TrainProgress> restore(const std::string& what, models::ParamStore& params,
                                        const MomentsRef& moments);
 
-  // The last completed save, for metrics.jsonl: {"kind": "checkpoint", "step", "ckpt_stall_ms",
-  // "ckpt_write_ms", "ckpt_bytes", "async"}; null when nothing new since the last call.
-  nlohmann::json take_report();
+  // The saves completed since the last call, for metrics.jsonl: {"kind": "checkpoint", "step",
+  // "ckpt_stall_ms" (training time lost to the save), "ckpt_write_ms", "ckpt_bytes", "async"}.
+  std::vector<nlohmann::json> take_reports();
 
  private:
   bool agree_ok(bool ok);  // all-reduce over the world: true when every rank is ok
@@ -79,7 +80,7 @@ class Checkpointer {
   // The save in flight (async) or being completed.
   struct Pending;
   std::unique_ptr<Pending> pending_;
-  nlohmann::json report_;
+  std::vector<nlohmann::json> reports_;
 };
 
 }  // namespace tessera::train

@@ -279,8 +279,9 @@ int Trainer::run() {
     ckpt.save(params, moments, progress);
   };
   auto write_ckpt_report = [&] {
-    nlohmann::json r = ckpt.take_report();
-    if (!r.is_null() && metrics) metrics->write(r);
+    for (const nlohmann::json& r : ckpt.take_reports()) {
+      if (metrics) metrics->write(r);
+    }
   };
   // At every step boundary: the periodic save, and the ranks' agreement on a stop signal.
   // Returns an exit status when the run must end here.
