@@ -115,13 +115,14 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   if (async_) {
     p->thread = std::thread(write);
     p->stall_ms = stall.ms() + waited_ms;
+    reports_.push_back({{"step", progress.step}, {"ckpt_stall_ms", p->stall_ms}, {"async", true}});
     pending_ = std::move(p);
     return;
   }
   write();
   pending_ = std::move(p);
   complete();
-  reports_.back()["ckpt_stall_ms"] = stall.ms();
+  reports_.push_back({{"step", progress.step}, {"ckpt_stall_ms", stall.ms()}, {"async", false}});
 }
 
 bool Checkpointer::step_boundary(int64_t step) {
@@ -143,7 +144,10 @@ void Checkpointer::finish() {
   if (!pending_) return;
   Timer wait;
   join();
-  pending_->stall_ms += wait.ms();
+  if (print_) {
+    std::printf("checkpoint: waited %.1f ms for the background write of step %lld\n", wait.ms(),
+                (long long)pending_->progress.step);
+  }
   complete();
 }
 
@@ -215,12 +219,6 @@ void Checkpointer::complete() {
                              rank == 0 ? error : "see rank 0's message"));
   }
   ckpt::crash_point("after_commit", rank);
-  reports_.push_back({{"kind", "checkpoint"},
-                      {"step", step},
-                      {"ckpt_stall_ms", p->stall_ms},
-                      {"ckpt_write_ms", p->write_ms},
-                      {"ckpt_bytes", p->bytes},
-                      {"async", async_}});
   if (print_) {
     for (const auto& n : notes) std::printf("checkpoint: %s\n", n.c_str());
     std::printf(

@@ -63,8 +63,9 @@ class Checkpointer {
   std::optional<TrainProgress> restore(const std::string& what, models::ParamStore& params,
                                        const MomentsRef& moments);
 
-  // The saves completed since the last call, for metrics.jsonl: {"kind": "checkpoint", "step",
-  // "ckpt_stall_ms" (training time lost to the save), "ckpt_write_ms", "ckpt_bytes", "async"}.
+  // The saves started since the last call: {"step", "ckpt_stall_ms", "async"}. The stall is the
+  // time the training loop was held: the whole save when synchronous; the host copy plus any
+  // wait for the previous background write when async (the trainer adds it to metrics.jsonl).
   std::vector<nlohmann::json> take_reports();
 
  private:

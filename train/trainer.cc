@@ -83,6 +83,8 @@ std::unique_ptr<models::Model> make_tp_model(const config::Config& cfg,
 }
 
 int train(const TrainOptions& opt) {
+  // SIGTERM / SIGUSR1: save at the next step boundary, exit 75. First, before any thread exists.
+  install_stop_handlers();
   absl::StatusOr<config::Config> loaded = load_config(opt.config_path, opt.overrides);
   if (!loaded.ok()) {
     std::cerr << "tessera train: " << loaded.status().message() << "\n";
@@ -92,7 +94,6 @@ int train(const TrainOptions& opt) {
   if (cfg.train().threads() > 0) set_num_threads(cfg.train().threads());
   const std::string run_dir = opt.run_dir.empty() ? default_run_dir(opt.config_path) : opt.run_dir;
 
-  install_stop_handlers();  // SIGTERM / SIGUSR1: save at the next step boundary, exit 75
   if (!distributed::launched_by_mpi()) {
     Trainer trainer(cfg, run_dir, opt.quiet);
     trainer.set_resume(opt.resume);
@@ -278,29 +279,29 @@ int Trainer::run() {
     progress.optimizer_steps = zero ? zero->steps_taken() : adamw->steps_taken();
     ckpt.save(params, moments, progress);
   };
-  auto write_ckpt_report = [&] {
-    for (const nlohmann::json& r : ckpt.take_reports()) {
-      if (metrics) metrics->write(r);
-    }
-  };
-  // At every step boundary: the periodic save, and the ranks' agreement on a stop signal.
-  // Returns an exit status when the run must end here.
+  // At every step boundary: the periodic and the final save, and the ranks' agreement on a stop
+  // signal (true: stop after this step; the checkpoint is saved).
   const int every = cfg.checkpoint().every_steps();
-  auto step_boundary = [&](int64_t step) -> std::optional<int> {
+  double ckpt_stall_ms = 0;  // since the last metrics record
+  int64_t ckpt_step = -1;
+  auto checkpoint_boundary = [&](int64_t step) {
     const bool stop = ckpt.step_boundary(step);
-    if ((every > 0 && step % every == 0 && step < steps) || stop) save();
-    if (stop) {
-      ckpt.finish();
-      if (leader()) {
-        std::fprintf(stderr,
-                     "tessera train: stop signal: checkpoint of step %lld saved; exiting with %d "
-                     "(resume with --resume auto)\n",
-                     (long long)step, kExitResumable);
-      }
+    if ((every > 0 && step % every == 0) || step == steps || stop) save();
+    for (const nlohmann::json& r : ckpt.take_reports()) {
+      ckpt_stall_ms += r["ckpt_stall_ms"].get<double>();
+      ckpt_step = r["step"].get<int64_t>();
     }
-    write_ckpt_report();
-    if (stop) return kExitResumable;
-    return std::nullopt;
+    return stop;
+  };
+  auto stop_now = [&](int64_t step) {
+    ckpt.finish();
+    if (leader()) {
+      std::fprintf(stderr,
+                   "tessera train: stop signal: checkpoint of step %lld saved; exiting with %d "
+                   "(resume with --resume auto)\n",
+                   (long long)step, kExitResumable);
+    }
+    return kExitResumable;
   };
   // --- end checkpoints
 
@@ -360,11 +361,12 @@ int Trainer::run() {
         return kExitError;
       }
       progress.skipped_steps = skipped;
-      if (auto rc = step_boundary(step)) return *rc;
+      if (checkpoint_boundary(step)) return stop_now(step);
       continue;
     }
     bad_in_a_row = 0;
     const double step_s = step_timer.seconds();
+    const bool stop = checkpoint_boundary(step);
     window_loss += loss;
     window_data_s += data_s;
     window_step_s += step_s;
@@ -381,6 +383,12 @@ int Trainer::run() {
                             {"data_wait", window_data_s / window_step_s},
                             {"skipped_steps", skipped}};
       if (tokens > 0) rec["tokens_per_s"] = double(global_batch * tokens) / mean_step_s;
+      if (ckpt_step >= 0) {  // a save since the last record: its training stall
+        rec["ckpt_stall_ms"] = ckpt_stall_ms;
+        rec["ckpt_step"] = ckpt_step;
+        ckpt_stall_ms = 0;
+        ckpt_step = -1;
+      }
       if (sync) {
         rec["allreduce_hidden"] = sync->stats().hidden_fraction();
         rec["allreduce_wait_ms"] = sync->stats().wait_seconds * 1e3 / window_steps;
@@ -409,11 +417,9 @@ int Trainer::run() {
       nlohmann::json rec = evaluate(data, step);
       if (metrics) metrics->write(rec);
     }
-    if (auto rc = step_boundary(step)) return *rc;
+    if (stop) return stop_now(step);
   }
-  if (steps > start.step) save();  // the final state (a resume of a finished run adds nothing)
-  ckpt.finish();
-  write_ckpt_report();
+  ckpt.finish();  // an async save of the final state
   if (Profiler::enabled() && leader()) {
     std::printf("time per op family (TESSERA_PROFILE=1):\n%s", Profiler::report().c_str());
   }

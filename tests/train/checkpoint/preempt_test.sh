@@ -6,7 +6,7 @@
 set -u
 MPIEXEC=$1 TESSERA=$2 SRC=$3 PYTHON=$4
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 export TESSERA_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 sets=(--config "$SRC/configs/gpt_tiny.pbtxt" --set train.steps=300 --set train.peak_flops=1e9
       --set train.deterministic=true --set data.global_batch_size=4 --set log.every_steps=5)
