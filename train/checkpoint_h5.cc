@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "train/checkpoint_chunks.h"
 
 namespace tessera::train::ckpt {
 
@@ -57,7 +58,7 @@ PieceWriter::PieceWriter(std::string path) : path_(std::move(path)) {
 PieceWriter::~PieceWriter() = default;
 
 void PieceWriter::write(const std::string& dataset, const std::vector<int64_t>& count,
-                        const float* data) {
+                        float* data) {
   H5Quiet quiet;
   std::vector<hsize_t> dims(count.begin(), count.end());
   H5Handle space(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
@@ -70,8 +71,9 @@ void PieceWriter::write(const std::string& dataset, const std::vector<int64_t>& 
   if (ok) {
     ds = H5Handle(H5Dcreate2(file_.get(), dataset.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
                              dcpl.get(), H5P_DEFAULT));
-    ok = ds.valid() &&
-         H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+    ok = ds.valid() && (row_chunks(dims, chunk) ? write_chunks(ds.get(), dims, chunk, data)
+                                                : H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL,
+                                                           H5S_ALL, H5P_DEFAULT, data) >= 0);
   }
   TESSERA_CHECK(ok, "checkpoint file ", path_, ", dataset ", dataset,
                 ": write failed: ", write_error());
@@ -142,6 +144,23 @@ absl::Status PieceReader::read(const checkpoint::Tensor& t, const Box& want, flo
                     [](hsize_t a, int64_t b) { return int64_t(a) == b; })) {
       return absl::DataLossError(absl::StrCat(where, ": shape does not match the metadata of ",
                                               what, " ", describe(stored)));
+    }
+    if (stored.start == want.start && stored.count == want.count) {  // the whole piece
+      int64_t bad_row = 0;
+      const int rc = read_chunks(ds.get(), fdims, dst, &bad_row);
+      if (rc == -2) {
+        return absl::DataLossError(
+            absl::StrCat(where, ": checksum mismatch (Fletcher32): the data is corrupt in ", what,
+                         ", the chunk from row ", bad_row, " of the piece ", describe(stored)));
+      }
+      if (rc == -1) {
+        return absl::DataLossError(
+            absl::StrCat(where, ": read failed in ", what, ": ", data::h5_error_text()));
+      }
+      if (rc == 1) {
+        covered += both.numel();
+        continue;
+      }
     }
     const size_t n = both.start.size();
     std::vector<hsize_t> fstart(n), mstart(n), cnt(n);

@@ -20,7 +20,8 @@ class PieceWriter {
   explicit PieceWriter(std::string path);
   ~PieceWriter();
   // Writes a dataset of shape `count`, row-major from `data`. Throws naming file and dataset.
-  void write(const std::string& dataset, const std::vector<int64_t>& count, const float* data);
+  // `data` is scratch space during the call (train/checkpoint_chunks.h) and unchanged after it.
+  void write(const std::string& dataset, const std::vector<int64_t>& count, float* data);
   // Flushes, closes and fsyncs the file; returns its size in bytes. Throws on failure (a full
   // disk shows here at the latest).
   int64_t close();

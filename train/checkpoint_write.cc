@@ -60,9 +60,9 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
     manifest.set_file(rank_file_name(world_rank));
     ManifestBuilder pieces(&manifest);
     PieceWriter writer(dir + "/" + manifest.file());
-    const float* p = state.params.data<float>();
-    const float* m = mom.m.data<float>();
-    const float* v = mom.v.data<float>();
+    float* p = state.params.data<float>();
+    float* m = mom.m.data<float>();
+    float* v = mom.v.data<float>();
     const auto& infos = store.infos();
     for (size_t i = 0; i < infos.size(); ++i) {
       const auto& info = infos[i];
