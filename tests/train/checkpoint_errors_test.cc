@@ -205,3 +205,32 @@ TEST_F(CheckpointErrors, FailedResumeTouchesNothing) {
 
 }  // namespace
 }  // namespace tessera::train
+
+namespace tessera::train {
+namespace {
+
+// Retention: keep_last 3 and keep_every 4 over commits of steps 1..10 keep 4, 8 (milestones) and
+// 8, 9, 10 (newest); `latest` names the newest; commit replaces a directory of the same step.
+TEST(CheckpointRetention, KeepLastAndKeepEvery) {
+  const std::string root = testing_support::run_dir("ckpt_retention");
+  std::filesystem::remove_all(root);
+  std::filesystem::create_directories(root);
+  for (int64_t step = 1; step <= 10; ++step) {
+    const std::string tmp = root + "/" + ckpt::tmp_dir_name(step);
+    std::filesystem::create_directories(tmp);
+    ASSERT_TRUE(ckpt::write_file_durably(tmp + "/metadata.pb", "m" + std::to_string(step)).ok());
+    ASSERT_TRUE(ckpt::commit(root, step, tmp).ok());
+    ckpt::retain(root, 3, 4);
+  }
+  EXPECT_EQ(ckpt::scan(root).committed, (std::vector<int64_t>{4, 8, 9, 10}));
+  EXPECT_EQ(*ckpt::read_file(root + "/latest"), "step_00000010\n");
+  const std::string tmp = root + "/" + ckpt::tmp_dir_name(9);
+  std::filesystem::create_directories(tmp);
+  ASSERT_TRUE(ckpt::write_file_durably(tmp + "/metadata.pb", "again").ok());
+  ASSERT_TRUE(ckpt::commit(root, 9, tmp).ok());
+  EXPECT_EQ(*ckpt::read_file(root + "/step_00000009/metadata.pb"), "again");
+  EXPECT_TRUE(ckpt::verify_marker(root + "/step_00000009").ok());
+}
+
+}  // namespace
+}  // namespace tessera::train
