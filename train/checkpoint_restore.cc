@@ -17,6 +17,17 @@ std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
                                                    const MomentsRef& moments) {
   const bool leader = layout_.world_rank() == 0;
   std::string path = what;
+  if (what.empty()) {  // a fresh start: say so when it will overwrite a run's checkpoints
+    std::error_code ec;
+    if (leader && std::filesystem::is_directory(root_, ec) &&
+        !ckpt::scan(root_).committed.empty()) {
+      std::fprintf(stderr,
+                   "tessera train: warning: %s holds checkpoints of an earlier run; starting "
+                   "fresh (no --resume), later saves replace them\n",
+                   root_.c_str());
+    }
+    return std::nullopt;
+  }
   if (what == "auto") {
     std::error_code ec;
     ckpt::Scan scan;
@@ -36,11 +47,15 @@ std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
   TESSERA_CHECK(info.ok(), "--resume ", what, ": ", info.status().message());
   const checkpoint::Metadata& meta = info->metadata;
 
-  // The same model, or the tensors cannot mean the same thing.
+  // The same model, or the tensors cannot mean the same thing (n_heads, say, changes no shape).
+  // Activation recomputation changes only how it is computed.
+  config::ModelConfig saved = meta.config().model(), now = config_.model();
+  saved.clear_recompute_activations();
+  now.clear_recompute_activations();
   google::protobuf::util::MessageDifferencer diff;
   std::string report;
   diff.ReportDifferencesToString(&report);
-  TESSERA_CHECK(diff.Compare(meta.config().model(), config_.model()), "--resume ", info->dir,
+  TESSERA_CHECK(diff.Compare(saved, now), "--resume ", info->dir,
                 ": the checkpoint is of another model (", meta.model_kind(),
                 "); its model config differs from this run's: ", report);
   absl::Status s = load_model_parameters(*info, params);

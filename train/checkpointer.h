@@ -57,9 +57,10 @@ class Checkpointer {
   // Waits for and commits an async save in flight (before exit).
   void finish();
 
-  // `what`: "auto" (the newest committed checkpoint under root(), or nullopt: fresh start) or a
-  // path for open_checkpoint. Loads parameters and moments into this layout (resharding as
-  // needed) and returns the progress to continue from. Throws naming the file and tensor.
+  // `what`: "auto" (the newest committed checkpoint under root(), or nullopt: fresh start), a
+  // path for open_checkpoint, or empty (fresh start; warns when root() holds checkpoints). Loads
+  // parameters and moments into this layout (resharding as needed) and returns the progress to
+  // continue from. Throws naming the file and tensor.
   std::optional<TrainProgress> restore(const std::string& what, models::ParamStore& params,
                                        const MomentsRef& moments);
 

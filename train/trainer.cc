@@ -269,8 +269,8 @@ int Trainer::run() {
   const MomentsRef moments = zero ? MomentsRef{zero->m(), zero->v(), &zero->shards()}
                                   : MomentsRef{adamw->m(), adamw->v(), nullptr};
   TrainProgress start, progress;  // where this run starts; the state after the last step
-  if (!resume_.empty()) {
-    if (auto p = ckpt.restore(resume_, params, moments)) start = *p;
+  if (auto p = ckpt.restore(resume_, params, moments)) {
+    start = *p;
     if (zero) zero->set_steps_taken(start.optimizer_steps);
     if (adamw) adamw->set_steps_taken(start.optimizer_steps);
   }

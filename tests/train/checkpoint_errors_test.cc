@@ -163,6 +163,20 @@ TEST_F(CheckpointErrors, AnotherModelOrVocabulary) {
   }
 }
 
+// Same shapes, another architecture (more heads): the model config comparison catches it.
+TEST_F(CheckpointErrors, SameShapesAnotherArchitecture) {
+  Trainer t(load(kConfig,
+                 {"model.gpt.transformer.n_heads=8", "train.steps=3", "data.global_batch_size=4"}),
+            run_dir("ckpt_other_heads"), true);
+  t.set_resume(*run_);
+  try {
+    t.run();
+    FAIL() << "no error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("n_heads: 4 -> 8"), std::string::npos) << err.what();
+  }
+}
+
 TEST_F(CheckpointErrors, TornDirectoriesAreIgnoredWithAMessage) {
   const std::string run = run_dir("ckpt_torn");
   fs::remove_all(run);
