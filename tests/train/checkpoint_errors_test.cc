@@ -248,3 +248,36 @@ TEST(CheckpointRetention, KeepLastAndKeepEvery) {
 
 }  // namespace
 }  // namespace tessera::train
+
+namespace tessera::train {
+namespace {
+
+// Another global batch: allowed, with a warning; training goes on from the saved sample position.
+TEST(CheckpointResume, AnotherGlobalBatchContinuesFromTheCursor) {
+  const std::string dir = testing_support::run_dir("ckpt_batch");
+  std::filesystem::remove_all(dir);
+  {
+    Trainer t(testing_support::load(
+                  kConfig, {"train.steps=2", "data.global_batch_size=4", "train.peak_flops=1e9"}),
+              dir, true);
+    ASSERT_EQ(t.run(), kExitOk);
+  }
+  Trainer t(testing_support::load(
+                kConfig, {"train.steps=3", "data.global_batch_size=8", "train.peak_flops=1e9"}),
+            dir, true);
+  t.set_resume("auto");
+  ::testing::internal::CaptureStdout();
+  ASSERT_EQ(t.run(), kExitOk);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("warning: data.global_batch_size is 8, the checkpoint's run used 4"),
+            std::string::npos)
+      << out;
+  absl::StatusOr<CheckpointInfo> info = open_checkpoint(dir);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->step, 3);
+  EXPECT_EQ(info->metadata.data().next_position(), 2 * 4 + 8);
+  EXPECT_EQ(info->metadata.optimizer().steps_taken(), 3);
+}
+
+}  // namespace
+}  // namespace tessera::train
