@@ -79,6 +79,7 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   Timer stall;
   const int rank = layout_.world_rank();
   ckpt::set_crash_step(progress.step);
+  saved_step_ = progress.step;
   auto p = std::make_unique<Pending>();
   p->progress = progress;
   p->tmp = root_ + "/" + ckpt::tmp_dir_name(progress.step);
@@ -115,14 +116,16 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   if (async_) {
     p->thread = std::thread(write);
     p->stall_ms = stall.ms() + waited_ms;
-    reports_.push_back({{"step", progress.step}, {"ckpt_stall_ms", p->stall_ms}, {"async", true}});
+    stall_ms_ += p->stall_ms;
+    stall_step_ = progress.step;
     pending_ = std::move(p);
     return;
   }
   write();
   pending_ = std::move(p);
   complete();
-  reports_.push_back({{"step", progress.step}, {"ckpt_stall_ms", stall.ms()}, {"async", false}});
+  stall_ms_ += stall.ms();
+  stall_step_ = progress.step;
 }
 
 bool Checkpointer::step_boundary(int64_t step) {
@@ -231,10 +234,34 @@ void Checkpointer::complete() {
   }
 }
 
-std::vector<nlohmann::json> Checkpointer::take_reports() {
-  std::vector<nlohmann::json> out;
-  out.swap(reports_);
-  return out;
+bool Checkpointer::end_of_step(const models::ParamStore& params, const MomentsRef& moments,
+                               const TrainProgress& progress, int64_t total_steps) {
+  const int64_t step = progress.step;
+  const int every = config_.checkpoint().every_steps();
+  const bool stop = step_boundary(step);
+  if ((every > 0 && step % every == 0) || step == total_steps || stop) {
+    save(params, moments, progress);
+  }
+  return stop;
+}
+
+void Checkpointer::stop() {
+  const int64_t step = saved_step_;
+  finish();
+  if (layout_.world_rank() == 0) {
+    std::fprintf(stderr,
+                 "tessera train: stop signal: checkpoint of step %lld saved; exiting with 75 "
+                 "(resume with --resume auto)\n",
+                 (long long)step);
+  }
+}
+
+void Checkpointer::report_stall(nlohmann::json& record) {
+  if (stall_step_ < 0) return;
+  record["ckpt_stall_ms"] = stall_ms_;
+  record["ckpt_step"] = stall_step_;
+  stall_ms_ = 0;
+  stall_step_ = -1;
 }
 
 }  // namespace tessera::train

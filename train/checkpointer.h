@@ -47,6 +47,17 @@ class Checkpointer {
 
   const std::string& root() const { return root_; }
 
+  // At the end of every step (progress.step of total_steps): saves when due (every
+  // checkpoint.every_steps, the last step, a stop) and returns true when the run stops here
+  // because a rank got a stop signal (then call stop()).
+  bool end_of_step(const models::ParamStore& params, const MomentsRef& moments,
+                   const TrainProgress& progress, int64_t total_steps);
+  // Waits for the stop's checkpoint to commit and says so on stderr (exit status 75 follows).
+  void stop();
+  // Adds "ckpt_stall_ms" (the training time the saves since the last call held the loop) and
+  // "ckpt_step" (the last saved step) to a metrics record, when there was a save.
+  void report_stall(nlohmann::json& record);
+
   // Saves the state after progress.step. Sync: returns when committed. Async
   // (checkpoint.async): returns after the host copy; a previous async save is completed first.
   void save(const models::ParamStore& params, const MomentsRef& moments,
@@ -64,11 +75,6 @@ class Checkpointer {
   std::optional<TrainProgress> restore(const std::string& what, models::ParamStore& params,
                                        const MomentsRef& moments);
 
-  // The saves started since the last call: {"step", "ckpt_stall_ms", "async"}. The stall is the
-  // time the training loop was held: the whole save when synchronous; the host copy plus any
-  // wait for the previous background write when async (the trainer adds it to metrics.jsonl).
-  std::vector<nlohmann::json> take_reports();
-
  private:
   bool agree_ok(bool ok);  // all-reduce over the world: true when every rank is ok
   void complete();         // steps 3-5 for the pending save
@@ -82,7 +88,11 @@ class Checkpointer {
   // The save in flight (async) or being completed.
   struct Pending;
   std::unique_ptr<Pending> pending_;
-  std::vector<nlohmann::json> reports_;
+  // Saves since report_stall: the stall is the whole save when synchronous; the host copy plus
+  // any wait for the previous background write when async.
+  double stall_ms_ = 0;
+  int64_t stall_step_ = -1;
+  int64_t saved_step_ = -1;  // the last save started
 };
 
 }  // namespace tessera::train

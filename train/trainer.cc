@@ -275,33 +275,10 @@ int Trainer::run() {
     if (adamw) adamw->set_steps_taken(start.optimizer_steps);
   }
   progress = start;
-  auto save = [&] {
+  // At every step boundary: save when due; true when all ranks stop here (a stop signal).
+  auto checkpoint_boundary = [&] {
     progress.optimizer_steps = zero ? zero->steps_taken() : adamw->steps_taken();
-    ckpt.save(params, moments, progress);
-  };
-  // At every step boundary: the periodic and the final save, and the ranks' agreement on a stop
-  // signal (true: stop after this step; the checkpoint is saved).
-  const int every = cfg.checkpoint().every_steps();
-  double ckpt_stall_ms = 0;  // since the last metrics record
-  int64_t ckpt_step = -1;
-  auto checkpoint_boundary = [&](int64_t step) {
-    const bool stop = ckpt.step_boundary(step);
-    if ((every > 0 && step % every == 0) || step == steps || stop) save();
-    for (const nlohmann::json& r : ckpt.take_reports()) {
-      ckpt_stall_ms += r["ckpt_stall_ms"].get<double>();
-      ckpt_step = r["step"].get<int64_t>();
-    }
-    return stop;
-  };
-  auto stop_now = [&](int64_t step) {
-    ckpt.finish();
-    if (leader()) {
-      std::fprintf(stderr,
-                   "tessera train: stop signal: checkpoint of step %lld saved; exiting with %d "
-                   "(resume with --resume auto)\n",
-                   (long long)step, kExitResumable);
-    }
-    return kExitResumable;
+    return ckpt.end_of_step(params, moments, progress, steps);
   };
   // --- end checkpoints
 
@@ -361,12 +338,15 @@ int Trainer::run() {
         return kExitError;
       }
       progress.skipped_steps = skipped;
-      if (checkpoint_boundary(step)) return stop_now(step);
+      if (checkpoint_boundary()) {
+        ckpt.stop();
+        return kExitResumable;
+      }
       continue;
     }
     bad_in_a_row = 0;
     const double step_s = step_timer.seconds();
-    const bool stop = checkpoint_boundary(step);
+    const bool stop = checkpoint_boundary();
     window_loss += loss;
     window_data_s += data_s;
     window_step_s += step_s;
@@ -383,12 +363,7 @@ int Trainer::run() {
                             {"data_wait", window_data_s / window_step_s},
                             {"skipped_steps", skipped}};
       if (tokens > 0) rec["tokens_per_s"] = double(global_batch * tokens) / mean_step_s;
-      if (ckpt_step >= 0) {  // a save since the last record: its training stall
-        rec["ckpt_stall_ms"] = ckpt_stall_ms;
-        rec["ckpt_step"] = ckpt_step;
-        ckpt_stall_ms = 0;
-        ckpt_step = -1;
-      }
+      ckpt.report_stall(rec);  // ckpt_stall_ms, ckpt_step after a save
       if (sync) {
         rec["allreduce_hidden"] = sync->stats().hidden_fraction();
         rec["allreduce_wait_ms"] = sync->stats().wait_seconds * 1e3 / window_steps;
@@ -417,7 +392,10 @@ int Trainer::run() {
       nlohmann::json rec = evaluate(data, step);
       if (metrics) metrics->write(rec);
     }
-    if (stop) return stop_now(step);
+    if (stop) {
+      ckpt.stop();
+      return kExitResumable;
+    }
   }
   ckpt.finish();  // an async save of the final state
   if (Profiler::enabled() && leader()) {
