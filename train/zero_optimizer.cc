@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "models/layers/tensor_parallel.h"
 #include "ops/adamw.h"
 #include "ops/reduce.h"
 
@@ -40,25 +41,61 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
   }
 }
 
+// Sums of squares of this rank's shard, split by whether the parameter a piece belongs to is
+// split by tensor parallelism: under TP each TP rank's shard buffer holds a different slice of a
+// split parameter's gradient (to be summed over the TP group) but the same replicated ones (to be
+// counted once), the rule of models::tp_grad_l2_norm.
+ZeroAdamW::ShardSquares ZeroAdamW::shard_sum_squares() const {
+  ShardSquares s;
+  if (store_.tp_comm() == nullptr) {
+    // Padding elements of shard_grads_ are the average of zeros, so summing the whole shard
+    // buffer is the sum over this rank's real elements.
+    s.replicated = ops::sum_squares(shard_grads_);
+    return s;
+  }
+  for (const auto& b : shards_.buckets) {
+    for (const models::ParamInfo& info : store_.infos()) {
+      const int64_t begin = std::max(b.own_begin, info.offset);
+      const int64_t end = std::min(b.own_end, info.offset + info.numel);
+      if (begin >= end) continue;
+      const double ss =
+          ops::sum_squares(shard_grads_.flat_view(b.offset + (begin - b.own_begin), {end - begin}));
+      (info.spec.split_dim >= 0 ? s.split : s.replicated) += ss;
+    }
+  }
+  return s;
+}
+
 double ZeroAdamW::global_grad_norm() {
-  // Padding elements of shard_grads_ are the average of zeros, so summing the whole shard buffer
-  // is the sum over this rank's real elements.
-  const double mine = ops::sum_squares(shard_grads_);
+  const ShardSquares mine = shard_sum_squares();
   // The communicator reduces f32 only, and an f32 all-reduce would both round the partial sums
-  // and add them in an order MPI picks. Instead each rank sends its double as hi + lo floats
+  // and add them in an order MPI picks. Instead each rank sends its doubles as hi + lo floats
   // (exact to ~2^-48 relative; NaN/Inf stay non-finite) and every rank adds all of them in rank
   // order: the same norm, bit for bit, on every rank.
-  Tensor send = Tensor::empty({2}, DType::f32);
-  const float hi = static_cast<float>(mine);
-  send.data<float>()[0] = hi;
-  send.data<float>()[1] = static_cast<float>(mine - double(hi));
-  Tensor all = Tensor::empty({2 * int64_t(dp_.size())}, DType::f32);
-  dp_.all_gather(send, all)->wait();
-  double total = 0;
-  for (int r = 0; r < dp_.size(); ++r) {
-    total += double(all.data<float>()[2 * r]) + double(all.data<float>()[2 * r + 1]);
+  Tensor send = Tensor::empty({4}, DType::f32);
+  const double parts[2] = {mine.split, mine.replicated};
+  for (int i = 0; i < 2; ++i) {
+    const float hi = static_cast<float>(parts[i]);
+    send.data<float>()[2 * i] = hi;
+    send.data<float>()[2 * i + 1] = static_cast<float>(parts[i] - double(hi));
   }
-  return std::sqrt(total);
+  Tensor all = Tensor::empty({4 * int64_t(dp_.size())}, DType::f32);
+  dp_.all_gather(send, all)->wait();
+  double split = 0, replicated = 0;
+  for (int r = 0; r < dp_.size(); ++r) {
+    const float* a = all.data<float>() + 4 * r;
+    split += double(a[0]) + double(a[1]);
+    replicated += double(a[2]) + double(a[3]);
+  }
+  if (store_.tp_comm() != nullptr) {
+    // Split parameters: every TP rank holds another slice, so their squares add over the TP group
+    // (an f32 all-reduce of a double, as tp_grad_l2_norm does; identical on every TP rank).
+    Tensor t = Tensor::empty({1}, DType::f32);
+    t.data<float>()[0] = static_cast<float>(split);
+    models::tp_all_reduce(store_, t);
+    split = t.data<float>()[0];
+  }
+  return std::sqrt(split + replicated);
 }
 
 StepStats ZeroAdamW::step(double lr) {

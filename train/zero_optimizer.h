@@ -16,9 +16,11 @@
 // exists. Not done.)
 //
 // One step:
-//   1. global gradient norm: each rank's sum of squares of its shard (ops::sum_squares, double),
-//      all-gathered as two floats (hi + lo, ~48 bits) and added in rank order, so every rank gets
-//      the same norm bit for bit and takes the same decisions (clip scale, non-finite skip);
+//   1. global gradient norm: each rank's sums of squares of its shard (ops::sum_squares, double;
+//      TP-split and replicated parameters apart), all-gathered as hi + lo floats (~48 bits) and
+//      added in rank order, so every rank gets the same norm bit for bit and takes the same
+//      decisions (clip scale, non-finite skip); under TP the split part is then summed over the
+//      TP group, the norm one unsplit process would compute (models::tp_grad_l2_norm's rule);
 //   2. clip as AdamW does (the scale fused into the update); refuse non-finite gradients;
 //   3. AdamW (ops::adamw_step) on each bucket's shard: params[own range], shard grads, m, v, mask;
 //   4. the updated shard is copied into shard_grads() (no longer needed: it becomes the
@@ -61,6 +63,10 @@ class ZeroAdamW {
   int64_t buffer_bytes() const;
 
  private:
+  struct ShardSquares {
+    double split = 0, replicated = 0;  // over TP-split and replicated parameters
+  };
+  ShardSquares shard_sum_squares() const;
   double global_grad_norm();
 
   models::ParamStore& store_;
