@@ -5,6 +5,11 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/attention.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/attention.cuh"
+#endif
 
 namespace tessera::ops {
 namespace {
@@ -25,6 +30,19 @@ Dims check_qkv(const OpCheck& c, const Tensor& qkv, int n_heads) {
   return {qkv.dim(0), qkv.dim(1), C, n_heads, C / n_heads};
 }
 
+#if TESSERA_WITH_CUDA
+// The own kernel's backward needs B*H*T floats of scratch (rowsum(dout * out)); the caching
+// allocator makes it free after the first step.
+void cuda_attention_backward(const OpCheck& c, const Dims& d, const Tensor& dout, const Tensor& qkv,
+                             const Tensor& out, const Tensor& lse, const Tensor& dqkv,
+                             bool causal) {
+  Tensor delta = Tensor::empty({d.B, d.H, d.T}, DType::f32, c.device());
+  cuda::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
+                           lse.data<float>(), dqkv.data<float>(), delta.data<float>(), d.B, d.T,
+                           d.H, d.D, causal, stream_for(c));
+}
+#endif
+
 }  // namespace
 
 void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_heads,
@@ -33,9 +51,14 @@ void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, 
   OpCheck c("attention_forward");
   const Dims d = check_qkv(c, qkv, n_heads);
   c.tensor("out", out, DType::f32, {d.B, d.T, d.C}).tensor("lse", lse, DType::f32, {d.B, d.H, d.T});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::attention_forward(qkv.data<float>(), out.data<float>(), lse.data<float>(), d.B, d.T, d.H,
-                         d.D, causal);
+  if (c.device().is_cpu()) {
+    cpu::attention_forward(qkv.data<float>(), out.data<float>(), lse.data<float>(), d.B, d.T, d.H,
+                           d.D, causal);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::attention_forward(qkv.data<float>(), out.data<float>(), lse.data<float>(), d.B,
+                                   d.T, d.H, d.D, causal, stream_for(c)));
+  }
 }
 
 void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
@@ -47,9 +70,12 @@ void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out
       .tensor("out", out, DType::f32, {d.B, d.T, d.C})
       .tensor("lse", lse, DType::f32, {d.B, d.H, d.T})
       .tensor("dqkv", dqkv, DType::f32, qkv.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
-                          lse.data<float>(), dqkv.data<float>(), d.B, d.T, d.H, d.D, causal);
+  if (c.device().is_cpu()) {
+    cpu::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
+                            lse.data<float>(), dqkv.data<float>(), d.B, d.T, d.H, d.D, causal);
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda_attention_backward(c, d, dout, qkv, out, lse, dqkv, causal));
+  }
 }
 
 }  // namespace tessera::ops
