@@ -107,17 +107,34 @@ void cuda_attention_forward(const OpCheck& c, const Dims& d, const Tensor& qkv, 
 
 // The own kernel's backward needs B*H*T floats of scratch (rowsum(dout * out)); the caching
 // allocator makes it free after the first step. cuDNN's lse (its softmax stats) has the same
-// meaning as the own kernel's, so either forward pairs with this backward.
+// meaning as the own kernel's, so either forward pairs with either backward.
 void cuda_attention_backward(const OpCheck& c, const Dims& d, const Tensor& dout, const Tensor& qkv,
                              const Tensor& out, const Tensor& lse, const Tensor& dqkv,
                              bool causal) {
-  Tensor delta = Tensor::empty({d.B, d.H, d.T}, DType::f32, c.device());
   cudaStream_t s = stream_for(c);
+  Tensor delta = Tensor::empty({d.B, d.H, d.T}, DType::f32, c.device());
   if (qkv.dtype() == DType::f32) {
     cuda::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
                              lse.data<float>(), dqkv.data<float>(), delta.data<float>(), d.B, d.T,
                              d.H, d.D, causal, s);
     return;
+  }
+  if (use_cudnn(d, "attention_backward")) {
+    Tensor workspace;
+    try {
+      cuda::cudnn_sdpa_backward(
+          dout.data<bf16>(), qkv.data<bf16>(), out.data<bf16>(), lse.data<float>(),
+          dqkv.data<bf16>(), d.B, d.T, d.H, d.D, causal,
+          [&](size_t bytes) {
+            workspace = Tensor::empty({int64_t(bytes)}, DType::u8, c.device());
+            return workspace.raw_data();
+          },
+          s);
+      return;
+    } catch (const Error& e) {
+      if (attention_backend() == AttentionBackend::kCudnn) throw;
+      note_fallback(e.what());
+    }
   }
   auto bits = [](const Tensor& t) { return reinterpret_cast<uint16_t*>(t.data<bf16>()); };
   cuda::attention_backward_bf16(bits(dout), bits(qkv), bits(out), lse.data<float>(), bits(dqkv),

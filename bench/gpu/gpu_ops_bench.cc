@@ -3,8 +3,8 @@
 //   - bandwidth-bound ops (layernorm, GELU, AdamW) as GB/s and % of a device-to-device copy;
 //   - bf16 matmul 4096^3 through ops::matmul (cuBLASLt) as TFLOP/s and % of a plain
 //     cublasGemmEx on the same operands;
-//   - attention forward + backward (T = 1024, D = 64, own kernel, f32 and bf16 storage) as
-//     TFLOP/s and % of the bf16 matmul rate.
+//   - attention forward + backward (T = 1024, D = 64: own kernel f32 and bf16, cuDNN's fused
+//     attention bf16) as TFLOP/s and % of the bf16 matmul rate.
 // Times come from CUDA events around `iters` launches on the compute stream after warm-up. Ends
 // with one JSON line. Never a pass/fail: no assertions on timings.
 #include <cublas_v2.h>
@@ -146,26 +146,44 @@ int run() {
     rows.push_back({"ops::matmul bf16 4096^3", ms, matmul_tflops, "TFLOP/s",
                     100 * matmul_tflops / ref_tflops, "cublasGemmEx"});
   }
-  {  // attention forward + backward, B=8, T=1024, H=16, D=64 (own kernel, f32 storage)
+  {  // attention forward + backward, B=8, T=1024, H=16, D=64: own kernel f32 and bf16, cuDNN bf16
     const int64_t B = 8, T = 1024, H = 16, D = 64, C = H * D;
-    for (bool causal : {false, true}) {
-      Tensor qkv = filled({B, T, 3 * C}, DType::f32, 0.01f);
-      Tensor out = Tensor::empty({B, T, C}, DType::f32, kGpu);
-      Tensor lse = Tensor::empty({B, H, T}, DType::f32, kGpu);
-      Tensor dout = filled({B, T, C}, DType::f32, 0.01f);
-      Tensor dqkv = Tensor::empty({B, T, 3 * C}, DType::f32, kGpu);
-      ms = time_ms(
-          [&] {
-            ops::attention_forward(qkv, out, lse, int(H), causal);
-            ops::attention_backward(dout, qkv, out, lse, dqkv, int(H), causal);
-          },
-          5);
-      // Forward 2 products, backward 5, each 2*B*H*T*T*D FLOP; causal does about half.
-      const double flop = 7.0 * 2 * B * H * T * T * D * (causal ? 0.5 : 1.0);
-      const double tflops = flop / (ms * 1e9);
-      rows.push_back({std::string("attention f+b own f32 T=1024 d=64") + (causal ? " causal" : ""),
-                      ms, tflops, "TFLOP/s", 100 * tflops / matmul_tflops, "bf16 matmul"});
+    struct Variant {
+      const char* name;
+      DType dtype;
+      ops::AttentionBackend backend;
+    };
+    for (Variant v : {Variant{"own f32", DType::f32, ops::AttentionBackend::kOwn},
+                      Variant{"own bf16", DType::bf16, ops::AttentionBackend::kOwn},
+                      Variant{"cuDNN bf16", DType::bf16, ops::AttentionBackend::kCudnn}}) {
+      for (bool causal : {false, true}) {
+        const std::string name =
+            std::string("attention f+b ") + v.name + " T=1024 d=64" + (causal ? " causal" : "");
+        ops::set_attention_backend(v.backend);
+        Tensor qkv = filled({B, T, 3 * C}, v.dtype, 0.01f);
+        Tensor out = Tensor::empty({B, T, C}, v.dtype, kGpu);
+        Tensor lse = Tensor::empty({B, H, T}, DType::f32, kGpu);
+        Tensor dout = filled({B, T, C}, v.dtype, 0.01f);
+        Tensor dqkv = Tensor::empty({B, T, 3 * C}, v.dtype, kGpu);
+        try {
+          ms = time_ms(
+              [&] {
+                ops::attention_forward(qkv, out, lse, int(H), causal);
+                ops::attention_backward(dout, qkv, out, lse, dqkv, int(H), causal);
+              },
+              5);
+        } catch (const std::exception& e) {
+          std::printf("%-36s failed: %s\n", name.c_str(), e.what());
+          cudaGetLastError();
+          continue;
+        }
+        // Forward 2 products, backward 5, each 2*B*H*T*T*D FLOP; causal does about half.
+        const double flop = 7.0 * 2 * B * H * T * T * D * (causal ? 0.5 : 1.0);
+        const double tflops = flop / (ms * 1e9);
+        rows.push_back({name, ms, tflops, "TFLOP/s", 100 * tflops / matmul_tflops, "bf16 matmul"});
+      }
     }
+    ops::set_attention_backend(ops::AttentionBackend::kAuto);
   }
 
   nlohmann::json j;

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "core/cuda/runtime.h"
 #include "core/error.h"
 #include "ops/cuda/cudnn_graph.h"
 
@@ -25,7 +26,25 @@ using cudnn::Desc;
 using cudnn::Dims;
 using cudnn::GraphBuilder;
 
-enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kScale, kMaskValue };
+enum Uid : int64_t {
+  kQ = 1,
+  kK,
+  kV,
+  kO,
+  kStats,
+  kScale,
+  kMaskValue,  // forward (K and V: K^T and V^T views)
+  kDO,
+  kDQ,
+  kDK,
+  kDV,
+  kSoftmaxSum,
+  kOne,
+  kDQAccum  // backward
+};
+
+// Masked scores: the most negative float rather than -inf, so no inf - inf can appear.
+constexpr float kMaskValueFloat = -std::numeric_limits<float>::max();
 
 struct Key {
   int device;
@@ -34,6 +53,21 @@ struct Key {
   auto tie() const { return std::tie(device, B, T, H, D, causal); }
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
+
+// Keeps s where row >= column (query t sees keys <= t), else the mask value.
+const Desc& causal_mask(GraphBuilder& g, const Desc& s, const Dims& sd) {
+  const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
+  const Desc& mask_value = g.tensor(kMaskValue, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+  const Desc& row = g.virt(f32, sd);
+  const Desc& col = g.virt(f32, sd);
+  const Desc& keep = g.virt(CUDNN_DATA_BOOLEAN, sd);
+  const Desc& masked = g.virt(f32, sd);
+  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, s, nullptr, row, nullptr, 2);
+  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, s, nullptr, col, nullptr, 3);
+  g.pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep);
+  g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, s, &mask_value, masked, &keep);
+  return masked;
+}
 
 // P (the softmax output feeding the second matmul): cuDNN versions differ in what the fused
 // engine expects, so the graph is tried with P as bf16 reordered F16x16 (the classic flash
@@ -54,18 +88,7 @@ std::unique_ptr<GraphBuilder> forward_graph(const Key& k, bool p_bf16) {
   g->matmul(q, kt, s);
   const Desc* cur = &g->virt(f32, sd);
   g->pointwise(CUDNN_POINTWISE_MUL, s, &scale, *cur);
-  if (k.causal) {
-    const Desc& mask_value = g->tensor(kMaskValue, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-    const Desc& row = g->virt(f32, sd);
-    const Desc& col = g->virt(f32, sd);
-    const Desc& keep = g->virt(CUDNN_DATA_BOOLEAN, sd);
-    const Desc& masked = g->virt(f32, sd);
-    g->pointwise(CUDNN_POINTWISE_GEN_INDEX, *cur, nullptr, row, nullptr, 2);
-    g->pointwise(CUDNN_POINTWISE_GEN_INDEX, *cur, nullptr, col, nullptr, 3);
-    g->pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep);
-    g->pointwise(CUDNN_POINTWISE_BINARY_SELECT, *cur, &mask_value, masked, &keep);
-    cur = &masked;
-  }
+  if (k.causal) cur = &causal_mask(*g, *cur, sd);
   const Desc& m = g->virt(f32, rd);
   const Desc& centered = g->virt(f32, sd);
   const Desc& e = g->virt(f32, sd);
@@ -83,8 +106,108 @@ std::unique_ptr<GraphBuilder> forward_graph(const Key& k, bool p_bf16) {
   return g;
 }
 
+// The SDPA backward, the flash-attention backward pattern of cuDNN's fused engines:
+//   delta = rowsum(dO * O) (into workspace: softmax_sum)
+//   P = exp(scale * Q K^T [masked] - stats); dV = P^T dO
+//   dP = dO V^T; dS = P * (dP - delta) * scale; dQ = dS K; dK = dS^T Q.
+// Transposes are reshape operations onto virtual tensors with swapped strides. dQ goes straight
+// into dqkv, or (`dq_accum`) through an f32 accumulator in the workspace and an identity op.
+std::unique_ptr<GraphBuilder> backward_graph(const Key& k, bool dq_accum) {
+  auto g = std::make_unique<GraphBuilder>();
+  const int64_t B = k.B, T = k.T, H = k.H, D = k.D, C = H * D;
+  const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
+  const Dims qkv_strides = {T * 3 * C, D, 3 * C, 1}, qkv_t_strides = {T * 3 * C, D, 1, 3 * C};
+  const Dims o_strides = {T * C, D, C, 1};
+  const Dims sd = {B, H, T, T}, st = {H * T * T, T * T, 1, T}, rd = {B, H, T, 1};
+  const Dims rs = {H * T, T, 1, 1};
+  const Desc& q = g->tensor(kQ, bf, {B, H, T, D}, qkv_strides, false);
+  const Desc& kt = g->tensor(kK, bf, {B, H, D, T}, qkv_t_strides, false);
+  const Desc& vt = g->tensor(kV, bf, {B, H, D, T}, qkv_t_strides, false);
+  const Desc& o = g->tensor(kO, bf, {B, H, T, D}, o_strides, false);
+  const Desc& dO = g->tensor(kDO, bf, {B, H, T, D}, o_strides, false);
+  const Desc& stats = g->tensor(kStats, f32, rd, rs, false);
+  const Desc& scale = g->tensor(kScale, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+  const Desc& one = g->tensor(kOne, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+  const Desc& softmax_sum = g->tensor(kSoftmaxSum, f32, rd, rs, false);
+  const Desc& dq = g->tensor(kDQ, bf, {B, H, T, D}, qkv_strides, false);
+  const Desc& dk = g->tensor(kDK, bf, {B, H, T, D}, qkv_strides, false);
+  const Desc& dv = g->tensor(kDV, bf, {B, H, T, D}, qkv_strides, false);
+
+  // delta = rowsum(dO * O)
+  const Desc& prod = g->virt_strided(f32, {B, H, T, D}, o_strides);
+  const Desc& row_sum = g->virt(f32, rd);
+  g->pointwise(CUDNN_POINTWISE_MUL, dO, &o, prod);
+  g->reduction(CUDNN_REDUCE_TENSOR_ADD, prod, row_sum);
+  g->pointwise(CUDNN_POINTWISE_MUL, row_sum, &one, softmax_sum);
+
+  // P = exp(mask(scale * Q K^T) - stats)
+  const Desc& s = g->virt(f32, sd);
+  g->matmul(q, kt, s);
+  const Desc* cur = &g->virt(f32, sd);
+  g->pointwise(CUDNN_POINTWISE_MUL, s, &scale, *cur);
+  if (k.causal) cur = &causal_mask(*g, *cur, sd);
+  const Desc& centered = g->virt(f32, sd);
+  const Desc& p = g->virt(f32, sd);
+  g->pointwise(CUDNN_POINTWISE_SUB, *cur, &stats, centered);
+  g->pointwise(CUDNN_POINTWISE_EXP, centered, nullptr, p);
+
+  // dV = P^T dO. P is rounded to bf16 first (a multiply by one, where a dropout scale would
+  // sit) so that the transposing reshape keeps its dtype.
+  const Desc& p16 = g->virt(bf, sd);
+  g->pointwise(CUDNN_POINTWISE_MUL, p, &one, p16);
+  const Desc& pt = g->virt_strided(bf, {B, H, T, T}, st);
+  g->reshape(p16, pt);
+  g->matmul(pt, dO, dv);
+
+  // dS = P * (dO V^T - delta) * scale
+  const Desc& dp = g->virt(f32, sd);
+  const Desc& dp_centered = g->virt(f32, sd);
+  const Desc& ds_unscaled = g->virt(f32, sd);
+  const Desc& ds = g->virt(f32, sd);
+  g->matmul(dO, vt, dp);
+  g->pointwise(CUDNN_POINTWISE_SUB, dp, &softmax_sum, dp_centered);
+  g->pointwise(CUDNN_POINTWISE_MUL, dp_centered, &p, ds_unscaled);
+  g->pointwise(CUDNN_POINTWISE_MUL, ds_unscaled, &scale, ds);
+
+  // dQ = dS K (K from the K^T view by a reshape)
+  const Desc& kk = g->virt_strided(bf, {B, H, T, D}, qkv_strides);
+  g->reshape(kt, kk);
+  if (dq_accum) {
+    const Desc& acc = g->tensor(kDQAccum, f32, {B, H, T, D}, o_strides, false, false, true);
+    g->matmul(ds, kk, acc);
+    g->pointwise(CUDNN_POINTWISE_IDENTITY, acc, nullptr, dq);
+  } else {
+    g->matmul(ds, kk, dq);
+  }
+
+  // dK = dS^T Q
+  const Desc& dst = g->virt_strided(f32, {B, H, T, T}, st);
+  g->reshape(ds, dst);
+  g->matmul(dst, q, dk);
+  return g;
+}
+
+struct Plan {
+  std::unique_ptr<GraphBuilder> graph;
+  bool dq_accum = false;
+};
+
 std::mutex g_mutex;
 std::map<Key, std::unique_ptr<GraphBuilder>> g_forward;
+std::map<Key, Plan> g_backward;
+
+Key key_for(int64_t B, int64_t T, int64_t H, int64_t D, bool causal, const char* what) {
+  const std::string why = cudnn_sdpa_unsupported(B, T, H, D);
+  TESSERA_CHECK(why.empty(), "cuDNN SDPA ", what, ": unsupported: ", why);
+  int device = 0;
+  cudaGetDevice(&device);
+  return Key{device, B, T, H, D, causal};
+}
+
+std::string describe(const Key& k, const char* what) {
+  return absl::StrCat("SDPA ", what, " B=", k.B, " T=", k.T, " H=", k.H, " D=", k.D,
+                      k.causal ? " causal" : "");
+}
 
 }  // namespace
 
@@ -105,11 +228,7 @@ std::string cudnn_sdpa_unsupported(int64_t B, int64_t T, int64_t H, int64_t D) {
 
 void cudnn_sdpa_forward(const bf16* qkv, bf16* out, float* lse, int64_t B, int64_t T, int64_t H,
                         int64_t D, bool causal, const WorkspaceFn& workspace, cudaStream_t stream) {
-  const std::string why = cudnn_sdpa_unsupported(B, T, H, D);
-  TESSERA_CHECK(why.empty(), "cuDNN SDPA forward: unsupported: ", why);
-  int device = 0;
-  cudaGetDevice(&device);
-  const Key key{device, B, T, H, D, causal};
+  const Key key = key_for(B, T, H, D, causal, "forward");
   cudnnHandle_t handle = cudnn::handle_for_current_device();
   cudnn::check(cudnnSetStream(handle, stream), "cudnnSetStream");
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -134,7 +253,7 @@ void cudnn_sdpa_forward(const bf16* qkv, bf16* out, float* lse, int64_t B, int64
   }
   const int64_t C = H * D;
   float scale = 1.0f / std::sqrt(float(D));
-  float mask_value = -std::numeric_limits<float>::infinity();
+  float mask_value = kMaskValueFloat;
   std::vector<int64_t> uids = {kQ, kK, kV, kO, kStats, kScale};
   std::vector<void*> ptrs = {const_cast<bf16*>(qkv),
                              const_cast<bf16*>(qkv + C),
@@ -148,6 +267,63 @@ void cudnn_sdpa_forward(const bf16* qkv, bf16* out, float* lse, int64_t B, int64
   }
   const int64_t bytes = it->second->workspace_bytes();
   it->second->execute(handle, uids, ptrs, bytes > 0 ? workspace(size_t(bytes)) : nullptr);
+}
+
+}  // namespace tessera::ops::cuda
+
+namespace tessera::ops::cuda {
+
+void cudnn_sdpa_backward(const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
+                         bf16* dqkv, int64_t B, int64_t T, int64_t H, int64_t D, bool causal,
+                         const WorkspaceFn& workspace, cudaStream_t stream) {
+  const Key key = key_for(B, T, H, D, causal, "backward");
+  cudnnHandle_t handle = cudnn::handle_for_current_device();
+  cudnn::check(cudnnSetStream(handle, stream), "cudnnSetStream");
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto it = g_backward.find(key);
+  if (it == g_backward.end()) {
+    Plan plan;
+    std::string first_error;
+    for (bool dq_accum : {false, true}) {
+      try {
+        auto candidate = backward_graph(key, dq_accum);
+        candidate->build(handle, describe(key, "backward"));
+        plan = Plan{std::move(candidate), dq_accum};
+        break;
+      } catch (const Error& e) {
+        if (first_error.empty()) first_error = e.what();
+      }
+    }
+    TESSERA_CHECK(plan.graph != nullptr, first_error);
+    it = g_backward.emplace(key, std::move(plan)).first;
+  }
+  const Plan& plan = it->second;
+  const int64_t C = H * D;
+  // Workspace: the plan's, then softmax_sum (B*H*T f32), then the dQ accumulator (B*T*C f32).
+  const size_t plan_bytes = size_t((plan.graph->workspace_bytes() + 255) / 256 * 256);
+  const size_t sum_bytes = size_t((B * H * T * 4 + 255) / 256 * 256);
+  const size_t acc_bytes = plan.dq_accum ? size_t(B * T * C * 4) : 0;
+  char* ws = static_cast<char*>(workspace(plan_bytes + sum_bytes + acc_bytes));
+  if (plan.dq_accum)
+    ::tessera::cuda::check(cudaMemsetAsync(ws + plan_bytes + sum_bytes, 0, acc_bytes, stream),
+                           "cuDNN SDPA backward: cudaMemsetAsync");
+  float scale = 1.0f / std::sqrt(float(D)), one = 1.0f, mask_value = kMaskValueFloat;
+  auto p = [](const bf16* x) { return static_cast<void*>(const_cast<bf16*>(x)); };
+  std::vector<int64_t> uids = {kQ, kK, kV, kO, kDO, kStats, kScale, kOne, kDQ, kDK, kDV};
+  std::vector<void*> ptrs = {
+      p(qkv), p(qkv + C), p(qkv + 2 * C), p(out),      p(dout),        const_cast<float*>(lse),
+      &scale, &one,       p(dqkv),        p(dqkv + C), p(dqkv + 2 * C)};
+  uids.push_back(kSoftmaxSum);
+  ptrs.push_back(ws + plan_bytes);
+  if (plan.dq_accum) {
+    uids.push_back(kDQAccum);
+    ptrs.push_back(ws + plan_bytes + sum_bytes);
+  }
+  if (causal) {
+    uids.push_back(kMaskValue);
+    ptrs.push_back(&mask_value);
+  }
+  plan.graph->execute(handle, uids, ptrs, plan_bytes > 0 ? ws : nullptr);
 }
 
 }  // namespace tessera::ops::cuda

@@ -25,4 +25,9 @@ using WorkspaceFn = std::function<void*(size_t)>;
 void cudnn_sdpa_forward(const bf16* qkv, bf16* out, float* lse, int64_t B, int64_t T, int64_t H,
                         int64_t D, bool causal, const WorkspaceFn& workspace, cudaStream_t stream);
 
+// dqkv (B, T, 3*H*D) bf16 written; lse: the forward's (cuDNN's or the own kernel's).
+void cudnn_sdpa_backward(const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
+                         bf16* dqkv, int64_t B, int64_t T, int64_t H, int64_t D, bool causal,
+                         const WorkspaceFn& workspace, cudaStream_t stream);
+
 }  // namespace tessera::ops::cuda

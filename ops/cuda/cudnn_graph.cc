@@ -73,6 +73,19 @@ const Desc& GraphBuilder::virt(cudnnDataType_t type, const Dims& dims, bool reor
   return tensor(next_virtual_++, type, dims, strides, /*is_virtual=*/true, false, reorder_f16x16);
 }
 
+const Desc& GraphBuilder::virt_strided(cudnnDataType_t type, const Dims& dims,
+                                       const Dims& strides) {
+  return tensor(next_virtual_++, type, dims, strides, /*is_virtual=*/true);
+}
+
+void GraphBuilder::reshape(const Desc& x, const Desc& y) {
+  Desc& op = own(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
+  op.set_desc(CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x)
+      .set_desc(CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y)
+      .finalize("reshape operation");
+  ops_.push_back(op.get());
+}
+
 void GraphBuilder::matmul(const Desc& a, const Desc& b, const Desc& c) {
   const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
   Desc& m = own(CUDNN_BACKEND_MATMUL_DESCRIPTOR);

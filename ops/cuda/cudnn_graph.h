@@ -42,14 +42,16 @@ class GraphBuilder {
   // A 4-D tensor. Non-virtual tensors are bound to pointers by `uid` at execution.
   const Desc& tensor(int64_t uid, cudnnDataType_t type, const Dims& dims, const Dims& strides,
                      bool is_virtual, bool by_value = false, bool reorder_f16x16 = false);
-  // A virtual tensor with a fresh id (>= 1000), row-major strides.
+  // A virtual tensor with a fresh id (>= 1000), row-major strides (or the given ones).
   const Desc& virt(cudnnDataType_t type, const Dims& dims, bool reorder_f16x16 = false);
+  const Desc& virt_strided(cudnnDataType_t type, const Dims& dims, const Dims& strides);
 
   void matmul(const Desc& a, const Desc& b, const Desc& c);  // f32 compute
   // y = op(x) / op(x, b) / op(x, b, t); axis: for GEN_INDEX.
   void pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc& y,
                  const Desc* t = nullptr, int64_t axis = -1);
   void reduction(cudnnReduceTensorOp_t op, const Desc& x, const Desc& y);  // f32 compute
+  void reshape(const Desc& x, const Desc& y);  // y: x's elements under other dims/strides
 
   // Finalizes the graph on `handle` and the first engine configuration of heuristics mode A
   // that finalizes into a plan.
