@@ -159,7 +159,11 @@ std::unique_ptr<NcclCommunicator> NcclCommunicator::world(int device, NcclOption
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  flush_p2p();
+  try {
+    flush_p2p();
+  } catch (const std::exception& e) {
+    abort_job(absl::StrCat("NcclCommunicator '", name_, "': ", e.what()));
+  }
   if (flusher_) {
     std::lock_guard<std::mutex> lock(flusher_->mu);
     flusher_->flush = nullptr;
