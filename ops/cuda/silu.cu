@@ -1,6 +1,7 @@
 // CUDA kernels for ops/silu.h: elementwise, 4 floats per thread (128-bit accesses) when every
 // pointer is 16-byte aligned and n % 4 == 0. Same formulas as ops/cpu/silu.cc:
-// y = x * sigmoid(x), dx = dy * s * (1 + x * (1 - s)).
+// y = x / (1 + exp(-x)), dx = dy * (s + x * s * (1 - s)) with s = sigmoid(x); exp overflowing
+// to inf for x < -88 gives the limits (y = -0, s = 0), not NaN.
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/launch.cuh"
 #include "ops/cuda/silu.cuh"
@@ -20,7 +21,7 @@ __global__ void forward_kernel(const float* x, float* y, int64_t groups) {
        g += int64_t(gridDim.x) * blockDim.x) {
     float r[V];
     load<V>(x + g * V, r);
-    for (int l = 0; l < V; ++l) r[l] = r[l] * sigmoid(r[l]);
+    for (int l = 0; l < V; ++l) r[l] = r[l] / (1.0f + __expf(-r[l]));
     store<V>(y + g * V, r);
   }
 }
@@ -34,7 +35,7 @@ __global__ void backward_kernel(const float* dy, const float* x, float* dx, int6
     load<V>(x + g * V, v);
     for (int l = 0; l < V; ++l) {
       const float s = sigmoid(v[l]);
-      d[l] = d[l] * s * (1.0f + v[l] * (1.0f - s));
+      d[l] = d[l] * (s + v[l] * s * (1.0f - s));
     }
     store<V>(dx + g * V, d);
   }
