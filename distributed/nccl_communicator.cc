@@ -1,59 +1,27 @@
 #include "distributed/nccl_communicator.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/timer.h"
+#include "distributed/nccl_internal.h"
 
 namespace tessera::distributed {
 
-// Lets a Work handle launch its communicator's deferred point-to-point group before waiting;
-// the communicator clears `flush` when it is destroyed.
-struct NcclCommunicator::Flusher {
-  std::mutex mu;
-  std::function<void()> flush;
-};
+using nccl_detail::nccl_check;
 
 namespace {
 
 using Flusher = NcclCommunicator::Flusher;
 
-void nccl_check(ncclResult_t r, const std::string& what) {
-  if (r != ncclSuccess)
-    throw_error(
-        absl::StrCat(what, ": ", ncclGetErrorString(r), " (", ncclGetLastError(nullptr), ")"));
-}
-
-ncclRedOp_t nccl_op(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum:
-      return ncclSum;
-    case ReduceOp::kAvg:
-      return ncclAvg;
-    case ReduceOp::kMax:
-      return ncclMax;
-  }
-  return ncclSum;
-}
-
-ncclDataType_t nccl_type(DType d) {
-  return d == DType::bf16 ? ncclBfloat16 : ncclFloat32;
-}
-
-// An event that outlives the communicator if a Work handle does.
-struct Event {
-  cudaEvent_t e = nullptr;
-  Event() { cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate"); }
-  ~Event() {
-    if (e) cudaEventDestroy(e);
-  }
-};
-
 class NcclWork final : public Work {
  public:
-  NcclWork(std::string what, int device, bool blocking, std::shared_ptr<Event> done,
+  NcclWork(std::string what, int device, bool blocking, std::shared_ptr<nccl_detail::Event> done,
            std::shared_ptr<Flusher> flusher)
       : Work(std::move(what)),
         device_(device),
@@ -77,35 +45,32 @@ class NcclWork final : public Work {
  private:
   const int device_;
   const bool blocking_;
-  std::shared_ptr<Event> done_event_;
+  std::shared_ptr<nccl_detail::Event> done_event_;
   std::shared_ptr<Flusher> flusher_;
 };
 
 }  // namespace
 
-struct NcclCommunicator::Op {
-  std::shared_ptr<Work> work;
-  std::shared_ptr<Event> start = std::make_shared<Event>(), done = std::make_shared<Event>();
-  std::vector<Tensor> keep;  // buffers stay allocated until the operation completed
-  bool started = false;
-  int64_t seq = 0, issued_ns = 0, deadline_ns = 0;
-  // Deferred point to point.
-  bool sending = false;
-  int peer = 0;
-  Tensor tensor;
-};
-
+// Lets a Work handle launch its communicator's deferred point-to-point group before waiting;
+// the communicator clears `flush` when it is destroyed.
 // --- construction ----------------------------------------------------------------------------
 
 void NcclCommunicator::init_common(MPI_Comm comm) {
   TESSERA_CHECK(options_.timeout_s > 0, "NcclCommunicator '", name_, "': timeout_s must be > 0");
+  int provided = 0;
+  MPI_Query_thread(&provided);
+  TESSERA_CHECK(provided == MPI_THREAD_MULTIPLE, "NcclCommunicator '", name_,
+                "': MPI must be initialised with MPI_THREAD_MULTIPLE (use MpiEnvironment)");
   MPI_Comm_dup(comm, &mpi_);
+  MPI_Comm_dup(comm, &ctrl_);
+  MPI_Comm_set_errhandler(ctrl_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(mpi_, &rank_);
   MPI_Comm_size(mpi_, &size_);
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
   world_ranks_.resize(size_);
   MPI_Allgather(&world_rank, 1, MPI_INT, world_ranks_.data(), 1, MPI_INT, mpi_);
+  arrivals_ = std::make_unique<ArrivalQuery>(ctrl_, &seq_, world_ranks_, name_);
   const int devices = cuda_device_count();
   TESSERA_CHECK(device_ >= 0 && device_ < devices, "NcclCommunicator '", name_, "' rank ", rank_,
                 ": cuda:", device_, " does not exist (", devices, " CUDA devices)");
@@ -137,7 +102,7 @@ NcclCommunicator::NcclCommunicator(MPI_Comm comm, std::string name, int device, 
              absl::StrCat("NcclCommunicator '", name_, "' rank ", rank_, " (cuda:", device_,
                           "): ncclCommInitRank"));
   barrier_scratch_ = Tensor::zeros({1}, DType::f32, Device::cuda(device_));
-  thread_ = std::thread([this] { thread_main(); });
+  start_thread();
 }
 
 NcclCommunicator::NcclCommunicator(MPI_Comm comm, ncclComm_t nccl, std::string name, int device,
@@ -151,7 +116,18 @@ NcclCommunicator::NcclCommunicator(MPI_Comm comm, ncclComm_t nccl, std::string n
                 "': NCCL rank ", nccl_rank, "/", nccl_size, " differs from MPI's ", rank_, "/",
                 size_);
   barrier_scratch_ = Tensor::zeros({1}, DType::f32, Device::cuda(device_));
+  start_thread();
+}
+
+void NcclCommunicator::start_thread() {
+  // Like MpiCommunicator's thread, the watcher blocks the termination signals, so a handler the
+  // trainer installs runs on a trainer thread.
+  sigset_t block, old;
+  sigemptyset(&block);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&block, s);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
   thread_ = std::thread([this] { thread_main(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 std::unique_ptr<NcclCommunicator> NcclCommunicator::world(int device, NcclOptions options) {
@@ -178,6 +154,7 @@ NcclCommunicator::~NcclCommunicator() {
   if (ready_) cudaEventDestroy(ready_);
   if (stream_) cudaStreamDestroy(stream_);
   if (mpi_ != MPI_COMM_NULL) MPI_Comm_free(&mpi_);
+  if (ctrl_ != MPI_COMM_NULL) MPI_Comm_free(&ctrl_);
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, std::string name) {
@@ -219,6 +196,7 @@ std::shared_ptr<NcclCommunicator::Op> NcclCommunicator::make_op(const char* op_n
     what = absl::StrCat(op_name, " #", op->seq, " on group '", name_, "' (", elements, " ",
                         dtype_name(dtype), " elements", detail, ", NCCL)");
   } else {
+    op->collective = false;
     op->seq = ++p2p_seq_;
     what = absl::StrCat(op_name, detail, " (p2p #", op->seq, " on group '", name_, "', ", elements,
                         " ", dtype_name(dtype), " elements, NCCL)");
@@ -248,149 +226,22 @@ WorkHandle NcclCommunicator::submit(std::shared_ptr<Op> op) {
   return work;
 }
 
-WorkHandle NcclCommunicator::all_reduce(const Tensor& t, ReduceOp rop) {
-  check_tensor(t, "all_reduce", "t");
-  flush_p2p();
-  auto op =
-      make_op("all_reduce", true, t.numel(), t.dtype(), absl::StrCat(", ", reduce_op_name(rop)));
-  op->keep = {t};
-  begin_on_stream();
-  cuda::check(cudaEventRecord(op->start->e, stream_), "cudaEventRecord");
-  nccl_check(ncclAllReduce(t.raw_data(), t.raw_data(), size_t(t.numel()), nccl_type(t.dtype()),
-                           nccl_op(rop), nccl_, stream_),
-             op->work->what());
-  return submit(std::move(op));
-}
-
-WorkHandle NcclCommunicator::reduce_scatter(const Tensor& input, const Tensor& output,
-                                            ReduceOp rop) {
-  check_tensor(input, "reduce_scatter", "input");
-  check_tensor(output, "reduce_scatter", "output");
-  TESSERA_CHECK(input.dtype() == output.dtype() && input.numel() == int64_t(size_) * output.numel(),
-                "reduce_scatter on '", name_, "': input ", input.describe(),
-                " must have output's dtype and size() = ", size_, " times the elements of output ",
-                output.describe());
-  flush_p2p();
-  auto op = make_op("reduce_scatter", true, input.numel(), input.dtype(),
-                    absl::StrCat(", ", reduce_op_name(rop)));
-  op->keep = {input, output};
-  begin_on_stream();
-  cuda::check(cudaEventRecord(op->start->e, stream_), "cudaEventRecord");
-  nccl_check(ncclReduceScatter(input.raw_data(), output.raw_data(), size_t(output.numel()),
-                               nccl_type(input.dtype()), nccl_op(rop), nccl_, stream_),
-             op->work->what());
-  return submit(std::move(op));
-}
-
-WorkHandle NcclCommunicator::all_gather(const Tensor& input, const Tensor& output) {
-  check_tensor(input, "all_gather", "input");
-  check_tensor(output, "all_gather", "output");
-  TESSERA_CHECK(input.dtype() == output.dtype() && output.numel() == int64_t(size_) * input.numel(),
-                "all_gather on '", name_, "': output ", output.describe(),
-                " must have input's dtype and size() = ", size_, " times the elements of input ",
-                input.describe());
-  flush_p2p();
-  auto op = make_op("all_gather", true, output.numel(), input.dtype(), "");
-  op->keep = {input, output};
-  begin_on_stream();
-  cuda::check(cudaEventRecord(op->start->e, stream_), "cudaEventRecord");
-  nccl_check(ncclAllGather(input.raw_data(), output.raw_data(), size_t(input.numel()),
-                           nccl_type(input.dtype()), nccl_, stream_),
-             op->work->what());
-  return submit(std::move(op));
-}
-
-WorkHandle NcclCommunicator::broadcast(const Tensor& t, int root) {
-  check_tensor(t, "broadcast", "t");
-  TESSERA_CHECK(root >= 0 && root < size_, "broadcast on '", name_, "': root ", root,
-                " outside the group of ", size_);
-  flush_p2p();
-  auto op = make_op("broadcast", true, t.numel(), t.dtype(), absl::StrCat(", root ", root));
-  op->keep = {t};
-  begin_on_stream();
-  cuda::check(cudaEventRecord(op->start->e, stream_), "cudaEventRecord");
-  nccl_check(ncclBroadcast(t.raw_data(), t.raw_data(), size_t(t.numel()), nccl_type(t.dtype()),
-                           root, nccl_, stream_),
-             op->work->what());
-  return submit(std::move(op));
-}
-
-WorkHandle NcclCommunicator::barrier() {
-  flush_p2p();
-  auto op = make_op("barrier", true, 1, DType::f32, "");
-  op->keep = {barrier_scratch_};
-  begin_on_stream();
-  cuda::check(cudaEventRecord(op->start->e, stream_), "cudaEventRecord");
-  nccl_check(ncclAllReduce(barrier_scratch_.raw_data(), barrier_scratch_.raw_data(), 1, ncclFloat32,
-                           ncclSum, nccl_, stream_),
-             op->work->what());
-  return submit(std::move(op));
-}
-
-WorkHandle NcclCommunicator::send(const Tensor& t, int peer) {
-  check_tensor(t, "send", "t");
-  TESSERA_CHECK(peer >= 0 && peer < size_, "send on '", name_, "': peer ", peer,
-                " outside the group of ", size_);
-  auto op =
-      make_op("send", false, t.numel(), t.dtype(), absl::StrCat(" to rank ", world_ranks_[peer]));
-  op->sending = true;
-  op->peer = peer;
-  op->tensor = t;
-  pending_p2p_.push_back(op);
-  return op->work;
-}
-
-WorkHandle NcclCommunicator::recv(const Tensor& t, int peer) {
-  check_tensor(t, "recv", "t");
-  TESSERA_CHECK(peer >= 0 && peer < size_, "recv on '", name_, "': peer ", peer,
-                " outside the group of ", size_);
-  auto op =
-      make_op("recv", false, t.numel(), t.dtype(), absl::StrCat(" from rank ", world_ranks_[peer]));
-  op->peer = peer;
-  op->tensor = t;
-  pending_p2p_.push_back(op);
-  return op->work;
-}
-
-void NcclCommunicator::flush_p2p() {
-  if (pending_p2p_.empty()) return;
-  std::vector<std::shared_ptr<Op>> ops;
-  ops.swap(pending_p2p_);
-  begin_on_stream();
-  cuda::check(cudaEventRecord(ops.front()->start->e, stream_), "cudaEventRecord");
-  nccl_check(ncclGroupStart(), "ncclGroupStart");
-  for (auto& op : ops) {
-    const Tensor& t = op->tensor;
-    ncclResult_t r = op->sending ? ncclSend(t.raw_data(), size_t(t.numel()), nccl_type(t.dtype()),
-                                            op->peer, nccl_, stream_)
-                                 : ncclRecv(t.raw_data(), size_t(t.numel()), nccl_type(t.dtype()),
-                                            op->peer, nccl_, stream_);
-    if (r != ncclSuccess) {
-      ncclGroupEnd();
-      nccl_check(r, op->work->what());
-    }
-  }
-  nccl_check(ncclGroupEnd(), "ncclGroupEnd of the deferred sends and receives");
-  // One group: every operation of it completes together.
-  for (size_t i = 0; i < ops.size(); ++i) {
-    if (i > 0) ops[i]->start = ops.front()->start;
-    ops[i]->keep = {ops[i]->tensor};
-    ops[i]->tensor = Tensor();
-    submit(ops[i]);
-  }
-}
-
 // --- watcher thread ----------------------------------------------------------------------------
 
 void NcclCommunicator::thread_main() {
   cudaSetDevice(device_);
+  arrivals_->start();
   int64_t last_completion = now_ns();
   for (;;) {
+    arrivals_->poll();  // peers' watchdogs may be asking, even while this rank is idle
     std::shared_ptr<Op> oldest;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      while (in_flight_.empty() && !stop_) cv_.wait_for(lock, std::chrono::milliseconds(20));
-      if (in_flight_.empty() && stop_) return;
+      if (in_flight_.empty() && !stop_) cv_.wait_for(lock, std::chrono::milliseconds(20));
+      if (in_flight_.empty()) {
+        if (stop_) break;
+        continue;
+      }
       oldest = in_flight_.front();
     }
     const int64_t now = now_ns();
@@ -425,13 +276,17 @@ void NcclCommunicator::thread_main() {
     else
       std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
   }
+  arrivals_->stop();
 }
 
 void NcclCommunicator::watchdog_fire(const Op& op, const std::string& why) {
+  const std::string who = op.collective
+                              ? arrivals_->describe_missing(op.seq, options_.query_timeout_s)
+                              : absl::StrCat("its peer is rank ", world_ranks_[op.peer]);
   // ncclCommAbort stops this rank's NCCL kernels, so the process can end instead of hanging in
   // a kernel that waits for a peer forever.
   if (!aborted_.exchange(true)) ncclCommAbort(nccl_);
-  abort_job(absl::StrCat("collective watchdog: ", op.work->what(), " ", why,
+  abort_job(absl::StrCat("collective watchdog: ", op.work->what(), " ", why, "; ", who,
                          "; NCCL communicator aborted; aborting the job"));
 }
 

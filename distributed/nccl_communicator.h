@@ -25,10 +25,11 @@
 //    exactly what makes that work.
 //  - Watchdog: the watcher thread checks the oldest unfinished operation against its deadline
 //    (issue + timeout_s) and ncclCommGetAsyncError. Past the deadline, or on an asynchronous
-//    NCCL error, it calls ncclCommAbort (so the GPU kernels stop spinning) and ends the job with
-//    one line naming the collective, group, sequence number and time waited (abort_job()).
-//    Unlike MpiCommunicator it does not ask the peers which ones are missing (that query needs
-//    the MPI communication thread's protocol, which is private to mpi_communicator.cc).
+//    NCCL error, it asks the peers which sequence number they have issued (the protocol
+//    MpiCommunicator uses, distributed/arrival_query.h, over a duplicate of the MPI
+//    communicator; every watcher thread answers), calls ncclCommAbort (so the GPU kernels stop
+//    spinning) and ends the job with one line naming the collective, group, sequence number,
+//    time waited and the ranks that have not issued it (abort_job()).
 //  - kAvg is ncclAvg; kMax ncclMax. f32 and bf16 tensors are accepted.
 
 #include <mpi.h>
@@ -45,6 +46,7 @@
 #include <vector>
 
 #include "core/cuda/runtime.h"
+#include "distributed/arrival_query.h"
 #include "distributed/communicator.h"
 
 namespace tessera::distributed {
@@ -52,6 +54,7 @@ namespace tessera::distributed {
 struct NcclOptions {
   double timeout_s = 600;        // every operation's deadline, from the moment it is issued
   int poll_max_sleep_us = 1000;  // longest back-off sleep of the watcher thread
+  double query_timeout_s = 1.0;  // how long the watchdog waits for the peers' answers
 };
 
 class NcclCommunicator final : public Communicator {
@@ -101,20 +104,22 @@ class NcclCommunicator final : public Communicator {
   void begin_on_stream();
   // Records op's completion event and hands it to the watcher.
   WorkHandle submit(std::shared_ptr<Op> op);
-  void flush_p2p();  // launches the deferred sends/recvs as one NCCL group
+  void flush_p2p();     // launches the deferred sends/recvs as one NCCL group
+  void start_thread();  // the watcher thread, with the termination signals blocked
   void thread_main();
   [[noreturn]] void watchdog_fire(const Op& op, const std::string& why);
 
   std::string name_;
   NcclOptions options_;
   int device_ = 0;
-  MPI_Comm mpi_ = MPI_COMM_NULL;
+  MPI_Comm mpi_ = MPI_COMM_NULL, ctrl_ = MPI_COMM_NULL;  // split() and the watchdog's questions
   ncclComm_t nccl_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr;  // compute stream -> communication stream ordering
   int rank_ = 0, size_ = 1;
   std::vector<int> world_ranks_;
-  int64_t seq_ = 0, p2p_seq_ = 0;
+  std::atomic<int64_t> seq_{0};  // collectives issued (the watcher answers peers with it)
+  int64_t p2p_seq_ = 0;
   std::vector<std::shared_ptr<Op>> pending_p2p_;  // issued, not launched (issuing thread only)
   Tensor barrier_scratch_;                        // one f32 on the device
   std::shared_ptr<Flusher> flusher_;
@@ -124,6 +129,7 @@ class NcclCommunicator final : public Communicator {
   std::deque<std::shared_ptr<Op>> in_flight_;  // launched, in issue order
   bool stop_ = false;
   std::atomic<bool> aborted_{false};
+  std::unique_ptr<ArrivalQuery> arrivals_;  // watcher thread only
   std::thread thread_;
 };
 
