@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "distributed/local_communicator.h"
 #include "distributed/mpi_communicator.h"
-#if TESSERA_WITH_CUDA
+#if TESSERA_WITH_NCCL
 #include "distributed/nccl_communicator.h"
 #endif
 
@@ -34,14 +34,14 @@ std::unique_ptr<Communicator> make_world_communicator(Device device,
     mpi.timeout_s = options.timeout_s;
     return MpiCommunicator::world(mpi);
   }
-#if TESSERA_WITH_CUDA
+#if TESSERA_WITH_NCCL
   NcclOptions nccl;
   nccl.timeout_s = options.timeout_s;
   return NcclCommunicator::world(device.index, nccl);
 #else
   throw_error(absl::StrCat("make_world_communicator: tensors on ", device.str(),
-                           " need the NCCL communicator, but this build has no CUDA backend "
-                           "(configure with -DTESSERA_CUDA=ON)"));
+                           " need the NCCL communicator, but this build has none (configure "
+                           "with -DTESSERA_CUDA=ON where NCCL is installed)"));
 #endif
 }
 

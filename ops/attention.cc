@@ -10,6 +10,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "core/bf16.h"
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/attention.h"
@@ -17,6 +18,8 @@
 
 #if TESSERA_WITH_CUDA
 #include "ops/cuda/attention.cuh"
+#endif
+#if TESSERA_WITH_CUDNN
 #include "ops/cuda/attention_cudnn.h"
 #endif
 
@@ -61,14 +64,18 @@ std::atomic<int> g_backend{-1};
 bool use_cudnn(const Dims& d, const char* op) {
   const AttentionBackend b = attention_backend();
   if (b == AttentionBackend::kOwn) return false;
+#if TESSERA_WITH_CUDNN
   const std::string why = cuda::cudnn_sdpa_unsupported(d.B, d.T, d.H, d.D);
+#else
+  const std::string why = "this build has no cuDNN";
+#endif
   if (why.empty()) return true;
   TESSERA_CHECK(b != AttentionBackend::kCudnn, op, ": TESSERA_ATTENTION=cudnn but cuDNN's fused ",
                 "attention cannot take this call: ", why);
   return false;
 }
 
-void note_fallback(const std::string& reason) {
+[[maybe_unused]] void note_fallback(const std::string& reason) {
   static std::mutex mutex;
   static std::set<std::string> seen;
   std::lock_guard<std::mutex> lock(mutex);
@@ -84,6 +91,7 @@ void cuda_attention_forward(const OpCheck& c, const Dims& d, const Tensor& qkv, 
                             d.D, causal, s);
     return;
   }
+#if TESSERA_WITH_CUDNN
   if (use_cudnn(d, "attention_forward")) {
     Tensor workspace;
     try {
@@ -100,6 +108,9 @@ void cuda_attention_forward(const OpCheck& c, const Dims& d, const Tensor& qkv, 
       note_fallback(e.what());
     }
   }
+#else
+  use_cudnn(d, "attention_forward");  // kCudnn: the error that this build has none
+#endif
   cuda::attention_forward_bf16(reinterpret_cast<const uint16_t*>(qkv.data<bf16>()),
                                reinterpret_cast<uint16_t*>(out.data<bf16>()), lse.data<float>(),
                                d.B, d.T, d.H, d.D, causal, s);
@@ -119,6 +130,7 @@ void cuda_attention_backward(const OpCheck& c, const Dims& d, const Tensor& dout
                              d.H, d.D, causal, s);
     return;
   }
+#if TESSERA_WITH_CUDNN
   if (use_cudnn(d, "attention_backward")) {
     Tensor workspace;
     try {
@@ -136,6 +148,9 @@ void cuda_attention_backward(const OpCheck& c, const Dims& d, const Tensor& dout
       note_fallback(e.what());
     }
   }
+#else
+  use_cudnn(d, "attention_backward");
+#endif
   auto bits = [](const Tensor& t) { return reinterpret_cast<uint16_t*>(t.data<bf16>()); };
   cuda::attention_backward_bf16(bits(dout), bits(qkv), bits(out), lse.data<float>(), bits(dqkv),
                                 delta.data<float>(), d.B, d.T, d.H, d.D, causal, s);
