@@ -1,10 +1,12 @@
-// The SDPA forward as a cuDNN operation graph, the pattern cuDNN's fused flash-attention engines
-// recognise:
-//   S = Q K^T (f32) -> S * scale -> [causal: GEN_INDEX row/col, row >= col, select S or -inf]
+// The SDPA forward and backward as cuDNN operation graphs, the patterns cuDNN's fused
+// flash-attention engines recognise. Forward:
+//   S = Q K^T (f32) -> S * scale -> [causal: GEN_INDEX row/col, row >= col, select S or -max]
 //   -> softmax with stats: m = max_j S, e = exp(S - m), l = sum_j e, stats = m + log l, P = e / l
 //   -> O = P V.
 // Q, K, V are strided views of the fused qkv (no copies): Q (B, H, T, D) has strides
 // (T*3C, D, 3C, 1), K^T (B, H, D, T) strides (T*3C, D, 1, 3C), from base + C and + 2C for K, V.
+// The backward graph is described at backward_graph(). Plans are built once per shape (trying
+// the variants below until one finalizes) and cached.
 #include "ops/cuda/attention_cudnn.h"
 
 #include <cmath>
@@ -26,6 +28,9 @@ using cudnn::Desc;
 using cudnn::Dims;
 using cudnn::GraphBuilder;
 
+// Tensor ids. kK and kV bind the K^T and V^T views (the forward's V is a plain view); kOne is a
+// by-value 1.0 where the classic pattern has a dropout scale; kSoftmaxSum and kDQAccum live in
+// the backward's workspace.
 enum Uid : int64_t {
   kQ = 1,
   kK,
@@ -33,14 +38,14 @@ enum Uid : int64_t {
   kO,
   kStats,
   kScale,
-  kMaskValue,  // forward (K and V: K^T and V^T views)
+  kMaskValue,
   kDO,
   kDQ,
   kDK,
   kDV,
   kSoftmaxSum,
   kOne,
-  kDQAccum  // backward
+  kDQAccum,
 };
 
 // Masked scores: the most negative float rather than -inf, so no inf - inf can appear.
@@ -64,15 +69,22 @@ const Desc& causal_mask(GraphBuilder& g, const Desc& s, const Dims& sd) {
   const Desc& masked = g.virt(f32, sd);
   g.pointwise(CUDNN_POINTWISE_GEN_INDEX, s, nullptr, row, nullptr, 2);
   g.pointwise(CUDNN_POINTWISE_GEN_INDEX, s, nullptr, col, nullptr, 3);
-  g.pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep);
+  g.pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep, nullptr, -1, CUDNN_DATA_BOOLEAN);
   g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, s, &mask_value, masked, &keep);
   return masked;
 }
 
-// P (the softmax output feeding the second matmul): cuDNN versions differ in what the fused
-// engine expects, so the graph is tried with P as bf16 reordered F16x16 (the classic flash
-// pattern), then as plain f32.
-std::unique_ptr<GraphBuilder> forward_graph(const Key& k, bool p_bf16) {
+// P, the softmax output feeding the second matmul: cuDNN versions differ in the form their
+// fused engines recognise, so the graph is tried with P in each of these forms.
+enum class PForm {
+  kBf16,         // bf16, reordered F16x16, straight from the division
+  kF32ThenBf16,  // f32 reordered F16x16, then a multiply by one into bf16 (where a dropout
+                 // scale sits in the classic pattern)
+  kF32,          // plain f32
+};
+constexpr PForm kPForms[] = {PForm::kBf16, PForm::kF32ThenBf16, PForm::kF32};
+
+std::unique_ptr<GraphBuilder> forward_graph(const Key& k, PForm form) {
   auto g = std::make_unique<GraphBuilder>();
   const int64_t B = k.B, T = k.T, H = k.H, D = k.D, C = H * D;
   const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
@@ -94,7 +106,7 @@ std::unique_ptr<GraphBuilder> forward_graph(const Key& k, bool p_bf16) {
   const Desc& e = g->virt(f32, sd);
   const Desc& l = g->virt(f32, rd);
   const Desc& log_l = g->virt(f32, rd);
-  const Desc& p = g->virt(p_bf16 ? bf : f32, sd, /*reorder_f16x16=*/p_bf16);
+  const Desc& p = g->virt(form == PForm::kBf16 ? bf : f32, sd, form != PForm::kF32);
   g->reduction(CUDNN_REDUCE_TENSOR_MAX, *cur, m);
   g->pointwise(CUDNN_POINTWISE_SUB, *cur, &m, centered);
   g->pointwise(CUDNN_POINTWISE_EXP, centered, nullptr, e);
@@ -102,7 +114,14 @@ std::unique_ptr<GraphBuilder> forward_graph(const Key& k, bool p_bf16) {
   g->pointwise(CUDNN_POINTWISE_LOG, l, nullptr, log_l);
   g->pointwise(CUDNN_POINTWISE_ADD, m, &log_l, stats);
   g->pointwise(CUDNN_POINTWISE_DIV, e, &l, p);
-  g->matmul(p, v, o);
+  if (form == PForm::kF32ThenBf16) {
+    const Desc& one = g->tensor(kOne, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
+    const Desc& p16 = g->virt(bf, sd, /*reorder_f16x16=*/true);
+    g->pointwise(CUDNN_POINTWISE_MUL, p, &one, p16);
+    g->matmul(p16, v, o);
+  } else {
+    g->matmul(p, v, o);
+  }
   return g;
 }
 
@@ -193,7 +212,7 @@ struct Plan {
 };
 
 std::mutex g_mutex;
-std::map<Key, std::unique_ptr<GraphBuilder>> g_forward;
+std::map<Key, std::pair<std::unique_ptr<GraphBuilder>, PForm>> g_forward;
 std::map<Key, Plan> g_backward;
 
 Key key_for(int64_t B, int64_t T, int64_t H, int64_t D, bool causal, const char* what) {
@@ -234,39 +253,39 @@ void cudnn_sdpa_forward(const bf16* qkv, bf16* out, float* lse, int64_t B, int64
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = g_forward.find(key);
   if (it == g_forward.end()) {
-    const std::string what =
-        absl::StrCat("SDPA forward B=", B, " T=", T, " H=", H, " D=", D, causal ? " causal" : "");
     std::unique_ptr<GraphBuilder> g;
-    std::string first_error;
-    for (bool p_bf16 : {true, false}) {
+    PForm chosen = PForm::kBf16;
+    std::string errors;
+    for (PForm form : kPForms) {
       try {
-        auto candidate = forward_graph(key, p_bf16);
-        candidate->build(handle, what);
+        auto candidate = forward_graph(key, form);
+        candidate->build(handle, describe(key, "forward"));
         g = std::move(candidate);
+        chosen = form;
         break;
       } catch (const Error& e) {
-        if (first_error.empty()) first_error = e.what();
+        absl::StrAppend(&errors, errors.empty() ? "" : " | ", "P form ", int(form), ": ", e.what());
       }
     }
-    TESSERA_CHECK(g != nullptr, first_error);
-    it = g_forward.emplace(key, std::move(g)).first;
+    TESSERA_CHECK(g != nullptr, errors);
+    it = g_forward.emplace(key, std::make_pair(std::move(g), chosen)).first;
   }
+  GraphBuilder& graph = *it->second.first;
   const int64_t C = H * D;
-  float scale = 1.0f / std::sqrt(float(D));
-  float mask_value = kMaskValueFloat;
+  float scale = 1.0f / std::sqrt(float(D)), one = 1.0f, mask_value = kMaskValueFloat;
+  auto p = [](const bf16* x) { return static_cast<void*>(const_cast<bf16*>(x)); };
   std::vector<int64_t> uids = {kQ, kK, kV, kO, kStats, kScale};
-  std::vector<void*> ptrs = {const_cast<bf16*>(qkv),
-                             const_cast<bf16*>(qkv + C),
-                             const_cast<bf16*>(qkv + 2 * C),
-                             out,
-                             lse,
-                             &scale};
+  std::vector<void*> ptrs = {p(qkv), p(qkv + C), p(qkv + 2 * C), out, lse, &scale};
+  if (it->second.second == PForm::kF32ThenBf16) {
+    uids.push_back(kOne);
+    ptrs.push_back(&one);
+  }
   if (causal) {
     uids.push_back(kMaskValue);
     ptrs.push_back(&mask_value);
   }
-  const int64_t bytes = it->second->workspace_bytes();
-  it->second->execute(handle, uids, ptrs, bytes > 0 ? workspace(size_t(bytes)) : nullptr);
+  const int64_t bytes = graph.workspace_bytes();
+  graph.execute(handle, uids, ptrs, bytes > 0 ? workspace(size_t(bytes)) : nullptr);
 }
 
 }  // namespace tessera::ops::cuda
@@ -283,7 +302,7 @@ void cudnn_sdpa_backward(const bf16* dout, const bf16* qkv, const bf16* out, con
   auto it = g_backward.find(key);
   if (it == g_backward.end()) {
     Plan plan;
-    std::string first_error;
+    std::string errors;
     for (bool dq_accum : {false, true}) {
       try {
         auto candidate = backward_graph(key, dq_accum);
@@ -291,10 +310,11 @@ void cudnn_sdpa_backward(const bf16* dout, const bf16* qkv, const bf16* out, con
         plan = Plan{std::move(candidate), dq_accum};
         break;
       } catch (const Error& e) {
-        if (first_error.empty()) first_error = e.what();
+        absl::StrAppend(&errors, errors.empty() ? "" : " | ",
+                        dq_accum ? "dQ accumulator: " : "direct dQ: ", e.what());
       }
     }
-    TESSERA_CHECK(plan.graph != nullptr, first_error);
+    TESSERA_CHECK(plan.graph != nullptr, errors);
     it = g_backward.emplace(key, std::move(plan)).first;
   }
   const Plan& plan = it->second;

@@ -100,11 +100,10 @@ void GraphBuilder::matmul(const Desc& a, const Desc& b, const Desc& c) {
 }
 
 void GraphBuilder::pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc& y,
-                             const Desc* t, int64_t axis) {
-  const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
+                             const Desc* t, int64_t axis, cudnnDataType_t compute) {
   Desc& p = own(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
   p.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode)
-      .set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32);
+      .set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &compute);
   if (axis >= 0) p.set(CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis);
   p.finalize("pointwise");
   Desc& op = own(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);

@@ -47,9 +47,11 @@ class GraphBuilder {
   const Desc& virt_strided(cudnnDataType_t type, const Dims& dims, const Dims& strides);
 
   void matmul(const Desc& a, const Desc& b, const Desc& c);  // f32 compute
-  // y = op(x) / op(x, b) / op(x, b, t); axis: for GEN_INDEX.
+  // y = op(x) / op(x, b) / op(x, b, t); axis: for GEN_INDEX; compute: the math precision
+  // (BOOLEAN for comparisons).
   void pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc& y,
-                 const Desc* t = nullptr, int64_t axis = -1);
+                 const Desc* t = nullptr, int64_t axis = -1,
+                 cudnnDataType_t compute = CUDNN_DATA_FLOAT);
   void reduction(cudnnReduceTensorOp_t op, const Desc& x, const Desc& y);  // f32 compute
   void reshape(const Desc& x, const Desc& y);  // y: x's elements under other dims/strides
 
