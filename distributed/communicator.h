@@ -12,7 +12,7 @@
 //  - Work of one communicator completes in issue order: when done() is true for one operation it
 //    is true for every operation issued before it on the same communicator.
 //  - Issue a communicator's operations from one thread at a time (the trainer's main thread).
-//  - Tensors: contiguous f32 on the CPU. (NcclCommunicator, later, takes CUDA tensors.)
+//  - Tensors: contiguous f32 on the CPU (NcclCommunicator: f32 or bf16 on its CUDA device).
 //
 // Failure policy (DESIGN.md decision 7): errors are fatal inside a step. A collective that misses
 // its deadline makes the rank print one line naming it and abort the whole job; an exception in a
@@ -39,10 +39,13 @@ class Work {
  public:
   // `what` names the operation for messages: "all_reduce #12 on 'dp' (1000 f32)".
   explicit Work(std::string what);
+  virtual ~Work() = default;
 
   // Blocks (without spinning) until the operation completed; throws tessera::Error carrying the
-  // operation's name when it failed.
-  void wait();
+  // operation's name when it failed. NcclCommunicator's work overrides it: for CUDA tensors it
+  // orders the device's compute stream after the operation instead of blocking the host
+  // (nccl_communicator.h), which is all a consumer of the tensor on that device needs.
+  virtual void wait();
   // True once completed or failed; never blocks.
   bool done() const;
   const std::string& what() const { return what_; }

@@ -113,7 +113,12 @@ void GradSync::finish() {
   const int64_t t1 = now_ns();
   // Communication time: the union of the buckets' [started, completed] intervals.
   std::vector<std::pair<int64_t, int64_t>> spans;
-  for (auto& w : works_) spans.emplace_back(w->started_ns(), w->completed_ns());
+  // NcclCommunicator's wait() orders the compute stream instead of blocking, so a bucket may not
+  // have completed (as seen from the host) yet: it has no span to count.
+  for (auto& w : works_) {
+    const int64_t started = w->started_ns(), completed = w->completed_ns();
+    if (completed > 0) spans.emplace_back(started > 0 ? started : completed, completed);
+  }
   std::sort(spans.begin(), spans.end());
   int64_t busy = 0, cur_begin = 0, cur_end = -1;
   for (auto [b, e] : spans) {

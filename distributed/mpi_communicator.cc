@@ -16,9 +16,7 @@ namespace tessera::distributed {
 
 namespace {
 
-constexpr int kTagData = 0;   // point-to-point payloads on data_
-constexpr int kTagQuery = 1;  // watchdog: "which sequence number have you issued?" on ctrl_
-constexpr int kTagReply = 2;  // the answer: one int64
+constexpr int kTagData = 0;  // point-to-point payloads on data_ (ctrl_: arrival_query.h)
 
 std::string mpi_error_string(int code) {
   char text[MPI_MAX_ERROR_STRING];
@@ -125,6 +123,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, MpiOptions opt
   MPI_Group_translate_ranks(group, size_, ranks.data(), world_group, world_ranks_.data());
   MPI_Group_free(&group);
   MPI_Group_free(&world_group);
+  arrivals_ = std::make_unique<ArrivalQuery>(ctrl_, &seq_, world_ranks_, name_);
 
   // The thread inherits a mask blocking the termination signals (see the header).
   sigset_t block, old;
@@ -357,29 +356,8 @@ void MpiCommunicator::finish(Op& op, int64_t now) {
   op.work->complete(now);
 }
 
-void MpiCommunicator::poll_queries() {
-  for (;;) {
-    int flag = 0;
-    MPI_Status status;
-    if (query_req_ == MPI_REQUEST_NULL || MPI_Test(&query_req_, &flag, &status) != MPI_SUCCESS ||
-        !flag)
-      break;
-    auto answer = std::make_unique<int64_t>(seq_.load());
-    MPI_Request req = MPI_REQUEST_NULL;
-    MPI_Isend(answer.get(), 1, MPI_INT64_T, status.MPI_SOURCE, kTagReply, ctrl_, &req);
-    replies_.emplace_back(std::move(answer), req);
-    MPI_Irecv(&query_buf_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kTagQuery, ctrl_, &query_req_);
-  }
-  while (!replies_.empty()) {
-    int flag = 0;
-    MPI_Test(&replies_.front().second, &flag, MPI_STATUS_IGNORE);
-    if (!flag) break;
-    replies_.pop_front();
-  }
-}
-
 void MpiCommunicator::thread_main() {
-  MPI_Irecv(&query_buf_, 1, MPI_INT64_T, MPI_ANY_SOURCE, kTagQuery, ctrl_, &query_req_);
+  arrivals_->start();
   std::vector<MPI_Request> reqs;
   std::vector<Op*> req_ops;
   std::vector<int> indices;
@@ -403,7 +381,7 @@ void MpiCommunicator::thread_main() {
       start(*op);
       in_flight_.push_back(std::move(op));
     }
-    poll_queries();
+    arrivals_->poll();
 
     if (!in_flight_.empty()) {
       reqs.clear();
@@ -475,12 +453,7 @@ void MpiCommunicator::thread_main() {
       std::this_thread::sleep_for(std::chrono::microseconds(us));
     }
   }
-  if (query_req_ != MPI_REQUEST_NULL) {
-    MPI_Cancel(&query_req_);
-    MPI_Wait(&query_req_, MPI_STATUS_IGNORE);
-  }
-  for (auto& [answer, req] : replies_) MPI_Wait(&req, MPI_STATUS_IGNORE);
-  replies_.clear();
+  arrivals_->stop();
 }
 
 void MpiCommunicator::watchdog_fire(const Op& op, int64_t now) {
@@ -488,53 +461,13 @@ void MpiCommunicator::watchdog_fire(const Op& op, int64_t now) {
   std::string who;
   if (!op.collective) {
     who = absl::StrCat("its peer is rank ", world_ranks_[op.peer]);
-  } else if (size_ > 1) {
+  } else {
     // Ask every other rank which sequence number it has issued last on this group.
-    std::vector<int64_t> answers(size_, -1);
-    std::vector<MPI_Request> recvs(size_, MPI_REQUEST_NULL), sends(size_, MPI_REQUEST_NULL);
-    int64_t question = op.seq;
-    for (int r = 0; r < size_; ++r) {
-      if (r == rank_) continue;
-      MPI_Irecv(&answers[r], 1, MPI_INT64_T, r, kTagReply, ctrl_, &recvs[r]);
-      MPI_Isend(&question, 1, MPI_INT64_T, r, kTagQuery, ctrl_, &sends[r]);
-    }
-    const int64_t until = now_ns() + int64_t(options_.query_timeout_s * 1e9);
-    std::vector<char> answered(size_, 0);
-    int pending = size_ - 1;
-    while (pending > 0 && now_ns() < until) {
-      poll_queries();  // keep answering the others: they may be asking at the same moment
-      for (int r = 0; r < size_; ++r) {
-        if (r == rank_ || answered[r]) continue;
-        int flag = 0;
-        MPI_Test(&recvs[r], &flag, MPI_STATUS_IGNORE);
-        if (flag) answered[r] = 1, --pending;
-      }
-      if (pending > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    std::string missing, silent;
-    for (int r = 0; r < size_; ++r) {
-      if (r == rank_) continue;
-      std::string label = absl::StrCat(world_ranks_[r]);
-      if (world_ranks_[r] != r || name_ != "world")
-        absl::StrAppend(&label, " ('", name_, "' rank ", r, ")");
-      if (!answered[r]) {
-        absl::StrAppend(&silent, silent.empty() ? "" : ", ", label);
-      } else if (answers[r] < op.seq) {
-        absl::StrAppend(&missing, missing.empty() ? "" : ", ", "rank ", label, " (last issued #",
-                        answers[r], ")");
-      }
-    }
-    if (missing.empty() && silent.empty()) {
-      who = "every rank of the group has issued it (stuck in transfer)";
-    } else {
-      if (!missing.empty()) who = absl::StrCat("not arrived: ", missing);
-      if (!silent.empty())
-        absl::StrAppend(&who, who.empty() ? "" : "; ", "no answer from rank(s) ", silent);
-    }
+    who = arrivals_->describe_missing(op.seq, options_.query_timeout_s);
   }
   abort_job(absl::StrFormat(
       "collective watchdog: %s not complete after %.1f s (deadline %.1f s); %s; aborting the job",
-      op.work->what(), waited, options_.timeout_s, who.empty() ? "group of one" : who));
+      op.work->what(), waited, options_.timeout_s, who));
 }
 
 }  // namespace tessera::distributed

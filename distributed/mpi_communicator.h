@@ -35,7 +35,8 @@
 //    communication thread answers such queries, even while its main thread computes), then prints
 //    ONE line naming the collective, the group, the sequence number, the elements, the time waited
 //    and the ranks that have not issued it (or that did not answer), and calls MPI_Abort so no
-//    rank stays blocked. The queries cost nothing until a deadline passes.
+//    rank stays blocked. The queries cost nothing until a deadline passes. The question and
+//    answer protocol is distributed/arrival_query.h, shared with NcclCommunicator.
 //  - Bulk collectives (>= `bulk_min_bytes`, 1 MiB by default): Open MPI's non-blocking
 //    all-reduce (libnbc) reaches about half the bus bandwidth of its blocking one (tuned) on
 //    large messages here (bench/distributed/allreduce_bench.cc measures both). So a large
@@ -67,6 +68,7 @@
 #include <thread>
 #include <vector>
 
+#include "distributed/arrival_query.h"
 #include "distributed/communicator.h"
 
 namespace tessera::distributed {
@@ -134,7 +136,6 @@ class MpiCommunicator final : public Communicator {
   void start(Op& op);
   void run_bulk(Op& op);
   void finish(Op& op, int64_t now);
-  void poll_queries();
   [[noreturn]] void watchdog_fire(const Op& op, int64_t now);
 
   std::string name_;
@@ -154,9 +155,7 @@ class MpiCommunicator final : public Communicator {
 
   // Communication thread only.
   std::deque<std::unique_ptr<Op>> in_flight_;  // started, in issue order
-  MPI_Request query_req_ = MPI_REQUEST_NULL;
-  int64_t query_buf_ = 0;
-  std::deque<std::pair<std::unique_ptr<int64_t>, MPI_Request>> replies_;
+  std::unique_ptr<ArrivalQuery> arrivals_;     // the watchdog's questions on ctrl_
 
   std::thread thread_;
 };

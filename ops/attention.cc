@@ -1,10 +1,27 @@
-// Adapters for ops/attention.h: check dtypes, shapes and devices, then dispatch.
+// Adapters for ops/attention.h: check dtypes, shapes and devices, then dispatch (CPU kernel; on
+// CUDA the own kernel or cuDNN's fused attention, see attention_backend()).
 #include "ops/attention.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <set>
+
 #include "absl/strings/str_cat.h"
+#include "core/bf16.h"
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/attention.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/attention.cuh"
+#endif
+#if TESSERA_WITH_CUDNN
+#include "ops/cuda/attention_cudnn.h"
+#endif
 
 namespace tessera::ops {
 namespace {
@@ -13,9 +30,10 @@ struct Dims {
   int64_t B, T, C, H, D;
 };
 
-// qkv is (B, T, 3*C) with C divisible by n_heads.
+// qkv is (B, T, 3*C) with C divisible by n_heads; f32, or bf16 (CUDA only, checked by caller).
 Dims check_qkv(const OpCheck& c, const Tensor& qkv, int n_heads) {
-  c.tensor_ndim("qkv", qkv, DType::f32, 3);
+  const DType st = qkv.defined() && qkv.dtype() == DType::bf16 ? DType::bf16 : DType::f32;
+  c.tensor_ndim("qkv", qkv, st, 3);
   c.expect(n_heads > 0, absl::StrCat("n_heads must be positive, got ", n_heads));
   const int64_t last = qkv.dim(2);
   c.expect(last % (3 * int64_t{n_heads}) == 0 && last > 0,
@@ -25,17 +43,149 @@ Dims check_qkv(const OpCheck& c, const Tensor& qkv, int n_heads) {
   return {qkv.dim(0), qkv.dim(1), C, n_heads, C / n_heads};
 }
 
+void check_bf16_device(const OpCheck& c, DType st) {
+  if (st == DType::bf16 && c.device().is_cpu())
+    c.fail("bf16 storage runs on CUDA only; the CPU kernel takes f32 (convert first)");
+}
+
+AttentionBackend backend_from_env() {
+  const char* v = std::getenv("TESSERA_ATTENTION");
+  if (!v || !*v || std::strcmp(v, "auto") == 0) return AttentionBackend::kAuto;
+  if (std::strcmp(v, "own") == 0) return AttentionBackend::kOwn;
+  if (std::strcmp(v, "cudnn") == 0) return AttentionBackend::kCudnn;
+  throw_error(absl::StrCat("TESSERA_ATTENTION=", v, ": expected auto, own or cudnn"));
+}
+
+std::atomic<int> g_backend{-1};
+
+#if TESSERA_WITH_CUDA
+// kAuto falls back to the own kernel when cuDNN cannot take a call; the first fallback for each
+// reason is reported once on stderr, so a slow run is explained.
+bool use_cudnn(const Dims& d, const char* op) {
+  const AttentionBackend b = attention_backend();
+  if (b == AttentionBackend::kOwn) return false;
+#if TESSERA_WITH_CUDNN
+  const std::string why = cuda::cudnn_sdpa_unsupported(d.B, d.T, d.H, d.D);
+#else
+  const std::string why = "this build has no cuDNN";
+#endif
+  if (why.empty()) return true;
+  TESSERA_CHECK(b != AttentionBackend::kCudnn, op, ": TESSERA_ATTENTION=cudnn but cuDNN's fused ",
+                "attention cannot take this call: ", why);
+  return false;
+}
+
+[[maybe_unused]] void note_fallback(const std::string& reason) {
+  static std::mutex mutex;
+  static std::set<std::string> seen;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (seen.insert(reason).second)
+    std::cerr << "tessera: attention falls back to the own CUDA kernel: " << reason << "\n";
+}
+
+void cuda_attention_forward(const OpCheck& c, const Dims& d, const Tensor& qkv, const Tensor& out,
+                            const Tensor& lse, bool causal) {
+  cudaStream_t s = stream_for(c);
+  if (qkv.dtype() == DType::f32) {
+    cuda::attention_forward(qkv.data<float>(), out.data<float>(), lse.data<float>(), d.B, d.T, d.H,
+                            d.D, causal, s);
+    return;
+  }
+#if TESSERA_WITH_CUDNN
+  if (use_cudnn(d, "attention_forward")) {
+    Tensor workspace;
+    try {
+      cuda::cudnn_sdpa_forward(
+          qkv.data<bf16>(), out.data<bf16>(), lse.data<float>(), d.B, d.T, d.H, d.D, causal,
+          [&](size_t bytes) {
+            workspace = Tensor::empty({int64_t(bytes)}, DType::u8, c.device());
+            return workspace.raw_data();
+          },
+          s);
+      return;
+    } catch (const Error& e) {
+      if (attention_backend() == AttentionBackend::kCudnn) throw;
+      note_fallback(e.what());
+    }
+  }
+#else
+  use_cudnn(d, "attention_forward");  // kCudnn: the error that this build has none
+#endif
+  cuda::attention_forward_bf16(reinterpret_cast<const uint16_t*>(qkv.data<bf16>()),
+                               reinterpret_cast<uint16_t*>(out.data<bf16>()), lse.data<float>(),
+                               d.B, d.T, d.H, d.D, causal, s);
+}
+
+// The own kernel's backward needs B*H*T floats of scratch (rowsum(dout * out)); the caching
+// allocator makes it free after the first step. cuDNN's lse (its softmax stats) has the same
+// meaning as the own kernel's, so either forward pairs with either backward.
+void cuda_attention_backward(const OpCheck& c, const Dims& d, const Tensor& dout, const Tensor& qkv,
+                             const Tensor& out, const Tensor& lse, const Tensor& dqkv,
+                             bool causal) {
+  cudaStream_t s = stream_for(c);
+  Tensor delta = Tensor::empty({d.B, d.H, d.T}, DType::f32, c.device());
+  if (qkv.dtype() == DType::f32) {
+    cuda::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
+                             lse.data<float>(), dqkv.data<float>(), delta.data<float>(), d.B, d.T,
+                             d.H, d.D, causal, s);
+    return;
+  }
+#if TESSERA_WITH_CUDNN
+  if (use_cudnn(d, "attention_backward")) {
+    Tensor workspace;
+    try {
+      cuda::cudnn_sdpa_backward(
+          dout.data<bf16>(), qkv.data<bf16>(), out.data<bf16>(), lse.data<float>(),
+          dqkv.data<bf16>(), d.B, d.T, d.H, d.D, causal,
+          [&](size_t bytes) {
+            workspace = Tensor::empty({int64_t(bytes)}, DType::u8, c.device());
+            return workspace.raw_data();
+          },
+          s);
+      return;
+    } catch (const Error& e) {
+      if (attention_backend() == AttentionBackend::kCudnn) throw;
+      note_fallback(e.what());
+    }
+  }
+#else
+  use_cudnn(d, "attention_backward");
+#endif
+  auto bits = [](const Tensor& t) { return reinterpret_cast<uint16_t*>(t.data<bf16>()); };
+  cuda::attention_backward_bf16(bits(dout), bits(qkv), bits(out), lse.data<float>(), bits(dqkv),
+                                delta.data<float>(), d.B, d.T, d.H, d.D, causal, s);
+}
+#endif
+
 }  // namespace
+
+void set_attention_backend(AttentionBackend backend) {
+  g_backend.store(int(backend));
+}
+
+AttentionBackend attention_backend() {
+  int b = g_backend.load();
+  if (b < 0) {
+    b = int(backend_from_env());
+    g_backend.store(b);
+  }
+  return AttentionBackend(b);
+}
 
 void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_heads,
                        bool causal) {
   TESSERA_PROFILE("attention");
   OpCheck c("attention_forward");
   const Dims d = check_qkv(c, qkv, n_heads);
-  c.tensor("out", out, DType::f32, {d.B, d.T, d.C}).tensor("lse", lse, DType::f32, {d.B, d.H, d.T});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::attention_forward(qkv.data<float>(), out.data<float>(), lse.data<float>(), d.B, d.T, d.H,
-                         d.D, causal);
+  const DType st = qkv.dtype();
+  c.tensor("out", out, st, {d.B, d.T, d.C}).tensor("lse", lse, DType::f32, {d.B, d.H, d.T});
+  check_bf16_device(c, st);
+  if (c.device().is_cpu()) {
+    cpu::attention_forward(qkv.data<float>(), out.data<float>(), lse.data<float>(), d.B, d.T, d.H,
+                           d.D, causal);
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda_attention_forward(c, d, qkv, out, lse, causal));
+  }
 }
 
 void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
@@ -43,13 +193,18 @@ void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out
   TESSERA_PROFILE("attention");
   OpCheck c("attention_backward");
   const Dims d = check_qkv(c, qkv, n_heads);
-  c.tensor("dout", dout, DType::f32, {d.B, d.T, d.C})
-      .tensor("out", out, DType::f32, {d.B, d.T, d.C})
+  const DType st = qkv.dtype();
+  c.tensor("dout", dout, st, {d.B, d.T, d.C})
+      .tensor("out", out, st, {d.B, d.T, d.C})
       .tensor("lse", lse, DType::f32, {d.B, d.H, d.T})
-      .tensor("dqkv", dqkv, DType::f32, qkv.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
-                          lse.data<float>(), dqkv.data<float>(), d.B, d.T, d.H, d.D, causal);
+      .tensor("dqkv", dqkv, st, qkv.shape());
+  check_bf16_device(c, st);
+  if (c.device().is_cpu()) {
+    cpu::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
+                            lse.data<float>(), dqkv.data<float>(), d.B, d.T, d.H, d.D, causal);
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda_attention_backward(c, d, dout, qkv, out, lse, dqkv, causal));
+  }
 }
 
 }  // namespace tessera::ops

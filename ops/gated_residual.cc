@@ -4,6 +4,11 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/gated_residual.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/gated_residual.cuh"
+#endif
 
 namespace tessera::ops {
 
@@ -15,9 +20,14 @@ void gated_residual_forward(const Tensor& x, const Tensor& gate, const Tensor& h
   c.tensor("gate", gate, DType::f32, {b, cols})
       .tensor("h", h, DType::f32, x.shape())
       .tensor("y", y, DType::f32, x.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::gated_residual_forward(x.data<float>(), gate.data<float>(), h.data<float>(), y.data<float>(),
-                              b, t, cols);
+  if (c.device().is_cpu()) {
+    cpu::gated_residual_forward(x.data<float>(), gate.data<float>(), h.data<float>(),
+                                y.data<float>(), b, t, cols);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::gated_residual_forward(x.data<float>(), gate.data<float>(), h.data<float>(),
+                                        y.data<float>(), b, t, cols, stream_for(c)));
+  }
 }
 
 void gated_residual_backward(const Tensor& dy, const Tensor& gate, const Tensor& h,
@@ -30,9 +40,14 @@ void gated_residual_backward(const Tensor& dy, const Tensor& gate, const Tensor&
       .tensor("gate", gate, DType::f32, {b, cols})
       .tensor("dgate", dgate, DType::f32, {b, cols})
       .tensor("dh", dh, DType::f32, h.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::gated_residual_backward(dy.data<float>(), gate.data<float>(), h.data<float>(),
-                               dgate.data<float>(), dh.data<float>(), b, t, cols);
+  if (c.device().is_cpu()) {
+    cpu::gated_residual_backward(dy.data<float>(), gate.data<float>(), h.data<float>(),
+                                 dgate.data<float>(), dh.data<float>(), b, t, cols);
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda::gated_residual_backward(
+                               dy.data<float>(), gate.data<float>(), h.data<float>(),
+                               dgate.data<float>(), dh.data<float>(), b, t, cols, stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops

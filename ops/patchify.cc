@@ -5,6 +5,11 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/patchify.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/patchify.cuh"
+#endif
 
 namespace tessera::ops {
 namespace {
@@ -25,18 +30,28 @@ void patchify(const Tensor& images, const Tensor& patches, int64_t p) {
   TESSERA_PROFILE("patchify");
   OpCheck c("patchify");
   c.tensor("patches", patches, DType::f32, patch_shape(c, images, p));
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::patchify(images.data<float>(), patches.data<float>(), images.dim(0), images.dim(1),
-                images.dim(2), images.dim(3), p, /*to_patches=*/true);
+  if (c.device().is_cpu()) {
+    cpu::patchify(images.data<float>(), patches.data<float>(), images.dim(0), images.dim(1),
+                  images.dim(2), images.dim(3), p, /*to_patches=*/true);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::patchify(images.data<float>(), patches.data<float>(), images.dim(0), images.dim(1),
+                          images.dim(2), images.dim(3), p, /*to_patches=*/true, stream_for(c)));
+  }
 }
 
 void unpatchify(const Tensor& patches, const Tensor& images, int64_t p) {
   TESSERA_PROFILE("patchify");
   OpCheck c("unpatchify");
   c.tensor("patches", patches, DType::f32, patch_shape(c, images, p));
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::patchify(images.data<float>(), patches.data<float>(), images.dim(0), images.dim(1),
-                images.dim(2), images.dim(3), p, /*to_patches=*/false);
+  if (c.device().is_cpu()) {
+    cpu::patchify(images.data<float>(), patches.data<float>(), images.dim(0), images.dim(1),
+                  images.dim(2), images.dim(3), p, /*to_patches=*/false);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::patchify(images.data<float>(), patches.data<float>(), images.dim(0), images.dim(1),
+                          images.dim(2), images.dim(3), p, /*to_patches=*/false, stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops

@@ -4,6 +4,11 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/silu.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/silu.cuh"
+#endif
 
 namespace tessera::ops {
 
@@ -11,8 +16,12 @@ void silu_forward(const Tensor& x, const Tensor& y) {
   TESSERA_PROFILE("silu");
   OpCheck c("silu_forward");
   c.tensor("x", x, DType::f32).tensor("y", y, DType::f32, x.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::silu_forward(x.data<float>(), y.data<float>(), x.numel());
+  if (c.device().is_cpu()) {
+    cpu::silu_forward(x.data<float>(), y.data<float>(), x.numel());
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::silu_forward(x.data<float>(), y.data<float>(), x.numel(), stream_for(c)));
+  }
 }
 
 void silu_backward(const Tensor& dy, const Tensor& x, const Tensor& dx) {
@@ -21,8 +30,12 @@ void silu_backward(const Tensor& dy, const Tensor& x, const Tensor& dx) {
   c.tensor("x", x, DType::f32)
       .tensor("dy", dy, DType::f32, x.shape())
       .tensor("dx", dx, DType::f32, x.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::silu_backward(dy.data<float>(), x.data<float>(), dx.data<float>(), x.numel());
+  if (c.device().is_cpu()) {
+    cpu::silu_backward(dy.data<float>(), x.data<float>(), dx.data<float>(), x.numel());
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda::silu_backward(dy.data<float>(), x.data<float>(), dx.data<float>(),
+                                               x.numel(), stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops

@@ -5,6 +5,11 @@
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/tokens.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/tokens.cuh"
+#endif
 
 namespace tessera::ops {
 void copy_tokens(const Tensor& src, int64_t src_begin, const Tensor& dst, int64_t dst_begin,
@@ -22,9 +27,13 @@ void copy_tokens(const Tensor& src, int64_t src_begin, const Tensor& dst, int64_
            absl::StrCat("rows [", src_begin, ", ", src_begin + count, ") of src ", src.describe(),
                         " -> [", dst_begin, ", ", dst_begin + count, ") of dst ", dst.describe(),
                         " out of range"));
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::copy_tokens(src.data<float>(), ts, src_begin, dst.data<float>(), dst.dim(1), dst_begin, B,
-                   count, C);
+  if (c.device().is_cpu()) {
+    cpu::copy_tokens(src.data<float>(), ts, src_begin, dst.data<float>(), dst.dim(1), dst_begin, B,
+                     count, C);
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda::copy_tokens(src.data<float>(), ts, src_begin, dst.data<float>(),
+                                             dst.dim(1), dst_begin, B, count, C, stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops

@@ -1,11 +1,61 @@
 // Adapters for ops/vocab_parallel.h: check dtypes, shapes and devices, then dispatch.
 #include "ops/vocab_parallel.h"
 
+#include "absl/strings/str_cat.h"
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/vocab_parallel.h"
+#include "ops/dispatch.h"
+
+#if TESSERA_WITH_CUDA
+#include "ops/cuda/vocab_parallel.cuh"
+#endif
 
 namespace tessera::ops {
+namespace {
+
+#if TESSERA_WITH_CUDA
+// Device ids/targets are checked on a host copy (N ints, a synchronisation), with the CPU
+// launchers' messages; the CUDA launchers that need host information take the copy.
+Tensor checked_host_ids(const Tensor& ids, int64_t vocab) {
+  Tensor host = to_device(ids, Device::cpu());
+  const int32_t* p = host.data<int32_t>();
+  for (int64_t i = 0; i < host.numel(); ++i) {
+    TESSERA_CHECK(p[i] >= 0 && p[i] < vocab, "vocab_embedding_forward: id ", p[i], " at position ",
+                  i, " is outside [0, ", vocab, ")");
+  }
+  return host;
+}
+
+// The number of rows whose target is not ignore_index; checks the others against vocab when
+// vocab > 0.
+int64_t count_valid_targets(const char* op, const Tensor& targets, int64_t vocab,
+                            int ignore_index) {
+  const Tensor host = to_device(targets, Device::cpu());
+  const int32_t* t = host.data<int32_t>();
+  int64_t valid = 0;
+  for (int64_t i = 0; i < host.numel(); ++i) {
+    if (t[i] == ignore_index) continue;
+    TESSERA_CHECK(vocab <= 0 || (t[i] >= 0 && t[i] < vocab), op, ": target ", t[i], " at row ", i,
+                  " is outside [0, ", vocab, ") and is not ignore_index ", ignore_index);
+    ++valid;
+  }
+  return valid;
+}
+
+// The scale is dloss over the valid rows, as the CPU launcher computes it (in double).
+void cuda_vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                            int64_t begin, float dloss, int ignore_index, const Tensor& dlogits,
+                            cudaStream_t stream) {
+  const int64_t valid = count_valid_targets("vocab_ce_backward", targets, 0, ignore_index);
+  const float scale = valid > 0 ? float(double(dloss) / double(valid)) : 0.0f;
+  cuda::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
+                          dlogits.data<float>(), logits.dim(0), logits.dim(1), begin, scale,
+                          ignore_index, stream);
+}
+#endif
+
+}  // namespace
 
 void vocab_embedding_forward(const Tensor& ids, const Tensor& table, int64_t begin, int64_t vocab,
                              const Tensor& out) {
@@ -15,9 +65,15 @@ void vocab_embedding_forward(const Tensor& ids, const Tensor& table, int64_t beg
   const int64_t n = ids.dim(0), v = table.dim(0), cols = table.dim(1);
   c.tensor("out", out, DType::f32, {n, cols});
   c.expect(begin >= 0 && begin + v <= vocab, "the table's range lies inside [0, vocab)");
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::vocab_embedding_forward(ids.data<int32_t>(), table.data<float>(), out.data<float>(), n, v,
-                               cols, begin, vocab);
+  if (c.device().is_cpu()) {
+    cpu::vocab_embedding_forward(ids.data<int32_t>(), table.data<float>(), out.data<float>(), n, v,
+                                 cols, begin, vocab);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, (checked_host_ids(ids, vocab),
+            cuda::vocab_embedding_forward(ids.data<int32_t>(), table.data<float>(),
+                                          out.data<float>(), n, v, cols, begin, stream_for(c))));
+  }
 }
 
 void vocab_embedding_backward(const Tensor& dout, const Tensor& ids, int64_t begin,
@@ -27,9 +83,15 @@ void vocab_embedding_backward(const Tensor& dout, const Tensor& ids, int64_t beg
   c.tensor_ndim("ids", ids, DType::i32, 1).tensor_ndim("dtable", dtable, DType::f32, 2);
   const int64_t n = ids.dim(0), v = dtable.dim(0), cols = dtable.dim(1);
   c.tensor("dout", dout, DType::f32, {n, cols});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::vocab_embedding_backward(dout.data<float>(), ids.data<int32_t>(), dtable.data<float>(), n, v,
-                                cols, begin);
+  if (c.device().is_cpu()) {
+    cpu::vocab_embedding_backward(dout.data<float>(), ids.data<int32_t>(), dtable.data<float>(), n,
+                                  v, cols, begin);
+  } else {
+    // Out-of-shard ids are skipped, as on the CPU; any int is a valid position here.
+    TESSERA_CUDA_LAUNCH(c, cuda::vocab_embedding_backward(
+                               dout.data<float>(), to_device(ids, Device::cpu()).data<int32_t>(),
+                               dtable.data<float>(), n, v, cols, begin, stream_for(c)));
+  }
 }
 
 void vocab_ce_row_max(const Tensor& logits, const Tensor& row_max) {
@@ -37,8 +99,13 @@ void vocab_ce_row_max(const Tensor& logits, const Tensor& row_max) {
   OpCheck c("vocab_ce_row_max");
   c.tensor_ndim("logits", logits, DType::f32, 2);
   c.tensor("row_max", row_max, DType::f32, {logits.dim(0)});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0), logits.dim(1));
+  if (c.device().is_cpu()) {
+    cpu::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0),
+                          logits.dim(1));
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(),
+                                                  logits.dim(0), logits.dim(1), stream_for(c)));
+  }
 }
 
 void vocab_ce_sum_exp_target(const Tensor& logits, const Tensor& targets, const Tensor& row_max,
@@ -51,10 +118,16 @@ void vocab_ce_sum_exp_target(const Tensor& logits, const Tensor& targets, const 
       .tensor("row_max", row_max, DType::f32, {n})
       .tensor("sum_exp", sum_exp, DType::f32, {n})
       .tensor("target_logit", target_logit, DType::f32, {n});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::vocab_ce_sum_exp_target(logits.data<float>(), targets.data<int32_t>(), row_max.data<float>(),
+  if (c.device().is_cpu()) {
+    cpu::vocab_ce_sum_exp_target(logits.data<float>(), targets.data<int32_t>(),
+                                 row_max.data<float>(), sum_exp.data<float>(),
+                                 target_logit.data<float>(), n, logits.dim(1), begin);
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda::vocab_ce_sum_exp_target(
+                               logits.data<float>(), targets.data<int32_t>(), row_max.data<float>(),
                                sum_exp.data<float>(), target_logit.data<float>(), n, logits.dim(1),
-                               begin);
+                               begin, stream_for(c)));
+  }
 }
 
 void vocab_ce_loss(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
@@ -69,10 +142,18 @@ void vocab_ce_loss(const Tensor& row_max, const Tensor& sum_exp, const Tensor& t
       .tensor("target_logit", target_logit, DType::f32, {n})
       .tensor("lse", lse, DType::f32, {n})
       .tensor("loss", loss, DType::f32, {1});
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::vocab_ce_loss(row_max.data<float>(), sum_exp.data<float>(), target_logit.data<float>(),
-                     targets.data<int32_t>(), lse.data<float>(), loss.data<float>(), n, vocab,
-                     ignore_index);
+  if (c.device().is_cpu()) {
+    cpu::vocab_ce_loss(row_max.data<float>(), sum_exp.data<float>(), target_logit.data<float>(),
+                       targets.data<int32_t>(), lse.data<float>(), loss.data<float>(), n, vocab,
+                       ignore_index);
+  } else {
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::vocab_ce_loss(row_max.data<float>(), sum_exp.data<float>(),
+                               target_logit.data<float>(), targets.data<int32_t>(),
+                               lse.data<float>(), loss.data<float>(), n,
+                               count_valid_targets("vocab_ce_loss", targets, vocab, ignore_index),
+                               ignore_index, stream_for(c)));
+  }
 }
 
 void vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
@@ -84,9 +165,13 @@ void vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor
   c.tensor("targets", targets, DType::i32, {n})
       .tensor("lse", lse, DType::f32, {n})
       .tensor("dlogits", dlogits, DType::f32, logits.shape());
-  if (!c.device().is_cpu()) c.no_kernel(c.device());
-  cpu::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
-                         dlogits.data<float>(), n, logits.dim(1), begin, dloss, ignore_index);
+  if (c.device().is_cpu()) {
+    cpu::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
+                           dlogits.data<float>(), n, logits.dim(1), begin, dloss, ignore_index);
+  } else {
+    TESSERA_CUDA_LAUNCH(c, cuda_vocab_ce_backward(logits, targets, lse, begin, dloss, ignore_index,
+                                                  dlogits, stream_for(c)));
+  }
 }
 
 }  // namespace tessera::ops

@@ -1,6 +1,6 @@
 #!/bin/bash
-# CTest driver for the failure tests: runs abort_probe under mpirun and asserts that the job ends
-# with a non-zero status within a bound and prints the expected message.
+# CTest driver for the failure tests: runs abort_probe (or nccl_abort_probe) under mpirun and
+# asserts that the job ends with a non-zero status within a bound and prints the expected message.
 #   expect_abort.sh MPIEXEC NP PROBE MODE
 set -u
 mpiexec=$1 np=$2 probe=$3 mode=$4
@@ -18,6 +18,8 @@ elapsed=$(echo "$(date +%s.%N) - $start" | bc)
 cat "$out"
 echo "--- exit status $status after ${elapsed}s"
 fail() { echo "FAIL: $*"; exit 1; }
+# GPU probes on a machine without one: a skip (CTest SKIP_RETURN_CODE 77), never a pass.
+if [ "$status" -eq 0 ] && grep -q "^no CUDA device" "$out"; then echo "SKIP: no CUDA device"; exit 77; fi
 [ "$status" -ne 0 ] || fail "the job exited 0"
 [ "$status" -ne 124 ] || fail "the job hung (killed by timeout after 60 s)"
 (( $(echo "$elapsed < $max_seconds" | bc) )) || fail "took ${elapsed}s (bound ${max_seconds}s)"
@@ -31,6 +33,15 @@ case "$mode" in
       [[ "$line" == *"$want"* ]] || fail "watchdog line lacks \"$want\": $line"
     done
     grep -q "^rank [02]: collective watchdog:" "$out" || fail "watchdog line not prefixed by rank"
+    ;;
+  nccl_hang)
+    line=$(grep "collective watchdog:" "$out" | head -1)
+    [ -n "$line" ] || fail "no watchdog line"
+    for want in "all_reduce #4 on group 'world'" "NCCL" "not complete after" \
+                "NCCL communicator aborted"; do
+      [[ "$line" == *"$want"* ]] || fail "watchdog line lacks \"$want\": $line"
+    done
+    grep -q "^rank 0: collective watchdog:" "$out" || fail "watchdog line not prefixed by rank"
     ;;
   throw)
     last=$((np - 1))

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/threads.h"
+#include "ops/matmul.h"
 #include "tests/support/compare.h"
 #include "tests/support/devices.h"
 #include "tests/support/inputs.h"
@@ -175,6 +176,99 @@ TEST_P(AttentionTest, BadArgumentsNameOpAndShapes) {
 }
 
 TESSERA_INSTANTIATE_DEVICE_TESTS(AttentionTest);
+
+#if TESSERA_WITH_CUDA
+// CUDA-only paths, compared on the GPU against the f32 own kernel (itself checked against PyTorch
+// by MatchesTorch/cuda): bf16 storage in the own kernel, and cuDNN's fused attention (forced with
+// AttentionBackend::kCudnn, so a cuDNN failure is an error here, not a silent fallback).
+namespace cuda_paths {
+
+Tensor to_dtype(const Tensor& t, DType dtype) {
+  Tensor out = Tensor::empty(t.shape(), dtype, t.device());
+  ops::convert(t, out);
+  return out;
+}
+
+// max |got - want| / max |want|, on the host.
+double rel_error(const Tensor& got_any, const Tensor& want_any) {
+  const Tensor got = to_device(to_dtype(got_any, DType::f32), Device::cpu());
+  const Tensor want = to_device(want_any, Device::cpu());
+  double diff = 0, scale = 1e-30;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    diff = std::max(diff, double(std::abs(got.data<float>()[i] - want.data<float>()[i])));
+    scale = std::max(scale, double(std::abs(want.data<float>()[i])));
+  }
+  return diff / scale;
+}
+
+struct Result {
+  Tensor out, lse, dqkv;
+};
+
+Result run(const Tensor& qkv, const Tensor& dout, int64_t H, bool causal) {
+  const int64_t B = qkv.dim(0), T = qkv.dim(1), C = qkv.dim(2) / 3;
+  Result r{Tensor::empty({B, T, C}, qkv.dtype(), qkv.device()),
+           Tensor::empty({B, H, T}, DType::f32, qkv.device()),
+           Tensor::empty(qkv.shape(), qkv.dtype(), qkv.device())};
+  ops::attention_forward(qkv, r.out, r.lse, int(H), causal);
+  ops::attention_backward(dout, qkv, r.out, r.lse, r.dqkv, int(H), causal);
+  return r;
+}
+
+class AttentionCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  }
+  void TearDown() override { ops::set_attention_backend(ops::AttentionBackend::kAuto); }
+
+  // bf16 storage (with `backend`) against the f32 own kernel on the same rounded inputs.
+  void compare(ops::AttentionBackend backend, double tol) {
+    struct Shape {
+      int64_t B, T, H, D;
+    };
+    for (Shape s : {Shape{2, 130, 2, 64}, Shape{1, 257, 3, 32}, Shape{1, 64, 2, 128}}) {
+      for (bool causal : {false, true}) {
+        const std::string what =
+            absl::StrCat("B=", s.B, " T=", s.T, " H=", s.H, " D=", s.D, causal ? " causal" : "");
+        const Device gpu = Device::cuda(0);
+        const int64_t C = s.H * s.D;
+        // Inputs rounded to bf16 first, so both runs see the same values.
+        Tensor qkv16 = to_dtype(to_device(testing::normal({s.B, s.T, 3 * C}, 7), gpu), DType::bf16);
+        Tensor dout16 = to_dtype(to_device(testing::uniform({s.B, s.T, C}, 8), gpu), DType::bf16);
+        ops::set_attention_backend(ops::AttentionBackend::kOwn);
+        const Result want =
+            run(to_dtype(qkv16, DType::f32), to_dtype(dout16, DType::f32), s.H, causal);
+        ops::set_attention_backend(backend);
+        const Result got = run(qkv16, dout16, s.H, causal);
+        EXPECT_LT(rel_error(got.out, want.out), tol) << what << " out";
+        EXPECT_LT(rel_error(got.lse, want.lse), tol) << what << " lse";
+        EXPECT_LT(rel_error(got.dqkv, want.dqkv), 2 * tol) << what << " dqkv";
+      }
+    }
+  }
+};
+
+TEST_F(AttentionCuda, Bf16OwnKernelMatchesF32) {
+  compare(ops::AttentionBackend::kOwn, 2e-2);
+}
+
+TEST_F(AttentionCuda, CudnnFusedAttentionMatchesOwnKernel) {
+#if !TESSERA_WITH_CUDNN
+  GTEST_SKIP() << "built without cuDNN";
+#endif
+  compare(ops::AttentionBackend::kCudnn, 2e-2);
+}
+
+TEST(AttentionBf16, OnCpuIsRefused) {
+  Tensor qkv = Tensor::zeros({1, 4, 24}, DType::bf16), out = Tensor::zeros({1, 4, 8}, DType::bf16);
+  Tensor lse = Tensor::zeros({1, 2, 4}, DType::f32);
+  expect_error([&] { ops::attention_forward(qkv, out, lse, 2, false); },
+               "bf16 storage runs on CUDA");
+}
+
+}  // namespace cuda_paths
+#endif
 
 }  // namespace
 }  // namespace tessera

@@ -1,0 +1,48 @@
+#include "distributed/make_communicator.h"
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "distributed/local_communicator.h"
+#include "distributed/mpi_communicator.h"
+#if TESSERA_WITH_NCCL
+#include "distributed/nccl_communicator.h"
+#endif
+
+namespace tessera::distributed {
+
+Device local_cuda_device() {
+  const int devices = cuda_device_count();
+  TESSERA_CHECK(devices > 0, "rank ", world_rank_for_messages(), ": no CUDA device",
+                cuda_compiled() ? "" : " (this build has no CUDA backend)");
+  int local = 0;
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}) {
+    const char* v = std::getenv(name);
+    if (v && *v) {
+      local = std::atoi(v);
+      break;
+    }
+  }
+  return Device::cuda(local % devices);
+}
+
+std::unique_ptr<Communicator> make_world_communicator(Device device,
+                                                      const CommunicatorOptions& options) {
+  if (device.is_cpu()) {
+    if (!launched_by_mpi()) return std::make_unique<LocalCommunicator>("world");
+    MpiOptions mpi;
+    mpi.timeout_s = options.timeout_s;
+    return MpiCommunicator::world(mpi);
+  }
+#if TESSERA_WITH_NCCL
+  NcclOptions nccl;
+  nccl.timeout_s = options.timeout_s;
+  return NcclCommunicator::world(device.index, nccl);
+#else
+  throw_error(absl::StrCat("make_world_communicator: tensors on ", device.str(),
+                           " need the NCCL communicator, but this build has none (configure "
+                           "with -DTESSERA_CUDA=ON where NCCL is installed)"));
+#endif
+}
+
+}  // namespace tessera::distributed
