@@ -25,12 +25,15 @@ case "$mode" in
 esac
 echo "interrupted job $id at step $(tail -n 1 "$run/metrics.jsonl" | grep -oE '"step":[0-9]+')"
 
-# Slurm holds a requeued job back for a while (its begin time moves); release it at once.
+# Slurm may hold a requeued job back for a while; release it, but only once the previous
+# incarnation is gone (its processes and its step daemon): a step of the new one launched while
+# slurmd still cleans up the old step of the same id is aborted.
 t0=$SECONDS
 while :; do
   state=$(job_state "$id")
   restarts=$(job_field "$id" Restarts)
-  if [ "${restarts:-0}" -ge 1 ] && [ "$state" = PENDING ]; then
+  if [ "${restarts:-0}" -ge 1 ] && [ "$state" = PENDING ] && [ -z "$(pgrep -f -- "$run")" ] &&
+    [ -z "$(pgrep -f "slurmstepd: \[$id\.")" ]; then
     scontrol update jobid="$id" StartTime=now >/dev/null 2>&1 || true
   fi
   [ "${restarts:-0}" -ge 1 ] && [[ "$state" =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && break
@@ -41,6 +44,7 @@ while :; do
   ((SECONDS - t0 > 300)) && { scancel "$id"; fail "job $id: $state, restarts $restarts after 300 s"; }
   sleep 1
 done
+echo "requeued job $id ended after $((SECONDS - t0)) s"
 scontrol show job "$id" | grep -E 'JobState|Restarts'
 cat "$dir/slurm.out"
 [ "$state" = COMPLETED ] || fail "job $id ended $state after its requeue"
