@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <string_view>
@@ -11,6 +12,7 @@
 #include "data_pipeline/pack.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/tokenizer.h"
+#include "tools/checkpoint_commands.h"
 
 namespace tessera::tools {
 namespace {
@@ -53,6 +55,8 @@ constexpr const char* kInspectUsage =
 
 Describes a shard (.h5: counts, resolution, datasets, the first 3 captions) or a manifest
 (.pbtxt: shards, counts, and whether it validates: every shard present with its recorded size).
+A directory is read as a checkpoint (a step, checkpoints/ or run directory): layout, tensors,
+sizes, and verification of the commit marker and of every checksum.
 
   --verify    also check each shard's content hash against the manifest
 
@@ -290,7 +294,10 @@ int inspect_command(int argc, char** argv) {
   };
   if (ends_with(".h5")) return inspect_shard(path);
   if (ends_with(".pbtxt")) return inspect_manifest(path, a.values.count("--verify") > 0);
-  std::fprintf(stderr, "tessera inspect: %s: expected a shard (.h5) or a manifest (.pbtxt)\n",
+  if (std::filesystem::is_directory(path)) return inspect_checkpoint(path);
+  std::fprintf(stderr,
+               "tessera inspect: %s: expected a shard (.h5), a manifest (.pbtxt) or a checkpoint "
+               "directory\n",
                path.c_str());
   return 1;
 }

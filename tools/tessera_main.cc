@@ -8,6 +8,7 @@
 #include "core/allocator.h"
 #include "core/threads.h"
 #include "dnnl.hpp"
+#include "tools/checkpoint_commands.h"
 #include "tools/data_commands.h"
 #include "tools/train_command.h"
 
@@ -24,9 +25,9 @@ constexpr Verb kVerbs[] = {
     {"train", "train a model from a config", nullptr},
     {"eval", "evaluate a checkpoint", "9"},
     {"pack", "pack images/text into HDF5 shards", nullptr},
-    {"inspect", "describe a shard or manifest (checkpoints: issue 7)", nullptr},
+    {"inspect", "describe a shard, manifest or checkpoint (verifies checksums)", nullptr},
     {"sample", "sample images from a DiT checkpoint", "9"},
-    {"export", "export a checkpoint to safetensors", "7"},
+    {"export", "export a checkpoint to safetensors", nullptr},
     {"plot", "plot a run's curves to PNG", "9"},
     {"tokenizer", "train a SentencePiece tokenizer", nullptr},
     {"generate", "generate text from a GPT checkpoint", "9"},
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
     if (verb == "train") return tessera::tools::train_command(argc - 1, argv + 1);
     if (verb == "pack") return tessera::tools::pack_command(argc - 1, argv + 1);
     if (verb == "inspect") return tessera::tools::inspect_command(argc - 1, argv + 1);
+    if (verb == "export") return tessera::tools::export_command(argc - 1, argv + 1);
     if (verb == "tokenizer") return tessera::tools::tokenizer_command(argc - 1, argv + 1);
     return info();
   }

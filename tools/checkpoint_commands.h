@@ -1,0 +1,18 @@
+#pragma once
+// Tools on checkpoints (train/CHECKPOINT.md), through the reading API of train/checkpoint.h:
+//   tessera export --checkpoint CKPT --format safetensors --out FILE
+//   tessera inspect CKPT          (a step, checkpoints/ or run directory)
+
+#include <string>
+
+namespace tessera::tools {
+
+// `tessera export`: the full, unsharded parameters under their global names, whatever layout
+// wrote them. Returns the exit status.
+int export_command(int argc, char** argv);
+
+// `tessera inspect` on a checkpoint: layout, tensors, sizes, and verification of the commit
+// marker and of every stored piece's checksums. Returns 0 when everything verifies, else 1.
+int inspect_checkpoint(const std::string& path);
+
+}  // namespace tessera::tools
