@@ -97,4 +97,28 @@ bool is_integer_type(hid_t type, size_t size, bool is_signed) {
          (H5Tget_sign(type) == H5T_SGN_2) == is_signed;
 }
 
+uint32_t fletcher32(const uint8_t* data, size_t bytes) {
+  // Sums stay below 2^32 for 360 words between folds (the bound HDF5 uses).
+  uint32_t sum1 = 0, sum2 = 0;
+  for (size_t words = bytes / 2; words > 0;) {
+    const size_t n = words < 360 ? words : 360;
+    words -= n;
+    for (size_t i = 0; i < n; ++i, data += 2) {
+      sum1 += (uint32_t(data[0]) << 8) | uint32_t(data[1]);
+      sum2 += sum1;
+    }
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  if (bytes % 2) {  // a last odd byte is the high half of a word
+    sum1 += uint32_t(*data) << 8;
+    sum2 += sum1;
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  return (sum2 << 16) | sum1;
+}
+
 }  // namespace tessera::data

@@ -59,13 +59,20 @@ struct Loader::State {
   LoaderStats stats;
   std::vector<std::thread> workers;
 
-  std::shared_ptr<Job> make_job(int64_t first, int64_t count) {  // caller's thread, mu held
+  // The job for [first, first + count), or an error when the order has no sample at one of
+  // these positions (past the end of a finite order). Caller's thread, mu held.
+  absl::StatusOr<std::shared_ptr<Job>> make_job(int64_t first, int64_t count) {
     auto job = std::make_shared<Job>();
     job->first = first;
     job->count = count;
-    job->seq = seq++;
     job->refs.reserve(count);
-    for (int64_t p = first; p < first + count; ++p) job->refs.push_back(order(p));
+    try {
+      for (int64_t p = first; p < first + count; ++p) job->refs.push_back(order(p));
+    } catch (const std::exception& e) {
+      return absl::OutOfRangeError(
+          absl::StrCat("loader: positions [", first, ", ", first + count, "): ", e.what()));
+    }
+    job->seq = seq++;
     jobs[{first, count}] = job;
     return job;
   }
@@ -127,8 +134,7 @@ struct Loader::State {
       entry = std::make_shared<Chunk>();
       chunks[key] = entry;
     }
-    const int64_t first = c * rows, count = std::min(rows, r.num_samples() - first);
-    auto read = r.read(first, count);
+    auto read = r.read_chunk(c);
     std::lock_guard lock(mu);
     entry->ready = true;
     entry->last_use = clock++;
@@ -255,14 +261,19 @@ absl::StatusOr<std::shared_ptr<const SampleBatch>> Loader::get(int64_t first, in
     job = it->second;
     ++s.stats.hits;
   } else {
-    job = s.make_job(first, count);
+    auto made = s.make_job(first, count);
+    if (!made.ok()) return made.status();
+    job = *made;
     s.queue.push_front(job);  // asked for now: ahead of the read-ahead
     ++s.stats.misses;
   }
   if (s.options.stride > 0) {
     for (int k = 1; k <= s.options.prefetch_batches; ++k) {
       const int64_t next = first + k * s.options.stride;
-      if (!s.jobs.count({next, count})) s.queue.push_back(s.make_job(next, count));
+      if (s.jobs.count({next, count})) continue;
+      auto ahead = s.make_job(next, count);
+      if (!ahead.ok()) break;  // the order ends there: nothing to read ahead
+      s.queue.push_back(*ahead);
     }
   }
   s.work_cv.notify_all();

@@ -2,12 +2,14 @@
 
 #include <google/protobuf/text_format.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "data_pipeline/augment.h"
 #include "train/synthetic_data.h"
 
 namespace tessera::train {
@@ -81,14 +83,17 @@ models::Batch ShardData::batch(int64_t first, int64_t count) const {
     o.threads = std::max(1, config_.data().loader_threads());
     o.prefetch_batches = config_.data().prefetch_batches();
     o.stride = config_.data().global_batch_size();
-    const bool dit = m.has_dit();
-    // On the loader's workers: pixels in [0, 1] -> the model's input scale.
-    auto normalise = [dit](data::SampleBatch& b) {
+    // On the loader's workers: pixels -> the model's input scale (DiT: [-1, 1]; ViT/CLIP:
+    // CLIP's mean and std).
+    std::array<float, 3> scale, bias;
+    for (int c = 0; c < 3; ++c) {
+      scale[c] = m.has_dit() ? 2.0f / 255.0f : 1.0f / (255.0f * kStd[c]);
+      bias[c] = m.has_dit() ? -1.0f : -kMean[c] / kStd[c];
+    }
+    auto normalise = [scale, bias](data::SampleBatch& b) {
       b.pixels.resize(b.images.size());
-      for (size_t i = 0; i < b.images.size(); ++i) {
-        const float v = float(b.images[i]) / 255.0f;
-        b.pixels[i] = dit ? 2.0f * v - 1.0f : (v - kMean[i % 3]) / kStd[i % 3];
-      }
+      data::normalise_pixels(b.images.data(), int64_t(b.images.size() / 3), scale.data(),
+                             bias.data(), b.pixels.data());
     };
     loader_ = std::make_unique<data::Loader>(
         std::move(paths), [this](int64_t p) { return sample_at(p); }, o, normalise);

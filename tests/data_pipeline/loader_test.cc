@@ -13,6 +13,8 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "data_pipeline/hdf5_util.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
 
@@ -153,6 +155,78 @@ TEST(Loader, TransformRunsOnTheAssembledBatch) {
   ASSERT_EQ((*b)->pixels.size(), (*b)->images.size());
   for (size_t i = 0; i < (*b)->images.size(); ++i)
     ASSERT_FLOAT_EQ((*b)->pixels[i], (*b)->images[i] / 255.0f);
+}
+
+// libhdf5's own implementation (exported by Debian's libhdf5, declared in its private headers).
+extern "C" uint32_t H5_checksum_fletcher32(const void* data, size_t len);
+
+TEST(Fletcher32, EqualsHdf5sOwnOnEvenAndOddLengths) {
+  std::mt19937 rng(3);
+  std::vector<uint8_t> data(5000);
+  for (auto& b : data) b = uint8_t(rng());
+  for (size_t n : {0, 1, 2, 3, 719, 720, 721, 722, 1441, 4999, 5000}) {
+    EXPECT_EQ(fletcher32(data.data(), n), H5_checksum_fletcher32(data.data(), n)) << n;
+  }
+  std::vector<uint8_t> ones(4096, 0xff);  // sums that are multiples of 65535
+  EXPECT_EQ(fletcher32(ones.data(), ones.size()), H5_checksum_fletcher32(ones.data(), ones.size()));
+}
+
+// read_chunk (raw chunk + own checksum + own inflate) gives what HDF5's read gives.
+TEST(ReadChunk, EqualsReadForPlainAndGzipShards) {
+  for (int gzip : {0, 1}) {
+    const std::string path = absl::StrCat(temp_dir(), "/chunks_gz", gzip, ".h5");
+    ShardWriterOptions o;
+    o.resolution = kRes;
+    o.labels = true;
+    o.image_chunk = 16;
+    o.gzip_level = gzip;
+    auto w = ShardWriter::create(path, o);
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (int i = 0; i < 70; ++i) {  // 4 full chunks and a partial one
+      std::vector<uint8_t> image(kRes * kRes * 3);
+      for (size_t p = 0; p < image.size(); ++p) image[p] = uint8_t(p / 3 + i * (p % 7));
+      ASSERT_TRUE((*w)->append({image, absl::StrCat("caption ", i), {}, i}).ok());
+    }
+    ASSERT_TRUE((*w)->finish().ok());
+    auto r = ShardReader::open(path);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ((*r)->image_chunk_rows(), 16);
+    for (int64_t c = 0; c < 5; ++c) {
+      auto got = (*r)->read_chunk(c);
+      ASSERT_TRUE(got.ok()) << got.status();
+      const int64_t count = std::min<int64_t>(16, 70 - c * 16);
+      auto want = (*r)->read(c * 16, count);
+      ASSERT_TRUE(want.ok()) << want.status();
+      EXPECT_EQ(got->first, c * 16);
+      EXPECT_EQ(got->count, count);
+      EXPECT_EQ(got->images, want->images) << "gzip " << gzip << " chunk " << c;
+      EXPECT_EQ(got->captions, want->captions);
+      EXPECT_EQ(got->labels, want->labels);
+    }
+    EXPECT_FALSE((*r)->read_chunk(5).ok());
+  }
+}
+
+// A finite order (GlobalSampler::at throws past the epoch): reading ahead stops at its end, and
+// asking past it is an error naming the positions.
+TEST(Loader, FiniteOrderEndsReadAheadAndRefusesPositionsPastIt) {
+  LoaderOptions o;
+  o.stride = 100;
+  o.prefetch_batches = 4;
+  Loader loader(
+      write_shards(),
+      [](int64_t p) {
+        TESSERA_CHECK(p < 267, "position ", p, " is past the end");
+        return order(p);
+      },
+      o);
+  auto last = loader.get(200, 67);
+  ASSERT_TRUE(last.ok()) << last.status();
+  expect_equal_to_direct_reads(**last, 200, 67);
+  auto past = loader.get(250, 20);
+  ASSERT_FALSE(past.ok());
+  EXPECT_THAT(std::string(past.status().message()),
+              AllOf(HasSubstr("positions [250, 270)"), HasSubstr("position 267 is past the end")));
 }
 
 TEST(Loader, MissingAndCorruptShardsNameTheFileAndRange) {
