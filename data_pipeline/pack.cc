@@ -22,9 +22,6 @@
 namespace tessera::data {
 namespace {
 
-// File name of the tokenizer model copied beside the manifests.
-constexpr const char* kTokenizerCopy = "tokenizer.model";
-
 namespace fs = std::filesystem;
 
 constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
@@ -193,26 +190,13 @@ class SplitWriter {
     m.set_resolution(int32_t(shard_options_.resolution));
     m.set_tokenizer(shard_options_.tokenizer);
     m.set_token_length(int32_t(shard_options_.token_length));
-    if (!options_.tokenizer_model.empty()) m.set_tokenizer_model(kTokenizerCopy);
+    if (!options_.tokenizer_model.empty()) m.set_tokenizer_model(kTokenizerModelFile);
     for (const std::string& n : label_names) m.add_label_names(n);
     m.set_split(report_.split);
     m.set_num_samples(report_.num_samples);
     for (const ShardInfo& s : shards_) *m.add_shards() = s;
-    std::string text;
-    if (!google::protobuf::TextFormat::PrintToString(m, &text))
-      return absl::InternalError("pack: cannot print the manifest");
     const std::string path = (fs::path(options_.out_dir) / (report_.split + ".pbtxt")).string();
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << "# tessera pack manifest (proto/data.proto tessera.data.Manifest)\n" << text;
-      if (!out.flush())
-        return absl::PermissionDeniedError(absl::StrCat("pack: cannot write ", tmp));
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec)
-      return absl::InternalError(absl::StrCat("pack: cannot rename ", tmp, ": ", ec.message()));
+    if (auto st = data::write_manifest(m, path); !st.ok()) return st;
     report_.manifest = path;
     return absl::OkStatus();
   }
@@ -297,7 +281,7 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
 
   if (!options.tokenizer_model.empty()) {
     // The manifests name the model beside them (Manifest.tokenizer_model).
-    const fs::path copy = fs::path(options.out_dir) / kTokenizerCopy;
+    const fs::path copy = fs::path(options.out_dir) / kTokenizerModelFile;
     if (!fs::exists(copy) || !fs::equivalent(copy, options.tokenizer_model))
       fs::copy_file(options.tokenizer_model, copy, fs::copy_options::overwrite_existing, ec);
     if (ec)
@@ -347,6 +331,22 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
   return report;
 }
 
+absl::Status write_manifest(const Manifest& m, const std::string& path) {
+  std::string text;
+  if (!google::protobuf::TextFormat::PrintToString(m, &text))
+    return absl::InternalError("pack: cannot print the manifest");
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << "# tessera pack manifest (proto/data.proto tessera.data.Manifest)\n" << text;
+    if (!out.flush()) return absl::PermissionDeniedError(absl::StrCat("pack: cannot write ", tmp));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("pack: cannot rename ", tmp, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Manifest> load_manifest(const std::string& path, bool verify_hashes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("manifest ", path, ": cannot open"));
@@ -373,7 +373,10 @@ absl::StatusOr<Manifest> load_manifest(const std::string& path, bool verify_hash
   if (m.format_version() != shard::kFormatVersion)
     return bad(absl::StrCat("format_version ", m.format_version(), ", this build reads ",
                             shard::kFormatVersion));
-  if (m.resolution() < 1) return bad(absl::StrCat("resolution ", m.resolution()));
+  if (m.kind() != "" && m.kind() != "images" && m.kind() != "text")
+    return bad(absl::StrCat("kind '", m.kind(), "', expected images or text"));
+  if (m.kind() != "text" && m.resolution() < 1)
+    return bad(absl::StrCat("resolution ", m.resolution()));
   if (m.shards().empty()) return bad("no shards");
   const fs::path dir = fs::path(path).parent_path();
   int64_t total = 0;

@@ -23,6 +23,9 @@
 
 namespace tessera::data {
 
+// File name of the tokenizer model that pack copies beside the manifests.
+inline constexpr const char* kTokenizerModelFile = "tokenizer.model";
+
 struct PackOptions {
   std::string index_path;       // JSONL, required
   std::string out_dir;          // created if missing; gets SPLIT-00000.h5 ... and SPLIT.pbtxt
@@ -67,6 +70,10 @@ const char* split_of(const std::string& path, double val_fraction);
 absl::StatusOr<std::string> file_content_hash(const std::string& path);
 
 absl::StatusOr<PackReport> pack_images(const PackOptions& options);
+
+// Writes a manifest as protobuf text to PATH (through PATH.tmp and a rename, so a reader never
+// sees half a manifest).
+absl::Status write_manifest(const Manifest& manifest, const std::string& path);
 
 // Parses DIR/SPLIT.pbtxt and checks it: format_version is the one this build reads, each
 // shard exists with the recorded byte size (and, with verify_hashes, content hash), and the

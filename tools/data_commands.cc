@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "data_pipeline/pack.h"
+#include "data_pipeline/pack_text.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/tokenizer.h"
 
@@ -17,6 +18,7 @@ namespace {
 
 constexpr const char* kPackUsage =
     R"(usage: tessera pack --index FILE --out DIR [options]
+       tessera pack --text FILE --tokenizer MODEL --out DIR [--tokens-per-shard N]
 
 Packs the images of a JSONL index ({"path", "caption", "label", "label_name"} per line, as
 scripts/make_demo_data writes) into HDF5 shards DIR/SPLIT-00000.h5 ... (data_pipeline/FORMAT.md)
@@ -32,6 +34,11 @@ captions are skipped and listed.
   --val-fraction F         share of images, by a hash of their path, in val (default 0.1)
   --labels FILE            label names, line i = label i (default: from the index)
   --quiet                  no progress lines
+
+With --text: FILE holds one paragraph per line, documents separated by empty lines; it becomes
+token-stream shards for GPT (kind "text", data_pipeline/text_shard.h), split by a hash of each
+paragraph (--val-fraction), end-of-text after each document.
+  --tokens-per-shard N     (default 1048576)
 
 Exit status: 0 packed; 1 error (the message names the file, line or shard).
 )";
@@ -180,16 +187,47 @@ int inspect_manifest(const std::string& path, bool verify) {
   return 0;
 }
 
+int pack_text_command(Args& a) {
+  data::TextPackOptions o;
+  o.text_path = a.values["--text"];
+  o.out_dir = a.values["--out"];
+  o.tokenizer_model = a.values["--tokenizer"];
+  if (!number(a, "pack", "--tokens-per-shard", &o.tokens_per_shard) ||
+      !number(a, "pack", "--val-fraction", &o.val_fraction))
+    return 1;
+  if (o.out_dir.empty() || o.tokenizer_model.empty() || !a.positional.empty()) {
+    std::fprintf(stderr, "tessera pack: --text needs --tokenizer and --out\n%s", kPackUsage);
+    return 1;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<data::TextPackReport> report;
+  try {
+    report = data::pack_text(o);
+  } catch (const std::exception& e) {
+    return exception_failure("pack", e);
+  }
+  if (!report.ok()) return fail("pack", report.status());
+  std::printf("pack: %lld paragraphs in %lld documents in %.1f s, tokenizer \"%s\"\n",
+              (long long)report->paragraphs, (long long)report->documents,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+              report->tokenizer.c_str());
+  for (const auto& s : report->splits)
+    std::printf("  %-5s %lld tokens in %zu shards  %s\n", s.split.c_str(), (long long)s.num_samples,
+                s.shards.size(), s.manifest.empty() ? "(no manifest: empty)" : s.manifest.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int pack_command(int argc, char** argv) {
   Args a;
   if (!parse(argc, argv, 1, "pack",
              {"--index", "--out", "--resolution", "--tokenizer", "--context", "--samples-per-shard",
-              "--val-fraction", "--labels"},
+              "--val-fraction", "--labels", "--text", "--tokens-per-shard"},
              {"--quiet"}, &a))
     return 1;
   if (a.help) return std::fputs(kPackUsage, stdout), 0;
+  if (a.values.count("--text")) return pack_text_command(a);
   data::PackOptions o;
   o.index_path = a.values["--index"];
   o.out_dir = a.values["--out"];

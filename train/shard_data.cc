@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "data_pipeline/augment.h"
 #include "train/synthetic_data.h"
+#include "train/text_data.h"
 
 namespace tessera::train {
 namespace {
@@ -36,8 +37,8 @@ ShardData::ShardData(const config::Config& config, const data::Manifest& manifes
       dir_(std::filesystem::path(manifest_path).parent_path().string()) {
   const std::string& path = path_;
   const auto& m = config.model();
-  TESSERA_CHECK(!m.has_gpt(), "data.source ", path,
-                ": GPT training from shards is not built yet (use data.source: \"synthetic\")");
+  TESSERA_CHECK(!m.has_gpt(), "data source ", path,
+                ": image shards cannot feed a GPT model (pack text with `tessera pack --text`)");
   TESSERA_CHECK(manifest.resolution() == image_size(m), "data source ", path, ": resolution ",
                 manifest.resolution(), " does not match the model's image_size ", image_size(m));
   if (m.has_clip()) {
@@ -162,6 +163,7 @@ std::unique_ptr<DataSource> make_data_source(const config::Config& config,
                 ": not a manifest (protobuf text of tessera.data.Manifest)");
   TESSERA_CHECK(manifest.shards_size() > 0, "data.source ", source,
                 ": the manifest lists no shards");
+  if (manifest.kind() == "text") return std::make_unique<TextData>(config, manifest, source);
   return std::make_unique<ShardData>(config, manifest, source);
 }
 
