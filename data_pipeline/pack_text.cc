@@ -1,5 +1,6 @@
 #include "data_pipeline/pack_text.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -92,6 +93,11 @@ absl::StatusOr<TextPackReport> pack_text(const TextPackOptions& o) {
   if (!in) return absl::NotFoundError(absl::StrCat("pack --text: ", o.text_path, ": cannot open"));
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
+  auto blank = [](const std::string& l) {
+    return l.find_first_not_of(" \t\r") == std::string::npos;
+  };
+  if (std::all_of(lines.begin(), lines.end(), blank))
+    return bad(absl::StrCat(o.text_path, ": no text (empty input)"));
   auto tok = Tokenizer::load(o.tokenizer_model);
   if (!tok.ok()) return tok.status();
   auto hash = file_content_hash(o.tokenizer_model);
@@ -119,7 +125,7 @@ absl::StatusOr<TextPackReport> pack_text(const TextPackOptions& o) {
   };
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string& line = lines[i];
-    if (line.find_first_not_of(" \t\r") == std::string::npos) {
+    if (blank(line)) {
       end_document();
     } else {
       const bool is_val = std::string_view(split_of(line, o.val_fraction)) == "val";
@@ -130,7 +136,6 @@ absl::StatusOr<TextPackReport> pack_text(const TextPackOptions& o) {
     if (o.progress) o.progress(int64_t(i + 1), int64_t(lines.size()));
   }
   end_document();
-  if (report.paragraphs == 0) return bad(absl::StrCat(o.text_path, ": no text (empty input)"));
   for (TextSplit* s : {&train, &val}) {
     if (auto st = s->finish(); !st.ok()) return st;
     report.splits.push_back(s->report());
