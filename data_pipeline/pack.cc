@@ -16,6 +16,7 @@
 #include "data_pipeline/image_decode.h"
 #include "data_pipeline/shard_format.h"
 #include "data_pipeline/shard_writer.h"
+#include "data_pipeline/tar_input.h"
 #include "data_pipeline/tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -33,14 +34,35 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h = kFnvOffset) {
   return h;
 }
 
-// One index line that parsed.
+// One index line that parsed, or one sample of a webdataset tar.
 struct Record {
   int64_t line = 0;
-  std::string path;  // as written in the index (the split key)
+  std::string path;  // as written in the index (the split key); tar: "TAR:KEY"
   std::string caption;
   std::optional<int64_t> label;
   std::string label_name;
+  std::vector<uint8_t> image_bytes;  // tar: the encoded image (no file to read)
+  std::string problem;               // tar: why the sample is incomplete ("" = complete)
 };
+
+// Tar samples in tar order, then member order; `line` counts samples from 1.
+absl::StatusOr<std::vector<Record>> read_tars(const std::vector<std::string>& tars) {
+  std::vector<Record> records;
+  for (const std::string& tar : tars) {
+    auto samples = read_webdataset_tar(tar);
+    if (!samples.ok()) return samples.status();
+    for (TarSample& t : *samples) {
+      Record r;
+      r.line = int64_t(records.size()) + 1;
+      r.path = t.source;
+      r.caption = std::move(t.caption);
+      r.image_bytes = std::move(t.image);
+      r.problem = std::move(t.problem);
+      records.push_back(std::move(r));
+    }
+  }
+  return records;
+}
 
 absl::StatusOr<std::vector<Record>> read_index(const std::string& path) {
   std::ifstream in(path);
@@ -213,7 +235,8 @@ class SplitWriter {
 
 absl::Status check_options(const PackOptions& o) {
   auto bad = [](const std::string& m) { return absl::InvalidArgumentError("pack: " + m); };
-  if (o.index_path.empty()) return bad("no index given");
+  if (o.index_path.empty() == o.tar_paths.empty())
+    return bad("give either an index or webdataset tar files");
   if (o.out_dir.empty()) return bad("no output directory given");
   if (o.resolution < 1) return bad(absl::StrCat("resolution ", o.resolution, " is not positive"));
   if (!o.tokenizer_model.empty() && o.context < 2)
@@ -248,7 +271,8 @@ absl::StatusOr<std::string> file_content_hash(const std::string& path) {
 
 absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
   if (auto s = check_options(options); !s.ok()) return s;
-  auto records = read_index(options.index_path);
+  auto records =
+      options.tar_paths.empty() ? read_index(options.index_path) : read_tars(options.tar_paths);
   if (!records.ok()) return records.status();
 
   PackReport report;
@@ -297,11 +321,16 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
       report.skipped.push_back({r.line, r.path, std::move(reason)});
     };
     const fs::path file = fs::path(r.path).is_absolute() ? fs::path(r.path) : index_dir / r.path;
-    if (r.caption.empty()) {
+    absl::StatusOr<RgbImage> image = absl::UnknownError("");
+    if (!r.problem.empty()) {
+      skip(r.problem);
+    } else if (r.caption.empty()) {
       skip("empty caption");
     } else if (*has_labels && !r.label) {
       skip("no label");
-    } else if (auto image = read_image_file(file.string()); !image.ok()) {
+    } else if (image = r.image_bytes.empty() ? read_image_file(file.string())
+                                             : decode_image(r.image_bytes, r.path);
+               !image.ok()) {
       skip(std::string(image.status().message()));
     } else {
       RgbImage sample = resize_and_center_crop(*image, options.resolution);

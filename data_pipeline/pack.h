@@ -27,7 +27,8 @@ namespace tessera::data {
 inline constexpr const char* kTokenizerModelFile = "tokenizer.model";
 
 struct PackOptions {
-  std::string index_path;       // JSONL, required
+  std::string index_path;              // JSONL; or:
+  std::vector<std::string> tar_paths;  // webdataset-style tars (data_pipeline/tar_input.h)
   std::string out_dir;          // created if missing; gets SPLIT-00000.h5 ... and SPLIT.pbtxt
   int resolution = 64;          // samples are resolution x resolution RGB
   std::string tokenizer_model;  // SentencePiece .model; "" = the shards have no tokens

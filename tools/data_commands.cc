@@ -1,13 +1,16 @@
 #include "tools/data_commands.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <string_view>
 
+#include "absl/strings/str_split.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/pack_text.h"
 #include "data_pipeline/shard_reader.h"
@@ -18,6 +21,7 @@ namespace {
 
 constexpr const char* kPackUsage =
     R"(usage: tessera pack --index FILE --out DIR [options]
+       tessera pack --tar TARS --out DIR [options]
        tessera pack --text FILE --tokenizer MODEL --out DIR [--tokens-per-shard N]
 
 Packs the images of a JSONL index ({"path", "caption", "label", "label_name"} per line, as
@@ -26,6 +30,9 @@ and one manifest DIR/SPLIT.pbtxt per split (proto/data.proto). Unreadable images
 captions are skipped and listed.
 
   --index FILE             the JSONL index (relative image paths are relative to it)
+  --tar TARS               webdataset-style tars instead (img2dataset's output: KEY.jpg|png +
+                           KEY.txt|json per sample): comma-separated files, or a directory
+                           (its *.tar files in name order)
   --out DIR                output directory (created)
   --resolution N           images are resized + centre-cropped to N x N (default 64)
   --tokenizer MODEL        SentencePiece .model: captions are also stored as tokens
@@ -223,7 +230,7 @@ int pack_command(int argc, char** argv) {
   Args a;
   if (!parse(argc, argv, 1, "pack",
              {"--index", "--out", "--resolution", "--tokenizer", "--context", "--samples-per-shard",
-              "--val-fraction", "--labels", "--text", "--tokens-per-shard"},
+              "--val-fraction", "--labels", "--text", "--tokens-per-shard", "--tar"},
              {"--quiet"}, &a))
     return 1;
   if (a.help) return std::fputs(kPackUsage, stdout), 0;
@@ -238,8 +245,26 @@ int pack_command(int argc, char** argv) {
       !number(a, "pack", "--samples-per-shard", &o.samples_per_shard) ||
       !number(a, "pack", "--val-fraction", &o.val_fraction))
     return 1;
-  if (o.index_path.empty() || o.out_dir.empty() || !a.positional.empty()) {
-    std::fprintf(stderr, "tessera pack: --index and --out are required\n%s", kPackUsage);
+  const std::vector<std::string> tars = absl::StrSplit(a.values["--tar"], ',', absl::SkipEmpty());
+  for (const std::string& t : tars) {
+    if (std::filesystem::is_directory(t)) {
+      std::vector<std::string> found;
+      for (const auto& e : std::filesystem::directory_iterator(t))
+        if (e.path().extension() == ".tar") found.push_back(e.path().string());
+      std::sort(found.begin(), found.end());
+      if (found.empty()) {
+        std::fprintf(stderr, "tessera pack: --tar %s: no .tar files in this directory\n",
+                     t.c_str());
+        return 1;
+      }
+      o.tar_paths.insert(o.tar_paths.end(), found.begin(), found.end());
+    } else {
+      o.tar_paths.push_back(t);
+    }
+  }
+  if (o.index_path.empty() == o.tar_paths.empty() || o.out_dir.empty() || !a.positional.empty()) {
+    std::fprintf(stderr, "tessera pack: --out and one of --index or --tar are required\n%s",
+                 kPackUsage);
     return 1;
   }
   const auto start = std::chrono::steady_clock::now();
