@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -11,6 +12,7 @@
 #include <string_view>
 
 #include "absl/strings/str_split.h"
+#include "data_pipeline/contact_sheet.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/pack_text.h"
 #include "data_pipeline/shard_reader.h"
@@ -63,12 +65,14 @@ Exit status: 0 trained; 1 error.
 )";
 
 constexpr const char* kInspectUsage =
-    R"(usage: tessera inspect PATH [--verify]
+    R"(usage: tessera inspect PATH [--verify] [--sheet OUT.png [--count N]]
 
 Describes a shard (.h5: counts, resolution, datasets, the first 3 captions) or a manifest
 (.pbtxt: shards, counts, and whether it validates: every shard present with its recorded size).
 
-  --verify    also check each shard's content hash against the manifest
+  --verify        also check each shard's content hash against the manifest
+  --sheet OUT.png shard only: a contact sheet of its first images (PNG)
+  --count N       images on the sheet (default 64)
 
 Exit status: 0 readable and valid; 1 otherwise.
 )";
@@ -149,7 +153,7 @@ int fail(const char* verb, const absl::Status& s) {
   return 1;
 }
 
-int inspect_shard(const std::string& path) {
+int inspect_shard(const std::string& path, const std::string& sheet, int64_t count) {
   auto reader = data::ShardReader::open(path);
   if (!reader.ok()) return fail("inspect", reader.status());
   const data::ShardReader& r = **reader;
@@ -172,6 +176,18 @@ int inspect_shard(const std::string& path) {
     if (r.has_labels()) std::printf(" label %d", samples->labels[i]);
     if (L > 0) std::printf(" tokens %d", samples->token_lengths[i]);
     std::printf(" \"%s\"\n", samples->captions[i].c_str());
+  }
+  if (!sheet.empty()) {
+    const int64_t n = std::min<int64_t>(count, r.num_samples());
+    if (n < 1) return fail("inspect", absl::InvalidArgumentError("no images for --sheet"));
+    auto first = (*reader)->read(0, n);
+    if (!first.ok()) return fail("inspect", first.status());
+    const int columns = int(std::ceil(std::sqrt(double(n))));
+    const data::RgbImage image =
+        data::contact_sheet(first->images.data(), n, int(r.resolution()), columns);
+    if (auto s = data::write_png(sheet, image); !s.ok()) return fail("inspect", s);
+    std::printf("  contact sheet of samples [0, %lld): %s (%dx%d)\n", (long long)n, sheet.c_str(),
+                image.width, image.height);
   }
   return 0;
 }
@@ -335,7 +351,9 @@ int tokenizer_command(int argc, char** argv) {
 
 int inspect_command(int argc, char** argv) {
   Args a;
-  if (!parse(argc, argv, 1, "inspect", {}, {"--verify"}, &a)) return 1;
+  if (!parse(argc, argv, 1, "inspect", {"--sheet", "--count"}, {"--verify"}, &a)) return 1;
+  int64_t count = 64;
+  if (!number(a, "inspect", "--count", &count)) return 1;
   if (a.help) return std::fputs(kInspectUsage, stdout), 0;
   if (a.positional.size() != 1) {
     std::fprintf(stderr, "tessera inspect: expected one PATH\n%s", kInspectUsage);
@@ -346,7 +364,7 @@ int inspect_command(int argc, char** argv) {
     return path.size() >= suffix.size() &&
            path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  if (ends_with(".h5")) return inspect_shard(path);
+  if (ends_with(".h5")) return inspect_shard(path, a.values["--sheet"], count);
   if (ends_with(".pbtxt")) return inspect_manifest(path, a.values.count("--verify") > 0);
   std::fprintf(stderr, "tessera inspect: %s: expected a shard (.h5) or a manifest (.pbtxt)\n",
                path.c_str());
