@@ -186,6 +186,7 @@ struct Loader::State {
     b->first = job.first;
     b->count = job.count;
     b->captions.clear();
+    b->refs = job.refs;
     b->captions.reserve(job.count);
     for (int64_t i = 0; i < job.count; ++i) {
       const SampleRef ref = job.refs[i];

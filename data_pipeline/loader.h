@@ -47,6 +47,7 @@ struct SampleBatch {
   std::vector<int32_t> tokens;         // (count, L); empty when the shards have none
   std::vector<int32_t> token_lengths;  // (count,); empty when the shards have none
   std::vector<int32_t> labels;         // (count,); empty when the shards have none
+  std::vector<SampleRef> refs;         // (count,): which sample each row is
   std::vector<float> pixels;           // filled by the transform, if any
 };
 

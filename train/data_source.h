@@ -22,9 +22,10 @@ class DataSource {
 // data.source: "synthetic" (train/synthetic_data.h) or the path of a manifest written by
 // `tessera pack` (train/shard_data.h). Throws tessera::Error naming the manifest or the field.
 std::unique_ptr<DataSource> make_data_source(const config::Config& config);
-// The same for another source than data.source (evaluation's held-out manifest).
+// The same for another source than data.source; training = false (evaluation's held-out
+// manifest) never augments.
 std::unique_ptr<DataSource> make_data_source(const config::Config& config,
-                                             const std::string& source);
+                                             const std::string& source, bool training = true);
 
 // The manifest evaluation reads (EvalConfig.source): eval.source when set (and not "none"),
 // else DIR/val.pbtxt when data.source is a manifest DIR/NAME.pbtxt other than it and that file

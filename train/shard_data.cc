@@ -30,7 +30,7 @@ int image_size(const config::ModelConfig& m) {
 }  // namespace
 
 ShardData::ShardData(const config::Config& config, const data::Manifest& manifest,
-                     const std::string& manifest_path)
+                     const std::string& manifest_path, bool training)
     : config_(config),
       manifest_(manifest),
       path_(manifest_path),
@@ -59,6 +59,12 @@ ShardData::ShardData(const config::Config& config, const data::Manifest& manifes
     throw_error(absl::StrCat("data source ", path, ": ", e.what()));
   }
   epoch_samples_ = sampler_->batches_per_epoch() * sc.global_batch;
+  augment_ = training && config.data().augment();
+  int64_t start = 0;
+  for (const auto& s : manifest.shards()) {
+    shard_start_.push_back(start);
+    start += s.num_samples();
+  }
 }
 
 ShardData::~ShardData() = default;
@@ -96,8 +102,28 @@ models::Batch ShardData::batch(int64_t first, int64_t count) const {
       data::normalise_pixels(b.images.data(), int64_t(b.images.size() / 3), scale.data(),
                              bias.data(), b.pixels.data());
     };
+    // Augmented: each sample's crop and flip are keyed by (seed, epoch, global sample id).
+    data::AugmentConfig ac;
+    ac.out_size = int(manifest_.resolution());
+    for (int c = 0; c < 3; ++c) {  // the same normalisation as above, as mean and std
+      ac.std[c] = 1.0f / (255.0f * scale[c]);
+      ac.mean[c] = -bias[c] * ac.std[c];
+    }
+    auto augment = [ac, seed = uint64_t(config_.train().seed()), epoch_samples = epoch_samples_,
+                    starts = shard_start_](data::SampleBatch& b) {
+      const int64_t S = b.resolution, px = S * S * 3;
+      b.pixels.resize(b.images.size());
+      for (int64_t i = 0; i < b.count; ++i) {
+        const data::SampleRef ref = b.refs[i];
+        const data::AugmentKey key{seed, (b.first + i) / epoch_samples,
+                                   starts[ref.shard] + ref.index};
+        data::augment_image(b.images.data() + i * px, int(S), int(S), ac, key,
+                            b.pixels.data() + i * px);
+      }
+    };
     loader_ = std::make_unique<data::Loader>(
-        std::move(paths), [this](int64_t p) { return sample_at(p); }, o, normalise);
+        std::move(paths), [this](int64_t p) { return sample_at(p); }, o,
+        augment_ ? data::Loader::Transform(augment) : data::Loader::Transform(normalise));
   }
   auto got = loader_->get(first, count);
   TESSERA_CHECK(got.ok(), "data source ", path_, ": ", got.status().message());
@@ -151,7 +177,7 @@ std::string eval_source(const config::Config& config) {
 }
 
 std::unique_ptr<DataSource> make_data_source(const config::Config& config,
-                                             const std::string& source) {
+                                             const std::string& source, bool training) {
   if (source == "synthetic") return std::make_unique<SyntheticData>(config);
   std::ifstream f(source);
   TESSERA_CHECK(f.good(), "data.source ", source, ": cannot open the manifest");
@@ -164,7 +190,7 @@ std::unique_ptr<DataSource> make_data_source(const config::Config& config,
   TESSERA_CHECK(manifest.shards_size() > 0, "data.source ", source,
                 ": the manifest lists no shards");
   if (manifest.kind() == "text") return std::make_unique<TextData>(config, manifest, source);
-  return std::make_unique<ShardData>(config, manifest, source);
+  return std::make_unique<ShardData>(config, manifest, source, training);
 }
 
 }  // namespace tessera::train

@@ -25,8 +25,9 @@ namespace tessera::train {
 class ShardData final : public DataSource {
  public:
   // Checks the manifest against the model (image resolution, token length); throws naming both.
+  // training: augment when data.augment is set (evaluation sources pass false).
   ShardData(const config::Config& config, const data::Manifest& manifest,
-            const std::string& manifest_path);
+            const std::string& manifest_path, bool training = true);
   ~ShardData() override;
 
   models::Batch batch(int64_t first, int64_t count) const override;
@@ -41,6 +42,8 @@ class ShardData final : public DataSource {
   std::string path_;  // the manifest, for messages
   std::string dir_;
   int64_t epoch_samples_;  // whole global batches per epoch, in samples
+  bool augment_ = false;
+  std::vector<int64_t> shard_start_;  // global id of each shard's first sample (augment keys)
   mutable std::unique_ptr<data::GlobalSampler> sampler_;
   mutable std::unique_ptr<data::Loader> loader_;
 };

@@ -156,7 +156,7 @@ Trainer::~Trainer() = default;
 nlohmann::json Trainer::evaluate(const DataSource& data, int64_t step) {
   if (!eval_opened_) {
     eval_path_ = eval_source(config_);
-    if (!eval_path_.empty()) eval_data_ = make_data_source(config_, eval_path_);
+    if (!eval_path_.empty()) eval_data_ = make_data_source(config_, eval_path_, /*training=*/false);
     eval_opened_ = true;
   }
   // A held-out manifest is read from its start, so every evaluation sees the same samples.

@@ -10,6 +10,8 @@
 #include <google/protobuf/text_format.h>
 
 #include "core/philox.h"
+#include "data_pipeline/augment.h"
+#include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
 #include "tests/train/train_test_support.h"
 #include "train/config.h"
@@ -102,6 +104,49 @@ TEST(ShardData, TrainerLearnsFromShards) {
     losses.push_back(nlohmann::json::parse(line)["loss"]);
   ASSERT_EQ(losses.size(), 4u);
   EXPECT_LT(losses.back(), 0.5 * losses.front());
+}
+
+// data.augment: each row is augment_image of its shard sample keyed by (seed, epoch, global
+// sample id) — recomputed here from an independent sampler and a direct shard read — the same
+// in a fresh source, and evaluation sources are not augmented.
+TEST(ShardData, AugmentationIsKeyedBySeedEpochAndSample) {
+  const std::string dir = testing_support::run_dir("shards_augment");
+  const std::string manifest = write_dataset(dir);
+  const config::Config cfg = vit_on(manifest, {"data.augment=true"});
+  auto source = make_data_source(cfg);
+  auto again = make_data_source(cfg);
+  auto plain = make_data_source(cfg, manifest, /*training=*/false);
+  data::DatasetShape shape{{24, 32}};
+  data::SamplerConfig sc;
+  sc.seed = cfg.train().seed();
+  sc.global_batch = 8;
+  sc.shuffle_window = 8;
+  data::GlobalSampler sampler(shape, sc);
+  const int64_t epoch_samples = sampler.batches_per_epoch() * 8;
+  data::AugmentConfig ac;
+  ac.out_size = kRes;
+  const int64_t px = kRes * kRes * 3;
+  for (int64_t first : {int64_t(0), epoch_samples + 16}) {
+    models::Batch a = source->batch(first, 8), b = again->batch(first, 8);
+    models::Batch p = plain->batch(first, 8);
+    EXPECT_EQ(0, std::memcmp(a["images"].raw_data(), b["images"].raw_data(), a["images"].nbytes()));
+    EXPECT_NE(0, std::memcmp(a["images"].raw_data(), p["images"].raw_data(), a["images"].nbytes()));
+    for (int64_t i = 0; i < 8; ++i) {
+      const int64_t pos = first + i;
+      const data::SampleRef ref = sampler.at(pos / epoch_samples, pos % epoch_samples);
+      auto reader =
+          data::ShardReader::open(dir + "/train-0000" + std::to_string(ref.shard) + ".h5");
+      ASSERT_TRUE(reader.ok());
+      auto raw = (*reader)->read(ref.index, 1);
+      ASSERT_TRUE(raw.ok());
+      std::vector<float> want(px);
+      data::augment_image(
+          raw->images.data(), kRes, kRes, ac,
+          {uint64_t(sc.seed), pos / epoch_samples, (ref.shard ? 24 : 0) + ref.index}, want.data());
+      for (int64_t k = 0; k < px; ++k)
+        ASSERT_NEAR(a["images"].data<float>()[i * px + k], want[k], 1e-4) << pos << " " << k;
+    }
+  }
 }
 
 TEST(ShardData, EvalSourceDefaultsToTheValManifestBesideTheTrainingOne) {
