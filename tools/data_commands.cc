@@ -16,6 +16,7 @@
 #include "data_pipeline/pack.h"
 #include "data_pipeline/pack_text.h"
 #include "data_pipeline/shard_reader.h"
+#include "data_pipeline/text_shard.h"
 #include "data_pipeline/tokenizer.h"
 
 namespace tessera::tools {
@@ -153,9 +154,25 @@ int fail(const char* verb, const absl::Status& s) {
   return 1;
 }
 
+// A text shard (token stream): counts and the first tokens.
+int inspect_text_shard(const data::TextShardReader& r) {
+  std::printf(
+      "text shard %s\n  num_tokens %lld, eot_id %d\n  datasets:\n    text_tokens (%lld,) int32\n",
+      r.path().c_str(), (long long)r.num_tokens(), r.eot_id(), (long long)r.num_tokens());
+  auto head = r.read(0, std::min<int64_t>(16, r.num_tokens()));
+  if (!head.ok()) return fail("inspect", head.status());
+  std::printf("  first tokens:");
+  for (int32_t t : *head) std::printf(" %d", t);
+  std::printf("\n");
+  return 0;
+}
+
 int inspect_shard(const std::string& path, const std::string& sheet, int64_t count) {
   auto reader = data::ShardReader::open(path);
-  if (!reader.ok()) return fail("inspect", reader.status());
+  if (!reader.ok()) {
+    if (auto text = data::TextShardReader::open(path); text.ok()) return inspect_text_shard(**text);
+    return fail("inspect", reader.status());
+  }
   const data::ShardReader& r = **reader;
   std::printf("shard %s\n", path.c_str());
   std::printf("  format_version %lld\n", (long long)r.format_version());
@@ -201,8 +218,10 @@ int inspect_manifest(const std::string& path, bool verify) {
   std::printf("manifest %s: valid%s\n", path.c_str(), verify ? " (content hashes checked)" : "");
   std::printf("  split %s, %lld samples in %d shards\n", m->split().c_str(),
               (long long)m->num_samples(), m->shards_size());
-  std::printf("  resolution %d, token_length %d, tokenizer \"%s\"\n", m->resolution(),
-              m->token_length(), m->tokenizer().c_str());
+  std::printf("  kind %s, resolution %d, token_length %d, tokenizer \"%s\" (model %s)\n",
+              m->kind().empty() ? "images" : m->kind().c_str(), m->resolution(), m->token_length(),
+              m->tokenizer().c_str(),
+              m->tokenizer_model().empty() ? "none" : m->tokenizer_model().c_str());
   std::printf("  %d label names\n", m->label_names_size());
   for (const auto& s : m->shards())
     std::printf("  %s  %lld samples  %lld bytes  %s\n", s.path().c_str(),
