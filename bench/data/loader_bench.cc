@@ -5,7 +5,7 @@
 // and without the trainer's normalisation transform. Prints a table, then one JSON line.
 // Not a timed assertion.
 //
-//   bench_loader [DIR]   (default /tmp)
+//   bench_loader [DIR] [--no-gzip]   (DIR default /tmp; --no-gzip: uncompressed shards only)
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -123,11 +123,20 @@ Rate loader_rate(const std::vector<std::string>& paths, int threads, bool normal
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string dir = argc > 1 ? argv[1] : "/tmp";
+  std::string dir = "/tmp";
+  bool gzip_too = true;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--no-gzip") {
+      gzip_too = false;
+    } else {
+      dir = argv[i];
+    }
+  }
   nlohmann::json out;
   std::printf("%-13s %-10s %8s %12s %10s %12s\n", "shards", "reader", "threads", "samples/s",
               "MB/s", "of raw read");
   for (int gzip : {0, 1}) {
+    if (gzip && !gzip_too) continue;
     const auto paths = write_shards(dir, gzip);
     const double raw = raw_read_mb_s(paths);
     const std::string name = gzip ? "gzip1" : "uncompressed";

@@ -242,6 +242,16 @@ TEST(Pack, TokensAreEncodePaddedWithLengthThroughEndOfText) {
   }
 }
 
+TEST(Pack, EmptyInputIsAnErrorNamingIt) {
+  const fs::path dir = temp_dir("empty");
+  const std::string index = write_index(dir, {}, "\n  \n");
+  auto report = pack_images(options_for(index, dir / "out"));
+  ASSERT_FALSE(report.ok());
+  EXPECT_THAT(std::string(report.status().message()),
+              AllOf(HasSubstr(index), HasSubstr("no inputs (empty input)")));
+  EXPECT_FALSE(fs::exists(dir / "out" / "train.pbtxt"));
+}
+
 TEST(LoadManifest, NamesTheManifestAndTheShardThatChangedOrWentMissing) {
   const fs::path dir = temp_dir("manifest");
   auto report = pack_images(options_for(write_index(dir, fixture_inputs()), dir / "out"));
