@@ -91,6 +91,42 @@ TEST(ShardData, BatchesAreTheSampledShardImagesNormalised) {
   }
 }
 
+// The order and resume checks at the trainer's data source: 1, 2, 3 or 4 DP ranks (each
+// with its own source, as separate processes would have) assemble the same global batches as
+// one rank, across an epoch boundary; and a source started fresh at step k (a resumed run, here
+// on 2 ranks) continues with exactly the batches of the uninterrupted run.
+TEST(ShardData, WorldSizesAndResumeSeeTheSameGlobalBatches) {
+  const std::string manifest = write_dataset(testing_support::run_dir("shards_order"));
+  const config::Config cfg = vit_on(manifest, {"data.global_batch_size=12"});
+  const int64_t G = 12, steps = 8;  // 56 samples: 4 batches per epoch, so 2 epochs
+  auto one = make_data_source(cfg);
+  std::vector<models::Batch> reference;
+  for (int64_t s = 0; s < steps; ++s) reference.push_back(one->batch(s * G, G));
+  auto same = [&](const std::vector<models::Batch>& slices, int64_t step) {
+    const int64_t per = G / int64_t(slices.size()), px = kRes * kRes * 3;
+    for (size_t r = 0; r < slices.size(); ++r) {
+      EXPECT_EQ(0, std::memcmp(reference[step]["images"].data<float>() + r * per * px,
+                               slices[r].at("images").data<float>(), per * px * 4))
+          << "step " << step << " rank " << r << " of " << slices.size();
+      EXPECT_EQ(0, std::memcmp(reference[step]["labels"].data<int32_t>() + r * per,
+                               slices[r].at("labels").data<int32_t>(), per * 4));
+    }
+  };
+  for (int dp : {2, 3, 4}) {
+    std::vector<std::unique_ptr<DataSource>> ranks;
+    for (int r = 0; r < dp; ++r) ranks.push_back(make_data_source(cfg));
+    for (int64_t s = 0; s < steps; ++s) {
+      std::vector<models::Batch> slices;
+      for (int r = 0; r < dp; ++r) slices.push_back(ranks[r]->batch(s * G + r * (G / dp), G / dp));
+      same(slices, s);
+    }
+  }
+  std::vector<std::unique_ptr<DataSource>> resumed;
+  for (int r = 0; r < 2; ++r) resumed.push_back(make_data_source(cfg));
+  for (int64_t s = 5; s < steps; ++s)
+    same({resumed[0]->batch(s * G, G / 2), resumed[1]->batch(s * G + G / 2, G / 2)}, s);
+}
+
 TEST(ShardData, TrainerLearnsFromShards) {
   const std::string manifest = write_dataset(testing_support::run_dir("shards_train"));
   config::Config cfg = vit_on(manifest, {"train.steps=40", "log.every_steps=10", "optim.lr=0.003",
