@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "data_pipeline/buffer.h"
 #include "data_pipeline/global_sampler.h"
 
 namespace tessera::data {
@@ -42,13 +43,13 @@ struct LoaderOptions {
 struct SampleBatch {
   int64_t first = 0, count = 0;
   int64_t resolution = 0, token_length = 0;
-  std::vector<uint8_t> images;         // (count, R, R, 3)
+  ByteBuffer images;                   // (count, R, R, 3)
   std::vector<std::string> captions;   // count
   std::vector<int32_t> tokens;         // (count, L); empty when the shards have none
   std::vector<int32_t> token_lengths;  // (count,); empty when the shards have none
   std::vector<int32_t> labels;         // (count,); empty when the shards have none
   std::vector<SampleRef> refs;         // (count,): which sample each row is
-  std::vector<float> pixels;           // filled by the transform, if any
+  FloatBuffer pixels;                  // filled by the transform, if any
 };
 
 struct LoaderStats {

@@ -1,6 +1,5 @@
 #include "data_pipeline/pack.h"
 
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "data_pipeline/buffer.h"
 #include "data_pipeline/hdf5_util.h"
 #include "data_pipeline/shard_format.h"
 
@@ -26,7 +27,7 @@ namespace tessera::data {
 // Samples [first, first + count) of a shard, row-major.
 struct ShardSamples {
   int64_t first = 0, count = 0;
-  std::vector<uint8_t> images;         // (count, H, W, 3)
+  ByteBuffer images;                   // (count, H, W, 3)
   std::vector<std::string> captions;   // count UTF-8 strings
   std::vector<int32_t> tokens;         // (count, L), zero-padded; empty without tokens
   std::vector<int32_t> token_lengths;  // (count,); empty without tokens
@@ -67,7 +68,7 @@ class ShardReader {
                             const std::vector<int64_t>& shape, H5Handle* out);
   absl::Status load_caption_offsets();
   absl::StatusOr<ShardSamples> read_samples(int64_t first, int64_t count, bool with_images);
-  absl::Status read_images_raw(int64_t first, int64_t count, std::vector<uint8_t>* out);
+  absl::Status read_images_raw(int64_t first, int64_t count, ByteBuffer* out);
   absl::Status read_rows(const H5Handle& dset, const char* name, hid_t mem_type, int64_t first,
                          int64_t count, void* out, int64_t sample_first, int64_t sample_count);
 

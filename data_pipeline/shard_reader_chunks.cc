@@ -25,7 +25,7 @@ absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk) {
   return out;
 }
 
-absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, std::vector<uint8_t>* out) {
+absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuffer* out) {
   const std::string where = absl::StrCat("shard ", path_, ": dataset 'images', samples [", first,
                                          ", ", first + count, ")");
   const size_t sample_bytes = size_t(resolution_ * resolution_ * 3);
@@ -33,7 +33,7 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, std::vec
   hsize_t offset[4] = {hsize_t(first), 0, 0, 0};
   hsize_t stored = 0;
   uint32_t mask = 0;
-  std::vector<uint8_t> raw;
+  ByteBuffer raw;
   {
     H5Quiet quiet;
     if (H5Dget_chunk_storage_size(images_.get(), offset, &stored) < 0 || stored < 4) {

@@ -162,13 +162,20 @@ extern "C" uint32_t H5_checksum_fletcher32(const void* data, size_t len);
 
 TEST(Fletcher32, EqualsHdf5sOwnOnEvenAndOddLengths) {
   std::mt19937 rng(3);
-  std::vector<uint8_t> data(5000);
+  std::vector<uint8_t> data(600000);  // past 2^16 words: several runs of the fast path
   for (auto& b : data) b = uint8_t(rng());
-  for (size_t n : {0, 1, 2, 3, 719, 720, 721, 722, 1441, 4999, 5000}) {
+  for (size_t n : {0, 1, 2, 3, 127, 128, 129, 719, 720, 721, 722, 1441, 4999, 5000, 131071, 131072,
+                   131073, 131201, 600000}) {
     EXPECT_EQ(fletcher32(data.data(), n), H5_checksum_fletcher32(data.data(), n)) << n;
   }
-  std::vector<uint8_t> ones(4096, 0xff);  // sums that are multiples of 65535
-  EXPECT_EQ(fletcher32(ones.data(), ones.size()), H5_checksum_fletcher32(ones.data(), ones.size()));
+  // Sums that are multiples of 65535, and all zeros.
+  for (uint8_t fill : {uint8_t(0xff), uint8_t(0)}) {
+    for (size_t n : {size_t(2), size_t(4096), size_t(262144), size_t(262145)}) {
+      std::vector<uint8_t> same(n, fill);
+      EXPECT_EQ(fletcher32(same.data(), n), H5_checksum_fletcher32(same.data(), n))
+          << int(fill) << " x " << n;
+    }
+  }
 }
 
 // read_chunk (raw chunk + own checksum + own inflate) gives what HDF5's read gives.
