@@ -140,4 +140,15 @@ void augment_image(const uint8_t* image, int height, int width, const AugmentCon
   crop_resize_normalise(image, height, width, sample_crop(height, width, config, key), config, out);
 }
 
+void normalise_pixels(const uint8_t* in, int64_t pixels, const float scale[3], const float bias[3],
+                      float* out) {
+  const float s0 = scale[0], s1 = scale[1], s2 = scale[2];
+  const float b0 = bias[0], b1 = bias[1], b2 = bias[2];
+  for (int64_t p = 0; p < pixels; ++p, in += 3, out += 3) {
+    out[0] = float(in[0]) * s0 + b0;
+    out[1] = float(in[1]) * s1 + b1;
+    out[2] = float(in[2]) * s2 + b2;
+  }
+}
+
 }  // namespace tessera::data

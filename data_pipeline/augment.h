@@ -49,6 +49,12 @@ CropBox sample_crop(int height, int width, const AugmentConfig& config, const Au
 void crop_resize_normalise(const uint8_t* image, int height, int width, const CropBox& box,
                            const AugmentConfig& config, float* out);
 
+// Normalisation alone, for images already at the output size: out[i] = in[i] * scale[c] +
+// bias[c] over `pixels` RGB pixels (c = channel). With scale = 1 / (255 std), bias = -mean / std
+// this is AugmentConfig's normalisation.
+void normalise_pixels(const uint8_t* in, int64_t pixels, const float scale[3], const float bias[3],
+                      float* out);
+
 // Both: sample_crop then crop_resize_normalise. Throws tessera::Error naming the sample on a bad
 // image size or config.
 void augment_image(const uint8_t* image, int height, int width, const AugmentConfig& config,

@@ -1,5 +1,7 @@
 #include "data_pipeline/hdf5_util.h"
 
+#include <algorithm>
+
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -95,6 +97,55 @@ std::string describe_type(hid_t type) {
 bool is_integer_type(hid_t type, size_t size, bool is_signed) {
   return H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == size &&
          (H5Tget_sign(type) == H5T_SGN_2) == is_signed;
+}
+
+uint32_t fletcher32(const uint8_t* data, size_t bytes) {
+  // HDF5 adds 16-bit big-endian words w_i (a last odd byte is the high half of a word):
+  // sum1 += w_i; sum2 += sum1, folding (x & 0xffff) + (x >> 16) every 360 words and twice at the
+  // end. Folding keeps each sum congruent to the exact integer S mod 65535 and nonzero iff S is,
+  // and the final value lies in [0, 0xffff]: it is 0 if S = 0, else ((S - 1) mod 65535) + 1. So
+  // we may compute S1 = sum w_i and S2 = sum (n - i) w_i exactly (n words) in any order: blocks
+  // of 64 words with 32-bit lanes the compiler vectorises, combined in 64-bit, reduced per 2^16
+  // words (S2 of a run of 2^16 words stays below 2^48).
+  const size_t words = bytes / 2 + (bytes % 2);
+  uint64_t s1 = 0, s2 = 0;  // mod 65535 after each run, plus whether the exact sums are > 0
+  bool s1_nonzero = false, s2_nonzero = false;
+  auto word = [&](size_t i) -> uint32_t {
+    const uint32_t hi = data[2 * i];
+    return 2 * i + 1 < bytes ? (hi << 8) | data[2 * i + 1] : hi << 8;
+  };
+  for (size_t run = 0; run < words; run += 65536) {
+    const size_t m = std::min<size_t>(65536, words - run);
+    // Over this run of m words: a = sum w, b = sum (m - j) w_j.
+    uint64_t a = 0, b = 0;
+    size_t j = 0;
+    const size_t full = (bytes / 2 > run) ? std::min(m, bytes / 2 - run) / 64 * 64 : 0;
+    for (; j < full; j += 64) {
+      const uint8_t* p = data + 2 * (run + j);
+      uint32_t sa = 0, sb = 0;  // sb = sum k * w_k over k < 64: below 2^28
+      for (uint32_t k = 0; k < 64; ++k) {
+        const uint32_t w = (uint32_t(p[2 * k]) << 8) | p[2 * k + 1];
+        sa += w;
+        sb += k * w;
+      }
+      // sum over the block of (m - (j + k)) w = (m - j) sa - sb
+      a += sa;
+      b += uint64_t(m - j) * sa - sb;
+    }
+    for (; j < m; ++j) {
+      const uint32_t w = word(run + j);
+      a += w;
+      b += uint64_t(m - j) * w;
+    }
+    // Appending a run of m words to a prefix: S2 = S2_prefix + m * S1_prefix + b.
+    s2_nonzero = s2_nonzero || s1_nonzero || b != 0;
+    s2 = (s2 + (m % 65535) * s1 + b) % 65535;
+    s1_nonzero = s1_nonzero || a != 0;
+    s1 = (s1 + a) % 65535;
+  }
+  const uint32_t f1 = s1_nonzero ? uint32_t(s1 == 0 ? 65535 : s1) : 0;
+  const uint32_t f2 = s2_nonzero ? uint32_t(s2 == 0 ? 65535 : s2) : 0;
+  return (f2 << 16) | f1;
 }
 
 }  // namespace tessera::data

@@ -5,6 +5,8 @@
 
 #include <hdf5.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace tessera::data {
@@ -57,6 +59,11 @@ std::string h5_error_text();
 // True when the current error stack holds a Fletcher32 (or other filter) checksum failure.
 // Call before h5_error_text(), which clears the stack.
 bool h5_error_is_checksum();
+
+// HDF5's Fletcher32 checksum (H5Z_FILTER_FLETCHER32) of `bytes` bytes: 16-bit big-endian words
+// summed modulo 65535 (as HDF5 folds them, so equal to what the filter stores after a chunk, as
+// a little-endian uint32). For readers that check raw chunks outside libhdf5's global lock.
+uint32_t fletcher32(const uint8_t* data, size_t bytes);
 
 // "uint8", "int32", "float64", "string", ... for error messages.
 std::string describe_type(hid_t type);

@@ -1,21 +1,18 @@
 #include "data_pipeline/pack.h"
 
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "data_pipeline/image_decode.h"
 #include "data_pipeline/shard_format.h"
 #include "data_pipeline/shard_writer.h"
+#include "data_pipeline/tar_input.h"
 #include "data_pipeline/tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -33,14 +30,35 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h = kFnvOffset) {
   return h;
 }
 
-// One index line that parsed.
+// One index line that parsed, or one sample of a webdataset tar.
 struct Record {
   int64_t line = 0;
-  std::string path;  // as written in the index (the split key)
+  std::string path;  // as written in the index (the split key); tar: "TAR:KEY"
   std::string caption;
   std::optional<int64_t> label;
   std::string label_name;
+  std::vector<uint8_t> image_bytes;  // tar: the encoded image (no file to read)
+  std::string problem;               // tar: why the sample is incomplete ("" = complete)
 };
+
+// Tar samples in tar order, then member order; `line` counts samples from 1.
+absl::StatusOr<std::vector<Record>> read_tars(const std::vector<std::string>& tars) {
+  std::vector<Record> records;
+  for (const std::string& tar : tars) {
+    auto samples = read_webdataset_tar(tar);
+    if (!samples.ok()) return samples.status();
+    for (TarSample& t : *samples) {
+      Record r;
+      r.line = int64_t(records.size()) + 1;
+      r.path = t.source;
+      r.caption = std::move(t.caption);
+      r.image_bytes = std::move(t.image);
+      r.problem = std::move(t.problem);
+      records.push_back(std::move(r));
+    }
+  }
+  return records;
+}
 
 absl::StatusOr<std::vector<Record>> read_index(const std::string& path) {
   std::ifstream in(path);
@@ -190,25 +208,13 @@ class SplitWriter {
     m.set_resolution(int32_t(shard_options_.resolution));
     m.set_tokenizer(shard_options_.tokenizer);
     m.set_token_length(int32_t(shard_options_.token_length));
+    if (!options_.tokenizer_model.empty()) m.set_tokenizer_model(kTokenizerModelFile);
     for (const std::string& n : label_names) m.add_label_names(n);
     m.set_split(report_.split);
     m.set_num_samples(report_.num_samples);
     for (const ShardInfo& s : shards_) *m.add_shards() = s;
-    std::string text;
-    if (!google::protobuf::TextFormat::PrintToString(m, &text))
-      return absl::InternalError("pack: cannot print the manifest");
     const std::string path = (fs::path(options_.out_dir) / (report_.split + ".pbtxt")).string();
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << "# tessera pack manifest (proto/data.proto tessera.data.Manifest)\n" << text;
-      if (!out.flush())
-        return absl::PermissionDeniedError(absl::StrCat("pack: cannot write ", tmp));
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec)
-      return absl::InternalError(absl::StrCat("pack: cannot rename ", tmp, ": ", ec.message()));
+    if (auto st = data::write_manifest(m, path); !st.ok()) return st;
     report_.manifest = path;
     return absl::OkStatus();
   }
@@ -225,7 +231,8 @@ class SplitWriter {
 
 absl::Status check_options(const PackOptions& o) {
   auto bad = [](const std::string& m) { return absl::InvalidArgumentError("pack: " + m); };
-  if (o.index_path.empty()) return bad("no index given");
+  if (o.index_path.empty() == o.tar_paths.empty())
+    return bad("give either an index or webdataset tar files");
   if (o.out_dir.empty()) return bad("no output directory given");
   if (o.resolution < 1) return bad(absl::StrCat("resolution ", o.resolution, " is not positive"));
   if (!o.tokenizer_model.empty() && o.context < 2)
@@ -260,9 +267,14 @@ absl::StatusOr<std::string> file_content_hash(const std::string& path) {
 
 absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
   if (auto s = check_options(options); !s.ok()) return s;
-  auto records = read_index(options.index_path);
+  auto records =
+      options.tar_paths.empty() ? read_index(options.index_path) : read_tars(options.tar_paths);
   if (!records.ok()) return records.status();
 
+  if (records->empty())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pack: ", options.tar_paths.empty() ? options.index_path : options.tar_paths[0],
+        options.tar_paths.size() > 1 ? " ..." : "", ": no inputs (empty input)"));
   PackReport report;
   report.inputs = int64_t(records->size());
   auto has_labels = resolve_labels(options, *records, report.label_names);
@@ -291,6 +303,16 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
     return absl::PermissionDeniedError(
         absl::StrCat("pack: cannot create ", options.out_dir, ": ", ec.message()));
 
+  if (!options.tokenizer_model.empty()) {
+    // The manifests name the model beside them (Manifest.tokenizer_model).
+    const fs::path copy = fs::path(options.out_dir) / kTokenizerModelFile;
+    if (!fs::exists(copy) || !fs::equivalent(copy, options.tokenizer_model))
+      fs::copy_file(options.tokenizer_model, copy, fs::copy_options::overwrite_existing, ec);
+    if (ec)
+      return absl::PermissionDeniedError(absl::StrCat("pack: cannot copy ", options.tokenizer_model,
+                                                      " to ", copy.string(), ": ", ec.message()));
+  }
+
   SplitWriter train("train", options, shard_options), val("val", options, shard_options);
   const fs::path index_dir = fs::path(options.index_path).parent_path();
   int64_t done = 0;
@@ -299,11 +321,16 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
       report.skipped.push_back({r.line, r.path, std::move(reason)});
     };
     const fs::path file = fs::path(r.path).is_absolute() ? fs::path(r.path) : index_dir / r.path;
-    if (r.caption.empty()) {
+    absl::StatusOr<RgbImage> image = absl::UnknownError("");
+    if (!r.problem.empty()) {
+      skip(r.problem);
+    } else if (r.caption.empty()) {
       skip("empty caption");
     } else if (*has_labels && !r.label) {
       skip("no label");
-    } else if (auto image = read_image_file(file.string()); !image.ok()) {
+    } else if (image = r.image_bytes.empty() ? read_image_file(file.string())
+                                             : decode_image(r.image_bytes, r.path);
+               !image.ok()) {
       skip(std::string(image.status().message()));
     } else {
       RgbImage sample = resize_and_center_crop(*image, options.resolution);
@@ -331,61 +358,6 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
     report.splits.push_back(w->report());
   }
   return report;
-}
-
-absl::StatusOr<Manifest> load_manifest(const std::string& path, bool verify_hashes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("manifest ", path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-
-  // Parse errors go to a collector so the message carries the line and column.
-  struct Collector : google::protobuf::io::ErrorCollector {
-    std::string errors;
-    void AddError(int line, int column, const std::string& message) override {
-      absl::StrAppend(&errors, errors.empty() ? "" : "; ", "line ", line + 1, ":", column + 1, ": ",
-                      message);
-    }
-  } collector;
-  google::protobuf::TextFormat::Parser parser;
-  parser.RecordErrorsTo(&collector);
-  Manifest m;
-  if (!parser.ParseFromString(text.str(), &m))
-    return absl::InvalidArgumentError(absl::StrCat("manifest ", path, ": ", collector.errors));
-
-  auto bad = [&](const std::string& what) {
-    return absl::FailedPreconditionError(absl::StrCat("manifest ", path, ": ", what));
-  };
-  if (m.format_version() != shard::kFormatVersion)
-    return bad(absl::StrCat("format_version ", m.format_version(), ", this build reads ",
-                            shard::kFormatVersion));
-  if (m.resolution() < 1) return bad(absl::StrCat("resolution ", m.resolution()));
-  if (m.shards().empty()) return bad("no shards");
-  const fs::path dir = fs::path(path).parent_path();
-  int64_t total = 0;
-  for (const ShardInfo& s : m.shards()) {
-    const std::string file = (dir / s.path()).string();
-    auto shard_bad = [&](const std::string& what) {
-      return bad(absl::StrCat("shard ", file, ": ", what));
-    };
-    std::error_code ec;
-    const auto size = fs::file_size(file, ec);
-    if (ec) return shard_bad(absl::StrCat("missing (", ec.message(), ")"));
-    if (int64_t(size) != s.bytes())
-      return shard_bad(absl::StrCat("size ", size, " bytes, manifest records ", s.bytes()));
-    if (s.num_samples() < 1) return shard_bad(absl::StrCat("num_samples ", s.num_samples()));
-    if (verify_hashes) {
-      auto h = file_content_hash(file);
-      if (!h.ok()) return shard_bad(std::string(h.status().message()));
-      if (*h != s.content_hash())
-        return shard_bad(
-            absl::StrCat("content hash ", *h, ", manifest records ", s.content_hash()));
-    }
-    total += s.num_samples();
-  }
-  if (total != m.num_samples())
-    return bad(absl::StrCat("shards hold ", total, " samples, num_samples says ", m.num_samples()));
-  return m;
 }
 
 }  // namespace tessera::data

@@ -23,8 +23,12 @@
 
 namespace tessera::data {
 
+// File name of the tokenizer model that pack copies beside the manifests.
+inline constexpr const char* kTokenizerModelFile = "tokenizer.model";
+
 struct PackOptions {
-  std::string index_path;       // JSONL, required
+  std::string index_path;              // JSONL; or:
+  std::vector<std::string> tar_paths;  // webdataset-style tars (data_pipeline/tar_input.h)
   std::string out_dir;          // created if missing; gets SPLIT-00000.h5 ... and SPLIT.pbtxt
   int resolution = 64;          // samples are resolution x resolution RGB
   std::string tokenizer_model;  // SentencePiece .model; "" = the shards have no tokens
@@ -67,6 +71,10 @@ const char* split_of(const std::string& path, double val_fraction);
 absl::StatusOr<std::string> file_content_hash(const std::string& path);
 
 absl::StatusOr<PackReport> pack_images(const PackOptions& options);
+
+// Writes a manifest as protobuf text to PATH (through PATH.tmp and a rename, so a reader never
+// sees half a manifest).
+absl::Status write_manifest(const Manifest& manifest, const std::string& path);
 
 // Parses DIR/SPLIT.pbtxt and checks it: format_version is the one this build reads, each
 // shard exists with the recorded byte size (and, with verify_hashes, content hash), and the

@@ -177,6 +177,19 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
   }
   std::vector<hsize_t> chunk(rank);
   H5Pget_chunk(dcpl.get(), rank, chunk.data());
+  if (std::string(name) == shard::kImages) {
+    image_chunk_rows_ = std::max<int64_t>(1, chunk[0]);
+    // read_chunk() reads 'images' chunks raw when the pipeline is one it can undo itself.
+    std::vector<H5Z_filter_t> ids;
+    for (int i = 0; i < H5Pget_nfilters(dcpl.get()); ++i) {
+      unsigned filter_flags = 0;
+      size_t n_values = 0;
+      ids.push_back(H5Pget_filter2(dcpl.get(), unsigned(i), &filter_flags, &n_values, nullptr, 0,
+                                   nullptr, nullptr));
+    }
+    images_deflate_ = ids == std::vector<H5Z_filter_t>{H5Z_FILTER_DEFLATE, H5Z_FILTER_FLETCHER32};
+    images_direct_ = images_deflate_ || ids == std::vector<H5Z_filter_t>{H5Z_FILTER_FLETCHER32};
+  }
   size_t chunk_bytes = elem_size;
   for (hsize_t c : chunk) chunk_bytes *= c;
   if (2 * chunk_bytes > kMinChunkCache) {
@@ -242,6 +255,11 @@ absl::Status ShardReader::read_rows(const H5Handle& dset, const char* name, hid_
 }
 
 absl::StatusOr<ShardSamples> ShardReader::read(int64_t first, int64_t count) {
+  return read_samples(first, count, /*with_images=*/true);
+}
+
+absl::StatusOr<ShardSamples> ShardReader::read_samples(int64_t first, int64_t count,
+                                                       bool with_images) {
   if (getpid() != pid_)
     return absl::FailedPreconditionError(absl::StrCat(
         "shard ", path_, ": reader opened in process ", pid_, " used in process ", getpid(),
@@ -253,9 +271,12 @@ absl::StatusOr<ShardSamples> ShardReader::read(int64_t first, int64_t count) {
   ShardSamples out;
   out.first = first;
   out.count = count;
-  out.images.resize(static_cast<size_t>(count * resolution_ * resolution_ * 3));
-  absl::Status s = read_rows(images_, shard::kImages, H5T_NATIVE_UINT8, first, count,
-                             out.images.data(), first, count);
+  absl::Status s;
+  if (with_images) {
+    out.images.resize(static_cast<size_t>(count * resolution_ * resolution_ * 3));
+    s = read_rows(images_, shard::kImages, H5T_NATIVE_UINT8, first, count, out.images.data(), first,
+                  count);
+  }
 
   const int64_t byte_first = caption_offsets_[first];
   std::vector<uint8_t> bytes(static_cast<size_t>(caption_offsets_[first + count] - byte_first));

@@ -1,6 +1,8 @@
 #include "tools/data_commands.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -9,8 +11,12 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/str_split.h"
+#include "data_pipeline/contact_sheet.h"
 #include "data_pipeline/pack.h"
+#include "data_pipeline/pack_text.h"
 #include "data_pipeline/shard_reader.h"
+#include "data_pipeline/text_shard.h"
 #include "data_pipeline/tokenizer.h"
 #include "tools/checkpoint_commands.h"
 
@@ -19,6 +25,8 @@ namespace {
 
 constexpr const char* kPackUsage =
     R"(usage: tessera pack --index FILE --out DIR [options]
+       tessera pack --tar TARS --out DIR [options]
+       tessera pack --text FILE --tokenizer MODEL --out DIR [--tokens-per-shard N]
 
 Packs the images of a JSONL index ({"path", "caption", "label", "label_name"} per line, as
 scripts/make_demo_data writes) into HDF5 shards DIR/SPLIT-00000.h5 ... (data_pipeline/FORMAT.md)
@@ -26,6 +34,9 @@ and one manifest DIR/SPLIT.pbtxt per split (proto/data.proto). Unreadable images
 captions are skipped and listed.
 
   --index FILE             the JSONL index (relative image paths are relative to it)
+  --tar TARS               webdataset-style tars instead (img2dataset's output: KEY.jpg|png +
+                           KEY.txt|json per sample): comma-separated files, or a directory
+                           (its *.tar files in name order)
   --out DIR                output directory (created)
   --resolution N           images are resized + centre-cropped to N x N (default 64)
   --tokenizer MODEL        SentencePiece .model: captions are also stored as tokens
@@ -34,6 +45,11 @@ captions are skipped and listed.
   --val-fraction F         share of images, by a hash of their path, in val (default 0.1)
   --labels FILE            label names, line i = label i (default: from the index)
   --quiet                  no progress lines
+
+With --text: FILE holds one paragraph per line, documents separated by empty lines; it becomes
+token-stream shards for GPT (kind "text", data_pipeline/text_shard.h), split by a hash of each
+paragraph (--val-fraction), end-of-text after each document.
+  --tokens-per-shard N     (default 1048576)
 
 Exit status: 0 packed; 1 error (the message names the file, line or shard).
 )";
@@ -51,14 +67,16 @@ Exit status: 0 trained; 1 error.
 )";
 
 constexpr const char* kInspectUsage =
-    R"(usage: tessera inspect PATH [--verify]
+    R"(usage: tessera inspect PATH [--verify] [--sheet OUT.png [--count N]]
 
 Describes a shard (.h5: counts, resolution, datasets, the first 3 captions) or a manifest
 (.pbtxt: shards, counts, and whether it validates: every shard present with its recorded size).
 A directory is read as a checkpoint (a step, checkpoints/ or run directory): layout, tensors,
 sizes, and verification of the commit marker and of every checksum.
 
-  --verify    also check each shard's content hash against the manifest
+  --verify        also check each shard's content hash against the manifest
+  --sheet OUT.png shard only: a contact sheet of its first images (PNG)
+  --count N       images on the sheet (default 64)
 
 Exit status: 0 readable and valid; 1 otherwise.
 )";
@@ -128,14 +146,9 @@ bool number(const Args& a, const char* verb, const char* flag, T* out) {
   return true;
 }
 
-// sentencepiece throws (instead of returning an error) when its bundled protobuf 3.14 meets the
-// process's libprotobuf 3.21 (see tools/CMakeLists.txt); say so instead of terminating.
-int sentencepiece_failure(const char* verb, const std::exception& e) {
-  std::fprintf(stderr,
-               "tessera %s: the SentencePiece tokenizer cannot run inside this binary (known "
-               "issue: Debian's libsentencepiece bundles protobuf 3.14, this binary loads "
-               "protobuf 3.21): %s\n",
-               verb, e.what());
+// A tessera::Error thrown below a verb (a failed check) ends the verb with its message.
+int exception_failure(const char* verb, const std::exception& e) {
+  std::fprintf(stderr, "tessera %s: %s\n", verb, e.what());
   return 1;
 }
 
@@ -144,9 +157,25 @@ int fail(const char* verb, const absl::Status& s) {
   return 1;
 }
 
-int inspect_shard(const std::string& path) {
+// A text shard (token stream): counts and the first tokens.
+int inspect_text_shard(const data::TextShardReader& r) {
+  std::printf(
+      "text shard %s\n  num_tokens %lld, eot_id %d\n  datasets:\n    text_tokens (%lld,) int32\n",
+      r.path().c_str(), (long long)r.num_tokens(), r.eot_id(), (long long)r.num_tokens());
+  auto head = r.read(0, std::min<int64_t>(16, r.num_tokens()));
+  if (!head.ok()) return fail("inspect", head.status());
+  std::printf("  first tokens:");
+  for (int32_t t : *head) std::printf(" %d", t);
+  std::printf("\n");
+  return 0;
+}
+
+int inspect_shard(const std::string& path, const std::string& sheet, int64_t count) {
   auto reader = data::ShardReader::open(path);
-  if (!reader.ok()) return fail("inspect", reader.status());
+  if (!reader.ok()) {
+    if (auto text = data::TextShardReader::open(path); text.ok()) return inspect_text_shard(**text);
+    return fail("inspect", reader.status());
+  }
   const data::ShardReader& r = **reader;
   std::printf("shard %s\n", path.c_str());
   std::printf("  format_version %lld\n", (long long)r.format_version());
@@ -168,6 +197,18 @@ int inspect_shard(const std::string& path) {
     if (L > 0) std::printf(" tokens %d", samples->token_lengths[i]);
     std::printf(" \"%s\"\n", samples->captions[i].c_str());
   }
+  if (!sheet.empty()) {
+    const int64_t n = std::min<int64_t>(count, r.num_samples());
+    if (n < 1) return fail("inspect", absl::InvalidArgumentError("no images for --sheet"));
+    auto first = (*reader)->read(0, n);
+    if (!first.ok()) return fail("inspect", first.status());
+    const int columns = int(std::ceil(std::sqrt(double(n))));
+    const data::RgbImage image =
+        data::contact_sheet(first->images.data(), n, int(r.resolution()), columns);
+    if (auto s = data::write_png(sheet, image); !s.ok()) return fail("inspect", s);
+    std::printf("  contact sheet of samples [0, %lld): %s (%dx%d)\n", (long long)n, sheet.c_str(),
+                image.width, image.height);
+  }
   return 0;
 }
 
@@ -180,12 +221,44 @@ int inspect_manifest(const std::string& path, bool verify) {
   std::printf("manifest %s: valid%s\n", path.c_str(), verify ? " (content hashes checked)" : "");
   std::printf("  split %s, %lld samples in %d shards\n", m->split().c_str(),
               (long long)m->num_samples(), m->shards_size());
-  std::printf("  resolution %d, token_length %d, tokenizer \"%s\"\n", m->resolution(),
-              m->token_length(), m->tokenizer().c_str());
+  std::printf("  kind %s, resolution %d, token_length %d, tokenizer \"%s\" (model %s)\n",
+              m->kind().empty() ? "images" : m->kind().c_str(), m->resolution(), m->token_length(),
+              m->tokenizer().c_str(),
+              m->tokenizer_model().empty() ? "none" : m->tokenizer_model().c_str());
   std::printf("  %d label names\n", m->label_names_size());
   for (const auto& s : m->shards())
     std::printf("  %s  %lld samples  %lld bytes  %s\n", s.path().c_str(),
                 (long long)s.num_samples(), (long long)s.bytes(), s.content_hash().c_str());
+  return 0;
+}
+
+int pack_text_command(Args& a) {
+  data::TextPackOptions o;
+  o.text_path = a.values["--text"];
+  o.out_dir = a.values["--out"];
+  o.tokenizer_model = a.values["--tokenizer"];
+  if (!number(a, "pack", "--tokens-per-shard", &o.tokens_per_shard) ||
+      !number(a, "pack", "--val-fraction", &o.val_fraction))
+    return 1;
+  if (o.out_dir.empty() || o.tokenizer_model.empty() || !a.positional.empty()) {
+    std::fprintf(stderr, "tessera pack: --text needs --tokenizer and --out\n%s", kPackUsage);
+    return 1;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<data::TextPackReport> report;
+  try {
+    report = data::pack_text(o);
+  } catch (const std::exception& e) {
+    return exception_failure("pack", e);
+  }
+  if (!report.ok()) return fail("pack", report.status());
+  std::printf("pack: %lld paragraphs in %lld documents in %.1f s, tokenizer \"%s\"\n",
+              (long long)report->paragraphs, (long long)report->documents,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+              report->tokenizer.c_str());
+  for (const auto& s : report->splits)
+    std::printf("  %-5s %lld tokens in %zu shards  %s\n", s.split.c_str(), (long long)s.num_samples,
+                s.shards.size(), s.manifest.empty() ? "(no manifest: empty)" : s.manifest.c_str());
   return 0;
 }
 
@@ -195,10 +268,11 @@ int pack_command(int argc, char** argv) {
   Args a;
   if (!parse(argc, argv, 1, "pack",
              {"--index", "--out", "--resolution", "--tokenizer", "--context", "--samples-per-shard",
-              "--val-fraction", "--labels"},
+              "--val-fraction", "--labels", "--text", "--tokens-per-shard", "--tar"},
              {"--quiet"}, &a))
     return 1;
   if (a.help) return std::fputs(kPackUsage, stdout), 0;
+  if (a.values.count("--text")) return pack_text_command(a);
   data::PackOptions o;
   o.index_path = a.values["--index"];
   o.out_dir = a.values["--out"];
@@ -209,8 +283,26 @@ int pack_command(int argc, char** argv) {
       !number(a, "pack", "--samples-per-shard", &o.samples_per_shard) ||
       !number(a, "pack", "--val-fraction", &o.val_fraction))
     return 1;
-  if (o.index_path.empty() || o.out_dir.empty() || !a.positional.empty()) {
-    std::fprintf(stderr, "tessera pack: --index and --out are required\n%s", kPackUsage);
+  const std::vector<std::string> tars = absl::StrSplit(a.values["--tar"], ',', absl::SkipEmpty());
+  for (const std::string& t : tars) {
+    if (std::filesystem::is_directory(t)) {
+      std::vector<std::string> found;
+      for (const auto& e : std::filesystem::directory_iterator(t))
+        if (e.path().extension() == ".tar") found.push_back(e.path().string());
+      std::sort(found.begin(), found.end());
+      if (found.empty()) {
+        std::fprintf(stderr, "tessera pack: --tar %s: no .tar files in this directory\n",
+                     t.c_str());
+        return 1;
+      }
+      o.tar_paths.insert(o.tar_paths.end(), found.begin(), found.end());
+    } else {
+      o.tar_paths.push_back(t);
+    }
+  }
+  if (o.index_path.empty() == o.tar_paths.empty() || o.out_dir.empty() || !a.positional.empty()) {
+    std::fprintf(stderr, "tessera pack: --out and one of --index or --tar are required\n%s",
+                 kPackUsage);
     return 1;
   }
   const auto start = std::chrono::steady_clock::now();
@@ -232,7 +324,7 @@ int pack_command(int argc, char** argv) {
   try {
     report = data::pack_images(o);
   } catch (const std::exception& e) {
-    return sentencepiece_failure("pack", e);
+    return exception_failure("pack", e);
   }
   if (!report.ok()) return fail("pack", report.status());
   std::printf("pack: %lld inputs in %.1f s, %zu skipped, %zu labels, tokenizer \"%s\"\n",
@@ -274,14 +366,16 @@ int tokenizer_command(int argc, char** argv) {
     if (!t.ok()) return fail("tokenizer", t.status());
     std::printf("tokenizer: wrote %s.model (vocabulary %d)\n", out.c_str(), t->vocab_size());
   } catch (const std::exception& e) {
-    return sentencepiece_failure("tokenizer", e);
+    return exception_failure("tokenizer", e);
   }
   return 0;
 }
 
 int inspect_command(int argc, char** argv) {
   Args a;
-  if (!parse(argc, argv, 1, "inspect", {}, {"--verify"}, &a)) return 1;
+  if (!parse(argc, argv, 1, "inspect", {"--sheet", "--count"}, {"--verify"}, &a)) return 1;
+  int64_t count = 64;
+  if (!number(a, "inspect", "--count", &count)) return 1;
   if (a.help) return std::fputs(kInspectUsage, stdout), 0;
   if (a.positional.size() != 1) {
     std::fprintf(stderr, "tessera inspect: expected one PATH\n%s", kInspectUsage);
@@ -292,7 +386,7 @@ int inspect_command(int argc, char** argv) {
     return path.size() >= suffix.size() &&
            path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  if (ends_with(".h5")) return inspect_shard(path);
+  if (ends_with(".h5")) return inspect_shard(path, a.values["--sheet"], count);
   if (ends_with(".pbtxt")) return inspect_manifest(path, a.values.count("--verify") > 0);
   if (std::filesystem::is_directory(path)) return inspect_checkpoint(path);
   std::fprintf(stderr,

@@ -209,3 +209,28 @@ TEST(Augment, BadInputsNameTheProblem) {
 
 }  // namespace
 }  // namespace tessera::data
+
+namespace tessera::data {
+namespace {
+
+// normalise_pixels (the trainer's per-batch path) equals AugmentConfig's formula
+// (pixel / 255 - mean) / std for every value and channel.
+TEST(Augment, NormalisePixelsEqualsTheConfigFormula) {
+  AugmentConfig c;
+  float scale[3], bias[3];
+  for (int ch = 0; ch < 3; ++ch) {
+    scale[ch] = 1.0f / (255.0f * c.std[ch]);
+    bias[ch] = -c.mean[ch] / c.std[ch];
+  }
+  std::vector<uint8_t> in(256 * 3);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i / 3);
+  std::vector<float> out(in.size());
+  normalise_pixels(in.data(), 256, scale, bias, out.data());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const double want = (in[i] / 255.0 - c.mean[i % 3]) / c.std[i % 3];
+    EXPECT_NEAR(out[i], want, 2e-6) << i;
+  }
+}
+
+}  // namespace
+}  // namespace tessera::data

@@ -10,6 +10,8 @@
 #include <google/protobuf/text_format.h>
 
 #include "core/philox.h"
+#include "data_pipeline/augment.h"
+#include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
 #include "tests/train/train_test_support.h"
 #include "train/config.h"
@@ -21,16 +23,18 @@ namespace {
 constexpr int kRes = 8;
 
 // Two shards of class-coloured 8x8 images (class c: a bright channel c % 3), with labels, and a
-// manifest beside them. Returns the manifest path.
-std::string write_dataset(const std::string& dir) {
+// manifest DIR/SPLIT.pbtxt beside them. Returns the manifest path. label_shift != 0 labels each
+// image with another class than its colour (a split the model cannot fit by learning colours).
+std::string write_dataset(const std::string& dir, const std::string& split = "train",
+                          int label_shift = 0) {
   std::filesystem::create_directories(dir);
   data::Manifest manifest;
   manifest.set_format_version(1);
   manifest.set_resolution(kRes);
-  manifest.set_split("train");
+  manifest.set_split(split);
   int64_t total = 0;
   for (int s = 0; s < 2; ++s) {
-    const std::string name = "train-0000" + std::to_string(s) + ".h5";
+    const std::string name = split + "-0000" + std::to_string(s) + ".h5";
     data::ShardWriterOptions o;
     o.resolution = kRes;
     o.labels = true;
@@ -44,7 +48,7 @@ std::string write_dataset(const std::string& dir) {
         const uint32_t noise = philox_block(1, s, i * 1000 + p).v[0] % 40;
         image[p] = uint8_t(int(p % 3) == label ? 200 + noise : noise);
       }
-      EXPECT_TRUE((*w)->append({image, "a caption", {}, label}).ok());
+      EXPECT_TRUE((*w)->append({image, "a caption", {}, (label + label_shift) % 3}).ok());
     }
     EXPECT_TRUE((*w)->finish().ok());
     auto* shard = manifest.add_shards();
@@ -55,8 +59,8 @@ std::string write_dataset(const std::string& dir) {
   manifest.set_num_samples(total);
   std::string text;
   google::protobuf::TextFormat::PrintToString(manifest, &text);
-  std::ofstream(dir + "/train.pbtxt") << text;
-  return dir + "/train.pbtxt";
+  std::ofstream(dir + "/" + split + ".pbtxt") << text;
+  return dir + "/" + split + ".pbtxt";
 }
 
 config::Config vit_on(const std::string& manifest, const std::vector<std::string>& extra = {}) {
@@ -87,6 +91,42 @@ TEST(ShardData, BatchesAreTheSampledShardImagesNormalised) {
   }
 }
 
+// The order and resume checks at the trainer's data source: 1, 2, 3 or 4 DP ranks (each
+// with its own source, as separate processes would have) assemble the same global batches as
+// one rank, across an epoch boundary; and a source started fresh at step k (a resumed run, here
+// on 2 ranks) continues with exactly the batches of the uninterrupted run.
+TEST(ShardData, WorldSizesAndResumeSeeTheSameGlobalBatches) {
+  const std::string manifest = write_dataset(testing_support::run_dir("shards_order"));
+  const config::Config cfg = vit_on(manifest, {"data.global_batch_size=12"});
+  const int64_t G = 12, steps = 8;  // 56 samples: 4 batches per epoch, so 2 epochs
+  auto one = make_data_source(cfg);
+  std::vector<models::Batch> reference;
+  for (int64_t s = 0; s < steps; ++s) reference.push_back(one->batch(s * G, G));
+  auto same = [&](const std::vector<models::Batch>& slices, int64_t step) {
+    const int64_t per = G / int64_t(slices.size()), px = kRes * kRes * 3;
+    for (size_t r = 0; r < slices.size(); ++r) {
+      EXPECT_EQ(0, std::memcmp(reference[step]["images"].data<float>() + r * per * px,
+                               slices[r].at("images").data<float>(), per * px * 4))
+          << "step " << step << " rank " << r << " of " << slices.size();
+      EXPECT_EQ(0, std::memcmp(reference[step]["labels"].data<int32_t>() + r * per,
+                               slices[r].at("labels").data<int32_t>(), per * 4));
+    }
+  };
+  for (int dp : {2, 3, 4}) {
+    std::vector<std::unique_ptr<DataSource>> ranks;
+    for (int r = 0; r < dp; ++r) ranks.push_back(make_data_source(cfg));
+    for (int64_t s = 0; s < steps; ++s) {
+      std::vector<models::Batch> slices;
+      for (int r = 0; r < dp; ++r) slices.push_back(ranks[r]->batch(s * G + r * (G / dp), G / dp));
+      same(slices, s);
+    }
+  }
+  std::vector<std::unique_ptr<DataSource>> resumed;
+  for (int r = 0; r < 2; ++r) resumed.push_back(make_data_source(cfg));
+  for (int64_t s = 5; s < steps; ++s)
+    same({resumed[0]->batch(s * G, G / 2), resumed[1]->batch(s * G + G / 2, G / 2)}, s);
+}
+
 TEST(ShardData, TrainerLearnsFromShards) {
   const std::string manifest = write_dataset(testing_support::run_dir("shards_train"));
   config::Config cfg = vit_on(manifest, {"train.steps=40", "log.every_steps=10", "optim.lr=0.003",
@@ -100,6 +140,93 @@ TEST(ShardData, TrainerLearnsFromShards) {
     losses.push_back(nlohmann::json::parse(line)["loss"]);
   ASSERT_EQ(losses.size(), 4u);
   EXPECT_LT(losses.back(), 0.5 * losses.front());
+}
+
+// data.augment: each row is augment_image of its shard sample keyed by (seed, epoch, global
+// sample id) — recomputed here from an independent sampler and a direct shard read — the same
+// in a fresh source, and evaluation sources are not augmented.
+TEST(ShardData, AugmentationIsKeyedBySeedEpochAndSample) {
+  const std::string dir = testing_support::run_dir("shards_augment");
+  const std::string manifest = write_dataset(dir);
+  const config::Config cfg = vit_on(manifest, {"data.augment=true"});
+  auto source = make_data_source(cfg);
+  auto again = make_data_source(cfg);
+  auto plain = make_data_source(cfg, manifest, /*training=*/false);
+  data::DatasetShape shape{{24, 32}};
+  data::SamplerConfig sc;
+  sc.seed = cfg.train().seed();
+  sc.global_batch = 8;
+  sc.shuffle_window = 8;
+  data::GlobalSampler sampler(shape, sc);
+  const int64_t epoch_samples = sampler.batches_per_epoch() * 8;
+  data::AugmentConfig ac;
+  ac.out_size = kRes;
+  const int64_t px = kRes * kRes * 3;
+  for (int64_t first : {int64_t(0), epoch_samples + 16}) {
+    models::Batch a = source->batch(first, 8), b = again->batch(first, 8);
+    models::Batch p = plain->batch(first, 8);
+    EXPECT_EQ(0, std::memcmp(a["images"].raw_data(), b["images"].raw_data(), a["images"].nbytes()));
+    EXPECT_NE(0, std::memcmp(a["images"].raw_data(), p["images"].raw_data(), a["images"].nbytes()));
+    for (int64_t i = 0; i < 8; ++i) {
+      const int64_t pos = first + i;
+      const data::SampleRef ref = sampler.at(pos / epoch_samples, pos % epoch_samples);
+      auto reader =
+          data::ShardReader::open(dir + "/train-0000" + std::to_string(ref.shard) + ".h5");
+      ASSERT_TRUE(reader.ok());
+      auto raw = (*reader)->read(ref.index, 1);
+      ASSERT_TRUE(raw.ok());
+      std::vector<float> want(px);
+      data::augment_image(
+          raw->images.data(), kRes, kRes, ac,
+          {uint64_t(sc.seed), pos / epoch_samples, (ref.shard ? 24 : 0) + ref.index}, want.data());
+      for (int64_t k = 0; k < px; ++k)
+        ASSERT_NEAR(a["images"].data<float>()[i * px + k], want[k], 1e-4) << pos << " " << k;
+    }
+  }
+}
+
+TEST(ShardData, EvalSourceDefaultsToTheValManifestBesideTheTrainingOne) {
+  const std::string dir = testing_support::run_dir("shards_eval_source");
+  std::filesystem::remove_all(dir);
+  const std::string train = write_dataset(dir);
+  EXPECT_EQ(eval_source(vit_on(train)), "");  // no val.pbtxt yet
+  const std::string val = write_dataset(dir, "val");
+  EXPECT_EQ(eval_source(vit_on(train)), val);
+  EXPECT_EQ(eval_source(vit_on(train, {"eval.source=none"})), "");
+  EXPECT_EQ(eval_source(vit_on(train, {"eval.source=/elsewhere/x.pbtxt"})), "/elsewhere/x.pbtxt");
+  EXPECT_EQ(eval_source(vit_on(val)), "");  // training on val: nothing held out beside it
+  EXPECT_EQ(eval_source(vit_on("synthetic")), "");
+}
+
+// Evaluation reads the held-out split: its labels disagree with the colours, so a model that
+// fitted the training split scores far worse on it, and the record names it.
+TEST(ShardData, EvaluationReadsTheHeldOutSplit) {
+  const std::string dir = testing_support::run_dir("shards_eval");
+  std::filesystem::remove_all(dir);
+  const std::string manifest = write_dataset(dir);
+  const std::string val = write_dataset(dir, "val", /*label_shift=*/1);
+  config::Config cfg =
+      vit_on(manifest, {"train.steps=40", "log.every_steps=40", "optim.lr=0.003",
+                        "schedule.warmup_steps=0", "eval.every_steps=40", "eval.batches=2"});
+  const std::string run = testing_support::run_dir("shards_eval_run");
+  std::filesystem::remove_all(run);
+  Trainer t(cfg, run, true);
+  ASSERT_EQ(t.run(), kExitOk);
+  std::ifstream f(run + "/metrics.jsonl");
+  double train_loss = -1, eval_loss = -1;
+  for (std::string line; std::getline(f, line);) {
+    const auto rec = nlohmann::json::parse(line);
+    if (rec.value("kind", "") == "eval") {
+      EXPECT_EQ(rec["source"], val);
+      eval_loss = rec["loss"];
+    } else {
+      train_loss = rec["loss"];
+    }
+  }
+  ASSERT_GE(train_loss, 0);
+  ASSERT_GE(eval_loss, 0);
+  EXPECT_LT(train_loss, 0.5);
+  EXPECT_GT(eval_loss, 3 * train_loss);
 }
 
 TEST(ShardData, MismatchedManifestIsRefusedByName) {

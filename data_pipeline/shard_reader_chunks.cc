@@ -1,0 +1,84 @@
+// ShardReader::read_chunk: whole 'images' chunks read raw (H5Dread_chunk) and checked and
+// inflated outside libhdf5's global lock (shard_reader.h says why).
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "data_pipeline/shard_reader.h"
+
+namespace tessera::data {
+
+absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk) {
+  const int64_t first = chunk * image_chunk_rows_;
+  if (chunk < 0 || first >= num_samples_)
+    return absl::OutOfRangeError(
+        absl::StrCat("shard ", path_, ": chunk ", chunk, " outside [0, ",
+                     (num_samples_ + image_chunk_rows_ - 1) / image_chunk_rows_, ")"));
+  const int64_t count = std::min(image_chunk_rows_, num_samples_ - first);
+  if (!images_direct_) return read(first, count);
+  auto out = read_samples(first, count, /*with_images=*/false);
+  if (!out.ok()) return out;
+  if (absl::Status s = read_images_raw(first, count, &out->images); !s.ok()) return s;
+  return out;
+}
+
+absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuffer* out) {
+  const std::string where = absl::StrCat("shard ", path_, ": dataset 'images', samples [", first,
+                                         ", ", first + count, ")");
+  const size_t sample_bytes = size_t(resolution_ * resolution_ * 3);
+  const size_t chunk_bytes = size_t(image_chunk_rows_) * sample_bytes;  // chunks are stored whole
+  hsize_t offset[4] = {hsize_t(first), 0, 0, 0};
+  hsize_t stored = 0;
+  uint32_t mask = 0;
+  ByteBuffer raw;
+  {
+    H5Quiet quiet;
+    if (H5Dget_chunk_storage_size(images_.get(), offset, &stored) < 0 || stored < 4) {
+      const std::string hdf5 = h5_error_text();
+      return absl::DataLossError(absl::StrCat(where, ": cannot locate the chunk (", stored,
+                                              " bytes stored)",
+                                              hdf5.empty() ? "" : "; HDF5: ", hdf5));
+    }
+    raw.resize(stored);
+    if (H5Dread_chunk(images_.get(), H5P_DEFAULT, offset, &mask, raw.data()) < 0)
+      return absl::DataLossError(
+          absl::StrCat(where, ": read failed (HDF5: ", h5_error_text(), ")"));
+  }
+  // A set mask bit means HDF5 skipped that filter for this chunk (e.g. gzip that did not pay):
+  // rare; let HDF5 decode it.
+  if (mask != 0) {
+    out->resize(size_t(count) * sample_bytes);
+    H5Quiet quiet;
+    auto again = read(first, count);
+    if (!again.ok()) return again.status();
+    *out = std::move(again->images);
+    return absl::OkStatus();
+  }
+  const size_t payload = size_t(stored) - 4;
+  uint32_t want = 0;
+  for (int i = 3; i >= 0; --i) want = (want << 8) | raw[payload + i];  // stored little-endian
+  if (fletcher32(raw.data(), payload) != want)
+    return absl::DataLossError(absl::StrCat(
+        where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a raw read)"));
+  if (images_deflate_) {
+    out->resize(chunk_bytes);
+    uLongf size = chunk_bytes;
+    const int rc = uncompress(out->data(), &size, raw.data(), payload);
+    if (rc != Z_OK || size != chunk_bytes)
+      return absl::DataLossError(absl::StrCat(where, ": gzip chunk does not inflate to ",
+                                              chunk_bytes, " bytes (zlib status ", rc, ")"));
+  } else {
+    if (payload != chunk_bytes)
+      return absl::DataLossError(
+          absl::StrCat(where, ": chunk holds ", payload, " bytes, expected ", chunk_bytes));
+    raw.resize(chunk_bytes);
+    *out = std::move(raw);
+  }
+  out->resize(size_t(count) * sample_bytes);
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::data
