@@ -10,7 +10,7 @@ namespace tessera::tools {
 namespace {
 
 constexpr const char* kUsage =
-    R"(usage: tessera train --config FILE [--set PATH=VALUE ...] [--run-dir DIR]
+    R"(usage: tessera train --config FILE [--set PATH=VALUE ...] [--run-dir DIR] [--resume auto|CKPT]
 
 Trains the model a config describes (protobuf text format, see configs/ and proto/config.proto).
 
@@ -19,9 +19,16 @@ Trains the model a config describes (protobuf text format, see configs/ and prot
                       --set optim.lr=1e-3 --set data.global_batch_size=16 (repeatable)
   --run-dir DIR       where config.pbtxt and metrics.jsonl go (default runs/NAME-TIME)
   --quiet             no per-step lines on stdout (metrics.jsonl is still written)
+  --resume auto|CKPT  continue from a checkpoint: auto = the newest committed one in
+                      RUN_DIR/checkpoints (fresh start when none), or a step, checkpoints or
+                      run directory; any parallel layout loads it (train/CHECKPOINT.md)
+
+Checkpoints: RUN_DIR/checkpoints/step_NNNNNNNN every checkpoint.every_steps and at the end.
+SIGTERM or SIGUSR1: all ranks stop at the next step boundary, save, and exit with 75.
 
 Threads: train.threads in the config, else TESSERA_NUM_THREADS, else all cores.
-Exit status: 0 finished; 1 error (the message names the file, field or rank).
+Exit status: 0 finished; 1 error (the message names the file, field or rank);
+75 stopped by a signal after saving a checkpoint (resume with --resume auto).
 )";
 
 }  // namespace
@@ -60,10 +67,12 @@ int train_command(int argc, char** argv) {
       options.run_dir = arg.substr(10);
     } else if (arg == "--quiet") {
       options.quiet = true;
-    } else if (arg == "--resume" || arg.rfind("--resume=", 0) == 0) {
-      std::fprintf(
-          stderr, "tessera train: --resume needs checkpoints, which are not built yet (issue 7)\n");
-      return train::kExitError;
+    } else if (arg == "--resume") {
+      const char* v = value("--resume");
+      if (!v) return train::kExitError;
+      options.resume = v;
+    } else if (arg.rfind("--resume=", 0) == 0) {
+      options.resume = arg.substr(9);
     } else {
       std::fprintf(stderr, "tessera train: unknown argument '%s'\n%s", arg.c_str(), kUsage);
       return train::kExitError;

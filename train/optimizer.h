@@ -29,6 +29,7 @@ class AdamW {
   // One update with learning rate `lr`; increments the step counter only when applied.
   StepStats step(double lr);
   int64_t steps_taken() const { return step_; }
+  void set_steps_taken(int64_t n) { step_ = n; }  // restoring a checkpoint
 
   const Tensor& m() const { return m_; }  // (N) first moments
   const Tensor& v() const { return v_; }  // (N) second moments

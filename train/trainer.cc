@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,6 +20,8 @@
 #include "models/clip.h"
 #include "models/factory.h"
 #include "ops/machine_peaks.h"
+#include "train/checkpoint_signals.h"
+#include "train/checkpointer.h"
 #include "train/config.h"
 #include "train/data_source.h"
 #include "train/lr_schedule.h"
@@ -89,8 +92,10 @@ int train(const TrainOptions& opt) {
   if (cfg.train().threads() > 0) set_num_threads(cfg.train().threads());
   const std::string run_dir = opt.run_dir.empty() ? default_run_dir(opt.config_path) : opt.run_dir;
 
+  install_stop_handlers();  // SIGTERM / SIGUSR1: save at the next step boundary, exit 75
   if (!distributed::launched_by_mpi()) {
     Trainer trainer(cfg, run_dir, opt.quiet);
+    trainer.set_resume(opt.resume);
     return trainer.run();
   }
   // Several ranks: a rank that fails inside a step prints its error once and aborts the job, so
@@ -101,6 +106,7 @@ int train(const TrainOptions& opt) {
   auto world = distributed::MpiCommunicator::world(mpi_options);
   return distributed::run_or_abort([&] {
     Trainer trainer(cfg, run_dir, opt.quiet, world.get());
+    trainer.set_resume(opt.resume);
     return trainer.run();
   });
 }
@@ -256,12 +262,53 @@ int Trainer::run() {
     std::fflush(stdout);
   }
 
+  // --- Checkpoints (train/checkpointer.h): resume, save every checkpoint.every_steps and at the
+  // end, stop on SIGTERM/SIGUSR1 after saving.
+  Checkpointer ckpt(cfg, run_dir_, layout_, !quiet_);
+  const MomentsRef moments = zero ? MomentsRef{zero->m(), zero->v(), &zero->shards()}
+                                  : MomentsRef{adamw->m(), adamw->v(), nullptr};
+  TrainProgress start, progress;  // where this run starts; the state after the last step
+  if (!resume_.empty()) {
+    if (auto p = ckpt.restore(resume_, params, moments)) start = *p;
+    if (zero) zero->set_steps_taken(start.optimizer_steps);
+    if (adamw) adamw->set_steps_taken(start.optimizer_steps);
+  }
+  progress = start;
+  auto save = [&] {
+    progress.optimizer_steps = zero ? zero->steps_taken() : adamw->steps_taken();
+    ckpt.save(params, moments, progress);
+  };
+  auto write_ckpt_report = [&] {
+    nlohmann::json r = ckpt.take_report();
+    if (!r.is_null() && metrics) metrics->write(r);
+  };
+  // At every step boundary: the periodic save, and the ranks' agreement on a stop signal.
+  // Returns an exit status when the run must end here.
+  const int every = cfg.checkpoint().every_steps();
+  auto step_boundary = [&](int64_t step) -> std::optional<int> {
+    const bool stop = ckpt.step_boundary();
+    if ((every > 0 && step % every == 0 && step < steps) || stop) save();
+    if (stop) {
+      ckpt.finish();
+      if (leader()) {
+        std::fprintf(stderr,
+                     "tessera train: stop signal: checkpoint of step %lld saved; exiting with %d "
+                     "(resume with --resume auto)\n",
+                     (long long)step, kExitResumable);
+      }
+    }
+    write_ckpt_report();
+    if (stop) return kExitResumable;
+    return std::nullopt;
+  };
+  // --- end checkpoints
+
   const int64_t rss_before_steps = current_rss_bytes();
   int bad_in_a_row = 0;
-  int64_t skipped = 0;
+  int64_t skipped = start.skipped_steps;
   double window_loss = 0, window_data_s = 0, window_step_s = 0;
   int window_steps = 0;
-  for (int64_t step = 1; step <= steps; ++step) {
+  for (int64_t step = start.step + 1; step <= steps; ++step) {
     Timer step_timer;
     double data_s = 0, loss = 0;
     params.zero_grads();
@@ -269,7 +316,8 @@ int Trainer::run() {
       Timer data_timer;
       // This rank's slice of micro-batch mb of the global batch: positions depend on the global
       // batch only, never on how many ranks share it.
-      const int64_t first = (step - 1) * global_batch + mb * micro + dp_rank * local_micro;
+      const int64_t first = start.next_position + (step - 1 - start.step) * global_batch +
+                            mb * micro + dp_rank * local_micro;
       models::Batch batch = data.batch(first, local_micro);
       data_s += data_timer.seconds();
       if (sync) sync->set_enabled(mb == micro_batches - 1);
@@ -287,6 +335,11 @@ int Trainer::run() {
     const double lr = learning_rate(cfg.optim(), cfg.schedule(), step, steps);
     StepStats stats;
     if (std::isfinite(loss)) stats = zero ? zero->step(lr) : adamw->step(lr);
+    progress.step = step;
+    progress.next_position = start.next_position + (step - start.step) * global_batch;
+    progress.loss = loss;
+    progress.lr = lr;
+    progress.grad_norm = stats.grad_norm;
     if (!stats.applied) {
       ++skipped;
       if (leader()) {
@@ -305,6 +358,8 @@ int Trainer::run() {
         }
         return kExitError;
       }
+      progress.skipped_steps = skipped;
+      if (auto rc = step_boundary(step)) return *rc;
       continue;
     }
     bad_in_a_row = 0;
@@ -353,7 +408,11 @@ int Trainer::run() {
       nlohmann::json rec = evaluate(data, step);
       if (metrics) metrics->write(rec);
     }
+    if (auto rc = step_boundary(step)) return *rc;
   }
+  if (steps > start.step) save();  // the final state (a resume of a finished run adds nothing)
+  ckpt.finish();
+  write_ckpt_report();
   if (Profiler::enabled() && leader()) {
     std::printf("time per op family (TESSERA_PROFILE=1):\n%s", Profiler::report().c_str());
   }

@@ -27,12 +27,16 @@ class DataSource;
 // Exit statuses of `tessera train` (DESIGN.md: interfaces users' scripts rely on).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;  // message on stderr names the file, field or rank
+// Stopped by SIGTERM or SIGUSR1 after saving a checkpoint: run the same command with
+// `--resume auto` to continue (EX_TEMPFAIL; Slurm requeue scripts test for it).
+inline constexpr int kExitResumable = 75;
 
 struct TrainOptions {
   std::string config_path;
   std::vector<std::string> overrides;  // --set PATH=VALUE
   std::string run_dir;                 // empty: runs/<config name>-<UTC time>
   bool quiet = false;                  // no per-step console lines (tests)
+  std::string resume;                  // --resume: "auto", a checkpoint path, or empty (fresh)
 };
 
 // Runs a training job; returns the process exit status. Errors are printed to stderr. Started
@@ -48,8 +52,12 @@ class Trainer {
   Trainer(const config::Config& config, std::string run_dir, bool quiet,
           distributed::Communicator* world = nullptr);
   ~Trainer();
-  // Runs train.steps steps; returns kExitOk, or kExitError after too many non-finite steps.
-  // Throws tessera::Error on failure.
+  // Continue from a checkpoint in run(): "auto" (the run directory's newest committed one, or a
+  // fresh start) or a path (train/checkpoint.h). Any layout loads any checkpoint of the model.
+  void set_resume(std::string what) { resume_ = std::move(what); }
+  // Runs train.steps steps, saving checkpoints (checkpoint.*; always at the end); returns
+  // kExitOk, kExitError after too many non-finite steps, or kExitResumable when a stop signal
+  // arrived (train/checkpoint_signals.h) and the checkpoint is saved. Throws tessera::Error.
   int run();
   models::Model& model() { return *model_; }
   const distributed::ParallelLayout& layout() const { return layout_; }
@@ -64,6 +72,7 @@ class Trainer {
   bool quiet_;
   distributed::ParallelLayout layout_;
   std::unique_ptr<models::Model> model_;
+  std::string resume_;
 };
 
 }  // namespace tessera::train

@@ -47,6 +47,7 @@ class ZeroAdamW {
   // Call after GradSync::finish() filled shard_grads() on every rank. Collective over dp.
   StepStats step(double lr);
   int64_t steps_taken() const { return step_; }
+  void set_steps_taken(int64_t n) { step_ = n; }  // restoring a checkpoint
 
   const distributed::ZeroShards& shards() const { return shards_; }
   // (shard_numel) f32: GradSync's reduce-scatter output; the all-gather's send buffer in step().

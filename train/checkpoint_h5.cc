@@ -1,0 +1,168 @@
+#include "train/checkpoint_h5.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+
+namespace tessera::train::ckpt {
+
+using data::H5Handle;
+using data::H5Quiet;
+
+namespace {
+
+// Chunks of at most ~1M elements (4 MiB): Fletcher32 needs chunked storage, and a reader of a
+// small hyperslab then verifies and reads only the chunks it touches.
+std::vector<hsize_t> chunk_dims(const std::vector<int64_t>& count) {
+  constexpr int64_t kMax = int64_t(1) << 20;
+  std::vector<hsize_t> chunk(count.begin(), count.end());
+  int64_t total = 1;
+  for (int64_t c : count) total *= c;
+  for (size_t d = 0; d < chunk.size() && total > kMax; ++d) {
+    const int64_t rest = total / int64_t(chunk[d]);
+    const int64_t keep = std::max<int64_t>(1, kMax / std::max<int64_t>(1, rest));
+    if (keep < int64_t(chunk[d])) {
+      chunk[d] = hsize_t(keep);
+      total = rest * keep;
+    }
+  }
+  return chunk;
+}
+
+}  // namespace
+
+PieceWriter::PieceWriter(std::string path) : path_(std::move(path)) {
+  H5Quiet quiet;
+  file_ = H5Handle(H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  TESSERA_CHECK(file_.valid(), "checkpoint file ", path_,
+                ": cannot create: ", data::h5_error_text());
+}
+
+PieceWriter::~PieceWriter() = default;
+
+void PieceWriter::write(const std::string& dataset, const std::vector<int64_t>& count,
+                        const float* data) {
+  H5Quiet quiet;
+  std::vector<hsize_t> dims(count.begin(), count.end());
+  H5Handle space(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
+  H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  const std::vector<hsize_t> chunk = chunk_dims(count);
+  bool ok = space.valid() && dcpl.valid() &&
+            H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data()) >= 0 &&
+            H5Pset_fletcher32(dcpl.get()) >= 0;
+  H5Handle ds;
+  if (ok) {
+    ds = H5Handle(H5Dcreate2(file_.get(), dataset.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
+                             dcpl.get(), H5P_DEFAULT));
+    ok = ds.valid() &&
+         H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+  }
+  TESSERA_CHECK(ok, "checkpoint file ", path_, ", dataset ", dataset,
+                ": write failed: ", data::h5_error_text());
+}
+
+int64_t PieceWriter::close() {
+  H5Quiet quiet;
+  const bool flushed = H5Fflush(file_.get(), H5F_SCOPE_LOCAL) >= 0;
+  const bool closed = H5Fclose(file_.release()) >= 0;
+  TESSERA_CHECK(flushed && closed, "checkpoint file ", path_,
+                ": write failed: ", data::h5_error_text());
+  // HDF5 leaves durability to the OS: fsync, so the commit marker never precedes the data.
+  const int fd = ::open(path_.c_str(), O_RDONLY);
+  TESSERA_CHECK(fd >= 0 && ::fsync(fd) == 0, "checkpoint file ", path_, ": fsync failed");
+  ::close(fd);
+  return int64_t(std::filesystem::file_size(path_));
+}
+
+absl::StatusOr<hid_t> PieceReader::file(const std::string& name) {
+  auto it = files_.find(name);
+  if (it != files_.end()) return it->second.get();
+  const std::string path = dir_ + "/" + name;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return absl::NotFoundError(absl::StrCat("checkpoint file ", path, " is missing"));
+  }
+  H5Handle f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!f.valid()) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint file ", path,
+                     ": not a readable HDF5 file (truncated?): ", data::h5_error_text()));
+  }
+  hid_t id = f.get();
+  files_.emplace(name, std::move(f));
+  return id;
+}
+
+absl::Status PieceReader::read(const checkpoint::Tensor& t, const Box& want, float* dst) {
+  H5Quiet quiet;
+  const std::string what = absl::StrCat("tensor ", t.name(), " (", t.role(), ")");
+  int64_t covered = 0;
+  const std::vector<hsize_t> mem_dims(want.count.begin(), want.count.end());
+  for (const auto& piece : t.pieces()) {
+    Box stored{{piece.start().begin(), piece.start().end()},
+               {piece.count().begin(), piece.count().end()}};
+    if (stored.start.size() != want.start.size()) {
+      return absl::DataLossError(absl::StrCat(what, ": piece in ", piece.file(), " has ",
+                                              stored.start.size(), " dimensions, expected ",
+                                              want.start.size()));
+    }
+    Box both;
+    if (!intersect(stored, want, &both)) continue;
+    absl::StatusOr<hid_t> f = file(piece.file());
+    if (!f.ok())
+      return absl::Status(f.status().code(),
+                          absl::StrCat(f.status().message(), " (needed for ", what, ")"));
+    const std::string where =
+        absl::StrCat("checkpoint file ", dir_, "/", piece.file(), ", dataset ", piece.dataset());
+    H5Handle ds(H5Dopen2(*f, piece.dataset().c_str(), H5P_DEFAULT));
+    if (!ds.valid()) {
+      return absl::DataLossError(
+          absl::StrCat(where, ": cannot open (", data::h5_error_text(), ") for ", what));
+    }
+    H5Handle fspace(H5Dget_space(ds.get()));
+    std::vector<hsize_t> fdims(stored.start.size());
+    if (H5Sget_simple_extent_ndims(fspace.get()) != int(fdims.size()) ||
+        H5Sget_simple_extent_dims(fspace.get(), fdims.data(), nullptr) < 0 ||
+        !std::equal(fdims.begin(), fdims.end(), stored.count.begin(),
+                    [](hsize_t a, int64_t b) { return int64_t(a) == b; })) {
+      return absl::DataLossError(absl::StrCat(where, ": shape does not match the metadata of ",
+                                              what, " ", describe(stored)));
+    }
+    const size_t n = both.start.size();
+    std::vector<hsize_t> fstart(n), mstart(n), cnt(n);
+    for (size_t d = 0; d < n; ++d) {
+      fstart[d] = hsize_t(both.start[d] - stored.start[d]);
+      mstart[d] = hsize_t(both.start[d] - want.start[d]);
+      cnt[d] = hsize_t(both.count[d]);
+    }
+    H5Handle mspace(H5Screate_simple(int(n), mem_dims.data(), nullptr));
+    const bool ok =
+        H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, fstart.data(), nullptr, cnt.data(),
+                            nullptr) >= 0 &&
+        H5Sselect_hyperslab(mspace.get(), H5S_SELECT_SET, mstart.data(), nullptr, cnt.data(),
+                            nullptr) >= 0 &&
+        H5Dread(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT, dst) >= 0;
+    if (!ok) {
+      const bool checksum = data::h5_error_is_checksum();
+      return absl::DataLossError(absl::StrCat(
+          where, ": ",
+          checksum ? "checksum mismatch (Fletcher32): the data is corrupt" : "read failed", " in ",
+          what, " ", describe(both), ": ", data::h5_error_text()));
+    }
+    covered += both.numel();
+  }
+  if (covered != want.numel()) {
+    return absl::DataLossError(absl::StrCat("checkpoint ", dir_, ": ", what, " ", describe(want),
+                                            ": the stored pieces cover ", covered, " of ",
+                                            want.numel(), " elements"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::train::ckpt

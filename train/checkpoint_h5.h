@@ -1,0 +1,50 @@
+#pragma once
+// The HDF5 side of checkpoints: one file per writing rank, one dataset per stored piece, f32,
+// chunked with the Fletcher32 filter (every chunk read is verified). Reading selects hyperslabs:
+// the overlap of a stored piece with the box a rank needs, in the file and in memory.
+
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "data_pipeline/hdf5_util.h"
+#include "proto/checkpoint.pb.h"
+#include "train/checkpoint_slices.h"
+
+namespace tessera::train::ckpt {
+
+class PieceWriter {
+ public:
+  // Creates (truncates) `path`; throws tessera::Error naming it on failure.
+  explicit PieceWriter(std::string path);
+  ~PieceWriter();
+  // Writes a dataset of shape `count`, row-major from `data`. Throws naming file and dataset.
+  void write(const std::string& dataset, const std::vector<int64_t>& count, const float* data);
+  // Flushes, closes and fsyncs the file; returns its size in bytes. Throws on failure (a full
+  // disk shows here at the latest).
+  int64_t close();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  data::H5Handle file_;
+};
+
+class PieceReader {
+ public:
+  // dir: the step directory the pieces' file names are relative to.
+  explicit PieceReader(std::string dir) : dir_(std::move(dir)) {}
+  // Fills dst (contiguous, row-major over want.count) with the part `want` (global coordinates)
+  // of tensor `t`, from every stored piece that overlaps it. Errors name the file, dataset and
+  // tensor: missing file, missing dataset, wrong shape, checksum failure, or pieces that do not
+  // cover `want`.
+  absl::Status read(const checkpoint::Tensor& t, const Box& want, float* dst);
+
+ private:
+  absl::StatusOr<hid_t> file(const std::string& name);
+  std::string dir_;
+  std::map<std::string, data::H5Handle> files_;
+};
+
+}  // namespace tessera::train::ckpt

@@ -1,0 +1,129 @@
+// Reading checkpoints: open_checkpoint, load_model_parameters, load_moments (train/checkpoint.h).
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "train/checkpoint.h"
+#include "train/checkpoint_commit.h"
+#include "train/checkpoint_h5.h"
+#include "train/checkpoint_slices.h"
+
+namespace tessera::train {
+
+using ckpt::Box;
+
+absl::StatusOr<CheckpointInfo> open_checkpoint(const std::string& path) {
+  absl::StatusOr<std::string> dir = ckpt::resolve(path);
+  if (!dir.ok()) return dir.status();
+  CheckpointInfo info;
+  info.dir = *dir;
+  const std::string file = info.dir + "/" + ckpt::kMetadata;
+  absl::StatusOr<std::string> bytes = ckpt::read_file(file);
+  if (!bytes.ok() || !info.metadata.ParseFromString(*bytes)) {
+    return absl::DataLossError(absl::StrCat("checkpoint metadata ", file, " is unreadable"));
+  }
+  if (info.metadata.format_version() != 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        file, ": format_version ", info.metadata.format_version(), " (this tessera reads 1)"));
+  }
+  info.step = info.metadata.step();
+  info.config = info.metadata.config();
+  return info;
+}
+
+namespace {
+
+std::string shape_text(const Shape& s) {
+  return absl::StrCat("(", absl::StrJoin(s, ", "), ")");
+}
+
+// (role, name) -> the metadata's tensor; checks that `store`'s parameters and the checkpoint's
+// agree in names and global shapes (a checkpoint of another model fails here, naming a tensor).
+absl::StatusOr<std::map<std::string, const checkpoint::Tensor*>> match_tensors(
+    const CheckpointInfo& ckpt, const models::ParamStore& store, const std::string& role) {
+  std::map<std::string, const checkpoint::Tensor*> by_name;
+  for (const auto& t : ckpt.metadata.tensors()) {
+    if (t.role() == role) by_name[t.name()] = &t;
+  }
+  const std::string where = absl::StrCat("checkpoint ", ckpt.dir, "/", ckpt::kMetadata);
+  for (const auto& info : store.infos()) {
+    auto it = by_name.find(info.spec.name);
+    if (it == by_name.end()) {
+      return absl::NotFoundError(
+          absl::StrCat(where, ": no ", role, " tensor ", info.spec.name,
+                       " (a checkpoint of another model? it was written by a ",
+                       ckpt.metadata.model_kind(), " run)"));
+    }
+    const Shape want = ckpt::storage_shape(info.spec.shape);
+    Shape have(it->second->shape().begin(), it->second->shape().end());
+    if (have != want) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": tensor ", info.spec.name, " has shape ", shape_text(have),
+                       ", the model's is ", shape_text(want), " (a checkpoint of another model?)"));
+    }
+  }
+  if (by_name.size() != store.infos().size()) {
+    for (const auto& [name, t] : by_name) {
+      if (store.find(name) < 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            where, ": tensor ", name, " is not a parameter of this model (", by_name.size(), " ",
+            role, " tensors in the checkpoint, ", store.infos().size(), " in the model)"));
+      }
+    }
+  }
+  return by_name;
+}
+
+// A host f32 tensor holding `t`'s values (t itself when it is on the CPU).
+Tensor host(const Tensor& t) {
+  return t.device().is_cpu() ? t : Tensor::empty(t.shape(), t.dtype(), Device::cpu());
+}
+
+}  // namespace
+
+absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStore& params) {
+  auto tensors = match_tensors(ckpt, params, "param");
+  if (!tensors.ok()) return tensors.status();
+  Tensor buf = host(params.params());
+  ckpt::PieceReader reader(ckpt.dir);
+  for (const auto& info : params.infos()) {
+    absl::Status s = reader.read(*tensors->at(info.spec.name), ckpt::shard_box(info),
+                                 buf.data<float>() + info.offset);
+    if (!s.ok()) return s;
+  }
+  if (!params.params().device().is_cpu()) copy(buf, params.params());
+  params.sync_compute_params();
+  return absl::OkStatus();
+}
+
+absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& params,
+                          const MomentsRef& moments) {
+  ckpt::PieceReader reader(ckpt.dir);
+  for (const char* role : {"adam_m", "adam_v"}) {
+    auto tensors = match_tensors(ckpt, params, role);
+    if (!tensors.ok()) return tensors.status();
+    const Tensor& dst = std::string(role) == "adam_m" ? moments.m : moments.v;
+    Tensor buf = host(dst);
+    float* out = buf.data<float>();
+    for (const auto& info : params.infos()) {
+      const checkpoint::Tensor& t = *tensors->at(info.spec.name);
+      if (moments.zero == nullptr) {
+        absl::Status s = reader.read(t, ckpt::shard_box(info), out + info.offset);
+        if (!s.ok()) return s;
+        continue;
+      }
+      for (const auto& b : moments.zero->buckets) {
+        if (b.own() == 0) continue;
+        for (const auto& pb : ckpt::range_boxes(info, b.own_begin, b.own_end)) {
+          absl::Status s = reader.read(t, pb.box, out + b.offset + pb.memory);
+          if (!s.ok()) return s;
+        }
+      }
+    }
+    if (!dst.device().is_cpu()) copy(buf, dst);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::train

@@ -1,0 +1,153 @@
+#include "train/checkpoint_write.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "train/checkpoint_commit.h"
+#include "train/checkpoint_h5.h"
+
+namespace tessera::train::ckpt {
+
+namespace {
+
+// Collects the pieces this rank writes, one Tensor entry per (role, name).
+class ManifestBuilder {
+ public:
+  explicit ManifestBuilder(checkpoint::FileManifest* m) : m_(m) {}
+  checkpoint::Piece* add(const models::ParamInfo& info, const std::string& role, const Box& box,
+                         std::string dataset) {
+    const std::string key = role + ":" + info.spec.name;
+    auto it = index_.find(key);
+    if (it == index_.end()) {
+      checkpoint::Tensor* t = m_->add_tensors();
+      t->set_name(info.spec.name);
+      t->set_role(role);
+      t->set_dtype("float32");
+      for (int64_t d : storage_shape(info.spec.shape)) t->add_shape(d);
+      t->set_split_dim(info.spec.split_dim);
+      it = index_.emplace(key, m_->tensors_size() - 1).first;
+    }
+    checkpoint::Piece* p = m_->mutable_tensors(it->second)->add_pieces();
+    p->set_file(m_->file());
+    p->set_dataset(std::move(dataset));
+    for (int64_t s : box.start) p->add_start(s);
+    for (int64_t c : box.count) p->add_count(c);
+    return p;
+  }
+
+ private:
+  checkpoint::FileManifest* m_;
+  std::map<std::string, int> index_;
+};
+
+// Replicated parameters (no TP split) are the same on every TP rank: TP rank 0's group writes them.
+bool writes(const models::ParamInfo& info, int tp_rank) {
+  return info.spec.split_dim >= 0 || tp_rank == 0;
+}
+
+}  // namespace
+
+void write_rank_files(const std::string& dir, const RankState& state, int world_rank, int dp_rank,
+                      int tp_rank) {
+  const models::ParamStore& store = *state.store;
+  const MomentsRef& mom = state.moments;
+  const bool zero = mom.zero != nullptr;
+  const bool params = dp_rank == 0, moments = zero || dp_rank == 0;
+  checkpoint::FileManifest manifest;
+  manifest.set_rank(world_rank);
+  if (params || moments) {
+    manifest.set_file(rank_file_name(world_rank));
+    ManifestBuilder pieces(&manifest);
+    PieceWriter writer(dir + "/" + manifest.file());
+    const float* p = state.params.data<float>();
+    const float* m = mom.m.data<float>();
+    const float* v = mom.v.data<float>();
+    const auto& infos = store.infos();
+    for (size_t i = 0; i < infos.size(); ++i) {
+      const auto& info = infos[i];
+      if (!writes(info, tp_rank)) continue;
+      const Box box = shard_box(info);
+      if (params) {
+        writer.write(pieces.add(info, "param", box, "param:" + info.spec.name)->dataset(),
+                     box.count, p + info.offset);
+      }
+      if (moments && !zero) {
+        writer.write(pieces.add(info, "adam_m", box, "adam_m:" + info.spec.name)->dataset(),
+                     box.count, m + info.offset);
+        writer.write(pieces.add(info, "adam_v", box, "adam_v:" + info.spec.name)->dataset(),
+                     box.count, v + info.offset);
+      }
+      if (i == infos.size() / 2) crash_point("mid_rank_file", world_rank);
+    }
+    if (zero) {
+      // This rank's own range of each bucket, cut into boxes of the parameters it spans.
+      std::map<std::string, int> count;
+      for (const auto& b : mom.zero->buckets) {
+        if (b.own() == 0) continue;
+        for (const auto& info : infos) {
+          if (!writes(info, tp_rank)) continue;
+          for (const PlacedBox& pb : range_boxes(info, b.own_begin, b.own_end)) {
+            const std::string suffix =
+                absl::StrCat(":", info.spec.name, ":", count[info.spec.name]++);
+            const int64_t at = b.offset + pb.memory;
+            writer.write(pieces.add(info, "adam_m", pb.box, "adam_m" + suffix)->dataset(),
+                         pb.box.count, m + at);
+            writer.write(pieces.add(info, "adam_v", pb.box, "adam_v" + suffix)->dataset(),
+                         pb.box.count, v + at);
+          }
+        }
+      }
+    }
+    crash_point("before_rank_close", world_rank);
+    manifest.set_bytes(writer.close());
+  }
+  crash_point("before_manifest", world_rank);
+  const std::string path = dir + "/" + manifest_name(world_rank);
+  absl::Status s = write_file_durably(path, manifest.SerializeAsString());
+  TESSERA_CHECK(s.ok(), "checkpoint manifest ", s.message());
+  crash_point("after_manifest", world_rank);
+}
+
+absl::Status merge_manifests(const std::string& dir, int world_size, checkpoint::Metadata* meta) {
+  std::map<std::string, int> index;
+  for (int r = 0; r < world_size; ++r) {
+    const std::string path = dir + "/" + manifest_name(r);
+    absl::StatusOr<std::string> bytes = read_file(path);
+    checkpoint::FileManifest m;
+    if (!bytes.ok() || !m.ParseFromString(*bytes)) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": rank ", r, "'s manifest is missing or unreadable"));
+    }
+    for (const auto& t : m.tensors()) {
+      const std::string key = t.role() + ":" + t.name();
+      auto it = index.find(key);
+      if (it == index.end()) {
+        checkpoint::Tensor* copy = meta->add_tensors();
+        *copy = t;
+        copy->clear_pieces();
+        it = index.emplace(key, meta->tensors_size() - 1).first;
+      }
+      for (const auto& p : t.pieces()) *meta->mutable_tensors(it->second)->add_pieces() = p;
+    }
+    m.clear_tensors();
+    *meta->add_files() = m;
+  }
+  for (const auto& t : meta->tensors()) {
+    int64_t numel = 1, stored = 0;
+    for (int64_t d : t.shape()) numel *= d;
+    for (const auto& p : t.pieces()) {
+      int64_t n = 1;
+      for (int64_t c : p.count()) n *= c;
+      stored += n;
+    }
+    if (stored != numel) {
+      return absl::InternalError(absl::StrCat("checkpoint ", dir, ": tensor ", t.name(), " (",
+                                              t.role(), "): pieces hold ", stored, " of ", numel,
+                                              " elements"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::train::ckpt

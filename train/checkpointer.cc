@@ -1,0 +1,235 @@
+#include "train/checkpointer.h"
+
+#include <google/protobuf/text_format.h>
+#include <google/protobuf/util/message_differencer.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/error.h"
+#include "core/timer.h"
+#include "train/checkpoint_commit.h"
+#include "train/checkpoint_signals.h"
+#include "train/checkpoint_write.h"
+#include "train/config.h"
+
+namespace tessera::train {
+
+namespace fs = std::filesystem;
+
+struct Checkpointer::Pending {
+  TrainProgress progress;
+  std::string tmp;
+  Tensor params, m, v;  // host copies (async, or a device run) or views of the live buffers
+  ckpt::RankState state;
+  std::thread thread;
+  std::atomic<bool> done{false};
+  std::string error;  // this rank's write error
+  double stall_ms = 0, write_ms = 0;
+  int64_t bytes = 0;
+};
+
+namespace {
+
+// `t` on the host: a copy when asked (async save) or when t lives on a device, else t itself.
+Tensor host_state(const Tensor& t, bool copy_always) {
+  if (!t.defined()) return t;
+  if (!copy_always && t.device().is_cpu()) return t;
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), Device::cpu());
+  copy(t, out);
+  return out;
+}
+
+}  // namespace
+
+Checkpointer::Checkpointer(const config::Config& config, const std::string& run_dir,
+                           const distributed::ParallelLayout& layout, bool print)
+    : config_(config),
+      root_(run_dir + "/checkpoints"),
+      layout_(layout),
+      print_(print && layout.world_rank() == 0),
+      async_(config.checkpoint().async()) {}
+
+Checkpointer::~Checkpointer() {
+  join();
+}
+
+void Checkpointer::join() {
+  if (pending_ && pending_->thread.joinable()) pending_->thread.join();
+}
+
+bool Checkpointer::agree_ok(bool ok) {
+  if (layout_.world_size() == 1) return ok;
+  Tensor t = Tensor::empty({1}, DType::f32);
+  t.data<float>()[0] = ok ? 0.0f : 1.0f;
+  layout_.world().all_reduce(t, distributed::ReduceOp::kSum)->wait();
+  return t.data<float>()[0] == 0.0f;
+}
+
+void Checkpointer::save(const models::ParamStore& params, const MomentsRef& moments,
+                        const TrainProgress& progress) {
+  double waited_ms = 0;
+  if (pending_) {  // the previous async save: the stall it causes now counts for it
+    Timer wait;
+    finish();
+    waited_ms = wait.ms();
+  }
+  Timer stall;
+  const int rank = layout_.world_rank();
+  auto p = std::make_unique<Pending>();
+  p->progress = progress;
+  p->tmp = root_ + "/" + ckpt::tmp_dir_name(progress.step);
+  std::string error;
+  if (rank == 0) {
+    std::error_code ec;
+    fs::remove_all(p->tmp, ec);  // a torn attempt at the same step
+    fs::create_directories(p->tmp, ec);
+    if (ec) error = absl::StrCat(p->tmp, ": ", ec.message());
+  }
+  if (!agree_ok(error.empty())) {
+    throw_error(absl::StrCat("checkpoint of step ", progress.step, ": cannot create ",
+                             rank == 0 ? error : p->tmp + " (see rank 0)"));
+  }
+  ckpt::crash_point("after_tmp_dir", rank);
+  p->params = host_state(params.params(), async_);
+  p->m = host_state(moments.m, async_);
+  p->v = host_state(moments.v, async_);
+  p->state = {&params, p->params, MomentsRef{p->m, p->v, moments.zero}};
+  const int dp_rank = layout_.dp_rank(), tp_rank = layout_.tp_rank();
+  auto write = [rank, dp_rank, tp_rank, q = p.get()] {
+    Timer w;
+    try {
+      ckpt::write_rank_files(q->tmp, q->state, rank, dp_rank, tp_rank);
+      std::error_code ec;
+      const fs::path file = fs::path(q->tmp) / ckpt::rank_file_name(rank);
+      if (fs::exists(file, ec)) q->bytes = int64_t(fs::file_size(file, ec));
+    } catch (const std::exception& e) {
+      q->error = e.what();
+    }
+    q->write_ms = w.ms();
+    q->done = true;
+  };
+  if (async_) {
+    p->thread = std::thread(write);
+    p->stall_ms = stall.ms() + waited_ms;
+    pending_ = std::move(p);
+    return;
+  }
+  write();
+  pending_ = std::move(p);
+  complete();
+  report_["ckpt_stall_ms"] = stall.ms();
+}
+
+bool Checkpointer::step_boundary() {
+  const bool stop = stop_requested();
+  if (layout_.world_size() == 1) {
+    if (pending_ && pending_->done) complete();
+    return stop;
+  }
+  Tensor t = Tensor::empty({2}, DType::f32);
+  t.data<float>()[0] = stop ? 1.0f : 0.0f;
+  t.data<float>()[1] = pending_ && !pending_->done ? 1.0f : 0.0f;
+  layout_.world().all_reduce(t, distributed::ReduceOp::kSum)->wait();
+  if (pending_ && t.data<float>()[1] == 0.0f) complete();
+  return t.data<float>()[0] > 0.0f;
+}
+
+void Checkpointer::finish() {
+  if (!pending_) return;
+  Timer wait;
+  join();
+  pending_->stall_ms += wait.ms();
+  complete();
+}
+
+void Checkpointer::complete() {
+  join();
+  std::unique_ptr<Pending> p = std::move(pending_);
+  const int rank = layout_.world_rank();
+  const int64_t step = p->progress.step;
+  std::error_code ec;
+  if (!agree_ok(p->error.empty())) {
+    if (rank == 0) fs::remove_all(p->tmp, ec);
+    throw_error(absl::StrCat("checkpoint of step ", step, " failed, nothing committed: ",
+                             p->error.empty() ? "another rank could not write its file (its "
+                                                "message names it)"
+                                              : p->error));
+  }
+  ckpt::crash_point("after_write_barrier", rank);
+  std::string error;
+  std::vector<std::string> notes;
+  if (rank == 0) {
+    checkpoint::Metadata meta;
+    meta.set_format_version(1);
+    meta.set_step(step);
+    *meta.mutable_config() = config_;
+    meta.set_model_kind(model_kind(config_));
+    auto* l = meta.mutable_layout();
+    l->set_world_size(layout_.world_size());
+    l->set_data_parallel(layout_.dp_size());
+    l->set_tensor_parallel(layout_.tp_size());
+    l->set_zero_stage(p->state.moments.zero ? 1 : 0);
+    meta.mutable_tokenizer()->set_kind("none");
+    if (config_.model().has_gpt())
+      meta.mutable_tokenizer()->set_vocab_size(config_.model().gpt().vocab_size());
+    if (config_.model().has_clip())
+      meta.mutable_tokenizer()->set_vocab_size(config_.model().clip().text().vocab_size());
+    meta.mutable_optimizer()->set_kind("adamw");
+    meta.mutable_optimizer()->set_steps_taken(p->progress.optimizer_steps);
+    meta.mutable_optimizer()->set_state_layout("tensors adam_m, adam_v: global shapes, as params");
+    meta.mutable_data()->set_next_position(p->progress.next_position);
+    meta.mutable_data()->set_global_batch_size(config_.data().global_batch_size());
+    meta.mutable_data()->set_source(config_.data().source());
+    meta.mutable_rng()->set_seed(config_.train().seed());
+    meta.mutable_rng()->set_scheme("philox(seed, global sample position)");
+    meta.mutable_metrics()->set_loss(p->progress.loss);
+    meta.mutable_metrics()->set_lr(p->progress.lr);
+    meta.mutable_metrics()->set_grad_norm(p->progress.grad_norm);
+    meta.mutable_metrics()->set_skipped_steps(p->progress.skipped_steps);
+    absl::Status s = ckpt::merge_manifests(p->tmp, layout_.world_size(), &meta);
+    std::string text;
+    google::protobuf::TextFormat::PrintToString(meta, &text);
+    if (s.ok())
+      s = ckpt::write_file_durably(p->tmp + "/" + ckpt::kMetadata, meta.SerializeAsString());
+    ckpt::crash_point("after_metadata", 0);
+    if (s.ok()) s = ckpt::write_file_durably(p->tmp + "/" + ckpt::kMetadataText, text);
+    ckpt::crash_point("before_commit", 0);
+    if (s.ok()) s = ckpt::commit(root_, step, p->tmp);
+    if (s.ok()) {
+      notes =
+          ckpt::retain(root_, config_.checkpoint().keep_last(), config_.checkpoint().keep_every());
+    } else {
+      error = std::string(s.message());
+      fs::remove_all(p->tmp, ec);
+    }
+  }
+  if (!agree_ok(error.empty())) {
+    throw_error(absl::StrCat("checkpoint of step ", step, " failed, nothing committed: ",
+                             rank == 0 ? error : "see rank 0's message"));
+  }
+  ckpt::crash_point("after_commit", rank);
+  report_ = {{"kind", "checkpoint"},         {"step", step},
+             {"ckpt_stall_ms", p->stall_ms}, {"ckpt_write_ms", p->write_ms},
+             {"ckpt_bytes", p->bytes},       {"async", async_}};
+  if (print_) {
+    for (const auto& n : notes) std::printf("checkpoint: %s\n", n.c_str());
+    std::printf(
+        "checkpoint %s/%s saved (rank 0 wrote %.1f MiB in %.0f ms%s)\n", root_.c_str(),
+        ckpt::step_dir_name(step).c_str(), double(p->bytes) / (1 << 20), p->write_ms,
+        async_
+            ? absl::StrFormat(", in the background; training stalled %.1f ms", p->stall_ms).c_str()
+            : "");
+    std::fflush(stdout);
+  }
+}
+
+nlohmann::json Checkpointer::take_report() {
+  nlohmann::json r = std::move(report_);
+  report_ = nullptr;
+  return r;
+}
+
+}  // namespace tessera::train

@@ -1,0 +1,85 @@
+#pragma once
+// The trainer's side of checkpoints: saving at step boundaries (synchronously, or snapshot now
+// and write in a background thread), the commit protocol across ranks, and restoring a run.
+// Every public call is collective over the world communicator: all ranks call it at the same
+// step boundary, and a failure on one rank becomes the same tessera::Error on all of them.
+//
+// Save (train/CHECKPOINT.md):
+//   1. rank 0 (re)creates RUN_DIR/checkpoints/.tmp-step_N/; all ranks agree it exists;
+//   2. each rank writes its HDF5 file and manifest there and fsyncs them;
+//   3. all ranks agree that every write succeeded (all-reduce of a failure count = barrier);
+//   4. rank 0 merges the manifests into metadata.pb (+ .pbtxt), fsyncs, writes COMMITTED,
+//      renames the directory to step_N, fsyncs, replaces `latest`, applies retention;
+//   5. all ranks agree that the commit succeeded.
+// A crash anywhere before the rename leaves a .tmp- directory that is never loaded, and is
+// removed by the next save. Async: step 2 runs in a background thread on a host copy of the
+// state; steps 3-5 run at the first step boundary where every rank's thread has finished
+// (step_boundary), or when the next save or the end of training waits for it.
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "distributed/layout.h"
+#include "nlohmann/json.hpp"
+#include "proto/config.pb.h"
+#include "train/checkpoint.h"
+
+namespace tessera::train {
+
+struct TrainProgress {
+  int64_t step = 0;             // the last completed step (0: fresh start)
+  int64_t next_position = 0;    // the data cursor: next global sample position
+  int64_t optimizer_steps = 0;  // AdamW's applied updates (bias correction)
+  int64_t skipped_steps = 0;
+  double loss = 0, lr = 0, grad_norm = 0;
+};
+
+class Checkpointer {
+ public:
+  // run_dir: checkpoints go to run_dir/checkpoints. print: console lines (rank 0).
+  Checkpointer(const config::Config& config, const std::string& run_dir,
+               const distributed::ParallelLayout& layout, bool print);
+  ~Checkpointer();  // joins a background write (without committing it)
+
+  const std::string& root() const { return root_; }
+
+  // Saves the state after progress.step. Sync: returns when committed. Async
+  // (checkpoint.async): returns after the host copy; a previous async save is completed first.
+  void save(const models::ParamStore& params, const MomentsRef& moments,
+            const TrainProgress& progress);
+  // At every step boundary: completes an async save once every rank's write finished, and
+  // returns true when any rank has stop_requested() (one all-reduce over the world).
+  bool step_boundary();
+  // Waits for and commits an async save in flight (before exit).
+  void finish();
+
+  // `what`: "auto" (the newest committed checkpoint under root(), or nullopt: fresh start) or a
+  // path for open_checkpoint. Loads parameters and moments into this layout (resharding as
+  // needed) and returns the progress to continue from. Throws naming the file and tensor.
+  std::optional<TrainProgress> restore(const std::string& what, models::ParamStore& params,
+                                       const MomentsRef& moments);
+
+  // The last completed save, for metrics.jsonl: {"kind": "checkpoint", "step", "ckpt_stall_ms",
+  // "ckpt_write_ms", "ckpt_bytes", "async"}; null when nothing new since the last call.
+  nlohmann::json take_report();
+
+ private:
+  bool agree_ok(bool ok);  // all-reduce over the world: true when every rank is ok
+  void complete();         // steps 3-5 for the pending save
+  void join();
+
+  config::Config config_;
+  std::string root_;
+  const distributed::ParallelLayout& layout_;
+  bool print_;
+  bool async_;
+  // The save in flight (async) or being completed.
+  struct Pending;
+  std::unique_ptr<Pending> pending_;
+  nlohmann::json report_;
+};
+
+}  // namespace tessera::train
