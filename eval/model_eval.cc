@@ -16,7 +16,7 @@ nlohmann::json evaluate_vit(models::Vit& vit, const BatchFn& data, int64_t n, in
   for (int64_t first = 0; first < n; first += batch) {
     const int64_t count = std::min(batch, n - first);
     models::Batch b = data(first, count);
-    loss += vit.forward_loss(b).loss * count;  // leaves the logits of this batch
+    loss += vit.forward_loss(b).loss * count;                     // leaves the logits of this batch
     const std::vector<float> logits = host_floats(vit.logits());  // (count, C)
     classes = int64_t(logits.size()) / count;
     const Tensor& labels = b.at("labels");
@@ -40,10 +40,8 @@ nlohmann::json evaluate_gpt(models::Model& gpt, const BatchFn& data, int64_t n, 
   }
   TESSERA_CHECK(tokens > 0, "evaluate_gpt: no target tokens in ", n, " samples");
   const double loss = sum / double(tokens);
-  return {{"val_loss", loss},
-          {"perplexity", std::exp(loss)},
-          {"n_samples", n},
-          {"n_tokens", tokens}};
+  return {
+      {"val_loss", loss}, {"perplexity", std::exp(loss)}, {"n_samples", n}, {"n_tokens", tokens}};
 }
 
 nlohmann::json evaluate_dit(models::Dit& dit, const BatchFn& data, int64_t n, int64_t batch,
