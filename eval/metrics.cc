@@ -8,9 +8,9 @@ namespace tessera::eval {
 
 int64_t rank_of(std::span<const float> scores, int64_t right) {
   const float s = scores[right];
-  int64_t higher = 0;
-  for (float v : scores) higher += v > s;
-  return higher;
+  int64_t ahead = 0;
+  for (size_t j = 0; j < scores.size(); ++j) ahead += int64_t(j) != right && scores[j] >= s;
+  return ahead;
 }
 
 void add_topk(std::span<const float> scores, std::span<const int32_t> labels, int64_t classes,

@@ -1,8 +1,8 @@
 #pragma once
 // The arithmetic of evaluation, on host arrays (row-major), independent of any model:
 // top-k accuracy, zero-shot class embeddings, retrieval recall. Ties count against the sample:
-// a sample is correct at k when fewer than k candidates score strictly higher than the right
-// one, so a constant score (an untrained model) is not rewarded for its ties.
+// a sample is correct at k when fewer than k OTHER candidates score at least as high as the
+// right one, so a constant score (an untrained or collapsed model) scores 0, not 1.
 
 #include <cstdint>
 #include <span>
@@ -17,7 +17,7 @@ struct TopK {
   double top5() const { return n ? double(correct5) / n : 0; }
 };
 
-// The rank (0 = best) of `scores[right]` among scores (C): how many score strictly higher.
+// The rank (0 = best) of `scores[right]` among scores (C): how many others score >= it.
 int64_t rank_of(std::span<const float> scores, int64_t right);
 
 // scores (N, C), labels (N) in [0, C): adds the N samples into `acc`.
