@@ -28,7 +28,11 @@ absl::StatusOr<RunCurves> read_run_curves(const std::string& path) {
           absl::StrCat(path, ":", i + 1, ": not a metrics record (a JSON object with a step)"));
     }
     const double step = r["step"].get<double>();
-    const bool is_eval = r.value("kind", std::string()) == "eval";
+    const std::string kind = r.contains("kind") && r["kind"].is_string()
+                                 ? r["kind"].get<std::string>()
+                                 : std::string("train");
+    if (kind != "train" && kind != "eval") continue;  // e.g. the checkpointer's records
+    const bool is_eval = kind == "eval";
     auto add = [&](Series& s, const char* key) {
       if (r.contains(key) && r[key].is_number()) {
         s.x.push_back(step);

@@ -28,8 +28,11 @@ void MetricsWriter::write(const nlohmann::json& record) {
   out_.flush();
   TESSERA_CHECK(out_.good(), path_, ": write failed (disk full?)");
   if (!tb_ || !record.is_object() || !record.contains("step")) return;
-  const bool eval = record.value("kind", std::string()) == "eval";
-  const std::string prefix = eval ? "eval/" : "train/";
+  // Records without a kind are training steps; others ("eval", "checkpoint", ...) by kind.
+  const std::string kind = record.contains("kind") && record["kind"].is_string()
+                               ? record["kind"].get<std::string>()
+                               : std::string("train");
+  const std::string prefix = kind + "/";
   std::vector<std::pair<std::string, double>> scalars;
   for (const auto& [key, value] : record.items()) {
     if (key == "step" || !value.is_number()) continue;

@@ -4,8 +4,9 @@
 // is written, so a dashboard or a test can read a run in progress.
 //
 // Next to it, RUN_DIR/tb/events.out.tfevents.* (train/tensorboard.h) receives every numeric
-// field of each record (except "step") as a scalar at the record's step: train records as
-// "train/<key>", eval records as "eval/<key>". Flushed per record like the JSON lines.
+// field of each record (except "step") as a scalar at the record's step, tagged "<kind>/<key>":
+// "train/loss" for training records (no "kind"), "eval/loss" for "kind": "eval", likewise
+// "checkpoint/..." for the checkpointer's records. Flushed per record like the JSON lines.
 
 #include <fstream>
 #include <memory>

@@ -60,6 +60,8 @@ TEST(Plot, CurvesLieWhereTheDataSay) {
           << "\n";
       }
     }
+    m << nlohmann::json{{"step", 200}, {"kind", "checkpoint"}, {"ckpt_write_ms", 99.0}}.dump()
+      << "\n";             // not a curve
     m << "{\"step\": 21";  // a record still being written: ignored
   }
   auto files = plot_run(run, run + "/plots");

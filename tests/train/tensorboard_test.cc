@@ -61,6 +61,7 @@ TEST(MetricsWriter, TensorBoardReadsTrainAndEvalScalars) {
       w.write({{"step", s * 10}, {"loss", 4.0 / s}, {"lr", 1e-3 * s}, {"note", "text"}});
     }
     w.write({{"step", 50}, {"kind", "eval"}, {"loss", 2.5}, {"zero_shot_top1", 0.375}});
+    w.write({{"step", 50}, {"kind", "checkpoint"}, {"ckpt_write_ms", 7.5}});
   }
   ASSERT_EQ(std::filesystem::path(event_file).parent_path(), std::filesystem::path(dir) / "tb");
   EXPECT_EQ(std::filesystem::path(event_file).filename().string().rfind("events.out.tfevents.", 0),
@@ -69,7 +70,7 @@ TEST(MetricsWriter, TensorBoardReadsTrainAndEvalScalars) {
   const nlohmann::json r = read_with_tensorboard(event_file);
   ASSERT_FALSE(r.is_null());
   EXPECT_EQ(r["file_version"], "brain.Event:2");
-  EXPECT_EQ(r["records"], 7);  // file_version + 6 records
+  EXPECT_EQ(r["records"], 8);  // file_version + 7 records
   const auto& sc = r["scalars"];
   ASSERT_TRUE(sc.contains("train/loss")) << sc.dump();
   ASSERT_TRUE(sc.contains("train/lr"));
@@ -86,6 +87,8 @@ TEST(MetricsWriter, TensorBoardReadsTrainAndEvalScalars) {
   EXPECT_FLOAT_EQ(sc["eval/loss"][0][1].get<float>(), 2.5f);
   EXPECT_FLOAT_EQ(sc["eval/zero_shot_top1"][0][1].get<float>(), 0.375f);
   EXPECT_FALSE(sc.contains("eval/kind"));
+  ASSERT_TRUE(sc.contains("checkpoint/ckpt_write_ms"));  // other kinds under their own name
+  EXPECT_FALSE(sc.contains("train/ckpt_write_ms"));
 }
 
 TEST(MetricsWriter, CorruptedRecordFailsTensorBoardCrcCheck) {
