@@ -22,6 +22,9 @@
 namespace tessera::data {
 namespace {
 
+// File name of the tokenizer model copied beside the manifests.
+constexpr const char* kTokenizerCopy = "tokenizer.model";
+
 namespace fs = std::filesystem;
 
 constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
@@ -190,6 +193,7 @@ class SplitWriter {
     m.set_resolution(int32_t(shard_options_.resolution));
     m.set_tokenizer(shard_options_.tokenizer);
     m.set_token_length(int32_t(shard_options_.token_length));
+    if (!options_.tokenizer_model.empty()) m.set_tokenizer_model(kTokenizerCopy);
     for (const std::string& n : label_names) m.add_label_names(n);
     m.set_split(report_.split);
     m.set_num_samples(report_.num_samples);
@@ -290,6 +294,16 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
   if (ec)
     return absl::PermissionDeniedError(
         absl::StrCat("pack: cannot create ", options.out_dir, ": ", ec.message()));
+
+  if (!options.tokenizer_model.empty()) {
+    // The manifests name the model beside them (Manifest.tokenizer_model).
+    const fs::path copy = fs::path(options.out_dir) / kTokenizerCopy;
+    if (!fs::exists(copy) || !fs::equivalent(copy, options.tokenizer_model))
+      fs::copy_file(options.tokenizer_model, copy, fs::copy_options::overwrite_existing, ec);
+    if (ec)
+      return absl::PermissionDeniedError(absl::StrCat("pack: cannot copy ", options.tokenizer_model,
+                                                      " to ", copy.string(), ": ", ec.message()));
+  }
 
   SplitWriter train("train", options, shard_options), val("val", options, shard_options);
   const fs::path index_dir = fs::path(options.index_path).parent_path();

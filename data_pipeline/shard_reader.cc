@@ -177,6 +177,7 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
   }
   std::vector<hsize_t> chunk(rank);
   H5Pget_chunk(dcpl.get(), rank, chunk.data());
+  if (std::string(name) == shard::kImages) image_chunk_rows_ = std::max<int64_t>(1, chunk[0]);
   size_t chunk_bytes = elem_size;
   for (hsize_t c : chunk) chunk_bytes *= c;
   if (2 * chunk_bytes > kMinChunkCache) {

@@ -48,6 +48,8 @@ class ShardReader {
   bool has_labels() const { return labels_.valid(); }
   const std::string& tokenizer() const { return tokenizer_; }
   int64_t format_version() const { return format_version_; }
+  // Samples per chunk of 'images' (the loader reads whole chunks: FORMAT.md measurements).
+  int64_t image_chunk_rows() const { return image_chunk_rows_; }
 
  private:
   explicit ShardReader(std::string path) : path_(std::move(path)) {}
@@ -64,6 +66,7 @@ class ShardReader {
   H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
   int64_t format_version_ = 0, num_samples_ = 0, resolution_ = 0, token_length_ = 0;
   int64_t caption_bytes_ = 0;
+  int64_t image_chunk_rows_ = 1;
   std::string tokenizer_;
   std::vector<int64_t> caption_offsets_;  // (N + 1,), read once at open: 8 bytes per sample
 };

@@ -1,6 +1,8 @@
 #pragma once
-// SentencePiece tokenizer for captions (CLIP/SigLIP text towers) and GPT text. The
-// sentencepiece headers are confined to sentencepiece_shim.cc (sentencepiece_shim.h says why).
+// SentencePiece tokenizer for captions (CLIP/SigLIP text towers) and GPT text. sentencepiece
+// itself lives in libtessera_sentencepiece.so, loaded on first use (sentencepiece_shim.h says
+// why). The library is looked up in this order: $TESSERA_SENTENCEPIECE_LIBRARY, next to the
+// running executable (build/tessera), then the build tree's path baked in by CMake.
 //
 // Special ids of a model trained here: pad = 0, unk = 1, end-of-text (SentencePiece "eos") = 2;
 // no begin-of-sequence piece (a GPT sample is a window of one stream in which end-of-text
@@ -15,9 +17,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "data_pipeline/sentencepiece_shim.h"
+
+struct TesseraSpmApi;
 
 namespace tessera::data {
+
+// The loaded shim's function table, loading it on the first call; errors list the paths tried
+// and dlerror's message.
+absl::StatusOr<const TesseraSpmApi*> sentencepiece_api();
 
 struct TokenizerTrainOptions {
   int vocab_size = 8000;
@@ -58,7 +65,8 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
-  spm::ProcessorPtr sp_;
+  std::shared_ptr<void> sp_;  // the shim's processor handle; read-only after load
+  const TesseraSpmApi* api_ = nullptr;
   int32_t eot_id_ = -1;
   int32_t pad_id_ = -1;
 };

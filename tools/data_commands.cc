@@ -124,14 +124,9 @@ bool number(const Args& a, const char* verb, const char* flag, T* out) {
   return true;
 }
 
-// sentencepiece throws (instead of returning an error) when its bundled protobuf 3.14 meets the
-// process's libprotobuf 3.21 (see tools/CMakeLists.txt); say so instead of terminating.
-int sentencepiece_failure(const char* verb, const std::exception& e) {
-  std::fprintf(stderr,
-               "tessera %s: the SentencePiece tokenizer cannot run inside this binary (known "
-               "issue: Debian's libsentencepiece bundles protobuf 3.14, this binary loads "
-               "protobuf 3.21): %s\n",
-               verb, e.what());
+// A tessera::Error thrown below a verb (a failed check) ends the verb with its message.
+int exception_failure(const char* verb, const std::exception& e) {
+  std::fprintf(stderr, "tessera %s: %s\n", verb, e.what());
   return 1;
 }
 
@@ -228,7 +223,7 @@ int pack_command(int argc, char** argv) {
   try {
     report = data::pack_images(o);
   } catch (const std::exception& e) {
-    return sentencepiece_failure("pack", e);
+    return exception_failure("pack", e);
   }
   if (!report.ok()) return fail("pack", report.status());
   std::printf("pack: %lld inputs in %.1f s, %zu skipped, %zu labels, tokenizer \"%s\"\n",
@@ -270,7 +265,7 @@ int tokenizer_command(int argc, char** argv) {
     if (!t.ok()) return fail("tokenizer", t.status());
     std::printf("tokenizer: wrote %s.model (vocabulary %d)\n", out.c_str(), t->vocab_size());
   } catch (const std::exception& e) {
-    return sentencepiece_failure("tokenizer", e);
+    return exception_failure("tokenizer", e);
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "models/model.h"
 #include "proto/config.pb.h"
@@ -21,5 +22,13 @@ class DataSource {
 // data.source: "synthetic" (train/synthetic_data.h) or the path of a manifest written by
 // `tessera pack` (train/shard_data.h). Throws tessera::Error naming the manifest or the field.
 std::unique_ptr<DataSource> make_data_source(const config::Config& config);
+// The same for another source than data.source (evaluation's held-out manifest).
+std::unique_ptr<DataSource> make_data_source(const config::Config& config,
+                                             const std::string& source);
+
+// The manifest evaluation reads (EvalConfig.source): eval.source when set (and not "none"),
+// else DIR/val.pbtxt when data.source is a manifest DIR/NAME.pbtxt other than it and that file
+// exists; "" means: evaluate on data.source at positions far beyond training.
+std::string eval_source(const config::Config& config);
 
 }  // namespace tessera::train

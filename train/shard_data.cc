@@ -27,18 +27,22 @@ int image_size(const config::ModelConfig& m) {
 }  // namespace
 
 ShardData::ShardData(const config::Config& config, const data::Manifest& manifest,
-                     const std::string& manifest_dir)
-    : config_(config), manifest_(manifest), dir_(manifest_dir) {
-  const std::string& path = config.data().source();
+                     const std::string& manifest_path)
+    : config_(config),
+      manifest_(manifest),
+      path_(manifest_path),
+      dir_(std::filesystem::path(manifest_path).parent_path().string()) {
+  const std::string& path = path_;
   const auto& m = config.model();
   TESSERA_CHECK(!m.has_gpt(), "data.source ", path,
                 ": GPT training from shards is not built yet (use data.source: \"synthetic\")");
-  TESSERA_CHECK(manifest.resolution() == image_size(m), "data.source ", path, ": resolution ",
+  TESSERA_CHECK(manifest.resolution() == image_size(m), "data source ", path, ": resolution ",
                 manifest.resolution(), " does not match the model's image_size ", image_size(m));
   if (m.has_clip()) {
-    TESSERA_CHECK(manifest.token_length() == m.clip().text().context(), "data.source ", path,
+    TESSERA_CHECK(manifest.token_length() == m.clip().text().context(), "data source ", path,
                   ": token_length ", manifest.token_length(),
-                  " does not match model.clip.text.context ", m.clip().text().context());
+                  " does not match model.clip.text.context ", m.clip().text().context(),
+                  manifest.token_length() == 0 ? " (pack the captions with --tokenizer)" : "");
   }
   data::DatasetShape shape;
   for (const auto& s : manifest.shards()) shape.shard_sizes.push_back(s.num_samples());
@@ -46,63 +50,79 @@ ShardData::ShardData(const config::Config& config, const data::Manifest& manifes
   sc.seed = config.train().seed();
   sc.global_batch = config.data().global_batch_size();
   sc.shuffle_window = 8;
-  sampler_ = std::make_unique<data::GlobalSampler>(shape, sc);
+  try {
+    sampler_ = std::make_unique<data::GlobalSampler>(shape, sc);
+  } catch (const Error& e) {
+    throw_error(absl::StrCat("data source ", path, ": ", e.what()));
+  }
   epoch_samples_ = sampler_->batches_per_epoch() * sc.global_batch;
-  readers_.resize(manifest.shards_size());
 }
 
 ShardData::~ShardData() = default;
 
-data::ShardReader& ShardData::reader(int shard) const {
-  if (!readers_[shard]) {
-    const std::string path =
-        (std::filesystem::path(dir_) / manifest_.shards(shard).path()).string();
-    auto r = data::ShardReader::open(path);
-    TESSERA_CHECK(r.ok(), r.status().message());
-    readers_[shard] = std::move(*r);
-  }
-  return *readers_[shard];
+data::SampleRef ShardData::sample_at(int64_t position) const {
+  // The sampler keys epochs by 32 bits; a stream position past 2^32 epochs (evaluation reads
+  // far ahead) wraps around, which only repeats an order, never breaks one.
+  const int64_t epoch = (position / epoch_samples_) % (int64_t(1) << 32);
+  return sampler_->at(epoch, position % epoch_samples_);
+}
+
+data::LoaderStats ShardData::loader_stats() const {
+  return loader_ ? loader_->stats() : data::LoaderStats{};
 }
 
 models::Batch ShardData::batch(int64_t first, int64_t count) const {
   const auto& m = config_.model();
-  const int64_t S = manifest_.resolution(), pixels = S * S * 3;
-  const int64_t L = manifest_.token_length();
-  Tensor images = Tensor::empty({count, S, S, 3}, DType::f32);
-  Tensor labels = Tensor::empty({count}, DType::i32);
-  Tensor text = m.has_clip() ? Tensor::empty({count, L}, DType::i32) : Tensor();
-  Tensor eot = m.has_clip() ? Tensor::empty({count}, DType::i32) : Tensor();
-  Tensor keys = Tensor::empty({count}, DType::i64);
-  for (int64_t b = 0; b < count; ++b) {
-    const int64_t position = first + b;
-    // The sampler keys epochs by 32 bits; a stream position past 2^32 epochs (evaluation reads
-    // far ahead) wraps around, which only repeats an order, never breaks one.
-    const int64_t epoch = (position / epoch_samples_) % (int64_t(1) << 32);
-    const data::SampleRef ref = sampler_->at(epoch, position % epoch_samples_);
-    auto read = reader(ref.shard).read(ref.index, 1);
-    TESSERA_CHECK(read.ok(), read.status().message());
-    const uint8_t* px = read->images.data();
-    float* out = images.data<float>() + b * pixels;
-    for (int64_t i = 0; i < pixels; ++i) {
-      const float v = float(px[i]) / 255.0f;
-      out[i] = m.has_dit() ? 2.0f * v - 1.0f : (v - kMean[i % 3]) / kStd[i % 3];
-    }
-    labels.data<int32_t>()[b] = read->labels.empty() ? 0 : read->labels[0];
-    keys.data<int64_t>()[b] = position;
-    if (m.has_clip()) {
-      TESSERA_CHECK(!read->tokens.empty(), "data.source ", config_.data().source(), ": shard ",
-                    manifest_.shards(ref.shard).path(),
-                    " has no tokens (CLIP needs captions packed "
-                    "with a tokenizer)");
-      std::copy(read->tokens.begin(), read->tokens.end(), text.data<int32_t>() + b * L);
-      // token_lengths count the end-of-text token, which is the last one.
-      eot.data<int32_t>()[b] = std::max(0, std::min<int32_t>(read->token_lengths[0], L) - 1);
-    }
+  if (!loader_) {
+    std::vector<std::string> paths;
+    for (const auto& s : manifest_.shards())
+      paths.push_back((std::filesystem::path(dir_) / s.path()).string());
+    data::LoaderOptions o;
+    o.threads = std::max(1, config_.data().loader_threads());
+    o.prefetch_batches = config_.data().prefetch_batches();
+    o.stride = config_.data().global_batch_size();
+    const bool dit = m.has_dit();
+    // On the loader's workers: pixels in [0, 1] -> the model's input scale.
+    auto normalise = [dit](data::SampleBatch& b) {
+      b.pixels.resize(b.images.size());
+      for (size_t i = 0; i < b.images.size(); ++i) {
+        const float v = float(b.images[i]) / 255.0f;
+        b.pixels[i] = dit ? 2.0f * v - 1.0f : (v - kMean[i % 3]) / kStd[i % 3];
+      }
+    };
+    loader_ = std::make_unique<data::Loader>(
+        std::move(paths), [this](int64_t p) { return sample_at(p); }, o, normalise);
   }
+  auto got = loader_->get(first, count);
+  TESSERA_CHECK(got.ok(), "data source ", path_, ": ", got.status().message());
+  const data::SampleBatch& b = **got;
+  const int64_t S = manifest_.resolution(), L = manifest_.token_length();
+  TESSERA_CHECK(b.resolution == S && b.token_length == L, "data source ", path_,
+                ": shards hold resolution ", b.resolution, " and token length ", b.token_length,
+                " but the manifest says ", S, " and ", L);
+  Tensor images = Tensor::empty({count, S, S, 3}, DType::f32);
+  std::copy(b.pixels.begin(), b.pixels.end(), images.data<float>());
   models::Batch batch{{"images", images}};
-  if (m.has_vit() || m.has_dit()) batch["labels"] = labels;
-  if (m.has_dit()) batch["sample_keys"] = keys;
+  if (m.has_vit() || m.has_dit()) {
+    Tensor labels = Tensor::empty({count}, DType::i32);
+    for (int64_t i = 0; i < count; ++i)
+      labels.data<int32_t>()[i] = b.labels.empty() ? 0 : b.labels[i];
+    batch["labels"] = labels;
+  }
+  if (m.has_dit()) {
+    Tensor keys = Tensor::empty({count}, DType::i64);
+    for (int64_t i = 0; i < count; ++i) keys.data<int64_t>()[i] = first + i;
+    batch["sample_keys"] = keys;
+  }
   if (m.has_clip()) {
+    TESSERA_CHECK(!b.tokens.empty(), "data source ", path_,
+                  ": the shards have no tokens (CLIP needs captions packed with a tokenizer)");
+    Tensor text = Tensor::empty({count, L}, DType::i32);
+    Tensor eot = Tensor::empty({count}, DType::i32);
+    std::copy(b.tokens.begin(), b.tokens.end(), text.data<int32_t>());
+    // token_lengths count the end-of-text token, which is the last one.
+    for (int64_t i = 0; i < count; ++i)
+      eot.data<int32_t>()[i] = std::max(0, std::min<int32_t>(b.token_lengths[i], L) - 1);
     batch["text"] = text;
     batch["text_eot"] = eot;
   }
@@ -110,7 +130,22 @@ models::Batch ShardData::batch(int64_t first, int64_t count) const {
 }
 
 std::unique_ptr<DataSource> make_data_source(const config::Config& config) {
-  const std::string& source = config.data().source();
+  return make_data_source(config, config.data().source());
+}
+
+std::string eval_source(const config::Config& config) {
+  if (config.eval().has_source()) {
+    return config.eval().source() == "none" ? std::string() : config.eval().source();
+  }
+  const std::filesystem::path train(config.data().source());
+  if (config.data().source() == "synthetic" || train.extension() != ".pbtxt") return {};
+  const std::filesystem::path val = train.parent_path() / "val.pbtxt";
+  if (train.filename() == "val.pbtxt" || !std::filesystem::exists(val)) return {};
+  return val.string();
+}
+
+std::unique_ptr<DataSource> make_data_source(const config::Config& config,
+                                             const std::string& source) {
   if (source == "synthetic") return std::make_unique<SyntheticData>(config);
   std::ifstream f(source);
   TESSERA_CHECK(f.good(), "data.source ", source, ": cannot open the manifest");
@@ -122,8 +157,7 @@ std::unique_ptr<DataSource> make_data_source(const config::Config& config) {
                 ": not a manifest (protobuf text of tessera.data.Manifest)");
   TESSERA_CHECK(manifest.shards_size() > 0, "data.source ", source,
                 ": the manifest lists no shards");
-  return std::make_unique<ShardData>(config, manifest,
-                                     std::filesystem::path(source).parent_path().string());
+  return std::make_unique<ShardData>(config, manifest, source);
 }
 
 }  // namespace tessera::train

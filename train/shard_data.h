@@ -5,16 +5,18 @@
 // the epoch only. Images become the model's input (ViT/CLIP: normalised with CLIP's mean and
 // std; DiT: scaled to [-1, 1]); CLIP gets the packed tokens and the end-of-text position.
 //
-// Readers open lazily in the process that reads (an HDF5 handle never crosses a fork). Reads are
-// per sample: each costs a whole chunk (data_pipeline/FORMAT.md), which the loader of the data
-// pipeline issue will replace with chunk-sized runs, prefetching and threads.
+// Samples come through a data::Loader (data_pipeline/loader.h): worker threads read whole chunks,
+// normalise the pixels, and assemble the batches at the next steps' positions (stride: the
+// global batch) while the trainer computes (data.loader_threads, data.prefetch_batches). The
+// loader starts on the first batch() call, in the process that reads (HDF5 handles never cross
+// a fork).
 
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "data_pipeline/global_sampler.h"
-#include "data_pipeline/shard_reader.h"
+#include "data_pipeline/loader.h"
 #include "proto/data.pb.h"
 #include "train/data_source.h"
 
@@ -24,20 +26,23 @@ class ShardData final : public DataSource {
  public:
   // Checks the manifest against the model (image resolution, token length); throws naming both.
   ShardData(const config::Config& config, const data::Manifest& manifest,
-            const std::string& manifest_dir);
+            const std::string& manifest_path);
   ~ShardData() override;
 
   models::Batch batch(int64_t first, int64_t count) const override;
 
+  data::LoaderStats loader_stats() const;
+
  private:
-  data::ShardReader& reader(int shard) const;
+  data::SampleRef sample_at(int64_t position) const;
 
   config::Config config_;
   data::Manifest manifest_;
+  std::string path_;  // the manifest, for messages
   std::string dir_;
   int64_t epoch_samples_;  // whole global batches per epoch, in samples
   mutable std::unique_ptr<data::GlobalSampler> sampler_;
-  mutable std::vector<std::unique_ptr<data::ShardReader>> readers_;
+  mutable std::unique_ptr<data::Loader> loader_;
 };
 
 }  // namespace tessera::train

@@ -160,22 +160,32 @@ double Trainer::average_over_dp(double value) {
 Trainer::~Trainer() = default;
 
 nlohmann::json Trainer::evaluate(const DataSource& data, int64_t step) {
-  // Positions far beyond any the run trains on. For synthetic data (keyed by position) these
-  // samples never appear in training; for shards they are a later epoch of the same split — a
-  // held-out split (eval.source) comes with the data pipeline's evaluation work.
-  constexpr int64_t kHeldOut = int64_t(1) << 40;
+  if (!eval_opened_) {
+    eval_path_ = eval_source(config_);
+    if (!eval_path_.empty()) eval_data_ = make_data_source(config_, eval_path_);
+    eval_opened_ = true;
+  }
+  // A held-out manifest is read from its start, so every evaluation sees the same samples.
+  // Without one, positions far beyond any the run trains on: for synthetic data (keyed by
+  // position) these samples never appear in training; for shards they are a later epoch of the
+  // training split (seen data: the record says so with "source": "train").
+  constexpr int64_t kFarAhead = int64_t(1) << 40;
+  const DataSource& source = eval_data_ ? *eval_data_ : data;
+  const int64_t base = eval_data_ ? 0 : kFarAhead;
   const int64_t batch = config_.data().global_batch_size() / config_.train().micro_batches();
   const int64_t slice = batch / layout_.dp_size();
   double loss = 0;
   const int batches = std::max(1, config_.eval().batches());
   for (int i = 0; i < batches; ++i) {
-    const int64_t first = kHeldOut + i * batch + layout_.dp_rank() * slice;
-    loss += model_->forward_loss(data.batch(first, slice)).loss / batches;
+    const int64_t first = base + i * batch + layout_.dp_rank() * slice;
+    loss += model_->forward_loss(source.batch(first, slice)).loss / batches;
   }
   loss = average_over_dp(loss);
+  const std::string name = eval_data_ ? eval_path_ : std::string("train");
   if (!quiet_ && leader())
-    std::printf("eval  %6lld | loss %.4f over %d batches\n", (long long)step, loss, batches);
-  return {{"kind", "eval"}, {"step", step}, {"loss", loss}, {"batches", batches}};
+    std::printf("eval  %6lld | loss %.4f over %d batches of %s\n", (long long)step, loss, batches,
+                name.c_str());
+  return {{"kind", "eval"}, {"step", step}, {"loss", loss}, {"batches", batches}, {"source", name}};
 }
 
 int Trainer::run() {

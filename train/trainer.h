@@ -73,6 +73,11 @@ class Trainer {
   distributed::ParallelLayout layout_;
   std::unique_ptr<models::Model> model_;
   std::string resume_;
+  // Held-out evaluation data (eval.source, train/data_source.h eval_source), opened by the
+  // first evaluate(); null: evaluate on the training source far beyond the trained positions.
+  std::unique_ptr<DataSource> eval_data_;
+  std::string eval_path_;
+  bool eval_opened_ = false;
 };
 
 }  // namespace tessera::train

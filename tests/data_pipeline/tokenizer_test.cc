@@ -4,8 +4,11 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 namespace tessera::data {
 namespace {
@@ -107,6 +110,49 @@ TEST(Tokenizer, DecodeStopsAtEndOfTextAndSkipsPad) {
   ids.push_back(t.eot_id());
   ids.insert(ids.end(), b.begin(), b.end());
   EXPECT_EQ(t.decode(ids), "free software");
+}
+
+// The same .model through Debian's python3-sentencepiece (an independent build of the library,
+// in another process): every line of a text the model was not trained on encodes to the same ids
+// and decodes to the same string (characters unseen in training decode to the unknown piece, so
+// the reference for decode is Python's decode, not the input).
+TEST_P(TokenizerTypes, EncodesLikePythonSentencepiece) {
+  const Tokenizer& t = trained(GetParam());
+  const char* python = std::getenv("TESSERA_PYTHON");
+  ASSERT_NE(python, nullptr) << "TESSERA_PYTHON is unset (ctest sets it)";
+  const std::string model = prefix(std::string("tok_") + GetParam()) + ".model";
+  const std::string out = prefix(std::string("python_ids_") + GetParam() + ".txt");
+  constexpr const char* kText = "/usr/share/common-licenses/Apache-2.0";
+  const std::string script =
+      "import sentencepiece as s, sys\n"
+      "sp = s.SentencePieceProcessor(model_file=sys.argv[1])\n"
+      "with open(sys.argv[3], 'w') as o:\n"
+      "  for line in open(sys.argv[2], encoding='utf-8'):\n"
+      "    line = line.rstrip('\\n')\n"
+      "    if line.strip():\n"
+      "      ids = sp.encode(line)\n"
+      "      o.write(' '.join(map(str, ids)) + '\\n' + sp.decode(ids) + '\\n')\n";
+  const std::string script_path = prefix("encode.py");
+  std::ofstream(script_path) << script;
+  const std::string cmd =
+      std::string(python) + " " + script_path + " " + model + " " + kText + " " + out;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << " failed (is python3-sentencepiece installed?)";
+
+  std::ifstream text(kText), ids_file(out);
+  std::string line, ids_line, decoded;
+  int compared = 0;
+  while (std::getline(text, line)) {
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    ASSERT_TRUE(std::getline(ids_file, ids_line)) << "python wrote fewer lines";
+    std::vector<int32_t> want;
+    std::istringstream in(ids_line);
+    for (int32_t id; in >> id;) want.push_back(id);
+    ASSERT_TRUE(std::getline(ids_file, decoded));
+    ASSERT_EQ(t.encode(line), want) << line;
+    EXPECT_EQ(t.decode(want), decoded);
+    ++compared;
+  }
+  EXPECT_GT(compared, 100);
 }
 
 TEST(Tokenizer, ErrorsNameTheFile) {

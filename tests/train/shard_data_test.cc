@@ -21,16 +21,18 @@ namespace {
 constexpr int kRes = 8;
 
 // Two shards of class-coloured 8x8 images (class c: a bright channel c % 3), with labels, and a
-// manifest beside them. Returns the manifest path.
-std::string write_dataset(const std::string& dir) {
+// manifest DIR/SPLIT.pbtxt beside them. Returns the manifest path. label_shift != 0 labels each
+// image with another class than its colour (a split the model cannot fit by learning colours).
+std::string write_dataset(const std::string& dir, const std::string& split = "train",
+                          int label_shift = 0) {
   std::filesystem::create_directories(dir);
   data::Manifest manifest;
   manifest.set_format_version(1);
   manifest.set_resolution(kRes);
-  manifest.set_split("train");
+  manifest.set_split(split);
   int64_t total = 0;
   for (int s = 0; s < 2; ++s) {
-    const std::string name = "train-0000" + std::to_string(s) + ".h5";
+    const std::string name = split + "-0000" + std::to_string(s) + ".h5";
     data::ShardWriterOptions o;
     o.resolution = kRes;
     o.labels = true;
@@ -44,7 +46,7 @@ std::string write_dataset(const std::string& dir) {
         const uint32_t noise = philox_block(1, s, i * 1000 + p).v[0] % 40;
         image[p] = uint8_t(int(p % 3) == label ? 200 + noise : noise);
       }
-      EXPECT_TRUE((*w)->append({image, "a caption", {}, label}).ok());
+      EXPECT_TRUE((*w)->append({image, "a caption", {}, (label + label_shift) % 3}).ok());
     }
     EXPECT_TRUE((*w)->finish().ok());
     auto* shard = manifest.add_shards();
@@ -55,8 +57,8 @@ std::string write_dataset(const std::string& dir) {
   manifest.set_num_samples(total);
   std::string text;
   google::protobuf::TextFormat::PrintToString(manifest, &text);
-  std::ofstream(dir + "/train.pbtxt") << text;
-  return dir + "/train.pbtxt";
+  std::ofstream(dir + "/" + split + ".pbtxt") << text;
+  return dir + "/" + split + ".pbtxt";
 }
 
 config::Config vit_on(const std::string& manifest, const std::vector<std::string>& extra = {}) {
@@ -100,6 +102,50 @@ TEST(ShardData, TrainerLearnsFromShards) {
     losses.push_back(nlohmann::json::parse(line)["loss"]);
   ASSERT_EQ(losses.size(), 4u);
   EXPECT_LT(losses.back(), 0.5 * losses.front());
+}
+
+TEST(ShardData, EvalSourceDefaultsToTheValManifestBesideTheTrainingOne) {
+  const std::string dir = testing_support::run_dir("shards_eval_source");
+  std::filesystem::remove_all(dir);
+  const std::string train = write_dataset(dir);
+  EXPECT_EQ(eval_source(vit_on(train)), "");  // no val.pbtxt yet
+  const std::string val = write_dataset(dir, "val");
+  EXPECT_EQ(eval_source(vit_on(train)), val);
+  EXPECT_EQ(eval_source(vit_on(train, {"eval.source=none"})), "");
+  EXPECT_EQ(eval_source(vit_on(train, {"eval.source=/elsewhere/x.pbtxt"})), "/elsewhere/x.pbtxt");
+  EXPECT_EQ(eval_source(vit_on(val)), "");  // training on val: nothing held out beside it
+  EXPECT_EQ(eval_source(vit_on("synthetic")), "");
+}
+
+// Evaluation reads the held-out split: its labels disagree with the colours, so a model that
+// fitted the training split scores far worse on it, and the record names it.
+TEST(ShardData, EvaluationReadsTheHeldOutSplit) {
+  const std::string dir = testing_support::run_dir("shards_eval");
+  std::filesystem::remove_all(dir);
+  const std::string manifest = write_dataset(dir);
+  const std::string val = write_dataset(dir, "val", /*label_shift=*/1);
+  config::Config cfg =
+      vit_on(manifest, {"train.steps=40", "log.every_steps=40", "optim.lr=0.003",
+                        "schedule.warmup_steps=0", "eval.every_steps=40", "eval.batches=2"});
+  const std::string run = testing_support::run_dir("shards_eval_run");
+  std::filesystem::remove_all(run);
+  Trainer t(cfg, run, true);
+  ASSERT_EQ(t.run(), kExitOk);
+  std::ifstream f(run + "/metrics.jsonl");
+  double train_loss = -1, eval_loss = -1;
+  for (std::string line; std::getline(f, line);) {
+    const auto rec = nlohmann::json::parse(line);
+    if (rec.value("kind", "") == "eval") {
+      EXPECT_EQ(rec["source"], val);
+      eval_loss = rec["loss"];
+    } else {
+      train_loss = rec["loss"];
+    }
+  }
+  ASSERT_GE(train_loss, 0);
+  ASSERT_GE(eval_loss, 0);
+  EXPECT_LT(train_loss, 0.5);
+  EXPECT_GT(eval_loss, 3 * train_loss);
 }
 
 TEST(ShardData, MismatchedManifestIsRefusedByName) {

@@ -1,0 +1,283 @@
+#include "data_pipeline/loader.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
+#include "data_pipeline/shard_reader.h"
+
+namespace tessera::data {
+namespace {
+
+using Key = std::pair<int64_t, int64_t>;  // (first, count) of a batch; (shard, chunk) of a chunk
+
+struct Job {
+  int64_t first = 0, count = 0, seq = 0;
+  std::vector<SampleRef> refs;
+  bool done = false;
+  absl::Status status;
+  std::shared_ptr<SampleBatch> batch;
+};
+
+// The decoded rows of one chunk of one shard.
+struct Chunk {
+  bool ready = false;
+  absl::Status status;
+  ShardSamples rows;
+  int64_t bytes = 0;
+  int64_t last_use = 0;
+};
+
+// Jobs kept assembled but never asked for (read-ahead past the end of training, evaluation
+// positions) are dropped oldest first beyond this many.
+constexpr size_t kMaxJobs = 64;
+
+}  // namespace
+
+struct Loader::State {
+  std::vector<std::string> paths;
+  Order order;
+  LoaderOptions options;
+  Transform transform;
+
+  std::mutex mu;
+  std::condition_variable work_cv, done_cv, chunk_cv;
+  bool stop = false;
+  int64_t seq = 0, clock = 0, cache_bytes = 0;
+  std::map<Key, std::shared_ptr<Job>> jobs;
+  std::deque<std::shared_ptr<Job>> queue;
+  std::map<Key, std::shared_ptr<Chunk>> chunks;
+  LoaderStats stats;
+  std::vector<std::thread> workers;
+
+  std::shared_ptr<Job> make_job(int64_t first, int64_t count) {  // caller's thread, mu held
+    auto job = std::make_shared<Job>();
+    job->first = first;
+    job->count = count;
+    job->seq = seq++;
+    job->refs.reserve(count);
+    for (int64_t p = first; p < first + count; ++p) job->refs.push_back(order(p));
+    jobs[{first, count}] = job;
+    return job;
+  }
+
+  void drop_old_jobs() {  // mu held
+    while (jobs.size() > kMaxJobs) {
+      auto oldest = jobs.end();
+      for (auto it = jobs.begin(); it != jobs.end(); ++it)
+        if (it->second->done && (oldest == jobs.end() || it->second->seq < oldest->second->seq))
+          oldest = it;
+      if (oldest == jobs.end()) return;
+      jobs.erase(oldest);
+    }
+  }
+
+  void evict() {  // mu held: least recently used ready chunks nobody holds
+    while (cache_bytes > options.cache_bytes) {
+      auto victim = chunks.end();
+      for (auto it = chunks.begin(); it != chunks.end(); ++it)
+        if (it->second->ready && it->second.use_count() == 1 &&
+            (victim == chunks.end() || it->second->last_use < victim->second->last_use))
+          victim = it;
+      if (victim == chunks.end()) return;
+      cache_bytes -= victim->second->bytes;
+      chunks.erase(victim);
+    }
+  }
+
+  absl::StatusOr<ShardReader*> reader(std::vector<std::unique_ptr<ShardReader>>& readers,
+                                      int32_t shard) {
+    if (shard < 0 || shard >= int32_t(paths.size()))
+      return absl::OutOfRangeError(
+          absl::StrCat("loader: shard ", shard, " outside the ", paths.size(), " shards given"));
+    if (readers.size() < paths.size()) readers.resize(paths.size());
+    if (!readers[shard]) {
+      auto r = ShardReader::open(paths[shard]);
+      if (!r.ok()) return r.status();
+      readers[shard] = std::move(*r);
+    }
+    return readers[shard].get();
+  }
+
+  // The chunk holding `row` of `shard`: from the cache, from another worker reading it, or read
+  // here. The whole chunk is read because any read of it costs the whole chunk anyway.
+  absl::StatusOr<std::shared_ptr<const Chunk>> chunk(ShardReader& r, int32_t shard, int64_t row) {
+    const int64_t rows = r.image_chunk_rows(), c = row / rows;
+    const Key key{shard, c};
+    std::shared_ptr<Chunk> entry;
+    {
+      std::unique_lock lock(mu);
+      auto it = chunks.find(key);
+      if (it != chunks.end()) {
+        entry = it->second;
+        chunk_cv.wait(lock, [&] { return entry->ready; });
+        entry->last_use = clock++;
+        if (!entry->status.ok()) return entry->status;
+        return std::shared_ptr<const Chunk>(entry);
+      }
+      entry = std::make_shared<Chunk>();
+      chunks[key] = entry;
+    }
+    const int64_t first = c * rows, count = std::min(rows, r.num_samples() - first);
+    auto read = r.read(first, count);
+    std::lock_guard lock(mu);
+    entry->ready = true;
+    entry->last_use = clock++;
+    if (read.ok()) {
+      entry->rows = std::move(*read);
+      entry->bytes = int64_t(entry->rows.images.size() + entry->rows.tokens.size() * 4);
+      cache_bytes += entry->bytes;
+      ++stats.chunks_read;
+      stats.bytes_read += int64_t(entry->rows.images.size());
+      evict();
+    } else {
+      entry->status = read.status();
+      chunks.erase(key);  // a later request tries again (and fails again, naming the range)
+    }
+    chunk_cv.notify_all();
+    if (!entry->status.ok()) return entry->status;
+    return std::shared_ptr<const Chunk>(entry);
+  }
+
+  absl::Status assemble(Job& job, std::vector<std::unique_ptr<ShardReader>>& readers) {
+    auto b = std::make_shared<SampleBatch>();
+    b->first = job.first;
+    b->count = job.count;
+    b->captions.reserve(job.count);
+    for (int64_t i = 0; i < job.count; ++i) {
+      const SampleRef ref = job.refs[i];
+      auto r = reader(readers, ref.shard);
+      if (!r.ok()) return r.status();
+      ShardReader& sr = **r;
+      if (i == 0) {
+        b->resolution = sr.resolution();
+        b->token_length = sr.token_length();
+        b->images.resize(size_t(job.count * b->resolution * b->resolution * 3));
+        if (b->token_length > 0) {
+          b->tokens.resize(size_t(job.count * b->token_length));
+          b->token_lengths.resize(job.count);
+        }
+        if (sr.has_labels()) b->labels.resize(job.count);
+      } else if (sr.resolution() != b->resolution || sr.token_length() != b->token_length ||
+                 sr.has_labels() != !b->labels.empty()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("shard ", sr.path(), ": resolution ", sr.resolution(), ", token length ",
+                         sr.token_length(), ", labels ", sr.has_labels() ? "yes" : "no",
+                         " differ from shard ", paths[job.refs[0].shard], " in the same batch"));
+      }
+      if (ref.index < 0 || ref.index >= sr.num_samples())
+        return absl::OutOfRangeError(absl::StrCat("shard ", sr.path(), ": sample ", ref.index,
+                                                  " outside [0, ", sr.num_samples(), ")"));
+      auto c = chunk(sr, ref.shard, ref.index);
+      if (!c.ok()) return c.status();
+      const ShardSamples& rows = (*c)->rows;
+      const int64_t k = ref.index - rows.first;
+      const size_t px = size_t(b->resolution * b->resolution * 3);
+      std::memcpy(b->images.data() + i * px, rows.images.data() + k * px, px);
+      b->captions.push_back(rows.captions[k]);
+      if (b->token_length > 0) {
+        const int64_t L = b->token_length;
+        std::copy_n(rows.tokens.begin() + k * L, L, b->tokens.begin() + i * L);
+        b->token_lengths[i] = rows.token_lengths[k];
+      }
+      if (!b->labels.empty()) b->labels[i] = rows.labels[k];
+    }
+    if (transform) transform(*b);
+    job.batch = std::move(b);
+    return absl::OkStatus();
+  }
+
+  void work() {
+    std::vector<std::unique_ptr<ShardReader>> readers;  // this thread's own HDF5 handles
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock lock(mu);
+        work_cv.wait(lock, [&] { return stop || !queue.empty(); });
+        if (stop) return;
+        job = queue.front();
+        queue.pop_front();
+      }
+      absl::Status s;
+      try {
+        s = assemble(*job, readers);
+      } catch (const std::exception& e) {
+        s = absl::InternalError(absl::StrCat("loader: positions [", job->first, ", ",
+                                             job->first + job->count, "): ", e.what()));
+      }
+      std::lock_guard lock(mu);
+      job->status = s;
+      job->done = true;
+      done_cv.notify_all();
+    }
+  }
+};
+
+Loader::Loader(std::vector<std::string> shard_paths, Order order, LoaderOptions options,
+               Transform transform)
+    : state_(std::make_unique<State>()) {
+  TESSERA_CHECK(options.threads >= 1, "Loader: threads must be >= 1, got ", options.threads);
+  TESSERA_CHECK(options.prefetch_batches >= 0, "Loader: prefetch_batches must be >= 0, got ",
+                options.prefetch_batches);
+  state_->paths = std::move(shard_paths);
+  state_->order = std::move(order);
+  state_->options = options;
+  state_->transform = std::move(transform);
+  for (int i = 0; i < options.threads; ++i)
+    state_->workers.emplace_back([s = state_.get()] { s->work(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->stop = true;
+  }
+  state_->work_cv.notify_all();
+  for (auto& t : state_->workers) t.join();
+}
+
+absl::StatusOr<std::shared_ptr<const SampleBatch>> Loader::get(int64_t first, int64_t count) {
+  TESSERA_CHECK(first >= 0 && count > 0, "Loader::get: bad range first ", first, " count ", count);
+  State& s = *state_;
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_lock lock(s.mu);
+  std::shared_ptr<Job> job;
+  if (auto it = s.jobs.find({first, count}); it != s.jobs.end()) {
+    job = it->second;
+    ++s.stats.hits;
+  } else {
+    job = s.make_job(first, count);
+    s.queue.push_front(job);  // asked for now: ahead of the read-ahead
+    ++s.stats.misses;
+  }
+  if (s.options.stride > 0) {
+    for (int k = 1; k <= s.options.prefetch_batches; ++k) {
+      const int64_t next = first + k * s.options.stride;
+      if (!s.jobs.count({next, count})) s.queue.push_back(s.make_job(next, count));
+    }
+  }
+  s.work_cv.notify_all();
+  s.done_cv.wait(lock, [&] { return job->done; });
+  s.jobs.erase({first, count});
+  s.drop_old_jobs();
+  s.stats.wait_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!job->status.ok()) return job->status;
+  return std::shared_ptr<const SampleBatch>(job->batch);
+}
+
+LoaderStats Loader::stats() const {
+  std::lock_guard lock(state_->mu);
+  return state_->stats;
+}
+
+}  // namespace tessera::data

@@ -1,0 +1,203 @@
+// The threaded Loader against an independent slow path (one ShardReader::read(i, 1) per sample
+// in the test's thread): the same samples for any thread count, read-ahead depth, cache size and
+// request order; each chunk read once when the cache holds them; errors name the shard and range.
+
+#include "data_pipeline/loader.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "data_pipeline/shard_reader.h"
+#include "data_pipeline/shard_writer.h"
+
+namespace tessera::data {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+constexpr int kRes = 8, kLen = 5;
+
+std::string temp_dir() {
+  static const std::filesystem::path dir = [] {
+    auto d = std::filesystem::path(::testing::TempDir()) /
+             absl::StrCat("tessera_loader_test_", getpid());
+    std::filesystem::remove_all(d);
+    std::filesystem::create_directories(d);
+    return d;
+  }();
+  return dir.string();
+}
+
+// Three shards of 100, 37 and 130 random samples (chunks of 16) with tokens and labels.
+std::vector<std::string> write_shards() {
+  static std::vector<std::string> paths;
+  if (!paths.empty()) return paths;
+  std::mt19937 rng(7);
+  for (int s = 0; s < 3; ++s) {
+    const std::string path = absl::StrCat(temp_dir(), "/shard-", s, ".h5");
+    ShardWriterOptions o;
+    o.resolution = kRes;
+    o.token_length = kLen;
+    o.labels = true;
+    o.image_chunk = 16;
+    auto w = ShardWriter::create(path, o);
+    EXPECT_TRUE(w.ok()) << w.status();
+    const int n = s == 0 ? 100 : s == 1 ? 37 : 130;
+    for (int i = 0; i < n; ++i) {
+      std::vector<uint8_t> image(kRes * kRes * 3);
+      for (auto& p : image) p = uint8_t(rng());
+      std::vector<int32_t> tokens(rng() % (kLen + 1));
+      for (auto& t : tokens) t = int32_t(rng() % 1000);
+      const std::string caption = absl::StrCat("shard ", s, " sample ", i);
+      EXPECT_TRUE((*w)->append({image, caption, tokens, int32_t(rng() % 22)}).ok());
+    }
+    EXPECT_TRUE((*w)->finish().ok());
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+// A fixed pseudo-random order over all samples (any function of the position will do).
+SampleRef order(int64_t position) {
+  const int64_t sizes[3] = {100, 37, 130}, total = 267;
+  int64_t k = (position * 97 + 13) % total;
+  for (int s = 0; s < 3; ++s) {
+    if (k < sizes[s]) return {s, k};
+    k -= sizes[s];
+  }
+  return {};
+}
+
+// The slow reference: one read per sample, in this thread.
+void expect_equal_to_direct_reads(const SampleBatch& b, int64_t first, int64_t count) {
+  static std::vector<std::unique_ptr<ShardReader>> readers;
+  const auto paths = write_shards();
+  if (readers.empty())
+    for (const auto& p : paths) readers.push_back(std::move(*ShardReader::open(p)));
+  ASSERT_EQ(b.first, first);
+  ASSERT_EQ(b.count, count);
+  ASSERT_EQ(b.resolution, kRes);
+  ASSERT_EQ(b.token_length, kLen);
+  const size_t px = kRes * kRes * 3;
+  for (int64_t i = 0; i < count; ++i) {
+    const SampleRef ref = order(first + i);
+    auto want = readers[ref.shard]->read(ref.index, 1);
+    ASSERT_TRUE(want.ok()) << want.status();
+    ASSERT_EQ(0, std::memcmp(b.images.data() + i * px, want->images.data(), px)) << first + i;
+    EXPECT_EQ(b.captions[i], want->captions[0]);
+    EXPECT_EQ(b.labels[i], want->labels[0]);
+    EXPECT_EQ(b.token_lengths[i], want->token_lengths[0]);
+    EXPECT_TRUE(std::equal(want->tokens.begin(), want->tokens.end(), b.tokens.begin() + i * kLen));
+  }
+}
+
+struct Setting {
+  int threads, prefetch;
+  int64_t cache_bytes;
+};
+
+class LoaderSettings : public ::testing::TestWithParam<Setting> {};
+
+TEST_P(LoaderSettings, BatchesEqualDirectReadsInAnyRequestOrder) {
+  const Setting st = GetParam();
+  LoaderOptions o;
+  o.threads = st.threads;
+  o.prefetch_batches = st.prefetch;
+  o.stride = 24;
+  o.cache_bytes = st.cache_bytes;
+  Loader loader(write_shards(), order, o);
+  // A trainer's pattern (two micro-batches of 12 per step of 24) beyond one pass over the data,
+  // then jumps back and far ahead (evaluation, resume).
+  std::vector<std::pair<int64_t, int64_t>> requests;
+  for (int64_t step = 0; step < 14; ++step) {
+    requests.push_back({step * 24, 12});
+    requests.push_back({step * 24 + 12, 12});
+  }
+  requests.push_back({5, 7});
+  requests.push_back({1000, 30});
+  requests.push_back({0, 12});
+  for (auto [first, count] : requests) {
+    SCOPED_TRACE(absl::StrCat("first ", first, " count ", count));
+    auto b = loader.get(first, count);
+    ASSERT_TRUE(b.ok()) << b.status();
+    expect_equal_to_direct_reads(**b, first, count);
+  }
+  const LoaderStats s = loader.stats();
+  if (st.prefetch > 0) EXPECT_GT(s.hits, 20);  // the trainer's pattern was read ahead
+  if (st.cache_bytes > (int64_t(1) << 20))
+    EXPECT_EQ(s.chunks_read, 7 + 3 + 9);  // every chunk of the 3 shards exactly once
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, LoaderSettings,
+                         ::testing::Values(Setting{1, 0, int64_t(256) << 20},
+                                           Setting{2, 4, int64_t(256) << 20},
+                                           Setting{3, 2, 1},  // evicts every unused chunk
+                                           Setting{2, 8, 8 * 16 * kRes* kRes * 3}));
+
+TEST(Loader, TransformRunsOnTheAssembledBatch) {
+  LoaderOptions o;
+  o.stride = 10;
+  Loader loader(write_shards(), order, o, [](SampleBatch& b) {
+    b.pixels.resize(b.images.size());
+    for (size_t i = 0; i < b.images.size(); ++i) b.pixels[i] = b.images[i] / 255.0f;
+  });
+  auto b = loader.get(20, 10);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ((*b)->pixels.size(), (*b)->images.size());
+  for (size_t i = 0; i < (*b)->images.size(); ++i)
+    ASSERT_FLOAT_EQ((*b)->pixels[i], (*b)->images[i] / 255.0f);
+}
+
+TEST(Loader, MissingAndCorruptShardsNameTheFileAndRange) {
+  auto paths = write_shards();
+  const std::string missing = temp_dir() + "/gone.h5";
+  {
+    Loader loader({paths[0], missing, paths[2]}, order, {});
+    // Position 0 maps to shard 0; find one in shard 1.
+    int64_t p = 0;
+    while (order(p).shard != 1) ++p;
+    auto b = loader.get(p, 1);
+    ASSERT_FALSE(b.ok());
+    EXPECT_THAT(std::string(b.status().message()), HasSubstr(missing));
+  }
+  // Corrupt the middle of shard 2's images chunk 1 (samples [16, 32)).
+  const std::string bad = temp_dir() + "/corrupt.h5";
+  std::filesystem::copy_file(paths[2], bad, std::filesystem::copy_options::overwrite_existing);
+  {
+    H5Handle file(H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    H5Handle dset(H5Dopen2(file.get(), "images", H5P_DEFAULT));
+    H5Handle space(H5Dget_space(dset.get()));
+    hsize_t offset[4];
+    unsigned mask = 0;
+    haddr_t address = 0;
+    hsize_t size = 0;
+    ASSERT_GE(H5Dget_chunk_info(dset.get(), space.get(), 1, offset, &mask, &address, &size), 0);
+    file.reset();
+    std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(address + size / 2);
+    f.put(char(0x5a));
+  }
+  Loader loader({paths[0], paths[1], bad}, order, {});
+  int64_t p = 0;
+  while (!(order(p).shard == 2 && order(p).index >= 16 && order(p).index < 32)) ++p;
+  auto b = loader.get(p, 1);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(b.status().message()),
+              AllOf(HasSubstr(bad), HasSubstr("samples [16, 32)"), HasSubstr("checksum mismatch")));
+  // Nothing else is lost: a sample of another chunk of the same shard still loads.
+  while (!(order(p).shard == 2 && order(p).index >= 32)) ++p;
+  auto good = loader.get(p, 1);
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ((*good)->captions[0], absl::StrCat("shard 2 sample ", order(p).index));
+}
+
+}  // namespace
+}  // namespace tessera::data
