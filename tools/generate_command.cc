@@ -2,13 +2,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "data_pipeline/pack.h"
+#include "data_pipeline/tokenizer.h"
+#include "eval/clip_eval.h"
 #include "eval/generate.h"
 #include "eval/load.h"
-#include "eval/prompt_tokenizer.h"
 #include "models/dit.h"
 #include "tools/eval_args.h"
 #include "tools/eval_command.h"
@@ -95,17 +97,17 @@ int generate_command(int argc, char** argv) {
   if (!m.ok()) return fail("generate", m.status());
   if (auto s = eval::expect_family(*m, {"gpt"}, "generate"); !s.ok()) return fail("generate", s);
   const config::GptConfig& g = m->info.config.model().gpt();
-  const std::string tokenizer = a.get("--tokenizer");
-  if (!tokenizer.empty() && !std::filesystem::exists(tokenizer)) {
-    return fail("generate",
-                absl::NotFoundError(absl::StrCat("--tokenizer ", tokenizer, ": no such file")));
+  const std::string tokenizer_path = a.get("--tokenizer");
+  std::optional<data::Tokenizer> tokenizer;
+  if (!tokenizer_path.empty()) {
+    auto t = data::Tokenizer::load(tokenizer_path);
+    if (!t.ok()) return fail("generate", t.status());
+    tokenizer.emplace(std::move(*t));
   }
   std::vector<int32_t> prompt;
   const std::string text = a.get("--prompt");
-  if (!tokenizer.empty()) {
-    auto ids = eval::spm_encode(tokenizer, {text});
-    if (!ids.ok()) return fail("generate", ids.status());
-    prompt = (*ids)[0];
+  if (tokenizer) {
+    prompt = tokenizer->encode(text);
   } else {
     const std::vector<std::string> parts = absl::StrSplit(text, ' ', absl::SkipEmpty());
     for (const std::string& p : parts) {
@@ -130,12 +132,11 @@ int generate_command(int argc, char** argv) {
   o.top_k = int(top_k);
   o.temperature = float(temperature);
   o.seed = uint64_t(seed);
+  if (tokenizer) o.stop_token = tokenizer->eot_id();
   const std::vector<int32_t> out =
       eval::generate(static_cast<models::Gpt&>(*m->model), prompt, g.context(), o);
-  if (!tokenizer.empty()) {
-    auto s = eval::spm_decode(tokenizer, out);
-    if (!s.ok()) return fail("generate", s.status());
-    std::printf("%s%s\n", text.c_str(), s->c_str());
+  if (tokenizer) {
+    std::printf("%s | %s\n", text.c_str(), tokenizer->decode(out).c_str());
   } else {
     std::string ids;
     for (int32_t t : out) absl::StrAppend(&ids, " ", t);

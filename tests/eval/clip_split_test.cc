@@ -1,7 +1,8 @@
-// `tessera eval` on real shards: a CLIP trained on packed, tokenised image-caption shards of four
-// colour classes, evaluated on the val split with zero-shot prompts tokenised through the
-// SentencePiece tools; and the bad uses (no tokenizer, a wrong tokenizer, a missing split, a
-// split of another resolution, a checkpoint of another family) with their messages.
+// `tessera eval` on real shards: a CLIP trained on image-caption shards of four colour classes
+// (PNGs packed by data::pack_images with a SentencePiece tokenizer trained on the captions),
+// evaluated on the val split with zero-shot prompts; and the bad uses (no tokenizer, a wrong
+// tokenizer, a missing split, a split of another resolution, a checkpoint of another family) with
+// their messages.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -10,11 +11,12 @@
 #include <random>
 
 #include "data_pipeline/pack.h"
-#include "data_pipeline/shard_writer.h"
+#include "data_pipeline/tokenizer.h"
+#include "eval/canvas.h"
 #include "eval/load.h"
 #include "eval/prompt_tokenizer.h"
 #include "eval/run_eval.h"
-#include "google/protobuf/text_format.h"
+#include "eval/split.h"
 #include "tests/support/reference.h"
 #include "train/trainer.h"
 
@@ -30,59 +32,44 @@ std::string caption(int k, int i) {
   return "a clip art of a " + kColours[k] + " " + kThings[i % 5] + " (" + kColours[k] + ")";
 }
 
-// Writes DIR/SPLIT-00000.h5 and DIR/SPLIT.pbtxt: n images of S x S, class i % 4, a coloured
-// square on a noisy background, captions tokenised by `model` (ids, end-of-text 2, pad 0).
-void write_split(const fs::path& dir, const std::string& split, int n, int S, int L,
-                 const std::string& model, uint32_t seed) {
-  std::vector<std::string> captions;
-  for (int i = 0; i < n; ++i) captions.push_back(caption(i % 4, i / 4));
-  auto ids = spm_encode(model, captions);
-  ASSERT_TRUE(ids.ok()) << ids.status();
-  auto hash = data::file_content_hash(model);
-  ASSERT_TRUE(hash.ok());
-  data::ShardWriterOptions wo;
-  wo.resolution = S;
-  wo.token_length = L;
-  wo.labels = true;
-  wo.tokenizer = "sentencepiece:" + *hash;
-  const std::string shard = split + "-00000.h5";
-  auto w = data::ShardWriter::create((dir / shard).string(), wo);
-  ASSERT_TRUE(w.ok()) << w.status();
+// Writes n PNG images of S x S into DIR/images (class i % 4: a coloured square at a random
+// place on a noisy background) and DIR/index.jsonl for `tessera pack`.
+void write_images(const fs::path& dir, int n, int S, uint32_t seed) {
+  fs::create_directories(dir / "images");
+  std::ofstream index(dir / "index.jsonl");
   std::mt19937 rng(seed);
   for (int i = 0; i < n; ++i) {
     const int k = i % 4;
-    std::vector<uint8_t> img(size_t(S) * S * 3);
+    Canvas c(S, S);
     const int x0 = int(rng() % (S / 2)), y0 = int(rng() % (S / 2));
     for (int y = 0; y < S; ++y)
-      for (int x = 0; x < S; ++x)
-        for (int c = 0; c < 3; ++c) {
-          const bool in = x >= x0 && x < x0 + S / 2 && y >= y0 && y < y0 + S / 2;
-          img[(y * S + x) * 3 + c] = in ? kRgb[k][c] : uint8_t(100 + rng() % 60);
-        }
-    std::vector<int32_t> t = (*ids)[i];
-    if (int(t.size()) > L - 1) t.resize(L - 1);
-    t.push_back(2);  // end-of-text
-    ASSERT_TRUE((*w)->append({img, captions[i], t, k}).ok());
+      for (int x = 0; x < S; ++x) {
+        const uint8_t g = uint8_t(100 + rng() % 60);
+        c.set(x, y, {g, g, g});
+      }
+    c.fill_rect(x0, y0, x0 + S / 2 - 1, y0 + S / 2 - 1, {kRgb[k][0], kRgb[k][1], kRgb[k][2]});
+    const std::string name = "images/" + std::to_string(seed) + "_" + std::to_string(i) + ".png";
+    ASSERT_TRUE(write_png((dir / name).string(), c).ok());
+    index << nlohmann::json{{"path", name},
+                            {"caption", caption(k, i / 4)},
+                            {"label", k},
+                            {"label_name", kColours[k]}}
+                 .dump()
+          << "\n";
   }
-  ASSERT_TRUE((*w)->finish().ok());
-  data::Manifest m;
-  m.set_format_version(1);
-  m.set_resolution(S);
-  m.set_tokenizer(wo.tokenizer);
-  m.set_token_length(L);
-  for (const auto& c : kColours) m.add_label_names(c);
-  m.set_split(split);
-  m.set_num_samples(n);
-  auto* info = m.add_shards();
-  info->set_path(shard);
-  info->set_num_samples(n);
-  info->set_bytes(int64_t(fs::file_size(dir / shard)));
-  auto shard_hash = data::file_content_hash((dir / shard).string());
-  ASSERT_TRUE(shard_hash.ok());
-  info->set_content_hash(*shard_hash);
-  std::string text;
-  google::protobuf::TextFormat::PrintToString(m, &text);
-  std::ofstream(dir / (split + ".pbtxt")) << text;
+}
+
+// Packs DIR/index.jsonl into DIR/packed/{train,val}.pbtxt with tokens of `model`.
+void pack(const fs::path& dir, int S, const std::string& model, double val_fraction) {
+  data::PackOptions o;
+  o.index_path = (dir / "index.jsonl").string();
+  o.out_dir = (dir / "packed").string();
+  o.resolution = S;
+  o.tokenizer_model = model;
+  o.context = 32;
+  o.val_fraction = val_fraction;
+  auto r = data::pack_images(o);
+  ASSERT_TRUE(r.ok()) << r.status();
 }
 
 class ClipSplitTest : public ::testing::Test {
@@ -97,20 +84,17 @@ class ClipSplitTest : public ::testing::Test {
       for (int rep = 0; rep < 4; ++rep)
         for (int i = 0; i < 40; ++i) corpus << caption(i % 4, i / 4) << "\n";
     }
-    // The ids tessera's tokenizer uses (data_pipeline/tokenizer.h): pad 0, unk 1, eos 2, no bos.
-    const std::string cmd =
-        "spm_train --input=" + (data / "captions.txt").string() +
-        " --model_prefix=" + (data / "tok").string() +
-        " --vocab_size=40 --hard_vocab_limit=false --pad_id=0 --unk_id=1 --eos_id=2 --bos_id=-1"
-        " --minloglevel=2 > /dev/null 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << " (Debian package sentencepiece)";
+    data::TokenizerTrainOptions topt;
+    topt.vocab_size = 40;  // an upper bound (hard_vocab_limit false)
+    ASSERT_TRUE(
+        data::train_tokenizer((data / "captions.txt").string(), (data / "tok").string(), topt)
+            .ok());
     model_ = new std::string((data / "tok.model").string());
-    write_split(data, "train", 128, 16, 32, *model_, 1);
-    write_split(data, "val", 48, 16, 32, *model_, 2);
-
+    write_images(data, 200, 16, 1);
+    pack(data, 16, *model_, 0.25);
     train::TrainOptions o;
     o.config_path = testing::source_path("configs/clip_tiny.pbtxt");
-    o.overrides = {"data.source=" + (data / "train.pbtxt").string(),
+    o.overrides = {"data.source=" + (data / "packed" / "train.pbtxt").string(),
                    "train.steps=60",
                    "data.global_batch_size=16",
                    "log.every_steps=20",
@@ -142,10 +126,13 @@ TEST_F(ClipSplitTest, ZeroShotOnTheValSplitBeatsChance) {
   ASSERT_TRUE(r.ok()) << r.status();
   std::printf("%s", format_eval_table(*r).c_str());
   EXPECT_EQ((*r)["family"], "clip");
-  EXPECT_EQ((*r)["n_samples"], 48);
+  auto val = data::load_manifest((*root_ / "data" / "packed" / "val.pbtxt").string());
+  ASSERT_TRUE(val.ok());
+  EXPECT_GE(val->num_samples(), 20);
+  EXPECT_EQ((*r)["n_samples"], val->num_samples());
   EXPECT_EQ((*r)["n_classes"], 4);
   EXPECT_DOUBLE_EQ((*r)["chance_top1"].get<double>(), 0.25);
-  EXPECT_EQ((*r)["split"], (*root_ / "data" / "val.pbtxt").string());
+  EXPECT_EQ((*r)["split"], (*root_ / "data" / "packed" / "val.pbtxt").string());
   EXPECT_GT((*r)["zero_shot_top1"].get<double>(), 0.5);
   EXPECT_DOUBLE_EQ((*r)["zero_shot_top5"].get<double>(), 1.0);  // 4 classes: all within top 5
   for (const char* k : {"image_to_text_r1", "image_to_text_r5", "image_to_text_r10",
@@ -155,20 +142,22 @@ TEST_F(ClipSplitTest, ZeroShotOnTheValSplitBeatsChance) {
 }
 
 TEST_F(ClipSplitTest, PromptTokensAreThePackedLayout) {
-  // A prompt equal to a packed caption tokenises to the very row the shard stores.
-  auto p = tokenize_prompts(*model_, {"red ball"}, {"a clip art of a {} (red)"}, 32);
-  ASSERT_TRUE(p.ok()) << p.status();
-  auto ids = spm_encode(*model_, {caption(0, 0)});
-  ASSERT_TRUE(ids.ok());
-  std::vector<int32_t> want = (*ids)[0];
-  ASSERT_LT(want.size(), 31u);
-  EXPECT_EQ(p->eot[0], int32_t(want.size()));
-  want.push_back(2);
-  want.resize(32, 0);
-  EXPECT_EQ(p->tokens, want);
-  auto text = spm_decode(*model_, (*ids)[0]);
-  ASSERT_TRUE(text.ok());
-  EXPECT_EQ(*text, caption(0, 0));
+  // A prompt equal to a packed caption tokenises to the very row `tessera pack` stored, with
+  // the tokenizer found through the manifest (tokenizer_model beside it).
+  const std::string manifest = (*root_ / "data" / "packed" / "val.pbtxt").string();
+  auto split = load_split(manifest);
+  ASSERT_TRUE(split.ok()) << split.status();
+  auto model = find_tokenizer(manifest, split->manifest, "");
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(fs::path(*model).filename(), "tokenizer.model");
+  for (int64_t i : {int64_t(0), split->n - 1}) {
+    auto p = tokenize_prompts(*model, {split->captions[i]}, {"{}"}, 32);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->tokens, std::vector<int32_t>(split->tokens.begin() + i * 32,
+                                              split->tokens.begin() + (i + 1) * 32))
+        << split->captions[i];
+    EXPECT_EQ(p->eot[0], split->eot[i]);
+  }
 }
 
 TEST_F(ClipSplitTest, BadUseGivesClearErrors) {
@@ -196,16 +185,19 @@ TEST_F(ClipSplitTest, BadUseGivesClearErrors) {
   o.tokenizer.clear();
   // (the parent of the manifest's directory is searched too, so it goes further away).
   fs::create_directories(*root_ / "away" / "deeper");
-  fs::rename(data / "tok.model", *root_ / "away" / "deeper" / "tok.model");
+  const fs::path away = *root_ / "away" / "deeper";
+  fs::rename(data / "tok.model", away / "tok.model");
+  fs::rename(data / "packed" / "tokenizer.model", away / "tokenizer.model");
   r = run_eval(o);
-  fs::rename(*root_ / "away" / "deeper" / "tok.model", data / "tok.model");
+  fs::rename(away / "tok.model", data / "tok.model");
+  fs::rename(away / "tokenizer.model", data / "packed" / "tokenizer.model");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("sentencepiece:fnv1a64:"), std::string::npos) << r.status();
   EXPECT_NE(r.status().message().find("pass --tokenizer"), std::string::npos) << r.status();
   // A split of another resolution.
-  fs::create_directories(*root_ / "other");
-  write_split(*root_ / "other", "val", 8, 8, 32, *model_, 3);
-  o.split = (*root_ / "other" / "val.pbtxt").string();
+  write_images(*root_ / "other", 8, 8, 3);
+  pack(*root_ / "other", 8, *model_, 1.0);
+  o.split = (*root_ / "other" / "packed" / "val.pbtxt").string();
   r = run_eval(o);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("resolution 8 does not match"), std::string::npos)
