@@ -36,6 +36,11 @@ absl::StatusOr<std::string> split_manifest(const config::Config& c, const std::s
     }
     return split;
   }
+  if (split == "val") {
+    // The held-out data the trainer evaluated on (eval.source, or val.pbtxt beside data.source).
+    const std::string held_out = train::eval_source(c);
+    if (!held_out.empty()) return held_out;
+  }
   if (source == "synthetic" || source.empty()) return std::string();
   const std::string path = (fs::path(source).parent_path() / (split + ".pbtxt")).string();
   if (!fs::exists(path)) {

@@ -1,8 +1,9 @@
 #pragma once
 // `tessera eval`: a checkpoint's metrics on a split, per model family (eval/clip_eval.h,
-// eval/model_eval.h). The split is "val" or "train" — the manifest of that name next to the
-// run's data.source, or, for a run on synthetic data, held-out (val) or training (train)
-// positions of the synthetic stream — or the path of a manifest written by `tessera pack`.
+// eval/model_eval.h). The split is "val" (the run's eval.source when set, else val.pbtxt beside
+// its data.source manifest), "train" (train.pbtxt there), for a run on synthetic data held-out
+// (val) or training (train) positions of the synthetic stream, or the path of a manifest
+// written by `tessera pack`.
 
 #include <string>
 #include <vector>
