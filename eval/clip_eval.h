@@ -46,7 +46,8 @@ ClipEmbeddings embed_pairs(models::Clip& clip, const BatchFn& data, int64_t n, i
 std::vector<float> embed_prompts(models::Clip& clip, const ZeroShotPrompts& prompts, int64_t batch);
 
 // All metrics as JSON: image_to_text_r1/_r5/_r10, text_to_image_r1/_r5/_r10, n_samples and,
-// with prompts and labels, zero_shot_top1/_top5, chance_top1, n_classes.
+// with prompts and labels, zero_shot_top1/_top5, chance_top1 (1 / classes), majority_top1
+// (the most frequent class's share of the split), n_classes.
 nlohmann::json clip_metrics(const ClipEmbeddings& e, const std::vector<float>* prompt_embeddings,
                             const ZeroShotPrompts* prompts);
 

@@ -33,6 +33,7 @@ out = {
     "zero_shot_top1": float((zr < 1).mean()),
     "zero_shot_top5": float((zr < 5).mean()),
     "chance_top1": 1.0 / k,
+    "majority_top1": float(np.bincount(labels, minlength=k).max() / n),
 }
 for name, r in (("image_to_text", i2t), ("text_to_image", t2i)):
     for kk in (1, 5, 10):

@@ -132,6 +132,9 @@ TEST_F(ClipSplitTest, ZeroShotOnTheValSplitBeatsChance) {
   EXPECT_EQ((*r)["n_samples"], val->num_samples());
   EXPECT_EQ((*r)["n_classes"], 4);
   EXPECT_DOUBLE_EQ((*r)["chance_top1"].get<double>(), 0.25);
+  // Classes alternate (i % 4) over the packed images, so no class holds much more than 1/4.
+  EXPECT_GE((*r)["majority_top1"].get<double>(), 0.25);
+  EXPECT_LT((*r)["majority_top1"].get<double>(), 0.5);
   EXPECT_EQ((*r)["split"], (*root_ / "data" / "packed" / "val.pbtxt").string());
   EXPECT_GT((*r)["zero_shot_top1"].get<double>(), 0.5);
   EXPECT_DOUBLE_EQ((*r)["zero_shot_top5"].get<double>(), 1.0);  // 4 classes: all within top 5
