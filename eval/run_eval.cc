@@ -164,15 +164,17 @@ absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& o) {
 }
 
 std::string format_eval_table(const nlohmann::json& r) {
+  // Metrics first (numbers), then what was evaluated (strings: family, checkpoint, split).
   std::string out = absl::StrFormat("%-22s %s\n", "metric", "value");
   for (const auto& [key, v] : r.items()) {
     if (v.is_number_integer()) {
       absl::StrAppendFormat(&out, "%-22s %d\n", key, v.get<int64_t>());
     } else if (v.is_number()) {
       absl::StrAppendFormat(&out, "%-22s %.4f\n", key, v.get<double>());
-    } else if (v.is_string()) {
-      absl::StrAppendFormat(&out, "%-22s %s\n", key, v.get<std::string>());
     }
+  }
+  for (const auto& [key, v] : r.items()) {
+    if (v.is_string()) absl::StrAppendFormat(&out, "%-22s %s\n", key, v.get<std::string>());
   }
   return out;
 }
