@@ -9,8 +9,11 @@
 namespace tessera::eval {
 
 const std::vector<std::string>& default_templates() {
-  static const std::vector<std::string> t = {"{}", "a clip art of {}", "a picture of {}",
-                                             "a clip art of something ({})"};
+  // The demo's captions read "a clip art of NAME (CATEGORY, SUBCATEGORY)": the class name goes
+  // where either part stands. Chosen among five candidates by zero-shot top-1 on the demo's val
+  // split after 600 steps (0.136 for this pair; 0.083 for "{}" alone, 0.109 for the earlier
+  // four-template set), so that figure is optimistic by the choice.
+  static const std::vector<std::string> t = {"a clip art of {}", "a clip art of ({})"};
   return t;
 }
 
