@@ -4,18 +4,11 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "data_pipeline/augment.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/shard_reader.h"
 
 namespace tessera::eval {
-namespace {
-
-// CLIP's image statistics, as train/shard_data.cc normalises training images (kept equal by
-// eval_split_test, which compares the two on the same shard).
-constexpr float kMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
-constexpr float kStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-
-}  // namespace
 
 absl::StatusOr<EvalSplit> load_split(const std::string& manifest_path, int64_t max_samples) {
   if (!std::filesystem::exists(manifest_path)) {
@@ -61,13 +54,16 @@ absl::StatusOr<EvalSplit> load_split(const std::string& manifest_path, int64_t m
 }
 
 Tensor split_images(const EvalSplit& s, int64_t first, int64_t count, bool dit) {
+  // The normalisation training applies (train/shard_data.cc): CLIP's image statistics, the
+  // augmentation config's defaults; DiT works on [-1, 1].
+  const data::AugmentConfig stats;
   const int64_t S = s.resolution, pixels = S * S * 3;
   Tensor out = Tensor::empty({count, S, S, 3}, DType::f32);
   float* o = out.data<float>();
   const uint8_t* px = s.images.data() + first * pixels;
   for (int64_t i = 0; i < count * pixels; ++i) {
     const float v = float(px[i]) / 255.0f;
-    o[i] = dit ? 2.0f * v - 1.0f : (v - kMean[i % 3]) / kStd[i % 3];
+    o[i] = dit ? 2.0f * v - 1.0f : (v - stats.mean[i % 3]) / stats.std[i % 3];
   }
   return out;
 }
