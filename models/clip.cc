@@ -74,6 +74,22 @@ void Clip::forward_embeddings(const Batch& batch) {
   ops::l2_normalize_forward(txt, txt_emb_, txt_norm_);
 }
 
+Tensor Clip::encode_images(const Tensor& images) {
+  Tensor img = image_proj_.forward(image_.forward(images));  // (B, E)
+  Tensor out = Tensor::empty(img.shape(), DType::f32, img.device());
+  Tensor norm = Tensor::empty({img.dim(0)}, DType::f32, img.device());
+  ops::l2_normalize_forward(img, out, norm);
+  return out;
+}
+
+Tensor Clip::encode_text(const Tensor& text, const Tensor& text_eot) {
+  Tensor txt = text_proj_.forward(text_.forward(text, text_eot));  // (B, E)
+  Tensor out = Tensor::empty(txt.shape(), DType::f32, txt.device());
+  Tensor norm = Tensor::empty({txt.dim(0)}, DType::f32, txt.device());
+  ops::l2_normalize_forward(txt, out, norm);
+  return out;
+}
+
 bool Clip::distributed_loss() const {
   return dp_ != nullptr && dp_->size() > 1;
 }

@@ -48,6 +48,11 @@ class Clip final : public Model {
   const Tensor& text_embeddings() const { return txt_emb_; }
   // Runs both towers; fills image_embeddings() and text_embeddings().
   void forward_embeddings(const Batch& batch);
+  // One tower each, for evaluation (zero-shot prompts have no images): L2-normalised
+  // embeddings, new tensors on the model's device. images (B, S, S, C) -> (B, E);
+  // text (B, L) i32 with text_eot (B) i32 -> (B, E). Keep nothing for backward.
+  Tensor encode_images(const Tensor& images);
+  Tensor encode_text(const Tensor& text, const Tensor& text_eot);
 
   // The data-parallel group the loss spans (borrowed; nullptr or one rank: this batch only).
   // Every rank of the group then calls forward_backward / forward_loss in step: the loss is

@@ -10,6 +10,7 @@
 #include "dnnl.hpp"
 #include "tools/checkpoint_commands.h"
 #include "tools/data_commands.h"
+#include "tools/eval_command.h"
 #include "tools/train_command.h"
 
 namespace {
@@ -23,14 +24,14 @@ struct Verb {
 constexpr Verb kVerbs[] = {
     {"info", "print the build, CPU features, threads and devices", nullptr},
     {"train", "train a model from a config", nullptr},
-    {"eval", "evaluate a checkpoint", "9"},
+    {"eval", "evaluate a checkpoint (metrics table and JSON)", nullptr},
     {"pack", "pack images/text into HDF5 shards", nullptr},
     {"inspect", "describe a shard, manifest or checkpoint (verifies checksums)", nullptr},
-    {"sample", "sample images from a DiT checkpoint", "9"},
+    {"sample", "sample images from a DiT checkpoint", nullptr},
     {"export", "export a checkpoint to safetensors", nullptr},
-    {"plot", "plot a run's curves to PNG", "9"},
+    {"plot", "plot a run's curves to PNG", nullptr},
     {"tokenizer", "train a SentencePiece tokenizer", nullptr},
-    {"generate", "generate text from a GPT checkpoint", "9"},
+    {"generate", "generate text from a GPT checkpoint", nullptr},
 };
 
 void usage(FILE* out) {
@@ -74,6 +75,10 @@ int main(int argc, char** argv) {
     if (verb == "inspect") return tessera::tools::inspect_command(argc - 1, argv + 1);
     if (verb == "export") return tessera::tools::export_command(argc - 1, argv + 1);
     if (verb == "tokenizer") return tessera::tools::tokenizer_command(argc - 1, argv + 1);
+    if (verb == "eval") return tessera::tools::eval_command(argc - 1, argv + 1);
+    if (verb == "plot") return tessera::tools::plot_command(argc - 1, argv + 1);
+    if (verb == "generate") return tessera::tools::generate_command(argc - 1, argv + 1);
+    if (verb == "sample") return tessera::tools::sample_command(argc - 1, argv + 1);
     return info();
   }
   std::fprintf(stderr, "tessera: unknown verb '%s'\n", argv[1]);

@@ -1,0 +1,51 @@
+#include "eval/load.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "models/factory.h"
+
+namespace tessera::eval {
+
+std::string model_family(const config::ModelConfig& m) {
+  if (m.has_gpt()) return "gpt";
+  if (m.has_vit()) return "vit";
+  if (m.has_clip()) return m.clip().loss() == config::ClipConfig::SIGLIP ? "siglip" : "clip";
+  if (m.has_dit()) return "dit";
+  return "none";
+}
+
+absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path) {
+  auto info = train::open_checkpoint(path);
+  if (!info.ok()) return info.status();
+  LoadedModel m;
+  m.info = std::move(*info);
+  m.family = model_family(m.info.config.model());
+  if (m.family == "none") {
+    return absl::FailedPreconditionError(
+        absl::StrCat(m.info.dir, ": the checkpoint's config names no model"));
+  }
+  try {
+    m.model = models::make_model(m.info.config.model());
+  } catch (const std::exception& e) {
+    return absl::FailedPreconditionError(absl::StrCat(m.info.dir, ": ", e.what()));
+  }
+  m.model->set_seed(m.info.config.train().seed());
+  if (auto s = train::load_model_parameters(m.info, m.model->params()); !s.ok()) return s;
+  m.run_dir = std::filesystem::path(m.info.dir).parent_path().parent_path().string();
+  return m;
+}
+
+absl::Status expect_family(const LoadedModel& m, const std::vector<std::string>& families,
+                           const std::string& verb) {
+  for (const std::string& f : families) {
+    if (f == m.family || (f == "clip" && m.family == "siglip")) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(m.info.dir, " is a ", m.family, " checkpoint; tessera ", verb, " needs ",
+                   absl::StrJoin(families, " or "), " (model.",
+                   m.family == "siglip" ? "clip" : m.family, " in its config)"));
+}
+
+}  // namespace tessera::eval

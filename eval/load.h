@@ -1,0 +1,32 @@
+#pragma once
+// A checkpoint's model, built from the config it trained with and loaded with its parameters
+// (train/checkpoint.h), for the tools that read checkpoints (eval, generate, sample). One
+// process, no tensor parallelism: any layout the run was written with loads.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "models/model.h"
+#include "train/checkpoint.h"
+
+namespace tessera::eval {
+
+struct LoadedModel {
+  train::CheckpointInfo info;
+  std::unique_ptr<models::Model> model;
+  std::string family;   // "gpt", "vit", "clip", "siglip" or "dit"
+  std::string run_dir;  // the run directory holding checkpoints/ (info.dir/../..)
+};
+
+// The family name of a model config.
+std::string model_family(const config::ModelConfig& m);
+
+absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path);
+
+// An error unless the checkpoint is one of `families` ("clip" also matches "siglip"), naming
+// the checkpoint, its family and the verb.
+absl::Status expect_family(const LoadedModel& m, const std::vector<std::string>& families,
+                           const std::string& verb);
+
+}  // namespace tessera::eval

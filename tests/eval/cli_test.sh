@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The eval / plot / generate / sample verbs of the tessera binary: --help, their outputs on
+# checkpoints of short synthetic GPT and DiT runs (PNG files checked by tests/eval/png_info.py,
+# independent of libpng), and the bad uses with their messages.
+# Usage: cli_test.sh TESSERA_BINARY SOURCE_DIR
+set -uo pipefail
+tessera="$1"
+src="$2"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# expect_error "message part" command...: exit status 1 and the message on stderr.
+expect_error() {
+  local want="$1"; shift
+  "$@" > "$work/out" 2> "$work/err"
+  local rc=$?
+  [ $rc -eq 1 ] || fail "$* exited $rc, expected 1"
+  grep -qF -- "$want" "$work/err" || fail "$*: stderr lacks '$want': $(cat "$work/err")"
+}
+
+for verb in eval plot generate sample; do
+  "$tessera" $verb --help > "$work/help" || fail "tessera $verb --help exited non-zero"
+  grep -q "usage: tessera $verb" "$work/help" || fail "tessera $verb --help prints no usage"
+done
+"$tessera" --help | grep -q "not yet built: issue 9" && fail "the verb table still marks issue 9"
+
+export TESSERA_NUM_THREADS=1
+"$tessera" train --config "$src/configs/gpt_tiny.pbtxt" --set train.steps=3 \
+  --set data.global_batch_size=4 --run-dir "$work/gpt" --quiet || fail "gpt training"
+"$tessera" train --config "$src/configs/dit_tiny.pbtxt" --set train.steps=3 \
+  --set data.global_batch_size=4 --run-dir "$work/dit" --quiet || fail "dit training"
+
+# eval: table on stdout, JSON at --out and by default RUN_DIR/eval.json.
+"$tessera" eval --checkpoint "$work/gpt" --max-samples 8 --batch 4 --out "$work/gpt.json" \
+  > "$work/table" || fail "eval gpt"
+grep -q "perplexity" "$work/table" || fail "eval table lacks perplexity"
+/usr/bin/python3 - "$work/gpt.json" <<'PY' || fail "eval gpt JSON"
+import json, math, sys
+r = json.load(open(sys.argv[1]))
+assert r["family"] == "gpt" and r["step"] == 3, r
+assert abs(r["perplexity"] - math.exp(r["val_loss"])) < 1e-9 * r["perplexity"], r
+PY
+"$tessera" eval --checkpoint "$work/dit" --max-samples 8 --batch 4 > /dev/null || fail "eval dit"
+/usr/bin/python3 -c "
+import json; r = json.load(open('$work/dit/eval.json'))
+assert r['family'] == 'dit' and 'loss_t0_249' in r and 'loss_t750_999' in r, r" ||
+  fail "eval dit JSON at RUN_DIR/eval.json"
+
+# generate: prompt ids -> the prompt, '|', then --tokens new ids.
+out=$("$tessera" generate --checkpoint "$work/gpt" --prompt "1 2 3" --greedy --tokens 4) ||
+  fail "generate --greedy"
+[ "$(echo "$out" | sed 's/.*|//' | wc -w)" -eq 4 ] || fail "generate printed '$out'"
+"$tessera" generate --checkpoint "$work/gpt" --prompt "1 2 3" --top-k 5 --seed 2 > /dev/null ||
+  fail "generate --top-k"
+
+# sample: 2 classes x 3 images of 16 px, magnified 4x: 4 + 3 * (64 + 4) wide,
+# 4 + 2 * (64 + 14 + 4) high (eval/generate.h image_grid).
+"$tessera" sample --checkpoint "$work/dit" --out "$work/grid.png" --classes 0,1 --per-class 3 \
+  --steps 4 > /dev/null || fail "sample"
+size=$(/usr/bin/python3 "$src/tests/eval/png_info.py" "$work/grid.png") || fail "grid.png invalid"
+[ "$size" = "208 168" ] || fail "grid.png is $size, expected 208 168"
+
+# plot: three charts from the GPT run (loss, lr; no eval records -> no eval.png).
+"$tessera" plot "$work/gpt" --out "$work/plots" > "$work/plotted" || fail "plot"
+for f in loss lr; do
+  /usr/bin/python3 "$src/tests/eval/png_info.py" "$work/plots/$f.png" > /dev/null ||
+    fail "$f.png invalid"
+done
+
+# Bad use.
+expect_error "is a dit checkpoint; tessera generate needs gpt" \
+  "$tessera" generate --checkpoint "$work/dit" --prompt "1"
+expect_error "is a gpt checkpoint; tessera sample needs dit" \
+  "$tessera" sample --checkpoint "$work/gpt" --out "$work/x.png"
+expect_error "nope.pbtxt: no such manifest" \
+  "$tessera" eval --checkpoint "$work/gpt" --split "$work/nope.pbtxt"
+expect_error "$work/missing" "$tessera" eval --checkpoint "$work/missing"
+expect_error "is not a token id" "$tessera" generate --checkpoint "$work/gpt" --prompt "one"
+expect_error "metrics.jsonl" "$tessera" plot "$work/missing"
+expect_error "--checkpoint CKPT is required" "$tessera" eval
+expect_error "unknown option --bogus" "$tessera" eval --bogus
+
+if [ $failures -eq 0 ]; then echo "cli_test: all checks passed"; else echo "cli_test: $failures failed"; fi
+[ $failures -eq 0 ]

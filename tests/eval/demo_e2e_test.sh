@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# End-to-end (label slow): the demo at a reduced step count. Packs the demo data
+# (scripts/pack_demo_data, reused when present), trains CLIP (configs/clip_demo.pbtxt) on 2 MPI
+# ranks, runs scripts/demo_eval, and checks what a newcomer is promised: checkpoints,
+# metrics.jsonl with train and eval records, TensorBoard events (read by the tensorboard
+# package), PNG curves, and eval.json whose zero-shot top-1 on the val split is at least 2x
+# chance (1 / 22 categories). The issue's goal for the full demo is 3x; 600 steps reached 2.98x
+# on the agreed machine, so the test holds the clear-margin bar, not the goal.
+# Usage: demo_e2e_test.sh SOURCE_DIR [STEPS]   (the binary under test must be SOURCE/build/tessera,
+# which the demo scripts call)
+set -euo pipefail
+src="$1"
+steps="${2:-600}"
+cd "$src"
+[ -x build/tessera ] || { echo "FAIL: $src/build/tessera is missing (./scripts/build)"; exit 1; }
+./scripts/pack_demo_data > /dev/null
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+run="$work/run"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpirun --oversubscribe -np 2 --bind-to none -x TESSERA_NUM_THREADS=1 -x OMP_WAIT_POLICY=passive \
+  ./build/tessera train --config configs/clip_demo.pbtxt --run-dir "$run" --quiet \
+  --set train.steps="$steps" --set eval.every_steps=$((steps / 2)) --set log.every_steps=10
+last=$(./scripts/demo_eval "$run" | tee "$work/demo_eval.log" | tail -1)
+cat "$work/demo_eval.log"
+[ "$last" = "$run" ] || { echo "FAIL: demo_eval's last line is '$last', not the run dir"; exit 1; }
+[ -f "$run/checkpoints/latest" ] || { echo "FAIL: no checkpoints/latest"; exit 1; }
+[ -d "$run/checkpoints/$(cat "$run/checkpoints/latest")" ] ||
+  { echo "FAIL: checkpoints/latest names no directory"; exit 1; }
+for f in loss lr; do
+  /usr/bin/python3 tests/eval/png_info.py "$run/plots/$f.png" > /dev/null ||
+    { echo "FAIL: plots/$f.png is not a valid PNG"; exit 1; }
+done
+events=$(ls "$run"/tb/events.out.tfevents.* | head -1)
+.venv/bin/python tests/train/read_tensorboard.py "$events" > "$work/tb.json" ||
+  { echo "FAIL: tensorboard cannot read $events (run scripts/setup)"; exit 1; }
+/usr/bin/python3 - "$run" "$work/tb.json" "$steps" <<'PY'
+import json, sys
+run, tb, steps = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])
+rows = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
+train = [r for r in rows if "kind" not in r]
+evals = [r for r in rows if r.get("kind") == "eval"]
+assert train and train[-1]["step"] == steps, "metrics.jsonl lacks the last training step"
+assert len(evals) == 2, f"expected 2 eval records, got {len(evals)}"
+for tag in ("train/loss", "train/lr", "eval/loss"):
+    assert tag in tb["scalars"], f"TensorBoard lacks {tag}: {sorted(tb['scalars'])}"
+e = json.load(open(f"{run}/eval.json"))
+print(f"zero_shot_top1 {e['zero_shot_top1']:.4f}  chance_top1 {e['chance_top1']:.4f}  "
+      f"majority_top1 {e['majority_top1']:.4f}  ({e['n_samples']} val samples)")
+assert e["family"] == "clip" and e["n_classes"] == 22, e
+assert e["split"].endswith("val.pbtxt"), e["split"]
+assert e["zero_shot_top1"] >= 2 * e["chance_top1"], "zero-shot top-1 below 2x chance"
+print("demo_e2e_test: all checks passed")
+PY
