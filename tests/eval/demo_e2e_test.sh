@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end (label slow): the demo at a reduced step count. Packs the demo data
-# (scripts/pack_demo_data, reused when present), trains CLIP (configs/clip_demo.pbtxt) on 2 MPI
-# ranks, runs scripts/demo_eval, and checks what a newcomer is promised: checkpoints,
+# End-to-end (label slow): ./scripts/demo (the README's main job) at a given step count. It
+# packs the demo data (reused when present), trains CLIP (configs/clip_demo.pbtxt) on 2 MPI
+# ranks, runs scripts/demo_eval; this checks what a newcomer is promised: checkpoints,
 # metrics.jsonl with train and eval records, TensorBoard events (read by the tensorboard
 # package), PNG curves, and eval.json whose zero-shot top-1 on the val split is at least 2x
 # chance (1 / 22 categories). The issue's goal for the full demo is 3x; 600 steps reached 2.98x
@@ -13,17 +13,16 @@ src="$1"
 steps="${2:-600}"
 cd "$src"
 [ -x build/tessera ] || { echo "FAIL: $src/build/tessera is missing (./scripts/build)"; exit 1; }
-./scripts/pack_demo_data > /dev/null
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 run="$work/run"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpirun --oversubscribe -np 2 --bind-to none -x TESSERA_NUM_THREADS=1 -x OMP_WAIT_POLICY=passive \
-  ./build/tessera train --config configs/clip_demo.pbtxt --run-dir "$run" --quiet \
-  --set train.steps="$steps" --set eval.every_steps=$((steps / 2)) --set log.every_steps=10
-last=$(./scripts/demo_eval "$run" | tee "$work/demo_eval.log" | tail -1)
-cat "$work/demo_eval.log"
-[ "$last" = "$run" ] || { echo "FAIL: demo_eval's last line is '$last', not the run dir"; exit 1; }
+# The README's command itself (setup and build are no-ops here: packages present, binary built).
+status=0
+./scripts/demo --steps "$steps" --run-dir "$run" > "$work/demo.log" 2>&1 || status=$?
+[ $status -eq 0 ] || { tail -40 "$work/demo.log"; echo "FAIL: ./scripts/demo exited $status"; exit 1; }
+last=$(tail -1 "$work/demo.log")
+sed -n '/demo: evaluating/,$p' "$work/demo.log"
+[ "$last" = "$run" ] || { echo "FAIL: the demo's last line is '$last', not the run dir"; exit 1; }
 [ -f "$run/checkpoints/latest" ] || { echo "FAIL: no checkpoints/latest"; exit 1; }
 [ -d "$run/checkpoints/$(cat "$run/checkpoints/latest")" ] ||
   { echo "FAIL: checkpoints/latest names no directory"; exit 1; }
@@ -41,7 +40,7 @@ rows = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]
 train = [r for r in rows if "kind" not in r]
 evals = [r for r in rows if r.get("kind") == "eval"]
 assert train and train[-1]["step"] == steps, "metrics.jsonl lacks the last training step"
-assert len(evals) == 2, f"expected 2 eval records, got {len(evals)}"
+assert evals and evals[-1]["step"] == steps, f"no eval record at the last step: {evals}"
 for tag in ("train/loss", "train/lr", "eval/loss"):
     assert tag in tb["scalars"], f"TensorBoard lacks {tag}: {sorted(tb['scalars'])}"
 e = json.load(open(f"{run}/eval.json"))
