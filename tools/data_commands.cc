@@ -19,6 +19,7 @@
 #include "data_pipeline/text_shard.h"
 #include "data_pipeline/tokenizer.h"
 #include "tools/checkpoint_commands.h"
+#include "tools/cli_args.h"
 
 namespace tessera::tools {
 namespace {
@@ -80,71 +81,6 @@ sizes, and verification of the commit marker and of every checksum.
 
 Exit status: 0 readable and valid; 1 otherwise.
 )";
-
-// Flag parsing shared by the verbs: --name VALUE or --name=VALUE.
-struct Args {
-  std::map<std::string, std::string> values;
-  std::vector<std::string> positional;
-  bool help = false;
-};
-
-bool parse(int argc, char** argv, int first, const char* verb,
-           std::initializer_list<std::string_view> with_value,
-           std::initializer_list<std::string_view> switches, Args* out) {
-  for (int i = first; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      out->help = true;
-      continue;
-    }
-    if (arg.rfind("--", 0) != 0) {
-      out->positional.push_back(arg);
-      continue;
-    }
-    std::string name = arg, value;
-    const size_t eq = arg.find('=');
-    if (eq != std::string::npos) name = arg.substr(0, eq);
-    bool known_value = false, known_switch = false;
-    for (auto f : with_value) known_value = known_value || name == f;
-    for (auto f : switches) known_switch = known_switch || name == f;
-    if (known_switch && eq == std::string::npos) {
-      out->values[name] = "1";
-    } else if (known_value) {
-      if (eq != std::string::npos) {
-        value = arg.substr(eq + 1);
-      } else if (i + 1 < argc) {
-        value = argv[++i];
-      } else {
-        std::fprintf(stderr, "tessera %s: %s needs a value\n", verb, name.c_str());
-        return false;
-      }
-      out->values[name] = value;
-    } else {
-      std::fprintf(stderr, "tessera %s: unknown option '%s' (see --help)\n", verb, arg.c_str());
-      return false;
-    }
-  }
-  return true;
-}
-
-// Parses a whole number or fraction, naming the flag on failure.
-template <typename T>
-bool number(const Args& a, const char* verb, const char* flag, T* out) {
-  auto it = a.values.find(flag);
-  if (it == a.values.end()) return true;
-  char* end = nullptr;
-  const char* s = it->second.c_str();
-  if constexpr (std::is_floating_point_v<T>) {
-    *out = T(std::strtod(s, &end));
-  } else {
-    *out = T(std::strtoll(s, &end, 10));
-  }
-  if (end == s || *end != '\0') {
-    std::fprintf(stderr, "tessera %s: %s '%s' is not a number\n", verb, flag, s);
-    return false;
-  }
-  return true;
-}
 
 // A tessera::Error thrown below a verb (a failed check) ends the verb with its message.
 int exception_failure(const char* verb, const std::exception& e) {
@@ -232,13 +168,13 @@ int inspect_manifest(const std::string& path, bool verify) {
   return 0;
 }
 
-int pack_text_command(Args& a) {
+int pack_text_command(CliArgs& a) {
   data::TextPackOptions o;
-  o.text_path = a.values["--text"];
-  o.out_dir = a.values["--out"];
-  o.tokenizer_model = a.values["--tokenizer"];
-  if (!number(a, "pack", "--tokens-per-shard", &o.tokens_per_shard) ||
-      !number(a, "pack", "--val-fraction", &o.val_fraction))
+  o.text_path = a.get("--text");
+  o.out_dir = a.get("--out");
+  o.tokenizer_model = a.get("--tokenizer");
+  if (!number_flag(a, "pack", "--tokens-per-shard", &o.tokens_per_shard) ||
+      !number_flag(a, "pack", "--val-fraction", &o.val_fraction))
     return 1;
   if (o.out_dir.empty() || o.tokenizer_model.empty() || !a.positional.empty()) {
     std::fprintf(stderr, "tessera pack: --text needs --tokenizer and --out\n%s", kPackUsage);
@@ -265,25 +201,26 @@ int pack_text_command(Args& a) {
 }  // namespace
 
 int pack_command(int argc, char** argv) {
-  Args a;
-  if (!parse(argc, argv, 1, "pack",
-             {"--index", "--out", "--resolution", "--tokenizer", "--context", "--samples-per-shard",
-              "--val-fraction", "--labels", "--text", "--tokens-per-shard", "--tar"},
-             {"--quiet"}, &a))
+  CliArgs a;
+  if (!parse_cli_args(
+          "pack", argc, argv, 1,
+          {"--index", "--out", "--resolution", "--tokenizer", "--context", "--samples-per-shard",
+           "--val-fraction", "--labels", "--text", "--tokens-per-shard", "--tar"},
+          {"--quiet"}, &a))
     return 1;
   if (a.help) return std::fputs(kPackUsage, stdout), 0;
-  if (a.values.count("--text")) return pack_text_command(a);
+  if (a.has("--text")) return pack_text_command(a);
   data::PackOptions o;
-  o.index_path = a.values["--index"];
-  o.out_dir = a.values["--out"];
-  o.tokenizer_model = a.values["--tokenizer"];
-  o.labels_path = a.values["--labels"];
-  if (!number(a, "pack", "--resolution", &o.resolution) ||
-      !number(a, "pack", "--context", &o.context) ||
-      !number(a, "pack", "--samples-per-shard", &o.samples_per_shard) ||
-      !number(a, "pack", "--val-fraction", &o.val_fraction))
+  o.index_path = a.get("--index");
+  o.out_dir = a.get("--out");
+  o.tokenizer_model = a.get("--tokenizer");
+  o.labels_path = a.get("--labels");
+  if (!number_flag(a, "pack", "--resolution", &o.resolution) ||
+      !number_flag(a, "pack", "--context", &o.context) ||
+      !number_flag(a, "pack", "--samples-per-shard", &o.samples_per_shard) ||
+      !number_flag(a, "pack", "--val-fraction", &o.val_fraction))
     return 1;
-  const std::vector<std::string> tars = absl::StrSplit(a.values["--tar"], ',', absl::SkipEmpty());
+  const std::vector<std::string> tars = absl::StrSplit(a.get("--tar"), ',', absl::SkipEmpty());
   for (const std::string& t : tars) {
     if (std::filesystem::is_directory(t)) {
       std::vector<std::string> found;
@@ -309,7 +246,7 @@ int pack_command(int argc, char** argv) {
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  if (!a.values.count("--quiet")) {
+  if (!a.has("--quiet")) {
     double last = -1;
     o.progress = [&](int64_t done, int64_t total) {
       const double t = seconds();
@@ -347,15 +284,16 @@ int tokenizer_command(int argc, char** argv) {
     std::fprintf(stderr, "tessera tokenizer: expected 'train'\n%s", kTokenizerUsage);
     return 1;
   }
-  Args a;
-  if (!parse(argc, argv, 2, "tokenizer", {"--input", "--out", "--vocab", "--model-type"}, {}, &a))
+  CliArgs a;
+  if (!parse_cli_args("tokenizer", argc, argv, 2, {"--input", "--out", "--vocab", "--model-type"},
+                      {}, &a))
     return 1;
   if (a.help) return std::fputs(kTokenizerUsage, stdout), 0;
   data::TokenizerTrainOptions o;
   o.vocab_size = 2048;
-  if (!number(a, "tokenizer", "--vocab", &o.vocab_size)) return 1;
-  if (a.values.count("--model-type")) o.model_type = a.values["--model-type"];
-  const std::string input = a.values["--input"], out = a.values["--out"];
+  if (!number_flag(a, "tokenizer", "--vocab", &o.vocab_size)) return 1;
+  if (a.has("--model-type")) o.model_type = a.get("--model-type");
+  const std::string input = a.get("--input"), out = a.get("--out");
   if (input.empty() || out.empty() || !a.positional.empty()) {
     std::fprintf(stderr, "tessera tokenizer: --input and --out are required\n%s", kTokenizerUsage);
     return 1;
@@ -372,10 +310,10 @@ int tokenizer_command(int argc, char** argv) {
 }
 
 int inspect_command(int argc, char** argv) {
-  Args a;
-  if (!parse(argc, argv, 1, "inspect", {"--sheet", "--count"}, {"--verify"}, &a)) return 1;
+  CliArgs a;
+  if (!parse_cli_args("inspect", argc, argv, 1, {"--sheet", "--count"}, {"--verify"}, &a)) return 1;
   int64_t count = 64;
-  if (!number(a, "inspect", "--count", &count)) return 1;
+  if (!number_flag(a, "inspect", "--count", &count)) return 1;
   if (a.help) return std::fputs(kInspectUsage, stdout), 0;
   if (a.positional.size() != 1) {
     std::fprintf(stderr, "tessera inspect: expected one PATH\n%s", kInspectUsage);
@@ -386,8 +324,8 @@ int inspect_command(int argc, char** argv) {
     return path.size() >= suffix.size() &&
            path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  if (ends_with(".h5")) return inspect_shard(path, a.values["--sheet"], count);
-  if (ends_with(".pbtxt")) return inspect_manifest(path, a.values.count("--verify") > 0);
+  if (ends_with(".h5")) return inspect_shard(path, a.get("--sheet"), count);
+  if (ends_with(".pbtxt")) return inspect_manifest(path, a.has("--verify"));
   if (std::filesystem::is_directory(path)) return inspect_checkpoint(path);
   std::fprintf(stderr,
                "tessera inspect: %s: expected a shard (.h5), a manifest (.pbtxt) or a checkpoint "

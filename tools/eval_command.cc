@@ -6,7 +6,7 @@
 
 #include "eval/plot.h"
 #include "eval/run_eval.h"
-#include "tools/eval_args.h"
+#include "tools/cli_args.h"
 
 namespace tessera::tools {
 namespace {
@@ -44,11 +44,11 @@ eval loss), lr.png (learning rate) and eval.png (the eval records' other metrics
 }  // namespace
 
 int eval_command(int argc, char** argv) {
-  EvalArgs a;
-  if (!parse_eval_args(argc, argv,
-                       {"--checkpoint", "--split", "--out", "--tokenizer", "--template", "--batch",
-                        "--max-samples", "--buckets"},
-                       {}, &a)) {
+  CliArgs a;
+  if (!parse_cli_args(argv[0], argc, argv, 1,
+                      {"--checkpoint", "--split", "--out", "--tokenizer", "--template", "--batch",
+                       "--max-samples", "--buckets"},
+                      {}, &a)) {
     return 1;
   }
   if (a.help) {
@@ -98,8 +98,8 @@ int eval_command(int argc, char** argv) {
 }
 
 int plot_command(int argc, char** argv) {
-  EvalArgs a;
-  if (!parse_eval_args(argc, argv, {"--out"}, {}, &a)) return 1;
+  CliArgs a;
+  if (!parse_cli_args(argv[0], argc, argv, 1, {"--out"}, {}, &a)) return 1;
   if (a.help) {
     std::fputs(kPlotUsage, stdout);
     return 0;

@@ -12,7 +12,7 @@
 #include "eval/generate.h"
 #include "eval/load.h"
 #include "models/dit.h"
-#include "tools/eval_args.h"
+#include "tools/cli_args.h"
 #include "tools/eval_command.h"
 
 namespace tessera::tools {
@@ -65,11 +65,11 @@ std::vector<std::string> class_names(const eval::LoadedModel& m, int n_classes) 
 }  // namespace
 
 int generate_command(int argc, char** argv) {
-  EvalArgs a;
-  if (!parse_eval_args(argc, argv,
-                       {"--checkpoint", "--prompt", "--tokenizer", "--top-k", "--temperature",
-                        "--tokens", "--seed"},
-                       {"--greedy"}, &a)) {
+  CliArgs a;
+  if (!parse_cli_args(argv[0], argc, argv, 1,
+                      {"--checkpoint", "--prompt", "--tokenizer", "--top-k", "--temperature",
+                       "--tokens", "--seed"},
+                      {"--greedy"}, &a)) {
     return 1;
   }
   if (a.help) {
@@ -146,11 +146,11 @@ int generate_command(int argc, char** argv) {
 }
 
 int sample_command(int argc, char** argv) {
-  EvalArgs a;
-  if (!parse_eval_args(argc, argv,
-                       {"--checkpoint", "--out", "--classes", "--per-class", "--guidance",
-                        "--steps", "--seed", "--scale"},
-                       {}, &a)) {
+  CliArgs a;
+  if (!parse_cli_args(argv[0], argc, argv, 1,
+                      {"--checkpoint", "--out", "--classes", "--per-class", "--guidance", "--steps",
+                       "--seed", "--scale"},
+                      {}, &a)) {
     return 1;
   }
   if (a.help) {

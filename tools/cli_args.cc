@@ -1,19 +1,19 @@
-#include "tools/eval_args.h"
+#include "tools/cli_args.h"
 
 #include <cstdio>
 #include <cstdlib>
 
 namespace tessera::tools {
 
-std::string EvalArgs::get(const std::string& flag, const std::string& fallback) const {
+std::string CliArgs::get(const std::string& flag, const std::string& fallback) const {
   auto it = values.find(flag);
   return it == values.end() || it->second.empty() ? fallback : it->second.back();
 }
 
-bool parse_eval_args(int argc, char** argv, const std::set<std::string>& valued,
-                     const std::set<std::string>& switches, EvalArgs* out) {
-  const char* verb = argv[0];
-  for (int i = 1; i < argc; ++i) {
+bool parse_cli_args(const char* verb, int argc, char** argv, int first,
+                    const std::set<std::string>& valued, const std::set<std::string>& switches,
+                    CliArgs* out) {
+  for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       out->help = true;
@@ -50,7 +50,7 @@ bool parse_eval_args(int argc, char** argv, const std::set<std::string>& valued,
   return true;
 }
 
-bool int_flag(const EvalArgs& a, const char* verb, const std::string& flag, long long fallback,
+bool int_flag(const CliArgs& a, const char* verb, const std::string& flag, long long fallback,
               long long* out) {
   const std::string s = a.get(flag);
   if (s.empty()) {
@@ -67,7 +67,7 @@ bool int_flag(const EvalArgs& a, const char* verb, const std::string& flag, long
   return true;
 }
 
-bool float_flag(const EvalArgs& a, const char* verb, const std::string& flag, double fallback,
+bool float_flag(const CliArgs& a, const char* verb, const std::string& flag, double fallback,
                 double* out) {
   const std::string s = a.get(flag);
   if (s.empty()) {

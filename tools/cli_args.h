@@ -1,0 +1,58 @@
+#pragma once
+// Flag parsing shared by every verb of the `tessera` command: `--flag VALUE`, `--flag=VALUE`,
+// repeatable flags, boolean switches and positional arguments; unknown flags and bad numbers are
+// errors naming the verb and the flag.
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace tessera::tools {
+
+struct CliArgs {
+  std::map<std::string, std::vector<std::string>> values;
+  std::set<std::string> switches;
+  std::vector<std::string> positional;
+  bool help = false;
+
+  std::string get(const std::string& flag, const std::string& fallback = "") const;
+  bool has(const std::string& flag) const { return values.count(flag) || switches.count(flag); }
+};
+
+// Parses argv[first..argc) for `tessera VERB`. Returns false (after printing why) on a bad
+// command line.
+bool parse_cli_args(const char* verb, int argc, char** argv, int first,
+                    const std::set<std::string>& valued, const std::set<std::string>& switches,
+                    CliArgs* out);
+
+// The flag's value (or `fallback` when absent) as a whole number >= 0 / a number; prints the
+// error naming the verb and the flag and returns false when it is not one.
+bool int_flag(const CliArgs& a, const char* verb, const std::string& flag, long long fallback,
+              long long* out);
+bool float_flag(const CliArgs& a, const char* verb, const std::string& flag, double fallback,
+                double* out);
+
+// The flag's value as a T (integral or floating point); leaves *out unchanged when the flag is
+// absent; prints the error naming the verb and the flag and returns false when it is no number.
+template <typename T>
+bool number_flag(const CliArgs& a, const char* verb, const std::string& flag, T* out) {
+  const std::string s = a.get(flag);
+  if (s.empty()) return true;
+  char* end = nullptr;
+  if constexpr (std::is_floating_point_v<T>) {
+    *out = T(std::strtod(s.c_str(), &end));
+  } else {
+    *out = T(std::strtoll(s.c_str(), &end, 10));
+  }
+  if (end == s.c_str() || *end != '\0') {
+    std::fprintf(stderr, "tessera %s: %s '%s' is not a number\n", verb, flag.c_str(), s.c_str());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace tessera::tools
