@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "eval/load.h"
 #include "eval/model_eval.h"
 #include "eval/prompt_tokenizer.h"
@@ -136,8 +137,12 @@ absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& o) {
       if (split && !split->labels.empty() && split->manifest.label_names_size() > 0) {
         auto model = find_tokenizer(split->path, split->manifest, o.tokenizer);
         if (!model.ok()) return model.status();
-        std::vector<std::string> names(split->manifest.label_names().begin(),
-                                       split->manifest.label_names().end());
+        // Label names are identifiers ("signs_and_symbols"); prompts need the words a caption
+        // would use ("signs and symbols").
+        std::vector<std::string> names;
+        for (const std::string& label : split->manifest.label_names()) {
+          names.push_back(absl::StrReplaceAll(label, {{"_", " "}}));
+        }
         auto p =
             tokenize_prompts(*model, names, o.templates.empty() ? default_templates() : o.templates,
                              split->token_length);
