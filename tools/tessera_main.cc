@@ -1,5 +1,4 @@
-// The `tessera` command. Verbs that later issues implement say so and exit with status 2, so a
-// script never mistakes a missing verb for success.
+// The `tessera` command: one verb per job (DESIGN.md fixes their names), each with --help.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -18,28 +17,25 @@ namespace {
 struct Verb {
   const char* name;
   const char* summary;
-  const char* issue;  // nullptr when implemented
 };
 
 constexpr Verb kVerbs[] = {
-    {"info", "print the build, CPU features, threads and devices", nullptr},
-    {"train", "train a model from a config", nullptr},
-    {"eval", "evaluate a checkpoint (metrics table and JSON)", nullptr},
-    {"pack", "pack images/text into HDF5 shards", nullptr},
-    {"inspect", "describe a shard, manifest or checkpoint (verifies checksums)", nullptr},
-    {"sample", "sample images from a DiT checkpoint", nullptr},
-    {"export", "export a checkpoint to safetensors", nullptr},
-    {"plot", "plot a run's curves to PNG", nullptr},
-    {"tokenizer", "train a SentencePiece tokenizer", nullptr},
-    {"generate", "generate text from a GPT checkpoint", nullptr},
+    {"info", "print the build, CPU features, threads and devices"},
+    {"train", "train a model from a config"},
+    {"eval", "evaluate a checkpoint (metrics table and JSON)"},
+    {"pack", "pack images/text into HDF5 shards"},
+    {"inspect", "describe a shard, manifest or checkpoint (verifies checksums)"},
+    {"sample", "sample images from a DiT checkpoint"},
+    {"export", "export a checkpoint to safetensors"},
+    {"plot", "plot a run's curves to PNG"},
+    {"tokenizer", "train a SentencePiece tokenizer"},
+    {"generate", "generate text from a GPT checkpoint"},
 };
 
 void usage(FILE* out) {
   std::fprintf(out, "usage: tessera VERB [options]   (tessera VERB --help)\n\nverbs:\n");
   for (const Verb& v : kVerbs) {
-    std::fprintf(out, "  %-10s %s%s%s\n", v.name, v.summary,
-                 v.issue ? "  [not yet built: issue " : "",
-                 v.issue ? (std::string(v.issue) + "]").c_str() : "");
+    std::fprintf(out, "  %-10s %s\n", v.name, v.summary);
   }
 }
 
@@ -66,10 +62,6 @@ int main(int argc, char** argv) {
   std::string_view verb = argv[1];
   for (const Verb& v : kVerbs) {
     if (verb != v.name) continue;
-    if (v.issue) {
-      std::fprintf(stderr, "tessera %s: not built yet (issue %s)\n", v.name, v.issue);
-      return 2;
-    }
     if (verb == "train") return tessera::tools::train_command(argc - 1, argv + 1);
     if (verb == "pack") return tessera::tools::pack_command(argc - 1, argv + 1);
     if (verb == "inspect") return tessera::tools::inspect_command(argc - 1, argv + 1);
