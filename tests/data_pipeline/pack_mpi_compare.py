@@ -1,0 +1,50 @@
+"""Checks that two packs of the same inputs (DIR_A, DIR_B) hold the same samples: per split,
+the samples of the shards in manifest order (pixels, captions, labels, tokens) are equal, and
+the manifests agree on counts, labels and tokenizer. Reads the shards with h5py, independently
+of tessera's reader."""
+import os
+import re
+import sys
+
+import h5py
+import numpy as np
+
+
+def manifest(path):
+    text = open(path).read()
+    return {
+        "shards": re.findall(r'path: "([^"]+)"', text),
+        "num_samples": int(re.search(r"^num_samples: (\d+)", text, re.M).group(1)),
+        "labels": re.findall(r'label_names: "([^"]*)"', text),
+        "tokenizer": re.search(r'^tokenizer: "([^"]*)"', text, re.M).group(1),
+    }
+
+
+def samples(d, split):
+    m = manifest(os.path.join(d, split + ".pbtxt"))
+    out = {"images": [], "labels": [], "tokens": [], "token_lengths": [], "captions": []}
+    for s in m["shards"]:
+        with h5py.File(os.path.join(d, s), "r") as f:
+            for k in ("images", "labels", "tokens", "token_lengths"):
+                out[k].append(f[k][...])
+            off, cap = f["caption_offsets"][...], f["captions"][...].tobytes()
+            out["captions"] += [cap[off[i]:off[i + 1]] for i in range(len(off) - 1)]
+    for k in ("images", "labels", "tokens", "token_lengths"):
+        out[k] = np.concatenate(out[k])
+    return m, out
+
+
+a, b = sys.argv[1], sys.argv[2]
+total = 0
+for split in ("train", "val"):
+    ma, sa = samples(a, split)
+    mb, sb = samples(b, split)
+    for k in ("num_samples", "labels", "tokenizer"):
+        assert ma[k] == mb[k], f"{split}: manifest {k} differs: {ma[k]} vs {mb[k]}"
+    assert len(sa["captions"]) == ma["num_samples"], f"{split}: shards hold {len(sa['captions'])}"
+    assert sa["captions"] == sb["captions"], f"{split}: captions differ"
+    for k in ("images", "labels", "tokens", "token_lengths"):
+        assert np.array_equal(sa[k], sb[k]), f"{split}: {k} differ"
+    assert len(set(sa["captions"])) == len(sa["captions"]), f"{split}: a sample appears twice"
+    total += ma["num_samples"]
+print(f"same {total} samples in {a} and {b}")
