@@ -36,7 +36,9 @@ constexpr const char* kPackUsage =
 Packs the images of a JSONL index ({"path", "caption", "label", "label_name"} per line, as
 scripts/make_demo_data writes) into HDF5 shards DIR/SPLIT-00000.h5 ... (data_pipeline/FORMAT.md)
 and one manifest DIR/SPLIT.pbtxt per split (proto/data.proto). Unreadable images and empty
-captions are skipped and listed.
+captions are skipped and listed. Under mpirun (--text: rank 0 alone) each rank packs a block of
+the inputs into DIR/SPLIT-rRRRRR-KKKKK.h5 and rank 0 writes the manifests; the progress line
+(rank 0: done/total, images/s, ETA) is rewritten in place on a terminal.
 
   --index FILE             the JSONL index (relative image paths are relative to it)
   --tar TARS               webdataset-style tars instead (img2dataset's output: KEY.jpg|png +
@@ -213,7 +215,12 @@ int pack_command(int argc, char** argv) {
           {"--quiet"}, &a))
     return 1;
   if (a.help) return std::fputs(kPackUsage, stdout), 0;
-  if (a.has("--text")) return pack_text_command(a);
+  if (a.has("--text")) {
+    // Text packing is one sequential token stream: under mpirun rank 0 does it all alone (two
+    // ranks writing the same shards would clobber each other).
+    if (distributed::launched_by_mpi() && distributed::world_rank_for_messages() != 0) return 0;
+    return pack_text_command(a);
+  }
   data::PackOptions o;
   o.index_path = a.get("--index");
   o.out_dir = a.get("--out");

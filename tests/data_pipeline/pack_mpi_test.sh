@@ -15,10 +15,10 @@ args=(--index "$work/in/index.jsonl" --tokenizer "$work/tok.model" --resolution 
 "$tessera" pack "${args[@]}" --out "$work/one" >"$work/one.log"
 mpirun --oversubscribe -np 2 "$tessera" pack "${args[@]}" --out "$work/two" >"$work/two.log"
 ls "$work/two" | grep -q -- '-r00001-' || { echo "FAIL: no shard of rank 1"; exit 1; }
-"$py" "$src/tests/data_pipeline/pack_mpi_compare.py" "$work/one" "$work/two"
+"$py" "$src/tests/data_pipeline/pack_mpi_compare.py" --unique-captions "$work/one" "$work/two"
 # 3 ranks: blocks of 14 or 15 inputs, shard boundaries elsewhere again.
 mpirun --oversubscribe -np 3 "$tessera" pack "${args[@]}" --out "$work/three" >"$work/three.log"
-"$py" "$src/tests/data_pipeline/pack_mpi_compare.py" "$work/one" "$work/three"
+"$py" "$src/tests/data_pipeline/pack_mpi_compare.py" --unique-captions "$work/one" "$work/three"
 grep '^  skipped' "$work/one.log" >"$work/one.skipped"
 grep '^  skipped' "$work/two.log" >"$work/two.skipped"
 [ "$(wc -l <"$work/one.skipped")" = 3 ] || { echo "FAIL: expected 3 skipped"; cat "$work/one.log"; exit 1; }
