@@ -4,6 +4,7 @@ import json
 import os
 import struct
 import sys
+import tarfile
 import zlib
 
 import numpy as np
@@ -43,3 +44,16 @@ with open(os.path.join(out, "index.jsonl"), "w") as f:
     f.writelines(json.dumps(l) + "\n" for l in lines)
 with open(os.path.join(out, "captions.txt"), "w") as f:
     f.writelines(l["caption"] + "\n" for l in lines if l["caption"])
+
+# The same samples as a webdataset tar (KEY.png + KEY.txt), in two tars, for `pack --tar`.
+for t, part in enumerate((lines[:20], lines[20:])):
+    with tarfile.open(os.path.join(out, f"part{t}.tar"), "w") as tar:
+        for i, l in enumerate(part):
+            key = f"s{t}_{i:03d}"
+            if os.path.exists(os.path.join(out, l["path"])):
+                tar.add(os.path.join(out, l["path"]), arcname=key + ".png")
+            if l["caption"]:
+                txt = os.path.join(out, "caption.tmp")
+                with open(txt, "w") as f:
+                    f.write(l["caption"])
+                tar.add(txt, arcname=key + ".txt")

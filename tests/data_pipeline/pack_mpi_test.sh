@@ -25,6 +25,16 @@ grep '^  skipped' "$work/two.log" >"$work/two.skipped"
 diff "$work/one.skipped" "$work/two.skipped" || { echo "FAIL: skip reports differ"; exit 1; }
 grep '^  skipped' "$work/three.log" | diff "$work/one.skipped" - || { echo "FAIL: 3 ranks"; exit 1; }
 
+# webdataset tars (no labels): 2 ranks == 1 process, same skips (missing image, missing caption).
+targs=(--tar "$work/in/part0.tar,$work/in/part1.tar" --resolution 16 --samples-per-shard 5
+       --val-fraction 0.3)
+"$tessera" pack "${targs[@]}" --out "$work/tar1" >"$work/tar1.log"
+mpirun --oversubscribe -np 2 "$tessera" pack "${targs[@]}" --out "$work/tar2" >"$work/tar2.log"
+"$py" "$src/tests/data_pipeline/pack_mpi_compare.py" --unique-captions "$work/tar1" "$work/tar2"
+grep '^  skipped' "$work/tar1.log" >"$work/tar1.skipped"
+[ "$(wc -l <"$work/tar1.skipped")" = 3 ] || { echo "FAIL: tar: expected 3 skipped"; cat "$work/tar1.log"; exit 1; }
+grep '^  skipped' "$work/tar2.log" | diff "$work/tar1.skipped" - || { echo "FAIL: tar skips"; exit 1; }
+
 # Rank 1 cannot write its first shard (a directory sits where its temporary file goes): the
 # job must fail, name rank 1, and write no manifest.
 mkdir -p "$work/bad/train-r00001-00000.h5.tmp" "$work/bad/val-r00001-00000.h5.tmp"
