@@ -26,14 +26,16 @@ diff "$work/one.skipped" "$work/two.skipped" || { echo "FAIL: skip reports diffe
 grep '^  skipped' "$work/three.log" | diff "$work/one.skipped" - || { echo "FAIL: 3 ranks"; exit 1; }
 
 # webdataset tars (no labels): 2 ranks == 1 process, same skips (missing image, missing caption).
-targs=(--tar "$work/in/part0.tar,$work/in/part1.tar" --resolution 16 --samples-per-shard 5
-       --val-fraction 0.3)
+# Relative tar paths (run from $work): the split keys "TAR:KEY" do not depend on mktemp's name.
+cd "$work"
+targs=(--tar "in/part0.tar,in/part1.tar" --resolution 16 --samples-per-shard 5 --val-fraction 0.3)
 "$tessera" pack "${targs[@]}" --out "$work/tar1" >"$work/tar1.log"
 mpirun --oversubscribe -np 2 "$tessera" pack "${targs[@]}" --out "$work/tar2" >"$work/tar2.log"
 "$py" "$src/tests/data_pipeline/pack_mpi_compare.py" --unique-captions "$work/tar1" "$work/tar2"
 grep '^  skipped' "$work/tar1.log" >"$work/tar1.skipped"
 [ "$(wc -l <"$work/tar1.skipped")" = 3 ] || { echo "FAIL: tar: expected 3 skipped"; cat "$work/tar1.log"; exit 1; }
 grep '^  skipped' "$work/tar2.log" | diff "$work/tar1.skipped" - || { echo "FAIL: tar skips"; exit 1; }
+cd - >/dev/null
 
 # Rank 1 cannot write its first shard (a directory sits where its temporary file goes): the
 # job must fail, name rank 1, and write no manifest.
