@@ -1,6 +1,8 @@
 #include "data_pipeline/pack.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,11 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "data_pipeline/image_decode.h"
+#include "data_pipeline/pack_inputs.h"
+#include "data_pipeline/pack_parallel.h"
 #include "data_pipeline/shard_format.h"
 #include "data_pipeline/shard_writer.h"
-#include "data_pipeline/tar_input.h"
 #include "data_pipeline/tokenizer.h"
-#include "nlohmann/json.hpp"
 
 namespace tessera::data {
 namespace {
@@ -30,158 +32,40 @@ uint64_t fnv1a64(const void* data, size_t n, uint64_t h = kFnvOffset) {
   return h;
 }
 
-// One index line that parsed, or one sample of a webdataset tar.
-struct Record {
-  int64_t line = 0;
-  std::string path;  // as written in the index (the split key); tar: "TAR:KEY"
-  std::string caption;
-  std::optional<int64_t> label;
-  std::string label_name;
-  std::vector<uint8_t> image_bytes;  // tar: the encoded image (no file to read)
-  std::string problem;               // tar: why the sample is incomplete ("" = complete)
-};
-
-// Tar samples in tar order, then member order; `line` counts samples from 1.
-absl::StatusOr<std::vector<Record>> read_tars(const std::vector<std::string>& tars) {
-  std::vector<Record> records;
-  for (const std::string& tar : tars) {
-    auto samples = read_webdataset_tar(tar);
-    if (!samples.ok()) return samples.status();
-    for (TarSample& t : *samples) {
-      Record r;
-      r.line = int64_t(records.size()) + 1;
-      r.path = t.source;
-      r.caption = std::move(t.caption);
-      r.image_bytes = std::move(t.image);
-      r.problem = std::move(t.problem);
-      records.push_back(std::move(r));
-    }
-  }
-  return records;
-}
-
-absl::StatusOr<std::vector<Record>> read_index(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("pack: cannot open index ", path));
-  std::vector<Record> records;
-  std::string text;
-  for (int64_t line = 1; std::getline(in, text); ++line) {
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto where = [&] { return absl::StrCat(path, ":", line); };
-    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object())
-      return absl::InvalidArgumentError(absl::StrCat("pack: ", where(), ": not a JSON object"));
-    Record r;
-    r.line = line;
-    auto str = [&](const char* key, std::string* out, bool required) -> absl::Status {
-      auto it = j.find(key);
-      if (it == j.end() || it->is_null()) {
-        if (required)
-          return absl::InvalidArgumentError(absl::StrCat("pack: ", where(), ": no \"", key, "\""));
-        return absl::OkStatus();
-      }
-      if (!it->is_string())
-        return absl::InvalidArgumentError(
-            absl::StrCat("pack: ", where(), ": \"", key, "\" is not a string"));
-      *out = it->get<std::string>();
-      return absl::OkStatus();
-    };
-    if (auto s = str("path", &r.path, true); !s.ok()) return s;
-    if (auto s = str("caption", &r.caption, false); !s.ok()) return s;
-    if (auto s = str("label_name", &r.label_name, false); !s.ok()) return s;
-    if (auto it = j.find("label"); it != j.end() && !it->is_null()) {
-      if (!it->is_number_integer() || it->get<int64_t>() < 0)
-        return absl::InvalidArgumentError(
-            absl::StrCat("pack: ", where(), ": \"label\" is not a non-negative integer"));
-      r.label = it->get<int64_t>();
-    }
-    records.push_back(std::move(r));
-  }
-  if (in.bad()) return absl::DataLossError(absl::StrCat("pack: error reading index ", path));
-  return records;
-}
-
-// Resolves every record's label id and the label names. Returns whether the shards have labels
-// (any record names one). A record whose label cannot be resolved gets label = nullopt and is
-// later skipped.
-absl::StatusOr<bool> resolve_labels(const PackOptions& options, std::vector<Record>& records,
-                                    std::vector<std::string>& names) {
-  bool any = false;
-  for (const Record& r : records) any = any || r.label || !r.label_name.empty();
-  if (!any) return false;
-  std::map<std::string, int64_t> by_name;
-  if (!options.labels_path.empty()) {
-    std::ifstream in(options.labels_path);
-    if (!in)
-      return absl::NotFoundError(absl::StrCat("pack: cannot open labels ", options.labels_path));
-    for (std::string name; std::getline(in, name);) {
-      if (!name.empty() && name.back() == '\r') name.pop_back();
-      by_name.emplace(name, int64_t(names.size()));
-      names.push_back(name);
-    }
-  }
-  const bool fixed = !options.labels_path.empty();
-  for (Record& r : records) {
-    if (r.label) {
-      if (fixed && *r.label >= int64_t(names.size()))
-        return absl::InvalidArgumentError(
-            absl::StrCat("pack: ", options.index_path, ":", r.line, ": label ", *r.label,
-                         " is not below the ", names.size(), " names of ", options.labels_path));
-      if (!fixed && *r.label >= int64_t(names.size())) names.resize(*r.label + 1);
-      std::string& known = names[*r.label];
-      if (!r.label_name.empty() && known.empty() && !fixed) {
-        known = r.label_name;
-        by_name.emplace(known, *r.label);
-      } else if (!r.label_name.empty() && known != r.label_name) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("pack: ", options.index_path, ":", r.line, ": label ", *r.label,
-                         " is named \"", r.label_name, "\" here but \"", known, "\" before"));
-      }
-    } else if (!r.label_name.empty()) {
-      auto it = by_name.find(r.label_name);
-      if (it != by_name.end()) {
-        r.label = it->second;
-      } else if (fixed) {
-        return absl::InvalidArgumentError(absl::StrCat("pack: ", options.index_path, ":", r.line,
-                                                       ": label_name \"", r.label_name,
-                                                       "\" is not in ", options.labels_path));
-      } else {
-        r.label = int64_t(names.size());
-        by_name.emplace(r.label_name, *r.label);
-        names.push_back(r.label_name);
-      }
-    }
-  }
-  return true;
-}
-
-// The shards of one split, opened lazily and rotated every samples_per_shard samples.
+// The shards of one split on one rank, opened lazily and rotated every samples_per_shard samples.
+// `stem` is the split ("train") or, in a parallel pack, the split and the rank ("train-r00001").
 class SplitWriter {
  public:
-  SplitWriter(std::string split, const PackOptions& options, ShardWriterOptions shard_options)
-      : options_(options), shard_options_(std::move(shard_options)) {
-    report_.split = std::move(split);
-  }
+  SplitWriter(std::string stem, const PackOptions& options, ShardWriterOptions shard_options)
+      : stem_(std::move(stem)), options_(options), shard_options_(std::move(shard_options)) {}
 
   absl::Status append(const SampleToWrite& sample) {
     if (writer_ && writer_->num_samples() >= options_.samples_per_shard) {
       if (auto s = close(); !s.ok()) return s;
     }
     if (!writer_) {
-      std::string name = absl::StrFormat("%s-%05d.h5", report_.split, report_.shards.size());
+      std::string name = absl::StrFormat("%s-%05d.h5", stem_, result_.shards.size());
       auto w = ShardWriter::create((fs::path(options_.out_dir) / name).string(), shard_options_);
       if (!w.ok()) return w.status();
       writer_ = std::move(*w);
-      report_.shards.push_back(name);
+      ShardInfo info;
+      info.set_path(name);
+      result_.shards.push_back(std::move(info));
     }
-    ++report_.num_samples;
+    ++result_.num_samples;
     return writer_->append(sample);
   }
 
+  // Closes the last shard; the split's shards with their sizes and hashes.
+  absl::StatusOr<RankSplit> finish() {
+    if (auto s = close(); !s.ok()) return s;
+    return result_;
+  }
+
+ private:
   absl::Status close() {
     if (!writer_) return absl::OkStatus();
-    ShardInfo info;
-    info.set_path(report_.shards.back());
+    ShardInfo& info = result_.shards.back();
     info.set_num_samples(writer_->num_samples());
     absl::Status s = writer_->finish();
     const std::string path = writer_->path();
@@ -195,39 +79,41 @@ class SplitWriter {
     auto hash = file_content_hash(path);
     if (!hash.ok()) return hash.status();
     info.set_content_hash(*hash);
-    shards_.push_back(std::move(info));
     return absl::OkStatus();
   }
 
-  // Writes SPLIT.pbtxt (via a .tmp and a rename, so a reader never sees half a manifest).
-  absl::Status write_manifest(const std::vector<std::string>& label_names) {
-    if (auto s = close(); !s.ok()) return s;
-    if (report_.num_samples == 0) return absl::OkStatus();
-    Manifest m;
-    m.set_format_version(int32_t(shard::kFormatVersion));
-    m.set_resolution(int32_t(shard_options_.resolution));
-    m.set_tokenizer(shard_options_.tokenizer);
-    m.set_token_length(int32_t(shard_options_.token_length));
-    if (!options_.tokenizer_model.empty()) m.set_tokenizer_model(kTokenizerModelFile);
-    for (const std::string& n : label_names) m.add_label_names(n);
-    m.set_split(report_.split);
-    m.set_num_samples(report_.num_samples);
-    for (const ShardInfo& s : shards_) *m.add_shards() = s;
-    const std::string path = (fs::path(options_.out_dir) / (report_.split + ".pbtxt")).string();
-    if (auto st = data::write_manifest(m, path); !st.ok()) return st;
-    report_.manifest = path;
-    return absl::OkStatus();
-  }
-
-  const SplitReport& report() const { return report_; }
-
- private:
+  std::string stem_;
   const PackOptions& options_;
   ShardWriterOptions shard_options_;
-  SplitReport report_;
+  RankSplit result_;
   std::unique_ptr<ShardWriter> writer_;
-  std::vector<ShardInfo> shards_;
 };
+
+// Writes DIR/SPLIT.pbtxt for the shards of every rank (in rank order); nothing for an empty split.
+absl::StatusOr<SplitReport> write_split_manifest(const std::string& split, const RankSplit& all,
+                                                 const PackOptions& options,
+                                                 const ShardWriterOptions& shard_options,
+                                                 const std::vector<std::string>& label_names) {
+  SplitReport report;
+  report.split = split;
+  report.num_samples = all.num_samples;
+  for (const ShardInfo& s : all.shards) report.shards.push_back(s.path());
+  if (all.num_samples == 0) return report;
+  Manifest m;
+  m.set_format_version(int32_t(shard::kFormatVersion));
+  m.set_resolution(int32_t(shard_options.resolution));
+  m.set_tokenizer(shard_options.tokenizer);
+  m.set_token_length(int32_t(shard_options.token_length));
+  if (!options.tokenizer_model.empty()) m.set_tokenizer_model(kTokenizerModelFile);
+  for (const std::string& n : label_names) m.add_label_names(n);
+  m.set_split(split);
+  m.set_num_samples(all.num_samples);
+  for (const ShardInfo& s : all.shards) *m.add_shards() = s;
+  const std::string path = (fs::path(options.out_dir) / (split + ".pbtxt")).string();
+  if (auto st = data::write_manifest(m, path); !st.ok()) return st;
+  report.manifest = path;
+  return report;
+}
 
 absl::Status check_options(const PackOptions& o) {
   auto bad = [](const std::string& m) { return absl::InvalidArgumentError("pack: " + m); };
@@ -241,6 +127,9 @@ absl::Status check_options(const PackOptions& o) {
     return bad(absl::StrCat("samples_per_shard ", o.samples_per_shard, " is not positive"));
   if (!(o.val_fraction >= 0 && o.val_fraction <= 1))
     return bad(absl::StrCat("val_fraction ", o.val_fraction, " is not in [0, 1]"));
+  if (o.ranks < 1 || o.rank < 0 || o.rank >= o.ranks)
+    return bad(absl::StrCat("rank ", o.rank, " of ", o.ranks, " ranks"));
+  if (o.ranks > 1 && !o.gather) return bad("several ranks but no gather function");
   return absl::OkStatus();
 }
 
@@ -265,8 +154,13 @@ absl::StatusOr<std::string> file_content_hash(const std::string& path) {
   return absl::StrFormat("fnv1a64:%016x", h);
 }
 
-absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
-  if (auto s = check_options(options); !s.ok()) return s;
+namespace {
+
+// This rank's part of a pack: reads the whole index (every rank resolves the labels the same
+// way), packs its block of it and fills `report` (inputs, labels, tokenizer) and
+// `shard_options` for the manifests.
+absl::StatusOr<RankResult> pack_rank(const PackOptions& options, PackReport& report,
+                                     ShardWriterOptions& shard_options) {
   auto records =
       options.tar_paths.empty() ? read_index(options.index_path) : read_tars(options.tar_paths);
   if (!records.ok()) return records.status();
@@ -275,13 +169,11 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(
         "pack: ", options.tar_paths.empty() ? options.index_path : options.tar_paths[0],
         options.tar_paths.size() > 1 ? " ..." : "", ": no inputs (empty input)"));
-  PackReport report;
   report.inputs = int64_t(records->size());
   auto has_labels = resolve_labels(options, *records, report.label_names);
   if (!has_labels.ok()) return has_labels.status();
 
   std::optional<Tokenizer> tokenizer;
-  ShardWriterOptions shard_options;
   shard_options.resolution = options.resolution;
   shard_options.labels = *has_labels;
   if (!options.tokenizer_model.empty()) {
@@ -303,7 +195,7 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
     return absl::PermissionDeniedError(
         absl::StrCat("pack: cannot create ", options.out_dir, ": ", ec.message()));
 
-  if (!options.tokenizer_model.empty()) {
+  if (!options.tokenizer_model.empty() && options.rank == 0) {
     // The manifests name the model beside them (Manifest.tokenizer_model).
     const fs::path copy = fs::path(options.out_dir) / kTokenizerModelFile;
     if (!fs::exists(copy) || !fs::equivalent(copy, options.tokenizer_model))
@@ -313,12 +205,23 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
                                                       " to ", copy.string(), ": ", ec.message()));
   }
 
-  SplitWriter train("train", options, shard_options), val("val", options, shard_options);
+  auto stem = [&](const char* split) {
+    return options.ranks == 1 ? std::string(split)
+                              : absl::StrFormat("%s-r%05d", split, options.rank);
+  };
+  SplitWriter train(stem("train"), options, shard_options),
+      val(stem("val"), options, shard_options);
   const fs::path index_dir = fs::path(options.index_path).parent_path();
+  // Rank r's block: inputs [n r / ranks, n (r + 1) / ranks); blocks in rank order are the index.
+  const int64_t n = int64_t(records->size());
+  const int64_t begin = n * options.rank / options.ranks;
+  const int64_t end = n * (options.rank + 1) / options.ranks;
+  RankResult result;
   int64_t done = 0;
-  for (const Record& r : *records) {
+  for (int64_t i = begin; i < end; ++i) {
+    const Record& r = (*records)[size_t(i)];
     auto skip = [&](std::string reason) {
-      report.skipped.push_back({r.line, r.path, std::move(reason)});
+      result.skipped.push_back({r.line, r.path, std::move(reason)});
     };
     const fs::path file = fs::path(r.path).is_absolute() ? fs::path(r.path) : index_dir / r.path;
     absl::StatusOr<RgbImage> image = absl::UnknownError("");
@@ -351,12 +254,73 @@ absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
       if (auto s = w.append(ref); !s.ok()) return s;
     }
     ++done;
-    if (options.progress) options.progress(done, report.inputs);
+    if (options.progress && options.rank == 0)
+      options.progress(std::min(done * options.ranks, n), n);
   }
-  for (SplitWriter* w : {&train, &val}) {
-    if (auto s = w->write_manifest(report.label_names); !s.ok()) return s;
-    report.splits.push_back(w->report());
+  auto t = train.finish();
+  if (!t.ok()) return t.status();
+  auto v = val.finish();
+  if (!v.ok()) return v.status();
+  result.train = std::move(*t);
+  result.val = std::move(*v);
+  return result;
+}
+
+void append_split(RankSplit& to, RankSplit from) {
+  to.num_samples += from.num_samples;
+  for (ShardInfo& s : from.shards) to.shards.push_back(std::move(s));
+}
+
+}  // namespace
+
+absl::StatusOr<PackReport> pack_images(const PackOptions& options) {
+  if (auto s = check_options(options); !s.ok()) return s;
+  PackReport report;
+  ShardWriterOptions shard_options;
+  absl::StatusOr<RankResult> mine = absl::UnknownError("");
+  try {
+    mine = pack_rank(options, report, shard_options);
+  } catch (const std::exception& e) {  // must still reach the gather below
+    mine = absl::InternalError(absl::StrCat("pack: ", e.what()));
   }
+  RankResult all;
+  if (options.ranks == 1) {
+    if (!mine.ok()) return mine.status();
+    all = std::move(*mine);
+  } else {
+    // Every rank gets here, failed or not, so rank 0 never waits for a rank that gave up.
+    const std::vector<std::string> results = options.gather(encode_rank_result(mine));
+    if (options.rank != 0) {
+      if (!mine.ok()) return decode_rank_result(encode_rank_result(mine), options.rank).status();
+      report.splits = {{"train", mine->train.num_samples, {}, ""},
+                       {"val", mine->val.num_samples, {}, ""}};
+      report.skipped = std::move(mine->skipped);
+      return report;
+    }
+    std::string errors;
+    for (int r = 0; r < int(results.size()); ++r) {
+      auto one = decode_rank_result(results[size_t(r)], r);
+      if (!one.ok()) {
+        absl::StrAppend(&errors, errors.empty() ? "" : "; ", one.status().message());
+        continue;
+      }
+      append_split(all.train, std::move(one->train));
+      append_split(all.val, std::move(one->val));
+      for (SkippedInput& s : one->skipped) all.skipped.push_back(std::move(s));
+    }
+    if (int(results.size()) != options.ranks)
+      absl::StrAppend(&errors, errors.empty() ? "" : "; ", "pack: gathered ", results.size(),
+                      " results from ", options.ranks, " ranks");
+    if (!errors.empty()) return absl::InternalError(errors);
+  }
+  report.skipped = std::move(all.skipped);
+  for (auto [split, part] : {std::pair{"train", &all.train}, std::pair{"val", &all.val}}) {
+    auto written = write_split_manifest(split, *part, options, shard_options, report.label_names);
+    if (!written.ok()) return written.status();
+    report.splits.push_back(std::move(*written));
+  }
+  // Rank 0 saw only its own block; now all are done.
+  if (options.progress && options.ranks > 1) options.progress(report.inputs, report.inputs);
   return report;
 }
 

@@ -38,8 +38,21 @@ struct PackOptions {
   // Label names, one per line (line i = label i); "" = taken from the index's label_name
   // fields (a label without an int id gets the next id in order of first appearance).
   std::string labels_path;
-  // Called after every input (done, total) with total = index lines; may be empty.
+  // Called after every input (done, total) with total = index lines; may be empty. With several
+  // ranks it is called on rank 0 only, with done = rank 0's own count x ranks (an estimate that
+  // costs no communication; the blocks differ in size by at most one input).
   std::function<void(int64_t done, int64_t total)> progress;
+
+  // Parallel packing (several processes, e.g. MPI ranks): rank r of `ranks` packs the r-th
+  // contiguous block of the inputs into its own shards (SPLIT-rRRRRR-KKKKK.h5), then rank 0
+  // gathers every rank's shard list and skip list and writes the manifests. With ranks == 1 the
+  // shards are SPLIT-KKKKK.h5 as before.
+  int rank = 0, ranks = 1;
+  // Required when ranks > 1: called once by every rank, with this rank's result (an opaque
+  // string); returns all ranks' strings in rank order on rank 0 (anything on other ranks).
+  // pack_images calls it on every path, errors included (a rank that fails sends its error),
+  // so no rank waits for one that has given up.
+  std::function<std::vector<std::string>(const std::string& mine)> gather;
 };
 
 struct SkippedInput {
@@ -61,6 +74,8 @@ struct PackReport {
   std::vector<SkippedInput> skipped;
   std::vector<std::string> label_names;
   std::string tokenizer;  // identity written to the shards and manifests
+  // Ranks > 1: what this rank packed alone (on ranks other than 0, splits and skipped hold only
+  // this rank's part and no manifest is written).
 };
 
 // "train" or "val" for an index path: val when the FNV-1a 64 hash of `path`, read as a fraction

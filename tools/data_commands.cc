@@ -8,6 +8,7 @@
 #include <exception>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -18,8 +19,11 @@
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/text_shard.h"
 #include "data_pipeline/tokenizer.h"
+#include "distributed/communicator.h"
+#include "distributed/mpi_communicator.h"
 #include "tools/checkpoint_commands.h"
 #include "tools/cli_args.h"
+#include "tools/pack_mpi.h"
 
 namespace tessera::tools {
 namespace {
@@ -32,7 +36,9 @@ constexpr const char* kPackUsage =
 Packs the images of a JSONL index ({"path", "caption", "label", "label_name"} per line, as
 scripts/make_demo_data writes) into HDF5 shards DIR/SPLIT-00000.h5 ... (data_pipeline/FORMAT.md)
 and one manifest DIR/SPLIT.pbtxt per split (proto/data.proto). Unreadable images and empty
-captions are skipped and listed.
+captions are skipped and listed. Under mpirun (--text: rank 0 alone) each rank packs a block of
+the inputs into DIR/SPLIT-rRRRRR-KKKKK.h5 and rank 0 writes the manifests; the progress line
+(rank 0: done/total, images/s, ETA) is rewritten in place on a terminal.
 
   --index FILE             the JSONL index (relative image paths are relative to it)
   --tar TARS               webdataset-style tars instead (img2dataset's output: KEY.jpg|png +
@@ -209,7 +215,12 @@ int pack_command(int argc, char** argv) {
           {"--quiet"}, &a))
     return 1;
   if (a.help) return std::fputs(kPackUsage, stdout), 0;
-  if (a.has("--text")) return pack_text_command(a);
+  if (a.has("--text")) {
+    // Text packing is one sequential token stream: under mpirun rank 0 does it all alone (two
+    // ranks writing the same shards would clobber each other).
+    if (distributed::launched_by_mpi() && distributed::world_rank_for_messages() != 0) return 0;
+    return pack_text_command(a);
+  }
   data::PackOptions o;
   o.index_path = a.get("--index");
   o.out_dir = a.get("--out");
@@ -246,27 +257,30 @@ int pack_command(int argc, char** argv) {
   auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  if (!a.has("--quiet")) {
-    double last = -1;
-    o.progress = [&](int64_t done, int64_t total) {
-      const double t = seconds();
-      if (done != total && t - last < 1.0) return;  // a line a second, and the last one
-      last = t;
-      std::printf("pack: %lld/%lld inputs, %.1f/s\n", (long long)done, (long long)total,
-                  t > 0 ? done / t : 0.0);
-      std::fflush(stdout);
-    };
+  // Under mpirun every rank packs a block of the inputs and rank 0 writes the manifests.
+  std::unique_ptr<distributed::MpiEnvironment> mpi;
+  if (distributed::launched_by_mpi()) {
+    mpi = std::make_unique<distributed::MpiEnvironment>();
+    MPI_Comm_rank(MPI_COMM_WORLD, &o.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &o.ranks);
+    o.gather = mpi_gather_to_root;
   }
+  ProgressLine line(stdout);
+  if (!a.has("--quiet") && o.rank == 0)
+    o.progress = [&](int64_t done, int64_t total) { line.update(done, total); };
   absl::StatusOr<data::PackReport> report;
   try {
     report = data::pack_images(o);
   } catch (const std::exception& e) {
     return exception_failure("pack", e);
   }
+  line.finish();
   if (!report.ok()) return fail("pack", report.status());
-  std::printf("pack: %lld inputs in %.1f s, %zu skipped, %zu labels, tokenizer \"%s\"\n",
-              (long long)report->inputs, seconds(), report->skipped.size(),
-              report->label_names.size(), report->tokenizer.c_str());
+  if (o.rank != 0) return 0;  // rank 0 prints the summary of all ranks
+  std::printf(
+      "pack: %lld inputs in %.1f s on %d ranks, %zu skipped, %zu labels, tokenizer \"%s\"\n",
+      (long long)report->inputs, seconds(), o.ranks, report->skipped.size(),
+      report->label_names.size(), report->tokenizer.c_str());
   for (const auto& s : report->splits)
     std::printf("  %-5s %lld samples in %zu shards  %s\n", s.split.c_str(),
                 (long long)s.num_samples, s.shards.size(),
