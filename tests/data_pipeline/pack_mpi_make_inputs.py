@@ -49,8 +49,7 @@ with open(os.path.join(out, "captions.txt"), "w") as f:
 for t, part in enumerate((lines[:20], lines[20:])):
     with tarfile.open(os.path.join(out, f"part{t}.tar"), "w") as tar:
         for i, l in enumerate(part):
-            # Keys that differ early: split_of hashes "TAR:KEY" with FNV-1a, whose top bits
-            # hardly move when only the last characters differ.
+            # Random key prefixes (split_of mixes its hash, so plain counters would do too).
             key = f"{int(rng.integers(10**8)):08d}_{t}_{i:03d}"
             if os.path.exists(os.path.join(out, l["path"])):
                 tar.add(os.path.join(out, l["path"]), arcname=key + ".png")

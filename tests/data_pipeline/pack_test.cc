@@ -12,6 +12,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "data_pipeline/image_decode.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/shard_reader.h"
@@ -197,6 +198,26 @@ TEST(Pack, RepackingGivesByteEqualShardsAndTheFractionEndsGoToOneSplit) {
   }
 }
 
+// Keys that differ only at their end (img2dataset's "TAR:KEY" names) spread over both splits in
+// the asked proportion: the split hash mixes its bits (FNV-1a's top bits alone put 20 % of 1,000
+// such keys into a 10 % val split, and each tar's 20 keys into one split).
+TEST(Pack, SplitIsUniformForKeysThatDifferAtTheEnd) {
+  int val = 0, tars_split_both_ways = 0;
+  for (int tar = 0; tar < 50; ++tar) {
+    int tar_val = 0;
+    for (int k = 0; k < 20; ++k) {
+      const std::string key = absl::StrFormat("shards/part%d.tar:s%d_%03d", tar, tar, k);
+      tar_val += std::string(split_of(key, 0.1)) == "val";
+    }
+    val += tar_val;
+    tars_split_both_ways += tar_val > 0 && tar_val < 20;
+  }
+  // 1,000 keys at 10 %: a binomial with std ~9.5, so [60, 140] is over 4 std wide.
+  EXPECT_GE(val, 60);
+  EXPECT_LE(val, 140);
+  EXPECT_GE(tars_split_both_ways, 25);  // P(a tar all train) = 0.9^20 = 0.12
+}
+
 // The tokenizer runs inside a process that also links the system protobuf (for the manifest):
 // this test is the one that failed before sentencepiece was isolated in its own dlopen'ed
 // library (data_pipeline/sentencepiece_shim.h).
@@ -254,7 +275,9 @@ TEST(Pack, EmptyInputIsAnErrorNamingIt) {
 
 TEST(LoadManifest, NamesTheManifestAndTheShardThatChangedOrWentMissing) {
   const fs::path dir = temp_dir("manifest");
-  auto report = pack_images(options_for(write_index(dir, fixture_inputs()), dir / "out"));
+  PackOptions o = options_for(write_index(dir, fixture_inputs()), dir / "out");
+  o.val_fraction = 0;  // all six inputs in train: three shards
+  auto report = pack_images(o);
   ASSERT_TRUE(report.ok()) << report.status();
   const SplitReport& train = report->splits[0];
   ASSERT_GE(train.shards.size(), 2u);
