@@ -47,8 +47,9 @@ class ShardReader {
   // under libhdf5's global lock, then checked (Fletcher32) and inflated (gzip) by this thread
   // outside it, so several threads reading chunks scale (the issue measured H5Dread at 0.98x
   // with two threads, H5Dread_chunk + own decompression at 1.95x). Other filter pipelines fall
-  // back to read(). Errors are read()'s.
-  absl::StatusOr<ShardSamples> read_chunk(int64_t chunk);
+  // back to read(). Errors are read()'s. `reuse`: a buffer (a recycled chunk's images) whose
+  // memory the raw chunk is read into, so a loader in steady state touches no fresh pages.
+  absl::StatusOr<ShardSamples> read_chunk(int64_t chunk, ByteBuffer reuse = {});
 
   const std::string& path() const { return path_; }
   int64_t num_samples() const { return num_samples_; }

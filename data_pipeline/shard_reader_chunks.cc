@@ -11,7 +11,7 @@
 
 namespace tessera::data {
 
-absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk) {
+absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk, ByteBuffer reuse) {
   const int64_t first = chunk * image_chunk_rows_;
   if (chunk < 0 || first >= num_samples_)
     return absl::OutOfRangeError(
@@ -21,6 +21,7 @@ absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk) {
   if (!images_direct_) return read(first, count);
   auto out = read_samples(first, count, /*with_images=*/false);
   if (!out.ok()) return out;
+  out->images = std::move(reuse);  // read_images_raw reads into its memory
   if (absl::Status s = read_images_raw(first, count, &out->images); !s.ok()) return s;
   return out;
 }
@@ -33,7 +34,8 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuff
   hsize_t offset[4] = {hsize_t(first), 0, 0, 0};
   hsize_t stored = 0;
   uint32_t mask = 0;
-  ByteBuffer raw;
+  ByteBuffer raw = std::move(*out);  // a recycled buffer keeps its (already touched) pages
+  *out = ByteBuffer();
   {
     H5Quiet quiet;
     if (H5Dget_chunk_storage_size(images_.get(), offset, &stored) < 0 || stored < 4) {
