@@ -130,7 +130,7 @@ struct Loader::State {
           victim = it;
       if (victim == chunks.end()) return;
       cache_bytes -= victim->second->bytes;
-      if (spare_images.size() < kMaxSpareChunks)
+      if (victim->second->rows.images.capacity() > 0 && spare_images.size() < kMaxSpareChunks)
         spare_images.push_back(std::move(victim->second->rows.images));
       chunks.erase(victim);
     }
@@ -174,16 +174,18 @@ struct Loader::State {
         spare_images.pop_back();
       }
     }
-    auto read = r.read_chunk(c, std::move(reuse));
+    auto read = r.read_chunk(c, std::move(reuse), /*map=*/true);
     std::lock_guard lock(mu);
     entry->ready = true;
     entry->last_use = clock++;
     if (read.ok()) {
       entry->rows = std::move(*read);
-      entry->bytes = int64_t(entry->rows.images.size() + entry->rows.tokens.size() * 4);
+      const int64_t image_bytes =
+          entry->rows.count * r.resolution() * r.resolution() * 3;  // in memory or mapped
+      entry->bytes = image_bytes + int64_t(entry->rows.tokens.size() * 4);
       cache_bytes += entry->bytes;
       ++stats.chunks_read;
-      stats.bytes_read += int64_t(entry->rows.images.size());
+      stats.bytes_read += image_bytes;
       evict();
     } else {
       entry->status = read.status();
@@ -242,7 +244,7 @@ struct Loader::State {
       const ShardSamples& rows = found->rows;
       const int64_t k = ref.index - rows.first;
       const size_t px = size_t(b->resolution * b->resolution * 3);
-      std::memcpy(b->images.data() + i * px, rows.images.data() + k * px, px);
+      std::memcpy(b->images.data() + i * px, rows.image_data() + k * px, px);
       b->captions[i].assign(rows.captions[k]);
       if (b->token_length > 0) {
         const int64_t L = b->token_length;
