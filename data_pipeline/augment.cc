@@ -144,6 +144,17 @@ void normalise_pixels(const uint8_t* in, int64_t pixels, const float scale[3], c
                       float* out) {
   const float s0 = scale[0], s1 = scale[1], s2 = scale[2];
   const float b0 = bias[0], b1 = bias[1], b2 = bias[2];
+  // Runs of 16 pixels (48 values, a whole number of 4-float vectors) with the channel pattern
+  // unrolled into tables: the compiler vectorises this; the stride-3 loop below it does not
+  // (perf on bench_loader). Same multiply and add per value, so the same results.
+  constexpr int kRun = 48;
+  float sc[kRun], bc[kRun];
+  for (int j = 0; j < kRun; ++j) {
+    sc[j] = scale[j % 3];
+    bc[j] = bias[j % 3];
+  }
+  for (; pixels >= kRun / 3; pixels -= kRun / 3, in += kRun, out += kRun)
+    for (int j = 0; j < kRun; ++j) out[j] = float(in[j]) * sc[j] + bc[j];
   for (int64_t p = 0; p < pixels; ++p, in += 3, out += 3) {
     out[0] = float(in[0]) * s0 + b0;
     out[1] = float(in[1]) * s1 + b1;

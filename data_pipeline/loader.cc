@@ -67,6 +67,11 @@ struct BatchPool {
 // positions) are dropped oldest first beyond this many.
 constexpr size_t kMaxJobs = 64;
 
+// Image buffers of evicted chunks kept for the next chunk reads (read_chunk reads into them):
+// fresh memory costs a page fault and a zeroed page per 4 KiB, more than the read itself
+// (perf on bench_loader). A few suffice: a read takes one as an eviction returns one.
+constexpr size_t kMaxSpareChunks = 8;
+
 }  // namespace
 
 struct Loader::State {
@@ -82,6 +87,7 @@ struct Loader::State {
   std::map<Key, std::shared_ptr<Job>> jobs;
   std::deque<std::shared_ptr<Job>> queue;
   std::map<Key, std::shared_ptr<Chunk>> chunks;
+  std::vector<ByteBuffer> spare_images;  // evicted chunks' image buffers, for reuse
   LoaderStats stats;
   std::vector<std::thread> workers;
   std::shared_ptr<BatchPool> pool = std::make_shared<BatchPool>();
@@ -124,6 +130,8 @@ struct Loader::State {
           victim = it;
       if (victim == chunks.end()) return;
       cache_bytes -= victim->second->bytes;
+      if (victim->second->rows.images.capacity() > 0 && spare_images.size() < kMaxSpareChunks)
+        spare_images.push_back(std::move(victim->second->rows.images));
       chunks.erase(victim);
     }
   }
@@ -148,6 +156,7 @@ struct Loader::State {
     const int64_t rows = r.image_chunk_rows(), c = row / rows;
     const Key key{shard, c};
     std::shared_ptr<Chunk> entry;
+    ByteBuffer reuse;
     {
       std::unique_lock lock(mu);
       auto it = chunks.find(key);
@@ -160,17 +169,23 @@ struct Loader::State {
       }
       entry = std::make_shared<Chunk>();
       chunks[key] = entry;
+      if (!spare_images.empty()) {
+        reuse = std::move(spare_images.back());
+        spare_images.pop_back();
+      }
     }
-    auto read = r.read_chunk(c);
+    auto read = r.read_chunk(c, std::move(reuse), /*map=*/true);
     std::lock_guard lock(mu);
     entry->ready = true;
     entry->last_use = clock++;
     if (read.ok()) {
       entry->rows = std::move(*read);
-      entry->bytes = int64_t(entry->rows.images.size() + entry->rows.tokens.size() * 4);
+      const int64_t image_bytes =
+          entry->rows.count * r.resolution() * r.resolution() * 3;  // in memory or mapped
+      entry->bytes = image_bytes + int64_t(entry->rows.tokens.size() * 4);
       cache_bytes += entry->bytes;
       ++stats.chunks_read;
-      stats.bytes_read += int64_t(entry->rows.images.size());
+      stats.bytes_read += image_bytes;
       evict();
     } else {
       entry->status = read.status();
@@ -185,9 +200,11 @@ struct Loader::State {
     auto b = BatchPool::share(pool, pool->take());
     b->first = job.first;
     b->count = job.count;
-    b->captions.clear();
     b->refs = job.refs;
-    b->captions.reserve(job.count);
+    b->captions.resize(size_t(job.count));  // a recycled batch's strings keep their capacity
+    // The chunks this batch has used so far: a batch draws many samples from each chunk, so
+    // most samples skip the shared cache's lock; holding them also keeps them from eviction.
+    std::vector<std::pair<Key, std::shared_ptr<const Chunk>>> held;
     for (int64_t i = 0; i < job.count; ++i) {
       const SampleRef ref = job.refs[i];
       auto r = reader(readers, ref.shard);
@@ -211,13 +228,24 @@ struct Loader::State {
       if (ref.index < 0 || ref.index >= sr.num_samples())
         return absl::OutOfRangeError(absl::StrCat("shard ", sr.path(), ": sample ", ref.index,
                                                   " outside [0, ", sr.num_samples(), ")"));
-      auto c = chunk(sr, ref.shard, ref.index);
-      if (!c.ok()) return c.status();
-      const ShardSamples& rows = (*c)->rows;
+      const Key ck{ref.shard, ref.index / sr.image_chunk_rows()};
+      const Chunk* found = nullptr;
+      for (const auto& [k, held_chunk] : held)
+        if (k == ck) {
+          found = held_chunk.get();
+          break;
+        }
+      if (!found) {
+        auto c = chunk(sr, ref.shard, ref.index);
+        if (!c.ok()) return c.status();
+        held.emplace_back(ck, *c);
+        found = held.back().second.get();
+      }
+      const ShardSamples& rows = found->rows;
       const int64_t k = ref.index - rows.first;
       const size_t px = size_t(b->resolution * b->resolution * 3);
-      std::memcpy(b->images.data() + i * px, rows.images.data() + k * px, px);
-      b->captions.push_back(rows.captions[k]);
+      std::memcpy(b->images.data() + i * px, rows.image_data() + k * px, px);
+      b->captions[i].assign(rows.captions[k]);
       if (b->token_length > 0) {
         const int64_t L = b->token_length;
         std::copy_n(rows.tokens.begin() + k * L, L, b->tokens.begin() + i * L);

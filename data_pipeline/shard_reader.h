@@ -32,6 +32,10 @@ struct ShardSamples {
   std::vector<int32_t> tokens;         // (count, L), zero-padded; empty without tokens
   std::vector<int32_t> token_lengths;  // (count,); empty without tokens
   std::vector<int32_t> labels;         // (count,); empty without labels
+  // Set only by read_chunk(..., map = true) on an uncompressed chunk: the images are the shard
+  // file's own bytes, mapped read-only (checksummed, never copied); `images` is then empty.
+  std::shared_ptr<const uint8_t> mapped_images;
+  const uint8_t* image_data() const { return mapped_images ? mapped_images.get() : images.data(); }
 };
 
 class ShardReader {
@@ -47,8 +51,14 @@ class ShardReader {
   // under libhdf5's global lock, then checked (Fletcher32) and inflated (gzip) by this thread
   // outside it, so several threads reading chunks scale (the issue measured H5Dread at 0.98x
   // with two threads, H5Dread_chunk + own decompression at 1.95x). Other filter pipelines fall
-  // back to read(). Errors are read()'s.
-  absl::StatusOr<ShardSamples> read_chunk(int64_t chunk);
+  // back to read(). Errors are read()'s. `reuse`: a buffer (a recycled chunk's images) whose
+  // memory the raw chunk is read into, so a loader in steady state touches no fresh pages.
+  // map: an uncompressed chunk is mmap()ed from the file at its address (H5Dget_chunk_info_by_
+  // coord) instead, and checksummed there (see mapped_images): no copy at all, where a read
+  // copies page cache -> buffer (bench_loader: the loader's largest cost). The shard must not
+  // change while mapped (shards are written once, under a temporary name).
+  absl::StatusOr<ShardSamples> read_chunk(int64_t chunk, ByteBuffer reuse = {}, bool map = false);
+  ~ShardReader();
 
   const std::string& path() const { return path_; }
   int64_t num_samples() const { return num_samples_; }
@@ -69,11 +79,16 @@ class ShardReader {
   absl::Status load_caption_offsets();
   absl::StatusOr<ShardSamples> read_samples(int64_t first, int64_t count, bool with_images);
   absl::Status read_images_raw(int64_t first, int64_t count, ByteBuffer* out);
+  // true: mapped into out->mapped_images; false: not mappable here (filter skipped, user block),
+  // read it instead.
+  absl::StatusOr<bool> map_images(int64_t first, ShardSamples* out);
   absl::Status read_rows(const H5Handle& dset, const char* name, hid_t mem_type, int64_t first,
                          int64_t count, void* out, int64_t sample_first, int64_t sample_count);
 
   std::string path_;
   pid_t pid_ = 0;  // the process that opened the file
+  int fd_ = -1;    // for map_images: opened on first use
+  int64_t file_bytes_ = 0;
   H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
   int64_t format_version_ = 0, num_samples_ = 0, resolution_ = 0, token_length_ = 0;
   int64_t caption_bytes_ = 0;

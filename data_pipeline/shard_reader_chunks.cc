@@ -1,9 +1,13 @@
 // ShardReader::read_chunk: whole 'images' chunks read raw (H5Dread_chunk) and checked and
 // inflated outside libhdf5's global lock (shard_reader.h says why).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -11,7 +15,11 @@
 
 namespace tessera::data {
 
-absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk) {
+ShardReader::~ShardReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk, ByteBuffer reuse, bool map) {
   const int64_t first = chunk * image_chunk_rows_;
   if (chunk < 0 || first >= num_samples_)
     return absl::OutOfRangeError(
@@ -21,6 +29,15 @@ absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk) {
   if (!images_direct_) return read(first, count);
   auto out = read_samples(first, count, /*with_images=*/false);
   if (!out.ok()) return out;
+  out->images = std::move(reuse);  // read_images_raw reads into its memory
+  if (map && !images_deflate_ && count == image_chunk_rows_) {
+    auto mapped = map_images(first, &*out);
+    if (!mapped.ok()) return mapped.status();
+    if (*mapped) {
+      out->images.clear();  // keeps its capacity: the caller may recycle it
+      return out;
+    }
+  }
   if (absl::Status s = read_images_raw(first, count, &out->images); !s.ok()) return s;
   return out;
 }
@@ -33,7 +50,8 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuff
   hsize_t offset[4] = {hsize_t(first), 0, 0, 0};
   hsize_t stored = 0;
   uint32_t mask = 0;
-  ByteBuffer raw;
+  ByteBuffer raw = std::move(*out);  // a recycled buffer keeps its (already touched) pages
+  *out = ByteBuffer();
   {
     H5Quiet quiet;
     if (H5Dget_chunk_storage_size(images_.get(), offset, &stored) < 0 || stored < 4) {
@@ -79,6 +97,66 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuff
   }
   out->resize(size_t(count) * sample_bytes);
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ShardReader::map_images(int64_t first, ShardSamples* out) {
+  const int64_t count = image_chunk_rows_;
+  const std::string where = absl::StrCat("shard ", path_, ": dataset 'images', samples [", first,
+                                         ", ", first + count, ")");
+  const size_t chunk_bytes = size_t(count * resolution_ * resolution_ * 3);
+  hsize_t offset[4] = {hsize_t(first), 0, 0, 0};
+  unsigned mask = 0;
+  haddr_t addr = HADDR_UNDEF;
+  hsize_t stored = 0;
+  {
+    H5Quiet quiet;
+    if (fd_ < 0) {
+      // Chunk addresses count from the HDF5 base address: equal to the file offset only
+      // without a user block.
+      H5Handle fcpl(H5Fget_create_plist(file_.get()));
+      hsize_t userblock = 1;
+      if (!fcpl.valid() || H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0)
+        return false;
+      const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+      struct stat st;
+      if (fd < 0 || ::fstat(fd, &st) != 0) {
+        if (fd >= 0) ::close(fd);
+        return absl::DataLossError(
+            absl::StrCat(where, ": cannot open the file to map it: ", std::strerror(errno)));
+      }
+      fd_ = fd;
+      file_bytes_ = int64_t(st.st_size);
+    }
+    if (H5Dget_chunk_info_by_coord(images_.get(), offset, &mask, &addr, &stored) < 0 ||
+        addr == HADDR_UNDEF) {
+      const std::string hdf5 = h5_error_text();
+      return absl::DataLossError(absl::StrCat(where, ": cannot locate the chunk",
+                                              hdf5.empty() ? "" : " (HDF5: ", hdf5,
+                                              hdf5.empty() ? "" : ")"));
+    }
+  }
+  if (mask != 0) return false;  // a filter was skipped for this chunk: let read() decode it
+  if (stored != chunk_bytes + 4)
+    return absl::DataLossError(absl::StrCat(
+        where, ": chunk holds ", stored, " bytes with its checksum, expected ", chunk_bytes + 4));
+  if (int64_t(addr + stored) > file_bytes_)
+    return absl::DataLossError(absl::StrCat(where, ": chunk at bytes [", addr, ", ", addr + stored,
+                                            ") lies past the end of the file (", file_bytes_,
+                                            " bytes): truncated shard"));
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE)), start = size_t(addr) / page * page;
+  const size_t length = size_t(addr + stored) - start;
+  void* m = ::mmap(nullptr, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_, off_t(start));
+  if (m == MAP_FAILED) return false;  // e.g. a file system without mmap: read it instead
+  std::shared_ptr<const void> mapping(
+      m, [length](const void* p) { ::munmap(const_cast<void*>(p), length); });
+  const uint8_t* data = static_cast<const uint8_t*>(m) + (size_t(addr) - start);
+  uint32_t want = 0;
+  for (int i = 3; i >= 0; --i) want = (want << 8) | data[chunk_bytes + i];  // little-endian
+  if (fletcher32(data, chunk_bytes) != want)
+    return absl::DataLossError(absl::StrCat(
+        where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a mapped read)"));
+  out->mapped_images = std::shared_ptr<const uint8_t>(mapping, data);
+  return true;
 }
 
 }  // namespace tessera::data

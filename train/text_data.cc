@@ -1,11 +1,89 @@
 #include "train/text_data.h"
 
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 
 namespace tessera::train {
+
+// One worker reading the windows of queued requests. Requests are keyed by (first, count);
+// ones read ahead but never asked for (evaluation positions, the end of training) are dropped
+// oldest first beyond kMaxJobs.
+struct TextData::Prefetch {
+  struct Job {
+    int64_t first = 0, count = 0, seq = 0;
+    bool done = false;
+    std::exception_ptr error;
+    std::vector<int32_t> tokens, targets;  // (count, T) each
+  };
+  static constexpr size_t kMaxJobs = 32;
+  int ahead = 0;
+  int64_t stride = 0, seq = 0;
+  std::mutex mu;
+  std::condition_variable work_cv, done_cv;
+  bool stop = false;
+  std::map<std::pair<int64_t, int64_t>, std::shared_ptr<Job>> jobs;
+  std::deque<std::shared_ptr<Job>> queue;
+  std::thread worker;
+
+  std::shared_ptr<Job> add(int64_t first, int64_t count, bool urgent) {  // mu held
+    auto job = std::make_shared<Job>();
+    job->first = first;
+    job->count = count;
+    job->seq = seq++;
+    jobs[{first, count}] = job;
+    if (urgent) {
+      queue.push_front(job);
+    } else {
+      queue.push_back(job);
+    }
+    return job;
+  }
+
+  void drop_old() {  // mu held
+    while (jobs.size() > kMaxJobs) {
+      auto oldest = jobs.end();
+      for (auto it = jobs.begin(); it != jobs.end(); ++it)
+        if (it->second->done && (oldest == jobs.end() || it->second->seq < oldest->second->seq))
+          oldest = it;
+      if (oldest == jobs.end()) return;
+      jobs.erase(oldest);
+    }
+  }
+
+  void work(const TextData& data) {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock lock(mu);
+        work_cv.wait(lock, [&] { return stop || !queue.empty(); });
+        if (stop) return;
+        job = queue.front();
+        queue.pop_front();
+      }
+      std::exception_ptr error;
+      try {
+        data.read_windows(job->first, job->count, job->tokens, job->targets);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      std::lock_guard lock(mu);
+      job->error = error;
+      job->done = true;
+      done_cv.notify_all();
+    }
+  }
+};
 
 TextData::TextData(const config::Config& config, const data::Manifest& manifest,
                    const std::string& manifest_path)
@@ -37,14 +115,59 @@ TextData::TextData(const config::Config& config, const data::Manifest& manifest,
   }
   epoch_samples_ = sampler_->batches_per_epoch() * sc.global_batch;
   readers_.resize(manifest.shards_size());
+  if (config.data().prefetch_batches() > 0) {
+    prefetch_ = std::make_unique<Prefetch>();
+    prefetch_->ahead = config.data().prefetch_batches();
+    prefetch_->stride = sc.global_batch;
+    prefetch_->worker = std::thread([this] { prefetch_->work(*this); });
+  }
 }
 
-TextData::~TextData() = default;
+TextData::~TextData() {
+  if (!prefetch_) return;
+  {
+    std::lock_guard lock(prefetch_->mu);
+    prefetch_->stop = true;
+  }
+  prefetch_->work_cv.notify_all();
+  prefetch_->worker.join();
+}
 
 models::Batch TextData::batch(int64_t first, int64_t count) const {
   const int64_t T = context_;
+  std::vector<int32_t> token_rows, target_rows;  // (count, T) each
+  if (!prefetch_) {
+    read_windows(first, count, token_rows, target_rows);
+  } else {
+    Prefetch& p = *prefetch_;
+    std::shared_ptr<Prefetch::Job> job;
+    {
+      std::unique_lock lock(p.mu);
+      auto it = p.jobs.find({first, count});
+      job = it != p.jobs.end() ? it->second : p.add(first, count, /*urgent=*/true);
+      for (int k = 1; k <= p.ahead; ++k)
+        if (!p.jobs.count({first + k * p.stride, count})) p.add(first + k * p.stride, count, false);
+      p.work_cv.notify_all();
+      p.done_cv.wait(lock, [&] { return job->done; });
+      p.jobs.erase({first, count});
+      p.drop_old();
+    }
+    if (job->error) std::rethrow_exception(job->error);
+    token_rows = std::move(job->tokens);
+    target_rows = std::move(job->targets);
+  }
   Tensor tokens = Tensor::empty({count, T}, DType::i32),
          targets = Tensor::empty({count, T}, DType::i32);
+  std::copy(token_rows.begin(), token_rows.end(), tokens.data<int32_t>());
+  std::copy(target_rows.begin(), target_rows.end(), targets.data<int32_t>());
+  return {{"tokens", tokens}, {"targets", targets}};
+}
+
+void TextData::read_windows(int64_t first, int64_t count, std::vector<int32_t>& tokens,
+                            std::vector<int32_t>& targets) const {
+  const int64_t T = context_;
+  tokens.resize(size_t(count * T));
+  targets.resize(size_t(count * T));
   for (int64_t b = 0; b < count; ++b) {
     const int64_t position = first + b;
     // Epochs wrap at 2^32 (see shard_data.cc): far-ahead evaluation positions stay valid.
@@ -65,11 +188,10 @@ models::Batch TextData::batch(int64_t first, int64_t count) const {
       TESSERA_CHECK(id >= 0 && id < vocab_, "data source ", path_, ": shard ", reader->path(),
                     " token ", ref.index * T + t, " is ", id, ", outside model.gpt.vocab_size ",
                     vocab_);
-      if (t < T) tokens.data<int32_t>()[b * T + t] = id;
-      if (t > 0) targets.data<int32_t>()[b * T + t - 1] = id;
+      if (t < T) tokens[b * T + t] = id;
+      if (t > 0) targets[b * T + t - 1] = id;
     }
   }
-  return {{"tokens", tokens}, {"targets", targets}};
 }
 
 }  // namespace tessera::train

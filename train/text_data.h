@@ -6,10 +6,15 @@
 // (n - 1) / T windows. The order of windows is data::GlobalSampler's (seed, epoch) permutation,
 // keyed by the global stream position like every DataSource.
 //
-// Windows are read on the caller's thread, each a hyperslab of T + 1 tokens (a few KB; the
-// HDF5 chunk cache keeps the 256 KiB chunk around for the windows that follow), which is far
-// below a GPT step's cost; the image Loader's threads are not needed here.
+// Windows are read each as a hyperslab of T + 1 tokens (a few KB; the HDF5 chunk cache keeps
+// the 256 KiB chunk around for the windows that follow) on one worker thread, ahead of the
+// trainer: a request for [first, first + count) queues the data.prefetch_batches requests at
+// first + k * G (G = data.global_batch_size), the trainer's next ones, as the image Loader does.
+// With data.prefetch_batches = 0 windows are read on the caller's thread. Only one thread ever
+// uses the HDF5 readers. Errors (thrown as tessera::Error) surface on the caller's thread, for
+// the request whose windows failed.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,12 +37,18 @@ class TextData final : public DataSource {
   models::Batch batch(int64_t first, int64_t count) const override;
 
  private:
+  struct Prefetch;
+  // Windows at positions [first, first + count): tokens and targets, (count, T) each.
+  void read_windows(int64_t first, int64_t count, std::vector<int32_t>& tokens,
+                    std::vector<int32_t>& targets) const;
+
   config::Config config_;
   data::Manifest manifest_;
   std::string path_, dir_;
   int64_t context_ = 0, vocab_ = 0, epoch_samples_ = 0;
   mutable std::unique_ptr<data::GlobalSampler> sampler_;
   mutable std::vector<std::unique_ptr<data::TextShardReader>> readers_;
+  std::unique_ptr<Prefetch> prefetch_;  // null: no read-ahead
 };
 
 }  // namespace tessera::train

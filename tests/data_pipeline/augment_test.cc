@@ -232,5 +232,21 @@ TEST(Augment, NormalisePixelsEqualsTheConfigFormula) {
   }
 }
 
+// The vectorised runs give exactly the per-value multiply and add, at any pixel count (runs of
+// 16 pixels plus a remainder).
+TEST(Augment, NormalisePixelsExactAtAnyLength) {
+  const float scale[3] = {0.0146f, 0.0150f, 0.0142f}, bias[3] = {-1.79f, -1.75f, -1.48f};
+  std::vector<uint8_t> in(103 * 3);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = uint8_t(i * 37 + 11);
+  for (int64_t pixels : {0, 1, 15, 16, 17, 33, 103}) {
+    std::vector<float> out(in.size(), -7.0f);
+    normalise_pixels(in.data(), pixels, scale, bias, out.data());
+    for (size_t i = 0; i < in.size(); ++i) {
+      const float want = i < size_t(pixels * 3) ? float(in[i]) * scale[i % 3] + bias[i % 3] : -7.0f;
+      ASSERT_EQ(out[i], want) << pixels << " pixels, value " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tessera::data

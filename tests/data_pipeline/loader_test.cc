@@ -214,6 +214,40 @@ TEST(ReadChunk, EqualsReadForPlainAndGzipShards) {
   }
 }
 
+// read_chunk(map) maps full uncompressed chunks (the loader's path) and gives the same images as
+// read(); a partial last chunk and gzip chunks are read into memory instead (into the recycled
+// buffer passed along, which is too small here and grows).
+TEST(ReadChunk, MappedChunksEqualRead) {
+  for (int gzip : {0, 1}) {
+    const std::string path = absl::StrCat(temp_dir(), "/mapped_gz", gzip, ".h5");
+    ShardWriterOptions o;
+    o.resolution = kRes;
+    o.image_chunk = 16;
+    o.gzip_level = gzip;
+    auto w = ShardWriter::create(path, o);
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (int i = 0; i < 40; ++i) {  // 2 full chunks and a partial one
+      std::vector<uint8_t> image(kRes * kRes * 3);
+      for (size_t p = 0; p < image.size(); ++p) image[p] = uint8_t(p * 7 + i * 13);
+      ASSERT_TRUE((*w)->append({image, absl::StrCat("caption ", i), {}, -1}).ok());
+    }
+    ASSERT_TRUE((*w)->finish().ok());
+    auto r = ShardReader::open(path);
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (int64_t c = 0; c < 3; ++c) {
+      auto got = (*r)->read_chunk(c, ByteBuffer(100), /*map=*/true);
+      ASSERT_TRUE(got.ok()) << got.status();
+      const int64_t count = std::min<int64_t>(16, 40 - c * 16);
+      auto want = (*r)->read(c * 16, count);
+      ASSERT_TRUE(want.ok()) << want.status();
+      EXPECT_EQ(bool(got->mapped_images), gzip == 0 && c < 2) << "gzip " << gzip << " chunk " << c;
+      const ByteBuffer images(got->image_data(), got->image_data() + want->images.size());
+      EXPECT_EQ(images, want->images) << "gzip " << gzip << " chunk " << c;
+      EXPECT_EQ(got->captions, want->captions);
+    }
+  }
+}
+
 // A finite order (GlobalSampler::at throws past the epoch): reading ahead stops at its end, and
 // asking past it is an error naming the positions.
 TEST(Loader, FiniteOrderEndsReadAheadAndRefusesPositionsPastIt) {

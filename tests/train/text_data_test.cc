@@ -92,6 +92,27 @@ TEST(TextData, RowsAreTheSampledWindowsAndTargetsTheNextTokens) {
                            hi["tokens"].data<int32_t>(), 4 * kContext * 4));
 }
 
+// Windows read ahead on the worker (data.prefetch_batches = 3) equal windows read on the
+// caller's thread (0), for the trainer's stride, out-of-order and repeated requests and DP
+// slices.
+TEST(TextData, ReadAheadGivesTheSameBatches) {
+  std::vector<std::vector<int32_t>> shards;
+  const std::string manifest = write_text(testing_support::run_dir("text_prefetch"), &shards);
+  auto direct = make_data_source(gpt_on(manifest, {"data.prefetch_batches=0"}));
+  auto ahead = make_data_source(gpt_on(manifest, {"data.prefetch_batches=3"}));
+  const std::vector<std::pair<int64_t, int64_t>> requests = {
+      {0, 8}, {8, 8}, {16, 8}, {40, 8}, {24, 8}, {24, 8}, {32, 4}, {36, 4}, {200, 8}, {3, 5}};
+  for (const auto& [first, count] : requests) {
+    models::Batch want = direct->batch(first, count), got = ahead->batch(first, count);
+    for (const char* key : {"tokens", "targets"}) {
+      ASSERT_EQ(got[key].shape(), want[key].shape());
+      EXPECT_EQ(0, std::memcmp(got[key].data<int32_t>(), want[key].data<int32_t>(),
+                               size_t(count * kContext * 4)))
+          << key << " at [" << first << ", " << first + count << ")";
+    }
+  }
+}
+
 TEST(TextData, GptLearnsFromTextShards) {
   std::vector<std::vector<int32_t>> shards;
   const std::string manifest = write_text(testing_support::run_dir("text_learn"), &shards);
