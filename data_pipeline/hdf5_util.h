@@ -64,6 +64,10 @@ bool h5_error_is_checksum();
 // summed modulo 65535 (as HDF5 folds them, so equal to what the filter stores after a chunk, as
 // a little-endian uint32). For readers that check raw chunks outside libhdf5's global lock.
 uint32_t fletcher32(const uint8_t* data, size_t bytes);
+// The checksum the filter stored after a chunk's bytes (little-endian).
+inline uint32_t stored_checksum(const uint8_t* at) {
+  return uint32_t(at[0]) | uint32_t(at[1]) << 8 | uint32_t(at[2]) << 16 | uint32_t(at[3]) << 24;
+}
 
 // "uint8", "int32", "float64", "string", ... for error messages.
 std::string describe_type(hid_t type);

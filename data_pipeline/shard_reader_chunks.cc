@@ -76,9 +76,7 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuff
     return absl::OkStatus();
   }
   const size_t payload = size_t(stored) - 4;
-  uint32_t want = 0;
-  for (int i = 3; i >= 0; --i) want = (want << 8) | raw[payload + i];  // stored little-endian
-  if (fletcher32(raw.data(), payload) != want)
+  if (fletcher32(raw.data(), payload) != stored_checksum(raw.data() + payload))
     return absl::DataLossError(absl::StrCat(
         where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a raw read)"));
   if (images_deflate_) {
@@ -150,9 +148,7 @@ absl::StatusOr<bool> ShardReader::map_images(int64_t first, ShardSamples* out) {
   std::shared_ptr<const void> mapping(
       m, [length](const void* p) { ::munmap(const_cast<void*>(p), length); });
   const uint8_t* data = static_cast<const uint8_t*>(m) + (size_t(addr) - start);
-  uint32_t want = 0;
-  for (int i = 3; i >= 0; --i) want = (want << 8) | data[chunk_bytes + i];  // little-endian
-  if (fletcher32(data, chunk_bytes) != want)
+  if (fletcher32(data, chunk_bytes) != stored_checksum(data + chunk_bytes))
     return absl::DataLossError(absl::StrCat(
         where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a mapped read)"));
   out->mapped_images = std::shared_ptr<const uint8_t>(mapping, data);

@@ -3,40 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
-namespace tessera::train::ckpt {
+#include "data_pipeline/hdf5_util.h"
 
-uint32_t fletcher32(const void* data, size_t bytes) {
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  uint64_t sum1 = 0, sum2 = 0;
-  size_t words = bytes / 2;
-  while (words > 0) {
-    // One block of t <= 360 words w_i: HDF5 adds each word to sum1 and then sum1 to sum2, so the
-    // block adds a = sum(w_i) to sum1 and t * sum1 + sum((t - i) * w_i) to sum2. Both sums fit
-    // 32 bits (65535 * 360 * 361 / 2 < 2^32); HDF5 folds after the block, so do we.
-    const uint32_t t = uint32_t(std::min<size_t>(words, 360));
-    uint32_t a = 0, b = 0;
-    for (uint32_t i = 0; i < t; ++i) {
-      const uint32_t w = (uint32_t(p[2 * i]) << 8) | uint32_t(p[2 * i + 1]);
-      a += w;
-      b += (t - i) * w;
-    }
-    sum2 += uint64_t(t) * sum1 + b;
-    sum1 += a;
-    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-    p += 2 * size_t(t);
-    words -= t;
-  }
-  if (bytes % 2 != 0) {
-    sum1 += uint64_t(*p) << 8;
-    sum2 += sum1;
-    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-  }
-  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
-  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
-  return uint32_t((sum2 << 16) | (sum1 & 0xffff));
-}
+namespace tessera::train::ckpt {
 
 bool row_chunks(const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk) {
   if (dims.empty() || dims.size() != chunk.size()) return false;
@@ -59,10 +28,6 @@ void put_checksum(uint8_t* at, uint32_t c) {
   for (int i = 0; i < 4; ++i) at[i] = uint8_t(c >> (8 * i));
 }
 
-uint32_t get_checksum(const uint8_t* at) {
-  return uint32_t(at[0]) | uint32_t(at[1]) << 8 | uint32_t(at[2]) << 16 | uint32_t(at[3]) << 24;
-}
-
 }  // namespace
 
 bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk,
@@ -83,7 +48,7 @@ bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<
     }
     uint8_t saved[4];
     std::memcpy(saved, buf + chunk_bytes, 4);
-    put_checksum(buf + chunk_bytes, fletcher32(buf, chunk_bytes));
+    put_checksum(buf + chunk_bytes, data::fletcher32(buf, chunk_bytes));
     const herr_t rc = H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset.data(), chunk_bytes + 4, buf);
     if (!final) std::memcpy(buf + chunk_bytes, saved, 4);
     if (rc < 0) return false;
@@ -125,7 +90,7 @@ int read_chunks(hid_t ds, const std::vector<hsize_t>& dims, float* dst, int64_t*
     uint32_t mask = 0;
     if (H5Dread_chunk(ds, H5P_DEFAULT, offset.data(), &mask, buf) < 0) return -1;
     if (mask != 0) return 0;
-    if (get_checksum(buf + chunk_bytes) != fletcher32(buf, chunk_bytes)) {
+    if (data::stored_checksum(buf + chunk_bytes) != data::fletcher32(buf, chunk_bytes)) {
       *bad_chunk = int64_t(r);
       return -2;
     }

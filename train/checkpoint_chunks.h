@@ -19,9 +19,6 @@
 
 namespace tessera::train::ckpt {
 
-// HDF5's Fletcher32 (H5_checksum_fletcher32): 16-bit big-endian words, folded every 360 words.
-uint32_t fletcher32(const void* data, size_t bytes);
-
 // True when `chunk` (the dataset's chunk dimensions) covers whole trailing dimensions of `dims`.
 bool row_chunks(const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk);
 

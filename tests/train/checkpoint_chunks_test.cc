@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 
+#include "data_pipeline/hdf5_util.h"
 #include "train/checkpoint_chunks.h"
 
 namespace tessera::train::ckpt {
@@ -91,9 +92,9 @@ TEST(CheckpointChunks, Fletcher32OfKnownBytes) {
   // Worked by hand from the definition: words 0x0102, 0x0304 -> sum1 = 0x0406,
   // sum2 = 0x0102 + 0x0406 = 0x0508; an odd trailing byte 0x05 adds 0x0500.
   const unsigned char even[] = {1, 2, 3, 4};
-  EXPECT_EQ(fletcher32(even, 4), 0x05080406u);
+  EXPECT_EQ(data::fletcher32(even, 4), 0x05080406u);
   const unsigned char odd[] = {1, 2, 3, 4, 5};
-  EXPECT_EQ(fletcher32(odd, 5), ((0x0508u + 0x0906u) << 16) | 0x0906u);
+  EXPECT_EQ(data::fletcher32(odd, 5), ((0x0508u + 0x0906u) << 16) | 0x0906u);
 }
 
 }  // namespace
