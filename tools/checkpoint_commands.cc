@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "core/safetensors.h"
 #include "models/factory.h"
+#include "tools/cli_args.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_commit.h"
 #include "train/checkpoint_h5.h"
@@ -35,11 +36,6 @@ The header's __metadata__ holds the step and the model kind.
 Exit status: 0 written; 1 error (the message names the file and tensor).
 )";
 
-int fail(const char* verb, const std::string& message) {
-  std::fprintf(stderr, "tessera %s: %s\n", verb, message.c_str());
-  return 1;
-}
-
 std::string shape_text(const google::protobuf::RepeatedField<int64_t>& shape) {
   return absl::StrCat("(", absl::StrJoin(shape, ", "), ")");
 }
@@ -53,35 +49,16 @@ std::string mib(double bytes) {
 }  // namespace
 
 int export_command(int argc, char** argv) {
-  std::string ckpt_path, format, out;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](std::string* dst) {
-      if (i + 1 >= argc) return false;
-      *dst = argv[++i];
-      return true;
-    };
-    bool ok = true;
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kExportUsage, stdout);
-      return 0;
-    } else if (arg == "--checkpoint") {
-      ok = value(&ckpt_path);
-    } else if (arg == "--format") {
-      ok = value(&format);
-    } else if (arg == "--out") {
-      ok = value(&out);
-    } else {
-      std::fprintf(stderr, "tessera export: unknown argument '%s'\n%s", arg.c_str(), kExportUsage);
-      return 1;
-    }
-    if (!ok) return fail("export", arg + " needs a value");
-  }
+  CliArgs a;
+  if (!parse_cli_args("export", argc, argv, 1, {"--checkpoint", "--format", "--out"}, {}, &a))
+    return 1;
+  if (a.help) return std::fputs(kExportUsage, stdout), 0;
+  const std::string ckpt_path = a.get("--checkpoint"), out = a.get("--out");
+  const std::string format = a.get("--format", "safetensors");
   if (ckpt_path.empty() || out.empty()) {
     std::fprintf(stderr, "tessera export: --checkpoint and --out are required\n%s", kExportUsage);
     return 1;
   }
-  if (format.empty()) format = "safetensors";
   if (format != "safetensors") {
     return fail("export", "--format " + format + ": only safetensors is supported");
   }

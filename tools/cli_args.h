@@ -11,6 +11,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace tessera::tools {
 
 struct CliArgs {
@@ -53,6 +55,15 @@ bool number_flag(const CliArgs& a, const char* verb, const std::string& flag, T*
     return false;
   }
   return true;
+}
+
+// Prints "tessera VERB: MESSAGE" to stderr and returns exit status 1 (DESIGN.md: an error).
+inline int fail(const char* verb, const std::string& message) {
+  std::fprintf(stderr, "tessera %s: %s\n", verb, message.c_str());
+  return 1;
+}
+inline int fail(const char* verb, const absl::Status& s) {
+  return fail(verb, std::string(s.message()));
 }
 
 }  // namespace tessera::tools

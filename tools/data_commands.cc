@@ -94,11 +94,6 @@ int exception_failure(const char* verb, const std::exception& e) {
   return 1;
 }
 
-int fail(const char* verb, const absl::Status& s) {
-  std::fprintf(stderr, "tessera %s: %s\n", verb, std::string(s.message()).c_str());
-  return 1;
-}
-
 // A text shard (token stream): counts and the first tokens.
 int inspect_text_shard(const data::TextShardReader& r) {
   std::printf(

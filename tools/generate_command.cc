@@ -44,11 +44,6 @@ the class name under each row (from the run's data manifest, else "class N").
   --scale N          pixel magnification in the grid (default: images at least 64 px)
 )";
 
-int fail(const char* verb, const absl::Status& s) {
-  std::fprintf(stderr, "tessera %s: %s\n", verb, std::string(s.message()).c_str());
-  return 1;
-}
-
 // Class names from the manifest the run trained on, when it has them.
 std::vector<std::string> class_names(const eval::LoadedModel& m, int n_classes) {
   std::vector<std::string> names;
