@@ -185,8 +185,7 @@ Scan scan(const std::string& root) {
   return out;
 }
 
-std::vector<std::string> retain(const std::string& root, int keep_last, int keep_every,
-                                const std::string& keep_tmp) {
+std::vector<std::string> retain(const std::string& root, int keep_last, int keep_every) {
   std::vector<std::string> removed;
   Scan s = scan(root);
   std::error_code ec;
@@ -201,7 +200,7 @@ std::vector<std::string> retain(const std::string& root, int keep_last, int keep
     removed.push_back(absl::StrCat("removed ", dir, " (checkpoint.keep_last = ", keep_last, ")"));
   }
   for (const std::string& dir : s.torn) {
-    if (!keep_tmp.empty() && fs::path(dir).filename() == fs::path(keep_tmp).filename()) continue;
+    if (parse_step(fs::path(dir).filename().string()) >= 0) continue;  // see the header
     fs::remove_all(dir, ec);
     removed.push_back(absl::StrCat("removed uncommitted ", dir));
   }

@@ -54,15 +54,17 @@ absl::Status verify_marker(const std::string& step_dir);
 
 struct Scan {
   std::vector<int64_t> committed;  // ascending
-  std::vector<std::string> torn;   // directories to ignore (and remove), with no valid marker
+  std::vector<std::string> torn;   // directories to ignore, with no valid marker
   std::vector<std::string> notes;  // one line per torn directory: why it is ignored
 };
 Scan scan(const std::string& root);
 
 // Removes committed steps beyond keep_last (newest kept) that are not a multiple of keep_every
-// (> 0), and every torn directory except `keep_tmp`. Returns one line per removal.
-std::vector<std::string> retain(const std::string& root, int keep_last, int keep_every,
-                                const std::string& keep_tmp = "");
+// (> 0), and the uncommitted saves (.tmp-/.old- directories). A step directory whose marker
+// does not verify is left alone (scan ignores it with a message): it may be a good checkpoint
+// behind a transient read error (EIO, ESTALE), or a corrupt one someone wants to inspect.
+// Returns one line per removal.
+std::vector<std::string> retain(const std::string& root, int keep_last, int keep_every);
 
 // PATH -> a committed step directory: PATH itself (a step directory), or the newest committed
 // step of PATH (a checkpoints/ directory) or of PATH/checkpoints (a run directory). Errors name
