@@ -16,16 +16,6 @@ namespace tessera::eval {
 namespace fs = std::filesystem;
 namespace {
 
-// Far beyond any position a run trains on (as Trainer::evaluate): held-out synthetic samples.
-constexpr int64_t kHeldOut = int64_t(1) << 40;
-
-int image_size(const config::ModelConfig& m) {
-  if (m.has_vit()) return m.vit().image_size();
-  if (m.has_clip()) return m.clip().image().image_size();
-  if (m.has_dit()) return m.dit().image_size();
-  return 0;
-}
-
 // The manifest path of `split`, or "" for the synthetic stream.
 absl::StatusOr<std::string> split_manifest(const config::Config& c, const std::string& split) {
   const std::string& source = c.data().source();
@@ -60,10 +50,10 @@ absl::Status check_split(const EvalSplit& s, const config::ModelConfig& m,
                      ": GPT evaluation reads token streams, not image shards (GPT runs "
                      "train on data.source \"synthetic\"; evaluate with --split val)"));
   }
-  if (s.resolution != image_size(m)) {
-    return absl::InvalidArgumentError(absl::StrCat(s.path, ": resolution ", s.resolution,
-                                                   " does not match the ", family,
-                                                   " checkpoint's image_size ", image_size(m)));
+  if (s.resolution != train::model_image_size(m)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(s.path, ": resolution ", s.resolution, " does not match the ", family,
+                     " checkpoint's image_size ", train::model_image_size(m)));
   }
   if (m.has_clip() && s.token_length != m.clip().text().context()) {
     return absl::InvalidArgumentError(
@@ -122,7 +112,7 @@ absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& o) {
     config::Config sc = c;
     sc.mutable_data()->set_source("synthetic");
     synthetic = train::make_data_source(sc);
-    const int64_t offset = o.split == "val" ? kHeldOut : 0;
+    const int64_t offset = o.split == "val" ? train::kFarAheadPosition : 0;
     data = [&synthetic, offset](int64_t first, int64_t count) {
       return synthetic->batch(offset + first, count);
     };

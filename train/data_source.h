@@ -13,6 +13,13 @@
 
 namespace tessera::train {
 
+// Positions far beyond any a run trains on. Evaluation without a held-out split (synthetic data)
+// reads there, so training never saw those samples; Trainer::evaluate and `tessera eval` agree.
+inline constexpr int64_t kFarAheadPosition = int64_t(1) << 40;
+
+// The side of the model's square input images (ViT, CLIP's image tower, DiT); 0 without images.
+int model_image_size(const config::ModelConfig& m);
+
 class DataSource {
  public:
   virtual ~DataSource() = default;

@@ -14,20 +14,13 @@
 #include "train/text_data.h"
 
 namespace tessera::train {
-namespace {
 
-// CLIP's image statistics (per channel, on [0, 1] values).
-constexpr float kMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
-constexpr float kStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-
-int image_size(const config::ModelConfig& m) {
+int model_image_size(const config::ModelConfig& m) {
   if (m.has_vit()) return m.vit().image_size();
   if (m.has_clip()) return m.clip().image().image_size();
   if (m.has_dit()) return m.dit().image_size();
   return 0;
 }
-
-}  // namespace
 
 ShardData::ShardData(const config::Config& config, const data::Manifest& manifest,
                      const std::string& manifest_path, bool training)
@@ -39,8 +32,9 @@ ShardData::ShardData(const config::Config& config, const data::Manifest& manifes
   const auto& m = config.model();
   TESSERA_CHECK(!m.has_gpt(), "data source ", path,
                 ": image shards cannot feed a GPT model (pack text with `tessera pack --text`)");
-  TESSERA_CHECK(manifest.resolution() == image_size(m), "data source ", path, ": resolution ",
-                manifest.resolution(), " does not match the model's image_size ", image_size(m));
+  TESSERA_CHECK(manifest.resolution() == model_image_size(m), "data source ", path, ": resolution ",
+                manifest.resolution(), " does not match the model's image_size ",
+                model_image_size(m));
   if (m.has_clip()) {
     TESSERA_CHECK(manifest.token_length() == m.clip().text().context(), "data source ", path,
                   ": token_length ", manifest.token_length(),
@@ -93,9 +87,10 @@ models::Batch ShardData::batch(int64_t first, int64_t count) const {
     // On the loader's workers: pixels -> the model's input scale (DiT: [-1, 1]; ViT/CLIP:
     // CLIP's mean and std).
     std::array<float, 3> scale, bias;
+    const data::AugmentConfig stats;  // CLIP's image statistics: one source with augmentation
     for (int c = 0; c < 3; ++c) {
-      scale[c] = m.has_dit() ? 2.0f / 255.0f : 1.0f / (255.0f * kStd[c]);
-      bias[c] = m.has_dit() ? -1.0f : -kMean[c] / kStd[c];
+      scale[c] = m.has_dit() ? 2.0f / 255.0f : 1.0f / (255.0f * stats.std[c]);
+      bias[c] = m.has_dit() ? -1.0f : -stats.mean[c] / stats.std[c];
     }
     auto normalise = [scale, bias](data::SampleBatch& b) {
       b.pixels.resize(b.images.size());

@@ -170,9 +170,8 @@ nlohmann::json Trainer::evaluate(const DataSource& data, int64_t step) {
   // Without one, positions far beyond any the run trains on: for synthetic data (keyed by
   // position) these samples never appear in training; for shards they are a later epoch of the
   // training split (seen data: the record says so with "source": "train").
-  constexpr int64_t kFarAhead = int64_t(1) << 40;
   const DataSource& source = eval_data_ ? *eval_data_ : data;
-  const int64_t base = eval_data_ ? 0 : kFarAhead;
+  const int64_t base = eval_data_ ? 0 : kFarAheadPosition;
   const int64_t batch = config_.data().global_batch_size() / config_.train().micro_batches();
   const int64_t slice = batch / layout_.dp_size();
   double loss = 0;
