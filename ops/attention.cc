@@ -83,6 +83,29 @@ bool use_cudnn(const Dims& d, const char* op) {
     std::cerr << "tessera: attention falls back to the own CUDA kernel: " << reason << "\n";
 }
 
+#if TESSERA_WITH_CUDNN
+// Runs `call` (one cuDNN graph, given a workspace allocator) when cuDNN takes this call. False:
+// the own kernel runs instead (backend kOwn, a shape cuDNN refuses, or under kAuto a cuDNN
+// failure, reported once by note_fallback).
+template <typename Call>
+bool run_cudnn(const OpCheck& c, const Dims& d, const char* op, const Call& call) {
+  if (!use_cudnn(d, op)) return false;
+  Tensor workspace;
+  auto allocate = [&](size_t bytes) {
+    workspace = Tensor::empty({int64_t(bytes)}, DType::u8, c.device());
+    return workspace.raw_data();
+  };
+  try {
+    call(allocate);
+    return true;
+  } catch (const Error& e) {
+    if (attention_backend() == AttentionBackend::kCudnn) throw;
+    note_fallback(e.what());
+    return false;
+  }
+}
+#endif
+
 void cuda_attention_forward(const OpCheck& c, const Dims& d, const Tensor& qkv, const Tensor& out,
                             const Tensor& lse, bool causal) {
   cudaStream_t s = stream_for(c);
@@ -92,22 +115,11 @@ void cuda_attention_forward(const OpCheck& c, const Dims& d, const Tensor& qkv, 
     return;
   }
 #if TESSERA_WITH_CUDNN
-  if (use_cudnn(d, "attention_forward")) {
-    Tensor workspace;
-    try {
-      cuda::cudnn_sdpa_forward(
-          qkv.data<bf16>(), out.data<bf16>(), lse.data<float>(), d.B, d.T, d.H, d.D, causal,
-          [&](size_t bytes) {
-            workspace = Tensor::empty({int64_t(bytes)}, DType::u8, c.device());
-            return workspace.raw_data();
-          },
-          s);
-      return;
-    } catch (const Error& e) {
-      if (attention_backend() == AttentionBackend::kCudnn) throw;
-      note_fallback(e.what());
-    }
-  }
+  if (run_cudnn(c, d, "attention_forward", [&](const auto& allocate) {
+        cuda::cudnn_sdpa_forward(qkv.data<bf16>(), out.data<bf16>(), lse.data<float>(), d.B, d.T,
+                                 d.H, d.D, causal, allocate, s);
+      }))
+    return;
 #else
   use_cudnn(d, "attention_forward");  // kCudnn: the error that this build has none
 #endif
@@ -131,23 +143,12 @@ void cuda_attention_backward(const OpCheck& c, const Dims& d, const Tensor& dout
     return;
   }
 #if TESSERA_WITH_CUDNN
-  if (use_cudnn(d, "attention_backward")) {
-    Tensor workspace;
-    try {
-      cuda::cudnn_sdpa_backward(
-          dout.data<bf16>(), qkv.data<bf16>(), out.data<bf16>(), lse.data<float>(),
-          dqkv.data<bf16>(), d.B, d.T, d.H, d.D, causal,
-          [&](size_t bytes) {
-            workspace = Tensor::empty({int64_t(bytes)}, DType::u8, c.device());
-            return workspace.raw_data();
-          },
-          s);
-      return;
-    } catch (const Error& e) {
-      if (attention_backend() == AttentionBackend::kCudnn) throw;
-      note_fallback(e.what());
-    }
-  }
+  if (run_cudnn(c, d, "attention_backward", [&](const auto& allocate) {
+        cuda::cudnn_sdpa_backward(dout.data<bf16>(), qkv.data<bf16>(), out.data<bf16>(),
+                                  lse.data<float>(), dqkv.data<bf16>(), d.B, d.T, d.H, d.D, causal,
+                                  allocate, s);
+      }))
+    return;
 #else
   use_cudnn(d, "attention_backward");
 #endif
