@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/device_batch.h"
 #include "models/distributed_contrastive_loss.h"
 #include "ops/contrastive.h"
 #include "ops/elementwise.h"
@@ -18,21 +19,17 @@ const config::ClipConfig& checked(const config::ClipConfig& c) {
   return c;
 }
 
-float host_scalar(const Tensor& t) {
-  Tensor h = t.device().is_cpu() ? t : to_device(t, Device::cpu());
-  return h.data<float>()[0];
-}
-
-// grad (1) += v, on any device.
+// grad (1) += v, on any device (one upload of the host scalar).
 void add_scalar(const Tensor& grad, float v) {
   Tensor h = Tensor::empty({1}, DType::f32);
   h.data<float>()[0] = v;
-  ops::add_inplace(grad, grad.device().is_cpu() ? h : to_device(h, grad.device()));
+  ops::add_inplace(grad, on_device(h, grad.device()));
 }
 
 }  // namespace
 
-Clip::Clip(const config::ClipConfig& c, bool recompute, distributed::Communicator* tp)
+Clip::Clip(const config::ClipConfig& c, bool recompute, distributed::Communicator* tp,
+           Device device)
     : config_(checked(c)),
       store_(tp),
       image_(store_, "image.", c.image(), recompute),
@@ -47,7 +44,7 @@ Clip::Clip(const config::ClipConfig& c, bool recompute, distributed::Communicato
     logit_bias_ = store_.add(
         {"logit_bias", {1}, -1, Init::constant(c.init_logit_bias()), ParamGroup::kNormOrBias});
   }
-  store_.finalize();
+  store_.finalize(device);
 }
 
 float Clip::logit_scale() const {
@@ -58,8 +55,9 @@ float Clip::logit_bias() const {
 }
 
 void Clip::forward_embeddings(const Batch& batch) {
-  const Tensor& images = batch.at("images");
-  const Tensor& text = batch.at("text");
+  const Device device = store_.params().device();
+  const Tensor images = on_device(batch.at("images"), device);
+  const Tensor text = on_device(batch.at("text"), device);
   TESSERA_CHECK(images.ndim() >= 1 && text.ndim() >= 1 && images.dim(0) == text.dim(0),
                 "Clip: \"images\" ", images.describe(), " and \"text\" ", text.describe(),
                 " must have the same batch size");
@@ -75,7 +73,7 @@ void Clip::forward_embeddings(const Batch& batch) {
 }
 
 Tensor Clip::encode_images(const Tensor& images) {
-  Tensor img = image_proj_.forward(image_.forward(images));  // (B, E)
+  Tensor img = image_proj_.forward(image_.forward(on_device(images, store_.params().device())));
   Tensor out = Tensor::empty(img.shape(), DType::f32, img.device());
   Tensor norm = Tensor::empty({img.dim(0)}, DType::f32, img.device());
   ops::l2_normalize_forward(img, out, norm);
@@ -83,7 +81,9 @@ Tensor Clip::encode_images(const Tensor& images) {
 }
 
 Tensor Clip::encode_text(const Tensor& text, const Tensor& text_eot) {
-  Tensor txt = text_proj_.forward(text_.forward(text, text_eot));  // (B, E)
+  // text_eot may stay where it is: the tower reads it on the host.
+  Tensor txt = text_proj_.forward(
+      text_.forward(on_device(text, store_.params().device()), text_eot));  // (B, E)
   Tensor out = Tensor::empty(txt.shape(), DType::f32, txt.device());
   Tensor norm = Tensor::empty({txt.dim(0)}, DType::f32, txt.device());
   ops::l2_normalize_forward(txt, out, norm);

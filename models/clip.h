@@ -35,7 +35,8 @@ namespace tessera::models {
 
 class Clip final : public Model {
  public:
-  Clip(const config::ClipConfig& config, bool recompute, distributed::Communicator* tp = nullptr);
+  Clip(const config::ClipConfig& config, bool recompute, distributed::Communicator* tp = nullptr,
+       Device device = Device::cpu());
 
   ParamStore& params() override { return store_; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;

@@ -7,7 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/philox.h"
 #include "core/random.h"
+#include "models/device_batch.h"
 #include "ops/elementwise.h"
+#include "ops/gated_residual.h"
 #include "ops/patchify.h"
 #include "ops/reduce.h"
 #include "ops/silu.h"
@@ -54,10 +56,6 @@ Tensor sincos_2d(int64_t g, int64_t d) {
   return out;
 }
 
-Tensor on(const Tensor& t, Device device) {
-  return t.device() == device ? t : to_device(t, device);
-}
-
 const Tensor& need(const Batch& batch, const char* name) {
   auto it = batch.find(name);
   TESSERA_CHECK(it != batch.end(), "Dit: the batch has no \"", name, "\" tensor");
@@ -72,7 +70,7 @@ void expect_shape(const Tensor& t, const char* name, DType dtype, const Shape& s
 
 }  // namespace
 
-Dit::Dit(const config::DitConfig& c, bool recompute, distributed::Communicator* tp)
+Dit::Dit(const config::DitConfig& c, bool recompute, distributed::Communicator* tp, Device device)
     : config_(c),
       grid_(c.patch() > 0 ? c.image_size() / c.patch() : 0),
       tokens_(grid_ * grid_),
@@ -99,7 +97,7 @@ Dit::Dit(const config::DitConfig& c, bool recompute, distributed::Communicator* 
   }
   final_ = std::make_unique<AdaLnFinal>(store_, "final", dim_, patch_dim_);
   pos_ = sincos_2d(grid_, dim_);
-  store_.finalize();
+  store_.finalize(device);
 }
 
 const Tensor& Dit::positions(int64_t B) {
@@ -107,7 +105,7 @@ const Tensor& Dit::positions(int64_t B) {
   if (pos_batch_.numel() != B * tokens_ * dim_ || !(pos_batch_.device() == device)) {
     Tensor host = Tensor::empty({B, tokens_, dim_}, DType::f32);
     for (int64_t b = 0; b < B; ++b) copy(pos_, host.slice(b, b + 1).view(pos_.shape()));
-    pos_batch_ = on(host, device);
+    pos_batch_ = on_device(host, device);
   }
   return pos_batch_;
 }
@@ -129,7 +127,7 @@ Dit::Draws Dit::draw(const Batch& batch) const {
   const int64_t B = images.dim(0);
   const Shape image_shape = {B, S, S, C};
   expect_shape(images, "images", DType::f32, image_shape);
-  const Tensor keys = on(need(batch, "sample_keys"), Device::cpu());
+  const Tensor keys = on_device(need(batch, "sample_keys"), Device::cpu());
   expect_shape(keys, "sample_keys", DType::i64, {B});
   const int null_class = config_.n_classes();
   Draws d;
@@ -157,7 +155,7 @@ Dit::Draws Dit::draw(const Batch& batch) const {
     fill_normal(d.noise.slice(b, b + 1), seed_, 2 * uint64_t(key), 0.0f, 1.0f);
   }
   if (batch.count("timesteps")) {
-    d.timesteps = on(batch.at("timesteps"), Device::cpu());
+    d.timesteps = on_device(batch.at("timesteps"), Device::cpu());
     expect_shape(d.timesteps, "timesteps", DType::i32, {B});
     for (int64_t b = 0; b < B; ++b) {
       const int32_t t = d.timesteps.data<int32_t>()[b];
@@ -166,7 +164,7 @@ Dit::Draws Dit::draw(const Batch& batch) const {
     }
   }
   if (batch.count("noise")) {
-    d.noise = on(batch.at("noise"), Device::cpu());
+    d.noise = on_device(batch.at("noise"), Device::cpu());
     expect_shape(d.noise, "noise", DType::f32, image_shape);
   }
   return d;
@@ -203,31 +201,40 @@ void Dit::backward_patches(const Tensor& dpred) {
 }
 
 LossResult Dit::run(const Batch& batch, bool backward, float loss_scale) {
-  Draws d = draw(batch);
+  Draws d = draw(batch);  // host: timesteps, labels after the drop, noise
   const Device device = store_.params().device();
-  const Tensor x0 = on(batch.at("images"), Device::cpu());
-  const int64_t B = x0.dim(0), n = x0.numel() / B;
-  // x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, per sample, on the host (the draws are there).
-  Tensor xt = Tensor::empty(x0.shape(), DType::f32);
+  const Tensor& x0 = batch.at("images");  // (B, H, W, C), host or device; draw() checked it
+  const int64_t B = x0.dim(0), p = config_.patch();
+  // Per-sample coefficients of x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, from the host timesteps:
+  // rows 0 and 1 of (2, B, 1).
+  Tensor coef = Tensor::empty({2, B, 1}, DType::f32);
   for (int64_t b = 0; b < B; ++b) {
     const double ab = alpha_bar_[d.timesteps.data<int32_t>()[b]];
-    const float sa = float(std::sqrt(ab)), sn = float(std::sqrt(1 - ab));
-    const float* x = x0.data<float>() + b * n;
-    const float* e = d.noise.data<float>() + b * n;
-    float* y = xt.data<float>() + b * n;
-    for (int64_t i = 0; i < n; ++i) y[i] = sa * x[i] + sn * e[i];
+    coef.data<float>()[b] = float(std::sqrt(ab));
+    coef.data<float>()[B + b] = float(std::sqrt(1 - ab));
   }
-  const int64_t p = config_.patch();
-  Tensor xp = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);  // (B, T, P)
-  Tensor ep = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);  // (B, T, P)
-  ops::patchify(on(xt, device), xp, p);
-  ops::patchify(on(d.noise, device), ep, p);
+  coef = on_device(coef, device);
+  // The uploads of a host batch: images and the noise (the draws are made on the host); a device
+  // batch uploads only the noise.
+  Tensor xp = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);  // (B, T, P) x0
+  Tensor ep = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);  // (B, T, P) eps
+  ops::patchify(on_device(x0, device), xp, p);
+  ops::patchify(on_device(d.noise, device), ep, p);
+  // Noised in patch layout (patchify only permutes each sample's elements), on the device: two
+  // gated residuals y = x + gate * h over (B, T*P, 1) views, the gate one scalar per sample.
+  const Shape flat{B, tokens_ * patch_dim_, 1};
+  Tensor xt = Tensor::zeros({B, tokens_, patch_dim_}, DType::f32, device);  // (B, T, P)
+  ops::gated_residual_forward(xt.view(flat), coef.slice(1, 2).view({B, 1}), ep.view(flat),
+                              xt.view(flat));  // sqrt(1 - ab) eps
+  ops::gated_residual_forward(xt.view(flat), coef.slice(0, 1).view({B, 1}), xp.view(flat),
+                              xt.view(flat));  // + sqrt(ab) x0
+  xp = Tensor();
   // The MSE is over all elements, so it is taken in patch layout: no unpatchify needed.
-  Tensor diff = forward_patches(xp, d.timesteps, on(d.labels, device));  // (B, T, P)
+  Tensor diff = forward_patches(xt, d.timesteps, on_device(d.labels, device));  // (B, T, P)
   ops::scale(ep, -1.0f, ep);
   ops::add(diff, ep, diff);  // eps_hat - eps
   const double count = double(diff.numel());
-  const double loss = ops::sum_squares(diff) / count;
+  const double loss = ops::sum_squares(diff) / count;  // one read-back
   if (backward) {
     ops::scale(diff, float(2.0 * loss_scale / count), diff);  // d(loss) / d(eps_hat)
     backward_patches(diff);
@@ -247,8 +254,8 @@ Tensor Dit::predict_eps(const Tensor& x_t, const Tensor& timesteps, const Tensor
   const Device device = store_.params().device();
   const int64_t p = config_.patch(), B = x_t.dim(0);
   Tensor xp = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);
-  ops::patchify(on(x_t, device), xp, p);
-  Tensor e = forward_patches(xp, on(timesteps, Device::cpu()), on(labels, device));
+  ops::patchify(on_device(x_t, device), xp, p);
+  Tensor e = forward_patches(xp, on_device(timesteps, Device::cpu()), on_device(labels, device));
   Tensor out = Tensor::empty(x_t.shape(), DType::f32, device);
   ops::unpatchify(e, out, p);
   return out;
@@ -261,7 +268,7 @@ Tensor Dit::sample_from(const Tensor& noise, const Tensor& labels, float guidanc
                 noise.describe());
   const int64_t B = noise.dim(0);
   expect_shape(noise, "noise", DType::f32, {B, S, S, C});
-  const Tensor y = on(labels, Device::cpu());
+  const Tensor y = on_device(labels, Device::cpu());
   expect_shape(y, "labels", DType::i32, {B});
   const std::vector<int> ts = ddim_timesteps(ddim_steps);
   const Device device = store_.params().device();
@@ -272,10 +279,10 @@ Tensor Dit::sample_from(const Tensor& noise, const Tensor& labels, float guidanc
   for (int64_t b = 0; b < n; ++b) {
     labels2.data<int32_t>()[b] = b < B ? y.data<int32_t>()[b] : config_.n_classes();
   }
-  labels2 = on(labels2, device);
+  labels2 = on_device(labels2, device);
   Tensor x = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);   // (B, T, P)
   Tensor x2 = Tensor::empty({n, tokens_, patch_dim_}, DType::f32, device);  // (n, T, P)
-  ops::patchify(on(noise, device), x, p);
+  ops::patchify(on_device(noise, device), x, p);
   for (int i = ddim_steps - 1; i >= 0; --i) {
     const double ab = alpha_bar_[ts[i]], ab_prev = i > 0 ? alpha_bar_[ts[i - 1]] : 1.0;
     copy(x, x2.slice(0, B));

@@ -36,7 +36,8 @@ namespace tessera::models {
 
 class Dit final : public Model {
  public:
-  Dit(const config::DitConfig& config, bool recompute, distributed::Communicator* tp = nullptr);
+  Dit(const config::DitConfig& config, bool recompute, distributed::Communicator* tp = nullptr,
+      Device device = Device::cpu());
 
   ParamStore& params() override { return store_; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;

@@ -8,16 +8,17 @@
 
 namespace tessera::models {
 
-std::unique_ptr<Model> make_model(const config::ModelConfig& c, distributed::Communicator* tp) {
+std::unique_ptr<Model> make_model(const config::ModelConfig& c, distributed::Communicator* tp,
+                                  Device device) {
   switch (c.kind_case()) {
     case config::ModelConfig::kGpt:
-      return std::make_unique<Gpt>(c.gpt(), c.recompute_activations(), tp);
+      return std::make_unique<Gpt>(c.gpt(), c.recompute_activations(), tp, device);
     case config::ModelConfig::kDit:
-      return std::make_unique<Dit>(c.dit(), c.recompute_activations(), tp);
+      return std::make_unique<Dit>(c.dit(), c.recompute_activations(), tp, device);
     case config::ModelConfig::kVit:
-      return std::make_unique<Vit>(c.vit(), c.recompute_activations(), tp);
+      return std::make_unique<Vit>(c.vit(), c.recompute_activations(), tp, device);
     case config::ModelConfig::kClip:
-      return std::make_unique<Clip>(c.clip(), c.recompute_activations(), tp);
+      return std::make_unique<Clip>(c.clip(), c.recompute_activations(), tp, device);
     case config::ModelConfig::KIND_NOT_SET:
       break;
   }

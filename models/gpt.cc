@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "models/device_batch.h"
 #include "models/layers/tensor_parallel.h"
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
@@ -38,7 +39,7 @@ BlockOptions block_options(const config::GptConfig& c, bool recompute) {
 
 }  // namespace
 
-Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* tp)
+Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* tp, Device device)
     : config_(c),
       store_(tp),
       tok_(store_, "tok_emb", c.vocab_size(), c.transformer().d_model(), Init::normal(0.02f),
@@ -59,7 +60,7 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* 
                         Init::normal(0.02f),
                         ParamGroup::kWeight});
   }
-  store_.finalize();
+  store_.finalize(device);
 }
 
 Tensor Gpt::head_weight() const {
@@ -69,9 +70,10 @@ Tensor Gpt::head_grad() const {
   return head_ >= 0 ? store_.grad(head_) : tok_.table_grad();
 }
 
-Tensor Gpt::forward_logits(const Tensor& tokens) {
-  TESSERA_CHECK(tokens.ndim() == 2 && tokens.dtype() == DType::i32,
-                "Gpt: tokens must be (B, T) i32, got ", tokens.describe());
+Tensor Gpt::forward_logits(const Tensor& tokens_in) {
+  TESSERA_CHECK(tokens_in.ndim() == 2 && tokens_in.dtype() == DType::i32,
+                "Gpt: tokens must be (B, T) i32, got ", tokens_in.describe());
+  const Tensor tokens = on_device(tokens_in, store_.params().device());
   const int64_t B = tokens.dim(0), T = tokens.dim(1), C = config_.transformer().d_model(),
                 V = tok_.local_num();  // this rank's vocabulary slice
   TESSERA_CHECK(T <= config_.context(), "Gpt: sequence length ", T, " exceeds the context ",
@@ -112,18 +114,17 @@ void Gpt::loss_forward(const Tensor& logits, const Tensor& targets, const Tensor
 }
 
 LossResult Gpt::forward_loss(const Batch& batch) {
-  const Tensor& targets = batch.at("targets");
+  const Tensor targets = on_device(batch.at("targets"), store_.params().device());
   forward_logits(batch.at("tokens"));
   const int64_t N = targets.numel(), V = tok_.local_num();
   Tensor loss = Tensor::empty({1}, DType::f32, targets.device());
   Tensor lse = Tensor::empty({N}, DType::f32, targets.device());
   loss_forward(logits_.view({N, V}), targets.view({N}), loss, lse);
-  Tensor host = loss.device().is_cpu() ? loss : to_device(loss, Device::cpu());
-  return {host.data<float>()[0], N};
+  return {host_scalar(loss), N};
 }
 
 LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
-  const Tensor& targets = batch.at("targets");
+  const Tensor targets = on_device(batch.at("targets"), store_.params().device());
   forward_logits(batch.at("tokens"));
   const int64_t B = targets.dim(0), T = targets.dim(1), N = B * T,
                 C = config_.transformer().d_model(), V = tok_.local_num();
@@ -154,8 +155,7 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
   pos_.backward(dx);
   tok_.backward(dx);
-  Tensor host = loss.device().is_cpu() ? loss : to_device(loss, Device::cpu());
-  return {host.data<float>()[0], N};
+  return {host_scalar(loss), N};
 }
 
 double Gpt::train_flops(int64_t batch_size) const {

@@ -25,7 +25,8 @@ namespace tessera::models {
 
 class Gpt final : public Model {
  public:
-  Gpt(const config::GptConfig& config, bool recompute, distributed::Communicator* tp = nullptr);
+  Gpt(const config::GptConfig& config, bool recompute, distributed::Communicator* tp = nullptr,
+      Device device = Device::cpu());
 
   ParamStore& params() override { return store_; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;

@@ -11,8 +11,9 @@
 
 namespace tessera::models {
 
-// A micro-batch: named host or device tensors. Which names a model reads is part of its
-// documentation (e.g. GPT: "tokens" (B, T) i32 and "targets" (B, T) i32).
+// A micro-batch: named tensors on the host or on the model's parameter device (the model copies
+// host tensors to its device itself: models/device_batch.h). Which names a model reads is part of
+// its documentation (e.g. GPT: "tokens" (B, T) i32 and "targets" (B, T) i32).
 using Batch = std::map<std::string, Tensor>;
 
 struct LossResult {
@@ -25,6 +26,8 @@ class Model {
   virtual ~Model() = default;
 
   virtual ParamStore& params() = 0;
+  // Where the parameters, gradients and activations live (make_model's device).
+  Device device() { return params().params().device(); }
 
   // Seed of the model's own keyed random draws (DiT's timesteps, noise and label drop); models
   // without any ignore it. The trainer passes train.seed.

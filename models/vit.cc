@@ -1,5 +1,6 @@
 #include "models/vit.h"
 
+#include "models/device_batch.h"
 #include "ops/cross_entropy.h"
 
 namespace tessera::models {
@@ -13,47 +14,46 @@ const config::VitConfig& checked(const config::VitConfig& c) {
 
 }  // namespace
 
-Vit::Vit(const config::VitConfig& c, bool recompute, distributed::Communicator* tp)
+Vit::Vit(const config::VitConfig& c, bool recompute, distributed::Communicator* tp, Device device)
     : config_(checked(c)),
       store_(tp),
       tower_(store_, "", c, recompute),
       head_(store_, "head", c.transformer().d_model(), c.n_classes(), /*bias=*/true,
             Init::normal(0.02f)) {
-  store_.finalize();
+  store_.finalize(device);
 }
 
 Tensor Vit::forward_logits(const Tensor& images) {
-  Tensor pooled = tower_.forward(images);  // (B, d)
-  logits_ = head_.forward(pooled);         // (B, n_classes)
+  Tensor pooled = tower_.forward(on_device(images, store_.params().device()));  // (B, d)
+  logits_ = head_.forward(pooled);                                              // (B, n_classes)
   return logits_;
 }
 
-double Vit::loss_of(const Batch& batch, Tensor& lse) {
+double Vit::loss_of(const Batch& batch, Tensor& labels_out, Tensor& lse) {
   const Tensor& images = batch.at("images");
-  const Tensor& labels = batch.at("labels");
+  const Tensor labels = on_device(batch.at("labels"), store_.params().device());
   TESSERA_CHECK(labels.ndim() == 1 && labels.dtype() == DType::i32 && images.ndim() >= 1 &&
                     labels.dim(0) == images.dim(0),
                 "Vit: \"labels\" must be (B) i32 with B = ", images.ndim() ? images.dim(0) : 0,
                 " (the images' batch), got ", labels.describe());
   forward_logits(images);
+  labels_out = labels;
   const int64_t B = labels.dim(0);
   Tensor loss = Tensor::empty({1}, DType::f32, labels.device());
   lse = Tensor::empty({B}, DType::f32, labels.device());
   ops::cross_entropy_forward(logits_, labels, loss, lse);
-  Tensor host = loss.device().is_cpu() ? loss : to_device(loss, Device::cpu());
-  return host.data<float>()[0];
+  return host_scalar(loss);
 }
 
 LossResult Vit::forward_loss(const Batch& batch) {
-  Tensor lse;
-  const double loss = loss_of(batch, lse);
-  return {loss, batch.at("labels").dim(0)};
+  Tensor labels, lse;
+  const double loss = loss_of(batch, labels, lse);
+  return {loss, labels.dim(0)};
 }
 
 LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
-  Tensor lse;
-  const double loss = loss_of(batch, lse);
-  const Tensor& labels = batch.at("labels");
+  Tensor labels, lse;
+  const double loss = loss_of(batch, labels, lse);
   Tensor dlogits = Tensor::empty(logits_.shape(), DType::f32, labels.device());
   ops::cross_entropy_backward(logits_, labels, lse, loss_scale, dlogits);
   tower_.backward(head_.backward(dlogits));

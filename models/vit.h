@@ -18,7 +18,8 @@ namespace tessera::models {
 
 class Vit final : public Model {
  public:
-  Vit(const config::VitConfig& config, bool recompute, distributed::Communicator* tp = nullptr);
+  Vit(const config::VitConfig& config, bool recompute, distributed::Communicator* tp = nullptr,
+      Device device = Device::cpu());
 
   ParamStore& params() override { return store_; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
@@ -31,8 +32,9 @@ class Vit final : public Model {
   Tensor forward_logits(const Tensor& images);  // images (B, S, S, C) -> logits (B, n_classes)
 
  private:
-  // Runs forward and the loss; leaves the logits and the rows' log-sum-exp for backward.
-  double loss_of(const Batch& batch, Tensor& lse);
+  // Runs forward and the loss; leaves the logits, and the labels (on the model's device) and the
+  // rows' log-sum-exp for backward.
+  double loss_of(const Batch& batch, Tensor& labels, Tensor& lse);
 
   config::VitConfig config_;
   ParamStore store_;

@@ -24,7 +24,9 @@ double tp_grad_l2_norm(const ParamStore& store) {
     const double ss = ops::sum_squares(store.grad(static_cast<ParamId>(id)));
     (info.spec.split_dim >= 0 ? split : replicated) += ss;
   }
-  // f32 all-reduce of a double: ample for a norm, and identical on every rank.
+  // f32 all-reduce of a double: ample for a norm, and identical on every rank. A host tensor also
+  // for CUDA parameters: the sums are on the host already, and the TP group of a CUDA run (a
+  // RoutedCommunicator) sends host tensors over MPI.
   Tensor t = Tensor::empty({1}, DType::f32);
   t.data<float>()[0] = static_cast<float>(split);
   tp_all_reduce(store, t);

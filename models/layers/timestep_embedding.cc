@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/device_batch.h"
 #include "ops/silu.h"
 
 namespace tessera::models {
@@ -10,7 +11,11 @@ TimestepEmbedding::TimestepEmbedding(ParamStore& store, const std::string& name,
     : fc1_(store, name + ".fc1", kFreqDim, dim, true, Init::normal(0.02f)),
       fc2_(store, name + ".fc2", dim, dim, true, Init::normal(0.02f)) {}
 
-Tensor TimestepEmbedding::frequencies(const Tensor& timesteps) {
+Tensor TimestepEmbedding::frequencies(const Tensor& timesteps_in) {
+  TESSERA_CHECK(timesteps_in.dtype() == DType::i32,
+                "TimestepEmbedding: timesteps must be i32, got ", timesteps_in.describe());
+  // Deliberately on the host, in double: t is an input of the model, not an activation.
+  const Tensor timesteps = on_device(timesteps_in, Device::cpu());
   const int64_t B = timesteps.numel(), half = kFreqDim / 2;
   Tensor out = Tensor::empty({B, kFreqDim}, DType::f32);
   for (int64_t b = 0; b < B; ++b) {
@@ -27,8 +32,8 @@ Tensor TimestepEmbedding::frequencies(const Tensor& timesteps) {
 
 Tensor TimestepEmbedding::forward(const Tensor& timesteps, Device device) {
   Tensor freq = frequencies(timesteps);  // (B, 256)
-  if (!device.is_cpu()) freq = to_device(freq, device);
-  pre_ = fc1_.forward(freq);  // (B, d)
+  freq = on_device(freq, device);        // the one upload: (B, 256)
+  pre_ = fc1_.forward(freq);             // (B, d)
   Tensor h = Tensor::empty(pre_.shape(), DType::f32, device);
   ops::silu_forward(pre_, h);
   return fc2_.forward(h);  // (B, d)

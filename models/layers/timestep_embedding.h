@@ -18,9 +18,11 @@ class TimestepEmbedding {
   TimestepEmbedding(ParamStore& store, const std::string& name, int64_t dim);
 
   // (B, kFreqDim) f32 on the host: [cos(t w_i) | sin(t w_i)], w_i = 10000^(-i / 128).
-  static Tensor frequencies(const Tensor& timesteps);  // timesteps (B) i32, host
+  // timesteps (B) i32 on any device (read on the host).
+  static Tensor frequencies(const Tensor& timesteps);
 
-  Tensor forward(const Tensor& timesteps, Device device);  // timesteps (B) i32 host -> (B, d)
+  // timesteps (B) i32 (host, or copied there) -> (B, d) on `device`, the parameters' device.
+  Tensor forward(const Tensor& timesteps, Device device);
   // Contract: parameter grads ACCUMULATE; t has no gradient.
   void backward(const Tensor& dy);  // dy (B, d)
 
