@@ -405,6 +405,11 @@ int Trainer::run() {
                             {"data_wait", window_data_s / window_step_s},
                             {"skipped_steps", skipped}};
       if (tokens > 0) rec["tokens_per_s"] = double(global_batch * tokens) / mean_step_s;
+      if (device_.is_cuda()) {
+        // cudaMalloc calls so far: flat after the first step when the caching allocator works.
+        rec["cuda_mallocs"] =
+            static_cast<CachingAllocator&>(allocator_for(device_)).stats().source_allocs;
+      }
       ckpt.report_stall(rec);  // ckpt_stall_ms, ckpt_step after a save
       if (sync) {
         rec["allreduce_hidden"] = sync->stats().hidden_fraction();

@@ -28,13 +28,20 @@ std::string run_dir(const std::string& name) {
   return dir;
 }
 
-std::vector<double> losses(const std::string& dir) {
-  std::vector<double> out;
+// The training rows of metrics.jsonl (evaluation rows carry "kind").
+std::vector<nlohmann::json> metrics_rows(const std::string& dir) {
+  std::vector<nlohmann::json> out;
   std::ifstream f(dir + "/metrics.jsonl");
   for (std::string line; std::getline(f, line);) {
     auto row = nlohmann::json::parse(line);
-    if (!row.contains("kind")) out.push_back(row["loss"].get<double>());
+    if (!row.contains("kind")) out.push_back(row);
   }
+  return out;
+}
+
+std::vector<double> losses(const std::string& dir) {
+  std::vector<double> out;
+  for (const auto& row : metrics_rows(dir)) out.push_back(row["loss"].get<double>());
   return out;
 }
 
@@ -83,6 +90,12 @@ TEST_P(TrainerDeviceTest, EveryFamilyFollowsTheCpuReference) {
     ASSERT_EQ(want.size(), 3u);
     for (size_t i = 0; i < 3; ++i) {
       EXPECT_NEAR(got[i], want[i], loss_rtol(device()) * std::fabs(want[i])) << "step " << i + 1;
+    }
+    if (device().is_cuda()) {
+      // No cudaMalloc in a step after the first: the caching allocator serves every block.
+      const auto rows = metrics_rows(dir);
+      ASSERT_EQ(rows.size(), 3u);
+      EXPECT_EQ(rows[2]["cuda_mallocs"], rows[1]["cuda_mallocs"]);
     }
     // Training moved the parameters the same way.
     const Tensor a = to_device(trained.model().params().params(), Device::cpu());
