@@ -1,5 +1,7 @@
 // The SDPA forward and backward as cuDNN operation graphs, the patterns cuDNN's fused
-// flash-attention engines recognise. Forward:
+// flash-attention engines recognise: the op sequence, dtypes and strides follow what cuDNN
+// frontend 1.x's composite SDPA nodes emit for cuDNN 9 before 9.21 (scaled_dot_product_flash_
+// attention.h, softmax.h, diagonal_band_mask.h), with older forms as fallbacks. Forward:
 //   S = Q K^T (f32) -> S * scale -> [causal: GEN_INDEX row/col, row >= col, select S or -max]
 //   -> softmax with stats: m = max_j S, e = exp(S - m), l = sum_j e, stats = m + log l, P = e / l
 //   -> O = P V.
@@ -10,6 +12,8 @@
 #include "ops/cuda/attention_cudnn.h"
 
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <memory>
@@ -59,32 +63,39 @@ struct Key {
   bool operator<(const Key& o) const { return tie() < o.tie(); }
 };
 
-// Keeps s where row >= column (query t sees keys <= t), else the mask value.
-const Desc& causal_mask(GraphBuilder& g, const Desc& s, const Dims& sd) {
+// Keeps s where row >= column (query t sees keys <= t), else the mask value. The index tensors
+// are `index_type`: cuDNN frontend 1.x (the pattern cuDNN 9's fused engines are tuned for) makes
+// them INT32 with FLOAT math; cuDNN 8.9's samples made them FLOAT. Both forms are tried.
+const Desc& causal_mask(GraphBuilder& g, const Desc& s, const Dims& sd,
+                        cudnnDataType_t index_type) {
   const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
   const Desc& mask_value = g.tensor(kMaskValue, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-  const Desc& row = g.virt(f32, sd);
-  const Desc& col = g.virt(f32, sd);
+  const Desc& row = g.virt(index_type, sd);
+  const Desc& col = g.virt(index_type, sd);
   const Desc& keep = g.virt(CUDNN_DATA_BOOLEAN, sd);
   const Desc& masked = g.virt(f32, sd);
   g.pointwise(CUDNN_POINTWISE_GEN_INDEX, s, nullptr, row, nullptr, 2);
   g.pointwise(CUDNN_POINTWISE_GEN_INDEX, s, nullptr, col, nullptr, 3);
   g.pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep, nullptr, -1, CUDNN_DATA_BOOLEAN);
+  // y = keep ? s : mask value.
   g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, s, &mask_value, masked, &keep);
   return masked;
 }
 
 // P, the softmax output feeding the second matmul: cuDNN versions differ in the form their
-// fused engines recognise, so the graph is tried with P in each of these forms.
+// fused engines recognise, so the graph is tried with P in each of these forms, in this order.
 enum class PForm {
-  kBf16,         // bf16, reordered F16x16, straight from the division
-  kF32ThenBf16,  // f32 reordered F16x16, then a multiply by one into bf16 (where a dropout
-                 // scale sits in the classic pattern)
-  kF32,          // plain f32
+  kBf16,           // bf16 straight from the division (cuDNN frontend 1.x: "bmm2 aType is the
+                   // i/o type", no reordering)
+  kBf16Reordered,  // bf16 with F16x16 reordering (cuDNN 8.9-era fused attention)
+  kF32ThenBf16,    // f32 reordered F16x16, then a multiply by one into bf16 (where a dropout
+                   // scale sits in the classic pattern)
+  kF32,            // plain f32
 };
-constexpr PForm kPForms[] = {PForm::kBf16, PForm::kF32ThenBf16, PForm::kF32};
+constexpr PForm kPForms[] = {PForm::kBf16, PForm::kBf16Reordered, PForm::kF32ThenBf16, PForm::kF32};
+constexpr cudnnDataType_t kIndexTypes[] = {CUDNN_DATA_INT32, CUDNN_DATA_FLOAT};
 
-std::unique_ptr<GraphBuilder> forward_graph(const Key& k, PForm form) {
+std::unique_ptr<GraphBuilder> forward_graph(const Key& k, PForm form, cudnnDataType_t index_type) {
   auto g = std::make_unique<GraphBuilder>();
   const int64_t B = k.B, T = k.T, H = k.H, D = k.D, C = H * D;
   const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
@@ -100,13 +111,15 @@ std::unique_ptr<GraphBuilder> forward_graph(const Key& k, PForm form) {
   g->matmul(q, kt, s);
   const Desc* cur = &g->virt(f32, sd);
   g->pointwise(CUDNN_POINTWISE_MUL, s, &scale, *cur);
-  if (k.causal) cur = &causal_mask(*g, *cur, sd);
+  if (k.causal) cur = &causal_mask(*g, *cur, sd, index_type);
   const Desc& m = g->virt(f32, rd);
   const Desc& centered = g->virt(f32, sd);
   const Desc& e = g->virt(f32, sd);
   const Desc& l = g->virt(f32, rd);
   const Desc& log_l = g->virt(f32, rd);
-  const Desc& p = g->virt(form == PForm::kBf16 ? bf : f32, sd, form != PForm::kF32);
+  const bool p_bf16 = form == PForm::kBf16 || form == PForm::kBf16Reordered;
+  const bool p_reordered = form == PForm::kBf16Reordered || form == PForm::kF32ThenBf16;
+  const Desc& p = g->virt(p_bf16 ? bf : f32, sd, p_reordered);
   g->reduction(CUDNN_REDUCE_TENSOR_MAX, *cur, m);
   g->pointwise(CUDNN_POINTWISE_SUB, *cur, &m, centered);
   g->pointwise(CUDNN_POINTWISE_EXP, centered, nullptr, e);
@@ -125,13 +138,16 @@ std::unique_ptr<GraphBuilder> forward_graph(const Key& k, PForm form) {
   return g;
 }
 
-// The SDPA backward, the flash-attention backward pattern of cuDNN's fused engines:
-//   delta = rowsum(dO * O) (into workspace: softmax_sum)
-//   P = exp(scale * Q K^T [masked] - stats); dV = P^T dO
-//   dP = dO V^T; dS = P * (dP - delta) * scale; dQ = dS K; dK = dS^T Q.
-// Transposes are reshape operations onto virtual tensors with swapped strides. dQ goes straight
-// into dqkv, or (`dq_accum`) through an f32 accumulator in the workspace and an identity op.
-std::unique_ptr<GraphBuilder> backward_graph(const Key& k, bool dq_accum) {
+// The SDPA backward in the form cuDNN frontend 1.x builds for cuDNN 9 (its composite SDPA
+// backward node), which the fused flash-attention backward engines recognise:
+//   softmax_sum = rowsum(dO * O) * 1 (non-virtual, in the workspace)
+//   P = exp([causal mask](scale * Q K^T - stats)); dV = P^T dO (P^T: a transposing reshape whose
+//   output is bf16, the i/o type)
+//   dS = (dO V^T - softmax_sum) * P * scale; dK = dS^T Q (dS^T again a bf16 reshape);
+//   dQ = dS K (K from the K^T view by a reshape), straight into dqkv or (`dq_accum`) through an
+//   f32 (B, H, T, D) accumulator in the workspace and an identity op.
+std::unique_ptr<GraphBuilder> backward_graph(const Key& k, bool dq_accum,
+                                             cudnnDataType_t index_type) {
   auto g = std::make_unique<GraphBuilder>();
   const int64_t B = k.B, T = k.T, H = k.H, D = k.D, C = H * D;
   const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
@@ -152,33 +168,31 @@ std::unique_ptr<GraphBuilder> backward_graph(const Key& k, bool dq_accum) {
   const Desc& dk = g->tensor(kDK, bf, {B, H, T, D}, qkv_strides, false);
   const Desc& dv = g->tensor(kDV, bf, {B, H, T, D}, qkv_strides, false);
 
-  // delta = rowsum(dO * O)
+  // softmax_sum = rowsum(dO * O) * 1 (the 1 is where a dropout scale would sit)
   const Desc& prod = g->virt_strided(f32, {B, H, T, D}, o_strides);
   const Desc& row_sum = g->virt(f32, rd);
   g->pointwise(CUDNN_POINTWISE_MUL, dO, &o, prod);
   g->reduction(CUDNN_REDUCE_TENSOR_ADD, prod, row_sum);
   g->pointwise(CUDNN_POINTWISE_MUL, row_sum, &one, softmax_sum);
 
-  // P = exp(mask(scale * Q K^T) - stats)
+  // P = exp(mask(scale * Q K^T - stats)); masked entries are the most negative float, so
+  // exp gives 0 there as it would with the mask before the subtraction.
   const Desc& s = g->virt(f32, sd);
   g->matmul(q, kt, s);
+  const Desc& scaled = g->virt(f32, sd);
+  g->pointwise(CUDNN_POINTWISE_MUL, s, &scale, scaled);
   const Desc* cur = &g->virt(f32, sd);
-  g->pointwise(CUDNN_POINTWISE_MUL, s, &scale, *cur);
-  if (k.causal) cur = &causal_mask(*g, *cur, sd);
-  const Desc& centered = g->virt(f32, sd);
+  g->pointwise(CUDNN_POINTWISE_SUB, scaled, &stats, *cur);
+  if (k.causal) cur = &causal_mask(*g, *cur, sd, index_type);
   const Desc& p = g->virt(f32, sd);
-  g->pointwise(CUDNN_POINTWISE_SUB, *cur, &stats, centered);
-  g->pointwise(CUDNN_POINTWISE_EXP, centered, nullptr, p);
+  g->pointwise(CUDNN_POINTWISE_EXP, *cur, nullptr, p);
 
-  // dV = P^T dO. P is rounded to bf16 first (a multiply by one, where a dropout scale would
-  // sit) so that the transposing reshape keeps its dtype.
-  const Desc& p16 = g->virt(bf, sd);
-  g->pointwise(CUDNN_POINTWISE_MUL, p, &one, p16);
+  // dV = P^T dO
   const Desc& pt = g->virt_strided(bf, {B, H, T, T}, st);
-  g->reshape(p16, pt);
+  g->reshape(p, pt);
   g->matmul(pt, dO, dv);
 
-  // dS = P * (dO V^T - delta) * scale
+  // dS = (dO V^T - softmax_sum) * P * scale
   const Desc& dp = g->virt(f32, sd);
   const Desc& dp_centered = g->virt(f32, sd);
   const Desc& ds_unscaled = g->virt(f32, sd);
@@ -188,21 +202,21 @@ std::unique_ptr<GraphBuilder> backward_graph(const Key& k, bool dq_accum) {
   g->pointwise(CUDNN_POINTWISE_MUL, dp_centered, &p, ds_unscaled);
   g->pointwise(CUDNN_POINTWISE_MUL, ds_unscaled, &scale, ds);
 
-  // dQ = dS K (K from the K^T view by a reshape)
+  // dK = dS^T Q
+  const Desc& dst = g->virt_strided(bf, {B, H, T, T}, st);
+  g->reshape(ds, dst);
+  g->matmul(dst, q, dk);
+
+  // dQ = dS K
   const Desc& kk = g->virt_strided(bf, {B, H, T, D}, qkv_strides);
   g->reshape(kt, kk);
   if (dq_accum) {
-    const Desc& acc = g->tensor(kDQAccum, f32, {B, H, T, D}, o_strides, false, false, true);
+    const Desc& acc = g->tensor(kDQAccum, f32, {B, H, T, D}, {H * T * D, T * D, D, 1}, false);
     g->matmul(ds, kk, acc);
     g->pointwise(CUDNN_POINTWISE_IDENTITY, acc, nullptr, dq);
   } else {
     g->matmul(ds, kk, dq);
   }
-
-  // dK = dS^T Q
-  const Desc& dst = g->virt_strided(f32, {B, H, T, T}, st);
-  g->reshape(ds, dst);
-  g->matmul(dst, q, dk);
   return g;
 }
 
@@ -214,6 +228,15 @@ struct Plan {
 std::mutex g_mutex;
 std::map<Key, std::pair<std::unique_ptr<GraphBuilder>, PForm>> g_forward;
 std::map<Key, Plan> g_backward;
+
+// Every tensor is declared 16-byte aligned (CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT): a view at an odd
+// element offset would be read misaligned, so it is refused (under kAuto: the own kernel runs).
+void check_aligned(std::initializer_list<const void*> pointers, const char* what) {
+  for (const void* ptr : pointers) {
+    TESSERA_CHECK((reinterpret_cast<uintptr_t>(ptr) & 15u) == 0, "cuDNN SDPA ", what,
+                  ": unsupported: a tensor is not 16-byte aligned (a view at an odd offset)");
+  }
+}
 
 Key key_for(int64_t B, int64_t T, int64_t H, int64_t D, bool causal, const char* what) {
   const std::string why = cudnn_sdpa_unsupported(B, T, H, D);
@@ -248,6 +271,7 @@ std::string cudnn_sdpa_unsupported(int64_t B, int64_t T, int64_t H, int64_t D) {
 void cudnn_sdpa_forward(const bf16* qkv, bf16* out, float* lse, int64_t B, int64_t T, int64_t H,
                         int64_t D, bool causal, const WorkspaceFn& workspace, cudaStream_t stream) {
   const Key key = key_for(B, T, H, D, causal, "forward");
+  check_aligned({qkv, out, lse}, "forward");
   cudnnHandle_t handle = cudnn::handle_for_current_device();
   cudnn::check(cudnnSetStream(handle, stream), "cudnnSetStream");
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -256,16 +280,21 @@ void cudnn_sdpa_forward(const bf16* qkv, bf16* out, float* lse, int64_t B, int64
     std::unique_ptr<GraphBuilder> g;
     PForm chosen = PForm::kBf16;
     std::string errors;
-    for (PForm form : kPForms) {
-      try {
-        auto candidate = forward_graph(key, form);
-        candidate->build(handle, describe(key, "forward"));
-        g = std::move(candidate);
-        chosen = form;
-        break;
-      } catch (const Error& e) {
-        absl::StrAppend(&errors, errors.empty() ? "" : " | ", "P form ", int(form), ": ", e.what());
+    // Without a mask the index type plays no part: one pass over the P forms.
+    for (cudnnDataType_t index : kIndexTypes) {
+      for (PForm form : kPForms) {
+        if (g) break;
+        try {
+          auto candidate = forward_graph(key, form, index);
+          candidate->build(handle, describe(key, "forward"));
+          g = std::move(candidate);
+          chosen = form;
+        } catch (const Error& e) {
+          absl::StrAppend(&errors, errors.empty() ? "" : " | ", "P form ", int(form),
+                          causal ? absl::StrCat(", index type ", int(index)) : "", ": ", e.what());
+        }
       }
+      if (g || !causal) break;
     }
     TESSERA_CHECK(g != nullptr, errors);
     it = g_forward.emplace(key, std::make_pair(std::move(g), chosen)).first;
@@ -296,6 +325,7 @@ void cudnn_sdpa_backward(const bf16* dout, const bf16* qkv, const bf16* out, con
                          bf16* dqkv, int64_t B, int64_t T, int64_t H, int64_t D, bool causal,
                          const WorkspaceFn& workspace, cudaStream_t stream) {
   const Key key = key_for(B, T, H, D, causal, "backward");
+  check_aligned({dout, qkv, out, lse, dqkv}, "backward");
   cudnnHandle_t handle = cudnn::handle_for_current_device();
   cudnn::check(cudnnSetStream(handle, stream), "cudnnSetStream");
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -303,23 +333,28 @@ void cudnn_sdpa_backward(const bf16* dout, const bf16* qkv, const bf16* out, con
   if (it == g_backward.end()) {
     Plan plan;
     std::string errors;
-    for (bool dq_accum : {false, true}) {
-      try {
-        auto candidate = backward_graph(key, dq_accum);
-        candidate->build(handle, describe(key, "backward"));
-        plan = Plan{std::move(candidate), dq_accum};
-        break;
-      } catch (const Error& e) {
-        absl::StrAppend(&errors, errors.empty() ? "" : " | ",
-                        dq_accum ? "dQ accumulator: " : "direct dQ: ", e.what());
+    for (cudnnDataType_t index : kIndexTypes) {
+      for (bool dq_accum : {false, true}) {
+        if (plan.graph) break;
+        try {
+          auto candidate = backward_graph(key, dq_accum, index);
+          candidate->build(handle, describe(key, "backward"));
+          plan = Plan{std::move(candidate), dq_accum};
+        } catch (const Error& e) {
+          absl::StrAppend(&errors, errors.empty() ? "" : " | ",
+                          dq_accum ? "dQ accumulator" : "direct dQ",
+                          causal ? absl::StrCat(", index type ", int(index)) : "", ": ", e.what());
+        }
       }
+      if (plan.graph || !causal) break;
     }
     TESSERA_CHECK(plan.graph != nullptr, errors);
     it = g_backward.emplace(key, std::move(plan)).first;
   }
   const Plan& plan = it->second;
   const int64_t C = H * D;
-  // Workspace: the plan's, then softmax_sum (B*H*T f32), then the dQ accumulator (B*T*C f32).
+  // Workspace: the plan's, then softmax_sum (B*H*T f32), then the dQ accumulator (B*H*T*D f32;
+  // zeroed, as cuDNN before 9.6 needs and later versions do not mind).
   const size_t plan_bytes = size_t((plan.graph->workspace_bytes() + 255) / 256 * 256);
   const size_t sum_bytes = size_t((B * H * T * 4 + 255) / 256 * 256);
   const size_t acc_bytes = plan.dq_accum ? size_t(B * T * C * 4) : 0;
