@@ -218,12 +218,12 @@ template <typename T>
 void column_sums(const T* x, int64_t rows, int64_t cols, float* out, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   const int64_t chunks = (rows + kChunkRows - 1) / kChunkRows;
+  // chunks <= 65535 (grid.y): 16.7 M rows.
+  const dim3 grid(unsigned((cols + kBlock - 1) / kBlock), grid_y(chunks, "column_sums_add"));
   float* partial = nullptr;
   ::tessera::cuda::check(cudaMallocAsync(reinterpret_cast<void**>(&partial),
                                          size_t(chunks * cols) * sizeof(float), stream),
                          "column_sums_add: cudaMallocAsync");
-  // chunks <= 65535 (grid.y): 16.7 M rows.
-  const dim3 grid(unsigned((cols + kBlock - 1) / kBlock), unsigned(chunks));
   column_chunk_kernel<<<grid, kBlock, 0, stream>>>(x, rows, cols, partial);
   column_total_kernel<<<grid_for(cols, kBlock), kBlock, 0, stream>>>(partial, chunks, cols, out);
   check_launch("column_sums_add");
