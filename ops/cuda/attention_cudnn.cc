@@ -13,12 +13,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda/runtime.h"
@@ -252,6 +254,34 @@ std::string describe(const Key& k, const char* what) {
 }
 
 }  // namespace
+
+std::vector<std::string> cudnn_sdpa_graph_report(int64_t B, int64_t T, int64_t H, int64_t D,
+                                                 bool causal) {
+  const Key key{-1, B, T, H, D, causal};
+  std::vector<std::string> lines;
+  auto attempt = [&](const std::string& name,
+                     const std::function<std::unique_ptr<GraphBuilder>()>& make) {
+    try {
+      make()->finalize_graph(nullptr, name);
+      lines.push_back(name + ": ok");
+    } catch (const Error& e) {
+      lines.push_back(name + ": " + e.what());
+    }
+  };
+  for (cudnnDataType_t index : kIndexTypes) {
+    const std::string idx = causal ? absl::StrCat(" index type ", int(index)) : "";
+    for (PForm form : kPForms) {
+      attempt(absl::StrCat("forward P form ", int(form), idx),
+              [&] { return forward_graph(key, form, index); });
+    }
+    for (bool dq_accum : {false, true}) {
+      attempt(absl::StrCat("backward ", dq_accum ? "dQ accumulator" : "direct dQ", idx),
+              [&] { return backward_graph(key, dq_accum, index); });
+    }
+    if (!causal) break;
+  }
+  return lines;
+}
 
 std::string cudnn_sdpa_unsupported(int64_t B, int64_t T, int64_t H, int64_t D) {
   if (cudnnGetVersion() < 90000)

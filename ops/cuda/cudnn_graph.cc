@@ -130,13 +130,17 @@ void GraphBuilder::reduction(cudnnReduceTensorOp_t reduce, const Desc& x, const 
   ops_.push_back(op.get());
 }
 
-void GraphBuilder::build(cudnnHandle_t handle, const std::string& what) {
+void GraphBuilder::finalize_graph(cudnnHandle_t handle, const std::string& what) {
   what_ = what;
   graph_ = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
   graph_->set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops_.size()),
               ops_.data());
-  graph_->set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+  if (handle) graph_->set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
   graph_->finalize(absl::StrCat(what, ": operation graph").c_str());
+}
+
+void GraphBuilder::build(cudnnHandle_t handle, const std::string& what) {
+  finalize_graph(handle, what);
 
   Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
   const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;

@@ -58,6 +58,10 @@ class GraphBuilder {
   // Finalizes the graph on `handle` and the first engine configuration of heuristics mode A
   // that finalizes into a plan.
   void build(cudnnHandle_t handle, const std::string& what);
+  // Finalizes the operation graph only. With a null handle no engine can be chosen afterwards,
+  // but every descriptor and the graph itself are validated by cuDNN on the host: the test of
+  // the attention graphs on a machine without a GPU.
+  void finalize_graph(cudnnHandle_t handle, const std::string& what);
   int64_t workspace_bytes() const { return workspace_; }
   // Runs the plan: uids[i] bound to pointers[i] (device memory, or host memory for by-value
   // tensors); workspace of workspace_bytes().

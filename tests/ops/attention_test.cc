@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -11,6 +12,10 @@
 #include "tests/support/devices.h"
 #include "tests/support/inputs.h"
 #include "tests/support/reference.h"
+
+#if TESSERA_WITH_CUDNN
+#include "ops/cuda/attention_cudnn.h"
+#endif
 
 namespace tessera {
 namespace {
@@ -259,6 +264,33 @@ TEST_F(AttentionCuda, CudnnFusedAttentionMatchesOwnKernel) {
 #endif
   compare(ops::AttentionBackend::kCudnn, 2e-2);
 }
+
+#if TESSERA_WITH_CUDNN
+// The cuDNN graphs are validated by cuDNN itself on the host (every descriptor and the
+// operation graph finalize; no engine is chosen), so a malformed graph shows here, without a
+// GPU. The first variant of each direction is the form cuDNN frontend 1.x emits and must be
+// valid; which variant an engine accepts is then up to the GPU (CudnnFusedAttentionMatches...).
+TEST(CudnnSdpaGraphs, FinalizeOnTheHost) {
+  for (bool causal : {false, true}) {
+    for (auto [B, T, H, D] : {std::array<int64_t, 4>{2, 130, 2, 64}, {1, 257, 3, 32}}) {
+      const std::vector<std::string> lines = ops::cuda::cudnn_sdpa_graph_report(B, T, H, D, causal);
+      std::string all;
+      for (const std::string& l : lines) all += "\n  " + l;
+      const std::string what =
+          absl::StrCat("B=", B, " T=", T, " H=", H, " D=", D, causal ? " causal" : "", all);
+      ASSERT_FALSE(lines.empty()) << what;
+      auto ok = [&](const std::string& prefix) {
+        for (const std::string& l : lines)
+          if (l.rfind(prefix, 0) == 0) return l.size() >= 4 && l.substr(l.size() - 4) == ": ok";
+        return false;
+      };
+      EXPECT_TRUE(ok("forward P form 0")) << what;
+      EXPECT_TRUE(ok("backward direct dQ")) << what;
+      EXPECT_TRUE(ok("backward dQ accumulator")) << what;
+    }
+  }
+}
+#endif
 
 TEST(AttentionBf16, OnCpuIsRefused) {
   Tensor qkv = Tensor::zeros({1, 4, 24}, DType::bf16), out = Tensor::zeros({1, 4, 8}, DType::bf16);
