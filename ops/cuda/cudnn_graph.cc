@@ -86,6 +86,16 @@ void GraphBuilder::reshape(const Desc& x, const Desc& y) {
   ops_.push_back(op.get());
 }
 
+void GraphBuilder::operation(
+    cudnnBackendDescriptorType_t type,
+    const std::vector<std::pair<cudnnBackendAttributeName_t, const Desc*>>& tensors,
+    const char* what) {
+  Desc& op = own(type);
+  for (const auto& [attribute, tensor] : tensors) op.set_desc(attribute, *tensor);
+  op.finalize(what);
+  ops_.push_back(op.get());
+}
+
 void GraphBuilder::matmul(const Desc& a, const Desc& b, const Desc& c) {
   const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
   Desc& m = own(CUDNN_BACKEND_MATMUL_DESCRIPTOR);

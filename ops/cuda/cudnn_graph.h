@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tessera::ops::cuda::cudnn {
@@ -54,6 +55,10 @@ class GraphBuilder {
                  cudnnDataType_t compute = CUDNN_DATA_FLOAT);
   void reduction(cudnnReduceTensorOp_t op, const Desc& x, const Desc& y);  // f32 compute
   void reshape(const Desc& x, const Desc& y);  // y: x's elements under other dims/strides
+  // One operation of `type` whose attributes are tensor descriptors (e.g. the fused SDPA ops).
+  void operation(cudnnBackendDescriptorType_t type,
+                 const std::vector<std::pair<cudnnBackendAttributeName_t, const Desc*>>& tensors,
+                 const char* what);
 
   // Finalizes the graph on `handle` and the first engine configuration of heuristics mode A
   // that finalizes into a plan.
