@@ -24,9 +24,10 @@
 
 namespace tessera::ops::cuda::sdpa {
 
-// Tensor ids. kK and kV bind the K^T and V^T views (the forward's V is a plain view); kOne is a
-// by-value 1.0 where the classic pattern has a dropout scale; kSoftmaxSum and kDQAccum live in
-// the backward's workspace.
+// Tensor ids, bound to pointers at execution. kK and kV are the K and V slices of qkv, described
+// as K^T / V^T (B, H, D, T) in the composite graphs (the composite forward's V as stored) and as
+// stored (B, H, T, D) in the fused operation; kOne is a by-value 1.0 where the classic pattern
+// has a dropout scale; kSoftmaxSum and kDQAccum live in the backward's workspace.
 enum Uid : int64_t {
   kQ = 1,
   kK,
