@@ -185,6 +185,9 @@ std::shared_ptr<NcclCommunicator::Op> NcclCommunicator::make_op(const char* op_n
                                                                 bool collective, int64_t elements,
                                                                 DType dtype,
                                                                 const std::string& detail) {
+  // The Op's events belong to the current device: it must be this communicator's (the issuing
+  // thread may not be the one that constructed it), or recording them on stream_ fails.
+  cuda::check(cudaSetDevice(device_), "NcclCommunicator: cudaSetDevice");
   if (!flusher_) {
     flusher_ = std::make_shared<Flusher>();
     flusher_->flush = [this] { flush_p2p(); };

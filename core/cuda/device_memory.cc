@@ -37,12 +37,16 @@ class DeviceGuard {
  public:
   explicit DeviceGuard(int index) {
     cudaGetDevice(&previous_);
-    if (previous_ != index) cudaSetDevice(index);
+    switched_ = previous_ != index;
+    if (switched_) cudaSetDevice(index);
   }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
+  ~DeviceGuard() {
+    if (switched_) cudaSetDevice(previous_);
+  }
 
  private:
   int previous_ = 0;
+  bool switched_ = false;
 };
 
 class CudaSource final : public BlockSource {
@@ -77,6 +81,9 @@ void device_memcpy(void* dst, Device dst_device, const void* src, Device src_dev
     std::memcpy(dst, src, bytes);
     return;
   }
+  // On the CUDA side's device (the source's when both are): the copy runs on that device's
+  // legacy stream, which is what orders it after the device's (blocking) compute stream.
+  DeviceGuard guard(src_device.is_cpu() ? dst_device.index : src_device.index);
   cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDefault);
   TESSERA_CHECK(err == cudaSuccess, "copy ", src_device.str(), " -> ", dst_device.str(), " of ",
                 bytes, " bytes failed: ", cudaGetErrorString(err));
@@ -88,6 +95,7 @@ void device_memset_zero(void* dst, Device device, size_t bytes) {
     std::memset(dst, 0, bytes);
     return;
   }
+  DeviceGuard guard(device.index);  // see device_memcpy: the device's legacy stream
   cudaError_t err = cudaMemset(dst, 0, bytes);
   TESSERA_CHECK(err == cudaSuccess, "zero_ on ", device.str(),
                 " failed: ", cudaGetErrorString(err));

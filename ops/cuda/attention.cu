@@ -86,13 +86,13 @@ __global__ void __launch_bounds__(BQ)
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) s += q[d] * ks[j][d];
       if (s > m) {
-        const float corr = __expf(m - s);  // 0 on the first key (m = -inf)
+        const float corr = expf(m - s);  // 0 on the first key (m = -inf)
         l *= corr;
 #pragma unroll
         for (int d = 0; d < MAXD; ++d) acc[d] *= corr;
         m = s;
       }
-      const float p = __expf(s - m);
+      const float p = expf(s - m);
       l += p;
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) acc[d] += p * vs[j][d];
@@ -141,7 +141,7 @@ __global__ void __launch_bounds__(BQ)
       float s = 0.0f, dp = 0.0f;
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) s += q[d] * ks[j][d], dp += dO[d] * vs[j][d];
-      const float ds = __expf(s - L) * (dp - dl) * scale;
+      const float ds = expf(s - L) * (dp - dl) * scale;
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) dq[d] += ds * ks[j][d];
     }
@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(BQ)
       float s = 0.0f, dp = 0.0f;
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) s += qs[i][d] * k[d], dp += dos[i][d] * v[d];
-      const float p = __expf(s * scale - ls[i]);
+      const float p = expf(s * scale - ls[i]);
       const float ds = p * (dp - dls[i]) * scale;
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) dv[d] += p * dos[i][d], dk[d] += ds * qs[i][d];

@@ -1,219 +1,86 @@
-// The SDPA forward and backward as cuDNN operation graphs, the patterns cuDNN's fused
-// flash-attention engines recognise. Forward:
-//   S = Q K^T (f32) -> S * scale -> [causal: GEN_INDEX row/col, row >= col, select S or -max]
-//   -> softmax with stats: m = max_j S, e = exp(S - m), l = sum_j e, stats = m + log l, P = e / l
-//   -> O = P V.
-// Q, K, V are strided views of the fused qkv (no copies): Q (B, H, T, D) has strides
-// (T*3C, D, 3C, 1), K^T (B, H, D, T) strides (T*3C, D, 1, 3C), from base + C and + 2C for K, V.
-// The backward graph is described at backward_graph(). Plans are built once per shape (trying
-// the variants below until one finalizes) and cached.
+// cuDNN's fused scaled-dot-product attention for ops/attention.h: plans built once per shape
+// and device from the graphs of ops/cuda/attention_cudnn_graphs.h (each form tried in order until
+// one finalizes into a plan; the errors of all are kept for the message), cached, and run with
+// the qkv / out / dout / dqkv views bound by tensor id. The backward's composite forms keep
+// softmax_sum (and the optional dQ accumulator) in the workspace after the plan's own.
 #include "ops/cuda/attention_cudnn.h"
 
 #include <cmath>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/cuda/runtime.h"
 #include "core/error.h"
+#include "ops/cuda/attention_cudnn_graphs.h"
 #include "ops/cuda/cudnn_graph.h"
 
 namespace tessera::ops::cuda {
 namespace {
 
-using cudnn::Desc;
-using cudnn::Dims;
 using cudnn::GraphBuilder;
+using namespace sdpa;  // tensor ids, Key, the forms and their graphs
 
-// Tensor ids. kK and kV bind the K^T and V^T views (the forward's V is a plain view); kOne is a
-// by-value 1.0 where the classic pattern has a dropout scale; kSoftmaxSum and kDQAccum live in
-// the backward's workspace.
-enum Uid : int64_t {
-  kQ = 1,
-  kK,
-  kV,
-  kO,
-  kStats,
-  kScale,
-  kMaskValue,
-  kDO,
-  kDQ,
-  kDK,
-  kDV,
-  kSoftmaxSum,
-  kOne,
-  kDQAccum,
-};
-
-// Masked scores: the most negative float rather than -inf, so no inf - inf can appear.
-constexpr float kMaskValueFloat = -std::numeric_limits<float>::max();
-
-struct Key {
-  int device;
-  int64_t B, T, H, D;
-  bool causal;
-  auto tie() const { return std::tie(device, B, T, H, D, causal); }
-  bool operator<(const Key& o) const { return tie() < o.tie(); }
-};
-
-// Keeps s where row >= column (query t sees keys <= t), else the mask value.
-const Desc& causal_mask(GraphBuilder& g, const Desc& s, const Dims& sd) {
-  const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
-  const Desc& mask_value = g.tensor(kMaskValue, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-  const Desc& row = g.virt(f32, sd);
-  const Desc& col = g.virt(f32, sd);
-  const Desc& keep = g.virt(CUDNN_DATA_BOOLEAN, sd);
-  const Desc& masked = g.virt(f32, sd);
-  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, s, nullptr, row, nullptr, 2);
-  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, s, nullptr, col, nullptr, 3);
-  g.pointwise(CUDNN_POINTWISE_CMP_GE, row, &col, keep, nullptr, -1, CUDNN_DATA_BOOLEAN);
-  g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, s, &mask_value, masked, &keep);
-  return masked;
+std::string describe(const Key& k, const char* what) {
+  return absl::StrCat("SDPA ", what, " B=", k.B, " T=", k.T, " H=", k.H, " D=", k.D,
+                      k.causal ? " causal" : "");
 }
 
-// P, the softmax output feeding the second matmul: cuDNN versions differ in the form their
-// fused engines recognise, so the graph is tried with P in each of these forms.
-enum class PForm {
-  kBf16,         // bf16, reordered F16x16, straight from the division
-  kF32ThenBf16,  // f32 reordered F16x16, then a multiply by one into bf16 (where a dropout
-                 // scale sits in the classic pattern)
-  kF32,          // plain f32
-};
-constexpr PForm kPForms[] = {PForm::kBf16, PForm::kF32ThenBf16, PForm::kF32};
-
-std::unique_ptr<GraphBuilder> forward_graph(const Key& k, PForm form) {
-  auto g = std::make_unique<GraphBuilder>();
-  const int64_t B = k.B, T = k.T, H = k.H, D = k.D, C = H * D;
-  const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
-  const Desc& q = g->tensor(kQ, bf, {B, H, T, D}, {T * 3 * C, D, 3 * C, 1}, false);
-  const Desc& kt = g->tensor(kK, bf, {B, H, D, T}, {T * 3 * C, D, 1, 3 * C}, false);
-  const Desc& v = g->tensor(kV, bf, {B, H, T, D}, {T * 3 * C, D, 3 * C, 1}, false);
-  const Desc& o = g->tensor(kO, bf, {B, H, T, D}, {T * C, D, C, 1}, false);
-  const Desc& stats = g->tensor(kStats, f32, {B, H, T, 1}, {H * T, T, 1, 1}, false);
-  const Desc& scale = g->tensor(kScale, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-  const Dims sd = {B, H, T, T}, rd = {B, H, T, 1};
-
-  const Desc& s = g->virt(f32, sd);
-  g->matmul(q, kt, s);
-  const Desc* cur = &g->virt(f32, sd);
-  g->pointwise(CUDNN_POINTWISE_MUL, s, &scale, *cur);
-  if (k.causal) cur = &causal_mask(*g, *cur, sd);
-  const Desc& m = g->virt(f32, rd);
-  const Desc& centered = g->virt(f32, sd);
-  const Desc& e = g->virt(f32, sd);
-  const Desc& l = g->virt(f32, rd);
-  const Desc& log_l = g->virt(f32, rd);
-  const Desc& p = g->virt(form == PForm::kBf16 ? bf : f32, sd, form != PForm::kF32);
-  g->reduction(CUDNN_REDUCE_TENSOR_MAX, *cur, m);
-  g->pointwise(CUDNN_POINTWISE_SUB, *cur, &m, centered);
-  g->pointwise(CUDNN_POINTWISE_EXP, centered, nullptr, e);
-  g->reduction(CUDNN_REDUCE_TENSOR_ADD, e, l);
-  g->pointwise(CUDNN_POINTWISE_LOG, l, nullptr, log_l);
-  g->pointwise(CUDNN_POINTWISE_ADD, m, &log_l, stats);
-  g->pointwise(CUDNN_POINTWISE_DIV, e, &l, p);
-  if (form == PForm::kF32ThenBf16) {
-    const Desc& one = g->tensor(kOne, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-    const Desc& p16 = g->virt(bf, sd, /*reorder_f16x16=*/true);
-    g->pointwise(CUDNN_POINTWISE_MUL, p, &one, p16);
-    g->matmul(p16, v, o);
-  } else {
-    g->matmul(p, v, o);
-  }
-  return g;
-}
-
-// The SDPA backward, the flash-attention backward pattern of cuDNN's fused engines:
-//   delta = rowsum(dO * O) (into workspace: softmax_sum)
-//   P = exp(scale * Q K^T [masked] - stats); dV = P^T dO
-//   dP = dO V^T; dS = P * (dP - delta) * scale; dQ = dS K; dK = dS^T Q.
-// Transposes are reshape operations onto virtual tensors with swapped strides. dQ goes straight
-// into dqkv, or (`dq_accum`) through an f32 accumulator in the workspace and an identity op.
-std::unique_ptr<GraphBuilder> backward_graph(const Key& k, bool dq_accum) {
-  auto g = std::make_unique<GraphBuilder>();
-  const int64_t B = k.B, T = k.T, H = k.H, D = k.D, C = H * D;
-  const cudnnDataType_t bf = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT;
-  const Dims qkv_strides = {T * 3 * C, D, 3 * C, 1}, qkv_t_strides = {T * 3 * C, D, 1, 3 * C};
-  const Dims o_strides = {T * C, D, C, 1};
-  const Dims sd = {B, H, T, T}, st = {H * T * T, T * T, 1, T}, rd = {B, H, T, 1};
-  const Dims rs = {H * T, T, 1, 1};
-  const Desc& q = g->tensor(kQ, bf, {B, H, T, D}, qkv_strides, false);
-  const Desc& kt = g->tensor(kK, bf, {B, H, D, T}, qkv_t_strides, false);
-  const Desc& vt = g->tensor(kV, bf, {B, H, D, T}, qkv_t_strides, false);
-  const Desc& o = g->tensor(kO, bf, {B, H, T, D}, o_strides, false);
-  const Desc& dO = g->tensor(kDO, bf, {B, H, T, D}, o_strides, false);
-  const Desc& stats = g->tensor(kStats, f32, rd, rs, false);
-  const Desc& scale = g->tensor(kScale, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-  const Desc& one = g->tensor(kOne, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-  const Desc& softmax_sum = g->tensor(kSoftmaxSum, f32, rd, rs, false);
-  const Desc& dq = g->tensor(kDQ, bf, {B, H, T, D}, qkv_strides, false);
-  const Desc& dk = g->tensor(kDK, bf, {B, H, T, D}, qkv_strides, false);
-  const Desc& dv = g->tensor(kDV, bf, {B, H, T, D}, qkv_strides, false);
-
-  // delta = rowsum(dO * O)
-  const Desc& prod = g->virt_strided(f32, {B, H, T, D}, o_strides);
-  const Desc& row_sum = g->virt(f32, rd);
-  g->pointwise(CUDNN_POINTWISE_MUL, dO, &o, prod);
-  g->reduction(CUDNN_REDUCE_TENSOR_ADD, prod, row_sum);
-  g->pointwise(CUDNN_POINTWISE_MUL, row_sum, &one, softmax_sum);
-
-  // P = exp(mask(scale * Q K^T) - stats)
-  const Desc& s = g->virt(f32, sd);
-  g->matmul(q, kt, s);
-  const Desc* cur = &g->virt(f32, sd);
-  g->pointwise(CUDNN_POINTWISE_MUL, s, &scale, *cur);
-  if (k.causal) cur = &causal_mask(*g, *cur, sd);
-  const Desc& centered = g->virt(f32, sd);
-  const Desc& p = g->virt(f32, sd);
-  g->pointwise(CUDNN_POINTWISE_SUB, *cur, &stats, centered);
-  g->pointwise(CUDNN_POINTWISE_EXP, centered, nullptr, p);
-
-  // dV = P^T dO. P is rounded to bf16 first (a multiply by one, where a dropout scale would
-  // sit) so that the transposing reshape keeps its dtype.
-  const Desc& p16 = g->virt(bf, sd);
-  g->pointwise(CUDNN_POINTWISE_MUL, p, &one, p16);
-  const Desc& pt = g->virt_strided(bf, {B, H, T, T}, st);
-  g->reshape(p16, pt);
-  g->matmul(pt, dO, dv);
-
-  // dS = P * (dO V^T - delta) * scale
-  const Desc& dp = g->virt(f32, sd);
-  const Desc& dp_centered = g->virt(f32, sd);
-  const Desc& ds_unscaled = g->virt(f32, sd);
-  const Desc& ds = g->virt(f32, sd);
-  g->matmul(dO, vt, dp);
-  g->pointwise(CUDNN_POINTWISE_SUB, dp, &softmax_sum, dp_centered);
-  g->pointwise(CUDNN_POINTWISE_MUL, dp_centered, &p, ds_unscaled);
-  g->pointwise(CUDNN_POINTWISE_MUL, ds_unscaled, &scale, ds);
-
-  // dQ = dS K (K from the K^T view by a reshape)
-  const Desc& kk = g->virt_strided(bf, {B, H, T, D}, qkv_strides);
-  g->reshape(kt, kk);
-  if (dq_accum) {
-    const Desc& acc = g->tensor(kDQAccum, f32, {B, H, T, D}, o_strides, false, false, true);
-    g->matmul(ds, kk, acc);
-    g->pointwise(CUDNN_POINTWISE_IDENTITY, acc, nullptr, dq);
-  } else {
-    g->matmul(ds, kk, dq);
-  }
-
-  // dK = dS^T Q
-  const Desc& dst = g->virt_strided(f32, {B, H, T, T}, st);
-  g->reshape(ds, dst);
-  g->matmul(dst, q, dk);
-  return g;
-}
-
+template <typename Form>
 struct Plan {
   std::unique_ptr<GraphBuilder> graph;
-  bool dq_accum = false;
+  Form form{};
 };
 
 std::mutex g_mutex;
-std::map<Key, std::pair<std::unique_ptr<GraphBuilder>, PForm>> g_forward;
-std::map<Key, Plan> g_backward;
+std::map<Key, Plan<ForwardForm>> g_forward;
+std::map<Key, Plan<BackwardForm>> g_backward;
+
+// The first form (and index type) whose graph finalizes into a plan; every failure is kept.
+template <typename Form, size_t N>
+Plan<Form> first_plan(const Key& key, const Form (&forms)[N], cudnnHandle_t handle,
+                      const char* what) {
+  const int64_t version = int64_t(cudnnGetVersion());
+  std::string errors;
+  for (cudnnDataType_t index : kIndexTypes) {
+    for (Form form : forms) {
+      if (!applicable(form, key, version, index)) continue;
+      try {
+        Plan<Form> plan{nullptr, form};
+        if constexpr (std::is_same_v<Form, ForwardForm>) {
+          plan.graph = forward_graph(key, form, index);
+        } else {
+          plan.graph = backward_graph(key, form, index);
+        }
+        plan.graph->build(handle, describe(key, what));
+        return plan;
+      } catch (const Error& e) {
+        absl::StrAppend(&errors, errors.empty() ? "" : " | ", name(form),
+                        key.causal ? absl::StrCat(", index type ", int(index)) : "", ": ",
+                        e.what());
+      }
+    }
+    if (!key.causal) break;  // the index type plays no part without a mask
+  }
+  throw_error(errors);
+}
+
+// Every tensor is declared 16-byte aligned (CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT): a view at an odd
+// element offset would be read misaligned, so it is refused (under kAuto: the own kernel runs).
+void check_aligned(std::initializer_list<const void*> pointers, const char* what) {
+  for (const void* ptr : pointers) {
+    TESSERA_CHECK((reinterpret_cast<uintptr_t>(ptr) & 15u) == 0, "cuDNN SDPA ", what,
+                  ": unsupported: a tensor is not 16-byte aligned (a view at an odd offset)");
+  }
+}
 
 Key key_for(int64_t B, int64_t T, int64_t H, int64_t D, bool causal, const char* what) {
   const std::string why = cudnn_sdpa_unsupported(B, T, H, D);
@@ -223,12 +90,38 @@ Key key_for(int64_t B, int64_t T, int64_t H, int64_t D, bool causal, const char*
   return Key{device, B, T, H, D, causal};
 }
 
-std::string describe(const Key& k, const char* what) {
-  return absl::StrCat("SDPA ", what, " B=", k.B, " T=", k.T, " H=", k.H, " D=", k.D,
-                      k.causal ? " causal" : "");
-}
-
 }  // namespace
+
+std::vector<std::string> cudnn_sdpa_graph_report(int64_t B, int64_t T, int64_t H, int64_t D,
+                                                 bool causal) {
+  const Key key{-1, B, T, H, D, causal};
+  std::vector<std::string> lines;
+  auto attempt = [&](const std::string& name,
+                     const std::function<std::unique_ptr<GraphBuilder>()>& make) {
+    try {
+      make()->finalize_graph(nullptr, name);
+      lines.push_back(name + ": ok");
+    } catch (const Error& e) {
+      lines.push_back(name + ": " + e.what());
+    }
+  };
+  const int64_t version = int64_t(cudnnGetVersion());
+  for (cudnnDataType_t index : kIndexTypes) {
+    const std::string idx = causal ? absl::StrCat(", index type ", int(index)) : "";
+    for (ForwardForm form : sdpa::kForwardForms) {
+      if (!applicable(form, key, version, index)) continue;
+      attempt(absl::StrCat("forward ", name(form), idx),
+              [&] { return forward_graph(key, form, index); });
+    }
+    for (BackwardForm form : sdpa::kBackwardForms) {
+      if (!applicable(form, key, version, index)) continue;
+      attempt(absl::StrCat("backward ", name(form), idx),
+              [&] { return backward_graph(key, form, index); });
+    }
+    if (!causal) break;
+  }
+  return lines;
+}
 
 std::string cudnn_sdpa_unsupported(int64_t B, int64_t T, int64_t H, int64_t D) {
   if (cudnnGetVersion() < 90000)
@@ -248,35 +141,21 @@ std::string cudnn_sdpa_unsupported(int64_t B, int64_t T, int64_t H, int64_t D) {
 void cudnn_sdpa_forward(const bf16* qkv, bf16* out, float* lse, int64_t B, int64_t T, int64_t H,
                         int64_t D, bool causal, const WorkspaceFn& workspace, cudaStream_t stream) {
   const Key key = key_for(B, T, H, D, causal, "forward");
+  check_aligned({qkv, out, lse}, "forward");
   cudnnHandle_t handle = cudnn::handle_for_current_device();
   cudnn::check(cudnnSetStream(handle, stream), "cudnnSetStream");
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = g_forward.find(key);
   if (it == g_forward.end()) {
-    std::unique_ptr<GraphBuilder> g;
-    PForm chosen = PForm::kBf16;
-    std::string errors;
-    for (PForm form : kPForms) {
-      try {
-        auto candidate = forward_graph(key, form);
-        candidate->build(handle, describe(key, "forward"));
-        g = std::move(candidate);
-        chosen = form;
-        break;
-      } catch (const Error& e) {
-        absl::StrAppend(&errors, errors.empty() ? "" : " | ", "P form ", int(form), ": ", e.what());
-      }
-    }
-    TESSERA_CHECK(g != nullptr, errors);
-    it = g_forward.emplace(key, std::make_pair(std::move(g), chosen)).first;
+    it = g_forward.emplace(key, first_plan(key, sdpa::kForwardForms, handle, "forward")).first;
   }
-  GraphBuilder& graph = *it->second.first;
+  GraphBuilder& graph = *it->second.graph;
   const int64_t C = H * D;
   float scale = 1.0f / std::sqrt(float(D)), one = 1.0f, mask_value = kMaskValueFloat;
   auto p = [](const bf16* x) { return static_cast<void*>(const_cast<bf16*>(x)); };
   std::vector<int64_t> uids = {kQ, kK, kV, kO, kStats, kScale};
   std::vector<void*> ptrs = {p(qkv), p(qkv + C), p(qkv + 2 * C), out, lse, &scale};
-  if (it->second.second == PForm::kF32ThenBf16) {
+  if (it->second.form == ForwardForm::kF32ThenBf16) {
     uids.push_back(kOne);
     ptrs.push_back(&one);
   }
@@ -296,46 +175,37 @@ void cudnn_sdpa_backward(const bf16* dout, const bf16* qkv, const bf16* out, con
                          bf16* dqkv, int64_t B, int64_t T, int64_t H, int64_t D, bool causal,
                          const WorkspaceFn& workspace, cudaStream_t stream) {
   const Key key = key_for(B, T, H, D, causal, "backward");
+  check_aligned({dout, qkv, out, lse, dqkv}, "backward");
   cudnnHandle_t handle = cudnn::handle_for_current_device();
   cudnn::check(cudnnSetStream(handle, stream), "cudnnSetStream");
   std::lock_guard<std::mutex> lock(g_mutex);
   auto it = g_backward.find(key);
   if (it == g_backward.end()) {
-    Plan plan;
-    std::string errors;
-    for (bool dq_accum : {false, true}) {
-      try {
-        auto candidate = backward_graph(key, dq_accum);
-        candidate->build(handle, describe(key, "backward"));
-        plan = Plan{std::move(candidate), dq_accum};
-        break;
-      } catch (const Error& e) {
-        absl::StrAppend(&errors, errors.empty() ? "" : " | ",
-                        dq_accum ? "dQ accumulator: " : "direct dQ: ", e.what());
-      }
-    }
-    TESSERA_CHECK(plan.graph != nullptr, errors);
-    it = g_backward.emplace(key, std::move(plan)).first;
+    it = g_backward.emplace(key, first_plan(key, sdpa::kBackwardForms, handle, "backward")).first;
   }
-  const Plan& plan = it->second;
+  const Plan<BackwardForm>& plan = it->second;
   const int64_t C = H * D;
-  // Workspace: the plan's, then softmax_sum (B*H*T f32), then the dQ accumulator (B*T*C f32).
+  const bool dq_accum = plan.form == BackwardForm::kDQAccumulator;
+  // Workspace: the plan's, then softmax_sum (B*H*T f32), then the dQ accumulator (B*H*T*D f32;
+  // zeroed, as cuDNN before 9.6 needs and later versions do not mind).
   const size_t plan_bytes = size_t((plan.graph->workspace_bytes() + 255) / 256 * 256);
   const size_t sum_bytes = size_t((B * H * T * 4 + 255) / 256 * 256);
-  const size_t acc_bytes = plan.dq_accum ? size_t(B * T * C * 4) : 0;
+  const size_t acc_bytes = dq_accum ? size_t(B * T * C * 4) : 0;
   char* ws = static_cast<char*>(workspace(plan_bytes + sum_bytes + acc_bytes));
-  if (plan.dq_accum)
+  if (dq_accum)
     ::tessera::cuda::check(cudaMemsetAsync(ws + plan_bytes + sum_bytes, 0, acc_bytes, stream),
                            "cuDNN SDPA backward: cudaMemsetAsync");
   float scale = 1.0f / std::sqrt(float(D)), one = 1.0f, mask_value = kMaskValueFloat;
   auto p = [](const bf16* x) { return static_cast<void*>(const_cast<bf16*>(x)); };
-  std::vector<int64_t> uids = {kQ, kK, kV, kO, kDO, kStats, kScale, kOne, kDQ, kDK, kDV};
+  std::vector<int64_t> uids = {kQ, kK, kV, kO, kDO, kStats, kScale, kDQ, kDK, kDV};
   std::vector<void*> ptrs = {
-      p(qkv), p(qkv + C), p(qkv + 2 * C), p(out),      p(dout),        const_cast<float*>(lse),
-      &scale, &one,       p(dqkv),        p(dqkv + C), p(dqkv + 2 * C)};
+      p(qkv), p(qkv + C), p(qkv + 2 * C), p(out),         p(dout), const_cast<float*>(lse),
+      &scale, p(dqkv),    p(dqkv + C),    p(dqkv + 2 * C)};
+  uids.push_back(kOne);
+  ptrs.push_back(&one);
   uids.push_back(kSoftmaxSum);
   ptrs.push_back(ws + plan_bytes);
-  if (plan.dq_accum) {
+  if (dq_accum) {
     uids.push_back(kDQAccum);
     ptrs.push_back(ws + plan_bytes + sum_bytes);
   }

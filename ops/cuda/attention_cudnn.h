@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/bf16.h"
 
@@ -18,6 +19,13 @@ namespace tessera::ops::cuda {
 // Empty when cuDNN's fused SDPA can take this shape on the current device; else why not
 // (head dim, alignment, architecture, library version).
 std::string cudnn_sdpa_unsupported(int64_t B, int64_t T, int64_t H, int64_t D);
+
+// For tests, also on machines without a GPU: builds the forward and backward graphs of every
+// variant tried for this shape and finalizes each operation graph without a handle (cuDNN then
+// validates every descriptor and the graph, but chooses no engine). One line per variant:
+// "<variant>: ok" or the cuDNN error.
+std::vector<std::string> cudnn_sdpa_graph_report(int64_t B, int64_t T, int64_t H, int64_t D,
+                                                 bool causal);
 
 // `workspace(bytes)` returns device memory that stays valid for work queued on `stream`. Plans
 // are built once per shape and cached. Throws tessera::Error naming the cuDNN failure.

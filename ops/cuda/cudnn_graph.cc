@@ -86,6 +86,16 @@ void GraphBuilder::reshape(const Desc& x, const Desc& y) {
   ops_.push_back(op.get());
 }
 
+void GraphBuilder::operation(
+    cudnnBackendDescriptorType_t type,
+    const std::vector<std::pair<cudnnBackendAttributeName_t, const Desc*>>& tensors,
+    const char* what) {
+  Desc& op = own(type);
+  for (const auto& [attribute, tensor] : tensors) op.set_desc(attribute, *tensor);
+  op.finalize(what);
+  ops_.push_back(op.get());
+}
+
 void GraphBuilder::matmul(const Desc& a, const Desc& b, const Desc& c) {
   const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
   Desc& m = own(CUDNN_BACKEND_MATMUL_DESCRIPTOR);
@@ -130,13 +140,17 @@ void GraphBuilder::reduction(cudnnReduceTensorOp_t reduce, const Desc& x, const 
   ops_.push_back(op.get());
 }
 
-void GraphBuilder::build(cudnnHandle_t handle, const std::string& what) {
+void GraphBuilder::finalize_graph(cudnnHandle_t handle, const std::string& what) {
   what_ = what;
   graph_ = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
   graph_->set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops_.size()),
               ops_.data());
-  graph_->set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+  if (handle) graph_->set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
   graph_->finalize(absl::StrCat(what, ": operation graph").c_str());
+}
+
+void GraphBuilder::build(cudnnHandle_t handle, const std::string& what) {
+  finalize_graph(handle, what);
 
   Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
   const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tessera::ops::cuda::cudnn {
@@ -54,10 +55,18 @@ class GraphBuilder {
                  cudnnDataType_t compute = CUDNN_DATA_FLOAT);
   void reduction(cudnnReduceTensorOp_t op, const Desc& x, const Desc& y);  // f32 compute
   void reshape(const Desc& x, const Desc& y);  // y: x's elements under other dims/strides
+  // One operation of `type` whose attributes are tensor descriptors (e.g. the fused SDPA ops).
+  void operation(cudnnBackendDescriptorType_t type,
+                 const std::vector<std::pair<cudnnBackendAttributeName_t, const Desc*>>& tensors,
+                 const char* what);
 
   // Finalizes the graph on `handle` and the first engine configuration of heuristics mode A
   // that finalizes into a plan.
   void build(cudnnHandle_t handle, const std::string& what);
+  // Finalizes the operation graph only. With a null handle no engine can be chosen afterwards,
+  // but every descriptor and the graph itself are validated by cuDNN on the host: the test of
+  // the attention graphs on a machine without a GPU.
+  void finalize_graph(cudnnHandle_t handle, const std::string& what);
   int64_t workspace_bytes() const { return workspace_; }
   // Runs the plan: uids[i] bound to pointers[i] (device memory, or host memory for by-value
   // tensors); workspace of workspace_bytes().

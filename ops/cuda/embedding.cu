@@ -77,9 +77,13 @@ void embedding_backward(const float* dout, const int32_t* ids, float* dtable, in
   const size_t bytes = size_t(n + segments + 1) * sizeof(int32_t);
   ::tessera::cuda::check(cudaMallocAsync(reinterpret_cast<void**>(&dev), bytes, stream),
                          "embedding_backward: cudaMallocAsync");
-  // From pageable memory the copy is staged before it returns, so `host` may go out of scope.
-  ::tessera::cuda::check(cudaMemcpyAsync(dev, host.data(), bytes, cudaMemcpyHostToDevice, stream),
-                         "embedding_backward: cudaMemcpyAsync");
+  // `host` is pageable and freed at return: cudaMemcpyAsync from pageable memory "might be
+  // synchronous" (CUDA's API sync behaviour notes), i.e. might still read it later. The plain
+  // cudaMemcpy returns once the buffer is consumed; it runs on the legacy stream, ordered after
+  // the (blocking) compute stream's allocation above and before the kernel below, and costs no
+  // extra wait: the adapter's host copy of the ids has just drained the device.
+  ::tessera::cuda::check(cudaMemcpy(dev, host.data(), bytes, cudaMemcpyHostToDevice),
+                         "embedding_backward: cudaMemcpy");
   const int block = row_block(c);
   if (rows_vec4(c) && aligned16(dout) && aligned16(dtable)) {
     scatter_kernel<4><<<segments, block, 0, stream>>>(dout, ids, dev, dev + n, dtable, c);

@@ -59,7 +59,7 @@ void gated_residual_forward(const float* x, const float* gate, const float* h, f
 void gated_residual_backward(const float* dy, const float* gate, const float* h, float* dgate,
                              float* dh, int64_t b, int64_t t, int64_t c, cudaStream_t stream) {
   if (b == 0 || c == 0) return;
-  const dim3 grid(unsigned((c + kBlock - 1) / kBlock), unsigned(b));
+  const dim3 grid(unsigned((c + kBlock - 1) / kBlock), grid_y(b, "gated_residual_backward"));
   backward_kernel<<<grid, kBlock, 0, stream>>>(dy, gate, h, dgate, dh, t, c);
   check_launch("gated_residual_backward");
 }

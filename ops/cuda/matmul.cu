@@ -6,6 +6,7 @@
 // its own transpose flag.
 #include <cublasLt.h>
 
+#include <deque>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -39,7 +40,7 @@ struct LtDevice {
 // The workspace is only used by work on the device's compute stream, so one per device suffices.
 const LtDevice& lt_device() {
   static std::mutex mutex;
-  static std::vector<LtDevice> devices;
+  static std::deque<LtDevice> devices;  // deque: growing it keeps earlier references valid
   int device = 0;
   ::tessera::cuda::check(cudaGetDevice(&device), "matmul: cudaGetDevice");
   std::lock_guard<std::mutex> lock(mutex);
@@ -158,10 +159,19 @@ void lt_gemm(const GemmShape& s, float alpha, const void* a, const void* b, cuda
   }
   cublasLtMatmulHeuristicResult_t heuristic = {};
   int found = 0;
-  check_lt(cublasLtMatmulAlgoGetHeuristic(dev.handle, call.op, call.a, call.b, call.c, call.c,
-                                          call.pref, 1, &heuristic, &found),
-           "cublasLtMatmulAlgoGetHeuristic");
-  if (found == 0) throw_error("matmul: cuBLASLt found no algorithm for this shape and dtype");
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      dev.handle, call.op, call.a, call.b, call.c, call.c, call.pref, 1, &heuristic, &found);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) {
+    // Name everything the heuristic looked at, so a refusal on a GPU can be diagnosed offline.
+    throw_error("matmul: cuBLASLt has no algorithm for batch " + std::to_string(s.batch) + " m " +
+                std::to_string(s.m) + " n " + std::to_string(s.n) + " k " + std::to_string(s.k) +
+                (s.trans_a ? " trans_a" : "") + (s.trans_b ? " trans_b" : "") + " operands " +
+                (ab_type == CUDA_R_16BF ? "bf16" : "f32") + " result " +
+                (c_type == CUDA_R_16BF ? "bf16" : "f32") + ", pointer alignments a " +
+                std::to_string(align[1]) + " b " + std::to_string(align[0]) + " c " +
+                std::to_string(align[2]) + " bytes");
+  }
+  check_lt(status, "cublasLtMatmulAlgoGetHeuristic");
   check_lt(cublasLtMatmul(dev.handle, call.op, &alpha, b, call.a, a, call.b, &beta, c, call.c, c,
                           call.c, &heuristic.algo, dev.workspace, kWorkspaceBytes, stream),
            "cublasLtMatmul");
@@ -218,12 +228,12 @@ template <typename T>
 void column_sums(const T* x, int64_t rows, int64_t cols, float* out, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   const int64_t chunks = (rows + kChunkRows - 1) / kChunkRows;
+  // chunks <= 65535 (grid.y): 16.7 M rows.
+  const dim3 grid(unsigned((cols + kBlock - 1) / kBlock), grid_y(chunks, "column_sums_add"));
   float* partial = nullptr;
   ::tessera::cuda::check(cudaMallocAsync(reinterpret_cast<void**>(&partial),
                                          size_t(chunks * cols) * sizeof(float), stream),
                          "column_sums_add: cudaMallocAsync");
-  // chunks <= 65535 (grid.y): 16.7 M rows.
-  const dim3 grid(unsigned((cols + kBlock - 1) / kBlock), unsigned(chunks));
   column_chunk_kernel<<<grid, kBlock, 0, stream>>>(x, rows, cols, partial);
   column_total_kernel<<<grid_for(cols, kBlock), kBlock, 0, stream>>>(partial, chunks, cols, out);
   check_launch("column_sums_add");

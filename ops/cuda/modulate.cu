@@ -66,8 +66,7 @@ void modulate_backward(const float* dy, const float* x, const float* scale, floa
                        float* dshift, float* dscale, int64_t b, int64_t t, int64_t c,
                        cudaStream_t stream) {
   if (b == 0 || c == 0) return;
-  // b <= 65535 (grid.y limit): a batch of samples, far below that in practice.
-  const dim3 grid(unsigned((c + kBlock - 1) / kBlock), unsigned(b));
+  const dim3 grid(unsigned((c + kBlock - 1) / kBlock), grid_y(b, "modulate_backward"));
   backward_kernel<<<grid, kBlock, 0, stream>>>(dy, x, scale, dx, dshift, dscale, t, c);
   check_launch("modulate_backward");
 }

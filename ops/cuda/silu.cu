@@ -12,7 +12,7 @@ namespace {
 constexpr int kBlock = 256;
 
 __device__ inline float sigmoid(float x) {
-  return 1.0f / (1.0f + __expf(-x));
+  return 1.0f / (1.0f + expf(-x));
 }
 
 template <int V>
@@ -21,7 +21,7 @@ __global__ void forward_kernel(const float* x, float* y, int64_t groups) {
        g += int64_t(gridDim.x) * blockDim.x) {
     float r[V];
     load<V>(x + g * V, r);
-    for (int l = 0; l < V; ++l) r[l] = r[l] / (1.0f + __expf(-r[l]));
+    for (int l = 0; l < V; ++l) r[l] = r[l] / (1.0f + expf(-r[l]));
     store<V>(y + g * V, r);
   }
 }

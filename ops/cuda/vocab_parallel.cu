@@ -132,9 +132,13 @@ void vocab_embedding_backward(const float* dout, const int32_t* host_ids, float*
   const size_t bytes = host.size() * sizeof(int32_t);
   ::tessera::cuda::check(cudaMallocAsync(reinterpret_cast<void**>(&dev), bytes, stream),
                          "vocab_embedding_backward: cudaMallocAsync");
-  // From pageable memory the copy is staged before it returns, so `host` may go out of scope.
-  ::tessera::cuda::check(cudaMemcpyAsync(dev, host.data(), bytes, cudaMemcpyHostToDevice, stream),
-                         "vocab_embedding_backward: cudaMemcpyAsync");
+  // `host` is pageable and freed at return: cudaMemcpyAsync from pageable memory "might be
+  // synchronous" (CUDA's API sync behaviour notes), i.e. might still read it later. The plain
+  // cudaMemcpy returns once the buffer is consumed; it runs on the legacy stream, ordered after
+  // the (blocking) compute stream's allocation above and before the kernel below, and costs no
+  // extra wait: the adapter's host copy of the ids has just drained the device.
+  ::tessera::cuda::check(cudaMemcpy(dev, host.data(), bytes, cudaMemcpyHostToDevice),
+                         "vocab_embedding_backward: cudaMemcpy");
   const int32_t* d_order = dev;
   const int32_t* d_start = dev + order.size();
   const int32_t* d_rows = d_start + segments + 1;

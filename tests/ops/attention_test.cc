@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -11,6 +12,12 @@
 #include "tests/support/devices.h"
 #include "tests/support/inputs.h"
 #include "tests/support/reference.h"
+
+#if TESSERA_WITH_CUDNN
+#include <cudnn.h>
+
+#include "ops/cuda/attention_cudnn.h"
+#endif
 
 namespace tessera {
 namespace {
@@ -259,6 +266,40 @@ TEST_F(AttentionCuda, CudnnFusedAttentionMatchesOwnKernel) {
 #endif
   compare(ops::AttentionBackend::kCudnn, 2e-2);
 }
+
+#if TESSERA_WITH_CUDNN
+// The cuDNN graphs are validated by cuDNN itself on the host (every descriptor and the
+// operation graph finalize; no engine is chosen), so a malformed graph shows here, without a
+// GPU. The forms cuDNN frontend 1.x emits must be valid; which one an engine accepts is then up
+// to the GPU (AttentionCuda.CudnnFusedAttentionMatchesOwnKernel).
+TEST(CudnnSdpaGraphs, FinalizeOnTheHost) {
+  for (bool causal : {false, true}) {
+    for (auto [B, T, H, D] : {std::array<int64_t, 4>{2, 130, 2, 64}, {1, 257, 3, 32}}) {
+      const std::vector<std::string> lines = ops::cuda::cudnn_sdpa_graph_report(B, T, H, D, causal);
+      std::string all;
+      for (const std::string& l : lines) all += "\n  " + l;
+      const std::string what =
+          absl::StrCat("B=", B, " T=", T, " H=", H, " D=", D, causal ? " causal" : "", all);
+      ASSERT_FALSE(lines.empty()) << what;
+      // The first line for a form (the first index type when causal) must read "...: ok".
+      auto ok = [&](const std::string& form) {
+        for (const std::string& l : lines) {
+          if (l.rfind(form + ":", 0) == 0 || l.rfind(form + ",", 0) == 0)
+            return l.size() >= 4 && l.substr(l.size() - 4) == ": ok";
+        }
+        return false;
+      };
+      EXPECT_TRUE(ok("forward composite, P bf16")) << what;
+      EXPECT_TRUE(ok("backward composite, direct dQ")) << what;
+      EXPECT_TRUE(ok("backward composite, dQ accumulator")) << what;
+      // cuDNN frontend 1.x's first choice without a mask, where this cuDNN has the operation.
+      if (!causal && cudnnGetVersion() >= 91301) {
+        EXPECT_TRUE(ok("forward unified SDPA_FWD op")) << what;
+      }
+    }
+  }
+}
+#endif
 
 TEST(AttentionBf16, OnCpuIsRefused) {
   Tensor qkv = Tensor::zeros({1, 4, 24}, DType::bf16), out = Tensor::zeros({1, 4, 8}, DType::bf16);
