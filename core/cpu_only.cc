@@ -4,6 +4,7 @@
 #include "core/allocator.h"
 #include "core/device_memory.h"
 #include "core/error.h"
+#include "core/upload.h"
 
 namespace tessera {
 
@@ -32,6 +33,12 @@ Allocator& cuda_allocator(int index) {
   throw_error(absl::StrCat("allocator: cuda:", index,
                            " requested but this build has no CUDA "
                            "support (configure with TESSERA_CUDA=ON)"));
+}
+
+std::unique_ptr<UploadEngine> make_upload_engine(Device device) {
+  throw_error(absl::StrCat("upload: ", device.str(),
+                           " requested but this build has no CUDA support (configure with "
+                           "TESSERA_CUDA=ON)"));
 }
 
 }  // namespace detail

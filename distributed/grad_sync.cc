@@ -8,7 +8,10 @@ namespace tessera::distributed {
 
 GradSync::GradSync(Communicator& dp, Tensor grads, int64_t bucket_bytes)
     : dp_(dp), grads_(std::move(grads)) {
-  check_cpu_f32(grads_, "GradSync", "grads", dp_.name());
+  // Any device: the communicator routes by where the buffer lives (CUDA: NCCL, host: MPI).
+  TESSERA_CHECK(grads_.defined() && grads_.dtype() == DType::f32, "GradSync on '", dp_.name(),
+                "': grads must be an f32 buffer, got ",
+                grads_.defined() ? grads_.describe() : std::string("an undefined tensor"));
   TESSERA_CHECK(grads_.ndim() == 1, "GradSync on '", dp_.name(),
                 "': grads must be the flat (N) buffer, got ", grads_.describe());
   TESSERA_CHECK(bucket_bytes >= int64_t(sizeof(float)), "GradSync on '", dp_.name(),
@@ -25,14 +28,18 @@ GradSync::GradSync(Communicator& dp, Tensor grads, const ZeroShards& shards, Ten
                 "GradSync on '", dp_.name(), "': ZeRO shards (", shards.describe(),
                 ") do not match the buffer (", numel_, " elements) and group (rank ", dp_.rank(),
                 " of ", dp_.size(), ")");
-  check_cpu_f32(shard_grads, "GradSync", "shard_grads", dp_.name());
-  TESSERA_CHECK(shard_grads.numel() == shards.shard_numel, "GradSync on '", dp_.name(),
-                "': shard_grads ", shard_grads.describe(), " must have ", shards.shard_numel,
-                " elements (the shard buffer)");
+  TESSERA_CHECK(shard_grads.defined() && shard_grads.dtype() == DType::f32 &&
+                    shard_grads.device() == grads_.device() &&
+                    shard_grads.numel() == shards.shard_numel,
+                "GradSync on '", dp_.name(), "': shard_grads ",
+                shard_grads.defined() ? shard_grads.describe() : std::string("undefined"),
+                " must be f32 with ", shards.shard_numel, " elements (the shard buffer) on ",
+                grads_.device().str(), " like the gradients");
   shards_ = shards;
   shard_grads_ = std::move(shard_grads);
   if (!shards_->buckets.empty() && shards_->buckets.back().padded(dp_.size())) {
-    pad_ = Tensor::empty({int64_t(dp_.size()) * shards_->buckets.back().shard}, DType::f32);
+    pad_ = Tensor::empty({int64_t(dp_.size()) * shards_->buckets.back().shard}, DType::f32,
+                         grads_.device());
   }
 }
 
@@ -71,9 +78,9 @@ void GradSync::launch(int64_t bucket) {
       works_.push_back(
           dp_.reduce_scatter(grads_.flat_view(begin, {end - begin}), out, ReduceOp::kAvg));
     } else {
-      float* pad = pad_.data<float>();
-      std::copy(grads_.data<float>() + begin, grads_.data<float>() + end, pad);
-      std::fill(pad + (end - begin), pad + pad_.numel(), 0.0f);
+      // The last bucket, padded with zeros to dp equal shards (on the gradients' device).
+      copy(grads_.flat_view(begin, {end - begin}), pad_.flat_view(0, {end - begin}));
+      zero_(pad_.flat_view(end - begin, {pad_.numel() - (end - begin)}));
       works_.push_back(dp_.reduce_scatter(pad_, out, ReduceOp::kAvg));
     }
   }

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "distributed/local_communicator.h"
 #include "distributed/mpi_communicator.h"
+#include "distributed/routed_communicator.h"
 #if TESSERA_WITH_NCCL
 #include "distributed/nccl_communicator.h"
 #endif
@@ -28,16 +29,19 @@ Device local_cuda_device() {
 
 std::unique_ptr<Communicator> make_world_communicator(Device device,
                                                       const CommunicatorOptions& options) {
+  MpiOptions mpi;
+  mpi.timeout_s = options.timeout_s;
   if (device.is_cpu()) {
     if (!launched_by_mpi()) return std::make_unique<LocalCommunicator>("world");
-    MpiOptions mpi;
-    mpi.timeout_s = options.timeout_s;
     return MpiCommunicator::world(mpi);
   }
 #if TESSERA_WITH_NCCL
   NcclOptions nccl;
   nccl.timeout_s = options.timeout_s;
-  return NcclCommunicator::world(device.index, nccl);
+  // Host values (a loss, a vote) over MPI, device tensors over NCCL: routed_communicator.h.
+  std::unique_ptr<Communicator> host = MpiCommunicator::world(mpi);
+  return std::make_unique<RoutedCommunicator>(std::move(host),
+                                              NcclCommunicator::world(device.index, nccl));
 #else
   throw_error(absl::StrCat("make_world_communicator: tensors on ", device.str(),
                            " need the NCCL communicator, but this build has none (configure "

@@ -20,8 +20,9 @@ struct CommunicatorOptions {
 Device local_cuda_device();
 
 // CPU: MpiCommunicator::world when launched_by_mpi() (MPI must be initialised, e.g. by an
-// MpiEnvironment), else LocalCommunicator. CUDA: NcclCommunicator::world on device.index, under a
-// launcher or not (a single process is a world of one; MPI must be initialised either way).
+// MpiEnvironment), else LocalCommunicator. CUDA: a RoutedCommunicator of MpiCommunicator::world
+// (host tensors) and NcclCommunicator::world on device.index (CUDA tensors), under a launcher or
+// not (a single process is a world of one; MPI must be initialised either way).
 // Throws naming the device when this build has no CUDA backend.
 std::unique_ptr<Communicator> make_world_communicator(Device device,
                                                       const CommunicatorOptions& options = {});

@@ -4,10 +4,15 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <utility>
 #include <vector>
 
+#include "core/tensor.h"
 #include "core/timer.h"
 #include "dnnl.h"
+#include "ops/matmul.h"
 
 namespace tessera::ops {
 namespace {
@@ -39,7 +44,37 @@ double measure_memcpy(size_t bytes) {
   return best;
 }
 
+// n^3 products through ops::matmul on `device`; each timed up to a one-element read-back, which
+// waits for the product (copies are ordered after the compute stream).
+double measure_device_matmul(Device device, DType dtype, int64_t n) {
+  Tensor a = Tensor::zeros({n, n}, dtype, device), b = Tensor::zeros({n, n}, dtype, device);
+  Tensor out = Tensor::empty({n, n}, DType::f32, device);
+  auto finish = [&] { (void)to_device(out.flat_view(0, {1}), Device::cpu()); };
+  matmul(a, b, out);  // warm-up: the library picks its algorithm
+  finish();
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    Timer t;
+    matmul(a, b, out);
+    finish();
+    best = std::max(best, 2.0 * double(n) * double(n) * double(n) / t.seconds() * 1e-9);
+  }
+  return best;
+}
+
 }  // namespace
+
+double matmul_peak_gflops(Device device, DType dtype) {
+  if (device.is_cpu()) return sgemm_peak_gflops();
+  static std::mutex mutex;
+  static std::map<std::pair<int, int>, double> measured;
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto key = std::make_pair(device.index, int(dtype));
+  auto it = measured.find(key);
+  if (it == measured.end())
+    it = measured.emplace(key, measure_device_matmul(device, dtype, 4096)).first;
+  return it->second;
+}
 
 double sgemm_peak_gflops() {
   static const double gflops = measure_sgemm(2048);

@@ -6,6 +6,8 @@
 // Bandwidth convention, used by every benchmark: bytes read + bytes written per second. A memcpy
 // of S bytes moves 2·S.
 
+#include "core/dtype.h"
+
 namespace tessera::ops {
 
 struct Peaks {
@@ -17,5 +19,9 @@ struct Peaks {
 const Peaks& peaks();
 // Only the sgemm figure (about 0.3 s): what the trainer needs for MFU.
 double sgemm_peak_gflops();
+// The matmul rate of `device` in `dtype` (f32 or bf16), measured once per (device, dtype): the
+// CPU's figure is sgemm_peak_gflops(); on CUDA the best of a few 4096^3 products through
+// ops::matmul (cuBLASLt), about a tenth of a second. The trainer's MFU peak on a GPU.
+double matmul_peak_gflops(Device device, DType dtype);
 
 }  // namespace tessera::ops

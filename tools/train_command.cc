@@ -27,6 +27,7 @@ Checkpoints: RUN_DIR/checkpoints/step_NNNNNNNN every checkpoint.every_steps and 
 SIGTERM or SIGUSR1: all ranks stop at the next step boundary, save, and exit with 75.
 
 Threads: train.threads in the config, else TESSERA_NUM_THREADS, else all cores.
+GPUs: --set train.device=CUDA; one rank per GPU, each on the GPU of its node-local rank.
 Exit status: 0 finished; 1 error (the message names the file, field or rank);
 75 stopped by a signal after saving a checkpoint (resume with --resume auto).
 )";

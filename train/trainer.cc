@@ -13,9 +13,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/caching_allocator.h"
 #include "core/threads.h"
 #include "core/timer.h"
+#include "core/upload.h"
 #include "distributed/grad_sync.h"
+#include "distributed/make_communicator.h"
 #include "distributed/mpi_communicator.h"
 #include "models/clip.h"
 #include "models/factory.h"
@@ -69,13 +72,24 @@ int64_t tokens_per_sample(const config::ModelConfig& m) {
   return m.has_gpt() ? m.gpt().context() : 0;
 }
 
+// train.device: the CPU, or this rank's GPU (its local rank modulo the node's GPUs).
+Device training_device(const config::Config& cfg) {
+  if (cfg.train().device() != config::TrainConfig::CUDA) return Device::cpu();
+  try {
+    return distributed::local_cuda_device();
+  } catch (const Error& e) {
+    throw_error(absl::StrCat("train.device = CUDA: ", e.what()));
+  }
+}
+
 // Tensor parallel: the model on the layout's TP group. A model that does not split over it (heads,
 // MLP width or vocabulary not divisible) is a config error: name the field.
 std::unique_ptr<models::Model> make_tp_model(const config::Config& cfg,
-                                             const distributed::ParallelLayout& layout) {
-  if (layout.tp_size() == 1) return models::make_model(cfg.model());
+                                             const distributed::ParallelLayout& layout,
+                                             Device device) {
+  if (layout.tp_size() == 1) return models::make_model(cfg.model(), nullptr, device);
   try {
-    return models::make_model(cfg.model(), &layout.tp());
+    return models::make_model(cfg.model(), &layout.tp(), device);
   } catch (const Error& e) {
     throw_error(absl::StrCat("parallel.tensor_parallel = ", layout.tp_size(),
                              " does not divide the model: ", e.what()));
@@ -102,10 +116,11 @@ int train(const TrainOptions& opt) {
   // Several ranks: a rank that fails inside a step prints its error once and aborts the job, so
   // no other rank waits forever in a collective (DESIGN.md decision 7).
   distributed::MpiEnvironment mpi;
-  distributed::MpiOptions mpi_options;
-  mpi_options.timeout_s = cfg.parallel().collective_timeout_s();
-  auto world = distributed::MpiCommunicator::world(mpi_options);
   return distributed::run_or_abort([&] {
+    // CPU: MPI. CUDA: NCCL for device tensors, MPI for host values (routed_communicator.h).
+    distributed::CommunicatorOptions comm_options;
+    comm_options.timeout_s = cfg.parallel().collective_timeout_s();
+    auto world = distributed::make_world_communicator(training_device(cfg), comm_options);
     Trainer trainer(cfg, run_dir, opt.quiet, world.get());
     trainer.set_resume(opt.resume);
     return trainer.run();
@@ -120,7 +135,8 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
       run_dir_(std::move(run_dir)),
       quiet_(quiet),
       layout_(world ? distributed::ParallelLayout(*world, config.parallel().tensor_parallel())
-                    : distributed::ParallelLayout::local()) {
+                    : distributed::ParallelLayout::local()),
+      device_(training_device(config)) {
   TESSERA_CHECK(world || config_.parallel().tensor_parallel() <= 1,
                 "parallel.tensor_parallel = ", config_.parallel().tensor_parallel(),
                 " needs as many ranks: start tessera train under mpirun or srun");
@@ -137,7 +153,8 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
     f << config_to_text(config_);
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
-  model_ = make_tp_model(config_, layout_);
+  model_ = make_tp_model(config_, layout_, device_);
+  uploader_ = std::make_unique<Uploader>(device_);
   // CLIP/SigLIP score each image against the whole global batch: the loss spans the DP group
   // (and scales its gradients for GradSync's average; models/distributed_contrastive_loss.h).
   if (auto* clip = dynamic_cast<models::Clip*>(model_.get())) {
@@ -178,7 +195,7 @@ nlohmann::json Trainer::evaluate(const DataSource& data, int64_t step) {
   const int batches = std::max(1, config_.eval().batches());
   for (int i = 0; i < batches; ++i) {
     const int64_t first = base + i * batch + layout_.dp_rank() * slice;
-    loss += model_->forward_loss(source.batch(first, slice)).loss / batches;
+    loss += model_->forward_loss(uploader_->upload(source.batch(first, slice))).loss / batches;
   }
   loss = average_over_dp(loss);
   const std::string name = eval_data_ ? eval_path_ : std::string("train");
@@ -217,9 +234,13 @@ int Trainer::run() {
   const int64_t micro = global_batch / micro_batches;  // samples per micro-batch, all ranks
   const int64_t local_micro = micro / dp;              // this rank's share of it
   const int64_t steps = cfg.train().steps();
-  // MFU: the model FLOPs of a global batch over the peak of every rank's cores together.
+  // MFU: the model FLOPs of a global batch over the peak of every rank's cores (or GPUs) together;
+  // on a GPU the matmul rate in the training precision, measured now.
+  const DType matmul_dtype =
+      cfg.train().precision() == config::TrainConfig::BF16 ? DType::bf16 : DType::f32;
   const double peak_flops =
-      (cfg.train().peak_flops() > 0 ? cfg.train().peak_flops() : ops::sgemm_peak_gflops() * 1e9) *
+      (cfg.train().peak_flops() > 0 ? cfg.train().peak_flops()
+                                    : ops::matmul_peak_gflops(device_, matmul_dtype) * 1e9) *
       layout_.world_size();
   const double step_flops = model_->train_flops(global_batch);
   const int64_t tokens = tokens_per_sample(cfg.model());
@@ -242,9 +263,10 @@ int Trainer::run() {
   if (print) {
     const int64_t param_bytes = params.params().nbytes(), grad_bytes = params.grads().nbytes();
     const int64_t act_bytes = model_->activation_bytes(local_micro);
-    std::printf("tessera train: %s model, %.2fM parameters, %s, %d threads per rank, run dir %s\n",
-                model_kind(cfg).c_str(), double(params.numel()) * 1e-6, layout_.describe().c_str(),
-                num_threads(), run_dir_.c_str());
+    std::printf(
+        "tessera train: %s model, %.2fM parameters, %s, on %s, %d threads per rank, run dir %s\n",
+        model_kind(cfg).c_str(), double(params.numel()) * 1e-6, layout_.describe().c_str(),
+        device_.str().c_str(), num_threads(), run_dir_.c_str());
     std::printf(
         "memory estimate per rank: parameters %s, gradients %s, optimizer %s, activations %s, "
         "total %s\n",
@@ -267,7 +289,11 @@ int Trainer::run() {
                   cfg.parallel().zero_stage() == 1 ? ": ZeRO-1 with one data-parallel rank" : "");
     }
     std::printf("peak for MFU: %.1f GFLOP/s (%s%s)\n", peak_flops * 1e-9,
-                cfg.train().peak_flops() > 0 ? "train.peak_flops" : "f32 sgemm measured now",
+                cfg.train().peak_flops() > 0 ? "train.peak_flops"
+                : device_.is_cpu()           ? "f32 sgemm measured now"
+                                             : absl::StrCat(dtype_name(matmul_dtype), " matmul on ",
+                                                            device_.str(), " measured now")
+                                         .c_str(),
                 layout_.world_size() > 1 ? ", times the ranks" : "");
     std::fflush(stdout);
   }
@@ -299,15 +325,22 @@ int Trainer::run() {
   for (int64_t step = start.step + 1; step <= steps; ++step) {
     Timer step_timer;
     double data_s = 0, loss = 0;
-    params.zero_grads();
-    for (int64_t mb = 0; mb < micro_batches; ++mb) {
+    // This rank's slice of micro-batch mb of this step's global batch, on the training device:
+    // positions depend on the global batch only, never on how many ranks share it.
+    auto fetch = [&](int64_t mb) {
       Timer data_timer;
-      // This rank's slice of micro-batch mb of the global batch: positions depend on the global
-      // batch only, never on how many ranks share it.
       const int64_t first = start.next_position + (step - 1 - start.step) * global_batch +
                             mb * micro + dp_rank * local_micro;
-      models::Batch batch = data.batch(first, local_micro);
+      models::Batch batch = uploader_->upload(data.batch(first, local_micro));
       data_s += data_timer.seconds();
+      return batch;
+    };
+    params.zero_grads();
+    models::Batch next = fetch(0);
+    for (int64_t mb = 0; mb < micro_batches; ++mb) {
+      models::Batch batch = std::move(next);
+      // On a GPU the next micro-batch's upload runs on the copy stream while this one computes.
+      if (mb + 1 < micro_batches) next = fetch(mb + 1);
       if (sync) sync->set_enabled(mb == micro_batches - 1);
       // Each backward finalises the gradients anew: the progress that lets GradSync start
       // buckets during backward restarts with every micro-batch (zero_grads only restarts it
@@ -372,6 +405,11 @@ int Trainer::run() {
                             {"data_wait", window_data_s / window_step_s},
                             {"skipped_steps", skipped}};
       if (tokens > 0) rec["tokens_per_s"] = double(global_batch * tokens) / mean_step_s;
+      if (device_.is_cuda()) {
+        // cudaMalloc calls so far: flat after the first step when the caching allocator works.
+        rec["cuda_mallocs"] =
+            static_cast<CachingAllocator&>(allocator_for(device_)).stats().source_allocs;
+      }
       ckpt.report_stall(rec);  // ckpt_stall_ms, ckpt_step after a save
       if (sync) {
         rec["allreduce_hidden"] = sync->stats().hidden_fraction();
@@ -418,6 +456,13 @@ int Trainer::run() {
         "first step; run dir %s\n",
         (long long)steps, human_bytes(double(peak)).c_str(),
         human_bytes(double(peak - rss_before_steps)).c_str(), run_dir_.c_str());
+    if (device_.is_cuda()) {
+      const auto held = static_cast<CachingAllocator&>(allocator_for(device_)).stats();
+      std::printf("%s memory: %s in use, %s cached, %lld cudaMalloc calls; %s pinned staging\n",
+                  device_.str().c_str(), human_bytes(double(held.bytes_in_use)).c_str(),
+                  human_bytes(double(held.bytes_cached)).c_str(), (long long)held.source_allocs,
+                  human_bytes(double(uploader_->staging_bytes())).c_str());
+    }
   }
   return kExitOk;
 }

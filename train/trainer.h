@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/upload.h"
 #include "distributed/communicator.h"
 #include "distributed/layout.h"
 #include "models/model.h"
@@ -61,6 +62,7 @@ class Trainer {
   int run();
   models::Model& model() { return *model_; }
   const distributed::ParallelLayout& layout() const { return layout_; }
+  Device device() const { return device_; }
 
  private:
   nlohmann::json evaluate(const DataSource& data, int64_t step);
@@ -71,7 +73,9 @@ class Trainer {
   std::string run_dir_;
   bool quiet_;
   distributed::ParallelLayout layout_;
+  Device device_;  // train.device: parameters, gradients, optimizer state and activations
   std::unique_ptr<models::Model> model_;
+  std::unique_ptr<Uploader> uploader_;  // batches to device_ (pinned, async on CUDA)
   std::string resume_;
   // Held-out evaluation data (eval.source, train/data_source.h eval_source), opened by the
   // first evaluate(); null: evaluate on the training source far beyond the trained positions.

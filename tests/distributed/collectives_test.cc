@@ -3,8 +3,10 @@
 // rank-keyed inputs.
 #include <gtest/gtest.h>
 
+#include "distributed/local_communicator.h"
 #include "distributed/make_communicator.h"
 #include "distributed/mpi_communicator.h"
+#include "distributed/routed_communicator.h"
 #include "tests/distributed/collective_checks.h"
 #include "tests/distributed/mpi_test_env.h"
 
@@ -39,6 +41,32 @@ TEST(Collectives, ManyInFlightCompleteInIssueOrder) {
 }
 TEST(Collectives, SplitIntoHalves) {
   check_split_into_halves(*test_world(), kCpu);
+}
+
+// RoutedCommunicator sends host tensors to its host transport only. Without a GPU both
+// transports are MPI here; the NCCL test checks the CUDA half of the routing on a GPU machine.
+TEST(Collectives, RoutedSendsHostTensorsToTheHostTransport) {
+  RoutedCommunicator routed(test_world(), test_world());
+  check_all_reduce(routed, kCpu);
+  check_all_gather(routed, kCpu);
+  check_send_recv_ring(routed, kCpu);
+  EXPECT_GT(routed.host().last_sequence(), 0);
+  EXPECT_EQ(routed.device().last_sequence(), 0);
+  EXPECT_EQ(routed.last_sequence(), routed.host().last_sequence());
+  auto half = routed.split(routed.rank() % 2, routed.rank(), "half");
+  auto* routed_half = dynamic_cast<RoutedCommunicator*>(half.get());
+  ASSERT_NE(routed_half, nullptr);
+  EXPECT_EQ(routed_half->device().name(), "half");
+  check_split_into_halves(routed, kCpu);
+}
+
+TEST(Collectives, RoutedRejectsTransportsOfDifferentGroups) {
+  try {
+    RoutedCommunicator routed(test_world(), std::make_unique<LocalCommunicator>("solo"));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'solo' rank 0 of 1"), std::string::npos) << e.what();
+  }
 }
 
 // The factory the trainer uses: CPU tensors under mpirun get MPI.

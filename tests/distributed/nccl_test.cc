@@ -8,7 +8,9 @@
 
 #include "core/bf16.h"
 #include "distributed/make_communicator.h"
+#include "distributed/mpi_communicator.h"
 #include "distributed/nccl_communicator.h"
+#include "distributed/routed_communicator.h"
 #include "tests/distributed/collective_checks.h"
 #include "tests/distributed/mpi_test_env.h"
 
@@ -81,12 +83,22 @@ TEST_F(Nccl, Bf16AllReduceSum) {
   EXPECT_EQ(bad, 0);
 }
 
-TEST_F(Nccl, FactoryPicksNcclForCudaTensors) {
+// The factory the trainer uses: CUDA tensors over NCCL, host tensors over MPI, one group.
+TEST_F(Nccl, FactoryRoutesCudaTensorsToNcclAndHostTensorsToMpi) {
   CommunicatorOptions options;
   options.timeout_s = 60;
   auto comm = make_world_communicator(device_, options);
-  EXPECT_NE(dynamic_cast<NcclCommunicator*>(comm.get()), nullptr);
+  auto* routed = dynamic_cast<RoutedCommunicator*>(comm.get());
+  ASSERT_NE(routed, nullptr);
+  EXPECT_NE(dynamic_cast<NcclCommunicator*>(&routed->device()), nullptr);
+  EXPECT_NE(dynamic_cast<MpiCommunicator*>(&routed->host()), nullptr);
   check_all_reduce(*comm, device_);
+  const int64_t nccl_ops = routed->device().last_sequence();
+  EXPECT_GT(nccl_ops, 0);
+  check_all_reduce(*comm, Device::cpu());
+  EXPECT_EQ(routed->device().last_sequence(), nccl_ops);  // host tensors never touched NCCL
+  check_split_into_halves(*comm, device_);
+  check_split_into_halves(*comm, Device::cpu());
 }
 
 TEST_F(Nccl, BadArgumentsThrowNamingOpAndGroup) {
