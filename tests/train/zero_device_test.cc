@@ -4,124 +4,29 @@
 // it, it equals AdamW on the CPU given the averaged gradients; every rank ends with the same
 // parameters bit for bit.
 //
-// The group is a test double: each collective is a rendezvous of the threads that copies with
-// copy() (any device). Only all_gather exists, the one collective ZeroAdamW issues itself (the
+// The group is a test double (tests/support/thread_group.h): each collective is a rendezvous of
+// the threads that copies with copy() (any device). ZeroAdamW issues all_gather itself (the
 // parameters, and the norm's partial sums on the host); the gradient shards it would get from
 // GradSync's reduce-scatter are written here directly.
 #include <gtest/gtest.h>
 
-#include <condition_variable>
 #include <cstring>
-#include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/timer.h"
-#include "distributed/communicator.h"
 #include "models/param_store.h"
 #include "tests/support/compare.h"
 #include "tests/support/devices.h"
+#include "tests/support/thread_group.h"
 #include "train/optimizer.h"
 #include "train/zero_optimizer.h"
 
 namespace tessera::train {
 namespace {
 
-// The meeting point of n threads. exchange() posts a rank's tensor, waits for every rank, runs
-// `use` on all posted tensors (one rank at a time), and waits until every rank has used them, so
-// a posted tensor is never read after its owner moved on. A failing rank breaks the group: the
-// others throw instead of waiting forever.
-class Rendezvous {
- public:
-  explicit Rendezvous(int n) : n_(n), posted_(n) {}
-  int size() const { return n_; }
-
-  void exchange(int rank, const Tensor& t, const std::function<void(std::vector<Tensor>&)>& use) {
-    std::unique_lock<std::mutex> lock(mu_);
-    posted_[rank] = t;
-    arrive(lock);
-    use(posted_);
-    arrive(lock);
-  }
-
-  void fail() {
-    std::lock_guard<std::mutex> lock(mu_);
-    broken_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  void arrive(std::unique_lock<std::mutex>& lock) {
-    TESSERA_CHECK(!broken_, "Rendezvous: another rank failed");
-    const int64_t generation = generation_;
-    if (++arrived_ == n_) {
-      arrived_ = 0;
-      ++generation_;
-      cv_.notify_all();
-      return;
-    }
-    cv_.wait(lock, [&] { return generation_ != generation || broken_; });
-    TESSERA_CHECK(!broken_, "Rendezvous: another rank failed");
-  }
-
-  const int n_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int arrived_ = 0;
-  int64_t generation_ = 0;
-  bool broken_ = false;
-  std::vector<Tensor> posted_;
-};
-
-// One rank of a Rendezvous group, as a Communicator. Collectives complete before returning.
-class ThreadRank final : public distributed::Communicator {
- public:
-  ThreadRank(Rendezvous& group, int rank) : group_(group), rank_(rank) {}
-
-  int rank() const override { return rank_; }
-  int size() const override { return group_.size(); }
-  const std::string& name() const override { return name_; }
-  int64_t last_sequence() const override { return seq_; }
-  int world_rank_of(int r) const override { return r; }
-
-  distributed::WorkHandle all_gather(const Tensor& input, const Tensor& output) override {
-    const int64_t n = input.numel();
-    TESSERA_CHECK(output.numel() == n * size(), "all_gather: ", input.describe(), " into ",
-                  output.describe());
-    group_.exchange(rank_, input, [&](std::vector<Tensor>& all) {
-      for (int r = 0; r < size(); ++r) copy(all[r], output.flat_view(r * n, {n}));
-    });
-    auto work = std::make_shared<distributed::Work>(absl::StrCat("all_gather #", ++seq_));
-    work->complete(now_ns());
-    return work;
-  }
-  distributed::WorkHandle all_reduce(const Tensor&, distributed::ReduceOp) override {
-    return unused("all_reduce");
-  }
-  distributed::WorkHandle reduce_scatter(const Tensor&, const Tensor&,
-                                         distributed::ReduceOp) override {
-    return unused("reduce_scatter");
-  }
-  distributed::WorkHandle broadcast(const Tensor&, int) override { return unused("broadcast"); }
-  distributed::WorkHandle send(const Tensor&, int) override { return unused("send"); }
-  distributed::WorkHandle recv(const Tensor&, int) override { return unused("recv"); }
-  distributed::WorkHandle barrier() override { return unused("barrier"); }
-  std::unique_ptr<Communicator> split(int, int, std::string) override {
-    throw_error("ThreadRank: split is not used by ZeroAdamW");
-  }
-
- private:
-  [[noreturn]] distributed::WorkHandle unused(const char* op) {
-    throw_error(absl::StrCat("ThreadRank: ", op, " is not used by ZeroAdamW"));
-  }
-
-  Rendezvous& group_;
-  const int rank_;
-  const std::string name_ = "dp";
-  int64_t seq_ = 0;
-};
+using testing::Rendezvous;
+using testing::ThreadRank;
 
 // The store of zero_test.cc: 289 elements (divisible by neither 2 nor 3), all three decay groups.
 std::unique_ptr<models::ParamStore> odd_store(Device device) {
@@ -165,7 +70,7 @@ TEST_P(ZeroDeviceTest, EqualsCpuAdamWForGroupsOfOneTwoAndThreeRanks) {
         std::vector<std::unique_ptr<models::ParamStore>> stores;
         std::vector<std::unique_ptr<ZeroAdamW>> zeros;
         for (int r = 0; r < dp; ++r) {
-          comms.push_back(std::make_unique<ThreadRank>(group, r));
+          comms.push_back(std::make_unique<ThreadRank>(group, r, "dp"));
           stores.push_back(odd_store(device()));
           zeros.push_back(std::make_unique<ZeroAdamW>(*stores[r], oc, *comms[r], bucket_bytes));
           EXPECT_EQ(zeros[r]->m().device(), device());
