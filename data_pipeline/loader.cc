@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "data_pipeline/request_table.h"
 #include "data_pipeline/shard_reader.h"
 
 namespace tessera::data {
@@ -83,8 +84,8 @@ struct Loader::State {
   std::mutex mu;
   std::condition_variable work_cv, done_cv, chunk_cv;
   bool stop = false;
-  int64_t seq = 0, clock = 0, cache_bytes = 0;
-  std::map<Key, std::shared_ptr<Job>> jobs;
+  int64_t clock = 0, cache_bytes = 0;
+  RequestTable<Job> jobs{kMaxJobs};
   std::deque<std::shared_ptr<Job>> queue;
   std::map<Key, std::shared_ptr<Chunk>> chunks;
   std::vector<ByteBuffer> spare_images;  // evicted chunks' image buffers, for reuse
@@ -105,20 +106,7 @@ struct Loader::State {
       return absl::OutOfRangeError(
           absl::StrCat("loader: positions [", first, ", ", first + count, "): ", e.what()));
     }
-    job->seq = seq++;
-    jobs[{first, count}] = job;
-    return job;
-  }
-
-  void drop_old_jobs() {  // mu held
-    while (jobs.size() > kMaxJobs) {
-      auto oldest = jobs.end();
-      for (auto it = jobs.begin(); it != jobs.end(); ++it)
-        if (it->second->done && (oldest == jobs.end() || it->second->seq < oldest->second->seq))
-          oldest = it;
-      if (oldest == jobs.end()) return;
-      jobs.erase(oldest);
-    }
+    return jobs.add({first, count}, job);
   }
 
   void evict() {  // mu held: least recently used ready chunks nobody holds
@@ -313,8 +301,7 @@ absl::StatusOr<std::shared_ptr<const SampleBatch>> Loader::get(int64_t first, in
   const auto start = std::chrono::steady_clock::now();
   std::unique_lock lock(s.mu);
   std::shared_ptr<Job> job;
-  if (auto it = s.jobs.find({first, count}); it != s.jobs.end()) {
-    job = it->second;
+  if ((job = s.jobs.find({first, count}))) {
     ++s.stats.hits;
   } else {
     auto made = s.make_job(first, count);
@@ -326,7 +313,7 @@ absl::StatusOr<std::shared_ptr<const SampleBatch>> Loader::get(int64_t first, in
   if (s.options.stride > 0) {
     for (int k = 1; k <= s.options.prefetch_batches; ++k) {
       const int64_t next = first + k * s.options.stride;
-      if (s.jobs.count({next, count})) continue;
+      if (s.jobs.contains({next, count})) continue;
       auto ahead = s.make_job(next, count);
       if (!ahead.ok()) break;  // the order ends there: nothing to read ahead
       s.queue.push_back(*ahead);
@@ -334,8 +321,7 @@ absl::StatusOr<std::shared_ptr<const SampleBatch>> Loader::get(int64_t first, in
   }
   s.work_cv.notify_all();
   s.done_cv.wait(lock, [&] { return job->done; });
-  s.jobs.erase({first, count});
-  s.drop_old_jobs();
+  s.jobs.take({first, count});
   s.stats.wait_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!job->status.ok()) return job->status;

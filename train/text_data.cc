@@ -13,12 +13,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "data_pipeline/request_table.h"
 
 namespace tessera::train {
 
-// One worker reading the windows of queued requests. Requests are keyed by (first, count);
-// ones read ahead but never asked for (evaluation positions, the end of training) are dropped
-// oldest first beyond kMaxJobs.
+// One worker reading the windows of queued requests, kept in a data::RequestTable (ones read
+// ahead but never asked for are dropped oldest first beyond kMaxJobs).
 struct TextData::Prefetch {
   struct Job {
     int64_t first = 0, count = 0, seq = 0;
@@ -28,11 +28,11 @@ struct TextData::Prefetch {
   };
   static constexpr size_t kMaxJobs = 32;
   int ahead = 0;
-  int64_t stride = 0, seq = 0;
+  int64_t stride = 0;
   std::mutex mu;
   std::condition_variable work_cv, done_cv;
   bool stop = false;
-  std::map<std::pair<int64_t, int64_t>, std::shared_ptr<Job>> jobs;
+  data::RequestTable<Job> jobs{kMaxJobs};
   std::deque<std::shared_ptr<Job>> queue;
   std::thread worker;
 
@@ -40,25 +40,13 @@ struct TextData::Prefetch {
     auto job = std::make_shared<Job>();
     job->first = first;
     job->count = count;
-    job->seq = seq++;
-    jobs[{first, count}] = job;
+    jobs.add({first, count}, job);
     if (urgent) {
       queue.push_front(job);
     } else {
       queue.push_back(job);
     }
     return job;
-  }
-
-  void drop_old() {  // mu held
-    while (jobs.size() > kMaxJobs) {
-      auto oldest = jobs.end();
-      for (auto it = jobs.begin(); it != jobs.end(); ++it)
-        if (it->second->done && (oldest == jobs.end() || it->second->seq < oldest->second->seq))
-          oldest = it;
-      if (oldest == jobs.end()) return;
-      jobs.erase(oldest);
-    }
   }
 
   void work(const TextData& data) {
@@ -143,14 +131,14 @@ models::Batch TextData::batch(int64_t first, int64_t count) const {
     std::shared_ptr<Prefetch::Job> job;
     {
       std::unique_lock lock(p.mu);
-      auto it = p.jobs.find({first, count});
-      job = it != p.jobs.end() ? it->second : p.add(first, count, /*urgent=*/true);
+      job = p.jobs.find({first, count});
+      if (!job) job = p.add(first, count, /*urgent=*/true);
       for (int k = 1; k <= p.ahead; ++k)
-        if (!p.jobs.count({first + k * p.stride, count})) p.add(first + k * p.stride, count, false);
+        if (!p.jobs.contains({first + k * p.stride, count}))
+          p.add(first + k * p.stride, count, false);
       p.work_cv.notify_all();
       p.done_cv.wait(lock, [&] { return job->done; });
-      p.jobs.erase({first, count});
-      p.drop_old();
+      p.jobs.take({first, count});
     }
     if (job->error) std::rethrow_exception(job->error);
     token_rows = std::move(job->tokens);
