@@ -16,7 +16,7 @@ std::string model_family(const config::ModelConfig& m) {
   return "none";
 }
 
-absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path) {
+absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path, Device device) {
   auto info = train::open_checkpoint(path);
   if (!info.ok()) return info.status();
   LoadedModel m;
@@ -27,7 +27,7 @@ absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path) {
         absl::StrCat(m.info.dir, ": the checkpoint's config names no model"));
   }
   try {
-    m.model = models::make_model(m.info.config.model());
+    m.model = models::make_model(m.info.config.model(), nullptr, device);
   } catch (const std::exception& e) {
     return absl::FailedPreconditionError(absl::StrCat(m.info.dir, ": ", e.what()));
   }

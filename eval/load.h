@@ -22,7 +22,9 @@ struct LoadedModel {
 // The family name of a model config.
 std::string model_family(const config::ModelConfig& m);
 
-absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path);
+// The model lives on `device` (the parameters are read on the host and copied there).
+absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path,
+                                                  Device device = Device::cpu());
 
 // An error unless the checkpoint is one of `families` ("clip" also matches "siglip"), naming
 // the checkpoint, its family and the verb.

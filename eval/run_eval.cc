@@ -89,7 +89,7 @@ BatchFn split_batches(const EvalSplit& s, const config::ModelConfig& m) {
 }  // namespace
 
 absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& o) {
-  auto loaded = load_checkpoint_model(o.checkpoint);
+  auto loaded = load_checkpoint_model(o.checkpoint, o.device);
   if (!loaded.ok()) return loaded.status();
   LoadedModel& lm = *loaded;
   const config::Config& c = lm.info.config;

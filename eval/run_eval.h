@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/dtype.h"
 #include "nlohmann/json.hpp"
 
 namespace tessera::eval {
@@ -21,6 +22,7 @@ struct EvalOptions {
   int64_t batch = 64;
   int64_t max_samples = 0;  // 0: the whole split (synthetic: 512 samples)
   int dit_buckets = 4;
+  Device device = Device::cpu();  // where the model runs (the batches are built on the host)
 };
 
 // The metrics as a flat JSON object (metric -> number) plus "family", "checkpoint", "step" and

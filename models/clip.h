@@ -9,6 +9,10 @@
 //
 // Batch: "images" (B, S, S, C) f32, channels last, normalised; "text" (B, L) i32 tokens with
 // L <= text.context; "text_eot" (B) i32, the position in [0, L) of each row's end-of-text token.
+// On the host (copied to the model's device) or on the device; text_eot is read on the host (its
+// range is checked there). Per step, besides the loss: logit_scale (and logit_bias) are read
+// back, their gradients uploaded as host scalars, and the loss functions read back a few scalars
+// (models/contrastive_loss.h).
 //
 // Parameters, in registration (forward) order: image.* (see vision_tower.h), image.proj.weight
 // (embed, d_img), text.* (see text_tower.h), text.proj.weight (embed, d_txt), logit_scale (1),

@@ -2,6 +2,7 @@
 
 #include "models/layers/transformer_block.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -205,29 +206,28 @@ LossResult Dit::run(const Batch& batch, bool backward, float loss_scale) {
   const Device device = store_.params().device();
   const Tensor& x0 = batch.at("images");  // (B, H, W, C), host or device; draw() checked it
   const int64_t B = x0.dim(0), p = config_.patch();
-  // Per-sample coefficients of x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, from the host timesteps:
-  // rows 0 and 1 of (2, B, 1).
-  Tensor coef = Tensor::empty({2, B, 1}, DType::f32);
+  // Per-sample coefficients of x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, from the host timesteps,
+  // repeated over the P columns of a patch row (the gate layout of ops::gated_residual_forward):
+  // (2, B, P), rows 0 and 1.
+  const int64_t P = patch_dim_;
+  Tensor coef = Tensor::empty({2, B, P}, DType::f32);
   for (int64_t b = 0; b < B; ++b) {
     const double ab = alpha_bar_[d.timesteps.data<int32_t>()[b]];
-    coef.data<float>()[b] = float(std::sqrt(ab));
-    coef.data<float>()[B + b] = float(std::sqrt(1 - ab));
+    std::fill_n(coef.data<float>() + b * P, P, float(std::sqrt(ab)));
+    std::fill_n(coef.data<float>() + (B + b) * P, P, float(std::sqrt(1 - ab)));
   }
   coef = on_device(coef, device);
   // The uploads of a host batch: images and the noise (the draws are made on the host); a device
   // batch uploads only the noise.
-  Tensor xp = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);  // (B, T, P) x0
-  Tensor ep = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);  // (B, T, P) eps
+  Tensor xp = Tensor::empty({B, tokens_, P}, DType::f32, device);  // (B, T, P) x0
+  Tensor ep = Tensor::empty({B, tokens_, P}, DType::f32, device);  // (B, T, P) eps
   ops::patchify(on_device(x0, device), xp, p);
   ops::patchify(on_device(d.noise, device), ep, p);
   // Noised in patch layout (patchify only permutes each sample's elements), on the device: two
-  // gated residuals y = x + gate * h over (B, T*P, 1) views, the gate one scalar per sample.
-  const Shape flat{B, tokens_ * patch_dim_, 1};
-  Tensor xt = Tensor::zeros({B, tokens_, patch_dim_}, DType::f32, device);  // (B, T, P)
-  ops::gated_residual_forward(xt.view(flat), coef.slice(1, 2).view({B, 1}), ep.view(flat),
-                              xt.view(flat));  // sqrt(1 - ab) eps
-  ops::gated_residual_forward(xt.view(flat), coef.slice(0, 1).view({B, 1}), xp.view(flat),
-                              xt.view(flat));  // + sqrt(ab) x0
+  // gated residuals y = x + gate * h, the gate constant over each sample.
+  Tensor xt = Tensor::zeros({B, tokens_, P}, DType::f32, device);          // (B, T, P)
+  ops::gated_residual_forward(xt, coef.slice(1, 2).view({B, P}), ep, xt);  // sqrt(1 - ab) eps
+  ops::gated_residual_forward(xt, coef.slice(0, 1).view({B, P}), xp, xt);  // + sqrt(ab) x0
   xp = Tensor();
   // The MSE is over all elements, so it is taken in patch layout: no unpatchify needed.
   Tensor diff = forward_patches(xt, d.timesteps, on_device(d.labels, device));  // (B, T, P)

@@ -11,13 +11,17 @@
 // x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, loss = mean over all elements of (eps_hat - eps)^2.
 // Randomness is keyed, never stateful: t, eps and the label drop (probability class_dropout ->
 // null class) of a sample are Philox draws keyed by (seed, sample key), so they do not depend on
-// the batch composition or the number of ranks. The noising is host-side data preparation (like
-// the loader's augmentation): the draws are made on the host.
+// the batch composition or the number of ranks. The draws are made on the host (like the loader's
+// augmentation); the noising x_t itself runs on the model's device.
 //
 // Batch: "images" (B, H, W, C) f32 in [-1, 1]; "labels" (B) i32 in [0, n_classes] (n_classes is
 // the null class; may be absent when n_classes == 0); "sample_keys" (B) i64 >= 0, unique per
 // sample occurrence. Optional overrides for tests: "timesteps" (B) i32 and "noise" (B, H, W, C)
 // f32 replace the random draws (the label drop still applies).
+// Every batch tensor may be on the host or on the model's device. Per step the host -> device
+// copies are the noise, the labels after the drop, two (B) coefficients and the (B, 256)
+// timestep frequencies (plus the images of a host batch); the keys, labels and any overrides are
+// read on the host; the loss is read back once.
 //
 // Noise schedule: LINEAR betas as DDPM/DiT (improved-DDPM's get_named_beta_schedule: 1e-4 to 0.02
 // scaled by 1000 / diffusion_steps) or COSINE (Nichol & Dhariwal, betas clipped at 0.999);

@@ -3,7 +3,8 @@
 // causal transformer blocks, final LayerNorm, output head tied to the token embedding (or its own
 // weight), next-token cross-entropy.
 //
-// Batch: "tokens" (B, T) i32 with T <= context; "targets" (B, T) i32, -100 = ignored.
+// Batch: "tokens" (B, T) i32 with T <= context; "targets" (B, T) i32, -100 = ignored; on the
+// host (copied to the model's device) or on the device. Per step the loss is read back once.
 //
 // Tensor parallelism (tp = the TP group, nullptr = none): the blocks split heads and MLP hidden
 // (Megatron, through Linear); the token embedding is vocab parallel and the output head (tied,

@@ -4,7 +4,8 @@
 // on the pooled class token; cross-entropy on the labels.
 //
 // Batch: "images" (B, S, S, C) f32, channels last, already normalised (S = config.image_size,
-// C = config.channels); "labels" (B) i32 in [0, n_classes).
+// C = config.channels); "labels" (B) i32 in [0, n_classes). On the host (copied to the model's
+// device) or on the device. Per step the loss is read back once.
 //
 // Parameters: patch_embed.proj.{weight,bias}, cls_token.weight, pos_emb.weight, blocks.N.*,
 // ln_f.*, head.{weight,bias}. The head is initialised normal(0.02) like every other Linear, not

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/allocator.h"
+
 namespace tessera::tools {
 
 std::string CliArgs::get(const std::string& flag, const std::string& fallback) const {
@@ -80,6 +82,37 @@ bool float_flag(const CliArgs& a, const char* verb, const std::string& flag, dou
     std::fprintf(stderr, "tessera %s: %s '%s' is not a number\n", verb, flag.c_str(), s.c_str());
     return false;
   }
+  return true;
+}
+
+bool device_flag(const CliArgs& a, const char* verb, Device* out) {
+  const std::string s = a.get("--device", "cpu");
+  if (s == "cpu") {
+    *out = Device::cpu();
+    return true;
+  }
+  int index = 0;
+  if (s.rfind("cuda", 0) != 0 ||
+      (s.size() > 4 && (s[4] != ':' || s.size() == 5 ||
+                        s.find_first_not_of("0123456789", 5) != std::string::npos))) {
+    std::fprintf(stderr, "tessera %s: --device '%s' is not cpu, cuda or cuda:N\n", verb, s.c_str());
+    return false;
+  }
+  if (s.size() > 5) index = std::atoi(s.c_str() + 5);
+  if (!cuda_compiled()) {
+    std::fprintf(stderr,
+                 "tessera %s: --device %s: this build has no CUDA support (configure with "
+                 "TESSERA_CUDA=ON)\n",
+                 verb, s.c_str());
+    return false;
+  }
+  const int n = cuda_device_count();
+  if (index >= n) {
+    std::fprintf(stderr, "tessera %s: --device %s: this machine has %d CUDA device%s\n", verb,
+                 s.c_str(), n, n == 1 ? "" : "s");
+    return false;
+  }
+  *out = Device::cuda(index);
   return true;
 }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "core/dtype.h"
 
 namespace tessera::tools {
 
@@ -56,6 +57,11 @@ bool number_flag(const CliArgs& a, const char* verb, const std::string& flag, T*
   }
   return true;
 }
+
+// --device cpu|cuda|cuda:N (absent: cpu): where a tool builds its model; batches stay on the host
+// and the model copies them over. Prints the error naming the verb and the flag and returns
+// false for another value, a CUDA device in a build without CUDA, or one the machine lacks.
+bool device_flag(const CliArgs& a, const char* verb, Device* out);
 
 // Prints "tessera VERB: MESSAGE" to stderr and returns exit status 1 (DESIGN.md: an error).
 inline int fail(const char* verb, const std::string& message) {

@@ -31,6 +31,7 @@ writes them as JSON (metric -> value) to --out, default RUN_DIR/eval.json.
   --batch N         samples per forward (default 64)
   --max-samples N   evaluate at most N samples (default: all; synthetic: 512)
   --buckets N       DiT timestep buckets (default 4)
+  --device D        cpu (default), cuda or cuda:N: where the model runs
 Exit status: 0 done, 1 error (the message names the checkpoint, split or tokenizer).
 )";
 
@@ -47,7 +48,7 @@ int eval_command(int argc, char** argv) {
   CliArgs a;
   if (!parse_cli_args(argv[0], argc, argv, 1,
                       {"--checkpoint", "--split", "--out", "--tokenizer", "--template", "--batch",
-                       "--max-samples", "--buckets"},
+                       "--max-samples", "--buckets", "--device"},
                       {}, &a)) {
     return 1;
   }
@@ -74,6 +75,7 @@ int eval_command(int argc, char** argv) {
   o.batch = batch > 0 ? batch : 64;
   o.max_samples = max_samples;
   o.dit_buckets = int(buckets);
+  if (!device_flag(a, "eval", &o.device)) return 1;
   auto r = eval::run_eval(o);
   if (!r.ok()) {
     std::fprintf(stderr, "tessera eval: %s\n", std::string(r.status().message()).c_str());

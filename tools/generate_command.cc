@@ -29,6 +29,7 @@ Continues a prompt with a GPT checkpoint and prints the prompt and the continuat
   --temperature T    divides the logits before sampling (default 1)
   --tokens N         new tokens to generate (default 32)
   --seed S           sampling seed (default 0)
+  --device D         cpu (default), cuda or cuda:N: where the model runs
 )";
 
 constexpr const char* kSampleUsage =
@@ -42,6 +43,7 @@ the class name under each row (from the run's data manifest, else "class N").
   --steps N          DDIM steps (default 50)
   --seed S           noise seed (default 0)
   --scale N          pixel magnification in the grid (default: images at least 64 px)
+  --device D         cpu (default), cuda or cuda:N: where the model runs
 )";
 
 // Class names from the manifest the run trained on, when it has them.
@@ -63,7 +65,7 @@ int generate_command(int argc, char** argv) {
   CliArgs a;
   if (!parse_cli_args(argv[0], argc, argv, 1,
                       {"--checkpoint", "--prompt", "--tokenizer", "--top-k", "--temperature",
-                       "--tokens", "--seed"},
+                       "--tokens", "--seed", "--device"},
                       {"--greedy"}, &a)) {
     return 1;
   }
@@ -88,7 +90,9 @@ int generate_command(int argc, char** argv) {
       !float_flag(a, "generate", "--temperature", 1.0, &temperature)) {
     return 1;
   }
-  auto m = eval::load_checkpoint_model(a.get("--checkpoint"));
+  Device device;
+  if (!device_flag(a, "generate", &device)) return 1;
+  auto m = eval::load_checkpoint_model(a.get("--checkpoint"), device);
   if (!m.ok()) return fail("generate", m.status());
   if (auto s = eval::expect_family(*m, {"gpt"}, "generate"); !s.ok()) return fail("generate", s);
   const config::GptConfig& g = m->info.config.model().gpt();
@@ -144,7 +148,7 @@ int sample_command(int argc, char** argv) {
   CliArgs a;
   if (!parse_cli_args(argv[0], argc, argv, 1,
                       {"--checkpoint", "--out", "--classes", "--per-class", "--guidance", "--steps",
-                       "--seed", "--scale"},
+                       "--seed", "--scale", "--device"},
                       {}, &a)) {
     return 1;
   }
@@ -164,7 +168,9 @@ int sample_command(int argc, char** argv) {
       !float_flag(a, "sample", "--guidance", 4.0, &guidance)) {
     return 1;
   }
-  auto m = eval::load_checkpoint_model(a.get("--checkpoint"));
+  Device device;
+  if (!device_flag(a, "sample", &device)) return 1;
+  auto m = eval::load_checkpoint_model(a.get("--checkpoint"), device);
   if (!m.ok()) return fail("sample", m.status());
   if (auto s = eval::expect_family(*m, {"dit"}, "sample"); !s.ok()) return fail("sample", s);
   const config::DitConfig& d = m->info.config.model().dit();

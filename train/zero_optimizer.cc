@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -19,25 +18,27 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
       dp_(dp),
       shards_(store.numel(), bucket_bytes, dp.size(), dp.rank()) {
   TESSERA_CHECK(store.finalized(), "ZeroAdamW: the parameter store is not finalized");
-  TESSERA_CHECK(store.params().device().is_cpu(),
-                "ZeroAdamW: CPU parameters only (the communicator takes CPU tensors)");
+  // Every buffer lives with the parameters: on a CUDA device the reduce-scatter and all-gather
+  // take device tensors (NCCL), and the update runs there.
+  const Device device = store.params().device();
   const int64_t n = shards_.shard_numel;
-  shard_grads_ = Tensor::zeros({n}, DType::f32);
-  m_ = Tensor::zeros({n}, DType::f32);
-  v_ = Tensor::zeros({n}, DType::f32);
+  shard_grads_ = Tensor::zeros({n}, DType::f32, device);
+  m_ = Tensor::zeros({n}, DType::f32, device);
+  v_ = Tensor::zeros({n}, DType::f32, device);
   // The mask of this rank's shards only; padding gets 0 (it is never updated anyway). The full
-  // (N) u8 mask is built once here and dropped.
-  decay_mask_ = Tensor::zeros({n}, DType::u8);
+  // (N) u8 mask is built once here (on the device) and dropped.
+  decay_mask_ = Tensor::zeros({n}, DType::u8, device);
   {
     const Tensor full =
         store.decay_mask(config.decay_norms_and_biases(), config.decay_embeddings());
     for (const auto& b : shards_.buckets) {
-      std::memcpy(decay_mask_.data<uint8_t>() + b.offset, full.data<uint8_t>() + b.own_begin,
-                  size_t(b.own()));
+      if (b.own() == 0) continue;
+      copy(full.flat_view(b.own_begin, {b.own()}), decay_mask_.flat_view(b.offset, {b.own()}));
     }
   }
   if (!shards_.buckets.empty() && shards_.buckets.back().padded(dp.size())) {
-    gather_pad_ = Tensor::zeros({int64_t(dp.size()) * shards_.buckets.back().shard}, DType::f32);
+    gather_pad_ =
+        Tensor::zeros({int64_t(dp.size()) * shards_.buckets.back().shard}, DType::f32, device);
   }
 }
 
@@ -72,6 +73,8 @@ double ZeroAdamW::global_grad_norm() {
   // and add them in an order MPI picks. Instead each rank sends its doubles as hi + lo floats
   // (exact to ~2^-48 relative; NaN/Inf stay non-finite) and every rank adds all of them in rank
   // order: the same norm, bit for bit, on every rank.
+  // Host tensors on purpose, also for CUDA parameters: the sums already came back to the host,
+  // and a RoutedCommunicator sends host tensors over its host transport (MPI).
   Tensor send = Tensor::empty({4}, DType::f32);
   const double parts[2] = {mine.split, mine.replicated};
   for (int i = 0; i < 2; ++i) {
@@ -106,8 +109,6 @@ StepStats ZeroAdamW::step(double lr) {
   ++step_;
 
   const Tensor& params = store_.params();
-  float* p = params.data<float>();
-  float* send = shard_grads_.data<float>();
   const int dp = dp_.size();
   std::vector<distributed::WorkHandle> works;
   works.reserve(shards_.buckets.size());
@@ -119,7 +120,7 @@ StepStats ZeroAdamW::step(double lr) {
                       decay_mask_.flat_view(b.offset, own), c, step_);
       // The gradient shard is spent: reuse it as the gather's send buffer (the communicator's
       // input and output must not overlap, and the updated shard lies inside the output).
-      std::memcpy(send + b.offset, p + b.own_begin, size_t(b.own()) * sizeof(float));
+      copy(params.flat_view(b.own_begin, own), shard_grads_.flat_view(b.offset, own));
     }
     const Tensor in = shard_grads_.flat_view(b.offset, {b.shard});
     works.push_back(dp_.all_gather(
@@ -137,7 +138,7 @@ StepStats ZeroAdamW::step(double lr) {
   TESSERA_CHECK(error.empty(), "ZeroAdamW: parameter all-gather: ", error);
   if (!shards_.buckets.empty() && shards_.buckets.back().padded(dp)) {
     const auto& b = shards_.buckets.back();
-    std::memcpy(p + b.begin, gather_pad_.data<float>(), size_t(b.end - b.begin) * sizeof(float));
+    copy(gather_pad_.flat_view(0, {b.end - b.begin}), params.flat_view(b.begin, {b.end - b.begin}));
   }
   store_.sync_compute_params();
   stats.applied = true;

@@ -42,7 +42,10 @@ namespace tessera::train {
 class ZeroAdamW {
  public:
   // store: finalized, borrowed; dp: the data-parallel group, borrowed; bucket_bytes: the GradSync
-  // bucket size (parallel.bucket_bytes), which fixes the shard layout.
+  // bucket size (parallel.bucket_bytes), which fixes the shard layout. The optimizer's buffers
+  // live on the parameters' device; the gradient norm's partial sums are exchanged as host
+  // tensors. So for CUDA parameters dp must take both host and device tensors
+  // (distributed::RoutedCommunicator, which make_world_communicator builds for CUDA).
   ZeroAdamW(models::ParamStore& store, const config::OptimConfig& config,
             distributed::Communicator& dp, int64_t bucket_bytes);
 

@@ -61,6 +61,18 @@ out=$("$tessera" generate --checkpoint "$work/gpt" --prompt "1 2 3" --greedy --t
 size=$(/usr/bin/python3 "$src/tests/eval/png_info.py" "$work/grid.png") || fail "grid.png invalid"
 [ "$size" = "208 168" ] || fail "grid.png is $size, expected 208 168"
 
+# --device cpu: the same results as the default (the model on the named device, batches from the
+# host); eval's JSON equal but for nothing, generate's greedy continuation identical.
+"$tessera" eval --checkpoint "$work/gpt" --max-samples 8 --batch 4 --out "$work/gpt_cpu.json" \
+  --device cpu > /dev/null || fail "eval --device cpu"
+cmp -s "$work/gpt.json" "$work/gpt_cpu.json" || fail "eval --device cpu differs from the default"
+out_cpu=$("$tessera" generate --checkpoint "$work/gpt" --prompt "1 2 3" --greedy --tokens 4 \
+  --device cpu) || fail "generate --device cpu"
+[ "$out_cpu" = "$out" ] || fail "generate --device cpu printed '$out_cpu', the default '$out'"
+"$tessera" sample --checkpoint "$work/dit" --out "$work/grid_cpu.png" --classes 0,1 \
+  --per-class 3 --steps 4 --device cpu > /dev/null || fail "sample --device cpu"
+cmp -s "$work/grid.png" "$work/grid_cpu.png" || fail "sample --device cpu differs from the default"
+
 # plot: three charts from the GPT run (loss, lr; no eval records -> no eval.png).
 "$tessera" plot "$work/gpt" --out "$work/plots" > "$work/plotted" || fail "plot"
 for f in loss lr; do
@@ -80,6 +92,13 @@ expect_error "is not a token id" "$tessera" generate --checkpoint "$work/gpt" --
 expect_error "metrics.jsonl" "$tessera" plot "$work/missing"
 expect_error "--checkpoint CKPT is required" "$tessera" eval
 expect_error "unknown option --bogus" "$tessera" eval --bogus
+expect_error "--device 'gpu' is not cpu, cuda or cuda:N" \
+  "$tessera" eval --checkpoint "$work/gpt" --device gpu
+# No machine has 100 GPUs; a CPU-only build says it has no CUDA support. Either way: an error.
+expect_error "--device cuda:99:" "$tessera" generate --checkpoint "$work/gpt" --prompt "1" \
+  --device cuda:99
+expect_error "--device cuda:99:" "$tessera" sample --checkpoint "$work/dit" --out "$work/x.png" \
+  --device cuda:99
 
 if [ $failures -eq 0 ]; then echo "cli_test: all checks passed"; else echo "cli_test: $failures failed"; fi
 [ $failures -eq 0 ]

@@ -7,8 +7,10 @@
 #include <cstring>
 
 #include "core/random.h"
+#include "models/factory.h"
 #include "models/layers/adaln_block.h"
 #include "tests/support/compare.h"
+#include "tests/support/devices.h"
 #include "tests/support/inputs.h"
 #include "tests/support/reference.h"
 
@@ -72,25 +74,48 @@ std::map<std::string, std::string> attrs(int c, const config::DitConfig& cfg) {
           {key("steps"), std::to_string(cfg.diffusion_steps())}};
 }
 
-TEST(DitTest, LossAndEveryGradientMatchTorch) {
+// A DiT on `device` built from the same config and init seed as `cpu` (checked bitwise: the
+// device init stages through the host); the caller then copies the CPU model's perturbed values.
+std::unique_ptr<Model> device_twin(const config::DitConfig& cfg, Dit& cpu, Device device,
+                                   uint64_t init_seed) {
+  config::ModelConfig mc;
+  *mc.mutable_dit() = cfg;
+  std::unique_ptr<Model> m = make_model(mc, nullptr, device);
+  EXPECT_EQ(m->device(), device);
+  m->params().init(init_seed);
+  testing::expect_same_params(m->params(), cpu.params());
+  return m;
+}
+
+// On every device, for both noise schedules: the model on the device matches the float64 PyTorch
+// reference -- loss and every gradient -- fed the batch on the host and on the device, makes the
+// same host-side draws, and its gradients equal the CPU model's. On the CPU the reference
+// comparison is what can fail; on CUDA also the agreement with the CPU model (rtol 1e-4: f32 on
+// both, other summation orders; each holds 1e-4 against float64).
+class DitDeviceTest : public testing::DeviceTest {};
+
+TEST_P(DitDeviceTest, LossAndEveryGradientMatchTorchAndTheCpuModel) {
   const config::DitConfig::BetaSchedule schedules[] = {config::DitConfig::LINEAR,
                                                        config::DitConfig::COSINE};
-  std::vector<std::unique_ptr<Dit>> models;
+  std::vector<std::unique_ptr<Dit>> cpus;
+  std::vector<std::unique_ptr<Model>> models;
   std::vector<Batch> batches;
   NamedTensors in;
   std::map<std::string, std::string> at;
   for (int c = 0; c < 2; ++c) {
     config::DitConfig cfg = tiny_config(schedules[c]);
-    models.push_back(std::make_unique<Dit>(cfg, /*recompute=*/false));
-    Dit& model = *models.back();
-    model.params().init(11);
-    perturb(model, c);
+    cpus.push_back(std::make_unique<Dit>(cfg, /*recompute=*/false));
+    Dit& cpu = *cpus.back();
+    cpu.params().init(11);
+    models.push_back(device_twin(cfg, cpu, device(), 11));
+    perturb(cpu, c);
+    copy(cpu.params().params(), models.back()->params().params());
     Batch batch = image_batch(3, 5 + c);
     batch["timesteps"] = ints({0, 517, 999});
     batch["noise"] = testing::normal({3, 8, 8, 3}, 40 + c);
     // The reference gets the labels after the keyed drop (class_dropout 0.5).
-    Dit::Draws d = model.draw(batch);
-    testing::add_param_inputs(in, c, model.params());
+    Dit::Draws d = cpu.draw(batch);
+    testing::add_param_inputs(in, c, cpu.params());
     in[testing::case_key(c, "images")] = batch["images"];
     in[testing::case_key(c, "labels")] = d.labels;
     in[testing::case_key(c, "timesteps")] = d.timesteps;
@@ -100,34 +125,54 @@ TEST(DitTest, LossAndEveryGradientMatchTorch) {
   }
   NamedTensors ref = testing::run_reference("dit", in, at);
   for (int c = 0; c < 2; ++c) {
-    Dit& model = *models[c];
+    SCOPED_TRACE("case " + std::to_string(c));
+    Dit& cpu = *cpus[c];
+    Dit& model = dynamic_cast<Dit&>(*models[c]);
+    cpu.forward_backward(batches[c], 1.0f);
     const double expect = ref[testing::case_key(c, "loss")].data<float>()[0];
-    LossResult eval = model.forward_loss(batches[c]);
-    EXPECT_NEAR(eval.loss, expect, 1e-5 * expect) << "case " << c;
-    model.params().zero_grads();
-    LossResult train = model.forward_backward(batches[c], 1.0f);
-    EXPECT_EQ(train.loss, eval.loss);
-    EXPECT_EQ(train.count, 3);
-    for (const auto& info : model.params().infos()) {
-      const std::string& name = info.spec.name;
-      Tensor expected = ref[testing::case_key(c, "grad." + name)];
-      EXPECT_ALL_CLOSE(model.params().grad(model.params().find(name)), expected, 1e-4,
-                       "case " + std::to_string(c) + " grad " + name);
-      // Every gradient is non-trivial (the perturbation did its job).
-      EXPECT_GT(testing::diff(expected, Tensor::zeros(expected.shape(), DType::f32)).max_abs, 0)
-          << name;
+    for (const bool on_device : {false, true}) {
+      SCOPED_TRACE(on_device ? "batch on the device" : "batch on the host");
+      const Batch b = on_device ? testing::batch_on(batches[c], device()) : batches[c];
+      // The draws are host-side and keyed: the same wherever the batch lives.
+      const Dit::Draws want = cpu.draw(batches[c]), got = model.draw(b);
+      EXPECT_ALL_CLOSE(got.noise, want.noise, 0.0, "noise");
+      for (int64_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(got.labels.data<int32_t>()[i], want.labels.data<int32_t>()[i]);
+        EXPECT_EQ(got.timesteps.data<int32_t>()[i], want.timesteps.data<int32_t>()[i]);
+      }
+      LossResult eval = model.forward_loss(b);
+      EXPECT_NEAR(eval.loss, expect, 1e-5 * expect);
+      model.params().zero_grads();
+      LossResult train = model.forward_backward(b, 1.0f);
+      EXPECT_EQ(train.loss, eval.loss);
+      EXPECT_EQ(train.count, 3);
+      for (const auto& info : model.params().infos()) {
+        const std::string& name = info.spec.name;
+        Tensor expected = ref[testing::case_key(c, "grad." + name)];
+        EXPECT_ALL_CLOSE(model.params().grad(model.params().find(name)), expected, 1e-4,
+                         "grad " + name);
+        // Every gradient is non-trivial (the perturbation did its job).
+        EXPECT_GT(testing::diff(expected, Tensor::zeros(expected.shape(), DType::f32)).max_abs, 0)
+            << name;
+      }
+      testing::expect_same_grads(model.params(), cpu.params(), 1e-4, "the CPU model");
     }
   }
 }
 
-TEST(DitTest, DdimSamplerMatchesTorch) {
+// The DDIM sampler on every device matches the float64 reference, with noise and labels given on
+// the host or on the device; sample() (noise drawn on the host) equals the CPU model's.
+TEST_P(DitDeviceTest, DdimSamplerMatchesTorch) {
   config::DitConfig cfg = tiny_config(config::DitConfig::LINEAR);
-  Dit model(cfg, false);
-  model.params().init(4);
-  perturb(model, 9);
+  Dit cpu(cfg, false);
+  cpu.params().init(4);
+  std::unique_ptr<Model> built = device_twin(cfg, cpu, device(), 4);
+  Dit& model = dynamic_cast<Dit&>(*built);
+  perturb(cpu, 9);
+  copy(cpu.params().params(), model.params().params());
   Tensor noise = testing::normal({2, 8, 8, 3}, 50), labels = ints({3, 0});
   NamedTensors in;
-  testing::add_param_inputs(in, 0, model.params());
+  testing::add_param_inputs(in, 0, cpu.params());
   in["case0.sample_noise"] = noise;
   in["case0.sample_labels"] = labels;
   auto at = attrs(0, cfg);
@@ -135,8 +180,16 @@ TEST(DitTest, DdimSamplerMatchesTorch) {
   at["case0.guidance"] = "3.5";
   NamedTensors ref = testing::run_reference("dit", in, at);
   Tensor samples = model.sample_from(noise, labels, 3.5f, 4);
-  EXPECT_ALL_CLOSE(samples, ref["case0.samples"], 1e-4, "DDIM samples");
+  EXPECT_EQ(samples.device(), device());
+  EXPECT_ALL_CLOSE(samples, ref["case0.samples"], 1e-4, "DDIM samples, host inputs");
+  Tensor from_device =
+      model.sample_from(to_device(noise, device()), to_device(labels, device()), 3.5f, 4);
+  EXPECT_ALL_CLOSE(from_device, ref["case0.samples"], 1e-4, "DDIM samples, device inputs");
+  EXPECT_ALL_CLOSE(model.sample(labels, 2.0f, 3, 17), cpu.sample(labels, 2.0f, 3, 17), 1e-4,
+                   "sample() against the CPU model");
 }
+
+TESSERA_INSTANTIATE_DEVICE_TESTS(DitDeviceTest);
 
 TEST(DitTest, RecomputationGivesBitwiseEqualGradients) {
   config::DitConfig cfg = tiny_config(config::DitConfig::LINEAR);

@@ -1,6 +1,9 @@
 // Every model, 5 AdamW steps (with clipping and the weight-decay mask) against PyTorch's
 // torch.optim.AdamW on a float64 implementation of the same model: per-step losses and the final
-// parameters agree.
+// parameters agree. On every device: the model and the optimizer state live on the device
+// (make_model(..., device)), the batches come from the host; on CUDA the losses and final
+// parameters also equal the same steps on the CPU (rtol 1e-4, the bound both hold against
+// float64: f32 on both sides with other summation orders).
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_format.h"
@@ -9,6 +12,7 @@
 #include "models/dit.h"
 #include "models/factory.h"
 #include "tests/support/compare.h"
+#include "tests/support/devices.h"
 #include "tests/support/reference.h"
 #include "train/config.h"
 #include "train/optimizer.h"
@@ -51,34 +55,58 @@ std::string f9(float v) {
   return absl::StrFormat("%.9g", v);
 }
 
-class AdamWStepsTest : public ::testing::TestWithParam<Case> {};
+// Builds the model of `cfg` on `device` with the test's initial parameters.
+std::unique_ptr<models::Model> initial_model(const config::Config& cfg, Device device) {
+  std::unique_ptr<models::Model> model = models::make_model(cfg.model(), nullptr, device);
+  models::ParamStore& ps = model->params();
+  ps.init(cfg.train().seed());
+  model->set_seed(cfg.train().seed());
+  if (cfg.model().has_dit()) {
+    // DiT's adaLN-Zero init leaves most gradients zero at first; start from small random
+    // weights so every parameter moves (drawn on the host: the draws are host-side).
+    Tensor host = Tensor::empty(ps.params().shape(), DType::f32);
+    fill_normal(host, 99, 0, 0.0f, 0.1f);
+    copy(host, ps.params());
+  }
+  return model;
+}
 
-TEST_P(AdamWStepsTest, LossesAndParametersMatchTorchAfterFiveSteps) {
+// kSteps of forward_backward + AdamW on `batches`; returns the losses.
+std::vector<double> run_steps(models::Model& model, const config::Config& cfg,
+                              const std::vector<models::Batch>& batches) {
+  models::ParamStore& ps = model.params();
+  AdamW opt(ps, cfg.optim());
+  EXPECT_EQ(opt.m().device(), ps.params().device());
+  std::vector<double> losses;
+  for (int s = 0; s < kSteps; ++s) {
+    ps.zero_grads();
+    losses.push_back(model.forward_backward(batches[s], 1.0f).loss);
+    EXPECT_TRUE(opt.step(cfg.optim().lr()).applied) << "step " << s;
+  }
+  return losses;
+}
+
+void losses_and_parameters_match_torch(const Case& param, Device device) {
   // eps is 1e-6, not 1e-8: Adam divides each gradient by its own running RMS, so an element
   // whose exact gradient is zero (the attention key bias: softmax ignores a constant added to
   // every score) or below float32's resolution moves by about lr per step in the direction of
   // its rounding noise, which differs between the float32 run and the float64 reference (seen:
   // 2-5e-4 relative with eps 1e-8). With eps 1e-6 such elements stay put in both, and the
   // comparison checks the arithmetic rather than the noise.
-  auto cfg = parse_config(GetParam().config +
+  auto cfg = parse_config(param.config +
                               " optim { lr: 0.001 beta1: 0.9 beta2: 0.95 eps: 1e-6 "
                               "weight_decay: 0.1 grad_clip: 0.5 } train { seed: 3 }",
-                          GetParam().name);
+                          param.name);
   ASSERT_TRUE(cfg.ok()) << cfg.status();
-  std::unique_ptr<models::Model> model = models::make_model(cfg->model());
+  std::unique_ptr<models::Model> model = initial_model(*cfg, device);
   models::ParamStore& ps = model->params();
-  ps.init(cfg->train().seed());
-  model->set_seed(cfg->train().seed());
-  if (cfg->model().has_dit()) {
-    // DiT's adaLN-Zero init leaves most gradients zero at first; start from small random
-    // weights so every parameter moves.
-    fill_normal(ps.params(), 99, 0, 0.0f, 0.1f);
-  }
+  ASSERT_EQ(ps.params().device(), device);
 
   NamedTensors in;
   std::vector<std::string> decay;
-  Tensor mask =
-      ps.decay_mask(cfg->optim().decay_norms_and_biases(), cfg->optim().decay_embeddings());
+  const Tensor mask = to_device(
+      ps.decay_mask(cfg->optim().decay_norms_and_biases(), cfg->optim().decay_embeddings()),
+      Device::cpu());
   for (const auto& info : ps.infos()) {
     Tensor p = Tensor::empty(info.local_shape, DType::f32);
     copy(ps.param(ps.find(info.spec.name)), p);
@@ -121,7 +149,7 @@ TEST_P(AdamWStepsTest, LossesAndParametersMatchTorchAfterFiveSteps) {
                                               {"n_heads", "2"},
                                               {"patch", "4"},
                                               {"tied", "1"},
-                                              {"siglip", GetParam().name == "siglip" ? "1" : "0"},
+                                              {"siglip", param.name == "siglip" ? "1" : "0"},
                                               {"max_logit_scale", "4.6051702"},
                                               {"schedule", "linear"},
                                               {"diffusion_steps", "1000"}};
@@ -129,22 +157,36 @@ TEST_P(AdamWStepsTest, LossesAndParametersMatchTorchAfterFiveSteps) {
   for (const auto& [k, v] : attrs) prefixed["case0." + k] = v;
   NamedTensors ref = testing::run_reference("steps", in, prefixed);
 
-  AdamW opt(ps, cfg->optim());
+  const std::vector<double> losses = run_steps(*model, *cfg, batches);
   for (int s = 0; s < kSteps; ++s) {
-    ps.zero_grads();
-    double loss = model->forward_backward(batches[s], 1.0f).loss;
-    opt.step(o.lr());
     const double expect = ref[absl::StrFormat("case0.loss.%d", s)].data<float>()[0];
-    EXPECT_NEAR(loss, expect, 1e-5 * std::max(1.0, std::fabs(expect))) << "step " << s;
+    EXPECT_NEAR(losses[s], expect, 1e-5 * std::max(1.0, std::fabs(expect))) << "step " << s;
   }
   for (const auto& info : ps.infos()) {
     EXPECT_ALL_CLOSE(ps.param(ps.find(info.spec.name)), ref["case0.p." + info.spec.name], 1e-4,
                      "parameter " + info.spec.name);
   }
+  if (device.is_cpu()) return;
+  // The same steps on the CPU (the reference above is float64; this is the f32 CPU path).
+  std::unique_ptr<models::Model> cpu = initial_model(*cfg, Device::cpu());
+  const std::vector<double> cpu_losses = run_steps(*cpu, *cfg, batches);
+  for (int s = 0; s < kSteps; ++s) {
+    EXPECT_NEAR(losses[s], cpu_losses[s], 1e-5 * std::max(1.0, std::fabs(cpu_losses[s])))
+        << "step " << s << " against the CPU";
+  }
+  EXPECT_ALL_CLOSE(ps.params(), cpu->params().params(), 1e-4, "parameters against the CPU");
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, AdamWStepsTest, ::testing::ValuesIn(kCases),
-                         [](const auto& info) { return info.param.name; });
+class AdamWStepsTest : public testing::DeviceTest {};
+
+TEST_P(AdamWStepsTest, LossesAndParametersMatchTorchAfterFiveSteps) {
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.name);
+    losses_and_parameters_match_torch(c, device());
+  }
+}
+
+TESSERA_INSTANTIATE_DEVICE_TESTS(AdamWStepsTest);
 
 }  // namespace
 }  // namespace tessera::train
