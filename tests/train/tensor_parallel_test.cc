@@ -7,9 +7,11 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "distributed/layout.h"
 #include "models/factory.h"
+#include "nlohmann/json.hpp"
 #include "tests/distributed/mpi_test_env.h"
 #include "tests/support/reference.h"
 #include "train/config.h"
@@ -187,9 +189,24 @@ TEST(TensorParallel, DitGradientsEqualUnsplit) {
 // Trainer level: TP 2 (x DP 2 on 4 ranks) against one process on the whole batch, parameters
 // compared per shard after a few AdamW steps (grad-norm clipping on, so the TP-global norm
 // matters).
+// The grad_norm column of a run's metrics.jsonl (training rows).
+std::vector<double> grad_norms(const std::string& dir) {
+  std::vector<double> out;
+  std::ifstream f(dir + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) {
+    auto row = nlohmann::json::parse(line);
+    if (!row.contains("kind")) out.push_back(row["grad_norm"].get<double>());
+  }
+  return out;
+}
+
 void expect_trainer_matches_single(const config::Config& cfg, const std::string& name) {
   auto world = distributed::testing::test_world();
-  Trainer tp(cfg, run_dir(name + "_tp"), true, world.get());
+  // Run directories per world size: the np2 and np4 runs of this binary may overlap in time.
+  const std::string tp_dir = run_dir(name + "_tp_np" + std::to_string(world->size()));
+  if (world->rank() == 0) std::filesystem::remove_all(tp_dir);
+  world->barrier()->wait();
+  Trainer tp(cfg, tp_dir, true, world.get());
   ASSERT_EQ(tp.layout().tp_size(), 2);
   ASSERT_EQ(tp.run(), kExitOk);
   const models::ParamStore& mine = tp.model().params();
@@ -207,8 +224,20 @@ void expect_trainer_matches_single(const config::Config& cfg, const std::string&
   // Every rank runs the unsplit model alone (tiny) and compares its own shard.
   config::Config single_cfg = cfg;
   single_cfg.mutable_parallel()->set_tensor_parallel(1);
-  Trainer single(single_cfg, run_dir(name + "_single_" + std::to_string(world->rank())), true);
+  const std::string single_dir = run_dir(name + "_single_np" + std::to_string(world->size()) + "_" +
+                                         std::to_string(world->rank()));
+  std::filesystem::remove_all(single_dir);
+  Trainer single(single_cfg, single_dir, true);
   ASSERT_EQ(single.run(), kExitOk);
+  // The global gradient norm (what clipping divides by) per step: AdamW is nearly invariant to a
+  // constant gradient scale, so parameters alone would not show a wrong norm.
+  if (world->rank() == 0) {
+    const auto want = grad_norms(single_dir), got = grad_norms(tp_dir);
+    ASSERT_EQ(got.size(), want.size());
+    ASSERT_FALSE(want.empty());
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-5 * want[i]) << name << " grad_norm, row " << i;
+  }
   // Measured against the largest parameter of the model (as the data-parallel test does): a
   // parameter whose gradient is rounding noise around an exact 0 (the attention key bias: softmax
   // ignores a constant added to every score) moves by +-lr under AdamW in either run, whatever
@@ -224,7 +253,7 @@ TEST(TensorParallel, GptTrainerEqualsOneProcess) {
   expect_trainer_matches_single(
       load("configs/gpt_tiny.pbtxt",
            {"train.steps=4", "data.global_batch_size=8", "parallel.tensor_parallel=2",
-            "optim.grad_clip=0.5", "parallel.bucket_bytes=40000"}),
+            "optim.grad_clip=0.5", "parallel.bucket_bytes=40000", "log.every_steps=1"}),
       "gpt_trainer");
 }
 
