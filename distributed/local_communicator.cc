@@ -7,6 +7,18 @@
 
 namespace tessera::distributed {
 
+namespace {
+
+// f32 on any device: a group of one only copies, and copy() works across devices, so a 1-rank
+// run on a GPU needs no NCCL.
+void check_f32(const Tensor& t, const char* op, const char* arg, const std::string& group) {
+  TESSERA_CHECK(t.defined(), op, " on '", group, "': ", arg, " is undefined");
+  TESSERA_CHECK(t.dtype() == DType::f32, op, " on '", group, "': ", arg, " must be f32, got ",
+                t.describe());
+}
+
+}  // namespace
+
 WorkHandle LocalCommunicator::completed(const char* op, int64_t numel) {
   auto work =
       std::make_shared<Work>(absl::StrCat(op, " #", ++seq_, " on '", name_, "' (", numel, " f32)"));
@@ -15,14 +27,14 @@ WorkHandle LocalCommunicator::completed(const char* op, int64_t numel) {
 }
 
 WorkHandle LocalCommunicator::all_reduce(const Tensor& t, ReduceOp op) {
-  check_cpu_f32(t, "all_reduce", "t", name_);
+  check_f32(t, "all_reduce", "t", name_);
   return completed("all_reduce", t.numel());
 }
 
 WorkHandle LocalCommunicator::reduce_scatter(const Tensor& input, const Tensor& output,
                                              ReduceOp op) {
-  check_cpu_f32(input, "reduce_scatter", "input", name_);
-  check_cpu_f32(output, "reduce_scatter", "output", name_);
+  check_f32(input, "reduce_scatter", "input", name_);
+  check_f32(output, "reduce_scatter", "output", name_);
   TESSERA_CHECK(input.numel() == output.numel(), "reduce_scatter on '", name_, "': input ",
                 input.describe(), " must have size() = 1 times output's elements, output ",
                 output.describe());
@@ -31,8 +43,8 @@ WorkHandle LocalCommunicator::reduce_scatter(const Tensor& input, const Tensor& 
 }
 
 WorkHandle LocalCommunicator::all_gather(const Tensor& input, const Tensor& output) {
-  check_cpu_f32(input, "all_gather", "input", name_);
-  check_cpu_f32(output, "all_gather", "output", name_);
+  check_f32(input, "all_gather", "input", name_);
+  check_f32(output, "all_gather", "output", name_);
   TESSERA_CHECK(input.numel() == output.numel(), "all_gather on '", name_, "': output ",
                 output.describe(), " must have size() = 1 times input's elements, input ",
                 input.describe());
@@ -41,30 +53,31 @@ WorkHandle LocalCommunicator::all_gather(const Tensor& input, const Tensor& outp
 }
 
 WorkHandle LocalCommunicator::broadcast(const Tensor& t, int root) {
-  check_cpu_f32(t, "broadcast", "t", name_);
+  check_f32(t, "broadcast", "t", name_);
   TESSERA_CHECK(root == 0, "broadcast on '", name_, "': root ", root, " outside the group of 1");
   return completed("broadcast", t.numel());
 }
 
 WorkHandle LocalCommunicator::send(const Tensor& t, int peer) {
-  check_cpu_f32(t, "send", "t", name_);
+  check_f32(t, "send", "t", name_);
   TESSERA_CHECK(peer == 0, "send on '", name_, "': peer ", peer, " outside the group of 1");
-  const float* p = t.data<float>();
-  sent_to_self_.emplace_back(p, p + t.numel());
+  Tensor message = Tensor::empty(t.shape(), t.dtype(), t.device());
+  copy(t, message);
+  sent_to_self_.push_back(message);
   auto work = std::make_shared<Work>(absl::StrCat("send to 0 on '", name_, "'"));
   work->complete(now_ns());
   return work;
 }
 
 WorkHandle LocalCommunicator::recv(const Tensor& t, int peer) {
-  check_cpu_f32(t, "recv", "t", name_);
+  check_f32(t, "recv", "t", name_);
   TESSERA_CHECK(peer == 0, "recv on '", name_, "': peer ", peer, " outside the group of 1");
   TESSERA_CHECK(!sent_to_self_.empty(), "recv on '", name_,
                 "': nothing was sent to self (a group of one can only receive its own sends)");
-  const std::vector<float>& m = sent_to_self_.front();
-  TESSERA_CHECK(int64_t(m.size()) == t.numel(), "recv on '", name_, "': message of ", m.size(),
+  const Tensor& m = sent_to_self_.front();
+  TESSERA_CHECK(m.numel() == t.numel(), "recv on '", name_, "': message of ", m.numel(),
                 " elements into ", t.describe());
-  std::memcpy(t.data<float>(), m.data(), m.size() * sizeof(float));
+  copy(m, t);
   sent_to_self_.pop_front();
   auto work = std::make_shared<Work>(absl::StrCat("recv from 0 on '", name_, "'"));
   work->complete(now_ns());

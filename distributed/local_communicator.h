@@ -3,7 +3,9 @@
 // a plain process (no mpirun). Every operation completes before it returns: all_reduce and
 // broadcast leave the tensor as it is (the average of one value is itself), reduce_scatter and
 // all_gather copy input to output, a send to self is queued (copied) and the next recv from self
-// takes it. Argument checks are the same as MpiCommunicator's, so mistakes show up locally too.
+// takes it. Argument checks are MpiCommunicator's (sizes, roots, peers), so mistakes show up
+// locally too, except that f32 tensors on any device are taken: a group of one only copies, so a
+// single-process run on a GPU needs no NCCL.
 
 #include <deque>
 #include <string>
@@ -37,7 +39,7 @@ class LocalCommunicator final : public Communicator {
 
   std::string name_;
   int64_t seq_ = 0;
-  std::deque<std::vector<float>> sent_to_self_;
+  std::deque<Tensor> sent_to_self_;
 };
 
 }  // namespace tessera::distributed

@@ -5,15 +5,42 @@
 #include "distributed/grad_sync.h"
 #include "distributed/layout.h"
 #include "distributed/local_communicator.h"
+#include "tests/support/devices.h"
 
 namespace tessera::distributed {
 namespace {
 
-Tensor iota(int64_t n, float start = 0) {
+Tensor iota(int64_t n, float start = 0, Device device = Device::cpu()) {
   Tensor t = Tensor::empty({n}, DType::f32);
   for (int64_t i = 0; i < n; ++i) t.data<float>()[i] = start + float(i);
-  return t;
+  return device.is_cpu() ? t : to_device(t, device);
 }
+
+float at(const Tensor& t, int64_t i) {
+  return to_device(t.flat_view(i, {1}), Device::cpu()).data<float>()[0];
+}
+
+// The group of one on every device: tensors of a 1-rank GPU run go through it too.
+class LocalOnDevice : public testing::DeviceTest {};
+
+TEST_P(LocalOnDevice, CollectivesAndSelfMessagesOnTheDevice) {
+  LocalCommunicator c("dp");
+  Tensor t = iota(7, 1, device());
+  c.all_reduce(t, ReduceOp::kAvg)->wait();
+  EXPECT_EQ(at(t, 6), 7.0f);
+  Tensor out = Tensor::zeros({7}, DType::f32, device());
+  c.all_gather(t, out)->wait();
+  EXPECT_EQ(at(out, 3), 4.0f);
+  Tensor b = Tensor::zeros({7}, DType::f32, device());
+  c.send(t, 0)->wait();
+  zero_(t);  // the message was copied at send time
+  c.recv(b, 0)->wait();
+  EXPECT_EQ(at(b, 0), 1.0f);
+  EXPECT_EQ(at(b, 6), 7.0f);
+  EXPECT_THROW(c.all_reduce(Tensor::zeros({2}, DType::i32, device()), ReduceOp::kSum), Error);
+}
+
+TESSERA_INSTANTIATE_DEVICE_TESTS(LocalOnDevice);
 
 TEST(LocalCommunicator, CollectivesAreIdentitiesAndComplete) {
   LocalCommunicator c("dp");
