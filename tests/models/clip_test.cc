@@ -101,38 +101,25 @@ TEST_P(ClipDeviceTest, LossEmbeddingsAndEveryGradientMatchTorchAndTheCpuModel) {
     config::ModelConfig mc;
     *mc.mutable_clip() = c;
     Clip cpu(c, /*recompute=*/false);
-    std::unique_ptr<Model> built = make_model(mc, nullptr, device());
-    Clip& model = dynamic_cast<Clip&>(*built);
-    ASSERT_EQ(model.device(), device());
     cpu.params().init(11);
-    model.params().init(11);
-    testing::expect_same_params(model.params(), cpu.params());
+    std::unique_ptr<Model> built;
+    Clip& model = testing::build_twin(mc, device(), 11, cpu, built);
     const Batch batch = random_batch(5, c, 5);
     NamedTensors ref = reference(cpu, batch, c);
     cpu.forward_backward(batch, 1.0f);
-
-    for (const bool on_device : {false, true}) {
-      SCOPED_TRACE(on_device ? "batch on the device" : "batch on the host");
-      const Batch b = on_device ? testing::batch_on(batch, device()) : batch;
-      LossResult eval = model.forward_loss(b);
-      EXPECT_EQ(eval.count, 5);
-      EXPECT_NEAR(eval.loss, ref["case0.loss"].data<float>()[0], 1e-5 * eval.loss);
-      EXPECT_EQ(model.image_embeddings().device(), device());
-      EXPECT_ALL_CLOSE(model.image_embeddings(), ref["case0.image_embeddings"], 1e-5, "image emb");
-      EXPECT_ALL_CLOSE(model.text_embeddings(), ref["case0.text_embeddings"], 1e-5, "text emb");
-
-      model.params().zero_grads();
-      LossResult train = model.forward_backward(b, 1.0f);
-      EXPECT_EQ(train.loss, eval.loss);
-      testing::expect_grads_match(model.params(), ref, 0, 1e-4);
-      testing::expect_same_grads(model.params(), cpu.params(), 1e-4, "the CPU model");
-      const Tensor dscale =
-          to_device(model.params().grad(model.params().find("logit_scale")), Device::cpu());
-      if (k == Case::kClamped) {
-        EXPECT_EQ(dscale.data<float>()[0], 0.0f);
-      } else {
-        EXPECT_NE(dscale.data<float>()[0], 0.0f);  // the comparison above is meaningful
-      }
+    testing::expect_twin_matches(
+        model, batch, ref["case0.loss"].data<float>()[0], ref, cpu.params(), [&] {
+          EXPECT_EQ(model.image_embeddings().device(), device());
+          EXPECT_ALL_CLOSE(model.image_embeddings(), ref["case0.image_embeddings"], 1e-5,
+                           "image emb");
+          EXPECT_ALL_CLOSE(model.text_embeddings(), ref["case0.text_embeddings"], 1e-5, "text emb");
+        });
+    const Tensor dscale =
+        to_device(model.params().grad(model.params().find("logit_scale")), Device::cpu());
+    if (k == Case::kClamped) {
+      EXPECT_EQ(dscale.data<float>()[0], 0.0f);
+    } else {
+      EXPECT_NE(dscale.data<float>()[0], 0.0f);  // the comparison above is meaningful
     }
   }
 }

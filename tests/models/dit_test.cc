@@ -80,10 +80,8 @@ std::unique_ptr<Model> device_twin(const config::DitConfig& cfg, Dit& cpu, Devic
                                    uint64_t init_seed) {
   config::ModelConfig mc;
   *mc.mutable_dit() = cfg;
-  std::unique_ptr<Model> m = make_model(mc, nullptr, device);
-  EXPECT_EQ(m->device(), device);
-  m->params().init(init_seed);
-  testing::expect_same_params(m->params(), cpu.params());
+  std::unique_ptr<Model> m;
+  testing::build_twin(mc, device, init_seed, cpu, m);
   return m;
 }
 

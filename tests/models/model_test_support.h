@@ -3,9 +3,13 @@
 // testing::run_reference: the parameters go in as "caseC.NAME", the gradients come back as
 // "caseC.grad.NAME".
 
+#include <cmath>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "models/factory.h"
 #include "models/model.h"
 #include "models/param_store.h"
 #include "tests/support/compare.h"
@@ -58,6 +62,42 @@ inline void expect_same_grads(const models::ParamStore& actual, const models::Pa
     ASSERT_GE(id, 0) << what << ": no parameter " << name;
     EXPECT_ALL_CLOSE(actual.grad(actual.find(name)), expected.grad(id), rtol,
                      what + ": grad " + name);
+  }
+}
+
+// The model `config` describes, built by the factory on `device` and initialised with `seed` like
+// `cpu` was: the parameters are checked bitwise equal to cpu's (a device init stages through the
+// host). M: the model class (Gpt, Vit, Clip, Dit).
+template <class M>
+M& build_twin(const config::ModelConfig& config, Device device, uint64_t seed, M& cpu,
+              std::unique_ptr<models::Model>& holder) {
+  holder = models::make_model(config, nullptr, device);
+  EXPECT_EQ(holder->device(), device);
+  holder->params().init(seed);
+  expect_same_params(holder->params(), cpu.params());
+  return dynamic_cast<M&>(*holder);
+}
+
+// One micro-batch through `model`, given on the host and then on the model's device:
+// forward_loss equals `want_loss` (1e-5 relative), `outputs` checks what the forward left behind
+// (logits, embeddings), and forward_backward gives the same loss and gradients equal to
+// reference case 0's and to `cpu`'s (1e-4: f32 on both sides, other summation orders; each
+// holds 1e-4 against the float64 reference).
+inline void expect_twin_matches(models::Model& model, const models::Batch& batch, double want_loss,
+                                NamedTensors& ref, const models::ParamStore& cpu,
+                                const std::function<void()>& outputs = {}) {
+  for (const bool on_device : {false, true}) {
+    SCOPED_TRACE(on_device ? "batch on the device" : "batch on the host");
+    const models::Batch b = on_device ? batch_on(batch, model.device()) : batch;
+    const models::LossResult eval = model.forward_loss(b);
+    EXPECT_NEAR(eval.loss, want_loss, 1e-5 * std::fabs(want_loss));
+    if (outputs) outputs();
+    model.params().zero_grads();
+    const models::LossResult train = model.forward_backward(b, 1.0f);
+    EXPECT_EQ(train.loss, eval.loss);
+    EXPECT_EQ(train.count, eval.count);
+    expect_grads_match(model.params(), ref, 0, 1e-4);
+    expect_same_grads(model.params(), cpu, 1e-4, "the CPU model");
   }
 }
 

@@ -62,31 +62,17 @@ TEST_P(VitDeviceTest, LossLogitsAndEveryGradientMatchTorchAndTheCpuModel) {
   config::ModelConfig mc;
   *mc.mutable_vit() = c;
   Vit cpu(c, /*recompute=*/false);
-  std::unique_ptr<Model> built = make_model(mc, nullptr, device());
-  Vit& model = dynamic_cast<Vit&>(*built);
-  ASSERT_EQ(model.device(), device());
   cpu.params().init(11);
-  model.params().init(11);
-  testing::expect_same_params(model.params(), cpu.params());
+  std::unique_ptr<Model> built;
+  Vit& model = testing::build_twin(mc, device(), 11, cpu, built);
   const Batch batch = random_batch(3, c, 5);
   NamedTensors ref = reference(cpu, batch, c);
   cpu.forward_backward(batch, 1.0f);
-
-  for (const bool on_device : {false, true}) {
-    SCOPED_TRACE(on_device ? "batch on the device" : "batch on the host");
-    const Batch b = on_device ? testing::batch_on(batch, device()) : batch;
-    LossResult eval = model.forward_loss(b);
-    EXPECT_EQ(eval.count, 3);
-    EXPECT_NEAR(eval.loss, ref["case0.loss"].data<float>()[0], 1e-5 * eval.loss);
-    EXPECT_EQ(model.logits().device(), device());
-    EXPECT_ALL_CLOSE(model.logits(), ref["case0.logits"], 1e-5, "logits");
-
-    model.params().zero_grads();
-    LossResult train = model.forward_backward(b, 1.0f);
-    EXPECT_EQ(train.loss, eval.loss);
-    testing::expect_grads_match(model.params(), ref, 0, 1e-4);
-    testing::expect_same_grads(model.params(), cpu.params(), 1e-4, "the CPU model");
-  }
+  testing::expect_twin_matches(
+      model, batch, ref["case0.loss"].data<float>()[0], ref, cpu.params(), [&] {
+        EXPECT_EQ(model.logits().device(), device());
+        EXPECT_ALL_CLOSE(model.logits(), ref["case0.logits"], 1e-5, "logits");
+      });
 }
 
 TESSERA_INSTANTIATE_DEVICE_TESTS(VitDeviceTest);
