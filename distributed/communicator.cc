@@ -1,6 +1,8 @@
 #include "distributed/communicator.h"
 
 #include <mpi.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -159,6 +161,16 @@ int run_or_abort(const std::function<int()>& fn) {
   std::string line = absl::StrCat("rank ", world_rank_for_messages(), ": ", message, "\n");
   std::fputs(line.c_str(), stderr);
   return 1;
+}
+
+std::thread start_thread_blocking_signals(std::function<void()> body) {
+  sigset_t block, old;
+  sigemptyset(&block);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&block, s);
+  pthread_sigmask(SIG_BLOCK, &block, &old);  // the new thread inherits this mask
+  std::thread thread(std::move(body));
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return thread;
 }
 
 void check_cpu_f32(const Tensor& t, const char* op, const char* arg, const std::string& group) {

@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "core/tensor.h"
 
@@ -128,6 +129,11 @@ int run_or_abort(const std::function<int()>& fn);
 int world_rank_for_messages();
 // True when a launcher (mpirun, srun) started this process as part of a job.
 bool launched_by_mpi();
+
+// For implementations: starts a communication thread with the termination signals (SIGINT,
+// SIGTERM, SIGHUP, SIGUSR1, SIGUSR2) blocked in it, so a stop signal is never taken by a thread
+// inside MPI or NCCL (train/checkpoint_signals.h takes them on a thread of its own).
+std::thread start_thread_blocking_signals(std::function<void()> body);
 
 // Shared argument checks, for implementations: contiguous f32 CPU tensor.
 void check_cpu_f32(const Tensor& t, const char* op, const char* arg, const std::string& group);

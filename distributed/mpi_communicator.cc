@@ -126,12 +126,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, MpiOptions opt
   arrivals_ = std::make_unique<ArrivalQuery>(ctrl_, &seq_, world_ranks_, name_);
 
   // The thread inherits a mask blocking the termination signals (see the header).
-  sigset_t block, old;
-  sigemptyset(&block);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&block, s);
-  pthread_sigmask(SIG_BLOCK, &block, &old);
-  thread_ = std::thread([this] { thread_main(); });
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  thread_ = start_thread_blocking_signals([this] { thread_main(); });
 }
 
 MpiCommunicator::~MpiCommunicator() {

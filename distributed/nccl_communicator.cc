@@ -122,12 +122,7 @@ NcclCommunicator::NcclCommunicator(MPI_Comm comm, ncclComm_t nccl, std::string n
 void NcclCommunicator::start_thread() {
   // Like MpiCommunicator's thread, the watcher blocks the termination signals, so a handler the
   // trainer installs runs on a trainer thread.
-  sigset_t block, old;
-  sigemptyset(&block);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&block, s);
-  pthread_sigmask(SIG_BLOCK, &block, &old);
-  thread_ = std::thread([this] { thread_main(); });
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  thread_ = start_thread_blocking_signals([this] { thread_main(); });
 }
 
 std::unique_ptr<NcclCommunicator> NcclCommunicator::world(int device, NcclOptions options) {
