@@ -1,8 +1,6 @@
 #include "distributed/mpi_communicator.h"
 
-#include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <chrono>

@@ -1,7 +1,5 @@
 #include "distributed/nccl_communicator.h"
 
-#include <pthread.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
