@@ -51,7 +51,7 @@ class Gpt final : public Model {
   // The padded vocabulary Vp of `config` (vocab_size when vocab_pad_multiple is 0 or 1).
   static int64_t padded_vocab(const config::GptConfig& config);
   int64_t vocab_size() const { return config_.vocab_size(); }  // V: the real ids
-  int64_t padded_vocab_size() const { return tok_.num(); }    // Vp: the rows of the tables
+  int64_t padded_vocab_size() const { return tok_.num(); }     // Vp: the rows of the tables
 
   // Logits (B, T, V_local) of the last forward, for generation and tests: this rank's slice
   // [vocab_begin(), vocab_begin() + V_local) of the PADDED vocabulary (all Vp without TP);

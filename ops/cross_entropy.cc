@@ -56,12 +56,11 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Te
                                lse.data<float>(), n, v, cols, ignore_index);
   } else {
     TESSERA_CUDA_LAUNCH(
-        c,
-        cuda::cross_entropy_forward(
-            logits.data<float>(), targets.data<int32_t>(), loss.data<float>(), lse.data<float>(), n,
-            v, cols, ignore_index,
-            count_valid_on_host("cross_entropy_forward", targets, cols, ignore_index),
-            stream_for(c)));
+        c, cuda::cross_entropy_forward(
+               logits.data<float>(), targets.data<int32_t>(), loss.data<float>(), lse.data<float>(),
+               n, v, cols, ignore_index,
+               count_valid_on_host("cross_entropy_forward", targets, cols, ignore_index),
+               stream_for(c)));
   }
 }
 
@@ -80,12 +79,12 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
     cpu::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
                                 dloss, dlogits.data<float>(), n, v, cols, ignore_index);
   } else {
-    TESSERA_CUDA_LAUNCH(c,
-                        cuda::cross_entropy_backward(
-                            logits.data<float>(), targets.data<int32_t>(), lse.data<float>(), dloss,
-                            dlogits.data<float>(), n, v, cols, ignore_index,
-                            count_valid_on_host("cross_entropy_backward", targets, cols, ignore_index),
-                            stream_for(c)));
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::cross_entropy_backward(
+               logits.data<float>(), targets.data<int32_t>(), lse.data<float>(), dloss,
+               dlogits.data<float>(), n, v, cols, ignore_index,
+               count_valid_on_host("cross_entropy_backward", targets, cols, ignore_index),
+               stream_for(c)));
   }
 }
 

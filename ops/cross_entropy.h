@@ -21,17 +21,16 @@ void cross_entropy_forward(const Tensor& logits,   // (N, V)
                            const Tensor& targets,  // (N) i32
                            const Tensor& loss,     // (1)
                            const Tensor& lse,      // (N)
-                           int ignore_index = -100,
-                           int64_t valid_cols = -1);
+                           int ignore_index = -100, int64_t valid_cols = -1);
 
 // Contract: dlogits is WRITTEN (=): dloss * (softmax - onehot(target)) / n_valid, and zero rows
-// for ignored targets and zero padded columns. `dloss` is the gradient of the objective with respect to the loss.
+// for ignored targets and zero padded columns. `dloss` is the gradient of the objective with
+// respect to the loss.
 void cross_entropy_backward(const Tensor& logits,   // (N, V)
                             const Tensor& targets,  // (N) i32
                             const Tensor& lse,      // (N), from forward
                             float dloss,
                             const Tensor& dlogits,  // (N, V)
-                            int ignore_index = -100,
-                           int64_t valid_cols = -1);
+                            int ignore_index = -100, int64_t valid_cols = -1);
 
 }  // namespace tessera::ops

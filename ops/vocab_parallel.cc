@@ -59,8 +59,8 @@ void cuda_vocab_ce_backward(const Tensor& logits, const Tensor& targets, const T
   const int64_t valid = count_valid_targets("vocab_ce_backward", targets, 0, ignore_index);
   const float scale = valid > 0 ? float(double(dloss) / double(valid)) : 0.0f;
   cuda::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
-                          dlogits.data<float>(), logits.dim(0), logits.dim(1), cols, begin,
-                          scale, ignore_index, stream);
+                          dlogits.data<float>(), logits.dim(0), logits.dim(1), cols, begin, scale,
+                          ignore_index, stream);
 }
 #endif
 
@@ -110,12 +110,12 @@ void vocab_ce_row_max(const Tensor& logits, int64_t begin, int64_t vocab, const 
   c.tensor("row_max", row_max, DType::f32, {logits.dim(0)});
   const int64_t cols = real_columns(c, begin, vocab, logits.dim(1));
   if (c.device().is_cpu()) {
-    cpu::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0),
-                          logits.dim(1), cols);
+    cpu::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0), logits.dim(1),
+                          cols);
   } else {
-    TESSERA_CUDA_LAUNCH(c,
-                        cuda::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(),
-                                               logits.dim(0), logits.dim(1), cols, stream_for(c)));
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0),
+                                  logits.dim(1), cols, stream_for(c)));
   }
 }
 

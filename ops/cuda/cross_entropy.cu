@@ -90,11 +90,9 @@ void cross_entropy_forward(const float* logits, const int32_t* targets, float* l
         "cross_entropy_forward: cudaMallocAsync");
     const int block = row_block(v);
     if (rows_vec4(v) && aligned16(logits)) {
-      lse_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols,
-                                             ignore_index);
+      lse_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols, ignore_index);
     } else {
-      lse_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols,
-                                             ignore_index);
+      lse_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols, ignore_index);
     }
   }
   // Runs also for n == 0 (or cols == 0, where every target must be ignored): the loss is then 0.
@@ -112,11 +110,11 @@ void cross_entropy_backward(const float* logits, const int32_t* targets, const f
   const float scale = n_valid > 0 ? float(double(dloss) / double(n_valid)) : 0.0f;
   const int block = row_block(v);
   if (rows_vec4(v) && aligned16(logits) && aligned16(dlogits)) {
-    grad_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols,
-                                            ignore_index);
+    grad_kernel<4>
+        <<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols, ignore_index);
   } else {
-    grad_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols,
-                                            ignore_index);
+    grad_kernel<1>
+        <<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols, ignore_index);
   }
   check_launch("cross_entropy_backward");
 }

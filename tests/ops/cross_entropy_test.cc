@@ -32,20 +32,28 @@ Tensor make_targets(int64_t n, int64_t v, uint64_t stream, float ignored, int ig
 
 struct Case {
   int64_t n, v;
-  float ignored;     // share of ignored rows
-  int ignore_index;  // -100 unless a case says otherwise
+  float ignored;       // share of ignored rows
+  int ignore_index;    // -100 unless a case says otherwise
   int64_t valid = -1;  // valid columns (a padded vocabulary); -1: all v
 };
 
 TEST_P(CrossEntropyTest, MatchesTorch) {
   const std::vector<Case> cases = {
-      {1, 1, 0, -100},       {1, 7, 0, -100},         {7, 65, 0.3f, -100},
-      {65, 127, 0.2f, -100}, {5, 7, 1.0f, -100},  // every target ignored
-      {33, 768, 0.1f, 3},    {16, 8192, 0.25f, -100}, {3, 5000, 0, -100},
+      {1, 1, 0, -100},
+      {1, 7, 0, -100},
+      {7, 65, 0.3f, -100},
+      {65, 127, 0.2f, -100},
+      {5, 7, 1.0f, -100},  // every target ignored
+      {33, 768, 0.1f, 3},
+      {16, 8192, 0.25f, -100},
+      {3, 5000, 0, -100},
       // Padded vocabularies: the loss of the first `valid` columns, zero gradient on the rest
       // (row lengths that take the vectorised CUDA path and ones that do not; GPT-2's padding).
-      {7, 64, 0.2f, -100, 61},  {5, 65, 0, -100, 1},    {9, 2304, 0.1f, -100, 2200},
-      {4, 50304, 0, -100, 50257}, {6, 12, 1.0f, -100, 7}};
+      {7, 64, 0.2f, -100, 61},
+      {5, 65, 0, -100, 1},
+      {9, 2304, 0.1f, -100, 2200},
+      {4, 50304, 0, -100, 50257},
+      {6, 12, 1.0f, -100, 7}};
   const float dloss = 0.75f;
   NamedTensors in;
   std::map<std::string, std::string> attrs;
@@ -61,8 +69,8 @@ TEST_P(CrossEntropyTest, MatchesTorch) {
   NamedTensors ref = testing::run_reference("cross_entropy", in, attrs);
   for (size_t c = 0; c < cases.size(); ++c) {
     const Case& k = cases[c];
-    const std::string what = "(" + std::to_string(k.n) + ", " + std::to_string(k.v) +
-                             ") valid " + std::to_string(k.valid);
+    const std::string what = "(" + std::to_string(k.n) + ", " + std::to_string(k.v) + ") valid " +
+                             std::to_string(k.valid);
     Tensor logits = to_device(in[case_key(c, "logits")], device());
     Tensor targets = to_device(in[case_key(c, "targets")], device());
     Tensor loss = Tensor::empty({1}, DType::f32, device());
