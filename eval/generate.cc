@@ -14,15 +14,24 @@ namespace tessera::eval {
 std::vector<int32_t> generate(models::Gpt& gpt, const std::vector<int32_t>& prompt, int context,
                               const GenerateOptions& o) {
   TESSERA_CHECK(!prompt.empty(), "generate: the prompt has no tokens");
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    TESSERA_CHECK(prompt[i] >= 0 && prompt[i] < gpt.vocab_size(), "generate: prompt token ", i,
+                  " is ", prompt[i], ", outside the vocabulary [0, ", gpt.vocab_size(), ")");
+  }
   std::vector<int32_t> seq = prompt, out;
   std::mt19937_64 rng(o.seed);
   for (int step = 0; step < o.max_new_tokens; ++step) {
     const int64_t T = std::min<int64_t>(context, int64_t(seq.size()));
     Tensor tokens = Tensor::empty({1, T}, DType::i32);
     std::copy(seq.end() - T, seq.end(), tokens.data<int32_t>());
-    const std::vector<float> logits = host_floats(gpt.forward_logits(tokens));  // (1, T, V)
-    const int64_t V = int64_t(logits.size()) / T;
-    const float* last = logits.data() + (T - 1) * V;
+    const std::vector<float> logits = host_floats(gpt.forward_logits(tokens));  // (1, T, Vp)
+    // Rows are Vp long; only the first V columns are ids (the rest: vocabulary padding, whose
+    // logits are 0 and could otherwise beat every real token).
+    const int64_t stride = int64_t(logits.size()) / T, V = gpt.vocab_size();
+    TESSERA_CHECK(gpt.vocab_begin() == 0 && stride == gpt.padded_vocab_size(),
+                  "generate: the model's logits are a tensor-parallel slice (", stride, " of ",
+                  gpt.padded_vocab_size(), " columns); generation needs the whole vocabulary");
+    const float* last = logits.data() + (T - 1) * stride;
     int32_t next = 0;
     if (o.top_k <= 0) {
       next = int32_t(std::max_element(last, last + V) - last);

@@ -20,7 +20,9 @@ struct GenerateOptions {
 };
 
 // Appends up to max_new_tokens to `prompt` (ids), feeding the last `context` tokens each step
-// (no KV cache: the demo models are small). Returns only the new tokens.
+// (no KV cache: the demo models are small). Returns only the new tokens, all in
+// [0, gpt.vocab_size()): the columns of a padded vocabulary (models/gpt.h) are never picked.
+// The model must hold the whole vocabulary (no tensor parallelism).
 std::vector<int32_t> generate(models::Gpt& gpt, const std::vector<int32_t>& prompt, int context,
                               const GenerateOptions& options);
 

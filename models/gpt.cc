@@ -1,8 +1,10 @@
 #include "models/gpt.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "distributed/communicator.h"
 #include "models/device_batch.h"
 #include "models/layers/tensor_parallel.h"
 #include "ops/cross_entropy.h"
@@ -37,13 +39,34 @@ BlockOptions block_options(const config::GptConfig& c, bool recompute) {
   return o;
 }
 
+// Vp checked against the TP size (the ParamStore would only name the tensor): the error names the
+// fields to change.
+int64_t checked_padded_vocab(const config::GptConfig& c, distributed::Communicator* tp) {
+  const int64_t vp = Gpt::padded_vocab(c);
+  const int t = tp ? tp->size() : 1;
+  if (t > 1 && c.vocab_pad_multiple() > 1 && vp % t != 0) {
+    throw_error(absl::StrCat("model.gpt.vocab_size = ", c.vocab_size(),
+                             " padded to model.gpt.vocab_pad_multiple = ", c.vocab_pad_multiple(),
+                             " is ", vp, ", not divisible by tensor_parallel = ", t,
+                             " (tok_emb.weight): make vocab_pad_multiple a multiple of ", t));
+  }
+  return vp;
+}
+
 }  // namespace
+
+int64_t Gpt::padded_vocab(const config::GptConfig& c) {
+  TESSERA_CHECK(c.vocab_pad_multiple() >= 0, "model.gpt.vocab_pad_multiple must be >= 0, got ",
+                c.vocab_pad_multiple());
+  const int64_t v = c.vocab_size(), m = std::max(1, c.vocab_pad_multiple());
+  return (v + m - 1) / m * m;
+}
 
 Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* tp, Device device)
     : config_(c),
       store_(tp),
-      tok_(store_, "tok_emb", c.vocab_size(), c.transformer().d_model(), Init::normal(0.02f),
-           /*vocab_parallel=*/true),
+      tok_(store_, "tok_emb", checked_padded_vocab(c, tp), c.transformer().d_model(),
+           Init::normal(0.02f), /*vocab_parallel=*/true, /*padding_from=*/c.vocab_size()),
       pos_(store_, "pos_emb", c.context(), c.transformer().d_model(), Init::normal(0.01f)) {
   // Registered in forward order, so the gradient buffer starts with the head and ln_f: the first
   // gradients backward produces.
@@ -55,10 +78,11 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* 
   if (!c.tie_embedding()) {
     // Split along the vocabulary like tok_emb: this rank's logits are its vocabulary slice.
     head_ = store_.add({"head.weight",
-                        {c.vocab_size(), c.transformer().d_model()},
+                        {tok_.num(), c.transformer().d_model()},
                         0,
                         Init::normal(0.02f),
-                        ParamGroup::kWeight});
+                        ParamGroup::kWeight,
+                        /*zero_rows_from=*/c.vocab_size()});
   }
   store_.finalize(device);
 }
@@ -95,22 +119,23 @@ Tensor Gpt::forward_logits(const Tensor& tokens_in) {
 
 void Gpt::loss_forward(const Tensor& logits, const Tensor& targets, const Tensor& loss,
                        const Tensor& lse) {
+  // Only the first V (global) columns take part: the padding's logits are skipped by the ops.
+  const int64_t V = config_.vocab_size();
   if (store_.tp_size() == 1) {
-    ops::cross_entropy_forward(logits, targets, loss, lse, kIgnoreIndex);
+    ops::cross_entropy_forward(logits, targets, loss, lse, kIgnoreIndex, V);
     return;
   }
   // Vocab parallel: the global row max (all-reduce max), then the sum of exp and the target's
   // logit (all-reduce sum, one message for both), then the loss from those on every rank.
   const int64_t N = logits.dim(0);
   Tensor row_max = Tensor::empty({N}, DType::f32, logits.device());
-  ops::vocab_ce_row_max(logits, row_max);
+  ops::vocab_ce_row_max(logits, vocab_begin(), V, row_max);
   tp_all_reduce(store_, row_max, distributed::ReduceOp::kMax);
   Tensor sums = Tensor::empty({2, N}, DType::f32, logits.device());  // sum_exp, target_logit
   Tensor sum_exp = sums.slice(0, 1).view({N}), target_logit = sums.slice(1, 2).view({N});
-  ops::vocab_ce_sum_exp_target(logits, targets, row_max, vocab_begin(), sum_exp, target_logit);
+  ops::vocab_ce_sum_exp_target(logits, targets, row_max, vocab_begin(), V, sum_exp, target_logit);
   tp_all_reduce(store_, sums);
-  ops::vocab_ce_loss(row_max, sum_exp, target_logit, targets, config_.vocab_size(), kIgnoreIndex,
-                     lse, loss);
+  ops::vocab_ce_loss(row_max, sum_exp, target_logit, targets, V, kIgnoreIndex, lse, loss);
 }
 
 LossResult Gpt::forward_loss(const Batch& batch) {
@@ -133,12 +158,14 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   Tensor logits = logits_.view({N, V});  // (N, V_local)
   loss_forward(logits, targets.view({N}), loss, lse);
   // dlogits overwrites the logits in place: they are not needed after the loss. Under TP each
-  // rank's slice is softmax minus its part of the one-hot (lse is global).
+  // rank's slice is softmax minus its part of the one-hot (lse is global). Padded columns get
+  // exactly 0, so the padded head/embedding rows get exactly zero gradient.
   if (store_.tp_size() == 1) {
-    ops::cross_entropy_backward(logits, targets.view({N}), lse, loss_scale, logits, kIgnoreIndex);
+    ops::cross_entropy_backward(logits, targets.view({N}), lse, loss_scale, logits, kIgnoreIndex,
+                                config_.vocab_size());
   } else {
-    ops::vocab_ce_backward(logits, targets.view({N}), lse, vocab_begin(), loss_scale, kIgnoreIndex,
-                           logits);
+    ops::vocab_ce_backward(logits, targets.view({N}), lse, vocab_begin(), config_.vocab_size(),
+                           loss_scale, kIgnoreIndex, logits);
   }
   // Head: logits = hidden @ W^T  =>  dW += dlogits^T @ hidden, dhidden = dlogits @ W (in bf16
   // mode dlogits are rounded once for both products; the sums stay f32).
@@ -161,6 +188,7 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
 double Gpt::train_flops(int64_t batch_size) const {
   // 6 N per token for the matmuls (forward 2N, backward 4N; N counts the non-embedding weights
   // plus the head) and 12·L·T·C per token for attention scores and values (PaLM's appendix B).
+  // The head counts the real V: the padded columns are work, but not the model's (MFU).
   const auto& t = config_.transformer();
   const double C = t.d_model(), L = t.n_layers(), T = config_.context(), V = config_.vocab_size();
   const double per_block = 4 * C * C + 2 * t.mlp_ratio() * C * C;
@@ -180,7 +208,7 @@ int64_t Gpt::activation_bytes(int64_t batch_size) const {
   const bool recompute = !blocks_.empty() && blocks_[0]->recomputes();
   const int64_t blocks =
       block_stack_saved_floats(t.n_layers(), B, T, C, t.n_heads(), t.mlp_ratio(), recompute);
-  return 4 * (blocks + 4 * B * T * C + B * T * config_.vocab_size());
+  return 4 * (blocks + 4 * B * T * C + B * T * tok_.local_num());
 }
 
 }  // namespace tessera::models

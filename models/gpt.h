@@ -11,7 +11,20 @@
 // or its own weight) holds the same vocabulary rows, so each rank computes logits (B, T, V/T)
 // for its vocabulary slice and the loss is a vocab-parallel cross-entropy: the logits are never
 // gathered (ops/vocab_parallel.h). Every TP rank returns the same loss. Position embeddings and
-// LayerNorms are replicated. V, n_heads and the MLP width must be divisible by T.
+// LayerNorms are replicated. Vp (below), n_heads and the MLP width must be divisible by T.
+//
+// Padded vocabulary (GptConfig.vocab_pad_multiple = m > 1): the token embedding and an untied
+// head have Vp = round_up(V, m) rows (GPT-2: 50257 -> 50304 with m = 128), as Megatron and
+// llm.c do, for aligned GPU matmuls and a vocabulary that splits over T. Vp does NOT include T
+// (Megatron rounds to m * T): a checkpoint's shapes are then the same under every TP size, so it
+// loads into any layout (DESIGN.md decision 4); with m = 128 and T <= 8 each shard still has a
+// multiple of 16 rows. Rows [V, Vp) start at zero and stay zero: no valid token looks them up and
+// the loss ignores their logits (the CE ops take V as their valid columns), so their gradients
+// are exactly 0 and AdamW leaves them (weight decay of 0 is 0). Checkpoints hold the padded
+// global shapes: tok_emb.weight and head.weight are (Vp, C); a checkpoint written with another
+// padding fails to load with the shape-mismatch error naming the tensor. Logits have Vp columns
+// (under TP: this rank's Vp/T); the columns >= V are not a distribution's support and readers
+// (eval, generation) must look only at the first V.
 
 #include <memory>
 #include <vector>
@@ -35,14 +48,20 @@ class Gpt final : public Model {
   double train_flops(int64_t batch_size) const override;
   int64_t activation_bytes(int64_t batch_size) const override;
 
-  // Logits (B, T, V_local) of the last forward, for generation and tests: this rank's
-  // vocabulary slice [vocab_begin(), vocab_begin() + V_local) (all of V without TP).
+  // The padded vocabulary Vp of `config` (vocab_size when vocab_pad_multiple is 0 or 1).
+  static int64_t padded_vocab(const config::GptConfig& config);
+  int64_t vocab_size() const { return config_.vocab_size(); }  // V: the real ids
+  int64_t padded_vocab_size() const { return tok_.num(); }     // Vp: the rows of the tables
+
+  // Logits (B, T, V_local) of the last forward, for generation and tests: this rank's slice
+  // [vocab_begin(), vocab_begin() + V_local) of the PADDED vocabulary (all Vp without TP);
+  // global columns >= vocab_size() are padding.
   const Tensor& logits() const { return logits_; }
   Tensor forward_logits(const Tensor& tokens);  // tokens (B, T) -> logits (B, T, V_local)
   int64_t vocab_begin() const { return tok_.local_begin(); }
 
  private:
-  Tensor head_weight() const;  // (V, C) in the compute dtype
+  Tensor head_weight() const;  // (V_local, C) in the compute dtype (padded rows included)
   Tensor head_grad() const;
   // Mean cross-entropy of logits (N, V_local) (vocab parallel under TP; identical on every TP
   // rank) into loss (1), and each row's global log-sum-exp into lse (N) for backward.
@@ -54,7 +73,7 @@ class Gpt final : public Model {
   Embedding tok_, pos_;
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
   std::unique_ptr<LayerNorm> ln_f_;
-  ParamId head_ = -1;  // untied output head (V, C)
+  ParamId head_ = -1;  // untied output head (Vp, C)
   Tensor positions_;   // (B*T) i32, rebuilt when B or T change
   Tensor hidden_;      // saved final hidden state (B, T, C), in the compute dtype
   Tensor logits_;      // (B, T, V_local)

@@ -118,6 +118,10 @@ void ParamStore::init(uint64_t seed) {
     const int64_t local_split = d >= 0 ? info.local_shape[d] : 1;
     const int64_t global_split = d >= 0 ? g[d] : 1;
     const uint64_t stream = name_stream(info.spec.name);
+    // Global elements from this flat index on lie in the padded rows (dimension 0).
+    const int64_t row_zero_from = info.spec.zero_rows_from >= 0 && !g.empty() && g[0] > 0
+                                      ? info.spec.zero_rows_from * (shape_numel(g) / g[0])
+                                      : -1;
     float* p = flat + info.offset;
 #pragma omp parallel for schedule(static)
     for (int64_t l = 0; l < info.numel; ++l) {
@@ -127,7 +131,8 @@ void ParamStore::init(uint64_t seed) {
         int64_t s = rest / inner, i = rest % inner;
         global = (o * global_split + info.local_begin + s) * inner + i;
       }
-      p[l] = init_value(info.spec.init, seed, stream, global);
+      const bool padding = row_zero_from >= 0 && global >= row_zero_from;
+      p[l] = padding ? 0.0f : init_value(info.spec.init, seed, stream, global);
     }
   }
   if (!params_.device().is_cpu()) copy(host, params_);

@@ -48,6 +48,9 @@ struct ParamSpec {
   int split_dim = -1;  // dimension tensor parallelism splits; -1 = replicated
   Init init;
   ParamGroup group = ParamGroup::kWeight;
+  // Rows (global dimension 0) from this index on are padding (a padded vocabulary, models/gpt.h):
+  // init() leaves them zero. -1: none.
+  int64_t zero_rows_from = -1;
 };
 
 struct ParamInfo {

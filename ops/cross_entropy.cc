@@ -32,10 +32,17 @@ int64_t count_valid_on_host(const char* op, const Tensor& targets, int64_t v, in
 }
 #endif
 
+// valid_cols as the caller gave it (-1: all v), checked against the row length.
+int64_t valid_columns(const OpCheck& c, int64_t valid_cols, int64_t v) {
+  if (valid_cols < 0) return v;
+  c.expect(valid_cols <= v, "valid_cols <= the logits' row length");
+  return valid_cols;
+}
+
 }  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& loss,
-                           const Tensor& lse, int ignore_index) {
+                           const Tensor& lse, int ignore_index, int64_t valid_cols) {
   TESSERA_PROFILE("cross_entropy");
   OpCheck c("cross_entropy_forward");
   c.tensor_ndim("logits", logits, DType::f32, 2);
@@ -43,21 +50,23 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Te
   c.tensor("targets", targets, DType::i32, {n})
       .tensor("loss", loss, DType::f32, {1})
       .tensor("lse", lse, DType::f32, {n});
+  const int64_t cols = valid_columns(c, valid_cols, v);
   if (c.device().is_cpu()) {
     cpu::cross_entropy_forward(logits.data<float>(), targets.data<int32_t>(), loss.data<float>(),
-                               lse.data<float>(), n, v, ignore_index);
+                               lse.data<float>(), n, v, cols, ignore_index);
   } else {
     TESSERA_CUDA_LAUNCH(
-        c,
-        cuda::cross_entropy_forward(
-            logits.data<float>(), targets.data<int32_t>(), loss.data<float>(), lse.data<float>(), n,
-            v, ignore_index, count_valid_on_host("cross_entropy_forward", targets, v, ignore_index),
-            stream_for(c)));
+        c, cuda::cross_entropy_forward(
+               logits.data<float>(), targets.data<int32_t>(), loss.data<float>(), lse.data<float>(),
+               n, v, cols, ignore_index,
+               count_valid_on_host("cross_entropy_forward", targets, cols, ignore_index),
+               stream_for(c)));
   }
 }
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                            float dloss, const Tensor& dlogits, int ignore_index) {
+                            float dloss, const Tensor& dlogits, int ignore_index,
+                            int64_t valid_cols) {
   TESSERA_PROFILE("cross_entropy");
   OpCheck c("cross_entropy_backward");
   c.tensor_ndim("logits", logits, DType::f32, 2);
@@ -65,16 +74,17 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const T
   c.tensor("targets", targets, DType::i32, {n})
       .tensor("lse", lse, DType::f32, {n})
       .tensor("dlogits", dlogits, DType::f32, logits.shape());
+  const int64_t cols = valid_columns(c, valid_cols, v);
   if (c.device().is_cpu()) {
     cpu::cross_entropy_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
-                                dloss, dlogits.data<float>(), n, v, ignore_index);
+                                dloss, dlogits.data<float>(), n, v, cols, ignore_index);
   } else {
-    TESSERA_CUDA_LAUNCH(c,
-                        cuda::cross_entropy_backward(
-                            logits.data<float>(), targets.data<int32_t>(), lse.data<float>(), dloss,
-                            dlogits.data<float>(), n, v, ignore_index,
-                            count_valid_on_host("cross_entropy_backward", targets, v, ignore_index),
-                            stream_for(c)));
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::cross_entropy_backward(
+               logits.data<float>(), targets.data<int32_t>(), lse.data<float>(), dloss,
+               dlogits.data<float>(), n, v, cols, ignore_index,
+               count_valid_on_host("cross_entropy_backward", targets, cols, ignore_index),
+               stream_for(c)));
   }
 }
 

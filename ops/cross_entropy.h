@@ -6,6 +6,11 @@
 // the gradient is zero: PyTorch returns NaN (0/0) there, but a batch that is all padding should
 // not poison the step. A target outside [0, V) that is not ignore_index throws tessera::Error
 // naming the row and the value.
+//
+// valid_cols (padded vocabularies, models/gpt.h): only the first valid_cols of the V columns
+// take part in the softmax; the rest are padding. The loss is that of logits[:, :valid_cols],
+// targets must lie in [0, valid_cols), and dlogits of the padded columns is exactly 0. The
+// padding is skipped by the kernels, not masked with -inf copies. -1 (the default): all V.
 
 #include "core/tensor.h"
 
@@ -16,15 +21,16 @@ void cross_entropy_forward(const Tensor& logits,   // (N, V)
                            const Tensor& targets,  // (N) i32
                            const Tensor& loss,     // (1)
                            const Tensor& lse,      // (N)
-                           int ignore_index = -100);
+                           int ignore_index = -100, int64_t valid_cols = -1);
 
 // Contract: dlogits is WRITTEN (=): dloss * (softmax - onehot(target)) / n_valid, and zero rows
-// for ignored targets. `dloss` is the gradient of the objective with respect to the loss.
+// for ignored targets and zero padded columns. `dloss` is the gradient of the objective with
+// respect to the loss.
 void cross_entropy_backward(const Tensor& logits,   // (N, V)
                             const Tensor& targets,  // (N) i32
                             const Tensor& lse,      // (N), from forward
                             float dloss,
                             const Tensor& dlogits,  // (N, V)
-                            int ignore_index = -100);
+                            int ignore_index = -100, int64_t valid_cols = -1);
 
 }  // namespace tessera::ops

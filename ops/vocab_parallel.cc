@@ -1,6 +1,8 @@
 // Adapters for ops/vocab_parallel.h: check dtypes, shapes and devices, then dispatch.
 #include "ops/vocab_parallel.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "core/timer.h"
 #include "ops/check.h"
@@ -13,6 +15,13 @@
 
 namespace tessera::ops {
 namespace {
+
+// The real (unpadded) columns of a slice of v columns starting at global column `begin` when the
+// vocabulary has `vocab` real entries: 0 for a slice that is all padding.
+int64_t real_columns(const OpCheck& c, int64_t begin, int64_t vocab, int64_t v) {
+  c.expect(begin >= 0 && vocab >= 0, "begin >= 0 and vocab >= 0");
+  return std::clamp<int64_t>(vocab - begin, 0, v);
+}
 
 #if TESSERA_WITH_CUDA
 // Device ids/targets are checked on a host copy (N ints, a synchronisation), with the CPU
@@ -45,12 +54,12 @@ int64_t count_valid_targets(const char* op, const Tensor& targets, int64_t vocab
 
 // The scale is dloss over the valid rows, as the CPU launcher computes it (in double).
 void cuda_vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                            int64_t begin, float dloss, int ignore_index, const Tensor& dlogits,
-                            cudaStream_t stream) {
+                            int64_t begin, int64_t cols, float dloss, int ignore_index,
+                            const Tensor& dlogits, cudaStream_t stream) {
   const int64_t valid = count_valid_targets("vocab_ce_backward", targets, 0, ignore_index);
   const float scale = valid > 0 ? float(double(dloss) / double(valid)) : 0.0f;
   cuda::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
-                          dlogits.data<float>(), logits.dim(0), logits.dim(1), begin, scale,
+                          dlogits.data<float>(), logits.dim(0), logits.dim(1), cols, begin, scale,
                           ignore_index, stream);
 }
 #endif
@@ -94,22 +103,25 @@ void vocab_embedding_backward(const Tensor& dout, const Tensor& ids, int64_t beg
   }
 }
 
-void vocab_ce_row_max(const Tensor& logits, const Tensor& row_max) {
+void vocab_ce_row_max(const Tensor& logits, int64_t begin, int64_t vocab, const Tensor& row_max) {
   TESSERA_PROFILE("cross_entropy");
   OpCheck c("vocab_ce_row_max");
   c.tensor_ndim("logits", logits, DType::f32, 2);
   c.tensor("row_max", row_max, DType::f32, {logits.dim(0)});
+  const int64_t cols = real_columns(c, begin, vocab, logits.dim(1));
   if (c.device().is_cpu()) {
-    cpu::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0),
-                          logits.dim(1));
+    cpu::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0), logits.dim(1),
+                          cols);
   } else {
-    TESSERA_CUDA_LAUNCH(c, cuda::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(),
-                                                  logits.dim(0), logits.dim(1), stream_for(c)));
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::vocab_ce_row_max(logits.data<float>(), row_max.data<float>(), logits.dim(0),
+                                  logits.dim(1), cols, stream_for(c)));
   }
 }
 
 void vocab_ce_sum_exp_target(const Tensor& logits, const Tensor& targets, const Tensor& row_max,
-                             int64_t begin, const Tensor& sum_exp, const Tensor& target_logit) {
+                             int64_t begin, int64_t vocab, const Tensor& sum_exp,
+                             const Tensor& target_logit) {
   TESSERA_PROFILE("cross_entropy");
   OpCheck c("vocab_ce_sum_exp_target");
   c.tensor_ndim("logits", logits, DType::f32, 2);
@@ -118,15 +130,16 @@ void vocab_ce_sum_exp_target(const Tensor& logits, const Tensor& targets, const 
       .tensor("row_max", row_max, DType::f32, {n})
       .tensor("sum_exp", sum_exp, DType::f32, {n})
       .tensor("target_logit", target_logit, DType::f32, {n});
+  const int64_t cols = real_columns(c, begin, vocab, logits.dim(1));
   if (c.device().is_cpu()) {
     cpu::vocab_ce_sum_exp_target(logits.data<float>(), targets.data<int32_t>(),
                                  row_max.data<float>(), sum_exp.data<float>(),
-                                 target_logit.data<float>(), n, logits.dim(1), begin);
+                                 target_logit.data<float>(), n, logits.dim(1), cols, begin);
   } else {
     TESSERA_CUDA_LAUNCH(c, cuda::vocab_ce_sum_exp_target(
                                logits.data<float>(), targets.data<int32_t>(), row_max.data<float>(),
                                sum_exp.data<float>(), target_logit.data<float>(), n, logits.dim(1),
-                               begin, stream_for(c)));
+                               cols, begin, stream_for(c)));
   }
 }
 
@@ -157,7 +170,8 @@ void vocab_ce_loss(const Tensor& row_max, const Tensor& sum_exp, const Tensor& t
 }
 
 void vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                       int64_t begin, float dloss, int ignore_index, const Tensor& dlogits) {
+                       int64_t begin, int64_t vocab, float dloss, int ignore_index,
+                       const Tensor& dlogits) {
   TESSERA_PROFILE("cross_entropy");
   OpCheck c("vocab_ce_backward");
   c.tensor_ndim("logits", logits, DType::f32, 2);
@@ -165,12 +179,14 @@ void vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor
   c.tensor("targets", targets, DType::i32, {n})
       .tensor("lse", lse, DType::f32, {n})
       .tensor("dlogits", dlogits, DType::f32, logits.shape());
+  const int64_t cols = real_columns(c, begin, vocab, logits.dim(1));
   if (c.device().is_cpu()) {
     cpu::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
-                           dlogits.data<float>(), n, logits.dim(1), begin, dloss, ignore_index);
+                           dlogits.data<float>(), n, logits.dim(1), cols, begin, dloss,
+                           ignore_index);
   } else {
-    TESSERA_CUDA_LAUNCH(c, cuda_vocab_ce_backward(logits, targets, lse, begin, dloss, ignore_index,
-                                                  dlogits, stream_for(c)));
+    TESSERA_CUDA_LAUNCH(c, cuda_vocab_ce_backward(logits, targets, lse, begin, cols, dloss,
+                                                  ignore_index, dlogits, stream_for(c)));
   }
 }
 

@@ -10,6 +10,12 @@
 //               lse, loss = vocab_ce_loss(m, s, t)          (identical on every rank)
 //               dlogits = vocab_ce_backward(logits, lse)    (local: softmax - local one-hot)
 //
+// Padded vocabularies (models/gpt.h): the columns are the padded vocabulary [0, Vp), split over
+// the ranks; only global columns below `vocab` (the real V) take part in the softmax. The
+// padding lies in the last ranks' slices (a slice may be all padding); it is skipped by the
+// kernels (not masked with -inf copies) and its dlogits are exactly 0. Without padding, vocab is
+// the full width.
+//
 // The logits are never gathered. With one rank (begin 0, V_local = V) the composition equals
 // ops/cross_entropy.h up to rounding. Every kernel is deterministic for a given thread count
 // (rows are independent; the loss is summed in row order in double). CPU kernels only.
@@ -33,15 +39,18 @@ void vocab_embedding_backward(const Tensor& dout,  // (N, C)
                               int64_t begin,
                               const Tensor& dtable);  // (V_local, C)
 
-// row_max[i] = max_j logits[i, j] (written).
-void vocab_ce_row_max(const Tensor& logits,    // (N, V_local)
+// row_max[i] = max_j logits[i, j] over this slice's real columns (begin + j < vocab), written;
+// -inf when the slice is all padding.
+void vocab_ce_row_max(const Tensor& logits,  // (N, V_local)
+                      int64_t begin, int64_t vocab,
                       const Tensor& row_max);  // (N)
-// sum_exp[i] = sum_j exp(logits[i, j] - row_max[i]) with the GLOBAL row max; target_logit[i] =
+// sum_exp[i] = sum_j exp(logits[i, j] - row_max[i]) over the real columns, with the GLOBAL row
+// max; target_logit[i] =
 // logits[i, targets[i] - begin] when the target is in this rank's range, else 0 (written).
 void vocab_ce_sum_exp_target(const Tensor& logits,   // (N, V_local)
                              const Tensor& targets,  // (N) i32, global ids
                              const Tensor& row_max,  // (N), all-reduced
-                             int64_t begin,
+                             int64_t begin, int64_t vocab,
                              const Tensor& sum_exp,        // (N)
                              const Tensor& target_logit);  // (N)
 // From the all-reduced pieces: lse[i] = row_max[i] + log(sum_exp[i]) (written) and the mean of
@@ -53,11 +62,11 @@ void vocab_ce_loss(const Tensor& row_max, const Tensor& sum_exp, const Tensor& t
                    const Tensor& lse,    // (N)
                    const Tensor& loss);  // (1)
 // Contract: dlogits is WRITTEN: dloss / n_valid * (exp(logits - lse) - onehot_local(target)),
-// zero rows for ignored targets. May alias logits.
+// zero rows for ignored targets, zero padded columns. May alias logits.
 void vocab_ce_backward(const Tensor& logits,   // (N, V_local)
                        const Tensor& targets,  // (N) i32
                        const Tensor& lse,      // (N), from vocab_ce_loss
-                       int64_t begin, float dloss, int ignore_index,
+                       int64_t begin, int64_t vocab, float dloss, int ignore_index,
                        const Tensor& dlogits);  // (N, V_local)
 
 }  // namespace tessera::ops

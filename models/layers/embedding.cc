@@ -7,10 +7,14 @@
 namespace tessera::models {
 
 Embedding::Embedding(ParamStore& store, const std::string& name, int64_t num, int64_t dim,
-                     Init init, bool vocab_parallel)
+                     Init init, bool vocab_parallel, int64_t padding_from)
     : store_(store), dim_(dim), num_(num), vocab_parallel_(vocab_parallel) {
-  table_ = store.add(
-      {name + ".weight", {num, dim}, vocab_parallel ? 0 : -1, init, ParamGroup::kEmbedding});
+  table_ = store.add({name + ".weight",
+                      {num, dim},
+                      vocab_parallel ? 0 : -1,
+                      init,
+                      ParamGroup::kEmbedding,
+                      padding_from});
 }
 
 Tensor Embedding::forward(const Tensor& ids) {

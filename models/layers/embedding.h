@@ -15,8 +15,10 @@ namespace tessera::models {
 
 class Embedding {
  public:
+  // padding_from >= 0: rows [padding_from, num) are vocabulary padding (models/gpt.h): they start
+  // at zero (ParamSpec::zero_rows_from) and no valid id reaches them.
   Embedding(ParamStore& store, const std::string& name, int64_t num, int64_t dim, Init init,
-            bool vocab_parallel = false);
+            bool vocab_parallel = false, int64_t padding_from = -1);
 
   Tensor forward(const Tensor& ids);  // ids (...) i32 -> (..., dim)
   // Contract: dtable ACCUMULATES (scatter-add); ids have no gradient.

@@ -94,14 +94,15 @@ TESSERA_CPU_CLONES void row_grad(const float* x, float lse, float scale, int32_t
 }  // namespace
 
 void cross_entropy_forward(const float* logits, const int32_t* targets, float* loss, float* lse,
-                           int64_t n, int64_t v, int ignore_index) {
-  const int64_t valid = count_valid("cross_entropy_forward", targets, n, v, ignore_index);
+                           int64_t n, int64_t v, int64_t cols, int ignore_index) {
+  // `cols`: the valid columns (the header's `valid`); a row's padding [cols, v) is never read.
+  const int64_t valid = count_valid("cross_entropy_forward", targets, n, cols, ignore_index);
   std::vector<float> row_loss(size_t(n), 0.0f);
-  if (v > 0) {
-    parallel_chunks(n, std::max<int64_t>(1, kElementwiseGrain / v), [&](int64_t r0, int64_t r1) {
+  if (cols > 0) {
+    parallel_chunks(n, std::max<int64_t>(1, kElementwiseGrain / cols), [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) {
         const float* x = logits + i * v;
-        lse[i] = row_lse(x, v);
+        lse[i] = row_lse(x, cols);
         if (targets[i] != ignore_index) row_loss[i] = lse[i] - x[targets[i]];
       }
     });
@@ -113,8 +114,9 @@ void cross_entropy_forward(const float* logits, const int32_t* targets, float* l
 }
 
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* lse,
-                            float dloss, float* dlogits, int64_t n, int64_t v, int ignore_index) {
-  const int64_t valid = count_valid("cross_entropy_backward", targets, n, v, ignore_index);
+                            float dloss, float* dlogits, int64_t n, int64_t v, int64_t cols,
+                            int ignore_index) {
+  const int64_t valid = count_valid("cross_entropy_backward", targets, n, cols, ignore_index);
   const float scale = valid > 0 ? float(double(dloss) / double(valid)) : 0.0f;
   if (v == 0) return;
   parallel_chunks(n, std::max<int64_t>(1, kElementwiseGrain / v), [&](int64_t r0, int64_t r1) {
@@ -123,7 +125,8 @@ void cross_entropy_backward(const float* logits, const int32_t* targets, const f
       if (targets[i] == ignore_index) {
         std::fill(dx, dx + v, 0.0f);
       } else {
-        row_grad(logits + i * v, lse[i], scale, targets[i], dx, v);
+        row_grad(logits + i * v, lse[i], scale, targets[i], dx, cols);
+        std::fill(dx + cols, dx + v, 0.0f);  // padded columns take no part in the loss
       }
     }
   });

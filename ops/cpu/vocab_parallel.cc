@@ -60,12 +60,12 @@ void vocab_embedding_backward(const float* dout, const int32_t* ids, float* dtab
   });
 }
 
-void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v) {
+void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v, int64_t cols) {
   parallel_chunks(n, grain_for(v), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       const float* x = logits + i * v;
       float m = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < v; ++j) m = x[j] > m ? x[j] : m;
+      for (int64_t j = 0; j < cols; ++j) m = x[j] > m ? x[j] : m;
       row_max[i] = m;
     }
   });
@@ -73,16 +73,16 @@ void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v)
 
 void vocab_ce_sum_exp_target(const float* logits, const int32_t* targets, const float* row_max,
                              float* sum_exp, float* target_logit, int64_t n, int64_t v,
-                             int64_t begin) {
+                             int64_t cols, int64_t begin) {
   parallel_chunks(n, grain_for(v), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       const float* x = logits + i * v;
       const float m = row_max[i];
       double s = 0;  // double, as ops/cpu/cross_entropy.cc's row_lse
-      for (int64_t j = 0; j < v; ++j) s += fast_exp(x[j] - m);
+      for (int64_t j = 0; j < cols; ++j) s += fast_exp(x[j] - m);
       sum_exp[i] = float(s);
       const int64_t t = int64_t(targets[i]) - begin;
-      target_logit[i] = t >= 0 && t < v ? x[t] : 0.0f;
+      target_logit[i] = t >= 0 && t < cols ? x[t] : 0.0f;
     }
   });
 }
@@ -106,8 +106,8 @@ void vocab_ce_loss(const float* row_max, const float* sum_exp, const float* targ
 }
 
 void vocab_ce_backward(const float* logits, const int32_t* targets, const float* lse,
-                       float* dlogits, int64_t n, int64_t v, int64_t begin, float dloss,
-                       int ignore_index) {
+                       float* dlogits, int64_t n, int64_t v, int64_t cols, int64_t begin,
+                       float dloss, int ignore_index) {
   int64_t valid = 0;
   for (int64_t i = 0; i < n; ++i) valid += targets[i] != ignore_index;
   const float scale = valid > 0 ? float(double(dloss) / double(valid)) : 0.0f;
@@ -121,9 +121,10 @@ void vocab_ce_backward(const float* logits, const int32_t* targets, const float*
       }
       const float l = lse[i];
 #pragma omp simd
-      for (int64_t j = 0; j < v; ++j) dx[j] = scale * fast_exp(x[j] - l);
+      for (int64_t j = 0; j < cols; ++j) dx[j] = scale * fast_exp(x[j] - l);
+      std::fill(dx + cols, dx + v, 0.0f);  // padding takes no part in the loss
       const int64_t t = int64_t(targets[i]) - begin;
-      if (t >= 0 && t < v) dx[t] -= scale;
+      if (t >= 0 && t < cols) dx[t] -= scale;
     }
   });
 }

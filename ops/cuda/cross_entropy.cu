@@ -2,6 +2,8 @@
 // log-sum-exp (max pass, then exp-sum pass) and its loss into a scratch buffer; one block then
 // sums the row losses in double in a fixed order (deterministic) and divides by n_valid.
 // Backward: one block per row writes dloss / n_valid * (softmax - onehot), or zeros when ignored.
+// Rows are v long (the stride, which sets the vector width) and their first `cols` are valid:
+// the reductions skip the padding, the gradient writes zeros there.
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/cross_entropy.cuh"
 #include "ops/cuda/launch.cuh"
@@ -11,22 +13,26 @@ namespace {
 
 template <int V>
 __global__ void lse_kernel(const float* logits, const int32_t* targets, float* lse, float* row_loss,
-                           int64_t v, int ignore_index) {
+                           int64_t v, int64_t cols, int ignore_index) {
   __shared__ float smem[32];
   const float* x = logits + blockIdx.x * v;
   const int64_t step = int64_t(blockDim.x) * V;
+  // A vector load starting below cols stays inside the row (v is a multiple of V); its lanes at
+  // or past cols are padding and skipped.
   float mx = -INFINITY;
-  for (int64_t j = threadIdx.x * V; j < v; j += step) {
+  for (int64_t j = threadIdx.x * V; j < cols; j += step) {
     float r[V];
     load<V>(x + j, r);
-    for (int l = 0; l < V; ++l) mx = fmaxf(mx, r[l]);
+    for (int l = 0; l < V; ++l)
+      if (j + l < cols) mx = fmaxf(mx, r[l]);
   }
   mx = block_reduce(mx, MaxOp{}, smem);
   float s = 0.0f;
-  for (int64_t j = threadIdx.x * V; j < v; j += step) {
+  for (int64_t j = threadIdx.x * V; j < cols; j += step) {
     float r[V];
     load<V>(x + j, r);
-    for (int l = 0; l < V; ++l) s += expf(r[l] - mx);
+    for (int l = 0; l < V; ++l)
+      if (j + l < cols) s += expf(r[l] - mx);
   }
   s = block_reduce(s, SumOp{}, smem);
   if (threadIdx.x == 0) {
@@ -48,7 +54,8 @@ __global__ void mean_kernel(const float* row_loss, int64_t n, int64_t n_valid, f
 
 template <int V>
 __global__ void grad_kernel(const float* logits, const int32_t* targets, const float* lse,
-                            float scale, float* dlogits, int64_t v, int ignore_index) {
+                            float scale, float* dlogits, int64_t v, int64_t cols,
+                            int ignore_index) {
   const int64_t off = blockIdx.x * v;
   const int64_t step = int64_t(blockDim.x) * V;
   const int32_t t = targets[blockIdx.x];
@@ -65,7 +72,7 @@ __global__ void grad_kernel(const float* logits, const int32_t* targets, const f
     float r[V];
     load<V>(logits + off + j, r);
     for (int l = 0; l < V; ++l) {
-      r[l] = scale * expf(r[l] - l0) - (j + l == t ? scale : 0.0f);
+      r[l] = j + l < cols ? scale * expf(r[l] - l0) - (j + l == t ? scale : 0.0f) : 0.0f;
     }
     store<V>(dlogits + off + j, r);
   }
@@ -74,21 +81,21 @@ __global__ void grad_kernel(const float* logits, const int32_t* targets, const f
 }  // namespace
 
 void cross_entropy_forward(const float* logits, const int32_t* targets, float* loss, float* lse,
-                           int64_t n, int64_t v, int ignore_index, int64_t n_valid,
+                           int64_t n, int64_t v, int64_t cols, int ignore_index, int64_t n_valid,
                            cudaStream_t stream) {
   float* row_loss = nullptr;
-  if (n > 0 && v > 0) {
+  if (n > 0 && cols > 0) {
     ::tessera::cuda::check(
         cudaMallocAsync(reinterpret_cast<void**>(&row_loss), size_t(n) * sizeof(float), stream),
         "cross_entropy_forward: cudaMallocAsync");
     const int block = row_block(v);
     if (rows_vec4(v) && aligned16(logits)) {
-      lse_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, ignore_index);
+      lse_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols, ignore_index);
     } else {
-      lse_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, ignore_index);
+      lse_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols, ignore_index);
     }
   }
-  // Runs also for n == 0 (or v == 0, where every target must be ignored): the loss is then 0.
+  // Runs also for n == 0 (or cols == 0, where every target must be ignored): the loss is then 0.
   mean_kernel<<<1, 256, 0, stream>>>(row_loss, row_loss ? n : 0, n_valid, loss);
   check_launch("cross_entropy_forward");
   if (row_loss) {
@@ -97,15 +104,17 @@ void cross_entropy_forward(const float* logits, const int32_t* targets, float* l
 }
 
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* lse,
-                            float dloss, float* dlogits, int64_t n, int64_t v, int ignore_index,
-                            int64_t n_valid, cudaStream_t stream) {
+                            float dloss, float* dlogits, int64_t n, int64_t v, int64_t cols,
+                            int ignore_index, int64_t n_valid, cudaStream_t stream) {
   if (n == 0 || v == 0) return;
   const float scale = n_valid > 0 ? float(double(dloss) / double(n_valid)) : 0.0f;
   const int block = row_block(v);
   if (rows_vec4(v) && aligned16(logits) && aligned16(dlogits)) {
-    grad_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, ignore_index);
+    grad_kernel<4>
+        <<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols, ignore_index);
   } else {
-    grad_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, ignore_index);
+    grad_kernel<1>
+        <<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols, ignore_index);
   }
   check_launch("cross_entropy_backward");
 }

@@ -1,5 +1,6 @@
 #pragma once
-// CUDA launchers for ops/cross_entropy.h: raw device pointers, n rows of v logits, the op's
+// CUDA launchers for ops/cross_entropy.h: raw device pointers, n rows of v logits of which the
+// first `cols` are valid (the rest: vocabulary padding, skipped; zero in dlogits), the op's
 // stream. The targets are range-checked, and the valid ones counted (n_valid), by the adapter on
 // the host (ops/cross_entropy.cc), which reads them anyway to throw the same error as the CPU.
 
@@ -10,11 +11,11 @@
 namespace tessera::ops::cuda {
 
 void cross_entropy_forward(const float* logits, const int32_t* targets, float* loss, float* lse,
-                           int64_t n, int64_t v, int ignore_index, int64_t n_valid,
+                           int64_t n, int64_t v, int64_t cols, int ignore_index, int64_t n_valid,
                            cudaStream_t stream);
 // dlogits written.
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* lse,
-                            float dloss, float* dlogits, int64_t n, int64_t v, int ignore_index,
-                            int64_t n_valid, cudaStream_t stream);
+                            float dloss, float* dlogits, int64_t n, int64_t v, int64_t cols,
+                            int ignore_index, int64_t n_valid, cudaStream_t stream);
 
 }  // namespace tessera::ops::cuda

@@ -36,29 +36,29 @@ __global__ void embedding_backward_kernel(const float* dout, const int32_t* orde
   }
 }
 
-__global__ void row_max_kernel(const float* logits, float* row_max, int64_t v) {
+__global__ void row_max_kernel(const float* logits, float* row_max, int64_t v, int64_t cols) {
   __shared__ float smem[32];
   const float* x = logits + blockIdx.x * v;
   float m = -INFINITY;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, x[j]);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, x[j]);
   m = block_reduce(m, MaxOp{}, smem);
   if (threadIdx.x == 0) row_max[blockIdx.x] = m;
 }
 
 __global__ void sum_exp_target_kernel(const float* logits, const int32_t* targets,
                                       const float* row_max, float* sum_exp, float* target_logit,
-                                      int64_t v, int64_t begin) {
+                                      int64_t v, int64_t cols, int64_t begin) {
   __shared__ double smem[32];
   const int64_t i = blockIdx.x;
   const float* x = logits + i * v;
   const float m = row_max[i];
   double s = 0;
-  for (int64_t j = threadIdx.x; j < v; j += blockDim.x) s += expf(x[j] - m);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += expf(x[j] - m);
   s = block_reduce(s, SumOp{}, smem);
   if (threadIdx.x == 0) {
     sum_exp[i] = float(s);
     const int64_t t = int64_t(targets[i]) - begin;
-    target_logit[i] = t >= 0 && t < v ? x[t] : 0.0f;
+    target_logit[i] = t >= 0 && t < cols ? x[t] : 0.0f;
   }
 }
 
@@ -78,13 +78,13 @@ __global__ void loss_kernel(const float* lse, const float* target_logit, const i
 }
 
 __global__ void ce_backward_kernel(const float* logits, const int32_t* targets, const float* lse,
-                                   float* dlogits, int64_t v, int64_t begin, float scale,
-                                   int ignore_index, int64_t total) {
+                                   float* dlogits, int64_t v, int64_t cols, int64_t begin,
+                                   float scale, int ignore_index, int64_t total) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = e / v, j = e % v;
     const int32_t t = targets[i];
-    if (t == ignore_index) {
+    if (t == ignore_index || j >= cols) {  // ignored row, or padding
       dlogits[e] = 0.0f;
       continue;
     }
@@ -148,19 +148,19 @@ void vocab_embedding_backward(const float* dout, const int32_t* host_ids, float*
   ::tessera::cuda::check(cudaFreeAsync(dev, stream), "vocab_embedding_backward: cudaFreeAsync");
 }
 
-void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v,
+void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v, int64_t cols,
                       cudaStream_t stream) {
   if (n == 0) return;
-  row_max_kernel<<<unsigned(n), row_block(v), 0, stream>>>(logits, row_max, v);
+  row_max_kernel<<<unsigned(n), row_block(v), 0, stream>>>(logits, row_max, v, cols);
   check_launch("vocab_ce_row_max");
 }
 
 void vocab_ce_sum_exp_target(const float* logits, const int32_t* targets, const float* row_max,
                              float* sum_exp, float* target_logit, int64_t n, int64_t v,
-                             int64_t begin, cudaStream_t stream) {
+                             int64_t cols, int64_t begin, cudaStream_t stream) {
   if (n == 0) return;
   sum_exp_target_kernel<<<unsigned(n), row_block(v), 0, stream>>>(logits, targets, row_max, sum_exp,
-                                                                  target_logit, v, begin);
+                                                                  target_logit, v, cols, begin);
   check_launch("vocab_ce_sum_exp_target");
 }
 
@@ -176,12 +176,12 @@ void vocab_ce_loss(const float* row_max, const float* sum_exp, const float* targ
 }
 
 void vocab_ce_backward(const float* logits, const int32_t* targets, const float* lse,
-                       float* dlogits, int64_t n, int64_t v, int64_t begin, float scale,
-                       int ignore_index, cudaStream_t stream) {
+                       float* dlogits, int64_t n, int64_t v, int64_t cols, int64_t begin,
+                       float scale, int ignore_index, cudaStream_t stream) {
   const int64_t total = n * v;
   if (total == 0) return;
   ce_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream>>>(
-      logits, targets, lse, dlogits, v, begin, scale, ignore_index, total);
+      logits, targets, lse, dlogits, v, cols, begin, scale, ignore_index, total);
   check_launch("vocab_ce_backward");
 }
 

@@ -101,6 +101,76 @@ TEST(ModelEval, GptLossEqualsTrainerEvalAndGenerationFollowsItsRule) {
   }
 }
 
+// A padded vocabulary (500 ids in a 512-row table): evaluation equals the trainer's, and
+// generation never emits a padded id. The padded rows of the loaded model are then overwritten
+// with large noise, so that padded logits would win the argmax and take most of a top-k draw if
+// they were read at all: generation (greedy, and top-k over more candidates than there are ids)
+// must stay in [0, 500) and give exactly the tokens of the clean model.
+TEST(ModelEval, PaddedVocabEvalAndGenerationUseOnlyRealIds) {
+  const std::string dir =
+      train_run("gpt_padded_eval_run", "configs/gpt_tiny.pbtxt", 10,
+                {"data.global_batch_size=8", "model.gpt.vocab_size=500",
+                 "model.gpt.vocab_pad_multiple=64", "model.gpt.tie_embedding=false"});
+  EvalOptions o;
+  o.checkpoint = dir;
+  o.max_samples = 16;
+  o.batch = 8;
+  auto r = run_eval(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NEAR((*r)["val_loss"].get<double>(), trainer_eval_loss(dir), 1e-5);
+  EXPECT_NEAR((*r)["perplexity"].get<double>(), std::exp((*r)["val_loss"].get<double>()), 1e-9);
+
+  auto clean_lm = load_checkpoint_model(dir);
+  auto noisy_lm = load_checkpoint_model(dir);
+  ASSERT_TRUE(clean_lm.ok() && noisy_lm.ok());
+  auto& clean = static_cast<models::Gpt&>(*clean_lm->model);
+  auto& noisy = static_cast<models::Gpt&>(*noisy_lm->model);
+  ASSERT_EQ(noisy.vocab_size(), 500);
+  ASSERT_EQ(noisy.padded_vocab_size(), 512);
+  models::ParamStore& store = noisy.params();
+  for (const char* name : {"tok_emb.weight", "head.weight"}) {
+    const models::ParamId id = store.find(name);
+    ASSERT_GE(id, 0) << name;
+    Tensor p = store.param(id);  // (512, C) on the CPU
+    const int64_t C = p.dim(1);
+    for (int64_t i = 500 * C; i < p.numel(); ++i)
+      p.data<float>()[i] = 50.0f * std::sin(0.37f * float(i));
+  }
+  store.sync_compute_params();
+  // The noise does reach the padded logits (so the checks below could fail).
+  Tensor probe = Tensor::empty({1, 4}, DType::i32);
+  for (int i = 0; i < 4; ++i) probe.data<int32_t>()[i] = 5 + 3 * i;
+  const std::vector<float> logits = host_floats(noisy.forward_logits(probe));  // (1, 4, 512)
+  const float* last = logits.data() + 3 * 512;
+  EXPECT_GT(*std::max_element(last + 500, last + 512), *std::max_element(last, last + 500));
+
+  const std::vector<int32_t> prompt = {5, 8, 11, 14};
+  GenerateOptions g;
+  g.max_new_tokens = 12;
+  const auto greedy = generate(noisy, prompt, 64, g);
+  EXPECT_EQ(greedy, generate(clean, prompt, 64, g));
+  g.top_k = 600;  // more than Vp: every real id is a candidate, no padded one is
+  g.temperature = 4.0f;
+  g.seed = 3;
+  g.max_new_tokens = 200;
+  const auto sampled = generate(noisy, prompt, 64, g);
+  EXPECT_EQ(sampled, generate(clean, prompt, 64, g));
+  for (const auto* out : {&greedy, &sampled})
+    for (int32_t t : *out) {
+      EXPECT_GE(t, 0);
+      EXPECT_LT(t, 500);
+    }
+  // A prompt id in the padding is refused, naming it.
+  try {
+    generate(clean, {5, 507}, 64, g);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("prompt token 1 is 507, outside the vocabulary [0, 500)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(ModelEval, VitAccuracyIsAnArgmaxCountAndLossEqualsTrainerEval) {
   const std::string dir =
       train_run("vit_eval_run", "configs/vit_tiny.pbtxt", 20, {"data.global_batch_size=16"});

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -31,40 +32,89 @@ Tensor make_targets(int64_t n, int64_t v, uint64_t stream, float ignored, int ig
 
 struct Case {
   int64_t n, v;
-  float ignored;     // share of ignored rows
-  int ignore_index;  // -100 unless a case says otherwise
+  float ignored;       // share of ignored rows
+  int ignore_index;    // -100 unless a case says otherwise
+  int64_t valid = -1;  // valid columns (a padded vocabulary); -1: all v
 };
 
 TEST_P(CrossEntropyTest, MatchesTorch) {
   const std::vector<Case> cases = {
-      {1, 1, 0, -100},       {1, 7, 0, -100},         {7, 65, 0.3f, -100},
-      {65, 127, 0.2f, -100}, {5, 7, 1.0f, -100},  // every target ignored
-      {33, 768, 0.1f, 3},    {16, 8192, 0.25f, -100}, {3, 5000, 0, -100}};
+      {1, 1, 0, -100},
+      {1, 7, 0, -100},
+      {7, 65, 0.3f, -100},
+      {65, 127, 0.2f, -100},
+      {5, 7, 1.0f, -100},  // every target ignored
+      {33, 768, 0.1f, 3},
+      {16, 8192, 0.25f, -100},
+      {3, 5000, 0, -100},
+      // Padded vocabularies: the loss of the first `valid` columns, zero gradient on the rest
+      // (row lengths that take the vectorised CUDA path and ones that do not; GPT-2's padding).
+      {7, 64, 0.2f, -100, 61},
+      {5, 65, 0, -100, 1},
+      {9, 2304, 0.1f, -100, 2200},
+      {4, 50304, 0, -100, 50257},
+      {6, 12, 1.0f, -100, 7}};
   const float dloss = 0.75f;
   NamedTensors in;
   std::map<std::string, std::string> attrs;
   for (size_t c = 0; c < cases.size(); ++c) {
     const Case& k = cases[c];
     in[case_key(c, "logits")] = testing::normal({k.n, k.v}, 2 * c, 3.0f);
-    in[case_key(c, "targets")] = make_targets(k.n, k.v, 2 * c + 1, k.ignored, k.ignore_index);
+    const int64_t cols = k.valid < 0 ? k.v : k.valid;
+    in[case_key(c, "targets")] = make_targets(k.n, cols, 2 * c + 1, k.ignored, k.ignore_index);
     attrs[case_key(c, "ignore_index")] = std::to_string(k.ignore_index);
+    attrs[case_key(c, "valid_cols")] = std::to_string(k.valid);
     attrs[case_key(c, "dloss")] = "0.75";
   }
   NamedTensors ref = testing::run_reference("cross_entropy", in, attrs);
   for (size_t c = 0; c < cases.size(); ++c) {
     const Case& k = cases[c];
-    const std::string what = "(" + std::to_string(k.n) + ", " + std::to_string(k.v) + ")";
+    const std::string what = "(" + std::to_string(k.n) + ", " + std::to_string(k.v) + ") valid " +
+                             std::to_string(k.valid);
     Tensor logits = to_device(in[case_key(c, "logits")], device());
     Tensor targets = to_device(in[case_key(c, "targets")], device());
     Tensor loss = Tensor::empty({1}, DType::f32, device());
     Tensor lse = Tensor::empty({k.n}, DType::f32, device());
-    ops::cross_entropy_forward(logits, targets, loss, lse, k.ignore_index);
+    ops::cross_entropy_forward(logits, targets, loss, lse, k.ignore_index, k.valid);
     EXPECT_ALL_CLOSE(loss, ref[case_key(c, "loss")], 1e-5, "loss " + what);
     EXPECT_ALL_CLOSE(lse, ref[case_key(c, "lse")], 1e-5, "lse " + what);
     Tensor dlogits = testing::uniform({k.n, k.v}, 99);  // garbage: backward must overwrite it
     dlogits = to_device(dlogits, device());
-    ops::cross_entropy_backward(logits, targets, lse, dloss, dlogits, k.ignore_index);
+    ops::cross_entropy_backward(logits, targets, lse, dloss, dlogits, k.ignore_index, k.valid);
     EXPECT_ALL_CLOSE(dlogits, ref[case_key(c, "dlogits")], 1e-5, "dlogits " + what);
+    if (k.valid >= 0) {  // padded columns exactly 0, not merely close
+      const Tensor g = testing::to_cpu_f32(dlogits);
+      for (int64_t i = 0; i < k.n; ++i)
+        for (int64_t j = k.valid; j < k.v; ++j)
+          ASSERT_EQ(g.data<float>()[i * k.v + j], 0.0f) << what << " row " << i << " col " << j;
+    }
+  }
+}
+
+// Padded columns are never read: poisoning them (NaN, +inf, huge) changes nothing.
+TEST_P(CrossEntropyTest, PaddedColumnsAreNotRead) {
+  const int64_t n = 5, v = 68, valid = 61;
+  Tensor clean = testing::normal({n, v}, 41, 2.0f);
+  Tensor poisoned = Tensor::empty({n, v}, DType::f32);
+  std::copy(clean.data<float>(), clean.data<float>() + n * v, poisoned.data<float>());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = valid; j < v; ++j)
+      poisoned.data<float>()[i * v + j] = j % 3 == 0 ? NAN : (j % 3 == 1 ? INFINITY : 1e30f);
+  const Tensor targets = to_device(make_targets(n, valid, 42, 0.2f, -100), device());
+  std::vector<Tensor> out;
+  for (const Tensor& x : {clean, poisoned}) {
+    Tensor logits = to_device(x, device());
+    Tensor loss = Tensor::empty({1}, DType::f32, device());
+    Tensor lse = Tensor::empty({n}, DType::f32, device());
+    Tensor dlogits = Tensor::empty({n, v}, DType::f32, device());
+    ops::cross_entropy_forward(logits, targets, loss, lse, -100, valid);
+    ops::cross_entropy_backward(logits, targets, lse, 1.0f, dlogits, -100, valid);
+    for (const Tensor& t : {loss, lse, dlogits}) out.push_back(testing::to_cpu_f32(t));
+  }
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_EQ(out[k].numel(), out[k + 3].numel());
+    for (int64_t i = 0; i < out[k].numel(); ++i)
+      ASSERT_EQ(out[k].data<float>()[i], out[k + 3].data<float>()[i]) << "output " << k << " " << i;
   }
 }
 
@@ -125,6 +175,20 @@ TEST_P(CrossEntropyTest, BadTargetsNameRowAndValue) {
                Error);
   t.data<int32_t>()[2] = -1;  // fine when -1 is the ignore index
   EXPECT_NO_THROW(ops::cross_entropy_forward(logits, to_device(t, device()), loss, lse, -1));
+  // With padding, a target in the padded columns is out of range too.
+  t.data<int32_t>()[2] = 61;
+  try {
+    ops::cross_entropy_forward(logits, to_device(t, device()), loss, lse, -100, 61);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "cross_entropy_forward: target 61 at row 2 is outside [0, 61) and is not "
+              "ignore_index -100");
+  }
+  // More valid columns than the row has.
+  t.data<int32_t>()[2] = 0;
+  EXPECT_THROW(ops::cross_entropy_forward(logits, to_device(t, device()), loss, lse, -100, 66),
+               Error);
 }
 
 TEST_P(CrossEntropyTest, BadArgumentsNameOpAndShapes) {

@@ -42,14 +42,19 @@ Tensor targets_of(const std::vector<int32_t>& t) {
   return out;
 }
 
-void check_cross_entropy(int parts, Device d) {
+// The padded vocabulary is V = 12 columns of which the first `real` are ids; the reference is the
+// unsplit op with valid columns = real (checked against PyTorch in cross_entropy_test).
+void check_cross_entropy(int parts, Device d, int64_t real = 12) {
+  SCOPED_TRACE("parts " + std::to_string(parts) + ", real columns " + std::to_string(real));
   const int64_t N = 7, V = 12, Vl = V / parts;
   Tensor logits = testing::normal({N, V}, 11, 3.0f);
-  Tensor targets = targets_of({0, 11, 5, -100, 6, 3, 8});
+  std::vector<int32_t> ids = {0, 11, 5, -100, 6, 3, 8};
+  for (int32_t& x : ids) x = x < 0 ? x : int32_t(x % real);
+  Tensor targets = targets_of(ids);
   Tensor loss = Tensor::empty({1}, DType::f32), lse = Tensor::empty({N}, DType::f32);
-  cross_entropy_forward(logits, targets, loss, lse);
+  cross_entropy_forward(logits, targets, loss, lse, -100, real);
   Tensor dlogits = Tensor::empty({N, V}, DType::f32);
-  cross_entropy_backward(logits, targets, lse, 0.5f, dlogits);
+  cross_entropy_backward(logits, targets, lse, 0.5f, dlogits, -100, real);
 
   std::vector<Tensor> slices;
   for (int p = 0; p < parts; ++p) slices.push_back(on(columns(logits, p * Vl, (p + 1) * Vl), d));
@@ -58,7 +63,7 @@ void check_cross_entropy(int parts, Device d) {
   Tensor s = Tensor::zeros({N}, DType::f32), t = Tensor::zeros({N}, DType::f32);
   Tensor s_part = Tensor::empty({N}, DType::f32, d), t_part = Tensor::empty({N}, DType::f32, d);
   for (int p = 0; p < parts; ++p) {  // all-reduce max
-    vocab_ce_row_max(slices[p], m_part);
+    vocab_ce_row_max(slices[p], p * Vl, real, m_part);
     const Tensor mp = host(m_part);
     for (int64_t i = 0; i < N; ++i)
       m.data<float>()[i] =
@@ -66,7 +71,7 @@ void check_cross_entropy(int parts, Device d) {
   }
   const Tensor dm = on(m, d);
   for (int p = 0; p < parts; ++p) {  // all-reduce sum
-    vocab_ce_sum_exp_target(slices[p], dtargets, dm, p * Vl, s_part, t_part);
+    vocab_ce_sum_exp_target(slices[p], dtargets, dm, p * Vl, real, s_part, t_part);
     const Tensor sp = host(s_part), tp = host(t_part);
     for (int64_t i = 0; i < N; ++i) {
       s.data<float>()[i] += sp.data<float>()[i];
@@ -74,18 +79,21 @@ void check_cross_entropy(int parts, Device d) {
     }
   }
   Tensor vloss_d = Tensor::empty({1}, DType::f32, d), vlse_d = Tensor::empty({N}, DType::f32, d);
-  vocab_ce_loss(dm, on(s, d), on(t, d), dtargets, V, -100, vlse_d, vloss_d);
+  vocab_ce_loss(dm, on(s, d), on(t, d), dtargets, real, -100, vlse_d, vloss_d);
   const Tensor vloss = host(vloss_d), vlse = host(vlse_d);
   EXPECT_NEAR(vloss.data<float>()[0], loss.data<float>()[0],
               1e-6 * std::fabs(loss.data<float>()[0]));
   for (int64_t i = 0; i < N; ++i) EXPECT_NEAR(vlse.data<float>()[i], lse.data<float>()[i], 1e-5);
   for (int p = 0; p < parts; ++p) {
     Tensor g = Tensor::empty({N, Vl}, DType::f32, d);
-    vocab_ce_backward(slices[p], dtargets, vlse_d, p * Vl, 0.5f, -100, g);
+    vocab_ce_backward(slices[p], dtargets, vlse_d, p * Vl, real, 0.5f, -100, g);
     const Tensor gh = host(g);
     Tensor ref = columns(dlogits, p * Vl, (p + 1) * Vl);
-    for (int64_t k = 0; k < N * Vl; ++k)
+    for (int64_t k = 0; k < N * Vl; ++k) {
       EXPECT_NEAR(gh.data<float>()[k], ref.data<float>()[k], 1e-6) << "part " << p << " elem " << k;
+      if (p * Vl + k % Vl >= real)  // padding: exactly zero
+        EXPECT_EQ(gh.data<float>()[k], 0.0f) << "part " << p << " padded elem " << k;
+    }
   }
 }
 
@@ -95,6 +103,16 @@ TEST_P(VocabParallelTest, CrossEntropyEqualsUnsplit) {
   check_cross_entropy(1, device());
   check_cross_entropy(2, device());
   check_cross_entropy(3, device());
+}
+
+// A padded vocabulary of 12 columns with 9 or 5 real ones: the last slices hold the padding (with
+// 3 parts of 4 and 5 real columns, the last slice is all padding: its row max is -inf).
+TEST_P(VocabParallelTest, PaddedCrossEntropyEqualsUnsplitOnRealColumns) {
+  for (int64_t real : {9, 5}) {
+    check_cross_entropy(1, device(), real);
+    check_cross_entropy(2, device(), real);
+    check_cross_entropy(3, device(), real);
+  }
 }
 
 TEST_P(VocabParallelTest, EmbeddingEqualsUnsplit) {

@@ -4,6 +4,7 @@
 // Runs under mpirun -np 2 and -np 4 (every TP group checks itself).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -106,8 +107,11 @@ void expect_replicated_identical(const models::ParamStore& store, distributed::C
 // One forward_backward of the TP-2 model against the unsplit model (built on every rank: tiny).
 // warm_steps AdamW steps first (DiT: its adaLN-Zero gates are 0 at init, which would make every
 // block gradient trivially zero).
+// real_vocab >= 0 (a padded GPT vocabulary): the rows of tok_emb/head at or past it also get
+// exactly zero gradient on the rank that holds them.
 void expect_gradients_match_unsplit(const config::Config& cfg, const std::string& name,
-                                    double tol = 1e-5, int warm_steps = 0) {
+                                    double tol = 1e-5, int warm_steps = 0,
+                                    int64_t real_vocab = -1) {
   auto world = distributed::testing::test_world();
   distributed::ParallelLayout layout(*world, 2);
   const uint64_t seed = cfg.train().seed();
@@ -144,6 +148,25 @@ void expect_gradients_match_unsplit(const config::Config& cfg, const std::string
   const double worst =
       expect_store_matches(tp_model->params(), ref_model->params(), true, tol, name);
   expect_replicated_identical(tp_model->params(), layout.tp(), true, name);
+  if (real_vocab >= 0) {
+    const models::ParamStore& store = tp_model->params();
+    int64_t padded_rows = 0;
+    for (const char* table : {"tok_emb.weight", "head.weight"}) {
+      const models::ParamId id = store.find(table);
+      if (id < 0) continue;
+      const models::ParamInfo& info = store.info(id);
+      const Tensor g = store.grad(id);
+      const int64_t C = info.local_shape[1];
+      for (int64_t r = std::max<int64_t>(0, real_vocab - info.local_begin); r < info.local_shape[0];
+           ++r, ++padded_rows) {
+        for (int64_t c = 0; c < C; ++c)
+          ASSERT_EQ(g.data<float>()[r * C + c], 0.0f)
+              << name << ": gradient of padded row " << info.local_begin + r << " of " << table;
+      }
+    }
+    // The padding lies in the last TP rank's shard.
+    if (layout.tp_rank() == layout.tp_size() - 1) EXPECT_GT(padded_rows, 0) << name;
+  }
   if (world->rank() == 0) std::printf("%s: worst gradient rel diff %.2e\n", name.c_str(), worst);
   world->barrier()->wait();
 }
@@ -164,6 +187,24 @@ TEST(TensorParallel, GptWithRecomputeGradientsEqualUnsplit) {
       load("configs/gpt_tiny.pbtxt",
            {"data.global_batch_size=4", "model.recompute_activations=true"}),
       "gpt_recompute");
+}
+
+// GPT-2's situation in miniature: 511 ids do not split over 2 ranks; padded to 512
+// (vocab_pad_multiple 8) they do, and the split model equals the unsplit padded one (which
+// equals the unpadded model: tests/models/gpt_vocab_padding_test.cc).
+TEST(TensorParallel, GptPaddedVocabGradientsEqualUnsplit) {
+  for (const char* tied : {"true", "false"}) {
+    expect_gradients_match_unsplit(
+        load("configs/gpt_tiny.pbtxt",
+             {"data.global_batch_size=4", "model.gpt.vocab_size=511",
+              "model.gpt.vocab_pad_multiple=8", std::string("model.gpt.tie_embedding=") + tied}),
+        std::string("gpt_padded_tied_") + tied, 1e-5, 0, /*real_vocab=*/511);
+  }
+  // 497 ids padded to 504: the padding is 7 rows of the last rank's 252.
+  expect_gradients_match_unsplit(
+      load("configs/gpt_tiny.pbtxt", {"data.global_batch_size=4", "model.gpt.vocab_size=497",
+                                      "model.gpt.vocab_pad_multiple=8"}),
+      "gpt_padded_497", 1e-5, 0, /*real_vocab=*/497);
 }
 
 TEST(TensorParallel, VitGradientsEqualUnsplit) {
@@ -257,6 +298,15 @@ TEST(TensorParallel, GptTrainerEqualsOneProcess) {
       "gpt_trainer");
 }
 
+TEST(TensorParallel, GptPaddedVocabTrainerEqualsOneProcess) {
+  expect_trainer_matches_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=3", "data.global_batch_size=8", "parallel.tensor_parallel=2",
+            "model.gpt.vocab_size=511", "model.gpt.vocab_pad_multiple=8", "optim.grad_clip=0.5",
+            "log.every_steps=1"}),
+      "gpt_padded_trainer");
+}
+
 // A model that does not split over T: the error names the config field and the parameter.
 void expect_rejected(const std::vector<std::string>& sets, const std::string& needle) {
   auto world = distributed::testing::test_world();
@@ -272,8 +322,21 @@ void expect_rejected(const std::vector<std::string>& sets, const std::string& ne
   world->barrier()->wait();
 }
 
+// Without padding (the default) 511 ids still do not split over 2 ranks.
 TEST(TensorParallel, VocabNotDivisibleIsRejected) {
   expect_rejected({"parallel.tensor_parallel=2", "model.gpt.vocab_size=511"}, "tok_emb.weight");
+  expect_rejected(
+      {"parallel.tensor_parallel=2", "model.gpt.vocab_size=511", "model.gpt.vocab_pad_multiple=1"},
+      "tok_emb.weight");
+}
+
+// Padding to a multiple that T does not divide (511 padded to 7 is 511): the error names the
+// fields and what to change.
+TEST(TensorParallel, PaddedVocabNotDivisibleIsRejected) {
+  expect_rejected(
+      {"parallel.tensor_parallel=2", "model.gpt.vocab_size=510", "model.gpt.vocab_pad_multiple=7"},
+      "model.gpt.vocab_size = 510 padded to model.gpt.vocab_pad_multiple = 7 is 511, not "
+      "divisible by tensor_parallel = 2");
 }
 
 TEST(TensorParallel, HeadsNotDivisibleIsRejected) {
