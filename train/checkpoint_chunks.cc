@@ -1,7 +1,12 @@
 #include "train/checkpoint_chunks.h"
 
+#include <sys/uio.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+
+#include "absl/strings/str_cat.h"
 
 #include "data_pipeline/hdf5_util.h"
 
@@ -56,9 +61,40 @@ bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<
   return true;
 }
 
-int read_chunks(hid_t ds, const std::vector<hsize_t>& dims, float* dst, int64_t* bad_chunk) {
+namespace {
+
+// Reads exactly n bytes at `at` into the iovecs (preadv until done). False with *error set on an
+// I/O error or the end of the file (a truncated file).
+bool read_fully(int fd, iovec* iov, int iovcnt, off_t at, std::string* error) {
+  while (iovcnt > 0) {
+    const ssize_t got = ::preadv(fd, iov, iovcnt, at);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      *error = got < 0 ? absl::StrCat("read failed: ", std::strerror(errno))
+                       : absl::StrCat("the file ends at byte ", at, " inside a chunk (truncated?)");
+      return false;
+    }
+    at += got;
+    for (size_t left = size_t(got); left > 0;) {
+      const size_t take = std::min(left, iov->iov_len);
+      iov->iov_base = static_cast<uint8_t*>(iov->iov_base) + take;
+      iov->iov_len -= take;
+      left -= take;
+      if (iov->iov_len == 0) ++iov, --iovcnt;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
+                std::vector<uint8_t>* scratch, int64_t* bad_chunk, std::string* error) {
   const hid_t dcpl = H5Dget_create_plist(ds);
-  if (dcpl < 0) return -1;
+  if (dcpl < 0) {
+    *error = data::h5_error_text();
+    return -1;
+  }
   std::vector<hsize_t> chunk(dims.size());
   unsigned flags = 0;
   size_t nvalues = 0;
@@ -69,32 +105,43 @@ int read_chunks(hid_t ds, const std::vector<hsize_t>& dims, float* dst, int64_t*
                       H5Z_FILTER_FLETCHER32 &&
                   row_chunks(dims, chunk);
   H5Pclose(dcpl);
-  if (!ok) return 0;
+  if (!ok || fd < 0) return 0;
   const size_t row = row_bytes(dims), chunk_bytes = row * size_t(chunk[0]);
   uint8_t* bytes = reinterpret_cast<uint8_t*>(dst);
   std::vector<hsize_t> offset(dims.size(), 0);
-  std::vector<uint8_t> last;
   for (hsize_t r = 0; r < dims[0]; r += chunk[0]) {
     offset[0] = r;
+    unsigned mask = 0;
+    haddr_t addr = HADDR_UNDEF;
     hsize_t stored = 0;
-    if (H5Dget_chunk_storage_size(ds, offset.data(), &stored) < 0) return -1;
-    if (stored != chunk_bytes + 4) return 0;  // not what this writer stores: the general path
-    const bool final = r + chunk[0] >= dims[0];
-    // Straight into place; the checksum lands on the next chunk's first 4 bytes, which that
-    // chunk's read overwrites. The last chunk (padded, and nothing after it) goes via a buffer.
-    uint8_t* buf = bytes + size_t(r) * row;
-    if (final) {
-      last.resize(chunk_bytes + 4);
-      buf = last.data();
+    if (H5Dget_chunk_info_by_coord(ds, offset.data(), &mask, &addr, &stored) < 0) {
+      *error = data::h5_error_text();
+      return -1;
     }
-    uint32_t mask = 0;
-    if (H5Dread_chunk(ds, H5P_DEFAULT, offset.data(), &mask, buf) < 0) return -1;
-    if (mask != 0) return 0;
-    if (data::stored_checksum(buf + chunk_bytes) != data::fletcher32(buf, chunk_bytes)) {
+    // Anything but what the writer stores (unfiltered chunk, other size): the general path.
+    if (addr == HADDR_UNDEF || mask != 0 || stored != chunk_bytes + 4) return 0;
+    // The chunk's rows go straight into place, kReadBlock bytes a read, each checksummed while
+    // it is in cache; the last read also takes the padding of a partial last chunk (zeros, but
+    // covered by the checksum: read and summed) and the stored checksum into `scratch`.
+    const size_t valid = size_t(std::min<hsize_t>(chunk[0], dims[0] - r)) * row;
+    const size_t pad = chunk_bytes - valid;
+    scratch->resize(std::max(scratch->size(), pad + 4));
+    data::Fletcher32 sum;
+    uint8_t* at = bytes + size_t(r) * row;
+    for (size_t done = 0;;) {
+      const size_t n = std::min(kReadBlock, valid - done);
+      const bool last = done + n == valid;
+      iovec iov[2] = {{at + done, n}, {scratch->data(), pad + 4}};
+      if (!read_fully(fd, iov, last ? 2 : 1, off_t(addr) + off_t(done), error)) return -1;
+      sum.update(at + done, n);
+      if (last) break;
+      done += n;
+    }
+    sum.update(scratch->data(), pad);
+    if (data::stored_checksum(scratch->data() + pad) != sum.value()) {
       *bad_chunk = int64_t(r);
       return -2;
     }
-    if (final) std::memcpy(bytes + size_t(r) * row, buf, size_t(dims[0] - r) * row);
   }
   return 1;
 }

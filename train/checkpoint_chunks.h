@@ -12,7 +12,9 @@
 
 #include <hdf5.h>
 
+#include <sys/types.h>
 #include <cstddef>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,9 +31,19 @@ bool row_chunks(const std::vector<hsize_t>& dims, const std::vector<hsize_t>& ch
 bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk,
                   float* data);
 
-// Reads the whole dataset into dst if it is chunked as above with Fletcher32 as its only filter:
-// returns 1 on success, 0 when not applicable (use the filter pipeline), -1 on an HDF5 error, and
-// -2 on a checksum mismatch (*bad_chunk: the chunk's first row).
-int read_chunks(hid_t ds, const std::vector<hsize_t>& dims, float* dst, int64_t* bad_chunk);
+// Bytes a chunk is read in: each block is checksummed right after its read, while it is in the
+// cache (a whole 4 MiB chunk would be summed from memory again).
+constexpr size_t kReadBlock = size_t(1) << 20;
+
+// Reads the whole dataset `ds` (shape dims) into dst if it is chunked as above with Fletcher32
+// its only filter and every chunk stored as this writer stores it: the chunks' addresses come
+// from HDF5, their bytes straight from `fd` (the same file, opened with open(2)) into dst, each
+// chunk verified against its stored Fletcher32 checksum (fd < 0: not applicable). `scratch` holds a
+// partial last chunk's padding and the checksums (kept by the caller to reuse). Returns 1 on
+// success, 0 when not applicable (use the filter pipeline; dst may have been written), -1 on an
+// HDF5 or I/O error
+// (*error says which), -2 on a checksum mismatch (*bad_chunk: the chunk's first row).
+int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
+                std::vector<uint8_t>* scratch, int64_t* bad_chunk, std::string* error);
 
 }  // namespace tessera::train::ckpt

@@ -91,23 +91,33 @@ int64_t PieceWriter::close() {
   return int64_t(std::filesystem::file_size(path_));
 }
 
-absl::StatusOr<hid_t> PieceReader::file(const std::string& name) {
+PieceReader::File::~File() {
+  if (fd >= 0) ::close(fd);
+}
+
+absl::StatusOr<const PieceReader::File*> PieceReader::file(const std::string& name) {
   auto it = files_.find(name);
-  if (it != files_.end()) return it->second.get();
+  if (it != files_.end()) return &it->second;
   const std::string path = dir_ + "/" + name;
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     return absl::NotFoundError(absl::StrCat("checkpoint file ", path, " is missing"));
   }
-  H5Handle f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!f.valid()) {
+  File f;
+  f.h5 = H5Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!f.h5.valid()) {
     return absl::DataLossError(
         absl::StrCat("checkpoint file ", path,
                      ": not a readable HDF5 file (truncated?): ", data::h5_error_text()));
   }
-  hid_t id = f.get();
-  files_.emplace(name, std::move(f));
-  return id;
+  // Chunk addresses are relative to the end of a user block; tessera writes none, and reads
+  // through HDF5 alone a file that has one.
+  H5Handle fcpl(H5Fget_create_plist(f.h5.get()));
+  hsize_t userblock = 1;
+  if (fcpl.valid() && H5Pget_userblock(fcpl.get(), &userblock) >= 0 && userblock == 0) {
+    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  }
+  return &files_.emplace(name, std::move(f)).first->second;
 }
 
 absl::Status PieceReader::read(const checkpoint::Tensor& t, const Box& want, float* dst) {
@@ -125,13 +135,13 @@ absl::Status PieceReader::read(const checkpoint::Tensor& t, const Box& want, flo
     }
     Box both;
     if (!intersect(stored, want, &both)) continue;
-    absl::StatusOr<hid_t> f = file(piece.file());
+    absl::StatusOr<const File*> f = file(piece.file());
     if (!f.ok())
       return absl::Status(f.status().code(),
                           absl::StrCat(f.status().message(), " (needed for ", what, ")"));
     const std::string where =
         absl::StrCat("checkpoint file ", dir_, "/", piece.file(), ", dataset ", piece.dataset());
-    H5Handle ds(H5Dopen2(*f, piece.dataset().c_str(), H5P_DEFAULT));
+    H5Handle ds(H5Dopen2((*f)->h5.get(), piece.dataset().c_str(), H5P_DEFAULT));
     if (!ds.valid()) {
       return absl::DataLossError(
           absl::StrCat(where, ": cannot open (", data::h5_error_text(), ") for ", what));
@@ -147,15 +157,15 @@ absl::Status PieceReader::read(const checkpoint::Tensor& t, const Box& want, flo
     }
     if (stored.start == want.start && stored.count == want.count) {  // the whole piece
       int64_t bad_row = 0;
-      const int rc = read_chunks(ds.get(), fdims, dst, &bad_row);
+      std::string error;
+      const int rc = read_chunks(ds.get(), (*f)->fd, fdims, dst, &scratch_, &bad_row, &error);
       if (rc == -2) {
         return absl::DataLossError(
             absl::StrCat(where, ": checksum mismatch (Fletcher32): the data is corrupt in ", what,
                          ", the chunk from row ", bad_row, " of the piece ", describe(stored)));
       }
       if (rc == -1) {
-        return absl::DataLossError(
-            absl::StrCat(where, ": read failed in ", what, ": ", data::h5_error_text()));
+        return absl::DataLossError(absl::StrCat(where, ": read failed in ", what, ": ", error));
       }
       if (rc == 1) {
         covered += both.numel();

@@ -5,6 +5,8 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,9 +45,19 @@ class PieceReader {
   absl::Status read(const checkpoint::Tensor& t, const Box& want, float* dst);
 
  private:
-  absl::StatusOr<hid_t> file(const std::string& name);
+  // A rank file opened twice: by HDF5 (metadata, partial reads) and with open(2) for reading
+  // whole chunks directly (train/checkpoint_chunks.h); fd -1 when that does not apply.
+  struct File {
+    data::H5Handle h5;
+    int fd = -1;
+    File() = default;
+    File(File&& o) noexcept : h5(std::move(o.h5)), fd(std::exchange(o.fd, -1)) {}
+    ~File();
+  };
+  absl::StatusOr<const File*> file(const std::string& name);
   std::string dir_;
-  std::map<std::string, data::H5Handle> files_;
+  std::map<std::string, File> files_;
+  std::vector<uint8_t> scratch_;  // chunk padding and checksums (read_chunks)
 };
 
 }  // namespace tessera::train::ckpt
