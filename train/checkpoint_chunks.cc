@@ -36,26 +36,30 @@ void put_checksum(uint8_t* at, uint32_t c) {
 }  // namespace
 
 bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk,
-                  float* data) {
+                  float* data, size_t room_after, std::vector<uint8_t>* scratch) {
   const size_t row = row_bytes(dims), chunk_bytes = row * size_t(chunk[0]);
   uint8_t* bytes = reinterpret_cast<uint8_t*>(data);
   std::vector<hsize_t> offset(dims.size(), 0);
-  std::vector<uint8_t> last;
   for (hsize_t r = 0; r < dims[0]; r += chunk[0]) {
     offset[0] = r;
     uint8_t* at = bytes + size_t(r) * row;
-    const bool final = r + chunk[0] >= dims[0];
+    const size_t valid = size_t(std::min<hsize_t>(chunk[0], dims[0] - r)) * row;
+    // In place, the checksum over the 4 bytes after the chunk (restored after the write), unless
+    // this is the last chunk and it is padded (zeros, the fill value) or the caller's buffer
+    // ends right after it: then via `scratch`.
+    const bool last = r + chunk[0] >= dims[0];
     uint8_t* buf = at;
-    if (final) {  // the last chunk: padded to full chunk size with zeros (the fill value)
-      last.assign(chunk_bytes + 4, 0);
-      std::memcpy(last.data(), at, size_t(dims[0] - r) * row);
-      buf = last.data();
+    if (last && (valid < chunk_bytes || room_after < 4)) {
+      if (scratch->size() < chunk_bytes + 4) scratch->resize(chunk_bytes + 4);
+      buf = scratch->data();
+      std::memcpy(buf, at, valid);
+      std::memset(buf + valid, 0, chunk_bytes - valid);
     }
     uint8_t saved[4];
     std::memcpy(saved, buf + chunk_bytes, 4);
     put_checksum(buf + chunk_bytes, data::fletcher32(buf, chunk_bytes));
     const herr_t rc = H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset.data(), chunk_bytes + 4, buf);
-    if (!final) std::memcpy(buf + chunk_bytes, saved, 4);
+    std::memcpy(buf + chunk_bytes, saved, 4);
     if (rc < 0) return false;
   }
   return true;

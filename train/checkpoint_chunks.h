@@ -26,10 +26,12 @@ bool row_chunks(const std::vector<hsize_t>& dims, const std::vector<hsize_t>& ch
 
 // Writes all chunks of dataset `ds` (shape dims, chunk dims `chunk`, Fletcher32 its only filter)
 // from `data` (row-major, the whole dataset). `data` is used as scratch: the 4 bytes after each
-// chunk but the last hold the checksum during the call and are restored. Returns false with
-// HDF5's error stack left for the caller on failure.
+// chunk hold the checksum during the call and are restored; for the last chunk only when
+// `room_after` (writable bytes after the dataset's end in the caller's buffer) is at least 4 and
+// the chunk is not padded, else the chunk goes through `scratch` (kept by the caller to reuse).
+// Returns false with HDF5's error stack left for the caller on failure.
 bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk,
-                  float* data);
+                  float* data, size_t room_after, std::vector<uint8_t>* scratch);
 
 // Bytes a chunk is read in: each block is checksummed right after its read, while it is in the
 // cache (a whole 4 MiB chunk would be summed from memory again).

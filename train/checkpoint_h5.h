@@ -22,8 +22,11 @@ class PieceWriter {
   explicit PieceWriter(std::string path);
   ~PieceWriter();
   // Writes a dataset of shape `count`, row-major from `data`. Throws naming file and dataset.
-  // `data` is scratch space during the call (train/checkpoint_chunks.h) and unchanged after it.
-  void write(const std::string& dataset, const std::vector<int64_t>& count, float* data);
+  // [data, buffer_end) is scratch space during the call (train/checkpoint_chunks.h: the
+  // checksums go after each chunk's bytes) and unchanged after it; buffer_end >= data + count's
+  // product.
+  void write(const std::string& dataset, const std::vector<int64_t>& count, float* data,
+             const float* buffer_end);
   // Flushes, closes and fsyncs the file; returns its size in bytes. Throws on failure (a full
   // disk shows here at the latest).
   int64_t close();
@@ -32,6 +35,7 @@ class PieceWriter {
  private:
   std::string path_;
   data::H5Handle file_;
+  std::vector<uint8_t> scratch_;  // a last chunk that cannot be written in place
 };
 
 class PieceReader {

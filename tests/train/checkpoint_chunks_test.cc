@@ -64,6 +64,7 @@ TEST(CheckpointChunks, AgreeWithHdf5Fletcher32Filter) {
   std::normal_distribution<float> normal;
   const std::vector<Case> cases = {{{7}, {7}},
                                    {{10, 3}, {4, 3}},
+                                   {{12, 3}, {4, 3}},
                                    {{9, 2, 5}, {2, 2, 5}},
                                    {{1000, 33}, {129, 33}},
                                    {{5, 1}, {5, 1}},
@@ -74,15 +75,25 @@ TEST(CheckpointChunks, AgreeWithHdf5Fletcher32Filter) {
   for (const Case& c : cases) {
     size_t n = 1;
     for (hsize_t d : c.dims) n *= size_t(d);
-    std::vector<float> data(n), copy, back(n);
-    for (float& x : data) x = normal(rng);
-    copy = data;
+    // 8 elements after the dataset: the rest of a caller's buffer (scratch during write_chunks).
+    std::vector<float> buffer(n + 8), copy, back(n);
+    for (float& x : buffer) x = normal(rng);
+    copy = buffer;
+    const std::vector<float> data(buffer.begin(), buffer.begin() + ptrdiff_t(n));
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     ASSERT_TRUE(row_chunks(c.dims, c.chunk));
-    hid_t lib = create(f, "lib", c), ours = create(f, "ours", c);
+    hid_t lib = create(f, "lib", c), ours = create(f, "ours", c), tight = create(f, "tight", c);
     ASSERT_GE(H5Dwrite(lib, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), 0);
-    ASSERT_TRUE(write_chunks(ours, c.dims, c.chunk, data.data()));
-    EXPECT_EQ(data, copy) << "write_chunks changed its input";
+    std::vector<uint8_t> scratch;
+    // With room after the data (the last chunk in place unless padded), and with none.
+    ASSERT_TRUE(write_chunks(ours, c.dims, c.chunk, buffer.data(), 8 * sizeof(float), &scratch));
+    EXPECT_EQ(buffer, copy) << "write_chunks changed its input";
+    ASSERT_TRUE(write_chunks(tight, c.dims, c.chunk, buffer.data(), 0, &scratch));
+    EXPECT_EQ(buffer, copy) << "write_chunks changed its input";
+    ASSERT_GE(H5Dread(tight, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, back.data()), 0)
+        << "HDF5's filter rejects our checksum";
+    EXPECT_EQ(back, data);
+    H5Dclose(tight);
     H5Fflush(f, H5F_SCOPE_LOCAL);
     int64_t bad = -1;
     EXPECT_EQ(read_direct(path, lib, c.dims, &back, &bad), 1);
