@@ -92,8 +92,8 @@ bool read_fully(int fd, iovec* iov, int iovcnt, off_t at, std::string* error) {
 
 }  // namespace
 
-int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
-                std::vector<uint8_t>* scratch, int64_t* bad_chunk, std::string* error) {
+int plan_chunk_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
+                     std::vector<ChunkRead>* reads, std::string* error) {
   const hid_t dcpl = H5Dget_create_plist(ds);
   if (dcpl < 0) {
     *error = data::h5_error_text();
@@ -113,6 +113,7 @@ int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
   const size_t row = row_bytes(dims), chunk_bytes = row * size_t(chunk[0]);
   uint8_t* bytes = reinterpret_cast<uint8_t*>(dst);
   std::vector<hsize_t> offset(dims.size(), 0);
+  const size_t first = reads->size();
   for (hsize_t r = 0; r < dims[0]; r += chunk[0]) {
     offset[0] = r;
     unsigned mask = 0;
@@ -120,32 +121,51 @@ int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
     hsize_t stored = 0;
     if (H5Dget_chunk_info_by_coord(ds, offset.data(), &mask, &addr, &stored) < 0) {
       *error = data::h5_error_text();
+      reads->resize(first);
       return -1;
     }
     // Anything but what the writer stores (unfiltered chunk, other size): the general path.
-    if (addr == HADDR_UNDEF || mask != 0 || stored != chunk_bytes + 4) return 0;
-    // The chunk's rows go straight into place, kReadBlock bytes a read, each checksummed while
-    // it is in cache; the last read also takes the padding of a partial last chunk (zeros, but
-    // covered by the checksum: read and summed) and the stored checksum into `scratch`.
+    if (addr == HADDR_UNDEF || mask != 0 || stored != chunk_bytes + 4) {
+      reads->resize(first);
+      return 0;
+    }
     const size_t valid = size_t(std::min<hsize_t>(chunk[0], dims[0] - r)) * row;
-    const size_t pad = chunk_bytes - valid;
-    scratch->resize(std::max(scratch->size(), pad + 4));
-    data::Fletcher32 sum;
-    uint8_t* at = bytes + size_t(r) * row;
-    for (size_t done = 0;;) {
-      const size_t n = std::min(kReadBlock, valid - done);
-      const bool last = done + n == valid;
-      iovec iov[2] = {{at + done, n}, {scratch->data(), pad + 4}};
-      if (!read_fully(fd, iov, last ? 2 : 1, off_t(addr) + off_t(done), error)) return -1;
-      sum.update(at + done, n);
-      if (last) break;
-      done += n;
+    reads->push_back(ChunkRead{fd, int64_t(addr), bytes + size_t(r) * row, valid,
+                               chunk_bytes - valid, int64_t(r)});
+  }
+  return 1;
+}
+
+int read_chunk(const ChunkRead& c, std::vector<uint8_t>* scratch, std::string* error) {
+  // The chunk's rows go straight into place, kReadBlock bytes a read, each checksummed while it
+  // is in cache; the last read also takes the padding of a partial last chunk (zeros, but
+  // covered by the checksum: read and summed) and the stored checksum into `scratch`.
+  if (scratch->size() < c.pad + 4) scratch->resize(c.pad + 4);
+  data::Fletcher32 sum;
+  for (size_t done = 0;;) {
+    const size_t n = std::min(kReadBlock, c.valid - done);
+    const bool last = done + n == c.valid;
+    iovec iov[2] = {{c.dst + done, n}, {scratch->data(), c.pad + 4}};
+    if (!read_fully(c.fd, iov, last ? 2 : 1, off_t(c.file_offset) + off_t(done), error)) {
+      return -1;
     }
-    sum.update(scratch->data(), pad);
-    if (data::stored_checksum(scratch->data() + pad) != sum.value()) {
-      *bad_chunk = int64_t(r);
-      return -2;
-    }
+    sum.update(c.dst + done, n);
+    if (last) break;
+    done += n;
+  }
+  sum.update(scratch->data(), c.pad);
+  return data::stored_checksum(scratch->data() + c.pad) == sum.value() ? 1 : -2;
+}
+
+int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
+                std::vector<uint8_t>* scratch, int64_t* bad_chunk, std::string* error) {
+  std::vector<ChunkRead> reads;
+  const int rc = plan_chunk_reads(ds, fd, dims, dst, &reads, error);
+  if (rc != 1) return rc;
+  for (const ChunkRead& c : reads) {
+    const int r = read_chunk(c, scratch, error);
+    if (r == -2) *bad_chunk = c.first_row;
+    if (r != 1) return r;
   }
   return 1;
 }

@@ -37,14 +37,33 @@ bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<
 // cache (a whole 4 MiB chunk would be summed from memory again).
 constexpr size_t kReadBlock = size_t(1) << 20;
 
-// Reads the whole dataset `ds` (shape dims) into dst if it is chunked as above with Fletcher32
-// its only filter and every chunk stored as this writer stores it: the chunks' addresses come
-// from HDF5, their bytes straight from `fd` (the same file, opened with open(2)) into dst, each
-// chunk verified against its stored Fletcher32 checksum (fd < 0: not applicable). `scratch` holds a
-// partial last chunk's padding and the checksums (kept by the caller to reuse). Returns 1 on
-// success, 0 when not applicable (use the filter pipeline; dst may have been written), -1 on an
-// HDF5 or I/O error
-// (*error says which), -2 on a checksum mismatch (*bad_chunk: the chunk's first row).
+// One chunk of a whole-dataset read: its bytes at file_offset in fd, `valid` of them into dst,
+// then `pad` bytes of padding (a partial last chunk) and the 4-byte Fletcher32 checksum.
+struct ChunkRead {
+  int fd = -1;
+  int64_t file_offset = 0;
+  uint8_t* dst = nullptr;
+  size_t valid = 0, pad = 0;
+  int64_t first_row = 0;  // of the dataset, for error messages
+};
+
+// Plans reading the whole dataset `ds` (shape dims) into dst if it is chunked as above with
+// Fletcher32 its only filter and every chunk stored as this writer stores it: the chunks'
+// addresses come from HDF5 (calls into HDF5 happen here only), their bytes are then read by
+// read_chunk straight from `fd` (the same file, opened with open(2); < 0: not applicable).
+// Appends to *reads and returns 1; 0 when not applicable (use the filter pipeline), -1 on an
+// HDF5 error (*error says which).
+int plan_chunk_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
+                     std::vector<ChunkRead>* reads, std::string* error);
+
+// Reads one planned chunk into place and verifies its checksum: 1, -1 on an I/O error or a file
+// that ends inside the chunk (*error), -2 on a checksum mismatch. No HDF5 calls: safe to run
+// for different chunks on several threads at once (each with its own scratch, which holds the
+// padding and the checksum).
+int read_chunk(const ChunkRead& c, std::vector<uint8_t>* scratch, std::string* error);
+
+// plan_chunk_reads, then read_chunk for each chunk in turn: 1, 0, -1 as above, or -2 on a
+// checksum mismatch (*bad_chunk: the chunk's first row). dst may have been written when not 1.
 int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
                 std::vector<uint8_t>* scratch, int64_t* bad_chunk, std::string* error);
 

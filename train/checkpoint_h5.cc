@@ -129,6 +129,38 @@ absl::StatusOr<const PieceReader::File*> PieceReader::file(const std::string& na
 }
 
 absl::Status PieceReader::read(const checkpoint::Tensor& t, const Box& want, float* dst) {
+  absl::Status s = queue(t, want, dst);
+  absl::Status done = finish();  // also when queueing failed: leaves nothing queued
+  return s.ok() ? done : s;
+}
+
+absl::Status PieceReader::finish() {
+  std::vector<int> rc(queued_.size(), 1);
+  std::vector<std::string> errors(queued_.size());
+  const int64_t n = int64_t(queued_.size());
+#pragma omp parallel if (n > 1)
+  {
+    std::vector<uint8_t> scratch;  // this thread's padding and checksum buffer
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < n; ++i) rc[i] = read_chunk(queued_[i].chunk, &scratch, &errors[i]);
+  }
+  absl::Status s;
+  for (size_t i = 0; i < queued_.size() && s.ok(); ++i) {
+    const std::string& context = contexts_[queued_[i].context];
+    if (rc[i] == -2) {
+      s = absl::DataLossError(absl::StrCat(
+          context, ": checksum mismatch (Fletcher32): the data is corrupt, the chunk from row ",
+          queued_[i].chunk.first_row));
+    } else if (rc[i] != 1) {
+      s = absl::DataLossError(absl::StrCat(context, ": read failed: ", errors[i]));
+    }
+  }
+  queued_.clear();
+  contexts_.clear();
+  return s;
+}
+
+absl::Status PieceReader::queue(const checkpoint::Tensor& t, const Box& want, float* dst) {
   H5Quiet quiet;
   const std::string what = absl::StrCat("tensor ", t.name(), " (", t.role(), ")");
   int64_t covered = 0;
@@ -164,18 +196,15 @@ absl::Status PieceReader::read(const checkpoint::Tensor& t, const Box& want, flo
                                               what, " ", describe(stored)));
     }
     if (stored.start == want.start && stored.count == want.count) {  // the whole piece
-      int64_t bad_row = 0;
+      std::vector<ChunkRead> chunks;
       std::string error;
-      const int rc = read_chunks(ds.get(), (*f)->fd, fdims, dst, &scratch_, &bad_row, &error);
-      if (rc == -2) {
-        return absl::DataLossError(
-            absl::StrCat(where, ": checksum mismatch (Fletcher32): the data is corrupt in ", what,
-                         ", the chunk from row ", bad_row, " of the piece ", describe(stored)));
-      }
+      const int rc = plan_chunk_reads(ds.get(), (*f)->fd, fdims, dst, &chunks, &error);
       if (rc == -1) {
         return absl::DataLossError(absl::StrCat(where, ": read failed in ", what, ": ", error));
       }
       if (rc == 1) {
+        contexts_.push_back(absl::StrCat(where, " (", what, ", piece ", describe(stored), ")"));
+        for (const ChunkRead& c : chunks) queued_.push_back({c, contexts_.size() - 1});
         covered += both.numel();
         continue;
       }

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "data_pipeline/hdf5_util.h"
 #include "proto/checkpoint.pb.h"
+#include "train/checkpoint_chunks.h"
 #include "train/checkpoint_slices.h"
 
 namespace tessera::train::ckpt {
@@ -48,6 +49,15 @@ class PieceReader {
   // cover `want`.
   absl::Status read(const checkpoint::Tensor& t, const Box& want, float* dst);
 
+  // The same, except that the reads of whole pieces stored as tessera writes them (the bulk of
+  // a load into the layout that wrote the checkpoint) are only planned here and run in finish(),
+  // in parallel over their chunks (OpenMP threads: file reads and checksums, no HDF5 calls).
+  // dst is filled only once finish() has returned OK.
+  absl::Status queue(const checkpoint::Tensor& t, const Box& want, float* dst);
+  // Runs the queued chunk reads; the error (I/O, truncated file, checksum mismatch) of the
+  // first failing chunk in queue order, naming file, dataset, tensor and rows.
+  absl::Status finish();
+
  private:
   // A rank file opened twice: by HDF5 (metadata, partial reads) and with open(2) for reading
   // whole chunks directly (train/checkpoint_chunks.h); fd -1 when that does not apply.
@@ -61,7 +71,13 @@ class PieceReader {
   absl::StatusOr<const File*> file(const std::string& name);
   std::string dir_;
   std::map<std::string, File> files_;
-  std::vector<uint8_t> scratch_;  // chunk padding and checksums (read_chunks)
+  // Queued chunk reads, and for each the error context of its piece (contexts_[context]).
+  struct Queued {
+    ChunkRead chunk;
+    size_t context = 0;
+  };
+  std::vector<Queued> queued_;
+  std::vector<std::string> contexts_;  // "checkpoint file F, dataset D: ... in tensor T"
 };
 
 }  // namespace tessera::train::ckpt
