@@ -92,8 +92,10 @@ bool read_fully(int fd, iovec* iov, int iovcnt, off_t at, std::string* error) {
 
 }  // namespace
 
-int plan_chunk_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
-                     std::vector<ChunkRead>* reads, std::string* error) {
+int plan_box_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims,
+                   const std::vector<int64_t>& start, const std::vector<int64_t>& count, float* dst,
+                   const std::vector<int64_t>& dst_dims, const std::vector<int64_t>& dst_start,
+                   std::vector<ChunkRead>* reads, std::string* error) {
   const hid_t dcpl = H5Dget_create_plist(ds);
   if (dcpl < 0) {
     *error = data::h5_error_text();
@@ -110,12 +112,23 @@ int plan_chunk_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* 
                   row_chunks(dims, chunk);
   H5Pclose(dcpl);
   if (!ok || fd < 0) return 0;
+  const size_t n = dims.size();
   const size_t row = row_bytes(dims), chunk_bytes = row * size_t(chunk[0]);
-  uint8_t* bytes = reinterpret_cast<uint8_t*>(dst);
-  std::vector<hsize_t> offset(dims.size(), 0);
+  std::vector<int64_t> dst_strides(n, 1);
+  for (size_t d = n - 1; d > 0; --d) dst_strides[d - 1] = dst_strides[d] * dst_dims[d];
+  // Whole rows in the file and in dst: a chunk needed whole is read straight into place.
+  bool whole_rows = true;
+  for (size_t d = 1; d < n; ++d) {
+    whole_rows = whole_rows && start[d] == 0 && count[d] == int64_t(dims[d]) &&
+                 dst_dims[d] == int64_t(dims[d]) && dst_start[d] == 0;
+  }
+  float* box_dst = dst;  // where the box's first element goes
+  for (size_t d = 0; d < n; ++d) box_dst += dst_start[d] * dst_strides[d];
+  const int64_t r0 = start[0], r1 = start[0] + count[0], rows = int64_t(chunk[0]);
+  std::vector<hsize_t> offset(n, 0);
   const size_t first = reads->size();
-  for (hsize_t r = 0; r < dims[0]; r += chunk[0]) {
-    offset[0] = r;
+  for (int64_t r = r0 / rows * rows; r < r1; r += rows) {
+    offset[0] = hsize_t(r);
     unsigned mask = 0;
     haddr_t addr = HADDR_UNDEF;
     hsize_t stored = 0;
@@ -129,32 +142,85 @@ int plan_chunk_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* 
       reads->resize(first);
       return 0;
     }
-    const size_t valid = size_t(std::min<hsize_t>(chunk[0], dims[0] - r)) * row;
-    reads->push_back(ChunkRead{fd, int64_t(addr), bytes + size_t(r) * row, valid,
-                               chunk_bytes - valid, int64_t(r)});
+    const int64_t in_chunk = std::min<int64_t>(rows, int64_t(dims[0]) - r);
+    const int64_t lo = std::max(r, r0), hi = std::min(r + in_chunk, r1);
+    ChunkRead c{
+        fd, int64_t(addr), nullptr, size_t(in_chunk) * row, chunk_bytes - size_t(in_chunk) * row, r,
+        {}};
+    if (whole_rows && lo == r && hi == r + in_chunk) {
+      c.dst = reinterpret_cast<uint8_t*>(box_dst + (r - r0) * dst_strides[0]);
+    } else {
+      ChunkPart& part = c.part.emplace();
+      part.chunk_dims.assign(dims.begin(), dims.end());
+      part.chunk_dims[0] = in_chunk;
+      part.start = start;
+      part.start[0] = lo - r;
+      part.count = count;
+      part.count[0] = hi - lo;
+      part.dst = box_dst + (lo - r0) * dst_strides[0];
+      part.dst_strides = dst_strides;
+    }
+    reads->push_back(std::move(c));
   }
   return 1;
 }
 
+int plan_chunk_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
+                     std::vector<ChunkRead>* reads, std::string* error) {
+  const std::vector<int64_t> whole(dims.begin(), dims.end()), zero(dims.size(), 0);
+  return plan_box_reads(ds, fd, dims, zero, whole, dst, whole, zero, reads, error);
+}
+
+namespace {
+
+// Copies the box part.count at part.start of the chunk (row-major over part.chunk_dims) to
+// part.dst (element strides part.dst_strides), dimension d and on.
+void copy_part(const ChunkPart& part, const float* src, float* dst, size_t d,
+               const std::vector<int64_t>& src_strides) {
+  if (d + 1 == part.count.size()) {
+    std::memcpy(dst, src, size_t(part.count[d]) * sizeof(float));
+    return;
+  }
+  for (int64_t i = 0; i < part.count[d]; ++i) {
+    copy_part(part, src + i * src_strides[d], dst + i * part.dst_strides[d], d + 1, src_strides);
+  }
+}
+
+}  // namespace
+
 int read_chunk(const ChunkRead& c, std::vector<uint8_t>* scratch, std::string* error) {
-  // The chunk's rows go straight into place, kReadBlock bytes a read, each checksummed while it
-  // is in cache; the last read also takes the padding of a partial last chunk (zeros, but
-  // covered by the checksum: read and summed) and the stored checksum into `scratch`.
-  if (scratch->size() < c.pad + 4) scratch->resize(c.pad + 4);
+  // The chunk's rows go straight into place (or, when only part of the chunk is needed, to the
+  // front of `scratch`), kReadBlock bytes a read, each checksummed while it is in cache; the
+  // last read also takes the padding of a partial last chunk (zeros, but covered by the
+  // checksum: read and summed) and the stored checksum into `scratch`, after the chunk if any.
+  const size_t tail_at = c.part ? c.valid : 0;
+  if (scratch->size() < tail_at + c.pad + 4) scratch->resize(tail_at + c.pad + 4);
+  uint8_t* to = c.part ? scratch->data() : c.dst;
+  uint8_t* tail = scratch->data() + tail_at;
   data::Fletcher32 sum;
   for (size_t done = 0;;) {
     const size_t n = std::min(kReadBlock, c.valid - done);
     const bool last = done + n == c.valid;
-    iovec iov[2] = {{c.dst + done, n}, {scratch->data(), c.pad + 4}};
+    iovec iov[2] = {{to + done, n}, {tail, c.pad + 4}};
     if (!read_fully(c.fd, iov, last ? 2 : 1, off_t(c.file_offset) + off_t(done), error)) {
       return -1;
     }
-    sum.update(c.dst + done, n);
+    sum.update(to + done, n);
     if (last) break;
     done += n;
   }
-  sum.update(scratch->data(), c.pad);
-  return data::stored_checksum(scratch->data() + c.pad) == sum.value() ? 1 : -2;
+  sum.update(tail, c.pad);
+  if (data::stored_checksum(tail + c.pad) != sum.value()) return -2;
+  if (c.part) {
+    const ChunkPart& part = *c.part;
+    const size_t n = part.chunk_dims.size();
+    std::vector<int64_t> src_strides(n, 1);
+    for (size_t d = n - 1; d > 0; --d) src_strides[d - 1] = src_strides[d] * part.chunk_dims[d];
+    const float* src = reinterpret_cast<const float*>(to);
+    for (size_t d = 0; d < n; ++d) src += part.start[d] * src_strides[d];
+    copy_part(part, src, part.dst, 0, src_strides);
+  }
+  return 1;
 }
 
 int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,

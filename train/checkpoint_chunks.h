@@ -16,6 +16,7 @@
 #include <cstddef>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,22 +38,41 @@ bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<
 // cache (a whole 4 MiB chunk would be summed from memory again).
 constexpr size_t kReadBlock = size_t(1) << 20;
 
-// One chunk of a whole-dataset read: its bytes at file_offset in fd, `valid` of them into dst,
-// then `pad` bytes of padding (a partial last chunk) and the 4-byte Fletcher32 checksum.
+// When only part of a chunk is needed: the box [start, start + count) of the chunk (chunk
+// coordinates; the chunk is row-major over chunk_dims), copied to dst with element strides
+// dst_strides per dimension.
+struct ChunkPart {
+  std::vector<int64_t> chunk_dims, start, count, dst_strides;
+  float* dst = nullptr;
+};
+
+// One chunk to read: its bytes at file_offset in fd, `valid` of them into dst (or, with `part`,
+// into the reader's scratch, to copy out the part), then `pad` bytes of padding (a partial last
+// chunk) and the 4-byte Fletcher32 checksum.
 struct ChunkRead {
   int fd = -1;
   int64_t file_offset = 0;
   uint8_t* dst = nullptr;
   size_t valid = 0, pad = 0;
   int64_t first_row = 0;  // of the dataset, for error messages
+  std::optional<ChunkPart> part;
 };
 
-// Plans reading the whole dataset `ds` (shape dims) into dst if it is chunked as above with
-// Fletcher32 its only filter and every chunk stored as this writer stores it: the chunks'
-// addresses come from HDF5 (calls into HDF5 happen here only), their bytes are then read by
-// read_chunk straight from `fd` (the same file, opened with open(2); < 0: not applicable).
-// Appends to *reads and returns 1; 0 when not applicable (use the filter pipeline), -1 on an
-// HDF5 error (*error says which).
+// Plans reading the box [start, start + count) of dataset `ds` (shape dims) into dst, a
+// row-major buffer of shape dst_dims where the box's first element lies at dst_start, if the
+// dataset is chunked as above with Fletcher32 its only filter and every chunk stored as this
+// writer stores it. Only the chunks the box touches are read, each whole (the checksum covers
+// the whole chunk): a chunk the box covers with whole rows straight into dst, others into
+// scratch and the needed part copied out. The chunks' addresses come from HDF5 (calls into
+// HDF5 happen here only); read_chunk then reads their bytes from `fd` (the same file, opened
+// with open(2); < 0: not applicable). Appends to *reads and returns 1; 0 when not applicable
+// (use HDF5's hyperslab read and filter pipeline), -1 on an HDF5 error (*error says which).
+int plan_box_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims,
+                   const std::vector<int64_t>& start, const std::vector<int64_t>& count, float* dst,
+                   const std::vector<int64_t>& dst_dims, const std::vector<int64_t>& dst_start,
+                   std::vector<ChunkRead>* reads, std::string* error);
+
+// The whole dataset into dst (row-major, its shape).
 int plan_chunk_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
                      std::vector<ChunkRead>* reads, std::string* error);
 

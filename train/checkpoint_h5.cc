@@ -195,32 +195,34 @@ absl::Status PieceReader::queue(const checkpoint::Tensor& t, const Box& want, fl
       return absl::DataLossError(absl::StrCat(where, ": shape does not match the metadata of ",
                                               what, " ", describe(stored)));
     }
-    if (stored.start == want.start && stored.count == want.count) {  // the whole piece
-      std::vector<ChunkRead> chunks;
-      std::string error;
-      const int rc = plan_chunk_reads(ds.get(), (*f)->fd, fdims, dst, &chunks, &error);
-      if (rc == -1) {
-        return absl::DataLossError(absl::StrCat(where, ": read failed in ", what, ": ", error));
-      }
-      if (rc == 1) {
-        contexts_.push_back(absl::StrCat(where, " (", what, ", piece ", describe(stored), ")"));
-        for (const ChunkRead& c : chunks) queued_.push_back({c, contexts_.size() - 1});
-        covered += both.numel();
-        continue;
-      }
-    }
+    // Tessera's own files: the chunks the overlap touches, read directly in finish().
     const size_t n = both.start.size();
-    std::vector<hsize_t> fstart(n), mstart(n), cnt(n);
+    std::vector<int64_t> fstart(n), mstart(n);
     for (size_t d = 0; d < n; ++d) {
-      fstart[d] = hsize_t(both.start[d] - stored.start[d]);
-      mstart[d] = hsize_t(both.start[d] - want.start[d]);
-      cnt[d] = hsize_t(both.count[d]);
+      fstart[d] = both.start[d] - stored.start[d];
+      mstart[d] = both.start[d] - want.start[d];
     }
+    std::vector<ChunkRead> chunks;
+    std::string error;
+    const int rc = plan_box_reads(ds.get(), (*f)->fd, fdims, fstart, both.count, dst, want.count,
+                                  mstart, &chunks, &error);
+    if (rc == -1) {
+      return absl::DataLossError(absl::StrCat(where, ": read failed in ", what, ": ", error));
+    }
+    if (rc == 1) {
+      contexts_.push_back(absl::StrCat(where, " (", what, ", piece ", describe(stored), ")"));
+      for (ChunkRead& c : chunks) queued_.push_back({std::move(c), contexts_.size() - 1});
+      covered += both.numel();
+      continue;
+    }
+    // Anything else (a file written by another tool): HDF5's hyperslab read, filter pipeline.
+    const std::vector<hsize_t> hfstart(fstart.begin(), fstart.end()),
+        hmstart(mstart.begin(), mstart.end()), cnt(both.count.begin(), both.count.end());
     H5Handle mspace(H5Screate_simple(int(n), mem_dims.data(), nullptr));
     const bool ok =
-        H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, fstart.data(), nullptr, cnt.data(),
+        H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, hfstart.data(), nullptr, cnt.data(),
                             nullptr) >= 0 &&
-        H5Sselect_hyperslab(mspace.get(), H5S_SELECT_SET, mstart.data(), nullptr, cnt.data(),
+        H5Sselect_hyperslab(mspace.get(), H5S_SELECT_SET, hmstart.data(), nullptr, cnt.data(),
                             nullptr) >= 0 &&
         H5Dread(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT, dst) >= 0;
     if (!ok) {

@@ -1,6 +1,8 @@
 // PieceReader::queue/finish (train/checkpoint_h5.h): pieces written by PieceWriter come back
-// exactly, whole pieces through the queued direct chunk reads (run on several OpenMP threads)
-// mixed with hyperslab reads of a tensor stored in two pieces; a corrupt chunk is reported by
+// exactly through the queued direct chunk reads (run on several OpenMP threads), whole tensors
+// and sub-boxes that cut chunks and pieces in rows and columns (the resharding case, checked
+// element by element against the values written); a sub-box reads only the chunks it touches
+// (a corrupt chunk outside it goes unnoticed, one inside it fails); a corrupt chunk is reported by
 // finish() naming the file, dataset, tensor and the chunk's first row, and with two corrupt
 // pieces the first one in queue order is the one reported, whatever thread found it.
 #include <gtest/gtest.h>
@@ -123,6 +125,58 @@ TEST_F(CheckpointReader, QueuedReadsOnSeveralThreadsReturnEveryValue) {
   absl::Status s = load(&back);
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(back, values_);
+}
+
+TEST_F(CheckpointReader, SubBoxesAcrossChunksAndPieces) {
+  omp_set_num_threads(2);
+  struct Want {
+    size_t tensor;
+    Box box;
+  };
+  const std::vector<Want> wants = {
+      {0, {{1000, 17}, {1100, 373}}},  // A: rows across its two chunks, a column range
+      {0, {{1500, 0}, {1500, 400}}},   // A: exactly its second chunk
+      {0, {{2999, 399}, {1, 1}}},      // A: its last element
+      {2, {{100}, {800}}},             // C: 1-D, inside its one chunk
+      {3, {{2, 1}, {7, 4}}},           // D: across its two pieces, a column range
+      {3, {{0, 0}, {10, 6}}}};         // D: whole, from two pieces
+  PieceReader reader(dir_);
+  std::vector<std::vector<float>> got(wants.size());
+  for (size_t w = 0; w < wants.size(); ++w) {
+    got[w].assign(size_t(wants[w].box.numel()), -1.0f);
+    absl::Status s = reader.queue(metadata_[wants[w].tensor], wants[w].box, got[w].data());
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  absl::Status s = reader.finish();
+  ASSERT_TRUE(s.ok()) << s;
+  for (size_t w = 0; w < wants.size(); ++w) {
+    const Stored& t = tensors_[wants[w].tensor];
+    int64_t base = 0;
+    for (size_t i = 0; i < wants[w].tensor; ++i) base += numel(tensors_[i].shape);
+    const Box& b = wants[w].box;
+    const int64_t cols = t.shape.size() > 1 ? t.shape[1] : 1;
+    const int64_t bcols = b.count.size() > 1 ? b.count[1] : 1;
+    const int64_t c0 = b.start.size() > 1 ? b.start[1] : 0;
+    for (int64_t r = 0; r < b.count[0]; ++r) {
+      for (int64_t c = 0; c < bcols; ++c) {
+        const float want = values_[size_t(base + (b.start[0] + r) * cols + c0 + c)];
+        ASSERT_EQ(got[w][size_t(r * bcols + c)], want)
+            << "want " << w << " " << describe(b) << " at row " << r << ", column " << c;
+      }
+    }
+  }
+}
+
+TEST_F(CheckpointReader, ASubBoxReadsOnlyTheChunksItTouches) {
+  flip("param:A:0", 1);  // rows 1500..2999
+  std::vector<float> got(1500 * 200);
+  PieceReader reader(dir_);
+  absl::Status s = reader.read(metadata_[0], {{0, 100}, {1500, 200}}, got.data());
+  EXPECT_TRUE(s.ok()) << "the corrupt chunk is not needed: " << s;
+  s = reader.read(metadata_[0], {{1499, 100}, {2, 200}}, got.data());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("checksum mismatch"), std::string::npos) << s;
+  EXPECT_NE(std::string(s.message()).find("the chunk from row 1500"), std::string::npos) << s;
 }
 
 TEST_F(CheckpointReader, FinishReportsTheFirstCorruptChunkInQueueOrder) {
