@@ -138,8 +138,12 @@ absl::StatusOr<const PieceReader::File*> PieceReader::file(const std::string& na
 
 absl::Status PieceReader::read(const checkpoint::Tensor& t, const Box& want, float* dst) {
   absl::Status s = queue(t, want, dst);
-  absl::Status done = finish();  // also when queueing failed: leaves nothing queued
-  return s.ok() ? done : s;
+  if (!s.ok()) {  // drop what this call queued before the error
+    queued_.clear();
+    contexts_.clear();
+    return s;
+  }
+  return finish();
 }
 
 absl::Status PieceReader::finish() {

@@ -1,7 +1,9 @@
 #pragma once
 // The HDF5 side of checkpoints: one file per writing rank, one dataset per stored piece, f32,
-// chunked with the Fletcher32 filter (every chunk read is verified). Reading selects hyperslabs:
-// the overlap of a stored piece with the box a rank needs, in the file and in memory.
+// chunked with the Fletcher32 filter (every chunk read is verified). Reading takes the overlap
+// of each stored piece with the box a rank needs and reads the chunks it touches, each whole and
+// verified, into place (train/checkpoint_chunks.h); files tessera did not write go through
+// HDF5's hyperslab selections and its own filter.
 
 #include <map>
 #include <string>
@@ -46,7 +48,7 @@ class PieceReader {
   // Fills dst (contiguous, row-major over want.count) with the part `want` (global coordinates)
   // of tensor `t`, from every stored piece that overlaps it. Errors name the file, dataset and
   // tensor: missing file, missing dataset, wrong shape, checksum failure, or pieces that do not
-  // cover `want`.
+  // cover `want`. (queue() then finish(); not to be mixed with reads still queued.)
   absl::Status read(const checkpoint::Tensor& t, const Box& want, float* dst);
 
   // The same, except that the reads of whole pieces stored as tessera writes them (the bulk of
