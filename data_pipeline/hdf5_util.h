@@ -64,6 +64,17 @@ bool h5_error_is_checksum();
 // summed modulo 65535 (as HDF5 folds them, so equal to what the filter stores after a chunk, as
 // a little-endian uint32). For readers that check raw chunks outside libhdf5's global lock.
 uint32_t fletcher32(const uint8_t* data, size_t bytes);
+// The same over bytes fed in pieces (a chunk checked block by block as it is read, while the
+// block is in cache). Every piece but the last must have an even length (whole words).
+class Fletcher32 {
+ public:
+  void update(const uint8_t* data, size_t bytes);
+  uint32_t value() const;
+
+ private:
+  uint64_t s1_ = 0, s2_ = 0;  // the exact sums mod 65535, and whether they are nonzero
+  bool s1_nonzero_ = false, s2_nonzero_ = false;
+};
 // The checksum the filter stored after a chunk's bytes (little-endian).
 inline uint32_t stored_checksum(const uint8_t* at) {
   return uint32_t(at[0]) | uint32_t(at[1]) << 8 | uint32_t(at[2]) << 16 | uint32_t(at[3]) << 24;

@@ -88,10 +88,12 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
   Tensor buf = host(params.params());
   ckpt::PieceReader reader(ckpt.dir);
   for (const auto& info : params.infos()) {
-    absl::Status s = reader.read(*tensors->at(info.spec.name), ckpt::shard_box(info),
-                                 buf.data<float>() + info.offset);
+    absl::Status s = reader.queue(*tensors->at(info.spec.name), ckpt::shard_box(info),
+                                  buf.data<float>() + info.offset);
     if (!s.ok()) return s;
   }
+  absl::Status s = reader.finish();
+  if (!s.ok()) return s;
   if (!params.params().device().is_cpu()) copy(buf, params.params());
   params.sync_compute_params();
   return absl::OkStatus();
@@ -109,18 +111,20 @@ absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& 
     for (const auto& info : params.infos()) {
       const checkpoint::Tensor& t = *tensors->at(info.spec.name);
       if (moments.zero == nullptr) {
-        absl::Status s = reader.read(t, ckpt::shard_box(info), out + info.offset);
+        absl::Status s = reader.queue(t, ckpt::shard_box(info), out + info.offset);
         if (!s.ok()) return s;
         continue;
       }
       for (const auto& b : moments.zero->buckets) {
         if (b.own() == 0) continue;
         for (const auto& pb : ckpt::range_boxes(info, b.own_begin, b.own_end)) {
-          absl::Status s = reader.read(t, pb.box, out + b.offset + pb.memory);
+          absl::Status s = reader.queue(t, pb.box, out + b.offset + pb.memory);
           if (!s.ok()) return s;
         }
       }
     }
+    absl::Status s = reader.finish();
+    if (!s.ok()) return s;
     if (!dst.device().is_cpu()) copy(buf, dst);
   }
   return absl::OkStatus();

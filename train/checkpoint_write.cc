@@ -63,6 +63,10 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
     float* p = state.params.data<float>();
     float* m = mom.m.data<float>();
     float* v = mom.v.data<float>();
+    // The ends of the buffers: the bytes after a piece up to there are scratch during its write.
+    const float* p_end = p + state.params.numel();
+    const float* m_end = m + mom.m.numel();
+    const float* v_end = v + mom.v.numel();
     const auto& infos = store.infos();
     for (size_t i = 0; i < infos.size(); ++i) {
       const auto& info = infos[i];
@@ -70,13 +74,13 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
       const Box box = shard_box(info);
       if (params) {
         writer.write(pieces.add(info, "param", box, "param:" + info.spec.name)->dataset(),
-                     box.count, p + info.offset);
+                     box.count, p + info.offset, p_end);
       }
       if (moments && !zero) {
         writer.write(pieces.add(info, "adam_m", box, "adam_m:" + info.spec.name)->dataset(),
-                     box.count, m + info.offset);
+                     box.count, m + info.offset, m_end);
         writer.write(pieces.add(info, "adam_v", box, "adam_v:" + info.spec.name)->dataset(),
-                     box.count, v + info.offset);
+                     box.count, v + info.offset, v_end);
       }
       if (i == infos.size() / 2) crash_point("mid_rank_file", world_rank);
     }
@@ -92,9 +96,9 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
                 absl::StrCat(":", info.spec.name, ":", count[info.spec.name]++);
             const int64_t at = b.offset + pb.memory;
             writer.write(pieces.add(info, "adam_m", pb.box, "adam_m" + suffix)->dataset(),
-                         pb.box.count, m + at);
+                         pb.box.count, m + at, m_end);
             writer.write(pieces.add(info, "adam_v", pb.box, "adam_v" + suffix)->dataset(),
-                         pb.box.count, v + at);
+                         pb.box.count, v + at, v_end);
           }
         }
       }
