@@ -91,11 +91,15 @@ class Gpt(nn.Module):
     def __init__(self, g):
         super().__init__()
         d = g.transformer.d_model
-        self.tok_emb = nn.Embedding(g.vocab_size, d)
+        # The same padded vocabulary as tessera (GptConfig.vocab_pad_multiple, as Megatron and
+        # llm.c pad GPT-2's 50257 to a multiple of 128): tables of Vp rows, loss over the first V.
+        m = max(1, g.vocab_pad_multiple)
+        self.vocab, vp = g.vocab_size, (g.vocab_size + m - 1) // m * m
+        self.tok_emb = nn.Embedding(vp, d)
         self.pos_emb = nn.Embedding(g.context, d)
         self.blocks = nn.ModuleList(Block(g.transformer) for _ in range(g.transformer.n_layers))
         self.ln_f = nn.LayerNorm(d)
-        self.head = None if g.tie_embedding else nn.Linear(d, g.vocab_size, bias=False)
+        self.head = None if g.tie_embedding else nn.Linear(d, vp, bias=False)
         _init(self)
 
     def forward(self, tokens, targets):
@@ -105,8 +109,10 @@ class Gpt(nn.Module):
         for b in self.blocks:
             x = b(x, mask)
         w = self.tok_emb.weight if self.head is None else self.head.weight
-        logits = F.linear(self.ln_f(x), w)  # (B, T, V)
-        return F.cross_entropy(logits.view(B * T, -1), targets.view(-1))
+        logits = F.linear(self.ln_f(x), w)  # (B, T, Vp)
+        if logits.shape[-1] != self.vocab:
+            logits = logits[..., : self.vocab]  # (B, T, V): padded ids are never targets
+        return F.cross_entropy(logits.reshape(B * T, -1), targets.view(-1))
 
 
 class ImageTower(nn.Module):
