@@ -1,36 +1,40 @@
 #include "core/upload.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
 #include "core/error.h"
 
 namespace tessera {
 
-Uploader::Uploader(Device device) : device_(device) {
+Uploader::Uploader(Device device, std::vector<std::string> keep_on_host)
+    : device_(device), keep_(std::move(keep_on_host)) {
   if (!device.is_cpu()) engine_ = detail::make_upload_engine(device);
 }
 
 Uploader::~Uploader() = default;
 
-Tensor Uploader::upload(const Tensor& host) {
-  TESSERA_CHECK(host.defined() && host.device().is_cpu(), "upload to ", device_.str(),
-                ": the source must be a host tensor, got ",
-                host.defined() ? host.describe() : std::string("an undefined tensor"));
-  if (device_.is_cpu()) return host;
-  Tensor dst = Tensor::empty(host.shape(), host.dtype(), device_);
-  engine_->start(host, dst);
-  bytes_uploaded_ += int64_t(host.nbytes());
-  return dst;
+Uploader::Pending Uploader::upload(const TensorMap& host) {
+  for (const auto& [name, t] : host) {
+    TESSERA_CHECK(t.defined() && t.device().is_cpu(), "upload to ", device_.str(),
+                  ": batch tensor \"", name, "\" must be a host tensor, got ",
+                  t.defined() ? t.describe() : std::string("an undefined tensor"));
+  }
+  Pending pending;
+  if (!engine_) {
+    pending.tensors = host;
+    return pending;
+  }
+  pending.slot = engine_->start(host, keep_, pending.tensors);
+  for (const auto& [name, t] : host)
+    if (std::find(keep_.begin(), keep_.end(), name) == keep_.end())
+      bytes_uploaded_ += int64_t(t.nbytes());
+  return pending;
 }
 
-std::map<std::string, Tensor> Uploader::upload(const std::map<std::string, Tensor>& batch) {
-  std::map<std::string, Tensor> out;
-  for (const auto& [name, t] : batch) {
-    try {
-      out.emplace(name, upload(t));
-    } catch (const Error& e) {
-      throw_error(absl::StrCat("batch tensor \"", name, "\": ", e.what()));
-    }
-  }
-  return out;
+TensorMap Uploader::ready(Pending pending) {
+  if (engine_ && pending.slot >= 0) engine_->ready(pending.slot);
+  return std::move(pending.tensors);
 }
 
 }  // namespace tessera

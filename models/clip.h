@@ -43,6 +43,8 @@ class Clip final : public Model {
        Device device = Device::cpu());
 
   ParamStore& params() override { return store_; }
+  // text_eot is range-checked on the host (a bad index would pool another sample's row).
+  std::vector<std::string> host_inputs() const override { return {"text_eot"}; }
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
   LossResult forward_loss(const Batch& batch) override;
   double train_flops(int64_t batch_size) const override;

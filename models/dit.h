@@ -52,6 +52,10 @@ class Dit final : public Model {
 
   // Seed of the keyed draws (the trainer sets train.seed). Default 0.
   void set_seed(uint64_t seed) override { seed_ = seed; }
+  // The draws' keys and their optional overrides are read on the host.
+  std::vector<std::string> host_inputs() const override {
+    return {"sample_keys", "labels", "timesteps", "noise"};
+  }
 
   // The host-side random draws of a batch (after overrides and the label drop).
   struct Draws {

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "models/param_store.h"
@@ -28,6 +29,10 @@ class Model {
   virtual ParamStore& params() = 0;
   // Where the parameters, gradients and activations live (make_model's device).
   Device device() { return params().params().device(); }
+
+  // Batch tensors this model reads on the host (indices it checks, keys of its random draws):
+  // a trainer on a GPU passes them through instead of uploading them (core/upload.h).
+  virtual std::vector<std::string> host_inputs() const { return {}; }
 
   // Seed of the model's own keyed random draws (DiT's timesteps, noise and label drop); models
   // without any ignore it. The trainer passes train.seed.

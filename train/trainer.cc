@@ -154,7 +154,7 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
   model_ = make_tp_model(config_, layout_, device_);
-  uploader_ = std::make_unique<Uploader>(device_);
+  uploader_ = std::make_unique<Uploader>(device_, model_->host_inputs());
   // CLIP/SigLIP score each image against the whole global batch: the loss spans the DP group
   // (and scales its gradients for GradSync's average; models/distributed_contrastive_loss.h).
   if (auto* clip = dynamic_cast<models::Clip*>(model_.get())) {
@@ -195,7 +195,7 @@ nlohmann::json Trainer::evaluate(const DataSource& data, int64_t step) {
   const int batches = std::max(1, config_.eval().batches());
   for (int i = 0; i < batches; ++i) {
     const int64_t first = base + i * batch + layout_.dp_rank() * slice;
-    loss += model_->forward_loss(uploader_->upload(source.batch(first, slice))).loss / batches;
+    loss += model_->forward_loss(uploader_->upload_now(source.batch(first, slice))).loss / batches;
   }
   loss = average_over_dp(loss);
   const std::string name = eval_data_ ? eval_path_ : std::string("train");
@@ -331,15 +331,15 @@ int Trainer::run() {
       Timer data_timer;
       const int64_t first = start.next_position + (step - 1 - start.step) * global_batch +
                             mb * micro + dp_rank * local_micro;
-      models::Batch batch = uploader_->upload(data.batch(first, local_micro));
+      Uploader::Pending batch = uploader_->upload(data.batch(first, local_micro));
       data_s += data_timer.seconds();
       return batch;
     };
     params.zero_grads();
-    models::Batch next = fetch(0);
+    Uploader::Pending next = fetch(0);
     for (int64_t mb = 0; mb < micro_batches; ++mb) {
-      models::Batch batch = std::move(next);
-      // On a GPU the next micro-batch's upload runs on the copy stream while this one computes.
+      const models::Batch batch = uploader_->ready(std::move(next));
+      // On a GPU the next micro-batch's copies run on the copy stream while this one computes.
       if (mb + 1 < micro_batches) next = fetch(mb + 1);
       if (sync) sync->set_enabled(mb == micro_batches - 1);
       // Each backward finalises the gradients anew: the progress that lets GradSync start

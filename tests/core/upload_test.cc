@@ -1,13 +1,14 @@
 // Uploader (core/upload.h): host batches to the training device. On CUDA: values arrive intact
-// through the pinned staging ring, also with more uploads in flight than it has slots and when
-// the host buffer is overwritten right after upload() returns; on the CPU: no copy at all.
+// through the pinned staging and the ring of device batch slots, used as the trainer does (batch
+// k+1 uploaded while k is in use), with sizes and dtypes changing and the host buffers overwritten
+// right after upload() returns; tensors the model reads on the host pass through. On the CPU: no
+// copy at all.
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
-#include "core/random.h"
 #include "core/upload.h"
 #include "tests/support/devices.h"
 
@@ -31,64 +32,74 @@ Tensor patterned(const Shape& shape, DType dtype, uint32_t seed) {
   return t;
 }
 
-TEST_P(UploadTest, ValuesArriveAndTheHostBufferIsFreeAtOnce) {
-  Uploader up(device());
-  std::vector<Tensor> uploaded;
-  std::vector<std::vector<uint8_t>> want;
-  // More uploads than staging slots (16), of several sizes and dtypes, before any read-back.
+TEST_P(UploadTest, PipelinedBatchesArriveIntact) {
+  Uploader up(device(), {"keys"});
   const DType dtypes[] = {DType::f32, DType::i32, DType::u8, DType::bf16};
-  for (uint32_t k = 0; k < 40; ++k) {
+  std::vector<TensorMap> hosts;
+  std::vector<std::map<std::string, std::vector<uint8_t>>> want;
+  for (uint32_t k = 0; k < 12; ++k) {
+    // Sizes grow and shrink (buffers are reallocated or viewed), dtypes change by name.
     const int64_t n = 1 + int64_t(k * 977 % 300000);
-    Tensor host = patterned({n}, dtypes[k % 4], k);
-    want.push_back(bytes_of(host));
-    uploaded.push_back(up.upload(host));
-    EXPECT_EQ(uploaded.back().device(), device());
-    if (device().is_cuda()) {
-      // The uploader copied out of host already: overwriting it changes nothing uploaded.
-      std::memset(host.raw_data(), 0xAB, host.nbytes());
-    }
+    TensorMap b = {{"images", patterned({n}, dtypes[k % 4], k)},
+                   {"labels", patterned({int64_t(3 + k % 5)}, DType::i32, 100 + k)},
+                   {"keys", patterned({4}, DType::i64, 200 + k)}};
+    std::map<std::string, std::vector<uint8_t>> w;
+    for (const auto& [name, t] : b) w[name] = bytes_of(t);
+    hosts.push_back(b);
+    want.push_back(w);
   }
-  for (size_t k = 0; k < uploaded.size(); ++k) {
-    EXPECT_EQ(bytes_of(uploaded[k]), want[k]) << "upload " << k;
+  Uploader::Pending next = up.upload(hosts[0]);
+  for (size_t k = 0; k < hosts.size(); ++k) {
+    if (device().is_cuda()) {
+      // upload() copied out of the host tensors already: overwriting them changes nothing.
+      for (auto& [name, t] : hosts[k])
+        if (name != "keys") std::memset(t.raw_data(), 0xAB, t.nbytes());
+    }
+    const TensorMap batch = up.ready(std::move(next));
+    if (k + 1 < hosts.size()) next = up.upload(hosts[k + 1]);  // while k is in use
+    ASSERT_EQ(batch.size(), 3u);
+    for (const auto& [name, t] : batch) {
+      SCOPED_TRACE("batch " + std::to_string(k) + " " + name);
+      EXPECT_EQ(t.device(), name == "keys" ? Device::cpu() : device());
+      EXPECT_EQ(bytes_of(t), want[k][name]);
+    }
+    EXPECT_EQ(batch.at("keys").raw_data(), hosts[k].at("keys").raw_data());  // passed through
   }
   if (device().is_cuda()) {
     EXPECT_GT(up.staging_bytes(), 0);
+    EXPECT_GT(up.bytes_uploaded(), 0);
   }
 }
 
-TEST_P(UploadTest, ViewsWithOffsetsAndWholeBatches) {
+TEST_P(UploadTest, ViewsWithOffsets) {
   Uploader up(device());
   Tensor rows = patterned({8, 5}, DType::f32, 3);
   Tensor middle = rows.slice(2, 6);  // (4, 5) at an offset
-  std::map<std::string, Tensor> batch = {{"images", middle},
-                                         {"labels", patterned({4}, DType::i32, 9)}};
-  auto on_device = up.upload(batch);
-  ASSERT_EQ(on_device.size(), 2u);
-  for (const auto& [name, t] : batch) {
-    EXPECT_EQ(on_device.at(name).shape(), t.shape()) << name;
-    EXPECT_EQ(bytes_of(on_device.at(name)), bytes_of(t)) << name;
-  }
-  EXPECT_EQ(up.bytes_uploaded(), device().is_cpu() ? 0 : int64_t(4 * 5 * 4 + 4 * 4));
+  const TensorMap batch = up.upload_now({{"images", middle}});
+  EXPECT_EQ(batch.at("images").shape(), middle.shape());
+  EXPECT_EQ(bytes_of(batch.at("images")), bytes_of(middle));
+  EXPECT_EQ(up.bytes_uploaded(), device().is_cpu() ? 0 : int64_t(4 * 5 * 4));
 }
 
 TEST_P(UploadTest, HostSourcesOnlyAndNoCopyOnTheCpu) {
+  Uploader up(device());
   if (!device().is_cpu()) {
     // A device tensor is not a host batch: the error names the tensor.
-    Uploader up(device());
-    Tensor on_device = Tensor::zeros({3}, DType::f32, device());
-    std::map<std::string, Tensor> batch = {{"tokens", on_device}};
     try {
-      up.upload(batch);
+      up.upload({{"tokens", Tensor::zeros({3}, DType::f32, device())}});
       FAIL() << "no error";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("\"tokens\""), std::string::npos) << e.what();
       EXPECT_NE(std::string(e.what()).find("host tensor"), std::string::npos) << e.what();
     }
+    // More batches ahead than the ring holds without making any ready: a clear error.
+    const TensorMap b = {{"x", patterned({10}, DType::f32, 1)}};
+    Uploader::Pending p1 = up.upload(b), p2 = up.upload(b);
+    EXPECT_THROW(up.upload(b), Error);
     return;
   }
-  Uploader up(device());
   Tensor host = patterned({100}, DType::f32, 1);
-  EXPECT_EQ(up.upload(host).raw_data(), host.raw_data());
+  EXPECT_EQ(up.upload_now({{"x", host}}).at("x").raw_data(), host.raw_data());
   EXPECT_EQ(up.staging_bytes(), 0);
 }
 
