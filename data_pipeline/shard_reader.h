@@ -53,10 +53,11 @@ class ShardReader {
   // with two threads, H5Dread_chunk + own decompression at 1.95x). Other filter pipelines fall
   // back to read(). Errors are read()'s. `reuse`: a buffer (a recycled chunk's images) whose
   // memory the raw chunk is read into, so a loader in steady state touches no fresh pages.
-  // map: an uncompressed chunk is mmap()ed from the file at its address (H5Dget_chunk_info_by_
-  // coord) instead, and checksummed there (see mapped_images): no copy at all, where a read
-  // copies page cache -> buffer (bench_loader: the loader's largest cost). The shard must not
-  // change while mapped (shards are written once, under a temporary name).
+  // map: an uncompressed chunk is taken from the reader's mapping of the whole file (mapped once,
+  // on first use) at its address (H5Dget_chunk_info_by_coord) instead, and checksummed there (see
+  // mapped_images): no copy at all, where a read copies page cache -> buffer (bench_loader: the
+  // loader's largest cost). The shard must not change while mapped (shards are written once,
+  // under a temporary name).
   absl::StatusOr<ShardSamples> read_chunk(int64_t chunk, ByteBuffer reuse = {}, bool map = false);
   ~ShardReader();
 
@@ -87,7 +88,10 @@ class ShardReader {
 
   std::string path_;
   pid_t pid_ = 0;  // the process that opened the file
-  int fd_ = -1;    // for map_images: opened on first use
+  // map_images: the whole file, mapped read-only on first use and kept for the reader's life
+  // (chunks handed out share it); map_failed_: not mappable (user block, mmap refused).
+  std::shared_ptr<const uint8_t> file_map_;
+  bool map_failed_ = false;
   int64_t file_bytes_ = 0;
   H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
   int64_t format_version_ = 0, num_samples_ = 0, resolution_ = 0, token_length_ = 0;
