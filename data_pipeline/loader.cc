@@ -190,9 +190,7 @@ struct Loader::State {
     b->count = job.count;
     b->refs = job.refs;
     b->captions.resize(size_t(job.count));  // a recycled batch's strings keep their capacity
-    // The chunks this batch has used so far: a batch draws many samples from each chunk, so
-    // most samples skip the shared cache's lock; holding them also keeps them from eviction.
-    std::vector<std::pair<Key, std::shared_ptr<const Chunk>>> held;
+    // Every sample checked first, in batch order (so the first bad sample is the one named).
     for (int64_t i = 0; i < job.count; ++i) {
       const SampleRef ref = job.refs[i];
       auto r = reader(readers, ref.shard);
@@ -216,22 +214,35 @@ struct Loader::State {
       if (ref.index < 0 || ref.index >= sr.num_samples())
         return absl::OutOfRangeError(absl::StrCat("shard ", sr.path(), ": sample ", ref.index,
                                                   " outside [0, ", sr.num_samples(), ")"));
+    }
+    // Then filled chunk by chunk (the rows of one chunk in file order, each into its place in
+    // the batch): a chunk read for this batch is copied from while its checksum pass has left it
+    // in cache, and each chunk is looked up in the shared cache once per batch.
+    std::vector<int64_t>& by_chunk = order_scratch();
+    by_chunk.resize(size_t(job.count));
+    for (int64_t i = 0; i < job.count; ++i) by_chunk[i] = i;
+    std::sort(by_chunk.begin(), by_chunk.end(), [&](int64_t x, int64_t y) {
+      const SampleRef &a = job.refs[x], &c = job.refs[y];
+      return a.shard != c.shard   ? a.shard < c.shard
+             : a.index != c.index ? a.index < c.index
+                                  : x < y;
+    });
+    const size_t px = size_t(b->resolution * b->resolution * 3);
+    std::shared_ptr<const Chunk> held;  // the chunk being copied from (kept from eviction)
+    Key held_key{-1, -1};
+    for (const int64_t i : by_chunk) {
+      const SampleRef ref = job.refs[i];
+      ShardReader& sr = *readers[ref.shard];
       const Key ck{ref.shard, ref.index / sr.image_chunk_rows()};
-      const Chunk* found = nullptr;
-      for (const auto& [k, held_chunk] : held)
-        if (k == ck) {
-          found = held_chunk.get();
-          break;
-        }
-      if (!found) {
+      if (ck != held_key) {
+        held.reset();
         auto c = chunk(sr, ref.shard, ref.index);
         if (!c.ok()) return c.status();
-        held.emplace_back(ck, *c);
-        found = held.back().second.get();
+        held = std::move(*c);
+        held_key = ck;
       }
-      const ShardSamples& rows = found->rows;
+      const ShardSamples& rows = held->rows;
       const int64_t k = ref.index - rows.first;
-      const size_t px = size_t(b->resolution * b->resolution * 3);
       std::memcpy(b->images.data() + i * px, rows.image_data() + k * px, px);
       b->captions[i].assign(rows.captions[k]);
       if (b->token_length > 0) {
@@ -241,9 +252,16 @@ struct Loader::State {
       }
       if (!b->labels.empty()) b->labels[i] = rows.labels[k];
     }
+    held.reset();
     if (transform) transform(*b);
     job.batch = std::move(b);
     return absl::OkStatus();
+  }
+
+  // The worker thread's sort buffer for assemble (reused: no allocation per batch).
+  static std::vector<int64_t>& order_scratch() {
+    thread_local std::vector<int64_t> v;
+    return v;
   }
 
   void work() {
