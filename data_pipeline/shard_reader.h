@@ -83,6 +83,23 @@ class ShardReader {
   // true: mapped into out->mapped_images; false: not mappable here (filter skipped, user block),
   // read it instead.
   absl::StatusOr<bool> map_images(int64_t first, ShardSamples* out);
+  // A run of whole chunks of a 1-D dataset (labels, token_lengths, captions) kept after a
+  // read_chunk: the next chunks of 'images' mostly fall in the same one (4,096 labels, 64 KiB of
+  // captions per chunk against 64 images), so most read_chunk calls need one HDF5 read (tokens)
+  // where they needed four (each call into HDF5 costs its dataspaces, lookups and global lock).
+  struct Window {
+    int64_t first = 0, count = 0;  // elements [first, first + count) of the dataset
+    std::vector<uint8_t> bytes;
+  };
+  // Elements [first, first + count) of 1-D `dset` (elem_size bytes each, chunks of chunk_elems)
+  // from *w, re-filled with the whole chunks covering them when they are not there. Errors name
+  // the samples whose elements lie in the chunks read (the corrupt chunk's samples).
+  absl::StatusOr<const uint8_t*> window_rows(const H5Handle& dset, const char* name, hid_t mem_type,
+                                             size_t elem_size, int64_t first, int64_t count,
+                                             Window* w);
+  // read_samples(first, count, false) through the windows: read_chunk's rows of the other
+  // datasets.
+  absl::StatusOr<ShardSamples> read_chunk_rows(int64_t first, int64_t count);
   absl::Status read_rows(const H5Handle& dset, const char* name, hid_t mem_type, int64_t first,
                          int64_t count, void* out, int64_t sample_first, int64_t sample_count);
 
@@ -101,6 +118,7 @@ class ShardReader {
   bool images_deflate_ = false;  // ... the latter
   std::string tokenizer_;
   std::vector<int64_t> caption_offsets_;  // (N + 1,), read once at open: 8 bytes per sample
+  Window labels_window_, token_lengths_window_, captions_window_;
 };
 
 }  // namespace tessera::data

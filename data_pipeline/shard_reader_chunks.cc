@@ -17,6 +17,84 @@ namespace tessera::data {
 
 ShardReader::~ShardReader() = default;
 
+absl::StatusOr<const uint8_t*> ShardReader::window_rows(const H5Handle& dset, const char* name,
+                                                        hid_t mem_type, size_t elem_size,
+                                                        int64_t first, int64_t count, Window* w) {
+  if (first >= w->first && first + count <= w->first + w->count)
+    return w->bytes.data() + size_t(first - w->first) * elem_size;
+  hsize_t chunk = 1, size = 0;
+  {
+    H5Handle dcpl(H5Dget_create_plist(dset.get()));
+    H5Pget_chunk(dcpl.get(), 1, &chunk);  // open_dataset checked: chunked, 1-D
+    H5Handle space(H5Dget_space(dset.get()));
+    H5Sget_simple_extent_dims(space.get(), &size, nullptr);
+  }
+  const int64_t c = std::max<int64_t>(1, int64_t(chunk));
+  const int64_t a = first / c * c,
+                b = std::min<int64_t>(int64_t(size), (first + count + c - 1) / c * c);
+  // The samples that own elements [a, b): the rows themselves, or for caption bytes the samples
+  // whose captions overlap them.
+  int64_t s0 = a, s1 = b;
+  if (std::string(name) == shard::kCaptions) {
+    s0 = std::upper_bound(caption_offsets_.begin(), caption_offsets_.end(), a) -
+         caption_offsets_.begin() - 1;
+    s1 = std::lower_bound(caption_offsets_.begin(), caption_offsets_.end(), b) -
+         caption_offsets_.begin();
+    s0 = std::clamp<int64_t>(s0, 0, num_samples_);
+    s1 = std::clamp<int64_t>(s1, s0, num_samples_);
+  }
+  w->count = 0;  // invalid until the read succeeds
+  w->bytes.resize(size_t(b - a) * elem_size);
+  if (absl::Status st = read_rows(dset, name, mem_type, a, b - a, w->bytes.data(), s0, s1 - s0);
+      !st.ok())
+    return st;
+  w->first = a;
+  w->count = b - a;
+  return w->bytes.data() + size_t(first - a) * elem_size;
+}
+
+absl::StatusOr<ShardSamples> ShardReader::read_chunk_rows(int64_t first, int64_t count) {
+  if (getpid() != pid_) return read_samples(first, count, /*with_images=*/false);  // its error
+  H5Quiet quiet;
+  ShardSamples out;
+  out.first = first;
+  out.count = count;
+  const int64_t byte_first = caption_offsets_[first];
+  auto bytes = window_rows(captions_, shard::kCaptions, H5T_NATIVE_UINT8, 1, byte_first,
+                           caption_offsets_[first + count] - byte_first, &captions_window_);
+  if (!bytes.ok()) return bytes.status();
+  out.captions.reserve(count);
+  for (int64_t i = first; i < first + count; ++i)
+    out.captions.emplace_back(
+        reinterpret_cast<const char*>(*bytes) + (caption_offsets_[i] - byte_first),
+        caption_offsets_[i + 1] - caption_offsets_[i]);
+  if (tokens_.valid()) {
+    out.tokens.resize(size_t(count * token_length_));
+    if (absl::Status s = read_rows(tokens_, shard::kTokens, H5T_NATIVE_INT32, first, count,
+                                   out.tokens.data(), first, count);
+        !s.ok())
+      return s;
+    auto lengths = window_rows(token_lengths_, shard::kTokenLengths, H5T_NATIVE_INT32, 4, first,
+                               count, &token_lengths_window_);
+    if (!lengths.ok()) return lengths.status();
+    out.token_lengths.resize(count);
+    std::memcpy(out.token_lengths.data(), *lengths, size_t(count) * 4);
+    for (int64_t i = 0; i < count; ++i)
+      if (out.token_lengths[i] < 0 || out.token_lengths[i] > token_length_)
+        return absl::DataLossError(
+            absl::StrCat("shard ", path_, ": dataset 'token_lengths', sample ", first + i,
+                         ": length ", out.token_lengths[i], " outside [0, ", token_length_, "]"));
+  }
+  if (labels_.valid()) {
+    auto labels =
+        window_rows(labels_, shard::kLabels, H5T_NATIVE_INT32, 4, first, count, &labels_window_);
+    if (!labels.ok()) return labels.status();
+    out.labels.resize(count);
+    std::memcpy(out.labels.data(), *labels, size_t(count) * 4);
+  }
+  return out;
+}
+
 absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk, ByteBuffer reuse, bool map) {
   const int64_t first = chunk * image_chunk_rows_;
   if (chunk < 0 || first >= num_samples_)
@@ -25,7 +103,7 @@ absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk, ByteBuffer r
                      (num_samples_ + image_chunk_rows_ - 1) / image_chunk_rows_, ")"));
   const int64_t count = std::min(image_chunk_rows_, num_samples_ - first);
   if (!images_direct_) return read(first, count);
-  auto out = read_samples(first, count, /*with_images=*/false);
+  auto out = read_chunk_rows(first, count);
   if (!out.ok()) return out;
   out->images = std::move(reuse);  // read_images_raw reads into its memory
   if (map && !images_deflate_ && count == image_chunk_rows_) {

@@ -248,6 +248,79 @@ TEST(ReadChunk, MappedChunksEqualRead) {
   }
 }
 
+// read_chunk in any chunk order (its rows of captions, tokens and labels come from windows of
+// whole chunks kept between calls, its tokens raw when they can be) equals read() of the rows.
+TEST(ReadChunk, RowsInShuffledChunkOrderEqualRead) {
+  const std::string path = write_shards()[2];  // 130 samples, chunks of 16, tokens and labels
+  auto r = ShardReader::open(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<int64_t> chunks = {8, 0, 3, 8, 1, 7, 2, 5, 4, 6, 0};  // 8: the partial last chunk
+  for (int64_t c : chunks) {
+    auto got = (*r)->read_chunk(c, ByteBuffer(), /*map=*/true);
+    ASSERT_TRUE(got.ok()) << got.status();
+    const int64_t count = std::min<int64_t>(16, 130 - c * 16);
+    auto want = (*r)->read(c * 16, count);
+    ASSERT_TRUE(want.ok()) << want.status();
+    ASSERT_EQ(got->count, count);
+    const ByteBuffer images(got->image_data(), got->image_data() + want->images.size());
+    EXPECT_EQ(images, want->images) << "chunk " << c;
+    EXPECT_EQ(got->captions, want->captions) << "chunk " << c;
+    EXPECT_EQ(got->tokens, want->tokens) << "chunk " << c;
+    EXPECT_EQ(got->token_lengths, want->token_lengths) << "chunk " << c;
+    EXPECT_EQ(got->labels, want->labels) << "chunk " << c;
+  }
+}
+
+// A corrupt chunk of any dataset fails read_chunk with an error naming the file, the dataset and
+// the samples of the corrupt chunk.
+TEST(ReadChunk, CorruptChunkOfAnyDatasetNamesFileDatasetAndSamples) {
+  const std::string good = write_shards()[2];  // 130 samples: images and tokens chunks of 16
+  const std::pair<const char*, const char*> cases[] = {
+      {"images", "samples [16, 32)"},
+      {"tokens", "samples [16, 32)"},
+      {"labels", "samples [0, 130)"},
+      {"token_lengths", "samples [0, 130)"},
+      {"captions", "samples [0, 130)"}};  // labels, token_lengths, captions: one chunk each
+  for (const auto& [name, samples] : cases) {
+    const std::string bad = absl::StrCat(temp_dir(), "/corrupt_", name, ".h5");
+    std::filesystem::copy_file(good, bad, std::filesystem::copy_options::overwrite_existing);
+    {
+      H5Handle file(H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+      H5Handle dset(H5Dopen2(file.get(), name, H5P_DEFAULT));
+      H5Handle space(H5Dget_space(dset.get()));
+      hsize_t nchunks = 0;
+      ASSERT_GE(H5Dget_num_chunks(dset.get(), space.get(), &nchunks), 0);
+      hsize_t offset[4];
+      unsigned mask = 0;
+      haddr_t address = 0;
+      hsize_t size = 0;
+      ASSERT_GE(H5Dget_chunk_info(dset.get(), space.get(), nchunks > 1 ? 1 : 0, offset, &mask,
+                                  &address, &size),
+                0);
+      file.reset();
+      std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekg(address + size / 2);
+      const char was = char(f.get());
+      f.seekp(address + size / 2);
+      f.put(char(was ^ 0x5a));
+    }
+    auto r = ShardReader::open(bad);
+    ASSERT_TRUE(r.ok()) << r.status();
+    auto got = (*r)->read_chunk(1, ByteBuffer(), /*map=*/true);
+    ASSERT_FALSE(got.ok()) << name;
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss) << got.status();
+    EXPECT_THAT(std::string(got.status().message()),
+                AllOf(HasSubstr(bad), HasSubstr(absl::StrCat("dataset '", name, "'")),
+                      HasSubstr(samples), HasSubstr("checksum mismatch")));
+    // The chunk read straight (not mapped) fails the same way.
+    auto again = (*r)->read_chunk(1);
+    ASSERT_FALSE(again.ok()) << name;
+    EXPECT_THAT(std::string(again.status().message()),
+                AllOf(HasSubstr(bad), HasSubstr(absl::StrCat("dataset '", name, "'")),
+                      HasSubstr("checksum mismatch")));
+  }
+}
+
 // A finite order (GlobalSampler::at throws past the epoch): reading ahead stops at its end, and
 // asking past it is an error naming the positions.
 TEST(Loader, FiniteOrderEndsReadAheadAndRefusesPositionsPastIt) {
