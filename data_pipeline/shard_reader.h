@@ -99,7 +99,16 @@ class ShardReader {
                                              Window* w);
   // read_samples(first, count, false) through the windows: read_chunk's rows of the other
   // datasets.
-  absl::StatusOr<ShardSamples> read_chunk_rows(int64_t first, int64_t count);
+  // map: the tokens of a full chunk from the file's mapping (map_tokens).
+  absl::StatusOr<ShardSamples> read_chunk_rows(int64_t first, int64_t count, bool map);
+  // The whole file mapped into file_map_ (once): false when it cannot be (user block, mmap
+  // refused). `where` prefixes errors.
+  absl::StatusOr<bool> map_file(const std::string& where);
+  // The tokens of the full chunk at `first` (rows as in 'images') from the mapping, checksummed
+  // here: one HDF5 call (the chunk's address) instead of a read through the filter pipeline,
+  // whose Fletcher32 sums two bytes at a time. false: not applicable (see tokens_direct_),
+  // read them through HDF5.
+  absl::StatusOr<bool> map_tokens(int64_t first, int64_t count, std::vector<int32_t>* out);
   absl::Status read_rows(const H5Handle& dset, const char* name, hid_t mem_type, int64_t first,
                          int64_t count, void* out, int64_t sample_first, int64_t sample_count);
 
@@ -116,6 +125,9 @@ class ShardReader {
   int64_t image_chunk_rows_ = 1;
   bool images_direct_ = false;   // 'images' filters: [Fletcher32] or [deflate, Fletcher32]
   bool images_deflate_ = false;  // ... the latter
+  // 'tokens' is little-endian int32 (as this machine) with Fletcher32 its only filter, chunked as
+  // 'images' by rows and whole along its length: map_tokens applies.
+  bool tokens_direct_ = false;
   std::string tokenizer_;
   std::vector<int64_t> caption_offsets_;  // (N + 1,), read once at open: 8 bytes per sample
   Window labels_window_, token_lengths_window_, captions_window_;

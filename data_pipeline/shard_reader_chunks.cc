@@ -53,7 +53,7 @@ absl::StatusOr<const uint8_t*> ShardReader::window_rows(const H5Handle& dset, co
   return w->bytes.data() + size_t(first - a) * elem_size;
 }
 
-absl::StatusOr<ShardSamples> ShardReader::read_chunk_rows(int64_t first, int64_t count) {
+absl::StatusOr<ShardSamples> ShardReader::read_chunk_rows(int64_t first, int64_t count, bool map) {
   if (getpid() != pid_) return read_samples(first, count, /*with_images=*/false);  // its error
   H5Quiet quiet;
   ShardSamples out;
@@ -69,11 +69,14 @@ absl::StatusOr<ShardSamples> ShardReader::read_chunk_rows(int64_t first, int64_t
         reinterpret_cast<const char*>(*bytes) + (caption_offsets_[i] - byte_first),
         caption_offsets_[i + 1] - caption_offsets_[i]);
   if (tokens_.valid()) {
+    auto raw = map ? map_tokens(first, count, &out.tokens) : absl::StatusOr<bool>(false);
+    if (!raw.ok()) return raw.status();
     out.tokens.resize(size_t(count * token_length_));
-    if (absl::Status s = read_rows(tokens_, shard::kTokens, H5T_NATIVE_INT32, first, count,
-                                   out.tokens.data(), first, count);
-        !s.ok())
-      return s;
+    if (!*raw)
+      if (absl::Status s = read_rows(tokens_, shard::kTokens, H5T_NATIVE_INT32, first, count,
+                                     out.tokens.data(), first, count);
+          !s.ok())
+        return s;
     auto lengths = window_rows(token_lengths_, shard::kTokenLengths, H5T_NATIVE_INT32, 4, first,
                                count, &token_lengths_window_);
     if (!lengths.ok()) return lengths.status();
@@ -103,7 +106,7 @@ absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk, ByteBuffer r
                      (num_samples_ + image_chunk_rows_ - 1) / image_chunk_rows_, ")"));
   const int64_t count = std::min(image_chunk_rows_, num_samples_ - first);
   if (!images_direct_) return read(first, count);
-  auto out = read_chunk_rows(first, count);
+  auto out = read_chunk_rows(first, count, map);
   if (!out.ok()) return out;
   out->images = std::move(reuse);  // read_images_raw reads into its memory
   if (map && !images_deflate_ && count == image_chunk_rows_) {
@@ -173,6 +176,77 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuff
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> ShardReader::map_file(const std::string& where) {
+  if (!file_map_ && !map_failed_) {
+    // Chunk addresses count from the HDF5 base address: equal to the file offset only
+    // without a user block.
+    H5Handle fcpl(H5Fget_create_plist(file_.get()));
+    hsize_t userblock = 1;
+    if (!fcpl.valid() || H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0) {
+      map_failed_ = true;
+      return false;
+    }
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || ::fstat(fd, &st) != 0) {
+      if (fd >= 0) ::close(fd);
+      return absl::DataLossError(
+          absl::StrCat(where, ": cannot open the file to map it: ", std::strerror(errno)));
+    }
+    // The whole file, once per reader. Mapping each chunk on its own (with MAP_POPULATE) cost an
+    // mmap, an munmap and a TLB shootdown of the other worker threads per chunk, ~10 % of the
+    // loader's time (perf on bench_loader), again whenever an evicted chunk was read again.
+    // Page tables fill by page faults (the kernel maps 16 pages around each): no MAP_POPULATE
+    // or MADV_POPULATE_READ, which walk every page again on each call and measured slower
+    // (madvise per chunk: 12 % of the run; paired runs, steady 1 thread per CPU second: 0.67-0.70
+    // -> 0.89-1.00 of raw without it).
+    void* m = st.st_size > 0 ? ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_SHARED, fd, 0)
+                             : MAP_FAILED;
+    ::close(fd);
+    if (m == MAP_FAILED) {  // e.g. a file system without mmap: read chunks instead
+      map_failed_ = true;
+      return false;
+    }
+    const size_t length = size_t(st.st_size);
+    file_map_ = std::shared_ptr<const uint8_t>(
+        static_cast<const uint8_t*>(m),
+        [length](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), length); });
+    file_bytes_ = int64_t(st.st_size);
+  }
+  return file_map_ != nullptr;
+}
+
+absl::StatusOr<bool> ShardReader::map_tokens(int64_t first, int64_t count,
+                                             std::vector<int32_t>* out) {
+  if (!tokens_direct_ || count != image_chunk_rows_ || first % image_chunk_rows_ != 0) return false;
+  const std::string where = absl::StrCat("shard ", path_, ": dataset 'tokens', samples [", first,
+                                         ", ", first + count, ")");
+  const size_t chunk_bytes = size_t(count * token_length_) * 4;
+  hsize_t offset[2] = {hsize_t(first), 0};
+  unsigned mask = 0;
+  haddr_t addr = HADDR_UNDEF;
+  hsize_t stored = 0;
+  {
+    H5Quiet quiet;
+    auto mapped = map_file(where);
+    if (!mapped.ok()) return mapped.status();
+    if (!*mapped) return false;
+    if (H5Dget_chunk_info_by_coord(tokens_.get(), offset, &mask, &addr, &stored) < 0 ||
+        addr == HADDR_UNDEF) {
+      h5_error_text();  // HDF5's own read says what is wrong
+      return false;
+    }
+  }
+  if (mask != 0 || stored != chunk_bytes + 4 || int64_t(addr + stored) > file_bytes_) return false;
+  const uint8_t* data = file_map_.get() + addr;
+  if (fletcher32(data, chunk_bytes) != stored_checksum(data + chunk_bytes))
+    return absl::DataLossError(absl::StrCat(
+        where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a mapped read)"));
+  out->resize(size_t(count * token_length_));
+  std::memcpy(out->data(), data, chunk_bytes);  // little-endian int32 in the file and here
+  return true;
+}
+
 absl::StatusOr<bool> ShardReader::map_images(int64_t first, ShardSamples* out) {
   const int64_t count = image_chunk_rows_;
   const std::string where = absl::StrCat("shard ", path_, ": dataset 'images', samples [", first,
@@ -184,43 +258,9 @@ absl::StatusOr<bool> ShardReader::map_images(int64_t first, ShardSamples* out) {
   hsize_t stored = 0;
   {
     H5Quiet quiet;
-    if (!file_map_ && !map_failed_) {
-      // Chunk addresses count from the HDF5 base address: equal to the file offset only
-      // without a user block.
-      H5Handle fcpl(H5Fget_create_plist(file_.get()));
-      hsize_t userblock = 1;
-      if (!fcpl.valid() || H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0) {
-        map_failed_ = true;
-        return false;
-      }
-      const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-      struct stat st;
-      if (fd < 0 || ::fstat(fd, &st) != 0) {
-        if (fd >= 0) ::close(fd);
-        return absl::DataLossError(
-            absl::StrCat(where, ": cannot open the file to map it: ", std::strerror(errno)));
-      }
-      // The whole file, once per reader. Mapping each chunk on its own (with MAP_POPULATE) cost an
-      // mmap, an munmap and a TLB shootdown of the other worker threads per chunk, ~10 % of the
-      // loader's time (perf on bench_loader), again whenever an evicted chunk was read again.
-      // Page tables fill by page faults (the kernel maps 16 pages around each): no MAP_POPULATE
-      // or MADV_POPULATE_READ, which walk every page again on each call and measured slower
-      // (madvise per chunk: 12 % of the run; paired runs, steady 1 thread per CPU second: 0.67-0.70
-      // -> 0.89-1.00 of raw without it).
-      void* m = st.st_size > 0 ? ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_SHARED, fd, 0)
-                               : MAP_FAILED;
-      ::close(fd);
-      if (m == MAP_FAILED) {  // e.g. a file system without mmap: read chunks instead
-        map_failed_ = true;
-        return false;
-      }
-      const size_t length = size_t(st.st_size);
-      file_map_ = std::shared_ptr<const uint8_t>(
-          static_cast<const uint8_t*>(m),
-          [length](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), length); });
-      file_bytes_ = int64_t(st.st_size);
-    }
-    if (!file_map_) return false;
+    auto mapped = map_file(where);
+    if (!mapped.ok()) return mapped.status();
+    if (!*mapped) return false;
     if (H5Dget_chunk_info_by_coord(images_.get(), offset, &mask, &addr, &stored) < 0 ||
         addr == HADDR_UNDEF) {
       const std::string hdf5 = h5_error_text();
