@@ -73,6 +73,18 @@ constexpr size_t kMaxJobs = 64;
 // (perf on bench_loader). A few suffice: a read takes one as an eviction returns one.
 constexpr size_t kMaxSpareChunks = 8;
 
+// A worker's open shards (its own HDF5 handles and file mappings), by shard index. At most
+// kMaxOpenReaders stay open, the least recently used closed first: each holds an HDF5 file with
+// its caches, a file descriptor and a mapping of the whole shard, whose page tables grow with the
+// pages read (~0.2 % of the bytes), so a long run over many shards must let them go.
+constexpr int kMaxOpenReaders = 64;
+struct Readers {
+  std::vector<std::unique_ptr<ShardReader>> open;
+  std::vector<int64_t> last_use;
+  int64_t clock = 0;
+  int count = 0;
+};
+
 }  // namespace
 
 struct Loader::State {
@@ -124,18 +136,29 @@ struct Loader::State {
     }
   }
 
-  absl::StatusOr<ShardReader*> reader(std::vector<std::unique_ptr<ShardReader>>& readers,
-                                      int32_t shard) {
+  absl::StatusOr<ShardReader*> reader(Readers& readers, int32_t shard) {
     if (shard < 0 || shard >= int32_t(paths.size()))
       return absl::OutOfRangeError(
           absl::StrCat("loader: shard ", shard, " outside the ", paths.size(), " shards given"));
-    if (readers.size() < paths.size()) readers.resize(paths.size());
-    if (!readers[shard]) {
+    if (readers.open.size() < paths.size()) {
+      readers.open.resize(paths.size());
+      readers.last_use.resize(paths.size());
+    }
+    readers.last_use[shard] = ++readers.clock;
+    if (!readers.open[shard]) {
+      if (readers.count >= kMaxOpenReaders) {  // close the least recently used
+        int32_t lru = -1;
+        for (int32_t i = 0; i < int32_t(readers.open.size()); ++i)
+          if (readers.open[i] && (lru < 0 || readers.last_use[i] < readers.last_use[lru])) lru = i;
+        readers.open[lru].reset();
+        --readers.count;
+      }
       auto r = ShardReader::open(paths[shard]);
       if (!r.ok()) return r.status();
-      readers[shard] = std::move(*r);
+      readers.open[shard] = std::move(*r);
+      ++readers.count;
     }
-    return readers[shard].get();
+    return readers.open[shard].get();
   }
 
   // The chunk holding `row` of `shard`: from the cache, from another worker reading it, or read
@@ -184,7 +207,7 @@ struct Loader::State {
     return std::shared_ptr<const Chunk>(entry);
   }
 
-  absl::Status assemble(Job& job, std::vector<std::unique_ptr<ShardReader>>& readers) {
+  absl::Status assemble(Job& job, Readers& readers) {
     auto b = BatchPool::share(pool, pool->take());
     b->first = job.first;
     b->count = job.count;
@@ -232,7 +255,9 @@ struct Loader::State {
     Key held_key{-1, -1};
     for (const int64_t i : by_chunk) {
       const SampleRef ref = job.refs[i];
-      ShardReader& sr = *readers[ref.shard];
+      auto r = reader(readers, ref.shard);  // open above, unless a batch spans more shards
+      if (!r.ok()) return r.status();       // than kMaxOpenReaders
+      ShardReader& sr = **r;
       const Key ck{ref.shard, ref.index / sr.image_chunk_rows()};
       if (ck != held_key) {
         held.reset();
@@ -265,7 +290,7 @@ struct Loader::State {
   }
 
   void work() {
-    std::vector<std::unique_ptr<ShardReader>> readers;  // this thread's own HDF5 handles
+    Readers readers;  // this thread's own HDF5 handles
     for (;;) {
       std::shared_ptr<Job> job;
       {

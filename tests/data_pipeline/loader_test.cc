@@ -321,6 +321,54 @@ TEST(ReadChunk, CorruptChunkOfAnyDatasetNamesFileDatasetAndSamples) {
   }
 }
 
+// More shards than a worker keeps open (64): readers are closed least recently used first and
+// opened again when needed, also within one batch that spans more shards than that, and the
+// samples still equal direct reads.
+TEST(Loader, ManyShardsBeyondTheOpenReaderLimit) {
+  constexpr int kShards = 70, kEach = 3;
+  std::vector<std::string> paths;
+  std::vector<std::vector<uint8_t>> images;
+  for (int s = 0; s < kShards; ++s) {
+    const std::string path = absl::StrCat(temp_dir(), "/many-", s, ".h5");
+    ShardWriterOptions o;
+    o.resolution = kRes;
+    o.labels = true;
+    o.image_chunk = 2;
+    auto w = ShardWriter::create(path, o);
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (int i = 0; i < kEach; ++i) {
+      std::vector<uint8_t> image(kRes * kRes * 3);
+      for (size_t p = 0; p < image.size(); ++p) image[p] = uint8_t(p * 3 + s * 7 + i * 11);
+      ASSERT_TRUE((*w)->append({image, absl::StrCat("many ", s, " ", i), {}, s * kEach + i}).ok());
+      images.push_back(image);
+    }
+    ASSERT_TRUE((*w)->finish().ok());
+    paths.push_back(path);
+  }
+  // Position p: shard p % kShards, sample (p / kShards) % kEach: a batch of 70 spans all shards.
+  auto many_order = [](int64_t p) {
+    return SampleRef{int32_t(p % kShards), (p / kShards) % kEach};
+  };
+  LoaderOptions o;
+  o.threads = 2;
+  o.stride = kShards;
+  o.cache_bytes = 1;  // every chunk evicted once unused
+  Loader loader(paths, many_order, o);
+  for (int64_t first : {int64_t(0), int64_t(kShards), int64_t(5), int64_t(2 * kShards)}) {
+    auto b = loader.get(first, kShards);
+    ASSERT_TRUE(b.ok()) << b.status();
+    for (int64_t i = 0; i < kShards; ++i) {
+      const SampleRef ref = many_order(first + i);
+      const int64_t k = ref.shard * kEach + ref.index;
+      ASSERT_EQ(0, std::memcmp((*b)->images.data() + i * kRes * kRes * 3, images[k].data(),
+                               images[k].size()))
+          << "position " << first + i;
+      EXPECT_EQ((*b)->captions[i], absl::StrCat("many ", ref.shard, " ", ref.index));
+      EXPECT_EQ((*b)->labels[i], k);
+    }
+  }
+}
+
 // A finite order (GlobalSampler::at throws past the epoch): reading ahead stops at its end, and
 // asking past it is an error naming the positions.
 TEST(Loader, FiniteOrderEndsReadAheadAndRefusesPositionsPastIt) {
