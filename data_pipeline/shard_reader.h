@@ -47,9 +47,11 @@ class ShardReader {
   absl::StatusOr<ShardSamples> read(int64_t first, int64_t count);
 
   // Chunk c of 'images' (samples [c*R, min((c+1)*R, N)), R = image_chunk_rows()) with the same
-  // rows of every other dataset. The images come through H5Dread_chunk: raw stored bytes, taken
-  // under libhdf5's global lock, then checked (Fletcher32) and inflated (gzip) by this thread
-  // outside it, so several threads reading chunks scale (the issue measured H5Dread at 0.98x
+  // rows of every other dataset (captions, token_lengths and labels through windows of whole
+  // chunks kept for the next call; with map, tokens as images below). The images come through
+  // H5Dread_chunk: raw stored bytes, taken under libhdf5's global lock, then checked (Fletcher32)
+  // and inflated (gzip) by this thread outside it, so several threads reading chunks scale (the
+  // issue measured H5Dread at 0.98x
   // with two threads, H5Dread_chunk + own decompression at 1.95x). Other filter pipelines fall
   // back to read(). Errors are read()'s. `reuse`: a buffer (a recycled chunk's images) whose
   // memory the raw chunk is read into, so a loader in steady state touches no fresh pages.
