@@ -73,6 +73,18 @@ constexpr size_t kMaxJobs = 64;
 // (perf on bench_loader). A few suffice: a read takes one as an eviction returns one.
 constexpr size_t kMaxSpareChunks = 8;
 
+// A worker's open shards (its own HDF5 handles and file mappings), by shard index. At most
+// kMaxOpenReaders stay open, the least recently used closed first: each holds an HDF5 file with
+// its caches, a file descriptor and a mapping of the whole shard, whose page tables grow with the
+// pages read (~0.2 % of the bytes), so a long run over many shards must let them go.
+constexpr int kMaxOpenReaders = 64;
+struct Readers {
+  std::vector<std::unique_ptr<ShardReader>> open;
+  std::vector<int64_t> last_use;
+  int64_t clock = 0;
+  int count = 0;
+};
+
 }  // namespace
 
 struct Loader::State {
@@ -124,18 +136,29 @@ struct Loader::State {
     }
   }
 
-  absl::StatusOr<ShardReader*> reader(std::vector<std::unique_ptr<ShardReader>>& readers,
-                                      int32_t shard) {
+  absl::StatusOr<ShardReader*> reader(Readers& readers, int32_t shard) {
     if (shard < 0 || shard >= int32_t(paths.size()))
       return absl::OutOfRangeError(
           absl::StrCat("loader: shard ", shard, " outside the ", paths.size(), " shards given"));
-    if (readers.size() < paths.size()) readers.resize(paths.size());
-    if (!readers[shard]) {
+    if (readers.open.size() < paths.size()) {
+      readers.open.resize(paths.size());
+      readers.last_use.resize(paths.size());
+    }
+    readers.last_use[shard] = ++readers.clock;
+    if (!readers.open[shard]) {
+      if (readers.count >= kMaxOpenReaders) {  // close the least recently used
+        int32_t lru = -1;
+        for (int32_t i = 0; i < int32_t(readers.open.size()); ++i)
+          if (readers.open[i] && (lru < 0 || readers.last_use[i] < readers.last_use[lru])) lru = i;
+        readers.open[lru].reset();
+        --readers.count;
+      }
       auto r = ShardReader::open(paths[shard]);
       if (!r.ok()) return r.status();
-      readers[shard] = std::move(*r);
+      readers.open[shard] = std::move(*r);
+      ++readers.count;
     }
-    return readers[shard].get();
+    return readers.open[shard].get();
   }
 
   // The chunk holding `row` of `shard`: from the cache, from another worker reading it, or read
@@ -184,15 +207,13 @@ struct Loader::State {
     return std::shared_ptr<const Chunk>(entry);
   }
 
-  absl::Status assemble(Job& job, std::vector<std::unique_ptr<ShardReader>>& readers) {
+  absl::Status assemble(Job& job, Readers& readers) {
     auto b = BatchPool::share(pool, pool->take());
     b->first = job.first;
     b->count = job.count;
     b->refs = job.refs;
     b->captions.resize(size_t(job.count));  // a recycled batch's strings keep their capacity
-    // The chunks this batch has used so far: a batch draws many samples from each chunk, so
-    // most samples skip the shared cache's lock; holding them also keeps them from eviction.
-    std::vector<std::pair<Key, std::shared_ptr<const Chunk>>> held;
+    // Every sample checked first, in batch order (so the first bad sample is the one named).
     for (int64_t i = 0; i < job.count; ++i) {
       const SampleRef ref = job.refs[i];
       auto r = reader(readers, ref.shard);
@@ -216,22 +237,37 @@ struct Loader::State {
       if (ref.index < 0 || ref.index >= sr.num_samples())
         return absl::OutOfRangeError(absl::StrCat("shard ", sr.path(), ": sample ", ref.index,
                                                   " outside [0, ", sr.num_samples(), ")"));
+    }
+    // Then filled chunk by chunk (the rows of one chunk in file order, each into its place in
+    // the batch): a chunk read for this batch is copied from while its checksum pass has left it
+    // in cache, and each chunk is looked up in the shared cache once per batch.
+    std::vector<int64_t>& by_chunk = order_scratch();
+    by_chunk.resize(size_t(job.count));
+    for (int64_t i = 0; i < job.count; ++i) by_chunk[i] = i;
+    std::sort(by_chunk.begin(), by_chunk.end(), [&](int64_t x, int64_t y) {
+      const SampleRef &a = job.refs[x], &c = job.refs[y];
+      return a.shard != c.shard   ? a.shard < c.shard
+             : a.index != c.index ? a.index < c.index
+                                  : x < y;
+    });
+    const size_t px = size_t(b->resolution * b->resolution * 3);
+    std::shared_ptr<const Chunk> held;  // the chunk being copied from (kept from eviction)
+    Key held_key{-1, -1};
+    for (const int64_t i : by_chunk) {
+      const SampleRef ref = job.refs[i];
+      auto r = reader(readers, ref.shard);  // open above, unless a batch spans more shards
+      if (!r.ok()) return r.status();       // than kMaxOpenReaders
+      ShardReader& sr = **r;
       const Key ck{ref.shard, ref.index / sr.image_chunk_rows()};
-      const Chunk* found = nullptr;
-      for (const auto& [k, held_chunk] : held)
-        if (k == ck) {
-          found = held_chunk.get();
-          break;
-        }
-      if (!found) {
+      if (ck != held_key) {
+        held.reset();
         auto c = chunk(sr, ref.shard, ref.index);
         if (!c.ok()) return c.status();
-        held.emplace_back(ck, *c);
-        found = held.back().second.get();
+        held = std::move(*c);
+        held_key = ck;
       }
-      const ShardSamples& rows = found->rows;
+      const ShardSamples& rows = held->rows;
       const int64_t k = ref.index - rows.first;
-      const size_t px = size_t(b->resolution * b->resolution * 3);
       std::memcpy(b->images.data() + i * px, rows.image_data() + k * px, px);
       b->captions[i].assign(rows.captions[k]);
       if (b->token_length > 0) {
@@ -241,13 +277,20 @@ struct Loader::State {
       }
       if (!b->labels.empty()) b->labels[i] = rows.labels[k];
     }
+    held.reset();
     if (transform) transform(*b);
     job.batch = std::move(b);
     return absl::OkStatus();
   }
 
+  // The worker thread's sort buffer for assemble (reused: no allocation per batch).
+  static std::vector<int64_t>& order_scratch() {
+    thread_local std::vector<int64_t> v;
+    return v;
+  }
+
   void work() {
-    std::vector<std::unique_ptr<ShardReader>> readers;  // this thread's own HDF5 handles
+    Readers readers;  // this thread's own HDF5 handles
     for (;;) {
       std::shared_ptr<Job> job;
       {

@@ -15,7 +15,11 @@
 // - A transform (normalisation, augmentation keyed by sample position) runs on the workers too,
 //   so the trainer thread receives finished data.
 // - Each worker opens its own ShardReader per shard, in its own thread and process: HDF5 handles
-//   never cross fork() (pytorch#11929) and are never shared between threads.
+//   never cross fork() (pytorch#11929) and are never shared between threads. At most 64 stay
+//   open per worker (least recently used closed), as each maps its whole shard.
+// - A batch is filled chunk by chunk (its samples sorted by shard and row, each copied to its own
+//   place, so the result is the same): a chunk read for the batch is copied from right after its
+//   checksum pass, while it is in cache, and each chunk is looked up once per batch.
 //
 // Order is not the loader's business: `refs` passed to get() come from the caller's sampler
 // (GlobalSampler is single-threaded), so data order stays a function of (seed, epoch, position).

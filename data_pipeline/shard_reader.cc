@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -189,6 +190,11 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
     }
     images_deflate_ = ids == std::vector<H5Z_filter_t>{H5Z_FILTER_DEFLATE, H5Z_FILTER_FLETCHER32};
     images_direct_ = images_deflate_ || ids == std::vector<H5Z_filter_t>{H5Z_FILTER_FLETCHER32};
+  }
+  if (std::string(name) == shard::kTokens && rank == 2) {
+    tokens_direct_ = std::endian::native == std::endian::little &&
+                     H5Tequal(type.get(), H5T_STD_I32LE) > 0 && H5Pget_nfilters(dcpl.get()) == 1 &&
+                     int64_t(chunk[0]) == image_chunk_rows_ && chunk[1] == dims[1];
   }
   size_t chunk_bytes = elem_size;
   for (hsize_t c : chunk) chunk_bytes *= c;

@@ -47,16 +47,23 @@ class ShardReader {
   absl::StatusOr<ShardSamples> read(int64_t first, int64_t count);
 
   // Chunk c of 'images' (samples [c*R, min((c+1)*R, N)), R = image_chunk_rows()) with the same
-  // rows of every other dataset. The images come through H5Dread_chunk: raw stored bytes, taken
-  // under libhdf5's global lock, then checked (Fletcher32) and inflated (gzip) by this thread
-  // outside it, so several threads reading chunks scale (the issue measured H5Dread at 0.98x
+  // rows of every other dataset (captions, token_lengths and labels through windows of whole
+  // chunks kept for the next call; with map, tokens as images below). The images come through
+  // H5Dread_chunk: raw stored bytes, taken under libhdf5's global lock, then checked (Fletcher32)
+  // and inflated (gzip) by this thread outside it, so several threads reading chunks scale (the
+  // issue measured H5Dread at 0.98x
   // with two threads, H5Dread_chunk + own decompression at 1.95x). Other filter pipelines fall
   // back to read(). Errors are read()'s. `reuse`: a buffer (a recycled chunk's images) whose
   // memory the raw chunk is read into, so a loader in steady state touches no fresh pages.
-  // map: an uncompressed chunk is mmap()ed from the file at its address (H5Dget_chunk_info_by_
-  // coord) instead, and checksummed there (see mapped_images): no copy at all, where a read
-  // copies page cache -> buffer (bench_loader: the loader's largest cost). The shard must not
-  // change while mapped (shards are written once, under a temporary name).
+  // map: an uncompressed chunk is taken from the reader's mapping of the whole file (mapped once,
+  // on first use) at its address (H5Dget_chunk_info_by_coord) instead, and checksummed there (see
+  // mapped_images): no copy at all, where a read copies page cache -> buffer (bench_loader: the
+  // loader's largest cost). The shard must not change while mapped (shards are written once,
+  // under a temporary name). Reading the chunk with pread into a recycled buffer instead, 256 KiB
+  // at a time, each block checksummed while in cache (as train/checkpoint_chunks does), measured
+  // slower: the kernel's copy costs what read() itself costs, and the batch copy still follows
+  // (paired bench_loader runs, MB per CPU second of raw: steady 1 thread 0.42-0.48 against
+  // 0.69-0.91 mapped, cold 0.29-0.33 against 0.48-0.54).
   absl::StatusOr<ShardSamples> read_chunk(int64_t chunk, ByteBuffer reuse = {}, bool map = false);
   ~ShardReader();
 
@@ -82,12 +89,41 @@ class ShardReader {
   // true: mapped into out->mapped_images; false: not mappable here (filter skipped, user block),
   // read it instead.
   absl::StatusOr<bool> map_images(int64_t first, ShardSamples* out);
+  // A run of whole chunks of a 1-D dataset (labels, token_lengths, captions) kept after a
+  // read_chunk: the next chunks of 'images' mostly fall in the same one (4,096 labels, 64 KiB of
+  // captions per chunk against 64 images), so most read_chunk calls need one HDF5 read (tokens)
+  // where they needed four (each call into HDF5 costs its dataspaces, lookups and global lock).
+  struct Window {
+    int64_t first = 0, count = 0;  // elements [first, first + count) of the dataset
+    std::vector<uint8_t> bytes;
+  };
+  // Elements [first, first + count) of 1-D `dset` (elem_size bytes each, chunks of chunk_elems)
+  // from *w, re-filled with the whole chunks covering them when they are not there. Errors name
+  // the samples whose elements lie in the chunks read (the corrupt chunk's samples).
+  absl::StatusOr<const uint8_t*> window_rows(const H5Handle& dset, const char* name, hid_t mem_type,
+                                             size_t elem_size, int64_t first, int64_t count,
+                                             Window* w);
+  // read_samples(first, count, false) through the windows: read_chunk's rows of the other
+  // datasets.
+  // map: the tokens of a full chunk from the file's mapping (map_tokens).
+  absl::StatusOr<ShardSamples> read_chunk_rows(int64_t first, int64_t count, bool map);
+  // The whole file mapped into file_map_ (once): false when it cannot be (user block, mmap
+  // refused). `where` prefixes errors.
+  absl::StatusOr<bool> map_file(const std::string& where);
+  // The tokens of the full chunk at `first` (rows as in 'images') from the mapping, checksummed
+  // here: one HDF5 call (the chunk's address) instead of a read through the filter pipeline,
+  // whose Fletcher32 sums two bytes at a time. false: not applicable (see tokens_direct_),
+  // read them through HDF5.
+  absl::StatusOr<bool> map_tokens(int64_t first, int64_t count, std::vector<int32_t>* out);
   absl::Status read_rows(const H5Handle& dset, const char* name, hid_t mem_type, int64_t first,
                          int64_t count, void* out, int64_t sample_first, int64_t sample_count);
 
   std::string path_;
   pid_t pid_ = 0;  // the process that opened the file
-  int fd_ = -1;    // for map_images: opened on first use
+  // map_images: the whole file, mapped read-only on first use and kept for the reader's life
+  // (chunks handed out share it); map_failed_: not mappable (user block, mmap refused).
+  std::shared_ptr<const uint8_t> file_map_;
+  bool map_failed_ = false;
   int64_t file_bytes_ = 0;
   H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
   int64_t format_version_ = 0, num_samples_ = 0, resolution_ = 0, token_length_ = 0;
@@ -95,8 +131,12 @@ class ShardReader {
   int64_t image_chunk_rows_ = 1;
   bool images_direct_ = false;   // 'images' filters: [Fletcher32] or [deflate, Fletcher32]
   bool images_deflate_ = false;  // ... the latter
+  // 'tokens' is little-endian int32 (as this machine) with Fletcher32 its only filter, chunked as
+  // 'images' by rows and whole along its length: map_tokens applies.
+  bool tokens_direct_ = false;
   std::string tokenizer_;
   std::vector<int64_t> caption_offsets_;  // (N + 1,), read once at open: 8 bytes per sample
+  Window labels_window_, token_lengths_window_, captions_window_;
 };
 
 }  // namespace tessera::data

@@ -15,8 +15,87 @@
 
 namespace tessera::data {
 
-ShardReader::~ShardReader() {
-  if (fd_ >= 0) ::close(fd_);
+ShardReader::~ShardReader() = default;
+
+absl::StatusOr<const uint8_t*> ShardReader::window_rows(const H5Handle& dset, const char* name,
+                                                        hid_t mem_type, size_t elem_size,
+                                                        int64_t first, int64_t count, Window* w) {
+  if (first >= w->first && first + count <= w->first + w->count)
+    return w->bytes.data() + size_t(first - w->first) * elem_size;
+  hsize_t chunk = 1, size = 0;
+  {
+    H5Handle dcpl(H5Dget_create_plist(dset.get()));
+    H5Pget_chunk(dcpl.get(), 1, &chunk);  // open_dataset checked: chunked, 1-D
+    H5Handle space(H5Dget_space(dset.get()));
+    H5Sget_simple_extent_dims(space.get(), &size, nullptr);
+  }
+  const int64_t c = std::max<int64_t>(1, int64_t(chunk));
+  const int64_t a = first / c * c,
+                b = std::min<int64_t>(int64_t(size), (first + count + c - 1) / c * c);
+  // The samples that own elements [a, b): the rows themselves, or for caption bytes the samples
+  // whose captions overlap them.
+  int64_t s0 = a, s1 = b;
+  if (std::string(name) == shard::kCaptions) {
+    s0 = std::upper_bound(caption_offsets_.begin(), caption_offsets_.end(), a) -
+         caption_offsets_.begin() - 1;
+    s1 = std::lower_bound(caption_offsets_.begin(), caption_offsets_.end(), b) -
+         caption_offsets_.begin();
+    s0 = std::clamp<int64_t>(s0, 0, num_samples_);
+    s1 = std::clamp<int64_t>(s1, s0, num_samples_);
+  }
+  w->count = 0;  // invalid until the read succeeds
+  w->bytes.resize(size_t(b - a) * elem_size);
+  if (absl::Status st = read_rows(dset, name, mem_type, a, b - a, w->bytes.data(), s0, s1 - s0);
+      !st.ok())
+    return st;
+  w->first = a;
+  w->count = b - a;
+  return w->bytes.data() + size_t(first - a) * elem_size;
+}
+
+absl::StatusOr<ShardSamples> ShardReader::read_chunk_rows(int64_t first, int64_t count, bool map) {
+  if (getpid() != pid_) return read_samples(first, count, /*with_images=*/false);  // its error
+  H5Quiet quiet;
+  ShardSamples out;
+  out.first = first;
+  out.count = count;
+  const int64_t byte_first = caption_offsets_[first];
+  auto bytes = window_rows(captions_, shard::kCaptions, H5T_NATIVE_UINT8, 1, byte_first,
+                           caption_offsets_[first + count] - byte_first, &captions_window_);
+  if (!bytes.ok()) return bytes.status();
+  out.captions.reserve(count);
+  for (int64_t i = first; i < first + count; ++i)
+    out.captions.emplace_back(
+        reinterpret_cast<const char*>(*bytes) + (caption_offsets_[i] - byte_first),
+        caption_offsets_[i + 1] - caption_offsets_[i]);
+  if (tokens_.valid()) {
+    auto raw = map ? map_tokens(first, count, &out.tokens) : absl::StatusOr<bool>(false);
+    if (!raw.ok()) return raw.status();
+    out.tokens.resize(size_t(count * token_length_));
+    if (!*raw)
+      if (absl::Status s = read_rows(tokens_, shard::kTokens, H5T_NATIVE_INT32, first, count,
+                                     out.tokens.data(), first, count);
+          !s.ok())
+        return s;
+    auto lengths = window_rows(token_lengths_, shard::kTokenLengths, H5T_NATIVE_INT32, 4, first,
+                               count, &token_lengths_window_);
+    if (!lengths.ok()) return lengths.status();
+    out.token_lengths.resize(count);
+    std::memcpy(out.token_lengths.data(), *lengths, size_t(count) * 4);
+    for (int64_t i = 0; i < count; ++i)
+      if (out.token_lengths[i] < 0 || out.token_lengths[i] > token_length_)
+        return absl::DataLossError(
+            absl::StrCat("shard ", path_, ": dataset 'token_lengths', sample ", first + i,
+                         ": length ", out.token_lengths[i], " outside [0, ", token_length_, "]"));
+  }
+  if (labels_.valid()) {
+    auto labels =
+        window_rows(labels_, shard::kLabels, H5T_NATIVE_INT32, 4, first, count, &labels_window_);
+    if (!labels.ok()) return labels.status();
+    out.labels.resize(count);
+    std::memcpy(out.labels.data(), *labels, size_t(count) * 4);
+  }
+  return out;
 }
 
 absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk, ByteBuffer reuse, bool map) {
@@ -27,7 +106,7 @@ absl::StatusOr<ShardSamples> ShardReader::read_chunk(int64_t chunk, ByteBuffer r
                      (num_samples_ + image_chunk_rows_ - 1) / image_chunk_rows_, ")"));
   const int64_t count = std::min(image_chunk_rows_, num_samples_ - first);
   if (!images_direct_) return read(first, count);
-  auto out = read_samples(first, count, /*with_images=*/false);
+  auto out = read_chunk_rows(first, count, map);
   if (!out.ok()) return out;
   out->images = std::move(reuse);  // read_images_raw reads into its memory
   if (map && !images_deflate_ && count == image_chunk_rows_) {
@@ -97,6 +176,77 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuff
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> ShardReader::map_file(const std::string& where) {
+  if (!file_map_ && !map_failed_) {
+    // Chunk addresses count from the HDF5 base address: equal to the file offset only
+    // without a user block.
+    H5Handle fcpl(H5Fget_create_plist(file_.get()));
+    hsize_t userblock = 1;
+    if (!fcpl.valid() || H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0) {
+      map_failed_ = true;
+      return false;
+    }
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || ::fstat(fd, &st) != 0) {
+      if (fd >= 0) ::close(fd);
+      return absl::DataLossError(
+          absl::StrCat(where, ": cannot open the file to map it: ", std::strerror(errno)));
+    }
+    // The whole file, once per reader. Mapping each chunk on its own (with MAP_POPULATE) cost an
+    // mmap, an munmap and a TLB shootdown of the other worker threads per chunk, ~10 % of the
+    // loader's time (perf on bench_loader), again whenever an evicted chunk was read again.
+    // Page tables fill by page faults (the kernel maps 16 pages around each): no MAP_POPULATE
+    // or MADV_POPULATE_READ, which walk every page again on each call and measured slower
+    // (madvise per chunk: 12 % of the run; paired runs, steady 1 thread per CPU second: 0.67-0.70
+    // -> 0.89-1.00 of raw without it).
+    void* m = st.st_size > 0 ? ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_SHARED, fd, 0)
+                             : MAP_FAILED;
+    ::close(fd);
+    if (m == MAP_FAILED) {  // e.g. a file system without mmap: read chunks instead
+      map_failed_ = true;
+      return false;
+    }
+    const size_t length = size_t(st.st_size);
+    file_map_ = std::shared_ptr<const uint8_t>(
+        static_cast<const uint8_t*>(m),
+        [length](const uint8_t* p) { ::munmap(const_cast<uint8_t*>(p), length); });
+    file_bytes_ = int64_t(st.st_size);
+  }
+  return file_map_ != nullptr;
+}
+
+absl::StatusOr<bool> ShardReader::map_tokens(int64_t first, int64_t count,
+                                             std::vector<int32_t>* out) {
+  if (!tokens_direct_ || count != image_chunk_rows_ || first % image_chunk_rows_ != 0) return false;
+  const std::string where = absl::StrCat("shard ", path_, ": dataset 'tokens', samples [", first,
+                                         ", ", first + count, ")");
+  const size_t chunk_bytes = size_t(count * token_length_) * 4;
+  hsize_t offset[2] = {hsize_t(first), 0};
+  unsigned mask = 0;
+  haddr_t addr = HADDR_UNDEF;
+  hsize_t stored = 0;
+  {
+    H5Quiet quiet;
+    auto mapped = map_file(where);
+    if (!mapped.ok()) return mapped.status();
+    if (!*mapped) return false;
+    if (H5Dget_chunk_info_by_coord(tokens_.get(), offset, &mask, &addr, &stored) < 0 ||
+        addr == HADDR_UNDEF) {
+      h5_error_text();  // HDF5's own read says what is wrong
+      return false;
+    }
+  }
+  if (mask != 0 || stored != chunk_bytes + 4 || int64_t(addr + stored) > file_bytes_) return false;
+  const uint8_t* data = file_map_.get() + addr;
+  if (fletcher32(data, chunk_bytes) != stored_checksum(data + chunk_bytes))
+    return absl::DataLossError(absl::StrCat(
+        where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a mapped read)"));
+  out->resize(size_t(count * token_length_));
+  std::memcpy(out->data(), data, chunk_bytes);  // little-endian int32 in the file and here
+  return true;
+}
+
 absl::StatusOr<bool> ShardReader::map_images(int64_t first, ShardSamples* out) {
   const int64_t count = image_chunk_rows_;
   const std::string where = absl::StrCat("shard ", path_, ": dataset 'images', samples [", first,
@@ -108,23 +258,9 @@ absl::StatusOr<bool> ShardReader::map_images(int64_t first, ShardSamples* out) {
   hsize_t stored = 0;
   {
     H5Quiet quiet;
-    if (fd_ < 0) {
-      // Chunk addresses count from the HDF5 base address: equal to the file offset only
-      // without a user block.
-      H5Handle fcpl(H5Fget_create_plist(file_.get()));
-      hsize_t userblock = 1;
-      if (!fcpl.valid() || H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0)
-        return false;
-      const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-      struct stat st;
-      if (fd < 0 || ::fstat(fd, &st) != 0) {
-        if (fd >= 0) ::close(fd);
-        return absl::DataLossError(
-            absl::StrCat(where, ": cannot open the file to map it: ", std::strerror(errno)));
-      }
-      fd_ = fd;
-      file_bytes_ = int64_t(st.st_size);
-    }
+    auto mapped = map_file(where);
+    if (!mapped.ok()) return mapped.status();
+    if (!*mapped) return false;
     if (H5Dget_chunk_info_by_coord(images_.get(), offset, &mask, &addr, &stored) < 0 ||
         addr == HADDR_UNDEF) {
       const std::string hdf5 = h5_error_text();
@@ -141,17 +277,11 @@ absl::StatusOr<bool> ShardReader::map_images(int64_t first, ShardSamples* out) {
     return absl::DataLossError(absl::StrCat(where, ": chunk at bytes [", addr, ", ", addr + stored,
                                             ") lies past the end of the file (", file_bytes_,
                                             " bytes): truncated shard"));
-  const size_t page = size_t(::sysconf(_SC_PAGESIZE)), start = size_t(addr) / page * page;
-  const size_t length = size_t(addr + stored) - start;
-  void* m = ::mmap(nullptr, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd_, off_t(start));
-  if (m == MAP_FAILED) return false;  // e.g. a file system without mmap: read it instead
-  std::shared_ptr<const void> mapping(
-      m, [length](const void* p) { ::munmap(const_cast<void*>(p), length); });
-  const uint8_t* data = static_cast<const uint8_t*>(m) + (size_t(addr) - start);
+  const uint8_t* data = file_map_.get() + addr;
   if (fletcher32(data, chunk_bytes) != stored_checksum(data + chunk_bytes))
     return absl::DataLossError(absl::StrCat(
         where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a mapped read)"));
-  out->mapped_images = std::shared_ptr<const uint8_t>(mapping, data);
+  out->mapped_images = std::shared_ptr<const uint8_t>(file_map_, data);
   return true;
 }
 

@@ -11,7 +11,9 @@
 // user + system time) is given next to the wall-clock rate, since the machine is often loaded.
 // Not a timed assertion.
 //
-//   bench_loader [DIR] [--no-gzip]   (DIR default /tmp; --no-gzip: uncompressed shards only)
+//   bench_loader [DIR] [--no-gzip] [--no-normalise]
+//   (DIR default /tmp; --no-gzip: uncompressed shards only; --no-normalise: skip the rows with
+//   the normalisation transform; both to profile the loader's own reading with perf)
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -153,10 +155,12 @@ Rate loader_rate(const std::vector<std::string>& paths, int threads, bool normal
 
 int main(int argc, char** argv) {
   std::string dir = "/tmp";
-  bool gzip_too = true;
+  bool gzip_too = true, normalise_too = true;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--no-gzip") {
       gzip_too = false;
+    } else if (std::string(argv[i]) == "--no-normalise") {
+      normalise_too = false;
     } else {
       dir = argv[i];
     }
@@ -176,6 +180,7 @@ int main(int argc, char** argv) {
                 raw * 1e6 / kImageBytes, raw, "1.00", raw_cpu, "1.00");
     for (bool steady : {false, true}) {
       for (bool normalise : {false, true}) {
+        if (normalise && !normalise_too) continue;
         for (int threads : {1, 2}) {
           Rate r;  // best of 3 (wall clock and CPU separately), as the raw read
           for (int rep = 0; rep < 3; ++rep) {

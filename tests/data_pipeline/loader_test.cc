@@ -157,93 +157,50 @@ TEST(Loader, TransformRunsOnTheAssembledBatch) {
     ASSERT_FLOAT_EQ((*b)->pixels[i], (*b)->images[i] / 255.0f);
 }
 
-// libhdf5's own implementation (exported by Debian's libhdf5, declared in its private headers).
-extern "C" uint32_t H5_checksum_fletcher32(const void* data, size_t len);
-
-TEST(Fletcher32, EqualsHdf5sOwnOnEvenAndOddLengths) {
-  std::mt19937 rng(3);
-  std::vector<uint8_t> data(600000);  // past 2^16 words: several runs of the fast path
-  for (auto& b : data) b = uint8_t(rng());
-  for (size_t n : {0, 1, 2, 3, 127, 128, 129, 719, 720, 721, 722, 1441, 4999, 5000, 131071, 131072,
-                   131073, 131201, 600000}) {
-    EXPECT_EQ(fletcher32(data.data(), n), H5_checksum_fletcher32(data.data(), n)) << n;
-  }
-  // Sums that are multiples of 65535, and all zeros.
-  for (uint8_t fill : {uint8_t(0xff), uint8_t(0)}) {
-    for (size_t n : {size_t(2), size_t(4096), size_t(262144), size_t(262145)}) {
-      std::vector<uint8_t> same(n, fill);
-      EXPECT_EQ(fletcher32(same.data(), n), H5_checksum_fletcher32(same.data(), n))
-          << int(fill) << " x " << n;
-    }
-  }
-}
-
-// read_chunk (raw chunk + own checksum + own inflate) gives what HDF5's read gives.
-TEST(ReadChunk, EqualsReadForPlainAndGzipShards) {
-  for (int gzip : {0, 1}) {
-    const std::string path = absl::StrCat(temp_dir(), "/chunks_gz", gzip, ".h5");
+// More shards than a worker keeps open (64): readers are closed least recently used first and
+// opened again when needed, also within one batch that spans more shards than that, and the
+// samples still equal direct reads.
+TEST(Loader, ManyShardsBeyondTheOpenReaderLimit) {
+  constexpr int kShards = 70, kEach = 3;
+  std::vector<std::string> paths;
+  std::vector<std::vector<uint8_t>> images;
+  for (int s = 0; s < kShards; ++s) {
+    const std::string path = absl::StrCat(temp_dir(), "/many-", s, ".h5");
     ShardWriterOptions o;
     o.resolution = kRes;
     o.labels = true;
-    o.image_chunk = 16;
-    o.gzip_level = gzip;
+    o.image_chunk = 2;
     auto w = ShardWriter::create(path, o);
     ASSERT_TRUE(w.ok()) << w.status();
-    for (int i = 0; i < 70; ++i) {  // 4 full chunks and a partial one
+    for (int i = 0; i < kEach; ++i) {
       std::vector<uint8_t> image(kRes * kRes * 3);
-      for (size_t p = 0; p < image.size(); ++p) image[p] = uint8_t(p / 3 + i * (p % 7));
-      ASSERT_TRUE((*w)->append({image, absl::StrCat("caption ", i), {}, i}).ok());
+      for (size_t p = 0; p < image.size(); ++p) image[p] = uint8_t(p * 3 + s * 7 + i * 11);
+      ASSERT_TRUE((*w)->append({image, absl::StrCat("many ", s, " ", i), {}, s * kEach + i}).ok());
+      images.push_back(image);
     }
     ASSERT_TRUE((*w)->finish().ok());
-    auto r = ShardReader::open(path);
-    ASSERT_TRUE(r.ok()) << r.status();
-    ASSERT_EQ((*r)->image_chunk_rows(), 16);
-    for (int64_t c = 0; c < 5; ++c) {
-      auto got = (*r)->read_chunk(c);
-      ASSERT_TRUE(got.ok()) << got.status();
-      const int64_t count = std::min<int64_t>(16, 70 - c * 16);
-      auto want = (*r)->read(c * 16, count);
-      ASSERT_TRUE(want.ok()) << want.status();
-      EXPECT_EQ(got->first, c * 16);
-      EXPECT_EQ(got->count, count);
-      EXPECT_EQ(got->images, want->images) << "gzip " << gzip << " chunk " << c;
-      EXPECT_EQ(got->captions, want->captions);
-      EXPECT_EQ(got->labels, want->labels);
-    }
-    EXPECT_FALSE((*r)->read_chunk(5).ok());
+    paths.push_back(path);
   }
-}
-
-// read_chunk(map) maps full uncompressed chunks (the loader's path) and gives the same images as
-// read(); a partial last chunk and gzip chunks are read into memory instead (into the recycled
-// buffer passed along, which is too small here and grows).
-TEST(ReadChunk, MappedChunksEqualRead) {
-  for (int gzip : {0, 1}) {
-    const std::string path = absl::StrCat(temp_dir(), "/mapped_gz", gzip, ".h5");
-    ShardWriterOptions o;
-    o.resolution = kRes;
-    o.image_chunk = 16;
-    o.gzip_level = gzip;
-    auto w = ShardWriter::create(path, o);
-    ASSERT_TRUE(w.ok()) << w.status();
-    for (int i = 0; i < 40; ++i) {  // 2 full chunks and a partial one
-      std::vector<uint8_t> image(kRes * kRes * 3);
-      for (size_t p = 0; p < image.size(); ++p) image[p] = uint8_t(p * 7 + i * 13);
-      ASSERT_TRUE((*w)->append({image, absl::StrCat("caption ", i), {}, -1}).ok());
-    }
-    ASSERT_TRUE((*w)->finish().ok());
-    auto r = ShardReader::open(path);
-    ASSERT_TRUE(r.ok()) << r.status();
-    for (int64_t c = 0; c < 3; ++c) {
-      auto got = (*r)->read_chunk(c, ByteBuffer(100), /*map=*/true);
-      ASSERT_TRUE(got.ok()) << got.status();
-      const int64_t count = std::min<int64_t>(16, 40 - c * 16);
-      auto want = (*r)->read(c * 16, count);
-      ASSERT_TRUE(want.ok()) << want.status();
-      EXPECT_EQ(bool(got->mapped_images), gzip == 0 && c < 2) << "gzip " << gzip << " chunk " << c;
-      const ByteBuffer images(got->image_data(), got->image_data() + want->images.size());
-      EXPECT_EQ(images, want->images) << "gzip " << gzip << " chunk " << c;
-      EXPECT_EQ(got->captions, want->captions);
+  // Position p: shard p % kShards, sample (p / kShards) % kEach: a batch of 70 spans all shards.
+  auto many_order = [](int64_t p) {
+    return SampleRef{int32_t(p % kShards), (p / kShards) % kEach};
+  };
+  LoaderOptions o;
+  o.threads = 2;
+  o.stride = kShards;
+  o.cache_bytes = 1;  // every chunk evicted once unused
+  Loader loader(paths, many_order, o);
+  for (int64_t first : {int64_t(0), int64_t(kShards), int64_t(5), int64_t(2 * kShards)}) {
+    auto b = loader.get(first, kShards);
+    ASSERT_TRUE(b.ok()) << b.status();
+    for (int64_t i = 0; i < kShards; ++i) {
+      const SampleRef ref = many_order(first + i);
+      const int64_t k = ref.shard * kEach + ref.index;
+      ASSERT_EQ(0, std::memcmp((*b)->images.data() + i * kRes * kRes * 3, images[k].data(),
+                               images[k].size()))
+          << "position " << first + i;
+      EXPECT_EQ((*b)->captions[i], absl::StrCat("many ", ref.shard, " ", ref.index));
+      EXPECT_EQ((*b)->labels[i], k);
     }
   }
 }
