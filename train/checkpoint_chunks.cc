@@ -111,7 +111,12 @@ int plan_box_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims,
                       H5Z_FILTER_FLETCHER32 &&
                   row_chunks(dims, chunk);
   H5Pclose(dcpl);
-  if (!ok || fd < 0) return 0;
+  // Raw bytes go straight into float buffers: only little-endian f32 as tessera writes it (an
+  // h5py file of >f4 or int32 with the same filter and chunking goes through HDF5, which converts).
+  const hid_t type = ok ? H5Dget_type(ds) : H5I_INVALID_HID;
+  const bool f32le = type >= 0 && H5Tequal(type, H5T_IEEE_F32LE) > 0;
+  if (type >= 0) H5Tclose(type);
+  if (!ok || !f32le || fd < 0) return 0;
   const size_t n = dims.size();
   const size_t row = row_bytes(dims), chunk_bytes = row * size_t(chunk[0]);
   std::vector<int64_t> dst_strides(n, 1);

@@ -200,3 +200,50 @@ TEST_F(CheckpointReader, FinishReportsTheFirstCorruptChunkInQueueOrder) {
 
 }  // namespace
 }  // namespace tessera::train::ckpt
+
+namespace tessera::train::ckpt {
+namespace {
+
+// A rank file another tool wrote with the same filter and row chunks but big-endian f32: the
+// values come back converted (through HDF5), not as raw bytes read straight into floats.
+TEST(CheckpointReaderForeign, BigEndianFloatsAreConvertedNotCopied) {
+  const std::string dir = ::testing::TempDir() + "/ckpt_reader_be";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::vector<float> values(64 * 3);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.25f * float(i) - 7.0f;
+  {
+    hid_t f = H5Fcreate((dir + "/rank_00000.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[2] = {64, 3}, chunk[2] = {16, 3};
+    hid_t space = H5Screate_simple(2, dims, nullptr);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 2, chunk);
+    H5Pset_fletcher32(dcpl);
+    hid_t ds = H5Dcreate2(f, "param:W:0", H5T_IEEE_F32BE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Fclose(f);
+  }
+  checkpoint::Tensor t;
+  t.set_name("W");
+  t.set_role("param");
+  t.add_shape(64);
+  t.add_shape(3);
+  checkpoint::Piece* piece = t.add_pieces();
+  piece->set_file("rank_00000.h5");
+  piece->set_dataset("param:W:0");
+  piece->add_start(0);
+  piece->add_start(0);
+  piece->add_count(64);
+  piece->add_count(3);
+  std::vector<float> out(values.size(), 0.0f);
+  PieceReader reader(dir);
+  ASSERT_TRUE(reader.queue(t, Box{{0, 0}, {64, 3}}, out.data()).ok());
+  ASSERT_TRUE(reader.finish().ok());
+  EXPECT_EQ(out, values);
+}
+
+}  // namespace
+}  // namespace tessera::train::ckpt
