@@ -27,7 +27,8 @@
 namespace tessera::ops {
 
 // out[i] = table[ids[i] - begin] when begin <= ids[i] < begin + V_local, else a zero row.
-// Ids outside [0, vocab) throw tessera::Error naming the position and value.
+// Ids outside [0, vocab) throw tessera::Error naming the position and value. The shard may end
+// past vocab (padded vocabulary: those rows are never selected).
 void vocab_embedding_forward(const Tensor& ids,    // (N) i32, global ids
                              const Tensor& table,  // (V_local, C)
                              int64_t begin, int64_t vocab,

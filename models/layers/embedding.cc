@@ -8,7 +8,11 @@ namespace tessera::models {
 
 Embedding::Embedding(ParamStore& store, const std::string& name, int64_t num, int64_t dim,
                      Init init, bool vocab_parallel, int64_t padding_from)
-    : store_(store), dim_(dim), num_(num), vocab_parallel_(vocab_parallel) {
+    : store_(store),
+      dim_(dim),
+      num_(num),
+      valid_(padding_from >= 0 ? padding_from : num),
+      vocab_parallel_(vocab_parallel) {
   table_ = store.add({name + ".weight",
                       {num, dim},
                       vocab_parallel ? 0 : -1,
@@ -24,12 +28,14 @@ Tensor Embedding::forward(const Tensor& ids) {
   Tensor y = Tensor::empty(shape, DType::f32, ids.device());
   if (split()) {
     // This rank's ids, zero rows for the rest; then g sums the ranks' rows.
-    ops::vocab_embedding_forward(ids.view({ids.numel()}), table(), local_begin(), num_,
+    ops::vocab_embedding_forward(ids.view({ids.numel()}), table(), local_begin(), valid_,
                                  y.view({ids.numel(), dim_}));
     tp_g_forward(store_, y);
     return y;
   }
-  ops::embedding_forward(ids.view({ids.numel()}), table(), y.view({ids.numel(), dim_}));
+  // The real rows only (a view): the op's range check then refuses padded ids.
+  ops::embedding_forward(ids.view({ids.numel()}), table().slice(0, valid_),
+                         y.view({ids.numel(), dim_}));
   return y;
 }
 
@@ -39,7 +45,8 @@ void Embedding::backward(const Tensor& dy) {
     ops::vocab_embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}),
                                   local_begin(), table_grad());
   } else {
-    ops::embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}), table_grad());
+    ops::embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}),
+                            table_grad().slice(0, valid_));
   }
   ids_ = Tensor();
   store_.grad_done(table_);

@@ -16,7 +16,8 @@ namespace tessera::models {
 class Embedding {
  public:
   // padding_from >= 0: rows [padding_from, num) are vocabulary padding (models/gpt.h): they start
-  // at zero (ParamSpec::zero_rows_from) and no valid id reaches them.
+  // at zero (ParamSpec::zero_rows_from) and no valid id reaches them: an id >= padding_from is
+  // an error naming it, like one >= num.
   Embedding(ParamStore& store, const std::string& name, int64_t num, int64_t dim, Init init,
             bool vocab_parallel = false, int64_t padding_from = -1);
 
@@ -37,6 +38,7 @@ class Embedding {
  private:
   ParamStore& store_;
   int64_t dim_, num_;
+  int64_t valid_;  // ids must be below this: padding_from, or num without padding
   bool vocab_parallel_;
   ParamId table_;
   Tensor ids_;  // saved

@@ -112,6 +112,22 @@ TEST_P(GptVocabPaddingTest, PaddedEqualsUnpaddedAndPaddingGetsNoGradient) {
   }
 }
 
+// A token id in the padding [V, Vp) is refused like one past the table, naming it (it would
+// otherwise select a padded row and give it a gradient), wherever it stands.
+TEST_P(GptVocabPaddingTest, PaddedIdsAreRefused) {
+  Gpt padded(config_of(true, 16), false, nullptr, device());
+  padded.params().init(5);
+  Batch batch = random_batch(2, 9, 3);
+  batch["tokens"].data<int32_t>()[0] = int32_t(kVocab);  // position 0: no target checks it
+  try {
+    padded.forward_loss(batch);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("id " + std::to_string(kVocab)), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(GptVocabPadding, PaddedSizeRoundsUpAndRejectsNegative) {
   config::GptConfig c = config_of(true, 0);
   c.set_vocab_size(50257);
