@@ -23,5 +23,9 @@ Allocator& allocator_for(Device device);
 // Number of usable CUDA devices: 0 in a CPU-only build or when no driver/GPU is present.
 int cuda_device_count();
 bool cuda_compiled();
+// Makes `device` the calling thread's current CUDA device (no-op for the CPU). A process that
+// works on cuda:N calls it first, so that helpers which select a device and restore "the
+// previous one" never create a context on cuda:0 (the default) that nobody uses.
+void make_current(Device device);
 
 }  // namespace tessera

@@ -14,6 +14,10 @@ int cuda_device_count() {
 bool cuda_compiled() {
   return false;
 }
+void make_current(Device device) {
+  TESSERA_CHECK(device.is_cpu(), "make_current: ", device.str(),
+                " requested but this build has no CUDA support");
+}
 
 namespace detail {
 

@@ -113,6 +113,7 @@ bool device_flag(const CliArgs& a, const char* verb, Device* out) {
     return false;
   }
   *out = Device::cuda(index);
+  make_current(*out);
   return true;
 }
 

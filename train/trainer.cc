@@ -76,7 +76,9 @@ int64_t tokens_per_sample(const config::ModelConfig& m) {
 Device training_device(const config::Config& cfg) {
   if (cfg.train().device() != config::TrainConfig::CUDA) return Device::cpu();
   try {
-    return distributed::local_cuda_device();
+    const Device device = distributed::local_cuda_device();
+    make_current(device);
+    return device;
   } catch (const Error& e) {
     throw_error(absl::StrCat("train.device = CUDA: ", e.what()));
   }

@@ -30,6 +30,13 @@ bool cuda_compiled() {
   return true;
 }
 
+void make_current(Device device) {
+  if (device.is_cpu()) return;
+  const cudaError_t err = cudaSetDevice(device.index);
+  TESSERA_CHECK(err == cudaSuccess, "make_current: cudaSetDevice(", device.index,
+                ") failed: ", cudaGetErrorString(err));
+}
+
 namespace {
 
 // RAII guard that makes `index` the current device and restores the previous one.

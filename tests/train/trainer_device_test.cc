@@ -109,8 +109,8 @@ TEST_P(TrainerDeviceTest, EveryFamilyFollowsTheCpuReference) {
   }
 }
 
-// A checkpoint saved by a run on device() resumes on the CPU (and the other way round for the
-// CUDA variant): the stored values do not depend on where they were computed.
+// A checkpoint saved by a run on device() resumes on the CPU: the stored values do not depend
+// on where they were computed.
 TEST_P(TrainerDeviceTest, CheckpointResumesAcrossDevices) {
   const std::string dir = run_dir(device().str() + "_resume");
   std::vector<std::string> sets = {"train.steps=4", "log.every_steps=1", "data.global_batch_size=8",
