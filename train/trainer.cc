@@ -1,7 +1,5 @@
 #include "train/trainer.h"
 
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,6 +28,7 @@
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/run_report.h"
 #include "train/zero_optimizer.h"
 
 namespace tessera::train {
@@ -40,31 +39,6 @@ std::string default_run_dir(const std::string& config_path) {
   std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::gmtime(&now));
   return absl::StrCat("runs/", std::filesystem::path(config_path).stem().string(), "-", stamp);
-}
-
-std::string human_bytes(double bytes) {
-  if (bytes < 0) return "unknown";
-  const char* units[] = {"B", "KiB", "MiB", "GiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 3) {
-    bytes /= 1024;
-    ++u;
-  }
-  return absl::StrFormat("%.1f %s", bytes, units[u]);
-}
-
-// Resident memory now, from /proc/self/statm (pages).
-int64_t current_rss_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  int64_t size = 0, resident = 0;
-  statm >> size >> resident;
-  return resident * 4096;
-}
-
-int64_t peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return int64_t(usage.ru_maxrss) * 1024;
 }
 
 // Tokens a sample contributes to throughput, where tokens mean something (language models).
@@ -263,41 +237,31 @@ int Trainer::run() {
   } hook_reset{params};
 
   if (print) {
-    const int64_t param_bytes = params.params().nbytes(), grad_bytes = params.grads().nbytes();
-    const int64_t act_bytes = model_->activation_bytes(local_micro);
-    std::printf(
-        "tessera train: %s model, %.2fM parameters, %s, on %s, %d threads per rank, run dir %s\n",
-        model_kind(cfg).c_str(), double(params.numel()) * 1e-6, layout_.describe().c_str(),
-        device_.str().c_str(), num_threads(), run_dir_.c_str());
-    std::printf(
-        "memory estimate per rank: parameters %s, gradients %s, optimizer %s, activations %s, "
-        "total %s\n",
-        human_bytes(param_bytes).c_str(), human_bytes(grad_bytes).c_str(),
-        human_bytes(optimizer_bytes).c_str(), human_bytes(act_bytes).c_str(),
-        human_bytes(param_bytes + grad_bytes + optimizer_bytes + (zero ? zero->buffer_bytes() : 0) +
-                    std::max<int64_t>(0, act_bytes))
-            .c_str());
+    StartReport r;
+    r.model_kind = model_kind(cfg);
+    r.layout = layout_.describe();
+    r.run_dir = run_dir_;
+    r.device = device_;
+    r.threads = num_threads();
+    r.parameters = params.numel();
+    r.param_bytes = params.params().nbytes();
+    r.grad_bytes = params.grads().nbytes();
+    r.optimizer_bytes = optimizer_bytes;
+    r.activation_bytes = model_->activation_bytes(local_micro);
+    r.zero1 = zero != nullptr;
+    r.zero1_requested = cfg.parallel().zero_stage() == 1;
     if (zero) {
-      // The exact byte counts, for scripts and tests: state = m + v (f32) + decay mask (u8).
-      std::printf(
-          "ZeRO-1: optimizer state %lld bytes per rank (m, v, decay mask of %lld shard elements; "
-          "%lld bytes unsharded), plus %s of gradient shard buffers; %s\n",
-          (long long)optimizer_bytes, (long long)zero->shards().shard_numel,
-          (long long)(9 * params.numel()), human_bytes(zero->buffer_bytes()).c_str(),
-          zero->shards().describe().c_str());
-    } else {
-      std::printf("optimizer state %lld bytes per rank (m, v, decay mask; not sharded%s)\n",
-                  (long long)optimizer_bytes,
-                  cfg.parallel().zero_stage() == 1 ? ": ZeRO-1 with one data-parallel rank" : "");
+      r.zero_buffer_bytes = zero->buffer_bytes();
+      r.zero_shard_elements = zero->shards().shard_numel;
+      r.zero_shards = zero->shards().describe();
     }
-    std::printf("peak for MFU: %.1f GFLOP/s (%s%s)\n", peak_flops * 1e-9,
-                cfg.train().peak_flops() > 0 ? "train.peak_flops"
-                : device_.is_cpu()           ? "f32 sgemm measured now"
-                                             : absl::StrCat(dtype_name(matmul_dtype), " matmul on ",
-                                                            device_.str(), " measured now")
-                                         .c_str(),
-                layout_.world_size() > 1 ? ", times the ranks" : "");
-    std::fflush(stdout);
+    r.peak_flops = peak_flops;
+    r.peak_source = cfg.train().peak_flops() > 0 ? "train.peak_flops"
+                    : device_.is_cpu()           ? "f32 sgemm measured now"
+                                       : absl::StrCat(dtype_name(matmul_dtype), " matmul on ",
+                                                      device_.str(), " measured now");
+    r.several_ranks = layout_.world_size() > 1;
+    print_start_report(r);
   }
 
   // --- Checkpoints (train/checkpointer.h): resume, save every checkpoint.every_steps and at the
@@ -451,20 +415,7 @@ int Trainer::run() {
     std::printf("time per op family (TESSERA_PROFILE=1):\n%s", Profiler::report().c_str());
   }
   if (print) {
-    // Peak RSS above the resident size before the first step: the activations' real footprint.
-    const int64_t peak = peak_rss_bytes();
-    std::printf(
-        "done: %lld steps, peak RSS %s (estimate above); %s above the RSS before the "
-        "first step; run dir %s\n",
-        (long long)steps, human_bytes(double(peak)).c_str(),
-        human_bytes(double(peak - rss_before_steps)).c_str(), run_dir_.c_str());
-    if (device_.is_cuda()) {
-      const auto held = static_cast<CachingAllocator&>(allocator_for(device_)).stats();
-      std::printf("%s memory: %s in use, %s cached, %lld cudaMalloc calls; %s pinned staging\n",
-                  device_.str().c_str(), human_bytes(double(held.bytes_in_use)).c_str(),
-                  human_bytes(double(held.bytes_cached)).c_str(), (long long)held.source_allocs,
-                  human_bytes(double(uploader_->staging_bytes())).c_str());
-    }
+    print_end_report(steps, rss_before_steps, device_, uploader_->staging_bytes(), run_dir_);
   }
   return kExitOk;
 }

@@ -1,0 +1,39 @@
+#pragma once
+// What `tessera train` prints about a run's resources (rank 0): at start the model, layout,
+// device, a memory estimate per rank, the optimizer state's exact bytes (scripts and tests read
+// them) and the MFU peak; at the end the measured memory (peak RSS; on a GPU the caching
+// allocator's and the pinned staging's bytes).
+
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.h"
+
+namespace tessera::train {
+
+std::string human_bytes(double bytes);  // "12.3 MiB"; "unknown" when negative
+int64_t current_rss_bytes();            // resident memory now (/proc/self/statm)
+
+struct StartReport {
+  std::string model_kind, layout, run_dir;
+  Device device;
+  int threads = 0;
+  int64_t parameters = 0;                   // elements of this rank's flat buffer
+  int64_t param_bytes = 0, grad_bytes = 0;  // flat buffers
+  int64_t optimizer_bytes = 0;              // m, v and decay mask (this rank's shard)
+  int64_t activation_bytes = -1;            // the model's estimate, -1: none
+  bool zero1 = false;                       // ZeRO-1 sharding in effect
+  bool zero1_requested = false;             // parallel.zero_stage = 1
+  int64_t zero_buffer_bytes = 0, zero_shard_elements = 0;
+  std::string zero_shards;  // ZeroShards::describe()
+  double peak_flops = 0;    // all ranks together
+  std::string peak_source;  // "train.peak_flops", "f32 sgemm measured now"
+  bool several_ranks = false;
+};
+void print_start_report(const StartReport& r);
+
+// rss_before_steps: current_rss_bytes() before the first step; staging_bytes: the uploader's.
+void print_end_report(int64_t steps, int64_t rss_before_steps, Device device, int64_t staging_bytes,
+                      const std::string& run_dir);
+
+}  // namespace tessera::train
