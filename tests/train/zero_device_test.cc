@@ -19,6 +19,7 @@
 #include "tests/support/compare.h"
 #include "tests/support/devices.h"
 #include "tests/support/thread_group.h"
+#include "tests/train/zero_test_support.h"
 #include "train/optimizer.h"
 #include "train/zero_optimizer.h"
 
@@ -29,16 +30,6 @@ using testing::Rendezvous;
 using testing::ThreadRank;
 
 // The store of zero_test.cc: 289 elements (divisible by neither 2 nor 3), all three decay groups.
-std::unique_ptr<models::ParamStore> odd_store(Device device) {
-  auto s = std::make_unique<models::ParamStore>();
-  s->add({"emb", {37, 5}, -1, models::Init::normal(0.5f), models::ParamGroup::kEmbedding});
-  s->add({"w", {7, 13}, -1, models::Init::normal(0.5f), models::ParamGroup::kWeight});
-  s->add({"b", {13}, -1, models::Init::normal(0.5f), models::ParamGroup::kNormOrBias});
-  s->finalize(device);
-  s->init(7);
-  return s;
-}
-
 // The averaged gradient of a step: multiples of 1/64, on the host.
 Tensor averaged_grads(int64_t n, int step) {
   Tensor g = Tensor::empty({n}, DType::f32);
@@ -56,14 +47,8 @@ TEST_P(ZeroDeviceTest, EqualsCpuAdamWForGroupsOfOneTwoAndThreeRanks) {
     for (const int64_t bucket_bytes : {int64_t(4), int64_t(4 * 23), int64_t(4 * 1000)}) {
       for (const float clip : {0.0f, 0.5f}) {
         SCOPED_TRACE(absl::StrCat("dp ", dp, " bucket_bytes ", bucket_bytes, " clip ", clip));
-        config::OptimConfig oc;
-        oc.set_lr(0.01f);
-        oc.set_beta1(0.9f);
-        oc.set_beta2(0.95f);
-        oc.set_eps(1e-8f);
-        oc.set_weight_decay(0.1f);
-        oc.set_grad_clip(clip);
-        auto ref = odd_store(Device::cpu());
+        const config::OptimConfig oc = testing_support::zero_test_optim(clip);
+        auto ref = testing_support::odd_store(Device::cpu());
         AdamW adamw(*ref, oc);
         Rendezvous group(dp);
         std::vector<std::unique_ptr<ThreadRank>> comms;
@@ -71,7 +56,7 @@ TEST_P(ZeroDeviceTest, EqualsCpuAdamWForGroupsOfOneTwoAndThreeRanks) {
         std::vector<std::unique_ptr<ZeroAdamW>> zeros;
         for (int r = 0; r < dp; ++r) {
           comms.push_back(std::make_unique<ThreadRank>(group, r, "dp"));
-          stores.push_back(odd_store(device()));
+          stores.push_back(testing_support::odd_store(device()));
           zeros.push_back(std::make_unique<ZeroAdamW>(*stores[r], oc, *comms[r], bucket_bytes));
           EXPECT_EQ(zeros[r]->m().device(), device());
           EXPECT_EQ(zeros[r]->shard_grads().device(), device());

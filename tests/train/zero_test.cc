@@ -24,6 +24,7 @@
 #include "train/zero_optimizer.h"
 
 #include "tests/train/train_test_support.h"
+#include "tests/train/zero_test_support.h"
 
 namespace tessera::train {
 namespace {
@@ -68,16 +69,6 @@ void expect_ranks_agree(distributed::Communicator& world, const Tensor& mine) {
 }
 
 // A store whose element count (289) divides by neither 2 nor 4, with all three decay groups.
-std::unique_ptr<models::ParamStore> odd_store() {
-  auto s = std::make_unique<models::ParamStore>();
-  s->add({"emb", {37, 5}, -1, models::Init::normal(0.5f), models::ParamGroup::kEmbedding});
-  s->add({"w", {7, 13}, -1, models::Init::normal(0.5f), models::ParamGroup::kWeight});
-  s->add({"b", {13}, -1, models::Init::normal(0.5f), models::ParamGroup::kNormOrBias});
-  s->finalize();
-  s->init(7);
-  return s;
-}
-
 // Rank r's gradient: multiples of 1/64 (sums and averages over 2 or 4 ranks are exact).
 void fill_grads(const Tensor& g, int rank, int step) {
   for (int64_t i = 0; i < g.numel(); ++i) {
@@ -92,14 +83,8 @@ TEST(Zero, OptimizerEqualsAdamWOnAveragedGradientsWithPaddedBuckets) {
     for (const int64_t bucket_bytes : {int64_t(4), int64_t(4 * 23), int64_t(4 * 1000)}) {
       SCOPED_TRACE("clip " + std::to_string(clip) + " bucket_bytes " +
                    std::to_string(bucket_bytes));
-      config::OptimConfig oc;
-      oc.set_lr(0.01f);
-      oc.set_beta1(0.9f);
-      oc.set_beta2(0.95f);
-      oc.set_eps(1e-8f);
-      oc.set_weight_decay(0.1f);
-      oc.set_grad_clip(clip);
-      auto zs = odd_store(), ref = odd_store();
+      const config::OptimConfig oc = testing_support::zero_test_optim(clip);
+      auto zs = testing_support::odd_store(), ref = testing_support::odd_store();
       ZeroAdamW zero(*zs, oc, *world, bucket_bytes);
       AdamW adamw(*ref, oc);
       distributed::GradSync sync(*world, zs->grads(), zero.shards(), zero.shard_grads());
