@@ -110,6 +110,12 @@ class ShardReader {
   // The whole file mapped into file_map_ (once): false when it cannot be (user block, mmap
   // refused). `where` prefixes errors.
   absl::StatusOr<bool> map_file(const std::string& where);
+  // The full chunk of `dset` at `offset` (chunk_bytes of data, then its Fletcher32) in the file
+  // mapping, checksum verified. nullptr: not applicable (no mapping, a skipped filter; and unless
+  // `strict`, a chunk HDF5 cannot locate or of another size or past the end of the file): read
+  // it through HDF5. strict: those are DataLoss errors naming `where`.
+  absl::StatusOr<const uint8_t*> mapped_chunk(hid_t dset, const hsize_t* offset, size_t chunk_bytes,
+                                              const std::string& where, bool strict);
   // The tokens of the full chunk at `first` (rows as in 'images') from the mapping, checksummed
   // here: one HDF5 call (the chunk's address) instead of a read through the filter pipeline,
   // whose Fletcher32 sums two bytes at a time. false: not applicable (see tokens_direct_),

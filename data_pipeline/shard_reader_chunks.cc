@@ -216,13 +216,9 @@ absl::StatusOr<bool> ShardReader::map_file(const std::string& where) {
   return file_map_ != nullptr;
 }
 
-absl::StatusOr<bool> ShardReader::map_tokens(int64_t first, int64_t count,
-                                             std::vector<int32_t>* out) {
-  if (!tokens_direct_ || count != image_chunk_rows_ || first % image_chunk_rows_ != 0) return false;
-  const std::string where = absl::StrCat("shard ", path_, ": dataset 'tokens', samples [", first,
-                                         ", ", first + count, ")");
-  const size_t chunk_bytes = size_t(count * token_length_) * 4;
-  hsize_t offset[2] = {hsize_t(first), 0};
+absl::StatusOr<const uint8_t*> ShardReader::mapped_chunk(hid_t dset, const hsize_t* offset,
+                                                         size_t chunk_bytes,
+                                                         const std::string& where, bool strict) {
   unsigned mask = 0;
   haddr_t addr = HADDR_UNDEF;
   hsize_t stored = 0;
@@ -230,20 +226,47 @@ absl::StatusOr<bool> ShardReader::map_tokens(int64_t first, int64_t count,
     H5Quiet quiet;
     auto mapped = map_file(where);
     if (!mapped.ok()) return mapped.status();
-    if (!*mapped) return false;
-    if (H5Dget_chunk_info_by_coord(tokens_.get(), offset, &mask, &addr, &stored) < 0 ||
+    if (!*mapped) return nullptr;
+    if (H5Dget_chunk_info_by_coord(dset, offset, &mask, &addr, &stored) < 0 ||
         addr == HADDR_UNDEF) {
-      h5_error_text();  // HDF5's own read says what is wrong
-      return false;
+      const std::string hdf5 = h5_error_text();
+      if (!strict) return nullptr;  // HDF5's own read says what is wrong
+      return absl::DataLossError(absl::StrCat(where, ": cannot locate the chunk",
+                                              hdf5.empty() ? "" : " (HDF5: ", hdf5,
+                                              hdf5.empty() ? "" : ")"));
     }
   }
-  if (mask != 0 || stored != chunk_bytes + 4 || int64_t(addr + stored) > file_bytes_) return false;
+  if (mask != 0) return nullptr;  // a filter was skipped for this chunk: let HDF5 decode it
+  if (stored != chunk_bytes + 4) {
+    if (!strict) return nullptr;
+    return absl::DataLossError(absl::StrCat(
+        where, ": chunk holds ", stored, " bytes with its checksum, expected ", chunk_bytes + 4));
+  }
+  if (int64_t(addr + stored) > file_bytes_) {
+    if (!strict) return nullptr;
+    return absl::DataLossError(absl::StrCat(where, ": chunk at bytes [", addr, ", ", addr + stored,
+                                            ") lies past the end of the file (", file_bytes_,
+                                            " bytes): truncated shard"));
+  }
   const uint8_t* data = file_map_.get() + addr;
   if (fletcher32(data, chunk_bytes) != stored_checksum(data + chunk_bytes))
     return absl::DataLossError(absl::StrCat(
         where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a mapped read)"));
+  return data;
+}
+
+absl::StatusOr<bool> ShardReader::map_tokens(int64_t first, int64_t count,
+                                             std::vector<int32_t>* out) {
+  if (!tokens_direct_ || count != image_chunk_rows_ || first % image_chunk_rows_ != 0) return false;
+  const std::string where = absl::StrCat("shard ", path_, ": dataset 'tokens', samples [", first,
+                                         ", ", first + count, ")");
+  const size_t chunk_bytes = size_t(count * token_length_) * 4;
+  const hsize_t offset[2] = {hsize_t(first), 0};
+  auto data = mapped_chunk(tokens_.get(), offset, chunk_bytes, where, /*strict=*/false);
+  if (!data.ok()) return data.status();
+  if (!*data) return false;
   out->resize(size_t(count * token_length_));
-  std::memcpy(out->data(), data, chunk_bytes);  // little-endian int32 in the file and here
+  std::memcpy(out->data(), *data, chunk_bytes);  // little-endian int32 in the file and here
   return true;
 }
 
@@ -252,36 +275,11 @@ absl::StatusOr<bool> ShardReader::map_images(int64_t first, ShardSamples* out) {
   const std::string where = absl::StrCat("shard ", path_, ": dataset 'images', samples [", first,
                                          ", ", first + count, ")");
   const size_t chunk_bytes = size_t(count * resolution_ * resolution_ * 3);
-  hsize_t offset[4] = {hsize_t(first), 0, 0, 0};
-  unsigned mask = 0;
-  haddr_t addr = HADDR_UNDEF;
-  hsize_t stored = 0;
-  {
-    H5Quiet quiet;
-    auto mapped = map_file(where);
-    if (!mapped.ok()) return mapped.status();
-    if (!*mapped) return false;
-    if (H5Dget_chunk_info_by_coord(images_.get(), offset, &mask, &addr, &stored) < 0 ||
-        addr == HADDR_UNDEF) {
-      const std::string hdf5 = h5_error_text();
-      return absl::DataLossError(absl::StrCat(where, ": cannot locate the chunk",
-                                              hdf5.empty() ? "" : " (HDF5: ", hdf5,
-                                              hdf5.empty() ? "" : ")"));
-    }
-  }
-  if (mask != 0) return false;  // a filter was skipped for this chunk: let read() decode it
-  if (stored != chunk_bytes + 4)
-    return absl::DataLossError(absl::StrCat(
-        where, ": chunk holds ", stored, " bytes with its checksum, expected ", chunk_bytes + 4));
-  if (int64_t(addr + stored) > file_bytes_)
-    return absl::DataLossError(absl::StrCat(where, ": chunk at bytes [", addr, ", ", addr + stored,
-                                            ") lies past the end of the file (", file_bytes_,
-                                            " bytes): truncated shard"));
-  const uint8_t* data = file_map_.get() + addr;
-  if (fletcher32(data, chunk_bytes) != stored_checksum(data + chunk_bytes))
-    return absl::DataLossError(absl::StrCat(
-        where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a mapped read)"));
-  out->mapped_images = std::shared_ptr<const uint8_t>(file_map_, data);
+  const hsize_t offset[4] = {hsize_t(first), 0, 0, 0};
+  auto data = mapped_chunk(images_.get(), offset, chunk_bytes, where, /*strict=*/true);
+  if (!data.ok()) return data.status();
+  if (!*data) return false;
+  out->mapped_images = std::shared_ptr<const uint8_t>(file_map_, *data);
   return true;
 }
 
