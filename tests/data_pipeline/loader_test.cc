@@ -17,6 +17,7 @@
 #include "data_pipeline/hdf5_util.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
+#include "tests/data_pipeline/shard_fixtures.h"
 
 namespace tessera::data {
 namespace {
@@ -24,17 +25,12 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-constexpr int kRes = 8, kLen = 5;
+using testing_support::kLen;
+using testing_support::kRes;
 
 std::string temp_dir() {
-  static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::path(::testing::TempDir()) /
-             absl::StrCat("tessera_loader_test_", getpid());
-    std::filesystem::remove_all(d);
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir.string();
+  static const std::string dir = testing_support::fresh_test_dir("tessera_loader_test");
+  return dir;
 }
 
 // Three shards of 100, 37 and 130 random samples (chunks of 16) with tokens and labels.
@@ -44,23 +40,11 @@ std::vector<std::string> write_shards() {
   std::mt19937 rng(7);
   for (int s = 0; s < 3; ++s) {
     const std::string path = absl::StrCat(temp_dir(), "/shard-", s, ".h5");
-    ShardWriterOptions o;
-    o.resolution = kRes;
-    o.token_length = kLen;
-    o.labels = true;
-    o.image_chunk = 16;
-    auto w = ShardWriter::create(path, o);
-    EXPECT_TRUE(w.ok()) << w.status();
-    const int n = s == 0 ? 100 : s == 1 ? 37 : 130;
-    for (int i = 0; i < n; ++i) {
-      std::vector<uint8_t> image(kRes * kRes * 3);
-      for (auto& p : image) p = uint8_t(rng());
-      std::vector<int32_t> tokens(rng() % (kLen + 1));
-      for (auto& t : tokens) t = int32_t(rng() % 1000);
-      const std::string caption = absl::StrCat("shard ", s, " sample ", i);
-      EXPECT_TRUE((*w)->append({image, caption, tokens, int32_t(rng() % 22)}).ok());
-    }
-    EXPECT_TRUE((*w)->finish().ok());
+    testing_support::write_random_shard(path,
+                                        s == 0   ? 100
+                                        : s == 1 ? 37
+                                                 : 130,
+                                        rng, absl::StrCat("shard ", s, " "));
     paths.push_back(path);
   }
   return paths;

@@ -14,6 +14,7 @@
 #include "data_pipeline/hdf5_util.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
+#include "tests/data_pipeline/shard_fixtures.h"
 
 namespace tessera::data {
 namespace {
@@ -21,17 +22,12 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-constexpr int kRes = 8, kLen = 5;
+using testing_support::kLen;
+using testing_support::kRes;
 
 std::string temp_dir() {
-  static const std::filesystem::path dir = [] {
-    auto d = std::filesystem::path(::testing::TempDir()) /
-             absl::StrCat("tessera_read_chunk_test_", getpid());
-    std::filesystem::remove_all(d);
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir.string();
+  static const std::string dir = testing_support::fresh_test_dir("tessera_read_chunk_test");
+  return dir;
 }
 
 // 130 random samples (chunks of 16: 8 full, 1 partial) with tokens and labels.
@@ -40,22 +36,7 @@ std::string tokens_shard() {
   if (!path.empty()) return path;
   std::mt19937 rng(11);
   path = temp_dir() + "/tokens.h5";
-  ShardWriterOptions o;
-  o.resolution = kRes;
-  o.token_length = kLen;
-  o.labels = true;
-  o.image_chunk = 16;
-  auto w = ShardWriter::create(path, o);
-  EXPECT_TRUE(w.ok()) << w.status();
-  for (int i = 0; i < 130; ++i) {
-    std::vector<uint8_t> image(kRes * kRes * 3);
-    for (auto& p : image) p = uint8_t(rng());
-    std::vector<int32_t> tokens(rng() % (kLen + 1));
-    for (auto& t : tokens) t = int32_t(rng() % 1000);
-    EXPECT_TRUE(
-        (*w)->append({image, absl::StrCat("sample ", i), tokens, int32_t(rng() % 22)}).ok());
-  }
-  EXPECT_TRUE((*w)->finish().ok());
+  testing_support::write_random_shard(path, 130, rng, "");
   return path;
 }
 
