@@ -173,6 +173,12 @@ std::thread start_thread_blocking_signals(std::function<void()> body) {
   return thread;
 }
 
+void check_f32(const Tensor& t, const char* op, const char* arg, const std::string& group) {
+  TESSERA_CHECK(t.defined(), op, " on '", group, "': ", arg, " is undefined");
+  TESSERA_CHECK(t.dtype() == DType::f32, op, " on '", group, "': ", arg, " must be f32, got ",
+                t.describe());
+}
+
 void check_cpu_f32(const Tensor& t, const char* op, const char* arg, const std::string& group) {
   TESSERA_CHECK(t.defined(), op, " on '", group, "': ", arg, " is undefined");
   TESSERA_CHECK(t.dtype() == DType::f32 && t.device().is_cpu(), op, " on '", group, "': ", arg,

@@ -135,7 +135,9 @@ bool launched_by_mpi();
 // inside MPI or NCCL (train/checkpoint_signals.h takes them on a thread of its own).
 std::thread start_thread_blocking_signals(std::function<void()> body);
 
-// Shared argument checks, for implementations: contiguous f32 CPU tensor.
+// Shared argument checks, for implementations: a defined f32 tensor on any device (groups that
+// only copy, or route by device); a contiguous f32 CPU tensor with an MPI-sized count.
+void check_f32(const Tensor& t, const char* op, const char* arg, const std::string& group);
 void check_cpu_f32(const Tensor& t, const char* op, const char* arg, const std::string& group);
 
 }  // namespace tessera::distributed

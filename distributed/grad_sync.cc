@@ -9,9 +9,7 @@ namespace tessera::distributed {
 GradSync::GradSync(Communicator& dp, Tensor grads, int64_t bucket_bytes)
     : dp_(dp), grads_(std::move(grads)) {
   // Any device: the communicator routes by where the buffer lives (CUDA: NCCL, host: MPI).
-  TESSERA_CHECK(grads_.defined() && grads_.dtype() == DType::f32, "GradSync on '", dp_.name(),
-                "': grads must be an f32 buffer, got ",
-                grads_.defined() ? grads_.describe() : std::string("an undefined tensor"));
+  check_f32(grads_, "GradSync", "grads", dp_.name());
   TESSERA_CHECK(grads_.ndim() == 1, "GradSync on '", dp_.name(),
                 "': grads must be the flat (N) buffer, got ", grads_.describe());
   TESSERA_CHECK(bucket_bytes >= int64_t(sizeof(float)), "GradSync on '", dp_.name(),

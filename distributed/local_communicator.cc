@@ -1,24 +1,12 @@
 #include "distributed/local_communicator.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "core/timer.h"
 
 namespace tessera::distributed {
 
-namespace {
-
-// f32 on any device: a group of one only copies, and copy() works across devices, so a 1-rank
-// run on a GPU needs no NCCL.
-void check_f32(const Tensor& t, const char* op, const char* arg, const std::string& group) {
-  TESSERA_CHECK(t.defined(), op, " on '", group, "': ", arg, " is undefined");
-  TESSERA_CHECK(t.dtype() == DType::f32, op, " on '", group, "': ", arg, " must be f32, got ",
-                t.describe());
-}
-
-}  // namespace
-
+// check_f32, not check_cpu_f32: a group of one only copies, and copy() works across devices,
+// so a 1-rank run on a GPU needs no NCCL.
 WorkHandle LocalCommunicator::completed(const char* op, int64_t numel) {
   auto work =
       std::make_shared<Work>(absl::StrCat(op, " #", ++seq_, " on '", name_, "' (", numel, " f32)"));

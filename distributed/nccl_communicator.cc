@@ -1,6 +1,5 @@
 #include "distributed/nccl_communicator.h"
 
-
 #include <algorithm>
 #include <chrono>
 
