@@ -15,7 +15,7 @@ namespace {
 constexpr float kA = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kB = 0.044715f;
 
-TESSERA_CPU_CLONES void gelu_forward_kernel(const float* x, float* y, int64_t n) {
+TESSERA_CPU_KERNEL(void, gelu_forward_kernel, (const float* x, float* y, int64_t n), (x, y, n)) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
@@ -26,8 +26,8 @@ TESSERA_CPU_CLONES void gelu_forward_kernel(const float* x, float* y, int64_t n)
 }
 
 // d/dx [x s(2u)] = s + x s (1 - s) 2 u',  s = sigmoid(2u),  u' = sqrt(2/pi) (1 + 3 kB x^2).
-TESSERA_CPU_CLONES void gelu_backward_kernel(const float* dy, const float* x, float* dx,
-                                             int64_t n) {
+TESSERA_CPU_KERNEL(void, gelu_backward_kernel,
+                   (const float* dy, const float* x, float* dx, int64_t n), (dy, x, dx, n)) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];

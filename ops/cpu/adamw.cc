@@ -38,13 +38,16 @@ inline __attribute__((always_inline)) void adamw_body(float* __restrict p,
   }
 }
 
-TESSERA_CPU_CLONES void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n,
-                                     const AdamWCoeffs k) {
+TESSERA_CPU_KERNEL(void, adamw_kernel,
+                   (float* p, const float* g, float* m, float* v, int64_t n, const AdamWCoeffs k),
+                   (p, g, m, v, n, k)) {
   adamw_body<false>(p, g, m, v, nullptr, n, k);
 }
 
-TESSERA_CPU_CLONES void adamw_masked_kernel(float* p, const float* g, float* m, float* v,
-                                            const uint8_t* mask, int64_t n, const AdamWCoeffs k) {
+TESSERA_CPU_KERNEL(void, adamw_masked_kernel,
+                   (float* p, const float* g, float* m, float* v, const uint8_t* mask, int64_t n,
+                    const AdamWCoeffs k),
+                   (p, g, m, v, mask, n, k)) {
   adamw_body<true>(p, g, m, v, mask, n, k);
 }
 

@@ -66,8 +66,10 @@ TESSERA_ATTN_INLINE void online_softmax(const Geometry& g, ForwardScratch& w, in
   }
 }
 
-TESSERA_CPU_CLONES void forward_tile(const Geometry& g, const float* qkv, float* out, float* lse,
-                                     int64_t bh, int64_t qt, bool causal, ForwardScratch& w) {
+TESSERA_CPU_KERNEL(void, forward_tile,
+                   (const Geometry& g, const float* qkv, float* out, float* lse, int64_t bh,
+                    int64_t qt, bool causal, ForwardScratch& w),
+                   (g, qkv, out, lse, bh, qt, causal, w)) {
   const int64_t b = bh / g.H, h = bh % g.H, ld = g.row_stride();
   const float* base = qkv + b * g.T * ld;
   if (w.packed_bh != bh) {
@@ -89,11 +91,11 @@ TESSERA_CPU_CLONES void forward_tile(const Geometry& g, const float* qkv, float*
     const int64_t k0 = j * kTile;
     const int nk = static_cast<int>(std::min<int64_t>(kTile, g.T - k0));
     const int ncp = static_cast<int>(attn::round16(nk));
-    attn::tile_gemm<false, false>(nq, ncp, g.D, w.q.data(), g.Dp, w.kt.data() + k0, g.Tp,
-                                  w.s.data(), kTile);  // S = q k^T
+    attn::tile_gemm<kIsa, false, false>(nq, ncp, g.D, w.q.data(), g.Dp, w.kt.data() + k0, g.Tp,
+                                        w.s.data(), kTile);  // S = q k^T
     online_softmax(g, w, q0, nq, k0, nk, ncp, causal);
-    attn::tile_gemm<false, true>(nq, g.Dp, nk, w.s.data(), kTile, w.v.data() + k0 * g.Dp, g.Dp,
-                                 w.o.data(), g.Dp);  // O += P v
+    attn::tile_gemm<kIsa, false, true>(nq, g.Dp, nk, w.s.data(), kTile, w.v.data() + k0 * g.Dp,
+                                       g.Dp, w.o.data(), g.Dp);  // O += P v
   }
   for (int r = 0; r < nq; ++r) {
     const float inv = 1.0f / w.l[r];

@@ -57,7 +57,8 @@ struct Args {
   bool causal;
 };
 
-TESSERA_CPU_CLONES void pack_head(const Geometry& g, const Args& a, int64_t bh, HeadPack& hp) {
+TESSERA_CPU_KERNEL(void, pack_head, (const Geometry& g, const Args& a, int64_t bh, HeadPack& hp),
+                   (g, a, bh, hp)) {
   const int64_t b = bh / g.H, h = bh % g.H, ld = g.row_stride();
   const float* base = a.qkv + b * g.T * ld + h * g.D;
   attn::pack_rows(base, ld, g.T, g.D, g.Dp, 1.0f / std::sqrt(float(g.D)), hp.q.data());
@@ -78,12 +79,13 @@ TESSERA_CPU_CLONES void pack_head(const Geometry& g, const Args& a, int64_t bh, 
 
 // P and dS of query rows [q0, q0 + nq) against keys [k0, k0 + nk), into w.p and w.ds (stride
 // kTile, ncp = round16(nk) columns; masked and padding columns are 0).
+template <CpuIsa kIsa>
 TESSERA_ATTN_INLINE void tile_p_ds(const Geometry& g, const HeadPack& hp, TileScratch& w,
                                    int64_t q0, int nq, int64_t k0, int nk, int ncp, bool causal) {
-  attn::tile_gemm<false, false>(nq, ncp, g.D, hp.q.data() + q0 * g.Dp, g.Dp, hp.kt.data() + k0,
-                                g.Tp, w.p.data(), kTile);  // S = q k^T
-  attn::tile_gemm<false, false>(nq, ncp, g.D, hp.dout.data() + q0 * g.Dp, g.Dp, hp.vt.data() + k0,
-                                g.Tp, w.ds.data(), kTile);  // dP = dO v^T
+  attn::tile_gemm<kIsa, false, false>(nq, ncp, g.D, hp.q.data() + q0 * g.Dp, g.Dp,
+                                      hp.kt.data() + k0, g.Tp, w.p.data(), kTile);  // S = q k^T
+  attn::tile_gemm<kIsa, false, false>(nq, ncp, g.D, hp.dout.data() + q0 * g.Dp, g.Dp,
+                                      hp.vt.data() + k0, g.Tp, w.ds.data(), kTile);  // dP = dO v^T
   for (int r = 0; r < nq; ++r) {
     float* p = w.p.data() + r * kTile;
     float* ds = w.ds.data() + r * kTile;
@@ -99,8 +101,10 @@ TESSERA_ATTN_INLINE void tile_p_ds(const Geometry& g, const HeadPack& hp, TileSc
 }
 
 // dK and dV of key tile j (written to dqkv); with dq, also dQ += dS k into the head's buffer.
-TESSERA_CPU_CLONES void key_tile(const Geometry& g, const Args& a, int64_t bh, int64_t j,
-                                 HeadPack& hp, TileScratch& w, bool with_dq) {
+TESSERA_CPU_KERNEL(void, key_tile,
+                   (const Geometry& g, const Args& a, int64_t bh, int64_t j, HeadPack& hp,
+                    TileScratch& w, bool with_dq),
+                   (g, a, bh, j, hp, w, with_dq)) {
   const int64_t k0 = j * kTile;
   const int nk = static_cast<int>(std::min<int64_t>(kTile, g.T - k0));
   const int ncp = static_cast<int>(attn::round16(nk));
@@ -110,14 +114,14 @@ TESSERA_CPU_CLONES void key_tile(const Geometry& g, const Args& a, int64_t bh, i
   for (int64_t i = a.causal ? j : 0; i < g.n_tiles; ++i) {
     const int64_t q0 = i * kTile;
     const int nq = static_cast<int>(std::min<int64_t>(kTile, g.T - q0));
-    tile_p_ds(g, hp, w, q0, nq, k0, nk, ncp, a.causal);
-    attn::tile_gemm<true, true>(nk, g.Dp, nq, w.p.data(), kTile, hp.dout.data() + q0 * g.Dp, g.Dp,
-                                w.dv.data(), g.Dp);  // dV += P^T dO
-    attn::tile_gemm<true, true>(nk, g.Dp, nq, w.ds.data(), kTile, hp.q.data() + q0 * g.Dp, g.Dp,
-                                w.dk.data(), g.Dp);  // dK += dS^T (q / sqrt(D))
+    tile_p_ds<kIsa>(g, hp, w, q0, nq, k0, nk, ncp, a.causal);
+    attn::tile_gemm<kIsa, true, true>(nk, g.Dp, nq, w.p.data(), kTile, hp.dout.data() + q0 * g.Dp,
+                                      g.Dp, w.dv.data(), g.Dp);  // dV += P^T dO
+    attn::tile_gemm<kIsa, true, true>(nk, g.Dp, nq, w.ds.data(), kTile, hp.q.data() + q0 * g.Dp,
+                                      g.Dp, w.dk.data(), g.Dp);  // dK += dS^T (q / sqrt(D))
     if (with_dq) {
-      attn::tile_gemm<false, true>(nq, g.Dp, nk, w.ds.data(), kTile, hp.k.data() + k0 * g.Dp, g.Dp,
-                                   hp.dq.data() + q0 * g.Dp, g.Dp);  // dQ += dS k
+      attn::tile_gemm<kIsa, false, true>(nq, g.Dp, nk, w.ds.data(), kTile, hp.k.data() + k0 * g.Dp,
+                                         g.Dp, hp.dq.data() + q0 * g.Dp, g.Dp);  // dQ += dS k
     }
   }
   const int64_t b = bh / g.H, h = bh % g.H, ld = g.row_stride();
@@ -142,8 +146,10 @@ void write_dq(const Geometry& g, const Args& a, int64_t bh, int64_t q0, int nq,
 }
 
 // dQ of query tile i alone (the few-heads split).
-TESSERA_CPU_CLONES void query_tile(const Geometry& g, const Args& a, int64_t bh, int64_t i,
-                                   const HeadPack& hp, TileScratch& w) {
+TESSERA_CPU_KERNEL(void, query_tile,
+                   (const Geometry& g, const Args& a, int64_t bh, int64_t i, const HeadPack& hp,
+                    TileScratch& w),
+                   (g, a, bh, i, hp, w)) {
   const int64_t q0 = i * kTile;
   const int nq = static_cast<int>(std::min<int64_t>(kTile, g.T - q0));
   float* dq = w.dk.data();  // (kTile, Dp) free in this pass
@@ -151,9 +157,9 @@ TESSERA_CPU_CLONES void query_tile(const Geometry& g, const Args& a, int64_t bh,
   for (int64_t j = 0; j <= (a.causal ? i : g.n_tiles - 1); ++j) {
     const int64_t k0 = j * kTile;
     const int nk = static_cast<int>(std::min<int64_t>(kTile, g.T - k0));
-    tile_p_ds(g, hp, w, q0, nq, k0, nk, static_cast<int>(attn::round16(nk)), a.causal);
-    attn::tile_gemm<false, true>(nq, g.Dp, nk, w.ds.data(), kTile, hp.k.data() + k0 * g.Dp, g.Dp,
-                                 dq, g.Dp);  // dQ += dS k
+    tile_p_ds<kIsa>(g, hp, w, q0, nq, k0, nk, static_cast<int>(attn::round16(nk)), a.causal);
+    attn::tile_gemm<kIsa, false, true>(nq, g.Dp, nk, w.ds.data(), kTile, hp.k.data() + k0 * g.Dp,
+                                       g.Dp, dq, g.Dp);  // dQ += dS k
   }
   write_dq(g, a, bh, q0, nq, dq);
 }

@@ -2,17 +2,22 @@
 // Building blocks shared by the attention forward (attention.cc) and backward
 // (attention_backward.cc) kernels: tile sizes, per-head packing, and the small GEMM.
 //
-// Why an own GEMM micro-kernel instead of dnnl_sgemm: measured single-threaded on this machine
-// (AMD EPYC, AVX-512), a 64x64x64 product takes 5.3 us with dnnl_sgemm ('N','N', contiguous) and
-// 5.4 us with tile_gemm below, 7.2 us with dnnl_sgemm ('N','T') on the strided K of qkv; but
+// Why an own GEMM micro-kernel instead of dnnl_sgemm: measured single-threaded on an AMD EPYC
+// with AVX-512, a 64x64x64 product takes 5.3 us with dnnl_sgemm ('N','N', contiguous) and 5.4 us
+// with tile_gemm below, 7.2 us with dnnl_sgemm ('N','T') on the strided K of qkv; but
 // dnnl_sgemm's fixed cost per call is 0.35-0.7 us against 0.1 us here (16x16x16), which matters
 // for D = 16, the ragged last tiles and the five products per tile pair of backward. So: packed
-// operands plus an own register-blocked kernel. It is written with GCC vector extensions (no
-// intrinsics), so each TESSERA_CPU_CLONES caller gets an AVX-512, AVX2 and baseline build of it.
+// operands plus an own register-blocked kernel, written with GCC vector extensions (no
+// intrinsics) and instantiated per instruction-set path (simd.h): the accumulator block is sized
+// to the path's registers. A block of AVX-512's shape on AVX2 (6 x 4 vectors of 16 floats = 48
+// ymm registers of 16) spilled to the stack on every multiply-add; that made attention the
+// largest share of an AVX2 training step.
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+
+#include "ops/cpu/simd.h"
 
 namespace tessera::ops::cpu::attn {
 
@@ -24,31 +29,58 @@ inline int64_t round16(int64_t n) {
   return (n + 15) / 16 * 16;
 }
 
-typedef float v16 __attribute__((vector_size(64)));
-
 #define TESSERA_ATTN_INLINE inline __attribute__((always_inline))
 
-// Rows [0, MR) of C (=|+=) A·B for NV 16-wide column vectors. A element (r, k) is A[r*lda + k],
-// or A[k*lda + r] with kTransA; B is (K, 16*NV) row-major with stride ldb.
-template <int NV, int MR, bool kTransA, bool kAccumulate>
+template <int kLanes>
+struct Vec;
+template <>
+struct Vec<16> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct Vec<8> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<4> {
+  typedef float type __attribute__((vector_size(16)));
+};
+
+// Register blocking of one path: up to kMaxVectors vectors of kLanes columns, and for NV such
+// vectors, rows(NV) rows at once, so that rows * NV accumulators + NV b vectors + one broadcast
+// fit the register file (32 registers: 6x4, 8x3, 12x2, 16x1; 16 registers: 6x2, 12x1).
+template <CpuIsa kIsa>
+struct GemmBlocking {
+  static constexpr int kLanes = SimdTraits<kIsa>::kLanes;
+  static constexpr bool kWide = SimdTraits<kIsa>::kRegisters >= 32;
+  static constexpr int kMaxVectors = kWide ? 4 : 2;
+  static constexpr int rows(int nv) {
+    return kWide ? (nv == 4 ? 6 : nv == 3 ? 8 : nv == 2 ? 12 : 16) : (nv == 2 ? 6 : 12);
+  }
+};
+
+// Rows [0, MR) of C (=|+=) A·B for NV vectors of L columns. A element (r, k) is A[r*lda + k],
+// or A[k*lda + r] with kTransA; B is (K, L*NV) row-major with stride ldb.
+template <int L, int NV, int MR, bool kTransA, bool kAccumulate>
 TESSERA_ATTN_INLINE void gemm_block(int K, const float* A, int64_t lda, const float* B, int64_t ldb,
                                     float* C, int64_t ldc) {
-  v16 acc[MR][NV];
+  using V = typename Vec<L>::type;
+  V acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       if (kAccumulate) {
-        std::memcpy(&acc[r][v], C + r * ldc + 16 * v, sizeof(v16));
+        std::memcpy(&acc[r][v], C + r * ldc + L * v, sizeof(V));
       } else {
-        acc[r][v] = v16{};
+        acc[r][v] = V{};
       }
     }
   }
   for (int k = 0; k < K; ++k) {
-    v16 b[NV];
+    V b[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) std::memcpy(&b[v], B + k * ldb + 16 * v, sizeof(v16));
+    for (int v = 0; v < NV; ++v) std::memcpy(&b[v], B + k * ldb + L * v, sizeof(V));
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const float a = kTransA ? A[k * lda + r] : A[r * lda + k];
@@ -59,47 +91,52 @@ TESSERA_ATTN_INLINE void gemm_block(int K, const float* A, int64_t lda, const fl
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) std::memcpy(C + r * ldc + 16 * v, &acc[r][v], sizeof(v16));
+    for (int v = 0; v < NV; ++v) std::memcpy(C + r * ldc + L * v, &acc[r][v], sizeof(V));
   }
 }
 
-// All M rows for NV column vectors: blocks of MR rows (MR * NV accumulators + NV b vectors fit
-// the 32 AVX-512 registers), then the remainder in smaller blocks.
-template <int NV, bool kTransA, bool kAccumulate>
+// All M rows for NV column vectors: blocks of the path's row count, then 4-row and 1-row blocks.
+template <CpuIsa kIsa, int NV, bool kTransA, bool kAccumulate>
 TESSERA_ATTN_INLINE void gemm_rows(int M, int K, const float* A, int64_t lda, const float* B,
                                    int64_t ldb, float* C, int64_t ldc) {
-  constexpr int MR = NV == 4 ? 6 : NV == 3 ? 8 : NV == 2 ? 12 : 16;
+  using Blocking = GemmBlocking<kIsa>;
+  constexpr int L = Blocking::kLanes, MR = Blocking::rows(NV);
   auto a_at = [&](int i) { return kTransA ? A + i : A + i * lda; };
   int i = 0;
   for (; i + MR <= M; i += MR)
-    gemm_block<NV, MR, kTransA, kAccumulate>(K, a_at(i), lda, B, ldb, C + i * ldc, ldc);
+    gemm_block<L, NV, MR, kTransA, kAccumulate>(K, a_at(i), lda, B, ldb, C + i * ldc, ldc);
   for (; i + 4 <= M; i += 4)
-    gemm_block<NV, 4, kTransA, kAccumulate>(K, a_at(i), lda, B, ldb, C + i * ldc, ldc);
+    gemm_block<L, NV, 4, kTransA, kAccumulate>(K, a_at(i), lda, B, ldb, C + i * ldc, ldc);
   for (; i < M; ++i)
-    gemm_block<NV, 1, kTransA, kAccumulate>(K, a_at(i), lda, B, ldb, C + i * ldc, ldc);
+    gemm_block<L, NV, 1, kTransA, kAccumulate>(K, a_at(i), lda, B, ldb, C + i * ldc, ldc);
 }
 
 // C (M, N) (=|+=) op(A) (M, K) · B (K, N); N a multiple of 16. Every element of C is a sum over
-// k in increasing order, whatever M and the blocking: results do not depend on tile shapes.
-template <bool kTransA, bool kAccumulate>
+// k in increasing order, whatever M, the blocking and the path: results do not depend on tile
+// shapes (the paths differ only where the compiler contracts a*b+c into one FMA).
+template <CpuIsa kIsa, bool kTransA, bool kAccumulate>
 TESSERA_ATTN_INLINE void tile_gemm(int M, int N, int K, const float* A, int64_t lda, const float* B,
                                    int64_t ldb, float* C, int64_t ldc) {
-  for (int n0 = 0; n0 < N; n0 += 64) {
+  using Blocking = GemmBlocking<kIsa>;
+  constexpr int L = Blocking::kLanes, W = L * Blocking::kMaxVectors;
+  for (int n0 = 0; n0 < N; n0 += W) {
     const float* b = B + n0;
     float* c = C + n0;
-    switch (std::min(4, (N - n0) / 16)) {
-      case 4:
-        gemm_rows<4, kTransA, kAccumulate>(M, K, A, lda, b, ldb, c, ldc);
-        break;
-      case 3:
-        gemm_rows<3, kTransA, kAccumulate>(M, K, A, lda, b, ldb, c, ldc);
-        break;
-      case 2:
-        gemm_rows<2, kTransA, kAccumulate>(M, K, A, lda, b, ldb, c, ldc);
-        break;
-      default:
-        gemm_rows<1, kTransA, kAccumulate>(M, K, A, lda, b, ldb, c, ldc);
-        break;
+    const int nv = std::min(Blocking::kMaxVectors, (N - n0) / L);
+    if constexpr (Blocking::kMaxVectors == 4) {
+      if (nv == 4) {
+        gemm_rows<kIsa, 4, kTransA, kAccumulate>(M, K, A, lda, b, ldb, c, ldc);
+        continue;
+      }
+      if (nv == 3) {
+        gemm_rows<kIsa, 3, kTransA, kAccumulate>(M, K, A, lda, b, ldb, c, ldc);
+        continue;
+      }
+    }
+    if (nv == 2) {
+      gemm_rows<kIsa, 2, kTransA, kAccumulate>(M, K, A, lda, b, ldb, c, ldc);
+    } else {
+      gemm_rows<kIsa, 1, kTransA, kAccumulate>(M, K, A, lda, b, ldb, c, ldc);
     }
   }
 }

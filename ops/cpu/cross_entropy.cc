@@ -35,7 +35,7 @@ int64_t count_valid(const char* op, const int32_t* targets, int64_t n, int64_t v
 
 // Max over 16 independent lanes, written as selects: GCC leaves a `reduction(max)` over
 // std::max scalar (one dependent maxss per element).
-TESSERA_CPU_CLONES float block_max(const float* x, int64_t n) {
+TESSERA_CPU_KERNEL(float, block_max, (const float* x, int64_t n), (x, n)) {
   constexpr int kLanes = 16;
   float lanes[kLanes];
   for (float& l : lanes) l = -std::numeric_limits<float>::infinity();
@@ -52,7 +52,7 @@ TESSERA_CPU_CLONES float block_max(const float* x, int64_t n) {
 
 // Sum of exp(x - m) over 16 lanes (an `omp simd reduction(+)` here kept its partial sums in
 // memory and ran at a quarter of this speed).
-TESSERA_CPU_CLONES float block_exp_sum(const float* x, int64_t n, float m) {
+TESSERA_CPU_KERNEL(float, block_exp_sum, (const float* x, int64_t n, float m), (x, n, m)) {
   constexpr int kLanes = 16;
   float lanes[kLanes] = {};
   int64_t j = 0;
@@ -84,8 +84,9 @@ float row_lse(const float* x, int64_t v) {
 }
 
 // Row gradient: scale * (exp(x - lse) - onehot(t)).
-TESSERA_CPU_CLONES void row_grad(const float* x, float lse, float scale, int32_t t, float* dx,
-                                 int64_t v) {
+TESSERA_CPU_KERNEL(void, row_grad,
+                   (const float* x, float lse, float scale, int32_t t, float* dx, int64_t v),
+                   (x, lse, scale, t, dx, v)) {
 #pragma omp simd
   for (int64_t j = 0; j < v; ++j) dx[j] = scale * fast_exp(x[j] - lse);
   dx[t] -= scale;

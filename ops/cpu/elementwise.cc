@@ -6,12 +6,14 @@
 namespace tessera::ops::cpu {
 namespace {
 
-TESSERA_CPU_CLONES void add_kernel(const float* a, const float* b, float* out, int64_t n) {
+TESSERA_CPU_KERNEL(void, add_kernel, (const float* a, const float* b, float* out, int64_t n),
+                   (a, b, out, n)) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
-TESSERA_CPU_CLONES void scale_kernel(const float* x, float alpha, float* out, int64_t n) {
+TESSERA_CPU_KERNEL(void, scale_kernel, (const float* x, float alpha, float* out, int64_t n),
+                   (x, alpha, out, n)) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) out[i] = alpha * x[i];
 }

@@ -23,8 +23,10 @@ void check_ids(const char* op, const int32_t* ids, int64_t n, int64_t v) {
 }
 
 // dtable[ids[i], c0:c1] += dout[i, c0:c1] for every i in order.
-TESSERA_CPU_CLONES void scatter_add_columns(const float* dout, const int32_t* ids, float* dtable,
-                                            int64_t n, int64_t c, int64_t c0, int64_t c1) {
+TESSERA_CPU_KERNEL(void, scatter_add_columns,
+                   (const float* dout, const int32_t* ids, float* dtable, int64_t n, int64_t c,
+                    int64_t c0, int64_t c1),
+                   (dout, ids, dtable, n, c, c0, c1)) {
   for (int64_t i = 0; i < n; ++i) {
     const float* src = dout + i * c;
     float* dst = dtable + int64_t(ids[i]) * c;

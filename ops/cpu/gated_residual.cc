@@ -13,8 +13,10 @@ namespace {
 // Columns per backward work item: its dgate partial sums (1 KiB) stay in L1.
 constexpr int64_t kCols = 256;
 
-TESSERA_CPU_CLONES void forward_rows(const float* x, const float* gate, const float* h, float* y,
-                                     int64_t r0, int64_t r1, int64_t t, int64_t c) {
+TESSERA_CPU_KERNEL(void, forward_rows,
+                   (const float* x, const float* gate, const float* h, float* y, int64_t r0,
+                    int64_t r1, int64_t t, int64_t c),
+                   (x, gate, h, y, r0, r1, t, c)) {
   for (int64_t r = r0; r < r1; ++r) {
     const float* g = gate + (r / t) * c;
     const float* xr = x + r * c;
@@ -27,8 +29,10 @@ TESSERA_CPU_CLONES void forward_rows(const float* x, const float* gate, const fl
 
 // One sample's columns [c0, c0 + len): dh, and dgate summed over t in order. Reads dy before
 // writing dh at the same index, so dh may alias dy.
-TESSERA_CPU_CLONES void backward_block(const float* dy, const float* gate, const float* h,
-                                       float* dgate, float* dh, int64_t t, int64_t c, int64_t len) {
+TESSERA_CPU_KERNEL(void, backward_block,
+                   (const float* dy, const float* gate, const float* h, float* dgate, float* dh,
+                    int64_t t, int64_t c, int64_t len),
+                   (dy, gate, h, dgate, dh, t, c, len)) {
   float dg[kCols] = {};
   for (int64_t k = 0; k < t; ++k) {
     const float* dyr = dy + k * c;

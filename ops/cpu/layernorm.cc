@@ -49,9 +49,10 @@ inline __attribute__((always_inline)) float row_sum(const float* x, int64_t c, f
   return lanes_total(lanes) + tail;
 }
 
-TESSERA_CPU_CLONES void forward_rows(const float* x, const float* w, const float* b, float* y,
-                                     float* mean, float* rstd, int64_t r0, int64_t r1, int64_t c,
-                                     float eps) {
+TESSERA_CPU_KERNEL(void, forward_rows,
+                   (const float* x, const float* w, const float* b, float* y, float* mean,
+                    float* rstd, int64_t r0, int64_t r1, int64_t c, float eps),
+                   (x, w, b, y, mean, rstd, r0, r1, c, eps)) {
   for (int64_t r = r0; r < r1; ++r) {
     const float* xr = x + r * c;
     float* yr = y + r * c;
@@ -66,9 +67,11 @@ TESSERA_CPU_CLONES void forward_rows(const float* x, const float* w, const float
 }
 
 // Rows [r0, r1): writes dx and adds this range's dweight/dbias contributions into pw/pb.
-TESSERA_CPU_CLONES void backward_rows(const float* dy, const float* x, const float* w,
-                                      const float* mean, const float* rstd, float* dx, float* pw,
-                                      float* pb, int64_t r0, int64_t r1, int64_t c) {
+TESSERA_CPU_KERNEL(void, backward_rows,
+                   (const float* dy, const float* x, const float* w, const float* mean,
+                    const float* rstd, float* dx, float* pw, float* pb, int64_t r0, int64_t r1,
+                    int64_t c),
+                   (dy, x, w, mean, rstd, dx, pw, pb, r0, r1, c)) {
   for (int64_t r = r0; r < r1; ++r) {
     const float* dyr = dy + r * c;
     const float* xr = x + r * c;
@@ -106,8 +109,10 @@ TESSERA_CPU_CLONES void backward_rows(const float* dy, const float* x, const flo
 }
 
 // dst[j] += sum over chunks k (in order) of partial[k * stride + j], for j in [j0, j1).
-TESSERA_CPU_CLONES void reduce_chunks(const float* partial, int64_t chunks, int64_t stride,
-                                      float* dst, int64_t j0, int64_t j1) {
+TESSERA_CPU_KERNEL(void, reduce_chunks,
+                   (const float* partial, int64_t chunks, int64_t stride, float* dst, int64_t j0,
+                    int64_t j1),
+                   (partial, chunks, stride, dst, j0, j1)) {
   for (int64_t j = j0; j < j1; ++j) {
     float s = 0;
     for (int64_t k = 0; k < chunks; ++k) s += partial[k * stride + j];

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "dnnl.h"
+#include "ops/cpu/isa.h"
 #include "ops/cpu/matmul.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/simd.h"
@@ -35,7 +36,7 @@ void sgemm_one(const GemmShape& s, float alpha, const float* a, const float* b, 
                 " n=", s.n, " k=", s.k);
 }
 
-TESSERA_CPU_CLONES void scale_kernel(float* c, float beta, int64_t n) {
+TESSERA_CPU_KERNEL(void, scale_kernel, (float* c, float beta, int64_t n), (c, beta, n)) {
   if (beta == 0.0f) {
     std::fill(c, c + n, 0.0f);  // beta = 0 ignores old contents, NaNs included
     return;
@@ -67,12 +68,14 @@ inline __attribute__((always_inline)) void column_sums_body(const T* x, int64_t 
   for (int64_t j = 0; j < cols; ++j) out[j] += acc[j];
 }
 
-TESSERA_CPU_CLONES void column_sums_f32(const float* x, int64_t rows, int64_t ld, int64_t cols,
-                                        float* out) {
+TESSERA_CPU_KERNEL(void, column_sums_f32,
+                   (const float* x, int64_t rows, int64_t ld, int64_t cols, float* out),
+                   (x, rows, ld, cols, out)) {
   column_sums_body(x, rows, ld, cols, out);
 }
-TESSERA_CPU_CLONES void column_sums_bf16(const bf16* x, int64_t rows, int64_t ld, int64_t cols,
-                                         float* out) {
+TESSERA_CPU_KERNEL(void, column_sums_bf16,
+                   (const bf16* x, int64_t rows, int64_t ld, int64_t cols, float* out),
+                   (x, rows, ld, cols, out)) {
   column_sums_body(x, rows, ld, cols, out);
 }
 
@@ -90,7 +93,7 @@ void column_sums_tiled(const T* x, int64_t rows, int64_t cols, float* out, Kerne
 }
 
 // Same rounding as core/bf16.h float_to_bf16, written branch-free so that it vectorises.
-TESSERA_CPU_CLONES void to_bf16_kernel(const float* src, bf16* dst, int64_t n) {
+TESSERA_CPU_KERNEL(void, to_bf16_kernel, (const float* src, bf16* dst, int64_t n), (src, dst, n)) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t u = std::bit_cast<uint32_t>(src[i]);
@@ -100,7 +103,7 @@ TESSERA_CPU_CLONES void to_bf16_kernel(const float* src, bf16* dst, int64_t n) {
   }
 }
 
-TESSERA_CPU_CLONES void to_f32_kernel(const bf16* src, float* dst, int64_t n) {
+TESSERA_CPU_KERNEL(void, to_f32_kernel, (const bf16* src, float* dst, int64_t n), (src, dst, n)) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] = std::bit_cast<float>(uint32_t(src[i].bits) << 16);
 }
@@ -110,6 +113,7 @@ TESSERA_CPU_CLONES void to_f32_kernel(const bf16* src, float* dst, int64_t n) {
 void gemm_f32(const GemmShape& s, float alpha, const float* a, const float* b, float beta,
               float* c) {
   if (s.batch == 0 || s.m == 0 || s.n == 0) return;
+  cpu_isa();  // a forced lower path (TESSERA_CPU_ISA) caps oneDNN before its first GEMM
   const int64_t size_c = s.m * s.n;
   if (s.k == 0) {  // empty sum: BLAS leaves beta * C; spelled out rather than trusting lda = 0
     parallel_chunks(s.batch * size_c, kElementwiseGrain,

@@ -13,8 +13,10 @@ namespace {
 // Columns per backward work item: its dshift/dscale partial sums (2 KiB) stay in L1.
 constexpr int64_t kCols = 256;
 
-TESSERA_CPU_CLONES void forward_rows(const float* x, const float* shift, const float* scale,
-                                     float* y, int64_t r0, int64_t r1, int64_t t, int64_t c) {
+TESSERA_CPU_KERNEL(void, forward_rows,
+                   (const float* x, const float* shift, const float* scale, float* y, int64_t r0,
+                    int64_t r1, int64_t t, int64_t c),
+                   (x, shift, scale, y, r0, r1, t, c)) {
   for (int64_t r = r0; r < r1; ++r) {
     const float* sh = shift + (r / t) * c;
     const float* sc = scale + (r / t) * c;
@@ -26,9 +28,10 @@ TESSERA_CPU_CLONES void forward_rows(const float* x, const float* shift, const f
 }
 
 // One sample's columns [c0, c0 + len): dx, and dshift/dscale summed over t in order.
-TESSERA_CPU_CLONES void backward_block(const float* dy, const float* x, const float* scale,
-                                       float* dx, float* dshift, float* dscale, int64_t t,
-                                       int64_t c, int64_t len) {
+TESSERA_CPU_KERNEL(void, backward_block,
+                   (const float* dy, const float* x, const float* scale, float* dx, float* dshift,
+                    float* dscale, int64_t t, int64_t c, int64_t len),
+                   (dy, x, scale, dx, dshift, dscale, t, c, len)) {
   float ds[kCols] = {}, dsc[kCols] = {};
   for (int64_t k = 0; k < t; ++k) {
     const float* dyr = dy + k * c;

@@ -46,11 +46,11 @@ inline __attribute__((always_inline)) double chunk_sum(const float* x, int64_t n
   return acc[0];
 }
 
-TESSERA_CPU_CLONES double chunk_sum_plain(const float* x, int64_t n) {
+TESSERA_CPU_KERNEL(double, chunk_sum_plain, (const float* x, int64_t n), (x, n)) {
   return chunk_sum<false>(x, n);
 }
 
-TESSERA_CPU_CLONES double chunk_sum_squares(const float* x, int64_t n) {
+TESSERA_CPU_KERNEL(double, chunk_sum_squares, (const float* x, int64_t n), (x, n)) {
   return chunk_sum<true>(x, n);
 }
 

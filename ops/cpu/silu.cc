@@ -9,13 +9,13 @@
 namespace tessera::ops::cpu {
 namespace {
 
-TESSERA_CPU_CLONES void silu_forward_kernel(const float* x, float* y, int64_t n) {
+TESSERA_CPU_KERNEL(void, silu_forward_kernel, (const float* x, float* y, int64_t n), (x, y, n)) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (1.0f + fast_exp(-x[i]));
 }
 
-TESSERA_CPU_CLONES void silu_backward_kernel(const float* dy, const float* x, float* dx,
-                                             int64_t n) {
+TESSERA_CPU_KERNEL(void, silu_backward_kernel,
+                   (const float* dy, const float* x, float* dx, int64_t n), (dy, x, dx, n)) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];

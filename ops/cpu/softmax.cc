@@ -18,7 +18,8 @@ namespace {
 
 // Three passes over each row (max, exp and sum, scale); a row stays in L1/L2 between them, so
 // memory sees one read of x and one write of y.
-TESSERA_CPU_CLONES void forward_rows(const float* x, float* y, int64_t rows, int64_t cols) {
+TESSERA_CPU_KERNEL(void, forward_rows, (const float* x, float* y, int64_t rows, int64_t cols),
+                   (x, y, rows, cols)) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
@@ -39,8 +40,9 @@ TESSERA_CPU_CLONES void forward_rows(const float* x, float* y, int64_t rows, int
   }
 }
 
-TESSERA_CPU_CLONES void backward_rows(const float* dy, const float* y, float* dx, int64_t rows,
-                                      int64_t cols) {
+TESSERA_CPU_KERNEL(void, backward_rows,
+                   (const float* dy, const float* y, float* dx, int64_t rows, int64_t cols),
+                   (dy, y, dx, rows, cols)) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* dyr = dy + r * cols;
     const float* yr = y + r * cols;
