@@ -2,6 +2,7 @@
 // CPU launchers for ops/matmul.h: raw pointers to contiguous row-major matrices.
 
 #include <cstdint>
+#include <string>
 
 #include "core/bf16.h"
 #include "core/dtype.h"
@@ -20,11 +21,16 @@ struct GemmShape {
 void gemm_f32(const GemmShape& s, float alpha, const float* a, const float* b, float beta,
               float* c);
 
-// bf16 operands, f32 accumulation, through a cached oneDNN matmul primitive (matmul_bf16.cc).
+// bf16 operands, f32 accumulation, through a cached oneDNN matmul primitive where oneDNN has a
+// bf16 matmul for this CPU, else through the f32 sgemm on widened operands (matmul_bf16.cc).
 // c has c_dtype (f32 or bf16). bias (length n, dtype bias_dtype f32 or bf16, or nullptr) is added
 // to every row of the product after alpha is applied; beta * c is added last.
 void gemm_bf16(const GemmShape& s, float alpha, const bf16* a, const bf16* b, float beta, void* c,
                DType c_dtype, const void* bias = nullptr, DType bias_dtype = DType::f32);
+
+// Which engine runs gemm_bf16 here, for start-up lines and `tessera info`, e.g.
+// "oneDNN brg:avx512_core_bf16".
+std::string bf16_gemm_path();
 
 // y[r, :] = bias for every row r < rows.
 void broadcast_rows(const float* bias, int64_t rows, int64_t cols, float* y);

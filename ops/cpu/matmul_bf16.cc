@@ -1,21 +1,35 @@
 // bf16 GEMM (f32 accumulation) through the oneDNN matmul primitive. On CPUs with AVX512-BF16 it
-// picks the brgemm kernel (vdpbf16ps): about 2x the f32 sgemm rate per core on this machine, and
-// it accepts every transpose as memory strides without a copy.
+// picks the brgemm kernel (vdpbf16ps): about 2x the f32 sgemm rate per core on a Zen 4, and it
+// accepts every transpose as memory strides without a copy. With AVX-512 but no AVX512-BF16,
+// oneDNN emulates the bf16 dot products.
+//
+// Without AVX-512, oneDNN 2.6 has no bf16 matmul at all (creating one fails with "could not
+// create a primitive descriptor iterator"). There the operands are widened to f32 (exact) and
+// multiplied by the f32 sgemm, the epilogue (bias, beta) applied in f32 and the result rounded
+// once to c's dtype: the same arithmetic as oneDNN's (f32 products and sums of bf16 values), at
+// the f32 rate plus one pass over each operand. Which path runs is decided once, by asking
+// oneDNN for a small primitive, and printed at start-up (bf16_gemm_path()).
 //
 // Creating a primitive costs about a millisecond, so primitives are cached by everything they
 // were created for (shape, transposes, dtypes, alpha, beta, bias). The cache is shared by all
 // threads behind a mutex; a cached primitive is executed concurrently from several threads, which
 // oneDNN allows because each call brings its own scratchpad (scratchpad_mode::user, one buffer
 // per thread) instead of the library's shared one.
+#include <algorithm>
 #include <bit>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
 #include "dnnl.hpp"
+#include "ops/cpu/isa.h"
 #include "ops/cpu/matmul.h"
+#include "ops/cpu/parallel.h"
+#include "ops/cpu/simd.h"
 
 namespace tessera::ops::cpu {
 namespace {
@@ -65,8 +79,9 @@ memory::desc matrix_desc(int64_t batch, int64_t rows, int64_t cols, bool transpo
   return memory::desc({batch, rows, cols}, type, strides);
 }
 
-std::shared_ptr<const Entry> create(const Key& key) {
-  auto e = std::make_shared<Entry>();
+// oneDNN's matmul primitive descriptor for a key; throws dnnl::error when oneDNN has no
+// implementation for it on this CPU.
+dnnl::matmul::primitive_desc primitive_desc(const Key& key, Entry* e) {
   e->a = matrix_desc(key.batch, key.m, key.k, key.trans_a, memory::data_type::bf16);
   e->b = matrix_desc(key.batch, key.k, key.n, key.trans_b, memory::data_type::bf16);
   e->c = matrix_desc(key.batch, key.m, key.n, false, dnnl_type(key.c_dtype));
@@ -81,10 +96,44 @@ std::shared_ptr<const Entry> create(const Key& key) {
   }
   dnnl::matmul::desc desc = key.bias >= 0 ? dnnl::matmul::desc(e->a, e->b, e->bias, e->c)
                                           : dnnl::matmul::desc(e->a, e->b, e->c);
-  dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
-  e->scratchpad = pd.scratchpad_desc();
-  e->primitive = dnnl::matmul(pd);
+  return dnnl::matmul::primitive_desc(desc, attr, cpu_engine());
+}
+
+std::shared_ptr<const Entry> create(const Key& key) {
+  auto e = std::make_shared<Entry>();
+  try {
+    dnnl::matmul::primitive_desc pd = primitive_desc(key, e.get());
+    e->scratchpad = pd.scratchpad_desc();
+    e->primitive = dnnl::matmul(pd);
+  } catch (const dnnl::error& err) {
+    throw_error(absl::StrCat("bf16 matmul (batch=", key.batch, " m=", key.m, " n=", key.n,
+                             " k=", key.k, "): oneDNN refused it: ", err.what()));
+  }
   return e;
+}
+
+struct Path {
+  bool onednn = false;
+  std::string summary;
+};
+
+// Asks oneDNN once for a small bf16 matmul: its implementation name says which kernel the real
+// shapes will get (e.g. "brg:avx512_core_bf16"); a refusal selects the f32-compute path.
+Path detect_path() {
+  cpu_isa();  // applies TESSERA_CPU_ISA's cap to oneDNN before its first primitive
+  const Key key{1, 64, 64, 64, false, false, DType::f32, -1, 1.0f, 0.0f};
+  Entry e;
+  try {
+    dnnl::matmul::primitive_desc pd = primitive_desc(key, &e);
+    return {true, absl::StrCat("oneDNN ", pd.impl_info_str())};
+  } catch (const dnnl::error&) {
+    return {false, "f32 sgemm on bf16 operands (oneDNN has no bf16 matmul on this CPU path)"};
+  }
+}
+
+const Path& path() {
+  static const Path p = detect_path();
+  return p;
 }
 
 std::shared_ptr<const Entry> lookup(const Key& key) {
@@ -137,7 +186,60 @@ void empty_product(const GemmShape& s, float beta, void* c, DType c_dtype, const
   }
 }
 
+// out (rows, n) = product + bias[j] + beta * out_old, rounded to out's dtype. product may alias
+// out when out is f32.
+TESSERA_CPU_KERNEL(void, epilogue_rows,
+                   (const float* product, const void* bias, DType bias_dtype, float beta, void* out,
+                    DType out_dtype, int64_t r0, int64_t r1, int64_t n),
+                   (product, bias, bias_dtype, beta, out, out_dtype, r0, r1, n)) {
+  const float* bias_f32 = bias_dtype == DType::f32 ? static_cast<const float*>(bias) : nullptr;
+  const bf16* bias_bf16 = bias_dtype == DType::bf16 ? static_cast<const bf16*>(bias) : nullptr;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* p = product + r * n;
+    if (out_dtype == DType::f32) {
+      float* o = static_cast<float*>(out) + r * n;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) {
+        const float b = bias_f32 ? bias_f32[j] : bias_bf16 ? bf16_to_float(bias_bf16[j]) : 0.0f;
+        o[j] = p[j] + b + (beta != 0.0f ? beta * o[j] : 0.0f);
+      }
+    } else {
+      bf16* o = static_cast<bf16*>(out) + r * n;
+      for (int64_t j = 0; j < n; ++j) {
+        const float b = bias_f32 ? bias_f32[j] : bias_bf16 ? bf16_to_float(bias_bf16[j]) : 0.0f;
+        o[j] = float_to_bf16(p[j] + b + (beta != 0.0f ? beta * bf16_to_float(o[j]) : 0.0f));
+      }
+    }
+  }
+}
+
+void gemm_bf16_via_f32(const GemmShape& s, float alpha, const bf16* a, const bf16* b, float beta,
+                       void* c, DType c_dtype, const void* bias, DType bias_dtype) {
+  const int64_t na = s.batch * s.m * s.k, nb = s.batch * s.k * s.n, nc = s.batch * s.m * s.n;
+  const bool direct = c_dtype == DType::f32 && bias == nullptr;  // sgemm writes c itself
+  // Per thread: concurrent calls (Bf16ConcurrentCallsAgree) must not share buffers.
+  thread_local std::vector<float> buffer;
+  const size_t need = size_t(na + nb + (direct ? 0 : nc));
+  if (buffer.size() < need) buffer.resize(need);
+  float* fa = buffer.data();
+  float* fb = fa + na;
+  convert(a, fa, na);
+  convert(b, fb, nb);
+  if (direct) return gemm_f32(s, alpha, fa, fb, beta, static_cast<float*>(c));
+  float* product = fb + nb;
+  gemm_f32(s, alpha, fa, fb, 0.0f, product);
+  const int64_t rows = s.batch * s.m;
+  const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, s.n));
+  parallel_chunks(rows, grain, [&](int64_t r0, int64_t r1) {
+    epilogue_rows(product, bias, bias ? bias_dtype : DType::i32, beta, c, c_dtype, r0, r1, s.n);
+  });
+}
+
 }  // namespace
+
+std::string bf16_gemm_path() {
+  return path().summary;
+}
 
 void gemm_bf16(const GemmShape& s, float alpha, const bf16* a, const bf16* b, float beta, void* c,
                DType c_dtype, const void* bias, DType bias_dtype) {
@@ -146,6 +248,7 @@ void gemm_bf16(const GemmShape& s, float alpha, const bf16* a, const bf16* b, fl
   TESSERA_CHECK(!bias || alpha == 1.0f, "gemm_bf16: a bias needs alpha = 1");
   if (s.batch == 0 || s.m == 0 || s.n == 0) return;
   if (s.k == 0) return empty_product(s, beta, c, c_dtype, bias, bias_dtype);
+  if (!path().onednn) return gemm_bf16_via_f32(s, alpha, a, b, beta, c, c_dtype, bias, bias_dtype);
   const Key key{s.batch, s.m, s.n, s.k, s.trans_a, s.trans_b, c_dtype, bias ? int(bias_dtype) : -1,
                 alpha,   beta};
   std::shared_ptr<const Entry> e = lookup(key);
