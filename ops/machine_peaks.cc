@@ -9,16 +9,20 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/random.h"
 #include "core/tensor.h"
 #include "core/timer.h"
 #include "dnnl.h"
+#include "ops/cpu/isa.h"
+#include "ops/cpu/matmul.h"
 #include "ops/matmul.h"
 
 namespace tessera::ops {
 namespace {
 
 double measure_sgemm(int n) {
+  cpu::cpu_isa();  // TESSERA_CPU_ISA caps oneDNN before this first sgemm
   std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n, 0.f);
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
@@ -100,6 +104,11 @@ const Peaks& peaks() {
     return r;
   }();
   return p;
+}
+
+std::string cpu_paths_summary() {
+  return absl::StrCat("cpu kernels ", cpu::cpu_isa_summary(), "; bf16 matmul ",
+                      cpu::bf16_gemm_path());
 }
 
 }  // namespace tessera::ops

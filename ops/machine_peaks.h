@@ -6,6 +6,8 @@
 // Bandwidth convention, used by every benchmark: bytes read + bytes written per second. A memcpy
 // of S bytes moves 2·S.
 
+#include <string>
+
 #include "core/dtype.h"
 
 namespace tessera::ops {
@@ -23,5 +25,10 @@ double sgemm_peak_gflops();
 // CPU's figure is sgemm_peak_gflops(); on CUDA the best of a few 4096^3 products through
 // ops::matmul (cuBLASLt), about a tenth of a second. The trainer's MFU peak on a GPU.
 double matmul_peak_gflops(Device device, DType dtype);
+
+// Which CPU code paths run, e.g. "cpu kernels avx2 (the best this CPU has); bf16 matmul f32 sgemm
+// on bf16 operands (...)": the start-up line of `tessera train` and `tessera info`. Throws
+// tessera::Error for a bad TESSERA_CPU_ISA.
+std::string cpu_paths_summary();
 
 }  // namespace tessera::ops

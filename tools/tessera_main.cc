@@ -7,6 +7,7 @@
 #include "core/allocator.h"
 #include "core/threads.h"
 #include "dnnl.hpp"
+#include "ops/machine_peaks.h"
 #include "tools/checkpoint_commands.h"
 #include "tools/data_commands.h"
 #include "tools/eval_command.h"
@@ -42,9 +43,14 @@ void usage(FILE* out) {
 int info() {
   const dnnl_version_t* v = dnnl_version();
   std::printf("tessera 0.1\n");
-  std::printf("oneDNN %d.%d.%d (cpu isa: %s)\n", v->major, v->minor, v->patch,
-              __builtin_cpu_supports("avx512f") ? "avx512" : "avx2 or older");
-  std::printf("cpu avx512_bf16: %s\n", __builtin_cpu_supports("avx512bf16") ? "yes" : "no");
+  std::printf("oneDNN %d.%d.%d\n", v->major, v->minor, v->patch);
+  try {
+    // The kernels' instruction-set path and the bf16 GEMM engine: why a machine is fast or slow.
+    std::printf("%s\n", tessera::ops::cpu_paths_summary().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tessera info: %s\n", e.what());
+    return 1;
+  }
   std::printf("threads: %d\n", tessera::num_threads());
   std::printf("cuda: %s, devices: %d\n", tessera::cuda_compiled() ? "compiled" : "not compiled",
               tessera::cuda_device_count());

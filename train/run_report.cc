@@ -67,6 +67,7 @@ void print_start_report(const StartReport& r) {
   }
   std::printf("peak for MFU: %.1f GFLOP/s (%s%s)\n", r.peak_flops * 1e-9, r.peak_source.c_str(),
               r.several_ranks ? ", times the ranks" : "");
+  if (!r.cpu_paths.empty()) std::printf("%s\n", r.cpu_paths.c_str());
   std::fflush(stdout);
 }
 

@@ -29,6 +29,7 @@ struct StartReport {
   double peak_flops = 0;    // all ranks together
   std::string peak_source;  // "train.peak_flops", "f32 sgemm measured now"
   bool several_ranks = false;
+  std::string cpu_paths;  // ops::cpu_paths_summary(), for runs on the CPU
 };
 void print_start_report(const StartReport& r);
 

@@ -261,6 +261,7 @@ int Trainer::run() {
                                        : absl::StrCat(dtype_name(matmul_dtype), " matmul on ",
                                                       device_.str(), " measured now");
     r.several_ranks = layout_.world_size() > 1;
+    if (device_.is_cpu()) r.cpu_paths = ops::cpu_paths_summary();
     print_start_report(r);
   }
 
