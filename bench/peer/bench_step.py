@@ -1,7 +1,8 @@
 """scripts/bench_step: one training step of tessera against its PyTorch peer, in one run.
 
     scripts/bench_step CONFIG [--threads N] [--steps N] [--bf16] [--seq-len T] [--batch B]
-                       [--build-dir DIR] [--no-build] [--keep-run-dir]
+                       [--isa avx512|avx2|baseline] [--build-dir DIR] [--no-build]
+                       [--keep-run-dir]
 
 In order: builds `tessera` and `bench_ops` if needed (./scripts/build, ninja skips what is up to
 date); measures the f32 sgemm peak with bench_ops' own probe (oneDNN sgemm 2048^3, best of 5)
@@ -9,12 +10,17 @@ before and after the two sides and keeps the higher (a peak depressed by other p
 inflate MFU; the load average at start and end goes into the JSON line so a reader can judge);
 trains `steps + 2` steps with `tessera train` (TESSERA_NUM_THREADS=N) and takes the median
 `step_ms` of metrics.jsonl after the first 2 steps; runs bench/peer/peer.py the same number of
-steps, tuned as a user would tune it (OpenMP OpenBLAS, ATEN_CPU_CAPABILITY=avx512,
-torch.set_num_threads(N)). Prints a table and, last, one JSON line:
+steps, tuned as a user would tune it (OpenMP OpenBLAS, torch.set_num_threads(N), ATen's and
+OpenBLAS's kernels at the same instruction-set level as tessera's). Prints a table and, last, one
+JSON line:
     {"config", "threads", "precision", "tessera_step_ms", "peer_step_ms", "speedup",
      "mfu", "peer_mfu", "sgemm_peak_gflops", "model_gflops_per_step", ...}
 speedup = peer / tessera; mfu = model FLOPs per step (bench/peer/flops.py) / step time / peak.
 The peer always runs in f32: --bf16 compares tessera's bf16 compute with the f32 peer.
+--isa runs both sides on one instruction-set path (default: the best this CPU has): tessera with
+TESSERA_CPU_ISA (which also caps oneDNN, so the sgemm peak is that path's too), the peer with
+ATEN_CPU_CAPABILITY and, below the CPU's best, OPENBLAS_CORETYPE. So an AVX-512 machine can
+measure the AVX2 comparison, and an AVX2 machine never asks ATen for AVX-512 (SIGILL).
 Exit status 0 when both sides ran, 1 otherwise (the JSON line is still printed, with nulls).
 """
 import argparse
@@ -35,10 +41,33 @@ import tessera_config  # noqa: E402
 
 PY = "/usr/bin/python3"  # Debian's python with python3-torch
 SKIP_STEPS = 2  # first steps excluded from the median (allocation, page faults, caches)
-PEER_ENV = {  # the tuned peer (issue 4): OpenMP OpenBLAS and ATen's AVX-512 kernels
-    "LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu/openblas-openmp",
-    "ATEN_CPU_CAPABILITY": "avx512",
-}
+ISAS = ["baseline", "avx2", "avx512"]  # tessera's paths, lowest first (ops/cpu/isa.h)
+ATEN_CAPABILITY = {"baseline": "default", "avx2": "avx2", "avx512": "avx512"}
+OPENBLAS_CORETYPE = {"baseline": "Prescott", "avx2": "Haswell", "avx512": "SkylakeX"}
+
+
+def machine_isa():
+    """The best of ISAS this CPU runs, from /proc/cpuinfo (x86-64-v4 and v3 feature sets)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f
+                          if line.startswith("flags")), set())
+    except OSError:
+        return "baseline"
+    if {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags:
+        return "avx512"
+    if {"avx2", "fma", "bmi2"} <= flags:
+        return "avx2"
+    return "baseline"
+
+
+def peer_env(isa):
+    """The tuned peer: OpenMP OpenBLAS, ATen and OpenBLAS kernels at tessera's level."""
+    env = {"LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu/openblas-openmp",
+           "ATEN_CPU_CAPABILITY": ATEN_CAPABILITY[isa]}
+    if isa != machine_isa():
+        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORETYPE[isa]
+    return env
 
 
 def log(msg):
@@ -62,9 +91,9 @@ def build(build_dir):
         sys.exit(f"bench_step: ./scripts/build failed (status {r.returncode})")
 
 
-def sgemm_peak(build_dir, threads):
+def sgemm_peak(build_dir, threads, isa):
     exe = os.path.join(build_dir, "bench", "ops", "bench_ops")
-    env = dict(os.environ, TESSERA_NUM_THREADS=str(threads))
+    env = dict(os.environ, TESSERA_NUM_THREADS=str(threads), TESSERA_CPU_ISA=isa)
     r = subprocess.run([exe, "--benchmark_filter=^$"], env=env, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"bench_step: {exe} failed (status {r.returncode}): {r.stderr.strip()[-500:]}")
@@ -95,8 +124,8 @@ def run_tessera(build_dir, a, cfg, peak_gflops):
         if field is None:
             sys.exit(f"bench_step: --seq-len applies to gpt and clip configs, not {kind}")
         cmd += ["--set", f"{field}={a.seq_len}"]
-    env = dict(os.environ, TESSERA_NUM_THREADS=str(a.threads))
-    log("$ TESSERA_NUM_THREADS=%d %s" % (a.threads, " ".join(cmd)))
+    env = dict(os.environ, TESSERA_NUM_THREADS=str(a.threads), TESSERA_CPU_ISA=a.isa)
+    log("$ TESSERA_NUM_THREADS=%d TESSERA_CPU_ISA=%s %s" % (a.threads, a.isa, " ".join(cmd)))
     try:
         r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
@@ -133,8 +162,9 @@ def run_peer(a):
         cmd += ["--seq-len", str(a.seq_len)]
     if a.batch:
         cmd += ["--batch", str(a.batch)]
-    env = dict(os.environ, **PEER_ENV)
-    log("$ %s %s" % (" ".join(f"{k}={v}" for k, v in PEER_ENV.items()), " ".join(cmd)))
+    penv = peer_env(a.isa)
+    env = dict(os.environ, **penv)
+    log("$ %s %s" % (" ".join(f"{k}={v}" for k, v in penv.items()), " ".join(cmd)))
     r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in r.stdout.strip().splitlines()[:-1]:
         log("  " + line)
@@ -151,10 +181,14 @@ def main():
     ap.add_argument("--bf16", action="store_true", help="tessera computes in bf16 (peer: f32)")
     ap.add_argument("--seq-len", type=int, default=0)
     ap.add_argument("--batch", type=int, default=0)
+    ap.add_argument("--isa", choices=ISAS, default=machine_isa(),
+                    help="instruction-set path of both sides (default: this CPU's best)")
     ap.add_argument("--build-dir", default=os.environ.get("TESSERA_BUILD_DIR", "build"))
     ap.add_argument("--no-build", action="store_true", help="use the binaries as they are")
     ap.add_argument("--keep-run-dir", action="store_true")
     a = ap.parse_args()
+    if ISAS.index(a.isa) > ISAS.index(machine_isa()):
+        sys.exit(f"bench_step: --isa {a.isa}: this CPU's best path is {machine_isa()}")
     a.config = os.path.abspath(a.config)
     build_dir = os.path.join(ROOT, a.build_dir)
 
@@ -163,7 +197,7 @@ def main():
     if not a.no_build:
         build(build_dir)
     load_start = os.getloadavg()[0]
-    peak = peak_before = sgemm_peak(build_dir, a.threads)
+    peak = peak_before = sgemm_peak(build_dir, a.threads, a.isa)
     log(f"{os.path.basename(a.config)}: {fl['kind']} B={fl['batch']} T={fl['seq_len']} "
         f"params={fl['params_total']} model GFLOP/step={fl['flops_per_step'] / 1e9:.2f} | "
         f"threads {a.threads} | sgemm peak measured now {peak:.1f} GFLOP/s | load {load_start:.2f}")
@@ -178,7 +212,7 @@ def main():
     if peer is None:
         log(f"peer side not measured: {p_note}")
 
-    peak_after = sgemm_peak(build_dir, a.threads)
+    peak_after = sgemm_peak(build_dir, a.threads, a.isa)
     peak = max(peak_before, peak_after)
     load_end = os.getloadavg()[0]
     log(f"sgemm peak after: {peak_after:.1f} GFLOP/s (using {peak:.1f}) | load {load_end:.2f}")
@@ -203,6 +237,7 @@ def main():
     rnd = lambda x, n: None if x is None else round(x, n)  # noqa: E731
     print(json.dumps({
         "config": os.path.relpath(a.config, ROOT), "kind": fl["kind"], "threads": a.threads,
+        "isa": a.isa,
         "precision": precision, "batch": fl["batch"], "seq_len": fl["seq_len"],
         "steps": a.steps, "tessera_step_ms": rnd(t_ms, 2), "peer_step_ms": rnd(p_ms, 2),
         "speedup": rnd(speedup, 4), "mfu": rnd(mfu(t_ms), 4), "peer_mfu": rnd(mfu(p_ms), 4),
