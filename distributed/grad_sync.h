@@ -1,6 +1,6 @@
 #pragma once
 // GradSync: data-parallel gradient averaging over the flat f32 gradient buffer, bucket by
-// bucket, overlapped with backward (DESIGN.md decision 3 and the step diagram).
+// bucket, overlapped with backward (docs/DESIGN.md decision 3 and the step diagram).
 //
 // The buffer (N elements, models::ParamStore::grads()) is cut into consecutive buckets of
 // bucket_bytes / 4 elements (the last may be smaller). ParamStore lays gradients out in reverse

@@ -1,4 +1,4 @@
-// The `tessera` command: one verb per job (DESIGN.md fixes their names), each with --help.
+// The `tessera` command: one verb per job (docs/DESIGN.md fixes their names), each with --help.
 #include <cstdio>
 #include <cstring>
 #include <string>
