@@ -1,6 +1,6 @@
 #pragma once
 // Errors inside a step are exceptions carrying a message that names the op, tensor, file or
-// rank (DESIGN.md decision 7); boundaries (config parsing, files) return absl::Status instead.
+// rank (docs/DESIGN.md decision 7); boundaries (config parsing, files) return absl::Status instead.
 
 #include <stdexcept>
 #include <string>

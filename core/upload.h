@@ -1,6 +1,6 @@
 #pragma once
 // Uploader: input batches from host memory to the training device, overlapped with compute
-// (DESIGN.md's data flow: "host batch (pinned when the device is CUDA)").
+// (docs/DESIGN.md's data flow: the host batch, copied through pinned memory on CUDA).
 //
 //   Uploader::Pending next = uploader.upload(host_batch(0));
 //   for k: batch = uploader.ready(std::move(next));      // compute waits for k's copies

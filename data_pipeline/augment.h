@@ -1,7 +1,7 @@
 #pragma once
 // Image augmentation for training: random resized crop + horizontal flip + normalise, from an
 // (H, W, 3) uint8 image to an (S, S, 3) f32 one. All randomness is drawn from Philox keyed by
-// (seed, epoch, sample id) (DESIGN.md decision 5), never from a thread-local generator: a
+// (seed, epoch, sample id) (docs/DESIGN.md decision 5), never from a thread-local generator: a
 // resumed run, or a run with another number of loader threads or ranks, produces the same
 // pixels for the same sample in the same epoch.
 //

@@ -1,7 +1,7 @@
 #pragma once
-// GlobalSampler: which samples each data-parallel rank reads, batch by batch (DESIGN.md decision
-// 5). The order of an epoch is a pure function of (seed, epoch): the shards are permuted, the
-// permuted list is cut into windows of `shuffle_window` consecutive shards, and the samples of
+// GlobalSampler: which samples each data-parallel rank reads, batch by batch (docs/DESIGN.md
+// decision 5). The order of an epoch is a pure function of (seed, epoch): the shards are permuted,
+// the permuted list is cut into windows of `shuffle_window` consecutive shards, and the samples of
 // each window are permuted among themselves (so a reader touches few shards at a time, yet
 // every epoch is a fresh shuffle). Epoch position p therefore names one (shard, index) pair, on
 // any number of ranks.

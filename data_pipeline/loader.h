@@ -1,8 +1,8 @@
 #pragma once
 // Loader: assembles the samples at a run of global stream positions from HDF5 shards on worker
-// threads, ahead of the trainer (DESIGN.md data flow: reader threads, decode, batch).
+// threads, ahead of the trainer (docs/DESIGN.md data flow: reader threads, decode, batch).
 //
-// Why it is built this way (FORMAT.md and the measurements on this machine):
+// Why it is built this way (FORMAT.md has the measurements on this project's machine):
 // - A single-sample read costs a whole chunk read + Fletcher32 check (random 1-sample reads are
 //   ~60x slower than whole chunks, ~1000x with gzip), so workers read WHOLE chunks of 'images'
 //   (and the same rows of the other datasets) and keep them in an LRU cache of decoded chunks.

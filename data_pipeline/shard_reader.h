@@ -51,19 +51,18 @@ class ShardReader {
   // chunks kept for the next call; with map, tokens as images below). The images come through
   // H5Dread_chunk: raw stored bytes, taken under libhdf5's global lock, then checked (Fletcher32)
   // and inflated (gzip) by this thread outside it, so several threads reading chunks scale (the
-  // issue measured H5Dread at 0.98x
-  // with two threads, H5Dread_chunk + own decompression at 1.95x). Other filter pipelines fall
-  // back to read(). Errors are read()'s. `reuse`: a buffer (a recycled chunk's images) whose
-  // memory the raw chunk is read into, so a loader in steady state touches no fresh pages.
-  // map: an uncompressed chunk is taken from the reader's mapping of the whole file (mapped once,
-  // on first use) at its address (H5Dget_chunk_info_by_coord) instead, and checksummed there (see
-  // mapped_images): no copy at all, where a read copies page cache -> buffer (bench_loader: the
-  // loader's largest cost). The shard must not change while mapped (shards are written once,
-  // under a temporary name). Reading the chunk with pread into a recycled buffer instead, 256 KiB
-  // at a time, each block checksummed while in cache (as train/checkpoint_chunks does), measured
-  // slower: the kernel's copy costs what read() itself costs, and the batch copy still follows
-  // (paired bench_loader runs, MB per CPU second of raw: steady 1 thread 0.42-0.48 against
-  // 0.69-0.91 mapped, cold 0.29-0.33 against 0.48-0.54).
+  // speed-up measured with two threads: H5Dread 0.98x, H5Dread_chunk + own decompression 1.95x).
+  // Other filter pipelines fall back to read(). Errors are read()'s. `reuse`: a buffer (a recycled
+  // chunk's images) whose memory the raw chunk is read into, so a loader in steady state touches no
+  // fresh pages. map: an uncompressed chunk is taken from the reader's mapping of the whole file
+  // (mapped once, on first use) at its address (H5Dget_chunk_info_by_coord) instead, and
+  // checksummed there (see mapped_images): no copy at all, where a read copies page cache -> buffer
+  // (bench_loader: the loader's largest cost). The shard must not change while mapped (shards are
+  // written once, under a temporary name). Reading the chunk with pread into a recycled buffer
+  // instead, 256 KiB at a time, each block checksummed while in cache (as train/checkpoint_chunks
+  // does), measured slower: the kernel's copy costs what read() itself costs, and the batch copy
+  // still follows (paired bench_loader runs, MB per CPU second of raw: steady 1 thread 0.42-0.48
+  // against 0.69-0.91 mapped, cold 0.29-0.33 against 0.48-0.54).
   absl::StatusOr<ShardSamples> read_chunk(int64_t chunk, ByteBuffer reuse = {}, bool map = false);
   ~ShardReader();
 

@@ -1,6 +1,6 @@
 #pragma once
 // Communicator: one group of ranks and the collectives tessera's training step needs
-// (DESIGN.md: distributed/). Implementations: LocalCommunicator (one rank, no MPI, everything
+// (docs/DESIGN.md: distributed/). Implementations: LocalCommunicator (one rank, no MPI, everything
 // completes at once) and MpiCommunicator (a communication thread per group; see its header).
 //
 // Rules every caller follows (the same as PyTorch c10d's):
@@ -14,10 +14,10 @@
 //  - Issue a communicator's operations from one thread at a time (the trainer's main thread).
 //  - Tensors: contiguous f32 on the CPU (NcclCommunicator: f32 or bf16 on its CUDA device).
 //
-// Failure policy (DESIGN.md decision 7): errors are fatal inside a step. A collective that misses
-// its deadline makes the rank print one line naming it and abort the whole job; an exception in a
-// rank's step goes through run_or_abort(), which prints "rank R: message" once and aborts the job,
-// so no rank is left blocked in a collective its peer will never join.
+// Failure policy (docs/DESIGN.md decision 7): errors are fatal inside a step. A collective that
+// misses its deadline makes the rank print one line naming it and abort the whole job; an exception
+// in a rank's step goes through run_or_abort(), which prints "rank R: message" once and aborts the
+// job, so no rank is left blocked in a collective its peer will never join.
 
 #include <condition_variable>
 #include <cstdint>

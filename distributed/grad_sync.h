@@ -1,6 +1,6 @@
 #pragma once
 // GradSync: data-parallel gradient averaging over the flat f32 gradient buffer, bucket by
-// bucket, overlapped with backward (DESIGN.md decision 3 and the step diagram).
+// bucket, overlapped with backward (docs/DESIGN.md decision 3 and the step diagram).
 //
 // The buffer (N elements, models::ParamStore::grads()) is cut into consecutive buckets of
 // bucket_bytes / 4 elements (the last may be smaller). ParamStore lays gradients out in reverse
@@ -15,9 +15,9 @@
 //     sync.finish();                      // launches what is left, waits; grads = DP average
 //
 // Every bucket lying fully inside the ready prefix is launched at once (all_reduce kAvg on the DP
-// communicator), so its communication runs on the communicator's thread while backward computes
-// the rest. Buckets launch in index order on every rank, so the collective order matches across
-// ranks whatever prefixes each rank reports.
+// communicator), so its communication runs on the communicator's thread (MPI) or stream (NCCL)
+// while backward computes the rest. Buckets launch in index order on every rank, so the collective
+// order matches across ranks whatever prefixes each rank reports.
 //
 // Contract: between a bucket's launch and finish() nobody writes into it (the next micro-batch's
 // backward starts after finish(); the optimizer reads after finish()). Calls come from one thread.
@@ -44,12 +44,15 @@ class GradSync {
  public:
   static constexpr int64_t kDefaultBucketBytes = int64_t(25) << 20;  // 25 MiB, as PyTorch DDP
 
-  // grads: (N) f32 CPU, borrowed (must outlive this object); dp: borrowed likewise.
+  // grads: (N) f32 on any device dp carries (CPU for MPI, CUDA for NCCL or a routed world),
+  // borrowed (must outlive this object); dp: borrowed likewise.
   GradSync(Communicator& dp, Tensor grads, int64_t bucket_bytes = kDefaultBucketBytes);
   // ZeRO-1 reduce-scatter mode. shards: geometry for grads.numel() and dp.size()/dp.rank(), copied;
-  // shard_grads: (shards.shard_numel) f32 CPU, borrowed, receives the averaged shards.
+  // shard_grads: (shards.shard_numel) f32 on the device of grads, borrowed, receives the averaged
+  // shards.
   GradSync(Communicator& dp, Tensor grads, const ZeroShards& shards, Tensor shard_grads);
-  ~GradSync();  // waits for launched buckets (never leaves MPI writing into freed memory)
+  // Waits for the launched buckets, so the communicator never writes into freed memory.
+  ~GradSync();
 
   // The leading ready_elements of the buffer are final for this backward. Non-decreasing between
   // finish() calls; launches every bucket now entirely inside the prefix. No-op when disabled.
@@ -73,8 +76,8 @@ class GradSync {
   // Accumulated over finish() calls that communicated.
   struct Stats {
     int64_t syncs = 0;        // finish() calls that averaged
-    int64_t buckets = 0;      // all-reduces launched
-    int64_t bytes = 0;        // bytes all-reduced (algorithm bytes)
+    int64_t buckets = 0;      // collectives launched (all-reduces, or ZeRO-1 reduce-scatters)
+    int64_t bytes = 0;        // the buckets' input bytes (algorithm bytes)
     double comm_seconds = 0;  // time some bucket was in flight (union of bucket intervals)
     double wait_seconds = 0;  // time finish() blocked the caller
     // Share of communication hidden behind backward: 1 - wait / comm (0 when nothing ran).

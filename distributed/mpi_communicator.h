@@ -1,61 +1,29 @@
 #pragma once
-// MpiCommunicator: a Communicator over an MPI communicator, for CPU tensors.
+// MpiCommunicator: a Communicator (communicator.h) over an MPI communicator, for contiguous f32
+// CPU tensors.
 //
-// Design, and why:
-//  - One communication thread per MpiCommunicator. The issuing thread only queues an operation
-//    and returns a WorkHandle; the communication thread starts queued operations in issue order
-//    with non-blocking MPI calls (MPI_Iallreduce, MPI_Ireduce_scatter_block, MPI_Iallgather,
-//    MPI_Ibcast, MPI_Isend/Irecv, MPI_Ibarrier) and drives them with MPI_Testsome. Open MPI's
-//    non-blocking collectives (libnbc) advance only inside MPI calls ("OMPI progress: no" in
-//    ompi_info), so without a thread that keeps calling into MPI, a bucket all-reduce issued
-//    during backward would mostly run when the trainer finally waits on it: no overlap. Starting
-//    every operation non-blocking (rather than running blocking calls one by one) also lets the
-//    send and the recv of a ring step, and several gradient buckets, be in flight together.
-//  - No busy spinning: while operations are in flight the thread polls with a back-off (a few
-//    sched_yield()s, then sleeps of 1/16 of the time since the last completion, at most
-//    `poll_max_sleep_us`), so a completion is noticed at most ~6 % late; with nothing in flight it
-//    sleeps on a condition variable (waking every 20 ms to answer watchdog queries). Blocking MPI
-//    calls would be simpler but Open MPI's blocking waits spin a core at 100 % inside
-//    opal_progress, which on a CPU trainer steals a core from the compute threads.
-//    bench/distributed/allreduce_bench.cc measures both the bandwidth and the CPU a waiting rank
-//    burns, for this design and for a plain blocking MPI_Allreduce.
-//  - Completion in issue order: an operation is reported done only after every earlier one of
-//    the same communicator (like a CUDA stream), so "done(k) implies done(j < k)" holds.
-//  - MPI must provide MPI_THREAD_MULTIPLE (the main thread creates communicators while
-//    communication threads run); MpiEnvironment checks it and fails clearly otherwise.
-//  - Each MpiCommunicator duplicates its MPI communicator three times (four with `bulk`): `data`
-//  (the collectives and
-//    point-to-point traffic, used only by the communication thread), `ctrl` (the watchdog's
-//    arrival queries, also only that thread) and `base` (split(), only the issuing thread). MPI
-//    forbids concurrent collectives on one communicator from two threads; separate contexts
-//    also keep our traffic apart from anybody else's.
-//  - Watchdog: every operation has a deadline (issue time + `timeout_s`). The communication
-//    thread checks the oldest unfinished operation on each poll. Past its deadline the rank asks
-//    the other ranks of the group, over `ctrl`, which sequence number they have issued last (every
-//    communication thread answers such queries, even while its main thread computes), then prints
-//    ONE line naming the collective, the group, the sequence number, the elements, the time waited
-//    and the ranks that have not issued it (or that did not answer), and calls MPI_Abort so no
-//    rank stays blocked. The queries cost nothing until a deadline passes. The question and
-//    answer protocol is distributed/arrival_query.h, shared with NcclCommunicator.
-//  - Bulk collectives (>= `bulk_min_bytes`, 1 MiB by default): Open MPI's non-blocking
-//    all-reduce (libnbc) reaches about half the bus bandwidth of its blocking one (tuned) on
-//    large messages here (bench/distributed/allreduce_bench.cc measures both). So a large
-//    collective starts as a non-blocking MPI_Ibarrier on `data` (the "arrival" phase: polled with
-//    back-off, watched by the watchdog, so a late or missing rank costs no CPU and gets named);
-//    once every rank has arrived and the operation is the oldest in flight, the thread runs the
-//    blocking collective on a fourth duplicate, `bulk`. Every rank runs bulk collectives in issue
-//    order, so their order matches; the blocking call spins only for the transfer itself (all
-//    peers are there), and it keeps progressing the other requests in flight.
-//  - kAvg is MPI_SUM followed by a division by size() on the communication thread (MPI has no
-//    average).
+// Contract, beyond the rules of communicator.h:
+//  - The issuing thread only queues an operation and gets its WorkHandle; one communication
+//    thread per MpiCommunicator starts the operations in issue order with non-blocking MPI calls
+//    and drives them without spinning a core. Work completes in issue order.
+//  - Collectives of at least MpiOptions::bulk_min_bytes first wait (non-blocking) until every
+//    rank has issued them, then run MPI's blocking algorithm (faster on large messages).
+//  - Watchdog: an operation unfinished `timeout_s` after it was issued makes the rank print one
+//    line naming the collective, the group, its sequence number, and the ranks that have not
+//    issued it, then MPI_Abort the job.
+//  - kAvg is the sum divided by size().
+//  - MPI must provide MPI_THREAD_MULTIPLE: initialise it through MpiEnvironment, which checks.
 //
-// Signals (Ctrl-C, SIGTERM): Open MPI's mpirun, on SIGINT or SIGTERM, sends SIGTERM to every
-// rank and SIGKILL to ranks still alive shortly after, then exits non-zero. Measured here:
-// `kill -TERM <mpirun>` during bench_allreduce (2 ranks) -> every rank gone within 2.6 s, mpirun
-// exit status 1. The communication threads block SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2,
-// so a handler the trainer installs (e.g. "save, then exit with the resume status") runs on a
-// trainer thread; without one the default action ends the rank. A rank that ends while its peers
-// sit in a collective makes mpirun end the job.
+// Ownership: the constructor duplicates the given MPI communicator four times (`base` for split,
+// `data` for the traffic, `ctrl` for the watchdog's questions, `bulk` for the blocking
+// collectives); the destructor frees them. The caller keeps its own communicator. Tensors are
+// borrowed until their work completed.
+//
+// Threads: issue operations, split() and destroy from one thread at a time; a WorkHandle may be
+// waited on from any thread. The communication thread blocks SIGINT, SIGTERM, SIGHUP, SIGUSR1
+// and SIGUSR2, so a stop signal is never taken inside MPI.
+//
+// Why it is built this way, and the measurements behind it: mpi_communicator.cc.
 
 #include <mpi.h>
 
@@ -90,7 +58,7 @@ class MpiEnvironment {
 struct MpiOptions {
   double timeout_s = 600;        // every operation's deadline, from the moment it is issued
   int poll_max_sleep_us = 1000;  // longest back-off sleep between MPI_Testsome polls
-  // Collectives moving at least this many bytes take the "bulk" path (see the design notes):
+  // Collectives moving at least this many bytes take the "bulk" path (mpi_communicator.cc):
   // a non-blocking arrival barrier, then MPI's blocking algorithm. SIZE_MAX turns it off.
   size_t bulk_min_bytes = size_t(1) << 20;
   double query_timeout_s = 1.0;  // how long the watchdog waits for peers' answers

@@ -1,8 +1,8 @@
 #pragma once
-// ZeroShards: how ZeRO stage 1 cuts the flat gradient / parameter buffer (DESIGN.md decision 3)
-// among the data-parallel ranks. Shared by GradSync (which reduce-scatters the gradients into this
-// rank's shards) and train::ZeroAdamW (which owns the Adam moments of those shards only, updates
-// them and all-gathers the parameters).
+// ZeroShards: how ZeRO stage 1 cuts the flat gradient / parameter buffer (docs/DESIGN.md decision
+// 3) among the data-parallel ranks. Shared by GradSync (which reduce-scatters the gradients into
+// this rank's shards) and train::ZeroAdamW (which owns the Adam moments of those shards only,
+// updates them and all-gathers the parameters).
 //
 // Shards are cut PER BUCKET, not as one contiguous 1/dp of the whole buffer. Why: GradSync
 // launches a bucket's collective as soon as backward has finalised it; a reduce-scatter of one

@@ -112,8 +112,11 @@ Tensor Gpt::forward_logits(const Tensor& tokens_in) {
   ops::add(x, p, x);
   for (auto& block : blocks_) x = block->forward(x);
   hidden_ = in_dtype(ln_f_->forward(x), store_.compute_dtype());  // (B, T, C)
+  // The head is column parallel over the vocabulary with a replicated input: f's forward half,
+  // the identity (its backward half follows the head's backward in forward_backward).
+  const Tensor& h = tp_copy_to_region_forward(store_, hidden_);
   logits_ = Tensor::empty({B, T, V}, DType::f32, tokens.device());
-  ops::matmul(hidden_.view({B * T, C}), head_weight(), logits_.view({B * T, V}), false, true);
+  ops::matmul(h.view({B * T, C}), head_weight(), logits_.view({B * T, V}), false, true);
   return logits_;
 }
 
@@ -175,8 +178,8 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   if (head_ >= 0) store_.grad_done(head_);  // a tied head is final after the embedding
   Tensor dh = Tensor::empty({B, T, C}, DType::f32, targets.device());
   ops::matmul(dlogits, head_weight(), dh.view({N, C}));
-  // The head is column parallel over the vocabulary with a replicated input: f's backward.
-  tp_f_backward(store_, dh);
+  // The head is column parallel over the vocabulary with a replicated input: f's backward half.
+  tp_copy_to_region_backward(store_, dh);
   logits_ = hidden_ = Tensor();
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);

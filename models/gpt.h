@@ -17,7 +17,7 @@
 // head have Vp = round_up(V, m) rows (GPT-2: 50257 -> 50304 with m = 128), as Megatron and
 // llm.c do, for aligned GPU matmuls and a vocabulary that splits over T. Vp does NOT include T
 // (Megatron rounds to m * T): a checkpoint's shapes are then the same under every TP size, so it
-// loads into any layout (DESIGN.md decision 4); with m = 128 and T <= 8 each shard still has a
+// loads into any layout (docs/DESIGN.md decision 4); with m = 128 and T <= 8 each shard still has a
 // multiple of 16 rows. Rows [V, Vp) start at zero and stay zero: no valid token looks them up and
 // the loss ignores their logits (the CE ops take V as their valid columns), so their gradients
 // are exactly 0 and AdamW leaves them (weight decay of 0 is 0). Checkpoints hold the padded

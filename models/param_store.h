@@ -1,5 +1,5 @@
 #pragma once
-// Parameters and gradients in flat buffers (DESIGN.md decisions 3 and 4).
+// Parameters and gradients in flat buffers (docs/DESIGN.md decisions 3 and 4).
 //
 // Layers register their parameters while the model is built, in forward execution order. Then
 // finalize() lays every parameter out in ONE contiguous f32 buffer, and every gradient at the

@@ -1,7 +1,7 @@
 #pragma once
 // One fused AdamW step over flat f32 buffers: the parameters, their gradients and the two Adam
-// moments are equally long slices of the flat buffers (DESIGN.md decision 3) — all of them on a
-// plain data-parallel rank, this rank's ZeRO shard otherwise.
+// moments are equally long slices of the flat buffers (docs/DESIGN.md decision 3) — all of them on
+// a plain data-parallel rank, this rank's ZeRO shard otherwise.
 //
 // Semantics are exactly torch.optim.AdamW (amsgrad=False, maximize=False), element by element:
 //   g  = grad_scale * grad            (undoes loss scaling and applies global-norm clipping)

@@ -5,7 +5,7 @@
 //   else TESSERA_CUDA_LAUNCH(c, cuda::add(..., stream_for(c)));
 //
 // In a CPU-only build the CUDA call is not compiled at all and the adapter reports that it has
-// no kernel for the device; models never see the difference (DESIGN.md decision 2).
+// no kernel for the device; models never see the difference (docs/DESIGN.md decision 2).
 
 #include "ops/check.h"
 

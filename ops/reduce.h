@@ -1,6 +1,6 @@
 #pragma once
 // Whole-tensor reductions of f32 tensors of any shape (treated as flat), returned as double.
-// Their main use is global-norm gradient clipping on the flat gradient buffer (DESIGN.md
+// Their main use is global-norm gradient clipping on the flat gradient buffer (docs/DESIGN.md
 // decision 3): each rank computes sum_squares of its slice, the distributed code all-reduces
 // the partial sums, and the trainer takes the square root. That is why sum_squares is public
 // next to l2_norm. A NaN or Inf anywhere in x propagates to the result, so the same call is the

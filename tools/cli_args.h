@@ -63,7 +63,7 @@ bool number_flag(const CliArgs& a, const char* verb, const std::string& flag, T*
 // false for another value, a CUDA device in a build without CUDA, or one the machine lacks.
 bool device_flag(const CliArgs& a, const char* verb, Device* out);
 
-// Prints "tessera VERB: MESSAGE" to stderr and returns exit status 1 (DESIGN.md: an error).
+// Prints "tessera VERB: MESSAGE" to stderr and returns exit status 1 (docs/DESIGN.md: an error).
 inline int fail(const char* verb, const std::string& message) {
   std::fprintf(stderr, "tessera %s: %s\n", verb, message.c_str());
   return 1;

@@ -1,4 +1,4 @@
-// The `tessera` command: one verb per job (DESIGN.md fixes their names), each with --help.
+// The `tessera` command: one verb per job (docs/DESIGN.md fixes their names), each with --help.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -15,22 +15,30 @@
 
 namespace {
 
+int info();
+
+// One table: a verb is its name, its line in the usage and the function that runs it, so a listed
+// verb without a function cannot exist. Each function gets argv from the verb on (argv[0] is the
+// verb).
 struct Verb {
   const char* name;
   const char* summary;
+  int (*run)(int argc, char** argv);
 };
 
 constexpr Verb kVerbs[] = {
-    {"info", "print the build, CPU features, threads and devices"},
-    {"train", "train a model from a config"},
-    {"eval", "evaluate a checkpoint (metrics table and JSON)"},
-    {"pack", "pack images/text into HDF5 shards"},
-    {"inspect", "describe a shard, manifest or checkpoint (verifies checksums)"},
-    {"sample", "sample images from a DiT checkpoint"},
-    {"export", "export a checkpoint to safetensors"},
-    {"plot", "plot a run's curves to PNG"},
-    {"tokenizer", "train a SentencePiece tokenizer"},
-    {"generate", "generate text from a GPT checkpoint"},
+    {"info", "print the build, CPU features, threads and devices",
+     [](int, char**) { return info(); }},
+    {"train", "train a model from a config", tessera::tools::train_command},
+    {"eval", "evaluate a checkpoint (metrics table and JSON)", tessera::tools::eval_command},
+    {"pack", "pack images/text into HDF5 shards", tessera::tools::pack_command},
+    {"inspect", "describe a shard, manifest or checkpoint (verifies checksums)",
+     tessera::tools::inspect_command},
+    {"sample", "sample images from a DiT checkpoint", tessera::tools::sample_command},
+    {"export", "export a checkpoint to safetensors", tessera::tools::export_command},
+    {"plot", "plot a run's curves to PNG", tessera::tools::plot_command},
+    {"tokenizer", "train a SentencePiece tokenizer", tessera::tools::tokenizer_command},
+    {"generate", "generate text from a GPT checkpoint", tessera::tools::generate_command},
 };
 
 void usage(FILE* out) {
@@ -67,17 +75,7 @@ int main(int argc, char** argv) {
   }
   std::string_view verb = argv[1];
   for (const Verb& v : kVerbs) {
-    if (verb != v.name) continue;
-    if (verb == "train") return tessera::tools::train_command(argc - 1, argv + 1);
-    if (verb == "pack") return tessera::tools::pack_command(argc - 1, argv + 1);
-    if (verb == "inspect") return tessera::tools::inspect_command(argc - 1, argv + 1);
-    if (verb == "export") return tessera::tools::export_command(argc - 1, argv + 1);
-    if (verb == "tokenizer") return tessera::tools::tokenizer_command(argc - 1, argv + 1);
-    if (verb == "eval") return tessera::tools::eval_command(argc - 1, argv + 1);
-    if (verb == "plot") return tessera::tools::plot_command(argc - 1, argv + 1);
-    if (verb == "generate") return tessera::tools::generate_command(argc - 1, argv + 1);
-    if (verb == "sample") return tessera::tools::sample_command(argc - 1, argv + 1);
-    return info();
+    if (verb == v.name) return v.run(argc - 1, argv + 1);
   }
   std::fprintf(stderr, "tessera: unknown verb '%s'\n", argv[1]);
   usage(stderr);

@@ -10,14 +10,8 @@
 // Applies to datasets chunked as (rows, whole trailing dimensions), i.e. every chunk a contiguous
 // run of the row-major data; callers fall back to the filter pipeline otherwise.
 //
-// Where a load's time goes (perf, bench_checkpoint's GPT, 166.7 MB per rank from the page
-// cache, one thread): the kernel's copy from the page cache ~60 %, as for a plain read(2) of the
-// file; the Fletcher32 sums 15-19 % (AVX2, on 1 MiB blocks just read, so from cache); HDF5's
-// metadata ~18 % with files in the 1.8 format, ~16 % in the 1.10 format written now (H5Dopen2
-// over half of it; the chunk addresses were most of the rest with 1.8's B-trees); the rest
-// small. Before these paths, a temporary chunk buffer (allocated, zero-filled, copied
-// from) cost more than the read itself. Reads are planned first (HDF5 calls, main thread) and
-// run after (file reads and checksums, any number of threads: PieceReader::finish).
+// Reads are planned first (HDF5 calls, main thread) and run after (file reads and checksums, any
+// number of threads: PieceReader::finish). Where a load's time goes: checkpoint_chunks.cc.
 
 #include <hdf5.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 // Where the trainer's samples come from. Every source is keyed by the global position in the
-// sample stream (DESIGN.md decision 5): batch(first, count) returns the samples at positions
+// sample stream (docs/DESIGN.md decision 5): batch(first, count) returns the samples at positions
 // [first, first + count), whatever rank or micro-batch asks, so a run's data never depends on how
 // many ranks share it.
 

@@ -1,5 +1,5 @@
 #pragma once
-// AdamW on the flat parameter buffer (DESIGN.md decision 3): the moments are two more flat
+// AdamW on the flat parameter buffer (docs/DESIGN.md decision 3): the moments are two more flat
 // buffers of the same layout, the weight-decay rule a u8 mask built once from the parameter
 // groups. A step clips by the global gradient norm (fused into the update as a gradient scale)
 // and refuses non-finite gradients.

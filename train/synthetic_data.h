@@ -1,7 +1,7 @@
 #pragma once
 // Seeded synthetic data with learnable structure, for runs without a dataset (tests, benchmarks,
 // the interface check). Every sample is a pure function of (seed, global position in the
-// stream), like the real loader's order (DESIGN.md decision 5), so any split of a global batch
+// stream), like the real loader's order (docs/DESIGN.md decision 5), so any split of a global batch
 // across micro-batches or ranks sees the same samples.
 //
 //   gpt : arithmetic token sequences (start, stride) mod vocab; predictable after two tokens.

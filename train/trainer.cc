@@ -90,7 +90,7 @@ int train(const TrainOptions& opt) {
     return trainer.run();
   }
   // Several ranks: a rank that fails inside a step prints its error once and aborts the job, so
-  // no other rank waits forever in a collective (DESIGN.md decision 7).
+  // no other rank waits forever in a collective (docs/DESIGN.md decision 7).
   distributed::MpiEnvironment mpi;
   return distributed::run_or_abort([&] {
     // CPU: MPI. CUDA: NCCL for device tensors, MPI for host values (routed_communicator.h).

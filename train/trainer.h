@@ -4,7 +4,7 @@
 // metrics.
 //
 // Data parallel: under mpirun/srun every rank runs this loop on its slice of each global batch
-// (DESIGN.md decision 5: which samples form a step never depends on the number of ranks); the
+// (docs/DESIGN.md decision 5: which samples form a step never depends on the number of ranks); the
 // gradients are averaged by distributed::GradSync bucket by bucket while backward still runs, so
 // every rank applies the same update to the same parameters. With parallel.zero_stage = 1 the
 // gradients are reduce-scattered instead and each rank updates only its shard, holding 1/dp of
@@ -25,7 +25,7 @@ namespace tessera::train {
 
 class DataSource;
 
-// Exit statuses of `tessera train` (DESIGN.md: interfaces users' scripts rely on).
+// Exit statuses of `tessera train` (docs/DESIGN.md: interfaces users' scripts rely on).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitError = 1;  // message on stderr names the file, field or rank
 // Stopped by SIGTERM or SIGUSR1 after saving a checkpoint: run the same command with

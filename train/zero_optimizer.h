@@ -24,9 +24,8 @@
 //   2. clip as AdamW does (the scale fused into the update); refuse non-finite gradients;
 //   3. AdamW (ops::adamw_step) on each bucket's shard: params[own range], shard grads, m, v, mask;
 //   4. the updated shard is copied into shard_grads() (no longer needed: it becomes the
-//   all-gather's
-//      send buffer) and the bucket's parameters are all-gathered, bucket by bucket, so the gathers
-//      run while the next buckets update; then sync_compute_params() (bf16 shadow).
+//      all-gather's send buffer) and the bucket's parameters are all-gathered, bucket by bucket,
+//      so the gathers run while the next buckets update; then sync_compute_params() (bf16 shadow).
 // Results equal plain data-parallel AdamW up to the order of the gradient sums (see the tests).
 
 #include <cstdint>

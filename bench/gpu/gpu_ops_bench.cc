@@ -1,5 +1,5 @@
 // GPU op benchmarks (CUDA builds; scripts/gpu_check runs them): every figure next to the device's
-// own limit measured in the same run, as the targets are stated:
+// own limit measured in the same run, the form the GPU targets are stated in:
 //   - bandwidth-bound ops (layernorm, GELU, AdamW) as GB/s and % of a device-to-device copy;
 //   - bf16 matmul 4096^3 through ops::matmul (cuBLASLt) as TFLOP/s and % of a plain
 //     cublasGemmEx on the same operands;

@@ -27,10 +27,10 @@ Tensor Embedding::forward(const Tensor& ids) {
   shape.push_back(dim_);
   Tensor y = Tensor::empty(shape, DType::f32, ids.device());
   if (split()) {
-    // This rank's ids, zero rows for the rest; then g sums the ranks' rows.
+    // This rank's ids, zero rows for the rest; then g's forward half sums the ranks' rows.
     ops::vocab_embedding_forward(ids.view({ids.numel()}), table(), local_begin(), valid_,
                                  y.view({ids.numel(), dim_}));
-    tp_g_forward(store_, y);
+    tp_reduce_from_region_forward(store_, y);
     return y;
   }
   // The real rows only (a view): the op's range check then refuses padded ids.
@@ -39,13 +39,14 @@ Tensor Embedding::forward(const Tensor& ids) {
   return y;
 }
 
-void Embedding::backward(const Tensor& dy) {
+void Embedding::backward(const Tensor& dy_out) {
   if (split()) {
-    // g's backward is the identity: dy is replicated; scatter only into this rank's rows.
+    // g's backward half is the identity: dy is replicated; scatter only into this rank's rows.
+    const Tensor& dy = tp_reduce_from_region_backward(store_, dy_out);
     ops::vocab_embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}),
                                   local_begin(), table_grad());
   } else {
-    ops::embedding_backward(dy.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}),
+    ops::embedding_backward(dy_out.view({ids_.numel(), dim_}), ids_.view({ids_.numel()}),
                             table_grad().slice(0, valid_));
   }
   ids_ = Tensor();

@@ -38,7 +38,10 @@ Tensor Linear::bias_grad() const {
   return bias_ < 0 ? Tensor() : store_.grad(bias_).view({out_});
 }
 
-Tensor Linear::forward(const Tensor& x) {
+Tensor Linear::forward(const Tensor& input) {
+  // Column parallel: f's forward half, the identity (its backward half ends backward()).
+  const Tensor& x =
+      parallel_ == Parallel::kColumn ? tp_copy_to_region_forward(store_, input) : input;
   x_ = x;
   if (store_.compute_dtype() == DType::bf16) {
     // bf16 compute: the input is rounded once here and kept in bf16 for backward (half the
@@ -50,17 +53,20 @@ Tensor Linear::forward(const Tensor& x) {
   shape.back() = out_;
   Tensor y = Tensor::empty(shape, DType::f32, x.device());
   if (parallel_ == Parallel::kRow && store_.tp_size() > 1) {
-    // Partial sums over this rank's input features; the bias once (rank 0), then g.
+    // Partial sums over this rank's input features; the bias once (rank 0), then g's forward
+    // half sums them (its backward half starts backward()).
     ops::linear_forward(x_, weight(), store_.tp_rank() == 0 ? bias() : Tensor(), y);
-    tp_g_forward(store_, y);
+    tp_reduce_from_region_forward(store_, y);
     return y;
   }
-  // Column parallel: f is the identity forward.
   ops::linear_forward(x_, weight(), bias(), y);
   return y;
 }
 
-Tensor Linear::backward(const Tensor& dy, bool need_dx) {
+Tensor Linear::backward(const Tensor& dy_out, bool need_dx) {
+  // Row parallel: g's backward half, the identity (dy is replicated on every TP rank).
+  const Tensor& dy =
+      parallel_ == Parallel::kRow ? tp_reduce_from_region_backward(store_, dy_out) : dy_out;
   Tensor dx = need_dx ? Tensor::empty(x_.shape(), DType::f32, dy.device()) : Tensor();
   // In bf16 mode dy stays f32 here; linear_backward rounds it for the two products and sums the
   // bias gradient from the unrounded values.
@@ -68,8 +74,8 @@ Tensor Linear::backward(const Tensor& dy, bool need_dx) {
   x_ = Tensor();
   store_.grad_done(weight_);
   if (bias_ >= 0) store_.grad_done(bias_);
-  // f's backward: the replicated input's gradient is the sum of every rank's part.
-  if (parallel_ == Parallel::kColumn && need_dx) tp_f_backward(store_, dx);
+  // Column parallel: f's backward half, the replicated input's gradient summed over ranks.
+  if (parallel_ == Parallel::kColumn && need_dx) tp_copy_to_region_backward(store_, dx);
   return dx;
 }
 

@@ -3,8 +3,9 @@
 //
 // Tensor parallelism (Megatron): a column-parallel layer splits its output features across TP
 // ranks, a row-parallel layer its input features. The layer makes Megatron's communication
-// itself (tensor_parallel.h): a column-parallel layer is preceded by f (its input is replicated;
-// backward all-reduces dx), a row-parallel one followed by g (forward all-reduces y). A
+// itself (tensor_parallel.h): a column-parallel layer is wrapped in f, copy to the region (its
+// input is replicated: identity forward, backward all-reduces dx), a row-parallel one in g,
+// reduce from the region (forward all-reduces y, identity backward). A
 // row-parallel bias stays whole (replicated) and is added once: by TP rank 0 only, before the
 // all-reduce (so it is inside the sum exactly once, with no extra pass); its gradient, the sum of
 // the replicated dy, is computed on every rank and is identical everywhere.

@@ -3,10 +3,18 @@
 // ranks talk inside a model. The group is the ParamStore's TP communicator (param_store.h): no
 // globals; with no TP (tp_comm() == nullptr) every call here is a no-op.
 //
-//   f (before a column-parallel linear, whose input is replicated):
-//       forward identity, backward all-reduce(sum) of the input gradient  -> tp_f_backward
-//   g (after a row-parallel linear, whose output is a partial sum):
-//       forward all-reduce(sum) of the output, backward identity           -> tp_g_forward
+// Two conjugate pairs, each a forward and a backward half (Megatron core's
+// copy_to_tensor_model_parallel_region and reduce_from_tensor_model_parallel_region):
+//
+//   f, copy to the parallel region (before column-parallel work, whose input is replicated):
+//       tp_copy_to_region_forward    identity
+//       tp_copy_to_region_backward   all-reduce(sum) of the input gradient
+//   g, reduce from the parallel region (after row-parallel work, whose output is a partial sum):
+//       tp_reduce_from_region_forward    all-reduce(sum) of the output
+//       tp_reduce_from_region_backward   identity
+//
+// Every call site names both halves, so each forward call has its visible backward partner. The
+// identity halves are inline and return their argument itself: no copy, no communication.
 //
 // Linear (linear.h) makes these calls itself for Parallel::kColumn / kRow, so Attention (heads
 // split) and Mlp (hidden split) -- and through them TransformerBlock, the ViT/CLIP towers and
@@ -31,13 +39,23 @@ namespace tessera::models {
 void tp_all_reduce(const ParamStore& store, const Tensor& t,
                    distributed::ReduceOp op = distributed::ReduceOp::kSum);
 
-// f's backward: the gradient of a replicated input of column-parallel work, summed over ranks.
-inline void tp_f_backward(const ParamStore& store, const Tensor& dx) {
+// f forward: the replicated input enters the column-parallel region as it is. Returns x itself
+// (bind the result to a reference only when x outlives it).
+inline const Tensor& tp_copy_to_region_forward(const ParamStore&, const Tensor& x) {
+  return x;
+}
+// f backward: the replicated input's gradient is the sum of every rank's part; in place.
+inline void tp_copy_to_region_backward(const ParamStore& store, const Tensor& dx) {
   tp_all_reduce(store, dx);
 }
-// g's forward: the partial outputs of row-parallel work, summed over ranks.
-inline void tp_g_forward(const ParamStore& store, const Tensor& y) {
+
+// g forward: the partial outputs of row-parallel work, summed over ranks; in place.
+inline void tp_reduce_from_region_forward(const ParamStore& store, const Tensor& y) {
   tp_all_reduce(store, y);
+}
+// g backward: the output's gradient is replicated already and passes through. Returns dy itself.
+inline const Tensor& tp_reduce_from_region_backward(const ParamStore&, const Tensor& dy) {
+  return dy;
 }
 
 // L2 norm of the whole model's gradient, as one unsplit process would compute it: the squares of

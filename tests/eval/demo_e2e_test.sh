@@ -4,7 +4,7 @@
 # ranks, runs scripts/demo_eval; this checks what a newcomer is promised: checkpoints,
 # metrics.jsonl with train and eval records, TensorBoard events (read by the tensorboard
 # package), PNG curves, and eval.json whose zero-shot top-1 on the val split is at least 2x
-# chance (1 / 22 categories). The goal for the full demo is 3x; 600 steps reached 2.98x
+# chance (1 / 22 categories). The goal for the full demo is 3x; 600 steps reached 2.98x
 # on the agreed machine, so the test holds the clear-margin bar, not the goal.
 # Usage: demo_e2e_test.sh SOURCE_DIR [STEPS]   (the binary under test must be SOURCE/build/tessera,
 # which the demo scripts call)

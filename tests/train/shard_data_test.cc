@@ -91,8 +91,8 @@ TEST(ShardData, BatchesAreTheSampledShardImagesNormalised) {
   }
 }
 
-// The order and resume checks at the trainer's data source: 1, 2, 3 or 4 DP ranks (each
-// with its own source, as separate processes would have) assemble the same global batches as
+// The data order and resume guarantees, checked at the trainer's data source: 1, 2, 3 or 4 DP ranks
+// (each with its own source, as separate processes would have) assemble the same global batches as
 // one rank, across an epoch boundary; and a source started fresh at step k (a resumed run, here
 // on 2 ranks) continues with exactly the batches of the uninterrupted run.
 TEST(ShardData, WorldSizesAndResumeSeeTheSameGlobalBatches) {
