@@ -62,15 +62,8 @@ CpuIsa cpu_isa() {
 }
 
 const char* cpu_isa_name(CpuIsa isa) {
-  switch (isa) {
-    case CpuIsa::kAvx512:
-      return "avx512";
-    case CpuIsa::kAvx2:
-      return "avx2";
-    case CpuIsa::kBaseline:
-      return "baseline";
-  }
-  return "?";
+  constexpr const char* kNames[] = {"baseline", "avx2", "avx512"};  // by CpuIsa's value
+  return kNames[static_cast<int>(isa)];
 }
 
 std::string cpu_isa_summary() {
