@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
+#include <string>
 
 #include "nlohmann/json.hpp"
 #include "tests/support/reference.h"
@@ -12,8 +15,11 @@
 namespace tessera::train {
 namespace {
 
+// Per process: CTest runs this binary's variants (train_trainer_test, _avx2) side by side.
 std::string fresh_dir(const std::string& name) {
-  std::string dir = (std::filesystem::path(::testing::TempDir()) / name).string();
+  std::string dir =
+      (std::filesystem::path(::testing::TempDir()) / (name + "_" + std::to_string(getpid())))
+          .string();
   std::filesystem::remove_all(dir);
   return dir;
 }
