@@ -31,10 +31,11 @@ std::unique_ptr<Communicator> make_world_communicator(Device device,
                                                       const CommunicatorOptions& options) {
   MpiOptions mpi;
   mpi.timeout_s = options.timeout_s;
-  if (device.is_cpu()) {
-    if (!launched_by_mpi()) return std::make_unique<LocalCommunicator>("world");
-    return MpiCommunicator::world(mpi);
-  }
+  // One process not started by a launcher is a group of one on any device: no MPI_Init (an MPI
+  // singleton would start Open MPI's runtime daemon) and no NCCL; LocalCommunicator takes f32
+  // tensors on every device.
+  if (!launched_by_mpi()) return std::make_unique<LocalCommunicator>("world");
+  if (device.is_cpu()) return MpiCommunicator::world(mpi);
 #if TESSERA_WITH_NCCL
   NcclOptions nccl;
   nccl.timeout_s = options.timeout_s;
