@@ -100,5 +100,14 @@ expect_error "--device cuda:99:" "$tessera" generate --checkpoint "$work/gpt" --
 expect_error "--device cuda:99:" "$tessera" sample --checkpoint "$work/dit" --out "$work/x.png" \
   --device cuda:99
 
+# The CPU kernel path: info names it, TESSERA_CPU_ISA forces a lower one (oneDNN's bf16 GEMM then
+# falls back to f32 compute below AVX-512), a bad value is an error naming the variable.
+"$tessera" info > "$work/info" || fail "tessera info exited non-zero"
+grep -qE "^cpu kernels (avx512|avx2|baseline) " "$work/info" || fail "info names no CPU path: $(cat "$work/info")"
+TESSERA_CPU_ISA=baseline "$tessera" info > "$work/info" || fail "TESSERA_CPU_ISA=baseline info failed"
+grep -q "^cpu kernels baseline (TESSERA_CPU_ISA" "$work/info" || fail "baseline not forced: $(cat "$work/info")"
+grep -q "bf16 matmul f32 sgemm on bf16 operands" "$work/info" || fail "no bf16 fallback below AVX-512"
+TESSERA_CPU_ISA=avx9 expect_error "TESSERA_CPU_ISA=avx9: unknown instruction-set path" "$tessera" info
+
 if [ $failures -eq 0 ]; then echo "cli_test: all checks passed"; else echo "cli_test: $failures failed"; fi
 [ $failures -eq 0 ]
