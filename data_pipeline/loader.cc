@@ -4,16 +4,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
-#include "data_pipeline/request_table.h"
+#include "data_pipeline/read_ahead.h"
 #include "data_pipeline/shard_reader.h"
 
 namespace tessera::data {
@@ -93,20 +91,19 @@ struct Loader::State {
   LoaderOptions options;
   Transform transform;
 
+  // The chunk cache and the statistics; the requests and their queue are read_ahead's.
   std::mutex mu;
-  std::condition_variable work_cv, done_cv, chunk_cv;
-  bool stop = false;
+  std::condition_variable chunk_cv;
   int64_t clock = 0, cache_bytes = 0;
-  RequestTable<Job> jobs{kMaxJobs};
-  std::deque<std::shared_ptr<Job>> queue;
   std::map<Key, std::shared_ptr<Chunk>> chunks;
   std::vector<ByteBuffer> spare_images;  // evicted chunks' image buffers, for reuse
   LoaderStats stats;
-  std::vector<std::thread> workers;
   std::shared_ptr<BatchPool> pool = std::make_shared<BatchPool>();
+  // The workers, which assemble jobs with the state above: made last, stopped first.
+  std::unique_ptr<ReadAhead<Job>> read_ahead;
 
   // The job for [first, first + count), or an error when the order has no sample at one of
-  // these positions (past the end of a finite order). Caller's thread, mu held.
+  // these positions (past the end of a finite order). Caller's thread (read_ahead's make).
   absl::StatusOr<std::shared_ptr<Job>> make_job(int64_t first, int64_t count) {
     auto job = std::make_shared<Job>();
     job->first = first;
@@ -118,7 +115,7 @@ struct Loader::State {
       return absl::OutOfRangeError(
           absl::StrCat("loader: positions [", first, ", ", first + count, "): ", e.what()));
     }
-    return jobs.add({first, count}, job);
+    return job;
   }
 
   void evict() {  // mu held: least recently used ready chunks nobody holds
@@ -289,28 +286,13 @@ struct Loader::State {
     return v;
   }
 
-  void work() {
-    Readers readers;  // this thread's own HDF5 handles
-    for (;;) {
-      std::shared_ptr<Job> job;
-      {
-        std::unique_lock lock(mu);
-        work_cv.wait(lock, [&] { return stop || !queue.empty(); });
-        if (stop) return;
-        job = queue.front();
-        queue.pop_front();
-      }
-      absl::Status s;
-      try {
-        s = assemble(*job, readers);
-      } catch (const std::exception& e) {
-        s = absl::InternalError(absl::StrCat("loader: positions [", job->first, ", ",
-                                             job->first + job->count, "): ", e.what()));
-      }
-      std::lock_guard lock(mu);
-      job->status = s;
-      job->done = true;
-      done_cv.notify_all();
+  // A worker's run of one job, with that worker's own HDF5 handles.
+  void run(Job& job, Readers& readers) {
+    try {
+      job.status = assemble(job, readers);
+    } catch (const std::exception& e) {
+      job.status = absl::InternalError(absl::StrCat("loader: positions [", job.first, ", ",
+                                                    job.first + job.count, "): ", e.what()));
     }
   }
 };
@@ -325,50 +307,33 @@ Loader::Loader(std::vector<std::string> shard_paths, Order order, LoaderOptions 
   state_->order = std::move(order);
   state_->options = options;
   state_->transform = std::move(transform);
-  for (int i = 0; i < options.threads; ++i)
-    state_->workers.emplace_back([s = state_.get()] { s->work(); });
+  state_->read_ahead =
+      std::make_unique<ReadAhead<Job>>(options.threads, kMaxJobs, [s = state_.get()] {
+        return [s, readers = std::make_shared<Readers>()](Job& job) { s->run(job, *readers); };
+      });
 }
 
 Loader::~Loader() {
-  {
-    std::lock_guard lock(state_->mu);
-    state_->stop = true;
-  }
-  state_->work_cv.notify_all();
-  for (auto& t : state_->workers) t.join();
+  state_->read_ahead.reset();  // stops the workers before the cache they use goes
 }
 
 absl::StatusOr<std::shared_ptr<const SampleBatch>> Loader::get(int64_t first, int64_t count) {
   TESSERA_CHECK(first >= 0 && count > 0, "Loader::get: bad range first ", first, " count ", count);
   State& s = *state_;
   const auto start = std::chrono::steady_clock::now();
-  std::unique_lock lock(s.mu);
-  std::shared_ptr<Job> job;
-  if ((job = s.jobs.find({first, count}))) {
-    ++s.stats.hits;
-  } else {
-    auto made = s.make_job(first, count);
-    if (!made.ok()) return made.status();
-    job = *made;
-    s.queue.push_front(job);  // asked for now: ahead of the read-ahead
-    ++s.stats.misses;
+  auto taken =
+      s.read_ahead->take({first, count}, s.options.stride, s.options.prefetch_batches,
+                         [&](ReadAhead<Job>::Window w) { return s.make_job(w.first, w.second); });
+  if (!taken.ok()) return taken.status();
+  {
+    std::lock_guard lock(s.mu);
+    ++(taken->was_queued ? s.stats.hits : s.stats.misses);
+    s.stats.wait_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
-  if (s.options.stride > 0) {
-    for (int k = 1; k <= s.options.prefetch_batches; ++k) {
-      const int64_t next = first + k * s.options.stride;
-      if (s.jobs.contains({next, count})) continue;
-      auto ahead = s.make_job(next, count);
-      if (!ahead.ok()) break;  // the order ends there: nothing to read ahead
-      s.queue.push_back(*ahead);
-    }
-  }
-  s.work_cv.notify_all();
-  s.done_cv.wait(lock, [&] { return job->done; });
-  s.jobs.take({first, count});
-  s.stats.wait_seconds +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!job->status.ok()) return job->status;
-  return std::shared_ptr<const SampleBatch>(job->batch);
+  const Job& job = *taken->job;
+  if (!job.status.ok()) return job.status;
+  return std::shared_ptr<const SampleBatch>(job.batch);
 }
 
 LoaderStats Loader::stats() const {

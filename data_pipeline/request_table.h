@@ -1,7 +1,7 @@
 #pragma once
-// The bookkeeping both read-ahead engines share (data_pipeline::Loader for image-text shards,
-// train::TextData for token streams): batch requests keyed by their window (first position,
-// count), numbered in the order they were made. A request read ahead but never asked for (read-
+// The bookkeeping of the read-ahead engine (read_ahead.h, which data::Loader and
+// train::TextData run on): batch requests keyed by their window (first position, count),
+// numbered in the order they were made. A request read ahead but never asked for (read-
 // ahead past the end of training, evaluation positions) stays until the table holds more than
 // its bound; then the oldest finished ones go first. Not thread-safe: callers hold their mutex.
 //

@@ -10,59 +10,10 @@
 #include "absl/strings/str_format.h"
 #include "core/timer.h"
 
-// Design notes (the contract is in the header).
-//
-//  - One communication thread per communicator. Open MPI's non-blocking collectives (libnbc)
-//    advance only while some thread is inside an MPI call ("OMPI progress: no" in ompi_info).
-//    Without a thread that keeps calling into MPI, a bucket all-reduce issued during backward
-//    would mostly run when the trainer finally waits for it, and nothing would overlap. The
-//    thread starts every queued operation non-blocking (MPI_Iallreduce,
-//    MPI_Ireduce_scatter_block, MPI_Iallgather, MPI_Ibcast, MPI_Isend/Irecv, MPI_Ibarrier) and
-//    drives them with MPI_Testsome, so the send and the recv of a ring step, or several gradient
-//    buckets, are in flight together.
-//  - No busy spinning. With operations in flight the thread polls with a back-off: a few
-//    sched_yield()s, then sleeps of 1/16 of the time since the last completion, capped at
-//    MpiOptions::poll_max_sleep_us, so a completion is seen at most about 6 % late. With nothing
-//    in flight it sleeps on a condition variable, waking every 20 ms to answer the watchdog
-//    queries of peers. Blocking MPI calls would be simpler, but Open MPI's blocking waits spin a
-//    core at 100 % inside opal_progress, which takes a core from a CPU trainer's compute threads.
-//    bench/distributed/allreduce_bench.cc measures both the bandwidth and the CPU a waiting rank
-//    burns, for this design and for a plain blocking MPI_Allreduce.
-//  - Completion in issue order, as on a CUDA stream: an operation is reported done only after
-//    every earlier one of the same communicator, so done(k) implies done(j) for all j < k.
-//  - Four duplicates of the caller's communicator, always: `data` (collectives and
-//    point-to-point payloads; only the communication thread), `ctrl` (the watchdog's arrival
-//    queries; only that thread), `bulk` (the blocking bulk collectives; only that thread) and
-//    `base` (split(); only the issuing thread). MPI forbids two threads running collectives on
-//    one communicator at once, and separate contexts keep this traffic apart from anybody
-//    else's. MPI_THREAD_MULTIPLE is needed because the main thread creates communicators while
-//    communication threads run.
-//  - Watchdog: every operation's deadline is its issue time + timeout_s. On each poll the
-//    thread looks at the oldest unfinished operation; past its deadline it asks the other ranks
-//    of the group over `ctrl` which sequence number they issued last (every communication thread
-//    answers, even while its main thread computes), prints one line naming the collective, the
-//    group, the sequence number, the elements, the time waited and the ranks that have not
-//    issued it (or did not answer), and calls MPI_Abort, so no rank stays blocked. The queries
-//    cost nothing until a deadline passes; the protocol is arrival_query.h, shared with
-//    NcclCommunicator.
-//  - Bulk collectives (>= bulk_min_bytes, 1 MiB by default). On large messages Open MPI's
-//    non-blocking all-reduce (libnbc) reaches about half the bus bandwidth of its blocking one
-//    (tuned) on this project's machine; allreduce_bench.cc measures both. So a large collective
-//    starts as a non-blocking MPI_Ibarrier on `data` (the arrival phase: polled with back-off
-//    and watched by the watchdog, so a late or missing rank costs no CPU and gets named). Once
-//    every rank has arrived and the operation is the oldest in flight, the thread runs the
-//    blocking collective on `bulk`. Every rank runs bulk collectives in issue order, so their
-//    order matches; the blocking call spins only for the transfer itself (every peer is there),
-//    and it keeps progressing the other requests in flight.
-//  - kAvg is MPI_SUM followed by a division by size() on the communication thread: MPI has no
-//    average.
-//  - Signals. On SIGINT or SIGTERM, Open MPI's mpirun sends SIGTERM to every rank and SIGKILL
-//    to the ranks still alive shortly after, then exits non-zero. Measured: `kill -TERM <mpirun>`
-//    during bench_allreduce on 2 ranks ended every rank within 2.6 s, mpirun's exit status 1.
-//    The communication threads block the termination signals (start_thread_blocking_signals), so
-//    the trainer's stop handling (train/checkpoint_signals.h: one sigwait thread, then "save and
-//    exit with the resume status") takes them; without it the default action ends the rank. A
-//    rank that ends while its peers sit in a collective makes mpirun end the job.
+// The contract is in the header. Why it is built this way (a communication thread that polls
+// non-blocking operations with back-off instead of spinning in blocking MPI calls, four duplicated
+// communicators, the watchdog, the bulk path, signals) and the measurements behind it:
+// docs/DISTRIBUTED.md.
 
 namespace tessera::distributed {
 

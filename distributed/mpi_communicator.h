@@ -23,7 +23,7 @@
 // waited on from any thread. The communication thread blocks SIGINT, SIGTERM, SIGHUP, SIGUSR1
 // and SIGUSR2, so a stop signal is never taken inside MPI.
 //
-// Why it is built this way, and the measurements behind it: mpi_communicator.cc.
+// Why it is built this way, and the measurements behind it: docs/DISTRIBUTED.md.
 
 #include <mpi.h>
 
@@ -58,7 +58,7 @@ class MpiEnvironment {
 struct MpiOptions {
   double timeout_s = 600;        // every operation's deadline, from the moment it is issued
   int poll_max_sleep_us = 1000;  // longest back-off sleep between MPI_Testsome polls
-  // Collectives moving at least this many bytes take the "bulk" path (mpi_communicator.cc):
+  // Collectives moving at least this many bytes take the "bulk" path (docs/DISTRIBUTED.md):
   // a non-blocking arrival barrier, then MPI's blocking algorithm. SIZE_MAX turns it off.
   size_t bulk_min_bytes = size_t(1) << 20;
   double query_timeout_s = 1.0;  // how long the watchdog waits for peers' answers

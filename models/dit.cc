@@ -9,11 +9,11 @@
 #include "core/philox.h"
 #include "core/random.h"
 #include "models/device_batch.h"
+#include "ops/activation.h"
 #include "ops/elementwise.h"
 #include "ops/gated_residual.h"
 #include "ops/patchify.h"
 #include "ops/reduce.h"
-#include "ops/silu.h"
 
 namespace tessera::models {
 namespace {

@@ -14,14 +14,19 @@ std::string CliArgs::get(const std::string& flag, const std::string& fallback) c
 
 bool parse_cli_args(const char* verb, int argc, char** argv, int first,
                     const std::set<std::string>& valued, const std::set<std::string>& switches,
-                    CliArgs* out) {
+                    CliArgs* out, int max_positional) {
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       out->help = true;
       continue;
     }
-    if (arg.rfind("--", 0) != 0) {
+    if (arg.empty() || arg[0] != '-' || arg == "-") {
+      if (int(out->positional.size()) >= max_positional) {
+        std::fprintf(stderr, "tessera %s: unexpected argument '%s' (see tessera %s --help)\n", verb,
+                     arg.c_str(), verb);
+        return false;
+      }
       out->positional.push_back(arg);
       continue;
     }
@@ -32,7 +37,11 @@ bool parse_cli_args(const char* verb, int argc, char** argv, int first,
       value = arg.substr(eq + 1);
       inline_value = true;
     }
-    if (switches.count(flag) && !inline_value) {
+    if (switches.count(flag)) {
+      if (inline_value) {
+        std::fprintf(stderr, "tessera %s: %s takes no value\n", verb, flag.c_str());
+        return false;
+      }
       out->switches.insert(flag);
     } else if (valued.count(flag)) {
       if (!inline_value) {

@@ -1,7 +1,8 @@
 #pragma once
 // Flag parsing shared by every verb of the `tessera` command: `--flag VALUE`, `--flag=VALUE`,
-// repeatable flags, boolean switches and positional arguments; unknown flags and bad numbers are
-// errors naming the verb and the flag.
+// repeatable flags, boolean switches, `-h`/`--help` and positional arguments. Unknown flags
+// (`-x` included), a flag without its value, a switch with one, more positional arguments than the
+// verb takes and bad numbers are errors naming the verb and the flag or argument.
 
 #include <cstdio>
 #include <cstdlib>
@@ -26,11 +27,12 @@ struct CliArgs {
   bool has(const std::string& flag) const { return values.count(flag) || switches.count(flag); }
 };
 
-// Parses argv[first..argc) for `tessera VERB`. Returns false (after printing why) on a bad
-// command line.
+// Parses argv[first..argc) for `tessera VERB`, which takes the flags `valued` (with a value) and
+// `switches`, and at most `max_positional` positional arguments (a lone `-` counts as one).
+// Returns false (after printing why, to stderr) on a bad command line; the verb then exits 1.
 bool parse_cli_args(const char* verb, int argc, char** argv, int first,
                     const std::set<std::string>& valued, const std::set<std::string>& switches,
-                    CliArgs* out);
+                    CliArgs* out, int max_positional = 0);
 
 // The flag's value (or `fallback` when absent) as a whole number >= 0 / a number; prints the
 // error naming the verb and the flag and returns false when it is not one.

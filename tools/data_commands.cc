@@ -177,7 +177,7 @@ int pack_text_command(CliArgs& a) {
   if (!number_flag(a, "pack", "--tokens-per-shard", &o.tokens_per_shard) ||
       !number_flag(a, "pack", "--val-fraction", &o.val_fraction))
     return 1;
-  if (o.out_dir.empty() || o.tokenizer_model.empty() || !a.positional.empty()) {
+  if (o.out_dir.empty() || o.tokenizer_model.empty()) {
     std::fprintf(stderr, "tessera pack: --text needs --tokenizer and --out\n%s", kPackUsage);
     return 1;
   }
@@ -243,7 +243,7 @@ int pack_command(int argc, char** argv) {
       o.tar_paths.push_back(t);
     }
   }
-  if (o.index_path.empty() == o.tar_paths.empty() || o.out_dir.empty() || !a.positional.empty()) {
+  if (o.index_path.empty() == o.tar_paths.empty() || o.out_dir.empty()) {
     std::fprintf(stderr, "tessera pack: --out and one of --index or --tar are required\n%s",
                  kPackUsage);
     return 1;
@@ -303,7 +303,7 @@ int tokenizer_command(int argc, char** argv) {
   if (!number_flag(a, "tokenizer", "--vocab", &o.vocab_size)) return 1;
   if (a.has("--model-type")) o.model_type = a.get("--model-type");
   const std::string input = a.get("--input"), out = a.get("--out");
-  if (input.empty() || out.empty() || !a.positional.empty()) {
+  if (input.empty() || out.empty()) {
     std::fprintf(stderr, "tessera tokenizer: --input and --out are required\n%s", kTokenizerUsage);
     return 1;
   }
@@ -320,7 +320,9 @@ int tokenizer_command(int argc, char** argv) {
 
 int inspect_command(int argc, char** argv) {
   CliArgs a;
-  if (!parse_cli_args("inspect", argc, argv, 1, {"--sheet", "--count"}, {"--verify"}, &a)) return 1;
+  if (!parse_cli_args("inspect", argc, argv, 1, {"--sheet", "--count"}, {"--verify"}, &a,
+                      /*max_positional=*/1))
+    return 1;
   int64_t count = 64;
   if (!number_flag(a, "inspect", "--count", &count)) return 1;
   if (a.help) return std::fputs(kInspectUsage, stdout), 0;

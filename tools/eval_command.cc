@@ -58,9 +58,8 @@ int eval_command(int argc, char** argv) {
   }
   eval::EvalOptions o;
   o.checkpoint = a.get("--checkpoint");
-  if (o.checkpoint.empty() || !a.positional.empty()) {
-    std::fprintf(stderr, "tessera eval: --checkpoint CKPT is required%s\n%s",
-                 a.positional.empty() ? "" : " (and takes no positional arguments)", kEvalUsage);
+  if (o.checkpoint.empty()) {
+    std::fprintf(stderr, "tessera eval: --checkpoint CKPT is required\n%s", kEvalUsage);
     return 1;
   }
   o.split = a.get("--split", "val");
@@ -101,7 +100,7 @@ int eval_command(int argc, char** argv) {
 
 int plot_command(int argc, char** argv) {
   CliArgs a;
-  if (!parse_cli_args(argv[0], argc, argv, 1, {"--out"}, {}, &a)) return 1;
+  if (!parse_cli_args(argv[0], argc, argv, 1, {"--out"}, {}, &a, /*max_positional=*/1)) return 1;
   if (a.help) {
     std::fputs(kPlotUsage, stdout);
     return 0;

@@ -1,9 +1,8 @@
 #include "tools/train_command.h"
 
 #include <cstdio>
-#include <cstring>
-#include <string>
 
+#include "tools/cli_args.h"
 #include "train/trainer.h"
 
 namespace tessera::tools {
@@ -35,50 +34,18 @@ Exit status: 0 finished; 1 error (the message names the file, field or rank);
 }  // namespace
 
 int train_command(int argc, char** argv) {
-  train::TrainOptions options;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&](const char* flag) -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "tessera train: %s needs a value\n%s", flag, kUsage);
-        return nullptr;
-      }
-      return argv[++i];
-    };
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (arg == "--config") {
-      const char* v = value("--config");
-      if (!v) return train::kExitError;
-      options.config_path = v;
-    } else if (arg.rfind("--config=", 0) == 0) {
-      options.config_path = arg.substr(9);
-    } else if (arg == "--set") {
-      const char* v = value("--set");
-      if (!v) return train::kExitError;
-      options.overrides.push_back(v);
-    } else if (arg.rfind("--set=", 0) == 0) {
-      options.overrides.push_back(arg.substr(6));
-    } else if (arg == "--run-dir") {
-      const char* v = value("--run-dir");
-      if (!v) return train::kExitError;
-      options.run_dir = v;
-    } else if (arg.rfind("--run-dir=", 0) == 0) {
-      options.run_dir = arg.substr(10);
-    } else if (arg == "--quiet") {
-      options.quiet = true;
-    } else if (arg == "--resume") {
-      const char* v = value("--resume");
-      if (!v) return train::kExitError;
-      options.resume = v;
-    } else if (arg.rfind("--resume=", 0) == 0) {
-      options.resume = arg.substr(9);
-    } else {
-      std::fprintf(stderr, "tessera train: unknown argument '%s'\n%s", arg.c_str(), kUsage);
-      return train::kExitError;
-    }
+  CliArgs a;
+  if (!parse_cli_args("train", argc, argv, 1, {"--config", "--set", "--run-dir", "--resume"},
+                      {"--quiet"}, &a)) {
+    return train::kExitError;
   }
+  if (a.help) return std::fputs(kUsage, stdout), 0;
+  train::TrainOptions options;
+  options.config_path = a.get("--config");
+  if (a.values.count("--set")) options.overrides = a.values.at("--set");
+  options.run_dir = a.get("--run-dir");
+  options.quiet = a.has("--quiet");
+  options.resume = a.get("--resume");
   if (options.config_path.empty()) {
     std::fprintf(stderr, "tessera train: --config FILE is required\n%s", kUsage);
     return train::kExitError;

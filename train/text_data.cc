@@ -1,24 +1,18 @@
 #include "train/text_data.h"
 
-#include <condition_variable>
-#include <deque>
+#include <algorithm>
 #include <exception>
 #include <filesystem>
-#include <map>
-#include <mutex>
-#include <thread>
 #include <utility>
-
-#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
-#include "data_pipeline/request_table.h"
+#include "data_pipeline/read_ahead.h"
 
 namespace tessera::train {
 
-// One worker reading the windows of queued requests, kept in a data::RequestTable (ones read
-// ahead but never asked for are dropped oldest first beyond kMaxJobs).
+// One worker reading the windows of requests ahead of the trainer (data::ReadAhead, as the
+// image Loader does); requests read ahead but never asked for are dropped beyond kMaxJobs.
 struct TextData::Prefetch {
   struct Job {
     int64_t first = 0, count = 0, seq = 0;
@@ -29,48 +23,18 @@ struct TextData::Prefetch {
   static constexpr size_t kMaxJobs = 32;
   int ahead = 0;
   int64_t stride = 0;
-  std::mutex mu;
-  std::condition_variable work_cv, done_cv;
-  bool stop = false;
-  data::RequestTable<Job> jobs{kMaxJobs};
-  std::deque<std::shared_ptr<Job>> queue;
-  std::thread worker;
+  data::ReadAhead<Job> engine;
 
-  std::shared_ptr<Job> add(int64_t first, int64_t count, bool urgent) {  // mu held
-    auto job = std::make_shared<Job>();
-    job->first = first;
-    job->count = count;
-    jobs.add({first, count}, job);
-    if (urgent) {
-      queue.push_front(job);
-    } else {
-      queue.push_back(job);
-    }
-    return job;
-  }
-
-  void work(const TextData& data) {
-    for (;;) {
-      std::shared_ptr<Job> job;
-      {
-        std::unique_lock lock(mu);
-        work_cv.wait(lock, [&] { return stop || !queue.empty(); });
-        if (stop) return;
-        job = queue.front();
-        queue.pop_front();
-      }
-      std::exception_ptr error;
-      try {
-        data.read_windows(job->first, job->count, job->tokens, job->targets);
-      } catch (...) {
-        error = std::current_exception();
-      }
-      std::lock_guard lock(mu);
-      job->error = error;
-      job->done = true;
-      done_cv.notify_all();
-    }
-  }
+  Prefetch(const TextData& data, int ahead, int64_t stride)
+      : ahead(ahead), stride(stride), engine(1, kMaxJobs, [&data] {
+          return [&data](Job& job) {
+            try {
+              data.read_windows(job.first, job.count, job.tokens, job.targets);
+            } catch (...) {
+              job.error = std::current_exception();
+            }
+          };
+        }) {}
 };
 
 TextData::TextData(const config::Config& config, const data::Manifest& manifest,
@@ -103,22 +67,13 @@ TextData::TextData(const config::Config& config, const data::Manifest& manifest,
   }
   epoch_samples_ = sampler_->batches_per_epoch() * sc.global_batch;
   readers_.resize(manifest.shards_size());
-  if (config.data().prefetch_batches() > 0) {
-    prefetch_ = std::make_unique<Prefetch>();
-    prefetch_->ahead = config.data().prefetch_batches();
-    prefetch_->stride = sc.global_batch;
-    prefetch_->worker = std::thread([this] { prefetch_->work(*this); });
-  }
+  if (config.data().prefetch_batches() > 0)
+    prefetch_ =
+        std::make_unique<Prefetch>(*this, config.data().prefetch_batches(), sc.global_batch);
 }
 
 TextData::~TextData() {
-  if (!prefetch_) return;
-  {
-    std::lock_guard lock(prefetch_->mu);
-    prefetch_->stop = true;
-  }
-  prefetch_->work_cv.notify_all();
-  prefetch_->worker.join();
+  prefetch_.reset();  // stops the worker before the readers it uses go
 }
 
 models::Batch TextData::batch(int64_t first, int64_t count) const {
@@ -128,18 +83,14 @@ models::Batch TextData::batch(int64_t first, int64_t count) const {
     read_windows(first, count, token_rows, target_rows);
   } else {
     Prefetch& p = *prefetch_;
-    std::shared_ptr<Prefetch::Job> job;
-    {
-      std::unique_lock lock(p.mu);
-      job = p.jobs.find({first, count});
-      if (!job) job = p.add(first, count, /*urgent=*/true);
-      for (int k = 1; k <= p.ahead; ++k)
-        if (!p.jobs.contains({first + k * p.stride, count}))
-          p.add(first + k * p.stride, count, false);
-      p.work_cv.notify_all();
-      p.done_cv.wait(lock, [&] { return job->done; });
-      p.jobs.take({first, count});
-    }
+    auto taken =
+        p.engine.take({first, count}, p.stride, p.ahead, [](std::pair<int64_t, int64_t> w) {
+          auto job = std::make_shared<Prefetch::Job>();
+          job->first = w.first;
+          job->count = w.second;
+          return absl::StatusOr<std::shared_ptr<Prefetch::Job>>(std::move(job));
+        });
+    std::shared_ptr<Prefetch::Job> job = std::move(taken->job);  // making a job never fails
     if (job->error) std::rethrow_exception(job->error);
     token_rows = std::move(job->tokens);
     target_rows = std::move(job->targets);

@@ -9,26 +9,33 @@
 namespace tessera {
 namespace {
 
+void on_8m_elements(benchmark::internal::Benchmark* b) {
+  b->Arg(8 << 20)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
 // Forward reads x and writes y: 8 bytes per element.
-void BM_GeluForward(benchmark::State& state) {
+void BM_Forward(benchmark::State& state, void (*forward)(const Tensor& x, const Tensor& y)) {
   const int64_t n = state.range(0);
   Tensor x = Tensor::zeros({n}, DType::f32), y = Tensor::zeros({n}, DType::f32);
-  for (auto _ : state) ops::gelu_forward(x, y);
+  for (auto _ : state) forward(x, y);
   state.counters["GB/s"] = benchmark::Counter(double(n) * 8 * 1e-9 * double(state.iterations()),
                                               benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_GeluForward)->Arg(8 << 20)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Forward, gelu, ops::gelu_forward)->Apply(on_8m_elements);
+BENCHMARK_CAPTURE(BM_Forward, silu, ops::silu_forward)->Apply(on_8m_elements);
 
 // Backward reads dy and x, writes dx: 12 bytes per element.
-void BM_GeluBackward(benchmark::State& state) {
+void BM_Backward(benchmark::State& state,
+                 void (*backward)(const Tensor& dy, const Tensor& x, const Tensor& dx)) {
   const int64_t n = state.range(0);
   Tensor x = Tensor::zeros({n}, DType::f32), dy = Tensor::zeros({n}, DType::f32),
          dx = Tensor::zeros({n}, DType::f32);
-  for (auto _ : state) ops::gelu_backward(dy, x, dx);
+  for (auto _ : state) backward(dy, x, dx);
   state.counters["GB/s"] = benchmark::Counter(double(n) * 12 * 1e-9 * double(state.iterations()),
                                               benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_GeluBackward)->Arg(8 << 20)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Backward, gelu, ops::gelu_backward)->Apply(on_8m_elements);
+BENCHMARK_CAPTURE(BM_Backward, silu, ops::silu_backward)->Apply(on_8m_elements);
 
 // oneDNN's eltwise gelu_tanh, forward (range(1) == 0) or backward (1), with primitives built once
 // outside the loop: the comparison behind the own kernel in ops/cpu/activation.cc.

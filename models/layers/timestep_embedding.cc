@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "models/device_batch.h"
-#include "ops/silu.h"
+#include "ops/activation.h"
 
 namespace tessera::models {
 

@@ -9,4 +9,8 @@ void gelu_forward(const float* x, float* y, int64_t n);
 // dx written.
 void gelu_backward(const float* dy, const float* x, float* dx, int64_t n);
 
+void silu_forward(const float* x, float* y, int64_t n);
+// dx written.
+void silu_backward(const float* dy, const float* x, float* dx, int64_t n);
+
 }  // namespace tessera::ops::cpu

@@ -11,4 +11,8 @@ void gelu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
 // dx written.
 void gelu_backward(const float* dy, const float* x, float* dx, int64_t n, cudaStream_t stream);
 
+void silu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
+// dx written.
+void silu_backward(const float* dy, const float* x, float* dx, int64_t n, cudaStream_t stream);
+
 }  // namespace tessera::ops::cuda

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The eval / plot / generate / sample verbs of the tessera binary: --help, their outputs on
 # checkpoints of short synthetic GPT and DiT runs (PNG files checked by tests/eval/png_info.py,
-# independent of libpng), and the bad uses with their messages.
+# independent of libpng), and the bad uses with their messages; `tessera train`'s command line.
 # Usage: cli_test.sh TESSERA_BINARY SOURCE_DIR
 set -uo pipefail
 tessera="$1"
@@ -19,7 +19,7 @@ expect_error() {
   grep -qF -- "$want" "$work/err" || fail "$*: stderr lacks '$want': $(cat "$work/err")"
 }
 
-for verb in eval plot generate sample; do
+for verb in train eval plot generate sample; do
   "$tessera" $verb --help > "$work/help" || fail "tessera $verb --help exited non-zero"
   grep -q "usage: tessera $verb" "$work/help" || fail "tessera $verb --help prints no usage"
 done
@@ -92,6 +92,16 @@ expect_error "is not a token id" "$tessera" generate --checkpoint "$work/gpt" --
 expect_error "metrics.jsonl" "$tessera" plot "$work/missing"
 expect_error "--checkpoint CKPT is required" "$tessera" eval
 expect_error "unknown option --bogus" "$tessera" eval --bogus
+expect_error "unexpected argument 'stray'" "$tessera" eval --checkpoint "$work/gpt" stray
+# train: flags through tools/cli_args.h like every verb; each usage error names the flag or
+# argument, exits 1 and trains nothing.
+expect_error "--config FILE is required" "$tessera" train --run-dir "$work/t"
+expect_error "unknown option --bogus" "$tessera" train --config "$work/none.pbtxt" --bogus
+expect_error "unknown option -c" "$tessera" train -c "$work/none.pbtxt"
+expect_error "unexpected argument 'stray'" "$tessera" train --config "$work/none.pbtxt" stray
+expect_error "--run-dir needs a value" "$tessera" train --config "$work/none.pbtxt" --run-dir
+expect_error "--quiet takes no value" "$tessera" train --config "$work/none.pbtxt" --quiet=yes
+[ -e "$work/t" ] && fail "a train usage error created its run directory"
 expect_error "--device 'gpu' is not cpu, cuda or cuda:N" \
   "$tessera" eval --checkpoint "$work/gpt" --device gpu
 # No machine has 100 GPUs; a CPU-only build says it has no CUDA support. Either way: an error.

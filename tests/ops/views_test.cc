@@ -19,7 +19,6 @@
 #include "ops/layernorm.h"
 #include "ops/matmul.h"
 #include "ops/modulate.h"
-#include "ops/silu.h"
 #include "ops/softmax.h"
 #include "tests/support/compare.h"
 #include "tests/support/devices.h"
