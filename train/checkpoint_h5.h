@@ -12,7 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "data_pipeline/hdf5_util.h"
+#include "hdf5/hdf5_util.h"
 #include "proto/checkpoint.pb.h"
 #include "train/checkpoint_chunks.h"
 #include "train/checkpoint_slices.h"
@@ -37,7 +37,7 @@ class PieceWriter {
 
  private:
   std::string path_;
-  data::H5Handle file_;
+  hdf5::H5Handle file_;
   std::vector<uint8_t> scratch_;  // a last chunk that cannot be written in place
 };
 
@@ -64,7 +64,7 @@ class PieceReader {
   // A rank file opened twice: by HDF5 (metadata, partial reads) and with open(2) for reading
   // whole chunks directly (train/checkpoint_chunks.h); fd -1 when that does not apply.
   struct File {
-    data::H5Handle h5;
+    hdf5::H5Handle h5;
     int fd = -1;
     File() = default;
     File(File&& o) noexcept : h5(std::move(o.h5)), fd(std::exchange(o.fd, -1)) {}
