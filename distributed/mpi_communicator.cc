@@ -60,7 +60,7 @@
 //    to the ranks still alive shortly after, then exits non-zero. Measured: `kill -TERM <mpirun>`
 //    during bench_allreduce on 2 ranks ended every rank within 2.6 s, mpirun's exit status 1.
 //    The communication threads block the termination signals (start_thread_blocking_signals), so
-//    the trainer's stop handling (train/checkpoint_signals.h: one sigwait thread, then "save and
+//    the trainer's stop handling (core/preemption.h: one sigwait thread, then "save and
 //    exit with the resume status") takes them; without it the default action ends the rank. A
 //    rank that ends while its peers sit in a collective makes mpirun end the job.
 

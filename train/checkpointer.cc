@@ -9,9 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/error.h"
+#include "core/preemption.h"
 #include "core/timer.h"
 #include "train/checkpoint_commit.h"
-#include "train/checkpoint_signals.h"
 #include "train/checkpoint_write.h"
 #include "train/config.h"
 
@@ -130,7 +130,7 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
 
 bool Checkpointer::step_boundary(int64_t step) {
   ckpt::crash_point(absl::StrCat("step_", step), layout_.world_rank());
-  const bool stop = stop_requested();
+  const bool stop = preemption::stop_requested();
   if (layout_.world_size() == 1) {
     if (pending_ && pending_->done) complete();
     return stop;

@@ -49,7 +49,7 @@ class Checkpointer {
 
   // At the end of every step (progress.step of total_steps): saves when due (every
   // checkpoint.every_steps, the last step, a stop) and returns true when the run stops here
-  // because a rank got a stop signal (then call stop()).
+  // because a rank got a stop signal (core/preemption.h; then call stop()).
   bool end_of_step(const models::ParamStore& params, const MomentsRef& moments,
                    const TrainProgress& progress, int64_t total_steps);
   // Waits for the stop's checkpoint to commit and says so on stderr (exit status 75 follows).
@@ -63,7 +63,7 @@ class Checkpointer {
   void save(const models::ParamStore& params, const MomentsRef& moments,
             const TrainProgress& progress);
   // At every step boundary: completes an async save once every rank's write finished, and
-  // returns true when any rank has stop_requested() (one all-reduce over the world).
+  // returns true when any rank has preemption::stop_requested() (one all-reduce over the world).
   bool step_boundary(int64_t step);
   // Waits for and commits an async save in flight (before exit).
   void finish();

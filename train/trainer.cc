@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/caching_allocator.h"
+#include "core/preemption.h"
 #include "core/threads.h"
 #include "core/timer.h"
 #include "core/upload.h"
@@ -21,7 +22,6 @@
 #include "models/clip.h"
 #include "models/factory.h"
 #include "ops/machine_peaks.h"
-#include "train/checkpoint_signals.h"
 #include "train/checkpointer.h"
 #include "train/config.h"
 #include "train/data_source.h"
@@ -74,7 +74,7 @@ std::unique_ptr<models::Model> make_tp_model(const config::Config& cfg,
 
 int train(const TrainOptions& opt) {
   // SIGTERM / SIGUSR1: save at the next step boundary, exit 75. First, before any thread exists.
-  install_stop_handlers();
+  preemption::install_stop_handlers();
   absl::StatusOr<config::Config> loaded = load_config(opt.config_path, opt.overrides);
   if (!loaded.ok()) {
     std::cerr << "tessera train: " << loaded.status().message() << "\n";
