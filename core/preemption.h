@@ -4,8 +4,8 @@
 // installs the handlers; the checkpointer looks at the flag at every step boundary, where all
 // ranks agree through one small all-reduce (a rank that got the signal stops the others), saves a
 // checkpoint, and the run exits with kExitResumable (75). Nothing is written from the handler
-// itself. It lives below train/ so that the checkpoints, which read it at step boundaries, can
-// leave train/ too.
+// itself. It lives in core/ because both train/ (which installs it) and checkpoint/ (which reads
+// it at step boundaries) depend on it.
 
 namespace tessera::preemption {
 

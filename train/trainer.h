@@ -54,7 +54,7 @@ class Trainer {
           distributed::Communicator* world = nullptr);
   ~Trainer();
   // Continue from a checkpoint in run(): "auto" (the run directory's newest committed one, or a
-  // fresh start) or a path (train/checkpoint.h). Any layout loads any checkpoint of the model.
+  // fresh start) or a path (checkpoint/checkpoint.h). Any layout loads any checkpoint of the model.
   void set_resume(std::string what) { resume_ = std::move(what); }
   // Runs train.steps steps, saving checkpoints (checkpoint.*; always at the end); returns
   // kExitOk, kExitError after too many non-finite steps, or kExitResumable when a stop signal

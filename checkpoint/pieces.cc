@@ -1,4 +1,4 @@
-#include "train/checkpoint_h5.h"
+#include "checkpoint/pieces.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,10 +8,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "checkpoint/chunks.h"
 #include "core/error.h"
-#include "train/checkpoint_chunks.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 namespace {
 
@@ -251,4 +251,4 @@ absl::Status PieceReader::queue(const checkpoint::Tensor& t, const Box& want, fl
   return absl::OkStatus();
 }
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

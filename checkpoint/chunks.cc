@@ -1,4 +1,4 @@
-#include "train/checkpoint_chunks.h"
+#include "checkpoint/chunks.h"
 
 #include <sys/uio.h>
 
@@ -18,7 +18,7 @@
 // remainder small. Before these paths, a temporary chunk buffer (allocated, zero-filled, copied
 // from) cost more than the read itself.
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 bool row_chunks(const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk) {
   if (dims.empty() || dims.size() != chunk.size()) return false;
@@ -249,4 +249,4 @@ int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
   return 1;
 }
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

@@ -1,4 +1,4 @@
-// The direct chunk paths (train/checkpoint_chunks.h) against HDF5's own Fletcher32 filter: data
+// The direct chunk paths (checkpoint/chunks.h) against HDF5's own Fletcher32 filter: data
 // written by the library's filter pipeline reads back through read_chunks (our checksum accepts
 // the library's), data written by write_chunks reads back through the library's filter (the
 // library accepts ours), for shapes with one chunk, several chunks, chunks larger than a read
@@ -15,13 +15,13 @@
 #include <fstream>
 #include <random>
 
+#include "checkpoint/chunks.h"
 #include "hdf5/hdf5_util.h"
-#include "train/checkpoint_chunks.h"
 
 // libhdf5's own implementation (exported by Debian's libhdf5, declared in its private headers).
 extern "C" uint32_t H5_checksum_fletcher32(const void* data, size_t len);
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 namespace {
 
 // read_chunks on `name` of the file at `path` into out (sized to the dataset, with guard
@@ -189,4 +189,4 @@ TEST(CheckpointChunks, Fletcher32OfKnownBytes) {
 }
 
 }  // namespace
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

@@ -1,10 +1,92 @@
 #pragma once
-// The trainer's side of checkpoints: saving at step boundaries (synchronously, or snapshot now
-// and write in a background thread), the commit protocol across ranks, and restoring a run.
-// Every public call is collective over the world communicator: all ranks call it at the same
-// step boundary, and a failure on one rank becomes the same tessera::Error on all of them.
+// Sharded checkpoints (checkpoint/CHECKPOINT.md): the one header the rest of tessera includes.
+//   - reading, for `tessera train --resume` and for tools (eval, export, inspect):
+//     open_checkpoint, load_model_parameters, load_moments, TensorReader, verify_commit_marker;
+//   - the trainer's side: Checkpointer (save at step boundaries, commit across ranks, restore).
+// Everything else in checkpoint/ is internal (namespace checkpoint::detail).
 //
-// Save (train/CHECKPOINT.md):
+// Any layout reads any checkpoint of the same model: tensors are stored by global name in pieces
+// with global coordinates, and a reader selects the hyperslabs its own shard needs.
+//
+// The metadata messages (Metadata, Tensor, Piece, ...) are generated from proto/checkpoint.proto
+// into this same namespace: inside it, `Tensor` is the stored tensor's description and
+// `tessera::Tensor` the in-memory tensor.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/tensor.h"
+#include "distributed/layout.h"
+#include "distributed/zero_shards.h"
+#include "models/param_store.h"
+#include "nlohmann/json.hpp"
+#include "proto/checkpoint.pb.h"
+#include "proto/config.pb.h"
+
+namespace tessera::checkpoint {
+
+namespace detail {
+class PieceReader;
+}
+
+// ---- Reading --------------------------------------------------------------------------------
+
+struct CheckpointInfo {
+  std::string dir;  // the committed step directory
+  int64_t step = 0;
+  config::Config config;          // the config the run trained with
+  checkpoint::Metadata metadata;  // everything else (layout, tensors and pieces, cursor, ...)
+};
+
+// PATH: a step directory, a checkpoints/ directory or a run directory (-> its latest committed
+// step). Errors name the path and what is wrong (no commit marker, metadata unreadable, ...).
+absl::StatusOr<CheckpointInfo> open_checkpoint(const std::string& path);
+
+// Checks the step directory's commit marker again: present, parses, and matches metadata.pb
+// (size and CRC-32), i.e. the metadata did not change after the commit.
+absl::Status verify_commit_marker(const CheckpointInfo& ckpt);
+
+// Loads the model parameters (by global name, any TP shard/layout) into `params`; checks names,
+// shapes and checksums and names the file and tensor on error. `params` is unchanged on error
+// only as far as no read had started: on a checksum error mid-way, reload or discard it.
+absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStore& params);
+
+// The Adam moments of this rank, in the optimizer's own layout: (N) like the flat parameter
+// buffer, or under ZeRO-1 (`zero` set) this rank's shard buffer (shard_numel).
+struct MomentsRef {
+  tessera::Tensor m, v;
+  const distributed::ZeroShards* zero = nullptr;
+};
+
+// Loads the Adam moments this rank holds (any writing layout). Errors as above.
+absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& params,
+                          const MomentsRef& moments);
+
+// Whole stored tensors, one at a time (tools that look at every tensor: inspect). Keeps the
+// rank files open between reads.
+class TensorReader {
+ public:
+  explicit TensorReader(const CheckpointInfo& ckpt);
+  ~TensorReader();
+  // Fills dst (t's global shape, row-major: the product of t.shape() floats) with tensor `t`
+  // (one of ckpt.metadata.tensors()), from every stored piece of it. Every chunk read is
+  // verified against its checksum; errors name the file, dataset and tensor, and pieces that do
+  // not cover the tensor are an error.
+  absl::Status read(const checkpoint::Tensor& t, float* dst);
+
+ private:
+  std::unique_ptr<detail::PieceReader> reader_;
+};
+
+// ---- The trainer's side ---------------------------------------------------------------------
+// Every Checkpointer call is collective over the world communicator: all ranks call it at the
+// same step boundary, and a failure on one rank becomes the same tessera::Error on all of them.
+//
+// Save (checkpoint/CHECKPOINT.md):
 //   1. rank 0 (re)creates RUN_DIR/checkpoints/.tmp-step_N/; all ranks agree it exists;
 //   2. each rank writes its HDF5 file and manifest there and fsyncs them;
 //   3. all ranks agree that every write succeeded (all-reduce of a failure count = barrier);
@@ -15,20 +97,6 @@
 // removed by the next save. Async: step 2 runs in a background thread on a host copy of the
 // state; steps 3-5 run at the first step boundary where every rank's thread has finished
 // (step_boundary), or when the next save or the end of training waits for it.
-
-#include <atomic>
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <thread>
-#include <vector>
-
-#include "distributed/layout.h"
-#include "nlohmann/json.hpp"
-#include "proto/config.pb.h"
-#include "train/checkpoint.h"
-
-namespace tessera::train {
 
 struct TrainProgress {
   int64_t step = 0;             // the last completed step (0: fresh start)
@@ -95,4 +163,4 @@ class Checkpointer {
   int64_t saved_step_ = -1;  // the last save started
 };
 
-}  // namespace tessera::train
+}  // namespace tessera::checkpoint
