@@ -271,8 +271,8 @@ int Trainer::run() {
   const checkpoint::MomentsRef moments =
       zero ? checkpoint::MomentsRef{zero->m(), zero->v(), &zero->shards()}
            : checkpoint::MomentsRef{adamw->m(), adamw->v(), nullptr};
-  checkpoint::TrainProgress start,
-      progress;  // where this run starts; the state after the last step
+  // Where this run starts; the state after the last step.
+  checkpoint::TrainProgress start, progress;
   if (auto p = ckpt.restore(resume_, params, moments)) {
     start = *p;
     if (zero) zero->set_steps_taken(start.optimizer_steps);
