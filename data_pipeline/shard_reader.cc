@@ -19,7 +19,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 }
 
 std::string with_hdf5(std::string message) {
-  std::string hdf5 = h5_error_text();
+  std::string hdf5 = hdf5::h5_error_text();
   if (!hdf5.empty()) absl::StrAppend(&message, " (HDF5: ", hdf5, ")");
   return message;
 }
@@ -41,11 +41,11 @@ absl::StatusOr<std::unique_ptr<ShardReader>> ShardReader::open(const std::string
 }
 
 absl::Status ShardReader::load() {
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   pid_ = getpid();
   if (H5Fis_hdf5(path_.c_str()) <= 0)
     return absl::DataLossError(with_hdf5(absl::StrCat("shard ", path_, ": not an HDF5 file")));
-  file_ = H5Handle(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  file_ = hdf5::H5Handle(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file_.valid())
     return absl::DataLossError(
         with_hdf5(absl::StrCat("shard ", path_, ": cannot open (truncated or corrupt file?)")));
@@ -63,7 +63,7 @@ absl::Status ShardReader::load() {
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", path_, ": dataset 'token_lengths' is present without 'tokens'"));
   if (tokens_.valid()) {
-    H5Handle space(H5Dget_space(tokens_.get()));
+    hdf5::H5Handle space(H5Dget_space(tokens_.get()));
     hsize_t dims[2];
     H5Sget_simple_extent_dims(space.get(), dims, nullptr);
     token_length_ = static_cast<int64_t>(dims[1]);
@@ -78,13 +78,13 @@ absl::Status ShardReader::read_attributes() {
   };
   auto read_int = [&](const char* name, int64_t* out) -> absl::Status {
     if (H5Aexists(file_.get(), name) <= 0) return missing(name);
-    H5Handle attr(H5Aopen(file_.get(), name, H5P_DEFAULT));
-    H5Handle type(H5Aget_type(attr.get()));
-    H5Handle space(H5Aget_space(attr.get()));
+    hdf5::H5Handle attr(H5Aopen(file_.get(), name, H5P_DEFAULT));
+    hdf5::H5Handle type(H5Aget_type(attr.get()));
+    hdf5::H5Handle space(H5Aget_space(attr.get()));
     if (H5Tget_class(type.get()) != H5T_INTEGER || H5Sget_simple_extent_npoints(space.get()) != 1)
-      return absl::FailedPreconditionError(absl::StrCat("shard ", path_, ": file attribute '", name,
-                                                        "' has type ", describe_type(type.get()),
-                                                        ", expected one integer"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("shard ", path_, ": file attribute '", name, "' has type ",
+                       hdf5::describe_type(type.get()), ", expected one integer"));
     if (H5Aread(attr.get(), H5T_NATIVE_INT64, out) < 0)
       return absl::DataLossError(
           with_hdf5(absl::StrCat("shard ", path_, ": cannot read attribute '", name, "'")));
@@ -107,14 +107,14 @@ absl::Status ShardReader::read_attributes() {
   // length; both are accepted.
   const char* name = shard::kAttrTokenizer;
   if (H5Aexists(file_.get(), name) <= 0) return missing(name);
-  H5Handle attr(H5Aopen(file_.get(), name, H5P_DEFAULT));
-  H5Handle type(H5Aget_type(attr.get()));
+  hdf5::H5Handle attr(H5Aopen(file_.get(), name, H5P_DEFAULT));
+  hdf5::H5Handle type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_STRING)
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", path_, ": file attribute 'tokenizer' has type ",
-                     describe_type(type.get()), ", expected a string"));
+                     hdf5::describe_type(type.get()), ", expected a string"));
   if (H5Tis_variable_str(type.get()) > 0) {
-    H5Handle mem(H5Tcopy(H5T_C_S1));
+    hdf5::H5Handle mem(H5Tcopy(H5T_C_S1));
     H5Tset_size(mem.get(), H5T_VARIABLE);
     H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
     char* value = nullptr;
@@ -125,7 +125,7 @@ absl::Status ShardReader::read_attributes() {
     H5free_memory(value);
   } else {
     std::string value(H5Tget_size(type.get()), '\0');
-    H5Handle mem(H5Tcopy(type.get()));
+    hdf5::H5Handle mem(H5Tcopy(type.get()));
     if (H5Aread(attr.get(), mem.get(), value.data()) < 0)
       return absl::DataLossError(
           with_hdf5(absl::StrCat("shard ", path_, ": cannot read 'tokenizer'")));
@@ -136,7 +136,7 @@ absl::Status ShardReader::read_attributes() {
 
 absl::Status ShardReader::open_dataset(const char* name, bool required, size_t elem_size,
                                        bool is_signed, const std::vector<int64_t>& shape,
-                                       H5Handle* out) {
+                                       hdf5::H5Handle* out) {
   if (H5Lexists(file_.get(), name, H5P_DEFAULT) <= 0) {
     if (!required) return absl::OkStatus();
     return absl::FailedPreconditionError(
@@ -146,15 +146,15 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", path_, ": dataset '", name, "' ", what));
   };
-  H5Handle dset(H5Dopen2(file_.get(), name, H5P_DEFAULT));
+  hdf5::H5Handle dset(H5Dopen2(file_.get(), name, H5P_DEFAULT));
   if (!dset.valid())
     return absl::DataLossError(
         with_hdf5(absl::StrCat("shard ", path_, ": cannot open dataset '", name, "'")));
-  H5Handle type(H5Dget_type(dset.get()));
-  if (!is_integer_type(type.get(), elem_size, is_signed))
-    return bad(absl::StrCat("has dtype ", describe_type(type.get()), ", expected ",
+  hdf5::H5Handle type(H5Dget_type(dset.get()));
+  if (!hdf5::is_integer_type(type.get(), elem_size, is_signed))
+    return bad(absl::StrCat("has dtype ", hdf5::describe_type(type.get()), ", expected ",
                             is_signed ? "int" : "uint", elem_size * 8));
-  H5Handle space(H5Dget_space(dset.get()));
+  hdf5::H5Handle space(H5Dget_space(dset.get()));
   const int rank = H5Sget_simple_extent_ndims(space.get());
   std::vector<hsize_t> dims(std::max(rank, 0));
   H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
@@ -167,13 +167,13 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
                             " (num_samples ", num_samples_, ", resolution ", resolution_, ")"));
 
   // Corruption must be caught by the library: every dataset is chunked with Fletcher32.
-  H5Handle dcpl(H5Dget_create_plist(dset.get()));
+  hdf5::H5Handle dcpl(H5Dget_create_plist(dset.get()));
   unsigned flags = 0;
   size_t n_values = 0;
   if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED ||
       H5Pget_filter_by_id2(dcpl.get(), H5Z_FILTER_FLETCHER32, &flags, &n_values, nullptr, 0,
                            nullptr, nullptr) < 0) {
-    h5_error_text();  // the failed filter lookup left an error on the stack
+    hdf5::h5_error_text();  // the failed filter lookup left an error on the stack
     return bad("is not chunked with the Fletcher32 checksum filter (FORMAT.md requires it)");
   }
   std::vector<hsize_t> chunk(rank);
@@ -199,9 +199,9 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
   size_t chunk_bytes = elem_size;
   for (hsize_t c : chunk) chunk_bytes *= c;
   if (2 * chunk_bytes > kMinChunkCache) {
-    H5Handle dapl(H5Pcreate(H5P_DATASET_ACCESS));
+    hdf5::H5Handle dapl(H5Pcreate(H5P_DATASET_ACCESS));
     H5Pset_chunk_cache(dapl.get(), 521, std::min(2 * chunk_bytes, kMaxChunkCache), 1.0);
-    dset = H5Handle(H5Dopen2(file_.get(), name, dapl.get()));
+    dset = hdf5::H5Handle(H5Dopen2(file_.get(), name, dapl.get()));
     if (!dset.valid())
       return absl::DataLossError(
           with_hdf5(absl::StrCat("shard ", path_, ": cannot open dataset '", name, "'")));
@@ -211,7 +211,7 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
 }
 
 absl::Status ShardReader::load_caption_offsets() {
-  H5Handle space(H5Dget_space(captions_.get()));
+  hdf5::H5Handle space(H5Dget_space(captions_.get()));
   hsize_t bytes = 0;
   H5Sget_simple_extent_dims(space.get(), &bytes, nullptr);
   caption_bytes_ = static_cast<int64_t>(bytes);
@@ -236,17 +236,17 @@ absl::Status ShardReader::load_caption_offsets() {
   return absl::OkStatus();
 }
 
-absl::Status ShardReader::read_rows(const H5Handle& dset, const char* name, hid_t mem_type,
+absl::Status ShardReader::read_rows(const hdf5::H5Handle& dset, const char* name, hid_t mem_type,
                                     int64_t first, int64_t count, void* out, int64_t sample_first,
                                     int64_t sample_count) {
   if (count == 0) return absl::OkStatus();
-  H5Handle file_space(H5Dget_space(dset.get()));
+  hdf5::H5Handle file_space(H5Dget_space(dset.get()));
   const int rank = H5Sget_simple_extent_ndims(file_space.get());
   std::vector<hsize_t> dims(rank), offset(rank, 0);
   H5Sget_simple_extent_dims(file_space.get(), dims.data(), nullptr);
   offset[0] = static_cast<hsize_t>(first);
   dims[0] = static_cast<hsize_t>(count);
-  H5Handle mem_space(H5Screate_simple(rank, dims.data(), nullptr));
+  hdf5::H5Handle mem_space(H5Screate_simple(rank, dims.data(), nullptr));
   herr_t rc = H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset.data(), nullptr,
                                   dims.data(), nullptr);
   if (rc >= 0)
@@ -254,7 +254,7 @@ absl::Status ShardReader::read_rows(const H5Handle& dset, const char* name, hid_
   if (rc >= 0) return absl::OkStatus();
   const std::string where = absl::StrCat("shard ", path_, ": dataset '", name, "', samples [",
                                          sample_first, ", ", sample_first + sample_count, ")");
-  if (h5_error_is_checksum())
+  if (hdf5::h5_error_is_checksum())
     return absl::DataLossError(
         with_hdf5(absl::StrCat(where, ": checksum mismatch (corrupt chunk)")));
   return absl::DataLossError(with_hdf5(absl::StrCat(where, ": read failed")));
@@ -273,7 +273,7 @@ absl::StatusOr<ShardSamples> ShardReader::read_samples(int64_t first, int64_t co
   if (first < 0 || count < 0 || first + count > num_samples_)
     return absl::OutOfRangeError(absl::StrCat("shard ", path_, ": samples [", first, ", ",
                                               first + count, ") outside [0, ", num_samples_, ")"));
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   ShardSamples out;
   out.first = first;
   out.count = count;

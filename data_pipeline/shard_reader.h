@@ -19,8 +19,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "data_pipeline/buffer.h"
-#include "data_pipeline/hdf5_util.h"
 #include "data_pipeline/shard_format.h"
+#include "hdf5/hdf5_util.h"
 
 namespace tessera::data {
 
@@ -59,7 +59,7 @@ class ShardReader {
   // checksummed there (see mapped_images): no copy at all, where a read copies page cache -> buffer
   // (bench_loader: the loader's largest cost). The shard must not change while mapped (shards are
   // written once, under a temporary name). Reading the chunk with pread into a recycled buffer
-  // instead, 256 KiB at a time, each block checksummed while in cache (as train/checkpoint_chunks
+  // instead, 256 KiB at a time, each block checksummed while in cache (as checkpoint/chunks
   // does), measured slower: the kernel's copy costs what read() itself costs, and the batch copy
   // still follows (paired bench_loader runs, MB per CPU second of raw: steady 1 thread 0.42-0.48
   // against 0.69-0.91 mapped, cold 0.29-0.33 against 0.48-0.54).
@@ -81,7 +81,7 @@ class ShardReader {
   absl::Status load();
   absl::Status read_attributes();
   absl::Status open_dataset(const char* name, bool required, size_t elem_size, bool is_signed,
-                            const std::vector<int64_t>& shape, H5Handle* out);
+                            const std::vector<int64_t>& shape, hdf5::H5Handle* out);
   absl::Status load_caption_offsets();
   absl::StatusOr<ShardSamples> read_samples(int64_t first, int64_t count, bool with_images);
   absl::Status read_images_raw(int64_t first, int64_t count, ByteBuffer* out);
@@ -99,9 +99,9 @@ class ShardReader {
   // Elements [first, first + count) of 1-D `dset` (elem_size bytes each, chunks of chunk_elems)
   // from *w, re-filled with the whole chunks covering them when they are not there. Errors name
   // the samples whose elements lie in the chunks read (the corrupt chunk's samples).
-  absl::StatusOr<const uint8_t*> window_rows(const H5Handle& dset, const char* name, hid_t mem_type,
-                                             size_t elem_size, int64_t first, int64_t count,
-                                             Window* w);
+  absl::StatusOr<const uint8_t*> window_rows(const hdf5::H5Handle& dset, const char* name,
+                                             hid_t mem_type, size_t elem_size, int64_t first,
+                                             int64_t count, Window* w);
   // read_samples(first, count, false) through the windows: read_chunk's rows of the other
   // datasets.
   // map: the tokens of a full chunk from the file's mapping (map_tokens).
@@ -120,8 +120,9 @@ class ShardReader {
   // whose Fletcher32 sums two bytes at a time. false: not applicable (see tokens_direct_),
   // read them through HDF5.
   absl::StatusOr<bool> map_tokens(int64_t first, int64_t count, std::vector<int32_t>* out);
-  absl::Status read_rows(const H5Handle& dset, const char* name, hid_t mem_type, int64_t first,
-                         int64_t count, void* out, int64_t sample_first, int64_t sample_count);
+  absl::Status read_rows(const hdf5::H5Handle& dset, const char* name, hid_t mem_type,
+                         int64_t first, int64_t count, void* out, int64_t sample_first,
+                         int64_t sample_count);
 
   std::string path_;
   pid_t pid_ = 0;  // the process that opened the file
@@ -130,7 +131,7 @@ class ShardReader {
   std::shared_ptr<const uint8_t> file_map_;
   bool map_failed_ = false;
   int64_t file_bytes_ = 0;
-  H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
+  hdf5::H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
   int64_t format_version_ = 0, num_samples_ = 0, resolution_ = 0, token_length_ = 0;
   int64_t caption_bytes_ = 0;
   int64_t image_chunk_rows_ = 1;

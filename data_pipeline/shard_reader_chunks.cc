@@ -17,16 +17,17 @@ namespace tessera::data {
 
 ShardReader::~ShardReader() = default;
 
-absl::StatusOr<const uint8_t*> ShardReader::window_rows(const H5Handle& dset, const char* name,
-                                                        hid_t mem_type, size_t elem_size,
-                                                        int64_t first, int64_t count, Window* w) {
+absl::StatusOr<const uint8_t*> ShardReader::window_rows(const hdf5::H5Handle& dset,
+                                                        const char* name, hid_t mem_type,
+                                                        size_t elem_size, int64_t first,
+                                                        int64_t count, Window* w) {
   if (first >= w->first && first + count <= w->first + w->count)
     return w->bytes.data() + size_t(first - w->first) * elem_size;
   hsize_t chunk = 1, size = 0;
   {
-    H5Handle dcpl(H5Dget_create_plist(dset.get()));
+    hdf5::H5Handle dcpl(H5Dget_create_plist(dset.get()));
     H5Pget_chunk(dcpl.get(), 1, &chunk);  // open_dataset checked: chunked, 1-D
-    H5Handle space(H5Dget_space(dset.get()));
+    hdf5::H5Handle space(H5Dget_space(dset.get()));
     H5Sget_simple_extent_dims(space.get(), &size, nullptr);
   }
   const int64_t c = std::max<int64_t>(1, int64_t(chunk));
@@ -55,7 +56,7 @@ absl::StatusOr<const uint8_t*> ShardReader::window_rows(const H5Handle& dset, co
 
 absl::StatusOr<ShardSamples> ShardReader::read_chunk_rows(int64_t first, int64_t count, bool map) {
   if (getpid() != pid_) return read_samples(first, count, /*with_images=*/false);  // its error
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   ShardSamples out;
   out.first = first;
   out.count = count;
@@ -132,9 +133,9 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuff
   ByteBuffer raw = std::move(*out);  // a recycled buffer keeps its (already touched) pages
   *out = ByteBuffer();
   {
-    H5Quiet quiet;
+    hdf5::H5Quiet quiet;
     if (H5Dget_chunk_storage_size(images_.get(), offset, &stored) < 0 || stored < 4) {
-      const std::string hdf5 = h5_error_text();
+      const std::string hdf5 = hdf5::h5_error_text();
       return absl::DataLossError(absl::StrCat(where, ": cannot locate the chunk (", stored,
                                               " bytes stored)",
                                               hdf5.empty() ? "" : "; HDF5: ", hdf5));
@@ -142,20 +143,20 @@ absl::Status ShardReader::read_images_raw(int64_t first, int64_t count, ByteBuff
     raw.resize(stored);
     if (H5Dread_chunk(images_.get(), H5P_DEFAULT, offset, &mask, raw.data()) < 0)
       return absl::DataLossError(
-          absl::StrCat(where, ": read failed (HDF5: ", h5_error_text(), ")"));
+          absl::StrCat(where, ": read failed (HDF5: ", hdf5::h5_error_text(), ")"));
   }
   // A set mask bit means HDF5 skipped that filter for this chunk (e.g. gzip that did not pay):
   // rare; let HDF5 decode it.
   if (mask != 0) {
     out->resize(size_t(count) * sample_bytes);
-    H5Quiet quiet;
+    hdf5::H5Quiet quiet;
     auto again = read(first, count);
     if (!again.ok()) return again.status();
     *out = std::move(again->images);
     return absl::OkStatus();
   }
   const size_t payload = size_t(stored) - 4;
-  if (fletcher32(raw.data(), payload) != stored_checksum(raw.data() + payload))
+  if (hdf5::fletcher32(raw.data(), payload) != hdf5::stored_checksum(raw.data() + payload))
     return absl::DataLossError(absl::StrCat(
         where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a raw read)"));
   if (images_deflate_) {
@@ -180,7 +181,7 @@ absl::StatusOr<bool> ShardReader::map_file(const std::string& where) {
   if (!file_map_ && !map_failed_) {
     // Chunk addresses count from the HDF5 base address: equal to the file offset only
     // without a user block.
-    H5Handle fcpl(H5Fget_create_plist(file_.get()));
+    hdf5::H5Handle fcpl(H5Fget_create_plist(file_.get()));
     hsize_t userblock = 1;
     if (!fcpl.valid() || H5Pget_userblock(fcpl.get(), &userblock) < 0 || userblock != 0) {
       map_failed_ = true;
@@ -223,13 +224,13 @@ absl::StatusOr<const uint8_t*> ShardReader::mapped_chunk(hid_t dset, const hsize
   haddr_t addr = HADDR_UNDEF;
   hsize_t stored = 0;
   {
-    H5Quiet quiet;
+    hdf5::H5Quiet quiet;
     auto mapped = map_file(where);
     if (!mapped.ok()) return mapped.status();
     if (!*mapped) return nullptr;
     if (H5Dget_chunk_info_by_coord(dset, offset, &mask, &addr, &stored) < 0 ||
         addr == HADDR_UNDEF) {
-      const std::string hdf5 = h5_error_text();
+      const std::string hdf5 = hdf5::h5_error_text();
       if (!strict) return nullptr;  // HDF5's own read says what is wrong
       return absl::DataLossError(absl::StrCat(where, ": cannot locate the chunk",
                                               hdf5.empty() ? "" : " (HDF5: ", hdf5,
@@ -249,7 +250,7 @@ absl::StatusOr<const uint8_t*> ShardReader::mapped_chunk(hid_t dset, const hsize
                                             " bytes): truncated shard"));
   }
   const uint8_t* data = file_map_.get() + addr;
-  if (fletcher32(data, chunk_bytes) != stored_checksum(data + chunk_bytes))
+  if (hdf5::fletcher32(data, chunk_bytes) != hdf5::stored_checksum(data + chunk_bytes))
     return absl::DataLossError(absl::StrCat(
         where, ": checksum mismatch (corrupt chunk; Fletcher32 checked on a mapped read)"));
   return data;

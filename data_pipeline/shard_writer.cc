@@ -12,61 +12,63 @@ namespace {
 // Creates an extendible dataset (0, inner...) chunked as (chunk, inner...) with the shard's
 // filter pipeline: optional gzip, then Fletcher32 over the stored (possibly compressed) bytes,
 // the same order h5py uses. Object timestamps are off so equal content gives equal files.
-H5Handle make_dataset(hid_t file, const char* name, hid_t type, std::vector<hsize_t> inner,
-                      hsize_t chunk, int gzip_level) {
+hdf5::H5Handle make_dataset(hid_t file, const char* name, hid_t type, std::vector<hsize_t> inner,
+                            hsize_t chunk, int gzip_level) {
   std::vector<hsize_t> dims{0}, max_dims{H5S_UNLIMITED}, chunk_dims{chunk};
   for (hsize_t d : inner) {
     dims.push_back(d);
     max_dims.push_back(d);
     chunk_dims.push_back(d);
   }
-  H5Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()));
-  H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
-  if (!space.valid() || !dcpl.valid()) return H5Handle();
+  hdf5::H5Handle space(
+      H5Screate_simple(static_cast<int>(dims.size()), dims.data(), max_dims.data()));
+  hdf5::H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  if (!space.valid() || !dcpl.valid()) return hdf5::H5Handle();
   if (H5Pset_chunk(dcpl.get(), static_cast<int>(chunk_dims.size()), chunk_dims.data()) < 0)
-    return H5Handle();
+    return hdf5::H5Handle();
   if (gzip_level > 0 && H5Pset_deflate(dcpl.get(), static_cast<unsigned>(gzip_level)) < 0)
-    return H5Handle();
-  if (H5Pset_fletcher32(dcpl.get()) < 0) return H5Handle();
+    return hdf5::H5Handle();
+  if (H5Pset_fletcher32(dcpl.get()) < 0) return hdf5::H5Handle();
   H5Pset_obj_track_times(dcpl.get(), false);
-  return H5Handle(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+  return hdf5::H5Handle(
+      H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
 }
 
 // Grows `dset` along axis 0 to start + rows and writes `rows` rows of `data` at `start`.
 herr_t append_rows(hid_t dset, hid_t mem_type, hsize_t start, hsize_t rows, const void* data) {
   if (rows == 0) return 0;
-  H5Handle old_space(H5Dget_space(dset));
+  hdf5::H5Handle old_space(H5Dget_space(dset));
   int rank = H5Sget_simple_extent_ndims(old_space.get());
   if (rank < 1) return -1;
   std::vector<hsize_t> dims(rank);
   H5Sget_simple_extent_dims(old_space.get(), dims.data(), nullptr);
   dims[0] = start + rows;
   if (H5Dset_extent(dset, dims.data()) < 0) return -1;
-  H5Handle file_space(H5Dget_space(dset));
+  hdf5::H5Handle file_space(H5Dget_space(dset));
   std::vector<hsize_t> offset(rank, 0), count = dims;
   offset[0] = start;
   count[0] = rows;
   if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset.data(), nullptr, count.data(),
                           nullptr) < 0)
     return -1;
-  H5Handle mem_space(H5Screate_simple(rank, count.data(), nullptr));
+  hdf5::H5Handle mem_space(H5Screate_simple(rank, count.data(), nullptr));
   return H5Dwrite(dset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data);
 }
 
 herr_t write_int_attr(hid_t file, const char* name, int64_t value) {
-  H5Handle space(H5Screate(H5S_SCALAR));
-  H5Handle attr(H5Acreate2(file, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  hdf5::H5Handle space(H5Screate(H5S_SCALAR));
+  hdf5::H5Handle attr(H5Acreate2(file, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
   if (!attr.valid()) return -1;
   return H5Awrite(attr.get(), H5T_NATIVE_INT64, &value);
 }
 
 // A variable-length UTF-8 string, as h5py writes a Python str attribute.
 herr_t write_string_attr(hid_t file, const char* name, const std::string& value) {
-  H5Handle type(H5Tcopy(H5T_C_S1));
+  hdf5::H5Handle type(H5Tcopy(H5T_C_S1));
   H5Tset_size(type.get(), H5T_VARIABLE);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
-  H5Handle space(H5Screate(H5S_SCALAR));
-  H5Handle attr(H5Acreate2(file, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  hdf5::H5Handle space(H5Screate(H5S_SCALAR));
+  hdf5::H5Handle attr(H5Acreate2(file, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
   if (!attr.valid()) return -1;
   const char* data = value.c_str();
   return H5Awrite(attr.get(), type.get(), &data);
@@ -94,8 +96,8 @@ absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::create(
 }
 
 absl::Status ShardWriter::open() {
-  H5Quiet quiet;
-  file_ = H5Handle(H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  hdf5::H5Quiet quiet;
+  file_ = hdf5::H5Handle(H5Fcreate(tmp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
   if (!file_.valid()) return error("cannot create the file");
   const hsize_t r = options_.resolution;
   const int gz = options_.gzip_level;
@@ -131,7 +133,7 @@ absl::Status ShardWriter::open() {
 
 ShardWriter::~ShardWriter() {
   if (finished_) return;
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   images_.reset(), captions_.reset(), offsets_.reset(), tokens_.reset();
   token_lengths_.reset(), labels_.reset(), file_.reset();
   std::error_code ignored;
@@ -139,7 +141,7 @@ ShardWriter::~ShardWriter() {
 }
 
 absl::Status ShardWriter::error(const std::string& what) const {
-  std::string hdf5 = h5_error_text();
+  std::string hdf5 = hdf5::h5_error_text();
   return absl::InternalError(absl::StrCat(
       "shard ", path_, ": ", what, hdf5.empty() ? "" : " (HDF5: ", hdf5, hdf5.empty() ? "" : ")"));
 }
@@ -180,7 +182,7 @@ absl::Status ShardWriter::append(const SampleToWrite& sample) {
 
 absl::Status ShardWriter::flush() {
   if (pending_ == 0) return absl::OkStatus();
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   const hsize_t start = written_, rows = pending_;
   bool ok = append_rows(images_.get(), H5T_NATIVE_UINT8, start, rows, image_buf_.data()) >= 0 &&
             append_rows(captions_.get(), H5T_NATIVE_UINT8, caption_bytes_, caption_buf_.size(),
@@ -206,7 +208,7 @@ absl::Status ShardWriter::finish() {
   if (!status_.ok()) return status_;
   if (finished_) return absl::OkStatus();
   if (absl::Status s = flush(); !s.ok()) return s;
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   if (write_int_attr(file_.get(), shard::kAttrNumSamples, written_) < 0)
     return fail(error("cannot write num_samples"));
   images_.reset(), captions_.reset(), offsets_.reset(), tokens_.reset();

@@ -13,8 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "data_pipeline/hdf5_util.h"
 #include "data_pipeline/shard_format.h"
+#include "hdf5/hdf5_util.h"
 
 namespace tessera::data {
 
@@ -62,7 +62,7 @@ class ShardWriter {
 
   std::string path_, tmp_path_;
   ShardWriterOptions options_;
-  H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
+  hdf5::H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
   absl::Status status_;
   bool finished_ = false;
 

@@ -8,16 +8,16 @@ namespace tessera::data {
 namespace {
 
 herr_t write_int_attr(hid_t file, const char* name, int64_t value) {
-  H5Handle space(H5Screate(H5S_SCALAR));
-  H5Handle attr(H5Acreate2(file, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  hdf5::H5Handle space(H5Screate(H5S_SCALAR));
+  hdf5::H5Handle attr(H5Acreate2(file, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
   return attr.valid() ? H5Awrite(attr.get(), H5T_NATIVE_INT64, &value) : -1;
 }
 
 herr_t write_string_attr(hid_t file, const char* name, const std::string& value) {
-  H5Handle type(H5Tcopy(H5T_C_S1));
+  hdf5::H5Handle type(H5Tcopy(H5T_C_S1));
   H5Tset_size(type.get(), std::max<size_t>(1, value.size()));
-  H5Handle space(H5Screate(H5S_SCALAR));
-  H5Handle attr(H5Acreate2(file, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  hdf5::H5Handle space(H5Screate(H5S_SCALAR));
+  hdf5::H5Handle attr(H5Acreate2(file, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
   std::string padded = value.empty() ? std::string(1, '\0') : value;
   return attr.valid() ? H5Awrite(attr.get(), type.get(), padded.data()) : -1;
 }
@@ -26,25 +26,25 @@ herr_t write_string_attr(hid_t file, const char* name, const std::string& value)
 
 absl::Status write_text_shard(const std::string& path, std::span<const int32_t> tokens,
                               const std::string& tokenizer, int32_t eot_id) {
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   const std::string tmp = path + ".tmp";
   auto fail = [&](const std::string& what) {
     std::filesystem::remove(tmp);
     return absl::InternalError(
-        absl::StrCat("text shard ", path, ": ", what, " (HDF5: ", h5_error_text(), ")"));
+        absl::StrCat("text shard ", path, ": ", what, " (HDF5: ", hdf5::h5_error_text(), ")"));
   };
   {
-    H5Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+    hdf5::H5Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
     if (!file.valid()) return fail("cannot create");
     const hsize_t n = tokens.size();
     const hsize_t chunk = std::max<hsize_t>(1, std::min<hsize_t>(n, kTextChunkTokens));
-    H5Handle space(H5Screate_simple(1, &n, nullptr));
-    H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+    hdf5::H5Handle space(H5Screate_simple(1, &n, nullptr));
+    hdf5::H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
     H5Pset_chunk(dcpl.get(), 1, &chunk);
     H5Pset_fletcher32(dcpl.get());
     H5Pset_obj_track_times(dcpl.get(), false);
-    H5Handle dset(H5Dcreate2(file.get(), kTextTokens, H5T_STD_I32LE, space.get(), H5P_DEFAULT,
-                             dcpl.get(), H5P_DEFAULT));
+    hdf5::H5Handle dset(H5Dcreate2(file.get(), kTextTokens, H5T_STD_I32LE, space.get(), H5P_DEFAULT,
+                                   dcpl.get(), H5P_DEFAULT));
     if (!dset.valid()) return fail("cannot create dataset 'text_tokens'");
     if (n > 0 &&
         H5Dwrite(dset.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, tokens.data()) < 0)
@@ -67,20 +67,20 @@ absl::Status write_text_shard(const std::string& path, std::span<const int32_t> 
 absl::StatusOr<std::unique_ptr<TextShardReader>> TextShardReader::open(const std::string& path) {
   if (!std::filesystem::exists(path))
     return absl::NotFoundError(absl::StrCat("text shard ", path, ": no such file"));
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   std::unique_ptr<TextShardReader> r(new TextShardReader(path));
   auto bad = [&](const std::string& what) {
-    const std::string hdf5 = h5_error_text();
+    const std::string hdf5 = hdf5::h5_error_text();
     return absl::DataLossError(
         absl::StrCat("text shard ", path, ": ", what, hdf5.empty() ? "" : " (HDF5: " + hdf5 + ")"));
   };
   if (H5Fis_hdf5(path.c_str()) <= 0) return bad("not an HDF5 file");
-  r->file_ = H5Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  r->file_ = hdf5::H5Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!r->file_.valid()) return bad("cannot open (truncated or corrupt file?)");
   auto read_int = [&](const char* name, int64_t* out) -> absl::Status {
     if (H5Aexists(r->file_.get(), name) <= 0)
       return bad(absl::StrCat("missing file attribute '", name, "'"));
-    H5Handle attr(H5Aopen(r->file_.get(), name, H5P_DEFAULT));
+    hdf5::H5Handle attr(H5Aopen(r->file_.get(), name, H5P_DEFAULT));
     if (H5Aread(attr.get(), H5T_NATIVE_INT64, out) < 0)
       return bad(absl::StrCat("file attribute '", name, "' is not an integer"));
     return absl::OkStatus();
@@ -93,19 +93,19 @@ absl::StatusOr<std::unique_ptr<TextShardReader>> TextShardReader::open(const std
   r->eot_id_ = int32_t(eot);
   if (H5Lexists(r->file_.get(), kTextTokens, H5P_DEFAULT) <= 0)
     return bad("no dataset 'text_tokens' (not a text shard? image shards hold 'images')");
-  r->tokens_ = H5Handle(H5Dopen2(r->file_.get(), kTextTokens, H5P_DEFAULT));
-  H5Handle type(H5Dget_type(r->tokens_.get()));
-  H5Handle space(H5Dget_space(r->tokens_.get()));
+  r->tokens_ = hdf5::H5Handle(H5Dopen2(r->file_.get(), kTextTokens, H5P_DEFAULT));
+  hdf5::H5Handle type(H5Dget_type(r->tokens_.get()));
+  hdf5::H5Handle space(H5Dget_space(r->tokens_.get()));
   hsize_t dims[2] = {0, 0};
   const int rank = H5Sget_simple_extent_ndims(space.get());
   if (rank == 1) H5Sget_simple_extent_dims(space.get(), dims, nullptr);
-  if (!is_integer_type(type.get(), 4, true) || rank != 1)
-    return bad(absl::StrCat("dataset 'text_tokens' has dtype ", describe_type(type.get()),
+  if (!hdf5::is_integer_type(type.get(), 4, true) || rank != 1)
+    return bad(absl::StrCat("dataset 'text_tokens' has dtype ", hdf5::describe_type(type.get()),
                             " and rank ", rank, ", expected int32 and rank 1"));
   if (int64_t(dims[0]) != r->num_tokens_)
     return bad(absl::StrCat("dataset 'text_tokens' holds ", dims[0], " tokens, num_tokens says ",
                             r->num_tokens_));
-  H5Handle dcpl(H5Dget_create_plist(r->tokens_.get()));
+  hdf5::H5Handle dcpl(H5Dget_create_plist(r->tokens_.get()));
   unsigned flags = 0;
   size_t n_values = 0;
   if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED ||
@@ -122,17 +122,17 @@ absl::StatusOr<std::vector<int32_t>> TextShardReader::read(int64_t first, int64_
     return absl::OutOfRangeError(absl::StrCat(where, " outside [0, ", num_tokens_, ")"));
   std::vector<int32_t> out(count);
   if (count == 0) return out;
-  H5Quiet quiet;
-  H5Handle file_space(H5Dget_space(tokens_.get()));
+  hdf5::H5Quiet quiet;
+  hdf5::H5Handle file_space(H5Dget_space(tokens_.get()));
   const hsize_t start = hsize_t(first), n = hsize_t(count);
-  H5Handle mem_space(H5Screate_simple(1, &n, nullptr));
+  hdf5::H5Handle mem_space(H5Screate_simple(1, &n, nullptr));
   if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &n, nullptr) < 0 ||
       H5Dread(tokens_.get(), H5T_NATIVE_INT32, mem_space.get(), file_space.get(), H5P_DEFAULT,
               out.data()) < 0) {
-    const bool checksum = h5_error_is_checksum();
+    const bool checksum = hdf5::h5_error_is_checksum();
     return absl::DataLossError(absl::StrCat(
         where, checksum ? ": checksum mismatch (corrupt chunk, Fletcher32)" : ": read failed",
-        " (HDF5: ", h5_error_text(), ")"));
+        " (HDF5: ", hdf5::h5_error_text(), ")"));
   }
   return out;
 }

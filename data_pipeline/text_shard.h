@@ -15,7 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "data_pipeline/hdf5_util.h"
+#include "hdf5/hdf5_util.h"
 
 namespace tessera::data {
 
@@ -43,7 +43,7 @@ class TextShardReader {
  private:
   explicit TextShardReader(std::string path) : path_(std::move(path)) {}
   std::string path_;
-  H5Handle file_, tokens_;
+  hdf5::H5Handle file_, tokens_;
   int64_t num_tokens_ = 0;
   int32_t eot_id_ = -1;
 };

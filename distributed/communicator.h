@@ -132,7 +132,7 @@ bool launched_by_mpi();
 
 // For implementations: starts a communication thread with the termination signals (SIGINT,
 // SIGTERM, SIGHUP, SIGUSR1, SIGUSR2) blocked in it, so a stop signal is never taken by a thread
-// inside MPI or NCCL (train/checkpoint_signals.h takes them on a thread of its own).
+// inside MPI or NCCL (core/preemption.h takes them on a thread of its own).
 std::thread start_thread_blocking_signals(std::function<void()> body);
 
 // Shared argument checks, for implementations: a defined f32 tensor on any device (groups that

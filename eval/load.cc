@@ -17,7 +17,7 @@ std::string model_family(const config::ModelConfig& m) {
 }
 
 absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path, Device device) {
-  auto info = train::open_checkpoint(path);
+  auto info = checkpoint::open_checkpoint(path);
   if (!info.ok()) return info.status();
   LoadedModel m;
   m.info = std::move(*info);
@@ -32,7 +32,7 @@ absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path, Devic
     return absl::FailedPreconditionError(absl::StrCat(m.info.dir, ": ", e.what()));
   }
   m.model->set_seed(m.info.config.train().seed());
-  if (auto s = train::load_model_parameters(m.info, m.model->params()); !s.ok()) return s;
+  if (auto s = checkpoint::load_model_parameters(m.info, m.model->params()); !s.ok()) return s;
   m.run_dir = std::filesystem::path(m.info.dir).parent_path().parent_path().string();
   return m;
 }

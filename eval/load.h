@@ -1,19 +1,19 @@
 #pragma once
 // A checkpoint's model, built from the config it trained with and loaded with its parameters
-// (train/checkpoint.h), for the tools that read checkpoints (eval, generate, sample). One
+// (checkpoint/checkpoint.h), for the tools that read checkpoints (eval, generate, sample). One
 // process, no tensor parallelism: any layout the run was written with loads.
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "checkpoint/checkpoint.h"
 #include "models/model.h"
-#include "train/checkpoint.h"
 
 namespace tessera::eval {
 
 struct LoadedModel {
-  train::CheckpointInfo info;
+  checkpoint::CheckpointInfo info;
   std::unique_ptr<models::Model> model;
   std::string family;   // "gpt", "vit", "clip", "siglip" or "dit"
   std::string run_dir;  // the run directory holding checkpoints/ (info.dir/../..)

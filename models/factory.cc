@@ -25,4 +25,20 @@ std::unique_ptr<Model> make_model(const config::ModelConfig& c, distributed::Com
   throw_error("make_model: the config names no model");
 }
 
+std::string model_kind(const config::Config& config) {
+  switch (config.model().kind_case()) {
+    case config::ModelConfig::kGpt:
+      return "gpt";
+    case config::ModelConfig::kVit:
+      return "vit";
+    case config::ModelConfig::kClip:
+      return "clip";
+    case config::ModelConfig::kDit:
+      return "dit";
+    case config::ModelConfig::KIND_NOT_SET:
+      break;
+  }
+  return "";
+}
+
 }  // namespace tessera::models

@@ -2,6 +2,7 @@
 // Builds the model a config names.
 
 #include <memory>
+#include <string>
 
 #include "models/model.h"
 #include "proto/config.pb.h"
@@ -17,5 +18,8 @@ namespace tessera::models {
 std::unique_ptr<Model> make_model(const config::ModelConfig& config,
                                   distributed::Communicator* tp = nullptr,
                                   Device device = Device::cpu());
+
+// "gpt", "vit", "clip", "dit" or "" when no model is set.
+std::string model_kind(const config::Config& config);
 
 }  // namespace tessera::models

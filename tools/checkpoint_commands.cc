@@ -9,13 +9,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "checkpoint/checkpoint.h"
 #include "core/safetensors.h"
 #include "models/factory.h"
 #include "tools/cli_args.h"
-#include "train/checkpoint.h"
-#include "train/checkpoint_commit.h"
-#include "train/checkpoint_h5.h"
-#include "train/checkpoint_slices.h"
 
 namespace tessera::tools {
 namespace {
@@ -62,14 +59,14 @@ int export_command(int argc, char** argv) {
   if (format != "safetensors") {
     return fail("export", "--format " + format + ": only safetensors is supported");
   }
-  auto ckpt = train::open_checkpoint(ckpt_path);
+  auto ckpt = checkpoint::open_checkpoint(ckpt_path);
   if (!ckpt.ok()) return fail("export", std::string(ckpt.status().message()));
   try {
     // A model of the checkpoint's config with no tensor parallelism holds every tensor whole;
     // load_model_parameters assembles each one from whatever pieces the writing layout stored.
     std::unique_ptr<models::Model> model = models::make_model(ckpt->config.model());
     models::ParamStore& params = model->params();
-    absl::Status s = train::load_model_parameters(*ckpt, params);
+    absl::Status s = checkpoint::load_model_parameters(*ckpt, params);
     if (!s.ok()) return fail("export", std::string(s.message()));
     NamedTensors tensors;
     int64_t elements = 0;
@@ -94,7 +91,7 @@ int export_command(int argc, char** argv) {
 }
 
 int inspect_checkpoint(const std::string& path) {
-  auto ckpt = train::open_checkpoint(path);
+  auto ckpt = checkpoint::open_checkpoint(path);
   if (!ckpt.ok()) return fail("inspect", std::string(ckpt.status().message()));
   const checkpoint::Metadata& m = ckpt->metadata;
   const auto& l = m.layout();
@@ -116,7 +113,7 @@ int inspect_checkpoint(const std::string& path) {
   }
 
   int errors = 0;
-  absl::Status marker = train::ckpt::verify_marker(ckpt->dir);
+  absl::Status marker = checkpoint::verify_commit_marker(*ckpt);
   if (!marker.ok()) {
     std::printf("FAILED commit marker: %s\n", std::string(marker.message()).c_str());
     ++errors;
@@ -124,15 +121,14 @@ int inspect_checkpoint(const std::string& path) {
   // Reading each tensor whole reads every stored piece of it; HDF5 verifies each chunk's
   // Fletcher32 checksum on the way and the reader checks that the pieces cover the tensor.
   std::map<std::string, std::pair<int, int64_t>> per_role;  // role -> (tensors, elements)
-  train::ckpt::PieceReader reader(ckpt->dir);
+  checkpoint::TensorReader reader(*ckpt);
   std::printf("tensors:\n  %-8s %-44s %-16s %5s %6s  %s\n", "role", "name", "shape", "split",
               "pieces", "checksums");
   for (const auto& t : m.tensors()) {
-    train::ckpt::Box box;
-    box.start.assign(t.shape_size(), 0);
-    box.count.assign(t.shape().begin(), t.shape().end());
-    std::vector<float> values(box.numel());
-    absl::Status s = reader.read(t, box, values.data());
+    int64_t numel = 1;
+    for (int64_t d : t.shape()) numel *= d;
+    std::vector<float> values(numel);
+    absl::Status s = reader.read(t, values.data());
     std::printf("  %-8s %-44s %-16s %5d %6d  %s\n", t.role().c_str(), t.name().c_str(),
                 shape_text(t.shape()).c_str(), t.split_dim(), t.pieces_size(),
                 s.ok() ? "ok" : "FAILED");
@@ -142,7 +138,7 @@ int inspect_checkpoint(const std::string& path) {
     }
     auto& [n, elements] = per_role[t.role()];
     ++n;
-    elements += box.numel();
+    elements += numel;
   }
   std::printf("totals:\n");
   for (const auto& [role, v] : per_role) {

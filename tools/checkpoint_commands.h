@@ -1,5 +1,6 @@
 #pragma once
-// Tools on checkpoints (train/CHECKPOINT.md), through the reading API of train/checkpoint.h:
+// Tools on checkpoints (checkpoint/CHECKPOINT.md), through the reading API of
+// checkpoint/checkpoint.h:
 //   tessera export --checkpoint CKPT --format safetensors --out FILE
 //   tessera inspect CKPT          (a step, checkpoints/ or run directory)
 

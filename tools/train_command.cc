@@ -20,7 +20,7 @@ Trains the model a config describes (protobuf text format, see configs/ and prot
   --quiet             no per-step lines on stdout (metrics.jsonl is still written)
   --resume auto|CKPT  continue from a checkpoint: auto = the newest committed one in
                       RUN_DIR/checkpoints (fresh start when none), or a step, checkpoints or
-                      run directory; any parallel layout loads it (train/CHECKPOINT.md)
+                      run directory; any parallel layout loads it (checkpoint/CHECKPOINT.md)
 
 Checkpoints: RUN_DIR/checkpoints/step_NNNNNNNN every checkpoint.every_steps and at the end.
 SIGTERM or SIGUSR1: all ranks stop at the next step boundary, save, and exit with 75.

@@ -273,20 +273,4 @@ std::string config_to_text(const Config& config) {
   return out;
 }
 
-std::string model_kind(const Config& config) {
-  switch (config.model().kind_case()) {
-    case config::ModelConfig::kGpt:
-      return "gpt";
-    case config::ModelConfig::kVit:
-      return "vit";
-    case config::ModelConfig::kClip:
-      return "clip";
-    case config::ModelConfig::kDit:
-      return "dit";
-    case config::ModelConfig::KIND_NOT_SET:
-      break;
-  }
-  return "";
-}
-
 }  // namespace tessera::train

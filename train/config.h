@@ -24,7 +24,4 @@ absl::Status apply_override(config::Config* config, const std::string& assignmen
 // The resolved config as text, as written to RUN_DIR/config.pbtxt.
 std::string config_to_text(const config::Config& config);
 
-// "gpt", "vit", "clip", "dit" or "" when no model is set.
-std::string model_kind(const config::Config& config);
-
 }  // namespace tessera::train

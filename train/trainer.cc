@@ -11,7 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "checkpoint/checkpoint.h"
 #include "core/caching_allocator.h"
+#include "core/preemption.h"
 #include "core/threads.h"
 #include "core/timer.h"
 #include "core/upload.h"
@@ -21,8 +23,6 @@
 #include "models/clip.h"
 #include "models/factory.h"
 #include "ops/machine_peaks.h"
-#include "train/checkpoint_signals.h"
-#include "train/checkpointer.h"
 #include "train/config.h"
 #include "train/data_source.h"
 #include "train/lr_schedule.h"
@@ -74,7 +74,7 @@ std::unique_ptr<models::Model> make_tp_model(const config::Config& cfg,
 
 int train(const TrainOptions& opt) {
   // SIGTERM / SIGUSR1: save at the next step boundary, exit 75. First, before any thread exists.
-  install_stop_handlers();
+  preemption::install_stop_handlers();
   absl::StatusOr<config::Config> loaded = load_config(opt.config_path, opt.overrides);
   if (!loaded.ok()) {
     std::cerr << "tessera train: " << loaded.status().message() << "\n";
@@ -238,7 +238,7 @@ int Trainer::run() {
 
   if (print) {
     StartReport r;
-    r.model_kind = model_kind(cfg);
+    r.model_kind = models::model_kind(cfg);
     r.layout = layout_.describe();
     r.run_dir = run_dir_;
     r.device = device_;
@@ -267,10 +267,12 @@ int Trainer::run() {
 
   // --- Checkpoints (train/checkpointer.h): resume, save every checkpoint.every_steps and at the
   // end, stop on SIGTERM/SIGUSR1 after saving.
-  Checkpointer ckpt(cfg, run_dir_, layout_, !quiet_);
-  const MomentsRef moments = zero ? MomentsRef{zero->m(), zero->v(), &zero->shards()}
-                                  : MomentsRef{adamw->m(), adamw->v(), nullptr};
-  TrainProgress start, progress;  // where this run starts; the state after the last step
+  checkpoint::Checkpointer ckpt(cfg, run_dir_, layout_, !quiet_);
+  const checkpoint::MomentsRef moments =
+      zero ? checkpoint::MomentsRef{zero->m(), zero->v(), &zero->shards()}
+           : checkpoint::MomentsRef{adamw->m(), adamw->v(), nullptr};
+  // Where this run starts; the state after the last step.
+  checkpoint::TrainProgress start, progress;
   if (auto p = ckpt.restore(resume_, params, moments)) {
     start = *p;
     if (zero) zero->set_steps_taken(start.optimizer_steps);

@@ -54,11 +54,11 @@ class Trainer {
           distributed::Communicator* world = nullptr);
   ~Trainer();
   // Continue from a checkpoint in run(): "auto" (the run directory's newest committed one, or a
-  // fresh start) or a path (train/checkpoint.h). Any layout loads any checkpoint of the model.
+  // fresh start) or a path (checkpoint/checkpoint.h). Any layout loads any checkpoint of the model.
   void set_resume(std::string what) { resume_ = std::move(what); }
   // Runs train.steps steps, saving checkpoints (checkpoint.*; always at the end); returns
   // kExitOk, kExitError after too many non-finite steps, or kExitResumable when a stop signal
-  // arrived (train/checkpoint_signals.h) and the checkpoint is saved. Throws tessera::Error.
+  // arrived (core/preemption.h) and the checkpoint is saved. Throws tessera::Error.
   int run();
   models::Model& model() { return *model_; }
   const distributed::ParallelLayout& layout() const { return layout_; }

@@ -32,12 +32,12 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "core/timer.h"
 #include "distributed/layout.h"
 #include "distributed/mpi_communicator.h"
 #include "models/factory.h"
 #include "nlohmann/json.hpp"
-#include "train/checkpointer.h"
 #include "train/config.h"
 #include "train/optimizer.h"
 
@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   train::AdamW adamw(params, cfg.optim());
   copy(params.params(), adamw.m());  // any values: the bytes are what is timed
   copy(params.params(), adamw.v());
-  const train::MomentsRef moments{adamw.m(), adamw.v(), nullptr};
+  const checkpoint::MomentsRef moments{adamw.m(), adamw.v(), nullptr};
   const int rank = layout.world_rank();
   const bool writer = layout.dp_rank() == 0;
   if (rank == 0) std::filesystem::remove_all(dir);
@@ -130,8 +130,8 @@ int main(int argc, char** argv) {
   BestCpu save_cpu, raw_w_cpu, raw_r_cpu, load_cpu;
   auto save_loop = [&](bool async, double* blocked_s, double* total_s) {
     cfg.mutable_checkpoint()->set_async(async);
-    train::Checkpointer ck(cfg, dir + (async ? "/async" : "/sync"), layout, false);
-    train::TrainProgress p;
+    checkpoint::Checkpointer ck(cfg, dir + (async ? "/async" : "/sync"), layout, false);
+    checkpoint::TrainProgress p;
     double blocked = 1e30, total = 1e30;
     for (int r = 0; r < reps; ++r) {
       p.step = r + 1;
@@ -172,10 +172,10 @@ int main(int argc, char** argv) {
     world->barrier()->wait();
     c0 = cpu_seconds();
     Timer t;
-    auto info = train::open_checkpoint(dir + "/sync");
+    auto info = checkpoint::open_checkpoint(dir + "/sync");
     TESSERA_CHECK(info.ok(), info.status().ToString());
-    absl::Status s = train::load_model_parameters(*info, params);
-    if (s.ok()) s = train::load_moments(*info, params, moments);
+    absl::Status s = checkpoint::load_model_parameters(*info, params);
+    if (s.ok()) s = checkpoint::load_moments(*info, params, moments);
     TESSERA_CHECK(s.ok(), s.ToString());
     load_s = std::min(load_s, t.seconds());
     load_cpu.add(cpu_seconds() - c0);

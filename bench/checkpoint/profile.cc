@@ -12,10 +12,10 @@
 #include <filesystem>
 #include <string>
 
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/write.h"
 #include "core/timer.h"
 #include "models/factory.h"
-#include "train/checkpoint.h"
-#include "train/checkpoint_write.h"
 #include "train/config.h"
 #include "train/optimizer.h"
 
@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
     copy(params.params(), adamw.m());
     copy(params.params(), adamw.v());
   }
-  const train::ckpt::RankState state{&params, params.params(), {adamw.m(), adamw.v(), nullptr}};
+  const checkpoint::detail::RankState state{
+      &params, params.params(), {adamw.m(), adamw.v(), nullptr}};
   for (int i = 0; i < n; ++i) {
     if (mode == "save") {
       std::filesystem::remove_all(path);
@@ -60,14 +61,14 @@ int main(int argc, char** argv) {
     const double c0 = cpu_seconds();
     Timer t;
     if (mode == "save") {
-      train::ckpt::write_rank_files(path, state, 0, 0, 0);
+      checkpoint::detail::write_rank_files(path, state, 0, 0, 0);
     } else {
-      auto info = train::open_checkpoint(path);
+      auto info = checkpoint::open_checkpoint(path);
       TESSERA_CHECK(info.ok(), info.status().ToString());
       const double t_open = t.seconds();
-      absl::Status s = train::load_model_parameters(*info, params);
+      absl::Status s = checkpoint::load_model_parameters(*info, params);
       const double t_params = t.seconds();
-      if (s.ok()) s = train::load_moments(*info, params, state.moments);
+      if (s.ok()) s = checkpoint::load_moments(*info, params, state.moments);
       TESSERA_CHECK(s.ok(), s.ToString());
       if (i < 3)
         std::printf("open %.1f ms, params %.1f ms, moments %.1f ms\n", t_open * 1e3,

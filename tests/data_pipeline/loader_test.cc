@@ -14,9 +14,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
-#include "data_pipeline/hdf5_util.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
+#include "hdf5/hdf5_util.h"
 #include "tests/data_pipeline/shard_fixtures.h"
 
 namespace tessera::data {
@@ -227,9 +227,9 @@ TEST(Loader, MissingAndCorruptShardsNameTheFileAndRange) {
   const std::string bad = temp_dir() + "/corrupt.h5";
   std::filesystem::copy_file(paths[2], bad, std::filesystem::copy_options::overwrite_existing);
   {
-    H5Handle file(H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    H5Handle dset(H5Dopen2(file.get(), "images", H5P_DEFAULT));
-    H5Handle space(H5Dget_space(dset.get()));
+    hdf5::H5Handle file(H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    hdf5::H5Handle dset(H5Dopen2(file.get(), "images", H5P_DEFAULT));
+    hdf5::H5Handle space(H5Dget_space(dset.get()));
     hsize_t offset[4];
     unsigned mask = 0;
     haddr_t address = 0;

@@ -11,9 +11,9 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "data_pipeline/hdf5_util.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
+#include "hdf5/hdf5_util.h"
 #include "tests/data_pipeline/shard_fixtures.h"
 
 namespace tessera::data {
@@ -49,13 +49,13 @@ TEST(Fletcher32, EqualsHdf5sOwnOnEvenAndOddLengths) {
   for (auto& b : data) b = uint8_t(rng());
   for (size_t n : {0, 1, 2, 3, 127, 128, 129, 719, 720, 721, 722, 1441, 4999, 5000, 131071, 131072,
                    131073, 131201, 600000}) {
-    EXPECT_EQ(fletcher32(data.data(), n), H5_checksum_fletcher32(data.data(), n)) << n;
+    EXPECT_EQ(hdf5::fletcher32(data.data(), n), H5_checksum_fletcher32(data.data(), n)) << n;
   }
   // Sums that are multiples of 65535, and all zeros.
   for (uint8_t fill : {uint8_t(0xff), uint8_t(0)}) {
     for (size_t n : {size_t(2), size_t(4096), size_t(262144), size_t(262145)}) {
       std::vector<uint8_t> same(n, fill);
-      EXPECT_EQ(fletcher32(same.data(), n), H5_checksum_fletcher32(same.data(), n))
+      EXPECT_EQ(hdf5::fletcher32(same.data(), n), H5_checksum_fletcher32(same.data(), n))
           << int(fill) << " x " << n;
     }
   }
@@ -168,9 +168,9 @@ TEST(ReadChunk, CorruptChunkOfAnyDatasetNamesFileDatasetAndSamples) {
     const std::string bad = absl::StrCat(temp_dir(), "/corrupt_", name, ".h5");
     std::filesystem::copy_file(good, bad, std::filesystem::copy_options::overwrite_existing);
     {
-      H5Handle file(H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-      H5Handle dset(H5Dopen2(file.get(), name, H5P_DEFAULT));
-      H5Handle space(H5Dget_space(dset.get()));
+      hdf5::H5Handle file(H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+      hdf5::H5Handle dset(H5Dopen2(file.get(), name, H5P_DEFAULT));
+      hdf5::H5Handle space(H5Dget_space(dset.get()));
       hsize_t nchunks = 0;
       ASSERT_GE(H5Dget_num_chunks(dset.get(), space.get(), &nchunks), 0);
       hsize_t offset[4];

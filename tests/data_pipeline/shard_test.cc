@@ -278,9 +278,9 @@ TEST(Shard, FlippedByteInAChunkIsAChecksumErrorNamingFileAndRange) {
   haddr_t address = 0;
   hsize_t size = 0;
   {
-    H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    H5Handle dset(H5Dopen2(file.get(), "images", H5P_DEFAULT));
-    H5Handle space(H5Dget_space(dset.get()));
+    hdf5::H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    hdf5::H5Handle dset(H5Dopen2(file.get(), "images", H5P_DEFAULT));
+    hdf5::H5Handle space(H5Dget_space(dset.get()));
     hsize_t offset[4];
     unsigned mask = 0;
     ASSERT_GE(H5Dget_chunk_info(dset.get(), space.get(), 1, offset, &mask, &address, &size), 0);

@@ -81,9 +81,9 @@ TEST(TextShard, BadFilesAreRefusedNamingFileAndRange) {
   const std::string path = temp("flipped.h5");
   ASSERT_TRUE(write_text_shard(path, stream(140000), "", 2).ok());
   {
-    H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    H5Handle dset(H5Dopen2(file.get(), kTextTokens, H5P_DEFAULT));
-    H5Handle space(H5Dget_space(dset.get()));
+    hdf5::H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    hdf5::H5Handle dset(H5Dopen2(file.get(), kTextTokens, H5P_DEFAULT));
+    hdf5::H5Handle space(H5Dget_space(dset.get()));
     hsize_t offset[1];
     unsigned mask = 0;
     haddr_t address = 0;

@@ -13,7 +13,6 @@
 #include "nlohmann/json.hpp"
 #include "tests/distributed/mpi_test_env.h"
 #include "tests/train/train_test_support.h"
-#include "train/checkpoint_commit.h"
 #include "train/trainer.h"
 
 namespace tessera::train {
@@ -74,7 +73,7 @@ void expect_reshard(const std::string& model, config::Config cfg) {
   const Layout original{4, 2, 0};
   const std::string base = run_dir(model + "_" + original.name());
   train_at(*world, cfg, original, base, "");
-  const std::string from = base + "/checkpoints/" + ckpt::step_dir_name(2);
+  const std::string from = base + "/checkpoints/step_00000002";
   const auto want = losses(base);
   const double tol = 2e-5;
   for (const Layout& l :
@@ -82,7 +81,7 @@ void expect_reshard(const std::string& model, config::Config cfg) {
     const std::string dir = run_dir(model + "_" + l.name());
     train_at(*world, cfg, l, dir, from);  // steps 3 and 4 from (2, 2)'s step 2
     const std::string back = run_dir(model + "_" + l.name() + "_back");
-    train_at(*world, cfg, original, back, dir + "/checkpoints/" + ckpt::step_dir_name(3));
+    train_at(*world, cfg, original, back, dir + "/checkpoints/step_00000003");
     if (world->rank() == 0) {
       const auto got = losses(dir), got_back = losses(back);
       ASSERT_TRUE(got.count(3) && got.count(4) && got_back.count(4)) << model << " " << l.name();

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "models/factory.h"
 #include "tests/support/reference.h"
 
 namespace tessera::train {
@@ -126,7 +127,7 @@ TEST(Config, ResolvedTextRoundTrips) {
   auto again = parse_config(config_to_text(*c), "resolved");
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->SerializeAsString(), c->SerializeAsString());
-  EXPECT_EQ(model_kind(*c), "dit");
+  EXPECT_EQ(models::model_kind(*c), "dit");
 }
 
 }  // namespace

@@ -6,9 +6,9 @@
 
 #include <filesystem>
 
+#include "checkpoint/checkpoint.h"
 #include "models/factory.h"
 #include "tests/train/train_test_support.h"
-#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace tessera::train {
@@ -55,11 +55,11 @@ TEST(VocabPadding, PaddedRowsStayZeroAndCheckpointKeepsThePaddedShape) {
     expect_rows_zero(t.model().params(), "tok_emb.weight", 500, "after 3 AdamW steps");
     if (!tied) expect_rows_zero(t.model().params(), "head.weight", 500, "after 3 AdamW steps");
 
-    absl::StatusOr<CheckpointInfo> info = open_checkpoint(dir);
+    absl::StatusOr<checkpoint::CheckpointInfo> info = checkpoint::open_checkpoint(dir);
     ASSERT_TRUE(info.ok()) << info.status();
     // The same padding loads and gives the trained parameters back.
     auto same = models::make_model(cfg.model());
-    ASSERT_TRUE(load_model_parameters(*info, same->params()).ok());
+    ASSERT_TRUE(checkpoint::load_model_parameters(*info, same->params()).ok());
     const Tensor want = to_device(t.model().params().params(), Device::cpu());
     const Tensor got = to_device(same->params().params(), Device::cpu());
     ASSERT_EQ(want.numel(), got.numel());
@@ -69,7 +69,7 @@ TEST(VocabPadding, PaddedRowsStayZeroAndCheckpointKeepsThePaddedShape) {
     config::ModelConfig other = cfg.model();
     other.mutable_gpt()->set_vocab_pad_multiple(0);
     auto unpadded = models::make_model(other);
-    const absl::Status s = load_model_parameters(*info, unpadded->params());
+    const absl::Status s = checkpoint::load_model_parameters(*info, unpadded->params());
     ASSERT_FALSE(s.ok());
     EXPECT_NE(std::string(s.message())
                   .find("tensor tok_emb.weight has shape (512, 64), the model's is (500, 64)"),

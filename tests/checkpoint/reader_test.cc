@@ -1,4 +1,4 @@
-// PieceReader::queue/finish (train/checkpoint_h5.h): pieces written by PieceWriter come back
+// PieceReader::queue/finish (checkpoint/pieces.h): pieces written by PieceWriter come back
 // exactly through the queued direct chunk reads (run on several OpenMP threads), whole tensors
 // and sub-boxes that cut chunks and pieces in rows and columns (the resharding case, checked
 // element by element against the values written); a sub-box reads only the chunks it touches
@@ -13,9 +13,9 @@
 #include <fstream>
 #include <random>
 
-#include "train/checkpoint_h5.h"
+#include "checkpoint/pieces.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 namespace {
 
 struct Stored {
@@ -199,9 +199,9 @@ TEST_F(CheckpointReader, FinishReportsTheFirstCorruptChunkInQueueOrder) {
 }
 
 }  // namespace
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 namespace {
 
 // A rank file another tool wrote with the same filter and row chunks but big-endian f32: the
@@ -246,4 +246,4 @@ TEST(CheckpointReaderForeign, BigEndianFloatsAreConvertedNotCopied) {
 }
 
 }  // namespace
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

@@ -7,9 +7,9 @@
 #include <numeric>
 #include <random>
 
-#include "train/checkpoint_slices.h"
+#include "checkpoint/slices.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 namespace {
 
 // Flat row-major indices of the elements of `box` in a tensor of `shape`, in row-major order.
@@ -88,4 +88,4 @@ TEST(CheckpointSlices, ShardAndRangeBoxesAreGlobal) {
 }
 
 }  // namespace
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

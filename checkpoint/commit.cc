@@ -1,4 +1,4 @@
-#include "train/checkpoint_commit.h"
+#include "checkpoint/commit.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -18,7 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 namespace fs = std::filesystem;
 
@@ -229,4 +229,4 @@ absl::StatusOr<std::string> resolve(const std::string& path) {
   return root + "/" + step_dir_name(s.committed.back());
 }
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

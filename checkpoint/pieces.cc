@@ -1,4 +1,4 @@
-#include "train/checkpoint_h5.h"
+#include "checkpoint/pieces.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,20 +8,17 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "checkpoint/chunks.h"
 #include "core/error.h"
-#include "train/checkpoint_chunks.h"
 
-namespace tessera::train::ckpt {
-
-using data::H5Handle;
-using data::H5Quiet;
+namespace tessera::checkpoint::detail {
 
 namespace {
 
 // HDF5's error stack, or only "no space left on device" when that is the cause (the stack then
 // repeats the errno text several times among cache-flush details).
 std::string write_error() {
-  std::string text = data::h5_error_text();
+  std::string text = hdf5::h5_error_text();
   if (text.find("No space left on device") != std::string::npos) {
     return "no space left on device (disk full)";
   }
@@ -53,36 +50,36 @@ std::vector<hsize_t> chunk_dims(const std::vector<int64_t>& count) {
 }  // namespace
 
 PieceWriter::PieceWriter(std::string path) : path_(std::move(path)) {
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   // The HDF5 1.10 file format (readable by HDF5 >= 1.10, h5py >= 2.7): its chunk indexes (a
   // single-chunk index, fixed arrays) and object headers make opening a dataset and finding
   // its chunks cheaper than the 1.8 format's B-trees; HDF5's metadata was ~18 % of a load's CPU
   // time, and a load of the bench's GPT takes ~12 ms (of ~85 ms, on a loaded machine) less.
-  H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+  hdf5::H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
   TESSERA_CHECK(
       fapl.valid() && H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110) >= 0,
-      "checkpoint file ", path_, ": cannot set up HDF5: ", data::h5_error_text());
-  file_ = H5Handle(H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
+      "checkpoint file ", path_, ": cannot set up HDF5: ", hdf5::h5_error_text());
+  file_ = hdf5::H5Handle(H5Fcreate(path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
   TESSERA_CHECK(file_.valid(), "checkpoint file ", path_,
-                ": cannot create: ", data::h5_error_text());
+                ": cannot create: ", hdf5::h5_error_text());
 }
 
 PieceWriter::~PieceWriter() = default;
 
 void PieceWriter::write(const std::string& dataset, const std::vector<int64_t>& count, float* data,
                         const float* buffer_end) {
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   std::vector<hsize_t> dims(count.begin(), count.end());
-  H5Handle space(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
-  H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  hdf5::H5Handle space(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
+  hdf5::H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
   const std::vector<hsize_t> chunk = chunk_dims(count);
   bool ok = space.valid() && dcpl.valid() &&
             H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data()) >= 0 &&
             H5Pset_fletcher32(dcpl.get()) >= 0;
-  H5Handle ds;
+  hdf5::H5Handle ds;
   if (ok) {
-    ds = H5Handle(H5Dcreate2(file_.get(), dataset.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
-                             dcpl.get(), H5P_DEFAULT));
+    ds = hdf5::H5Handle(H5Dcreate2(file_.get(), dataset.c_str(), H5T_IEEE_F32LE, space.get(),
+                                   H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
     int64_t numel = 1;
     for (int64_t c : count) numel *= c;
     const size_t room_after = size_t(buffer_end - (data + numel)) * sizeof(float);
@@ -96,7 +93,7 @@ void PieceWriter::write(const std::string& dataset, const std::vector<int64_t>& 
 }
 
 int64_t PieceWriter::close() {
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   const bool flushed = H5Fflush(file_.get(), H5F_SCOPE_LOCAL) >= 0;
   const bool closed = H5Fclose(file_.release()) >= 0;
   TESSERA_CHECK(flushed && closed, "checkpoint file ", path_, ": write failed: ", write_error());
@@ -120,15 +117,15 @@ absl::StatusOr<const PieceReader::File*> PieceReader::file(const std::string& na
     return absl::NotFoundError(absl::StrCat("checkpoint file ", path, " is missing"));
   }
   File f;
-  f.h5 = H5Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  f.h5 = hdf5::H5Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!f.h5.valid()) {
     return absl::DataLossError(
         absl::StrCat("checkpoint file ", path,
-                     ": not a readable HDF5 file (truncated?): ", data::h5_error_text()));
+                     ": not a readable HDF5 file (truncated?): ", hdf5::h5_error_text()));
   }
   // Chunk addresses are relative to the end of a user block; tessera writes none, and reads
   // through HDF5 alone a file that has one.
-  H5Handle fcpl(H5Fget_create_plist(f.h5.get()));
+  hdf5::H5Handle fcpl(H5Fget_create_plist(f.h5.get()));
   hsize_t userblock = 1;
   if (fcpl.valid() && H5Pget_userblock(fcpl.get(), &userblock) >= 0 && userblock == 0) {
     f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -173,7 +170,7 @@ absl::Status PieceReader::finish() {
 }
 
 absl::Status PieceReader::queue(const checkpoint::Tensor& t, const Box& want, float* dst) {
-  H5Quiet quiet;
+  hdf5::H5Quiet quiet;
   const std::string what = absl::StrCat("tensor ", t.name(), " (", t.role(), ")");
   int64_t covered = 0;
   const std::vector<hsize_t> mem_dims(want.count.begin(), want.count.end());
@@ -193,12 +190,12 @@ absl::Status PieceReader::queue(const checkpoint::Tensor& t, const Box& want, fl
                           absl::StrCat(f.status().message(), " (needed for ", what, ")"));
     const std::string where =
         absl::StrCat("checkpoint file ", dir_, "/", piece.file(), ", dataset ", piece.dataset());
-    H5Handle ds(H5Dopen2((*f)->h5.get(), piece.dataset().c_str(), H5P_DEFAULT));
+    hdf5::H5Handle ds(H5Dopen2((*f)->h5.get(), piece.dataset().c_str(), H5P_DEFAULT));
     if (!ds.valid()) {
       return absl::DataLossError(
-          absl::StrCat(where, ": cannot open (", data::h5_error_text(), ") for ", what));
+          absl::StrCat(where, ": cannot open (", hdf5::h5_error_text(), ") for ", what));
     }
-    H5Handle fspace(H5Dget_space(ds.get()));
+    hdf5::H5Handle fspace(H5Dget_space(ds.get()));
     std::vector<hsize_t> fdims(stored.start.size());
     if (H5Sget_simple_extent_ndims(fspace.get()) != int(fdims.size()) ||
         H5Sget_simple_extent_dims(fspace.get(), fdims.data(), nullptr) < 0 ||
@@ -230,7 +227,7 @@ absl::Status PieceReader::queue(const checkpoint::Tensor& t, const Box& want, fl
     // Anything else (a file written by another tool): HDF5's hyperslab read, filter pipeline.
     const std::vector<hsize_t> hfstart(fstart.begin(), fstart.end()),
         hmstart(mstart.begin(), mstart.end()), cnt(both.count.begin(), both.count.end());
-    H5Handle mspace(H5Screate_simple(int(n), mem_dims.data(), nullptr));
+    hdf5::H5Handle mspace(H5Screate_simple(int(n), mem_dims.data(), nullptr));
     const bool ok =
         H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, hfstart.data(), nullptr, cnt.data(),
                             nullptr) >= 0 &&
@@ -238,11 +235,11 @@ absl::Status PieceReader::queue(const checkpoint::Tensor& t, const Box& want, fl
                             nullptr) >= 0 &&
         H5Dread(ds.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT, dst) >= 0;
     if (!ok) {
-      const bool checksum = data::h5_error_is_checksum();
+      const bool checksum = hdf5::h5_error_is_checksum();
       return absl::DataLossError(absl::StrCat(
           where, ": ",
           checksum ? "checksum mismatch (Fletcher32): the data is corrupt" : "read failed", " in ",
-          what, " ", describe(both), ": ", data::h5_error_text()));
+          what, " ", describe(both), ": ", hdf5::h5_error_text()));
     }
     covered += both.numel();
   }
@@ -254,4 +251,4 @@ absl::Status PieceReader::queue(const checkpoint::Tensor& t, const Box& want, fl
   return absl::OkStatus();
 }
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

@@ -1,4 +1,4 @@
-#include "train/checkpointer.h"
+#include "checkpoint/checkpoint.h"
 
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/message_differencer.h>
@@ -8,22 +8,23 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "checkpoint/commit.h"
+#include "checkpoint/write.h"
 #include "core/error.h"
+#include "core/preemption.h"
 #include "core/timer.h"
-#include "train/checkpoint_commit.h"
-#include "train/checkpoint_signals.h"
-#include "train/checkpoint_write.h"
-#include "train/config.h"
+#include "models/factory.h"
 
-namespace tessera::train {
+namespace tessera::checkpoint {
 
 namespace fs = std::filesystem;
 
 struct Checkpointer::Pending {
   TrainProgress progress;
   std::string tmp;
-  Tensor params, m, v;  // host copies (async, or a device run) or views of the live buffers
-  ckpt::RankState state;
+  // Host copies (async, or a device run) or views of the live buffers.
+  tessera::Tensor params, m, v;
+  detail::RankState state;
   std::thread thread;
   std::atomic<bool> done{false};
   std::string error;  // this rank's write error
@@ -34,10 +35,10 @@ struct Checkpointer::Pending {
 namespace {
 
 // `t` on the host: a copy when asked (async save) or when t lives on a device, else t itself.
-Tensor host_state(const Tensor& t, bool copy_always) {
+tessera::Tensor host_state(const tessera::Tensor& t, bool copy_always) {
   if (!t.defined()) return t;
   if (!copy_always && t.device().is_cpu()) return t;
-  Tensor out = Tensor::empty(t.shape(), t.dtype(), Device::cpu());
+  tessera::Tensor out = tessera::Tensor::empty(t.shape(), t.dtype(), Device::cpu());
   copy(t, out);
   return out;
 }
@@ -62,7 +63,7 @@ void Checkpointer::join() {
 
 bool Checkpointer::agree_ok(bool ok) {
   if (layout_.world_size() == 1) return ok;
-  Tensor t = Tensor::empty({1}, DType::f32);
+  tessera::Tensor t = tessera::Tensor::empty({1}, DType::f32);
   t.data<float>()[0] = ok ? 0.0f : 1.0f;
   layout_.world().all_reduce(t, distributed::ReduceOp::kSum)->wait();
   return t.data<float>()[0] == 0.0f;
@@ -78,11 +79,11 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   }
   Timer stall;
   const int rank = layout_.world_rank();
-  ckpt::set_crash_step(progress.step);
+  detail::set_crash_step(progress.step);
   saved_step_ = progress.step;
   auto p = std::make_unique<Pending>();
   p->progress = progress;
-  p->tmp = root_ + "/" + ckpt::tmp_dir_name(progress.step);
+  p->tmp = root_ + "/" + detail::tmp_dir_name(progress.step);
   std::string error;
   if (rank == 0) {
     std::error_code ec;
@@ -94,7 +95,7 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
     throw_error(absl::StrCat("checkpoint of step ", progress.step, ": cannot create ",
                              rank == 0 ? error : p->tmp + " (see rank 0)"));
   }
-  ckpt::crash_point("after_tmp_dir", rank);
+  detail::crash_point("after_tmp_dir", rank);
   p->params = host_state(params.params(), async_);
   p->m = host_state(moments.m, async_);
   p->v = host_state(moments.v, async_);
@@ -103,9 +104,9 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   auto write = [rank, dp_rank, tp_rank, q = p.get()] {
     Timer w;
     try {
-      ckpt::write_rank_files(q->tmp, q->state, rank, dp_rank, tp_rank);
+      detail::write_rank_files(q->tmp, q->state, rank, dp_rank, tp_rank);
       std::error_code ec;
-      const fs::path file = fs::path(q->tmp) / ckpt::rank_file_name(rank);
+      const fs::path file = fs::path(q->tmp) / detail::rank_file_name(rank);
       if (fs::exists(file, ec)) q->bytes = int64_t(fs::file_size(file, ec));
     } catch (const std::exception& e) {
       q->error = e.what();
@@ -129,13 +130,13 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
 }
 
 bool Checkpointer::step_boundary(int64_t step) {
-  ckpt::crash_point(absl::StrCat("step_", step), layout_.world_rank());
-  const bool stop = stop_requested();
+  detail::crash_point(absl::StrCat("step_", step), layout_.world_rank());
+  const bool stop = preemption::stop_requested();
   if (layout_.world_size() == 1) {
     if (pending_ && pending_->done) complete();
     return stop;
   }
-  Tensor t = Tensor::empty({2}, DType::f32);
+  tessera::Tensor t = tessera::Tensor::empty({2}, DType::f32);
   t.data<float>()[0] = stop ? 1.0f : 0.0f;
   t.data<float>()[1] = pending_ && !pending_->done ? 1.0f : 0.0f;
   layout_.world().all_reduce(t, distributed::ReduceOp::kSum)->wait();
@@ -159,7 +160,7 @@ void Checkpointer::complete() {
   std::unique_ptr<Pending> p = std::move(pending_);
   const int rank = layout_.world_rank();
   const int64_t step = p->progress.step;
-  ckpt::set_crash_step(step);
+  detail::set_crash_step(step);
   std::error_code ec;
   if (!agree_ok(p->error.empty())) {
     if (rank == 0) fs::remove_all(p->tmp, ec);
@@ -169,7 +170,7 @@ void Checkpointer::complete() {
                                               : p->error,
                              "; earlier checkpoints in ", root_, " are untouched"));
   }
-  ckpt::crash_point("after_write_barrier", rank);
+  detail::crash_point("after_write_barrier", rank);
   std::string error;
   std::vector<std::string> notes;
   if (rank == 0) {
@@ -177,7 +178,7 @@ void Checkpointer::complete() {
     meta.set_format_version(1);
     meta.set_step(step);
     *meta.mutable_config() = config_;
-    meta.set_model_kind(model_kind(config_));
+    meta.set_model_kind(models::model_kind(config_));
     auto* l = meta.mutable_layout();
     l->set_world_size(layout_.world_size());
     l->set_data_parallel(layout_.dp_size());
@@ -200,18 +201,18 @@ void Checkpointer::complete() {
     meta.mutable_metrics()->set_lr(p->progress.lr);
     meta.mutable_metrics()->set_grad_norm(p->progress.grad_norm);
     meta.mutable_metrics()->set_skipped_steps(p->progress.skipped_steps);
-    absl::Status s = ckpt::merge_manifests(p->tmp, layout_.world_size(), &meta);
+    absl::Status s = detail::merge_manifests(p->tmp, layout_.world_size(), &meta);
     std::string text;
     google::protobuf::TextFormat::PrintToString(meta, &text);
     if (s.ok())
-      s = ckpt::write_file_durably(p->tmp + "/" + ckpt::kMetadata, meta.SerializeAsString());
-    ckpt::crash_point("after_metadata", 0);
-    if (s.ok()) s = ckpt::write_file_durably(p->tmp + "/" + ckpt::kMetadataText, text);
-    ckpt::crash_point("before_commit", 0);
-    if (s.ok()) s = ckpt::commit(root_, step, p->tmp);
+      s = detail::write_file_durably(p->tmp + "/" + detail::kMetadata, meta.SerializeAsString());
+    detail::crash_point("after_metadata", 0);
+    if (s.ok()) s = detail::write_file_durably(p->tmp + "/" + detail::kMetadataText, text);
+    detail::crash_point("before_commit", 0);
+    if (s.ok()) s = detail::commit(root_, step, p->tmp);
     if (s.ok()) {
-      notes =
-          ckpt::retain(root_, config_.checkpoint().keep_last(), config_.checkpoint().keep_every());
+      notes = detail::retain(root_, config_.checkpoint().keep_last(),
+                             config_.checkpoint().keep_every());
     } else {
       error = std::string(s.message());
       fs::remove_all(p->tmp, ec);
@@ -221,12 +222,12 @@ void Checkpointer::complete() {
     throw_error(absl::StrCat("checkpoint of step ", step, " failed, nothing committed: ",
                              rank == 0 ? error : "see rank 0's message"));
   }
-  ckpt::crash_point("after_commit", rank);
+  detail::crash_point("after_commit", rank);
   if (print_) {
     for (const auto& n : notes) std::printf("checkpoint: %s\n", n.c_str());
     std::printf(
         "checkpoint %s/%s saved (rank 0 wrote %.1f MiB in %.0f ms%s)\n", root_.c_str(),
-        ckpt::step_dir_name(step).c_str(), double(p->bytes) / (1 << 20), p->write_ms,
+        detail::step_dir_name(step).c_str(), double(p->bytes) / (1 << 20), p->write_ms,
         async_
             ? absl::StrFormat(", in the background; training stalled %.1f ms", p->stall_ms).c_str()
             : "");
@@ -264,4 +265,4 @@ void Checkpointer::report_stall(nlohmann::json& record) {
   stall_step_ = -1;
 }
 
-}  // namespace tessera::train
+}  // namespace tessera::checkpoint

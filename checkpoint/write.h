@@ -1,6 +1,6 @@
 #pragma once
 // Writing one rank's share of a checkpoint, and folding every rank's manifest into the metadata.
-// Who writes what (train/CHECKPOINT.md):
+// Who writes what (checkpoint/CHECKPOINT.md):
 //   - parameters: DP rank 0 of each tensor-parallel group, its TP shard of every parameter
 //     (a replicated parameter only by TP rank 0);
 //   - Adam m and v: the same ranks the same way, or under ZeRO-1 every rank its own ranges.
@@ -8,17 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "core/tensor.h"
 #include "distributed/layout.h"
 #include "proto/checkpoint.pb.h"
-#include "train/checkpoint.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 // Host f32 state of one rank (views of the live buffers, or copies for an async save).
 struct RankState {
   const models::ParamStore* store = nullptr;  // names, shapes and flat offsets
-  Tensor params;                              // (N)
+  tessera::Tensor params;                     // (N)
   MomentsRef moments;
 };
 
@@ -31,4 +31,4 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
 // checks that each tensor's pieces cover it.
 absl::Status merge_manifests(const std::string& dir, int world_size, checkpoint::Metadata* meta);
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

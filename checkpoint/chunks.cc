@@ -1,4 +1,4 @@
-#include "train/checkpoint_chunks.h"
+#include "checkpoint/chunks.h"
 
 #include <sys/uio.h>
 
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "data_pipeline/hdf5_util.h"
+#include "hdf5/hdf5_util.h"
 
 // Where a load's time goes (perf, bench_checkpoint's GPT, 166.7 MB per rank from the page cache,
 // one thread): the kernel's copy out of the page cache about 60 %, as for a plain read(2) of the
@@ -18,7 +18,7 @@
 // remainder small. Before these paths, a temporary chunk buffer (allocated, zero-filled, copied
 // from) cost more than the read itself.
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 bool row_chunks(const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk) {
   if (dims.empty() || dims.size() != chunk.size()) return false;
@@ -65,7 +65,7 @@ bool write_chunks(hid_t ds, const std::vector<hsize_t>& dims, const std::vector<
     }
     uint8_t saved[4];
     std::memcpy(saved, buf + chunk_bytes, 4);
-    put_checksum(buf + chunk_bytes, data::fletcher32(buf, chunk_bytes));
+    put_checksum(buf + chunk_bytes, hdf5::fletcher32(buf, chunk_bytes));
     const herr_t rc = H5Dwrite_chunk(ds, H5P_DEFAULT, 0, offset.data(), chunk_bytes + 4, buf);
     std::memcpy(buf + chunk_bytes, saved, 4);
     if (rc < 0) return false;
@@ -106,7 +106,7 @@ int plan_box_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims,
                    std::vector<ChunkRead>* reads, std::string* error) {
   const hid_t dcpl = H5Dget_create_plist(ds);
   if (dcpl < 0) {
-    *error = data::h5_error_text();
+    *error = hdf5::h5_error_text();
     return -1;
   }
   std::vector<hsize_t> chunk(dims.size());
@@ -146,7 +146,7 @@ int plan_box_reads(hid_t ds, int fd, const std::vector<hsize_t>& dims,
     haddr_t addr = HADDR_UNDEF;
     hsize_t stored = 0;
     if (H5Dget_chunk_info_by_coord(ds, offset.data(), &mask, &addr, &stored) < 0) {
-      *error = data::h5_error_text();
+      *error = hdf5::h5_error_text();
       reads->resize(first);
       return -1;
     }
@@ -210,7 +210,7 @@ int read_chunk(const ChunkRead& c, std::vector<uint8_t>* scratch, std::string* e
   if (scratch->size() < tail_at + c.pad + 4) scratch->resize(tail_at + c.pad + 4);
   uint8_t* to = c.part ? scratch->data() : c.dst;
   uint8_t* tail = scratch->data() + tail_at;
-  data::Fletcher32 sum;
+  hdf5::Fletcher32 sum;
   for (size_t done = 0;;) {
     const size_t n = std::min(kReadBlock, c.valid - done);
     const bool last = done + n == c.valid;
@@ -223,7 +223,7 @@ int read_chunk(const ChunkRead& c, std::vector<uint8_t>* scratch, std::string* e
     done += n;
   }
   sum.update(tail, c.pad);
-  if (data::stored_checksum(tail + c.pad) != sum.value()) return -2;
+  if (hdf5::stored_checksum(tail + c.pad) != sum.value()) return -2;
   if (c.part) {
     const ChunkPart& part = *c.part;
     const size_t n = part.chunk_dims.size();
@@ -249,4 +249,4 @@ int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
   return 1;
 }
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

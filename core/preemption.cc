@@ -1,4 +1,4 @@
-#include "train/checkpoint_signals.h"
+#include "core/preemption.h"
 
 #include <pthread.h>
 
@@ -7,7 +7,7 @@
 #include <mutex>
 #include <thread>
 
-namespace tessera::train {
+namespace tessera::preemption {
 namespace {
 
 std::atomic<bool> g_stop{false};
@@ -45,4 +45,4 @@ void clear_stop() {
   g_stop = false;
 }
 
-}  // namespace tessera::train
+}  // namespace tessera::preemption

@@ -1,7 +1,8 @@
 #pragma once
-// Small helpers over the HDF5 C API shared by the shard writer and reader: an owning handle, a
-// scope that silences HDF5's own stderr error printing and turns its error stack into text, and
-// dtype descriptions for schema errors.
+// Small helpers over the HDF5 C API shared by the data pipeline's shards and the checkpoints:
+// an owning handle, a scope that silences HDF5's own stderr error printing and turns its error
+// stack into text, the Fletcher32 checksum for reading raw chunks, and dtype descriptions for
+// schema errors.
 
 #include <hdf5.h>
 
@@ -9,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-namespace tessera::data {
+namespace tessera::hdf5 {
 
 // Owns one HDF5 identifier (file, dataset, dataspace, property list, attribute, type) and
 // releases it with H5Idec_ref, which closes any kind of identifier when its count drops to 0.
@@ -86,4 +87,4 @@ std::string describe_type(hid_t type);
 // Class INTEGER with the given size and signedness (either byte order: HDF5 converts).
 bool is_integer_type(hid_t type, size_t size, bool is_signed);
 
-}  // namespace tessera::data
+}  // namespace tessera::hdf5

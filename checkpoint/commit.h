@@ -18,7 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 inline constexpr char kMarker[] = "COMMITTED";
 inline constexpr char kMetadata[] = "metadata.pb";
@@ -71,4 +71,4 @@ std::vector<std::string> retain(const std::string& root, int keep_last, int keep
 // the path and what is wrong.
 absl::StatusOr<std::string> resolve(const std::string& path);
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

@@ -16,7 +16,7 @@
 
 #include "models/param_store.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 struct Box {
   std::vector<int64_t> start, count;
@@ -53,4 +53,4 @@ bool intersect(const Box& a, const Box& b, Box* out);
 // "[0:16, 32:64]"
 std::string describe(const Box& box);
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

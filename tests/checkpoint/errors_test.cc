@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/commit.h"
 #include "models/factory.h"
 #include "tests/train/train_test_support.h"
-#include "train/checkpoint.h"
-#include "train/checkpoint_commit.h"
 #include "train/trainer.h"
 
 namespace tessera::train {
@@ -63,10 +63,10 @@ haddr_t chunk_address(const std::string& file, const std::string& name) {
 }
 
 std::string load_error(const std::string& path, const config::Config& cfg = tiny()) {
-  absl::StatusOr<CheckpointInfo> info = open_checkpoint(path);
+  absl::StatusOr<checkpoint::CheckpointInfo> info = checkpoint::open_checkpoint(path);
   if (!info.ok()) return std::string(info.status().message());
   auto model = models::make_model(cfg.model());
-  absl::Status s = load_model_parameters(*info, model->params());
+  absl::Status s = checkpoint::load_model_parameters(*info, model->params());
   return s.ok() ? "" : std::string(s.message());
 }
 
@@ -84,12 +84,13 @@ std::string* CheckpointErrors::run_ = nullptr;
 Tensor* CheckpointErrors::params_ = nullptr;
 
 TEST_F(CheckpointErrors, IntactCheckpointLoadsTheTrainedParameters) {
-  absl::StatusOr<CheckpointInfo> info = open_checkpoint(*run_);  // a run directory
+  absl::StatusOr<checkpoint::CheckpointInfo> info =
+      checkpoint::open_checkpoint(*run_);  // a run directory
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->step, 2);
   EXPECT_EQ(info->config.train().steps(), 2);
   auto model = models::make_model(tiny().model());
-  ASSERT_TRUE(load_model_parameters(*info, model->params()).ok());
+  ASSERT_TRUE(checkpoint::load_model_parameters(*info, model->params()).ok());
   EXPECT_EQ(0, std::memcmp(model->params().params().data<float>(), params_->data<float>(),
                            params_->nbytes()));
 }
@@ -185,17 +186,17 @@ TEST_F(CheckpointErrors, TornDirectoriesAreIgnoredWithAMessage) {
   fs::copy(*run_ + "/checkpoints/step_00000002", run + "/checkpoints/step_00000003");
   fs::remove(run + "/checkpoints/step_00000003/COMMITTED");
   fs::copy(*run_ + "/checkpoints/step_00000002", run + "/checkpoints/.tmp-step_00000004");
-  const ckpt::Scan scan = ckpt::scan(run + "/checkpoints");
+  const checkpoint::detail::Scan scan = checkpoint::detail::scan(run + "/checkpoints");
   EXPECT_EQ(scan.committed, std::vector<int64_t>{2});
   ASSERT_EQ(scan.notes.size(), 2u);
-  absl::StatusOr<CheckpointInfo> info = open_checkpoint(run);
+  absl::StatusOr<checkpoint::CheckpointInfo> info = checkpoint::open_checkpoint(run);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->step, 2);
   const std::string e = load_error(run + "/checkpoints/step_00000003");
   EXPECT_NE(e.find("no COMMITTED marker"), std::string::npos) << e;
   // The next save removes the interrupted save; the step directory that fails its check stays
   // (ignored) for inspection: its marker might only be unreadable for a moment.
-  const auto removed = ckpt::retain(run + "/checkpoints", 3, 0);
+  const auto removed = checkpoint::detail::retain(run + "/checkpoints", 3, 0);
   EXPECT_EQ(removed.size(), 1u);
   EXPECT_FALSE(fs::exists(run + "/checkpoints/.tmp-step_00000004"));
   EXPECT_TRUE(fs::exists(run + "/checkpoints/step_00000003"));
@@ -215,7 +216,7 @@ TEST_F(CheckpointErrors, FailedResumeTouchesNothing) {
   t.set_resume("auto");
   EXPECT_THROW(t.run(), Error);
   EXPECT_EQ(fs::file_size(step + "/rank_00000.h5"), size);
-  EXPECT_EQ(ckpt::scan(run + "/checkpoints").committed, std::vector<int64_t>{2});
+  EXPECT_EQ(checkpoint::detail::scan(run + "/checkpoints").committed, std::vector<int64_t>{2});
   EXPECT_FALSE(fs::exists(run + "/checkpoints/step_00000003"));
 }
 
@@ -232,20 +233,22 @@ TEST(CheckpointRetention, KeepLastAndKeepEvery) {
   std::filesystem::remove_all(root);
   std::filesystem::create_directories(root);
   for (int64_t step = 1; step <= 10; ++step) {
-    const std::string tmp = root + "/" + ckpt::tmp_dir_name(step);
+    const std::string tmp = root + "/" + checkpoint::detail::tmp_dir_name(step);
     std::filesystem::create_directories(tmp);
-    ASSERT_TRUE(ckpt::write_file_durably(tmp + "/metadata.pb", "m" + std::to_string(step)).ok());
-    ASSERT_TRUE(ckpt::commit(root, step, tmp).ok());
-    ckpt::retain(root, 3, 4);
+    ASSERT_TRUE(
+        checkpoint::detail::write_file_durably(tmp + "/metadata.pb", "m" + std::to_string(step))
+            .ok());
+    ASSERT_TRUE(checkpoint::detail::commit(root, step, tmp).ok());
+    checkpoint::detail::retain(root, 3, 4);
   }
-  EXPECT_EQ(ckpt::scan(root).committed, (std::vector<int64_t>{4, 8, 9, 10}));
-  EXPECT_EQ(*ckpt::read_file(root + "/latest"), "step_00000010\n");
-  const std::string tmp = root + "/" + ckpt::tmp_dir_name(9);
+  EXPECT_EQ(checkpoint::detail::scan(root).committed, (std::vector<int64_t>{4, 8, 9, 10}));
+  EXPECT_EQ(*checkpoint::detail::read_file(root + "/latest"), "step_00000010\n");
+  const std::string tmp = root + "/" + checkpoint::detail::tmp_dir_name(9);
   std::filesystem::create_directories(tmp);
-  ASSERT_TRUE(ckpt::write_file_durably(tmp + "/metadata.pb", "again").ok());
-  ASSERT_TRUE(ckpt::commit(root, 9, tmp).ok());
-  EXPECT_EQ(*ckpt::read_file(root + "/step_00000009/metadata.pb"), "again");
-  EXPECT_TRUE(ckpt::verify_marker(root + "/step_00000009").ok());
+  ASSERT_TRUE(checkpoint::detail::write_file_durably(tmp + "/metadata.pb", "again").ok());
+  ASSERT_TRUE(checkpoint::detail::commit(root, 9, tmp).ok());
+  EXPECT_EQ(*checkpoint::detail::read_file(root + "/step_00000009/metadata.pb"), "again");
+  EXPECT_TRUE(checkpoint::detail::verify_marker(root + "/step_00000009").ok());
 }
 
 }  // namespace
@@ -274,7 +277,7 @@ TEST(CheckpointResume, AnotherGlobalBatchContinuesFromTheCursor) {
   EXPECT_NE(out.find("warning: data.global_batch_size is 8, the checkpoint's run used 4"),
             std::string::npos)
       << out;
-  absl::StatusOr<CheckpointInfo> info = open_checkpoint(dir);
+  absl::StatusOr<checkpoint::CheckpointInfo> info = checkpoint::open_checkpoint(dir);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->step, 3);
   EXPECT_EQ(info->metadata.data().next_position(), 2 * 4 + 8);

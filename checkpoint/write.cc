@@ -1,13 +1,13 @@
-#include "train/checkpoint_write.h"
+#include "checkpoint/write.h"
 
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoint/commit.h"
+#include "checkpoint/pieces.h"
 #include "core/error.h"
-#include "train/checkpoint_commit.h"
-#include "train/checkpoint_h5.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 namespace {
 
@@ -154,4 +154,4 @@ absl::Status merge_manifests(const std::string& dir, int world_size, checkpoint:
   return absl::OkStatus();
 }
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

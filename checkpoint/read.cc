@@ -1,25 +1,26 @@
-// Reading checkpoints: open_checkpoint, load_model_parameters, load_moments (train/checkpoint.h).
+// Reading checkpoints: open_checkpoint, verify_commit_marker, load_model_parameters, load_moments,
+// TensorReader (checkpoint/checkpoint.h).
 #include <map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "train/checkpoint.h"
-#include "train/checkpoint_commit.h"
-#include "train/checkpoint_h5.h"
-#include "train/checkpoint_slices.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/commit.h"
+#include "checkpoint/pieces.h"
+#include "checkpoint/slices.h"
 
-namespace tessera::train {
+namespace tessera::checkpoint {
 
-using ckpt::Box;
+using detail::Box;
 
 absl::StatusOr<CheckpointInfo> open_checkpoint(const std::string& path) {
-  absl::StatusOr<std::string> dir = ckpt::resolve(path);
+  absl::StatusOr<std::string> dir = detail::resolve(path);
   if (!dir.ok()) return dir.status();
   CheckpointInfo info;
   info.dir = *dir;
-  const std::string file = info.dir + "/" + ckpt::kMetadata;
-  absl::StatusOr<std::string> bytes = ckpt::read_file(file);
+  const std::string file = info.dir + "/" + detail::kMetadata;
+  absl::StatusOr<std::string> bytes = detail::read_file(file);
   if (!bytes.ok() || !info.metadata.ParseFromString(*bytes)) {
     return absl::DataLossError(absl::StrCat("checkpoint metadata ", file, " is unreadable"));
   }
@@ -30,6 +31,10 @@ absl::StatusOr<CheckpointInfo> open_checkpoint(const std::string& path) {
   info.step = info.metadata.step();
   info.config = info.metadata.config();
   return info;
+}
+
+absl::Status verify_commit_marker(const CheckpointInfo& ckpt) {
+  return detail::verify_marker(ckpt.dir);
 }
 
 namespace {
@@ -46,7 +51,7 @@ absl::StatusOr<std::map<std::string, const checkpoint::Tensor*>> match_tensors(
   for (const auto& t : ckpt.metadata.tensors()) {
     if (t.role() == role) by_name[t.name()] = &t;
   }
-  const std::string where = absl::StrCat("checkpoint ", ckpt.dir, "/", ckpt::kMetadata);
+  const std::string where = absl::StrCat("checkpoint ", ckpt.dir, "/", detail::kMetadata);
   for (const auto& info : store.infos()) {
     auto it = by_name.find(info.spec.name);
     if (it == by_name.end()) {
@@ -55,7 +60,7 @@ absl::StatusOr<std::map<std::string, const checkpoint::Tensor*>> match_tensors(
                        " (a checkpoint of another model? it was written by a ",
                        ckpt.metadata.model_kind(), " run)"));
     }
-    const Shape want = ckpt::storage_shape(info.spec.shape);
+    const Shape want = detail::storage_shape(info.spec.shape);
     Shape have(it->second->shape().begin(), it->second->shape().end());
     if (have != want) {
       return absl::FailedPreconditionError(
@@ -76,8 +81,8 @@ absl::StatusOr<std::map<std::string, const checkpoint::Tensor*>> match_tensors(
 }
 
 // A host f32 tensor holding `t`'s values (t itself when it is on the CPU).
-Tensor host(const Tensor& t) {
-  return t.device().is_cpu() ? t : Tensor::empty(t.shape(), t.dtype(), Device::cpu());
+tessera::Tensor host(const tessera::Tensor& t) {
+  return t.device().is_cpu() ? t : tessera::Tensor::empty(t.shape(), t.dtype(), Device::cpu());
 }
 
 }  // namespace
@@ -85,10 +90,10 @@ Tensor host(const Tensor& t) {
 absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStore& params) {
   auto tensors = match_tensors(ckpt, params, "param");
   if (!tensors.ok()) return tensors.status();
-  Tensor buf = host(params.params());
-  ckpt::PieceReader reader(ckpt.dir);
+  tessera::Tensor buf = host(params.params());
+  detail::PieceReader reader(ckpt.dir);
   for (const auto& info : params.infos()) {
-    absl::Status s = reader.queue(*tensors->at(info.spec.name), ckpt::shard_box(info),
+    absl::Status s = reader.queue(*tensors->at(info.spec.name), detail::shard_box(info),
                                   buf.data<float>() + info.offset);
     if (!s.ok()) return s;
   }
@@ -101,23 +106,23 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
 
 absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& params,
                           const MomentsRef& moments) {
-  ckpt::PieceReader reader(ckpt.dir);
+  detail::PieceReader reader(ckpt.dir);
   for (const char* role : {"adam_m", "adam_v"}) {
     auto tensors = match_tensors(ckpt, params, role);
     if (!tensors.ok()) return tensors.status();
-    const Tensor& dst = std::string(role) == "adam_m" ? moments.m : moments.v;
-    Tensor buf = host(dst);
+    const tessera::Tensor& dst = std::string(role) == "adam_m" ? moments.m : moments.v;
+    tessera::Tensor buf = host(dst);
     float* out = buf.data<float>();
     for (const auto& info : params.infos()) {
       const checkpoint::Tensor& t = *tensors->at(info.spec.name);
       if (moments.zero == nullptr) {
-        absl::Status s = reader.queue(t, ckpt::shard_box(info), out + info.offset);
+        absl::Status s = reader.queue(t, detail::shard_box(info), out + info.offset);
         if (!s.ok()) return s;
         continue;
       }
       for (const auto& b : moments.zero->buckets) {
         if (b.own() == 0) continue;
-        for (const auto& pb : ckpt::range_boxes(info, b.own_begin, b.own_end)) {
+        for (const auto& pb : detail::range_boxes(info, b.own_begin, b.own_end)) {
           absl::Status s = reader.queue(t, pb.box, out + b.offset + pb.memory);
           if (!s.ok()) return s;
         }
@@ -130,4 +135,15 @@ absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& 
   return absl::OkStatus();
 }
 
-}  // namespace tessera::train
+TensorReader::TensorReader(const CheckpointInfo& ckpt)
+    : reader_(std::make_unique<detail::PieceReader>(ckpt.dir)) {}
+TensorReader::~TensorReader() = default;
+
+absl::Status TensorReader::read(const checkpoint::Tensor& t, float* dst) {
+  Box whole;
+  whole.start.assign(t.shape_size(), 0);
+  whole.count.assign(t.shape().begin(), t.shape().end());
+  return reader_->read(t, whole, dst);
+}
+
+}  // namespace tessera::checkpoint

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 // True when `chunk` (the dataset's chunk dimensions) covers whole trailing dimensions of `dims`.
 bool row_chunks(const std::vector<hsize_t>& dims, const std::vector<hsize_t>& chunk);
@@ -90,4 +90,4 @@ int read_chunk(const ChunkRead& c, std::vector<uint8_t>* scratch, std::string* e
 int read_chunks(hid_t ds, int fd, const std::vector<hsize_t>& dims, float* dst,
                 std::vector<uint8_t>* scratch, int64_t* bad_chunk, std::string* error);
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

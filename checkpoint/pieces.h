@@ -2,7 +2,7 @@
 // The HDF5 side of checkpoints: one file per writing rank, one dataset per stored piece, f32,
 // chunked with the Fletcher32 filter (every chunk read is verified). Reading takes the overlap
 // of each stored piece with the box a rank needs and reads the chunks it touches, each whole and
-// verified, into place (train/checkpoint_chunks.h); files tessera did not write go through
+// verified, into place (checkpoint/chunks.h); files tessera did not write go through
 // HDF5's hyperslab selections and its own filter.
 
 #include <map>
@@ -12,12 +12,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "data_pipeline/hdf5_util.h"
+#include "checkpoint/chunks.h"
+#include "checkpoint/slices.h"
+#include "hdf5/hdf5_util.h"
 #include "proto/checkpoint.pb.h"
-#include "train/checkpoint_chunks.h"
-#include "train/checkpoint_slices.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 class PieceWriter {
  public:
@@ -25,7 +25,7 @@ class PieceWriter {
   explicit PieceWriter(std::string path);
   ~PieceWriter();
   // Writes a dataset of shape `count`, row-major from `data`. Throws naming file and dataset.
-  // [data, buffer_end) is scratch space during the call (train/checkpoint_chunks.h: the
+  // [data, buffer_end) is scratch space during the call (checkpoint/chunks.h: the
   // checksums go after each chunk's bytes) and unchanged after it; buffer_end >= data + count's
   // product.
   void write(const std::string& dataset, const std::vector<int64_t>& count, float* data,
@@ -37,7 +37,7 @@ class PieceWriter {
 
  private:
   std::string path_;
-  data::H5Handle file_;
+  hdf5::H5Handle file_;
   std::vector<uint8_t> scratch_;  // a last chunk that cannot be written in place
 };
 
@@ -62,9 +62,9 @@ class PieceReader {
 
  private:
   // A rank file opened twice: by HDF5 (metadata, partial reads) and with open(2) for reading
-  // whole chunks directly (train/checkpoint_chunks.h); fd -1 when that does not apply.
+  // whole chunks directly (checkpoint/chunks.h); fd -1 when that does not apply.
   struct File {
-    data::H5Handle h5;
+    hdf5::H5Handle h5;
     int fd = -1;
     File() = default;
     File(File&& o) noexcept : h5(std::move(o.h5)), fd(std::exchange(o.fd, -1)) {}
@@ -82,4 +82,4 @@ class PieceReader {
   std::vector<std::string> contexts_;  // "checkpoint file F, dataset D: ... in tensor T"
 };
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

@@ -1,4 +1,4 @@
-// The direct chunk paths (train/checkpoint_chunks.h) against HDF5's own Fletcher32 filter: data
+// The direct chunk paths (checkpoint/chunks.h) against HDF5's own Fletcher32 filter: data
 // written by the library's filter pipeline reads back through read_chunks (our checksum accepts
 // the library's), data written by write_chunks reads back through the library's filter (the
 // library accepts ours), for shapes with one chunk, several chunks, chunks larger than a read
@@ -15,13 +15,13 @@
 #include <fstream>
 #include <random>
 
-#include "data_pipeline/hdf5_util.h"
-#include "train/checkpoint_chunks.h"
+#include "checkpoint/chunks.h"
+#include "hdf5/hdf5_util.h"
 
 // libhdf5's own implementation (exported by Debian's libhdf5, declared in its private headers).
 extern "C" uint32_t H5_checksum_fletcher32(const void* data, size_t len);
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 namespace {
 
 // read_chunks on `name` of the file at `path` into out (sized to the dataset, with guard
@@ -161,7 +161,7 @@ TEST(CheckpointChunks, IncrementalFletcher32EqualsHdf5sOwn) {
   for (size_t n : {size_t(0), size_t(1), size_t(2050), size_t(131073), bytes.size()}) {
     for (int trial = 0; trial < 20; ++trial) {
       // Random even-length pieces, the last one whatever is left (odd when n is).
-      data::Fletcher32 sum;
+      hdf5::Fletcher32 sum;
       size_t at = 0;
       while (n - at > 1) {
         const size_t piece = std::min(n - at, 2 * size_t(rng() % 70000)) & ~size_t(1);
@@ -174,7 +174,7 @@ TEST(CheckpointChunks, IncrementalFletcher32EqualsHdf5sOwn) {
   }
   // All 0xff: every partial sum a multiple of 65535 at some point.
   std::vector<uint8_t> ones(262144, 0xff);
-  data::Fletcher32 sum;
+  hdf5::Fletcher32 sum;
   for (size_t at = 0; at < ones.size(); at += 2048) sum.update(ones.data() + at, 2048);
   EXPECT_EQ(sum.value(), H5_checksum_fletcher32(ones.data(), ones.size()));
 }
@@ -183,10 +183,10 @@ TEST(CheckpointChunks, Fletcher32OfKnownBytes) {
   // Worked by hand from the definition: words 0x0102, 0x0304 -> sum1 = 0x0406,
   // sum2 = 0x0102 + 0x0406 = 0x0508; an odd trailing byte 0x05 adds 0x0500.
   const unsigned char even[] = {1, 2, 3, 4};
-  EXPECT_EQ(data::fletcher32(even, 4), 0x05080406u);
+  EXPECT_EQ(hdf5::fletcher32(even, 4), 0x05080406u);
   const unsigned char odd[] = {1, 2, 3, 4, 5};
-  EXPECT_EQ(data::fletcher32(odd, 5), ((0x0508u + 0x0906u) << 16) | 0x0906u);
+  EXPECT_EQ(hdf5::fletcher32(odd, 5), ((0x0508u + 0x0906u) << 16) | 0x0906u);
 }
 
 }  // namespace
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

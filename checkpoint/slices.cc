@@ -1,11 +1,11 @@
-#include "train/checkpoint_slices.h"
+#include "checkpoint/slices.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace tessera::train::ckpt {
+namespace tessera::checkpoint::detail {
 
 int64_t Box::numel() const {
   int64_t n = 1;
@@ -121,4 +121,4 @@ std::string describe(const Box& box) {
   return absl::StrCat("[", absl::StrJoin(dims, ", "), "]");
 }
 
-}  // namespace tessera::train::ckpt
+}  // namespace tessera::checkpoint::detail

@@ -1,4 +1,4 @@
-// Checkpointer::restore: `tessera train --resume auto|PATH` (train/checkpointer.h).
+// Checkpointer::restore: `tessera train --resume auto|PATH` (checkpoint/checkpoint.h).
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/message_differencer.h>
 
@@ -6,11 +6,11 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/commit.h"
 #include "core/error.h"
-#include "train/checkpoint_commit.h"
-#include "train/checkpointer.h"
 
-namespace tessera::train {
+namespace tessera::checkpoint {
 
 std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
                                                    models::ParamStore& params,
@@ -20,7 +20,7 @@ std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
   if (what.empty()) {  // a fresh start: say so when it will overwrite a run's checkpoints
     std::error_code ec;
     if (leader && std::filesystem::is_directory(root_, ec) &&
-        !ckpt::scan(root_).committed.empty()) {
+        !detail::scan(root_).committed.empty()) {
       std::fprintf(stderr,
                    "tessera train: warning: %s holds checkpoints of an earlier run; starting "
                    "fresh (no --resume), later saves replace them\n",
@@ -30,8 +30,8 @@ std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
   }
   if (what == "auto") {
     std::error_code ec;
-    ckpt::Scan scan;
-    if (std::filesystem::is_directory(root_, ec)) scan = ckpt::scan(root_);
+    detail::Scan scan;
+    if (std::filesystem::is_directory(root_, ec)) scan = detail::scan(root_);
     if (leader) {
       for (const auto& note : scan.notes) std::fprintf(stderr, "tessera train: %s\n", note.c_str());
     }
@@ -41,7 +41,7 @@ std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
                     root_.c_str());
       return std::nullopt;
     }
-    path = root_ + "/" + ckpt::step_dir_name(scan.committed.back());
+    path = root_ + "/" + detail::step_dir_name(scan.committed.back());
   }
   absl::StatusOr<CheckpointInfo> info = open_checkpoint(path);
   TESSERA_CHECK(info.ok(), "--resume ", what, ": ", info.status().message());
@@ -95,4 +95,4 @@ std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
   return p;
 }
 
-}  // namespace tessera::train
+}  // namespace tessera::checkpoint

@@ -1,4 +1,4 @@
-#include "data_pipeline/hdf5_util.h"
+#include "hdf5/hdf5_util.h"
 
 #include <algorithm>
 #if defined(__SSE2__)
@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace tessera::data {
+namespace tessera::hdf5 {
 
 H5Handle& H5Handle::operator=(H5Handle&& o) noexcept {
   if (this != &o) {
@@ -243,4 +243,4 @@ uint32_t fletcher32(const uint8_t* data, size_t bytes) {
   return f.value();
 }
 
-}  // namespace tessera::data
+}  // namespace tessera::hdf5
