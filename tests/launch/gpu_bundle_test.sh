@@ -76,7 +76,7 @@ sed -n '/===== tessera-gpu summary/,$p' "$work/run.log"
 fail() { echo "gpu_bundle_test: $*"; tail -40 "$work/run.log"; exit 1; }
 [ $rc -eq 0 ] || fail "run --cpu-only exited with $rc"
 grep -q "^loading: *ok" "$work/run.log" || fail "some bundled binary did not load"
-grep -q "not found" "$work/run.log" && fail "a library was not found"
+grep -qE "=> not found|^cuda_libs: not found" "$work/run.log" && fail "a library was not found"
 tests=$(grep "^tests:" "$work/run.log")
 [[ $tests =~ ([0-9]+)\ passed,\ 0\ failed ]] && [ "${BASH_REMATCH[1]}" -gt 20 ] ||
   fail "expected every bundled test binary (over 20) to pass: $tests"
