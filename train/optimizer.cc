@@ -5,8 +5,18 @@
 #include "models/layers/tensor_parallel.h"
 #include "ops/adamw.h"
 #include "ops/reduce.h"
+#include "train/zero_optimizer.h"
 
 namespace tessera::train {
+
+std::unique_ptr<Optimizer> make_optimizer(models::ParamStore& store, const config::Config& config,
+                                          const distributed::ParallelLayout& layout) {
+  if (config.parallel().zero_stage() == 1 && layout.dp_size() > 1) {
+    return std::make_unique<ZeroAdamW>(store, config.optim(), layout.dp(),
+                                       config.parallel().bucket_bytes());
+  }
+  return std::make_unique<AdamW>(store, config.optim());
+}
 
 AdamW::AdamW(models::ParamStore& store, const config::OptimConfig& config)
     : store_(store), config_(config) {
@@ -32,14 +42,20 @@ ops::AdamWConfig adamw_step_config(const config::OptimConfig& optim, double lr, 
   return c;
 }
 
+// Every rank needs the whole averaged gradient: it updates every parameter.
+std::unique_ptr<distributed::GradSync> AdamW::make_grad_sync(distributed::Communicator& dp,
+                                                             int64_t bucket_bytes) {
+  return std::make_unique<distributed::GradSync>(dp, store_.grads(), bucket_bytes);
+}
+
 StepStats AdamW::step(double lr) {
   StepStats stats;
   // Tensor parallel: the norm of the unsplit gradient (identical on every TP rank).
   stats.grad_norm = models::tp_grad_l2_norm(store_);
   if (!std::isfinite(stats.grad_norm)) return stats;
   const ops::AdamWConfig c = adamw_step_config(config_, lr, stats.grad_norm);
-  ++step_;
-  ops::adamw_step(store_.params(), store_.grads(), m_, v_, decay_mask_, c, step_);
+  const int64_t t = count_step();
+  ops::adamw_step(store_.params(), store_.grads(), m_, v_, decay_mask_, c, t);
   store_.sync_compute_params();
   stats.applied = true;
   return stats;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "distributed/zero_shards.h"
 
 namespace tessera::train {
 
@@ -22,12 +23,12 @@ struct StartReport {
   int64_t param_bytes = 0, grad_bytes = 0;  // flat buffers
   int64_t optimizer_bytes = 0;              // m, v and decay mask (this rank's shard)
   int64_t activation_bytes = -1;            // the model's estimate, -1: none
-  bool zero1 = false;                       // ZeRO-1 sharding in effect
-  bool zero1_requested = false;             // parallel.zero_stage = 1
-  int64_t zero_buffer_bytes = 0, zero_shard_elements = 0;
-  std::string zero_shards;  // ZeroShards::describe()
-  double peak_flops = 0;    // all ranks together
-  std::string peak_source;  // "train.peak_flops", "f32 sgemm measured now"
+  // The optimizer's shards under ZeRO-1 (borrowed), nullptr when its state is not sharded.
+  const distributed::ZeroShards* zero_shards = nullptr;
+  bool zero1_requested = false;   // parallel.zero_stage = 1
+  int64_t zero_buffer_bytes = 0;  // the optimizer's communication buffers
+  double peak_flops = 0;          // all ranks together
+  std::string peak_source;        // "train.peak_flops", "f32 sgemm measured now"
   bool several_ranks = false;
   std::string cpu_paths;  // ops::cpu_paths_summary(), for runs on the CPU
 };

@@ -9,6 +9,11 @@
 // every rank applies the same update to the same parameters. With parallel.zero_stage = 1 the
 // gradients are reduce-scattered instead and each rank updates only its shard, holding 1/dp of
 // the optimizer state (train/zero_optimizer.h); the parameters are then all-gathered.
+//
+// run() is the outline: train_step() for each step, then the components at the step boundary
+// (checkpointer, step logger, evaluator). A feature that acts on every step (a teacher's
+// forward, an EMA of the weights, frozen parameters) belongs in train_step() or at that boundary,
+// next to the components, not inside them.
 
 #include <memory>
 #include <string>
@@ -18,12 +23,26 @@
 #include "distributed/communicator.h"
 #include "distributed/layout.h"
 #include "models/model.h"
-#include "nlohmann/json.hpp"
 #include "proto/config.pb.h"
+#include "train/step_logger.h"
+
+namespace tessera::distributed {
+class GradSync;
+}
+
+namespace tessera::checkpoint {
+class Checkpointer;
+struct TrainProgress;
+}  // namespace tessera::checkpoint
 
 namespace tessera::train {
 
+// Unqualified here: Trainer has a member function named checkpoint().
+using ::tessera::checkpoint::Checkpointer;
+using ::tessera::checkpoint::TrainProgress;
 class DataSource;
+class Evaluator;
+class Optimizer;
 
 // Exit statuses of `tessera train` (docs/DESIGN.md: interfaces users' scripts rely on).
 inline constexpr int kExitOk = 0;
@@ -43,6 +62,9 @@ struct TrainOptions {
 // Runs a training job; returns the process exit status. Errors are printed to stderr. Started
 // by mpirun or srun (several ranks), it initialises MPI and trains data-parallel.
 int run_train(const TrainOptions& options);
+
+// train.device: the CPU, or this rank's GPU (its local rank modulo the node's GPUs), made current.
+Device training_device(const config::Config& config);
 
 // The loop itself, for callers that hold a resolved config (tests, tools).
 class Trainer {
@@ -65,8 +87,22 @@ class Trainer {
   Device device() const { return device_; }
 
  private:
-  nlohmann::json evaluate(const DataSource& data, int64_t step);
-  double average_over_dp(double value);
+  // Builds the run's components (optimizer, data, gradient sync, logger, evaluator,
+  // checkpointer) and prints the start report; release() drops them, however run() ends.
+  void prepare();
+  void release();
+  void report_start(double peak_flops, const std::string& peak_source) const;
+  // The progress to continue from: a restored checkpoint's, or a fresh start.
+  TrainProgress restore();
+  // One optimizer step on the global batch starting at sample `position`: this rank's slices of
+  // its micro-batches through forward/backward (gradients accumulated, averaged over the DP group
+  // with the last one), the loss averaged over DP, then clip and update; a non-finite loss or
+  // gradient leaves the parameters unchanged (result.applied false).
+  StepResult train_step(int64_t step, int64_t position);
+  // At every step boundary: saves when due; true when all ranks stop here (a stop signal).
+  bool checkpoint(TrainProgress& progress);
+  // After the last step: completes the final save, prints the profile and end reports.
+  void finish();
   bool leader() const { return layout_.world_rank() == 0; }
 
   config::Config config_;
@@ -77,11 +113,15 @@ class Trainer {
   std::unique_ptr<models::Model> model_;
   std::unique_ptr<Uploader> uploader_;  // batches to device_ (pinned, async on CUDA)
   std::string resume_;
-  // Held-out evaluation data (eval.source, train/data_source.h eval_source), opened by the
-  // first evaluate(); null: evaluate on the training source far beyond the trained positions.
-  std::unique_ptr<DataSource> eval_data_;
-  std::string eval_path_;
-  bool eval_opened_ = false;
+
+  // The run's components, alive during run().
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<DataSource> data_;
+  std::unique_ptr<distributed::GradSync> sync_;  // null with one DP rank
+  std::unique_ptr<StepLogger> logger_;
+  std::unique_ptr<Evaluator> evaluator_;
+  std::unique_ptr<Checkpointer> checkpointer_;
+  int64_t rss_before_steps_ = 0;  // for the end report's memory growth
 };
 
 }  // namespace tessera::train

@@ -101,12 +101,18 @@ double ZeroAdamW::global_grad_norm() {
   return std::sqrt(split + replicated);
 }
 
+std::unique_ptr<distributed::GradSync> ZeroAdamW::make_grad_sync(distributed::Communicator& dp,
+                                                                 int64_t /*bucket_bytes*/) {
+  TESSERA_CHECK(&dp == &dp_, "ZeroAdamW: gradient sync over another group than its own");
+  return std::make_unique<distributed::GradSync>(dp_, store_.grads(), shards_, shard_grads_);
+}
+
 StepStats ZeroAdamW::step(double lr) {
   StepStats stats;
   stats.grad_norm = global_grad_norm();
   if (!std::isfinite(stats.grad_norm)) return stats;  // every rank sees the same norm
   const ops::AdamWConfig c = adamw_step_config(config_, lr, stats.grad_norm);
-  ++step_;
+  const int64_t t = count_step();
 
   const Tensor& params = store_.params();
   const int dp = dp_.size();
@@ -117,7 +123,7 @@ StepStats ZeroAdamW::step(double lr) {
       const Shape own{b.own()};
       ops::adamw_step(params.flat_view(b.own_begin, own), shard_grads_.flat_view(b.offset, own),
                       m_.flat_view(b.offset, own), v_.flat_view(b.offset, own),
-                      decay_mask_.flat_view(b.offset, own), c, step_);
+                      decay_mask_.flat_view(b.offset, own), c, t);
       // The gradient shard is spent: reuse it as the gather's send buffer (the communicator's
       // input and output must not overlap, and the updated shard lies inside the output).
       copy(params.flat_view(b.own_begin, own), shard_grads_.flat_view(b.offset, own));

@@ -29,8 +29,10 @@
 // Results equal plain data-parallel AdamW up to the order of the gradient sums (see the tests).
 
 #include <cstdint>
+#include <memory>
 
 #include "distributed/communicator.h"
+#include "distributed/grad_sync.h"
 #include "distributed/zero_shards.h"
 #include "models/param_store.h"
 #include "proto/config.pb.h"
@@ -38,7 +40,7 @@
 
 namespace tessera::train {
 
-class ZeroAdamW {
+class ZeroAdamW : public Optimizer {
  public:
   // store: finalized, borrowed; dp: the data-parallel group, borrowed; bucket_bytes: the GradSync
   // bucket size (parallel.bucket_bytes), which fixes the shard layout. The optimizer's buffers
@@ -48,21 +50,25 @@ class ZeroAdamW {
   ZeroAdamW(models::ParamStore& store, const config::OptimConfig& config,
             distributed::Communicator& dp, int64_t bucket_bytes);
 
+  // Reduce-scatter mode (distributed/grad_sync.h) into shard_grads(), in this optimizer's shard
+  // layout. dp must be the group given to the constructor; bucket_bytes is fixed by the shards.
+  std::unique_ptr<distributed::GradSync> make_grad_sync(distributed::Communicator& dp,
+                                                        int64_t bucket_bytes) override;
   // Call after GradSync::finish() filled shard_grads() on every rank. Collective over dp.
-  StepStats step(double lr);
-  int64_t steps_taken() const { return step_; }
-  void set_steps_taken(int64_t n) { step_ = n; }  // restoring a checkpoint
+  StepStats step(double lr) override;
 
   const distributed::ZeroShards& shards() const { return shards_; }
+  const distributed::ZeroShards* zero_shards() const override { return &shards_; }
   // (shard_numel) f32: GradSync's reduce-scatter output; the all-gather's send buffer in step().
   const Tensor& shard_grads() const { return shard_grads_; }
-  const Tensor& m() const { return m_; }  // (shard_numel) first moments of this rank's shards
-  const Tensor& v() const { return v_; }  // (shard_numel) second moments
+  // (shard_numel) first and second moments of this rank's shards.
+  const Tensor& m() const override { return m_; }
+  const Tensor& v() const override { return v_; }
 
   // Bytes of optimizer state on this rank (m, v, mask shards): about 1/dp of AdamW::state_bytes().
-  int64_t state_bytes() const;
+  int64_t state_bytes() const override;
   // Bytes of the communication buffers ZeRO adds (shard_grads, staging for a padded last bucket).
-  int64_t buffer_bytes() const;
+  int64_t buffer_bytes() const override;
 
  private:
   struct ShardSquares {
@@ -77,7 +83,6 @@ class ZeroAdamW {
   distributed::ZeroShards shards_;
   Tensor shard_grads_, m_, v_, decay_mask_;
   Tensor gather_pad_;  // (dp * last shard): all-gather output of a padded last bucket
-  int64_t step_ = 0;
 };
 
 }  // namespace tessera::train
