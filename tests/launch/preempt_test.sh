@@ -28,13 +28,20 @@ echo "interrupted job $id at step $(tail -n 1 "$run/metrics.jsonl" | grep -oE '"
 # Slurm may hold a requeued job back for a while; release it, but only once the previous
 # incarnation is gone (its processes and its step daemon): a step of the new one launched while
 # slurmd still cleans up the old step of the same id is aborted.
+# And not in the second of the requeue: slurmd revokes the old job credential then, at one-second
+# resolution, so a new one issued in the same second counts as revoked and slurmd refuses the
+# relaunch ("Job N already killed, do not launch batch job"; the job ends FAILED, seen once in CI).
 t0=$SECONDS
+pending_since=""
 while :; do
   state=$(job_state "$id")
   restarts=$(job_field "$id" Restarts)
   if [ "${restarts:-0}" -ge 1 ] && [ "$state" = PENDING ] && [ -z "$(pgrep -f -- "$run")" ] &&
     [ -z "$(pgrep -f "slurmstepd: \[$id\.")" ]; then
-    scontrol update jobid="$id" StartTime=now >/dev/null 2>&1 || true
+    pending_since=${pending_since:-$SECONDS}
+    if ((SECONDS - pending_since >= 2)); then
+      scontrol update jobid="$id" StartTime=now >/dev/null 2>&1 || true
+    fi
   fi
   [ "${restarts:-0}" -ge 1 ] && [[ "$state" =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]] && break
   if [ "${restarts:-0}" = 0 ] && [[ "$state" =~ ^(COMPLETED|FAILED|CANCELLED|TIMEOUT)$ ]]; then
