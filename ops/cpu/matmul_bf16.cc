@@ -186,8 +186,7 @@ void empty_product(const GemmShape& s, float beta, void* c, DType c_dtype, const
   }
 }
 
-// out (rows, n) = product + bias[j] + beta * out_old, rounded to out's dtype. product may alias
-// out when out is f32.
+// out (rows, n) = product + bias[j] + beta * out_old, rounded to out's dtype; bias may be null.
 TESSERA_CPU_KERNEL(void, epilogue_rows,
                    (const float* product, const void* bias, DType bias_dtype, float beta, void* out,
                     DType out_dtype, int64_t r0, int64_t r1, int64_t n),
@@ -231,7 +230,7 @@ void gemm_bf16_via_f32(const GemmShape& s, float alpha, const bf16* a, const bf1
   const int64_t rows = s.batch * s.m;
   const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, s.n));
   parallel_chunks(rows, grain, [&](int64_t r0, int64_t r1) {
-    epilogue_rows(product, bias, bias ? bias_dtype : DType::i32, beta, c, c_dtype, r0, r1, s.n);
+    epilogue_rows(product, bias, bias_dtype, beta, c, c_dtype, r0, r1, s.n);
   });
 }
 
