@@ -11,7 +11,7 @@
 // run of the row-major data; callers fall back to the filter pipeline otherwise.
 //
 // Reads are planned first (HDF5 calls, main thread) and run after (file reads and checksums, any
-// number of threads: PieceReader::finish). Where a load's time goes: checkpoint_chunks.cc.
+// number of threads: PieceReader::finish). Where a load's time goes: chunks.cc.
 
 #include <hdf5.h>
 

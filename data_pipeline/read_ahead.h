@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "core/error.h"
 #include "data_pipeline/request_table.h"
 
 namespace tessera::data {
@@ -74,6 +75,8 @@ class ReadAhead {
 template <class Job>
 ReadAhead<Job>::ReadAhead(int threads, size_t max_kept, std::function<Run()> make_run)
     : jobs_(max_kept) {
+  // With no worker, take() would wait forever.
+  TESSERA_CHECK(threads >= 1, "ReadAhead: needs at least one worker thread, got ", threads);
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this, make_run] { work(make_run()); });
 }
 

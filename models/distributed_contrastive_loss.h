@@ -26,7 +26,7 @@
 // r's rows, over the global batch's normalisation), rank r computes R * l_r = the MEAN of its own
 // rows' terms, i.e. exactly the local-rows loss with the local normaliser 1/B_local:
 //   - loss   : R * l_r, this rank's rows' mean. Its average over the group is L (the trainer's
-//              average_over_dp gives the global-batch loss).
+//              dp_average (train/dp_average.h) gives the global-batch loss).
 //   - dimg, dtxt (B_local, E), WRITTEN: sum over ranks q of d(R * l_q)/d(own rows) * dloss
 //              = R * dloss * dL/d(own rows). Backpropagated through the towers and averaged by
 //              GradSync this is dloss * dL/dtheta.

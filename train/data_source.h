@@ -14,7 +14,7 @@
 namespace tessera::train {
 
 // Positions far beyond any a run trains on. Evaluation without a held-out split (synthetic data)
-// reads there, so training never saw those samples; Trainer::evaluate and `tessera eval` agree.
+// reads there, so training never saw those samples; Evaluator::evaluate (train/evaluator.h) and `tessera eval` agree.
 inline constexpr int64_t kFarAheadPosition = int64_t(1) << 40;
 
 // The side of the model's square input images (ViT, CLIP's image tower, DiT); 0 without images.

@@ -72,7 +72,7 @@ MomentsRef moments(const Optimizer& optimizer) {
 }
 
 // The state a checkpoint saves after `step`.
-void advance(TrainProgress& progress, int64_t step, const StepResult& result,
+void advance(checkpoint::TrainProgress& progress, int64_t step, const StepResult& result,
              int64_t global_batch) {
   progress.step = step;
   progress.next_position += global_batch;
@@ -174,14 +174,14 @@ int Trainer::run() {
   // background checkpoint write point into them.
   const absl::Cleanup released = [this] { release(); };
   prepare();
-  TrainProgress progress = restore();
+  checkpoint::TrainProgress progress = restore();
   rss_before_steps_ = current_rss_bytes();
   NonFiniteSteps non_finite(config_.train().max_bad_steps(), leader());
   for (int64_t step = progress.step + 1; step <= config_.train().steps(); ++step) {
     const StepResult result = train_step(step, progress.next_position);
     advance(progress, step, result, config_.data().global_batch_size());
     if (!non_finite.tolerate(step, result)) return kExitError;
-    const bool stop = checkpoint(progress);
+    const bool stop = checkpoint_boundary(progress);
     if (result.applied) {  // a skipped step has no metrics and is not worth evaluating
       logger_->log_step(step, result, progress.skipped_steps);
       if (evaluator_->due(step)) logger_->write(evaluator_->evaluate(*data_, step));
@@ -218,7 +218,7 @@ void Trainer::prepare() {
 
   // Checkpoints (checkpoint/checkpoint.h): resume, save every checkpoint.every_steps and at the
   // end, stop on SIGTERM/SIGUSR1 after saving.
-  checkpointer_ = std::make_unique<Checkpointer>(cfg, run_dir_, layout_, !quiet_);
+  checkpointer_ = std::make_unique<checkpoint::Checkpointer>(cfg, run_dir_, layout_, !quiet_);
   logger_->add_source([this](nlohmann::json& record, int) {
     checkpointer_->report_stall(record);  // ckpt_stall_ms, ckpt_step after a save
   });
@@ -268,8 +268,8 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
   print_start_report(r);
 }
 
-TrainProgress Trainer::restore() {
-  TrainProgress progress;
+checkpoint::TrainProgress Trainer::restore() {
+  checkpoint::TrainProgress progress;
   if (auto p = checkpointer_->restore(resume_, model_->params(), moments(*optimizer_))) {
     progress = *p;
     optimizer_->set_steps_taken(progress.optimizer_steps);
@@ -322,7 +322,7 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
   return result;
 }
 
-bool Trainer::checkpoint(TrainProgress& progress) {
+bool Trainer::checkpoint_boundary(checkpoint::TrainProgress& progress) {
   progress.optimizer_steps = optimizer_->steps_taken();
   return checkpointer_->end_of_step(model_->params(), moments(*optimizer_), progress,
                                     config_.train().steps());

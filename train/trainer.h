@@ -37,9 +37,6 @@ struct TrainProgress;
 
 namespace tessera::train {
 
-// Unqualified here: Trainer has a member function named checkpoint().
-using ::tessera::checkpoint::Checkpointer;
-using ::tessera::checkpoint::TrainProgress;
 class DataSource;
 class Evaluator;
 class Optimizer;
@@ -93,14 +90,14 @@ class Trainer {
   void release();
   void report_start(double peak_flops, const std::string& peak_source) const;
   // The progress to continue from: a restored checkpoint's, or a fresh start.
-  TrainProgress restore();
+  checkpoint::TrainProgress restore();
   // One optimizer step on the global batch starting at sample `position`: this rank's slices of
   // its micro-batches through forward/backward (gradients accumulated, averaged over the DP group
   // with the last one), the loss averaged over DP, then clip and update; a non-finite loss or
   // gradient leaves the parameters unchanged (result.applied false).
   StepResult train_step(int64_t step, int64_t position);
   // At every step boundary: saves when due; true when all ranks stop here (a stop signal).
-  bool checkpoint(TrainProgress& progress);
+  bool checkpoint_boundary(checkpoint::TrainProgress& progress);
   // After the last step: completes the final save, prints the profile and end reports.
   void finish();
   bool leader() const { return layout_.world_rank() == 0; }
@@ -120,7 +117,7 @@ class Trainer {
   std::unique_ptr<distributed::GradSync> sync_;  // null with one DP rank
   std::unique_ptr<StepLogger> logger_;
   std::unique_ptr<Evaluator> evaluator_;
-  std::unique_ptr<Checkpointer> checkpointer_;
+  std::unique_ptr<checkpoint::Checkpointer> checkpointer_;
   int64_t rss_before_steps_ = 0;  // for the end report's memory growth
 };
 
