@@ -12,11 +12,11 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <random>
 
 #include "checkpoint/chunks.h"
 #include "hdf5/hdf5_util.h"
+#include "tests/support/files.h"
 
 // libhdf5's own implementation (exported by Debian's libhdf5, declared in its private headers).
 extern "C" uint32_t H5_checksum_fletcher32(const void* data, size_t len);
@@ -129,17 +129,8 @@ TEST(CheckpointChunks, AgreeWithHdf5Fletcher32Filter) {
     H5Dclose(ours);
     H5Fclose(f);
     for (const Flip& flip : flips) {
-      auto flip_byte = [&] {
-        std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
-        const auto at = std::streamoff(addr[flip.chunk] + flip.byte);
-        io.seekg(at);
-        char b = 0;
-        io.read(&b, 1);
-        b ^= 0x01;
-        io.seekp(at);
-        io.write(&b, 1);
-      };
-      flip_byte();
+      const uint64_t at = addr[flip.chunk] + flip.byte;
+      testing::flip_byte(path, at, 0x01);
       f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
       ours = H5Dopen2(f, "ours", H5P_DEFAULT);
       EXPECT_EQ(read_direct(path, ours, c.dims, &back, &bad), -2) << "byte " << flip.byte;
@@ -149,7 +140,7 @@ TEST(CheckpointChunks, AgreeWithHdf5Fletcher32Filter) {
       EXPECT_LT(H5Dread(ours, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, back.data()), 0);
       H5Dclose(ours);
       H5Fclose(f);
-      flip_byte();  // restore for the next flip
+      testing::flip_byte(path, at, 0x01);  // restore for the next flip
     }
   }
 }

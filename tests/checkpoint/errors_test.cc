@@ -11,6 +11,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/commit.h"
 #include "models/factory.h"
+#include "tests/support/files.h"
 #include "tests/train/train_test_support.h"
 #include "train/trainer.h"
 
@@ -70,6 +71,20 @@ std::string load_error(const std::string& path, const config::Config& cfg = tiny
   return s.ok() ? "" : std::string(s.message());
 }
 
+// The message with which a trainer of `cfg` refuses to resume from `checkpoint` (run directory
+// `dir`), or "" when it trained.
+std::string resume_error(const config::Config& cfg, const std::string& dir,
+                         const std::string& checkpoint) {
+  Trainer t(cfg, dir, true);
+  t.set_resume(checkpoint);
+  try {
+    t.run();
+  } catch (const Error& err) {
+    return err.what();
+  }
+  return "";
+}
+
 class CheckpointErrors : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -100,15 +115,7 @@ TEST_F(CheckpointErrors, FlippedByteInATensorChunk) {
   const std::string file = dir + "/rank_00000.h5";
   const haddr_t at = chunk_address(file, "param:blocks.0.attn.qkv.weight");
   ASSERT_NE(at, HADDR_UNDEF);
-  {
-    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(std::streamoff(at + 100));
-    char c = 0;
-    f.read(&c, 1);
-    c ^= 0x10;
-    f.seekp(std::streamoff(at + 100));
-    f.write(&c, 1);
-  }
+  testing::flip_byte(file, at + 100, 0x10);
   const std::string e = load_error(dir);
   EXPECT_NE(e.find("checksum"), std::string::npos) << e;
   EXPECT_NE(e.find(file), std::string::npos) << e;
@@ -153,29 +160,17 @@ TEST_F(CheckpointErrors, AnotherModelOrVocabulary) {
             std::string::npos)
       << v;
   // Resuming a run of another model stops before touching anything.
-  Trainer t(load(kConfig, {"model.gpt.vocab_size=256", "train.steps=3"}),
-            run_dir("ckpt_other_model"), true);
-  t.set_resume(*run_);
-  try {
-    t.run();
-    FAIL() << "no error";
-  } catch (const Error& err) {
-    EXPECT_NE(std::string(err.what()).find("another model"), std::string::npos) << err.what();
-  }
+  const std::string r = resume_error(load(kConfig, {"model.gpt.vocab_size=256", "train.steps=3"}),
+                                     run_dir("ckpt_other_model"), *run_);
+  EXPECT_NE(r.find("another model"), std::string::npos) << (r.empty() ? "no error" : r);
 }
 
 // Same shapes, another architecture (more heads): the model config comparison catches it.
 TEST_F(CheckpointErrors, SameShapesAnotherArchitecture) {
-  Trainer t(load(kConfig,
-                 {"model.gpt.transformer.n_heads=8", "train.steps=3", "data.global_batch_size=4"}),
-            run_dir("ckpt_other_heads"), true);
-  t.set_resume(*run_);
-  try {
-    t.run();
-    FAIL() << "no error";
-  } catch (const Error& err) {
-    EXPECT_NE(std::string(err.what()).find("n_heads: 4 -> 8"), std::string::npos) << err.what();
-  }
+  const std::string r = resume_error(load(kConfig, {"model.gpt.transformer.n_heads=8",
+                                                    "train.steps=3", "data.global_batch_size=4"}),
+                                     run_dir("ckpt_other_heads"), *run_);
+  EXPECT_NE(r.find("n_heads: 4 -> 8"), std::string::npos) << (r.empty() ? "no error" : r);
 }
 
 TEST_F(CheckpointErrors, TornDirectoriesAreIgnoredWithAMessage) {

@@ -10,10 +10,10 @@
 #include <omp.h>
 
 #include <filesystem>
-#include <fstream>
 #include <random>
 
 #include "checkpoint/pieces.h"
+#include "tests/support/files.h"
 
 namespace tessera::checkpoint::detail {
 namespace {
@@ -104,13 +104,7 @@ class CheckpointReader : public ::testing::Test {
     H5Sclose(s);
     H5Dclose(d);
     H5Fclose(f);
-    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
-    io.seekg(std::streamoff(addr + 40));
-    char b = 0;
-    io.read(&b, 1);
-    b ^= 0x04;
-    io.seekp(std::streamoff(addr + 40));
-    io.write(&b, 1);
+    testing::flip_byte(path, addr + 40, 0x04);
   }
 
   std::string dir_;

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
+#include "tests/support/files.h"
 #include "tests/support/reference.h"
 
 namespace tessera::data {
@@ -287,15 +288,7 @@ TEST(Shard, FlippedByteInAChunkIsAChecksumErrorNamingFileAndRange) {
     ASSERT_EQ(offset[0], 64u);
     ASSERT_EQ(size, 64u * r * r * 3 + 4);  // uncompressed bytes + the 4-byte checksum
   }
-  {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(address + size / 2);
-    char c = 0;
-    f.read(&c, 1);
-    c ^= 0x10;
-    f.seekp(address + size / 2);
-    f.write(&c, 1);
-  }
+  testing::flip_byte(path, address + size / 2, 0x10);
   auto reader = ShardReader::open(path);  // the schema is intact
   ASSERT_TRUE(reader.ok()) << reader.status();
   for (auto [first, count] : {std::pair<int64_t, int64_t>{64, 64}, {100, 3}, {30, 100}}) {
