@@ -215,12 +215,6 @@ TEST_F(CheckpointErrors, FailedResumeTouchesNothing) {
   EXPECT_FALSE(fs::exists(run + "/checkpoints/step_00000003"));
 }
 
-}  // namespace
-}  // namespace tessera::train
-
-namespace tessera::train {
-namespace {
-
 // Retention: keep_last 3 and keep_every 4 over commits of steps 1..10 keep 4, 8 (milestones) and
 // 8, 9, 10 (newest); `latest` names the newest; commit replaces a directory of the same step.
 TEST(CheckpointRetention, KeepLastAndKeepEvery) {
@@ -245,12 +239,6 @@ TEST(CheckpointRetention, KeepLastAndKeepEvery) {
   EXPECT_EQ(*checkpoint::detail::read_file(root + "/step_00000009/metadata.pb"), "again");
   EXPECT_TRUE(checkpoint::detail::verify_marker(root + "/step_00000009").ok());
 }
-
-}  // namespace
-}  // namespace tessera::train
-
-namespace tessera::train {
-namespace {
 
 // Another global batch: allowed, with a warning; training goes on from the saved sample position.
 TEST(CheckpointResume, AnotherGlobalBatchContinuesFromTheCursor) {
