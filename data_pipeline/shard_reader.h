@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,19 @@ class ShardReader {
   // against 0.69-0.91 mapped, cold 0.29-0.33 against 0.48-0.54).
   absl::StatusOr<ShardSamples> read_chunk(int64_t chunk, ByteBuffer reuse = {}, bool map = false);
   ~ShardReader();
+
+  // Reads every chunk of every dataset of the schema once (images, captions, caption_offsets,
+  // tokens, token_lengths, labels), so that each chunk's Fletcher32 checksum is checked, and
+  // checks each token length is in [0, L]. Each bad chunk is passed to on_bad as a DataLoss
+  // error naming the file, the dataset and the samples it holds; verification goes on over the
+  // rest. map: chunks stored with Fletcher32 alone are checksummed in the reader's mapping of
+  // the file (mapped_chunk, as read_chunk's), other chunks read through HDF5 (read_rows); false:
+  // every chunk through HDF5 (the slower path, kept to compare and to test both).
+  // ('caption_offsets' was read whole at open: a corrupt chunk of it fails open() already.)
+  struct VerifyCounts {
+    int64_t chunks = 0, bytes = 0, bad = 0;  // bytes: the datasets' stored chunk bytes
+  };
+  VerifyCounts verify(const std::function<void(const absl::Status&)>& on_bad, bool map = true);
 
   const std::string& path() const { return path_; }
   int64_t num_samples() const { return num_samples_; }
@@ -120,6 +134,12 @@ class ShardReader {
   // whose Fletcher32 sums two bytes at a time. false: not applicable (see tokens_direct_),
   // read them through HDF5.
   absl::StatusOr<bool> map_tokens(int64_t first, int64_t count, std::vector<int32_t>* out);
+  // verify()'s walk over one dataset's chunk grid (along its first axis).
+  void verify_dataset(const hdf5::H5Handle& dset, const char* name, bool map, VerifyCounts* counts,
+                      const std::function<void(const absl::Status&)>& on_bad);
+  // The samples whose data lie in elements [a, b) of dataset `name` (for captions: the samples
+  // whose caption bytes overlap them).
+  std::pair<int64_t, int64_t> samples_of(const char* name, int64_t a, int64_t b) const;
   absl::Status read_rows(const hdf5::H5Handle& dset, const char* name, hid_t mem_type,
                          int64_t first, int64_t count, void* out, int64_t sample_first,
                          int64_t sample_count);

@@ -35,15 +35,7 @@ absl::StatusOr<const uint8_t*> ShardReader::window_rows(const hdf5::H5Handle& ds
                 b = std::min<int64_t>(int64_t(size), (first + count + c - 1) / c * c);
   // The samples that own elements [a, b): the rows themselves, or for caption bytes the samples
   // whose captions overlap them.
-  int64_t s0 = a, s1 = b;
-  if (std::string(name) == shard::kCaptions) {
-    s0 = std::upper_bound(caption_offsets_.begin(), caption_offsets_.end(), a) -
-         caption_offsets_.begin() - 1;
-    s1 = std::lower_bound(caption_offsets_.begin(), caption_offsets_.end(), b) -
-         caption_offsets_.begin();
-    s0 = std::clamp<int64_t>(s0, 0, num_samples_);
-    s1 = std::clamp<int64_t>(s1, s0, num_samples_);
-  }
+  const auto [s0, s1] = samples_of(name, a, b);
   w->count = 0;  // invalid until the read succeeds
   w->bytes.resize(size_t(b - a) * elem_size);
   if (absl::Status st = read_rows(dset, name, mem_type, a, b - a, w->bytes.data(), s0, s1 - s0);

@@ -1,5 +1,6 @@
 #include "data_pipeline/text_shard.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -112,7 +113,23 @@ absl::StatusOr<std::unique_ptr<TextShardReader>> TextShardReader::open(const std
       H5Pget_filter_by_id2(dcpl.get(), H5Z_FILTER_FLETCHER32, &flags, &n_values, nullptr, 0,
                            nullptr, nullptr) < 0)
     return bad("dataset 'text_tokens' is not chunked with the Fletcher32 checksum filter");
+  hsize_t chunk = 1;
+  H5Pget_chunk(dcpl.get(), 1, &chunk);
+  r->chunk_tokens_ = std::max<int64_t>(1, int64_t(chunk));
   return r;
+}
+
+int64_t TextShardReader::verify(const std::function<void(const absl::Status&)>& on_bad,
+                                int64_t* bad) const {
+  int64_t chunks = 0;
+  for (int64_t a = 0; a < num_tokens_; a += chunk_tokens_, ++chunks) {
+    auto tokens = read(a, std::min(chunk_tokens_, num_tokens_ - a));
+    if (!tokens.ok()) {
+      ++*bad;
+      on_bad(tokens.status());
+    }
+  }
+  return chunks;
 }
 
 absl::StatusOr<std::vector<int32_t>> TextShardReader::read(int64_t first, int64_t count) const {

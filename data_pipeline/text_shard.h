@@ -8,6 +8,7 @@
 //   attrs    format_version 1, num_tokens T, eot_id, kind "text", tokenizer (identity string)
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -36,6 +37,12 @@ class TextShardReader {
   // token range. Not for use across fork() (like ShardReader).
   absl::StatusOr<std::vector<int32_t>> read(int64_t first, int64_t count) const;
 
+  // Reads every chunk of 'text_tokens' once (read() over the chunk grid), so each chunk's
+  // Fletcher32 is checked; each bad chunk goes to on_bad (read()'s error: file, dataset, token
+  // range) and verification goes on. Returns the chunks read; *bad counts the bad ones.
+  int64_t verify(const std::function<void(const absl::Status&)>& on_bad, int64_t* bad) const;
+  int64_t chunk_tokens() const { return chunk_tokens_; }
+
   const std::string& path() const { return path_; }
   int64_t num_tokens() const { return num_tokens_; }
   int32_t eot_id() const { return eot_id_; }
@@ -44,7 +51,7 @@ class TextShardReader {
   explicit TextShardReader(std::string path) : path_(std::move(path)) {}
   std::string path_;
   hdf5::H5Handle file_, tokens_;
-  int64_t num_tokens_ = 0;
+  int64_t num_tokens_ = 0, chunk_tokens_ = 1;
   int32_t eot_id_ = -1;
 };
 

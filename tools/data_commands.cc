@@ -24,6 +24,7 @@
 #include "tools/checkpoint_commands.h"
 #include "tools/cli_args.h"
 #include "tools/pack_mpi.h"
+#include "tools/verify_command.h"
 
 namespace tessera::tools {
 namespace {
@@ -74,18 +75,24 @@ Exit status: 0 trained; 1 error.
 )";
 
 constexpr const char* kInspectUsage =
-    R"(usage: tessera inspect PATH [--verify] [--sheet OUT.png [--count N]]
+    R"(usage: tessera inspect PATH [--sheet OUT.png [--count N]]
+       tessera inspect --verify PATH...      (also under mpirun: each rank a share of the shards)
 
 Describes a shard (.h5: counts, resolution, datasets, the first 3 captions) or a manifest
 (.pbtxt: shards, counts, and whether it validates: every shard present with its recorded size).
 A directory is read as a checkpoint (a step, checkpoints/ or run directory): layout, tensors,
 sizes, and verification of the commit marker and of every checksum.
 
-  --verify        also check each shard's content hash against the manifest
+  --verify        verify everything given: for a shard (image or text) every chunk of every
+                  dataset is read, so each chunk's Fletcher32 checksum is checked; for a manifest
+                  also each shard's content hash; for a checkpoint as above. Each bad chunk is
+                  listed (file, dataset, samples) and the rest still checked. Several PATHs may
+                  be given; under mpirun shard i is verified by rank i mod size and rank 0
+                  prints the report.
   --sheet OUT.png shard only: a contact sheet of its first images (PNG)
   --count N       images on the sheet (default 64)
 
-Exit status: 0 readable and valid; 1 otherwise.
+Exit status: 0 readable and valid (with --verify: everything verified); 1 otherwise.
 )";
 
 // A tessera::Error thrown below a verb (a failed check) ends the verb with its message.
@@ -149,13 +156,13 @@ int inspect_shard(const std::string& path, const std::string& sheet, int64_t cou
   return 0;
 }
 
-int inspect_manifest(const std::string& path, bool verify) {
-  auto m = data::load_manifest(path, verify);
+int inspect_manifest(const std::string& path) {
+  auto m = data::load_manifest(path);
   if (!m.ok()) {
     std::printf("manifest %s: INVALID\n", path.c_str());
     return fail("inspect", m.status());
   }
-  std::printf("manifest %s: valid%s\n", path.c_str(), verify ? " (content hashes checked)" : "");
+  std::printf("manifest %s: valid\n", path.c_str());
   std::printf("  split %s, %lld samples in %d shards\n", m->split().c_str(),
               (long long)m->num_samples(), m->shards_size());
   std::printf("  kind %s, resolution %d, token_length %d, tokenizer \"%s\" (model %s)\n",
@@ -321,13 +328,15 @@ int tokenizer_command(int argc, char** argv) {
 int inspect_command(int argc, char** argv) {
   CliArgs a;
   if (!parse_cli_args("inspect", argc, argv, 1, {"--sheet", "--count"}, {"--verify"}, &a,
-                      /*max_positional=*/1))
+                      /*max_positional=*/1 << 20))
     return 1;
   int64_t count = 64;
   if (!number_flag(a, "inspect", "--count", &count)) return 1;
   if (a.help) return std::fputs(kInspectUsage, stdout), 0;
-  if (a.positional.size() != 1) {
-    std::fprintf(stderr, "tessera inspect: expected one PATH\n%s", kInspectUsage);
+  const bool verify = a.has("--verify");
+  if (a.positional.empty() || (a.positional.size() > 1 && !verify)) {
+    std::fprintf(stderr, "tessera inspect: expected one PATH (several with --verify)\n%s",
+                 kInspectUsage);
     return 1;
   }
   const std::string& path = a.positional[0];
@@ -335,8 +344,18 @@ int inspect_command(int argc, char** argv) {
     return path.size() >= suffix.size() &&
            path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
+  if (verify) {
+    // One shard or manifest is described first (rank 0 under mpirun), as without --verify; its
+    // verdict is the verification's (a description that fails on a bad chunk does not stop it).
+    if (a.positional.size() == 1 && distributed::world_rank_for_messages() == 0) {
+      if (ends_with(".h5")) inspect_shard(path, a.get("--sheet"), count);
+      if (ends_with(".pbtxt")) inspect_manifest(path);
+      std::fflush(stdout);
+    }
+    return verify_command(a.positional);
+  }
   if (ends_with(".h5")) return inspect_shard(path, a.get("--sheet"), count);
-  if (ends_with(".pbtxt")) return inspect_manifest(path, a.has("--verify"));
+  if (ends_with(".pbtxt")) return inspect_manifest(path);
   if (std::filesystem::is_directory(path)) return inspect_checkpoint(path);
   std::fprintf(stderr,
                "tessera inspect: %s: expected a shard (.h5), a manifest (.pbtxt) or a checkpoint "
