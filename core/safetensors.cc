@@ -86,6 +86,10 @@ absl::StatusOr<NamedTensors> read_safetensors(const std::string& path) {
   if (file_size < 8 || !f.read(reinterpret_cast<char*>(&n), 8) || n > file_size - 8) {
     return absl::DataLossError(absl::StrCat(path, ": not a safetensors file (bad header length)"));
   }
+  if (n > kMaxSafetensorsHeaderBytes) {
+    return absl::DataLossError(absl::StrCat(
+        path, ": header length ", n, " bytes exceeds the limit of ", kMaxSafetensorsHeaderBytes));
+  }
   std::string head(n, '\0');
   f.read(head.data(), static_cast<std::streamsize>(n));
   nlohmann::json header = nlohmann::json::parse(head, nullptr, /*allow_exceptions=*/false);
@@ -97,19 +101,39 @@ absl::StatusOr<NamedTensors> read_safetensors(const std::string& path) {
   NamedTensors out;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
+    auto bad_entry = [&](const std::string& what) {
+      return absl::DataLossError(absl::StrCat(path, ": tensor '", name, "': ", what));
+    };
+    // Every field is checked for its JSON type before it is read (nlohmann's get<> throws on a
+    // mismatch) and the sizes before anything is allocated.
+    if (!entry.is_object()) return bad_entry("entry is not a JSON object");
     DType dtype;
     if (!entry.contains("dtype") || !entry["dtype"].is_string() ||
         !parse_st_dtype(entry["dtype"].get<std::string>(), &dtype)) {
-      return absl::DataLossError(
-          absl::StrCat(path, ": tensor '", name, "' has a missing or unsupported dtype"));
+      return bad_entry("missing or unsupported dtype");
     }
+    const auto shape_json = entry.find("shape");
+    if (shape_json == entry.end() || !shape_json->is_array())
+      return bad_entry("field 'shape' is missing or not an array");
     Shape shape;
-    for (const auto& d : entry.value("shape", nlohmann::json::array()))
-      shape.push_back(d.get<int64_t>());
-    auto offs = entry.value("data_offsets", std::vector<uint64_t>{});
-    const uint64_t bytes = uint64_t(shape_numel(shape)) * dtype_size(dtype);
-    if (offs.size() != 2 || offs[1] < offs[0] || offs[1] > data_size ||
-        offs[1] - offs[0] != bytes) {
+    uint64_t numel = 1;
+    for (const auto& d : *shape_json) {
+      if (!d.is_number_unsigned())
+        return bad_entry("field 'shape' holds a non-integer or negative");
+      const uint64_t v = d.get<uint64_t>();
+      // Bounded by the data section's size (no tensor can be larger than the file).
+      if (v > data_size || (v > 0 && numel > data_size / v))
+        return bad_entry(absl::StrCat("field 'shape' asks for more elements than the file holds"));
+      numel *= v;
+      shape.push_back(int64_t(v));
+    }
+    const auto offs_json = entry.find("data_offsets");
+    if (offs_json == entry.end() || !offs_json->is_array() || offs_json->size() != 2 ||
+        !(*offs_json)[0].is_number_unsigned() || !(*offs_json)[1].is_number_unsigned())
+      return bad_entry("field 'data_offsets' is not two non-negative integers");
+    const uint64_t offs[2] = {(*offs_json)[0].get<uint64_t>(), (*offs_json)[1].get<uint64_t>()};
+    const uint64_t bytes = numel * dtype_size(dtype);
+    if (offs[1] < offs[0] || offs[1] > data_size || offs[1] - offs[0] != bytes) {
       return absl::DataLossError(
           absl::StrCat(path, ": tensor '", name, "' ", dtype_name(dtype), shape_str(shape),
                        " has data_offsets outside the file or of the wrong size"));

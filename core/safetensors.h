@@ -22,6 +22,11 @@ using NamedTensors = std::map<std::string, Tensor>;
 absl::Status write_safetensors(const std::string& path, const NamedTensors& tensors,
                                const std::map<std::string, std::string>& metadata = {});
 
+// The largest JSON header read_safetensors accepts (the 8-byte length field is read before
+// anything is allocated): the limit of the reference implementation (huggingface/safetensors),
+// far above any real header (~100 bytes per tensor).
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
+
 // Reads every tensor into CPU memory. Errors name the file and the tensor.
 absl::StatusOr<NamedTensors> read_safetensors(const std::string& path);
 

@@ -15,13 +15,15 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "data_pipeline/shard_format.h"
 
 namespace tessera::data {
 namespace {
 
 // Images larger than this are refused before allocating: a corrupt header must not ask for
-// gigabytes. 16384^2 covers any real photo or clip art.
-constexpr int64_t kMaxPixels = int64_t{16384} * 16384;
+// gigabytes. 16384^2 covers any real photo or clip art (the shard reader's limit on a shard's
+// resolution is the same constant).
+constexpr int64_t kMaxPixels = shard::kMaxImagePixels;
 
 absl::Status too_large(std::string_view name, int64_t w, int64_t h) {
   return absl::InvalidArgumentError(absl::StrCat(std::string(name), ": image ", w, "x", h,

@@ -123,6 +123,13 @@ absl::Status check_options(const PackOptions& o) {
   if (o.resolution < 1) return bad(absl::StrCat("resolution ", o.resolution, " is not positive"));
   if (!o.tokenizer_model.empty() && o.context < 2)
     return bad(absl::StrCat("context ", o.context, " leaves no room for text and end-of-text"));
+  // The limits a reader enforces (shard_format.h): pack nothing a reader would refuse.
+  if (o.resolution > shard::kMaxImagePixels / o.resolution)
+    return bad(absl::StrCat("resolution ", o.resolution, " exceeds the limit of ",
+                            shard::kMaxImagePixels, " pixels per image"));
+  if (o.context > shard::kMaxTokenLength)
+    return bad(absl::StrCat("context ", o.context, " exceeds the limit of ", shard::kMaxTokenLength,
+                            " tokens"));
   if (o.samples_per_shard < 1)
     return bad(absl::StrCat("samples_per_shard ", o.samples_per_shard, " is not positive"));
   if (!(o.val_fraction >= 0 && o.val_fraction <= 1))
@@ -236,6 +243,9 @@ absl::StatusOr<RankResult> pack_rank(const PackOptions& options, PackReport& rep
       skip(r.problem);
     } else if (r.caption.empty()) {
       skip("empty caption");
+    } else if (int64_t(r.caption.size()) > shard::kMaxCaptionBytes) {
+      skip(absl::StrCat("caption of ", r.caption.size(), " bytes exceeds the limit of ",
+                        shard::kMaxCaptionBytes));
     } else if (*has_labels && !r.label) {
       skip("no label");
     } else if (image = r.image_bytes.empty() ? read_image_file(file.string())

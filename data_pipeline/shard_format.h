@@ -32,6 +32,16 @@ inline constexpr int64_t kMaxImageChunk = 64;            // samples
 inline constexpr int64_t kDefaultCaptionChunk = 65536;   // bytes
 inline constexpr int64_t kDefaultPerSampleChunk = 4096;  // offsets, lengths, labels
 
+// Limits a reader enforces when it opens a shard (ShardReader::open, TextShardReader::open), so
+// that a corrupt or hostile file cannot make it allocate without bound (an HDF5 dataset's extent
+// and chunk shape are free: unwritten chunks read as zeros, and a gzip chunk inflates to its
+// declared size). Each is far above any real shard; packing enforces the same (pack.cc).
+inline constexpr int64_t kMaxImagePixels = int64_t{16384} * 16384;  // resolution^2, as at decode
+inline constexpr int64_t kMaxSamples = int64_t{1} << 24;            // per shard (offsets: 128 MiB)
+inline constexpr int64_t kMaxCaptionBytes = int64_t{1} << 20;       // one caption
+inline constexpr int64_t kMaxTokenLength = int64_t{1} << 16;        // L of 'tokens'
+inline constexpr int64_t kMaxChunkBytes = int64_t{1} << 30;         // one chunk of any dataset
+
 inline int64_t default_image_chunk(int64_t resolution) {
   const int64_t fit = kImageChunkBytes / (resolution * resolution * 3);
   return fit < 1 ? 1 : (fit > kMaxImageChunk ? kMaxImageChunk : fit);

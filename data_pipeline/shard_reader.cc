@@ -102,6 +102,14 @@ absl::Status ShardReader::read_attributes() {
     return absl::FailedPreconditionError(absl::StrCat("shard ", path_, ": resolution ", resolution_,
                                                       ", num_samples ", num_samples_,
                                                       " are not valid"));
+  if (resolution_ > shard::kMaxImagePixels / resolution_)
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", path_, ": file attribute 'resolution' ", resolution_,
+                     " exceeds the limit of ", shard::kMaxImagePixels, " pixels per image"));
+  if (num_samples_ > shard::kMaxSamples)
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", path_, ": file attribute 'num_samples' ", num_samples_,
+                     " exceeds the limit of ", shard::kMaxSamples, " samples per shard"));
 
   // The tokenizer identity: h5py writes str as variable-length UTF-8, numpy bytes as fixed
   // length; both are accepted.
@@ -178,6 +186,17 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
   }
   std::vector<hsize_t> chunk(rank);
   H5Pget_chunk(dcpl.get(), rank, chunk.data());
+  {
+    // Reads allocate whole chunks (and inflate gzip ones to their declared size).
+    double bytes = double(elem_size);
+    for (hsize_t c : chunk) bytes *= double(c);
+    if (bytes > double(shard::kMaxChunkBytes))
+      return bad(absl::StrCat("has chunks of ", bytes, " bytes, over the limit of ",
+                              shard::kMaxChunkBytes));
+  }
+  if (std::string(name) == shard::kTokens && rank == 2 && int64_t(dims[1]) > shard::kMaxTokenLength)
+    return bad(
+        absl::StrCat("has token length ", dims[1], ", over the limit of ", shard::kMaxTokenLength));
   if (std::string(name) == shard::kImages) {
     image_chunk_rows_ = std::max<int64_t>(1, chunk[0]);
     // read_chunk() reads 'images' chunks raw when the pipeline is one it can undo itself.
@@ -230,6 +249,11 @@ absl::Status ShardReader::load_caption_offsets() {
     if (caption_offsets_[i] < caption_offsets_[i - 1])
       return bad(absl::StrCat("decreases at sample ", i - 1, " (", caption_offsets_[i - 1],
                               " then ", caption_offsets_[i], ")"));
+  for (int64_t i = 0; i < num_samples_; ++i)
+    if (caption_offsets_[i + 1] - caption_offsets_[i] > shard::kMaxCaptionBytes)
+      return bad(absl::StrCat("gives sample ", i, " a caption of ",
+                              caption_offsets_[i + 1] - caption_offsets_[i],
+                              " bytes, over the limit of ", shard::kMaxCaptionBytes));
   if (caption_offsets_[num_samples_] != caption_bytes_)
     return bad(absl::StrCat("ends at ", caption_offsets_[num_samples_], " but 'captions' holds ",
                             caption_bytes_, " bytes"));

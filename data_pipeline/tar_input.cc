@@ -13,6 +13,12 @@ namespace tessera::data {
 namespace {
 
 constexpr size_t kBlock = 512;
+// Limits on a member's declared size, checked before it is read into memory: a GNU long name or
+// pax header ('L', 'x': a few hundred bytes in practice) and any other member (an image or a
+// caption file). A member larger than what is left of the file is truncation, also refused
+// before allocating.
+constexpr uint64_t kMaxHeaderMemberBytes = uint64_t{1} << 20;
+constexpr uint64_t kMaxMemberBytes = uint64_t{1} << 30;
 
 // A NUL- or length-terminated header field.
 std::string field(const char* p, size_t n) {
@@ -48,6 +54,9 @@ std::string pax_path(const std::string& data) {
 absl::StatusOr<std::vector<TarSample>> read_webdataset_tar(const std::string& tar_path) {
   std::ifstream in(tar_path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("pack: cannot open tar ", tar_path));
+  in.seekg(0, std::ios::end);
+  const uint64_t file_bytes = uint64_t(std::max<std::streamoff>(0, in.tellg()));
+  in.seekg(0);
   std::vector<TarSample> samples;
   std::map<std::string, size_t> index;  // key -> sample
   std::string long_name;
@@ -74,6 +83,15 @@ absl::StatusOr<std::vector<TarSample>> read_webdataset_tar(const std::string& ta
     std::string name = field(header, 100);
     if (std::memcmp(header + 257, "ustar", 5) == 0 && header[345] != '\0')
       name = field(header + 345, 155) + "/" + name;
+    const uint64_t limit = (type == 'L' || type == 'x') ? kMaxHeaderMemberBytes : kMaxMemberBytes;
+    if (size > limit)
+      return damaged(absl::StrCat("member '", name, "' (type '", std::string(1, type ? type : '0'),
+                                  "'): field 'size' ", size, " exceeds the limit of ", limit,
+                                  " bytes"));
+    if (size > file_bytes - std::min(file_bytes, offset + kBlock))
+      return damaged(absl::StrCat(
+          "member '", name, "' truncated (field 'size' ", size, " bytes, the file ends ",
+          file_bytes - std::min(file_bytes, offset + kBlock), " bytes after its header)"));
     std::string data(size, '\0');
     in.read(data.data(), std::streamsize(size));
     if (uint64_t(in.gcount()) != size)

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "data_pipeline/shard_format.h"
 
 namespace tessera::data {
 namespace {
@@ -116,6 +117,9 @@ absl::StatusOr<std::unique_ptr<TextShardReader>> TextShardReader::open(const std
   hsize_t chunk = 1;
   H5Pget_chunk(dcpl.get(), 1, &chunk);
   r->chunk_tokens_ = std::max<int64_t>(1, int64_t(chunk));
+  if (r->chunk_tokens_ > shard::kMaxChunkBytes / 4)  // a read inflates whole chunks
+    return bad(absl::StrCat("dataset 'text_tokens' has chunks of ", r->chunk_tokens_,
+                            " tokens, over the limit of ", shard::kMaxChunkBytes / 4));
   return r;
 }
 

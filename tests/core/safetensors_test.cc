@@ -49,5 +49,61 @@ TEST(Safetensors, TruncatedAndGarbageFilesAreRejectedWithTheirPath) {
   EXPECT_FALSE(read_safetensors(temp_file("missing.safetensors")).ok());
 }
 
+// A file of `header` as its JSON header (and `data` bytes after it).
+std::string with_header(const std::string& name, const std::string& header, size_t data = 0) {
+  const std::string path = temp_file(name);
+  std::ofstream f(path, std::ios::binary);
+  const uint64_t n = header.size();
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f << header << std::string(data, '\0');
+  return path;
+}
+
+std::string error_of(const std::string& path) {
+  auto r = read_safetensors(path);
+  EXPECT_FALSE(r.ok()) << path;
+  return r.ok() ? "" : std::string(r.status().message());
+}
+
+TEST(Safetensors, HeaderLengthOverTheLimitIsRefusedBeforeReadingIt) {
+  // A sparse file long enough for the claimed header: the length alone is refused.
+  const std::string path = temp_file("huge_header.safetensors");
+  {
+    std::ofstream f(path, std::ios::binary);
+    const uint64_t n = kMaxSafetensorsHeaderBytes + 1;
+    f.write(reinterpret_cast<const char*>(&n), 8);
+  }
+  std::filesystem::resize_file(path, 8 + kMaxSafetensorsHeaderBytes + 16);
+  const std::string e = error_of(path);
+  EXPECT_NE(e.find(path), std::string::npos) << e;
+  EXPECT_NE(e.find("header length 100000001 bytes exceeds the limit of 100000000"),
+            std::string::npos)
+      << e;
+  std::filesystem::remove(path);
+}
+
+TEST(Safetensors, MalformedEntriesAreErrorsNamingTensorAndField) {
+  // Each was an uncaught nlohmann::json exception or an unbounded allocation before.
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"w": 3})", "entry is not a JSON object"},
+      {R"({"w": {"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}})", "field 'shape'"},
+      {R"({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", "field 'shape'"},
+      {R"({"w": {"dtype": "F32", "shape": ["2"], "data_offsets": [0, 8]}})", "field 'shape'"},
+      {R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})",
+       "more elements than the file holds"},
+      {R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": {"a": 1}}})",
+       "field 'data_offsets'"},
+      {R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, -8]}})", "field 'data_offsets'"},
+      {R"({"w": {"dtype": "F32", "shape": [2]}})", "field 'data_offsets'"},
+  };
+  int i = 0;
+  for (const auto& [header, want] : cases) {
+    const std::string e =
+        error_of(with_header("bad" + std::to_string(i++) + ".safetensors", header, 8));
+    EXPECT_NE(e.find("tensor 'w'"), std::string::npos) << header << " -> " << e;
+    EXPECT_NE(e.find(want), std::string::npos) << header << " -> " << e;
+  }
+}
+
 }  // namespace
 }  // namespace tessera
