@@ -101,8 +101,8 @@ absl::StatusOr<NamedTensors> read_safetensors(const std::string& path) {
   NamedTensors out;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
-    auto bad_entry = [&](const std::string& what) {
-      return absl::DataLossError(absl::StrCat(path, ": tensor '", name, "': ", what));
+    auto bad_entry = [&, tensor = std::string(name)](const std::string& what) {
+      return absl::DataLossError(absl::StrCat(path, ": tensor '", tensor, "': ", what));
     };
     // Every field is checked for its JSON type before it is read (nlohmann's get<> throws on a
     // mismatch) and the sizes before anything is allocated.

@@ -20,14 +20,9 @@
 namespace tessera::data {
 namespace {
 
-// Images larger than this are refused before allocating: a corrupt header must not ask for
-// gigabytes. 16384^2 covers any real photo or clip art (the shard reader's limit on a shard's
-// resolution is the same constant).
-constexpr int64_t kMaxPixels = shard::kMaxImagePixels;
-
-absl::Status too_large(std::string_view name, int64_t w, int64_t h) {
+absl::Status too_large(std::string_view name, int64_t w, int64_t h, int64_t max_pixels) {
   return absl::InvalidArgumentError(absl::StrCat(std::string(name), ": image ", w, "x", h,
-                                                 " exceeds the ", kMaxPixels, "-pixel limit"));
+                                                 " exceeds the ", max_pixels, "-pixel limit"));
 }
 
 }  // namespace
@@ -60,7 +55,7 @@ void png_on_warning(png_structp, png_const_charp) {}  // benign chunk issues: ig
 
 // Decodes to 8-bit RGBA in *rgba; false with reader->message set on failure.
 bool decode_png_into(PngReader* reader, RgbImage* dims, std::vector<uint8_t>* rgba,
-                     std::vector<png_bytep>* rows, bool* too_big) {
+                     std::vector<png_bytep>* rows, int64_t max_pixels, bool* too_big) {
   png_structp png =
       png_create_read_struct(PNG_LIBPNG_VER_STRING, reader, png_on_error, png_on_warning);
   if (png == nullptr) {
@@ -78,7 +73,7 @@ bool decode_png_into(PngReader* reader, RgbImage* dims, std::vector<uint8_t>* rg
   const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   dims->width = int(w);
   dims->height = int(h);
-  if (int64_t{w} * h > kMaxPixels) {
+  if (int64_t{w} * h > max_pixels) {
     *too_big = true;
     png_destroy_read_struct(&png, &info, nullptr);
     return false;
@@ -105,14 +100,15 @@ bool decode_png_into(PngReader* reader, RgbImage* dims, std::vector<uint8_t>* rg
 
 }  // namespace
 
-absl::StatusOr<RgbImage> decode_png(std::span<const uint8_t> bytes, std::string_view name) {
+absl::StatusOr<RgbImage> decode_png(std::span<const uint8_t> bytes, std::string_view name,
+                                    int64_t max_pixels) {
   PngReader reader{bytes.data(), bytes.size(), 0, {}};
   RgbImage out;
   std::vector<uint8_t> rgba;
   std::vector<png_bytep> rows;
   bool too_big = false;
-  if (!decode_png_into(&reader, &out, &rgba, &rows, &too_big)) {
-    if (too_big) return too_large(name, out.width, out.height);
+  if (!decode_png_into(&reader, &out, &rgba, &rows, max_pixels, &too_big)) {
+    if (too_big) return too_large(name, out.width, out.height, max_pixels);
     return absl::InvalidArgumentError(
         absl::StrCat(std::string(name), ": corrupt PNG: ", reader.message));
   }
@@ -149,7 +145,7 @@ void jpeg_silent(j_common_ptr) {}  // corrupt-data warnings become errors only i
 // Plain C-style decoding: returns false with err->message set. `out` is only written through
 // its pointer, and is sized before any libjpeg call that could jump.
 bool decode_jpeg_into(const uint8_t* data, size_t size, RgbImage* out, JpegError* err,
-                      bool* too_big) {
+                      int64_t max_pixels, bool* too_big) {
   jpeg_decompress_struct cinfo;
   cinfo.err = jpeg_std_error(&err->mgr);
   err->mgr.error_exit = jpeg_error_exit;
@@ -162,7 +158,7 @@ bool decode_jpeg_into(const uint8_t* data, size_t size, RgbImage* out, JpegError
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
   cinfo.out_color_space = JCS_RGB;  // converts gray and YCbCr; CMYK fails in start_decompress
-  if (int64_t{cinfo.image_width} * cinfo.image_height > kMaxPixels) {
+  if (int64_t{cinfo.image_width} * cinfo.image_height > max_pixels) {
     out->width = int(cinfo.image_width);
     out->height = int(cinfo.image_height);
     *too_big = true;
@@ -184,25 +180,27 @@ bool decode_jpeg_into(const uint8_t* data, size_t size, RgbImage* out, JpegError
 
 }  // namespace
 
-absl::StatusOr<RgbImage> decode_jpeg(std::span<const uint8_t> bytes, std::string_view name) {
+absl::StatusOr<RgbImage> decode_jpeg(std::span<const uint8_t> bytes, std::string_view name,
+                                     int64_t max_pixels) {
   RgbImage out;
   JpegError err{};
   bool too_big = false;
-  if (!decode_jpeg_into(bytes.data(), bytes.size(), &out, &err, &too_big)) {
-    if (too_big) return too_large(name, out.width, out.height);
+  if (!decode_jpeg_into(bytes.data(), bytes.size(), &out, &err, max_pixels, &too_big)) {
+    if (too_big) return too_large(name, out.width, out.height, max_pixels);
     return absl::InvalidArgumentError(
         absl::StrCat(std::string(name), ": corrupt JPEG: ", err.message));
   }
   return out;
 }
 
-absl::StatusOr<RgbImage> decode_image(std::span<const uint8_t> bytes, std::string_view name) {
+absl::StatusOr<RgbImage> decode_image(std::span<const uint8_t> bytes, std::string_view name,
+                                      int64_t max_pixels) {
   static constexpr uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() >= 8 && std::equal(kPng, kPng + 8, bytes.begin())) {
-    return decode_png(bytes, name);
+    return decode_png(bytes, name, max_pixels);
   }
   if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
-    return decode_jpeg(bytes, name);
+    return decode_jpeg(bytes, name, max_pixels);
   }
   return absl::InvalidArgumentError(absl::StrCat(std::string(name), ": neither PNG nor JPEG (",
                                                  bytes.size(), " bytes, unknown magic)"));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "data_pipeline/shard_format.h"
 
 namespace tessera::data {
 
@@ -30,14 +31,20 @@ struct RgbImage {
 // expanded to RGB; 16-bit samples keep their high byte. gAMA/sRGB/iCCP chunks are ignored
 // (samples are taken as stored, as PIL-based ML loaders do). Interlaced files are supported.
 // `name` (path or key) is put into every error message.
-absl::StatusOr<RgbImage> decode_png(std::span<const uint8_t> bytes, std::string_view name);
+// An image of more than max_pixels (width x height, from its header) is refused before anything
+// is allocated for it: a corrupt header must not ask for gigabytes. The default, 16384^2, covers
+// any real photo or clip art (shard::kMaxImagePixels, also the shard reader's limit).
+absl::StatusOr<RgbImage> decode_png(std::span<const uint8_t> bytes, std::string_view name,
+                                    int64_t max_pixels = shard::kMaxImagePixels);
 
 // Decodes a baseline or progressive JPEG (gray or YCbCr; CMYK is rejected) to RGB.
-absl::StatusOr<RgbImage> decode_jpeg(std::span<const uint8_t> bytes, std::string_view name);
+absl::StatusOr<RgbImage> decode_jpeg(std::span<const uint8_t> bytes, std::string_view name,
+                                     int64_t max_pixels = shard::kMaxImagePixels);
 
 // Picks the decoder from the magic bytes (not the file name), so a mislabelled file still
 // decodes and an unknown format is an error naming `name`.
-absl::StatusOr<RgbImage> decode_image(std::span<const uint8_t> bytes, std::string_view name);
+absl::StatusOr<RgbImage> decode_image(std::span<const uint8_t> bytes, std::string_view name,
+                                      int64_t max_pixels = shard::kMaxImagePixels);
 
 // Reads the whole file and decodes it; errors name the path.
 absl::StatusOr<RgbImage> read_image_file(const std::string& path);
