@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -27,15 +28,26 @@ namespace tessera::data {
 // Samples [first, first + count) of a shard, row-major.
 struct ShardSamples {
   int64_t first = 0, count = 0;
-  ByteBuffer images;                   // (count, H, W, 3)
-  std::vector<std::string> captions;   // count UTF-8 strings
-  std::vector<int32_t> tokens;         // (count, L), zero-padded; empty without tokens
-  std::vector<int32_t> token_lengths;  // (count,); empty without tokens
-  std::vector<int32_t> labels;         // (count,); empty without labels
+  // Version 1: (count, H, W, 3) pixels. Version 2: the encoded files, concatenated; sample k is
+  // images[image_offsets[k], image_offsets[k + 1]), an image_sizes[2k] x image_sizes[2k + 1]
+  // (H x W) JPEG or PNG.
+  ByteBuffer images;
+  std::vector<int64_t> image_offsets;   // version 2: (count + 1,), image_offsets[0] = 0
+  std::vector<int32_t> image_sizes;     // version 2: (count, 2) stored (H, W)
+  std::vector<int32_t> original_sizes;  // version 2, read() only: (count, 2) input (H, W)
+  std::vector<std::string> captions;    // count UTF-8 strings
+  std::vector<int32_t> tokens;          // (count, L), zero-padded; empty without tokens
+  std::vector<int32_t> token_lengths;   // (count,); empty without tokens
+  std::vector<int32_t> labels;          // (count,); empty without labels
   // Set only by read_chunk(..., map = true) on an uncompressed chunk: the images are the shard
   // file's own bytes, mapped read-only (checksummed, never copied); `images` is then empty.
   std::shared_ptr<const uint8_t> mapped_images;
   const uint8_t* image_data() const { return mapped_images ? mapped_images.get() : images.data(); }
+  // Version 2: the encoded file of sample first + k.
+  std::span<const uint8_t> encoded(int64_t k) const {
+    return {images.data() + image_offsets[size_t(k)],
+            size_t(image_offsets[size_t(k) + 1] - image_offsets[size_t(k)])};
+  }
 };
 
 class ShardReader {
@@ -68,12 +80,16 @@ class ShardReader {
 
   const std::string& path() const { return path_; }
   int64_t num_samples() const { return num_samples_; }
+  // Version 1: H == W of every image. Version 2: the pack's longest-side limit (0: none).
   int64_t resolution() const { return resolution_; }
+  // Version 2: images are encoded files of per-sample sizes (FORMAT.md).
+  bool encoded() const { return format_version_ == shard::kEncodedVersion; }
   int64_t token_length() const { return token_length_; }  // 0 = no tokens
   bool has_labels() const { return labels_.valid(); }
   const std::string& tokenizer() const { return tokenizer_; }
   int64_t format_version() const { return format_version_; }
-  // Samples per chunk of 'images' (the loader reads whole chunks: FORMAT.md measurements).
+  // Samples per chunk of 'images' (the loader reads whole chunks: FORMAT.md measurements); in
+  // version 2 the chunk rows of 'image_sizes' (its image bytes are read through a window).
   int64_t image_chunk_rows() const { return image_chunk_rows_; }
 
  private:
@@ -83,6 +99,8 @@ class ShardReader {
   absl::Status open_dataset(const char* name, bool required, size_t elem_size, bool is_signed,
                             const std::vector<int64_t>& shape, hdf5::H5Handle* out);
   absl::Status load_caption_offsets();
+  // Version 2: image_offsets and image_sizes, read whole and checked at open.
+  absl::Status load_image_index();
   absl::StatusOr<ShardSamples> read_samples(int64_t first, int64_t count, bool with_images);
   absl::Status read_images_raw(int64_t first, int64_t count, ByteBuffer* out);
   // true: mapped into out->mapped_images; false: not mappable here (filter skipped, user block),
@@ -132,6 +150,12 @@ class ShardReader {
   bool map_failed_ = false;
   int64_t file_bytes_ = 0;
   hdf5::H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
+  // Version 2 (images_ is then 'image_bytes').
+  hdf5::H5Handle image_offsets_ds_, image_sizes_ds_, original_sizes_ds_;
+  std::vector<int64_t> image_offsets_;  // (N + 1,): 8 bytes per sample, as caption offsets
+  std::vector<int32_t> image_sizes_;    // (N, 2)
+  int64_t image_bytes_ = 0;
+  Window images_window_;
   int64_t format_version_ = 0, num_samples_ = 0, resolution_ = 0, token_length_ = 0;
   int64_t caption_bytes_ = 0;
   int64_t image_chunk_rows_ = 1;
