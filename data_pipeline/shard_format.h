@@ -41,9 +41,10 @@ inline constexpr int64_t kMaxImageChunk = 64;            // samples
 inline constexpr int64_t kDefaultCaptionChunk = 65536;   // bytes
 inline constexpr int64_t kDefaultPerSampleChunk = 4096;  // offsets, lengths, labels
 
-// Version 2: 'image_bytes' chunks of 1 MiB (64 JPEGs of ~16 KiB, a 256 px photo), and groups
-// of 64 samples (the chunk rows of 'image_sizes' and 'tokens'), the unit the loader reads.
-inline constexpr int64_t kImageByteChunk = int64_t{1} << 20;  // bytes
+// Version 2: 'image_bytes' chunks of 256 KiB (HDF5 stores a shard's last, partial chunk whole,
+// so this is also the most a shard wastes: small against 1,024 JPEGs of 10-30 KB), and groups of
+// 64 samples (the chunk rows of 'image_sizes' and 'tokens'), the unit the loader reads.
+inline constexpr int64_t kImageByteChunk = int64_t{1} << 18;  // bytes
 inline constexpr int64_t kEncodedChunkRows = 64;              // samples
 
 inline int64_t default_image_chunk(int64_t resolution) {

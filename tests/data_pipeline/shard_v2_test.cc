@@ -33,7 +33,7 @@ struct EncodedSample {
 
 constexpr int kLen = 6;
 
-// Sizes from 1 byte to ~40 KB, so samples straddle the 1 MiB 'image_bytes' chunks.
+// Sizes from 1 byte to ~40 KB, so samples straddle the 256 KiB 'image_bytes' chunks.
 std::vector<EncodedSample> make_samples(int n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<EncodedSample> out(n);
