@@ -278,11 +278,12 @@ struct Loader::State {
       if (encoded) {
         const int h = rows.image_sizes[2 * k], w = rows.image_sizes[2 * k + 1];
         const CropBox box = options.decode.crop(job.first + i, ref, h, w);
-        if (absl::Status st = decode_crop(
-                rows.encoded(k), h, w, box, int(b->resolution), b->images.data() + i * px,
-                &decode_scratch(), absl::StrCat("shard ", sr.path(), ", sample ", ref.index));
+        // Named only on failure (its messages start with the name, empty here).
+        if (absl::Status st = decode_crop(rows.encoded(k), h, w, box, int(b->resolution),
+                                          b->images.data() + i * px, &decode_scratch(), "");
             !st.ok())
-          return st;
+          return absl::Status(
+              st.code(), absl::StrCat("shard ", sr.path(), ", sample ", ref.index, st.message()));
       } else {
         std::memcpy(b->images.data() + i * px, rows.image_data() + k * px, px);
       }

@@ -205,7 +205,9 @@ TEST(LoaderV2, Version1PixelsAndTheSamePixelsEncodedGiveTheSameInputs) {
     const auto& pb = (*b)->images;
     ASSERT_EQ(pa.size(), pb.size());
     for (size_t i = 0; i < pb.size(); ++i) {
-      if (!random) ASSERT_EQ(pb[i], (*a)->images[i]) << i;  // the centre crop is the image
+      if (!random) {
+        ASSERT_EQ(pb[i], (*a)->images[i]) << i;  // the centre crop is the image
+      }
       ASSERT_NEAR(float(pb[i]), pa[i], 0.5f + 1e-3f) << "random " << random << " value " << i;
     }
   }
