@@ -174,7 +174,15 @@ bool decode_jpeg_into(const uint8_t* data, size_t size, RgbImage* out, JpegError
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_finish_decompress(&cinfo);
+  // libjpeg fills a truncated or corrupt stream with gray and only warns: refuse it, so the
+  // packer skips (and lists) the file rather than storing a damaged image.
+  const long warnings = err->mgr.num_warnings;
   jpeg_destroy_decompress(&cinfo);
+  if (warnings > 0) {
+    std::snprintf(err->message, sizeof(err->message), "%ld warning(s): corrupt or truncated data",
+                  warnings);
+    return false;
+  }
   return true;
 }
 
@@ -206,13 +214,19 @@ absl::StatusOr<RgbImage> decode_image(std::span<const uint8_t> bytes, std::strin
                                                  bytes.size(), " bytes, unknown magic)"));
 }
 
-absl::StatusOr<RgbImage> read_image_file(const std::string& path) {
+absl::StatusOr<std::vector<uint8_t>> read_file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open image file"));
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
                              std::istreambuf_iterator<char>());
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return decode_image(bytes, path);
+  return bytes;
+}
+
+absl::StatusOr<RgbImage> read_image_file(const std::string& path) {
+  auto bytes = read_file_bytes(path);
+  if (!bytes.ok()) return bytes.status();
+  return decode_image(*bytes, path);
 }
 
 namespace {
@@ -254,6 +268,53 @@ std::vector<AxisTap> axis_taps(int in_len, int out_len, int first, int count) {
 
 }  // namespace
 
+namespace {
+
+// Resamples `image` with per-axis taps (rows: out_h of them, cols: out_w) into an out_h x out_w
+// image: a horizontal pass over only the source rows the vertical taps read, then the vertical.
+RgbImage resample(const RgbImage& image, const std::vector<AxisTap>& rows,
+                  const std::vector<AxisTap>& cols) {
+  const int out_h = int(rows.size()), out_w = int(cols.size());
+  const int row_lo = rows.front().start;
+  const int row_hi = rows.back().start + int(rows.back().weights.size());
+  std::vector<float> tmp(size_t(row_hi - row_lo) * out_w * 3, 0.0f);
+  for (int y = row_lo; y < row_hi; ++y) {
+    float* dst = tmp.data() + size_t(y - row_lo) * out_w * 3;
+    for (int x = 0; x < out_w; ++x) {
+      const AxisTap& t = cols[x];
+      for (size_t j = 0; j < t.weights.size(); ++j) {
+        const uint8_t* p = image.at(y, t.start + int(j));
+        for (int c = 0; c < 3; ++c) dst[x * 3 + c] += t.weights[j] * p[c];
+      }
+    }
+  }
+  RgbImage out;
+  out.height = out_h;
+  out.width = out_w;
+  out.pixels.resize(size_t(out_h) * out_w * 3);
+  for (int y = 0; y < out_h; ++y) {
+    const AxisTap& t = rows[y];
+    for (int x = 0; x < out_w * 3; ++x) {
+      float v = 0.0f;
+      for (size_t j = 0; j < t.weights.size(); ++j) {
+        v += t.weights[j] * tmp[size_t(t.start + int(j) - row_lo) * out_w * 3 + x];
+      }
+      out.pixels[size_t(y) * out_w * 3 + x] = uint8_t(std::lround(std::clamp(v, 0.0f, 255.0f)));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+RgbImage resize_image(const RgbImage& image, int height, int width) {
+  TESSERA_CHECK(height > 0 && width > 0, "resize_image: bad size ", height, "x", width);
+  TESSERA_CHECK(image.height > 0 && image.width > 0, "resize_image: empty image ", image.width, "x",
+                image.height);
+  return resample(image, axis_taps(image.height, height, 0, height),
+                  axis_taps(image.width, width, 0, width));
+}
+
 RgbImage resize_and_center_crop(const RgbImage& image, int size) {
   TESSERA_CHECK(size > 0, "resize_and_center_crop: size must be positive, got ", size);
   TESSERA_CHECK(image.height > 0 && image.width > 0, "resize_and_center_crop: empty image ",
@@ -266,37 +327,8 @@ RgbImage resize_and_center_crop(const RgbImage& image, int size) {
   } else if (w < h) {
     out_h = std::max(size, int(std::lround(double(h) * size / w)));
   }
-  const auto rows = axis_taps(h, out_h, (out_h - size) / 2, size);
-  const auto cols = axis_taps(w, out_w, (out_w - size) / 2, size);
-
-  // Horizontal pass over only the source rows the vertical taps read.
-  const int row_lo = rows.front().start;
-  const int row_hi = rows.back().start + int(rows.back().weights.size());
-  std::vector<float> tmp(size_t(row_hi - row_lo) * size * 3, 0.0f);
-  for (int y = row_lo; y < row_hi; ++y) {
-    float* dst = tmp.data() + size_t(y - row_lo) * size * 3;
-    for (int x = 0; x < size; ++x) {
-      const AxisTap& t = cols[x];
-      for (size_t j = 0; j < t.weights.size(); ++j) {
-        const uint8_t* p = image.at(y, t.start + int(j));
-        for (int c = 0; c < 3; ++c) dst[x * 3 + c] += t.weights[j] * p[c];
-      }
-    }
-  }
-  RgbImage out;
-  out.height = out.width = size;
-  out.pixels.resize(size_t(size) * size * 3);
-  for (int y = 0; y < size; ++y) {
-    const AxisTap& t = rows[y];
-    for (int x = 0; x < size * 3; ++x) {
-      float v = 0.0f;
-      for (size_t j = 0; j < t.weights.size(); ++j) {
-        v += t.weights[j] * tmp[size_t(t.start + int(j) - row_lo) * size * 3 + x];
-      }
-      out.pixels[size_t(y) * size * 3 + x] = uint8_t(std::lround(std::clamp(v, 0.0f, 255.0f)));
-    }
-  }
-  return out;
+  return resample(image, axis_taps(h, out_h, (out_h - size) / 2, size),
+                  axis_taps(w, out_w, (out_w - size) / 2, size));
 }
 
 }  // namespace tessera::data

@@ -46,6 +46,9 @@ absl::StatusOr<RgbImage> decode_jpeg(std::span<const uint8_t> bytes, std::string
 absl::StatusOr<RgbImage> decode_image(std::span<const uint8_t> bytes, std::string_view name,
                                       int64_t max_pixels = shard::kMaxImagePixels);
 
+// Reads the whole file (the packer stores it as is in format version 2); errors name the path.
+absl::StatusOr<std::vector<uint8_t>> read_file_bytes(const std::string& path);
+
 // Reads the whole file and decodes it; errors name the path.
 absl::StatusOr<RgbImage> read_image_file(const std::string& path);
 
@@ -59,5 +62,12 @@ absl::StatusOr<RgbImage> read_image_file(const std::string& path);
 // Rounding is to nearest. An axis that is already the target length is copied exactly, so an
 // S x S input comes back unchanged.
 RgbImage resize_and_center_crop(const RgbImage& image, int size);
+
+// Resizes to height x width with the same per-axis resampling (area when shrinking, bilinear
+// when enlarging): the packer's limit on the longest side (`tessera pack --max-side`).
+RgbImage resize_image(const RgbImage& image, int height, int width);
+
+// Encodes 8-bit RGB as a baseline JPEG (libjpeg-turbo, 4:2:0, `quality` in [1, 100]).
+absl::StatusOr<std::vector<uint8_t>> encode_jpeg(const RgbImage& image, int quality);
 
 }  // namespace tessera::data

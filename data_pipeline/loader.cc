@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "data_pipeline/decode_crop.h"
 #include "data_pipeline/read_ahead.h"
 #include "data_pipeline/shard_reader.h"
 
@@ -188,8 +189,9 @@ struct Loader::State {
     entry->last_use = clock++;
     if (read.ok()) {
       entry->rows = std::move(*read);
-      const int64_t image_bytes =
-          entry->rows.count * r.resolution() * r.resolution() * 3;  // in memory or mapped
+      const int64_t image_bytes =  // in memory or mapped; encoded: the files
+          r.encoded() ? int64_t(entry->rows.images.size())
+                      : entry->rows.count * r.resolution() * r.resolution() * 3;
       entry->bytes = image_bytes + int64_t(entry->rows.tokens.size() * 4);
       cache_bytes += entry->bytes;
       ++stats.chunks_read;
@@ -210,26 +212,34 @@ struct Loader::State {
     b->count = job.count;
     b->refs = job.refs;
     b->captions.resize(size_t(job.count));  // a recycled batch's strings keep their capacity
+    bool encoded = false;
     // Every sample checked first, in batch order (so the first bad sample is the one named).
     for (int64_t i = 0; i < job.count; ++i) {
       const SampleRef ref = job.refs[i];
       auto r = reader(readers, ref.shard);
       if (!r.ok()) return r.status();
       ShardReader& sr = **r;
+      if (sr.encoded() && (options.decode.out_size <= 0 || !options.decode.crop))
+        return absl::FailedPreconditionError(
+            absl::StrCat("shard ", sr.path(),
+                         ": holds encoded images (format_version 2) but the "
+                         "loader was given no output size to decode them to"));
       if (i == 0) {
-        b->resolution = sr.resolution();
+        encoded = sr.encoded();
+        b->resolution = encoded ? options.decode.out_size : sr.resolution();
         b->token_length = sr.token_length();
         // A recycled batch keeps its buffers: resizing to the same shape touches nothing.
         b->images.resize(size_t(job.count * b->resolution * b->resolution * 3));
         b->tokens.resize(b->token_length > 0 ? size_t(job.count * b->token_length) : 0);
         b->token_lengths.resize(b->token_length > 0 ? size_t(job.count) : 0);
         b->labels.resize(sr.has_labels() ? size_t(job.count) : 0);
-      } else if (sr.resolution() != b->resolution || sr.token_length() != b->token_length ||
-                 sr.has_labels() != !b->labels.empty()) {
+      } else if (sr.encoded() != encoded || (!encoded && sr.resolution() != b->resolution) ||
+                 sr.token_length() != b->token_length || sr.has_labels() != !b->labels.empty()) {
         return absl::FailedPreconditionError(
-            absl::StrCat("shard ", sr.path(), ": resolution ", sr.resolution(), ", token length ",
-                         sr.token_length(), ", labels ", sr.has_labels() ? "yes" : "no",
-                         " differ from shard ", paths[job.refs[0].shard], " in the same batch"));
+            absl::StrCat("shard ", sr.path(), ": format_version ", sr.format_version(),
+                         ", resolution ", sr.resolution(), ", token length ", sr.token_length(),
+                         ", labels ", sr.has_labels() ? "yes" : "no", " differ from shard ",
+                         paths[job.refs[0].shard], " in the same batch"));
       }
       if (ref.index < 0 || ref.index >= sr.num_samples())
         return absl::OutOfRangeError(absl::StrCat("shard ", sr.path(), ": sample ", ref.index,
@@ -265,7 +275,18 @@ struct Loader::State {
       }
       const ShardSamples& rows = held->rows;
       const int64_t k = ref.index - rows.first;
-      std::memcpy(b->images.data() + i * px, rows.image_data() + k * px, px);
+      if (encoded) {
+        const int h = rows.image_sizes[2 * k], w = rows.image_sizes[2 * k + 1];
+        const CropBox box = options.decode.crop(job.first + i, ref, h, w);
+        // Named only on failure (its messages start with the name, empty here).
+        if (absl::Status st = decode_crop(rows.encoded(k), h, w, box, int(b->resolution),
+                                          b->images.data() + i * px, &decode_scratch(), "");
+            !st.ok())
+          return absl::Status(
+              st.code(), absl::StrCat("shard ", sr.path(), ", sample ", ref.index, st.message()));
+      } else {
+        std::memcpy(b->images.data() + i * px, rows.image_data() + k * px, px);
+      }
       b->captions[i].assign(rows.captions[k]);
       if (b->token_length > 0) {
         const int64_t L = b->token_length;
@@ -278,6 +299,12 @@ struct Loader::State {
     if (transform) transform(*b);
     job.batch = std::move(b);
     return absl::OkStatus();
+  }
+
+  // The worker thread's decoding buffers (reused: no allocation per image).
+  static DecodeScratch& decode_scratch() {
+    thread_local DecodeScratch d;
+    return d;
   }
 
   // The worker thread's sort buffer for assemble (reused: no allocation per batch).

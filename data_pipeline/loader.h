@@ -31,23 +31,35 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "data_pipeline/augment.h"
 #include "data_pipeline/buffer.h"
 #include "data_pipeline/global_sampler.h"
 
 namespace tessera::data {
+
+// Encoded (format version 2) shards: every sample is decoded on the workers and cropped to
+// out_size x out_size (data_pipeline/decode_crop.h). `crop` gives the box of sample `ref` at
+// stream position `position` in its height x width image; it runs on the workers, so it must be
+// thread-safe, and a pure function of its arguments so that data never depends on the thread
+// count.
+struct DecodeOptions {
+  int out_size = 0;
+  std::function<CropBox(int64_t position, SampleRef ref, int height, int width)> crop;
+};
 
 struct LoaderOptions {
   int threads = 2;           // worker threads (each reads chunks and assembles batches)
   int prefetch_batches = 4;  // batches queued ahead of each request (0: no read-ahead)
   int64_t stride = 0;        // positions between a request and the consumer's next (0: none)
   int64_t cache_bytes = int64_t(256) << 20;  // decoded chunks kept, least recently used evicted
+  DecodeOptions decode;                      // required by encoded shards, unused by pixel shards
 };
 
 // Samples at consecutive positions, in position order.
 struct SampleBatch {
   int64_t first = 0, count = 0;
   int64_t resolution = 0, token_length = 0;
-  ByteBuffer images;                   // (count, R, R, 3)
+  ByteBuffer images;                   // (count, R, R, 3); encoded shards: R = decode.out_size
   std::vector<std::string> captions;   // count
   std::vector<int32_t> tokens;         // (count, L); empty when the shards have none
   std::vector<int32_t> token_lengths;  // (count,); empty when the shards have none

@@ -53,12 +53,13 @@ absl::StatusOr<Manifest> load_manifest(const std::string& path, bool verify_hash
   auto bad = [&](const std::string& what) {
     return absl::FailedPreconditionError(absl::StrCat("manifest ", path, ": ", what));
   };
-  if (m.format_version() != shard::kFormatVersion)
+  const bool encoded = m.format_version() == shard::kEncodedVersion && m.kind() != "text";
+  if (m.format_version() != shard::kFormatVersion && !encoded)
     return bad(absl::StrCat("format_version ", m.format_version(), ", this build reads ",
-                            shard::kFormatVersion));
+                            shard::kFormatVersion, " and (image shards) ", shard::kEncodedVersion));
   if (m.kind() != "" && m.kind() != "images" && m.kind() != "text")
     return bad(absl::StrCat("kind '", m.kind(), "', expected images or text"));
-  if (m.kind() != "text" && m.resolution() < 1)
+  if (m.kind() != "text" && m.resolution() < (encoded ? 0 : 1))
     return bad(absl::StrCat("resolution ", m.resolution()));
   if (m.shards().empty()) return bad("no shards");
   const fs::path dir = fs::path(path).parent_path();

@@ -100,7 +100,7 @@ absl::StatusOr<SplitReport> write_split_manifest(const std::string& split, const
   for (const ShardInfo& s : all.shards) report.shards.push_back(s.path());
   if (all.num_samples == 0) return report;
   Manifest m;
-  m.set_format_version(int32_t(shard::kFormatVersion));
+  m.set_format_version(int32_t(shard_options.format_version));
   m.set_resolution(int32_t(shard_options.resolution));
   m.set_tokenizer(shard_options.tokenizer);
   m.set_token_length(int32_t(shard_options.token_length));
@@ -120,7 +120,13 @@ absl::Status check_options(const PackOptions& o) {
   if (o.index_path.empty() == o.tar_paths.empty())
     return bad("give either an index or webdataset tar files");
   if (o.out_dir.empty()) return bad("no output directory given");
-  if (o.resolution < 1) return bad(absl::StrCat("resolution ", o.resolution, " is not positive"));
+  if (o.format_version != shard::kFormatVersion && o.format_version != shard::kEncodedVersion)
+    return bad(absl::StrCat("format version ", o.format_version, " is not 1 or 2"));
+  if (o.format_version == shard::kFormatVersion && o.resolution < 1)
+    return bad(absl::StrCat("resolution ", o.resolution, " is not positive"));
+  if (o.max_side < 0 || o.quality < 1 || o.quality > 100)
+    return bad(absl::StrCat("max side ", o.max_side, " or quality ", o.quality,
+                            " out of range (max side >= 0, quality in [1, 100])"));
   if (!o.tokenizer_model.empty() && o.context < 2)
     return bad(absl::StrCat("context ", o.context, " leaves no room for text and end-of-text"));
   // The limits a reader enforces (shard_format.h): pack nothing a reader would refuse.
@@ -188,7 +194,9 @@ absl::StatusOr<RankResult> pack_rank(const PackOptions& options, PackReport& rep
   if (!has_labels.ok()) return has_labels.status();
 
   std::optional<Tokenizer> tokenizer;
-  shard_options.resolution = options.resolution;
+  shard_options.format_version = options.format_version;
+  const bool encoded = options.format_version == shard::kEncodedVersion;
+  shard_options.resolution = encoded ? options.max_side : options.resolution;
   shard_options.labels = *has_labels;
   if (!options.tokenizer_model.empty()) {
     auto t = Tokenizer::load(options.tokenizer_model);
@@ -239,6 +247,19 @@ absl::StatusOr<RankResult> pack_rank(const PackOptions& options, PackReport& rep
     };
     const fs::path file = fs::path(r.path).is_absolute() ? fs::path(r.path) : index_dir / r.path;
     absl::StatusOr<RgbImage> image = absl::UnknownError("");
+    std::vector<uint8_t> file_bytes;  // version 2, index inputs: the file as it is
+    auto decode = [&]() -> absl::StatusOr<RgbImage> {
+      if (!encoded)
+        return r.image_bytes.empty() ? read_image_file(file.string())
+                                     : decode_image(r.image_bytes, r.path);
+      if (r.image_bytes.empty()) {
+        auto bytes = read_file_bytes(file.string());
+        if (!bytes.ok()) return bytes.status();
+        file_bytes = std::move(*bytes);
+      }
+      return decode_image(r.image_bytes.empty() ? file_bytes : r.image_bytes,
+                          r.image_bytes.empty() ? file.string() : r.path);
+    };
     if (!r.problem.empty()) {
       skip(r.problem);
     } else if (r.caption.empty()) {
@@ -248,12 +269,28 @@ absl::StatusOr<RankResult> pack_rank(const PackOptions& options, PackReport& rep
                         shard::kMaxCaptionBytes));
     } else if (*has_labels && !r.label) {
       skip("no label");
-    } else if (image = r.image_bytes.empty() ? read_image_file(file.string())
-                                             : decode_image(r.image_bytes, r.path);
-               !image.ok()) {
+    } else if (image = decode(); !image.ok()) {
       skip(std::string(image.status().message()));
     } else {
-      RgbImage sample = resize_and_center_crop(*image, options.resolution);
+      RgbImage sample;
+      std::vector<uint8_t> reencoded;
+      std::span<const uint8_t> stored;
+      int32_t stored_h = image->height, stored_w = image->width;
+      if (!encoded) {
+        sample = resize_and_center_crop(*image, options.resolution);
+      } else if (options.max_side > 0 && std::max(image->height, image->width) > options.max_side) {
+        // Longer side -> max_side, the shorter scaled alike (at least one pixel).
+        const double f = double(options.max_side) / std::max(image->height, image->width);
+        stored_h = std::max(1, int(std::lround(image->height * f)));
+        stored_w = std::max(1, int(std::lround(image->width * f)));
+        auto jpeg = encode_jpeg(resize_image(*image, stored_h, stored_w), options.quality);
+        if (!jpeg.ok()) return jpeg.status();
+        reencoded = std::move(*jpeg);
+        stored = reencoded;
+      } else {
+        stored = r.image_bytes.empty() ? std::span<const uint8_t>(file_bytes)
+                                       : std::span<const uint8_t>(r.image_bytes);
+      }
       std::vector<int32_t> tokens;
       if (tokenizer) {
         tokens = tokenizer->encode_padded(r.caption, options.context);
@@ -265,7 +302,9 @@ absl::StatusOr<RankResult> pack_rank(const PackOptions& options, PackReport& rep
           }
         }
       }
-      SampleToWrite ref{sample.pixels, r.caption, tokens, int32_t(r.label.value_or(0))};
+      SampleToWrite ref{sample.pixels, r.caption, tokens,   int32_t(r.label.value_or(0)),
+                        stored,        stored_h,  stored_w, image->height,
+                        image->width};
       SplitWriter& w =
           std::string_view(split_of(r.path, options.val_fraction)) == "val" ? val : train;
       if (auto s = w.append(ref); !s.ok()) return s;

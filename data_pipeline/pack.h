@@ -29,8 +29,16 @@ inline constexpr const char* kTokenizerModelFile = "tokenizer.model";
 struct PackOptions {
   std::string index_path;              // JSONL; or:
   std::vector<std::string> tar_paths;  // webdataset-style tars (data_pipeline/tar_input.h)
-  std::string out_dir;          // created if missing; gets SPLIT-00000.h5 ... and SPLIT.pbtxt
-  int resolution = 64;          // samples are resolution x resolution RGB
+  std::string out_dir;  // created if missing; gets SPLIT-00000.h5 ... and SPLIT.pbtxt
+  int resolution = 64;  // version 1: samples are resolution x resolution RGB
+  // 1: decoded pixels at `resolution` (FORMAT.md version 1); 2: the encoded files (version 2):
+  // an input whose longer side is at most max_side (or any input, with max_side 0) is stored as
+  // it came, byte for byte; a larger one is shrunk to max_side (area averaging) and re-encoded as
+  // a JPEG of `quality`. Every input is decoded once either way, so a file the loader could not
+  // decode is skipped here, not met in training.
+  int format_version = 1;
+  int max_side = 0;
+  int quality = 90;
   std::string tokenizer_model;  // SentencePiece .model; "" = the shards have no tokens
   int context = 32;             // tokens per sample (with end-of-text and padding)
   int64_t samples_per_shard = 1024;

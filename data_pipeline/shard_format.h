@@ -1,12 +1,14 @@
 #pragma once
-// Names and constants of the shard format (data_pipeline/FORMAT.md, format_version 1). The
-// writer, the reader, tests/reference/shard_h5py.py and FORMAT.md must agree on these.
+// Names and constants of the shard format (data_pipeline/FORMAT.md, format_version 1: decoded
+// pixels; 2: encoded images). The writer, the reader, tests/reference/shard_h5py.py and FORMAT.md
+// must agree on these.
 
 #include <cstdint>
 
 namespace tessera::data::shard {
 
-inline constexpr int64_t kFormatVersion = 1;
+inline constexpr int64_t kFormatVersion = 1;   // decoded pixels, one fixed resolution
+inline constexpr int64_t kEncodedVersion = 2;  // encoded JPEG/PNG bytes, any size per sample
 
 // Datasets.
 inline constexpr const char* kImages = "images";                   // (N, H, W, 3) uint8
@@ -15,12 +17,19 @@ inline constexpr const char* kCaptionOffsets = "caption_offsets";  // (N + 1,) i
 inline constexpr const char* kTokens = "tokens";                   // (N, L) int32, optional
 inline constexpr const char* kTokenLengths = "token_lengths";      // (N,) int32, with tokens
 inline constexpr const char* kLabels = "labels";                   // (N,) int32, optional
+// Version 2 instead of kImages: the encoded files, bytes + offsets as captions.
+inline constexpr const char* kImageBytes = "image_bytes";        // (total bytes,) uint8
+inline constexpr const char* kImageOffsets = "image_offsets";    // (N + 1,) int64
+inline constexpr const char* kImageSizes = "image_sizes";        // (N, 2) int32: stored (H, W)
+inline constexpr const char* kOriginalSizes = "original_sizes";  // (N, 2) int32: input (H, W)
 
 // File attributes.
 inline constexpr const char* kAttrFormatVersion = "format_version";  // int64
-inline constexpr const char* kAttrResolution = "resolution";         // int64, H == W
-inline constexpr const char* kAttrTokenizer = "tokenizer";           // string ("" = none)
-inline constexpr const char* kAttrNumSamples = "num_samples";        // int64, N
+// Version 1: H == W of every image. Version 2: the longest side images were limited to at pack
+// time (0: inputs stored as they came).
+inline constexpr const char* kAttrResolution = "resolution";   // int64
+inline constexpr const char* kAttrTokenizer = "tokenizer";     // string ("" = none)
+inline constexpr const char* kAttrNumSamples = "num_samples";  // int64, N
 
 // Default chunk extents (samples or elements along the first axis); see FORMAT.md for the
 // measurements behind them.
@@ -41,6 +50,11 @@ inline constexpr int64_t kMaxSamples = int64_t{1} << 24;            // per shard
 inline constexpr int64_t kMaxCaptionBytes = int64_t{1} << 20;       // one caption
 inline constexpr int64_t kMaxTokenLength = int64_t{1} << 16;        // L of 'tokens'
 inline constexpr int64_t kMaxChunkBytes = int64_t{1} << 30;         // one chunk of any dataset
+// Version 2: 'image_bytes' chunks of 256 KiB (HDF5 stores a shard's last, partial chunk whole,
+// so this is also the most a shard wastes: small against 1,024 JPEGs of 10-30 KB), and groups of
+// 64 samples (the chunk rows of 'image_sizes' and 'tokens'), the unit the loader reads.
+inline constexpr int64_t kImageByteChunk = int64_t{1} << 18;  // bytes
+inline constexpr int64_t kEncodedChunkRows = 64;              // samples
 
 inline int64_t default_image_chunk(int64_t resolution) {
   const int64_t fit = kImageChunkBytes / (resolution * resolution * 3);

@@ -51,7 +51,16 @@ absl::Status ShardReader::load() {
         with_hdf5(absl::StrCat("shard ", path_, ": cannot open (truncated or corrupt file?)")));
   if (absl::Status s = read_attributes(); !s.ok()) return s;
   const int64_t n = num_samples_, r = resolution_;
-  absl::Status s = open_dataset(shard::kImages, true, 1, false, {n, r, r, 3}, &images_);
+  absl::Status s;
+  if (encoded()) {
+    // 'image_sizes' first: its chunk rows are the unit read_chunk reads (tokens match them).
+    s = open_dataset(shard::kImageSizes, true, 4, true, {n, 2}, &image_sizes_ds_);
+    if (s.ok()) s = open_dataset(shard::kImageBytes, true, 1, false, {-1}, &images_);
+    if (s.ok()) s = open_dataset(shard::kImageOffsets, true, 8, true, {n + 1}, &image_offsets_ds_);
+    if (s.ok()) s = open_dataset(shard::kOriginalSizes, true, 4, true, {n, 2}, &original_sizes_ds_);
+  } else {
+    s = open_dataset(shard::kImages, true, 1, false, {n, r, r, 3}, &images_);
+  }
   if (s.ok()) s = open_dataset(shard::kCaptions, true, 1, false, {-1}, &captions_);
   if (s.ok()) s = open_dataset(shard::kCaptionOffsets, true, 8, true, {n + 1}, &offsets_);
   if (s.ok()) s = open_dataset(shard::kTokens, false, 4, true, {n, -1}, &tokens_);
@@ -68,7 +77,8 @@ absl::Status ShardReader::load() {
     H5Sget_simple_extent_dims(space.get(), dims, nullptr);
     token_length_ = static_cast<int64_t>(dims[1]);
   }
-  return load_caption_offsets();
+  if (absl::Status st = load_caption_offsets(); !st.ok()) return st;
+  return encoded() ? load_image_index() : absl::OkStatus();
 }
 
 absl::Status ShardReader::read_attributes() {
@@ -91,18 +101,19 @@ absl::Status ShardReader::read_attributes() {
     return absl::OkStatus();
   };
   absl::Status s = read_int(shard::kAttrFormatVersion, &format_version_);
-  if (s.ok() && format_version_ != shard::kFormatVersion)
-    return absl::FailedPreconditionError(
-        absl::StrCat("shard ", path_, ": format_version ", format_version_,
-                     ", this build reads version ", shard::kFormatVersion));
+  if (s.ok() && format_version_ != shard::kFormatVersion &&
+      format_version_ != shard::kEncodedVersion)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "shard ", path_, ": format_version ", format_version_, ", this build reads versions ",
+        shard::kFormatVersion, " and ", shard::kEncodedVersion));
   if (s.ok()) s = read_int(shard::kAttrResolution, &resolution_);
   if (s.ok()) s = read_int(shard::kAttrNumSamples, &num_samples_);
   if (!s.ok()) return s;
-  if (resolution_ <= 0 || num_samples_ < 0)
+  if (resolution_ < (encoded() ? 0 : 1) || num_samples_ < 0)
     return absl::FailedPreconditionError(absl::StrCat("shard ", path_, ": resolution ", resolution_,
                                                       ", num_samples ", num_samples_,
                                                       " are not valid"));
-  if (resolution_ > shard::kMaxImagePixels / resolution_)
+  if (resolution_ > 0 && resolution_ > shard::kMaxImagePixels / resolution_)
     return absl::FailedPreconditionError(
         absl::StrCat("shard ", path_, ": file attribute 'resolution' ", resolution_,
                      " exceeds the limit of ", shard::kMaxImagePixels, " pixels per image"));
@@ -197,6 +208,7 @@ absl::Status ShardReader::open_dataset(const char* name, bool required, size_t e
   if (std::string(name) == shard::kTokens && rank == 2 && int64_t(dims[1]) > shard::kMaxTokenLength)
     return bad(
         absl::StrCat("has token length ", dims[1], ", over the limit of ", shard::kMaxTokenLength));
+  if (std::string(name) == shard::kImageSizes) image_chunk_rows_ = std::max<int64_t>(1, chunk[0]);
   if (std::string(name) == shard::kImages) {
     image_chunk_rows_ = std::max<int64_t>(1, chunk[0]);
     // read_chunk() reads 'images' chunks raw when the pipeline is one it can undo itself.
@@ -260,6 +272,42 @@ absl::Status ShardReader::load_caption_offsets() {
   return absl::OkStatus();
 }
 
+absl::Status ShardReader::load_image_index() {
+  hdf5::H5Handle space(H5Dget_space(images_.get()));
+  hsize_t bytes = 0;
+  H5Sget_simple_extent_dims(space.get(), &bytes, nullptr);
+  image_bytes_ = static_cast<int64_t>(bytes);
+  image_offsets_.resize(num_samples_ + 1);
+  image_sizes_.resize(size_t(num_samples_) * 2);
+  absl::Status s = read_rows(image_offsets_ds_, shard::kImageOffsets, H5T_NATIVE_INT64, 0,
+                             num_samples_ + 1, image_offsets_.data(), 0, num_samples_);
+  if (s.ok())
+    s = read_rows(image_sizes_ds_, shard::kImageSizes, H5T_NATIVE_INT32, 0, num_samples_,
+                  image_sizes_.data(), 0, num_samples_);
+  if (!s.ok()) return s;
+  auto bad = [&](const char* name, const std::string& what) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("shard ", path_, ": dataset '", name, "' ", what));
+  };
+  if (image_offsets_[0] != 0)
+    return bad(shard::kImageOffsets, absl::StrCat("starts at ", image_offsets_[0], ", expected 0"));
+  for (int64_t i = 0; i < num_samples_; ++i) {
+    // An empty image cannot be decoded: the packer never writes one.
+    if (image_offsets_[i + 1] <= image_offsets_[i])
+      return bad(shard::kImageOffsets,
+                 absl::StrCat("does not increase at sample ", i, " (", image_offsets_[i], " then ",
+                              image_offsets_[i + 1], ")"));
+    if (image_sizes_[2 * i] <= 0 || image_sizes_[2 * i + 1] <= 0)
+      return bad(shard::kImageSizes, absl::StrCat("sample ", i, ": ", image_sizes_[2 * i], "x",
+                                                  image_sizes_[2 * i + 1], " is not positive"));
+  }
+  if (image_offsets_[num_samples_] != image_bytes_)
+    return bad(shard::kImageOffsets,
+               absl::StrCat("ends at ", image_offsets_[num_samples_], " but 'image_bytes' holds ",
+                            image_bytes_, " bytes"));
+  return absl::OkStatus();
+}
+
 absl::Status ShardReader::read_rows(const hdf5::H5Handle& dset, const char* name, hid_t mem_type,
                                     int64_t first, int64_t count, void* out, int64_t sample_first,
                                     int64_t sample_count) {
@@ -302,7 +350,20 @@ absl::StatusOr<ShardSamples> ShardReader::read_samples(int64_t first, int64_t co
   out.first = first;
   out.count = count;
   absl::Status s;
-  if (with_images) {
+  if (with_images && encoded()) {
+    const int64_t b0 = image_offsets_[first], b1 = image_offsets_[first + count];
+    out.images.resize(size_t(b1 - b0));
+    s = read_rows(images_, shard::kImageBytes, H5T_NATIVE_UINT8, b0, b1 - b0, out.images.data(),
+                  first, count);
+    for (int64_t i = first; i <= first + count; ++i)
+      out.image_offsets.push_back(image_offsets_[i] - b0);
+    out.image_sizes.assign(image_sizes_.begin() + 2 * first,
+                           image_sizes_.begin() + 2 * (first + count));
+    out.original_sizes.resize(size_t(count) * 2);
+    if (s.ok())
+      s = read_rows(original_sizes_ds_, shard::kOriginalSizes, H5T_NATIVE_INT32, first, count,
+                    out.original_sizes.data(), first, count);
+  } else if (with_images) {
     out.images.resize(static_cast<size_t>(count * resolution_ * resolution_ * 3));
     s = read_rows(images_, shard::kImages, H5T_NATIVE_UINT8, first, count, out.images.data(), first,
                   count);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -28,15 +29,26 @@ namespace tessera::data {
 // Samples [first, first + count) of a shard, row-major.
 struct ShardSamples {
   int64_t first = 0, count = 0;
-  ByteBuffer images;                   // (count, H, W, 3)
-  std::vector<std::string> captions;   // count UTF-8 strings
-  std::vector<int32_t> tokens;         // (count, L), zero-padded; empty without tokens
-  std::vector<int32_t> token_lengths;  // (count,); empty without tokens
-  std::vector<int32_t> labels;         // (count,); empty without labels
+  // Version 1: (count, H, W, 3) pixels. Version 2: the encoded files, concatenated; sample k is
+  // images[image_offsets[k], image_offsets[k + 1]), an image_sizes[2k] x image_sizes[2k + 1]
+  // (H x W) JPEG or PNG.
+  ByteBuffer images;
+  std::vector<int64_t> image_offsets;   // version 2: (count + 1,), image_offsets[0] = 0
+  std::vector<int32_t> image_sizes;     // version 2: (count, 2) stored (H, W)
+  std::vector<int32_t> original_sizes;  // version 2, read() only: (count, 2) input (H, W)
+  std::vector<std::string> captions;    // count UTF-8 strings
+  std::vector<int32_t> tokens;          // (count, L), zero-padded; empty without tokens
+  std::vector<int32_t> token_lengths;   // (count,); empty without tokens
+  std::vector<int32_t> labels;          // (count,); empty without labels
   // Set only by read_chunk(..., map = true) on an uncompressed chunk: the images are the shard
   // file's own bytes, mapped read-only (checksummed, never copied); `images` is then empty.
   std::shared_ptr<const uint8_t> mapped_images;
   const uint8_t* image_data() const { return mapped_images ? mapped_images.get() : images.data(); }
+  // Version 2: the encoded file of sample first + k.
+  std::span<const uint8_t> encoded(int64_t k) const {
+    return {images.data() + image_offsets[size_t(k)],
+            size_t(image_offsets[size_t(k) + 1] - image_offsets[size_t(k)])};
+  }
 };
 
 class ShardReader {
@@ -67,27 +79,36 @@ class ShardReader {
   absl::StatusOr<ShardSamples> read_chunk(int64_t chunk, ByteBuffer reuse = {}, bool map = false);
   ~ShardReader();
 
-  // Reads every chunk of every dataset of the schema once (images, captions, caption_offsets,
-  // tokens, token_lengths, labels), so that each chunk's Fletcher32 checksum is checked, and
-  // checks each token length is in [0, L]. Each bad chunk is passed to on_bad as a DataLoss
-  // error naming the file, the dataset and the samples it holds; verification goes on over the
-  // rest. map: chunks stored with Fletcher32 alone are checksummed in the reader's mapping of
-  // the file (mapped_chunk, as read_chunk's), other chunks read through HDF5 (read_rows); false:
-  // every chunk through HDF5 (the slower path, kept to compare and to test both).
+  // Reads every chunk of every dataset of the schema once (images or, version 2, image_bytes,
+  // image_offsets, image_sizes and original_sizes; captions, caption_offsets, tokens,
+  // token_lengths, labels), so that each chunk's Fletcher32 checksum is checked, and checks each
+  // token length is in [0, L]. Version 2: when image_bytes is intact, every image is also decoded
+  // whole (warnings are errors) and a file that fails, or whose size disagrees with image_sizes,
+  // is reported by its sample. Each
+  // bad chunk is passed to on_bad as a DataLoss error naming the file, the dataset and the samples
+  // it holds; verification goes on over the rest. map: chunks stored with Fletcher32 alone are
+  // checksummed in the reader's mapping of the file (mapped_chunk, as read_chunk's), other chunks
+  // read through HDF5 (read_rows); false: every chunk through HDF5 (the slower path, kept to
+  // compare and to test both).
   // ('caption_offsets' was read whole at open: a corrupt chunk of it fails open() already.)
   struct VerifyCounts {
     int64_t chunks = 0, bytes = 0, bad = 0;  // bytes: the datasets' stored chunk bytes
+    int64_t images = 0;                      // version 2: encoded images decoded
   };
   VerifyCounts verify(const std::function<void(const absl::Status&)>& on_bad, bool map = true);
 
   const std::string& path() const { return path_; }
   int64_t num_samples() const { return num_samples_; }
+  // Version 1: H == W of every image. Version 2: the pack's longest-side limit (0: none).
   int64_t resolution() const { return resolution_; }
+  // Version 2: images are encoded files of per-sample sizes (FORMAT.md).
+  bool encoded() const { return format_version_ == shard::kEncodedVersion; }
   int64_t token_length() const { return token_length_; }  // 0 = no tokens
   bool has_labels() const { return labels_.valid(); }
   const std::string& tokenizer() const { return tokenizer_; }
   int64_t format_version() const { return format_version_; }
-  // Samples per chunk of 'images' (the loader reads whole chunks: FORMAT.md measurements).
+  // Samples per chunk of 'images' (the loader reads whole chunks: FORMAT.md measurements); in
+  // version 2 the chunk rows of 'image_sizes' (its image bytes are read through a window).
   int64_t image_chunk_rows() const { return image_chunk_rows_; }
 
  private:
@@ -97,6 +118,8 @@ class ShardReader {
   absl::Status open_dataset(const char* name, bool required, size_t elem_size, bool is_signed,
                             const std::vector<int64_t>& shape, hdf5::H5Handle* out);
   absl::Status load_caption_offsets();
+  // Version 2: image_offsets and image_sizes, read whole and checked at open.
+  absl::Status load_image_index();
   absl::StatusOr<ShardSamples> read_samples(int64_t first, int64_t count, bool with_images);
   absl::Status read_images_raw(int64_t first, int64_t count, ByteBuffer* out);
   // true: mapped into out->mapped_images; false: not mappable here (filter skipped, user block),
@@ -134,6 +157,8 @@ class ShardReader {
   // whose Fletcher32 sums two bytes at a time. false: not applicable (see tokens_direct_),
   // read them through HDF5.
   absl::StatusOr<bool> map_tokens(int64_t first, int64_t count, std::vector<int32_t>* out);
+  // verify()'s decode of every encoded image (version 2), each failure reported with its sample.
+  void verify_decodes(VerifyCounts* counts, const std::function<void(const absl::Status&)>& on_bad);
   // verify()'s walk over one dataset's chunk grid (along its first axis).
   void verify_dataset(const hdf5::H5Handle& dset, const char* name, bool map, VerifyCounts* counts,
                       const std::function<void(const absl::Status&)>& on_bad);
@@ -152,6 +177,12 @@ class ShardReader {
   bool map_failed_ = false;
   int64_t file_bytes_ = 0;
   hdf5::H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
+  // Version 2 (images_ is then 'image_bytes').
+  hdf5::H5Handle image_offsets_ds_, image_sizes_ds_, original_sizes_ds_;
+  std::vector<int64_t> image_offsets_;  // (N + 1,): 8 bytes per sample, as caption offsets
+  std::vector<int32_t> image_sizes_;    // (N, 2)
+  int64_t image_bytes_ = 0;
+  Window images_window_;
   int64_t format_version_ = 0, num_samples_ = 0, resolution_ = 0, token_length_ = 0;
   int64_t caption_bytes_ = 0;
   int64_t image_chunk_rows_ = 1;

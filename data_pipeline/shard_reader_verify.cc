@@ -1,26 +1,28 @@
 // ShardReader::verify: every chunk of every dataset read once (tessera inspect --verify), through
 // the reader's own chunk paths (mapped_chunk, read_rows), so verification checks exactly what a
-// training read would check.
+// training read would check; for version 2 also every encoded image decoded whole (decode_image).
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "data_pipeline/image_decode.h"
 #include "data_pipeline/shard_reader.h"
 
 namespace tessera::data {
 
 std::pair<int64_t, int64_t> ShardReader::samples_of(const char* name, int64_t a, int64_t b) const {
-  if (std::string_view(name) == shard::kCaptions) {
-    int64_t s0 = std::upper_bound(caption_offsets_.begin(), caption_offsets_.end(), a) -
-                 caption_offsets_.begin() - 1;
-    int64_t s1 = std::lower_bound(caption_offsets_.begin(), caption_offsets_.end(), b) -
-                 caption_offsets_.begin();
+  const bool captions = std::string_view(name) == shard::kCaptions;
+  if (captions || std::string_view(name) == shard::kImageBytes) {
+    // Byte datasets: the samples whose bytes overlap [a, b).
+    const std::vector<int64_t>& offsets = captions ? caption_offsets_ : image_offsets_;
+    int64_t s0 = std::upper_bound(offsets.begin(), offsets.end(), a) - offsets.begin() - 1;
+    int64_t s1 = std::lower_bound(offsets.begin(), offsets.end(), b) - offsets.begin();
     s0 = std::clamp<int64_t>(s0, 0, num_samples_);
     return {s0, std::clamp<int64_t>(s1, s0, num_samples_)};
   }
-  // caption_offsets holds N + 1 entries: its last one belongs to the last sample.
+  // caption_offsets and image_offsets hold N + 1 entries: the last belongs to the last sample.
   return {std::min(a, num_samples_), std::min(b, num_samples_)};
 }
 
@@ -33,15 +35,58 @@ ShardReader::VerifyCounts ShardReader::verify(
     return counts;
   }
   hdf5::H5Quiet quiet;
+  const bool encoded = format_version_ >= 2;  // images_ is then 'image_bytes'
+  const int64_t bad_before_images = counts.bad;
+  verify_dataset(images_, encoded ? shard::kImageBytes : shard::kImages, map, &counts, on_bad);
+  const bool image_bytes_intact = counts.bad == bad_before_images;
   for (const auto& [dset, name] :
-       {std::pair<const hdf5::H5Handle*, const char*>{&images_, shard::kImages},
-        {&captions_, shard::kCaptions},
+       {std::pair<const hdf5::H5Handle*, const char*>{&captions_, shard::kCaptions},
         {&offsets_, shard::kCaptionOffsets},
+        {&image_offsets_ds_, shard::kImageOffsets},
+        {&image_sizes_ds_, shard::kImageSizes},
+        {&original_sizes_ds_, shard::kOriginalSizes},
         {&tokens_, shard::kTokens},
         {&token_lengths_, shard::kTokenLengths},
         {&labels_, shard::kLabels}})
     if (dset->valid()) verify_dataset(*dset, name, map, &counts, on_bad);
+  // Version 2: every file must also decode, at the size the shard records. A checksum only says
+  // the bytes are those that were written; a truncated or mangled upload was written that way.
+  // Decoding at 1/8 scale (DCT-domain for JPEG) still reads each file's whole entropy stream.
+  if (encoded && image_bytes_intact) verify_decodes(&counts, on_bad);
   return counts;
+}
+
+void ShardReader::verify_decodes(VerifyCounts* counts,
+                                 const std::function<void(const absl::Status&)>& on_bad) {
+  constexpr int64_t kSamplesPerRead = 256;
+  for (int64_t first = 0; first < num_samples_; first += kSamplesPerRead) {
+    const int64_t count = std::min(kSamplesPerRead, num_samples_ - first);
+    absl::StatusOr<ShardSamples> samples = read(first, count);
+    if (!samples.ok()) {
+      ++counts->bad;
+      on_bad(samples.status());
+      continue;
+    }
+    for (int64_t k = 0; k < count; ++k) {
+      const int height = samples->image_sizes[size_t(2 * k)];
+      const int width = samples->image_sizes[size_t(2 * k + 1)];
+      const std::string name =
+          absl::StrCat("shard ", path_, ": dataset '", shard::kImageBytes, "', sample ", first + k);
+      ++counts->images;
+      // The whole file, as the packer decoded it: a warning (truncated or corrupt data) is an
+      // error here, where the training path (decode_crop) stops reading below its crop.
+      absl::StatusOr<RgbImage> image = decode_image(samples->encoded(k), name);
+      if (!image.ok()) {
+        ++counts->bad;
+        on_bad(image.status());
+      } else if (image->height != height || image->width != width) {
+        ++counts->bad;
+        on_bad(absl::DataLossError(absl::StrCat(name, ": decodes to ", image->height, " x ",
+                                                image->width, ", 'image_sizes' records ", height,
+                                                " x ", width)));
+      }
+    }
+  }
 }
 
 void ShardReader::verify_dataset(const hdf5::H5Handle& dset, const char* name, bool map,

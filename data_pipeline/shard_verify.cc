@@ -30,6 +30,7 @@ ShardVerifyResult verify_shard(const std::string& path, const std::string& expec
     const ShardReader::VerifyCounts counts = (*images)->verify(on_bad, map);
     result.chunks = counts.chunks;
     result.bytes = counts.bytes;
+    result.images = counts.images;
     return result;
   }
   auto text = TextShardReader::open(path);
@@ -61,7 +62,7 @@ std::string encode_verify_results(const std::vector<ShardVerifyResult>& results)
   std::string out;
   for (const ShardVerifyResult& r : results) {
     absl::StrAppend(&out, "S\t", one_line(r.path), "\t", r.kind, "\t", r.chunks, "\t", r.bytes,
-                    "\n");
+                    "\t", r.images, "\n");
     for (const std::string& b : r.bad) absl::StrAppend(&out, "B\t", one_line(b), "\n");
   }
   return out;
@@ -71,12 +72,13 @@ std::vector<ShardVerifyResult> decode_verify_results(const std::string& text) {
   std::vector<ShardVerifyResult> out;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
     std::vector<std::string> f = absl::StrSplit(line, '\t');
-    if (f[0] == "S" && f.size() == 5) {
+    if (f[0] == "S" && f.size() == 6) {
       ShardVerifyResult r;
       r.path = f[1];
       r.kind = f[2];
       r.chunks = std::stoll(f[3]);
       r.bytes = std::stoll(f[4]);
+      r.images = std::stoll(f[5]);
       out.push_back(std::move(r));
     } else if (f[0] == "B" && f.size() == 2 && !out.empty()) {
       out.back().bad.push_back(f[1]);

@@ -14,6 +14,7 @@ struct ShardVerifyResult {
   std::string path;
   std::string kind;               // "images", "text", or "" when the shard could not be opened
   int64_t chunks = 0, bytes = 0;  // chunks read; bytes: their stored data bytes
+  int64_t images = 0;             // format version 2: encoded images decoded
   std::vector<std::string> bad;   // one message per problem: file, dataset, samples (or tokens)
   bool ok() const { return bad.empty(); }
 };

@@ -81,15 +81,18 @@ ShardWriter::ShardWriter(std::string path, ShardWriterOptions options)
 
 absl::StatusOr<std::unique_ptr<ShardWriter>> ShardWriter::create(
     const std::string& path, const ShardWriterOptions& options) {
-  if (options.resolution <= 0 || options.token_length < 0 || options.image_chunk < 0 ||
-      options.gzip_level < 0 || options.gzip_level > 9)
-    return absl::InvalidArgumentError(
-        absl::StrCat("shard ", path, ": bad writer options (resolution ", options.resolution,
-                     ", token_length ", options.token_length, ", image_chunk ", options.image_chunk,
-                     ", gzip_level ", options.gzip_level, ")"));
+  const bool v2 = options.format_version == shard::kEncodedVersion;
+  if ((options.format_version != shard::kFormatVersion && !v2) ||
+      (v2 ? options.resolution < 0 : options.resolution <= 0) || options.token_length < 0 ||
+      options.image_chunk < 0 || options.gzip_level < 0 || options.gzip_level > 9)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shard ", path, ": bad writer options (format_version ", options.format_version,
+        ", resolution ", options.resolution, ", token_length ", options.token_length,
+        ", image_chunk ", options.image_chunk, ", gzip_level ", options.gzip_level, ")"));
   ShardWriterOptions resolved = options;
   if (resolved.image_chunk == 0)
-    resolved.image_chunk = shard::default_image_chunk(resolved.resolution);
+    resolved.image_chunk =
+        v2 ? shard::kEncodedChunkRows : shard::default_image_chunk(resolved.resolution);
   std::unique_ptr<ShardWriter> writer(new ShardWriter(path, resolved));
   if (absl::Status s = writer->open(); !s.ok()) return s;
   return writer;
@@ -101,8 +104,24 @@ absl::Status ShardWriter::open() {
   if (!file_.valid()) return error("cannot create the file");
   const hsize_t r = options_.resolution;
   const int gz = options_.gzip_level;
-  images_ =
-      make_dataset(file_.get(), shard::kImages, H5T_STD_U8LE, {r, r, 3}, options_.image_chunk, gz);
+  if (encoded()) {
+    images_ =
+        make_dataset(file_.get(), shard::kImageBytes, H5T_STD_U8LE, {}, shard::kImageByteChunk, gz);
+    image_offsets_ = make_dataset(file_.get(), shard::kImageOffsets, H5T_STD_I64LE, {},
+                                  shard::kDefaultPerSampleChunk, gz);
+    // Sizes are chunked like tokens: the rows one read of the loader takes.
+    image_sizes_ =
+        make_dataset(file_.get(), shard::kImageSizes, H5T_STD_I32LE, {2}, options_.image_chunk, gz);
+    original_sizes_ = make_dataset(file_.get(), shard::kOriginalSizes, H5T_STD_I32LE, {2},
+                                   shard::kDefaultPerSampleChunk, gz);
+    const int64_t zero = 0;
+    if (!image_offsets_.valid() || !image_sizes_.valid() || !original_sizes_.valid() ||
+        append_rows(image_offsets_.get(), H5T_NATIVE_INT64, 0, 1, &zero) < 0)
+      return error("cannot create the image datasets");
+  } else {
+    images_ = make_dataset(file_.get(), shard::kImages, H5T_STD_U8LE, {r, r, 3},
+                           options_.image_chunk, gz);
+  }
   captions_ = make_dataset(file_.get(), shard::kCaptions, H5T_STD_U8LE, {},
                            shard::kDefaultCaptionChunk, gz);
   offsets_ = make_dataset(file_.get(), shard::kCaptionOffsets, H5T_STD_I64LE, {},
@@ -124,7 +143,7 @@ absl::Status ShardWriter::open() {
   }
   const int64_t zero = 0;
   if (append_rows(offsets_.get(), H5T_NATIVE_INT64, 0, 1, &zero) < 0 ||
-      write_int_attr(file_.get(), shard::kAttrFormatVersion, shard::kFormatVersion) < 0 ||
+      write_int_attr(file_.get(), shard::kAttrFormatVersion, options_.format_version) < 0 ||
       write_int_attr(file_.get(), shard::kAttrResolution, options_.resolution) < 0 ||
       write_string_attr(file_.get(), shard::kAttrTokenizer, options_.tokenizer) < 0)
     return error("cannot write the attributes");
@@ -135,7 +154,8 @@ ShardWriter::~ShardWriter() {
   if (finished_) return;
   hdf5::H5Quiet quiet;
   images_.reset(), captions_.reset(), offsets_.reset(), tokens_.reset();
-  token_lengths_.reset(), labels_.reset(), file_.reset();
+  token_lengths_.reset(), labels_.reset(), image_offsets_.reset(), image_sizes_.reset();
+  original_sizes_.reset(), file_.reset();
   std::error_code ignored;
   std::filesystem::remove(tmp_path_, ignored);
 }
@@ -156,7 +176,14 @@ absl::Status ShardWriter::append(const SampleToWrite& sample) {
   if (finished_) return absl::FailedPreconditionError(absl::StrCat("shard ", path_, ": finished"));
   const int64_t index = num_samples();
   const size_t image_bytes = static_cast<size_t>(options_.resolution * options_.resolution * 3);
-  if (sample.image.size() != image_bytes)
+  if (encoded()) {
+    if (sample.encoded.empty() || sample.height <= 0 || sample.width <= 0 ||
+        sample.original_height <= 0 || sample.original_width <= 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shard ", path_, ": sample ", index, " has ", sample.encoded.size(),
+          " encoded bytes and sizes ", sample.height, "x", sample.width, " (original ",
+          sample.original_height, "x", sample.original_width, "); all must be positive"));
+  } else if (sample.image.size() != image_bytes)
     return absl::InvalidArgumentError(absl::StrCat("shard ", path_, ": sample ", index, " has ",
                                                    sample.image.size(), " image bytes, expected ",
                                                    image_bytes, " (", options_.resolution, "x",
@@ -165,7 +192,14 @@ absl::Status ShardWriter::append(const SampleToWrite& sample) {
     return absl::InvalidArgumentError(
         absl::StrCat("shard ", path_, ": sample ", index, " has ", sample.tokens.size(),
                      " tokens, the shard holds at most ", options_.token_length));
-  image_buf_.insert(image_buf_.end(), sample.image.begin(), sample.image.end());
+  if (encoded()) {
+    image_buf_.insert(image_buf_.end(), sample.encoded.begin(), sample.encoded.end());
+    image_offset_buf_.push_back(image_bytes_ + static_cast<int64_t>(image_buf_.size()));
+    size_buf_.insert(size_buf_.end(), {sample.height, sample.width});
+    original_buf_.insert(original_buf_.end(), {sample.original_height, sample.original_width});
+  } else {
+    image_buf_.insert(image_buf_.end(), sample.image.begin(), sample.image.end());
+  }
   caption_buf_.insert(caption_buf_.end(), sample.caption.begin(), sample.caption.end());
   offset_buf_.push_back(caption_bytes_ + static_cast<int64_t>(caption_buf_.size()));
   if (options_.token_length > 0) {
@@ -184,10 +218,20 @@ absl::Status ShardWriter::flush() {
   if (pending_ == 0) return absl::OkStatus();
   hdf5::H5Quiet quiet;
   const hsize_t start = written_, rows = pending_;
-  bool ok = append_rows(images_.get(), H5T_NATIVE_UINT8, start, rows, image_buf_.data()) >= 0 &&
-            append_rows(captions_.get(), H5T_NATIVE_UINT8, caption_bytes_, caption_buf_.size(),
-                        caption_buf_.data()) >= 0 &&
-            append_rows(offsets_.get(), H5T_NATIVE_INT64, start + 1, rows, offset_buf_.data()) >= 0;
+  bool ok = encoded()
+                ? append_rows(images_.get(), H5T_NATIVE_UINT8, image_bytes_, image_buf_.size(),
+                              image_buf_.data()) >= 0 &&
+                      append_rows(image_offsets_.get(), H5T_NATIVE_INT64, start + 1, rows,
+                                  image_offset_buf_.data()) >= 0 &&
+                      append_rows(image_sizes_.get(), H5T_NATIVE_INT32, start, rows,
+                                  size_buf_.data()) >= 0 &&
+                      append_rows(original_sizes_.get(), H5T_NATIVE_INT32, start, rows,
+                                  original_buf_.data()) >= 0
+                : append_rows(images_.get(), H5T_NATIVE_UINT8, start, rows, image_buf_.data()) >= 0;
+  ok = ok &&
+       append_rows(captions_.get(), H5T_NATIVE_UINT8, caption_bytes_, caption_buf_.size(),
+                   caption_buf_.data()) >= 0 &&
+       append_rows(offsets_.get(), H5T_NATIVE_INT64, start + 1, rows, offset_buf_.data()) >= 0;
   if (ok && tokens_.valid())
     ok = append_rows(tokens_.get(), H5T_NATIVE_INT32, start, rows, token_buf_.data()) >= 0 &&
          append_rows(token_lengths_.get(), H5T_NATIVE_INT32, start, rows, length_buf_.data()) >= 0;
@@ -198,8 +242,10 @@ absl::Status ShardWriter::flush() {
         error(absl::StrCat("cannot write samples [", written_, ", ", written_ + pending_, ")")));
   written_ += pending_;
   caption_bytes_ += static_cast<int64_t>(caption_buf_.size());
+  if (encoded()) image_bytes_ += static_cast<int64_t>(image_buf_.size());
   pending_ = 0;
   image_buf_.clear(), caption_buf_.clear(), offset_buf_.clear();
+  image_offset_buf_.clear(), size_buf_.clear(), original_buf_.clear();
   token_buf_.clear(), length_buf_.clear(), label_buf_.clear();
   return absl::OkStatus();
 }
@@ -212,7 +258,8 @@ absl::Status ShardWriter::finish() {
   if (write_int_attr(file_.get(), shard::kAttrNumSamples, written_) < 0)
     return fail(error("cannot write num_samples"));
   images_.reset(), captions_.reset(), offsets_.reset(), tokens_.reset();
-  token_lengths_.reset(), labels_.reset();
+  token_lengths_.reset(), labels_.reset(), image_offsets_.reset(), image_sizes_.reset();
+  original_sizes_.reset();
   // H5Fclose (rather than dropping the reference) reports a failed final flush.
   if (H5Fclose(file_.release()) < 0) return fail(error("cannot close the file"));
   std::error_code ec;

@@ -19,15 +19,23 @@
 namespace tessera::data {
 
 struct ShardWriterOptions {
-  int64_t resolution = 0;    // H == W, required
+  // 1: decoded pixels (`images`); 2: encoded files (`image_bytes` + `image_offsets`, FORMAT.md).
+  int64_t format_version = shard::kFormatVersion;
+  // Version 1: H == W, required. Version 2: the longest side the packer limited images to (0:
+  // stored as they came); recorded, not enforced.
+  int64_t resolution = 0;
   int64_t token_length = 0;  // L; 0 = the shard has no tokens
   bool labels = false;       // the shard has labels
   std::string tokenizer;     // identity of the tokenizer (e.g. "sentencepiece:<sha256>")
-  int64_t image_chunk = 0;   // samples per images chunk; 0 = shard::default_image_chunk()
-  int gzip_level = 0;        // 0 = uncompressed (the default: see FORMAT.md for why), 1..9 = gzip
+  // Samples per chunk of 'images' (version 1) or of 'image_sizes' and 'tokens' (version 2: the
+  // loader's unit of reading); 0 = shard::default_image_chunk() or kEncodedChunkRows.
+  int64_t image_chunk = 0;
+  int gzip_level = 0;  // 0 = uncompressed (the default: see FORMAT.md for why), 1..9 = gzip
 };
 
-// One sample. `image` is resolution*resolution*3 bytes (H, W, RGB); `tokens` has at most
+// One sample. Version 1: `image` is resolution*resolution*3 bytes (H, W, RGB). Version 2:
+// `encoded` holds a JPEG or PNG file of `height` x `width` pixels, made from an input of
+// `original_height` x `original_width` (the same when stored as it came). `tokens` has at most
 // token_length entries (stored zero-padded, with its length); `label` is used when the shard
 // has labels.
 struct SampleToWrite {
@@ -35,6 +43,8 @@ struct SampleToWrite {
   std::string_view caption;
   std::span<const int32_t> tokens;
   int32_t label = 0;
+  std::span<const uint8_t> encoded = {};
+  int32_t height = 0, width = 0, original_height = 0, original_width = 0;
 };
 
 class ShardWriter {
@@ -62,15 +72,21 @@ class ShardWriter {
 
   std::string path_, tmp_path_;
   ShardWriterOptions options_;
+  bool encoded() const { return options_.format_version == shard::kEncodedVersion; }
+
   hdf5::H5Handle file_, images_, captions_, offsets_, tokens_, token_lengths_, labels_;
+  hdf5::H5Handle image_offsets_, image_sizes_, original_sizes_;  // version 2 (images_: bytes)
   absl::Status status_;
   bool finished_ = false;
 
   int64_t written_ = 0;        // samples already in the file
   int64_t caption_bytes_ = 0;  // caption bytes already in the file
+  int64_t image_bytes_ = 0;    // version 2: encoded bytes already in the file
   int64_t pending_ = 0;        // samples buffered below
   std::vector<uint8_t> image_buf_, caption_buf_;
-  std::vector<int64_t> offset_buf_;  // end offsets of buffered captions
+  std::vector<int64_t> offset_buf_;               // end offsets of buffered captions
+  std::vector<int64_t> image_offset_buf_;         // version 2: end offsets of buffered images
+  std::vector<int32_t> size_buf_, original_buf_;  // version 2: (H, W) pairs
   std::vector<int32_t> token_buf_, length_buf_, label_buf_;
 };
 

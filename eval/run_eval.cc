@@ -102,7 +102,7 @@ absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& o) {
   BatchFn data;
   int64_t n = 0;
   if (!manifest->empty()) {
-    auto s = load_split(*manifest, o.max_samples);
+    auto s = load_split(*manifest, o.max_samples, train::model_image_size(m));
     if (!s.ok()) return s.status();
     split = std::move(*s);
     if (auto st = check_split(*split, m, lm.family); !st.ok()) return st;

@@ -5,12 +5,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "data_pipeline/augment.h"
+#include "data_pipeline/decode_crop.h"
 #include "data_pipeline/pack.h"
+#include "data_pipeline/shard_format.h"
 #include "data_pipeline/shard_reader.h"
 
 namespace tessera::eval {
 
-absl::StatusOr<EvalSplit> load_split(const std::string& manifest_path, int64_t max_samples) {
+absl::StatusOr<EvalSplit> load_split(const std::string& manifest_path, int64_t max_samples,
+                                     int image_size) {
   if (!std::filesystem::exists(manifest_path)) {
     return absl::NotFoundError(absl::StrCat(manifest_path, ": no such split manifest"));
   }
@@ -19,7 +22,11 @@ absl::StatusOr<EvalSplit> load_split(const std::string& manifest_path, int64_t m
   EvalSplit s;
   s.path = manifest_path;
   s.manifest = *m;
-  s.resolution = m->resolution();
+  const bool encoded = m->format_version() == data::shard::kEncodedVersion;
+  if (encoded && image_size <= 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        manifest_path, ": encoded images (format_version 2) need the model's image size"));
+  s.resolution = encoded ? image_size : m->resolution();
   s.token_length = m->token_length();
   const auto dir = std::filesystem::path(manifest_path).parent_path();
   const int64_t want = max_samples > 0 ? std::min(max_samples, m->num_samples()) : m->num_samples();
@@ -31,7 +38,23 @@ absl::StatusOr<EvalSplit> load_split(const std::string& manifest_path, int64_t m
     const int64_t count = std::min((*r)->num_samples(), want - s.n);
     auto rows = (*r)->read(0, count);
     if (!rows.ok()) return rows.status();
-    s.images.insert(s.images.end(), rows->images.begin(), rows->images.end());
+    if (encoded) {
+      const size_t px = size_t(image_size) * image_size * 3, at = s.images.size();
+      s.images.resize(at + size_t(count) * px);
+      data::AugmentConfig centre;
+      centre.random_crop = false;
+      data::DecodeScratch scratch;
+      for (int64_t i = 0; i < count; ++i) {
+        const int h = rows->image_sizes[2 * i], w = rows->image_sizes[2 * i + 1];
+        if (auto st = data::decode_crop(rows->encoded(i), h, w, data::sample_crop(h, w, centre, {}),
+                                        image_size, s.images.data() + at + size_t(i) * px, &scratch,
+                                        absl::StrCat("shard ", (*r)->path(), ", sample ", i));
+            !st.ok())
+          return st;
+      }
+    } else {
+      s.images.insert(s.images.end(), rows->images.begin(), rows->images.end());
+    }
     s.captions.insert(s.captions.end(), rows->captions.begin(), rows->captions.end());
     if (s.token_length > 0) {
       if (rows->tokens.empty()) {

@@ -27,9 +27,12 @@ struct EvalSplit {
   std::vector<std::string> captions;  // (N)
 };
 
-// Loads at most max_samples (0: all) of the split a manifest describes. Errors name the
-// manifest or the shard.
-absl::StatusOr<EvalSplit> load_split(const std::string& manifest_path, int64_t max_samples = 0);
+// Loads at most max_samples (0: all) of the split a manifest describes. Encoded shards (format
+// version 2) are decoded and centre-cropped (the shorter side resized to image_size, as the
+// training loader does without augmentation) to image_size, which they require; pixel shards
+// keep their resolution. Errors name the manifest or the shard and sample.
+absl::StatusOr<EvalSplit> load_split(const std::string& manifest_path, int64_t max_samples = 0,
+                                     int image_size = 0);
 
 // Model input of samples [first, first + count): (count, S, S, 3) f32, normalised the way
 // train/shard_data.cc feeds training (CLIP mean/std for ViT and CLIP, [-1, 1] for DiT).

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_split.h"
 #include "data_pipeline/contact_sheet.h"
+#include "data_pipeline/decode_crop.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/pack_text.h"
 #include "data_pipeline/shard_reader.h"
@@ -47,6 +48,11 @@ the inputs into DIR/SPLIT-rRRRRR-KKKKK.h5 and rank 0 writes the manifests; the p
                            (its *.tar files in name order)
   --out DIR                output directory (created)
   --resolution N           images are resized + centre-cropped to N x N (default 64)
+  --encoded                format version 2: the image files are stored encoded (JPEG/PNG as
+                           they came); the loader decodes and crops them at the model's size
+  --max-side N             with --encoded (implied): images whose longer side exceeds N are
+                           shrunk to N and re-encoded as JPEG (default 0: none)
+  --quality Q              JPEG quality of those re-encoded images (default 90)
   --tokenizer MODEL        SentencePiece .model: captions are also stored as tokens
   --context N              tokens per caption, with end-of-text and padding (default 32)
   --samples-per-shard N    (default 1024)
@@ -127,7 +133,13 @@ int inspect_shard(const std::string& path, const std::string& sheet, int64_t cou
   std::printf("  resolution %lld\n", (long long)r.resolution());
   std::printf("  tokenizer \"%s\"\n", r.tokenizer().c_str());
   const long long n = r.num_samples(), s = r.resolution(), L = r.token_length();
-  std::printf("  datasets:\n    images (%lld, %lld, %lld, 3) uint8\n", n, s, s);
+  if (r.encoded())
+    std::printf(
+        "  datasets:\n    image_bytes, image_offsets (%lld,) int64\n    image_sizes, "
+        "original_sizes (%lld, 2) int32\n",
+        n + 1, n);
+  else
+    std::printf("  datasets:\n    images (%lld, %lld, %lld, 3) uint8\n", n, s, s);
   std::printf("    captions, caption_offsets (%lld,) int64\n", n + 1);
   if (L > 0)
     std::printf("    tokens (%lld, %lld) int32\n    token_lengths (%lld,) int32\n", n, L, n);
@@ -147,8 +159,26 @@ int inspect_shard(const std::string& path, const std::string& sheet, int64_t cou
     auto first = (*reader)->read(0, n);
     if (!first.ok()) return fail("inspect", first.status());
     const int columns = int(std::ceil(std::sqrt(double(n))));
+    // Encoded images: each decoded and centre-cropped (as evaluation does) to 96 x 96.
+    const int tile = r.encoded() ? 96 : int(r.resolution());
+    std::vector<uint8_t> tiles;
+    if (r.encoded()) {
+      tiles.resize(size_t(n) * tile * tile * 3);
+      data::DecodeScratch scratch;
+      for (int64_t i = 0; i < n; ++i) {
+        const int h = first->image_sizes[2 * i], w = first->image_sizes[2 * i + 1];
+        data::AugmentConfig centre;
+        centre.random_crop = false;
+        const data::CropBox box = data::sample_crop(h, w, centre, {});
+        if (auto st = data::decode_crop(first->encoded(i), h, w, box, tile,
+                                        tiles.data() + size_t(i) * tile * tile * 3, &scratch,
+                                        absl::StrCat("shard ", path, ", sample ", i));
+            !st.ok())
+          return fail("inspect", st);
+      }
+    }
     const data::RgbImage image =
-        data::contact_sheet(first->images.data(), n, int(r.resolution()), columns);
+        data::contact_sheet(r.encoded() ? tiles.data() : first->images.data(), n, tile, columns);
     if (auto s = data::write_png(sheet, image); !s.ok()) return fail("inspect", s);
     std::printf("  contact sheet of samples [0, %lld): %s (%dx%d)\n", (long long)n, sheet.c_str(),
                 image.width, image.height);
@@ -210,11 +240,11 @@ int pack_text_command(CliArgs& a) {
 
 int pack_command(int argc, char** argv) {
   CliArgs a;
-  if (!parse_cli_args(
-          "pack", argc, argv, 1,
-          {"--index", "--out", "--resolution", "--tokenizer", "--context", "--samples-per-shard",
-           "--val-fraction", "--labels", "--text", "--tokens-per-shard", "--tar"},
-          {"--quiet"}, &a))
+  if (!parse_cli_args("pack", argc, argv, 1,
+                      {"--index", "--out", "--resolution", "--tokenizer", "--context",
+                       "--samples-per-shard", "--val-fraction", "--labels", "--text",
+                       "--tokens-per-shard", "--tar", "--max-side", "--quality"},
+                      {"--quiet", "--encoded"}, &a))
     return 1;
   if (a.help) return std::fputs(kPackUsage, stdout), 0;
   if (a.has("--text")) {
@@ -231,8 +261,20 @@ int pack_command(int argc, char** argv) {
   if (!number_flag(a, "pack", "--resolution", &o.resolution) ||
       !number_flag(a, "pack", "--context", &o.context) ||
       !number_flag(a, "pack", "--samples-per-shard", &o.samples_per_shard) ||
-      !number_flag(a, "pack", "--val-fraction", &o.val_fraction))
+      !number_flag(a, "pack", "--val-fraction", &o.val_fraction) ||
+      !number_flag(a, "pack", "--max-side", &o.max_side) ||
+      !number_flag(a, "pack", "--quality", &o.quality))
     return 1;
+  if (a.has("--encoded") || a.has("--max-side") || a.has("--quality")) {
+    if (a.has("--resolution")) {
+      std::fprintf(
+          stderr,
+          "tessera pack: --resolution sizes decoded pixels (format 1); encoded shards "
+          "(--encoded, --max-side, --quality) are cropped to the model's size in training\n");
+      return 1;
+    }
+    o.format_version = 2;
+  }
   const std::vector<std::string> tars = absl::StrSplit(a.get("--tar"), ',', absl::SkipEmpty());
   for (const std::string& t : tars) {
     if (std::filesystem::is_directory(t)) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/shard_verify.h"
 #include "distributed/communicator.h"
@@ -96,9 +97,11 @@ int verify_command(const std::vector<std::string>& paths) {
     bytes += r.bytes;
     bad += int64_t(r.bad.size());
     bad_shards += r.ok() ? 0 : 1;
-    std::printf("%s %s (%s, %lld chunks, %.1f MB)\n", r.ok() ? "ok  " : "BAD ", r.path.c_str(),
+    const std::string decoded =
+        r.images > 0 ? absl::StrCat(", ", r.images, " images decoded") : std::string();
+    std::printf("%s %s (%s, %lld chunks, %.1f MB%s)\n", r.ok() ? "ok  " : "BAD ", r.path.c_str(),
                 r.kind.empty() ? "unreadable" : r.kind.c_str(), (long long)r.chunks,
-                double(r.bytes) / 1e6);
+                double(r.bytes) / 1e6, decoded.c_str());
     for (const std::string& b : r.bad) std::printf("  %s\n", b.c_str());
   }
   if (!shards.empty())

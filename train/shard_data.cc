@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "data_pipeline/augment.h"
+#include "data_pipeline/shard_format.h"
 #include "train/synthetic_data.h"
 #include "train/text_data.h"
 
@@ -32,8 +33,11 @@ ShardData::ShardData(const config::Config& config, const data::Manifest& manifes
   const auto& m = config.model();
   TESSERA_CHECK(!m.has_gpt(), "data source ", path,
                 ": image shards cannot feed a GPT model (pack text with `tessera pack --text`)");
-  TESSERA_CHECK(manifest.resolution() == model_image_size(m), "data source ", path, ": resolution ",
-                manifest.resolution(), " does not match the model's image_size ",
+  // Encoded shards (format 2) are decoded and cropped to the model's size by the loader: any
+  // resolution. Pixel shards (format 1) hold one, which must be the model's.
+  encoded_ = manifest.format_version() == data::shard::kEncodedVersion;
+  TESSERA_CHECK(encoded_ || manifest.resolution() == model_image_size(m), "data source ", path,
+                ": resolution ", manifest.resolution(), " does not match the model's image_size ",
                 model_image_size(m));
   if (m.has_clip()) {
     TESSERA_CHECK(manifest.token_length() == m.clip().text().context(), "data source ", path,
@@ -62,6 +66,10 @@ ShardData::ShardData(const config::Config& config, const data::Manifest& manifes
 }
 
 ShardData::~ShardData() = default;
+
+int64_t ShardData::image_size() const {
+  return encoded_ ? model_image_size(config_.model()) : manifest_.resolution();
+}
 
 data::SampleRef ShardData::sample_at(int64_t position) const {
   // The sampler keys epochs by 32 bits; a stream position past 2^32 epochs (evaluation reads
@@ -99,7 +107,7 @@ models::Batch ShardData::batch(int64_t first, int64_t count) const {
     };
     // Augmented: each sample's crop and flip are keyed by (seed, epoch, global sample id).
     data::AugmentConfig ac;
-    ac.out_size = int(manifest_.resolution());
+    ac.out_size = int(image_size());
     for (int c = 0; c < 3; ++c) {  // the same normalisation as above, as mean and std
       ac.std[c] = 1.0f / (255.0f * scale[c]);
       ac.mean[c] = -bias[c] * ac.std[c];
@@ -116,14 +124,28 @@ models::Batch ShardData::batch(int64_t first, int64_t count) const {
                             b.pixels.data() + i * px);
       }
     };
+    if (encoded_) {
+      // The loader decodes each sample straight into its crop (random with data.augment, else
+      // the centre square, as evaluation), keyed like the augmentation above; then normalises.
+      data::AugmentConfig crop = ac;
+      crop.random_crop = augment_;
+      o.decode.out_size = int(image_size());
+      o.decode.crop = [crop, seed = uint64_t(config_.train().seed()),
+                       epoch_samples = epoch_samples_,
+                       starts = shard_start_](int64_t position, data::SampleRef ref, int h, int w) {
+        return data::sample_crop(h, w, crop,
+                                 {seed, position / epoch_samples, starts[ref.shard] + ref.index});
+      };
+    }
     loader_ = std::make_unique<data::Loader>(
         std::move(paths), [this](int64_t p) { return sample_at(p); }, o,
-        augment_ ? data::Loader::Transform(augment) : data::Loader::Transform(normalise));
+        augment_ && !encoded_ ? data::Loader::Transform(augment)
+                              : data::Loader::Transform(normalise));
   }
   auto got = loader_->get(first, count);
   TESSERA_CHECK(got.ok(), "data source ", path_, ": ", got.status().message());
   const data::SampleBatch& b = **got;
-  const int64_t S = manifest_.resolution(), L = manifest_.token_length();
+  const int64_t S = image_size(), L = manifest_.token_length();
   TESSERA_CHECK(b.resolution == S && b.token_length == L, "data source ", path_,
                 ": shards hold resolution ", b.resolution, " and token length ", b.token_length,
                 " but the manifest says ", S, " and ", L);

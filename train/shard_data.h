@@ -5,6 +5,10 @@
 // the epoch only. Images become the model's input (ViT/CLIP: normalised with CLIP's mean and
 // std; DiT: scaled to [-1, 1]); CLIP gets the packed tokens and the end-of-text position.
 //
+// Encoded shards (format version 2) may hold images of any size: the loader decodes each one on
+// its workers into a crop at the model's image_size (random-resized-crop + flip keyed by (seed,
+// epoch, sample) with data.augment, else the centre square).
+//
 // Samples come through a data::Loader (data_pipeline/loader.h): worker threads read whole chunks,
 // normalise the pixels, and assemble the batches at the next steps' positions (stride: the
 // global batch) while the trainer computes (data.loader_threads, data.prefetch_batches). The
@@ -36,6 +40,7 @@ class ShardData final : public DataSource {
 
  private:
   data::SampleRef sample_at(int64_t position) const;
+  int64_t image_size() const;  // S of the batches: the manifest's, or encoded, the model's
 
   config::Config config_;
   data::Manifest manifest_;
@@ -43,6 +48,7 @@ class ShardData final : public DataSource {
   std::string dir_;
   int64_t epoch_samples_;  // whole global batches per epoch, in samples
   bool augment_ = false;
+  bool encoded_ = false;  // format version 2: the loader decodes and crops (any resolution)
   std::vector<int64_t> shard_start_;  // global id of each shard's first sample (augment keys)
   mutable std::unique_ptr<data::GlobalSampler> sampler_;
   mutable std::unique_ptr<data::Loader> loader_;

@@ -319,7 +319,7 @@ TEST(Shard, SchemaDefectsAreRejectedNamingFileAndDataset) {
       {"labels_count", "dataset 'labels' has shape (39), expected (40)"},
       {"num_samples", "dataset 'images' has shape (40, 8, 8, 3), expected (41, 8, 8, 3)"},
       {"offsets_end", "dataset 'caption_offsets' ends at"},
-      {"version", "format_version 2, this build reads version 1"},
+      {"version", "format_version 3, this build reads versions 1 and 2"},
       {"no_fletcher", "dataset 'labels' is not chunked with the Fletcher32 checksum filter"},
   };
   for (const auto& [kind, message] : cases) {

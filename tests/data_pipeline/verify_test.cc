@@ -2,7 +2,9 @@
 // flipped in an image chunk, a caption chunk and a tokens chunk (image shard) or a text_tokens
 // chunk (text shard) is each reported, naming the file, the dataset and the samples (tokens) the
 // chunk holds, through both the mapped and the HDF5 read paths; an intact shard verifies; a
-// manifest whose shard has a bad chunk fails, in one process and under mpirun.
+// manifest whose shard has a bad chunk fails, in one process and under mpirun. Format version 2:
+// a flipped byte in 'image_bytes' is reported with its samples, and a file that was stored
+// intact but does not decode (a truncated upload: its checksum is right) with its sample.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -15,8 +17,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "data_pipeline/image_decode.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/shard_verify.h"
+#include "data_pipeline/shard_writer.h"
 #include "data_pipeline/text_shard.h"
 #include "hdf5/hdf5_util.h"
 #include "tests/data_pipeline/shard_fixtures.h"
@@ -127,6 +131,57 @@ TEST(Verify, EachFlippedChunkIsReportedWithDatasetAndSamples) {
   EXPECT_THAT(run.out, AllOf(HasSubstr("dataset 'images', samples [32, 48)"), HasSubstr(captions),
                              HasSubstr("dataset 'tokens', samples [64, 80)"),
                              HasSubstr("3 problems in 1 shard")));
+}
+
+// Format version 2: 40 JPEGs of 48 x 64 in 'image_bytes' chunks of 256 KiB (one chunk, as the
+// files are ~2 KB), sample 17 truncated to half its bytes before it was written.
+std::string encoded_shard(const std::string& name, int64_t truncated_sample) {
+  const std::string path = dir() + "/" + name;
+  ShardWriterOptions o;
+  o.format_version = shard::kEncodedVersion;
+  o.resolution = 0;
+  auto w = ShardWriter::create(path, o);
+  EXPECT_TRUE(w.ok()) << w.status();
+  std::mt19937 rng(3);
+  for (int64_t i = 0; i < 40; ++i) {
+    RgbImage image{48, 64, std::vector<uint8_t>(48 * 64 * 3)};
+    for (size_t p = 0; p < image.pixels.size(); ++p) image.pixels[p] = uint8_t(p / 7 + rng() % 9);
+    auto jpeg = encode_jpeg(image, 90);
+    EXPECT_TRUE(jpeg.ok()) << jpeg.status();
+    if (i == truncated_sample) jpeg->resize(jpeg->size() / 2);
+    const std::string caption = absl::StrCat("sample ", i);
+    SampleToWrite t;
+    t.caption = caption;
+    t.encoded = *jpeg;
+    t.height = t.original_height = 48, t.width = t.original_width = 64;
+    EXPECT_TRUE((*w)->append(t).ok());
+  }
+  EXPECT_TRUE((*w)->finish().ok());
+  return path;
+}
+
+TEST(Verify, EncodedShardChecksEveryChunkAndDecodesEveryImage) {
+  const ShardVerifyResult intact = verify_shard(encoded_shard("encoded.h5", -1));
+  EXPECT_TRUE(intact.ok()) << intact.bad[0];
+  EXPECT_EQ(intact.images, 40);
+
+  const std::string truncated = encoded_shard("truncated.h5", 17);
+  const ShardVerifyResult r = verify_shard(truncated);
+  ASSERT_EQ(r.bad.size(), 1u);
+  EXPECT_THAT(r.bad[0], AllOf(HasSubstr(truncated), HasSubstr("'image_bytes', sample 17")));
+  const CliRun run = tessera("inspect --verify " + truncated);
+  EXPECT_EQ(run.status, 1) << run.out;
+  EXPECT_THAT(run.out,
+              AllOf(HasSubstr("'image_bytes', sample 17"), HasSubstr("1 problem in 1 shard")));
+
+  const std::string flipped = encoded_shard("encoded_flipped.h5", -1);
+  testing::flip_byte(flipped, chunk_address(flipped, "image_bytes", 0), 0x08);
+  for (bool map : {true, false}) {
+    const ShardVerifyResult f = verify_shard(flipped, "", map);
+    ASSERT_EQ(f.bad.size(), 1u) << "map " << map;  // a bad chunk: its images are not decoded
+    EXPECT_THAT(f.bad[0],
+                AllOf(HasSubstr("dataset 'image_bytes', samples [0, 40)"), HasSubstr("checksum")));
+  }
 }
 
 TEST(Verify, TokenLengthOutsideItsRangeIsReported) {

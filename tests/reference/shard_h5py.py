@@ -14,15 +14,30 @@ import sys
 import h5py
 import numpy as np
 
-PER_SAMPLE = ["images", "tokens", "token_lengths", "labels"]
+PER_SAMPLE = ["images", "tokens", "token_lengths", "labels", "image_sizes", "original_sizes"]
 
 
 def check_schema(f):
-    assert f.attrs["format_version"] == 1, f.attrs["format_version"]
+    version = f.attrs["format_version"]
+    assert version in (1, 2), version
     n, r = int(f.attrs["num_samples"]), int(f.attrs["resolution"])
     tok = f.attrs["tokenizer"]
     assert isinstance(tok, str), type(tok)  # variable-length UTF-8, as h5py writes str
-    assert f["images"].dtype == np.uint8 and f["images"].shape == (n, r, r, 3)
+    if version == 1:
+        assert f["images"].dtype == np.uint8 and f["images"].shape == (n, r, r, 3)
+        assert "image_bytes" not in f
+    else:  # encoded files: bytes + offsets, per-sample stored and original (H, W)
+        assert r >= 0 and "images" not in f
+        assert f["image_bytes"].dtype == np.uint8 and f["image_bytes"].ndim == 1
+        off = f["image_offsets"][:]
+        assert off.dtype == np.int64 and off.shape == (n + 1,)
+        assert off[0] == 0 and (np.diff(off) > 0).all() and off[-1] == f["image_bytes"].shape[0]
+        for name in ("image_sizes", "original_sizes"):
+            sizes = f[name][:]
+            assert sizes.dtype == np.int32 and sizes.shape == (n, 2), name
+            assert (sizes > 0).all(), name
+        if r > 0:
+            assert (f["image_sizes"][:].max(axis=1) <= r).all()
     assert f["captions"].dtype == np.uint8 and f["captions"].ndim == 1
     assert f["caption_offsets"].dtype == np.int64 and f["caption_offsets"].shape == (n + 1,)
     for name in f:
@@ -76,7 +91,13 @@ DEFECTS = {
     "num_samples": lambda d, a: a.update(num_samples=np.int64(a["num_samples"] + 1)),
     "offsets_end": lambda d, a: d.update(caption_offsets=d["caption_offsets"] + 1 * (
         np.arange(len(d["caption_offsets"])) == len(d["caption_offsets"]) - 1)),
-    "version": lambda d, a: a.update(format_version=np.int64(2)),
+    "version": lambda d, a: a.update(format_version=np.int64(3)),
+    # version 2
+    "image_offsets_end": lambda d, a: d.update(image_offsets=d["image_offsets"] + 1 * (
+        np.arange(len(d["image_offsets"])) == len(d["image_offsets"]) - 1)),
+    "image_sizes_shape": lambda d, a: d.update(image_sizes=d["image_sizes"][:, :1]),
+    "image_sizes_zero": lambda d, a: d["image_sizes"].__setitem__((3, 1), 0),
+    "no_image_bytes": lambda d, a: d.pop("image_bytes"),
     "no_fletcher": None,  # handled below
 }
 
