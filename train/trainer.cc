@@ -20,6 +20,7 @@
 #include "train/data_source.h"
 #include "train/dp_average.h"
 #include "train/evaluator.h"
+#include "train/grad_cache.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -286,17 +287,27 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
   const int64_t local_micro = micro / layout_.dp_size();                     // this rank's share
   // This rank's slice of micro-batch mb, on the training device: positions depend on the global
   // batch only, never on how many ranks share it.
-  auto fetch = [&](int64_t mb) {
+  auto host_batch = [&](int64_t mb) {
     Timer data_timer;
     const int64_t first = position + mb * micro + layout_.dp_rank() * local_micro;
-    Uploader::Pending batch = uploader_->upload(data_->batch(first, local_micro));
+    models::Batch batch = data_->batch(first, local_micro);
     result.data_s += data_timer.seconds();
     return batch;
   };
+  auto fetch = [&](int64_t mb) { return uploader_->upload(host_batch(mb)); };
   params.zero_grads();
   double loss = 0;
-  Uploader::Pending next = fetch(0);
-  for (int64_t mb = 0; mb < micro_batches; ++mb) {
+  // CLIP/SigLIP with several micro-batches: accumulation that keeps the whole batch's negatives
+  // (train/grad_cache.h) instead of the loop below.
+  auto* clip = dynamic_cast<models::Clip*>(model_.get());
+  const bool grad_cache = clip && micro_batches > 1;
+  if (grad_cache) {
+    std::vector<models::Batch> host;
+    for (int64_t mb = 0; mb < micro_batches; ++mb) host.push_back(host_batch(mb));
+    loss = grad_cache_step(*clip, host, *uploader_, sync_.get());
+  }
+  Uploader::Pending next = grad_cache ? Uploader::Pending{} : fetch(0);
+  for (int64_t mb = 0; !grad_cache && mb < micro_batches; ++mb) {
     const models::Batch batch = uploader_->ready(std::move(next));
     // On a GPU the next micro-batch's copies run on the copy stream while this one computes.
     if (mb + 1 < micro_batches) next = fetch(mb + 1);
