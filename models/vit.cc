@@ -29,7 +29,22 @@ Tensor Vit::forward_logits(const Tensor& images) {
   return logits_;
 }
 
-double Vit::loss_of(const Batch& batch, Tensor& labels_out, Tensor& lse) {
+ops::SoftTargets Vit::soft_targets(const Batch& batch) const {
+  ops::SoftTargets soft;
+  soft.smoothing = smoothing_;
+  const auto mix = batch.find("labels_mix"), weight = batch.find("label_weight");
+  TESSERA_CHECK((mix == batch.end()) == (weight == batch.end()),
+                "Vit: a mixed batch needs both \"labels_mix\" and \"label_weight\"");
+  if (mix != batch.end()) {
+    const Device device = store_.params().device();
+    soft.mix_targets = on_device(mix->second, device);
+    soft.weights = on_device(weight->second, device);
+  }
+  return soft;
+}
+
+double Vit::loss_of(const Batch& batch, Tensor& labels_out, Tensor& lse,
+                    const ops::SoftTargets& soft) {
   const Tensor& images = batch.at("images");
   const Tensor labels = on_device(batch.at("labels"), store_.params().device());
   TESSERA_CHECK(labels.ndim() == 1 && labels.dtype() == DType::i32 && images.ndim() >= 1 &&
@@ -41,7 +56,7 @@ double Vit::loss_of(const Batch& batch, Tensor& labels_out, Tensor& lse) {
   const int64_t B = labels.dim(0);
   Tensor loss = Tensor::empty({1}, DType::f32, labels.device());
   lse = Tensor::empty({B}, DType::f32, labels.device());
-  ops::cross_entropy_forward(logits_, labels, loss, lse);
+  ops::cross_entropy_forward(logits_, labels, loss, lse, -100, -1, soft);
   return host_scalar(loss);
 }
 
@@ -52,10 +67,16 @@ LossResult Vit::forward_loss(const Batch& batch) {
 }
 
 LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
+  const ops::SoftTargets soft = soft_targets(batch);
+  const bool hard = soft.smoothing == 0 && !soft.mix_targets.defined();
   Tensor labels, lse;
-  const double loss = loss_of(batch, labels, lse);
+  const double loss = loss_of(batch, labels, lse, soft);
   Tensor dlogits = Tensor::empty(logits_.shape(), DType::f32, labels.device());
-  ops::cross_entropy_backward(logits_, labels, lse, loss_scale, dlogits);
+  if (hard) {
+    ops::cross_entropy_backward(logits_, labels, lse, loss_scale, dlogits);
+  } else {
+    ops::cross_entropy_backward(logits_, labels, lse, loss_scale, dlogits, -100, -1, soft);
+  }
   tower_.backward(head_.backward(dlogits));
   return {loss, labels.dim(0)};
 }

@@ -24,6 +24,7 @@
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/recipes.h"
 #include "train/run_report.h"
 
 namespace tessera::train {
@@ -166,6 +167,7 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
   }
   model_->params().init(config_.train().seed());
   model_->set_seed(config_.train().seed());
+  configure_model_recipes(*model_, config_);  // label smoothing (train/recipes.h)
 }
 
 Trainer::~Trainer() = default;
@@ -291,6 +293,7 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
     Timer data_timer;
     const int64_t first = position + mb * micro + layout_.dp_rank() * local_micro;
     models::Batch batch = data_->batch(first, local_micro);
+    apply_batch_recipes(config_, first, batch);  // mixup/CutMix (train/recipes.h)
     result.data_s += data_timer.seconds();
     return batch;
   };

@@ -69,6 +69,26 @@ TEST(DataParallel, VitEqualsOneProcess) {
       load("configs/vit_tiny.pbtxt", {"train.steps=4", "data.global_batch_size=8"}), "vit");
 }
 
+// Training recipes (docs/RECIPES.md): mixup and CutMix pair samples by stream position, so the
+// mixed batch and its soft targets do not depend on the ranks; with label smoothing on top,
+// data parallel still equals one process (2 and 4 ranks; with 2 micro-batches the per-rank
+// micro-batch is 2 on 4 ranks: one pair).
+TEST(DataParallel, VitWithMixupCutMixAndLabelSmoothingEqualsOneProcess) {
+  expect_dp_equals_single(
+      load("configs/vit_tiny.pbtxt",
+           {"train.steps=4", "data.global_batch_size=16", "train.micro_batches=2",
+            "data.mixup_alpha=0.8", "data.cutmix_alpha=1.0", "data.mix_prob=0.9",
+            "optim.label_smoothing=0.1"}),
+      "vit_recipes");
+}
+
+TEST(DataParallel, GptWithLabelSmoothingEqualsOneProcess) {
+  expect_dp_equals_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=3", "data.global_batch_size=8", "optim.label_smoothing=0.1"}),
+      "gpt_smoothing");
+}
+
 TEST(DataParallel, BatchNotDivisibleByRanksIsRejected) {
   auto world = distributed::testing::test_world();
   config::Config cfg = load("configs/gpt_tiny.pbtxt", {"data.global_batch_size=3"});
