@@ -19,6 +19,7 @@
 #include "train/config.h"
 #include "train/data_source.h"
 #include "train/dp_average.h"
+#include "train/ema.h"
 #include "train/evaluator.h"
 #include "train/grad_cache.h"
 #include "train/lr_schedule.h"
@@ -68,9 +69,11 @@ PeakFlops peak_flops(const config::Config& cfg, Device device, int world_size) {
               : absl::StrCat(dtype_name(dtype), " matmul on ", device.str(), " measured now")};
 }
 
-// The Adam moments as checkpoints hold them, in the optimizer's layout.
-MomentsRef moments(const Optimizer& optimizer) {
-  return {optimizer.m(), optimizer.v(), optimizer.zero_shards()};
+// The Adam moments (and the EMA of the weights, when kept) as checkpoints hold them, in the
+// optimizer's layout.
+MomentsRef moments(const Optimizer& optimizer, const Ema* ema) {
+  return {optimizer.m(), optimizer.v(), optimizer.zero_shards(),
+          ema ? ema->buffer() : tessera::Tensor()};
 }
 
 // The state a checkpoint saves after `step`.
@@ -202,6 +205,10 @@ void Trainer::prepare() {
   const config::Config& cfg = config_;
   models::ParamStore& params = model_->params();
   optimizer_ = make_optimizer(params, cfg, layout_);
+  if (cfg.train().ema_decay() > 0) {  // sharded as the optimizer's state (train/ema.h)
+    ema_ = std::make_unique<Ema>(params, optimizer_->zero_shards(), cfg.train().ema_decay(),
+                                 cfg.train().ema_warmup());
+  }
   data_ = make_data_source(cfg);
   const int64_t global_batch = cfg.data().global_batch_size();
   const PeakFlops peak = peak_flops(cfg, device_, layout_.world_size());
@@ -238,6 +245,7 @@ void Trainer::release() {
   // As locals of run() would go: the checkpointer joins its background write first, and the
   // gradient hook is taken down before the GradSync it calls.
   checkpointer_.reset();
+  ema_.reset();
   model_->params().set_grad_ready_hook(nullptr);
   sync_.reset();
   evaluator_.reset();
@@ -273,7 +281,8 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
 
 checkpoint::TrainProgress Trainer::restore() {
   checkpoint::TrainProgress progress;
-  if (auto p = checkpointer_->restore(resume_, model_->params(), moments(*optimizer_))) {
+  if (auto p =
+          checkpointer_->restore(resume_, model_->params(), moments(*optimizer_, ema_.get()))) {
     progress = *p;
     optimizer_->set_steps_taken(progress.optimizer_steps);
   }
@@ -331,6 +340,7 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
     const StepStats stats = optimizer_->step(result.lr);
     result.grad_norm = stats.grad_norm;
     result.applied = stats.applied;
+    if (ema_ && stats.applied) ema_->update(params, optimizer_->steps_taken());
   }
   result.step_s = step_timer.seconds();
   return result;
@@ -338,7 +348,7 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
 
 bool Trainer::checkpoint_boundary(checkpoint::TrainProgress& progress) {
   progress.optimizer_steps = optimizer_->steps_taken();
-  return checkpointer_->end_of_step(model_->params(), moments(*optimizer_), progress,
+  return checkpointer_->end_of_step(model_->params(), moments(*optimizer_, ema_.get()), progress,
                                     config_.train().steps());
 }
 

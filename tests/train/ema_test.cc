@@ -1,0 +1,204 @@
+// The moving average of the weights (train/ema.h), through the trainer and its checkpoints:
+//   - after N steps it equals an independent computation from the parameters each step saved
+//     (decay with warm-up, started from the initial parameters);
+//   - a run resumed from a checkpoint ends with the EMA of the uninterrupted run, bitwise;
+//   - data parallel with ZeRO-1 (each rank keeps its shard of the EMA) equals one process, and its
+//     checkpoint resumes in one process (the EMA resharded from the ranks' pieces);
+//   - a checkpoint written without an EMA starts the EMA from its parameters.
+// Runs under mpirun -np 2.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "checkpoint/checkpoint.h"
+#include "models/factory.h"
+#include "tests/distributed/mpi_test_env.h"
+#include "tests/support/compare.h"
+#include "train/ema.h"
+#include "train/trainer.h"
+
+#include "tests/train/train_test_support.h"
+
+namespace tessera::train {
+namespace {
+
+using testing_support::load;
+
+constexpr int kSteps = 4;
+
+config::Config ema_config(const std::vector<std::string>& more = {}) {
+  std::vector<std::string> sets = {"train.steps=4",
+                                   "data.global_batch_size=8",
+                                   "train.ema_decay=0.9",
+                                   "checkpoint.every_steps=1",
+                                   "checkpoint.keep_last=10",
+                                   "schedule.warmup_steps=1",
+                                   "optim.lr=3e-3"};
+  sets.insert(sets.end(), more.begin(), more.end());
+  return load("configs/vit_tiny.pbtxt", sets);
+}
+
+// A fresh run directory, cleared by the world's rank 0 only.
+std::string fresh_dir(distributed::Communicator* world, const std::string& name) {
+  const std::string dir = testing_support::run_dir(name);
+  if (!world || world->rank() == 0) std::filesystem::remove_all(dir);
+  if (world) world->barrier()->wait();
+  return dir;
+}
+
+// The flat (N) tensor of `role` stored in the checkpoint at `path`, in an unsplit model's layout.
+Tensor stored(const config::Config& cfg, const std::string& path, const std::string& role) {
+  auto info = checkpoint::open_checkpoint(path);
+  TESSERA_CHECK(info.ok(), info.status().ToString());
+  auto model = models::make_model(cfg.model());
+  absl::Status s = checkpoint::load_model_parameters(*info, model->params(), role);
+  TESSERA_CHECK(s.ok(), s.ToString());
+  Tensor out = Tensor::empty({model->params().numel()}, DType::f32);
+  copy(model->params().params(), out);
+  return out;
+}
+
+std::string step_dir(const std::string& run, int step) {
+  return absl::StrCat(run, "/checkpoints/step_", std::string(8 - std::to_string(step).size(), '0'),
+                      step);
+}
+
+// The initial parameters of `cfg` (a trainer's model before any step).
+Tensor initial_params(const config::Config& cfg, const std::string& name) {
+  Trainer t(cfg, fresh_dir(nullptr, name), true);
+  Tensor init = Tensor::empty({t.model().params().numel()}, DType::f32);
+  copy(t.model().params().params(), init);
+  return init;
+}
+
+// e_0 = init; e_t = d_t e + (1 - d_t) p_t with d_t = min(0.9, (1 + t) / (10 + t)) and p_t the
+// parameters the run in `dir` saved after step t; in double.
+Tensor independent_ema(const config::Config& cfg, const std::string& dir, const Tensor& init) {
+  std::vector<double> e(init.data<float>(), init.data<float>() + init.numel());
+  for (int t = 1; t <= kSteps; ++t) {
+    const Tensor p = stored(cfg, step_dir(dir, t), "param");
+    const double d = std::min(0.9, (1.0 + t) / (10.0 + t));
+    for (size_t i = 0; i < e.size(); ++i) e[i] = d * e[i] + (1 - d) * p.data<float>()[i];
+  }
+  Tensor want = Tensor::empty(init.shape(), DType::f32);
+  for (size_t i = 0; i < e.size(); ++i) want.data<float>()[i] = float(e[i]);
+  return want;
+}
+
+TEST(Ema, EqualsAnIndependentAverageOfTheSavedParameters) {
+  auto world = distributed::testing::test_world();
+  if (world->rank() == 0) {
+    const config::Config cfg = ema_config();
+    const std::string dir = fresh_dir(nullptr, "ema_independent");
+    const Tensor init = initial_params(cfg, "ema_init");
+    {
+      Trainer t(cfg, dir, true);
+      ASSERT_EQ(t.run(), kExitOk);
+    }
+    const Tensor got = stored(cfg, step_dir(dir, kSteps), "ema");
+    EXPECT_TRUE(testing::all_close(got, independent_ema(cfg, dir, init), 1e-6,
+                                   "EMA after 4 steps vs independent"));
+    // Neither the raw weights nor the start: the average lies between them.
+    const Tensor raw = stored(cfg, step_dir(dir, kSteps), "param");
+    EXPECT_GT(testing::diff(got, raw).relative(), 1e-5);
+    EXPECT_GT(testing::diff(got, init).relative(), 1e-5);
+    EXPECT_FLOAT_EQ(Ema::decay_at(0.9999f, true, 1), 2.0f / 11.0f);
+    EXPECT_FLOAT_EQ(Ema::decay_at(0.9999f, false, 1), 0.9999f);
+  }
+  world->barrier()->wait();
+}
+
+TEST(Ema, ResumeEqualsUninterrupted) {
+  auto world = distributed::testing::test_world();
+  if (world->rank() == 0) {
+    const config::Config cfg = ema_config();
+    const std::string whole = fresh_dir(nullptr, "ema_whole"),
+                      resumed = fresh_dir(nullptr, "ema_resumed");
+    {
+      Trainer t(cfg, whole, true);
+      ASSERT_EQ(t.run(), kExitOk);
+    }
+    Trainer t(cfg, resumed, true);
+    t.set_resume(step_dir(whole, 2));
+    ASSERT_EQ(t.run(), kExitOk);
+    const Tensor a = stored(cfg, step_dir(whole, kSteps), "ema");
+    const Tensor b = stored(cfg, step_dir(resumed, kSteps), "ema");
+    EXPECT_EQ(0, std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()))
+        << "resumed EMA differs from the uninterrupted run's";
+  }
+  world->barrier()->wait();
+}
+
+TEST(Ema, ZeroShardedEqualsOneProcessAndReshards) {
+  auto world = distributed::testing::test_world();
+  const config::Config cfg = ema_config({"parallel.zero_stage=1", "parallel.bucket_bytes=4096"});
+  const std::string zero_dir = fresh_dir(world.get(), "ema_zero");
+  {
+    Trainer t(cfg, zero_dir, true, world.get());
+    ASSERT_NE(t.layout().dp_size(), 1);
+    ASSERT_EQ(t.run(), kExitOk);
+  }
+  if (world->rank() == 0) {
+    config::Config single_cfg = cfg;
+    single_cfg.mutable_parallel()->set_zero_stage(0);
+    const std::string single = fresh_dir(nullptr, "ema_zero_single");
+    {
+      Trainer t(single_cfg, single, true);
+      ASSERT_EQ(t.run(), kExitOk);
+    }
+    // Exact for the ZeRO-1 run's own parameters: every rank's shard was averaged and saved.
+    const Tensor zero_ema = stored(cfg, step_dir(zero_dir, kSteps), "ema");
+    EXPECT_TRUE(testing::all_close(zero_ema,
+                                   independent_ema(cfg, zero_dir, initial_params(cfg, "ema_init0")),
+                                   1e-6, "ZeRO-1 EMA vs independent"));
+    // Against one process: 1e-5, the data-parallel parameters' own agreement here (Adam turns
+    // the rounding noise of gradients that are zero in exact arithmetic into steps of about lr).
+    const Tensor want = stored(cfg, step_dir(single, kSteps), "ema");
+    EXPECT_TRUE(testing::all_close(zero_ema, want, 1e-5, "ZeRO-1 EMA vs one process"));
+    // The ZeRO-1 checkpoint of step 2 resumes in one process without ZeRO.
+    const std::string resumed = fresh_dir(nullptr, "ema_zero_resumed");
+    Trainer t(single_cfg, resumed, true);
+    t.set_resume(step_dir(zero_dir, 2));
+    ASSERT_EQ(t.run(), kExitOk);
+    EXPECT_TRUE(testing::all_close(stored(cfg, step_dir(resumed, kSteps), "ema"), want, 1e-5,
+                                   "EMA resumed from ZeRO-1 shards in one process"));
+  }
+  world->barrier()->wait();
+}
+
+TEST(Ema, StartsFromTheParametersOfACheckpointWithoutOne) {
+  auto world = distributed::testing::test_world();
+  if (world->rank() == 0) {
+    config::Config plain = ema_config({"train.ema_decay=0"});
+    const std::string before = fresh_dir(nullptr, "ema_none");
+    {
+      Trainer t(plain, before, true);
+      ASSERT_EQ(t.run(), kExitOk);
+    }
+    auto info = checkpoint::open_checkpoint(step_dir(before, kSteps));
+    ASSERT_TRUE(info.ok());
+    EXPECT_FALSE(checkpoint::has_role(*info, "ema"));
+    // Resume at step 4 of a run with 5 steps and an EMA: one update from the stored parameters.
+    config::Config cfg = ema_config({"train.steps=5"});
+    const std::string after = fresh_dir(nullptr, "ema_added");
+    Trainer t(cfg, after, true);
+    t.set_resume(step_dir(before, kSteps));
+    ASSERT_EQ(t.run(), kExitOk);
+    const Tensor p4 = stored(cfg, step_dir(before, kSteps), "param");
+    const Tensor p5 = stored(cfg, step_dir(after, 5), "param");
+    const Tensor got = stored(cfg, step_dir(after, 5), "ema");
+    const double d = std::min(0.9, 6.0 / 15.0);  // update t = 5
+    Tensor want = Tensor::empty(p4.shape(), DType::f32);
+    for (int64_t i = 0; i < p4.numel(); ++i) {
+      want.data<float>()[i] = float(d * p4.data<float>()[i] + (1 - d) * p5.data<float>()[i]);
+    }
+    EXPECT_TRUE(testing::all_close(got, want, 1e-6, "EMA started from the checkpoint"));
+  }
+  world->barrier()->wait();
+}
+
+}  // namespace
+}  // namespace tessera::train
