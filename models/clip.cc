@@ -115,7 +115,13 @@ LossResult Clip::forward_loss(const Batch& batch) {
   return {r.loss, img_emb_.dim(0)};
 }
 
+void Clip::set_dropout(float p, float drop_path) {
+  image_.set_dropout(p, drop_path, &dropout_);
+  text_.set_dropout(p, drop_path, &dropout_);
+}
+
 LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
+  const TrainingScope training(dropout_, batch);
   forward_embeddings(batch);
   const float s = logit_scale();
   const bool clamped = s > config_.max_logit_scale();  // torch.clamp passes no gradient there

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "models/contrastive_loss.h"
+#include "models/layers/dropout.h"
 #include "models/layers/linear.h"
 #include "models/model.h"
 #include "models/text_tower.h"
@@ -57,7 +58,12 @@ class Clip final : public Model {
 
   ParamStore& params() override { return store_; }
   // text_eot is range-checked on the host (a bad index would pool another sample's row).
-  std::vector<std::string> host_inputs() const override { return {"text_eot"}; }
+  std::vector<std::string> host_inputs() const override { return {"text_eot", "position"}; }
+  // model.dropout / model.drop_path (models/layers/dropout.h): training forwards only, rows keyed
+  // by the batch's "position" (a (1) i64 host tensor) and train.seed (set_seed).
+  void set_dropout(float p, float drop_path);
+  void set_seed(uint64_t seed) override { dropout_.seed = seed; }
+
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
   LossResult forward_loss(const Batch& batch) override;
   double train_flops(int64_t batch_size) const override;
@@ -117,6 +123,7 @@ class Clip final : public Model {
   std::vector<Tensor> cached_img_, cached_txt_;
   Tensor cached_dimg_, cached_dtxt_;
   std::vector<int64_t> cached_begin_;
+  DropoutState dropout_;
 };
 
 }  // namespace tessera::models

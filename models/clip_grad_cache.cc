@@ -8,6 +8,9 @@
 namespace tessera::models {
 
 void Clip::cache_embeddings(const Batch& batch) {
+  // Training forwards: the masks (keyed by the batch's position) are the ones the recomputation
+  // in cached_backward draws again.
+  const TrainingScope training(dropout_, batch);
   Tensor img, txt;
   project(batch, img, txt);
   cached_img_.push_back(img);
@@ -58,6 +61,7 @@ void Clip::cached_backward(int64_t mb, const Batch& batch) {
   TESSERA_CHECK(cached_dimg_.defined() && mb >= 0 && mb < int64_t(cached_begin_.size()),
                 "Clip::cached_backward: micro-batch ", mb, " of ", cached_begin_.size(),
                 " cached (call cached_loss first)");
+  const TrainingScope training(dropout_, batch);
   Tensor img, txt;
   project(batch, img, txt);  // recomputed: the towers keep this micro-batch's activations again
   const int64_t begin = cached_begin_[mb], end = begin + img.dim(0);

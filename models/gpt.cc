@@ -158,7 +158,15 @@ LossResult Gpt::forward_loss(const Batch& batch) {
   return {host_scalar(loss), N};
 }
 
+void Gpt::set_dropout(float p, float drop_path) {
+  const int n = int(blocks_.size());
+  for (int i = 0; i < n; ++i) {
+    blocks_[i]->configure_dropout(p, drop_path_rate(drop_path, i, n), &dropout_);
+  }
+}
+
 LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
+  const TrainingScope training(dropout_, batch);
   const Tensor targets = on_device(batch.at("targets"), store_.params().device());
   forward_logits(batch.at("tokens"));
   const int64_t B = targets.dim(0), T = targets.dim(1), N = B * T,

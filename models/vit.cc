@@ -66,7 +66,12 @@ LossResult Vit::forward_loss(const Batch& batch) {
   return {loss, labels.dim(0)};
 }
 
+void Vit::set_dropout(float p, float drop_path) {
+  tower_.set_dropout(p, drop_path, &dropout_);
+}
+
 LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
+  const TrainingScope training(dropout_, batch);
   const ops::SoftTargets soft = soft_targets(batch);
   const bool hard = soft.smoothing == 0 && !soft.mix_targets.defined();
   Tensor labels, lse;

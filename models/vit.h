@@ -29,6 +29,12 @@ class Vit final : public Model {
       Device device = Device::cpu());
 
   ParamStore& params() override { return store_; }
+  std::vector<std::string> host_inputs() const override { return {"position"}; }
+  // model.dropout / model.drop_path (models/layers/dropout.h): training forwards only, rows keyed
+  // by the batch's "position" (a (1) i64 host tensor) and train.seed (set_seed).
+  void set_dropout(float p, float drop_path);
+  void set_seed(uint64_t seed) override { dropout_.seed = seed; }
+
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
   LossResult forward_loss(const Batch& batch) override;
   double train_flops(int64_t batch_size) const override;
@@ -55,6 +61,7 @@ class Vit final : public Model {
   Linear head_;
   Tensor logits_;  // (B, n_classes)
   float smoothing_ = 0;
+  DropoutState dropout_;
 };
 
 }  // namespace tessera::models

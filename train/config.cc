@@ -183,6 +183,11 @@ absl::Status validate(const Config& c, const Validator& v) {
       v.check((c.data().mixup_alpha() == 0 && c.data().cutmix_alpha() == 0) || m.has_vit(),
               c.data().mixup_alpha() > 0 ? "data.mixup_alpha" : "data.cutmix_alpha",
               "applies to ViT only"));
+  for (const auto& [rate, path] :
+       {std::pair{m.dropout(), "model.dropout"}, std::pair{m.drop_path(), "model.drop_path"}}) {
+    RETURN_IF_ERROR(v.check(rate >= 0 && rate < 1, path, "must be in [0, 1)"));
+    RETURN_IF_ERROR(v.check(rate == 0 || !m.has_dit(), path, "applies to GPT, ViT and CLIP only"));
+  }
   RETURN_IF_ERROR(v.check(c.train().ema_decay() >= 0 && c.train().ema_decay() < 1,
                           "train.ema_decay", "must be in [0, 1)"));
   return absl::OkStatus();

@@ -15,7 +15,8 @@ namespace tessera::train {
 void configure_model_recipes(models::Model& model, const config::Config& config);
 
 // A training batch of positions [first, first + count) after the configured per-batch recipes
-// (mixup/CutMix, train/mixing.h); unchanged when none is on.
+// (mixup/CutMix, train/mixing.h; with dropout, "position" = first, the key of its masks);
+// unchanged when none is on.
 void apply_batch_recipes(const config::Config& config, int64_t first, models::Batch& batch);
 
 }  // namespace tessera::train

@@ -460,6 +460,14 @@ TEST(ClipGradCache, SigLipTrainerTwoRanksZero1) {
   expect_accumulated_run_equals_big_batch("SIGLIP", 2, 2, {"parallel.zero_stage=1"},
                                           "gc_siglip_2z");
 }
+// With dropout and drop-path: the recomputed forward draws the embedding pass's masks (keyed by
+// position), 1 rank and DP 2.
+TEST(ClipGradCache, InfoNceTrainerWithDropout) {
+  expect_accumulated_run_equals_big_batch(
+      "INFONCE", 1, 2, {"model.dropout=0.1", "model.drop_path=0.2"}, "gc_infonce_drop_1");
+  expect_accumulated_run_equals_big_batch(
+      "INFONCE", 2, 2, {"model.dropout=0.1", "model.drop_path=0.2"}, "gc_infonce_drop_2");
+}
 // Tensor parallel 2 (one DP rank), and TP 2 x DP 2.
 TEST(ClipGradCache, InfoNceTrainerTensorParallel) {
   expect_accumulated_run_equals_big_batch("INFONCE", 2, 2, {"parallel.tensor_parallel=2"},

@@ -301,6 +301,16 @@ TEST(TensorParallel, GptWithLabelSmoothingTrainerEqualsOneProcess) {
       "gpt_smoothing_trainer");
 }
 
+// Dropout and drop-path under TP: the branch outputs are whole on every TP rank (after the row
+// parallel all-reduce) and keyed alike, so the split model equals the unsplit one.
+TEST(TensorParallel, GptWithDropoutTrainerEqualsOneProcess) {
+  expect_trainer_matches_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=3", "data.global_batch_size=8", "parallel.tensor_parallel=2",
+            "model.dropout=0.1", "model.drop_path=0.2", "log.every_steps=1"}),
+      "gpt_dropout_trainer");
+}
+
 TEST(TensorParallel, GptTrainerEqualsOneProcess) {
   expect_trainer_matches_single(
       load("configs/gpt_tiny.pbtxt",
