@@ -111,12 +111,13 @@ TEST(Ema, EqualsAnIndependentAverageOfTheSavedParameters) {
   world->barrier()->wait();
 }
 
-TEST(Ema, ResumeEqualsUninterrupted) {
-  auto world = distributed::testing::test_world();
-  if (world->rank() == 0) {
-    const config::Config cfg = ema_config();
-    const std::string whole = fresh_dir(nullptr, "ema_whole"),
-                      resumed = fresh_dir(nullptr, "ema_resumed");
+// Resumed at step 2, the run ends bitwise where the uninterrupted one does: the EMA, and with
+// every recipe of docs/RECIPES.md on (mixup/CutMix pairs, label smoothing, dropout and drop-path
+// masks: all keyed by seed and position) the parameters too.
+void expect_resume_equals_uninterrupted(const config::Config& cfg, const std::string& name) {
+  {
+    const std::string whole = fresh_dir(nullptr, name + "_whole"),
+                      resumed = fresh_dir(nullptr, name + "_resumed");
     {
       Trainer t(cfg, whole, true);
       ASSERT_EQ(t.run(), kExitOk);
@@ -124,10 +125,28 @@ TEST(Ema, ResumeEqualsUninterrupted) {
     Trainer t(cfg, resumed, true);
     t.set_resume(step_dir(whole, 2));
     ASSERT_EQ(t.run(), kExitOk);
-    const Tensor a = stored(cfg, step_dir(whole, kSteps), "ema");
-    const Tensor b = stored(cfg, step_dir(resumed, kSteps), "ema");
-    EXPECT_EQ(0, std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()))
-        << "resumed EMA differs from the uninterrupted run's";
+    for (const char* role : {"ema", "param"}) {
+      const Tensor a = stored(cfg, step_dir(whole, kSteps), role);
+      const Tensor b = stored(cfg, step_dir(resumed, kSteps), role);
+      EXPECT_EQ(0, std::memcmp(a.data<float>(), b.data<float>(), a.nbytes()))
+          << name << ": resumed " << role << " differs from the uninterrupted run's";
+    }
+  }
+}
+
+TEST(Ema, ResumeEqualsUninterrupted) {
+  auto world = distributed::testing::test_world();
+  if (world->rank() == 0) expect_resume_equals_uninterrupted(ema_config(), "ema");
+  world->barrier()->wait();
+}
+
+TEST(Ema, ResumeWithEveryRecipeEqualsUninterrupted) {
+  auto world = distributed::testing::test_world();
+  if (world->rank() == 0) {
+    expect_resume_equals_uninterrupted(
+        ema_config({"data.mixup_alpha=0.8", "data.cutmix_alpha=1.0", "optim.label_smoothing=0.1",
+                    "model.dropout=0.1", "model.drop_path=0.2"}),
+        "recipes");
   }
   world->barrier()->wait();
 }
