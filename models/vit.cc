@@ -1,6 +1,7 @@
 #include "models/vit.h"
 
 #include "models/device_batch.h"
+#include "models/distillation.h"
 #include "ops/cross_entropy.h"
 
 namespace tessera::models {
@@ -66,6 +67,21 @@ LossResult Vit::forward_loss(const Batch& batch) {
   return {loss, labels.dim(0)};
 }
 
+void Vit::set_teacher(std::unique_ptr<Vit> teacher, float alpha, float temperature) {
+  TESSERA_CHECK(teacher && teacher->config_.n_classes() == config_.n_classes() &&
+                    teacher->config_.image_size() == config_.image_size() &&
+                    teacher->config_.channels() == config_.channels(),
+                "Vit: a teacher must classify the same ", config_.n_classes(), " classes of ",
+                config_.image_size(), "x", config_.image_size(), "x", config_.channels(),
+                " images");
+  TESSERA_CHECK(alpha >= 0 && alpha <= 1 && temperature > 0,
+                "Vit: distillation needs alpha in [0, 1] and temperature > 0, got ", alpha, " and ",
+                temperature);
+  teacher_ = std::move(teacher);
+  alpha_ = alpha;
+  temperature_ = temperature;
+}
+
 void Vit::set_dropout(float p, float drop_path) {
   tower_.set_dropout(p, drop_path, &dropout_);
 }
@@ -75,12 +91,21 @@ LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
   const ops::SoftTargets soft = soft_targets(batch);
   const bool hard = soft.smoothing == 0 && !soft.mix_targets.defined();
   Tensor labels, lse;
-  const double loss = loss_of(batch, labels, lse, soft);
+  double loss = loss_of(batch, labels, lse, soft);
+  // With a teacher the hard loss weighs alpha (models/distillation.h).
+  const float hard_scale = teacher_ ? loss_scale * alpha_ : loss_scale;
   Tensor dlogits = Tensor::empty(logits_.shape(), DType::f32, labels.device());
   if (hard) {
-    ops::cross_entropy_backward(logits_, labels, lse, loss_scale, dlogits);
+    ops::cross_entropy_backward(logits_, labels, lse, hard_scale, dlogits);
   } else {
-    ops::cross_entropy_backward(logits_, labels, lse, loss_scale, dlogits, -100, -1, soft);
+    ops::cross_entropy_backward(logits_, labels, lse, hard_scale, dlogits, -100, -1, soft);
+  }
+  if (teacher_) {
+    const Tensor student = logits_;  // the teacher's forward leaves this model's state alone
+    const Tensor teacher = teacher_->forward_logits(batch.at("images"));
+    const double kd =
+        distillation_term(student, teacher, temperature_, loss_scale * (1 - alpha_), dlogits);
+    loss = alpha_ * loss + (1 - alpha_) * kd;
   }
   tower_.backward(head_.backward(dlogits));
   return {loss, labels.dim(0)};

@@ -17,6 +17,8 @@
 // zero (timm's optional head_init_scale = 0): a zero head would also make every gradient below
 // it zero in the first step.
 
+#include <memory>
+
 #include "models/model.h"
 #include "models/vision_tower.h"
 #include "ops/cross_entropy.h"
@@ -43,6 +45,11 @@ class Vit final : public Model {
   // Logits (B, n_classes) of the last forward, for accuracy and tests.
   const Tensor& logits() const { return logits_; }
   Tensor forward_logits(const Tensor& images);  // images (B, S, S, C) -> logits (B, n_classes)
+  // Knowledge distillation (models/distillation.h): forward_backward's loss becomes
+  // alpha * (the hard loss above) + (1 - alpha) * T^2 * KL(teacher / T || student / T). The
+  // teacher (a ViT with the same classes and image size, any width or depth) runs forward only,
+  // in evaluation mode, on the same (possibly mixed) images; its parameters take no gradient.
+  void set_teacher(std::unique_ptr<Vit> teacher, float alpha, float temperature);
   // optim.label_smoothing, for forward_backward only; in [0, 1).
   void set_label_smoothing(float eps) { smoothing_ = eps; }
 
@@ -62,6 +69,8 @@ class Vit final : public Model {
   Tensor logits_;  // (B, n_classes)
   float smoothing_ = 0;
   DropoutState dropout_;
+  std::unique_ptr<Vit> teacher_;
+  float alpha_ = 1, temperature_ = 1;
 };
 
 }  // namespace tessera::models

@@ -188,6 +188,12 @@ absl::Status validate(const Config& c, const Validator& v) {
     RETURN_IF_ERROR(v.check(rate >= 0 && rate < 1, path, "must be in [0, 1)"));
     RETURN_IF_ERROR(v.check(rate == 0 || !m.has_dit(), path, "applies to GPT, ViT and CLIP only"));
   }
+  if (!c.distill().teacher().empty()) {
+    RETURN_IF_ERROR(v.check(m.has_vit(), "distill.teacher", "applies to ViT students only"));
+    RETURN_IF_ERROR(v.check(c.distill().alpha() >= 0 && c.distill().alpha() <= 1, "distill.alpha",
+                            "must be in [0, 1]"));
+    RETURN_IF_ERROR(v.check(c.distill().temperature() > 0, "distill.temperature", "must be > 0"));
+  }
   RETURN_IF_ERROR(v.check(c.train().ema_decay() >= 0 && c.train().ema_decay() < 1,
                           "train.ema_decay", "must be in [0, 1)"));
   return absl::OkStatus();

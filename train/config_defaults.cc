@@ -19,6 +19,7 @@ const char* const kConfigDefaults = R"pb(
   checkpoint { every_steps: 0 keep_last: 3 }
   log { every_steps: 10 }
   eval { every_steps: 0 batches: 8 }
+  distill { alpha: 0.5 temperature: 1 }
 )pb";
 
 namespace {

@@ -7,6 +7,7 @@
 #include "tests/distributed/mpi_test_env.h"
 #include "tests/support/reference.h"
 #include "train/config.h"
+#include "train/synthetic_data.h"
 #include "train/trainer.h"
 
 #include "tests/train/train_test_support.h"
@@ -94,6 +95,38 @@ TEST(DataParallel, VitWithDropoutAndDropPathEqualsOneProcess) {
       // 1.07e-6 measured: each dropout site's 1/(1-p) scaling rounds once more per element, on
       // differently reduced values. Masks keyed by local row instead of position gave 5.9e-4.
       3e-6);
+}
+
+// Knowledge distillation from a larger ViT teacher (a checkpoint trained here first): every rank
+// runs the frozen teacher on its slice; data parallel equals one process. The teacher is used:
+// the student's first loss differs from the same student's without it.
+TEST(DataParallel, VitDistilledFromATeacherEqualsOneProcess) {
+  auto world = distributed::testing::test_world();
+  const std::string teacher = run_dir("vit_teacher_np" + std::to_string(world->size()));
+  if (world->rank() == 0) {
+    Trainer t(load("configs/vit_tiny.pbtxt",
+                   {"train.steps=2", "data.global_batch_size=8", "model.vit.transformer.d_model=48",
+                    "model.vit.transformer.n_heads=3"}),
+              teacher, true);
+    ASSERT_EQ(t.run(), kExitOk);
+  }
+  world->barrier()->wait();
+  const std::vector<std::string> student = {"train.steps=3", "data.global_batch_size=8"};
+  std::vector<std::string> distilled = student;
+  for (const std::string& s : {"distill.teacher=" + teacher, std::string("distill.alpha=0.3"),
+                               std::string("distill.temperature=2")}) {
+    distilled.push_back(s);
+  }
+  expect_dp_equals_single(load("configs/vit_tiny.pbtxt", distilled), "vit_distill");
+  if (world->rank() == 0) {
+    Trainer with(load("configs/vit_tiny.pbtxt", distilled), run_dir("vit_distill_with"), true);
+    Trainer without(load("configs/vit_tiny.pbtxt", student), run_dir("vit_distill_without"), true);
+    SyntheticData data(load("configs/vit_tiny.pbtxt", student));
+    const models::Batch batch = data.batch(0, 8);
+    EXPECT_NE(with.model().forward_backward(batch, 1.0f).loss,
+              without.model().forward_backward(batch, 1.0f).loss);
+  }
+  world->barrier()->wait();
 }
 
 TEST(DataParallel, GptWithLabelSmoothingEqualsOneProcess) {
