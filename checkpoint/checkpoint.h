@@ -53,16 +53,25 @@ absl::Status verify_commit_marker(const CheckpointInfo& ckpt);
 // Loads the model parameters (by global name, any TP shard/layout) into `params`; checks names,
 // shapes and checksums and names the file and tensor on error. `params` is unchanged on error
 // only as far as no read had started: on a checksum error mid-way, reload or discard it.
-absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStore& params);
+// role "ema": the moving average of the weights instead (has_role tells whether it was saved).
+absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStore& params,
+                                   const std::string& role = "param");
+// Whether the checkpoint stores tensors of `role` ("param", "adam_m", "adam_v", "ema").
+bool has_role(const CheckpointInfo& ckpt, const std::string& role);
 
 // The Adam moments of this rank, in the optimizer's own layout: (N) like the flat parameter
-// buffer, or under ZeRO-1 (`zero` set) this rank's shard buffer (shard_numel).
+// buffer, or under ZeRO-1 (`zero` set) this rank's shard buffer (shard_numel). `ema`, when
+// defined, is the moving average of the weights (train/ema.h) in the same layout, stored as
+// tensors of role "ema".
 struct MomentsRef {
   tessera::Tensor m, v;
   const distributed::ZeroShards* zero = nullptr;
+  tessera::Tensor ema;
 };
 
-// Loads the Adam moments this rank holds (any writing layout). Errors as above.
+// Loads the Adam moments this rank holds (any writing layout), and the EMA when moments.ema is
+// defined: from the checkpoint's "ema" tensors, or, for a checkpoint written without an EMA, from
+// its parameters (the average starts there). Errors as above.
 absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& params,
                           const MomentsRef& moments);
 

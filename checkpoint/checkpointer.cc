@@ -23,7 +23,7 @@ struct Checkpointer::Pending {
   TrainProgress progress;
   std::string tmp;
   // Host copies (async, or a device run) or views of the live buffers.
-  tessera::Tensor params, m, v;
+  tessera::Tensor params, m, v, ema;
   detail::RankState state;
   std::thread thread;
   std::atomic<bool> done{false};
@@ -99,7 +99,8 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
   p->params = host_state(params.params(), async_);
   p->m = host_state(moments.m, async_);
   p->v = host_state(moments.v, async_);
-  p->state = {&params, p->params, MomentsRef{p->m, p->v, moments.zero}};
+  if (moments.ema.defined()) p->ema = host_state(moments.ema, async_);
+  p->state = {&params, p->params, MomentsRef{p->m, p->v, moments.zero, p->ema}};
   const int dp_rank = layout_.dp_rank(), tp_rank = layout_.tp_rank();
   auto write = [rank, dp_rank, tp_rank, q = p.get()] {
     Timer w;
@@ -191,7 +192,11 @@ void Checkpointer::complete() {
       meta.mutable_tokenizer()->set_vocab_size(config_.model().clip().text().vocab_size());
     meta.mutable_optimizer()->set_kind("adamw");
     meta.mutable_optimizer()->set_steps_taken(p->progress.optimizer_steps);
-    meta.mutable_optimizer()->set_state_layout("tensors adam_m, adam_v: global shapes, as params");
+    meta.mutable_optimizer()->set_state_layout(
+        p->state.moments.ema.defined()
+            ? "tensors adam_m, adam_v (and ema, the moving average of the weights): global "
+              "shapes, as params"
+            : "tensors adam_m, adam_v: global shapes, as params");
     meta.mutable_data()->set_next_position(p->progress.next_position);
     meta.mutable_data()->set_global_batch_size(config_.data().global_batch_size());
     meta.mutable_data()->set_source(config_.data().source());

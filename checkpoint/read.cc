@@ -87,8 +87,16 @@ tessera::Tensor host(const tessera::Tensor& t) {
 
 }  // namespace
 
-absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStore& params) {
-  auto tensors = match_tensors(ckpt, params, "param");
+bool has_role(const CheckpointInfo& ckpt, const std::string& role) {
+  for (const auto& t : ckpt.metadata.tensors()) {
+    if (t.role() == role) return true;
+  }
+  return false;
+}
+
+absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStore& params,
+                                   const std::string& role) {
+  auto tensors = match_tensors(ckpt, params, role);
   if (!tensors.ok()) return tensors.status();
   tessera::Tensor buf = host(params.params());
   detail::PieceReader reader(ckpt.dir);
@@ -107,10 +115,14 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
 absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& params,
                           const MomentsRef& moments) {
   detail::PieceReader reader(ckpt.dir);
-  for (const char* role : {"adam_m", "adam_v"}) {
+  // (the role read, the buffer it fills): the EMA starts from the parameters when none was saved.
+  std::vector<std::pair<std::string, tessera::Tensor>> parts = {{"adam_m", moments.m},
+                                                                {"adam_v", moments.v}};
+  if (moments.ema.defined())
+    parts.push_back({has_role(ckpt, "ema") ? "ema" : "param", moments.ema});
+  for (const auto& [role, dst] : parts) {
     auto tensors = match_tensors(ckpt, params, role);
     if (!tensors.ok()) return tensors.status();
-    const tessera::Tensor& dst = std::string(role) == "adam_m" ? moments.m : moments.v;
     tessera::Tensor buf = host(dst);
     float* out = buf.data<float>();
     for (const auto& info : params.infos()) {

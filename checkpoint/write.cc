@@ -67,6 +67,9 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
     const float* p_end = p + state.params.numel();
     const float* m_end = m + mom.m.numel();
     const float* v_end = v + mom.v.numel();
+    // The moving average of the weights (train/ema.h), in the moments' layout, when kept.
+    float* e = mom.ema.defined() ? mom.ema.data<float>() : nullptr;
+    const float* e_end = e ? e + mom.ema.numel() : nullptr;
     const auto& infos = store.infos();
     for (size_t i = 0; i < infos.size(); ++i) {
       const auto& info = infos[i];
@@ -81,6 +84,10 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
                      box.count, m + info.offset, m_end);
         writer.write(pieces.add(info, "adam_v", box, "adam_v:" + info.spec.name)->dataset(),
                      box.count, v + info.offset, v_end);
+        if (e) {
+          writer.write(pieces.add(info, "ema", box, "ema:" + info.spec.name)->dataset(), box.count,
+                       e + info.offset, e_end);
+        }
       }
       if (i == infos.size() / 2) crash_point("mid_rank_file", world_rank);
     }
@@ -99,6 +106,10 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
                          pb.box.count, m + at, m_end);
             writer.write(pieces.add(info, "adam_v", pb.box, "adam_v" + suffix)->dataset(),
                          pb.box.count, v + at, v_end);
+            if (e) {
+              writer.write(pieces.add(info, "ema", pb.box, "ema" + suffix)->dataset(), pb.box.count,
+                           e + at, e_end);
+            }
           }
         }
       }

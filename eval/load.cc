@@ -16,11 +16,24 @@ std::string model_family(const config::ModelConfig& m) {
   return "none";
 }
 
-absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path, Device device) {
+absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path, Device device,
+                                                  const std::string& weights) {
+  if (weights != "auto" && weights != "ema" && weights != "raw") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--weights must be ema, raw or auto, got '", weights, "'"));
+  }
   auto info = checkpoint::open_checkpoint(path);
   if (!info.ok()) return info.status();
   LoadedModel m;
   m.info = std::move(*info);
+  const bool has_ema = checkpoint::has_role(m.info, "ema");
+  if (weights == "ema" && !has_ema) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(m.info.dir,
+                     " holds no EMA of the weights (train.ema_decay was 0); use "
+                     "--weights raw"));
+  }
+  m.weights = weights == "raw" || !has_ema ? "raw" : "ema";
   m.family = model_family(m.info.config.model());
   if (m.family == "none") {
     return absl::FailedPreconditionError(
@@ -32,7 +45,10 @@ absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path, Devic
     return absl::FailedPreconditionError(absl::StrCat(m.info.dir, ": ", e.what()));
   }
   m.model->set_seed(m.info.config.train().seed());
-  if (auto s = checkpoint::load_model_parameters(m.info, m.model->params()); !s.ok()) return s;
+  const std::string role = m.weights == "ema" ? "ema" : "param";
+  if (auto s = checkpoint::load_model_parameters(m.info, m.model->params(), role); !s.ok()) {
+    return s;
+  }
   m.run_dir = std::filesystem::path(m.info.dir).parent_path().parent_path().string();
   return m;
 }

@@ -17,14 +17,18 @@ struct LoadedModel {
   std::unique_ptr<models::Model> model;
   std::string family;   // "gpt", "vit", "clip", "siglip" or "dit"
   std::string run_dir;  // the run directory holding checkpoints/ (info.dir/../..)
+  std::string weights;  // "ema" (the moving average of the weights, train.ema_decay) or "raw"
 };
 
 // The family name of a model config.
 std::string model_family(const config::ModelConfig& m);
 
 // The model lives on `device` (the parameters are read on the host and copied there).
+// weights: "ema" (an error naming the checkpoint when it holds no EMA), "raw" (the trained
+// parameters), or "auto" (the EMA when the checkpoint holds one, else the raw parameters).
 absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path,
-                                                  Device device = Device::cpu());
+                                                  Device device = Device::cpu(),
+                                                  const std::string& weights = "auto");
 
 // An error unless the checkpoint is one of `families` ("clip" also matches "siglip"), naming
 // the checkpoint, its family and the verb.

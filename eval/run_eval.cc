@@ -89,7 +89,7 @@ BatchFn split_batches(const EvalSplit& s, const config::ModelConfig& m) {
 }  // namespace
 
 absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& o) {
-  auto loaded = load_checkpoint_model(o.checkpoint, o.device);
+  auto loaded = load_checkpoint_model(o.checkpoint, o.device, o.weights);
   if (!loaded.ok()) return loaded.status();
   LoadedModel& lm = *loaded;
   const config::Config& c = lm.info.config;
@@ -155,6 +155,7 @@ absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& o) {
   r["checkpoint"] = lm.info.dir;
   r["step"] = lm.info.step;
   r["split"] = manifest->empty() ? absl::StrCat("synthetic:", o.split) : *manifest;
+  r["weights"] = lm.weights;
   return r;
 }
 

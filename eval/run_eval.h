@@ -23,10 +23,12 @@ struct EvalOptions {
   int64_t max_samples = 0;  // 0: the whole split (synthetic: 512 samples)
   int dit_buckets = 4;
   Device device = Device::cpu();  // where the model runs (the batches are built on the host)
+  std::string weights = "auto";   // "ema", "raw" or "auto" (eval/load.h)
 };
 
-// The metrics as a flat JSON object (metric -> number) plus "family", "checkpoint", "step" and
-// "split". Errors name the checkpoint, the split or the tokenizer at fault.
+// The metrics as a flat JSON object (metric -> number) plus "family", "checkpoint", "step",
+// "split" and "weights" ("ema" or "raw"). Errors name the checkpoint, the split or the tokenizer at
+// fault.
 absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& options);
 
 // The rows of the printed table ("metric  value"), metrics in the object's order.

@@ -54,15 +54,20 @@ float Clip::logit_bias() const {
   return logit_bias_ < 0 ? 0.0f : host_scalar(store_.param(logit_bias_));
 }
 
-void Clip::forward_embeddings(const Batch& batch) {
+void Clip::project(const Batch& batch, Tensor& img, Tensor& txt) {
   const Device device = store_.params().device();
   const Tensor images = on_device(batch.at("images"), device);
   const Tensor text = on_device(batch.at("text"), device);
   TESSERA_CHECK(images.ndim() >= 1 && text.ndim() >= 1 && images.dim(0) == text.dim(0),
                 "Clip: \"images\" ", images.describe(), " and \"text\" ", text.describe(),
                 " must have the same batch size");
-  Tensor img = image_proj_.forward(image_.forward(images));                    // (B, E)
-  Tensor txt = text_proj_.forward(text_.forward(text, batch.at("text_eot")));  // (B, E)
+  img = image_proj_.forward(image_.forward(images));                    // (B, E)
+  txt = text_proj_.forward(text_.forward(text, batch.at("text_eot")));  // (B, E)
+}
+
+void Clip::forward_embeddings(const Batch& batch) {
+  Tensor img, txt;
+  project(batch, img, txt);
   const int64_t B = img.dim(0);
   img_emb_ = Tensor::empty(img.shape(), DType::f32, img.device());
   txt_emb_ = Tensor::empty(txt.shape(), DType::f32, txt.device());
@@ -110,7 +115,13 @@ LossResult Clip::forward_loss(const Batch& batch) {
   return {r.loss, img_emb_.dim(0)};
 }
 
+void Clip::set_dropout(float p, float drop_path) {
+  image_.set_dropout(p, drop_path, &dropout_);
+  text_.set_dropout(p, drop_path, &dropout_);
+}
+
 LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
+  const TrainingScope training(dropout_, batch);
   forward_embeddings(batch);
   const float s = logit_scale();
   const bool clamped = s > config_.max_logit_scale();  // torch.clamp passes no gradient there
@@ -118,20 +129,26 @@ LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
   Tensor dimg = Tensor::empty(img_emb_.shape(), DType::f32, img_emb_.device());
   Tensor dtxt = Tensor::empty(txt_emb_.shape(), DType::f32, txt_emb_.device());
   ContrastiveResult r = loss(t, loss_scale, dimg, dtxt);
-  // Scalars first: they were registered last, so their gradients come first in the flat buffer
-  // (and reporting them final lets GradSync start on the buckets behind them during backward).
-  if (logit_bias_ >= 0) {
-    add_scalar(store_.grad(logit_bias_), float(r.dbias));
-    store_.grad_done(logit_bias_);
-  }
-  add_scalar(store_.grad(logit_scale_), clamped ? 0.0f : float(r.dt * t));  // dt/ds = t
-  store_.grad_done(logit_scale_);
+  add_scalar_grads(r, t, clamped);
+  report_scalar_grads();
   // Text tower (registered after the image tower), then the image tower.
   ops::l2_normalize_backward(dtxt, txt_emb_, txt_norm_, dtxt);
   text_.backward(text_proj_.backward(dtxt));
   ops::l2_normalize_backward(dimg, img_emb_, img_norm_, dimg);
   image_.backward(image_proj_.backward(dimg));
   return {r.loss, img_emb_.dim(0)};
+}
+
+void Clip::add_scalar_grads(const ContrastiveResult& r, float t, bool clamped) {
+  if (logit_bias_ >= 0) add_scalar(store_.grad(logit_bias_), float(r.dbias));
+  add_scalar(store_.grad(logit_scale_), clamped ? 0.0f : float(r.dt * t));  // dt/ds = t
+}
+
+void Clip::report_scalar_grads() {
+  // Scalars first: they were registered last, so their gradients come first in the flat buffer
+  // (and reporting them final lets GradSync start on the buckets behind them during backward).
+  if (logit_bias_ >= 0) store_.grad_done(logit_bias_);
+  store_.grad_done(logit_scale_);
 }
 
 double Clip::train_flops(int64_t batch_size) const {

@@ -19,13 +19,27 @@
 // and for SIGLIP logit_bias (1). Projections init normal(d^-0.5) as CLIP; logit_scale and
 // logit_bias start at config.init_logit_scale / init_logit_bias; neither decays.
 //
+// Gradient accumulation (GradCache, Gao et al. 2021; OpenCLIP's accumulated-feature training):
+// with several micro-batches per step the loss must still contrast each image against every text
+// of the step's batch, which micro-batches run through forward_backward one by one cannot do.
+// cache_embeddings() runs the towers on each micro-batch and keeps only its embeddings (the
+// towers' saved activations are replaced by the next forward), cached_loss() scores all cached
+// rows together (over the data-parallel group as above) and keeps the gradient w.r.t. every
+// embedding, and cached_backward() recomputes one micro-batch's forward and backpropagates its
+// rows' slice. The gradients equal one forward_backward on the concatenated batch (the forward is
+// deterministic, so the recomputed activations are the cached ones); memory is one micro-batch's
+// activations plus (rows, embed_dim) embeddings and their gradients.
+//
 // Data parallel: after set_data_parallel(group) with more than one rank, every image is scored
 // against the texts of the whole group's batch (models/distributed_contrastive_loss.h: gathered
 // InfoNCE, ring SigLIP). The loss a rank returns is then its rows' mean (the group's average is
 // the global-batch loss) and its gradients are the global loss's scaled by the group size, so
 // that GradSync's average gives exactly the gradient one process computes on the whole batch.
 
+#include <vector>
+
 #include "models/contrastive_loss.h"
+#include "models/layers/dropout.h"
 #include "models/layers/linear.h"
 #include "models/model.h"
 #include "models/text_tower.h"
@@ -44,7 +58,12 @@ class Clip final : public Model {
 
   ParamStore& params() override { return store_; }
   // text_eot is range-checked on the host (a bad index would pool another sample's row).
-  std::vector<std::string> host_inputs() const override { return {"text_eot"}; }
+  std::vector<std::string> host_inputs() const override { return {"text_eot", "position"}; }
+  // model.dropout / model.drop_path (models/layers/dropout.h): training forwards only, rows keyed
+  // by the batch's "position" (a (1) i64 host tensor) and train.seed (set_seed).
+  void set_dropout(float p, float drop_path);
+  void set_seed(uint64_t seed) override { dropout_.seed = seed; }
+
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
   LossResult forward_loss(const Batch& batch) override;
   double train_flops(int64_t batch_size) const override;
@@ -61,6 +80,17 @@ class Clip final : public Model {
   Tensor encode_images(const Tensor& images);
   Tensor encode_text(const Tensor& text, const Tensor& text_eot);
 
+  // GradCache (see the header comment). Call order per step: cache_embeddings for micro-batches
+  // 0..M-1, then cached_loss once, then cached_backward(mb, the same batch) for each mb (any
+  // order, each exactly once). cached_loss adds the logit_scale / logit_bias gradients; every
+  // cached_backward reports them final (grad_done) with the towers', so that a gradient hook
+  // sees the complete buffer in the last backward. Over a data-parallel group every rank caches
+  // the same number of rows (the distributed loss's equal slices).
+  void cache_embeddings(const Batch& batch);
+  // The loss of the cached rows with d(loss) = dloss (1: the step's whole loss); count = rows.
+  LossResult cached_loss(float dloss);
+  void cached_backward(int64_t mb, const Batch& batch);
+
   // The data-parallel group the loss spans (borrowed; nullptr or one rank: this batch only).
   // Every rank of the group then calls forward_backward / forward_loss in step: the loss is
   // collective over the group.
@@ -72,6 +102,11 @@ class Clip final : public Model {
   // The configured loss on img_emb_ / txt_emb_, over the data-parallel group when there is one.
   ContrastiveResult loss(float t, float dloss, const Tensor& dimg, const Tensor& dtxt);
   bool distributed_loss() const;
+  // Adds d(logit_scale) = dt * t (0 when the scale is clamped) and d(logit_bias) to the grads.
+  void add_scalar_grads(const ContrastiveResult& r, float t, bool clamped);
+  void report_scalar_grads();  // grad_done for logit_bias and logit_scale
+  // Both towers and projections on one batch: (B, E) image and text embeddings, not normalised.
+  void project(const Batch& batch, Tensor& img, Tensor& txt);
 
   config::ClipConfig config_;
   ParamStore store_;
@@ -83,6 +118,12 @@ class Clip final : public Model {
   distributed::Communicator* dp_ = nullptr;
   Tensor img_emb_, txt_emb_;    // (B, E) normalised
   Tensor img_norm_, txt_norm_;  // (B) norms before normalising, for backward
+  // GradCache: each micro-batch's projected embeddings (b, E) before normalising, then the
+  // gradient w.r.t. all of them (rows, E) and where each micro-batch's rows start.
+  std::vector<Tensor> cached_img_, cached_txt_;
+  Tensor cached_dimg_, cached_dtxt_;
+  std::vector<int64_t> cached_begin_;
+  DropoutState dropout_;
 };
 
 }  // namespace tessera::models

@@ -121,11 +121,13 @@ Tensor Gpt::forward_logits(const Tensor& tokens_in) {
 }
 
 void Gpt::loss_forward(const Tensor& logits, const Tensor& targets, const Tensor& loss,
-                       const Tensor& lse) {
+                       const Tensor& lse, float smoothing) {
   // Only the first V (global) columns take part: the padding's logits are skipped by the ops.
   const int64_t V = config_.vocab_size();
   if (store_.tp_size() == 1) {
-    ops::cross_entropy_forward(logits, targets, loss, lse, kIgnoreIndex, V);
+    ops::SoftTargets soft;
+    soft.smoothing = smoothing;
+    ops::cross_entropy_forward(logits, targets, loss, lse, kIgnoreIndex, V, soft);
     return;
   }
   // Vocab parallel: the global row max (all-reduce max), then the sum of exp and the target's
@@ -134,11 +136,16 @@ void Gpt::loss_forward(const Tensor& logits, const Tensor& targets, const Tensor
   Tensor row_max = Tensor::empty({N}, DType::f32, logits.device());
   ops::vocab_ce_row_max(logits, vocab_begin(), V, row_max);
   tp_all_reduce(store_, row_max, distributed::ReduceOp::kMax);
-  Tensor sums = Tensor::empty({2, N}, DType::f32, logits.device());  // sum_exp, target_logit
+  // sum_exp, target_logit (and with label smoothing each row's sum of logits)
+  const int64_t parts = smoothing != 0 ? 3 : 2;
+  Tensor sums = Tensor::empty({parts, N}, DType::f32, logits.device());
   Tensor sum_exp = sums.slice(0, 1).view({N}), target_logit = sums.slice(1, 2).view({N});
-  ops::vocab_ce_sum_exp_target(logits, targets, row_max, vocab_begin(), V, sum_exp, target_logit);
+  Tensor row_sum = smoothing != 0 ? sums.slice(2, 3).view({N}) : Tensor();
+  ops::vocab_ce_sum_exp_target(logits, targets, row_max, vocab_begin(), V, sum_exp, target_logit,
+                               row_sum);
   tp_all_reduce(store_, sums);
-  ops::vocab_ce_loss(row_max, sum_exp, target_logit, targets, V, kIgnoreIndex, lse, loss);
+  ops::vocab_ce_loss(row_max, sum_exp, target_logit, targets, V, kIgnoreIndex, lse, loss, smoothing,
+                     row_sum);
 }
 
 LossResult Gpt::forward_loss(const Batch& batch) {
@@ -151,7 +158,15 @@ LossResult Gpt::forward_loss(const Batch& batch) {
   return {host_scalar(loss), N};
 }
 
+void Gpt::set_dropout(float p, float drop_path) {
+  const int n = int(blocks_.size());
+  for (int i = 0; i < n; ++i) {
+    blocks_[i]->configure_dropout(p, drop_path_rate(drop_path, i, n), &dropout_);
+  }
+}
+
 LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
+  const TrainingScope training(dropout_, batch);
   const Tensor targets = on_device(batch.at("targets"), store_.params().device());
   forward_logits(batch.at("tokens"));
   const int64_t B = targets.dim(0), T = targets.dim(1), N = B * T,
@@ -159,16 +174,18 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   Tensor loss = Tensor::empty({1}, DType::f32, targets.device());
   Tensor lse = Tensor::empty({N}, DType::f32, targets.device());
   Tensor logits = logits_.view({N, V});  // (N, V_local)
-  loss_forward(logits, targets.view({N}), loss, lse);
+  loss_forward(logits, targets.view({N}), loss, lse, smoothing_);
   // dlogits overwrites the logits in place: they are not needed after the loss. Under TP each
   // rank's slice is softmax minus its part of the one-hot (lse is global). Padded columns get
   // exactly 0, so the padded head/embedding rows get exactly zero gradient.
   if (store_.tp_size() == 1) {
+    ops::SoftTargets soft;
+    soft.smoothing = smoothing_;
     ops::cross_entropy_backward(logits, targets.view({N}), lse, loss_scale, logits, kIgnoreIndex,
-                                config_.vocab_size());
+                                config_.vocab_size(), soft);
   } else {
     ops::vocab_ce_backward(logits, targets.view({N}), lse, vocab_begin(), config_.vocab_size(),
-                           loss_scale, kIgnoreIndex, logits);
+                           loss_scale, kIgnoreIndex, logits, smoothing_);
   }
   // Head: logits = hidden @ W^T  =>  dW += dlogits^T @ hidden, dhidden = dlogits @ W (in bf16
   // mode dlogits are rounded once for both products; the sums stay f32).

@@ -43,6 +43,12 @@ class Gpt final : public Model {
       Device device = Device::cpu());
 
   ParamStore& params() override { return store_; }
+  std::vector<std::string> host_inputs() const override { return {"position"}; }
+  // model.dropout / model.drop_path (models/layers/dropout.h): training forwards only, rows keyed
+  // by the batch's "position" (a (1) i64 host tensor) and train.seed (set_seed).
+  void set_dropout(float p, float drop_path);
+  void set_seed(uint64_t seed) override { dropout_.seed = seed; }
+
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
   LossResult forward_loss(const Batch& batch) override;
   double train_flops(int64_t batch_size) const override;
@@ -59,6 +65,9 @@ class Gpt final : public Model {
   const Tensor& logits() const { return logits_; }
   Tensor forward_logits(const Tensor& tokens);  // tokens (B, T) -> logits (B, T, V_local)
   int64_t vocab_begin() const { return tok_.local_begin(); }
+  // optim.label_smoothing for forward_backward's loss (eps / vocab_size on every real id, under
+  // TP too: the logits stay split, ops/vocab_parallel.h); forward_loss stays plain. In [0, 1).
+  void set_label_smoothing(float eps) { smoothing_ = eps; }
 
  private:
   Tensor head_weight() const;  // (V_local, C) in the compute dtype (padded rows included)
@@ -66,7 +75,7 @@ class Gpt final : public Model {
   // Mean cross-entropy of logits (N, V_local) (vocab parallel under TP; identical on every TP
   // rank) into loss (1), and each row's global log-sum-exp into lse (N) for backward.
   void loss_forward(const Tensor& logits, const Tensor& targets, const Tensor& loss,
-                    const Tensor& lse);
+                    const Tensor& lse, float smoothing = 0);
 
   config::GptConfig config_;
   ParamStore store_;
@@ -77,6 +86,8 @@ class Gpt final : public Model {
   Tensor positions_;   // (B*T) i32, rebuilt when B or T change
   Tensor hidden_;      // saved final hidden state (B, T, C), in the compute dtype
   Tensor logits_;      // (B, T, V_local)
+  float smoothing_ = 0;
+  DropoutState dropout_;
 };
 
 }  // namespace tessera::models

@@ -92,4 +92,11 @@ double TextTower::block_params() const {
          (4 * d * d + 2 * config_.transformer().mlp_ratio() * d * d);
 }
 
+void TextTower::set_dropout(float p, float drop_path, const DropoutState* state) {
+  const int n = int(blocks_.size());
+  for (int i = 0; i < n; ++i) {
+    blocks_[i]->configure_dropout(p, drop_path_rate(drop_path, i, n), state);
+  }
+}
+
 }  // namespace tessera::models

@@ -29,6 +29,10 @@ class TextTower {
   // Contract: parameter grads ACCUMULATE; tokens take no gradient.
   void backward(const Tensor& dpooled);  // (B, d)
 
+  // Dropout p and drop-path up to `drop_path` (linear over the blocks) on every block's
+  // branches, keyed by `state` (models/layers/dropout.h; borrowed).
+  void set_dropout(float p, float drop_path, const DropoutState* state);
+
   int64_t dim() const { return dim_; }
   double block_params() const;  // matmul weights per token, for FLOPs
   // Activation floats kept for backward for a batch of B texts of the full context.

@@ -106,4 +106,11 @@ double VisionTower::patch_params() const {
   return double(config_.patch()) * config_.patch() * config_.channels() * dim_;
 }
 
+void VisionTower::set_dropout(float p, float drop_path, const DropoutState* state) {
+  const int n = int(blocks_.size());
+  for (int i = 0; i < n; ++i) {
+    blocks_[i]->configure_dropout(p, drop_path_rate(drop_path, i, n), state);
+  }
+}
+
 }  // namespace tessera::models

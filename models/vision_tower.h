@@ -33,6 +33,10 @@ class VisionTower {
   // Contract: parameter grads ACCUMULATE; images take no gradient.
   void backward(const Tensor& dpooled);  // (B, d)
 
+  // Dropout p and drop-path up to `drop_path` (linear over the blocks) on every block's
+  // branches, keyed by `state` (models/layers/dropout.h; borrowed).
+  void set_dropout(float p, float drop_path, const DropoutState* state);
+
   int64_t dim() const { return dim_; }
   int64_t n_patches() const { return n_patches_; }
   int64_t tokens() const { return n_patches_ + 1; }  // T: patches + class token

@@ -1,6 +1,7 @@
 #include "models/vit.h"
 
 #include "models/device_batch.h"
+#include "models/distillation.h"
 #include "ops/cross_entropy.h"
 
 namespace tessera::models {
@@ -29,7 +30,22 @@ Tensor Vit::forward_logits(const Tensor& images) {
   return logits_;
 }
 
-double Vit::loss_of(const Batch& batch, Tensor& labels_out, Tensor& lse) {
+ops::SoftTargets Vit::soft_targets(const Batch& batch) const {
+  ops::SoftTargets soft;
+  soft.smoothing = smoothing_;
+  const auto mix = batch.find("labels_mix"), weight = batch.find("label_weight");
+  TESSERA_CHECK((mix == batch.end()) == (weight == batch.end()),
+                "Vit: a mixed batch needs both \"labels_mix\" and \"label_weight\"");
+  if (mix != batch.end()) {
+    const Device device = store_.params().device();
+    soft.mix_targets = on_device(mix->second, device);
+    soft.weights = on_device(weight->second, device);
+  }
+  return soft;
+}
+
+double Vit::loss_of(const Batch& batch, Tensor& labels_out, Tensor& lse,
+                    const ops::SoftTargets& soft) {
   const Tensor& images = batch.at("images");
   const Tensor labels = on_device(batch.at("labels"), store_.params().device());
   TESSERA_CHECK(labels.ndim() == 1 && labels.dtype() == DType::i32 && images.ndim() >= 1 &&
@@ -41,7 +57,7 @@ double Vit::loss_of(const Batch& batch, Tensor& labels_out, Tensor& lse) {
   const int64_t B = labels.dim(0);
   Tensor loss = Tensor::empty({1}, DType::f32, labels.device());
   lse = Tensor::empty({B}, DType::f32, labels.device());
-  ops::cross_entropy_forward(logits_, labels, loss, lse);
+  ops::cross_entropy_forward(logits_, labels, loss, lse, -100, -1, soft);
   return host_scalar(loss);
 }
 
@@ -51,11 +67,46 @@ LossResult Vit::forward_loss(const Batch& batch) {
   return {loss, labels.dim(0)};
 }
 
+void Vit::set_teacher(std::unique_ptr<Vit> teacher, float alpha, float temperature) {
+  TESSERA_CHECK(teacher && teacher->config_.n_classes() == config_.n_classes() &&
+                    teacher->config_.image_size() == config_.image_size() &&
+                    teacher->config_.channels() == config_.channels(),
+                "Vit: a teacher must classify the same ", config_.n_classes(), " classes of ",
+                config_.image_size(), "x", config_.image_size(), "x", config_.channels(),
+                " images");
+  TESSERA_CHECK(alpha >= 0 && alpha <= 1 && temperature > 0,
+                "Vit: distillation needs alpha in [0, 1] and temperature > 0, got ", alpha, " and ",
+                temperature);
+  teacher_ = std::move(teacher);
+  alpha_ = alpha;
+  temperature_ = temperature;
+}
+
+void Vit::set_dropout(float p, float drop_path) {
+  tower_.set_dropout(p, drop_path, &dropout_);
+}
+
 LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
+  const TrainingScope training(dropout_, batch);
+  const ops::SoftTargets soft = soft_targets(batch);
+  const bool hard = soft.smoothing == 0 && !soft.mix_targets.defined();
   Tensor labels, lse;
-  const double loss = loss_of(batch, labels, lse);
+  double loss = loss_of(batch, labels, lse, soft);
+  // With a teacher the hard loss weighs alpha (models/distillation.h).
+  const float hard_scale = teacher_ ? loss_scale * alpha_ : loss_scale;
   Tensor dlogits = Tensor::empty(logits_.shape(), DType::f32, labels.device());
-  ops::cross_entropy_backward(logits_, labels, lse, loss_scale, dlogits);
+  if (hard) {
+    ops::cross_entropy_backward(logits_, labels, lse, hard_scale, dlogits);
+  } else {
+    ops::cross_entropy_backward(logits_, labels, lse, hard_scale, dlogits, -100, -1, soft);
+  }
+  if (teacher_) {
+    const Tensor student = logits_;  // the teacher's forward leaves this model's state alone
+    const Tensor teacher = teacher_->forward_logits(batch.at("images"));
+    const double kd =
+        distillation_term(student, teacher, temperature_, loss_scale * (1 - alpha_), dlogits);
+    loss = alpha_ * loss + (1 - alpha_) * kd;
+  }
   tower_.backward(head_.backward(dlogits));
   return {loss, labels.dim(0)};
 }

@@ -16,14 +16,30 @@
 
 namespace tessera::ops {
 
+// Soft targets (label smoothing, and mixup/CutMix's two labels per sample): row i's target
+// distribution over the valid columns is
+//   y_i = (1 - smoothing) * (w_i * onehot(targets_i) + (1 - w_i) * onehot(mix_targets_i))
+//         + smoothing / valid_cols
+// and its loss -sum_j y_ij log softmax_ij = lse_i - sum_j y_ij x_ij. Without mixing (w = 1) this
+// is PyTorch's F.cross_entropy(label_smoothing=smoothing); with it, timm's mixup_target followed
+// by SoftTargetCrossEntropy. Whether a row is ignored is decided by targets alone; the mix target
+// of a kept row must lie in [0, valid_cols) like its target. The default is hard targets.
+struct SoftTargets {
+  float smoothing = 0;  // in [0, 1)
+  Tensor mix_targets;   // (N) i32 on the logits' device, or undefined (no mixing)
+  Tensor weights;       // (N) f32 w_i, set exactly when mix_targets is
+};
+
 // Writes the mean loss and each row's log-sum-exp (for backward; also for rows that are ignored).
 void cross_entropy_forward(const Tensor& logits,   // (N, V)
                            const Tensor& targets,  // (N) i32
                            const Tensor& loss,     // (1)
                            const Tensor& lse,      // (N)
-                           int ignore_index = -100, int64_t valid_cols = -1);
+                           int ignore_index = -100, int64_t valid_cols = -1,
+                           const SoftTargets& soft = {});
 
-// Contract: dlogits is WRITTEN (=): dloss * (softmax - onehot(target)) / n_valid, and zero rows
+// Contract: dlogits is WRITTEN (=): dloss * (softmax - y) / n_valid (y: onehot(target), or the
+// soft targets above), and zero rows
 // for ignored targets and zero padded columns. `dloss` is the gradient of the objective with
 // respect to the loss.
 void cross_entropy_backward(const Tensor& logits,   // (N, V)
@@ -31,6 +47,7 @@ void cross_entropy_backward(const Tensor& logits,   // (N, V)
                             const Tensor& lse,      // (N), from forward
                             float dloss,
                             const Tensor& dlogits,  // (N, V)
-                            int ignore_index = -100, int64_t valid_cols = -1);
+                            int ignore_index = -100, int64_t valid_cols = -1,
+                            const SoftTargets& soft = {});
 
 }  // namespace tessera::ops

@@ -55,12 +55,13 @@ int64_t count_valid_targets(const char* op, const Tensor& targets, int64_t vocab
 // The scale is dloss over the valid rows, as the CPU launcher computes it (in double).
 void cuda_vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
                             int64_t begin, int64_t cols, float dloss, int ignore_index,
-                            const Tensor& dlogits, cudaStream_t stream) {
+                            const Tensor& dlogits, float smoothing, int64_t vocab,
+                            cudaStream_t stream) {
   const int64_t valid = count_valid_targets("vocab_ce_backward", targets, 0, ignore_index);
   const float scale = valid > 0 ? float(double(dloss) / double(valid)) : 0.0f;
   cuda::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
                           dlogits.data<float>(), logits.dim(0), logits.dim(1), cols, begin, scale,
-                          ignore_index, stream);
+                          ignore_index, smoothing, vocab, stream);
 }
 #endif
 
@@ -122,7 +123,7 @@ void vocab_ce_row_max(const Tensor& logits, int64_t begin, int64_t vocab, const 
 
 void vocab_ce_sum_exp_target(const Tensor& logits, const Tensor& targets, const Tensor& row_max,
                              int64_t begin, int64_t vocab, const Tensor& sum_exp,
-                             const Tensor& target_logit) {
+                             const Tensor& target_logit, const Tensor& row_sum) {
   TESSERA_PROFILE("cross_entropy");
   OpCheck c("vocab_ce_sum_exp_target");
   c.tensor_ndim("logits", logits, DType::f32, 2);
@@ -131,22 +132,24 @@ void vocab_ce_sum_exp_target(const Tensor& logits, const Tensor& targets, const 
       .tensor("row_max", row_max, DType::f32, {n})
       .tensor("sum_exp", sum_exp, DType::f32, {n})
       .tensor("target_logit", target_logit, DType::f32, {n});
+  if (row_sum.defined()) c.tensor("row_sum", row_sum, DType::f32, {n});
+  float* sums = row_sum.defined() ? row_sum.data<float>() : nullptr;
   const int64_t cols = real_columns(c, begin, vocab, logits.dim(1));
   if (c.device().is_cpu()) {
     cpu::vocab_ce_sum_exp_target(logits.data<float>(), targets.data<int32_t>(),
                                  row_max.data<float>(), sum_exp.data<float>(),
-                                 target_logit.data<float>(), n, logits.dim(1), cols, begin);
+                                 target_logit.data<float>(), n, logits.dim(1), cols, begin, sums);
   } else {
     TESSERA_CUDA_LAUNCH(c, cuda::vocab_ce_sum_exp_target(
                                logits.data<float>(), targets.data<int32_t>(), row_max.data<float>(),
-                               sum_exp.data<float>(), target_logit.data<float>(), n, logits.dim(1),
-                               cols, begin, stream_for(c)));
+                               sum_exp.data<float>(), target_logit.data<float>(), sums, n,
+                               logits.dim(1), cols, begin, stream_for(c)));
   }
 }
 
 void vocab_ce_loss(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
                    const Tensor& targets, int64_t vocab, int ignore_index, const Tensor& lse,
-                   const Tensor& loss) {
+                   const Tensor& loss, float smoothing, const Tensor& row_sum) {
   TESSERA_PROFILE("cross_entropy");
   OpCheck c("vocab_ce_loss");
   c.tensor_ndim("targets", targets, DType::i32, 1);
@@ -156,23 +159,26 @@ void vocab_ce_loss(const Tensor& row_max, const Tensor& sum_exp, const Tensor& t
       .tensor("target_logit", target_logit, DType::f32, {n})
       .tensor("lse", lse, DType::f32, {n})
       .tensor("loss", loss, DType::f32, {1});
+  c.expect(smoothing >= 0 && smoothing < 1, "label smoothing in [0, 1)");
+  if (smoothing != 0) c.tensor("row_sum", row_sum, DType::f32, {n});
+  const float* sums = smoothing != 0 ? row_sum.data<float>() : nullptr;
   if (c.device().is_cpu()) {
     cpu::vocab_ce_loss(row_max.data<float>(), sum_exp.data<float>(), target_logit.data<float>(),
                        targets.data<int32_t>(), lse.data<float>(), loss.data<float>(), n, vocab,
-                       ignore_index);
+                       ignore_index, smoothing, sums);
   } else {
     TESSERA_CUDA_LAUNCH(
         c, cuda::vocab_ce_loss(row_max.data<float>(), sum_exp.data<float>(),
                                target_logit.data<float>(), targets.data<int32_t>(),
                                lse.data<float>(), loss.data<float>(), n,
                                count_valid_targets("vocab_ce_loss", targets, vocab, ignore_index),
-                               ignore_index, stream_for(c)));
+                               ignore_index, smoothing, sums, vocab, stream_for(c)));
   }
 }
 
 void vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
                        int64_t begin, int64_t vocab, float dloss, int ignore_index,
-                       const Tensor& dlogits) {
+                       const Tensor& dlogits, float smoothing) {
   TESSERA_PROFILE("cross_entropy");
   OpCheck c("vocab_ce_backward");
   c.tensor_ndim("logits", logits, DType::f32, 2);
@@ -184,10 +190,11 @@ void vocab_ce_backward(const Tensor& logits, const Tensor& targets, const Tensor
   if (c.device().is_cpu()) {
     cpu::vocab_ce_backward(logits.data<float>(), targets.data<int32_t>(), lse.data<float>(),
                            dlogits.data<float>(), n, logits.dim(1), cols, begin, dloss,
-                           ignore_index);
+                           ignore_index, smoothing, vocab);
   } else {
-    TESSERA_CUDA_LAUNCH(c, cuda_vocab_ce_backward(logits, targets, lse, begin, cols, dloss,
-                                                  ignore_index, dlogits, stream_for(c)));
+    TESSERA_CUDA_LAUNCH(
+        c, cuda_vocab_ce_backward(logits, targets, lse, begin, cols, dloss, ignore_index, dlogits,
+                                  smoothing, vocab, stream_for(c)));
   }
 }
 

@@ -32,6 +32,8 @@ writes them as JSON (metric -> value) to --out, default RUN_DIR/eval.json.
   --max-samples N   evaluate at most N samples (default: all; synthetic: 512)
   --buckets N       DiT timestep buckets (default 4)
   --device D        cpu (default), cuda or cuda:N: where the model runs
+  --weights W       ema (the moving average of the weights, train.ema_decay), raw, or auto
+                    (default: ema when the checkpoint holds one, else raw)
 Exit status: 0 done, 1 error (the message names the checkpoint, split or tokenizer).
 )";
 
@@ -48,7 +50,7 @@ int eval_command(int argc, char** argv) {
   CliArgs a;
   if (!parse_cli_args(argv[0], argc, argv, 1,
                       {"--checkpoint", "--split", "--out", "--tokenizer", "--template", "--batch",
-                       "--max-samples", "--buckets", "--device"},
+                       "--max-samples", "--buckets", "--device", "--weights"},
                       {}, &a)) {
     return 1;
   }
@@ -75,6 +77,7 @@ int eval_command(int argc, char** argv) {
   o.max_samples = max_samples;
   o.dit_buckets = int(buckets);
   if (!device_flag(a, "eval", &o.device)) return 1;
+  o.weights = a.get("--weights", "auto");
   auto r = eval::run_eval(o);
   if (!r.ok()) {
     std::fprintf(stderr, "tessera eval: %s\n", std::string(r.status().message()).c_str());

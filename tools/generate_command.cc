@@ -30,6 +30,8 @@ Continues a prompt with a GPT checkpoint and prints the prompt and the continuat
   --tokens N         new tokens to generate (default 32)
   --seed S           sampling seed (default 0)
   --device D         cpu (default), cuda or cuda:N: where the model runs
+  --weights W        ema (the moving average of the weights), raw, or auto (default: ema when
+                     the checkpoint holds one)
 )";
 
 constexpr const char* kSampleUsage =
@@ -44,6 +46,8 @@ the class name under each row (from the run's data manifest, else "class N").
   --seed S           noise seed (default 0)
   --scale N          pixel magnification in the grid (default: images at least 64 px)
   --device D         cpu (default), cuda or cuda:N: where the model runs
+  --weights W        ema (the moving average of the weights), raw, or auto (default: ema when
+                     the checkpoint holds one)
 )";
 
 // Class names from the manifest the run trained on, when it has them.
@@ -65,7 +69,7 @@ int generate_command(int argc, char** argv) {
   CliArgs a;
   if (!parse_cli_args(argv[0], argc, argv, 1,
                       {"--checkpoint", "--prompt", "--tokenizer", "--top-k", "--temperature",
-                       "--tokens", "--seed", "--device"},
+                       "--tokens", "--seed", "--device", "--weights"},
                       {"--greedy"}, &a)) {
     return 1;
   }
@@ -92,7 +96,7 @@ int generate_command(int argc, char** argv) {
   }
   Device device;
   if (!device_flag(a, "generate", &device)) return 1;
-  auto m = eval::load_checkpoint_model(a.get("--checkpoint"), device);
+  auto m = eval::load_checkpoint_model(a.get("--checkpoint"), device, a.get("--weights", "auto"));
   if (!m.ok()) return fail("generate", m.status());
   if (auto s = eval::expect_family(*m, {"gpt"}, "generate"); !s.ok()) return fail("generate", s);
   const config::GptConfig& g = m->info.config.model().gpt();
@@ -148,7 +152,7 @@ int sample_command(int argc, char** argv) {
   CliArgs a;
   if (!parse_cli_args(argv[0], argc, argv, 1,
                       {"--checkpoint", "--out", "--classes", "--per-class", "--guidance", "--steps",
-                       "--seed", "--scale", "--device"},
+                       "--seed", "--scale", "--device", "--weights"},
                       {}, &a)) {
     return 1;
   }
@@ -170,7 +174,7 @@ int sample_command(int argc, char** argv) {
   }
   Device device;
   if (!device_flag(a, "sample", &device)) return 1;
-  auto m = eval::load_checkpoint_model(a.get("--checkpoint"), device);
+  auto m = eval::load_checkpoint_model(a.get("--checkpoint"), device, a.get("--weights", "auto"));
   if (!m.ok()) return fail("sample", m.status());
   if (auto s = eval::expect_family(*m, {"dit"}, "sample"); !s.ok()) return fail("sample", s);
   const config::DitConfig& d = m->info.config.model().dit();

@@ -169,6 +169,33 @@ absl::Status validate(const Config& c, const Validator& v) {
       v.check(c.checkpoint().every_steps() >= 0, "checkpoint.every_steps", "must be >= 0"));
   RETURN_IF_ERROR(v.check(c.checkpoint().keep_last() >= 1, "checkpoint.keep_last", "must be >= 1"));
   RETURN_IF_ERROR(v.check(c.log().every_steps() >= 1, "log.every_steps", "must be >= 1"));
+  // Training recipes (docs/RECIPES.md).
+  const bool classifier = m.has_vit() || m.has_gpt();
+  RETURN_IF_ERROR(v.check(c.optim().label_smoothing() >= 0 && c.optim().label_smoothing() < 1,
+                          "optim.label_smoothing", "must be in [0, 1)"));
+  RETURN_IF_ERROR(v.check(c.optim().label_smoothing() == 0 || classifier, "optim.label_smoothing",
+                          "applies to ViT and GPT only"));
+  RETURN_IF_ERROR(v.check(c.data().mixup_alpha() >= 0, "data.mixup_alpha", "must be >= 0"));
+  RETURN_IF_ERROR(v.check(c.data().cutmix_alpha() >= 0, "data.cutmix_alpha", "must be >= 0"));
+  RETURN_IF_ERROR(v.check(c.data().mix_prob() >= 0 && c.data().mix_prob() <= 1, "data.mix_prob",
+                          "must be in [0, 1]"));
+  RETURN_IF_ERROR(
+      v.check((c.data().mixup_alpha() == 0 && c.data().cutmix_alpha() == 0) || m.has_vit(),
+              c.data().mixup_alpha() > 0 ? "data.mixup_alpha" : "data.cutmix_alpha",
+              "applies to ViT only"));
+  for (const auto& [rate, path] :
+       {std::pair{m.dropout(), "model.dropout"}, std::pair{m.drop_path(), "model.drop_path"}}) {
+    RETURN_IF_ERROR(v.check(rate >= 0 && rate < 1, path, "must be in [0, 1)"));
+    RETURN_IF_ERROR(v.check(rate == 0 || !m.has_dit(), path, "applies to GPT, ViT and CLIP only"));
+  }
+  if (!c.distill().teacher().empty()) {
+    RETURN_IF_ERROR(v.check(m.has_vit(), "distill.teacher", "applies to ViT students only"));
+    RETURN_IF_ERROR(v.check(c.distill().alpha() >= 0 && c.distill().alpha() <= 1, "distill.alpha",
+                            "must be in [0, 1]"));
+    RETURN_IF_ERROR(v.check(c.distill().temperature() > 0, "distill.temperature", "must be > 0"));
+  }
+  RETURN_IF_ERROR(v.check(c.train().ema_decay() >= 0 && c.train().ema_decay() < 1,
+                          "train.ema_decay", "must be in [0, 1)"));
   return absl::OkStatus();
 }
 

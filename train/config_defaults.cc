@@ -5,14 +5,21 @@ namespace tessera::train {
 // Defaults for every field outside `model` (the model's own defaults depend on its kind and are
 // filled by fill_model_defaults). A config file is merged on top: whatever it writes wins.
 const char* const kConfigDefaults = R"pb(
-  train { steps: 1000 seed: 1234 micro_batches: 1 max_bad_steps: 5 }
+  train { steps: 1000 seed: 1234 micro_batches: 1 max_bad_steps: 5 ema_warmup: true }
   optim { lr: 3e-4 beta1: 0.9 beta2: 0.95 eps: 1e-8 weight_decay: 0.1 grad_clip: 1.0 }
   schedule { kind: COSINE warmup_steps: 100 min_lr_ratio: 0.1 }
-  data { source: "synthetic" global_batch_size: 8 loader_threads: 2 prefetch_batches: 4 }
+  data {
+    source: "synthetic"
+    global_batch_size: 8
+    loader_threads: 2
+    prefetch_batches: 4
+    mix_prob: 1
+  }
   parallel { tensor_parallel: 1 zero_stage: 0 bucket_bytes: 26214400 collective_timeout_s: 600 }
   checkpoint { every_steps: 0 keep_last: 3 }
   log { every_steps: 10 }
   eval { every_steps: 0 batches: 8 }
+  distill { alpha: 0.5 temperature: 1 }
 )pb";
 
 namespace {

@@ -19,10 +19,13 @@
 #include "train/config.h"
 #include "train/data_source.h"
 #include "train/dp_average.h"
+#include "train/ema.h"
 #include "train/evaluator.h"
+#include "train/grad_cache.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/recipes.h"
 #include "train/run_report.h"
 
 namespace tessera::train {
@@ -66,9 +69,11 @@ PeakFlops peak_flops(const config::Config& cfg, Device device, int world_size) {
               : absl::StrCat(dtype_name(dtype), " matmul on ", device.str(), " measured now")};
 }
 
-// The Adam moments as checkpoints hold them, in the optimizer's layout.
-MomentsRef moments(const Optimizer& optimizer) {
-  return {optimizer.m(), optimizer.v(), optimizer.zero_shards()};
+// The Adam moments (and the EMA of the weights, when kept) as checkpoints hold them, in the
+// optimizer's layout.
+MomentsRef moments(const Optimizer& optimizer, const Ema* ema) {
+  return {optimizer.m(), optimizer.v(), optimizer.zero_shards(),
+          ema ? ema->buffer() : tessera::Tensor()};
 }
 
 // The state a checkpoint saves after `step`.
@@ -165,6 +170,7 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
   }
   model_->params().init(config_.train().seed());
   model_->set_seed(config_.train().seed());
+  configure_model_recipes(*model_, config_);  // label smoothing (train/recipes.h)
 }
 
 Trainer::~Trainer() = default;
@@ -199,6 +205,10 @@ void Trainer::prepare() {
   const config::Config& cfg = config_;
   models::ParamStore& params = model_->params();
   optimizer_ = make_optimizer(params, cfg, layout_);
+  if (cfg.train().ema_decay() > 0) {  // sharded as the optimizer's state (train/ema.h)
+    ema_ = std::make_unique<Ema>(params, optimizer_->zero_shards(), cfg.train().ema_decay(),
+                                 cfg.train().ema_warmup());
+  }
   data_ = make_data_source(cfg);
   const int64_t global_batch = cfg.data().global_batch_size();
   const PeakFlops peak = peak_flops(cfg, device_, layout_.world_size());
@@ -235,6 +245,7 @@ void Trainer::release() {
   // As locals of run() would go: the checkpointer joins its background write first, and the
   // gradient hook is taken down before the GradSync it calls.
   checkpointer_.reset();
+  ema_.reset();
   model_->params().set_grad_ready_hook(nullptr);
   sync_.reset();
   evaluator_.reset();
@@ -270,7 +281,8 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
 
 checkpoint::TrainProgress Trainer::restore() {
   checkpoint::TrainProgress progress;
-  if (auto p = checkpointer_->restore(resume_, model_->params(), moments(*optimizer_))) {
+  if (auto p =
+          checkpointer_->restore(resume_, model_->params(), moments(*optimizer_, ema_.get()))) {
     progress = *p;
     optimizer_->set_steps_taken(progress.optimizer_steps);
   }
@@ -286,17 +298,28 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
   const int64_t local_micro = micro / layout_.dp_size();                     // this rank's share
   // This rank's slice of micro-batch mb, on the training device: positions depend on the global
   // batch only, never on how many ranks share it.
-  auto fetch = [&](int64_t mb) {
+  auto host_batch = [&](int64_t mb) {
     Timer data_timer;
     const int64_t first = position + mb * micro + layout_.dp_rank() * local_micro;
-    Uploader::Pending batch = uploader_->upload(data_->batch(first, local_micro));
+    models::Batch batch = data_->batch(first, local_micro);
+    apply_batch_recipes(config_, first, batch);  // mixup/CutMix (train/recipes.h)
     result.data_s += data_timer.seconds();
     return batch;
   };
+  auto fetch = [&](int64_t mb) { return uploader_->upload(host_batch(mb)); };
   params.zero_grads();
   double loss = 0;
-  Uploader::Pending next = fetch(0);
-  for (int64_t mb = 0; mb < micro_batches; ++mb) {
+  // CLIP/SigLIP with several micro-batches: accumulation that keeps the whole batch's negatives
+  // (train/grad_cache.h) instead of the loop below.
+  auto* clip = dynamic_cast<models::Clip*>(model_.get());
+  const bool grad_cache = clip && micro_batches > 1;
+  if (grad_cache) {
+    std::vector<models::Batch> host;
+    for (int64_t mb = 0; mb < micro_batches; ++mb) host.push_back(host_batch(mb));
+    loss = grad_cache_step(*clip, host, *uploader_, sync_.get());
+  }
+  Uploader::Pending next = grad_cache ? Uploader::Pending{} : fetch(0);
+  for (int64_t mb = 0; !grad_cache && mb < micro_batches; ++mb) {
     const models::Batch batch = uploader_->ready(std::move(next));
     // On a GPU the next micro-batch's copies run on the copy stream while this one computes.
     if (mb + 1 < micro_batches) next = fetch(mb + 1);
@@ -317,6 +340,7 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
     const StepStats stats = optimizer_->step(result.lr);
     result.grad_norm = stats.grad_norm;
     result.applied = stats.applied;
+    if (ema_ && stats.applied) ema_->update(params, optimizer_->steps_taken());
   }
   result.step_s = step_timer.seconds();
   return result;
@@ -324,7 +348,7 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
 
 bool Trainer::checkpoint_boundary(checkpoint::TrainProgress& progress) {
   progress.optimizer_steps = optimizer_->steps_taken();
-  return checkpointer_->end_of_step(model_->params(), moments(*optimizer_), progress,
+  return checkpointer_->end_of_step(model_->params(), moments(*optimizer_, ema_.get()), progress,
                                     config_.train().steps());
 }
 

@@ -38,6 +38,7 @@ struct TrainProgress;
 namespace tessera::train {
 
 class DataSource;
+class Ema;
 class Evaluator;
 class Optimizer;
 
@@ -118,6 +119,7 @@ class Trainer {
   std::unique_ptr<StepLogger> logger_;
   std::unique_ptr<Evaluator> evaluator_;
   std::unique_ptr<checkpoint::Checkpointer> checkpointer_;
+  std::unique_ptr<Ema> ema_;      // train.ema_decay > 0: the moving average of the weights
   int64_t rss_before_steps_ = 0;  // for the end report's memory growth
 };
 

@@ -17,12 +17,21 @@ TransformerBlock::TransformerBlock(ParamStore& store, const std::string& name,
       ln1_(store, name + ".ln1", o.dim),
       attn_(store, name + ".attn", o.dim, o.n_heads, o.causal, o.init, o.proj_init),
       ln2_(store, name + ".ln2", o.dim),
-      mlp_(store, name + ".mlp", o.dim, o.mlp_ratio * o.dim, o.init, o.proj_init) {}
+      mlp_(store, name + ".mlp", o.dim, o.mlp_ratio * o.dim, o.init, o.proj_init),
+      attn_drop_(name + ".attn.drop"),
+      mlp_drop_(name + ".mlp.drop") {}
+
+void TransformerBlock::configure_dropout(float p, float path_p, const DropoutState* state) {
+  attn_drop_.configure(p, path_p, state);
+  mlp_drop_.configure(p, path_p, state);
+}
 
 Tensor TransformerBlock::run_forward(const Tensor& x) {
   Tensor h = attn_.forward(ln1_.forward(x));
+  attn_drop_.apply(h);
   ops::add(h, x, h);
   Tensor y = mlp_.forward(ln2_.forward(h));
+  mlp_drop_.apply(y);
   ops::add(y, h, y);
   return y;
 }
@@ -45,9 +54,9 @@ Tensor TransformerBlock::backward(const Tensor& dy) {
     x_ = Tensor();
   }
   // The residual passes dy through unchanged; each branch's dx is added to it.
-  Tensor dh = ln2_.backward(mlp_.backward(dy));
+  Tensor dh = ln2_.backward(mlp_.backward(mlp_drop_.backward(dy)));
   ops::add_inplace(dh, dy);
-  Tensor dx = ln1_.backward(attn_.backward(dh));
+  Tensor dx = ln1_.backward(attn_.backward(attn_drop_.backward(dh)));
   ops::add_inplace(dx, dh);
   return dx;
 }

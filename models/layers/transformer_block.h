@@ -1,7 +1,9 @@
 #pragma once
 // Pre-LN transformer block (GPT-2, ViT):
-//   h = x + attn(ln1(x))
-//   y = h + mlp(ln2(h))
+//   h = x + drop(attn(ln1(x)))
+//   y = h + drop(mlp(ln2(h)))
+// drop: dropout and drop-path of the branch (models/layers/dropout.h), off unless
+// configure_dropout() turned it on and the model is training.
 // With recompute on, forward keeps only its input and backward runs the forward again before
 // going back through it: activation memory per block drops to one (B, T, C) tensor for about
 // one extra forward of compute.
@@ -9,6 +11,7 @@
 #include <string>
 
 #include "models/layers/attention.h"
+#include "models/layers/dropout.h"
 #include "models/layers/layernorm.h"
 #include "models/layers/mlp.h"
 
@@ -40,6 +43,9 @@ class TransformerBlock {
   // Contract: parameter grads ACCUMULATE; the returned dx is written.
   Tensor backward(const Tensor& dy);
   bool recomputes() const { return recompute_; }
+  // Dropout p on both branch outputs and drop-path path_p of each branch per sample; `state`
+  // (borrowed) is the model's.
+  void configure_dropout(float p, float path_p, const DropoutState* state);
 
  private:
   Tensor run_forward(const Tensor& x);
@@ -49,6 +55,7 @@ class TransformerBlock {
   Attention attn_;
   LayerNorm ln2_;
   Mlp mlp_;
+  DropoutSite attn_drop_, mlp_drop_;
   Tensor x_;  // saved input (used only when recomputing)
 };
 

@@ -83,28 +83,56 @@ float row_lse(const float* x, int64_t v) {
   return m + float(std::log(s));
 }
 
-// Row gradient: scale * (exp(x - lse) - onehot(t)).
-TESSERA_CPU_KERNEL(void, row_grad,
-                   (const float* x, float lse, float scale, int32_t t, float* dx, int64_t v),
-                   (x, lse, scale, t, dx, v)) {
+// Row gradient, first part: scale * exp(x - lse) (the caller subtracts the targets).
+TESSERA_CPU_KERNEL(void, row_softmax_scaled,
+                   (const float* x, float lse, float scale, float* dx, int64_t v),
+                   (x, lse, scale, dx, v)) {
 #pragma omp simd
   for (int64_t j = 0; j < v; ++j) dx[j] = scale * fast_exp(x[j] - lse);
-  dx[t] -= scale;
+}
+
+// Checks the mix targets of kept rows (soft targets with mixing).
+void check_mix_targets(const char* op, const int32_t* targets, const SoftTargetPtrs& soft,
+                       int64_t n, int64_t v, int ignore_index) {
+  if (!soft.mix_targets) return;
+  for (int64_t i = 0; i < n; ++i) {
+    if (targets[i] == ignore_index) continue;
+    const int32_t b = soft.mix_targets[i];
+    TESSERA_CHECK(b >= 0 && b < v, op, ": mix target ", b, " at row ", i, " is outside [0, ", v,
+                  ")");
+  }
+}
+
+// sum_j y_j x_j of a kept row (ops/cross_entropy.h's SoftTargets), in double.
+double target_dot(const float* x, int32_t t, int64_t i, int64_t cols, const SoftTargetPtrs& soft) {
+  double hard = x[t];
+  if (soft.mix_targets) {
+    const double w = soft.weights[i];
+    hard = w * x[t] + (1 - w) * x[soft.mix_targets[i]];
+  }
+  if (soft.smoothing == 0) return hard;
+  double sum = 0;
+  for (int64_t j = 0; j < cols; ++j) sum += x[j];
+  return (1 - double(soft.smoothing)) * hard + double(soft.smoothing) / double(cols) * sum;
 }
 
 }  // namespace
 
 void cross_entropy_forward(const float* logits, const int32_t* targets, float* loss, float* lse,
-                           int64_t n, int64_t v, int64_t cols, int ignore_index) {
+                           int64_t n, int64_t v, int64_t cols, int ignore_index,
+                           const SoftTargetPtrs& soft) {
   // `cols`: the valid columns (the header's `valid`); a row's padding [cols, v) is never read.
   const int64_t valid = count_valid("cross_entropy_forward", targets, n, cols, ignore_index);
+  check_mix_targets("cross_entropy_forward", targets, soft, n, cols, ignore_index);
   std::vector<float> row_loss(size_t(n), 0.0f);
   if (cols > 0) {
     parallel_chunks(n, std::max<int64_t>(1, kElementwiseGrain / cols), [&](int64_t r0, int64_t r1) {
       for (int64_t i = r0; i < r1; ++i) {
         const float* x = logits + i * v;
         lse[i] = row_lse(x, cols);
-        if (targets[i] != ignore_index) row_loss[i] = lse[i] - x[targets[i]];
+        if (targets[i] != ignore_index) {
+          row_loss[i] = float(double(lse[i]) - target_dot(x, targets[i], i, cols, soft));
+        }
       }
     });
   }
@@ -116,8 +144,11 @@ void cross_entropy_forward(const float* logits, const int32_t* targets, float* l
 
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* lse,
                             float dloss, float* dlogits, int64_t n, int64_t v, int64_t cols,
-                            int ignore_index) {
+                            int ignore_index, const SoftTargetPtrs& soft) {
   const int64_t valid = count_valid("cross_entropy_backward", targets, n, cols, ignore_index);
+  check_mix_targets("cross_entropy_backward", targets, soft, n, cols, ignore_index);
+  // y = keep * (w e_t + (1 - w) e_b) + spread on every valid column.
+  const float keep = 1.0f - soft.smoothing;
   const float scale = valid > 0 ? float(double(dloss) / double(valid)) : 0.0f;
   if (v == 0) return;
   parallel_chunks(n, std::max<int64_t>(1, kElementwiseGrain / v), [&](int64_t r0, int64_t r1) {
@@ -126,7 +157,18 @@ void cross_entropy_backward(const float* logits, const int32_t* targets, const f
       if (targets[i] == ignore_index) {
         std::fill(dx, dx + v, 0.0f);
       } else {
-        row_grad(logits + i * v, lse[i], scale, targets[i], dx, cols);
+        row_softmax_scaled(logits + i * v, lse[i], scale, dx, cols);
+        if (soft.smoothing != 0) {
+          const float spread = scale * soft.smoothing / float(cols);
+          for (int64_t j = 0; j < cols; ++j) dx[j] -= spread;
+        }
+        if (soft.mix_targets) {
+          const float w = soft.weights[i];
+          dx[targets[i]] -= scale * keep * w;
+          dx[soft.mix_targets[i]] -= scale * keep * (1.0f - w);
+        } else {
+          dx[targets[i]] -= scale * keep;
+        }
         std::fill(dx + cols, dx + v, 0.0f);  // padded columns take no part in the loss
       }
     }

@@ -73,7 +73,7 @@ void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v,
 
 void vocab_ce_sum_exp_target(const float* logits, const int32_t* targets, const float* row_max,
                              float* sum_exp, float* target_logit, int64_t n, int64_t v,
-                             int64_t cols, int64_t begin) {
+                             int64_t cols, int64_t begin, float* row_sum) {
   parallel_chunks(n, grain_for(v), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       const float* x = logits + i * v;
@@ -83,13 +83,18 @@ void vocab_ce_sum_exp_target(const float* logits, const int32_t* targets, const 
       sum_exp[i] = float(s);
       const int64_t t = int64_t(targets[i]) - begin;
       target_logit[i] = t >= 0 && t < cols ? x[t] : 0.0f;
+      if (row_sum) {
+        double total = 0;
+        for (int64_t j = 0; j < cols; ++j) total += x[j];
+        row_sum[i] = float(total);
+      }
     }
   });
 }
 
 void vocab_ce_loss(const float* row_max, const float* sum_exp, const float* target_logit,
                    const int32_t* targets, float* lse, float* loss, int64_t n, int64_t vocab,
-                   int ignore_index) {
+                   int ignore_index, float smoothing, const float* row_sum) {
   // Summed in row order, in double: the same for any thread count.
   double sum = 0;
   int64_t valid = 0;
@@ -99,7 +104,11 @@ void vocab_ce_loss(const float* row_max, const float* sum_exp, const float* targ
     if (t == ignore_index) continue;
     TESSERA_CHECK(t >= 0 && t < vocab, "vocab_ce_loss: target ", t, " at row ", i,
                   " is outside [0, ", vocab, ") and is not ignore_index ", ignore_index);
-    sum += double(lse[i]) - double(target_logit[i]);
+    double dot = double(target_logit[i]);
+    if (smoothing != 0) {
+      dot = (1 - double(smoothing)) * dot + double(smoothing) / double(vocab) * double(row_sum[i]);
+    }
+    sum += double(lse[i]) - dot;
     ++valid;
   }
   loss[0] = valid > 0 ? float(sum / double(valid)) : 0.0f;
@@ -107,10 +116,11 @@ void vocab_ce_loss(const float* row_max, const float* sum_exp, const float* targ
 
 void vocab_ce_backward(const float* logits, const int32_t* targets, const float* lse,
                        float* dlogits, int64_t n, int64_t v, int64_t cols, int64_t begin,
-                       float dloss, int ignore_index) {
+                       float dloss, int ignore_index, float smoothing, int64_t vocab) {
   int64_t valid = 0;
   for (int64_t i = 0; i < n; ++i) valid += targets[i] != ignore_index;
   const float scale = valid > 0 ? float(double(dloss) / double(valid)) : 0.0f;
+  const float keep = scale * (1.0f - smoothing), spread = scale * smoothing / float(vocab);
   parallel_chunks(n, grain_for(v), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
       const float* x = logits + i * v;
@@ -122,9 +132,12 @@ void vocab_ce_backward(const float* logits, const int32_t* targets, const float*
       const float l = lse[i];
 #pragma omp simd
       for (int64_t j = 0; j < cols; ++j) dx[j] = scale * fast_exp(x[j] - l);
+      if (spread != 0) {
+        for (int64_t j = 0; j < cols; ++j) dx[j] -= spread;
+      }
       std::fill(dx + cols, dx + v, 0.0f);  // padding takes no part in the loss
       const int64_t t = int64_t(targets[i]) - begin;
-      if (t >= 0 && t < cols) dx[t] -= scale;
+      if (t >= 0 && t < cols) dx[t] -= keep;
     }
   });
 }

@@ -13,12 +13,12 @@ void vocab_embedding_backward(const float* dout, const int32_t* ids, float* dtab
 void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v, int64_t cols);
 void vocab_ce_sum_exp_target(const float* logits, const int32_t* targets, const float* row_max,
                              float* sum_exp, float* target_logit, int64_t n, int64_t v,
-                             int64_t cols, int64_t begin);
+                             int64_t cols, int64_t begin, float* row_sum = nullptr);
 void vocab_ce_loss(const float* row_max, const float* sum_exp, const float* target_logit,
                    const int32_t* targets, float* lse, float* loss, int64_t n, int64_t vocab,
-                   int ignore_index);
+                   int ignore_index, float smoothing = 0, const float* row_sum = nullptr);
 void vocab_ce_backward(const float* logits, const int32_t* targets, const float* lse,
                        float* dlogits, int64_t n, int64_t v, int64_t cols, int64_t begin,
-                       float dloss, int ignore_index);
+                       float dloss, int ignore_index, float smoothing = 0, int64_t vocab = 1);
 
 }  // namespace tessera::ops::cpu

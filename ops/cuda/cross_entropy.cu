@@ -1,7 +1,8 @@
 // CUDA kernels for ops/cross_entropy.h. Forward: one block per row computes the row's
 // log-sum-exp (max pass, then exp-sum pass) and its loss into a scratch buffer; one block then
 // sums the row losses in double in a fixed order (deterministic) and divides by n_valid.
-// Backward: one block per row writes dloss / n_valid * (softmax - onehot), or zeros when ignored.
+// Backward: one block per row writes dloss / n_valid * (softmax - y), or zeros when ignored; y is
+// the one-hot target or the soft targets (smoothing, mixing) of ops/cross_entropy.h.
 // Rows are v long (the stride, which sets the vector width) and their first `cols` are valid:
 // the reductions skip the padding, the gradient writes zeros there.
 #include "ops/cuda/common.cuh"
@@ -13,7 +14,8 @@ namespace {
 
 template <int V>
 __global__ void lse_kernel(const float* logits, const int32_t* targets, float* lse, float* row_loss,
-                           int64_t v, int64_t cols, int ignore_index) {
+                           int64_t v, int64_t cols, int ignore_index, const int32_t* mix_targets,
+                           const float* weights, float smoothing) {
   __shared__ float smem[32];
   const float* x = logits + blockIdx.x * v;
   const int64_t step = int64_t(blockDim.x) * V;
@@ -35,11 +37,29 @@ __global__ void lse_kernel(const float* logits, const int32_t* targets, float* l
       if (j + l < cols) s += expf(r[l] - mx);
   }
   s = block_reduce(s, SumOp{}, smem);
+  // Label smoothing: the row's sum of logits (a third pass, only then; uniform over the block).
+  float total = 0.0f;
+  if (smoothing != 0.0f) {
+    __syncthreads();  // smem is reused
+    for (int64_t j = threadIdx.x * V; j < cols; j += step) {
+      float r[V];
+      load<V>(x + j, r);
+      for (int l = 0; l < V; ++l)
+        if (j + l < cols) total += r[l];
+    }
+    total = block_reduce(total, SumOp{}, smem);
+  }
   if (threadIdx.x == 0) {
     const float l = mx + logf(s);
     lse[blockIdx.x] = l;
     const int32_t t = targets[blockIdx.x];
-    row_loss[blockIdx.x] = t == ignore_index ? 0.0f : l - x[t];
+    float hard = x[t < 0 ? 0 : t];
+    if (mix_targets) {
+      const float w = weights[blockIdx.x];
+      hard = w * x[t < 0 ? 0 : t] + (1.0f - w) * x[mix_targets[blockIdx.x]];
+    }
+    const float dot = (1.0f - smoothing) * hard + smoothing / float(cols) * total;
+    row_loss[blockIdx.x] = t == ignore_index ? 0.0f : l - dot;
   }
 }
 
@@ -54,8 +74,8 @@ __global__ void mean_kernel(const float* row_loss, int64_t n, int64_t n_valid, f
 
 template <int V>
 __global__ void grad_kernel(const float* logits, const int32_t* targets, const float* lse,
-                            float scale, float* dlogits, int64_t v, int64_t cols,
-                            int ignore_index) {
+                            float scale, float* dlogits, int64_t v, int64_t cols, int ignore_index,
+                            const int32_t* mix_targets, const float* weights, float smoothing) {
   const int64_t off = blockIdx.x * v;
   const int64_t step = int64_t(blockDim.x) * V;
   const int32_t t = targets[blockIdx.x];
@@ -68,11 +88,18 @@ __global__ void grad_kernel(const float* logits, const int32_t* targets, const f
     return;
   }
   const float l0 = lse[blockIdx.x];
+  // Soft targets (ops/cross_entropy.h): keep * (w e_t + (1 - w) e_b) + spread.
+  const float keep = scale * (1.0f - smoothing), spread = scale * smoothing / float(cols);
+  const float w = mix_targets ? weights[blockIdx.x] : 1.0f;
+  const int64_t b = mix_targets ? mix_targets[blockIdx.x] : -1;
   for (int64_t j = threadIdx.x * V; j < v; j += step) {
     float r[V];
     load<V>(logits + off + j, r);
     for (int l = 0; l < V; ++l) {
-      r[l] = j + l < cols ? scale * expf(r[l] - l0) - (j + l == t ? scale : 0.0f) : 0.0f;
+      float g = scale * expf(r[l] - l0) - spread;
+      if (j + l == t) g -= keep * w;
+      if (j + l == b) g -= keep * (1.0f - w);
+      r[l] = j + l < cols ? g : 0.0f;
     }
     store<V>(dlogits + off + j, r);
   }
@@ -82,6 +109,7 @@ __global__ void grad_kernel(const float* logits, const int32_t* targets, const f
 
 void cross_entropy_forward(const float* logits, const int32_t* targets, float* loss, float* lse,
                            int64_t n, int64_t v, int64_t cols, int ignore_index, int64_t n_valid,
+                           const int32_t* mix_targets, const float* weights, float smoothing,
                            cudaStream_t stream) {
   float* row_loss = nullptr;
   if (n > 0 && cols > 0) {
@@ -90,9 +118,11 @@ void cross_entropy_forward(const float* logits, const int32_t* targets, float* l
         "cross_entropy_forward: cudaMallocAsync");
     const int block = row_block(v);
     if (rows_vec4(v) && aligned16(logits)) {
-      lse_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols, ignore_index);
+      lse_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols, ignore_index,
+                                             mix_targets, weights, smoothing);
     } else {
-      lse_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols, ignore_index);
+      lse_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, row_loss, v, cols, ignore_index,
+                                             mix_targets, weights, smoothing);
     }
   }
   // Runs also for n == 0 (or cols == 0, where every target must be ignored): the loss is then 0.
@@ -105,16 +135,17 @@ void cross_entropy_forward(const float* logits, const int32_t* targets, float* l
 
 void cross_entropy_backward(const float* logits, const int32_t* targets, const float* lse,
                             float dloss, float* dlogits, int64_t n, int64_t v, int64_t cols,
-                            int ignore_index, int64_t n_valid, cudaStream_t stream) {
+                            int ignore_index, int64_t n_valid, const int32_t* mix_targets,
+                            const float* weights, float smoothing, cudaStream_t stream) {
   if (n == 0 || v == 0) return;
   const float scale = n_valid > 0 ? float(double(dloss) / double(n_valid)) : 0.0f;
   const int block = row_block(v);
   if (rows_vec4(v) && aligned16(logits) && aligned16(dlogits)) {
-    grad_kernel<4>
-        <<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols, ignore_index);
+    grad_kernel<4><<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols,
+                                            ignore_index, mix_targets, weights, smoothing);
   } else {
-    grad_kernel<1>
-        <<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols, ignore_index);
+    grad_kernel<1><<<n, block, 0, stream>>>(logits, targets, lse, scale, dlogits, v, cols,
+                                            ignore_index, mix_targets, weights, smoothing);
   }
   check_launch("cross_entropy_backward");
 }

@@ -47,7 +47,7 @@ __global__ void row_max_kernel(const float* logits, float* row_max, int64_t v, i
 
 __global__ void sum_exp_target_kernel(const float* logits, const int32_t* targets,
                                       const float* row_max, float* sum_exp, float* target_logit,
-                                      int64_t v, int64_t cols, int64_t begin) {
+                                      float* row_sum, int64_t v, int64_t cols, int64_t begin) {
   __shared__ double smem[32];
   const int64_t i = blockIdx.x;
   const float* x = logits + i * v;
@@ -55,10 +55,17 @@ __global__ void sum_exp_target_kernel(const float* logits, const int32_t* target
   double s = 0;
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += expf(x[j] - m);
   s = block_reduce(s, SumOp{}, smem);
+  double total = 0;
+  if (row_sum) {      // label smoothing: the row's sum of logits (uniform over the block)
+    __syncthreads();  // smem is reused
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) total += x[j];
+    total = block_reduce(total, SumOp{}, smem);
+  }
   if (threadIdx.x == 0) {
     sum_exp[i] = float(s);
     const int64_t t = int64_t(targets[i]) - begin;
     target_logit[i] = t >= 0 && t < cols ? x[t] : 0.0f;
+    if (row_sum) row_sum[i] = float(total);
   }
 }
 
@@ -70,16 +77,24 @@ __global__ void lse_kernel(const float* row_max, const float* sum_exp, float* ls
 
 // One thread: the row-order double sum the CPU does (n is a batch's tokens).
 __global__ void loss_kernel(const float* lse, const float* target_logit, const int32_t* targets,
-                            float* loss, int64_t n, int64_t valid, int ignore_index) {
+                            float* loss, int64_t n, int64_t valid, int ignore_index,
+                            float smoothing, const float* row_sum, int64_t vocab) {
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i)
-    if (targets[i] != ignore_index) sum += double(lse[i]) - double(target_logit[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    if (targets[i] == ignore_index) continue;
+    double dot = double(target_logit[i]);
+    if (smoothing != 0.0f) {
+      dot = (1 - double(smoothing)) * dot + double(smoothing) / double(vocab) * double(row_sum[i]);
+    }
+    sum += double(lse[i]) - dot;
+  }
   loss[0] = valid > 0 ? float(sum / double(valid)) : 0.0f;
 }
 
 __global__ void ce_backward_kernel(const float* logits, const int32_t* targets, const float* lse,
                                    float* dlogits, int64_t v, int64_t cols, int64_t begin,
-                                   float scale, int ignore_index, int64_t total) {
+                                   float scale, int ignore_index, int64_t total, float keep,
+                                   float spread) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = e / v, j = e % v;
@@ -88,8 +103,8 @@ __global__ void ce_backward_kernel(const float* logits, const int32_t* targets, 
       dlogits[e] = 0.0f;
       continue;
     }
-    float d = scale * expf(logits[e] - lse[i]);
-    if (int64_t(t) - begin == j) d -= scale;
+    float d = scale * expf(logits[e] - lse[i]) - spread;
+    if (int64_t(t) - begin == j) d -= keep;
     dlogits[e] = d;
   }
 }
@@ -156,32 +171,36 @@ void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v,
 }
 
 void vocab_ce_sum_exp_target(const float* logits, const int32_t* targets, const float* row_max,
-                             float* sum_exp, float* target_logit, int64_t n, int64_t v,
-                             int64_t cols, int64_t begin, cudaStream_t stream) {
+                             float* sum_exp, float* target_logit, float* row_sum, int64_t n,
+                             int64_t v, int64_t cols, int64_t begin, cudaStream_t stream) {
   if (n == 0) return;
-  sum_exp_target_kernel<<<unsigned(n), row_block(v), 0, stream>>>(logits, targets, row_max, sum_exp,
-                                                                  target_logit, v, cols, begin);
+  sum_exp_target_kernel<<<unsigned(n), row_block(v), 0, stream>>>(
+      logits, targets, row_max, sum_exp, target_logit, row_sum, v, cols, begin);
   check_launch("vocab_ce_sum_exp_target");
 }
 
 void vocab_ce_loss(const float* row_max, const float* sum_exp, const float* target_logit,
                    const int32_t* targets, float* lse, float* loss, int64_t n, int64_t valid,
-                   int ignore_index, cudaStream_t stream) {
+                   int ignore_index, float smoothing, const float* row_sum, int64_t vocab,
+                   cudaStream_t stream) {
   if (n > 0) {
     lse_kernel<<<grid_for(n, kBlock), kBlock, 0, stream>>>(row_max, sum_exp, lse, n);
     check_launch("vocab_ce_loss (lse)");
   }
-  loss_kernel<<<1, 1, 0, stream>>>(lse, target_logit, targets, loss, n, valid, ignore_index);
+  loss_kernel<<<1, 1, 0, stream>>>(lse, target_logit, targets, loss, n, valid, ignore_index,
+                                   smoothing, row_sum, vocab);
   check_launch("vocab_ce_loss");
 }
 
 void vocab_ce_backward(const float* logits, const int32_t* targets, const float* lse,
                        float* dlogits, int64_t n, int64_t v, int64_t cols, int64_t begin,
-                       float scale, int ignore_index, cudaStream_t stream) {
+                       float scale, int ignore_index, float smoothing, int64_t vocab,
+                       cudaStream_t stream) {
   const int64_t total = n * v;
   if (total == 0) return;
+  const float keep = scale * (1.0f - smoothing), spread = scale * smoothing / float(vocab);
   ce_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream>>>(
-      logits, targets, lse, dlogits, v, cols, begin, scale, ignore_index, total);
+      logits, targets, lse, dlogits, v, cols, begin, scale, ignore_index, total, keep, spread);
   check_launch("vocab_ce_backward");
 }
 

@@ -19,16 +19,18 @@ void vocab_embedding_backward(const float* dout, const int32_t* host_ids, float*
 void vocab_ce_row_max(const float* logits, float* row_max, int64_t n, int64_t v, int64_t cols,
                       cudaStream_t stream);
 void vocab_ce_sum_exp_target(const float* logits, const int32_t* targets, const float* row_max,
-                             float* sum_exp, float* target_logit, int64_t n, int64_t v,
-                             int64_t cols, int64_t begin, cudaStream_t stream);
+                             float* sum_exp, float* target_logit, float* row_sum, int64_t n,
+                             int64_t v, int64_t cols, int64_t begin, cudaStream_t stream);
 // lse = row_max + log(sum_exp); loss[0] = mean over valid rows (valid: the host's count) of
-// lse - target_logit, summed in row order in double.
+// lse - (1 - smoothing) target_logit - smoothing / vocab * row_sum, in row order in double.
 void vocab_ce_loss(const float* row_max, const float* sum_exp, const float* target_logit,
                    const int32_t* targets, float* lse, float* loss, int64_t n, int64_t valid,
-                   int ignore_index, cudaStream_t stream);
+                   int ignore_index, float smoothing, const float* row_sum, int64_t vocab,
+                   cudaStream_t stream);
 // `scale` = dloss / (number of valid rows), computed by the adapter from its host copy.
 void vocab_ce_backward(const float* logits, const int32_t* targets, const float* lse,
                        float* dlogits, int64_t n, int64_t v, int64_t cols, int64_t begin,
-                       float scale, int ignore_index, cudaStream_t stream);
+                       float scale, int ignore_index, float smoothing, int64_t vocab,
+                       cudaStream_t stream);
 
 }  // namespace tessera::ops::cuda

@@ -73,6 +73,31 @@ out_cpu=$("$tessera" generate --checkpoint "$work/gpt" --prompt "1 2 3" --greedy
   --per-class 3 --steps 4 --device cpu > /dev/null || fail "sample --device cpu"
 cmp -s "$work/grid.png" "$work/grid_cpu.png" || fail "sample --device cpu differs from the default"
 
+# --weights: a DiT run with an EMA of the weights evaluates and samples it by default, the raw
+# weights on request (different numbers and images); a run without one refuses --weights ema.
+"$tessera" train --config "$src/configs/dit_tiny.pbtxt" --set train.steps=3 \
+  --set data.global_batch_size=4 --set train.ema_decay=0.9 --set optim.lr=1e-2 \
+  --run-dir "$work/dit_ema" --quiet || fail "dit training with an EMA"
+"$tessera" eval --checkpoint "$work/dit_ema" --max-samples 8 --batch 4 --out "$work/ema.json" \
+  > /dev/null || fail "eval of the EMA"
+"$tessera" eval --checkpoint "$work/dit_ema" --max-samples 8 --batch 4 --out "$work/raw.json" \
+  --weights raw > /dev/null || fail "eval --weights raw"
+/usr/bin/python3 - "$work/ema.json" "$work/raw.json" <<'PY' || fail "eval --weights JSON"
+import json, sys
+e, r = (json.load(open(p)) for p in sys.argv[1:])
+assert e["weights"] == "ema" and r["weights"] == "raw", (e, r)
+assert e["val_loss"] != r["val_loss"], (e["val_loss"], r["val_loss"])
+PY
+"$tessera" sample --checkpoint "$work/dit_ema" --out "$work/grid_ema.png" --classes 0 \
+  --per-class 2 --steps 4 --weights ema > /dev/null || fail "sample --weights ema"
+"$tessera" sample --checkpoint "$work/dit_ema" --out "$work/grid_raw.png" --classes 0 \
+  --per-class 2 --steps 4 --weights raw > /dev/null || fail "sample --weights raw"
+cmp -s "$work/grid_ema.png" "$work/grid_raw.png" && fail "EMA and raw samples are identical"
+expect_error "holds no EMA of the weights" \
+  "$tessera" eval --checkpoint "$work/gpt" --weights ema
+expect_error "--weights must be ema, raw or auto, got 'best'" \
+  "$tessera" sample --checkpoint "$work/dit_ema" --out "$work/x.png" --weights best
+
 # plot: three charts from the GPT run (loss, lr; no eval records -> no eval.png).
 "$tessera" plot "$work/gpt" --out "$work/plots" > "$work/plotted" || fail "plot"
 for f in loss lr; do

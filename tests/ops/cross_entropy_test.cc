@@ -91,6 +91,89 @@ TEST_P(CrossEntropyTest, MatchesTorch) {
   }
 }
 
+// Soft targets (label smoothing, mixup/CutMix's two labels with a weight per row) against
+// PyTorch: F.cross_entropy(label_smoothing) without mixing, timm's mixed smoothed one-hots with it;
+// ignored rows and padded vocabularies as above.
+TEST_P(CrossEntropyTest, SoftTargetsMatchTorch) {
+  struct SoftCase {
+    int64_t n, v;
+    float smoothing;
+    bool mix;
+    float ignored = 0;
+    int64_t valid = -1;
+  };
+  const std::vector<SoftCase> cases = {
+      {7, 10, 0.1f, false},          {9, 65, 0.2f, false, 0.3f}, {5, 1000, 0.1f, false, 0, 997},
+      {8, 10, 0.0f, true},           {8, 10, 0.1f, true},        {6, 257, 0.3f, true, 0.2f},
+      {4, 4096, 0.1f, true, 0, 4000}};
+  NamedTensors in;
+  std::map<std::string, std::string> attrs;
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const SoftCase& k = cases[c];
+    const int64_t cols = k.valid < 0 ? k.v : k.valid;
+    in[case_key(c, "logits")] = testing::normal({k.n, k.v}, 300 + 3 * c, 3.0f);
+    in[case_key(c, "targets")] = make_targets(k.n, cols, 301 + 3 * c, k.ignored, -100);
+    if (k.mix) {
+      in[case_key(c, "mix_targets")] = make_targets(k.n, cols, 302 + 3 * c, 0, -100);
+      in[case_key(c, "weights")] = testing::uniform({k.n}, 303 + 3 * c, 0.0f, 1.0f);
+    }
+    attrs[case_key(c, "ignore_index")] = "-100";
+    attrs[case_key(c, "valid_cols")] = std::to_string(k.valid);
+    attrs[case_key(c, "smoothing")] = std::to_string(k.smoothing);
+    attrs[case_key(c, "dloss")] = "0.75";
+  }
+  NamedTensors ref = testing::run_reference("soft_cross_entropy", in, attrs);
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const SoftCase& k = cases[c];
+    const std::string what = "(" + std::to_string(k.n) + ", " + std::to_string(k.v) +
+                             ") smoothing " + std::to_string(k.smoothing) + (k.mix ? " mixed" : "");
+    ops::SoftTargets soft;
+    soft.smoothing = k.smoothing;
+    if (k.mix) {
+      soft.mix_targets = to_device(in[case_key(c, "mix_targets")], device());
+      soft.weights = to_device(in[case_key(c, "weights")], device());
+    }
+    Tensor logits = to_device(in[case_key(c, "logits")], device());
+    Tensor targets = to_device(in[case_key(c, "targets")], device());
+    Tensor loss = Tensor::empty({1}, DType::f32, device());
+    Tensor lse = Tensor::empty({k.n}, DType::f32, device());
+    ops::cross_entropy_forward(logits, targets, loss, lse, -100, k.valid, soft);
+    EXPECT_ALL_CLOSE(loss, ref[case_key(c, "loss")], 1e-5, "loss " + what);
+    Tensor dlogits = to_device(testing::uniform({k.n, k.v}, 98), device());
+    ops::cross_entropy_backward(logits, targets, lse, 0.75f, dlogits, -100, k.valid, soft);
+    EXPECT_ALL_CLOSE(dlogits, ref[case_key(c, "dlogits")], 1e-5, "dlogits " + what);
+  }
+}
+
+TEST_P(CrossEntropyTest, BadSoftTargetsAreNamed) {
+  Tensor logits = to_device(testing::normal({2, 5}, 1), device());
+  Tensor targets = Tensor::empty({2}, DType::i32), mix = Tensor::empty({2}, DType::i32);
+  targets.data<int32_t>()[0] = targets.data<int32_t>()[1] = 1;
+  mix.data<int32_t>()[0] = 0;
+  mix.data<int32_t>()[1] = 5;
+  Tensor loss = Tensor::empty({1}, DType::f32, device());
+  Tensor lse = Tensor::empty({2}, DType::f32, device());
+  ops::SoftTargets soft;
+  soft.mix_targets = to_device(mix, device());
+  soft.weights = to_device(testing::uniform({2}, 2, 0.0f, 1.0f), device());
+  try {
+    ops::cross_entropy_forward(logits, to_device(targets, device()), loss, lse, -100, -1, soft);
+    FAIL() << "a mix target outside [0, 5) was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mix target 5 at row 1"), std::string::npos) << e.what();
+  }
+  ops::SoftTargets half;
+  half.mix_targets = soft.mix_targets;  // weights missing
+  EXPECT_THROW(
+      ops::cross_entropy_forward(logits, to_device(targets, device()), loss, lse, -100, -1, half),
+      Error);
+  ops::SoftTargets too_smooth;
+  too_smooth.smoothing = 1.0f;
+  EXPECT_THROW(ops::cross_entropy_forward(logits, to_device(targets, device()), loss, lse, -100, -1,
+                                          too_smooth),
+               Error);
+}
+
 // Padded columns are never read: poisoning them (NaN, +inf, huge) changes nothing.
 TEST_P(CrossEntropyTest, PaddedColumnsAreNotRead) {
   const int64_t n = 5, v = 68, valid = 61;

@@ -44,17 +44,22 @@ Tensor targets_of(const std::vector<int32_t>& t) {
 
 // The padded vocabulary is V = 12 columns of which the first `real` are ids; the reference is the
 // unsplit op with valid columns = real (checked against PyTorch in cross_entropy_test).
-void check_cross_entropy(int parts, Device d, int64_t real = 12) {
-  SCOPED_TRACE("parts " + std::to_string(parts) + ", real columns " + std::to_string(real));
+// With smoothing > 0 the reference is the unsplit op's label smoothing (SoftTargets), and the
+// row sums of logits are all-reduced with the other sums.
+void check_cross_entropy(int parts, Device d, int64_t real = 12, float smoothing = 0) {
+  SCOPED_TRACE("parts " + std::to_string(parts) + ", real columns " + std::to_string(real) +
+               ", smoothing " + std::to_string(smoothing));
+  SoftTargets soft;
+  soft.smoothing = smoothing;
   const int64_t N = 7, V = 12, Vl = V / parts;
   Tensor logits = testing::normal({N, V}, 11, 3.0f);
   std::vector<int32_t> ids = {0, 11, 5, -100, 6, 3, 8};
   for (int32_t& x : ids) x = x < 0 ? x : int32_t(x % real);
   Tensor targets = targets_of(ids);
   Tensor loss = Tensor::empty({1}, DType::f32), lse = Tensor::empty({N}, DType::f32);
-  cross_entropy_forward(logits, targets, loss, lse, -100, real);
+  cross_entropy_forward(logits, targets, loss, lse, -100, real, soft);
   Tensor dlogits = Tensor::empty({N, V}, DType::f32);
-  cross_entropy_backward(logits, targets, lse, 0.5f, dlogits, -100, real);
+  cross_entropy_backward(logits, targets, lse, 0.5f, dlogits, -100, real, soft);
 
   std::vector<Tensor> slices;
   for (int p = 0; p < parts; ++p) slices.push_back(on(columns(logits, p * Vl, (p + 1) * Vl), d));
@@ -62,6 +67,8 @@ void check_cross_entropy(int parts, Device d, int64_t real = 12) {
   Tensor m = Tensor::empty({N}, DType::f32), m_part = Tensor::empty({N}, DType::f32, d);
   Tensor s = Tensor::zeros({N}, DType::f32), t = Tensor::zeros({N}, DType::f32);
   Tensor s_part = Tensor::empty({N}, DType::f32, d), t_part = Tensor::empty({N}, DType::f32, d);
+  Tensor r = Tensor::zeros({N}, DType::f32);
+  Tensor r_part = smoothing != 0 ? Tensor::empty({N}, DType::f32, d) : Tensor();
   for (int p = 0; p < parts; ++p) {  // all-reduce max
     vocab_ce_row_max(slices[p], p * Vl, real, m_part);
     const Tensor mp = host(m_part);
@@ -71,22 +78,26 @@ void check_cross_entropy(int parts, Device d, int64_t real = 12) {
   }
   const Tensor dm = on(m, d);
   for (int p = 0; p < parts; ++p) {  // all-reduce sum
-    vocab_ce_sum_exp_target(slices[p], dtargets, dm, p * Vl, real, s_part, t_part);
+    vocab_ce_sum_exp_target(slices[p], dtargets, dm, p * Vl, real, s_part, t_part, r_part);
     const Tensor sp = host(s_part), tp = host(t_part);
     for (int64_t i = 0; i < N; ++i) {
       s.data<float>()[i] += sp.data<float>()[i];
       t.data<float>()[i] += tp.data<float>()[i];
     }
+    if (smoothing != 0) {
+      const Tensor rp = host(r_part);
+      for (int64_t i = 0; i < N; ++i) r.data<float>()[i] += rp.data<float>()[i];
+    }
   }
   Tensor vloss_d = Tensor::empty({1}, DType::f32, d), vlse_d = Tensor::empty({N}, DType::f32, d);
-  vocab_ce_loss(dm, on(s, d), on(t, d), dtargets, real, -100, vlse_d, vloss_d);
+  vocab_ce_loss(dm, on(s, d), on(t, d), dtargets, real, -100, vlse_d, vloss_d, smoothing, on(r, d));
   const Tensor vloss = host(vloss_d), vlse = host(vlse_d);
   EXPECT_NEAR(vloss.data<float>()[0], loss.data<float>()[0],
               1e-6 * std::fabs(loss.data<float>()[0]));
   for (int64_t i = 0; i < N; ++i) EXPECT_NEAR(vlse.data<float>()[i], lse.data<float>()[i], 1e-5);
   for (int p = 0; p < parts; ++p) {
     Tensor g = Tensor::empty({N, Vl}, DType::f32, d);
-    vocab_ce_backward(slices[p], dtargets, vlse_d, p * Vl, real, 0.5f, -100, g);
+    vocab_ce_backward(slices[p], dtargets, vlse_d, p * Vl, real, 0.5f, -100, g, smoothing);
     const Tensor gh = host(g);
     Tensor ref = columns(dlogits, p * Vl, (p + 1) * Vl);
     for (int64_t k = 0; k < N * Vl; ++k) {
@@ -112,6 +123,14 @@ TEST_P(VocabParallelTest, PaddedCrossEntropyEqualsUnsplitOnRealColumns) {
     check_cross_entropy(1, device(), real);
     check_cross_entropy(2, device(), real);
     check_cross_entropy(3, device(), real);
+  }
+}
+
+// Label smoothing: the split loss and gradient equal the unsplit op's (itself checked against
+// PyTorch's label_smoothing), padded vocabularies included.
+TEST_P(VocabParallelTest, SmoothedCrossEntropyEqualsUnsplit) {
+  for (int64_t real : {12, 9, 5}) {
+    for (int parts : {1, 2, 3}) check_cross_entropy(parts, device(), real, 0.1f);
   }
 }
 

@@ -300,6 +300,184 @@ void expect_dp_equals_single(const config::Config& cfg, int dp, const std::strin
   world->barrier()->wait();
 }
 
+// GradCache (models/clip.h, train/grad_cache.h): accumulation over micro-batches keeps the whole
+// batch's negatives. Model level: on a data-parallel group of R ranks, each rank embeds its
+// slices of M micro-batches (the trainer's order: micro-batch mb, rank r holds global rows
+// [mb*G/M + r*G/(M R), ...)), scores all of them together and backpropagates each micro-batch;
+// the gradients averaged over the group equal one process's forward_backward on the whole batch.
+void expect_grad_cache_gradient_equals_big_batch(const config::Config& cfg, int group_size,
+                                                 int64_t M) {
+  auto world = distributed::testing::test_world();
+  auto group = world->split(world->rank() / group_size, world->rank(), "group");
+  const int R = group->size();
+  const int64_t G = cfg.data().global_batch_size(), micro = G / M, local = micro / R;
+  SyntheticData data(cfg);
+  auto model = models::make_model(cfg.model());
+  model->params().init(cfg.train().seed());
+  auto& clip = dynamic_cast<models::Clip&>(*model);
+  clip.set_data_parallel(group.get());
+  model->params().zero_grads();
+  std::vector<models::Batch> batches;
+  for (int64_t mb = 0; mb < M; ++mb) {
+    batches.push_back(data.batch(mb * micro + group->rank() * local, local));
+    clip.cache_embeddings(batches.back());
+  }
+  const float kLossScale = 0.5f;
+  const models::LossResult r = clip.cached_loss(kLossScale);
+  EXPECT_EQ(r.count, M * local);
+  // Any order of the recomputed micro-batches: backward last to first.
+  for (int64_t mb = M - 1; mb >= 0; --mb) clip.cached_backward(mb, batches[mb]);
+  Tensor grads = model->params().grads();
+  group->all_reduce(grads, distributed::ReduceOp::kAvg)->wait();
+  Tensor losses = Tensor::empty({1}, DType::f32);
+  losses.data<float>()[0] = float(r.loss);
+  group->all_reduce(losses, distributed::ReduceOp::kAvg)->wait();
+  if (group->rank() == 0) {
+    const std::string what = absl::StrCat(models::model_kind(cfg), " ",
+                                          config::ClipConfig::Loss_Name(cfg.model().clip().loss()),
+                                          ": ", M, " micro-batches on ", R, " ranks");
+    auto single = models::make_model(cfg.model());
+    single->params().init(cfg.train().seed());
+    single->params().zero_grads();
+    const double ref_loss = single->forward_backward(data.batch(0, G), kLossScale).loss;
+    EXPECT_NEAR(losses.data<float>()[0], ref_loss, 2e-6 * std::fabs(ref_loss)) << what;
+    EXPECT_TRUE(testing::all_close(grads, single->params().grads(), 1e-5,
+                                   what + ": gradient vs one big batch"));
+    for (const char* scalar : {"logit_scale", "logit_bias"}) {
+      const models::ParamId id = single->params().find(scalar);
+      if (id < 0) continue;
+      const float a = grads.data<float>()[single->params().info(id).offset];
+      const float b = single->params().grad(id).data<float>()[0];
+      EXPECT_NEAR(a, b, 1e-5 * std::fabs(b)) << what << " " << scalar;
+      EXPECT_GT(std::fabs(b), 1e-6) << scalar << ": no gradient to compare";
+    }
+    // Plain accumulation (each micro-batch its own negatives) differs clearly: the test can fail.
+    auto plain = models::make_model(cfg.model());
+    plain->params().init(cfg.train().seed());
+    plain->params().zero_grads();
+    for (int64_t mb = 0; mb < M; ++mb) {
+      plain->forward_backward(data.batch(mb * micro, micro), kLossScale / float(M));
+    }
+    EXPECT_GT(testing::diff(plain->params().grads(), single->params().grads()).relative(), 1e-3)
+        << what << ": per-micro-batch negatives give the same gradient; the test cannot tell";
+  }
+  world->barrier()->wait();
+}
+
+TEST(ClipGradCache, InfoNceGradientEqualsOneBigBatch) {
+  for (int ranks : {1, 2}) {
+    for (int64_t M : {2, 4}) {
+      expect_grad_cache_gradient_equals_big_batch(
+          tiny_clip("INFONCE", {"data.global_batch_size=16"}), ranks, M);
+    }
+  }
+}
+
+TEST(ClipGradCache, SigLipGradientEqualsOneBigBatch) {
+  for (int ranks : {1, 2}) {
+    for (int64_t M : {2, 4}) {
+      expect_grad_cache_gradient_equals_big_batch(
+          tiny_clip("SIGLIP", {"data.global_batch_size=16"}), ranks, M);
+    }
+  }
+}
+
+// Trainer level, per layout: the same run with train.micro_batches = M and with 1 reaches the
+// same parameters (each rank's own shards, to 1e-5 of their scale) through the same losses and
+// gradient norms (1e-5 at step 1, 1e-4 later). The world is split into groups of `group_size`
+// ranks, each group training both runs on its own layout (`sets`: TP, ZeRO-1).
+void expect_accumulated_run_equals_big_batch(const std::string& loss, int group_size, int64_t M,
+                                             const std::vector<std::string>& sets,
+                                             const std::string& name) {
+  auto world = distributed::testing::test_world();
+  const int color = world->rank() / group_size;
+  auto group = world->split(color, world->rank(), "group");
+  // No evaluation: it scores batches of one micro-batch's size, so its contrastive loss depends
+  // on train.micro_batches by design.
+  std::vector<std::string> common = {"data.global_batch_size=16", "eval.every_steps=0"};
+  common.insert(common.end(), sets.begin(), sets.end());
+  auto with_micro = [&](int64_t m) {
+    std::vector<std::string> all = common;
+    all.push_back(absl::StrCat("train.micro_batches=", m));
+    return tiny_clip(loss, all);
+  };
+  auto train = [&](const config::Config& cfg, const std::string& run) {
+    const std::string dir_name = absl::StrCat(name, "_", run, "_", color);
+    const std::string dir = group->rank() == 0
+                                ? run_dir(dir_name)
+                                : (std::filesystem::path(::testing::TempDir()) / dir_name).string();
+    auto trainer = std::make_unique<Trainer>(cfg, dir, true, group.get());
+    EXPECT_EQ(trainer->run(), kExitOk) << name;
+    return std::make_pair(std::move(trainer), dir);
+  };
+  auto [acc, acc_dir] = train(with_micro(M), "acc");
+  auto [big, big_dir] = train(with_micro(1), "big");
+  const Tensor& mine = acc->model().params().params();
+  const Tensor& ref = big->model().params().params();
+  const testing::Diff d = testing::diff(mine, ref);
+  std::string where;
+  for (const auto& info : big->model().params().infos()) {
+    if (d.worst >= info.offset && d.worst < info.offset + info.numel) where = info.spec.name;
+  }
+  EXPECT_LT(d.relative(), 1e-5) << name << " (group rank " << group->rank() << "): " << M
+                                << " micro-batches vs 1; worst in " << where;
+  if (acc->layout().tp_size() == 1) {  // TP shards do not compare with an unsplit model
+    Trainer fresh(with_micro(1), run_dir(absl::StrCat(name, "_fresh_", world->rank())), true);
+    EXPECT_GT(testing::diff(ref, fresh.model().params().params()).relative(), 1e-4)
+        << name << ": training did not move";
+  }
+  if (group->rank() == 0) {
+    const auto m1 = metrics(acc_dir), m0 = metrics(big_dir);
+    ASSERT_EQ(m1.size(), m0.size()) << name;
+    ASSERT_GE(m0.size(), size_t(3));
+    for (size_t i = 0; i < m0.size(); ++i) {
+      ASSERT_EQ(m1[i].value("kind", ""), m0[i].value("kind", ""));
+      const std::string at = absl::StrCat(name, " step ", m0[i]["step"].get<int64_t>(), " ",
+                                          m0[i].value("kind", "train"));
+      for (const char* key : {"loss", "grad_norm"}) {
+        if (!m0[i].contains(key)) continue;
+        const double tol = m0[i]["step"].get<int64_t>() == 1 ? 1e-5 : 1e-4;
+        const double a = m1[i][key].get<double>(), b = m0[i][key].get<double>();
+        EXPECT_NEAR(a, b, tol * std::fabs(b)) << at << " " << key;
+      }
+    }
+  }
+  world->barrier()->wait();
+}
+
+// One rank (every world rank alone), 4 micro-batches.
+TEST(ClipGradCache, InfoNceTrainerOneRank) {
+  expect_accumulated_run_equals_big_batch("INFONCE", 1, 4, {}, "gc_infonce_1");
+}
+TEST(ClipGradCache, SigLipTrainerOneRank) {
+  expect_accumulated_run_equals_big_batch("SIGLIP", 1, 4, {}, "gc_siglip_1");
+}
+// Two data-parallel ranks, plain and ZeRO-1.
+TEST(ClipGradCache, InfoNceTrainerTwoRanks) {
+  expect_accumulated_run_equals_big_batch("INFONCE", 2, 2, {}, "gc_infonce_2");
+}
+TEST(ClipGradCache, SigLipTrainerTwoRanksZero1) {
+  expect_accumulated_run_equals_big_batch("SIGLIP", 2, 2, {"parallel.zero_stage=1"},
+                                          "gc_siglip_2z");
+}
+// With dropout and drop-path: the recomputed forward draws the embedding pass's masks (keyed by
+// position), 1 rank and DP 2.
+TEST(ClipGradCache, InfoNceTrainerWithDropout) {
+  expect_accumulated_run_equals_big_batch(
+      "INFONCE", 1, 2, {"model.dropout=0.1", "model.drop_path=0.2"}, "gc_infonce_drop_1");
+  expect_accumulated_run_equals_big_batch(
+      "INFONCE", 2, 2, {"model.dropout=0.1", "model.drop_path=0.2"}, "gc_infonce_drop_2");
+}
+// Tensor parallel 2 (one DP rank), and TP 2 x DP 2.
+TEST(ClipGradCache, InfoNceTrainerTensorParallel) {
+  expect_accumulated_run_equals_big_batch("INFONCE", 2, 2, {"parallel.tensor_parallel=2"},
+                                          "gc_infonce_tp");
+}
+TEST(ClipGradCache, SigLipTrainerTensorParallelTimesDataParallel) {
+  expect_accumulated_run_equals_big_batch("SIGLIP", 4, 2, {"parallel.tensor_parallel=2"},
+                                          "gc_siglip_tpdp");
+}
+
 TEST(ClipDataParallel, InfoNceOnTwoRanksEqualsOneProcess) {
   expect_dp_equals_single(tiny_clip("INFONCE", {"eval.every_steps=3", "eval.batches=1"}), 2,
                           "infonce");

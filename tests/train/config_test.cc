@@ -115,6 +115,29 @@ TEST(Config, ImpossibleShapesNameFileLineAndField) {
             "bad.pbtxt: parallel.zero_stage: must be 0 or 1, got 3");
 }
 
+// The training recipes' fields (docs/RECIPES.md): ranges, and the model families they apply to.
+TEST(Config, RecipeFieldsAreCheckedAndNamed) {
+  const std::string gpt =
+      "model { gpt { vocab_size: 10 context: 4 transformer { d_model: 8 n_layers: 1 n_heads: 2 } } "
+      "}";
+  const std::string dit =
+      "model { dit { image_size: 8 patch: 4 transformer { d_model: 8 n_layers: 1 n_heads: 2 } } }";
+  EXPECT_EQ(error_of(gpt, {"optim.label_smoothing=1"}),
+            "bad.pbtxt: optim.label_smoothing: must be in [0, 1)");
+  EXPECT_EQ(error_of(dit, {"optim.label_smoothing=0.1"}),
+            "bad.pbtxt: optim.label_smoothing: applies to ViT and GPT only");
+  EXPECT_EQ(error_of(gpt, {"data.mixup_alpha=0.2"}),
+            "bad.pbtxt: data.mixup_alpha: applies to ViT only");
+  EXPECT_EQ(error_of(gpt, {"data.cutmix_alpha=-1"}), "bad.pbtxt: data.cutmix_alpha: must be >= 0");
+  EXPECT_EQ(error_of(gpt, {"data.mix_prob=2"}), "bad.pbtxt: data.mix_prob: must be in [0, 1]");
+  EXPECT_EQ(error_of(gpt, {"train.ema_decay=1"}), "bad.pbtxt: train.ema_decay: must be in [0, 1)");
+  EXPECT_EQ(error_of(gpt, {"model.dropout=1.5"}), "bad.pbtxt: model.dropout: must be in [0, 1)");
+  EXPECT_EQ(error_of(dit, {"model.drop_path=0.1"}),
+            "bad.pbtxt: model.drop_path: applies to GPT, ViT and CLIP only");
+  EXPECT_EQ(error_of(gpt, {"distill.teacher=/runs/t"}),
+            "bad.pbtxt: distill.teacher: applies to ViT students only");
+}
+
 TEST(Config, MissingFileIsNamed) {
   auto r = load_config("/nonexistent/x.pbtxt");
   ASSERT_FALSE(r.ok());

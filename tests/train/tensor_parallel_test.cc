@@ -290,6 +290,27 @@ void expect_trainer_matches_single(const config::Config& cfg, const std::string&
   world->barrier()->wait();
 }
 
+// Label smoothing under TP: the logits stay split, the row sums of logits are all-reduced with
+// the other loss sums (ops/vocab_parallel.h); a padded vocabulary's padding takes no share.
+TEST(TensorParallel, GptWithLabelSmoothingTrainerEqualsOneProcess) {
+  expect_trainer_matches_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=3", "data.global_batch_size=8", "parallel.tensor_parallel=2",
+            "optim.label_smoothing=0.1", "model.gpt.vocab_size=511",
+            "model.gpt.vocab_pad_multiple=8", "log.every_steps=1"}),
+      "gpt_smoothing_trainer");
+}
+
+// Dropout and drop-path under TP: the branch outputs are whole on every TP rank (after the row
+// parallel all-reduce) and keyed alike, so the split model equals the unsplit one.
+TEST(TensorParallel, GptWithDropoutTrainerEqualsOneProcess) {
+  expect_trainer_matches_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=3", "data.global_batch_size=8", "parallel.tensor_parallel=2",
+            "model.dropout=0.1", "model.drop_path=0.2", "log.every_steps=1"}),
+      "gpt_dropout_trainer");
+}
+
 TEST(TensorParallel, GptTrainerEqualsOneProcess) {
   expect_trainer_matches_single(
       load("configs/gpt_tiny.pbtxt",
