@@ -104,6 +104,48 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
   return absl::OkStatus();
 }
 
+absl::Status load_parameters_from(const CheckpointInfo& ckpt, models::ParamStore& params,
+                                  const std::vector<std::string>& sources) {
+  if (sources.size() != params.infos().size()) {
+    return absl::InvalidArgumentError(absl::StrCat("load_parameters_from: ", sources.size(),
+                                                   " source names for ", params.infos().size(),
+                                                   " parameters"));
+  }
+  std::map<std::string, const checkpoint::Tensor*> by_name;
+  for (const auto& t : ckpt.metadata.tensors()) {
+    if (t.role() == "param") by_name[t.name()] = &t;
+  }
+  const std::string where = absl::StrCat("checkpoint ", ckpt.dir, "/", detail::kMetadata);
+  // Parameters left as they are must survive the copy back to the device.
+  tessera::Tensor buf = host(params.params());
+  if (!params.params().device().is_cpu()) copy(params.params(), buf);
+  detail::PieceReader reader(ckpt.dir);
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (sources[i].empty()) continue;
+    const models::ParamInfo& info = params.infos()[i];
+    auto it = by_name.find(sources[i]);
+    if (it == by_name.end()) {
+      return absl::NotFoundError(absl::StrCat(where, ": no param tensor ", sources[i],
+                                              " (for the model's ", info.spec.name, ")"));
+    }
+    const Shape want = detail::storage_shape(info.spec.shape);
+    const Shape have(it->second->shape().begin(), it->second->shape().end());
+    if (have != want) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": tensor ", sources[i], " has shape ", shape_text(have),
+                       ", the model's ", info.spec.name, " is ", shape_text(want)));
+    }
+    absl::Status s =
+        reader.queue(*it->second, detail::shard_box(info), buf.data<float>() + info.offset);
+    if (!s.ok()) return s;
+  }
+  absl::Status s = reader.finish();
+  if (!s.ok()) return s;
+  if (!params.params().device().is_cpu()) copy(buf, params.params());
+  params.sync_compute_params();
+  return absl::OkStatus();
+}
+
 absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& params,
                           const MomentsRef& moments) {
   detail::PieceReader reader(ckpt.dir);

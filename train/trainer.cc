@@ -20,6 +20,7 @@
 #include "train/data_source.h"
 #include "train/dp_average.h"
 #include "train/evaluator.h"
+#include "train/init_from.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -273,6 +274,9 @@ checkpoint::TrainProgress Trainer::restore() {
   if (auto p = checkpointer_->restore(resume_, model_->params(), moments(*optimizer_))) {
     progress = *p;
     optimizer_->set_steps_taken(progress.optimizer_steps);
+  } else {
+    // A fresh start: from another run's parameters when the config's init section says so.
+    init_from_checkpoint(config_, model_->params(), leader() && !quiet_);
   }
   return progress;
 }
