@@ -29,7 +29,10 @@ class VisionTower {
 
   // images (B, S, S, C) f32 with S = config.image_size -> pooled (B, d): the class token's row
   // after the final LayerNorm. Throws tessera::Error naming the images' shape when it is wrong.
-  Tensor forward(const Tensor& images);
+  // for_backward false (a locked tower, train/freeze.h): every layer drops what its backward
+  // would need as soon as it is done, so at most one layer's activations live at a time and
+  // backward() must not follow.
+  Tensor forward(const Tensor& images, bool for_backward = true);
   // Contract: parameter grads ACCUMULATE; images take no gradient.
   void backward(const Tensor& dpooled);  // (B, d)
 
@@ -37,7 +40,8 @@ class VisionTower {
   int64_t n_patches() const { return n_patches_; }
   int64_t tokens() const { return n_patches_ + 1; }  // T: patches + class token
   // Activation floats kept for backward for a batch of B images.
-  int64_t saved_floats(int64_t B) const;
+  // for_backward false: a locked tower's forward, whose peak is one block's activations.
+  int64_t saved_floats(int64_t B, bool for_backward = true) const;
   // Weights of the matmuls each token passes through (blocks and patch embedding), for FLOPs.
   double block_params() const;
   double patch_params() const;

@@ -31,6 +31,12 @@ class Vit final : public Model {
   // Logits (B, n_classes) of the last forward, for accuracy and tests.
   const Tensor& logits() const { return logits_; }
   Tensor forward_logits(const Tensor& images);  // images (B, S, S, C) -> logits (B, n_classes)
+  // The whole trunk frozen (train.freeze): it runs forward only, keeps no activations, and
+  // backward stops at the head.
+  bool trunk_locked() const { return store_.all_frozen("", "head."); }
+  // The trunk's pooled features (B, d) without the head, keeping nothing for backward (linear
+  // probes, eval/linear_probe.h). images (B, S, S, C) on the host or the model's device.
+  Tensor features(const Tensor& images);
 
  private:
   // Runs forward and the loss; leaves the logits, and the labels (on the model's device) and the

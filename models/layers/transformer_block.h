@@ -40,6 +40,8 @@ class TransformerBlock {
   // Contract: parameter grads ACCUMULATE; the returned dx is written.
   Tensor backward(const Tensor& dy);
   bool recomputes() const { return recompute_; }
+  // Frees what backward needs (a forward-only pass through a locked tower, train/freeze.h).
+  void drop_saved();
 
  private:
   Tensor run_forward(const Tensor& x);
