@@ -91,6 +91,38 @@ TEST(Freeze, PartlyFrozenVitStackStaysBitwise) {
       });
 }
 
+TEST(Freeze, UnfreezingLaterStartsANewRunFromTheCheckpoint) {
+  const config::Config locked = small_clip({"train.freeze=image.*"});
+  const auto ckpt = train_source(locked, run_dir("freeze_then_unfreeze"), 2);
+  // Resuming with another train.freeze is refused, naming the tensor and the way out.
+  config::Config unlocked = small_clip();
+  unlocked.mutable_train()->set_steps(3);
+  {
+    Trainer t(unlocked, run_dir("freeze_then_unfreeze"), true);
+    t.set_resume("auto");
+    try {
+      t.run();
+      FAIL() << "resumed a frozen run's checkpoint with the tower unfrozen";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("no adam_m tensor image."), std::string::npos) << m;
+      EXPECT_NE(m.find("init.checkpoint"), std::string::npos) << m;
+    }
+  }
+  // A new run from it (init.*) trains the tower too: it starts from the locked run's values.
+  config::Config next = small_clip({"optim.lr=0", "optim.weight_decay=0"});
+  next.mutable_init()->set_checkpoint(ckpt.dir);
+  const auto out = train_source(next, run_dir("unfrozen_next"), 1);
+  for (const auto& t : out.metadata.tensors()) {
+    if (t.role() != "param") continue;
+    const std::vector<float> a = stored(out, t.name()), b = stored(ckpt, t.name());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << t.name();
+  }
+  int with_state = 0;
+  for (const auto& t : out.metadata.tensors()) with_state += t.role() == "adam_m";
+  EXPECT_EQ(with_state, int(build(next)->params().infos().size()));
+}
+
 TEST(Freeze, OptimizerStateShrinksByTheFrozenShare) {
   const config::Config cfg = small_clip({"train.freeze=image.*"});
   auto m = build(cfg);
