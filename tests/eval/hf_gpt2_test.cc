@@ -1,0 +1,109 @@
+// Hugging Face GPT-2 interop (eval/hf_gpt2.h) against the real transformers library
+// (tests/eval/hf_gpt2_check.py under REPO/.venv, installed by scripts/setup):
+//   import: a randomly initialised GPT2LMHeadModel saved with save_pretrained, imported, gives
+//           transformers' logits within 1e-4;
+//   export: a tessera GPT (trained a step, tied and untied head) exported with --format hf loads
+//           with from_pretrained and gives tessera's logits within 1e-4.
+#include "eval/hf_gpt2.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "eval/load.h"
+#include "models/gpt.h"
+#include "tests/support/reference.h"
+#include "tests/train/train_test_support.h"
+#include "train/trainer.h"
+
+namespace tessera::eval {
+namespace {
+
+using train::testing_support::run_dir;
+
+// Runs the transformers script; fails the test with a hint when the venv lacks transformers.
+void python(const std::string& args) {
+  const std::string py = testing::source_path(".venv/bin/python");
+  ASSERT_TRUE(std::filesystem::exists(py)) << py << " missing: run ./scripts/setup";
+  const std::string cmd =
+      py + " " + testing::source_path("tests/eval/hf_gpt2_check.py") + " " + args;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << " failed (transformers installed? "
+                                         << "./scripts/setup installs it into .venv)";
+}
+
+// logits (B, T, V) of the GPT checkpoint at `run` for `tokens` (B, T) i32.
+Tensor tessera_logits(const std::string& run, const Tensor& tokens) {
+  auto lm = load_checkpoint_model(run);
+  TESSERA_CHECK(lm.ok(), lm.status().ToString());
+  auto& gpt = static_cast<models::Gpt&>(*lm->model);
+  return to_device(gpt.forward_logits(tokens), Device::cpu());
+}
+
+void expect_close(const Tensor& got, const Tensor& want, int64_t vocab, const std::string& what) {
+  ASSERT_EQ(got.dim(0) * got.dim(1), want.dim(0) * want.dim(1)) << what;
+  ASSERT_EQ(want.dim(-1), vocab) << what;
+  const int64_t rows = want.numel() / vocab, stride = got.dim(-1);  // tessera may pad V
+  double worst = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t v = 0; v < vocab; ++v) {
+      worst = std::max(worst, double(std::fabs(got.data<float>()[r * stride + v] -
+                                               want.data<float>()[r * vocab + v])));
+    }
+  }
+  std::printf("%s: max |tessera - transformers| = %.3g\n", what.c_str(), worst);
+  EXPECT_LT(worst, 1e-4) << what << ": max |tessera - transformers| = " << worst;
+}
+
+class HfGpt2 : public ::testing::TestWithParam<bool> {};
+
+TEST_P(HfGpt2, ImportGivesTransformersLogits) {
+  const bool tied = GetParam();
+  const std::string hf = run_dir(tied ? "hf_gpt2_tied" : "hf_gpt2_untied");
+  std::filesystem::remove_all(hf);
+  python("make " + hf + (tied ? " 1" : " 0"));
+  const std::string run = hf + "_run";
+  std::filesystem::remove_all(run);
+  absl::Status s = import_hf_gpt2(hf, run, config::Config());
+  ASSERT_TRUE(s.ok()) << s;
+  auto check = read_safetensors(hf + "/check.safetensors");
+  ASSERT_TRUE(check.ok()) << check.status();
+  const Tensor got = tessera_logits(run, check->at("tokens"));
+  expect_close(got, check->at("logits"), 61, "import");
+}
+
+TEST_P(HfGpt2, ExportLoadsInTransformersWithTesseraLogits) {
+  const bool tied = GetParam();
+  auto cfg = train::testing_support::load(
+      "configs/gpt_tiny.pbtxt",
+      {"train.steps=1", "data.global_batch_size=4", "train.peak_flops=1e9",
+       std::string("model.gpt.tie_embedding=") + (tied ? "true" : "false"),
+       // A padded vocabulary: export drops the padding rows.
+       "model.gpt.vocab_size=500", "model.gpt.vocab_pad_multiple=64"});
+  const std::string run = run_dir(tied ? "hf_export_tied" : "hf_export_untied");
+  std::filesystem::remove_all(run);
+  {
+    train::Trainer t(cfg, run, true);
+    ASSERT_EQ(t.run(), train::kExitOk);
+  }
+  auto ckpt = checkpoint::open_checkpoint(run);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  const std::string out = run + "_hf";
+  std::filesystem::remove_all(out);
+  absl::Status s = export_hf_gpt2(*ckpt, out);
+  ASSERT_TRUE(s.ok()) << s;
+  Tensor tokens = Tensor::empty({2, 20}, DType::i32);
+  for (int64_t i = 0; i < tokens.numel(); ++i) tokens.data<int32_t>()[i] = int32_t((i * 37) % 500);
+  ASSERT_TRUE(write_safetensors(out + "/tokens.safetensors", {{"tokens", tokens}}).ok());
+  python("logits " + out);
+  auto hf = read_safetensors(out + "/hf_logits.safetensors");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  expect_close(tessera_logits(run, tokens), hf->at("logits"), 500, "export");
+}
+
+INSTANTIATE_TEST_SUITE_P(TiedAndUntied, HfGpt2, ::testing::Values(true, false));
+
+}  // namespace
+}  // namespace tessera::eval
