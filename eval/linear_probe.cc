@@ -99,8 +99,11 @@ LogisticModel fit_logistic(const ProbeData& data, int64_t classes, double c, int
   LogisticModel m;
   m.dim = D;
   m.classes = K;
+  // Converged when the gradient of the objective divided by C·n (the mean loss's scale, the one
+  // scikit-learn's lbfgs tests its tol on) is below tol everywhere.
+  const double stop = tol * c * double(data.n);
   int it = 0;
-  for (; it < max_iterations && max_abs(grad) > tol; ++it) {
+  for (; it < max_iterations && max_abs(grad) > stop; ++it) {
     std::vector<double> q = grad;
     std::vector<double> alpha(history.size());
     for (int h = int(history.size()) - 1; h >= 0; --h) {

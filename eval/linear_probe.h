@@ -33,10 +33,11 @@ struct LogisticModel {
   std::vector<double> w;  // (classes, dim)
   std::vector<double> b;  // (classes)
   int iterations = 0;
-  double gradient_norm = 0;  // at the end (converged when <= tol)
+  double gradient_norm = 0;  // max |gradient| at the end (converged when <= tol · C · n)
 };
 
-// Fits the multinomial L2 logistic regression above (no standardisation here). Deterministic.
+// Fits the multinomial L2 logistic regression above (no standardisation here): L-BFGS until the
+// max-abs gradient of the objective over C·n is below tol. Deterministic.
 LogisticModel fit_logistic(const ProbeData& data, int64_t classes, double c,
                            int max_iterations = 1000, double tol = 1e-8);
 std::vector<int32_t> predict(const LogisticModel& model, const ProbeData& data);

@@ -76,7 +76,8 @@ TEST(LinearProbe, EqualsScikitLearn) {
   ProbeData t = train, v = val;
   standardise(t, v);
   const LogisticModel m = fit_logistic(t, classes, got.best_c);
-  EXPECT_LT(m.gradient_norm, 1e-6) << m.iterations << " iterations";
+  EXPECT_LT(m.gradient_norm, 1e-8 * got.best_c * t.n)
+      << m.iterations << " iterations";  // converged
   const Tensor& coef = want.at("case0.coef");
   const Tensor& intercept = want.at("case0.intercept");
   ASSERT_EQ(coef.numel(), int64_t(m.w.size()));
