@@ -63,16 +63,6 @@ std::string shape_text(const Shape& s) {
   return absl::StrCat("(", absl::StrJoin(s, ", "), ")");
 }
 
-absl::StatusOr<nlohmann::json> read_json(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  try {
-    return nlohmann::json::parse(f);
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<config::GptConfig> gpt_config_from_hf(const nlohmann::json& hf,
@@ -219,70 +209,6 @@ absl::Status load_hf_gpt2(const NamedTensors& hf, models::ParamStore& params,
   }
   if (!cpu) copy(host, params.params());
   params.sync_compute_params();
-  return absl::OkStatus();
-}
-
-absl::Status import_hf_gpt2(const std::string& hf_dir, const std::string& run_dir,
-                            config::Config base, const std::vector<std::string>& overrides) {
-  const std::string config_path = hf_dir + "/config.json";
-  const std::string weights_path = hf_dir + "/model.safetensors";
-  auto hf_config = read_json(config_path);
-  if (!hf_config.ok()) return hf_config.status();
-  auto gpt = gpt_config_from_hf(*hf_config, config_path);
-  if (!gpt.ok()) return gpt.status();
-  *base.mutable_model()->mutable_gpt() = *gpt;
-  // Validates the combination (and fills the model's defaults) as a config file would be.
-  auto cfg = train::parse_config(train::config_to_text(base), config_path, overrides);
-  if (!cfg.ok()) return cfg.status();
-  auto tensors = read_safetensors(weights_path);
-  if (!tensors.ok()) return tensors.status();
-  try {
-    auto model = models::make_model(cfg->model());
-    models::ParamStore& params = model->params();
-    if (auto s = load_hf_gpt2(*tensors, params, cfg->model().gpt(), weights_path); !s.ok()) {
-      return s;
-    }
-    std::error_code ec;
-    std::filesystem::create_directories(run_dir, ec);
-    if (ec) return absl::InternalError(absl::StrCat(run_dir, ": ", ec.message()));
-    std::ofstream(run_dir + "/config.pbtxt") << train::config_to_text(*cfg);
-    // A step-0 checkpoint with zero optimizer state: eval, generate, export and init.* read it.
-    const distributed::ParallelLayout layout = distributed::ParallelLayout::local();
-    checkpoint::Checkpointer saver(*cfg, run_dir, layout, false);
-    const Tensor m = Tensor::zeros({params.trainable_numel()}, DType::f32);
-    const Tensor v = Tensor::zeros({params.trainable_numel()}, DType::f32);
-    saver.save(params, {m, v, nullptr}, checkpoint::TrainProgress{});
-    saver.finish();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("importing ", hf_dir, ": ", e.what()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status export_hf_gpt2(const checkpoint::CheckpointInfo& ckpt, const std::string& out_dir) {
-  if (!ckpt.config.model().has_gpt()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(ckpt.dir, ": --format hf exports GPT checkpoints (this one is ",
-                     ckpt.metadata.model_kind(), ")"));
-  }
-  try {
-    auto model = models::make_model(ckpt.config.model());
-    if (auto s = checkpoint::load_model_parameters(ckpt, model->params()); !s.ok()) return s;
-    std::error_code ec;
-    std::filesystem::create_directories(out_dir, ec);
-    if (ec) return absl::InternalError(absl::StrCat(out_dir, ": ", ec.message()));
-    const config::GptConfig& gpt = ckpt.config.model().gpt();
-    if (auto s = write_safetensors(out_dir + "/model.safetensors",
-                                   hf_gpt2_tensors(model->params(), gpt), {{"format", "pt"}});
-        !s.ok()) {
-      return s;
-    }
-    std::ofstream f(out_dir + "/config.json");
-    f << hf_config_from_gpt(gpt).dump(2) << "\n";
-    if (!f.good()) return absl::InternalError(out_dir + "/config.json: write failed");
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("exporting ", ckpt.dir, ": ", e.what()));
-  }
   return absl::OkStatus();
 }
 

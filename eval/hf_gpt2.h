@@ -1,5 +1,5 @@
 #pragma once
-// Hugging Face GPT-2 interop (`tessera import --format hf`, `tessera export --format hf`):
+// Hugging Face GPT-2 interop (`tessera import/export --format hf`, eval/hf_format.h):
 // tessera's GPT <-> transformers' GPT2LMHeadModel directory (config.json + model.safetensors).
 //
 // The architectures are the same model: pre-LN blocks with biases everywhere, learned
@@ -45,13 +45,5 @@ NamedTensors hf_gpt2_tensors(const models::ParamStore& params, const config::Gpt
 // every missing tensor or shape difference is an error naming it.
 absl::Status load_hf_gpt2(const NamedTensors& hf, models::ParamStore& params,
                           const config::GptConfig& gpt, const std::string& where);
-
-// `tessera import --format hf`: DIR/config.json + DIR/model.safetensors -> a tessera run
-// directory with config.pbtxt and a checkpoint at step 0 (zero optimizer state). `base`: the
-// config whose model.gpt is replaced (train, optim, data, ... settings for later training).
-absl::Status import_hf_gpt2(const std::string& hf_dir, const std::string& run_dir,
-                            config::Config base, const std::vector<std::string>& overrides = {});
-// `tessera export --format hf`: a GPT checkpoint -> DIR/config.json + DIR/model.safetensors.
-absl::Status export_hf_gpt2(const checkpoint::CheckpointInfo& ckpt, const std::string& out_dir);
 
 }  // namespace tessera::eval

@@ -11,7 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
 #include "core/safetensors.h"
-#include "eval/hf_gpt2.h"
+#include "eval/hf_format.h"
 #include "models/factory.h"
 #include "tools/cli_args.h"
 #include "train/config.h"
@@ -29,9 +29,10 @@ The header's __metadata__ holds the step and the model kind.
 
   --checkpoint CKPT   a step directory, a checkpoints/ directory or a run directory (its latest
                       committed step)
-  --format F          safetensors (default), or hf: a GPT checkpoint as a Hugging Face
-                      GPT2LMHeadModel directory (config.json + model.safetensors) that
-                      transformers' from_pretrained loads (eval/hf_gpt2.h)
+  --format F          safetensors (default), or hf: a GPT or ViT classifier checkpoint as a
+                      Hugging Face GPT2LMHeadModel / ViTForImageClassification directory
+                      (config.json + model.safetensors) that from_pretrained loads
+                      (eval/hf_format.h)
   --out FILE          the output file (written to FILE.tmp, then renamed); a directory for hf
 
 Exit status: 0 written; 1 error (the message names the file and tensor).
@@ -66,12 +67,11 @@ int export_command(int argc, char** argv) {
   auto ckpt = checkpoint::open_checkpoint(ckpt_path);
   if (!ckpt.ok()) return fail("export", std::string(ckpt.status().message()));
   if (format == "hf") {
-    // Hugging Face GPT2LMHeadModel directory (eval/hf_gpt2.h).
-    absl::Status s = eval::export_hf_gpt2(*ckpt, out);
+    // A Hugging Face model directory (eval/hf_format.h).
+    absl::Status s = eval::export_hf(*ckpt, out);
     if (!s.ok()) return fail("export", std::string(s.message()));
-    std::printf(
-        "export: %s (step %lld) -> %s/config.json, %s/model.safetensors (GPT2LMHeadModel)\n",
-        ckpt->dir.c_str(), static_cast<long long>(ckpt->step), out.c_str(), out.c_str());
+    std::printf("export: %s (step %lld) -> %s/config.json, %s/model.safetensors\n",
+                ckpt->dir.c_str(), static_cast<long long>(ckpt->step), out.c_str(), out.c_str());
     return 0;
   }
   try {
@@ -173,11 +173,11 @@ namespace {
 constexpr const char* kImportUsage =
     R"(usage: tessera import --format hf --in DIR --out RUN_DIR [--config BASE.pbtxt] [--set P=V]
 
-Imports a Hugging Face GPT2LMHeadModel directory (config.json + model.safetensors, as
-save_pretrained writes them) as a tessera GPT: RUN_DIR/config.pbtxt and a checkpoint at step 0
-(no optimizer state yet) that eval, generate, export, train --resume and init.checkpoint read.
-The architecture must be one tessera's GPT matches (gelu_new, layer_norm_epsilon 1e-5, ...);
-anything else is named.
+Imports a Hugging Face GPT2LMHeadModel or ViTForImageClassification directory (config.json +
+model.safetensors, as save_pretrained writes them) as a tessera GPT or ViT: RUN_DIR/config.pbtxt
+and a checkpoint at step 0 (no optimizer state yet) that eval, generate, export, train --resume
+and init.checkpoint read. The architecture must be one tessera's matches (tanh GELU, LayerNorm
+eps 1e-5, ...); anything else is named.
 
   --format hf         the only format
   --in DIR            the Hugging Face model directory
@@ -210,12 +210,12 @@ int import_command(int argc, char** argv) {
   if (!base_path.empty()) {
     auto c = train::load_config(base_path);
     if (!c.ok()) return fail("import", std::string(c.status().message()));
-    if (!c->model().has_gpt()) {
-      return fail("import", base_path + ": --config must be a GPT config (model { gpt { } })");
+    if (!c->model().has_gpt() && !c->model().has_vit()) {
+      return fail("import", base_path + ": --config must be a GPT or ViT config");
     }
     base = *c;
   }
-  absl::Status s = eval::import_hf_gpt2(in, out, base, sets);
+  absl::Status s = eval::import_hf(in, out, base, sets);
   if (!s.ok()) return fail("import", std::string(s.message()));
   std::printf("import: %s -> %s (config.pbtxt, checkpoints/step_00000000)\n", in.c_str(),
               out.c_str());

@@ -13,7 +13,8 @@ namespace tessera::tools {
 int export_command(int argc, char** argv);
 
 // `tessera import --format hf --in DIR --out RUN_DIR [--config BASE]`: a Hugging Face
-// GPT2LMHeadModel directory as a tessera run with a step-0 checkpoint (eval/hf_gpt2.h).
+// GPT2LMHeadModel or ViTForImageClassification directory as a tessera run with a step-0
+// checkpoint (eval/hf_format.h).
 int import_command(int argc, char** argv);
 
 // `tessera inspect` on a checkpoint: layout, tensors, sizes, and verification of the commit

@@ -1,10 +1,10 @@
 // Hugging Face GPT-2 interop (eval/hf_gpt2.h) against the real transformers library
-// (tests/eval/hf_gpt2_check.py under REPO/.venv, installed by scripts/setup):
+// (tests/eval/hf_format_check.py under REPO/.venv, installed by scripts/setup):
 //   import: a randomly initialised GPT2LMHeadModel saved with save_pretrained, imported, gives
 //           transformers' logits within 1e-4;
 //   export: a tessera GPT (trained a step, tied and untied head) exported with --format hf loads
 //           with from_pretrained and gives tessera's logits within 1e-4.
-#include "eval/hf_gpt2.h"
+#include "eval/hf_format.h"
 
 #include <gtest/gtest.h>
 
@@ -13,8 +13,11 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "eval/hf_gpt2.h"
+#include "eval/hf_vit.h"
 #include "eval/load.h"
 #include "models/gpt.h"
+#include "models/vit.h"
 #include "tests/support/reference.h"
 #include "tests/train/train_test_support.h"
 #include "train/trainer.h"
@@ -29,7 +32,7 @@ void python(const std::string& args) {
   const std::string py = testing::source_path(".venv/bin/python");
   ASSERT_TRUE(std::filesystem::exists(py)) << py << " missing: run ./scripts/setup";
   const std::string cmd =
-      py + " " + testing::source_path("tests/eval/hf_gpt2_check.py") + " " + args;
+      py + " " + testing::source_path("tests/eval/hf_format_check.py") + " " + args;
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << " failed (transformers installed? "
                                          << "./scripts/setup installs it into .venv)";
 }
@@ -66,7 +69,7 @@ TEST_P(HfGpt2, ImportGivesTransformersLogits) {
   python("make " + hf + (tied ? " 1" : " 0"));
   const std::string run = hf + "_run";
   std::filesystem::remove_all(run);
-  absl::Status s = import_hf_gpt2(hf, run, config::Config());
+  absl::Status s = import_hf(hf, run, config::Config());
   ASSERT_TRUE(s.ok()) << s;
   auto check = read_safetensors(hf + "/check.safetensors");
   ASSERT_TRUE(check.ok()) << check.status();
@@ -92,7 +95,7 @@ TEST_P(HfGpt2, ExportLoadsInTransformersWithTesseraLogits) {
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
   const std::string out = run + "_hf";
   std::filesystem::remove_all(out);
-  absl::Status s = export_hf_gpt2(*ckpt, out);
+  absl::Status s = export_hf(*ckpt, out);
   ASSERT_TRUE(s.ok()) << s;
   Tensor tokens = Tensor::empty({2, 20}, DType::i32);
   for (int64_t i = 0; i < tokens.numel(); ++i) tokens.data<int32_t>()[i] = int32_t((i * 37) % 500);
@@ -104,6 +107,78 @@ TEST_P(HfGpt2, ExportLoadsInTransformersWithTesseraLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TiedAndUntied, HfGpt2, ::testing::Values(true, false));
+
+// logits (B, classes) of the ViT checkpoint at `run` for images (B, S, S, C).
+Tensor vit_logits(const std::string& run, const Tensor& images) {
+  auto lm = load_checkpoint_model(run);
+  TESSERA_CHECK(lm.ok(), lm.status().ToString());
+  return to_device(static_cast<models::Vit&>(*lm->model).forward_logits(images), Device::cpu());
+}
+
+TEST(HfVit, ImportGivesTransformersLogits) {
+  const std::string hf = run_dir("hf_vit");
+  std::filesystem::remove_all(hf);
+  python("make_vit " + hf);
+  const std::string run = hf + "_run";
+  std::filesystem::remove_all(run);
+  absl::Status s = import_hf(hf, run, config::Config());
+  ASSERT_TRUE(s.ok()) << s;
+  auto check = read_safetensors(hf + "/check.safetensors");
+  ASSERT_TRUE(check.ok()) << check.status();
+  const Tensor got = vit_logits(run, check->at("images"));
+  const Tensor& want = check->at("logits");
+  ASSERT_EQ(got.numel(), want.numel());
+  double worst = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    worst = std::max(worst, double(std::fabs(got.data<float>()[i] - want.data<float>()[i])));
+  }
+  std::printf("vit import: max |tessera - transformers| = %.3g\n", worst);
+  EXPECT_LT(worst, 1e-4);
+}
+
+TEST(HfVit, ExportLoadsInTransformersWithTesseraLogits) {
+  auto cfg = train::testing_support::load(
+      "configs/vit_tiny.pbtxt",
+      {"train.steps=1", "data.global_batch_size=8", "train.peak_flops=1e9"});
+  const std::string run = run_dir("hf_vit_export");
+  std::filesystem::remove_all(run);
+  {
+    train::Trainer t(cfg, run, true);
+    ASSERT_EQ(t.run(), train::kExitOk);
+  }
+  auto ckpt = checkpoint::open_checkpoint(run);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  const std::string out = run + "_hf";
+  std::filesystem::remove_all(out);
+  absl::Status s = export_hf(*ckpt, out);
+  ASSERT_TRUE(s.ok()) << s;
+  Tensor images = Tensor::empty({3, 32, 32, 3}, DType::f32);
+  for (int64_t i = 0; i < images.numel(); ++i) {
+    images.data<float>()[i] = float(std::sin(0.37 * double(i)));
+  }
+  ASSERT_TRUE(write_safetensors(out + "/images.safetensors", {{"images", images}}).ok());
+  python("vit_logits " + out);
+  auto hf = read_safetensors(out + "/hf_logits.safetensors");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const Tensor got = vit_logits(run, images);
+  const Tensor& want = hf->at("logits");
+  ASSERT_EQ(got.numel(), want.numel());
+  double worst = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    worst = std::max(worst, double(std::fabs(got.data<float>()[i] - want.data<float>()[i])));
+  }
+  std::printf("vit export: max |tessera - transformers| = %.3g\n", worst);
+  EXPECT_LT(worst, 1e-4);
+}
+
+TEST(HfVit, HuggingFaceDefaultsAreNamed) {
+  // HF's ViT defaults (erf GELU, eps 1e-12) differ from tessera's: refused, naming both fields.
+  auto v = vit_config_from_hf(nlohmann::json::parse(R"({"model_type": "vit"})"), "config.json");
+  ASSERT_FALSE(v.ok());
+  const std::string m(v.status().message());
+  EXPECT_NE(m.find("hidden_act \"gelu\""), std::string::npos) << m;
+  EXPECT_NE(m.find("layer_norm_eps 1e-12"), std::string::npos) << m;
+}
 
 }  // namespace
 }  // namespace tessera::eval
