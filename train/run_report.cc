@@ -64,7 +64,7 @@ void print_start_report(const StartReport& r) {
         "ZeRO-1: optimizer state %lld bytes per rank (m, v, decay mask of %lld shard elements; "
         "%lld bytes unsharded), plus %s of gradient shard buffers; %s\n",
         (long long)r.optimizer_bytes, (long long)r.zero_shards->shard_numel,
-        (long long)(9 * r.parameters), human_bytes(r.zero_buffer_bytes).c_str(),
+        (long long)(9 * r.zero_shards->numel), human_bytes(r.zero_buffer_bytes).c_str(),
         r.zero_shards->describe().c_str());
   } else {
     std::printf("optimizer state %lld bytes per rank (m, v, decay mask; not sharded%s)\n",
