@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/safetensors.h"
 #include "distributed/layout.h"
+#include "eval/hf_clip.h"
 #include "eval/hf_gpt2.h"
 #include "eval/hf_vit.h"
 #include "models/factory.h"
@@ -41,9 +42,13 @@ absl::Status import_hf(const std::string& hf_dir, const std::string& run_dir, co
     auto v = vit_config_from_hf(*hf, config_path);
     if (!v.ok()) return v.status();
     *base.mutable_model()->mutable_vit() = *v;
+  } else if (type == "clip") {
+    auto c = clip_config_from_hf(*hf, config_path);
+    if (!c.ok()) return c.status();
+    *base.mutable_model()->mutable_clip() = *c;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config_path, ": model_type \"", type, "\" (tessera imports gpt2 and vit)"));
+    return absl::InvalidArgumentError(absl::StrCat(config_path, ": model_type \"", type,
+                                                   "\" (tessera imports gpt2, vit and clip)"));
   }
   // Validates the combination (and fills the model's defaults) as a config file would be.
   auto cfg = train::parse_config(train::config_to_text(base), config_path, overrides);
@@ -53,14 +58,16 @@ absl::Status import_hf(const std::string& hf_dir, const std::string& run_dir, co
   try {
     auto model = models::make_model(cfg->model());
     models::ParamStore& params = model->params();
-    const absl::Status s = cfg->model().has_gpt()
-                               ? load_hf_gpt2(*tensors, params, cfg->model().gpt(), weights_path)
-                               : load_hf_vit(*tensors, params, cfg->model().vit(), weights_path);
+    const config::ModelConfig& mc = cfg->model();
+    const absl::Status s = mc.has_gpt()   ? load_hf_gpt2(*tensors, params, mc.gpt(), weights_path)
+                           : mc.has_vit() ? load_hf_vit(*tensors, params, mc.vit(), weights_path)
+                                          : load_hf_clip(*tensors, params, mc.clip(), weights_path);
     if (!s.ok()) return s;
     std::error_code ec;
     std::filesystem::create_directories(run_dir, ec);
     if (ec) return absl::InternalError(absl::StrCat(run_dir, ": ", ec.message()));
     std::ofstream(run_dir + "/config.pbtxt") << train::config_to_text(*cfg);
+    // A step-0 checkpoint with zero optimizer state.
     const distributed::ParallelLayout layout = distributed::ParallelLayout::local();
     checkpoint::Checkpointer saver(*cfg, run_dir, layout, false);
     const Tensor m = Tensor::zeros({params.trainable_numel()}, DType::f32);
@@ -75,12 +82,20 @@ absl::Status import_hf(const std::string& hf_dir, const std::string& run_dir, co
 
 absl::Status export_hf(const checkpoint::CheckpointInfo& ckpt, const std::string& out_dir) {
   const config::ModelConfig& mc = ckpt.config.model();
-  if (!mc.has_gpt() && !(mc.has_vit() && mc.vit().n_classes() > 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(ckpt.dir,
-                     ": --format hf exports GPT and ViT classifier checkpoints (this "
-                     "one is ",
-                     ckpt.metadata.model_kind(), ")"));
+  if (!mc.has_gpt() && !mc.has_clip() && !(mc.has_vit() && mc.vit().n_classes() > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ckpt.dir, ": --format hf exports GPT, ViT classifier and CLIP checkpoints (this one is ",
+        ckpt.metadata.model_kind(), ")"));
+  }
+  nlohmann::json hf_config;
+  if (mc.has_clip()) {
+    auto j = hf_config_from_clip(mc.clip());
+    if (!j.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(ckpt.dir, ": ", j.status().message()));
+    }
+    hf_config = *j;
+  } else {
+    hf_config = mc.has_gpt() ? hf_config_from_gpt(mc.gpt()) : hf_config_from_vit(mc.vit());
   }
   try {
     auto model = models::make_model(mc);
@@ -88,15 +103,15 @@ absl::Status export_hf(const checkpoint::CheckpointInfo& ckpt, const std::string
     std::error_code ec;
     std::filesystem::create_directories(out_dir, ec);
     if (ec) return absl::InternalError(absl::StrCat(out_dir, ": ", ec.message()));
-    const NamedTensors tensors = mc.has_gpt() ? hf_gpt2_tensors(model->params(), mc.gpt())
-                                              : hf_vit_tensors(model->params(), mc.vit());
+    const NamedTensors tensors = mc.has_gpt()   ? hf_gpt2_tensors(model->params(), mc.gpt())
+                                 : mc.has_vit() ? hf_vit_tensors(model->params(), mc.vit())
+                                                : hf_clip_tensors(model->params(), mc.clip());
     if (auto s = write_safetensors(out_dir + "/model.safetensors", tensors, {{"format", "pt"}});
         !s.ok()) {
       return s;
     }
     std::ofstream f(out_dir + "/config.json");
-    f << (mc.has_gpt() ? hf_config_from_gpt(mc.gpt()) : hf_config_from_vit(mc.vit())).dump(2)
-      << "\n";
+    f << hf_config.dump(2) << "\n";
     if (!f.good()) return absl::InternalError(out_dir + "/config.json: write failed");
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("exporting ", ckpt.dir, ": ", e.what()));

@@ -28,7 +28,8 @@ int64_t VisionTower::saved_floats(int64_t B, bool for_backward) const {
   }
   // The blocks, the patch rows (B, P, p*p*C), and patch embedding, token, LN and pooled rows.
   return block_stack_saved_floats(t.n_layers(), B, T, C, t.n_heads(), t.mlp_ratio(), recompute) +
-         B * n_patches_ * config_.patch() * config_.patch() * config_.channels() + 4 * B * T * C;
+         B * n_patches_ * config_.patch() * config_.patch() * config_.channels() + 4 * B * T * C +
+         (ln_pre_ ? B * T * C : 0);
 }
 
 VisionTower::VisionTower(ParamStore& store, const std::string& prefix, const config::VitConfig& c,
@@ -46,6 +47,7 @@ VisionTower::VisionTower(ParamStore& store, const std::string& prefix, const con
   o.causal = false;
   o.recompute = recompute;
   o.init = o.proj_init = Init::normal(0.02f);  // ViT does not scale the residual projections
+  if (c.pre_norm()) ln_pre_ = std::make_unique<LayerNorm>(store, prefix + "ln_pre", dim_);
   for (int i = 0; i < c.transformer().n_layers(); ++i) {
     blocks_.push_back(
         std::make_unique<TransformerBlock>(store, absl::StrCat(prefix, "blocks.", i), o));
@@ -78,6 +80,10 @@ Tensor VisionTower::forward(const Tensor& images, bool for_backward) {
   ops::copy_tokens(patches, 0, x, 1, n_patches_);
   ops::copy_tokens(cls_.forward(cls_ids_), 0, x, 0, 1);  // class token rows (B, 1, d)
   ops::add(x, pos_.forward(positions_), x);              // + positions (B, T, d)
+  if (ln_pre_) {
+    x = ln_pre_->forward(x);
+    if (!for_backward) ln_pre_->drop_saved();
+  }
   for (auto& block : blocks_) {
     x = block->forward(x);
     if (!for_backward) block->drop_saved();
@@ -96,6 +102,7 @@ void VisionTower::backward(const Tensor& dpooled) {
   ops::copy_tokens(dpooled.view({B, 1, dim_}), 0, dh, 0, 1);
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
+  if (ln_pre_) dx = ln_pre_->backward(dx);
   pos_.backward(dx);  // scatter-add over the batch
   Tensor dcls = Tensor::empty({B, 1, dim_}, DType::f32, dx.device());
   ops::copy_tokens(dx, 0, dcls, 0, 1);

@@ -5,7 +5,8 @@
 //
 // Parameters (after `prefix`, e.g. "image."): patch_embed.proj.{weight,bias} (see
 // layers/patch_embed.h for the weight layout), cls_token.weight (1, d), pos_emb.weight
-// (1 + n_patches, d; row 0 is the class token's), blocks.N.*, ln_f.{weight,bias}.
+// (1 + n_patches, d; row 0 is the class token's), ln_pre.{weight,bias} (only with pre_norm: a
+// LayerNorm before the blocks, as CLIP's), blocks.N.*, ln_f.{weight,bias}.
 // Init as timm's ViT but with plain normal instead of truncated normal (ParamStore has no
 // truncated normal; at std 0.02 the two differ only beyond 2 std): class token, positions and
 // every Linear weight normal(0.02), biases zero, LayerNorms (1, 0).
@@ -52,6 +53,7 @@ class VisionTower {
   PatchEmbed patch_;
   Embedding cls_, pos_;
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
+  std::unique_ptr<LayerNorm> ln_pre_;  // config.pre_norm only
   std::unique_ptr<LayerNorm> ln_f_;
   Tensor positions_, cls_ids_;  // (B, T) and (B, 1) i32, rebuilt when B or the device change
   int64_t batch_ = 0;

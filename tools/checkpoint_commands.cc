@@ -29,8 +29,9 @@ The header's __metadata__ holds the step and the model kind.
 
   --checkpoint CKPT   a step directory, a checkpoints/ directory or a run directory (its latest
                       committed step)
-  --format F          safetensors (default), or hf: a GPT or ViT classifier checkpoint as a
-                      Hugging Face GPT2LMHeadModel / ViTForImageClassification directory
+  --format F          safetensors (default), or hf: a GPT, ViT classifier or CLIP checkpoint as a
+                      Hugging Face GPT2LMHeadModel / ViTForImageClassification / CLIPModel
+                      directory
                       (config.json + model.safetensors) that from_pretrained loads
                       (eval/hf_format.h)
   --out FILE          the output file (written to FILE.tmp, then renamed); a directory for hf
@@ -173,8 +174,8 @@ namespace {
 constexpr const char* kImportUsage =
     R"(usage: tessera import --format hf --in DIR --out RUN_DIR [--config BASE.pbtxt] [--set P=V]
 
-Imports a Hugging Face GPT2LMHeadModel or ViTForImageClassification directory (config.json +
-model.safetensors, as save_pretrained writes them) as a tessera GPT or ViT: RUN_DIR/config.pbtxt
+Imports a Hugging Face GPT2LMHeadModel, ViTForImageClassification or CLIPModel directory (config.json +
+model.safetensors, as save_pretrained writes them) as a tessera GPT, ViT or CLIP: RUN_DIR/config.pbtxt
 and a checkpoint at step 0 (no optimizer state yet) that eval, generate, export, train --resume
 and init.checkpoint read. The architecture must be one tessera's matches (tanh GELU, LayerNorm
 eps 1e-5, ...); anything else is named.
@@ -210,8 +211,8 @@ int import_command(int argc, char** argv) {
   if (!base_path.empty()) {
     auto c = train::load_config(base_path);
     if (!c.ok()) return fail("import", std::string(c.status().message()));
-    if (!c->model().has_gpt() && !c->model().has_vit()) {
-      return fail("import", base_path + ": --config must be a GPT or ViT config");
+    if (!c->model().has_gpt() && !c->model().has_vit() && !c->model().has_clip()) {
+      return fail("import", base_path + ": --config must be a GPT, ViT or CLIP config");
     }
     base = *c;
   }

@@ -13,7 +13,7 @@ namespace tessera::tools {
 int export_command(int argc, char** argv);
 
 // `tessera import --format hf --in DIR --out RUN_DIR [--config BASE]`: a Hugging Face
-// GPT2LMHeadModel or ViTForImageClassification directory as a tessera run with a step-0
+// GPT2LMHeadModel, ViTForImageClassification or CLIPModel directory as a tessera run with a step-0
 // checkpoint (eval/hf_format.h).
 int import_command(int argc, char** argv);
 

@@ -36,7 +36,7 @@ constexpr Verb kVerbs[] = {
      tessera::tools::inspect_command},
     {"sample", "sample images from a DiT checkpoint", tessera::tools::sample_command},
     {"export", "export a checkpoint to safetensors", tessera::tools::export_command},
-    {"import", "import a Hugging Face GPT-2 or ViT as a tessera run",
+    {"import", "import a Hugging Face GPT-2, ViT or CLIP as a tessera run",
      tessera::tools::import_command},
     {"plot", "plot a run's curves to PNG", tessera::tools::plot_command},
     {"tokenizer", "train a SentencePiece tokenizer", tessera::tools::tokenizer_command},

@@ -13,9 +13,11 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "eval/hf_clip.h"
 #include "eval/hf_gpt2.h"
 #include "eval/hf_vit.h"
 #include "eval/load.h"
+#include "models/clip.h"
 #include "models/gpt.h"
 #include "models/vit.h"
 #include "tests/support/reference.h"
@@ -178,6 +180,94 @@ TEST(HfVit, HuggingFaceDefaultsAreNamed) {
   const std::string m(v.status().message());
   EXPECT_NE(m.find("hidden_act \"gelu\""), std::string::npos) << m;
   EXPECT_NE(m.find("layer_norm_eps 1e-12"), std::string::npos) << m;
+}
+
+// max |a - b| over two f32 tensors of the same size.
+double max_diff(const Tensor& a, const Tensor& b) {
+  TESSERA_CHECK(a.numel() == b.numel(), a.describe(), " vs ", b.describe());
+  double worst = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    worst = std::max(worst, double(std::fabs(a.data<float>()[i] - b.data<float>()[i])));
+  }
+  return worst;
+}
+
+// The L2-normalised image and text embeddings of the CLIP checkpoint at `run`.
+std::pair<Tensor, Tensor> clip_embeds(const std::string& run, const NamedTensors& in) {
+  auto lm = load_checkpoint_model(run);
+  TESSERA_CHECK(lm.ok(), lm.status().ToString());
+  auto& clip = static_cast<models::Clip&>(*lm->model);
+  return {to_device(clip.encode_images(in.at("images")), Device::cpu()),
+          to_device(clip.encode_text(in.at("text"), in.at("text_eot")), Device::cpu())};
+}
+
+TEST(HfClip, ImportGivesTransformersEmbeddings) {
+  const std::string hf = run_dir("hf_clip");
+  std::filesystem::remove_all(hf);
+  python("make_clip " + hf);
+  const std::string run = hf + "_run";
+  std::filesystem::remove_all(run);
+  absl::Status s = import_hf(hf, run, config::Config());
+  ASSERT_TRUE(s.ok()) << s;
+  auto check = read_safetensors(hf + "/check.safetensors");
+  ASSERT_TRUE(check.ok()) << check.status();
+  const auto [img, txt] = clip_embeds(run, *check);
+  const double di = max_diff(img, check->at("image_embeds"));
+  const double dt = max_diff(txt, check->at("text_embeds"));
+  std::printf("clip import: max |tessera - transformers| image %.3g, text %.3g\n", di, dt);
+  EXPECT_LT(di, 1e-4);
+  EXPECT_LT(dt, 1e-4);
+}
+
+TEST(HfClip, ExportLoadsInTransformersWithTesseraEmbeddings) {
+  auto cfg = train::testing_support::load(
+      "configs/clip_tiny.pbtxt",
+      {"train.steps=1", "data.global_batch_size=8", "train.peak_flops=1e9",
+       "model.clip.image.transformer.n_layers=1", "model.clip.text.transformer.n_layers=1",
+       "model.clip.image.pre_norm=true"});
+  const std::string run = run_dir("hf_clip_export");
+  std::filesystem::remove_all(run);
+  {
+    train::Trainer t(cfg, run, true);
+    ASSERT_EQ(t.run(), train::kExitOk);
+  }
+  auto ckpt = checkpoint::open_checkpoint(run);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  const std::string out = run + "_hf";
+  std::filesystem::remove_all(out);
+  absl::Status s = export_hf(*ckpt, out);
+  ASSERT_TRUE(s.ok()) << s;
+  const int64_t B = 3, S = 64, L = 32, V = 2048;
+  Tensor images = Tensor::empty({B, S, S, 3}, DType::f32);
+  for (int64_t i = 0; i < images.numel(); ++i) {
+    images.data<float>()[i] = float(std::sin(0.11 * double(i)));
+  }
+  Tensor text = Tensor::zeros({B, L}, DType::i32), eot = Tensor::empty({B}, DType::i32);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t e = 5 + 9 * b;  // HF pools at the first eos_token_id (V - 1)
+    eot.data<int32_t>()[b] = int32_t(e);
+    for (int64_t t = 0; t < e; ++t)
+      text.data<int32_t>()[b * L + t] = int32_t((b * 131 + t * 17) % (V - 1));
+    text.data<int32_t>()[b * L + e] = int32_t(V - 1);
+  }
+  const NamedTensors in{{"images", images}, {"text", text}, {"text_eot", eot}};
+  ASSERT_TRUE(write_safetensors(out + "/inputs.safetensors", in).ok());
+  python("clip_embeds " + out);
+  auto hf = read_safetensors(out + "/hf_embeds.safetensors");
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  const auto [img, txt] = clip_embeds(run, in);
+  const double di = max_diff(img, hf->at("image_embeds"));
+  const double dt = max_diff(txt, hf->at("text_embeds"));
+  std::printf("clip export: max |tessera - transformers| image %.3g, text %.3g\n", di, dt);
+  EXPECT_LT(di, 1e-4);
+  EXPECT_LT(dt, 1e-4);
+  // Without the image tower's pre-LN there is no CLIPModel to write: named.
+  auto plain = train::testing_support::load(
+      "configs/clip_tiny.pbtxt",
+      {"model.clip.image.transformer.n_layers=1", "model.clip.text.transformer.n_layers=1"});
+  auto j = hf_config_from_clip(plain.model().clip());
+  ASSERT_FALSE(j.ok());
+  EXPECT_NE(std::string(j.status().message()).find("pre_norm"), std::string::npos);
 }
 
 }  // namespace
