@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -58,6 +59,13 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
                                    const std::string& role = "param");
 // Whether the checkpoint stores tensors of `role` ("param", "adam_m", "adam_v", "ema").
 bool has_role(const CheckpointInfo& ckpt, const std::string& role);
+
+// Starting from another model (train/init_from.h): parameter i of `params` loads the stored
+// "param" tensor named sources[i] (a checkpoint of any model; empty: parameter i is left as it
+// is). Each named tensor must exist with the parameter's global shape; this rank reads only its
+// own shard of it, as load_model_parameters does. Errors name the file and the tensor.
+absl::Status load_parameters_from(const CheckpointInfo& ckpt, models::ParamStore& params,
+                                  const std::vector<std::string>& sources);
 
 // The Adam moments of this rank, in the optimizer's own layout: (N) like the flat parameter
 // buffer, or under ZeRO-1 (`zero` set) this rank's shard buffer (shard_numel). `ema`, when

@@ -52,9 +52,22 @@ absl::StatusOr<std::map<std::string, const checkpoint::Tensor*>> match_tensors(
     if (t.role() == role) by_name[t.name()] = &t;
   }
   const std::string where = absl::StrCat("checkpoint ", ckpt.dir, "/", detail::kMetadata);
-  for (const auto& info : store.infos()) {
+  // Frozen parameters (train.freeze) have no optimizer state, in the store or the checkpoint.
+  const bool state = role != "param";
+  size_t expected = 0;
+  for (size_t id = 0; id < store.infos().size(); ++id) {
+    const auto& info = store.infos()[id];
+    if (state && store.frozen(static_cast<models::ParamId>(id))) continue;
+    ++expected;
     auto it = by_name.find(info.spec.name);
     if (it == by_name.end()) {
+      if (state && by_name.size() < store.infos().size()) {
+        // Parameters of the model exist, only this one's state does not: it was frozen.
+        return absl::NotFoundError(absl::StrCat(
+            where, ": no ", role, " tensor ", info.spec.name,
+            " (frozen in the run that wrote it, train.freeze? resume with the same train.freeze, "
+            "or start a new run from it with init.checkpoint)"));
+      }
       return absl::NotFoundError(
           absl::StrCat(where, ": no ", role, " tensor ", info.spec.name,
                        " (a checkpoint of another model? it was written by a ",
@@ -68,12 +81,19 @@ absl::StatusOr<std::map<std::string, const checkpoint::Tensor*>> match_tensors(
                        ", the model's is ", shape_text(want), " (a checkpoint of another model?)"));
     }
   }
-  if (by_name.size() != store.infos().size()) {
+  if (by_name.size() != expected) {
     for (const auto& [name, t] : by_name) {
-      if (store.find(name) < 0) {
+      const models::ParamId id = store.find(name);
+      if (id < 0) {
         return absl::FailedPreconditionError(absl::StrCat(
             where, ": tensor ", name, " is not a parameter of this model (", by_name.size(), " ",
             role, " tensors in the checkpoint, ", store.infos().size(), " in the model)"));
+      }
+      if (state && store.frozen(id)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": ", name, " has optimizer state (", role,
+                         ") but is frozen here (train.freeze): start a new run from this "
+                         "checkpoint with init.checkpoint instead of resuming it"));
       }
     }
   }
@@ -112,6 +132,48 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
   return absl::OkStatus();
 }
 
+absl::Status load_parameters_from(const CheckpointInfo& ckpt, models::ParamStore& params,
+                                  const std::vector<std::string>& sources) {
+  if (sources.size() != params.infos().size()) {
+    return absl::InvalidArgumentError(absl::StrCat("load_parameters_from: ", sources.size(),
+                                                   " source names for ", params.infos().size(),
+                                                   " parameters"));
+  }
+  std::map<std::string, const checkpoint::Tensor*> by_name;
+  for (const auto& t : ckpt.metadata.tensors()) {
+    if (t.role() == "param") by_name[t.name()] = &t;
+  }
+  const std::string where = absl::StrCat("checkpoint ", ckpt.dir, "/", detail::kMetadata);
+  // Parameters left as they are must survive the copy back to the device.
+  tessera::Tensor buf = host(params.params());
+  if (!params.params().device().is_cpu()) copy(params.params(), buf);
+  detail::PieceReader reader(ckpt.dir);
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (sources[i].empty()) continue;
+    const models::ParamInfo& info = params.infos()[i];
+    auto it = by_name.find(sources[i]);
+    if (it == by_name.end()) {
+      return absl::NotFoundError(absl::StrCat(where, ": no param tensor ", sources[i],
+                                              " (for the model's ", info.spec.name, ")"));
+    }
+    const Shape want = detail::storage_shape(info.spec.shape);
+    const Shape have(it->second->shape().begin(), it->second->shape().end());
+    if (have != want) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": tensor ", sources[i], " has shape ", shape_text(have),
+                       ", the model's ", info.spec.name, " is ", shape_text(want)));
+    }
+    absl::Status s =
+        reader.queue(*it->second, detail::shard_box(info), buf.data<float>() + info.offset);
+    if (!s.ok()) return s;
+  }
+  absl::Status s = reader.finish();
+  if (!s.ok()) return s;
+  if (!params.params().device().is_cpu()) copy(buf, params.params());
+  params.sync_compute_params();
+  return absl::OkStatus();
+}
+
 absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& params,
                           const MomentsRef& moments) {
   detail::PieceReader reader(ckpt.dir);
@@ -125,7 +187,9 @@ absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& 
     if (!tensors.ok()) return tensors.status();
     tessera::Tensor buf = host(dst);
     float* out = buf.data<float>();
-    for (const auto& info : params.infos()) {
+    for (size_t id = 0; id < params.infos().size(); ++id) {
+      const auto& info = params.infos()[id];
+      if (params.frozen(static_cast<models::ParamId>(id))) continue;  // no state
       const checkpoint::Tensor& t = *tensors->at(info.spec.name);
       if (moments.zero == nullptr) {
         absl::Status s = reader.queue(t, detail::shard_box(info), out + info.offset);

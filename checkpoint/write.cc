@@ -79,7 +79,8 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
         writer.write(pieces.add(info, "param", box, "param:" + info.spec.name)->dataset(),
                      box.count, p + info.offset, p_end);
       }
-      if (moments && !zero) {
+      // Frozen parameters (train.freeze) have no optimizer state: no adam_m/adam_v tensors.
+      if (moments && !zero && !store.frozen(static_cast<models::ParamId>(i))) {
         writer.write(pieces.add(info, "adam_m", box, "adam_m:" + info.spec.name)->dataset(),
                      box.count, m + info.offset, m_end);
         writer.write(pieces.add(info, "adam_v", box, "adam_v:" + info.spec.name)->dataset(),

@@ -5,8 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "eval/linear_probe.h"
 #include "eval/load.h"
 #include "eval/model_eval.h"
+#include "eval/probe_features.h"
 #include "eval/prompt_tokenizer.h"
 #include "eval/split.h"
 #include "models/gpt.h"
@@ -86,38 +88,102 @@ BatchFn split_batches(const EvalSplit& s, const config::ModelConfig& m) {
   };
 }
 
+// One split's samples behind a BatchFn (which points into this object: keep it in place).
+struct SplitData {
+  std::string manifest;  // "" for the synthetic stream
+  std::optional<EvalSplit> split;
+  std::unique_ptr<train::DataSource> synthetic;
+  BatchFn data;
+  int64_t n = 0;
+};
+
+absl::StatusOr<std::unique_ptr<SplitData>> open_split(const LoadedModel& lm,
+                                                      const std::string& name,
+                                                      int64_t max_samples) {
+  const config::Config& c = lm.info.config;
+  const config::ModelConfig& m = c.model();
+  auto manifest = split_manifest(c, name);
+  if (!manifest.ok()) return manifest.status();
+  auto d = std::make_unique<SplitData>();
+  d->manifest = *manifest;
+  if (!manifest->empty()) {
+    auto s = load_split(*manifest, max_samples, train::model_image_size(m));
+    if (!s.ok()) return s.status();
+    d->split = std::move(*s);
+    if (auto st = check_split(*d->split, m, lm.family); !st.ok()) return st;
+    d->data = split_batches(*d->split, m);
+    d->n = d->split->n;
+  } else {
+    config::Config sc = c;
+    sc.mutable_data()->set_source("synthetic");
+    d->synthetic = train::make_data_source(sc);
+    const int64_t offset = name == "val" ? train::kFarAheadPosition : 0;
+    const train::DataSource* source = d->synthetic.get();
+    d->data = [source, offset](int64_t first, int64_t count) {
+      return source->batch(offset + first, count);
+    };
+    d->n = max_samples > 0 ? max_samples : 512;
+  }
+  return d;
+}
+
+// --probe: a linear probe on the image tower's features, fitted on `train` and scored on
+// o.split (eval/linear_probe.h).
+absl::StatusOr<nlohmann::json> run_probe(LoadedModel& lm, const EvalOptions& o) {
+  if (lm.family != "vit" && lm.family != "clip" && lm.family != "siglip") {
+    return absl::InvalidArgumentError(absl::StrCat("--probe: ", lm.info.dir, " is a ", lm.family,
+                                                   " checkpoint; probes read ViT or CLIP image "
+                                                   "towers"));
+  }
+  auto train_split = open_split(lm, "train", o.probe_train_samples);
+  if (!train_split.ok()) return train_split.status();
+  auto val_split = open_split(lm, o.split, o.max_samples);
+  if (!val_split.ok()) return val_split.status();
+  nlohmann::json r;
+  try {
+    const ProbeData train =
+        probe_features(*lm.model, (*train_split)->data, (*train_split)->n, o.batch);
+    const ProbeData val = probe_features(*lm.model, (*val_split)->data, (*val_split)->n, o.batch);
+    int64_t classes = 2;
+    for (const ProbeData* d : {&train, &val}) {
+      for (int32_t y : d->y) classes = std::max<int64_t>(classes, y + 1);
+    }
+    const ProbeResult p = linear_probe(train, val, classes);
+    r["probe_top1"] = p.val_top1;
+    r["probe_train_top1"] = p.train_top1;
+    r["probe_c"] = p.best_c;
+    for (const auto& s : p.sweep)
+      r[absl::StrFormat("probe_holdout_top1_c%g", s.c)] = s.holdout_top1;
+    r["probe_classes"] = p.classes;
+    r["probe_dim"] = train.dim;
+    r["probe_train_samples"] = train.n;
+    r["n_samples"] = val.n;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("probing ", lm.info.dir, ": ", e.what()));
+  }
+  r["family"] = lm.family;
+  r["checkpoint"] = lm.info.dir;
+  r["step"] = lm.info.step;
+  r["split"] =
+      (*val_split)->manifest.empty() ? absl::StrCat("synthetic:", o.split) : (*val_split)->manifest;
+  return r;
+}
+
 }  // namespace
 
 absl::StatusOr<nlohmann::json> run_eval(const EvalOptions& o) {
   auto loaded = load_checkpoint_model(o.checkpoint, o.device, o.weights);
   if (!loaded.ok()) return loaded.status();
   LoadedModel& lm = *loaded;
+  if (o.probe) return run_probe(lm, o);
   const config::Config& c = lm.info.config;
   const config::ModelConfig& m = c.model();
-  auto manifest = split_manifest(c, o.split);
-  if (!manifest.ok()) return manifest.status();
-
-  std::optional<EvalSplit> split;
-  std::unique_ptr<train::DataSource> synthetic;
-  BatchFn data;
-  int64_t n = 0;
-  if (!manifest->empty()) {
-    auto s = load_split(*manifest, o.max_samples, train::model_image_size(m));
-    if (!s.ok()) return s.status();
-    split = std::move(*s);
-    if (auto st = check_split(*split, m, lm.family); !st.ok()) return st;
-    data = split_batches(*split, m);
-    n = split->n;
-  } else {
-    config::Config sc = c;
-    sc.mutable_data()->set_source("synthetic");
-    synthetic = train::make_data_source(sc);
-    const int64_t offset = o.split == "val" ? train::kFarAheadPosition : 0;
-    data = [&synthetic, offset](int64_t first, int64_t count) {
-      return synthetic->batch(offset + first, count);
-    };
-    n = o.max_samples > 0 ? o.max_samples : 512;
-  }
+  auto opened = open_split(lm, o.split, o.max_samples);
+  if (!opened.ok()) return opened.status();
+  const std::optional<EvalSplit>& split = (*opened)->split;
+  const std::string* manifest = &(*opened)->manifest;
+  const BatchFn& data = (*opened)->data;
+  const int64_t n = (*opened)->n;
 
   nlohmann::json r;
   try {

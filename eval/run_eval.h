@@ -22,6 +22,11 @@ struct EvalOptions {
   int64_t batch = 64;
   int64_t max_samples = 0;  // 0: the whole split (synthetic: 512 samples)
   int dit_buckets = 4;
+  // --probe: a linear probe (eval/linear_probe.h) of the image tower (ViT, CLIP) instead of the
+  // family's metrics: fitted on the train split (at most probe_train_samples, 0: all), scored
+  // on `split`.
+  bool probe = false;
+  int64_t probe_train_samples = 0;
   Device device = Device::cpu();  // where the model runs (the batches are built on the host)
   std::string weights = "auto";   // "ema", "raw" or "auto" (eval/load.h)
 };

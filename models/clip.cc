@@ -61,7 +61,8 @@ void Clip::project(const Batch& batch, Tensor& img, Tensor& txt) {
   TESSERA_CHECK(images.ndim() >= 1 && text.ndim() >= 1 && images.dim(0) == text.dim(0),
                 "Clip: \"images\" ", images.describe(), " and \"text\" ", text.describe(),
                 " must have the same batch size");
-  img = image_proj_.forward(image_.forward(images));                    // (B, E)
+  img = image_proj_.forward(
+      image_.forward(images, /*for_backward=*/!image_tower_locked()));  // (B, E)
   txt = text_proj_.forward(text_.forward(text, batch.at("text_eot")));  // (B, E)
 }
 
@@ -83,6 +84,10 @@ Tensor Clip::encode_images(const Tensor& images) {
   Tensor norm = Tensor::empty({img.dim(0)}, DType::f32, img.device());
   ops::l2_normalize_forward(img, out, norm);
   return out;
+}
+
+Tensor Clip::image_features(const Tensor& images) {
+  return image_.forward(on_device(images, store_.params().device()), /*for_backward=*/false);
 }
 
 Tensor Clip::encode_text(const Tensor& text, const Tensor& text_eot) {
@@ -134,8 +139,13 @@ LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
   // Text tower (registered after the image tower), then the image tower.
   ops::l2_normalize_backward(dtxt, txt_emb_, txt_norm_, dtxt);
   text_.backward(text_proj_.backward(dtxt));
-  ops::l2_normalize_backward(dimg, img_emb_, img_norm_, dimg);
-  image_.backward(image_proj_.backward(dimg));
+  if (!image_tower_locked()) {
+    ops::l2_normalize_backward(dimg, img_emb_, img_norm_, dimg);
+    image_.backward(image_proj_.backward(dimg));
+  } else if (!store_.all_frozen("image.proj.")) {
+    ops::l2_normalize_backward(dimg, img_emb_, img_norm_, dimg);
+    image_proj_.backward(dimg, /*need_dx=*/false);
+  }
   return {r.loss, img_emb_.dim(0)};
 }
 
@@ -162,7 +172,9 @@ double Clip::train_flops(int64_t batch_size) const {
                        12.0 * it.n_layers() * Ti * Ti * image_.dim();
   const double text = 6 * (Tt * text_.block_params() + text_.dim() * E) +
                       12.0 * tt.n_layers() * Tt * Tt * text_.dim();
-  return batch_size * (image + text + 6 * batch_size * E);
+  // A locked image tower (train.freeze) runs forward only: 2 of the 6.
+  const double image_share = image_tower_locked() ? 1.0 / 3.0 : 1.0;
+  return batch_size * (image_share * image + text + 6 * batch_size * E);
 }
 
 int64_t Clip::activation_bytes(int64_t batch_size) const {
@@ -177,7 +189,8 @@ int64_t Clip::activation_bytes(int64_t batch_size) const {
     loss = config_.loss() == config::ClipConfig::INFONCE ? 4 * B * R * B + 4 * R * B * E
                                                          : 2 * B * B + 4 * B * E;
   }
-  return 4 * (image_.saved_floats(batch_size) + text_.saved_floats(batch_size) + loss);
+  return 4 * (image_.saved_floats(batch_size, !image_tower_locked()) +
+              text_.saved_floats(batch_size) + loss);
 }
 
 }  // namespace tessera::models

@@ -74,10 +74,17 @@ class Clip final : public Model {
   const Tensor& text_embeddings() const { return txt_emb_; }
   // Runs both towers; fills image_embeddings() and text_embeddings().
   void forward_embeddings(const Batch& batch);
+  // LiT's locked image tower: every image.* parameter but image.proj frozen (train.freeze). It
+  // runs forward only and keeps no activations; backward stops at image.proj (or, when that
+  // is frozen too, at the image embeddings).
+  bool image_tower_locked() const { return store_.all_frozen("image.", "image.proj."); }
   // One tower each, for evaluation (zero-shot prompts have no images): L2-normalised
   // embeddings, new tensors on the model's device. images (B, S, S, C) -> (B, E);
   // text (B, L) i32 with text_eot (B) i32 -> (B, E). Keep nothing for backward.
   Tensor encode_images(const Tensor& images);
+  // The image tower's pooled features (B, d) before the projection, keeping nothing for backward
+  // (linear probes, eval/linear_probe.h).
+  Tensor image_features(const Tensor& images);
   Tensor encode_text(const Tensor& text, const Tensor& text_eot);
 
   // GradCache (see the header comment). Call order per step: cache_embeddings for micro-batches

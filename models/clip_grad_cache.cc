@@ -72,7 +72,11 @@ void Clip::cached_backward(int64_t mb, const Batch& batch) {
   report_scalar_grads();  // added once by cached_loss; final in every backward
   // Text tower (registered after the image tower), then the image tower, as forward_backward.
   text_.backward(text_proj_.backward(cached_dtxt_.slice(begin, end)));
-  image_.backward(image_proj_.backward(cached_dimg_.slice(begin, end)));
+  if (!image_tower_locked()) {
+    image_.backward(image_proj_.backward(cached_dimg_.slice(begin, end)));
+  } else {  // LiT: the projection trains, the tower kept nothing for backward
+    image_proj_.backward(cached_dimg_.slice(begin, end), /*need_dx=*/false);
+  }
 }
 
 }  // namespace tessera::models

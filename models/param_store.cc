@@ -1,5 +1,6 @@
 #include "models/param_store.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -75,14 +76,70 @@ ParamId ParamStore::add(ParamSpec spec) {
 
 void ParamStore::finalize(Device device) {
   TESSERA_CHECK(!finalized(), "ParamStore::finalize() called twice");
-  int64_t offset = 0;
-  for (auto it = infos_.rbegin(); it != infos_.rend(); ++it) {
-    it->offset = offset;
-    offset += it->numel;
+  lay_out(device);
+}
+
+void ParamStore::lay_out(Device device) {
+  layout_.clear();
+  for (int pass = 0; pass < 2; ++pass) {  // trainable, then frozen; each in reverse registration
+    for (int id = static_cast<int>(infos_.size()) - 1; id >= 0; --id) {
+      if (frozen(id) == (pass == 1)) layout_.push_back(id);
+    }
   }
+  position_.assign(infos_.size(), 0);
+  int64_t offset = 0, scratch = 0;
+  trainable_count_ = 0;
+  for (size_t pos = 0; pos < layout_.size(); ++pos) {
+    ParamInfo& info = infos_[layout_[pos]];
+    position_[layout_[pos]] = static_cast<int>(pos);
+    if (!frozen(layout_[pos])) {
+      trainable_numel_ = offset + info.numel;
+      ++trainable_count_;
+    } else {
+      scratch = std::max(scratch, info.numel);
+    }
+    info.offset = offset;
+    offset += info.numel;
+  }
+  if (trainable_count_ == 0) trainable_numel_ = 0;
   numel_ = offset;
   params_ = Tensor::zeros({numel_}, DType::f32, device);
-  grads_ = Tensor::zeros({numel_}, DType::f32, device);
+  grad_storage_ = Tensor::zeros({trainable_numel_ + scratch}, DType::f32, device);
+  grads_ = grad_storage_.flat_view(0, {trainable_numel_});
+  reset_grad_progress();
+}
+
+void ParamStore::freeze(const std::vector<bool>& frozen) {
+  TESSERA_CHECK(finalized(), "ParamStore::freeze before finalize()");
+  TESSERA_CHECK(frozen.size() == infos_.size(), "ParamStore::freeze: ", frozen.size(),
+                " flags for ", infos_.size(), " parameters");
+  // The values move with their parameters (freezing after init() keeps them).
+  const Tensor old = params_;
+  const std::vector<ParamInfo> old_infos = infos_;
+  frozen_.assign(frozen.begin(), frozen.end());
+  lay_out(old.device());
+  for (size_t id = 0; id < infos_.size(); ++id) {
+    copy(old.flat_view(old_infos[id].offset, {old_infos[id].numel}),
+         params_.flat_view(infos_[id].offset, {infos_[id].numel}));
+  }
+  if (params_bf16_.defined()) set_compute_dtype(DType::bf16);
+}
+
+Tensor ParamStore::trainable_params() const {
+  TESSERA_CHECK(finalized(), "ParamStore::trainable_params before finalize()");
+  return params_.flat_view(0, {trainable_numel_});
+}
+
+bool ParamStore::all_frozen(const std::string& prefix, const std::string& except) const {
+  bool any = false;
+  for (size_t id = 0; id < infos_.size(); ++id) {
+    const std::string& name = infos_[id].spec.name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (!except.empty() && name.compare(0, except.size(), except) == 0) continue;
+    if (!frozen(static_cast<ParamId>(id))) return false;
+    any = true;
+  }
+  return any;
 }
 
 Tensor ParamStore::param(ParamId id) const {
@@ -94,6 +151,8 @@ Tensor ParamStore::param(ParamId id) const {
 Tensor ParamStore::grad(ParamId id) const {
   TESSERA_CHECK(finalized(), "ParamStore::grad before finalize()");
   const ParamInfo& i = infos_.at(id);
+  // Frozen: the shared scratch behind the trainable gradients (see freeze()).
+  if (frozen(id)) return grad_storage_.flat_view(trainable_numel_, i.local_shape);
   return grads_.flat_view(i.offset, i.local_shape);
 }
 
@@ -161,9 +220,11 @@ void ParamStore::sync_compute_params() {
 
 Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings) const {
   TESSERA_CHECK(finalized(), "ParamStore::decay_mask before finalize()");
-  Tensor mask = Tensor::zeros({numel_}, DType::u8);
+  Tensor mask = Tensor::zeros({trainable_numel_}, DType::u8);
   uint8_t* m = mask.data<uint8_t>();
-  for (const ParamInfo& info : infos_) {
+  for (size_t id = 0; id < infos_.size(); ++id) {
+    if (frozen(static_cast<ParamId>(id))) continue;
+    const ParamInfo& info = infos_[id];
     const ParamGroup g = info.spec.group;
     const bool decay = g == ParamGroup::kWeight ||
                        (g == ParamGroup::kNormOrBias && decay_norms_and_biases) ||
@@ -174,7 +235,7 @@ Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings
 }
 
 void ParamStore::zero_grads() {
-  zero_(grads_);
+  zero_(grad_storage_);
   reset_grad_progress();
 }
 
@@ -183,19 +244,19 @@ void ParamStore::set_grad_ready_hook(std::function<void(int64_t)> hook) {
 }
 
 void ParamStore::reset_grad_progress() {
-  grad_final_.assign(infos_.size(), 0);
+  grad_final_.assign(trainable_count_, 0);
   ready_params_ = 0;
 }
 
 void ParamStore::grad_done(ParamId id) {
-  if (grad_final_.size() != infos_.size()) reset_grad_progress();
-  // Layout position of id: the flat layout is the reverse of registration order.
-  const size_t pos = infos_.size() - 1 - static_cast<size_t>(id);
+  if (frozen(id)) return;  // never part of the gradient buffer
+  if (grad_final_.size() != trainable_count_) reset_grad_progress();
+  const size_t pos = static_cast<size_t>(position_.at(id));
   grad_final_[pos] = 1;
   const size_t before = ready_params_;
   while (ready_params_ < grad_final_.size() && grad_final_[ready_params_]) ++ready_params_;
   if (ready_params_ != before && grad_ready_hook_) {
-    const ParamInfo& last = infos_[infos_.size() - ready_params_];
+    const ParamInfo& last = infos_[layout_[ready_params_ - 1]];
     grad_ready_hook_(last.offset + last.numel);
   }
 }

@@ -87,8 +87,27 @@ class ParamStore {
   Tensor param(ParamId id) const;
   Tensor grad(ParamId id) const;
   const Tensor& params() const { return params_; }  // (N) f32
-  const Tensor& grads() const { return grads_; }    // (N) f32, same layout as params()
+  // (T) f32: the gradients of the trainable parameters, laid out as trainable_params().
+  const Tensor& grads() const { return grads_; }
   int64_t numel() const { return numel_; }
+
+  // Frozen parameters (train.freeze, train/freeze.h). After finalize() and before init(): marks
+  // frozen[id] as frozen and lays the buffers out again, trainable parameters first (still in
+  // reverse registration order), frozen ones after them. params() still holds every parameter;
+  // grads(), trainable_params() and decay_mask() cover only the trainable prefix
+  // [0, trainable_numel()), so the optimizer and its state, GradSync and the gradient norm never
+  // see a frozen parameter. A frozen parameter's grad(id) is a view into one shared scratch
+  // buffer: layers that skip its gradient (Linear) never touch it, those that cannot (LayerNorm,
+  // Embedding: cheap) write there, and nothing reads it. grad_done() ignores frozen parameters.
+  void freeze(const std::vector<bool>& frozen);
+  bool frozen(ParamId id) const { return !frozen_.empty() && frozen_.at(id); }
+  bool any_frozen() const { return trainable_numel_ != numel_; }
+  int64_t trainable_numel() const { return trainable_numel_; }  // T (== N without freezing)
+  Tensor trainable_params() const;                              // (T) view of params()
+  // True when every parameter whose name starts with `prefix` but not with `except` (at least
+  // one) is frozen: a locked tower, which its model runs forward only (no activations kept, no
+  // backward through it). except "": no exception.
+  bool all_frozen(const std::string& prefix, const std::string& except = "") const;
 
   const std::vector<ParamInfo>& infos() const { return infos_; }
   const ParamInfo& info(ParamId id) const { return infos_.at(id); }
@@ -96,7 +115,7 @@ class ParamStore {
 
   // Fills every parameter from its Init under `seed` (CPU stores; see the header comment).
   void init(uint64_t seed);
-  // (N) u8: 1 where weight decay applies, in the flat layout.
+  // (T) u8: 1 where weight decay applies, in the flat layout of the trainable parameters.
   Tensor decay_mask(bool decay_norms_and_biases = false, bool decay_embeddings = false) const;
   void zero_grads();  // also restarts the gradient progress below
 
@@ -127,10 +146,19 @@ class ParamStore {
  private:
   int tp_rank_, tp_size_;
   distributed::Communicator* tp_ = nullptr;
+  // Lays the buffers out: layout_ is the ParamIds in flat-buffer order.
+  void lay_out(Device device);
+
   std::vector<ParamInfo> infos_;
-  Tensor params_, grads_;
+  std::vector<char> frozen_;     // per ParamId; empty: none
+  std::vector<ParamId> layout_;  // flat-buffer order: trainable ones, then frozen ones
+  std::vector<int> position_;    // per ParamId: its index in layout_
+  Tensor params_, grads_;        // (N) and (T) f32
+  Tensor grad_storage_;          // (T + the largest frozen parameter) f32: grads_ + scratch
+  int64_t trainable_numel_ = 0;
+  size_t trainable_count_ = 0;    // trainable parameters (a prefix of layout_)
   Tensor params_bf16_;            // (N) bf16 shadow, only in bf16 mode
-  std::vector<char> grad_final_;  // per parameter, in layout order (offset order)
+  std::vector<char> grad_final_;  // per trainable parameter, in layout order (offset order)
   size_t ready_params_ = 0;       // leading parameters (layout order) whose grads are final
   std::function<void(int64_t)> grad_ready_hook_;
   DType compute_dtype_ = DType::f32;

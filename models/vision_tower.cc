@@ -17,14 +17,19 @@ const config::VitConfig& checked(const config::VitConfig& c) {
 
 }  // namespace
 
-int64_t VisionTower::saved_floats(int64_t B) const {
-  // The blocks, the patch rows (B, P, p*p*C), and patch embedding, token, LN and pooled rows.
+int64_t VisionTower::saved_floats(int64_t B, bool for_backward) const {
   const int64_t T = tokens(), C = dim_;
   const bool recompute = !blocks_.empty() && blocks_[0]->recomputes();
-  return block_stack_saved_floats(config_.transformer().n_layers(), B, T, C,
-                                  config_.transformer().n_heads(),
-                                  config_.transformer().mlp_ratio(), recompute) +
-         B * n_patches_ * config_.patch() * config_.patch() * config_.channels() + 4 * B * T * C;
+  const auto& t = config_.transformer();
+  if (!for_backward) {
+    // Forward only: each layer drops its activations when done, so the peak is one block's set
+    // plus the residual stream going in and out of it.
+    return block_stack_saved_floats(1, B, T, C, t.n_heads(), t.mlp_ratio(), false) + 2 * B * T * C;
+  }
+  // The blocks, the patch rows (B, P, p*p*C), and patch embedding, token, LN and pooled rows.
+  return block_stack_saved_floats(t.n_layers(), B, T, C, t.n_heads(), t.mlp_ratio(), recompute) +
+         B * n_patches_ * config_.patch() * config_.patch() * config_.channels() + 4 * B * T * C +
+         (ln_pre_ ? B * T * C : 0);
 }
 
 VisionTower::VisionTower(ParamStore& store, const std::string& prefix, const config::VitConfig& c,
@@ -42,6 +47,7 @@ VisionTower::VisionTower(ParamStore& store, const std::string& prefix, const con
   o.causal = false;
   o.recompute = recompute;
   o.init = o.proj_init = Init::normal(0.02f);  // ViT does not scale the residual projections
+  if (c.pre_norm()) ln_pre_ = std::make_unique<LayerNorm>(store, prefix + "ln_pre", dim_);
   for (int i = 0; i < c.transformer().n_layers(); ++i) {
     blocks_.push_back(
         std::make_unique<TransformerBlock>(store, absl::StrCat(prefix, "blocks.", i), o));
@@ -49,7 +55,7 @@ VisionTower::VisionTower(ParamStore& store, const std::string& prefix, const con
   ln_f_ = std::make_unique<LayerNorm>(store, prefix + "ln_f", dim_);
 }
 
-Tensor VisionTower::forward(const Tensor& images) {
+Tensor VisionTower::forward(const Tensor& images, bool for_backward) {
   const int64_t S = config_.image_size(), T = tokens();
   TESSERA_CHECK(images.ndim() == 4 && images.dtype() == DType::f32, "Vit: \"images\" must be (B, ",
                 S, ", ", S, ", ", config_.channels(), ") f32 (channels last), got ",
@@ -58,6 +64,7 @@ Tensor VisionTower::forward(const Tensor& images) {
   // PatchEmbed names divisibility and channel errors; a size that merely differs from the
   // position table's is caught here.
   Tensor patches = patch_.forward(images);  // (B, N, d)
+  if (!for_backward) patch_.drop_saved();
   TESSERA_CHECK(images.dim(1) == S && images.dim(2) == S, "Vit: \"images\" ", images.describe(),
                 " are ", images.dim(1), "x", images.dim(2), ", the model was built for ", S, "x",
                 S);
@@ -73,8 +80,16 @@ Tensor VisionTower::forward(const Tensor& images) {
   ops::copy_tokens(patches, 0, x, 1, n_patches_);
   ops::copy_tokens(cls_.forward(cls_ids_), 0, x, 0, 1);  // class token rows (B, 1, d)
   ops::add(x, pos_.forward(positions_), x);              // + positions (B, T, d)
-  for (auto& block : blocks_) x = block->forward(x);
-  Tensor h = ln_f_->forward(x);                                              // (B, T, d)
+  if (ln_pre_) {
+    x = ln_pre_->forward(x);
+    if (!for_backward) ln_pre_->drop_saved();
+  }
+  for (auto& block : blocks_) {
+    x = block->forward(x);
+    if (!for_backward) block->drop_saved();
+  }
+  Tensor h = ln_f_->forward(x);  // (B, T, d)
+  if (!for_backward) ln_f_->drop_saved();
   Tensor pooled = Tensor::empty({B, 1, dim_}, DType::f32, images.device());  // (B, 1, d)
   ops::copy_tokens(h, 0, pooled, 0, 1);
   return pooled.view({B, dim_});
@@ -87,6 +102,7 @@ void VisionTower::backward(const Tensor& dpooled) {
   ops::copy_tokens(dpooled.view({B, 1, dim_}), 0, dh, 0, 1);
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
+  if (ln_pre_) dx = ln_pre_->backward(dx);
   pos_.backward(dx);  // scatter-add over the batch
   Tensor dcls = Tensor::empty({B, 1, dim_}, DType::f32, dx.device());
   ops::copy_tokens(dx, 0, dcls, 0, 1);

@@ -5,7 +5,8 @@
 //
 // Parameters (after `prefix`, e.g. "image."): patch_embed.proj.{weight,bias} (see
 // layers/patch_embed.h for the weight layout), cls_token.weight (1, d), pos_emb.weight
-// (1 + n_patches, d; row 0 is the class token's), blocks.N.*, ln_f.{weight,bias}.
+// (1 + n_patches, d; row 0 is the class token's), ln_pre.{weight,bias} (only with pre_norm: a
+// LayerNorm before the blocks, as CLIP's), blocks.N.*, ln_f.{weight,bias}.
 // Init as timm's ViT but with plain normal instead of truncated normal (ParamStore has no
 // truncated normal; at std 0.02 the two differ only beyond 2 std): class token, positions and
 // every Linear weight normal(0.02), biases zero, LayerNorms (1, 0).
@@ -29,7 +30,10 @@ class VisionTower {
 
   // images (B, S, S, C) f32 with S = config.image_size -> pooled (B, d): the class token's row
   // after the final LayerNorm. Throws tessera::Error naming the images' shape when it is wrong.
-  Tensor forward(const Tensor& images);
+  // for_backward false (a locked tower, train/freeze.h): every layer drops what its backward
+  // would need as soon as it is done, so at most one layer's activations live at a time and
+  // backward() must not follow.
+  Tensor forward(const Tensor& images, bool for_backward = true);
   // Contract: parameter grads ACCUMULATE; images take no gradient.
   void backward(const Tensor& dpooled);  // (B, d)
 
@@ -41,7 +45,8 @@ class VisionTower {
   int64_t n_patches() const { return n_patches_; }
   int64_t tokens() const { return n_patches_ + 1; }  // T: patches + class token
   // Activation floats kept for backward for a batch of B images.
-  int64_t saved_floats(int64_t B) const;
+  // for_backward false: a locked tower's forward, whose peak is one block's activations.
+  int64_t saved_floats(int64_t B, bool for_backward = true) const;
   // Weights of the matmuls each token passes through (blocks and patch embedding), for FLOPs.
   double block_params() const;
   double patch_params() const;
@@ -52,6 +57,7 @@ class VisionTower {
   PatchEmbed patch_;
   Embedding cls_, pos_;
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
+  std::unique_ptr<LayerNorm> ln_pre_;  // config.pre_norm only
   std::unique_ptr<LayerNorm> ln_f_;
   Tensor positions_, cls_ids_;  // (B, T) and (B, 1) i32, rebuilt when B or the device change
   int64_t batch_ = 0;

@@ -25,9 +25,14 @@ Vit::Vit(const config::VitConfig& c, bool recompute, distributed::Communicator* 
 }
 
 Tensor Vit::forward_logits(const Tensor& images) {
-  Tensor pooled = tower_.forward(on_device(images, store_.params().device()));  // (B, d)
-  logits_ = head_.forward(pooled);                                              // (B, n_classes)
+  Tensor pooled = tower_.forward(on_device(images, store_.params().device()),
+                                 /*for_backward=*/!trunk_locked());  // (B, d)
+  logits_ = head_.forward(pooled);                                   // (B, n_classes)
   return logits_;
+}
+
+Tensor Vit::features(const Tensor& images) {
+  return tower_.forward(on_device(images, store_.params().device()), /*for_backward=*/false);
 }
 
 ops::SoftTargets Vit::soft_targets(const Batch& batch) const {
@@ -107,7 +112,11 @@ LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
         distillation_term(student, teacher, temperature_, loss_scale * (1 - alpha_), dlogits);
     loss = alpha_ * loss + (1 - alpha_) * kd;
   }
-  tower_.backward(head_.backward(dlogits));
+  if (trunk_locked()) {
+    head_.backward(dlogits, /*need_dx=*/false);
+  } else {
+    tower_.backward(head_.backward(dlogits));
+  }
   return {loss, labels.dim(0)};
 }
 
@@ -116,15 +125,17 @@ double Vit::train_flops(int64_t batch_size) const {
   // T = n_patches + 1 tokens, the patch embedding the n_patches, the head one per sample; plus
   // 12·L·T²·d per sample for attention scores and values (as Gpt).
   const double T = tower_.tokens(), L = config_.transformer().n_layers(), d = tower_.dim();
+  // A locked trunk (train.freeze) runs forward only: 2 of its 6.
+  const double trunk_share = trunk_locked() ? 1.0 / 3.0 : 1.0;
   const double per_sample =
-      6 * (T * tower_.block_params() + tower_.n_patches() * tower_.patch_params() +
-           d * config_.n_classes()) +
-      12 * L * T * T * d;
+      trunk_share * (6 * (T * tower_.block_params() + tower_.n_patches() * tower_.patch_params()) +
+                     12 * L * T * T * d) +
+      6 * d * config_.n_classes();
   return batch_size * per_sample;
 }
 
 int64_t Vit::activation_bytes(int64_t batch_size) const {
-  return 4 * (tower_.saved_floats(batch_size) + batch_size * config_.n_classes());
+  return 4 * (tower_.saved_floats(batch_size, !trunk_locked()) + batch_size * config_.n_classes());
 }
 
 }  // namespace tessera::models

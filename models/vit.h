@@ -52,6 +52,12 @@ class Vit final : public Model {
   void set_teacher(std::unique_ptr<Vit> teacher, float alpha, float temperature);
   // optim.label_smoothing, for forward_backward only; in [0, 1).
   void set_label_smoothing(float eps) { smoothing_ = eps; }
+  // The whole trunk frozen (train.freeze): it runs forward only, keeps no activations, and
+  // backward stops at the head.
+  bool trunk_locked() const { return store_.all_frozen("", "head."); }
+  // The trunk's pooled features (B, d) without the head, keeping nothing for backward (linear
+  // probes, eval/linear_probe.h). images (B, S, S, C) on the host or the model's device.
+  Tensor features(const Tensor& images);
 
  private:
   // Runs forward and the loss; leaves the logits, and the labels (on the model's device) and the

@@ -77,8 +77,10 @@ void linear_backward_cuda(const cpu::GemmShape& dx_shape, const cpu::GemmShape& 
       cuda::gemm_f32(dx_shape, 1.0f, dy.data<float>(), weight.data<float>(), 0.0f, dx.data<float>(),
                      stream);
     }
-    cuda::gemm_f32(dw_shape, 1.0f, dy.data<float>(), x.data<float>(), 1.0f, dweight.data<float>(),
-                   stream);
+    if (dweight.defined()) {
+      cuda::gemm_f32(dw_shape, 1.0f, dy.data<float>(), x.data<float>(), 1.0f, dweight.data<float>(),
+                     stream);
+    }
     if (dbias.defined()) {
       cuda::column_sums_add(dy.data<float>(), rows, out_f, dbias.data<float>(), stream);
     }
@@ -95,8 +97,10 @@ void linear_backward_cuda(const cpu::GemmShape& dx_shape, const cpu::GemmShape& 
     cuda::gemm_bf16(dx_shape, 1.0f, dy16.data<bf16>(), weight.data<bf16>(), 0.0f, dx.raw_data(),
                     dx.dtype(), stream);
   }
-  cuda::gemm_bf16(dw_shape, 1.0f, dy16.data<bf16>(), x.data<bf16>(), 1.0f, dweight.raw_data(),
-                  DType::f32, stream);
+  if (dweight.defined()) {
+    cuda::gemm_bf16(dw_shape, 1.0f, dy16.data<bf16>(), x.data<bf16>(), 1.0f, dweight.raw_data(),
+                    DType::f32, stream);
+  }
   if (dbias.defined()) {
     if (dy.dtype() == DType::f32) {
       cuda::column_sums_add(dy.data<float>(), rows, out_f, dbias.data<float>(), stream);
@@ -197,7 +201,7 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, co
   if (x.dtype() == DType::f32) c.tensor("dy", dy, DType::f32);
   c.tensor("dy", dy, dy.dtype(), with_last(x.shape(), out_f));
   if (dx.defined()) result_tensor(c, "dx", dx, x.dtype(), x.shape());
-  c.tensor("dweight", dweight, DType::f32, weight.shape());
+  if (dweight.defined()) c.tensor("dweight", dweight, DType::f32, weight.shape());
   if (dbias.defined()) c.tensor("dbias", dbias, DType::f32, {out_f});
 
   const int64_t rows = in_f ? x.numel() / in_f : dy.numel() / std::max<int64_t>(out_f, 1);
@@ -214,7 +218,9 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, co
     if (dx.defined()) {
       cpu::gemm_f32(dx_shape, 1.0f, dy.data<float>(), weight.data<float>(), 0.0f, dx.data<float>());
     }
-    cpu::gemm_f32(dw_shape, 1.0f, dy.data<float>(), x.data<float>(), 1.0f, dweight.data<float>());
+    if (dweight.defined()) {
+      cpu::gemm_f32(dw_shape, 1.0f, dy.data<float>(), x.data<float>(), 1.0f, dweight.data<float>());
+    }
     if (dbias.defined()) cpu::column_sums_add(dy.data<float>(), rows, out_f, dbias.data<float>());
     return;
   }
@@ -227,8 +233,10 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& weight, co
     cpu::gemm_bf16(dx_shape, 1.0f, dy16.data<bf16>(), weight.data<bf16>(), 0.0f, dx.raw_data(),
                    dx.dtype());
   }
-  cpu::gemm_bf16(dw_shape, 1.0f, dy16.data<bf16>(), x.data<bf16>(), 1.0f, dweight.raw_data(),
-                 DType::f32);
+  if (dweight.defined()) {
+    cpu::gemm_bf16(dw_shape, 1.0f, dy16.data<bf16>(), x.data<bf16>(), 1.0f, dweight.raw_data(),
+                   DType::f32);
+  }
   if (dbias.defined()) {
     if (dy.dtype() == DType::f32) {
       cpu::column_sums_add(dy.data<float>(), rows, out_f, dbias.data<float>());

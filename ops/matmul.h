@@ -31,7 +31,8 @@ void linear_forward(const Tensor& x,       // (..., in)
 
 // Backward of linear_forward. Contract: dx is WRITTEN (=); dweight and dbias ACCUMULATE (+=).
 //   dx       = dy @ weight          (skipped when dx is undefined, e.g. for the first layer)
-//   dweight += dy^T @ x             (rows of all leading dimensions summed)
+//   dweight += dy^T @ x             (rows of all leading dimensions summed; skipped when dweight
+//                                    is undefined: a frozen weight, train/freeze.h)
 //   dbias   += sum of dy's rows     (skipped when dbias is undefined, e.g. no bias)
 // Dtypes. f32: everything f32. Mixed precision: x and weight bf16 (the copies forward used); dy
 // bf16 or f32 (f32 is rounded to bf16 for the two products, costing one extra pass, while dbias
@@ -40,7 +41,7 @@ void linear_backward(const Tensor& dy,       // (..., out)
                      const Tensor& x,        // (..., in)
                      const Tensor& weight,   // (out, in)
                      const Tensor& dx,       // (..., in), or undefined
-                     const Tensor& dweight,  // (out, in) f32
+                     const Tensor& dweight,  // (out, in) f32, or undefined
                      const Tensor& dbias);   // (out) f32, or undefined
 
 // dst = src converted between f32 and bf16 (round to nearest even, NaN stays NaN, as

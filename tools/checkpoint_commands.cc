@@ -11,14 +11,16 @@
 #include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
 #include "core/safetensors.h"
+#include "eval/hf_format.h"
 #include "models/factory.h"
 #include "tools/cli_args.h"
+#include "train/config.h"
 
 namespace tessera::tools {
 namespace {
 
 constexpr const char* kExportUsage =
-    R"(usage: tessera export --checkpoint CKPT --format safetensors --out FILE
+    R"(usage: tessera export --checkpoint CKPT [--format safetensors|hf] --out FILE|DIR
 
 Writes the model parameters of a checkpoint as one safetensors file: full (unsharded) tensors
 under their global names (text.blocks.0.attn.qkv.weight, ...), f32, whatever data/tensor-parallel
@@ -27,8 +29,12 @@ The header's __metadata__ holds the step and the model kind.
 
   --checkpoint CKPT   a step directory, a checkpoints/ directory or a run directory (its latest
                       committed step)
-  --format F          safetensors (the only format)
-  --out FILE          the output file (written to FILE.tmp, then renamed)
+  --format F          safetensors (default), or hf: a GPT, ViT classifier or CLIP checkpoint as a
+                      Hugging Face GPT2LMHeadModel / ViTForImageClassification / CLIPModel
+                      directory
+                      (config.json + model.safetensors) that from_pretrained loads
+                      (eval/hf_format.h)
+  --out FILE          the output file (written to FILE.tmp, then renamed); a directory for hf
 
 Exit status: 0 written; 1 error (the message names the file and tensor).
 )";
@@ -56,11 +62,19 @@ int export_command(int argc, char** argv) {
     std::fprintf(stderr, "tessera export: --checkpoint and --out are required\n%s", kExportUsage);
     return 1;
   }
-  if (format != "safetensors") {
-    return fail("export", "--format " + format + ": only safetensors is supported");
+  if (format != "safetensors" && format != "hf") {
+    return fail("export", "--format " + format + ": safetensors or hf");
   }
   auto ckpt = checkpoint::open_checkpoint(ckpt_path);
   if (!ckpt.ok()) return fail("export", std::string(ckpt.status().message()));
+  if (format == "hf") {
+    // A Hugging Face model directory (eval/hf_format.h).
+    absl::Status s = eval::export_hf(*ckpt, out);
+    if (!s.ok()) return fail("export", std::string(s.message()));
+    std::printf("export: %s (step %lld) -> %s/config.json, %s/model.safetensors\n",
+                ckpt->dir.c_str(), static_cast<long long>(ckpt->step), out.c_str(), out.c_str());
+    return 0;
+  }
   try {
     // A model of the checkpoint's config with no tensor parallelism holds every tensor whole;
     // load_model_parameters assembles each one from whatever pieces the writing layout stored.
@@ -152,6 +166,60 @@ int inspect_checkpoint(const std::string& path) {
     return 1;
   }
   std::printf("verified: commit marker and every checksum of %d tensors\n", m.tensors_size());
+  return 0;
+}
+
+namespace {
+
+constexpr const char* kImportUsage =
+    R"(usage: tessera import --format hf --in DIR --out RUN_DIR [--config BASE.pbtxt] [--set P=V]
+
+Imports a Hugging Face GPT2LMHeadModel, ViTForImageClassification or CLIPModel directory (config.json +
+model.safetensors, as save_pretrained writes them) as a tessera GPT, ViT or CLIP: RUN_DIR/config.pbtxt
+and a checkpoint at step 0 (no optimizer state yet) that eval, generate, export, train --resume
+and init.checkpoint read. The architecture must be one tessera's matches (tanh GELU, LayerNorm
+eps 1e-5, ...); anything else is named.
+
+  --format hf         the only format
+  --in DIR            the Hugging Face model directory
+  --out RUN_DIR       the tessera run directory to create
+  --config BASE       a GPT config for the other settings (train, optim, data, ...); its
+                      model.gpt is replaced by the imported one (default: built-in defaults)
+  --set PATH=VALUE    overrides on BASE (repeatable)
+Exit status: 0 written; 1 error.
+)";
+
+}  // namespace
+
+int import_command(int argc, char** argv) {
+  CliArgs a;
+  if (!parse_cli_args("import", argc, argv, 1, {"--format", "--in", "--out", "--config", "--set"},
+                      {}, &a)) {
+    return 1;
+  }
+  if (a.help) return std::fputs(kImportUsage, stdout), 0;
+  const std::string in = a.get("--in"), out = a.get("--out");
+  if (in.empty() || out.empty() || a.get("--format", "hf") != "hf") {
+    std::fprintf(stderr, "tessera import: --format hf, --in and --out are required\n%s",
+                 kImportUsage);
+    return 1;
+  }
+  std::vector<std::string> sets;
+  if (a.values.count("--set")) sets = a.values.at("--set");
+  config::Config base;
+  const std::string base_path = a.get("--config");
+  if (!base_path.empty()) {
+    auto c = train::load_config(base_path);
+    if (!c.ok()) return fail("import", std::string(c.status().message()));
+    if (!c->model().has_gpt() && !c->model().has_vit() && !c->model().has_clip()) {
+      return fail("import", base_path + ": --config must be a GPT, ViT or CLIP config");
+    }
+    base = *c;
+  }
+  absl::Status s = eval::import_hf(in, out, base, sets);
+  if (!s.ok()) return fail("import", std::string(s.message()));
+  std::printf("import: %s -> %s (config.pbtxt, checkpoints/step_00000000)\n", in.c_str(),
+              out.c_str());
   return 0;
 }
 

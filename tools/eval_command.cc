@@ -34,6 +34,11 @@ writes them as JSON (metric -> value) to --out, default RUN_DIR/eval.json.
   --device D        cpu (default), cuda or cuda:N: where the model runs
   --weights W       ema (the moving average of the weights, train.ema_decay), raw, or auto
                     (default: ema when the checkpoint holds one, else raw)
+  --probe           ViT, CLIP: a linear probe of the image tower instead: multinomial logistic
+                    regression (L2, strength C picked from 1e-3..1 on every 5th train sample) on
+                    the pooled features of the train split, refitted on all of it; reports
+                    probe_top1 on --split (and the sweep); as scikit-learn's LogisticRegression
+  --probe-samples N fit the probe on at most N train samples (default: all)
 Exit status: 0 done, 1 error (the message names the checkpoint, split or tokenizer).
 )";
 
@@ -50,8 +55,8 @@ int eval_command(int argc, char** argv) {
   CliArgs a;
   if (!parse_cli_args(argv[0], argc, argv, 1,
                       {"--checkpoint", "--split", "--out", "--tokenizer", "--template", "--batch",
-                       "--max-samples", "--buckets", "--device", "--weights"},
-                      {}, &a)) {
+                       "--max-samples", "--buckets", "--device", "--weights", "--probe-samples"},
+                      {"--probe"}, &a)) {
     return 1;
   }
   if (a.help) {
@@ -76,6 +81,10 @@ int eval_command(int argc, char** argv) {
   o.batch = batch > 0 ? batch : 64;
   o.max_samples = max_samples;
   o.dit_buckets = int(buckets);
+  o.probe = a.switches.count("--probe") > 0;
+  long long probe_samples;
+  if (!int_flag(a, "eval", "--probe-samples", 0, &probe_samples)) return 1;
+  o.probe_train_samples = probe_samples;
   if (!device_flag(a, "eval", &o.device)) return 1;
   o.weights = a.get("--weights", "auto");
   auto r = eval::run_eval(o);

@@ -36,6 +36,8 @@ constexpr Verb kVerbs[] = {
      tessera::tools::inspect_command},
     {"sample", "sample images from a DiT checkpoint", tessera::tools::sample_command},
     {"export", "export a checkpoint to safetensors", tessera::tools::export_command},
+    {"import", "import a Hugging Face GPT-2, ViT or CLIP as a tessera run",
+     tessera::tools::import_command},
     {"plot", "plot a run's curves to PNG", tessera::tools::plot_command},
     {"tokenizer", "train a SentencePiece tokenizer", tessera::tools::tokenizer_command},
     {"generate", "generate text from a GPT checkpoint", tessera::tools::generate_command},

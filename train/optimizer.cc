@@ -22,9 +22,11 @@ AdamW::AdamW(models::ParamStore& store, const config::OptimConfig& config)
     : store_(store), config_(config) {
   TESSERA_CHECK(store.finalized(), "AdamW: the parameter store is not finalized");
   const Device device = store.params().device();
-  m_ = Tensor::zeros({store.numel()}, DType::f32, device);
-  v_ = Tensor::zeros({store.numel()}, DType::f32, device);
+  // State for the trainable parameters only (frozen ones lie behind them: train/freeze.h).
+  m_ = Tensor::zeros({store.trainable_numel()}, DType::f32, device);
+  v_ = Tensor::zeros({store.trainable_numel()}, DType::f32, device);
   decay_mask_ = store.decay_mask(config.decay_norms_and_biases(), config.decay_embeddings());
+  lr_ranges_ = lr_ranges(layer_lr_scales(config, store), store);
 }
 
 ops::AdamWConfig adamw_step_config(const config::OptimConfig& optim, double lr, double grad_norm) {
@@ -55,7 +57,16 @@ StepStats AdamW::step(double lr) {
   if (!std::isfinite(stats.grad_norm)) return stats;
   const ops::AdamWConfig c = adamw_step_config(config_, lr, stats.grad_norm);
   const int64_t t = count_step();
-  ops::adamw_step(store_.params(), store_.grads(), m_, v_, decay_mask_, c, t);
+  // One update per run of equal learning rate (one run unless optim.layer_decay is set).
+  const Tensor params = store_.trainable_params();
+  for (const LrRange& r : lr_ranges_) {
+    ops::AdamWConfig cr = c;
+    cr.lr = static_cast<float>(lr * r.scale);
+    const Shape n{r.end - r.begin};
+    ops::adamw_step(params.flat_view(r.begin, n), store_.grads().flat_view(r.begin, n),
+                    m_.flat_view(r.begin, n), v_.flat_view(r.begin, n),
+                    decay_mask_.flat_view(r.begin, n), cr, t);
+  }
   store_.sync_compute_params();
   stats.applied = true;
   return stats;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "distributed/communicator.h"
 #include "distributed/grad_sync.h"
@@ -17,6 +18,7 @@
 #include "models/param_store.h"
 #include "ops/adamw.h"
 #include "proto/config.pb.h"
+#include "train/freeze.h"
 
 namespace tessera::train {
 
@@ -88,6 +90,7 @@ class AdamW : public Optimizer {
   models::ParamStore& store_;
   config::OptimConfig config_;
   Tensor m_, v_, decay_mask_;
+  std::vector<LrRange> lr_ranges_;  // optim.layer_decay's runs of the flat buffer
 };
 
 }  // namespace tessera::train

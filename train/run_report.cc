@@ -52,13 +52,19 @@ void print_start_report(const StartReport& r) {
       human_bytes(r.param_bytes + r.grad_bytes + r.optimizer_bytes + r.zero_buffer_bytes +
                   std::max<int64_t>(0, r.activation_bytes))
           .c_str());
+  if (!r.frozen.empty()) std::printf("%s\n", r.frozen.c_str());
+  if (r.allreduce_bytes >= 0) {
+    std::printf("gradient all-reduce per step: %s (%lld bytes%s)\n",
+                human_bytes(r.allreduce_bytes).c_str(), (long long)r.allreduce_bytes,
+                r.zero_shards ? ", reduce-scattered" : "");
+  }
   if (r.zero_shards) {
     // The exact byte counts, for scripts and tests: state = m + v (f32) + decay mask (u8).
     std::printf(
         "ZeRO-1: optimizer state %lld bytes per rank (m, v, decay mask of %lld shard elements; "
         "%lld bytes unsharded), plus %s of gradient shard buffers; %s\n",
         (long long)r.optimizer_bytes, (long long)r.zero_shards->shard_numel,
-        (long long)(9 * r.parameters), human_bytes(r.zero_buffer_bytes).c_str(),
+        (long long)(9 * r.zero_shards->numel), human_bytes(r.zero_buffer_bytes).c_str(),
         r.zero_shards->describe().c_str());
   } else {
     std::printf("optimizer state %lld bytes per rank (m, v, decay mask; not sharded%s)\n",

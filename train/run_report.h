@@ -30,7 +30,9 @@ struct StartReport {
   double peak_flops = 0;          // all ranks together
   std::string peak_source;        // "train.peak_flops", "f32 sgemm measured now"
   bool several_ranks = false;
-  std::string cpu_paths;  // ops::cpu_paths_summary(), for runs on the CPU
+  std::string cpu_paths;         // ops::cpu_paths_summary(), for runs on the CPU
+  std::string frozen;            // train/freeze.h describe_frozen(); "" when nothing is frozen
+  int64_t allreduce_bytes = -1;  // gradient bytes averaged over DP per step; -1: one DP rank
 };
 void print_start_report(const StartReport& r);
 

@@ -21,7 +21,9 @@
 #include "train/dp_average.h"
 #include "train/ema.h"
 #include "train/evaluator.h"
+#include "train/freeze.h"
 #include "train/grad_cache.h"
+#include "train/init_from.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -159,6 +161,7 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
   model_ = make_tp_model(config_, layout_, device_);
+  freeze_parameters(config_, model_->params());  // train.freeze: before any buffer is sized
   uploader_ = std::make_unique<Uploader>(device_, model_->host_inputs());
   // CLIP/SigLIP score each image against the whole global batch: the loss spans the DP group
   // (and scales its gradients for GradSync's average; models/distributed_contrastive_loss.h).
@@ -236,6 +239,7 @@ void Trainer::prepare() {
     logger_->add_source([this](nlohmann::json& record, int window_steps) {
       record["allreduce_hidden"] = sync_->stats().hidden_fraction();
       record["allreduce_wait_ms"] = sync_->stats().wait_seconds * 1e3 / window_steps;
+      record["allreduce_bytes"] = sync_->stats().bytes / window_steps;  // per step
       sync_->reset_stats();
     });
   }
@@ -272,6 +276,9 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
   r.zero_shards = optimizer_->zero_shards();
   r.zero1_requested = config_.parallel().zero_stage() == 1;
   r.activation_bytes = model_->activation_bytes(local_micro);
+  r.frozen = describe_frozen(params);
+  // What GradSync averages per optimizer step: the trainable gradients only.
+  if (layout_.dp_size() > 1) r.allreduce_bytes = params.grads().nbytes();
   r.peak_flops = peak_flops;
   r.peak_source = peak_source;
   r.several_ranks = layout_.world_size() > 1;
@@ -285,6 +292,11 @@ checkpoint::TrainProgress Trainer::restore() {
           checkpointer_->restore(resume_, model_->params(), moments(*optimizer_, ema_.get()))) {
     progress = *p;
     optimizer_->set_steps_taken(progress.optimizer_steps);
+  } else {
+    // A fresh start: from another run's parameters when the config's init section says so.
+    init_from_checkpoint(config_, model_->params(), leader() && !quiet_);
+    // The EMA was made from the random init; a run started from trained weights averages those.
+    if (ema_ && config_.has_init()) ema_->reset(model_->params());
   }
   return progress;
 }

@@ -16,7 +16,8 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
     : store_(store),
       config_(config),
       dp_(dp),
-      shards_(store.numel(), bucket_bytes, dp.size(), dp.rank()) {
+      // Only the trainable prefix of the flat buffers (frozen parameters: train/freeze.h).
+      shards_(store.trainable_numel(), bucket_bytes, dp.size(), dp.rank()) {
   TESSERA_CHECK(store.finalized(), "ZeroAdamW: the parameter store is not finalized");
   // Every buffer lives with the parameters: on a CUDA device the reduce-scatter and all-gather
   // take device tensors (NCCL), and the update runs there.
@@ -36,6 +37,7 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
       copy(full.flat_view(b.own_begin, {b.own()}), decay_mask_.flat_view(b.offset, {b.own()}));
     }
   }
+  lr_ranges_ = lr_ranges(layer_lr_scales(config, store), store);
   if (!shards_.buckets.empty() && shards_.buckets.back().padded(dp.size())) {
     gather_pad_ =
         Tensor::zeros({int64_t(dp.size()) * shards_.buckets.back().shard}, DType::f32, device);
@@ -121,9 +123,18 @@ StepStats ZeroAdamW::step(double lr) {
   for (const auto& b : shards_.buckets) {
     if (b.own() > 0) {
       const Shape own{b.own()};
-      ops::adamw_step(params.flat_view(b.own_begin, own), shard_grads_.flat_view(b.offset, own),
-                      m_.flat_view(b.offset, own), v_.flat_view(b.offset, own),
-                      decay_mask_.flat_view(b.offset, own), c, t);
+      // The pieces of this rank's range with one learning rate each (optim.layer_decay).
+      for (const LrRange& r : lr_ranges_) {
+        const int64_t begin = std::max(r.begin, b.own_begin), end = std::min(r.end, b.own_end);
+        if (begin >= end) continue;
+        ops::AdamWConfig cr = c;
+        cr.lr = static_cast<float>(lr * r.scale);
+        const Shape n{end - begin};
+        const int64_t at = b.offset + (begin - b.own_begin);
+        ops::adamw_step(params.flat_view(begin, n), shard_grads_.flat_view(at, n),
+                        m_.flat_view(at, n), v_.flat_view(at, n), decay_mask_.flat_view(at, n), cr,
+                        t);
+      }
       // The gradient shard is spent: reuse it as the gather's send buffer (the communicator's
       // input and output must not overlap, and the updated shard lies inside the output).
       copy(params.flat_view(b.own_begin, own), shard_grads_.flat_view(b.offset, own));

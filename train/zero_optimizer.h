@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "distributed/communicator.h"
 #include "distributed/grad_sync.h"
@@ -82,7 +83,8 @@ class ZeroAdamW : public Optimizer {
   distributed::Communicator& dp_;
   distributed::ZeroShards shards_;
   Tensor shard_grads_, m_, v_, decay_mask_;
-  Tensor gather_pad_;  // (dp * last shard): all-gather output of a padded last bucket
+  Tensor gather_pad_;               // (dp * last shard): all-gather output of a padded last bucket
+  std::vector<LrRange> lr_ranges_;  // optim.layer_decay's runs of the flat buffer
 };
 
 }  // namespace tessera::train

@@ -28,14 +28,15 @@ Linear::Linear(ParamStore& store, const std::string& name, int64_t in, int64_t o
 Tensor Linear::weight() const {
   return store_.compute_param(weight_).view({out_, in_});
 }
+// A frozen parameter (train.freeze) takes no gradient: undefined skips its product.
 Tensor Linear::weight_grad() const {
-  return store_.grad(weight_).view({out_, in_});
+  return store_.frozen(weight_) ? Tensor() : store_.grad(weight_).view({out_, in_});
 }
 Tensor Linear::bias() const {
   return bias_ < 0 ? Tensor() : store_.param(bias_).view({out_});
 }
 Tensor Linear::bias_grad() const {
-  return bias_ < 0 ? Tensor() : store_.grad(bias_).view({out_});
+  return bias_ < 0 || store_.frozen(bias_) ? Tensor() : store_.grad(bias_).view({out_});
 }
 
 Tensor Linear::forward(const Tensor& input) {

@@ -23,6 +23,7 @@ class PatchEmbed {
   Tensor forward(const Tensor& images);
   // Contract: dweight, dbias ACCUMULATE. Images take no gradient, so nothing is returned.
   void backward(const Tensor& dy);  // dy (B, n_patches, dim)
+  void drop_saved() { proj_.drop_saved(); }
 
   int64_t patch() const { return patch_; }
 

@@ -31,6 +31,7 @@ double tp_grad_l2_norm(const ParamStore& store) {
     (run_split ? split : replicated) += ss;
   };
   for (auto it = infos.rbegin(); it != infos.rend(); ++it) {
+    if (it->offset >= store.trainable_numel()) continue;  // frozen: no gradient (freeze())
     const bool is_split = it->spec.split_dim >= 0;
     if (it->offset != run_end || is_split != run_split) {
       flush();

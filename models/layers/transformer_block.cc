@@ -61,4 +61,12 @@ Tensor TransformerBlock::backward(const Tensor& dy) {
   return dx;
 }
 
+void TransformerBlock::drop_saved() {
+  x_ = Tensor();
+  ln1_.drop_saved();
+  attn_.drop_saved();
+  ln2_.drop_saved();
+  mlp_.drop_saved();
+}
+
 }  // namespace tessera::models

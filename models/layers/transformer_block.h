@@ -46,6 +46,8 @@ class TransformerBlock {
   // Dropout p on both branch outputs and drop-path path_p of each branch per sample; `state`
   // (borrowed) is the model's.
   void configure_dropout(float p, float path_p, const DropoutState* state);
+  // Frees what backward needs (a forward-only pass through a locked tower, train/freeze.h).
+  void drop_saved();
 
  private:
   Tensor run_forward(const Tensor& x);

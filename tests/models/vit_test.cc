@@ -77,6 +77,25 @@ TEST_P(VitDeviceTest, LossLogitsAndEveryGradientMatchTorchAndTheCpuModel) {
 
 TESSERA_INSTANTIATE_DEVICE_TESTS(VitDeviceTest);
 
+// pre_norm (CLIP's LayerNorm before the blocks): loss, logits and every gradient, ln_pre's
+// included, match the float64 PyTorch reference.
+TEST(VitTest, PreNormMatchesTorch) {
+  config::VitConfig c = tiny_config();
+  c.set_pre_norm(true);
+  Vit model(c, /*recompute=*/false);
+  ASSERT_GE(model.params().find("ln_pre.weight"), 0);
+  model.params().init(12);
+  // Move ln_pre off its (1, 0) init so that its parameters matter.
+  Tensor w = model.params().param(model.params().find("ln_pre.weight"));
+  for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = 1.0f + 0.1f * float(i % 5);
+  const Batch batch = random_batch(3, c, 6);
+  NamedTensors ref = reference(model, batch, c);
+  const double loss = model.forward_backward(batch, 1.0f).loss;
+  EXPECT_NEAR(loss, ref["case0.loss"].data<float>()[0], 1e-5);
+  EXPECT_ALL_CLOSE(model.logits(), ref["case0.logits"], 1e-5, "logits");
+  testing::expect_grads_match(model.params(), ref, 0, 1e-4);
+}
+
 TEST(VitTest, ParameterNamesAndLayout) {
   Vit model(tiny_config(), false);
   const ParamStore& s = model.params();

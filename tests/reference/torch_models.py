@@ -173,6 +173,8 @@ def vit_features(p, prefix, images, patch, n_layers, n_heads):
     B = x.shape[0]
     cls = p[prefix + "cls_token.weight"].reshape(1, 1, -1).expand(B, 1, -1)
     x = torch.cat([cls, x], dim=1) + p[prefix + "pos_emb.weight"].unsqueeze(0)
+    if prefix + "ln_pre.weight" in p:  # VitConfig.pre_norm (CLIP's pre_layrnorm)
+        x = layernorm(p, prefix + "ln_pre", x)
     for i in range(n_layers):
         x = block(p, f"{prefix}blocks.{i}", x, n_heads, causal=False)
     return layernorm(p, prefix + "ln_f", x)[:, 0]

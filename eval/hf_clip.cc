@@ -1,0 +1,274 @@
+#include "eval/hf_clip.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "core/error.h"
+
+namespace tessera::eval {
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) {
+  return s.rfind(p, 0) == 0;
+}
+
+struct Piece {
+  std::string hf;
+  Shape hf_shape;
+  int64_t begin = 0;  // first element of the tessera parameter this piece covers
+  bool conv = false;  // patch embedding: (d, p*p*C) in (py, px, c) <-> conv (d, C, p, p)
+};
+
+// HF tensors of a block parameter `rest` ("attn.qkv.weight", ...) under `layer`.
+std::vector<Piece> block_pieces(const std::string& layer, const std::string& rest,
+                                const Shape& shape, int64_t d) {
+  const bool weight = rest.size() > 7 && rest.substr(rest.size() - 7) == ".weight";
+  const std::string leaf = weight ? "weight" : "bias";
+  if (starts_with(rest, "attn.qkv.")) {
+    std::vector<Piece> out;
+    const char* names[] = {"q_proj", "k_proj", "v_proj"};
+    for (int g = 0; g < 3; ++g) {
+      out.push_back({absl::StrCat(layer, "self_attn.", names[g], ".", leaf),
+                     weight ? Shape{d, d} : Shape{d}, g * (weight ? d * d : d)});
+    }
+    return out;
+  }
+  static const std::pair<const char*, const char*> kMap[] = {{"attn.proj.", "self_attn.out_proj."},
+                                                             {"mlp.fc.", "mlp.fc1."},
+                                                             {"mlp.proj.", "mlp.fc2."},
+                                                             {"ln1.", "layer_norm1."},
+                                                             {"ln2.", "layer_norm2."}};
+  for (const auto& [from, to] : kMap) {
+    if (starts_with(rest, from)) return {{layer + to + leaf, shape}};
+  }
+  throw_error("hf_clip: unexpected block parameter " + rest);
+}
+
+// The HF tensors that tessera CLIP parameter `info` consists of.
+std::vector<Piece> pieces(const models::ParamInfo& info, const config::ClipConfig& c) {
+  const std::string& n = info.spec.name;
+  const Shape& s = info.spec.shape;
+  if (n == "logit_scale") return {{"logit_scale", {}}};
+  if (n == "image.proj.weight") return {{"visual_projection.weight", s}};
+  if (n == "text.proj.weight") return {{"text_projection.weight", s}};
+  if (starts_with(n, "image.")) {
+    const auto& v = c.image();
+    const int64_t d = v.transformer().d_model(), p = v.patch(), C = v.channels();
+    const std::string r = n.substr(6);
+    if (r == "cls_token.weight") return {{"vision_model.embeddings.class_embedding", {d}}};
+    if (r == "pos_emb.weight") return {{"vision_model.embeddings.position_embedding.weight", s}};
+    if (r == "patch_embed.proj.weight") {
+      return {{"vision_model.embeddings.patch_embedding.weight", {d, C, p, p}, 0, true}};
+    }
+    if (r == "patch_embed.proj.bias") return {};  // none in HF (see the header)
+    if (starts_with(r, "ln_pre.")) return {{"vision_model.pre_layrnorm." + r.substr(7), s}};
+    if (starts_with(r, "ln_f.")) return {{"vision_model.post_layernorm." + r.substr(5), s}};
+    std::vector<std::string> parts = absl::StrSplit(r, absl::MaxSplits('.', 2));
+    TESSERA_CHECK(parts.size() == 3 && parts[0] == "blocks", "hf_clip: unexpected parameter ", n);
+    return block_pieces(absl::StrCat("vision_model.encoder.layers.", parts[1], "."), parts[2], s,
+                        d);
+  }
+  TESSERA_CHECK(starts_with(n, "text."), "hf_clip: unexpected parameter ", n);
+  const std::string r = n.substr(5);
+  if (r == "tok_emb.weight") return {{"text_model.embeddings.token_embedding.weight", s}};
+  if (r == "pos_emb.weight") return {{"text_model.embeddings.position_embedding.weight", s}};
+  if (starts_with(r, "ln_f.")) return {{"text_model.final_layer_norm." + r.substr(5), s}};
+  std::vector<std::string> parts = absl::StrSplit(r, absl::MaxSplits('.', 2));
+  TESSERA_CHECK(parts.size() == 3 && parts[0] == "blocks", "hf_clip: unexpected parameter ", n);
+  return block_pieces(absl::StrCat("text_model.encoder.layers.", parts[1], "."), parts[2], s,
+                      c.text().transformer().d_model());
+}
+
+std::string shape_text(const Shape& s) {
+  return absl::StrCat("(", absl::StrJoin(s, ", "), ")");
+}
+
+// A tower's config.json section -> TransformerConfig; problems appended.
+void tower_from_hf(const nlohmann::json& t, const std::string& what, config::TransformerConfig* out,
+                   std::vector<std::string>& problems) {
+  auto integer = [&](const char* key, int64_t fallback) -> int64_t {
+    return t.contains(key) && t[key].is_number_integer() ? t[key].get<int64_t>() : fallback;
+  };
+  const int64_t d = integer("hidden_size", 512);
+  out->set_d_model(int32_t(d));
+  out->set_n_layers(int32_t(integer("num_hidden_layers", 12)));
+  out->set_n_heads(int32_t(integer("num_attention_heads", 8)));
+  const int64_t inner = integer("intermediate_size", 4 * d);
+  if (d <= 0 || inner % d != 0) {
+    problems.push_back(
+        absl::StrCat(what, ".intermediate_size ", inner, " is not a multiple of hidden_size ", d));
+  }
+  out->set_mlp_ratio(d > 0 ? int32_t(inner / d) : 4);
+  const std::string act = t.value("hidden_act", std::string("quick_gelu"));
+  if (act != "gelu_pytorch_tanh" && act != "gelu_new") {
+    problems.push_back(absl::StrCat(what, ".hidden_act \"", act,
+                                    "\": tessera's GELU is the tanh form (gelu_pytorch_tanh)"));
+  }
+  const double eps = t.value("layer_norm_eps", 1e-5);
+  if (std::fabs(eps - 1e-5) > 1e-12) {
+    problems.push_back(
+        absl::StrCat(what, ".layer_norm_eps ", eps, ": tessera's LayerNorm uses 1e-5"));
+  }
+}
+
+nlohmann::json tower_to_hf(const config::TransformerConfig& t) {
+  nlohmann::json j;
+  j["hidden_size"] = t.d_model();
+  j["num_hidden_layers"] = t.n_layers();
+  j["num_attention_heads"] = t.n_heads();
+  j["intermediate_size"] = int64_t(t.mlp_ratio()) * t.d_model();
+  j["hidden_act"] = "gelu_pytorch_tanh";
+  j["layer_norm_eps"] = 1e-5;
+  j["attention_dropout"] = 0.0;
+  j["dropout"] = 0.0;
+  return j;
+}
+
+}  // namespace
+
+absl::StatusOr<config::ClipConfig> clip_config_from_hf(const nlohmann::json& hf,
+                                                       const std::string& where) {
+  std::vector<std::string> problems;
+  const nlohmann::json tc = hf.value("text_config", nlohmann::json::object());
+  const nlohmann::json vc = hf.value("vision_config", nlohmann::json::object());
+  config::ClipConfig c;
+  c.set_loss(config::ClipConfig::INFONCE);
+  c.set_embed_dim(hf.value("projection_dim", 512));
+  // HF's clamp of the logit scale is log(100) as tessera's default.
+  c.set_init_logit_scale(hf.value("logit_scale_init_value", 2.6592f));
+  auto* text = c.mutable_text();
+  text->set_vocab_size(tc.value("vocab_size", 49408));
+  text->set_context(tc.value("max_position_embeddings", 77));
+  tower_from_hf(tc, "text_config", text->mutable_transformer(), problems);
+  auto* image = c.mutable_image();
+  image->set_image_size(vc.value("image_size", 224));
+  image->set_patch(vc.value("patch_size", 32));
+  image->set_channels(vc.value("num_channels", 3));
+  image->set_n_classes(0);
+  image->set_pre_norm(true);
+  tower_from_hf(vc, "vision_config", image->mutable_transformer(), problems);
+  if (!problems.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": not a CLIP that tessera's CLIP matches: ", absl::StrJoin(problems, "; ")));
+  }
+  return c;
+}
+
+absl::StatusOr<nlohmann::json> hf_config_from_clip(const config::ClipConfig& c) {
+  if (c.loss() != config::ClipConfig::INFONCE) {
+    return absl::InvalidArgumentError("--format hf: SigLIP (a logit bias) is not a CLIPModel");
+  }
+  if (!c.image().pre_norm()) {
+    return absl::InvalidArgumentError(
+        "--format hf: CLIPModel's image tower has a LayerNorm before its blocks; this model has "
+        "none (model.clip.image.pre_norm is false)");
+  }
+  nlohmann::json j;
+  j["architectures"] = {"CLIPModel"};
+  j["model_type"] = "clip";
+  j["projection_dim"] = c.embed_dim();
+  j["logit_scale_init_value"] = c.init_logit_scale();
+  nlohmann::json t = tower_to_hf(c.text().transformer());
+  t["vocab_size"] = c.text().vocab_size();
+  t["max_position_embeddings"] = c.text().context();
+  // tessera pools at a given end-of-text position; HF finds the first eos_token_id in the ids.
+  t["eos_token_id"] = c.text().vocab_size() - 1;
+  t["projection_dim"] = c.embed_dim();
+  nlohmann::json v = tower_to_hf(c.image().transformer());
+  v["image_size"] = c.image().image_size();
+  v["patch_size"] = c.image().patch();
+  v["num_channels"] = c.image().channels();
+  v["projection_dim"] = c.embed_dim();
+  j["text_config"] = t;
+  j["vision_config"] = v;
+  j["torch_dtype"] = "float32";
+  return j;
+}
+
+NamedTensors hf_clip_tensors(const models::ParamStore& params, const config::ClipConfig& c) {
+  TESSERA_CHECK(params.tp_size() == 1, "hf_clip: a whole (unsplit) model is needed");
+  NamedTensors out;
+  const auto& v = c.image();
+  const int64_t p = v.patch(), C = v.channels();
+  for (int id = 0; id < int(params.infos().size()); ++id) {
+    const Tensor src = to_device(params.param(id), Device::cpu());
+    for (const Piece& pc : pieces(params.info(id), c)) {
+      Tensor t = Tensor::empty(pc.hf_shape, DType::f32);
+      const float* s = src.data<float>() + pc.begin;
+      float* o = t.data<float>();
+      if (pc.conv) {
+        const int64_t d = pc.hf_shape[0];
+        for (int64_t e = 0; e < d; ++e)
+          for (int64_t y = 0; y < p; ++y)
+            for (int64_t x = 0; x < p; ++x)
+              for (int64_t ch = 0; ch < C; ++ch)
+                o[((e * C + ch) * p + y) * p + x] = s[e * p * p * C + (y * p + x) * C + ch];
+      } else {
+        std::memcpy(o, s, t.nbytes());
+      }
+      out[pc.hf] = t;
+    }
+  }
+  // The patch bias into the patch tokens' positions (rows 1..N): (W x + b) + pos = W x + (pos + b).
+  const models::ParamId bias = params.find("image.patch_embed.proj.bias");
+  const Tensor b = to_device(params.param(bias), Device::cpu());
+  Tensor& pos = out.at("vision_model.embeddings.position_embedding.weight");
+  const int64_t d = pos.dim(1);
+  for (int64_t r = 1; r < pos.dim(0); ++r) {
+    for (int64_t k = 0; k < d; ++k) pos.data<float>()[r * d + k] += b.data<float>()[k];
+  }
+  return out;
+}
+
+absl::Status load_hf_clip(const NamedTensors& hf, models::ParamStore& params,
+                          const config::ClipConfig& c, const std::string& where) {
+  std::vector<std::string> problems;
+  const bool cpu = params.params().device().is_cpu();
+  Tensor host = cpu ? params.params() : to_device(params.params(), Device::cpu());
+  const int64_t p = c.image().patch(), C = c.image().channels();
+  for (int id = 0; id < int(params.infos().size()); ++id) {
+    const models::ParamInfo& info = params.info(id);
+    if (info.spec.name == "image.patch_embed.proj.bias") {
+      std::memset(host.data<float>() + info.offset, 0, info.numel * sizeof(float));
+      continue;
+    }
+    for (const Piece& pc : pieces(info, c)) {
+      auto it = hf.find(pc.hf);
+      if (it == hf.end()) {
+        problems.push_back(absl::StrCat("no tensor ", pc.hf, " (for ", info.spec.name, ")"));
+        continue;
+      }
+      const Tensor& t = it->second;
+      if (t.dtype() != DType::f32 || t.numel() != shape_numel(pc.hf_shape) ||
+          (!pc.hf_shape.empty() && t.shape() != pc.hf_shape)) {
+        problems.push_back(absl::StrCat(pc.hf, ": ", t.describe(), ", expected ",
+                                        shape_text(pc.hf_shape), " f32"));
+        continue;
+      }
+      float* o = host.data<float>() + info.offset + pc.begin;
+      const float* s = t.data<float>();
+      if (pc.conv) {
+        const int64_t d = pc.hf_shape[0];
+        for (int64_t e = 0; e < d; ++e)
+          for (int64_t y = 0; y < p; ++y)
+            for (int64_t x = 0; x < p; ++x)
+              for (int64_t ch = 0; ch < C; ++ch)
+                o[e * p * p * C + (y * p + x) * C + ch] = s[((e * C + ch) * p + y) * p + x];
+      } else {
+        std::memcpy(o, s, t.nbytes());
+      }
+    }
+  }
+  if (!problems.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", absl::StrJoin(problems, "; ")));
+  }
+  if (!cpu) copy(host, params.params());
+  params.sync_compute_params();
+  return absl::OkStatus();
+}
+
+}  // namespace tessera::eval
