@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/timer.h"
+#include "ops/elementwise.h"
 
 namespace tessera::distributed {
 
@@ -63,6 +64,28 @@ void GradSync::set_enabled(bool enabled) {
   enabled_ = enabled;
 }
 
+void GradSync::set_every_micro_batch() {
+  TESSERA_CHECK(shards_.has_value(), "GradSync on '", dp_.name(),
+                "': the ZeRO-2 schedule needs reduce-scatter mode (ZeRO shards)");
+  TESSERA_CHECK(next_bucket_ == 0 && ready_ == 0, "GradSync on '", dp_.name(),
+                "': set_every_micro_batch() in the middle of a backward");
+  every_micro_batch_ = true;
+}
+
+void GradSync::begin_micro_batch(int64_t mb, int64_t count) {
+  TESSERA_CHECK(mb >= 0 && mb < count, "GradSync on '", dp_.name(), "': micro-batch ", mb, " of ",
+                count);
+  if (!every_micro_batch_) {
+    set_enabled(mb == count - 1);
+    return;
+  }
+  set_enabled(true);
+  accumulate_ = mb > 0;
+  if (accumulate_ && !accumulate_staging_.defined()) {
+    accumulate_staging_ = Tensor::empty({shards_->shard_numel}, DType::f32, grads_.device());
+  }
+}
+
 void GradSync::launch(int64_t bucket) {
   const int64_t begin = bucket * bucket_elements_;
   const int64_t end = std::min(numel_, begin + bucket_elements_);
@@ -71,7 +94,9 @@ void GradSync::launch(int64_t bucket) {
   } else {
     // ZeRO-1: this rank receives the average of its 1/dp of the bucket.
     const ZeroShards::Bucket& b = shards_->buckets[bucket];
-    const Tensor out = shard_grads_.flat_view(b.offset, {b.shard});
+    // ZeRO-2 after the first micro-batch: into the staging shard, added in finish().
+    const Tensor out =
+        (accumulate_ ? accumulate_staging_ : shard_grads_).flat_view(b.offset, {b.shard});
     if (!b.padded(dp_.size())) {
       works_.push_back(
           dp_.reduce_scatter(grads_.flat_view(begin, {end - begin}), out, ReduceOp::kAvg));
@@ -143,6 +168,13 @@ void GradSync::finish() {
   ready_ = 0;
   next_bucket_ = 0;
   TESSERA_CHECK(error.empty(), "GradSync on '", dp_.name(), "': ", error);
+  if (every_micro_batch_) {
+    // This micro-batch's average joins the earlier ones' in shard_grads (the padding adds zeros).
+    if (accumulate_) ops::add_inplace(shard_grads_, accumulate_staging_);
+    // Every bucket has been reduced: the full-size gradients are dead on this rank. Zeroed, so
+    // the next backward's accumulation (+=) starts from nothing.
+    zero_(grads_);
+  }
 }
 
 }  // namespace tessera::distributed
