@@ -81,9 +81,7 @@ void GradSync::begin_micro_batch(int64_t mb, int64_t count) {
   }
   set_enabled(true);
   accumulate_ = mb > 0;
-  if (accumulate_ && !accumulate_staging_.defined()) {
-    accumulate_staging_ = Tensor::empty({shards_->shard_numel}, DType::f32, grads_.device());
-  }
+  more_micro_batches_ = mb + 1 < count;
 }
 
 void GradSync::launch(int64_t bucket) {
@@ -94,18 +92,27 @@ void GradSync::launch(int64_t bucket) {
   } else {
     // ZeRO-1: this rank receives the average of its 1/dp of the bucket.
     const ZeroShards::Bucket& b = shards_->buckets[bucket];
-    // ZeRO-2 after the first micro-batch: into the staging shard, added in finish().
-    const Tensor out =
-        (accumulate_ ? accumulate_staging_ : shard_grads_).flat_view(b.offset, {b.shard});
-    if (!b.padded(dp_.size())) {
-      works_.push_back(
-          dp_.reduce_scatter(grads_.flat_view(begin, {end - begin}), out, ReduceOp::kAvg));
-    } else {
-      // The last bucket, padded with zeros to dp equal shards (on the gradients' device).
+    const Tensor out = shard_grads_.flat_view(b.offset, {b.shard});
+    // The input: the bucket itself, or the last bucket padded with zeros to dp equal shards (on
+    // the gradients' device).
+    const bool padded = b.padded(dp_.size());
+    if (padded) {
       copy(grads_.flat_view(begin, {end - begin}), pad_.flat_view(0, {end - begin}));
       zero_(pad_.flat_view(end - begin, {pad_.numel() - (end - begin)}));
-      works_.push_back(dp_.reduce_scatter(pad_, out, ReduceOp::kAvg));
     }
+    if (accumulate_ && b.own() > 0) {
+      // ZeRO-2 after the first micro-batch, without a second shard buffer: this rank's segment
+      // of the input gains dp x its shard so far, so the average the reduce-scatter writes over
+      // the shard is this micro-batch's average plus the earlier ones' (x dp / dp: exact for a
+      // power-of-two dp). The input is dead after this collective anyway.
+      const Tensor acc = shard_grads_.flat_view(b.offset, {b.own()});
+      ops::scale(acc, float(dp_.size()), acc);
+      ops::add_inplace(padded ? pad_.flat_view(b.own_begin - begin, {b.own()})
+                              : grads_.flat_view(b.own_begin, {b.own()}),
+                       acc);
+    }
+    works_.push_back(dp_.reduce_scatter(padded ? pad_ : grads_.flat_view(begin, {end - begin}), out,
+                                        ReduceOp::kAvg));
   }
   stats_.buckets += 1;
   stats_.bytes += (end - begin) * int64_t(sizeof(float));
@@ -168,11 +175,10 @@ void GradSync::finish() {
   ready_ = 0;
   next_bucket_ = 0;
   TESSERA_CHECK(error.empty(), "GradSync on '", dp_.name(), "': ", error);
-  if (every_micro_batch_) {
-    // This micro-batch's average joins the earlier ones' in shard_grads (the padding adds zeros).
-    if (accumulate_) ops::add_inplace(shard_grads_, accumulate_staging_);
+  if (every_micro_batch_ && more_micro_batches_) {
     // Every bucket has been reduced: the full-size gradients are dead on this rank. Zeroed, so
-    // the next backward's accumulation (+=) starts from nothing.
+    // the next micro-batch's accumulation (+=) starts from nothing. (After the last micro-batch
+    // the trainer's zero_grads() at the next step does it.)
     zero_(grads_);
   }
 }

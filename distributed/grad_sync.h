@@ -34,13 +34,14 @@
 // ZeRO-2 (set_every_micro_batch(), reduce-scatter mode only): the gradients are reduce-scattered
 // on EVERY micro-batch, not only the last, and the full buffer never accumulates more than one
 // micro-batch. The owner calls begin_micro_batch(mb, M) before each backward instead of
-// set_enabled(): micro-batch 0 reduce-scatters into shard_grads as above; later ones into a
-// staging shard buffer that finish() adds into shard_grads (so shard_grads accumulates the
-// micro-batches' averages). After a bucket's reduce-scatter, finish() zeroes the bucket's region
-// of `grads`: it is dead (this rank keeps only its shard), and the next micro-batch's backward,
-// which accumulates (+=) into grads, starts from zeros there. The full buffer itself stays
-// allocated (models::ParamStore owns it and layers write into views of it): docs/DISTRIBUTED.md
-// says what memory ZeRO-2 does and does not save.
+// set_enabled(): micro-batch 0 reduce-scatters into shard_grads as above; on later ones each
+// bucket's input first gains dp x this rank's shard so far on this rank's segment, so the
+// averaged result written over the shard is the sum of the micro-batches' averages (no second
+// shard buffer). After the reduce-scatters, finish() zeroes `grads` when another micro-batch
+// follows: it is dead (this rank keeps only its shard), and the next backward, which accumulates
+// (+=) into grads, starts from zeros (after the last one the owner's zero_grads() does it). The
+// full buffer itself stays allocated (models::ParamStore owns it and layers write into views of
+// it): docs/DISTRIBUTED.md says what memory ZeRO-2 does and does not save.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -114,7 +115,7 @@ class GradSync {
   Tensor pad_;                        // ZeRO-1: (dp * last shard) staging for a padded last bucket
   bool every_micro_batch_ = false;    // ZeRO-2 schedule
   bool accumulate_ = false;           // ZeRO-2: this round adds into shard_grads
-  Tensor accumulate_staging_;         // ZeRO-2: (shard_numel), allocated on the first accumulation
+  bool more_micro_batches_ = false;   // ZeRO-2: zero grads after this round for the next one
   int64_t numel_, bucket_elements_, num_buckets_;
   bool enabled_ = true;
   int64_t ready_ = 0;        // largest prefix reported this round

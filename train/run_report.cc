@@ -64,14 +64,12 @@ void print_start_report(const StartReport& r) {
     // Per rank, what each part really holds (docs/DISTRIBUTED.md, "ZeRO-2"): the parameters are
     // not sharded at stage 1 or 2, and the full gradient buffer stays allocated at stage 2 too
     // (it holds one micro-batch there, zeroed once reduce-scattered).
-    // ZeRO-2 with several micro-batches reduce-scatters the later ones into a staging shard.
-    const int64_t shard_bytes = r.zero_shards->shard_numel * int64_t(sizeof(float));
-    const int64_t staging = r.zero_stage == 2 && r.micro_batches > 1 ? shard_bytes : 0;
     std::printf(
         "ZeRO-%d per rank: parameters %lld bytes (full), gradients %lld bytes full buffer + %lld "
-        "bytes averaged shard + %lld bytes micro-batch staging, optimizer %lld bytes (1/%d)\n",
-        r.zero_stage, (long long)r.param_bytes, (long long)r.grad_bytes, (long long)shard_bytes,
-        (long long)staging, (long long)r.optimizer_bytes, r.zero_shards->dp_size);
+        "bytes averaged shard, optimizer %lld bytes (1/%d)\n",
+        r.zero_stage, (long long)r.param_bytes, (long long)r.grad_bytes,
+        (long long)(r.zero_shards->shard_numel * int64_t(sizeof(float))),
+        (long long)r.optimizer_bytes, r.zero_shards->dp_size);
   } else {
     std::printf("optimizer state %lld bytes per rank (m, v, decay mask; not sharded%s)\n",
                 (long long)r.optimizer_bytes,

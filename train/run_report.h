@@ -27,7 +27,6 @@ struct StartReport {
   const distributed::ZeroShards* zero_shards = nullptr;
   int zero_stage_requested = 0;   // parallel.zero_stage
   int zero_stage = 0;             // what the optimizer does (0 with one data-parallel rank)
-  int64_t micro_batches = 1;      // train.micro_batches (ZeRO-2 then needs a staging shard)
   int64_t zero_buffer_bytes = 0;  // the optimizer's communication buffers
   double peak_flops = 0;          // all ranks together
   std::string peak_source;        // "train.peak_flops", "f32 sgemm measured now"

@@ -264,7 +264,6 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
   r.zero_shards = optimizer_->zero_shards();
   r.zero_stage_requested = config_.parallel().zero_stage();
   r.zero_stage = optimizer_->zero_stage();
-  r.micro_batches = config_.train().micro_batches();
   r.activation_bytes = model_->activation_bytes(local_micro);
   r.peak_flops = peak_flops;
   r.peak_source = peak_source;

@@ -4,11 +4,10 @@
 //
 // Each rank builds the model of CONFIG on its tensor-parallel group (parameters and gradients
 // allocated and initialised, so their pages are resident), the optimizer of parallel.zero_stage
-// (make_optimizer: AdamW, or ZeroAdamW's shards) and its GradSync, and, for ZeRO-2 with
-// train.micro_batches > 1, lets GradSync allocate its micro-batch staging shard. Then every rank
-// prints one JSON line: the bytes of parameters, gradients (the full buffer, the averaged shard,
-// the staging), optimizer state, their sum, and the resident set size (RSS, /proc/self/statm) of
-// the whole process, which also holds the binary, MPI and the allocator's slack.
+// (make_optimizer: AdamW, or ZeroAdamW's shards) and its GradSync. Then every rank prints one
+// JSON line: the bytes of parameters, gradients (the full buffer, the averaged shard), optimizer
+// state, their sum, and the resident set size (RSS, /proc/self/statm) of the whole process, which
+// also holds the binary, MPI and the allocator's slack.
 // scripts/bench_zero runs it at 1, 2 and 4 ranks (bench/peer/bench_zero.py).
 #include <cstdio>
 #include <cstring>
@@ -40,17 +39,11 @@ int run(const std::string& config_path, const std::vector<std::string>& sets) {
   models::ParamStore& store = model->params();
   store.init(cfg.train().seed());
   auto optimizer = train::make_optimizer(store, cfg, layout);
+  // The gradient sync as the trainer builds it (plain DP: no buffers of its own; ZeRO: the
+  // reduce-scatter's padding staging).
   std::unique_ptr<distributed::GradSync> sync;
-  int64_t staging = 0;
   if (layout.dp_size() > 1) {
     sync = optimizer->make_grad_sync(layout.dp(), cfg.parallel().bucket_bytes());
-    const int64_t m = cfg.train().micro_batches();
-    if (sync->every_micro_batch() && m > 1) {
-      // Micro-batch 1 of m allocates the staging shard (nothing is launched before on_ready).
-      sync->begin_micro_batch(0, m);
-      sync->begin_micro_batch(1, m);
-      staging = optimizer->zero_shards()->shard_numel * int64_t(sizeof(float));
-    }
   }
   const int64_t params = static_cast<int64_t>(store.params().nbytes());
   const int64_t grads_full = static_cast<int64_t>(store.grads().nbytes());
@@ -66,9 +59,8 @@ int run(const std::string& config_path, const std::vector<std::string>& sets) {
   j["param_bytes"] = params;
   j["grad_full_bytes"] = grads_full;
   j["grad_shard_bytes"] = shard;
-  j["grad_staging_bytes"] = staging;
   j["optimizer_bytes"] = state;
-  j["total_bytes"] = params + grads_full + shard + staging + state;
+  j["total_bytes"] = params + grads_full + shard + state;
   j["rss_bytes"] = train::current_rss_bytes();
   world->barrier()->wait();  // every rank allocated before anyone prints or exits
   std::printf("%s\n", j.dump().c_str());

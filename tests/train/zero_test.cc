@@ -120,10 +120,10 @@ TEST(Zero, OptimizerEqualsAdamWOnAveragedGradientsWithPaddedBuckets) {
   }
 }
 
-// ZeRO-2: with two micro-batches GradSync reduce-scatters both, the second adding into the first's
-// shard, and zeroes the full gradient buffer after each; the optimizer then equals AdamW on the
-// average over ranks of the summed micro-batch gradients. Gradients are multiples of 1/64, so
-// every sum and average here is exact and the parameters must match bitwise.
+// ZeRO-2: with three micro-batches GradSync reduce-scatters each, the later ones adding into the
+// shard, and zeroes the full gradient buffer before the next; the optimizer then equals AdamW on
+// the sum over micro-batches of the averages over ranks. Gradients are multiples of 1/64 and dp is
+// 2 or 4, so every sum, average and x dp here is exact and the parameters must match bitwise.
 TEST(Zero, Stage2AccumulatesMicroBatchesIntoTheShardAndZeroesTheFullBuffer) {
   auto world = distributed::testing::test_world();
   const int S = world->size(), R = world->rank();
@@ -135,7 +135,7 @@ TEST(Zero, Stage2AccumulatesMicroBatchesIntoTheShardAndZeroesTheFullBuffer) {
     AdamW adamw(*ref, oc);
     auto sync = zero.make_grad_sync(*world, bucket_bytes);
     ASSERT_TRUE(sync->every_micro_batch());
-    const int M = 2;
+    const int M = 3;
     for (int step = 1; step <= 3; ++step) {
       zs->zero_grads();
       for (int mb = 0; mb < M; ++mb) {
@@ -170,7 +170,7 @@ TEST(Zero, Stage2AccumulatesMicroBatchesIntoTheShardAndZeroesTheFullBuffer) {
     // The parameter all-gather's output bytes: every bucket padded to dp shards, once per step.
     EXPECT_EQ(zero.take_comm_bytes(), 3 * int64_t(S) * zero.shards().shard_numel * 4);
     EXPECT_EQ(zero.take_comm_bytes(), 0);
-    // Two reduce-scatters per step, each of the whole buffer's bytes.
+    // M reduce-scatters per step, each of the whole buffer's bytes.
     EXPECT_EQ(sync->stats().bytes, 3 * M * zs->numel() * 4);
   }
 }
