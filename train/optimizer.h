@@ -59,8 +59,8 @@ class Optimizer {
   virtual int64_t state_bytes() const = 0;
   // Bytes of the communication buffers the optimizer adds beyond its state.
   virtual int64_t buffer_bytes() const { return 0; }
-  // The ZeRO stage it implements (0: plain AdamW) and the bytes its own collectives (ZeRO's
-  // parameter all-gather) moved since the last call, for metrics.jsonl's comm_bytes.
+  // The ZeRO stage it implements (0: plain AdamW) and the output bytes of its own collectives
+  // (ZeRO's parameter all-gather) since the last call; the trainer reports dp_comm_bytes.
   virtual int zero_stage() const { return 0; }
   virtual int64_t take_comm_bytes() { return 0; }
 

@@ -226,9 +226,13 @@ void Trainer::prepare() {
     logger_->add_source([this](nlohmann::json& record, int window_steps) {
       record["allreduce_hidden"] = sync_->stats().hidden_fraction();
       record["allreduce_wait_ms"] = sync_->stats().wait_seconds * 1e3 / window_steps;
-      // Gradient reduction plus ZeRO's parameter all-gather, the full buffers' bytes per step.
-      record["comm_bytes"] =
-          double(sync_->stats().bytes + optimizer_->take_comm_bytes()) / window_steps;
+      // Data-parallel bytes each rank sends per step, as a ring moves them: an all-reduce
+      // 2(n-1)/n of its buffer, a reduce-scatter or all-gather (n-1)/n; the gradient collectives
+      // plus ZeRO's parameter all-gather (tensor-parallel traffic is not counted).
+      const double n = layout_.dp_size(), share = (n - 1) / n;
+      const double grads = double(sync_->stats().bytes) * share * (sync_->reduce_scatter() ? 1 : 2);
+      record["dp_comm_bytes"] =
+          (grads + share * double(optimizer_->take_comm_bytes())) / window_steps;
       sync_->reset_stats();
     });
   }

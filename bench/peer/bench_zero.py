@@ -13,9 +13,9 @@ than a shared 2-core machine should be asked for. Prints the per-rank total of e
 ratio of stage 0's.
 
 Speed (default configs/bench/gpt.pbtxt): `tessera train` on 2 ranks (1 thread each,
---bind-to core), stage 0 and stage 2 alternately, --repeats times each, with one and with two
-micro-batches; the median step_ms (after the first 2 steps) of each and the ratio stage 2 /
-stage 0, plus metrics.jsonl's comm_bytes and allreduce_hidden. Names the CPU (lscpu). Ends with
+--bind-to core), stages 0, 1 and 2 in turn, --repeats times each, with one and with two
+micro-batches; the median step_ms (after the first 2 steps) of each and its ratio to stage 0's,
+plus metrics.jsonl's dp_comm_bytes and allreduce_hidden. Names the CPU (lscpu). Ends with
 one JSON line.
 """
 import argparse
@@ -67,7 +67,7 @@ def memory(build_dir, config, ranks, stage):
 
 
 def train(build_dir, config, stage, micro, steps):
-    """Median step_ms, comm_bytes and allreduce_hidden of one 2-rank run after SKIP_STEPS."""
+    """Median step_ms, dp_comm_bytes and allreduce_hidden of one 2-rank run after SKIP_STEPS."""
     run_dir = tempfile.mkdtemp(prefix="bench_zero_")
     try:
         cmd = mpirun(2) + [os.path.join(build_dir, "tessera"), "train", "--config", config,
@@ -86,7 +86,7 @@ def train(build_dir, config, stage, micro, steps):
             rows = [json.loads(x) for x in f if x.strip()]
         rows = [x for x in rows if "step_ms" in x and int(x["step"]) > SKIP_STEPS]
         out = {}
-        for key in ("step_ms", "comm_bytes", "allreduce_hidden"):
+        for key in ("step_ms", "dp_comm_bytes", "allreduce_hidden"):
             vals = [float(x[key]) for x in rows if key in x]
             out[key] = statistics.median(vals) if vals else None
         return out
@@ -149,24 +149,26 @@ def main():
 
     if not a.skip_speed:
         print(f"\nstep time at 2 ranks x 1 thread, {a.speed_config}, {a.steps} timed steps, "
-              f"{a.repeats} alternating runs per stage (median of the run medians)")
+              f"{a.repeats} runs per stage in turn (median of the run medians)")
         for micro in (1, 2):
-            times = {0: [], 2: []}
+            stages = (0, 1, 2)
+            times = {st: [] for st in stages}
             info = {}
             for _ in range(a.repeats):
-                for stage in (0, 2):
+                for stage in stages:
                     res = train(a.build_dir, a.speed_config, stage, micro, a.steps)
                     times[stage].append(res["step_ms"])
                     info[stage] = res
-            med = {s: statistics.median(v) for s, v in times.items()}
-            ratio = med[2] / med[0]
-            print(f" micro_batches {micro}: stage 0 {med[0]:.1f} ms, stage 2 {med[2]:.1f} ms, "
-                  f"ratio stage2/stage0 {ratio:.3f}; comm bytes/step {info[0]['comm_bytes']:.3g}"
-                  f" vs {info[2]['comm_bytes']:.3g}; hidden {info[0]['allreduce_hidden']:.2f}"
-                  f" vs {info[2]['allreduce_hidden']:.2f}  (runs: {times[0]} / {times[2]})")
+            med = {st: statistics.median(v) for st, v in times.items()}
+            print(f" micro_batches {micro}: " + ", ".join(
+                f"stage {st} {med[st]:.1f} ms (x{med[st] / med[0]:.3f}, comm "
+                f"{info[st]['dp_comm_bytes'] / 2**20:.1f} MiB/step, hidden "
+                f"{info[st]['allreduce_hidden']:.2f})" for st in stages))
+            print(f"   runs (ms): " + "; ".join(
+                f"stage {st}: " + ", ".join(f"{t:.0f}" for t in times[st]) for st in stages))
             result["speed"][f"micro{micro}"] = {
-                "stage0_ms": med[0], "stage2_ms": med[2], "ratio": round(ratio, 4),
-                "stage0": info[0], "stage2": info[2]}
+                f"stage{st}": dict(info[st], median_step_ms=med[st],
+                                   vs_stage0=round(med[st] / med[0], 4)) for st in stages}
     result["load_end"] = os.getloadavg()[0]
     print(json.dumps(result))
 
