@@ -141,10 +141,11 @@ TEST(Zero, Stage2AccumulatesMicroBatchesIntoTheShardAndZeroesTheFullBuffer) {
       for (int mb = 0; mb < M; ++mb) {
         sync->begin_micro_batch(mb, M);
         // Backward accumulates (+=): the buffer must be zero here, also after micro-batch 0.
+        // (EXPECT, not ASSERT: a rank leaving early would leave its peers in a collective.)
         const Tensor g = zs->grads();
-        for (int64_t i = 0; i < g.numel(); ++i) {
-          ASSERT_EQ(g.data<float>()[i], 0.0f) << "micro-batch " << mb << " element " << i;
-        }
+        int64_t nonzero = 0;
+        for (int64_t i = 0; i < g.numel(); ++i) nonzero += g.data<float>()[i] != 0.0f;
+        EXPECT_EQ(nonzero, 0) << "micro-batch " << mb << " of step " << step;
         fill_grads(g, R, 10 * step + mb);
         sync->on_ready(zs->numel() / 2);
         sync->finish();
