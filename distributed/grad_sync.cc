@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/timer.h"
+#include "ops/elementwise.h"
 
 namespace tessera::distributed {
 
@@ -63,6 +64,26 @@ void GradSync::set_enabled(bool enabled) {
   enabled_ = enabled;
 }
 
+void GradSync::set_every_micro_batch() {
+  TESSERA_CHECK(shards_.has_value(), "GradSync on '", dp_.name(),
+                "': the ZeRO-2 schedule needs reduce-scatter mode (ZeRO shards)");
+  TESSERA_CHECK(next_bucket_ == 0 && ready_ == 0, "GradSync on '", dp_.name(),
+                "': set_every_micro_batch() in the middle of a backward");
+  every_micro_batch_ = true;
+}
+
+void GradSync::begin_micro_batch(int64_t mb, int64_t count) {
+  TESSERA_CHECK(mb >= 0 && mb < count, "GradSync on '", dp_.name(), "': micro-batch ", mb, " of ",
+                count);
+  if (!every_micro_batch_) {
+    set_enabled(mb == count - 1);
+    return;
+  }
+  set_enabled(true);
+  accumulate_ = mb > 0;
+  more_micro_batches_ = mb + 1 < count;
+}
+
 void GradSync::launch(int64_t bucket) {
   const int64_t begin = bucket * bucket_elements_;
   const int64_t end = std::min(numel_, begin + bucket_elements_);
@@ -72,15 +93,26 @@ void GradSync::launch(int64_t bucket) {
     // ZeRO-1: this rank receives the average of its 1/dp of the bucket.
     const ZeroShards::Bucket& b = shards_->buckets[bucket];
     const Tensor out = shard_grads_.flat_view(b.offset, {b.shard});
-    if (!b.padded(dp_.size())) {
-      works_.push_back(
-          dp_.reduce_scatter(grads_.flat_view(begin, {end - begin}), out, ReduceOp::kAvg));
-    } else {
-      // The last bucket, padded with zeros to dp equal shards (on the gradients' device).
+    // The input: the bucket itself, or the last bucket padded with zeros to dp equal shards (on
+    // the gradients' device).
+    const bool padded = b.padded(dp_.size());
+    if (padded) {
       copy(grads_.flat_view(begin, {end - begin}), pad_.flat_view(0, {end - begin}));
       zero_(pad_.flat_view(end - begin, {pad_.numel() - (end - begin)}));
-      works_.push_back(dp_.reduce_scatter(pad_, out, ReduceOp::kAvg));
     }
+    if (accumulate_ && b.own() > 0) {
+      // ZeRO-2 after the first micro-batch, without a second shard buffer: this rank's segment
+      // of the input gains dp x its shard so far, so the average the reduce-scatter writes over
+      // the shard is this micro-batch's average plus the earlier ones' (x dp / dp: exact for a
+      // power-of-two dp). The input is dead after this collective anyway.
+      const Tensor acc = shard_grads_.flat_view(b.offset, {b.own()});
+      ops::scale(acc, float(dp_.size()), acc);
+      ops::add_inplace(padded ? pad_.flat_view(b.own_begin - begin, {b.own()})
+                              : grads_.flat_view(b.own_begin, {b.own()}),
+                       acc);
+    }
+    works_.push_back(dp_.reduce_scatter(padded ? pad_ : grads_.flat_view(begin, {end - begin}), out,
+                                        ReduceOp::kAvg));
   }
   stats_.buckets += 1;
   stats_.bytes += (end - begin) * int64_t(sizeof(float));
@@ -143,6 +175,12 @@ void GradSync::finish() {
   ready_ = 0;
   next_bucket_ = 0;
   TESSERA_CHECK(error.empty(), "GradSync on '", dp_.name(), "': ", error);
+  if (every_micro_batch_ && more_micro_batches_) {
+    // Every bucket has been reduced: the full-size gradients are dead on this rank. Zeroed, so
+    // the next micro-batch's accumulation (+=) starts from nothing. (After the last micro-batch
+    // the trainer's zero_grads() at the next step does it.)
+    zero_(grads_);
+  }
 }
 
 }  // namespace tessera::distributed

@@ -30,6 +30,18 @@
 // the DP average of this rank's shards, and `grads` still holds this rank's LOCAL gradients
 // (nothing writes them). on_ready()/finish()/set_enabled() and the statistics are the same in both
 // modes; Stats::bytes counts the buckets' input bytes in both.
+//
+// ZeRO-2 (set_every_micro_batch(), reduce-scatter mode only): the gradients are reduce-scattered
+// on EVERY micro-batch, not only the last, and the full buffer never accumulates more than one
+// micro-batch. The owner calls begin_micro_batch(mb, M) before each backward instead of
+// set_enabled(): micro-batch 0 reduce-scatters into shard_grads as above; on later ones each
+// bucket's input first gains dp x this rank's shard so far on this rank's segment, so the
+// averaged result written over the shard is the sum of the micro-batches' averages (no second
+// shard buffer). After the reduce-scatters, finish() zeroes `grads` when another micro-batch
+// follows: it is dead (this rank keeps only its shard), and the next backward, which accumulates
+// (+=) into grads, starts from zeros (after the last one the owner's zero_grads() does it). The
+// full buffer itself stays allocated (models::ParamStore owns it and layers write into views of
+// it): docs/DISTRIBUTED.md says what memory ZeRO-2 does and does not save.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -67,6 +79,13 @@ class GradSync {
   void set_enabled(bool enabled);
   bool enabled() const { return enabled_; }
 
+  // ZeRO-2 schedule (see the header comment); reduce-scatter mode only, before the first round.
+  void set_every_micro_batch();
+  bool every_micro_batch() const { return every_micro_batch_; }
+  // Before micro-batch mb of `count` (the trainer's gradient accumulation): ZeRO-2 communicates on
+  // every micro-batch and accumulates from mb 1 on; otherwise only the last one communicates.
+  void begin_micro_batch(int64_t mb, int64_t count);
+
   int64_t numel() const { return numel_; }
   int64_t bucket_elements() const { return bucket_elements_; }
   int64_t num_buckets() const { return num_buckets_; }
@@ -94,6 +113,9 @@ class GradSync {
   std::optional<ZeroShards> shards_;  // ZeRO-1 mode only
   Tensor shard_grads_;                // ZeRO-1: (shard_numel) output of the reduce-scatters
   Tensor pad_;                        // ZeRO-1: (dp * last shard) staging for a padded last bucket
+  bool every_micro_batch_ = false;    // ZeRO-2 schedule
+  bool accumulate_ = false;           // ZeRO-2: this round adds into shard_grads
+  bool more_micro_batches_ = false;   // ZeRO-2: zero grads after this round for the next one
   int64_t numel_, bucket_elements_, num_buckets_;
   bool enabled_ = true;
   int64_t ready_ = 0;        // largest prefix reported this round

@@ -29,7 +29,7 @@ ZeroShards::ZeroShards(int64_t numel_, int64_t bucket_bytes, int dp_size_, int d
 }
 
 std::string ZeroShards::describe() const {
-  return absl::StrCat("ZeRO-1 shards: rank ", dp_rank, "/", dp_size, ", ", buckets.size(),
+  return absl::StrCat("ZeRO shards: rank ", dp_rank, "/", dp_size, ", ", buckets.size(),
                       " buckets of ", bucket_elements, " elements, ", shard_numel,
                       " shard elements (", own_numel, " of ", numel, " real)");
 }

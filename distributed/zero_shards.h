@@ -52,7 +52,7 @@ struct ZeroShards {
   int64_t own_numel = 0;        // real (non-padding) elements this rank owns
   std::vector<Bucket> buckets;
 
-  std::string describe() const;  // "ZeRO-1 shards: rank 1/4, 3 buckets of 1024, 2560 elements"
+  std::string describe() const;  // "ZeRO shards: rank 1/4, 3 buckets of 1024, 2560 elements"
 };
 
 }  // namespace tessera::distributed

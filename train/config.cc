@@ -162,9 +162,9 @@ absl::Status validate(const Config& c, const Validator& v) {
                           "must be \"synthetic\" or a manifest path"));
   RETURN_IF_ERROR(
       v.check(c.parallel().tensor_parallel() >= 1, "parallel.tensor_parallel", "must be >= 1"));
-  RETURN_IF_ERROR(v.check(c.parallel().zero_stage() == 0 || c.parallel().zero_stage() == 1,
+  RETURN_IF_ERROR(v.check(c.parallel().zero_stage() >= 0 && c.parallel().zero_stage() <= 2,
                           "parallel.zero_stage",
-                          absl::StrCat("must be 0 or 1, got ", c.parallel().zero_stage())));
+                          absl::StrCat("must be 0, 1 or 2, got ", c.parallel().zero_stage())));
   RETURN_IF_ERROR(
       v.check(c.checkpoint().every_steps() >= 0, "checkpoint.every_steps", "must be >= 0"));
   RETURN_IF_ERROR(v.check(c.checkpoint().keep_last() >= 1, "checkpoint.keep_last", "must be >= 1"));

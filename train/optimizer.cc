@@ -11,9 +11,10 @@ namespace tessera::train {
 
 std::unique_ptr<Optimizer> make_optimizer(models::ParamStore& store, const config::Config& config,
                                           const distributed::ParallelLayout& layout) {
-  if (config.parallel().zero_stage() == 1 && layout.dp_size() > 1) {
+  const int stage = config.parallel().zero_stage();
+  if ((stage == 1 || stage == 2) && layout.dp_size() > 1) {
     return std::make_unique<ZeroAdamW>(store, config.optim(), layout.dp(),
-                                       config.parallel().bucket_bytes());
+                                       config.parallel().bucket_bytes(), stage);
   }
   return std::make_unique<AdamW>(store, config.optim());
 }

@@ -61,6 +61,10 @@ class Optimizer {
   virtual int64_t state_bytes() const = 0;
   // Bytes of the communication buffers the optimizer adds beyond its state.
   virtual int64_t buffer_bytes() const { return 0; }
+  // The ZeRO stage it implements (0: plain AdamW) and the output bytes of its own collectives
+  // (ZeRO's parameter all-gather) since the last call; the trainer reports dp_comm_bytes.
+  virtual int zero_stage() const { return 0; }
+  virtual int64_t take_comm_bytes() { return 0; }
 
  protected:
   // Counts an applied update; returns its number, the step of Adam's bias correction.
@@ -70,8 +74,8 @@ class Optimizer {
   int64_t steps_taken_ = 0;
 };
 
-// ZeroAdamW when parallel.zero_stage = 1 and there are several data-parallel ranks to shard over;
-// AdamW otherwise. store: finalized, borrowed; layout: borrowed.
+// ZeroAdamW when parallel.zero_stage is 1 or 2 and there are several data-parallel ranks to shard
+// over; AdamW otherwise. store: finalized, borrowed; layout: borrowed.
 std::unique_ptr<Optimizer> make_optimizer(models::ParamStore& store, const config::Config& config,
                                           const distributed::ParallelLayout& layout);
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/caching_allocator.h"
 
@@ -61,15 +62,27 @@ void print_start_report(const StartReport& r) {
   if (r.zero_shards) {
     // The exact byte counts, for scripts and tests: state = m + v (f32) + decay mask (u8).
     std::printf(
-        "ZeRO-1: optimizer state %lld bytes per rank (m, v, decay mask of %lld shard elements; "
+        "ZeRO-%d: optimizer state %lld bytes per rank (m, v, decay mask of %lld shard elements; "
         "%lld bytes unsharded), plus %s of gradient shard buffers; %s\n",
-        (long long)r.optimizer_bytes, (long long)r.zero_shards->shard_numel,
+        r.zero_stage, (long long)r.optimizer_bytes, (long long)r.zero_shards->shard_numel,
         (long long)(9 * r.zero_shards->numel), human_bytes(r.zero_buffer_bytes).c_str(),
         r.zero_shards->describe().c_str());
+    // Per rank, what each part really holds (docs/DISTRIBUTED.md, "ZeRO-2"): the parameters are
+    // not sharded at stage 1 or 2, and the full gradient buffer stays allocated at stage 2 too
+    // (it holds one micro-batch there, zeroed once reduce-scattered).
+    std::printf(
+        "ZeRO-%d per rank: parameters %lld bytes (full), gradients %lld bytes full buffer + %lld "
+        "bytes averaged shard, optimizer %lld bytes (1/%d)\n",
+        r.zero_stage, (long long)r.param_bytes, (long long)r.grad_bytes,
+        (long long)(r.zero_shards->shard_numel * int64_t(sizeof(float))),
+        (long long)r.optimizer_bytes, r.zero_shards->dp_size);
   } else {
     std::printf("optimizer state %lld bytes per rank (m, v, decay mask; not sharded%s)\n",
                 (long long)r.optimizer_bytes,
-                r.zero1_requested ? ": ZeRO-1 with one data-parallel rank" : "");
+                r.zero_stage_requested > 0 ? absl::StrCat(": ZeRO-", r.zero_stage_requested,
+                                                          " with one data-parallel rank")
+                                                 .c_str()
+                                           : "");
   }
   std::printf("peak for MFU: %.1f GFLOP/s (%s%s)\n", r.peak_flops * 1e-9, r.peak_source.c_str(),
               r.several_ranks ? ", times the ranks" : "");

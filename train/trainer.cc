@@ -240,6 +240,13 @@ void Trainer::prepare() {
       record["allreduce_hidden"] = sync_->stats().hidden_fraction();
       record["allreduce_wait_ms"] = sync_->stats().wait_seconds * 1e3 / window_steps;
       record["allreduce_bytes"] = sync_->stats().bytes / window_steps;  // per step
+      // Data-parallel bytes each rank sends per step, as a ring moves them: an all-reduce
+      // 2(n-1)/n of its buffer, a reduce-scatter or all-gather (n-1)/n; the gradient collectives
+      // plus ZeRO's parameter all-gather (tensor-parallel traffic is not counted).
+      const double n = layout_.dp_size(), share = (n - 1) / n;
+      const double grads = double(sync_->stats().bytes) * share * (sync_->reduce_scatter() ? 1 : 2);
+      record["dp_comm_bytes"] =
+          (grads + share * double(optimizer_->take_comm_bytes())) / window_steps;
       sync_->reset_stats();
     });
   }
@@ -274,7 +281,8 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
   r.optimizer_bytes = optimizer_->state_bytes();
   r.zero_buffer_bytes = optimizer_->buffer_bytes();
   r.zero_shards = optimizer_->zero_shards();
-  r.zero1_requested = config_.parallel().zero_stage() == 1;
+  r.zero_stage_requested = config_.parallel().zero_stage();
+  r.zero_stage = optimizer_->zero_stage();
   r.activation_bytes = model_->activation_bytes(local_micro);
   r.frozen = describe_frozen(params);
   // What GradSync averages per optimizer step: the trainable gradients only.
@@ -335,7 +343,8 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
     const models::Batch batch = uploader_->ready(std::move(next));
     // On a GPU the next micro-batch's copies run on the copy stream while this one computes.
     if (mb + 1 < micro_batches) next = fetch(mb + 1);
-    if (sync_) sync_->set_enabled(mb == micro_batches - 1);
+    // Only the last micro-batch communicates, or every one under ZeRO-2 (GradSync decides).
+    if (sync_) sync_->begin_micro_batch(mb, micro_batches);
     // Each backward finalises the gradients anew: the progress that lets GradSync start
     // buckets during backward restarts with every micro-batch (zero_grads only restarts it
     // once per step).

@@ -12,13 +12,15 @@
 namespace tessera::train {
 
 ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& config,
-                     distributed::Communicator& dp, int64_t bucket_bytes)
+                     distributed::Communicator& dp, int64_t bucket_bytes, int stage)
     : store_(store),
       config_(config),
       dp_(dp),
       // Only the trainable prefix of the flat buffers (frozen parameters: train/freeze.h).
-      shards_(store.trainable_numel(), bucket_bytes, dp.size(), dp.rank()) {
+      shards_(store.trainable_numel(), bucket_bytes, dp.size(), dp.rank()),
+      stage_(stage) {
   TESSERA_CHECK(store.finalized(), "ZeroAdamW: the parameter store is not finalized");
+  TESSERA_CHECK(stage == 1 || stage == 2, "ZeroAdamW: ZeRO stage ", stage, " (1 or 2)");
   // Every buffer lives with the parameters: on a CUDA device the reduce-scatter and all-gather
   // take device tensors (NCCL), and the update runs there.
   const Device device = store.params().device();
@@ -106,7 +108,15 @@ double ZeroAdamW::global_grad_norm() {
 std::unique_ptr<distributed::GradSync> ZeroAdamW::make_grad_sync(distributed::Communicator& dp,
                                                                  int64_t /*bucket_bytes*/) {
   TESSERA_CHECK(&dp == &dp_, "ZeroAdamW: gradient sync over another group than its own");
-  return std::make_unique<distributed::GradSync>(dp_, store_.grads(), shards_, shard_grads_);
+  auto sync = std::make_unique<distributed::GradSync>(dp_, store_.grads(), shards_, shard_grads_);
+  if (stage_ == 2) sync->set_every_micro_batch();
+  return sync;
+}
+
+int64_t ZeroAdamW::take_comm_bytes() {
+  const int64_t b = gathered_bytes_;
+  gathered_bytes_ = 0;
+  return b;
 }
 
 StepStats ZeroAdamW::step(double lr) {
@@ -142,6 +152,7 @@ StepStats ZeroAdamW::step(double lr) {
     const Tensor in = shard_grads_.flat_view(b.offset, {b.shard});
     works.push_back(dp_.all_gather(
         in, b.padded(dp) ? gather_pad_ : params.flat_view(b.begin, {int64_t(dp) * b.shard})));
+    gathered_bytes_ += int64_t(dp) * b.shard * int64_t(sizeof(float));
   }
   // Wait for all before throwing, so no gather still writes into the parameters afterwards.
   std::string error;

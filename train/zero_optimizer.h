@@ -27,6 +27,11 @@
 //      all-gather's send buffer) and the bucket's parameters are all-gathered, bucket by bucket,
 //      so the gathers run while the next buckets update; then sync_compute_params() (bf16 shadow).
 // Results equal plain data-parallel AdamW up to the order of the gradient sums (see the tests).
+//
+// ZeRO-2 (stage 2) is the same optimizer, the same shards and the same checkpoint layout; only the
+// gradient schedule differs: make_grad_sync() returns a GradSync that reduce-scatters on every
+// micro-batch and accumulates into shard_grads() (distributed/grad_sync.h), so the full gradient
+// buffer holds at most one micro-batch and is zeroed once reduced.
 
 #include <cstdint>
 #include <memory>
@@ -48,8 +53,9 @@ class ZeroAdamW : public Optimizer {
   // live on the parameters' device; the gradient norm's partial sums are exchanged as host
   // tensors. So for CUDA parameters dp must take both host and device tensors
   // (distributed::RoutedCommunicator, which make_world_communicator builds for CUDA).
+  // stage: 1 or 2 (parallel.zero_stage), which only changes make_grad_sync()'s schedule.
   ZeroAdamW(models::ParamStore& store, const config::OptimConfig& config,
-            distributed::Communicator& dp, int64_t bucket_bytes);
+            distributed::Communicator& dp, int64_t bucket_bytes, int stage = 1);
 
   // Reduce-scatter mode (distributed/grad_sync.h) into shard_grads(), in this optimizer's shard
   // layout. dp must be the group given to the constructor; bucket_bytes is fixed by the shards.
@@ -70,6 +76,9 @@ class ZeroAdamW : public Optimizer {
   int64_t state_bytes() const override;
   // Bytes of the communication buffers ZeRO adds (shard_grads, staging for a padded last bucket).
   int64_t buffer_bytes() const override;
+  int zero_stage() const override { return stage_; }
+  // Output bytes of the parameter all-gathers since the last call.
+  int64_t take_comm_bytes() override;
 
  private:
   struct ShardSquares {
@@ -85,6 +94,8 @@ class ZeroAdamW : public Optimizer {
   Tensor shard_grads_, m_, v_, decay_mask_;
   Tensor gather_pad_;               // (dp * last shard): all-gather output of a padded last bucket
   std::vector<LrRange> lr_ranges_;  // optim.layer_decay's runs of the flat buffer
+  int stage_ = 1;
+  int64_t gathered_bytes_ = 0;
 };
 
 }  // namespace tessera::train

@@ -112,7 +112,7 @@ TEST(Config, ImpossibleShapesNameFileLineAndField) {
   EXPECT_EQ(error_of("model { gpt { vocab_size: 10 context: 4 transformer { d_model: 8 n_layers: 1 "
                      "n_heads: 2 } } }",
                      {"parallel.zero_stage=3"}),
-            "bad.pbtxt: parallel.zero_stage: must be 0 or 1, got 3");
+            "bad.pbtxt: parallel.zero_stage: must be 0, 1 or 2, got 3");
 }
 
 // The training recipes' fields (docs/RECIPES.md): ranges, and the model families they apply to.

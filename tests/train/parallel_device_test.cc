@@ -1,9 +1,9 @@
 // Multi-rank training on every device (train.device), under mpirun -np 2: data parallel (with
-// ZeRO-1, and CLIP's loss over the global batch) and tensor parallel runs on device() end where
-// one CPU process on the whole batch ends. On CUDA this is the NCCL path of the trainer (device
-// tensors over NCCL, host values over MPI: distributed/routed_communicator.h) and needs one GPU
-// per rank (NCCL refuses two ranks on one device); without them the variant is skipped with that
-// reason. The CPU variant runs everywhere.
+// ZeRO-1, ZeRO-2 with two micro-batches, and CLIP's loss over the global batch) and tensor parallel
+// runs on device() end where one CPU process on the whole batch ends. On CUDA this is the NCCL path
+// of the trainer (device tensors over NCCL, host values over MPI:
+// distributed/routed_communicator.h) and needs one GPU per rank (NCCL refuses two ranks on one
+// device); without them the variant is skipped with that reason. The CPU variant runs everywhere.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -104,6 +104,15 @@ TEST_P(ParallelDeviceTest, GptDataParallelWithZero1) {
                                 {"train.steps=3", "data.global_batch_size=8",
                                  "parallel.zero_stage=1", "parallel.bucket_bytes=40000"},
                                 "gpt_zero1");
+}
+
+// ZeRO-2: every micro-batch reduce-scattered on the device and added into the shard there.
+TEST_P(ParallelDeviceTest, GptDataParallelWithZero2AndMicroBatches) {
+  expect_equals_one_cpu_process(
+      "configs/gpt_tiny.pbtxt",
+      {"train.steps=3", "data.global_batch_size=8", "train.micro_batches=2",
+       "parallel.zero_stage=2", "parallel.bucket_bytes=40000"},
+      "gpt_zero2");
 }
 
 TEST_P(ParallelDeviceTest, ClipDataParallelLossOverTheGlobalBatch) {

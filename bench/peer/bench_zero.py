@@ -1,0 +1,177 @@
+"""scripts/bench_zero: what the ZeRO stages cost and save, on this machine.
+
+    scripts/bench_zero [--memory-config C] [--speed-config C] [--steps N] [--repeats K]
+                       [--ranks 1,2,4] [--build-dir DIR] [--no-build] [--skip-memory]
+                       [--skip-speed]
+
+Memory (default configs/gpt2_124m.pbtxt): build/bench/distributed/bench_zero_memory under
+`mpirun -np R` for R in --ranks and each stage. Per rank: bytes of the parameters, the gradients
+(the full buffer, the averaged shard), the optimizer state, computed from the allocated buffers,
+and the process RSS. Stage 0 holds the same bytes on every rank count (nothing is sharded), so it
+runs at 1 and 2 ranks only: 4 copies of gpt2_124m's unsharded AdamW state (8.5 GB) are more
+than a shared 2-core machine should be asked for. Prints the per-rank total of each stage as a
+ratio of stage 0's.
+
+Speed (default configs/bench/gpt.pbtxt): `tessera train` on 2 ranks (1 thread each,
+--bind-to core), stages 0, 1 and 2 in turn, --repeats times each, with one and with two
+micro-batches; the median step_ms (after the first 2 steps) of each and its ratio to stage 0's,
+plus metrics.jsonl's dp_comm_bytes and allreduce_hidden. Names the CPU (lscpu). Ends with
+one JSON line.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+SKIP_STEPS = 2  # allocation, page faults, caches
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cpu_name():
+    r = subprocess.run(["lscpu"], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def mpirun(ranks, threads=1, bind="core"):
+    return ["mpirun", "--oversubscribe", "-np", str(ranks), "--bind-to", bind,
+            "-x", f"TESSERA_NUM_THREADS={threads}"]
+
+
+def memory(build_dir, config, ranks, stage):
+    exe = os.path.join(build_dir, "bench", "distributed", "bench_zero_memory")
+    # Unbound: 4 ranks on a 2-core machine cannot each have a core (nothing is timed here).
+    cmd = mpirun(ranks, bind="none") + [exe, config, "--set", f"parallel.zero_stage={stage}",
+                           "--set", "data.global_batch_size=8"]
+    log("$ " + " ".join(cmd))
+    r = subprocess.run(cmd, env=dict(os.environ, **MPI_ENV), capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"bench_zero: {exe} failed (status {r.returncode}): {r.stderr[-1500:]}")
+    rows = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    if len(rows) != ranks:
+        sys.exit(f"bench_zero: {exe}: {len(rows)} JSON lines from {ranks} ranks")
+    rows.sort(key=lambda x: x["rank"])
+    return rows
+
+
+def train(build_dir, config, stage, micro, steps):
+    """Median step_ms, dp_comm_bytes and allreduce_hidden of one 2-rank run after SKIP_STEPS."""
+    run_dir = tempfile.mkdtemp(prefix="bench_zero_")
+    try:
+        cmd = mpirun(2) + [os.path.join(build_dir, "tessera"), "train", "--config", config,
+                           "--run-dir", run_dir, "--set", f"train.steps={steps + SKIP_STEPS}",
+                           "--set", "log.every_steps=1", "--set", "checkpoint.every_steps=0",
+                           "--set", "train.peak_flops=1e9",
+                           "--set", f"parallel.zero_stage={stage}",
+                           "--set", f"train.micro_batches={micro}"]
+        log("$ " + " ".join(cmd))
+        r = subprocess.run(cmd, env=dict(os.environ, **MPI_ENV), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            sys.exit(f"bench_zero: tessera train failed (status {r.returncode}): "
+                     f"{r.stdout[-1500:]}")
+        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+            rows = [json.loads(x) for x in f if x.strip()]
+        rows = [x for x in rows if "step_ms" in x and int(x["step"]) > SKIP_STEPS]
+        out = {}
+        for key in ("step_ms", "dp_comm_bytes", "allreduce_hidden"):
+            vals = [float(x[key]) for x in rows if key in x]
+            out[key] = statistics.median(vals) if vals else None
+        return out
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def mib(b):
+    return f"{b / 2**20:8.1f}"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--memory-config", default="configs/gpt2_124m.pbtxt")
+    p.add_argument("--speed-config", default="configs/bench/gpt.pbtxt")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--ranks", default="1,2,4")
+    p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    p.add_argument("--no-build", action="store_true")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-speed", action="store_true")
+    a = p.parse_args()
+    os.chdir(ROOT)
+    if not a.no_build:
+        r = subprocess.run(["cmake", "--build", a.build_dir, "--target", "tessera",
+                            "bench_zero_memory"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            sys.exit(f"bench_zero: build failed: {r.stdout[-3000:]}")
+    cpu = cpu_name()
+    print(f"CPU: {cpu}, {os.cpu_count()} logical CPUs; load average at start "
+          f"{os.getloadavg()[0]:.2f}")
+    result = {"cpu": cpu, "memory": {}, "speed": {}}
+
+    if not a.skip_memory:
+        ranks = [int(x) for x in a.ranks.split(",")]
+        print(f"\nper-rank memory, {a.memory_config} (MiB; rank 0; RSS = max over ranks)")
+        print(" stage ranks   params  grads (full + shard)  optimizer    total      RSS"
+              "   total/stage0")
+        base = None
+        for stage in (0, 1, 2):
+            for n in ranks:
+                if stage == 0 and n > 2:
+                    continue
+                rows = memory(a.build_dir, a.memory_config, n, stage)
+                r0 = rows[0]
+                rss = max(x["rss_bytes"] for x in rows)
+                grads = r0["grad_full_bytes"] + r0["grad_shard_bytes"]
+                if stage == 0 and base is None:
+                    base = r0["total_bytes"]
+                ratio = r0["total_bytes"] / base if base else float("nan")
+                print(f" {stage:5d} {n:5d} {mib(r0['param_bytes'])} {mib(grads)} "
+                      f"({mib(r0['grad_full_bytes']).strip()} + "
+                      f"{mib(r0['grad_shard_bytes']).strip()}) "
+                      f"{mib(r0['optimizer_bytes'])} {mib(r0['total_bytes'])} {mib(rss)}"
+                      f"   {ratio:.3f}")
+                result["memory"][f"stage{stage}_ranks{n}"] = {
+                    "rank0": r0, "max_rss_bytes": rss, "total_vs_stage0": round(ratio, 4)}
+
+    if not a.skip_speed:
+        print(f"\nstep time at 2 ranks x 1 thread, {a.speed_config}, {a.steps} timed steps, "
+              f"{a.repeats} runs per stage in turn (median of the run medians)")
+        for micro in (1, 2):
+            stages = (0, 1, 2)
+            times = {st: [] for st in stages}
+            info = {}
+            for _ in range(a.repeats):
+                for stage in stages:
+                    res = train(a.build_dir, a.speed_config, stage, micro, a.steps)
+                    times[stage].append(res["step_ms"])
+                    info[stage] = res
+            med = {st: statistics.median(v) for st, v in times.items()}
+            print(f" micro_batches {micro}: " + ", ".join(
+                f"stage {st} {med[st]:.1f} ms (x{med[st] / med[0]:.3f}, comm "
+                f"{info[st]['dp_comm_bytes'] / 2**20:.1f} MiB/step, hidden "
+                f"{info[st]['allreduce_hidden']:.2f})" for st in stages))
+            print(f"   runs (ms): " + "; ".join(
+                f"stage {st}: " + ", ".join(f"{t:.0f}" for t in times[st]) for st in stages))
+            result["speed"][f"micro{micro}"] = {
+                f"stage{st}": dict(info[st], median_step_ms=med[st],
+                                   vs_stage0=round(med[st] / med[0], 4)) for st in stages}
+    result["load_end"] = os.getloadavg()[0]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
