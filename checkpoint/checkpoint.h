@@ -54,7 +54,9 @@ absl::Status verify_commit_marker(const CheckpointInfo& ckpt);
 // Loads the model parameters (by global name, any TP shard/layout) into `params`; checks names,
 // shapes and checksums and names the file and tensor on error. `params` is unchanged on error
 // only as far as no read had started: on a checksum error mid-way, reload or discard it.
-// role "ema": the moving average of the weights instead (has_role tells whether it was saved).
+// role "ema": the moving average of the weights instead (has_role tells whether it was saved);
+// parameters frozen in `params` (train.freeze: the run saved no average for them) keep their
+// values.
 absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStore& params,
                                    const std::string& role = "param");
 // Whether the checkpoint stores tensors of `role` ("param", "adam_m", "adam_v", "ema").

@@ -118,9 +118,17 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
                                    const std::string& role) {
   auto tensors = match_tensors(ckpt, params, role);
   if (!tensors.ok()) return tensors.status();
+  // A state role ("ema") has no tensor for a frozen parameter (train.freeze): that parameter
+  // keeps the value it has, which must then survive the copy back to the device.
+  const bool state = role != "param";
   tessera::Tensor buf = host(params.params());
+  if (state && params.any_frozen() && !params.params().device().is_cpu()) {
+    copy(params.params(), buf);
+  }
   detail::PieceReader reader(ckpt.dir);
-  for (const auto& info : params.infos()) {
+  for (size_t id = 0; id < params.infos().size(); ++id) {
+    const models::ParamInfo& info = params.infos()[id];
+    if (state && params.frozen(static_cast<models::ParamId>(id))) continue;
     absl::Status s = reader.queue(*tensors->at(info.spec.name), detail::shard_box(info),
                                   buf.data<float>() + info.offset);
     if (!s.ok()) return s;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "models/factory.h"
+#include "train/freeze.h"
 
 namespace tessera::eval {
 
@@ -45,9 +46,24 @@ absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path, Devic
     return absl::FailedPreconditionError(absl::StrCat(m.info.dir, ": ", e.what()));
   }
   m.model->set_seed(m.info.config.train().seed());
-  const std::string role = m.weights == "ema" ? "ema" : "param";
-  if (auto s = checkpoint::load_model_parameters(m.info, m.model->params(), role); !s.ok()) {
+  if (m.weights == "ema") {
+    // Parameters the run froze (train.freeze) never moved, so they have no average of their own
+    // and keep their saved values; the EMA then loads over the others. (Freezing re-lays out the
+    // flat buffers, so it comes before any load.)
+    try {
+      train::freeze_parameters(m.info.config, m.model->params());
+    } catch (const std::exception& e) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(m.info.dir, ": the run's train.freeze: ", e.what()));
+    }
+  }
+  if (auto s = checkpoint::load_model_parameters(m.info, m.model->params(), "param"); !s.ok()) {
     return s;
+  }
+  if (m.weights == "ema") {
+    if (auto s = checkpoint::load_model_parameters(m.info, m.model->params(), "ema"); !s.ok()) {
+      return s;
+    }
   }
   m.run_dir = std::filesystem::path(m.info.dir).parent_path().parent_path().string();
   return m;

@@ -93,6 +93,22 @@ PY
 "$tessera" sample --checkpoint "$work/dit_ema" --out "$work/grid_raw.png" --classes 0 \
   --per-class 2 --steps 4 --weights raw > /dev/null || fail "sample --weights raw"
 cmp -s "$work/grid_ema.png" "$work/grid_raw.png" && fail "EMA and raw samples are identical"
+# A run that froze part of the model (train.freeze) saves no average for what it froze: the EMA
+# evaluates with those parameters as saved (they never moved).
+"$tessera" train --config "$src/configs/dit_tiny.pbtxt" --set train.steps=3 \
+  --set data.global_batch_size=4 --set train.ema_decay=0.9 --set optim.lr=1e-2 \
+  --set 'train.freeze=blocks.0.*' --run-dir "$work/dit_ema_frozen" --quiet ||
+  fail "dit training with an EMA and train.freeze"
+"$tessera" eval --checkpoint "$work/dit_ema_frozen" --max-samples 8 --batch 4 \
+  --out "$work/ema_frozen.json" > /dev/null || fail "eval of the EMA of a run with train.freeze"
+"$tessera" eval --checkpoint "$work/dit_ema_frozen" --max-samples 8 --batch 4 \
+  --out "$work/raw_frozen.json" --weights raw > /dev/null || fail "eval --weights raw (frozen)"
+/usr/bin/python3 - "$work/ema_frozen.json" "$work/raw_frozen.json" <<'PY' ||
+import json, sys
+e, r = (json.load(open(p)) for p in sys.argv[1:])
+assert e["weights"] == "ema" and e["val_loss"] != r["val_loss"], (e, r)
+PY
+  fail "eval --weights with train.freeze: JSON"
 expect_error "holds no EMA of the weights" \
   "$tessera" eval --checkpoint "$work/gpt" --weights ema
 expect_error "--weights must be ema, raw or auto, got 'best'" \
