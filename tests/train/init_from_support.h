@@ -42,10 +42,11 @@ inline checkpoint::CheckpointInfo train_source(config::Config cfg, const std::st
   return *ckpt;
 }
 
-// The stored "param" tensor `name`, whole (its global shape, row-major).
-inline std::vector<float> stored(const checkpoint::CheckpointInfo& ckpt, const std::string& name) {
+// The stored tensor `name` of `role` ("param", "ema", ...), whole (its global shape, row-major).
+inline std::vector<float> stored(const checkpoint::CheckpointInfo& ckpt, const std::string& name,
+                                 const std::string& role = "param") {
   for (const auto& t : ckpt.metadata.tensors()) {
-    if (t.role() != "param" || t.name() != name) continue;
+    if (t.role() != role || t.name() != name) continue;
     int64_t n = 1;
     for (int64_t d : t.shape()) n *= d;
     std::vector<float> out(n);
@@ -54,7 +55,7 @@ inline std::vector<float> stored(const checkpoint::CheckpointInfo& ckpt, const s
     TESSERA_CHECK(s.ok(), s.ToString());
     return out;
   }
-  throw_error("no stored param tensor " + name);
+  throw_error("no stored " + role + " tensor " + name);
 }
 
 }  // namespace tessera::train::testing_support

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "models/factory.h"
@@ -85,6 +86,25 @@ TEST(InitFrom, VitTrunkIntoClipImageTowerThroughTheTrainer) {
   const std::vector<float> got = stored(out, "text.tok_emb.weight");
   EXPECT_EQ(0, std::memcmp(got.data(), reference->params().param(t).raw_data(),
                            got.size() * sizeof(float)));
+}
+
+// With train.ema_decay the average starts from the loaded weights, not from the random init
+// they replaced: at lr 0 the parameters never move, so after a step the EMA equals them (to the
+// rounding of d * x + (1 - d) * x).
+TEST(InitFrom, EmaStartsFromTheLoadedWeights) {
+  const auto src = train_source(small_vit(), run_dir("init_src_vit_ema"));
+  config::Config cfg =
+      small_vit({"optim.lr=0", "optim.weight_decay=0", "train.ema_decay=0.9", "train.seed=11"});
+  cfg.mutable_init()->set_checkpoint(src.dir);
+  const auto out = train_source(cfg, run_dir("init_dst_vit_ema"), 1);
+  auto reference = fresh_model(cfg);
+  for (const auto& info : reference->params().infos()) {
+    const std::string& name = info.spec.name;
+    const std::vector<float> ema = stored(out, name, "ema"), want = stored(src, name);
+    ASSERT_EQ(ema.size(), want.size()) << name;
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_NEAR(ema[i], want[i], 1e-6f * (1 + std::abs(want[i]))) << name << " element " << i;
+  }
 }
 
 TEST(InitFrom, EveryProblemOfAMappingInOneError) {
