@@ -101,7 +101,7 @@ TEST(Limits, TokenLengthOverTheLimitIsRefused) {
 }
 
 TEST(Limits, ChunkOverTheLimitIsRefused) {
-  // No sample is written, so the declared 2 GiB chunk costs nothing here; a reader would have
+  // No sample is written, so the declared 3 GiB chunk costs nothing here; a reader would have
   // to allocate it whole.
   const std::string path = dir() + "/chunk.h5";
   ShardWriterOptions o;
