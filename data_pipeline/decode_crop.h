@@ -10,7 +10,7 @@
 //   becomes 8/k x 8/k pixels, cost falls with k), and only the rows and iMCU columns the crop
 //   touches are decoded (jpeg_skip_scanlines, jpeg_crop_scanline). The TurboJPEG 2.1 API that
 //   Debian ships can scale but not crop, hence the libjpeg API.
-// - PNG (libpng): the whole image (PNG rows cannot be skipped), then k x k box averaging.
+// - PNG (libpng) and WebP (libwebp): the whole image (decode_image), then k x k box averaging.
 // Resizing samples source coordinate (top + (y + 0.5) * height / S) / k - 0.5 (half-pixel
 // centres), clamped to the crop's first and last pixel centres: with k = 1 exactly what
 // crop_resize_normalise (augment.h) samples for pixels, so version 1 and 2 shards give the
@@ -34,7 +34,7 @@ struct DecodeScratch {
 // k (see above) for a crop to out_size.
 int crop_reduction(const CropBox& box, int out_size);
 
-// Decodes `bytes`, a JPEG or PNG recorded in the shard as height x width, and writes the crop
+// Decodes `bytes`, a JPEG, PNG or WebP recorded in the shard as height x width, and writes the crop
 // `box` (in those pixels) resized to out_size x out_size, (S, S, 3) uint8, to `out`. Errors
 // (corrupt data, a size that disagrees with the record, unsupported colour space) name `name`.
 absl::Status decode_crop(std::span<const uint8_t> bytes, int height, int width, const CropBox& box,

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
 #include "data_pipeline/shard_format.h"
+#include "data_pipeline/webp_decode.h"
 
 namespace tessera::data {
 namespace {
@@ -210,8 +211,10 @@ absl::StatusOr<RgbImage> decode_image(std::span<const uint8_t> bytes, std::strin
   if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
     return decode_jpeg(bytes, name, max_pixels);
   }
-  return absl::InvalidArgumentError(absl::StrCat(std::string(name), ": neither PNG nor JPEG (",
-                                                 bytes.size(), " bytes, unknown magic)"));
+  if (is_webp(bytes)) return decode_webp(bytes, name, max_pixels);  // webp_decode.h
+  return absl::InvalidArgumentError(absl::StrCat(std::string(name),
+                                                 ": neither PNG nor JPEG nor WebP (", bytes.size(),
+                                                 " bytes, unknown magic)"));
 }
 
 absl::StatusOr<std::vector<uint8_t>> read_file_bytes(const std::string& path) {

@@ -124,7 +124,7 @@ absl::StatusOr<std::vector<TarSample>> read_webdataset_tar(const std::string& ta
       samples.back().source = absl::StrCat(tar_path, ":", key);
     }
     TarSample& s = samples[it->second];
-    if (ext == "jpg" || ext == "jpeg" || ext == "png") {
+    if (ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "webp") {
       s.image_name = absl::StrCat(tar_path, ":", name);
       s.image.assign(data.begin(), data.end());
     } else if (ext == "txt") {
@@ -136,7 +136,7 @@ absl::StatusOr<std::vector<TarSample>> read_webdataset_tar(const std::string& ta
     }
   }
   for (TarSample& s : samples) {
-    if (s.image.empty()) s.problem = "no image member (KEY.jpg, KEY.jpeg or KEY.png)";
+    if (s.image.empty()) s.problem = "no image member (KEY.jpg, KEY.jpeg, KEY.png or KEY.webp)";
   }
   return samples;
 }

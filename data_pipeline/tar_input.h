@@ -1,6 +1,6 @@
 #pragma once
 // webdataset-style tar input for `tessera pack --tar` (the layout img2dataset writes): each
-// sample is a run of tar members sharing a key, KEY.jpg|jpeg|png (the image) and KEY.txt (the
+// sample is a run of tar members sharing a key, KEY.jpg|jpeg|png|webp (the image) and KEY.txt (the
 // caption) or KEY.json (its "caption" field). The key is the member path up to the first '.'
 // of its last component, as webdataset defines it. Plain POSIX ustar, GNU long names ('L') and
 // pax path records ('x') are read; other member types are ignored.
@@ -21,7 +21,7 @@ struct TarSample {
   std::string source;  // "TAR_PATH:KEY" for reports
   std::string key;     // the webdataset key (member path without extensions)
   std::string image_name;
-  std::vector<uint8_t> image;  // encoded bytes (PNG or JPEG)
+  std::vector<uint8_t> image;  // encoded bytes (PNG, JPEG or WebP)
   std::string caption;
   std::string problem;  // "" when the sample is complete
 };

@@ -1,8 +1,9 @@
 // decode_crop (data_pipeline/decode_crop.h) against Pillow/numpy on the same bytes and crop
 // boxes (tests/reference/decode_crop_pil.py states the reference and the tolerances): JPEG
 // baseline, progressive, 4:4:4 and grayscale, DCT-scaled at 1/2, 1/4, 1/8; PNG RGB, palette,
-// 16-bit and RGBA, box-reduced. Also: the reduction rule, agreement with version 1's
-// augmentation at k = 1, and errors naming the sample (corrupt, truncated, CMYK, wrong size).
+// 16-bit and RGBA, box-reduced; WebP lossless, lossy and with alpha (decoded whole, then
+// box-reduced as PNG), whole decodes compared too. Also: the reduction rule, agreement with version
+// 1's augmentation at k = 1, and errors naming the sample (corrupt, truncated, CMYK, wrong size).
 #include "data_pipeline/decode_crop.h"
 
 #include <gmock/gmock.h>
@@ -59,11 +60,12 @@ TEST(DecodeCrop, MatchesPillowOnTheSameBytesAndBoxes) {
     std::string file;
     int h, w;
   };
-  const Case files[] = {{"photo.jpg", 283, 397},   {"progressive.jpg", 283, 397},
-                        {"s444.jpg", 283, 397},    {"gray.jpg", 283, 397},
-                        {"big.jpg", 911, 1203},    {"rgb.png", 257, 301},
-                        {"palette.png", 257, 301}, {"gray16.png", 120, 150},
-                        {"rgba.png", 140, 90},     {"big.png", 700, 1000}};
+  const Case files[] = {
+      {"photo.jpg", 283, 397},          {"progressive.jpg", 283, 397}, {"s444.jpg", 283, 397},
+      {"gray.jpg", 283, 397},           {"big.jpg", 911, 1203},        {"rgb.png", 257, 301},
+      {"palette.png", 257, 301},        {"gray16.png", 120, 150},      {"rgba.png", 140, 90},
+      {"big.png", 700, 1000},           {"lossless.webp", 283, 397},   {"lossy.webp", 283, 397},
+      {"alpha_lossless.webp", 140, 90}, {"alpha_lossy.webp", 140, 90}, {"big.webp", 700, 1000}};
   std::ofstream cases(dir + "/cases.txt");
   DecodeScratch scratch;
   int n = 0, reduced = 0;
@@ -95,6 +97,19 @@ TEST(DecodeCrop, MatchesPillowOnTheSameBytesAndBoxes) {
   }
   cases.close();
   EXPECT_GE(reduced, 10);  // DCT scaling and box reduction are exercised
+  // Whole WebP decodes (decode_image's dispatch on RIFF....WEBP), compared pixel by pixel.
+  std::ofstream decoded(dir + "/decoded.txt");
+  for (const std::string file :
+       {"lossless.webp", "lossy.webp", "alpha_lossless.webp", "alpha_lossy.webp"}) {
+    auto image = decode_image(bytes_of(file), file);
+    ASSERT_TRUE(image.ok()) << image.status();
+    const std::string raw = absl::StrCat("decoded_", file, ".raw");
+    std::ofstream(dir + "/" + raw, std::ios::binary)
+        .write(reinterpret_cast<const char*>(image->pixels.data()),
+               std::streamsize(image->pixels.size()));
+    decoded << file << ' ' << image->height << ' ' << image->width << ' ' << raw << '\n';
+  }
+  decoded.close();
   const std::string cmd =
       absl::StrCat("/usr/bin/python3 ", testing::source_path("tests/reference/decode_crop_pil.py"),
                    " check ", dir);
@@ -146,7 +161,9 @@ TEST(DecodeCrop, BadInputsAreErrorsNamingTheSample) {
               AllOf(HasSubstr("sample 7"), HasSubstr("CMYK")));
   EXPECT_THAT(error(bytes_of("rgb.png"), 257, 300), HasSubstr("the shard records 257x300"));
   const std::vector<uint8_t> text{'G', 'I', 'F', '8', '9', 'a', 0, 0};
-  EXPECT_THAT(error(text, 283, 397), HasSubstr("neither PNG nor JPEG"));
+  EXPECT_THAT(error(text, 283, 397), HasSubstr("neither PNG nor JPEG nor WebP"));
+  EXPECT_THAT(error(bytes_of("lossy.webp"), 283, 390),
+              AllOf(HasSubstr("sample 7"), HasSubstr("the shard records 283x390")));
   EXPECT_THAT(error(bytes_of("photo.jpg"), 50, 50), HasSubstr("outside the 50x50 image"));
   // The packer decodes every input once: a truncated JPEG (libjpeg only warns and fills gray) is
   // refused there, so it is skipped and listed instead of stored.
@@ -154,6 +171,56 @@ TEST(DecodeCrop, BadInputsAreErrorsNamingTheSample) {
   ASSERT_FALSE(truncated.ok());
   EXPECT_THAT(std::string(truncated.status().message()),
               AllOf(HasSubstr("truncated.jpg"), HasSubstr("corrupt or truncated")));
+}
+
+// WebP: a truncated file, a corrupt one, an animated one and one whose header claims more
+// pixels than allowed are errors naming the input. huge.webp's header says 16383 x 16383 over
+// a 397 x 283 bitstream: refused from the header ("exceeds"), not after a failed decode.
+TEST(DecodeWebp, BadInputsAreErrorsNamingTheInput) {
+  auto message = [](std::span<const uint8_t> bytes, std::string_view name,
+                    int64_t max_pixels = shard::kMaxImagePixels) {
+    auto image = decode_image(bytes, name, max_pixels);
+    EXPECT_FALSE(image.ok()) << name;
+    return image.ok() ? std::string() : std::string(image.status().message());
+  };
+  EXPECT_THAT(
+      message(bytes_of("truncated.webp"), "in/truncated.webp"),
+      AllOf(HasSubstr("in/truncated.webp"), HasSubstr("corrupt WebP"), HasSubstr("truncated")));
+  // Lossless data is entropy-coded with checks that scrambled bytes fail; lossy (VP8) data has
+  // none (as JPEG's coefficients), so there a broken frame header stands for corruption.
+  std::vector<uint8_t> garbage = bytes_of("lossless.webp");
+  for (size_t i = 40; i < garbage.size(); i += 3) garbage[i] = uint8_t(i * 37);
+  EXPECT_THAT(message(garbage, "shard s.h5, sample 3"),
+              AllOf(HasSubstr("shard s.h5, sample 3"), HasSubstr("corrupt WebP")));
+  std::vector<uint8_t> bad_header = bytes_of("lossy.webp");
+  ASSERT_EQ(bad_header[23], 0x9d);  // the VP8 start code 9d 01 2a
+  bad_header[23] = 0;
+  EXPECT_THAT(message(bad_header, "sample 4"),
+              AllOf(HasSubstr("sample 4"), HasSubstr("corrupt WebP: bitstream error")));
+  EXPECT_THAT(message(bytes_of("animated.webp"), "a.webp"),
+              AllOf(HasSubstr("a.webp"), HasSubstr("animated WebP")));
+  // A still WebP holds at most 16383 x 16383 pixels (14-bit fields), under the default limit,
+  // so the refusal is shown with a lower one (the parameter the shard reader passes).
+  EXPECT_THAT(message(bytes_of("huge.webp"), "huge.webp", int64_t{1} << 26),
+              AllOf(HasSubstr("huge.webp"),
+                    HasSubstr("image 16383x16383 exceeds the 67108864-pixel limit")));
+  EXPECT_THAT(message(bytes_of("lossless.webp"), "small limit", 397 * 283 - 1),
+              HasSubstr("image 397x283 exceeds"));
+  // A file within the limit decodes (the limit is inclusive).
+  EXPECT_TRUE(decode_image(bytes_of("lossless.webp"), "ok", 397 * 283).ok());
+}
+
+// Alpha is composited onto white as for PNG: the RGBA test image's first column is fully
+// transparent (alpha ramps 0..255 left to right), so it decodes to white.
+TEST(DecodeWebp, TransparentPixelsBecomeWhite) {
+  for (const std::string file : {"alpha_lossless.webp", "alpha_lossy.webp"}) {
+    auto image = decode_image(bytes_of(file), file);
+    ASSERT_TRUE(image.ok()) << image.status();
+    ASSERT_EQ(image->height, 140);
+    ASSERT_EQ(image->width, 90);
+    for (int y = 0; y < image->height; ++y)
+      for (int c = 0; c < 3; ++c) ASSERT_EQ(int(image->at(y, 0)[c]), 255) << file << " row " << y;
+  }
 }
 
 }  // namespace

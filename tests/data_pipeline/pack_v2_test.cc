@@ -1,19 +1,23 @@
 // tessera pack into format version 2 (pack_images with format_version 2): inputs within
 // --max-side are stored byte for byte, larger ones shrunk to max_side and re-encoded as JPEG
 // (original sizes kept), and inputs the loader could not decode (truncated JPEG, CMYK JPEG,
-// not an image) are skipped and listed, never stored. Images from
-// tests/reference/decode_crop_pil.py (Pillow).
+// not an image, truncated WebP) are skipped and listed, never stored. A WebP within --max-side
+// is stored as it is and the Loader's rows of it are decode_crop of the original file; a larger
+// WebP becomes a JPEG like the others. Images from tests/reference/decode_crop_pil.py (Pillow).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "data_pipeline/decode_crop.h"
 #include "data_pipeline/image_decode.h"
+#include "data_pipeline/loader.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/shard_reader.h"
 #include "tests/data_pipeline/shard_fixtures.h"
@@ -22,6 +26,7 @@
 namespace tessera::data {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST(PackV2, StoresInputsAsTheyAreOrShrunkAndSkipsWhatCannotBeDecoded) {
@@ -33,10 +38,13 @@ TEST(PackV2, StoresInputsAsTheyAreOrShrunkAndSkipsWhatCannotBeDecoded) {
   std::ofstream(dir + "/in/garbage.webp") << "RIFF....WEBPVP8 not really";
   // name -> (stored as is?, height, width)
   const std::map<std::string, std::tuple<bool, int, int>> good = {
-      {"photo.jpg", {false, 283, 397}}, {"gray.jpg", {false, 283, 397}},
-      {"rgb.png", {false, 257, 301}},   {"gray16.png", {true, 120, 150}},
-      {"rgba.png", {true, 140, 90}},    {"big.jpg", {false, 911, 1203}}};
-  const std::vector<std::string> bad = {"truncated.jpg", "cmyk.jpg", "garbage.webp"};
+      {"photo.jpg", {false, 283, 397}},      {"gray.jpg", {false, 283, 397}},
+      {"rgb.png", {false, 257, 301}},        {"gray16.png", {true, 120, 150}},
+      {"rgba.png", {true, 140, 90}},         {"big.jpg", {false, 911, 1203}},
+      {"alpha_lossy.webp", {true, 140, 90}}, {"lossless.webp", {false, 283, 397}},
+      {"big.webp", {false, 700, 1000}}};
+  const std::vector<std::string> bad = {"truncated.jpg", "cmyk.jpg", "garbage.webp",
+                                        "truncated.webp"};
   {
     std::ofstream index(dir + "/index.jsonl");
     for (const auto& [name, _] : good)
@@ -58,7 +66,10 @@ TEST(PackV2, StoresInputsAsTheyAreOrShrunkAndSkipsWhatCannotBeDecoded) {
   for (const auto& s : report->skipped) reasons[s.path] = s.reason;
   EXPECT_THAT(reasons["in/truncated.jpg"], HasSubstr("corrupt or truncated"));
   EXPECT_THAT(reasons["in/cmyk.jpg"], HasSubstr("in/cmyk.jpg"));
-  EXPECT_THAT(reasons["in/garbage.webp"], HasSubstr("neither PNG nor JPEG"));
+  EXPECT_THAT(reasons["in/garbage.webp"],
+              AllOf(HasSubstr("in/garbage.webp"), HasSubstr("corrupt WebP")));
+  EXPECT_THAT(reasons["in/truncated.webp"],
+              AllOf(HasSubstr("in/truncated.webp"), HasSubstr("truncated")));
 
   auto m = load_manifest(dir + "/out/train.pbtxt");
   ASSERT_TRUE(m.ok()) << m.status();
@@ -69,8 +80,10 @@ TEST(PackV2, StoresInputsAsTheyAreOrShrunkAndSkipsWhatCannotBeDecoded) {
   ASSERT_TRUE(r.ok()) << r.status();
   auto rows = (*r)->read(0, (*r)->num_samples());
   ASSERT_TRUE(rows.ok()) << rows.status();
+  int64_t webp_row = -1;
   for (int64_t i = 0; i < rows->count; ++i) {
     const std::string name = rows->captions[i].substr(2);
+    if (name == "alpha_lossy.webp") webp_row = i;
     ASSERT_TRUE(good.count(name)) << name;
     const auto [as_is, h, w] = good.at(name);
     EXPECT_EQ(rows->original_sizes[2 * i], h) << name;
@@ -91,6 +104,40 @@ TEST(PackV2, StoresInputsAsTheyAreOrShrunkAndSkipsWhatCannotBeDecoded) {
       EXPECT_EQ(rows->image_sizes[2 * i + 1], int(std::lround(w * f))) << name;
       EXPECT_TRUE(e[0] == 0xFF && e[1] == 0xD8) << name;
       EXPECT_LT(e.size(), file->size()) << name;
+    }
+  }
+
+  // The Loader (what training runs) on the stored WebP: a random crop and a centre crop, each
+  // equal to decode_crop of the original file with the same box.
+  ASSERT_GE(webp_row, 0);
+  auto original = read_file_bytes(dir + "/in/alpha_lossy.webp");
+  ASSERT_TRUE(original.ok());
+  constexpr int S = 24;
+  for (const bool random : {true, false}) {
+    AugmentConfig a;
+    a.random_crop = random;
+    LoaderOptions lo;
+    lo.threads = 2;
+    lo.decode.out_size = S;
+    lo.decode.crop = [&](int64_t position, SampleRef, int h, int w) {
+      return sample_crop(h, w, a, {3, 0, position});
+    };
+    Loader loader(
+        {dir + "/out/" + m->shards(0).path()},
+        [&](int64_t) {
+          return SampleRef{0, webp_row};
+        },
+        lo);
+    auto batch = loader.get(0, 2);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    DecodeScratch scratch;
+    for (int64_t p = 0; p < 2; ++p) {
+      std::vector<uint8_t> want(S * S * 3);
+      ASSERT_TRUE(decode_crop(*original, 140, 90, sample_crop(140, 90, a, {3, 0, p}), S,
+                              want.data(), &scratch, "alpha_lossy.webp")
+                      .ok());
+      EXPECT_EQ(0, std::memcmp((*batch)->images.data() + p * S * S * 3, want.data(), want.size()))
+          << "position " << p << (random ? " (random crop)" : " (centre crop)");
     }
   }
 }

@@ -1,7 +1,8 @@
-// decode_image (PNG through libpng, JPEG through libjpeg-turbo, picked by magic bytes) on any
-// bytes, truncated streams included: an error naming the input, or an image of the size its
-// header declares within the pixel limit, which then survives resize_and_center_crop. The limit
-// is lowered to 2^20 pixels here so one input cannot take seconds; the check is the same code.
+// decode_image (PNG through libpng, JPEG through libjpeg-turbo, WebP through libwebp, picked by
+// magic bytes) on any bytes, truncated streams included: an error naming the input, or an image
+// of the size its header declares within the pixel limit, which then survives
+// resize_and_center_crop. The limit is lowered to 2^20 pixels here so one input cannot take
+// seconds; the check is the same code.
 #include "data_pipeline/image_decode.h"
 #include "tests/fuzz/fuzz_support.h"
 

@@ -108,7 +108,8 @@ printf '' >$out/tfrecord/empty
 printf 'an event' >$out/tfrecord/short
 head -c 300 configs/gpt_tiny.pbtxt >$out/tfrecord/text
 
-# image_decode: the PNG fixtures (every colour type the decoder handles) and two JPEGs.
+# image_decode: the PNG fixtures (every colour type the decoder handles), two JPEGs and two
+# WebPs (lossless, lossy with alpha).
 cp tests/data/images/*.png $out/image_decode/
 $py - $out/image_decode <<'PY'
 import sys
@@ -117,6 +118,10 @@ out = sys.argv[1]
 im = Image.new("RGB", (12, 9), (200, 30, 60))
 im.save(f"{out}/baseline.jpg", quality=80)
 im.convert("L").save(f"{out}/progressive_gray.jpg", quality=70, progressive=True)
+im.save(f"{out}/lossless.webp", lossless=True)
+rgba = im.convert("RGBA")
+rgba.putpixel((0, 0), (0, 0, 0, 0))
+rgba.save(f"{out}/alpha_lossy.webp", quality=70)
 PY
 
 # tokenizer: a tiny SentencePiece model trained by tessera.

@@ -2,11 +2,15 @@
 resize of the same bytes and the same crop boxes as data_pipeline/decode_crop.h.
 
   make DIR    write the test images with Pillow: JPEGs (baseline 4:2:0, progressive, 4:4:4,
-              grayscale, CMYK, a large one for DCT scaling, a truncated one) and PNGs (RGB,
-              palette, 16-bit grayscale, RGBA, a large one).
+              grayscale, CMYK, a large one for DCT scaling, a truncated one), PNGs (RGB,
+              palette, 16-bit grayscale, RGBA, a large one) and WebPs (lossless, lossy, both
+              with alpha, a large lossy one, a truncated one, an animated one, and huge.webp: a
+              lossless file whose header is patched to claim 16383 x 16383).
   check DIR   read DIR/cases.txt (one case per line: file H W top left height width flip S k
               out.raw, written by the C++ test with its uint8 S x S x 3 output) and compare each
               with the reference below; print the errors; exit 1 if any exceeds its tolerance.
+              Also DIR/decoded.txt if present (file H W out.raw: a whole decode_image result,
+              H x W x 3), compared with Pillow's decode of the file.
 
 Reference: Pillow decodes the whole file (alpha composited onto white and 16-bit samples keeping
 their high byte, as image_decode.h documents); the image is reduced by k with k x k box means
@@ -18,6 +22,9 @@ Tolerances (max absolute difference per channel, 0..255):
   PNG, any k: 1 (float32 vs float64 arithmetic before rounding).
   JPEG, k = 1: mean <= 0.05, max <= 3 (the region decode could differ from Pillow's whole-image
   decode in the chroma upsampling at the region's edge; measured: max 1, mean 0.000).
+  WebP, whole decode: lossless 0 (exact); lossy mean <= 0.05, max <= 2 (Pillow decodes with
+  the same libwebp, default fancy upsampling; measured: 0 for every file).
+  WebP crops, any k: 1, as PNG (decoded whole, then the same box reduction).
   JPEG, k > 1: libjpeg's DCT-domain scaling is not a box mean of the full decode (it keeps the
   block's low frequencies; with 4:2:0 the chroma is scaled before upsampling): mean <= 1.5,
   99th percentile <= 10, max <= 40. Measured on these images: 4:4:4 and gray mean <= 0.4, max
@@ -26,6 +33,7 @@ Run with Debian's /usr/bin/python3 (python3-pil, python3-numpy).
 """
 import io
 import os
+import struct
 import sys
 
 import numpy as np
@@ -65,6 +73,24 @@ def make(d):
     rgba = np.dstack([synthetic(140, 90, 5), np.tile(np.linspace(0, 255, 90), (140, 1))])
     Image.fromarray(rgba.astype(np.uint8), mode="RGBA").save(f"{d}/rgba.png")
     Image.fromarray(synthetic(700, 1000, 6)).save(f"{d}/big.png")
+    photo.save(f"{d}/lossless.webp", lossless=True)
+    photo.save(f"{d}/lossy.webp", quality=80)
+    rgba_im = Image.fromarray(rgba.astype(np.uint8), mode="RGBA")
+    rgba_im.save(f"{d}/alpha_lossless.webp", lossless=True, exact=True)
+    rgba_im.save(f"{d}/alpha_lossy.webp", quality=85)
+    Image.fromarray(synthetic(700, 1000, 7)).save(f"{d}/big.webp", quality=85)
+    data = open(f"{d}/lossy.webp", "rb").read()
+    open(f"{d}/truncated.webp", "wb").write(data[: len(data) // 2])
+    frames = [Image.fromarray(synthetic(40, 50, s)) for s in (8, 9)]
+    frames[0].save(f"{d}/animated.webp", save_all=True, append_images=frames[1:], lossless=True)
+    # VP8L header (after RIFF, WEBP, 'VP8L', chunk size, signature 0x2f): 14 bits width - 1,
+    # 14 bits height - 1, alpha, version. Claim 16383 x 16383, keep alpha and version.
+    data = bytearray(open(f"{d}/lossless.webp", "rb").read())
+    assert data[12:16] == b"VP8L" and data[20] == 0x2F
+    bits = struct.unpack("<I", data[21:25])[0]
+    bits = (bits & ~((1 << 28) - 1)) | 16382 | (16382 << 14)
+    data[21:25] = struct.pack("<I", bits)
+    open(f"{d}/huge.webp", "wb").write(bytes(data))
 
 
 def load_rgb(path):
@@ -129,7 +155,7 @@ def check(d):
         got = np.fromfile(f"{d}/{out}", dtype=np.uint8).reshape(s, s, 3).astype(np.float64)
         err = np.abs(got - ref)
         mean, p99, mx = err.mean(), np.percentile(err, 99), err.max()
-        if name.endswith(".png"):
+        if name.endswith(".png") or name.endswith(".webp"):
             ok = mx <= 1
         elif k == 1:
             ok = mean <= 0.05 and mx <= 3
@@ -138,6 +164,19 @@ def check(d):
         print(f"{'ok  ' if ok else 'FAIL'} {name} box ({top},{left},{bh}x{bw}) flip {flip} "
               f"S {s} k {k}: mean {mean:.3f} p99 {p99:.1f} max {mx:.0f}")
         failed += not ok
+    if os.path.exists(f"{d}/decoded.txt"):
+        for line in open(f"{d}/decoded.txt"):
+            name, h, w, out = line.split()
+            h, w = int(h), int(w)
+            ref = load_rgb(f"{d}/{name}").astype(np.float64)
+            got = np.fromfile(f"{d}/{out}", dtype=np.uint8).reshape(h, w, 3).astype(np.float64)
+            assert ref.shape == got.shape, (name, ref.shape, got.shape)
+            err = np.abs(got - ref)
+            mean, mx = err.mean(), err.max()
+            ok = mx == 0 if "lossless" in name else (mean <= 0.05 and mx <= 2)
+            print(f"{'ok  ' if ok else 'FAIL'} {name} whole decode {h}x{w}: mean {mean:.3f} "
+                  f"max {mx:.0f}")
+            failed += not ok
     sys.exit(1 if failed else 0)
 
 
