@@ -43,12 +43,12 @@ the inputs into DIR/SPLIT-rRRRRR-KKKKK.h5 and rank 0 writes the manifests; the p
 (rank 0: done/total, images/s, ETA) is rewritten in place on a terminal.
 
   --index FILE             the JSONL index (relative image paths are relative to it)
-  --tar TARS               webdataset-style tars instead (img2dataset's output: KEY.jpg|png +
+  --tar TARS               webdataset-style tars instead (img2dataset's output: KEY.jpg|png|webp +
                            KEY.txt|json per sample): comma-separated files, or a directory
                            (its *.tar files in name order)
   --out DIR                output directory (created)
   --resolution N           images are resized + centre-cropped to N x N (default 64)
-  --encoded                format version 2: the image files are stored encoded (JPEG/PNG as
+  --encoded                format version 2: the image files are stored encoded (JPEG/PNG/WebP as
                            they came); the loader decodes and crops them at the model's size
   --max-side N             with --encoded (implied): images whose longer side exceeds N are
                            shrunk to N and re-encoded as JPEG (default 0: none)

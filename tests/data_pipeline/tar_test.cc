@@ -1,7 +1,8 @@
 // `tessera pack --tar` input: a webdataset-style tar written by Python's tarfile (an independent
 // tar writer, pax format with a long member path) packs to the same pixels as decoding the
-// images directly, takes captions from KEY.txt or KEY.json, skips and reports incomplete or
-// unreadable samples, and a damaged tar is an error naming the file.
+// images directly (KEY.png, and KEY.webp written by Pillow), takes captions from KEY.txt or
+// KEY.json, skips and reports incomplete or unreadable samples, and a damaged tar is an error
+// naming the file.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include "data_pipeline/pack.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/tar_input.h"
+#include "data_pipeline/webp_decode.h"
 #include "tests/support/reference.h"
 
 namespace tessera::data {
@@ -47,6 +49,7 @@ std::string make_tar() {
   const std::string tar = (dir / "shard-000.tar").string();
   const std::string script = (dir / "make_tar.py").string();
   std::ofstream(script) << R"(import io, json, sys, tarfile
+from PIL import Image
 out, rgb, gray, long = sys.argv[1:5]
 def add(t, name, data):
     info = tarfile.TarInfo(name); info.size = len(data); t.addfile(info, io.BytesIO(data))
@@ -58,6 +61,8 @@ with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
     add(t, "a/0004.png", b"\x89PNG not really"); add(t, "a/0004.txt", b"broken image")
     add(t, "a/0005.png", open(rgb, "rb").read()); add(t, "a/0005.txt", b"   ")
     add(t, long + ".png", open(gray, "rb").read()); add(t, long + ".txt", b"a long name")
+    webp = io.BytesIO(); Image.open(rgb).convert("RGB").save(webp, "WEBP", lossless=True)
+    add(t, "a/0007.webp", webp.getvalue()); add(t, "a/0007.txt", b"a webp picture")
 )";
   const char* py = std::getenv("TESSERA_PYTHON");
   const std::string cmd = absl::StrCat(py ? py : "/usr/bin/python3", " ", script, " ", tar, " ",
@@ -70,12 +75,14 @@ TEST(Tar, ReadsKeysImagesAndCaptionsFromTxtOrJson) {
   const std::string tar = make_tar();
   auto samples = read_webdataset_tar(tar);
   ASSERT_TRUE(samples.ok()) << samples.status();
-  ASSERT_EQ(samples->size(), 6u);
+  ASSERT_EQ(samples->size(), 7u);
   std::map<std::string, TarSample> by_key;
   for (auto& s : *samples) by_key[s.key] = s;
   EXPECT_EQ(by_key["a/0001"].caption, "an rgb picture");
   EXPECT_EQ(by_key["a/0002"].caption, "a gray picture");
-  EXPECT_EQ(by_key["a/0003"].problem, "no image member (KEY.jpg, KEY.jpeg or KEY.png)");
+  EXPECT_EQ(by_key["a/0003"].problem, "no image member (KEY.jpg, KEY.jpeg, KEY.png or KEY.webp)");
+  EXPECT_EQ(by_key["a/0007"].caption, "a webp picture");
+  EXPECT_TRUE(is_webp(by_key["a/0007"].image));
   EXPECT_EQ(by_key[kLong].caption, "a long name");
   std::ifstream f(fixture("gray8"), std::ios::binary);
   const std::vector<uint8_t> gray((std::istreambuf_iterator<char>(f)), {});
@@ -90,7 +97,7 @@ TEST(Tar, PackGivesTheDecodedPixelsAndReportsSkippedSamples) {
   o.val_fraction = 0;
   auto report = pack_images(o);
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ(report->inputs, 6);
+  EXPECT_EQ(report->inputs, 7);
   std::map<std::string, std::string> skipped;
   for (const auto& s : report->skipped) skipped[s.path] = s.reason;
   ASSERT_EQ(skipped.size(), 3u);
@@ -103,9 +110,11 @@ TEST(Tar, PackGivesTheDecodedPixelsAndReportsSkippedSamples) {
   ASSERT_TRUE(reader.ok()) << reader.status();
   auto got = (*reader)->read(0, (*reader)->num_samples());
   ASSERT_TRUE(got.ok()) << got.status();
-  ASSERT_EQ(got->count, 3);
-  const std::map<std::string, std::string> source = {
-      {"an rgb picture", "rgb8"}, {"a gray picture", "gray8"}, {"a long name", "gray8"}};
+  ASSERT_EQ(got->count, 4);
+  const std::map<std::string, std::string> source = {{"an rgb picture", "rgb8"},
+                                                     {"a gray picture", "gray8"},
+                                                     {"a long name", "gray8"},
+                                                     {"a webp picture", "rgb8"}};  // lossless
   for (int64_t i = 0; i < got->count; ++i) {
     SCOPED_TRACE(got->captions[i]);
     auto image = read_image_file(fixture(source.at(got->captions[i])));

@@ -109,14 +109,11 @@ def reduce(img, k):
     if k == 1:
         return img.astype(np.float64)
     h, w = img.shape[:2]
-    rh, rw = -(-h // k), -(-w // k)
-    out = np.zeros((rh, rw, 3))
-    for y in range(rh):
-        for x in range(rw):
-            block = img[y * k:min(h, y * k + k), x * k:min(w, x * k + k)].reshape(-1, 3)
-            n = len(block)
-            out[y, x] = (block.astype(np.int64).sum(0) + n // 2) // n
-    return out
+    # Block sums (the last row and column of blocks may be partial) and their pixel counts.
+    rows, cols = np.arange(0, h, k), np.arange(0, w, k)
+    sums = np.add.reduceat(np.add.reduceat(img.astype(np.int64), rows, axis=0), cols, axis=1)
+    n = np.outer(np.minimum(rows + k, h) - rows, np.minimum(cols + k, w) - cols)[..., None]
+    return ((sums + n // 2) // n).astype(np.float64)
 
 
 def taps(first, length, k, reduced_len, s):
