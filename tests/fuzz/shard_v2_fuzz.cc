@@ -97,9 +97,13 @@ void write_dataset(FuzzedDataProvider& in, hid_t file, const char* name, hid_t w
     shape[0] = in.ConsumeIntegralInRange<hsize_t>(0, hsize_t{1} << 40);
   }
   const hid_t type = pick_int_type(in, wanted);
-  H5Handle space(H5Screate_simple(int(shape.size()), shape.data(), nullptr));
+  // As the writer: extendible along the first axis (so chunks may exceed the extent), chunked.
+  std::vector<hsize_t> max_shape(shape);
+  const bool chunked = !rarely(in, 32);
+  if (chunked && !rarely(in, 8)) max_shape[0] = H5S_UNLIMITED;
+  H5Handle space(H5Screate_simple(int(shape.size()), shape.data(), max_shape.data()));
   H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
-  if (!rarely(in, 32)) {
+  if (chunked) {
     std::vector<hsize_t> chunk(shape);
     chunk[0] = rarely(in, 8) ? in.ConsumeIntegralInRange<hsize_t>(1, shape[0] + 2) : chunk_rows;
     for (auto& c : chunk) c = std::max<hsize_t>(1, c);
