@@ -246,6 +246,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     original.push_back(perturb<int32_t>(in, w));
   }
   offsets[0] = perturb<int64_t>(in, 0);
+  // Rarely 'image_bytes' declares far more than it holds (its chunks never written: the file
+  // stays small, its extent does not), the index agreeing with what it declares.
+  int64_t declared = int64_t(bytes.size());
+  if (n > 0 && rarely(in, 32)) {
+    declared = in.ConsumeIntegralInRange<int64_t>(0, int64_t{1} << 40);
+    offsets.back() = declared;
+  }
   // Captions (a few bytes each), and optionally tokens and labels, consistent unless perturbed.
   std::vector<int64_t> caption_offsets{0};
   for (int64_t i = 0; i < n; ++i)
@@ -267,8 +274,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     write_int_attr(in, f, shard::kAttrFormatVersion, perturb<int64_t>(in, shard::kEncodedVersion));
     write_int_attr(in, f, shard::kAttrResolution, perturb<int64_t>(in, 0));
     write_tokenizer(in, f);
-    write_dataset(in, f, shard::kImageBytes, H5T_STD_U8LE, {hsize_t(bytes.size())}, bytes,
-                  byte_chunk);
+    write_dataset(in, f, shard::kImageBytes, H5T_STD_U8LE, {hsize_t(declared)}, bytes, byte_chunk);
     write_dataset(in, f, shard::kImageOffsets, H5T_STD_I64LE, {un + 1}, as_bytes(offsets), 4096);
     write_dataset(in, f, shard::kImageSizes, H5T_STD_I32LE, {un, 2}, as_bytes(sizes), group);
     write_dataset(in, f, shard::kOriginalSizes, H5T_STD_I32LE, {un, 2}, as_bytes(original), 4096);
