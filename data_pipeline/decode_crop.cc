@@ -178,7 +178,8 @@ absl::Status decode_crop(std::span<const uint8_t> bytes, int height, int width, 
                          int out_size, uint8_t* out, DecodeScratch* scratch,
                          std::string_view name) {
   if (out_size <= 0 || box.top < 0 || box.left < 0 || box.height <= 0 || box.width <= 0 ||
-      box.top + box.height > height || box.left + box.width > width)
+      // In 64 bits: a box from outside (top and height near INT_MAX) must not wrap into range.
+      int64_t{box.top} + box.height > height || int64_t{box.left} + box.width > width)
     return absl::InvalidArgumentError(absl::StrCat(
         std::string(name), ": crop (top ", box.top, ", left ", box.left, ", ", box.height, "x",
         box.width, ") outside the ", height, "x", width, " image, or output size ", out_size));

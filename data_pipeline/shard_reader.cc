@@ -277,6 +277,20 @@ absl::Status ShardReader::load_image_index() {
   hsize_t bytes = 0;
   H5Sget_simple_extent_dims(space.get(), &bytes, nullptr);
   image_bytes_ = static_cast<int64_t>(bytes);
+  {
+    // Every chunk of 'image_bytes' must be stored (the writer writes them all). One never
+    // written reads as zeros, past any checksum; and an extent of unwritten chunks costs the
+    // file nothing while read() would allocate, and verify() walk, all of it.
+    hdf5::H5Handle dcpl(H5Dget_create_plist(images_.get()));
+    hsize_t chunk = 1, stored = 0;
+    H5Pget_chunk(dcpl.get(), 1, &chunk);  // open_dataset checked: chunked, 1-D
+    chunk = std::max<hsize_t>(1, chunk);
+    const hsize_t expected = (bytes + chunk - 1) / chunk;
+    if (H5Dget_num_chunks(images_.get(), space.get(), &stored) < 0 || stored != expected)
+      return absl::DataLossError(with_hdf5(absl::StrCat(
+          "shard ", path_, ": dataset '", shard::kImageBytes, "' declares ", bytes, " bytes in ",
+          expected, " chunks but stores ", stored, " of them (unfinished or damaged shard)")));
+  }
   image_offsets_.resize(num_samples_ + 1);
   image_sizes_.resize(size_t(num_samples_) * 2);
   absl::Status s = read_rows(image_offsets_ds_, shard::kImageOffsets, H5T_NATIVE_INT64, 0,

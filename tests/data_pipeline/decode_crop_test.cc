@@ -9,6 +9,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <climits>
+
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -165,6 +167,15 @@ TEST(DecodeCrop, BadInputsAreErrorsNamingTheSample) {
   EXPECT_THAT(error(bytes_of("lossy.webp"), 283, 390),
               AllOf(HasSubstr("sample 7"), HasSubstr("the shard records 283x390")));
   EXPECT_THAT(error(bytes_of("photo.jpg"), 50, 50), HasSubstr("outside the 50x50 image"));
+  // A box whose end overflows int (found by tests/fuzz shard_v2): refused, not wrapped into
+  // range and decoded.
+  for (const CropBox far : {CropBox{1, 0, INT_MAX, 10, false}, CropBox{0, 1, 10, INT_MAX, false},
+                            CropBox{INT_MAX, INT_MAX, INT_MAX, INT_MAX, false}}) {
+    const absl::Status st = decode_crop(bytes_of("photo.jpg"), 283, 397, far, 32, out.data(),
+                                        &scratch, "shard s.h5, sample 7");
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("outside the 283x397 image"));
+  }
   // The packer decodes every input once: a truncated JPEG (libjpeg only warns and fills gray) is
   // refused there, so it is skipped and listed instead of stored.
   auto truncated = decode_image(bytes_of("truncated.jpg"), "truncated.jpg");

@@ -172,6 +172,35 @@ TEST(ShardV2, SchemaDefectsAreRefusedNamingTheDataset) {
   }
 }
 
+// 'image_bytes' extended far past what was written, the index agreeing (found by tests/fuzz
+// shard_v2): the file stays small, so open() must refuse it rather than let read() allocate
+// 64 GiB and verify() walk 2^18 unwritten chunks.
+TEST(ShardV2, UnwrittenImageByteChunksAreRefusedAtOpen) {
+  const std::string dir = testing_support::fresh_test_dir("shard_v2_unwritten");
+  const std::string path = dir + "/s.h5";
+  write_v2(path, make_samples(5, 4));
+  const hsize_t huge = hsize_t{1} << 36;
+  {
+    hdf5::H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+    hdf5::H5Handle bytes(H5Dopen2(file.get(), shard::kImageBytes, H5P_DEFAULT));
+    ASSERT_GE(H5Dset_extent(bytes.get(), &huge), 0);
+    hdf5::H5Handle offsets(H5Dopen2(file.get(), shard::kImageOffsets, H5P_DEFAULT));
+    hdf5::H5Handle space(H5Dget_space(offsets.get()));
+    const hsize_t last = 5, one = 1;
+    H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, &last, nullptr, &one, nullptr);
+    hdf5::H5Handle mem(H5Screate_simple(1, &one, nullptr));
+    const int64_t end = int64_t(huge);
+    ASSERT_GE(H5Dwrite(offsets.get(), H5T_NATIVE_INT64, mem.get(), space.get(), H5P_DEFAULT, &end),
+              0);
+  }
+  auto r = ShardReader::open(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(r.status().message()),
+              AllOf(HasSubstr(path), HasSubstr("'image_bytes' declares 68719476736 bytes"),
+                    HasSubstr("stores 1 of them")));
+}
+
 TEST(ShardV2, FlippedImageByteIsAChecksumErrorNamingDatasetAndSamples) {
   const std::string dir = testing_support::fresh_test_dir("shard_v2_flip");
   const auto samples = make_samples(200, 4);

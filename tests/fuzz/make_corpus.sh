@@ -11,7 +11,7 @@ py=/usr/bin/python3
 tessera=build/tessera
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p $out/{config,data_manifest,checkpoint,tar,safetensors,tfrecord,image_decode,tokenizer,shard}
+mkdir -p $out/{config,data_manifest,checkpoint,tar,safetensors,tfrecord,image_decode,tokenizer,shard,shard_v2}
 
 # config: the shipped tiny configs, and one with --set overrides after NUL bytes.
 for c in gpt_tiny vit_tiny clip_tiny dit_tiny siglip_tiny; do cp configs/$c.pbtxt $out/config/$c; done
@@ -142,4 +142,25 @@ PY
 # shard: the harness builds files from these bytes (FuzzedDataProvider): a few fixed patterns.
 for s in 1 2 3 4; do $py -c "import random,sys; random.seed($s); sys.stdout.buffer.write(bytes(random.randrange(256) for _ in range(400)))" >$out/shard/random$s; done
 printf '\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0' >$out/shard/zeros
+# shard_v2: the harness's input is [u16 LE control length][control bytes][(u32 LE length, image
+# file)...]; an empty control block gives the shard the writer would make of those files. The
+# image_decode seeds (JPEG baseline and progressive, PNG of each colour type) in a few groups,
+# and one with random control bytes (perturbed attributes, index values, chunks, crops).
+$py - $out/image_decode $out/shard_v2 <<'PY'
+import random, struct, sys
+src, out = sys.argv[1:3]
+def image(name): return open(f"{src}/{name}", "rb").read()
+def seed(name, files, control=b""):
+    body = b"".join(struct.pack("<I", len(f)) + f for f in files)
+    open(f"{out}/{name}", "wb").write(struct.pack("<H", len(control)) + control + body)
+jpegs = [image("baseline.jpg"), image("progressive_gray.jpg")]
+pngs = [image(n) for n in ("rgb8.png", "gray8.png", "palette2_trns.png", "rgba8.png", "rgb16.png")]
+seed("jpeg_one", jpegs[:1])
+seed("jpeg_two", jpegs)
+seed("png_five", pngs)
+seed("mixed", [jpegs[0], pngs[0], jpegs[1], pngs[3]])
+seed("empty", [])
+random.seed(1)
+seed("mixed_random_control", [jpegs[0], pngs[0], jpegs[1]], bytes(random.randrange(256) for _ in range(64)))
+PY
 du -sh $out
