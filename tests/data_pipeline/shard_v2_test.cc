@@ -172,9 +172,9 @@ TEST(ShardV2, SchemaDefectsAreRefusedNamingTheDataset) {
   }
 }
 
-// 'image_bytes' extended far past what was written, the index agreeing (found by tests/fuzz
-// shard_v2): the file stays small, so open() must refuse it rather than let read() allocate
-// 64 GiB and verify() walk 2^18 unwritten chunks.
+// 'image_bytes' extended far past what was written, the index agreeing (seen reviewing the
+// reader for tests/fuzz shard_v2): the file stays small, so open() must refuse it rather than let
+// read() allocate 64 GiB and verify() walk 2^18 unwritten chunks.
 TEST(ShardV2, UnwrittenImageByteChunksAreRefusedAtOpen) {
   const std::string dir = testing_support::fresh_test_dir("shard_v2_unwritten");
   const std::string path = dir + "/s.h5";
