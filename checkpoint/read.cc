@@ -105,6 +105,17 @@ tessera::Tensor host(const tessera::Tensor& t) {
   return t.device().is_cpu() ? t : tessera::Tensor::empty(t.shape(), t.dtype(), Device::cpu());
 }
 
+// Waits for the reads queued into `buf` (host(params.params())), then makes them the parameters:
+// copied back to the device when `buf` is a host copy, compute copies refreshed.
+absl::Status finish_parameters(detail::PieceReader& reader, const tessera::Tensor& buf,
+                               models::ParamStore& params) {
+  absl::Status s = reader.finish();
+  if (!s.ok()) return s;
+  if (!params.params().device().is_cpu()) copy(buf, params.params());
+  params.sync_compute_params();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool has_role(const CheckpointInfo& ckpt, const std::string& role) {
@@ -133,11 +144,7 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
                                   buf.data<float>() + info.offset);
     if (!s.ok()) return s;
   }
-  absl::Status s = reader.finish();
-  if (!s.ok()) return s;
-  if (!params.params().device().is_cpu()) copy(buf, params.params());
-  params.sync_compute_params();
-  return absl::OkStatus();
+  return finish_parameters(reader, buf, params);
 }
 
 absl::Status load_parameters_from(const CheckpointInfo& ckpt, models::ParamStore& params,
@@ -175,11 +182,7 @@ absl::Status load_parameters_from(const CheckpointInfo& ckpt, models::ParamStore
         reader.queue(*it->second, detail::shard_box(info), buf.data<float>() + info.offset);
     if (!s.ok()) return s;
   }
-  absl::Status s = reader.finish();
-  if (!s.ok()) return s;
-  if (!params.params().device().is_cpu()) copy(buf, params.params());
-  params.sync_compute_params();
-  return absl::OkStatus();
+  return finish_parameters(reader, buf, params);
 }
 
 absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& params,

@@ -1,18 +1,12 @@
 #include "data_pipeline/decode_crop.h"
 
-#include <cstddef>
-#include <cstdio>
-
-// jpeglib.h needs size_t and FILE declared first.
-#include <jpeglib.h>
-#include <csetjmp>
-
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "data_pipeline/image_decode.h"
+#include "data_pipeline/jpeg_error.h"
 
 namespace tessera::data {
 namespace {
@@ -46,20 +40,6 @@ void needed(int first, int len, int k, int reduced_len, int* lo, int* hi) {
   *hi = std::min(int(std::floor(std::max(a, b))) + 2, reduced_len);
 }
 
-struct JpegError {
-  jpeg_error_mgr mgr;
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-void jpeg_error_exit(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
-
-void jpeg_silent(j_common_ptr) {}  // the packer refused files with warnings (corrupt data)
-
 struct JpegRegion {
   int full_h = 0, full_w = 0;        // from the header
   int reduced_h = 0, reduced_w = 0;  // after DCT scaling
@@ -72,16 +52,12 @@ struct JpegRegion {
 bool decode_jpeg_region(const uint8_t* data, size_t size, int k, const CropBox& box, int height,
                         int width, std::vector<uint8_t>* region, JpegRegion* out, JpegError* err) {
   jpeg_decompress_struct cinfo;
-  cinfo.err = jpeg_std_error(&err->mgr);
-  err->mgr.error_exit = jpeg_error_exit;
-  err->mgr.output_message = jpeg_silent;
+  cinfo.err = jpeg_error_manager(err, /*silent=*/true);
   if (setjmp(err->jump)) {
     jpeg_destroy_decompress(&cinfo);
     return false;
   }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
-  jpeg_read_header(&cinfo, TRUE);
+  jpeg_open_memory(&cinfo, data, size);
   out->full_h = int(cinfo.image_height);
   out->full_w = int(cinfo.image_width);
   if (out->full_h != height || out->full_w != width) {

@@ -1,8 +1,7 @@
 #include "data_pipeline/image_decode.h"
 
 #include <png.h>
-// jpeglib.h needs size_t and FILE declared first.
-#include <jpeglib.h>
+
 #include <csetjmp>
 #include <cstdio>
 
@@ -15,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/error.h"
+#include "data_pipeline/jpeg_error.h"
 #include "data_pipeline/shard_format.h"
 #include "data_pipeline/webp_decode.h"
 
@@ -127,37 +127,17 @@ absl::StatusOr<RgbImage> decode_png(std::span<const uint8_t> bytes, std::string_
 
 namespace {
 
-// libjpeg's default error handler calls exit(); this one records the message and longjmps
-// back into decode_jpeg_into, whose frame holds no C++ objects that need unwinding.
-struct JpegError {
-  jpeg_error_mgr mgr;
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-void jpeg_error_exit(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<JpegError*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
-
-void jpeg_silent(j_common_ptr) {}  // corrupt-data warnings become errors only if fatal
-
 // Plain C-style decoding: returns false with err->message set. `out` is only written through
 // its pointer, and is sized before any libjpeg call that could jump.
 bool decode_jpeg_into(const uint8_t* data, size_t size, RgbImage* out, JpegError* err,
                       int64_t max_pixels, bool* too_big) {
   jpeg_decompress_struct cinfo;
-  cinfo.err = jpeg_std_error(&err->mgr);
-  err->mgr.error_exit = jpeg_error_exit;
-  err->mgr.output_message = jpeg_silent;
+  cinfo.err = jpeg_error_manager(err, /*silent=*/true);
   if (setjmp(err->jump)) {
     jpeg_destroy_decompress(&cinfo);
     return false;
   }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
-  jpeg_read_header(&cinfo, TRUE);
+  jpeg_open_memory(&cinfo, data, size);
   cinfo.out_color_space = JCS_RGB;  // converts gray and YCbCr; CMYK fails in start_decompress
   if (int64_t{cinfo.image_width} * cinfo.image_height > max_pixels) {
     out->width = int(cinfo.image_width);

@@ -1,36 +1,18 @@
 // encode_jpeg (image_decode.h): the packer's re-encoding of images above --max-side.
-#include <cstddef>
-#include <cstdio>
 #include <cstdlib>
-
-// jpeglib.h needs size_t and FILE declared first.
-#include <jpeglib.h>
-#include <csetjmp>
 
 #include "absl/strings/str_cat.h"
 #include "data_pipeline/image_decode.h"
+#include "data_pipeline/jpeg_error.h"
 
 namespace tessera::data {
 namespace {
 
-struct EncodeError {
-  jpeg_error_mgr mgr;
-  std::jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-void encode_error_exit(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<EncodeError*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
-
 // C-style, as the decoder: nothing with a destructor lives in this frame across setjmp.
 bool encode_into(const RgbImage& image, int quality, unsigned char** mem, unsigned long* size,
-                 EncodeError* err) {
+                 JpegError* err) {
   jpeg_compress_struct cinfo;
-  cinfo.err = jpeg_std_error(&err->mgr);
-  err->mgr.error_exit = encode_error_exit;
+  cinfo.err = jpeg_error_manager(err, /*silent=*/false);
   if (setjmp(err->jump)) {
     jpeg_destroy_compress(&cinfo);
     return false;
@@ -63,7 +45,7 @@ absl::StatusOr<std::vector<uint8_t>> encode_jpeg(const RgbImage& image, int qual
                                                    image.width, ", quality ", quality, ")"));
   unsigned char* mem = nullptr;
   unsigned long size = 0;
-  EncodeError err{};
+  JpegError err{};
   const bool ok = encode_into(image, quality, &mem, &size, &err);
   std::vector<uint8_t> out;
   if (ok) out.assign(mem, mem + size);

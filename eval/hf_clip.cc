@@ -1,61 +1,39 @@
 #include "eval/hf_clip.h"
 
 #include <cmath>
-#include <cstring>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/error.h"
+#include "eval/hf_tensors.h"
 
 namespace tessera::eval {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) {
-  return s.rfind(p, 0) == 0;
-}
-
-struct Piece {
-  std::string hf;
-  Shape hf_shape;
-  int64_t begin = 0;  // first element of the tessera parameter this piece covers
-  bool conv = false;  // patch embedding: (d, p*p*C) in (py, px, c) <-> conv (d, C, p, p)
-};
-
 // HF tensors of a block parameter `rest` ("attn.qkv.weight", ...) under `layer`.
-std::vector<Piece> block_pieces(const std::string& layer, const std::string& rest,
-                                const Shape& shape, int64_t d) {
-  const bool weight = rest.size() > 7 && rest.substr(rest.size() - 7) == ".weight";
-  const std::string leaf = weight ? "weight" : "bias";
-  if (starts_with(rest, "attn.qkv.")) {
-    std::vector<Piece> out;
-    const char* names[] = {"q_proj", "k_proj", "v_proj"};
-    for (int g = 0; g < 3; ++g) {
-      out.push_back({absl::StrCat(layer, "self_attn.", names[g], ".", leaf),
-                     weight ? Shape{d, d} : Shape{d}, g * (weight ? d * d : d)});
-    }
-    return out;
-  }
-  static const std::pair<const char*, const char*> kMap[] = {{"attn.proj.", "self_attn.out_proj."},
-                                                             {"mlp.fc.", "mlp.fc1."},
-                                                             {"mlp.proj.", "mlp.fc2."},
-                                                             {"ln1.", "layer_norm1."},
-                                                             {"ln2.", "layer_norm2."}};
-  for (const auto& [from, to] : kMap) {
-    if (starts_with(rest, from)) return {{layer + to + leaf, shape}};
-  }
-  throw_error("hf_clip: unexpected block parameter " + rest);
+std::vector<HfPiece> block_pieces(const std::string& layer, const std::string& rest,
+                                  const Shape& shape, int64_t d) {
+  static const HfBlockNames kBlock = {
+      {"self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj."},
+      {{"attn.proj.", "self_attn.out_proj."},
+       {"mlp.fc.", "mlp.fc1."},
+       {"mlp.proj.", "mlp.fc2."},
+       {"ln1.", "layer_norm1."},
+       {"ln2.", "layer_norm2."}}};
+  return hf_block_pieces(layer, rest, shape, d, kBlock, "hf_clip");
 }
 
 // The HF tensors that tessera CLIP parameter `info` consists of.
-std::vector<Piece> pieces(const models::ParamInfo& info, const config::ClipConfig& c) {
+std::vector<HfPiece> pieces(const models::ParamInfo& info, const config::ClipConfig& c) {
   const std::string& n = info.spec.name;
   const Shape& s = info.spec.shape;
   if (n == "logit_scale") return {{"logit_scale", {}}};
   if (n == "image.proj.weight") return {{"visual_projection.weight", s}};
   if (n == "text.proj.weight") return {{"text_projection.weight", s}};
-  if (starts_with(n, "image.")) {
+  if (absl::StartsWith(n, "image.")) {
     const auto& v = c.image();
     const int64_t d = v.transformer().d_model(), p = v.patch(), C = v.channels();
     const std::string r = n.substr(6);
@@ -65,26 +43,22 @@ std::vector<Piece> pieces(const models::ParamInfo& info, const config::ClipConfi
       return {{"vision_model.embeddings.patch_embedding.weight", {d, C, p, p}, 0, true}};
     }
     if (r == "patch_embed.proj.bias") return {};  // none in HF (see the header)
-    if (starts_with(r, "ln_pre.")) return {{"vision_model.pre_layrnorm." + r.substr(7), s}};
-    if (starts_with(r, "ln_f.")) return {{"vision_model.post_layernorm." + r.substr(5), s}};
+    if (absl::StartsWith(r, "ln_pre.")) return {{"vision_model.pre_layrnorm." + r.substr(7), s}};
+    if (absl::StartsWith(r, "ln_f.")) return {{"vision_model.post_layernorm." + r.substr(5), s}};
     std::vector<std::string> parts = absl::StrSplit(r, absl::MaxSplits('.', 2));
     TESSERA_CHECK(parts.size() == 3 && parts[0] == "blocks", "hf_clip: unexpected parameter ", n);
     return block_pieces(absl::StrCat("vision_model.encoder.layers.", parts[1], "."), parts[2], s,
                         d);
   }
-  TESSERA_CHECK(starts_with(n, "text."), "hf_clip: unexpected parameter ", n);
+  TESSERA_CHECK(absl::StartsWith(n, "text."), "hf_clip: unexpected parameter ", n);
   const std::string r = n.substr(5);
   if (r == "tok_emb.weight") return {{"text_model.embeddings.token_embedding.weight", s}};
   if (r == "pos_emb.weight") return {{"text_model.embeddings.position_embedding.weight", s}};
-  if (starts_with(r, "ln_f.")) return {{"text_model.final_layer_norm." + r.substr(5), s}};
+  if (absl::StartsWith(r, "ln_f.")) return {{"text_model.final_layer_norm." + r.substr(5), s}};
   std::vector<std::string> parts = absl::StrSplit(r, absl::MaxSplits('.', 2));
   TESSERA_CHECK(parts.size() == 3 && parts[0] == "blocks", "hf_clip: unexpected parameter ", n);
   return block_pieces(absl::StrCat("text_model.encoder.layers.", parts[1], "."), parts[2], s,
                       c.text().transformer().d_model());
-}
-
-std::string shape_text(const Shape& s) {
-  return absl::StrCat("(", absl::StrJoin(s, ", "), ")");
 }
 
 // A tower's config.json section -> TransformerConfig; problems appended.
@@ -190,29 +164,9 @@ absl::StatusOr<nlohmann::json> hf_config_from_clip(const config::ClipConfig& c) 
 }
 
 NamedTensors hf_clip_tensors(const models::ParamStore& params, const config::ClipConfig& c) {
-  TESSERA_CHECK(params.tp_size() == 1, "hf_clip: a whole (unsplit) model is needed");
-  NamedTensors out;
-  const auto& v = c.image();
-  const int64_t p = v.patch(), C = v.channels();
-  for (int id = 0; id < int(params.infos().size()); ++id) {
-    const Tensor src = to_device(params.param(id), Device::cpu());
-    for (const Piece& pc : pieces(params.info(id), c)) {
-      Tensor t = Tensor::empty(pc.hf_shape, DType::f32);
-      const float* s = src.data<float>() + pc.begin;
-      float* o = t.data<float>();
-      if (pc.conv) {
-        const int64_t d = pc.hf_shape[0];
-        for (int64_t e = 0; e < d; ++e)
-          for (int64_t y = 0; y < p; ++y)
-            for (int64_t x = 0; x < p; ++x)
-              for (int64_t ch = 0; ch < C; ++ch)
-                o[((e * C + ch) * p + y) * p + x] = s[e * p * p * C + (y * p + x) * C + ch];
-      } else {
-        std::memcpy(o, s, t.nbytes());
-      }
-      out[pc.hf] = t;
-    }
-  }
+  NamedTensors out = hf_tensors_from_pieces(
+      params, [&](const models::ParamInfo& info) { return pieces(info, c); }, c.image().patch(),
+      c.image().channels(), "hf_clip");
   // The patch bias into the patch tokens' positions (rows 1..N): (W x + b) + pos = W x + (pos + b).
   const models::ParamId bias = params.find("image.patch_embed.proj.bias");
   const Tensor b = to_device(params.param(bias), Device::cpu());
@@ -227,48 +181,12 @@ NamedTensors hf_clip_tensors(const models::ParamStore& params, const config::Cli
 absl::Status load_hf_clip(const NamedTensors& hf, models::ParamStore& params,
                           const config::ClipConfig& c, const std::string& where) {
   std::vector<std::string> problems;
-  const bool cpu = params.params().device().is_cpu();
-  Tensor host = cpu ? params.params() : to_device(params.params(), Device::cpu());
-  const int64_t p = c.image().patch(), C = c.image().channels();
-  for (int id = 0; id < int(params.infos().size()); ++id) {
-    const models::ParamInfo& info = params.info(id);
-    if (info.spec.name == "image.patch_embed.proj.bias") {
-      std::memset(host.data<float>() + info.offset, 0, info.numel * sizeof(float));
-      continue;
-    }
-    for (const Piece& pc : pieces(info, c)) {
-      auto it = hf.find(pc.hf);
-      if (it == hf.end()) {
-        problems.push_back(absl::StrCat("no tensor ", pc.hf, " (for ", info.spec.name, ")"));
-        continue;
-      }
-      const Tensor& t = it->second;
-      if (t.dtype() != DType::f32 || t.numel() != shape_numel(pc.hf_shape) ||
-          (!pc.hf_shape.empty() && t.shape() != pc.hf_shape)) {
-        problems.push_back(absl::StrCat(pc.hf, ": ", t.describe(), ", expected ",
-                                        shape_text(pc.hf_shape), " f32"));
-        continue;
-      }
-      float* o = host.data<float>() + info.offset + pc.begin;
-      const float* s = t.data<float>();
-      if (pc.conv) {
-        const int64_t d = pc.hf_shape[0];
-        for (int64_t e = 0; e < d; ++e)
-          for (int64_t y = 0; y < p; ++y)
-            for (int64_t x = 0; x < p; ++x)
-              for (int64_t ch = 0; ch < C; ++ch)
-                o[e * p * p * C + (y * p + x) * C + ch] = s[((e * C + ch) * p + y) * p + x];
-      } else {
-        std::memcpy(o, s, t.nbytes());
-      }
-    }
-  }
-  if (!problems.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", absl::StrJoin(problems, "; ")));
-  }
-  if (!cpu) copy(host, params.params());
-  params.sync_compute_params();
-  return absl::OkStatus();
+  Tensor host = hf_host_params(params);
+  // image.patch_embed.proj.bias has no pieces (folded into the positions): it loads as zero.
+  load_hf_pieces(
+      hf, params, [&](const models::ParamInfo& info) { return pieces(info, c); }, c.image().patch(),
+      c.image().channels(), host, problems);
+  return finish_hf_load(problems, host, params, where);
 }
 
 }  // namespace tessera::eval

@@ -7,20 +7,18 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/error.h"
 #include "distributed/layout.h"
+#include "eval/hf_tensors.h"
 #include "models/factory.h"
 #include "train/config.h"
 
 namespace tessera::eval {
 namespace {
-
-bool starts_with(const std::string& s, const std::string& p) {
-  return s.rfind(p, 0) == 0;
-}
 
 // GPT2LMHeadModel's name of tessera parameter `name`; *transpose: stored as Conv1D (in, out).
 std::string hf_name(const std::string& name, bool* transpose) {
@@ -28,7 +26,7 @@ std::string hf_name(const std::string& name, bool* transpose) {
   if (name == "tok_emb.weight") return "transformer.wte.weight";
   if (name == "pos_emb.weight") return "transformer.wpe.weight";
   if (name == "head.weight") return "lm_head.weight";
-  if (starts_with(name, "ln_f.")) return "transformer." + name;
+  if (absl::StartsWith(name, "ln_f.")) return "transformer." + name;
   // blocks.I.REST
   std::vector<std::string> parts = absl::StrSplit(name, absl::MaxSplits('.', 2));
   TESSERA_CHECK(parts.size() == 3 && parts[0] == "blocks", "hf_gpt2: unexpected parameter ", name);
@@ -39,9 +37,9 @@ std::string hf_name(const std::string& name, bool* transpose) {
                                                               {"mlp.fc.", "mlp.c_fc."},
                                                               {"mlp.proj.", "mlp.c_proj."}};
   for (const auto& [from, to] : kRest) {
-    if (starts_with(parts[2], from)) {
+    if (absl::StartsWith(parts[2], from)) {
       const std::string leaf = parts[2].substr(std::strlen(from));
-      *transpose = leaf == "weight" && !starts_with(from, "ln");
+      *transpose = leaf == "weight" && !absl::StartsWith(from, "ln");
       return absl::StrCat("transformer.h.", parts[1], ".", to, leaf);
     }
   }
@@ -57,10 +55,6 @@ Shape hf_shape(const models::ParamInfo& info, bool transpose, int64_t vocab) {
   // The fused qkv bias: tessera (3, d), HF one (3d) vector.
   if (info.spec.name.find(".qkv.bias") != std::string::npos) return {shape_numel(s)};
   return s;
-}
-
-std::string shape_text(const Shape& s) {
-  return absl::StrCat("(", absl::StrJoin(s, ", "), ")");
 }
 
 }  // namespace
@@ -172,28 +166,18 @@ NamedTensors hf_gpt2_tensors(const models::ParamStore& params, const config::Gpt
 absl::Status load_hf_gpt2(const NamedTensors& hf, models::ParamStore& params,
                           const config::GptConfig& gpt, const std::string& where) {
   std::vector<std::string> problems;
-  // The parameters themselves on the CPU, else a host copy written back at the end.
-  const bool cpu = params.params().device().is_cpu();
-  Tensor host = cpu ? params.params() : to_device(params.params(), Device::cpu());
+  Tensor host = hf_host_params(params);
   for (int id = 0; id < int(params.infos().size()); ++id) {
     const models::ParamInfo& info = params.info(id);
     bool transpose = false;
     const std::string name = hf_name(info.spec.name, &transpose);
-    auto it = hf.find(name);
-    if (it == hf.end() && starts_with(name, "transformer.")) it = hf.find(name.substr(12));
-    if (it == hf.end()) {
-      problems.push_back(absl::StrCat("no tensor ", name, " (for ", info.spec.name, ")"));
-      continue;
-    }
-    const Tensor& t = it->second;
     const Shape want = hf_shape(info, transpose, gpt.vocab_size());
-    if (t.dtype() != DType::f32 || t.shape() != want) {
-      problems.push_back(
-          absl::StrCat(name, ": ", t.describe(), ", expected ", shape_text(want), " f32"));
-      continue;
-    }
+    // Some GPT-2 files store the transformer's tensors without the "transformer." prefix.
+    const Tensor* t = hf_tensor(hf, name, want, info.spec.name, problems,
+                                absl::StartsWith(name, "transformer.") ? name.substr(12) : "");
+    if (!t) continue;
     float* dst = host.data<float>() + info.offset;
-    const float* src = t.data<float>();
+    const float* src = t->data<float>();
     if (transpose) {
       const int64_t in = want[0], outf = want[1];
       for (int64_t o = 0; o < outf; ++o) {
@@ -201,15 +185,10 @@ absl::Status load_hf_gpt2(const NamedTensors& hf, models::ParamStore& params,
       }
     } else {
       std::memset(dst, 0, info.numel * sizeof(float));  // padded vocabulary rows stay zero
-      std::memcpy(dst, src, t.nbytes());
+      std::memcpy(dst, src, t->nbytes());
     }
   }
-  if (!problems.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", absl::StrJoin(problems, "; ")));
-  }
-  if (!cpu) copy(host, params.params());
-  params.sync_compute_params();
-  return absl::OkStatus();
+  return finish_hf_load(problems, host, params, where);
 }
 
 }  // namespace tessera::eval

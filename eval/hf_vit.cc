@@ -1,32 +1,21 @@
 #include "eval/hf_vit.h"
 
 #include <cmath>
-#include <cstring>
 #include <map>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/error.h"
+#include "eval/hf_tensors.h"
 
 namespace tessera::eval {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& p) {
-  return s.rfind(p, 0) == 0;
-}
-
-// One HF tensor filled from (or into) a slice of a tessera parameter.
-struct Piece {
-  std::string hf;
-  Shape hf_shape;
-  int64_t begin = 0;  // first element of the tessera parameter (qkv: q, k or v's rows)
-  bool conv = false;  // patch embedding: (d, p*p*C) in (py, px, c) <-> conv (d, C, p, p)
-};
-
 // The HF tensors that parameter `info` of a ViT `c` consists of.
-std::vector<Piece> pieces(const models::ParamInfo& info, const config::VitConfig& c) {
+std::vector<HfPiece> pieces(const models::ParamInfo& info, const config::VitConfig& c) {
   const std::string& n = info.spec.name;
   const int64_t d = c.transformer().d_model(), p = c.patch(), C = c.channels();
   const int64_t N = int64_t(c.image_size() / p) * (c.image_size() / p);
@@ -37,37 +26,19 @@ std::vector<Piece> pieces(const models::ParamInfo& info, const config::VitConfig
   }
   if (n == "patch_embed.proj.bias")
     return {{"vit.embeddings.patch_embeddings.projection.bias", {d}}};
-  if (starts_with(n, "ln_f.")) return {{"vit.layernorm." + n.substr(5), info.spec.shape}};
-  if (starts_with(n, "head.")) return {{"classifier." + n.substr(5), info.spec.shape}};
+  if (absl::StartsWith(n, "ln_f.")) return {{"vit.layernorm." + n.substr(5), info.spec.shape}};
+  if (absl::StartsWith(n, "head.")) return {{"classifier." + n.substr(5), info.spec.shape}};
   std::vector<std::string> parts = absl::StrSplit(n, absl::MaxSplits('.', 2));
   TESSERA_CHECK(parts.size() == 3 && parts[0] == "blocks", "hf_vit: unexpected parameter ", n);
-  const std::string layer = absl::StrCat("vit.encoder.layer.", parts[1], ".");
-  const std::string& rest = parts[2];
-  const bool weight = rest.size() > 7 && rest.substr(rest.size() - 7) == ".weight";
-  const std::string leaf = weight ? "weight" : "bias";
-  if (starts_with(rest, "attn.qkv.")) {
-    std::vector<Piece> out;
-    const char* names[] = {"query", "key", "value"};
-    for (int g = 0; g < 3; ++g) {
-      out.push_back({absl::StrCat(layer, "attention.attention.", names[g], ".", leaf),
-                     weight ? Shape{d, d} : Shape{d}, g * (weight ? d * d : d)});
-    }
-    return out;
-  }
-  static const std::pair<const char*, const char*> kMap[] = {
-      {"attn.proj.", "attention.output.dense."},
-      {"mlp.fc.", "intermediate.dense."},
-      {"mlp.proj.", "output.dense."},
-      {"ln1.", "layernorm_before."},
-      {"ln2.", "layernorm_after."}};
-  for (const auto& [from, to] : kMap) {
-    if (starts_with(rest, from)) return {{layer + to + leaf, info.spec.shape}};
-  }
-  throw_error("hf_vit: unexpected parameter " + n);
-}
-
-std::string shape_text(const Shape& s) {
-  return absl::StrCat("(", absl::StrJoin(s, ", "), ")");
+  static const HfBlockNames kBlock = {
+      {"attention.attention.query.", "attention.attention.key.", "attention.attention.value."},
+      {{"attn.proj.", "attention.output.dense."},
+       {"mlp.fc.", "intermediate.dense."},
+       {"mlp.proj.", "output.dense."},
+       {"ln1.", "layernorm_before."},
+       {"ln2.", "layernorm_after."}}};
+  return hf_block_pieces(absl::StrCat("vit.encoder.layer.", parts[1], "."), parts[2],
+                         info.spec.shape, d, kBlock, "hf_vit");
 }
 
 }  // namespace
@@ -150,71 +121,19 @@ nlohmann::json hf_config_from_vit(const config::VitConfig& v) {
 }
 
 NamedTensors hf_vit_tensors(const models::ParamStore& params, const config::VitConfig& vit) {
-  TESSERA_CHECK(params.tp_size() == 1, "hf_vit: a whole (unsplit) model is needed");
-  NamedTensors out;
-  const int64_t p = vit.patch(), C = vit.channels();
-  for (int id = 0; id < int(params.infos().size()); ++id) {
-    const Tensor src = to_device(params.param(id), Device::cpu());
-    for (const Piece& pc : pieces(params.info(id), vit)) {
-      Tensor t = Tensor::empty(pc.hf_shape, DType::f32);
-      const float* s = src.data<float>() + pc.begin;
-      float* o = t.data<float>();
-      if (pc.conv) {
-        const int64_t d = pc.hf_shape[0];
-        for (int64_t e = 0; e < d; ++e)
-          for (int64_t y = 0; y < p; ++y)
-            for (int64_t x = 0; x < p; ++x)
-              for (int64_t c = 0; c < C; ++c)
-                o[((e * C + c) * p + y) * p + x] = s[e * p * p * C + (y * p + x) * C + c];
-      } else {
-        std::memcpy(o, s, t.nbytes());
-      }
-      out[pc.hf] = t;
-    }
-  }
-  return out;
+  return hf_tensors_from_pieces(
+      params, [&](const models::ParamInfo& info) { return pieces(info, vit); }, vit.patch(),
+      vit.channels(), "hf_vit");
 }
 
 absl::Status load_hf_vit(const NamedTensors& hf, models::ParamStore& params,
                          const config::VitConfig& vit, const std::string& where) {
   std::vector<std::string> problems;
-  const bool cpu = params.params().device().is_cpu();
-  Tensor host = cpu ? params.params() : to_device(params.params(), Device::cpu());
-  const int64_t p = vit.patch(), C = vit.channels();
-  for (int id = 0; id < int(params.infos().size()); ++id) {
-    const models::ParamInfo& info = params.info(id);
-    for (const Piece& pc : pieces(info, vit)) {
-      auto it = hf.find(pc.hf);
-      if (it == hf.end()) {
-        problems.push_back(absl::StrCat("no tensor ", pc.hf, " (for ", info.spec.name, ")"));
-        continue;
-      }
-      const Tensor& t = it->second;
-      if (t.dtype() != DType::f32 || t.shape() != pc.hf_shape) {
-        problems.push_back(absl::StrCat(pc.hf, ": ", t.describe(), ", expected ",
-                                        shape_text(pc.hf_shape), " f32"));
-        continue;
-      }
-      float* o = host.data<float>() + info.offset + pc.begin;
-      const float* s = t.data<float>();
-      if (pc.conv) {
-        const int64_t d = pc.hf_shape[0];
-        for (int64_t e = 0; e < d; ++e)
-          for (int64_t y = 0; y < p; ++y)
-            for (int64_t x = 0; x < p; ++x)
-              for (int64_t c = 0; c < C; ++c)
-                o[e * p * p * C + (y * p + x) * C + c] = s[((e * C + c) * p + y) * p + x];
-      } else {
-        std::memcpy(o, s, t.nbytes());
-      }
-    }
-  }
-  if (!problems.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": ", absl::StrJoin(problems, "; ")));
-  }
-  if (!cpu) copy(host, params.params());
-  params.sync_compute_params();
-  return absl::OkStatus();
+  Tensor host = hf_host_params(params);
+  load_hf_pieces(
+      hf, params, [&](const models::ParamInfo& info) { return pieces(info, vit); }, vit.patch(),
+      vit.channels(), host, problems);
+  return finish_hf_load(problems, host, params, where);
 }
 
 }  // namespace tessera::eval

@@ -24,11 +24,7 @@
 namespace tessera::train {
 namespace {
 
-using testing_support::run_dir;
-using testing_support::small_clip;
-using testing_support::small_vit;
-using testing_support::stored;
-using testing_support::train_source;
+using namespace testing_support;  // small_clip, small_vit, train_source, stored, run_dir
 
 bool starts_with(const std::string& s, const std::string& p) {
   return s.rfind(p, 0) == 0;

@@ -14,11 +14,7 @@
 namespace tessera::train {
 namespace {
 
-using testing_support::run_dir;
-using testing_support::small_clip;
-using testing_support::small_vit;
-using testing_support::stored;
-using testing_support::train_source;
+using namespace testing_support;  // small_clip, small_vit, train_source, stored, run_dir
 
 // A shard's elements equal `want` bitwise (one process: the whole parameter).
 void expect_bitwise(const Tensor& got, const std::vector<float>& want, const std::string& what) {

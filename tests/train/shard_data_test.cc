@@ -7,12 +7,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include <google/protobuf/text_format.h>
-
 #include "core/philox.h"
 #include "data_pipeline/augment.h"
+#include "data_pipeline/pack.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
+#include "tests/train/learning_support.h"
 #include "tests/train/train_test_support.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -57,9 +57,7 @@ std::string write_dataset(const std::string& dir, const std::string& split = "tr
     total += n;
   }
   manifest.set_num_samples(total);
-  std::string text;
-  google::protobuf::TextFormat::PrintToString(manifest, &text);
-  std::ofstream(dir + "/" + split + ".pbtxt") << text;
+  EXPECT_TRUE(data::write_manifest(manifest, dir + "/" + split + ".pbtxt").ok());
   return dir + "/" + split + ".pbtxt";
 }
 
@@ -131,13 +129,8 @@ TEST(ShardData, TrainerLearnsFromShards) {
   const std::string manifest = write_dataset(testing_support::run_dir("shards_train"));
   config::Config cfg = vit_on(manifest, {"train.steps=40", "log.every_steps=10", "optim.lr=0.003",
                                          "schedule.warmup_steps=0"});
-  std::filesystem::remove_all(testing_support::run_dir("shards_train_run"));
-  Trainer t(cfg, testing_support::run_dir("shards_train_run"), true);
-  ASSERT_EQ(t.run(), kExitOk);
-  std::ifstream f(testing_support::run_dir("shards_train_run") + "/metrics.jsonl");
-  std::vector<double> losses;
-  for (std::string line; std::getline(f, line);)
-    losses.push_back(nlohmann::json::parse(line)["loss"]);
+  const std::vector<double> losses =
+      testing_support::train_losses(cfg, testing_support::run_dir("shards_train_run"));
   ASSERT_EQ(losses.size(), 4u);
   EXPECT_LT(losses.back(), 0.5 * losses.front());
 }

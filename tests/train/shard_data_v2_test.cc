@@ -7,16 +7,16 @@
 #include <filesystem>
 #include <fstream>
 
-#include <google/protobuf/text_format.h>
-
 #include "core/philox.h"
 #include "data_pipeline/augment.h"
 #include "data_pipeline/contact_sheet.h"
 #include "data_pipeline/decode_crop.h"
 #include "data_pipeline/image_decode.h"
+#include "data_pipeline/pack.h"
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
 #include "eval/split.h"
+#include "tests/train/learning_support.h"
 #include "tests/train/train_test_support.h"
 #include "train/config.h"
 #include "train/shard_data.h"
@@ -72,9 +72,7 @@ std::string write_dataset(const std::string& dir, const std::string& split = "tr
   }
   std::filesystem::remove(dir + "/tmp.png");
   manifest.set_num_samples(total);
-  std::string text;
-  google::protobuf::TextFormat::PrintToString(manifest, &text);
-  std::ofstream(dir + "/" + split + ".pbtxt") << text;
+  EXPECT_TRUE(data::write_manifest(manifest, dir + "/" + split + ".pbtxt").ok());
   return dir + "/" + split + ".pbtxt";
 }
 
@@ -166,14 +164,8 @@ TEST(ShardDataV2, TrainerLearnsFromEncodedShards) {
   const std::string manifest = write_dataset(testing_support::run_dir("shards_v2_train"));
   config::Config cfg = vit_on(manifest, {"train.steps=40", "log.every_steps=10", "optim.lr=0.003",
                                          "schedule.warmup_steps=0", "data.global_batch_size=8"});
-  const std::string run = testing_support::run_dir("shards_v2_train_run");
-  std::filesystem::remove_all(run);
-  Trainer t(cfg, run, true);
-  ASSERT_EQ(t.run(), kExitOk);
-  std::ifstream f(run + "/metrics.jsonl");
-  std::vector<double> losses;
-  for (std::string line; std::getline(f, line);)
-    losses.push_back(nlohmann::json::parse(line)["loss"]);
+  const std::vector<double> losses =
+      testing_support::train_losses(cfg, testing_support::run_dir("shards_v2_train_run"));
   ASSERT_EQ(losses.size(), 4u);
   EXPECT_LT(losses.back(), 0.5 * losses.front());
 }

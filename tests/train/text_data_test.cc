@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "data_pipeline/pack.h"
+#include "tests/train/learning_support.h"
 #include "tests/train/train_test_support.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -118,14 +119,8 @@ TEST(TextData, GptLearnsFromTextShards) {
   const std::string manifest = write_text(testing_support::run_dir("text_learn"), &shards);
   config::Config cfg = gpt_on(manifest, {"train.steps=40", "log.every_steps=10", "optim.lr=0.003",
                                          "schedule.warmup_steps=0"});
-  const std::string run = testing_support::run_dir("text_learn_run");
-  std::filesystem::remove_all(run);
-  Trainer t(cfg, run, true);
-  ASSERT_EQ(t.run(), kExitOk);
-  std::ifstream f(run + "/metrics.jsonl");
-  std::vector<double> losses;
-  for (std::string line; std::getline(f, line);)
-    losses.push_back(nlohmann::json::parse(line)["loss"]);
+  const std::vector<double> losses =
+      testing_support::train_losses(cfg, testing_support::run_dir("text_learn_run"));
   ASSERT_EQ(losses.size(), 4u);
   EXPECT_LT(losses.back(), 0.5 * losses.front());
 }
