@@ -9,6 +9,7 @@
 #include <cmath>
 #include <thread>
 
+#include "models/gpt.h"
 #include "models/vit.h"
 #include "tests/support/compare.h"
 #include "tests/support/inputs.h"
@@ -213,6 +214,74 @@ TEST(Distillation, VitLossWithATeacher) {
   EXPECT_NEAR(student.forward_backward(batch, 1.0f).loss, want, 1e-5 * want);
   // Evaluation reports the plain cross-entropy.
   EXPECT_NEAR(student.forward_loss(batch).loss, ce / B, 1e-5 * ce / B);
+}
+
+config::GptConfig gpt(int d, int layers) {
+  config::GptConfig c;
+  c.set_vocab_size(21);
+  c.set_vocab_pad_multiple(8);  // 24 columns, 3 of them padding
+  c.set_context(8);
+  c.mutable_transformer()->set_d_model(d);
+  c.mutable_transformer()->set_n_layers(layers);
+  c.mutable_transformer()->set_n_heads(2);
+  c.mutable_transformer()->set_mlp_ratio(2);
+  return c;
+}
+
+// A GPT student with a deeper, wider teacher: the training loss is alpha * CE + (1 - alpha) *
+// T^2 * mean KL over the real vocabulary and the non-ignored tokens, computed here from both
+// models' logits; evaluation stays the plain CE.
+TEST(Distillation, GptLossWithATeacher) {
+  auto teacher = std::make_unique<Gpt>(gpt(24, 2), false);
+  teacher->params().init(1);
+  Gpt student(gpt(16, 1), false);
+  student.params().init(2);
+  const int64_t B = 2, T = 6, N = B * T, V = 21, W = 24;
+  Tensor tokens = Tensor::empty({B, T}, DType::i32), targets = Tensor::empty({B, T}, DType::i32);
+  for (int64_t i = 0; i < N; ++i) {
+    tokens.data<int32_t>()[i] = int32_t((5 * i + 3) % V);
+    targets.data<int32_t>()[i] = i % 4 == 2 ? -100 : int32_t((11 * i + 1) % V);
+  }
+  const Batch batch = {{"tokens", tokens}, {"targets", targets}};
+  Tensor sl = Tensor::empty({N, W}, DType::f32), tl = Tensor::empty({N, W}, DType::f32);
+  copy(student.forward_logits(tokens).view({N, W}), sl);
+  copy(teacher->forward_logits(tokens).view({N, W}), tl);
+  const float alpha = 0.4f, temp = 3.0f;
+  double ce = 0, kl = 0;
+  int64_t valid = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    const int32_t y = targets.data<int32_t>()[i];
+    if (y == -100) continue;
+    ++valid;
+    const float* x = sl.data<float>() + i * W;
+    const float* t = tl.data<float>() + i * W;
+    double z = 0, zs = 0, zt = 0;
+    for (int j = 0; j < V; ++j) {
+      z += std::exp(double(x[j]));
+      zs += std::exp(x[j] / double(temp));
+      zt += std::exp(t[j] / double(temp));
+    }
+    ce += std::log(z) - x[y];
+    for (int j = 0; j < V; ++j) {
+      const double lq = t[j] / double(temp) - std::log(zt), lp = x[j] / double(temp) - std::log(zs);
+      kl += std::exp(lq) * (lq - lp);
+    }
+  }
+  const double want = alpha * ce / valid + (1 - alpha) * temp * temp * kl / valid;
+  student.set_teacher(std::move(teacher), alpha, temp);
+  student.params().zero_grads();
+  EXPECT_NEAR(student.forward_backward(batch, 1.0f).loss, want, 1e-5 * want);
+  EXPECT_NEAR(student.forward_loss(batch).loss, ce / valid, 1e-5 * ce / valid);
+  // A teacher of another vocabulary is refused, naming both sizes.
+  config::GptConfig other = gpt(16, 1);
+  other.set_vocab_size(22);
+  try {
+    student.set_teacher(std::make_unique<Gpt>(other, false), alpha, temp);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vocabulary of 21 tokens, got 22"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
