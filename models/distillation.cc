@@ -53,4 +53,87 @@ double distillation_term(const Tensor& student, const Tensor& teacher, float tem
   return N > 0 ? T * T * total / double(N) : 0.0;
 }
 
+double vocab_distillation_term(const Tensor& student, const Tensor& teacher, const Tensor& targets,
+                               int64_t begin, int64_t vocab, int ignore_index, float temperature,
+                               float scale, const Tensor& dstudent,
+                               const HostAllReduce& all_reduce) {
+  TESSERA_CHECK(student.ndim() == 2 && student.dtype() == DType::f32 && teacher.ndim() == 2 &&
+                    teacher.dtype() == DType::f32 && teacher.dim(0) == student.dim(0),
+                "distillation: student logits ", student.describe(), " and teacher logits ",
+                teacher.describe(), " must be (N, V_local) f32 with the same N");
+  TESSERA_CHECK(targets.numel() == student.dim(0) && targets.dtype() == DType::i32,
+                "distillation: targets ", targets.describe(), " must be (", student.dim(0),
+                ") i32");
+  TESSERA_CHECK(temperature > 0, "distillation: temperature must be > 0, got ", temperature);
+  const int64_t N = student.dim(0), Vs = student.dim(1), Vt = teacher.dim(1);
+  // This rank's real columns: both slices must hold them (the padding may differ).
+  const int64_t cols = std::max<int64_t>(0, std::min(vocab - begin, Vs));
+  TESSERA_CHECK(Vt >= cols && (Vt == Vs || begin == 0),
+                "distillation: the teacher's vocabulary slice ", teacher.describe(),
+                " does not cover the student's ", student.describe(), " from column ", begin,
+                " (under tensor parallelism both must have the same padded vocabulary)");
+  const Tensor s = to_device(student, Device::cpu()), t = to_device(teacher, Device::cpu());
+  const Tensor y = to_device(targets, Device::cpu());
+  const float* sp = s.data<float>();
+  const float* tp = t.data<float>();
+  const double T = temperature;
+  // Row maxima of teacher / T and student / T over this slice, then over the group.
+  Tensor maxes = Tensor::empty({2, N}, DType::f32);
+  float* mt = maxes.data<float>();
+  float* ms = mt + N;
+  for (int64_t i = 0; i < N; ++i) {
+    float a = -INFINITY, b = -INFINITY;
+    for (int64_t j = 0; j < cols; ++j) {
+      a = std::max(a, float(tp[i * Vt + j] / T));
+      b = std::max(b, float(sp[i * Vs + j] / T));
+    }
+    mt[i] = a;
+    ms[i] = b;
+  }
+  all_reduce(maxes, true);
+  Tensor sums = Tensor::empty({3, N}, DType::f32);
+  float* st = sums.data<float>();
+  float* ss = st + N;
+  float* sa = ss + N;
+  for (int64_t i = 0; i < N; ++i) {
+    double zt = 0, zs = 0, za = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const double a = tp[i * Vt + j] / T - mt[i], b = sp[i * Vs + j] / T - ms[i];
+      const double e = std::exp(a);
+      zt += e;
+      zs += std::exp(b);
+      za += e * (a - b);
+    }
+    st[i] = float(zt);
+    ss[i] = float(zs);
+    sa[i] = float(za);
+  }
+  all_reduce(sums, false);
+  int64_t valid = 0;
+  double total = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    if (y.data<int32_t>()[i] == ignore_index) continue;
+    ++valid;
+    total += double(sa[i]) / st[i] - std::log(double(st[i])) + std::log(double(ss[i]));
+  }
+  if (dstudent.defined() && valid > 0) {
+    TESSERA_CHECK(dstudent.shape() == student.shape(), "distillation: dstudent ",
+                  dstudent.describe(), " must match the student logits ", student.describe());
+    Tensor grad = Tensor::zeros({N, Vs}, DType::f32);
+    float* g = grad.data<float>();
+    const double k = scale * T / double(valid);
+    for (int64_t i = 0; i < N; ++i) {
+      if (y.data<int32_t>()[i] == ignore_index) continue;
+      for (int64_t j = 0; j < cols; ++j) {
+        const double p = std::exp(sp[i * Vs + j] / T - ms[i]) / ss[i];
+        const double q = std::exp(tp[i * Vt + j] / T - mt[i]) / st[i];
+        g[i * Vs + j] = float(k * (p - q));
+      }
+    }
+    ops::add_inplace(dstudent,
+                     dstudent.device().is_cpu() ? grad : to_device(grad, dstudent.device()));
+  }
+  return valid > 0 ? T * T * total / double(valid) : 0.0;
+}
+
 }  // namespace tessera::models

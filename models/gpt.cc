@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "distributed/communicator.h"
 #include "models/device_batch.h"
+#include "models/distillation.h"
 #include "models/layers/tensor_parallel.h"
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
@@ -158,6 +159,24 @@ LossResult Gpt::forward_loss(const Batch& batch) {
   return {host_scalar(loss), N};
 }
 
+void Gpt::set_teacher(std::unique_ptr<Gpt> teacher, float alpha, float temperature) {
+  TESSERA_CHECK(teacher && teacher->vocab_size() == vocab_size(),
+                "Gpt: a distillation teacher must have the student's vocabulary of ", vocab_size(),
+                " tokens, got ", teacher ? teacher->vocab_size() : 0);
+  TESSERA_CHECK(store_.tp_size() == 1 || (teacher->params().tp_size() == store_.tp_size() &&
+                                          teacher->padded_vocab_size() == padded_vocab_size()),
+                "Gpt: under tensor parallelism a distillation teacher must be split over the same ",
+                store_.tp_size(), " ranks with the student's padded vocabulary of ",
+                padded_vocab_size(), " (model.gpt.vocab_pad_multiple), got ",
+                teacher->params().tp_size(), " ranks and ", teacher->padded_vocab_size());
+  TESSERA_CHECK(alpha >= 0 && alpha <= 1 && temperature > 0,
+                "Gpt: distillation needs alpha in [0, 1] and temperature > 0, got ", alpha, " and ",
+                temperature);
+  teacher_ = std::move(teacher);
+  alpha_ = alpha;
+  temperature_ = temperature;
+}
+
 void Gpt::set_dropout(float p, float drop_path) {
   const int n = int(blocks_.size());
   for (int i = 0; i < n; ++i) {
@@ -175,18 +194,47 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   Tensor lse = Tensor::empty({N}, DType::f32, targets.device());
   Tensor logits = logits_.view({N, V});  // (N, V_local)
   loss_forward(logits, targets.view({N}), loss, lse, smoothing_);
+  double total = host_scalar(loss);
+  // Distillation's soft term needs the student's logits, which the CE backward overwrites: its
+  // gradient goes to a buffer first and is added after.
+  Tensor kd_grad;
+  if (teacher_) {
+    const Tensor teacher = teacher_->forward_logits(batch.at("tokens"));
+    const int64_t Vt = teacher.dim(2);
+    kd_grad = Tensor::zeros({N, V}, DType::f32, targets.device());
+    const Device device = targets.device();
+    const HostAllReduce reduce = [&](const Tensor& t, bool max) {
+      const distributed::ReduceOp op =
+          max ? distributed::ReduceOp::kMax : distributed::ReduceOp::kSum;
+      if (store_.tp_size() == 1) return;
+      if (device.is_cpu()) {
+        tp_all_reduce(store_, t, op);
+        return;
+      }
+      Tensor d = to_device(t, device);
+      tp_all_reduce(store_, d, op);
+      copy(d, t);
+    };
+    const double kd = vocab_distillation_term(
+        logits, teacher.view({N, Vt}), targets.view({N}), vocab_begin(), config_.vocab_size(),
+        kIgnoreIndex, temperature_, loss_scale * (1 - alpha_), kd_grad, reduce);
+    teacher_->logits_ = teacher_->hidden_ = Tensor();  // forward only: nothing to keep
+    total = alpha_ * total + (1 - alpha_) * kd;
+  }
+  const float hard_scale = teacher_ ? loss_scale * alpha_ : loss_scale;
   // dlogits overwrites the logits in place: they are not needed after the loss. Under TP each
   // rank's slice is softmax minus its part of the one-hot (lse is global). Padded columns get
   // exactly 0, so the padded head/embedding rows get exactly zero gradient.
   if (store_.tp_size() == 1) {
     ops::SoftTargets soft;
     soft.smoothing = smoothing_;
-    ops::cross_entropy_backward(logits, targets.view({N}), lse, loss_scale, logits, kIgnoreIndex,
+    ops::cross_entropy_backward(logits, targets.view({N}), lse, hard_scale, logits, kIgnoreIndex,
                                 config_.vocab_size(), soft);
   } else {
     ops::vocab_ce_backward(logits, targets.view({N}), lse, vocab_begin(), config_.vocab_size(),
-                           loss_scale, kIgnoreIndex, logits, smoothing_);
+                           hard_scale, kIgnoreIndex, logits, smoothing_);
   }
+  if (kd_grad.defined()) ops::add_inplace(logits, kd_grad);
   // Head: logits = hidden @ W^T  =>  dW += dlogits^T @ hidden, dhidden = dlogits @ W (in bf16
   // mode dlogits are rounded once for both products; the sums stay f32).
   Tensor h = hidden_.view({N, C});
@@ -202,7 +250,7 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
   pos_.backward(dx);
   tok_.backward(dx);
-  return {host_scalar(loss), N};
+  return {total, N};
 }
 
 double Gpt::train_flops(int64_t batch_size) const {

@@ -68,6 +68,14 @@ class Gpt final : public Model {
   // optim.label_smoothing for forward_backward's loss (eps / vocab_size on every real id, under
   // TP too: the logits stay split, ops/vocab_parallel.h); forward_loss stays plain. In [0, 1).
   void set_label_smoothing(float eps) { smoothing_ = eps; }
+  // Knowledge distillation (models/distillation.h, vocab_distillation_term): forward_backward's
+  // loss becomes alpha * CE + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
+  // per token, averaged over the non-ignored targets as the CE is. The teacher (same vocabulary,
+  // any width or depth) runs forward only on the same tokens; under TP it is split over the same
+  // group (built with this model's TP communicator) and must have the same padded vocabulary, so
+  // both logits stay split alike. forward_loss stays the plain CE. The teacher's parameters are
+  // not this model's: nothing trains, saves or counts them.
+  void set_teacher(std::unique_ptr<Gpt> teacher, float alpha, float temperature);
 
  private:
   Tensor head_weight() const;  // (V_local, C) in the compute dtype (padded rows included)
@@ -88,6 +96,8 @@ class Gpt final : public Model {
   Tensor logits_;      // (B, T, V_local)
   float smoothing_ = 0;
   DropoutState dropout_;
+  std::unique_ptr<Gpt> teacher_;  // distillation teacher, frozen; nullptr = none
+  float alpha_ = 1, temperature_ = 1;
 };
 
 }  // namespace tessera::models

@@ -1,5 +1,7 @@
 #include "train/recipes.h"
 
+#include <type_traits>
+
 #include "checkpoint/checkpoint.h"
 #include "models/gpt.h"
 #include "models/vit.h"
@@ -9,15 +11,27 @@ namespace tessera::train {
 
 namespace {
 
-// The frozen teacher of distill.teacher: a ViT from its checkpoint (the EMA weights when it has
-// them), unsplit, on the student's device. Errors name the checkpoint.
-std::unique_ptr<models::Vit> load_teacher(const config::Config& config, Device device) {
+// The frozen teacher of distill.teacher: a model of the student's family from its checkpoint (the
+// EMA weights when it has them) on the student's device; a ViT unsplit, a GPT split over `tp`
+// (the student's TP group: its logits are split like the student's). Errors name the checkpoint.
+template <typename M>
+std::unique_ptr<M> load_teacher(const config::Config& config, Device device,
+                                distributed::Communicator* tp = nullptr) {
   const std::string& path = config.distill().teacher();
   auto info = checkpoint::open_checkpoint(path);
   TESSERA_CHECK(info.ok(), "distill.teacher: ", info.status().message());
   const config::ModelConfig& m = info->config.model();
-  TESSERA_CHECK(m.has_vit(), "distill.teacher ", info->dir, " is not a ViT checkpoint");
-  auto teacher = std::make_unique<models::Vit>(m.vit(), false, nullptr, device);
+  std::unique_ptr<M> teacher;
+  if constexpr (std::is_same_v<M, models::Vit>) {
+    TESSERA_CHECK(m.has_vit(), "distill.teacher ", info->dir, " is not a ViT checkpoint");
+    teacher = std::make_unique<M>(m.vit(), false, nullptr, device);
+  } else {
+    TESSERA_CHECK(m.has_gpt(), "distill.teacher ", info->dir, " is not a GPT checkpoint");
+    TESSERA_CHECK(m.gpt().vocab_size() == config.model().gpt().vocab_size(), "distill.teacher ",
+                  info->dir, ": its model.gpt.vocab_size ", m.gpt().vocab_size(),
+                  " differs from the student's ", config.model().gpt().vocab_size());
+    teacher = std::make_unique<M>(m.gpt(), false, tp, device);
+  }
   const std::string role = checkpoint::has_role(*info, "ema") ? "ema" : "param";
   absl::Status s = checkpoint::load_model_parameters(*info, teacher->params(), role);
   TESSERA_CHECK(s.ok(), "distill.teacher: ", s.message());
@@ -31,11 +45,17 @@ void configure_model_recipes(models::Model& model, const config::Config& config)
   if (auto* vit = dynamic_cast<models::Vit*>(&model)) {
     vit->set_label_smoothing(eps);
     if (!config.distill().teacher().empty()) {
-      vit->set_teacher(load_teacher(config, model.device()), config.distill().alpha(),
+      vit->set_teacher(load_teacher<models::Vit>(config, model.device()), config.distill().alpha(),
                        config.distill().temperature());
     }
   }
-  if (auto* gpt = dynamic_cast<models::Gpt*>(&model)) gpt->set_label_smoothing(eps);
+  if (auto* gpt = dynamic_cast<models::Gpt*>(&model)) {
+    gpt->set_label_smoothing(eps);
+    if (!config.distill().teacher().empty()) {
+      gpt->set_teacher(load_teacher<models::Gpt>(config, model.device(), gpt->params().tp_comm()),
+                       config.distill().alpha(), config.distill().temperature());
+    }
+  }
 }
 
 void apply_batch_recipes(const config::Config& config, int64_t first, models::Batch& batch) {

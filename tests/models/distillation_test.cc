@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <barrier>
 #include <cmath>
+#include <thread>
 
+#include "models/gpt.h"
 #include "models/vit.h"
 #include "tests/support/compare.h"
 #include "tests/support/inputs.h"
@@ -41,6 +44,117 @@ TEST(Distillation, MatchesTorchKlDiv) {
     const double want = ref[case_key(c, "kd")].data<float>()[0];
     EXPECT_NEAR(kd, want, 1e-5 * std::fabs(want)) << "case " << c;
     EXPECT_ALL_CLOSE(grad, ref[case_key(c, "grad")], 1e-5, "gradient, case " + std::to_string(c));
+  }
+}
+
+// Next-token logits (N, Vp) with a padded vocabulary (only the first `vocab` columns count) and
+// ignored targets (-100: their rows take no part in the mean).
+struct VocabCase {
+  int64_t n, width, vocab;
+  float T, scale;
+};
+const std::vector<VocabCase> kVocabCases = {
+    {6, 10, 10, 1.0f, 1.0f}, {9, 24, 21, 3.0f, 0.5f}, {5, 520, 511, 2.0f, 0.25f}};
+
+Tensor vocab_targets(int64_t n, int64_t vocab, size_t c) {
+  Tensor y = Tensor::empty({n}, DType::i32);
+  for (int64_t i = 0; i < n; ++i) {
+    y.data<int32_t>()[i] = (i % 3 == 1) ? -100 : int32_t((7 * i + c) % vocab);
+  }
+  return y;
+}
+
+TEST(Distillation, VocabTermMatchesTorch) {
+  NamedTensors in;
+  std::map<std::string, std::string> attrs;
+  for (size_t c = 0; c < kVocabCases.size(); ++c) {
+    const VocabCase& k = kVocabCases[c];
+    in[case_key(c, "student")] = testing::normal({k.n, k.width}, 30 + c, 3.0f);
+    in[case_key(c, "teacher")] = testing::normal({k.n, k.width}, 40 + c, 3.0f);
+    in[case_key(c, "targets")] = vocab_targets(k.n, k.vocab, c);
+    attrs[case_key(c, "temperature")] = std::to_string(k.T);
+    attrs[case_key(c, "scale")] = std::to_string(k.scale);
+    attrs[case_key(c, "vocab")] = std::to_string(k.vocab);
+    attrs[case_key(c, "ignore_index")] = "-100";
+  }
+  NamedTensors ref = testing::run_reference("vocab_distill", in, attrs);
+  const HostAllReduce none = [](const Tensor&, bool) {};
+  for (size_t c = 0; c < kVocabCases.size(); ++c) {
+    const VocabCase& k = kVocabCases[c];
+    Tensor grad = Tensor::zeros({k.n, k.width}, DType::f32);
+    const double kd = vocab_distillation_term(
+        in[case_key(c, "student")], in[case_key(c, "teacher")], in[case_key(c, "targets")], 0,
+        k.vocab, -100, k.T, k.scale, grad, none);
+    const double want = ref[case_key(c, "kd")].data<float>()[0];
+    EXPECT_NEAR(kd, want, 1e-5 * std::fabs(want)) << "case " << c;
+    EXPECT_ALL_CLOSE(grad, ref[case_key(c, "grad")], 1e-5, "gradient, case " + std::to_string(c));
+  }
+}
+
+// Columns [r * width / ranks, ...) of a (N, width) tensor.
+Tensor column_slice(const Tensor& t, int r, int ranks) {
+  const int64_t n = t.dim(0), w = t.dim(1) / ranks;
+  Tensor out = Tensor::empty({n, w}, DType::f32);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < w; ++j)
+      out.data<float>()[i * w + j] = t.data<float>()[i * t.dim(1) + r * w + j];
+  }
+  return out;
+}
+
+// Vocab parallel: ranks (threads here) holding column slices exchange only row maxima and sums
+// (the all-reduce below) and reach the one-rank loss on every rank and, together, its gradient.
+// With 4 ranks over 520 columns of which 511 are real, the last slice holds the padding.
+TEST(Distillation, VocabTermSplitOverRanksEqualsOneRank) {
+  for (size_t c = 0; c < kVocabCases.size(); ++c) {
+    const VocabCase& k = kVocabCases[c];
+    const Tensor student = testing::normal({k.n, k.width}, 30 + c, 3.0f);
+    const Tensor teacher = testing::normal({k.n, k.width}, 40 + c, 3.0f);
+    const Tensor targets = vocab_targets(k.n, k.vocab, c);
+    Tensor want_grad = Tensor::zeros({k.n, k.width}, DType::f32);
+    const double want = vocab_distillation_term(student, teacher, targets, 0, k.vocab, -100, k.T,
+                                                k.scale, want_grad, [](const Tensor&, bool) {});
+    for (int ranks : {2, 4}) {
+      if (k.width % ranks != 0) continue;
+      // Each rank publishes its piece, all wait, each reduces all pieces in rank order.
+      std::vector<Tensor> pieces(ranks);
+      std::barrier sync(ranks);
+      std::vector<double> got(ranks);
+      std::vector<Tensor> grads(ranks);
+      std::vector<std::thread> threads;
+      for (int r = 0; r < ranks; ++r) {
+        threads.emplace_back([&, r] {
+          const HostAllReduce reduce = [&](const Tensor& t, bool max) {
+            pieces[r] = Tensor::empty(t.shape(), DType::f32);
+            copy(t, pieces[r]);
+            sync.arrive_and_wait();
+            for (int64_t e = 0; e < t.numel(); ++e) {
+              float v = pieces[0].data<float>()[e];
+              for (int q = 1; q < ranks; ++q) {
+                const float w = pieces[q].data<float>()[e];
+                v = max ? std::max(v, w) : v + w;
+              }
+              t.data<float>()[e] = v;
+            }
+            sync.arrive_and_wait();
+          };
+          const int64_t w = k.width / ranks;
+          grads[r] = Tensor::zeros({k.n, w}, DType::f32);
+          got[r] = vocab_distillation_term(column_slice(student, r, ranks),
+                                           column_slice(teacher, r, ranks), targets, r * w, k.vocab,
+                                           -100, k.T, k.scale, grads[r], reduce);
+        });
+      }
+      for (auto& t : threads) t.join();
+      const std::string what =
+          "case " + std::to_string(c) + ", " + std::to_string(ranks) + " ranks";
+      for (int r = 0; r < ranks; ++r) {
+        EXPECT_EQ(got[r], got[0]) << what << ": rank " << r << " differs";
+        EXPECT_NEAR(got[r], want, 1e-5 * std::fabs(want)) << what;
+        EXPECT_ALL_CLOSE(grads[r], column_slice(want_grad, r, ranks), 1e-5,
+                         what + ", gradient of rank " + std::to_string(r));
+      }
+    }
   }
 }
 
@@ -100,6 +214,74 @@ TEST(Distillation, VitLossWithATeacher) {
   EXPECT_NEAR(student.forward_backward(batch, 1.0f).loss, want, 1e-5 * want);
   // Evaluation reports the plain cross-entropy.
   EXPECT_NEAR(student.forward_loss(batch).loss, ce / B, 1e-5 * ce / B);
+}
+
+config::GptConfig gpt(int d, int layers) {
+  config::GptConfig c;
+  c.set_vocab_size(21);
+  c.set_vocab_pad_multiple(8);  // 24 columns, 3 of them padding
+  c.set_context(8);
+  c.mutable_transformer()->set_d_model(d);
+  c.mutable_transformer()->set_n_layers(layers);
+  c.mutable_transformer()->set_n_heads(2);
+  c.mutable_transformer()->set_mlp_ratio(2);
+  return c;
+}
+
+// A GPT student with a deeper, wider teacher: the training loss is alpha * CE + (1 - alpha) *
+// T^2 * mean KL over the real vocabulary and the non-ignored tokens, computed here from both
+// models' logits; evaluation stays the plain CE.
+TEST(Distillation, GptLossWithATeacher) {
+  auto teacher = std::make_unique<Gpt>(gpt(24, 2), false);
+  teacher->params().init(1);
+  Gpt student(gpt(16, 1), false);
+  student.params().init(2);
+  const int64_t B = 2, T = 6, N = B * T, V = 21, W = 24;
+  Tensor tokens = Tensor::empty({B, T}, DType::i32), targets = Tensor::empty({B, T}, DType::i32);
+  for (int64_t i = 0; i < N; ++i) {
+    tokens.data<int32_t>()[i] = int32_t((5 * i + 3) % V);
+    targets.data<int32_t>()[i] = i % 4 == 2 ? -100 : int32_t((11 * i + 1) % V);
+  }
+  const Batch batch = {{"tokens", tokens}, {"targets", targets}};
+  Tensor sl = Tensor::empty({N, W}, DType::f32), tl = Tensor::empty({N, W}, DType::f32);
+  copy(student.forward_logits(tokens).view({N, W}), sl);
+  copy(teacher->forward_logits(tokens).view({N, W}), tl);
+  const float alpha = 0.4f, temp = 3.0f;
+  double ce = 0, kl = 0;
+  int64_t valid = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    const int32_t y = targets.data<int32_t>()[i];
+    if (y == -100) continue;
+    ++valid;
+    const float* x = sl.data<float>() + i * W;
+    const float* t = tl.data<float>() + i * W;
+    double z = 0, zs = 0, zt = 0;
+    for (int j = 0; j < V; ++j) {
+      z += std::exp(double(x[j]));
+      zs += std::exp(x[j] / double(temp));
+      zt += std::exp(t[j] / double(temp));
+    }
+    ce += std::log(z) - x[y];
+    for (int j = 0; j < V; ++j) {
+      const double lq = t[j] / double(temp) - std::log(zt), lp = x[j] / double(temp) - std::log(zs);
+      kl += std::exp(lq) * (lq - lp);
+    }
+  }
+  const double want = alpha * ce / valid + (1 - alpha) * temp * temp * kl / valid;
+  student.set_teacher(std::move(teacher), alpha, temp);
+  student.params().zero_grads();
+  EXPECT_NEAR(student.forward_backward(batch, 1.0f).loss, want, 1e-5 * want);
+  EXPECT_NEAR(student.forward_loss(batch).loss, ce / valid, 1e-5 * ce / valid);
+  // A teacher of another vocabulary is refused, naming both sizes.
+  config::GptConfig other = gpt(16, 1);
+  other.set_vocab_size(22);
+  try {
+    student.set_teacher(std::make_unique<Gpt>(other, false), alpha, temp);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vocabulary of 21 tokens, got 22"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

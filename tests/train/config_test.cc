@@ -134,8 +134,8 @@ TEST(Config, RecipeFieldsAreCheckedAndNamed) {
   EXPECT_EQ(error_of(gpt, {"model.dropout=1.5"}), "bad.pbtxt: model.dropout: must be in [0, 1)");
   EXPECT_EQ(error_of(dit, {"model.drop_path=0.1"}),
             "bad.pbtxt: model.drop_path: applies to GPT, ViT and CLIP only");
-  EXPECT_EQ(error_of(gpt, {"distill.teacher=/runs/t"}),
-            "bad.pbtxt: distill.teacher: applies to ViT students only");
+  EXPECT_EQ(error_of(dit, {"distill.teacher=/runs/t"}),
+            "bad.pbtxt: distill.teacher: applies to ViT and GPT students only");
 }
 
 TEST(Config, MissingFileIsNamed) {

@@ -149,5 +149,42 @@ TEST(DataParallel, BatchNotDivisibleByRanksIsRejected) {
   }
 }
 
+// Knowledge distillation for GPT from a wider, deeper teacher checkpoint (trained here first; a
+// padded vocabulary, ignored targets none): data parallel with 2 micro-batches equals one process,
+// and the teacher changes the loss.
+TEST(DataParallel, GptDistilledFromATeacherEqualsOneProcess) {
+  auto world = distributed::testing::test_world();
+  const std::vector<std::string> vocab = {"model.gpt.vocab_size=511",
+                                          "model.gpt.vocab_pad_multiple=8"};
+  const std::string teacher = run_dir("gpt_teacher_np" + std::to_string(world->size()));
+  if (world->rank() == 0) {
+    std::vector<std::string> t = {"train.steps=2", "data.global_batch_size=8",
+                                  "model.gpt.transformer.d_model=96",
+                                  "model.gpt.transformer.n_layers=3"};
+    t.insert(t.end(), vocab.begin(), vocab.end());
+    Trainer run(load("configs/gpt_tiny.pbtxt", t), teacher, true);
+    ASSERT_EQ(run.run(), kExitOk);
+  }
+  world->barrier()->wait();
+  std::vector<std::string> student = {"train.steps=3", "data.global_batch_size=16",
+                                      "train.micro_batches=2"};
+  student.insert(student.end(), vocab.begin(), vocab.end());
+  std::vector<std::string> distilled = student;
+  for (const std::string& s : {"distill.teacher=" + teacher, std::string("distill.alpha=0.3"),
+                               std::string("distill.temperature=2")}) {
+    distilled.push_back(s);
+  }
+  expect_dp_equals_single(load("configs/gpt_tiny.pbtxt", distilled), "gpt_distill");
+  if (world->rank() == 0) {
+    Trainer with(load("configs/gpt_tiny.pbtxt", distilled), run_dir("gpt_distill_with"), true);
+    Trainer without(load("configs/gpt_tiny.pbtxt", student), run_dir("gpt_distill_without"), true);
+    SyntheticData data(load("configs/gpt_tiny.pbtxt", student));
+    const models::Batch batch = data.batch(0, 8);
+    EXPECT_NE(with.model().forward_backward(batch, 1.0f).loss,
+              without.model().forward_backward(batch, 1.0f).loss);
+  }
+  world->barrier()->wait();
+}
+
 }  // namespace
 }  // namespace tessera::train

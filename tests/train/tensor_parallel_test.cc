@@ -311,6 +311,32 @@ TEST(TensorParallel, GptWithDropoutTrainerEqualsOneProcess) {
       "gpt_dropout_trainer");
 }
 
+// Knowledge distillation under TP: the teacher (a wider checkpoint trained here first, written
+// unsplit) is split over the same TP group, and the soft term is computed from the split logits
+// of both models (row maxima and sums all-reduced; the padded vocabulary's last slice holds the
+// padding): TP 2 (x DP 2 on 4 ranks) equals one process.
+TEST(TensorParallel, GptDistilledTrainerEqualsOneProcess) {
+  auto world = distributed::testing::test_world();
+  const std::string teacher = run_dir("gpt_tp_teacher_np" + std::to_string(world->size()));
+  if (world->rank() == 0) {
+    std::filesystem::remove_all(teacher);
+    Trainer run(load("configs/gpt_tiny.pbtxt",
+                     {"train.steps=2", "data.global_batch_size=8", "model.gpt.vocab_size=511",
+                      "model.gpt.vocab_pad_multiple=8", "model.gpt.transformer.d_model=96",
+                      "model.gpt.transformer.n_heads=4"}),
+                teacher, true);
+    ASSERT_EQ(run.run(), kExitOk);
+  }
+  world->barrier()->wait();
+  expect_trainer_matches_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=3", "data.global_batch_size=8", "parallel.tensor_parallel=2",
+            "model.gpt.vocab_size=511", "model.gpt.vocab_pad_multiple=8", "optim.grad_clip=0.5",
+            "distill.teacher=" + teacher, "distill.alpha=0.25", "distill.temperature=2",
+            "log.every_steps=1"}),
+      "gpt_distill_trainer");
+}
+
 TEST(TensorParallel, GptTrainerEqualsOneProcess) {
   expect_trainer_matches_single(
       load("configs/gpt_tiny.pbtxt",
