@@ -149,13 +149,28 @@ absl::Status merge_manifests(const std::string& dir, int world_size, checkpoint:
     m.clear_tensors();
     *meta->add_files() = m;
   }
+  // The rank manifests are files read back: a corrupt one may hold any shape or count, so the
+  // products are checked (a negative or overflowing one is refused, not wrapped).
+  auto product = [](const auto& dims, int64_t* out) {
+    int64_t n = 1;
+    for (int64_t d : dims) {
+      if (d < 0 || __builtin_mul_overflow(n, d, &n)) return false;
+    }
+    *out = n;
+    return true;
+  };
   for (const auto& t : meta->tensors()) {
-    int64_t numel = 1, stored = 0;
-    for (int64_t d : t.shape()) numel *= d;
+    int64_t numel = 0, stored = 0;
+    bool valid = product(t.shape(), &numel);
     for (const auto& p : t.pieces()) {
-      int64_t n = 1;
-      for (int64_t c : p.count()) n *= c;
-      stored += n;
+      int64_t n = 0;
+      valid = valid && product(p.count(), &n) && !__builtin_add_overflow(stored, n, &stored);
+    }
+    if (!valid) {
+      return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": tensor ", t.name(), " (",
+                                              t.role(),
+                                              "): a rank manifest records a negative "
+                                              "or overflowing shape or piece count"));
     }
     if (stored != numel) {
       return absl::InternalError(absl::StrCat("checkpoint ", dir, ": tensor ", t.name(), " (",
