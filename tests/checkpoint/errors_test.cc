@@ -12,6 +12,7 @@
 #include "checkpoint/commit.h"
 #include "models/factory.h"
 #include "tests/support/files.h"
+#include "tests/support/hdf5_chunks.h"
 #include "tests/train/train_test_support.h"
 #include "train/trainer.h"
 
@@ -49,18 +50,9 @@ std::string damaged_copy(const std::string& run, const std::string& name) {
 
 // The byte offset in the file of dataset `name`'s first chunk.
 haddr_t chunk_address(const std::string& file, const std::string& name) {
-  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  hid_t d = H5Dopen2(f, name.c_str(), H5P_DEFAULT);
-  hid_t s = H5Dget_space(d);
-  hsize_t offset[4];
-  unsigned mask = 0;
-  haddr_t addr = HADDR_UNDEF;
-  hsize_t size = 0;
-  EXPECT_GE(H5Dget_chunk_info(d, s, 0, offset, &mask, &addr, &size), 0);
-  H5Sclose(s);
-  H5Dclose(d);
-  H5Fclose(f);
-  return addr;
+  const auto chunk = testing::stored_chunk(file, name, 0);
+  TESSERA_CHECK(chunk.has_value(), file, ": no stored chunk of ", name);
+  return chunk->address;
 }
 
 std::string load_error(const std::string& path, const config::Config& cfg = tiny()) {

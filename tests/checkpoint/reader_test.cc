@@ -14,6 +14,7 @@
 
 #include "checkpoint/pieces.h"
 #include "tests/support/files.h"
+#include "tests/support/hdf5_chunks.h"
 
 namespace tessera::checkpoint::detail {
 namespace {
@@ -94,17 +95,9 @@ class CheckpointReader : public ::testing::Test {
   // Flips a byte of chunk `chunk` of `dataset`.
   void flip(const std::string& dataset, hsize_t chunk) {
     const std::string path = dir_ + "/rank_00000.h5";
-    hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = H5Dopen2(f, dataset.c_str(), H5P_DEFAULT);
-    hid_t s = H5Dget_space(d);
-    hsize_t offset[4], size = 0;
-    unsigned mask = 0;
-    haddr_t addr = HADDR_UNDEF;
-    ASSERT_GE(H5Dget_chunk_info(d, s, chunk, offset, &mask, &addr, &size), 0);
-    H5Sclose(s);
-    H5Dclose(d);
-    H5Fclose(f);
-    testing::flip_byte(path, addr + 40, 0x04);
+    const auto stored = testing::stored_chunk(path, dataset, chunk);
+    ASSERT_TRUE(stored.has_value()) << dataset << " chunk " << chunk;
+    testing::flip_byte(path, stored->address + 40, 0x04);
   }
 
   std::string dir_;

@@ -18,6 +18,7 @@
 #include "data_pipeline/shard_writer.h"
 #include "hdf5/hdf5_util.h"
 #include "tests/data_pipeline/shard_fixtures.h"
+#include "tests/support/hdf5_chunks.h"
 
 namespace tessera::data {
 namespace {
@@ -116,9 +117,12 @@ TEST_P(LoaderSettings, BatchesEqualDirectReadsInAnyRequestOrder) {
     expect_equal_to_direct_reads(**b, first, count);
   }
   const LoaderStats s = loader.stats();
-  if (st.prefetch > 0) EXPECT_GT(s.hits, 20);  // the trainer's pattern was read ahead
-  if (st.cache_bytes > (int64_t(1) << 20))
+  if (st.prefetch > 0) {
+    EXPECT_GT(s.hits, 20);  // the trainer's pattern was read ahead
+  }
+  if (st.cache_bytes > (int64_t(1) << 20)) {
     EXPECT_EQ(s.chunks_read, 7 + 3 + 9);  // every chunk of the 3 shards exactly once
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, LoaderSettings,
@@ -227,17 +231,10 @@ TEST(Loader, MissingAndCorruptShardsNameTheFileAndRange) {
   const std::string bad = temp_dir() + "/corrupt.h5";
   std::filesystem::copy_file(paths[2], bad, std::filesystem::copy_options::overwrite_existing);
   {
-    hdf5::H5Handle file(H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    hdf5::H5Handle dset(H5Dopen2(file.get(), "images", H5P_DEFAULT));
-    hdf5::H5Handle space(H5Dget_space(dset.get()));
-    hsize_t offset[4];
-    unsigned mask = 0;
-    haddr_t address = 0;
-    hsize_t size = 0;
-    ASSERT_GE(H5Dget_chunk_info(dset.get(), space.get(), 1, offset, &mask, &address, &size), 0);
-    file.reset();
+    const auto chunk = testing::stored_chunk(bad, "images", 1);
+    ASSERT_TRUE(chunk.has_value());
     std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(address + size / 2);
+    f.seekp(chunk->address + chunk->bytes / 2);
     f.put(char(0x5a));
   }
   Loader loader({paths[0], paths[1], bad}, order, {});

@@ -15,6 +15,8 @@
 #include "data_pipeline/shard_writer.h"
 #include "hdf5/hdf5_util.h"
 #include "tests/data_pipeline/shard_fixtures.h"
+#include "tests/support/files.h"
+#include "tests/support/hdf5_chunks.h"
 
 namespace tessera::data {
 namespace {
@@ -168,24 +170,10 @@ TEST(ReadChunk, CorruptChunkOfAnyDatasetNamesFileDatasetAndSamples) {
     const std::string bad = absl::StrCat(temp_dir(), "/corrupt_", name, ".h5");
     std::filesystem::copy_file(good, bad, std::filesystem::copy_options::overwrite_existing);
     {
-      hdf5::H5Handle file(H5Fopen(bad.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-      hdf5::H5Handle dset(H5Dopen2(file.get(), name, H5P_DEFAULT));
-      hdf5::H5Handle space(H5Dget_space(dset.get()));
-      hsize_t nchunks = 0;
-      ASSERT_GE(H5Dget_num_chunks(dset.get(), space.get(), &nchunks), 0);
-      hsize_t offset[4];
-      unsigned mask = 0;
-      haddr_t address = 0;
-      hsize_t size = 0;
-      ASSERT_GE(H5Dget_chunk_info(dset.get(), space.get(), nchunks > 1 ? 1 : 0, offset, &mask,
-                                  &address, &size),
-                0);
-      file.reset();
-      std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
-      f.seekg(address + size / 2);
-      const char was = char(f.get());
-      f.seekp(address + size / 2);
-      f.put(char(was ^ 0x5a));
+      const uint64_t nchunks = testing::stored_chunk_count(bad, name);
+      const auto chunk = testing::stored_chunk(bad, name, nchunks > 1 ? 1 : 0);
+      ASSERT_TRUE(chunk.has_value()) << name;
+      testing::flip_byte(bad, chunk->address + chunk->bytes / 2, 0x5a);
     }
     auto r = ShardReader::open(bad);
     ASSERT_TRUE(r.ok()) << r.status();

@@ -16,6 +16,7 @@
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/shard_writer.h"
 #include "tests/support/files.h"
+#include "tests/support/hdf5_chunks.h"
 #include "tests/support/reference.h"
 
 namespace tessera::data {
@@ -276,19 +277,10 @@ TEST(Shard, FlippedByteInAChunkIsAChecksumErrorNamingFileAndRange) {
   write_shard(path, samples, options_for(r, 0, true));  // images chunks of 64 samples
 
   // Find where chunk 1 of images (samples [64, 128)) lies in the file.
-  haddr_t address = 0;
-  hsize_t size = 0;
-  {
-    hdf5::H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    hdf5::H5Handle dset(H5Dopen2(file.get(), "images", H5P_DEFAULT));
-    hdf5::H5Handle space(H5Dget_space(dset.get()));
-    hsize_t offset[4];
-    unsigned mask = 0;
-    ASSERT_GE(H5Dget_chunk_info(dset.get(), space.get(), 1, offset, &mask, &address, &size), 0);
-    ASSERT_EQ(offset[0], 64u);
-    ASSERT_EQ(size, 64u * r * r * 3 + 4);  // uncompressed bytes + the 4-byte checksum
-  }
-  testing::flip_byte(path, address + size / 2, 0x10);
+  const auto chunk = testing::stored_chunk_at_row(path, "images", 64);
+  ASSERT_TRUE(chunk.has_value());
+  ASSERT_EQ(chunk->bytes, 64u * r * r * 3 + 4);  // uncompressed bytes + the 4-byte checksum
+  testing::flip_byte(path, chunk->address + chunk->bytes / 2, 0x10);
   auto reader = ShardReader::open(path);  // the schema is intact
   ASSERT_TRUE(reader.ok()) << reader.status();
   for (auto [first, count] : {std::pair<int64_t, int64_t>{64, 64}, {100, 3}, {30, 100}}) {

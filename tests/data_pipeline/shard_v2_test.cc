@@ -15,6 +15,7 @@
 #include "hdf5/hdf5_util.h"
 #include "tests/data_pipeline/shard_fixtures.h"
 #include "tests/support/files.h"
+#include "tests/support/hdf5_chunks.h"
 #include "tests/support/reference.h"
 
 namespace tessera::data {
@@ -206,17 +207,9 @@ TEST(ShardV2, FlippedImageByteIsAChecksumErrorNamingDatasetAndSamples) {
   const auto samples = make_samples(200, 4);
   const std::string path = dir + "/flip.h5";
   write_v2(path, samples);
-  haddr_t address = 0;
-  hsize_t size = 0;
-  {
-    hdf5::H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    hdf5::H5Handle dset(H5Dopen2(file.get(), "image_bytes", H5P_DEFAULT));
-    hdf5::H5Handle space(H5Dget_space(dset.get()));
-    hsize_t offset[1];
-    unsigned mask = 0;
-    ASSERT_GE(H5Dget_chunk_info(dset.get(), space.get(), 0, offset, &mask, &address, &size), 0);
-  }
-  testing::flip_byte(path, address + 100, 0x04);  // inside sample 0's bytes
+  const auto chunk = testing::stored_chunk(path, "image_bytes", 0);
+  ASSERT_TRUE(chunk.has_value());
+  testing::flip_byte(path, chunk->address + 100, 0x04);  // inside sample 0's bytes
   auto r = ShardReader::open(path);
   ASSERT_TRUE(r.ok()) << r.status();
   auto bad = (*r)->read_chunk(0, {}, true);

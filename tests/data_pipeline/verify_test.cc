@@ -25,6 +25,7 @@
 #include "hdf5/hdf5_util.h"
 #include "tests/data_pipeline/shard_fixtures.h"
 #include "tests/support/files.h"
+#include "tests/support/hdf5_chunks.h"
 
 namespace tessera::data {
 namespace {
@@ -51,17 +52,9 @@ std::string image_shard(const std::string& name, uint32_t seed = 7) {
 
 // The file offset of the chunk of `dataset` whose first element along axis 0 is `row`.
 uint64_t chunk_address(const std::string& path, const char* dataset, hsize_t row) {
-  hdf5::H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  hdf5::H5Handle dset(H5Dopen2(file.get(), dataset, H5P_DEFAULT));
-  hdf5::H5Handle space(H5Dget_space(dset.get()));
-  std::vector<hsize_t> offset(H5Sget_simple_extent_ndims(space.get()), 0);
-  offset[0] = row;
-  unsigned mask = 0;
-  haddr_t address = HADDR_UNDEF;
-  hsize_t size = 0;
-  EXPECT_GE(H5Dget_chunk_info_by_coord(dset.get(), offset.data(), &mask, &address, &size), 0);
-  EXPECT_NE(address, HADDR_UNDEF) << dataset << " row " << row;
-  return address + size / 2;  // inside the data, before the checksum
+  const auto chunk = testing::stored_chunk_at_row(path, dataset, row);
+  TESSERA_CHECK(chunk.has_value(), path, ": no stored chunk of ", dataset, " at row ", row);
+  return chunk->address + chunk->bytes / 2;  // inside the data, before the checksum
 }
 
 // The sample whose caption holds byte `b` (captions are kPrefix + "sample I").

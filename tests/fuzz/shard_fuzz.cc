@@ -15,8 +15,8 @@
 #include "data_pipeline/shard_reader.h"
 #include "data_pipeline/text_shard.h"
 #include "hdf5/hdf5_util.h"
+#include "tests/fuzz/flip_chunk.h"
 #include "tests/fuzz/fuzz_support.h"
-#include "tests/support/files.h"
 
 namespace {
 
@@ -96,32 +96,9 @@ std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
   return {p, p + v.size() * sizeof(T)};
 }
 
-// Flips one byte inside a stored chunk of one dataset (never in HDF5's own structures).
-void flip_in_chunk(FuzzedDataProvider& in, const std::string& path) {
-  static const char* kNames[] = {"images",        "captions", "caption_offsets", "tokens",
-                                 "token_lengths", "labels",   "text_tokens"};
-  const char* name = kNames[in.ConsumeIntegralInRange<size_t>(0, std::size(kNames) - 1)];
-  haddr_t address = HADDR_UNDEF;
-  hsize_t stored = 0;
-  {
-    H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    if (!file.valid() || H5Lexists(file.get(), name, H5P_DEFAULT) <= 0) return;
-    H5Handle dset(H5Dopen2(file.get(), name, H5P_DEFAULT));
-    H5Handle space(H5Dget_space(dset.get()));
-    hsize_t chunks = 0;
-    if (H5Dget_num_chunks(dset.get(), space.get(), &chunks) < 0 || chunks == 0) return;
-    std::vector<hsize_t> offset(8);
-    unsigned mask = 0;
-    const hsize_t index = in.ConsumeIntegralInRange<hsize_t>(0, chunks - 1);
-    if (H5Dget_chunk_info(dset.get(), space.get(), index, offset.data(), &mask, &address, &stored) <
-            0 ||
-        address == HADDR_UNDEF || stored == 0)
-      return;
-  }
-  const uint8_t mask = in.ConsumeIntegralInRange<uint8_t>(1, 255);
-  tessera::testing::flip_byte(path, address + in.ConsumeIntegralInRange<hsize_t>(0, stored - 1),
-                              mask);
-}
+// The datasets whose stored chunks the harness may corrupt (tests/fuzz/flip_chunk.h).
+constexpr const char* kFlippable[] = {"images",        "captions", "caption_offsets", "tokens",
+                                      "token_lengths", "labels",   "text_tokens"};
 
 bool names_file(const absl::Status& s, const std::string& path) {
   return s.message().find(path) != std::string::npos;
@@ -189,7 +166,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (in.ConsumeBool()) write_dataset(in, file.get(), "labels", H5T_STD_I32LE, {un});
     }
   }
-  if (in.ConsumeBool()) flip_in_chunk(in, path);
+  if (in.ConsumeBool()) tessera::fuzz::flip_in_chunk(in, path, kFlippable);
 
   auto images = tessera::data::ShardReader::open(path);
   if (images.ok()) {

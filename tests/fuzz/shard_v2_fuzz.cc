@@ -25,8 +25,8 @@
 #include "data_pipeline/shard_format.h"
 #include "data_pipeline/shard_reader.h"
 #include "hdf5/hdf5_util.h"
+#include "tests/fuzz/flip_chunk.h"
 #include "tests/fuzz/fuzz_support.h"
-#include "tests/support/files.h"
 
 namespace {
 
@@ -131,32 +131,10 @@ std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
   return {p, p + v.size() * sizeof(T)};
 }
 
-// Flips one byte inside a stored chunk of one dataset (never in HDF5's own structures).
-void flip_in_chunk(FuzzedDataProvider& in, const std::string& path) {
-  static const char* kNames[] = {shard::kImageBytes,    shard::kImageOffsets, shard::kImageSizes,
-                                 shard::kOriginalSizes, shard::kCaptions,     shard::kTokens};
-  const char* name = kNames[in.ConsumeIntegralInRange<size_t>(0, std::size(kNames) - 1)];
-  haddr_t address = HADDR_UNDEF;
-  hsize_t stored = 0;
-  {
-    H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    if (!file.valid() || H5Lexists(file.get(), name, H5P_DEFAULT) <= 0) return;
-    H5Handle dset(H5Dopen2(file.get(), name, H5P_DEFAULT));
-    H5Handle space(H5Dget_space(dset.get()));
-    hsize_t chunks = 0;
-    if (H5Dget_num_chunks(dset.get(), space.get(), &chunks) < 0 || chunks == 0) return;
-    std::vector<hsize_t> offset(8);
-    unsigned mask = 0;
-    const hsize_t index = in.ConsumeIntegralInRange<hsize_t>(0, chunks - 1);
-    if (H5Dget_chunk_info(dset.get(), space.get(), index, offset.data(), &mask, &address, &stored) <
-            0 ||
-        address == HADDR_UNDEF || stored == 0)
-      return;
-  }
-  const uint8_t mask = in.ConsumeIntegralInRange<uint8_t>(1, 255);
-  tessera::testing::flip_byte(path, address + in.ConsumeIntegralInRange<hsize_t>(0, stored - 1),
-                              mask);
-}
+// The datasets whose stored chunks the harness may corrupt (tests/fuzz/flip_chunk.h).
+constexpr const char* kFlippable[] = {shard::kImageBytes, shard::kImageOffsets,
+                                      shard::kImageSizes, shard::kOriginalSizes,
+                                      shard::kCaptions,   shard::kTokens};
 
 bool names(const absl::Status& s, const std::string& what) {
   return s.message().find(what) != std::string::npos;
@@ -296,7 +274,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // num_samples last, as finish() writes it.
     write_int_attr(in, f, shard::kAttrNumSamples, perturb<int64_t>(in, n));
   }
-  if (rarely(in, 8)) flip_in_chunk(in, path);
+  if (rarely(in, 8)) tessera::fuzz::flip_in_chunk(in, path, kFlippable);
 
   auto opened = tessera::data::ShardReader::open(path);
   if (!opened.ok()) {
