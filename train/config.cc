@@ -189,8 +189,8 @@ absl::Status validate(const Config& c, const Validator& v) {
     RETURN_IF_ERROR(v.check(rate == 0 || !m.has_dit(), path, "applies to GPT, ViT and CLIP only"));
   }
   if (!c.distill().teacher().empty()) {
-    RETURN_IF_ERROR(v.check(m.has_vit() || m.has_gpt(), "distill.teacher",
-                            "applies to ViT and GPT students only"));
+    RETURN_IF_ERROR(v.check(m.has_vit() || m.has_gpt() || m.has_clip(), "distill.teacher",
+                            "applies to ViT, GPT and CLIP students only"));
     RETURN_IF_ERROR(v.check(c.distill().alpha() >= 0 && c.distill().alpha() <= 1, "distill.alpha",
                             "must be in [0, 1]"));
     RETURN_IF_ERROR(v.check(c.distill().temperature() > 0, "distill.temperature", "must be > 0"));

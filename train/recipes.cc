@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "checkpoint/checkpoint.h"
+#include "models/clip.h"
 #include "models/gpt.h"
 #include "models/vit.h"
 #include "train/mixing.h"
@@ -25,6 +26,9 @@ std::unique_ptr<M> load_teacher(const config::Config& config, Device device,
   if constexpr (std::is_same_v<M, models::Vit>) {
     TESSERA_CHECK(m.has_vit(), "distill.teacher ", info->dir, " is not a ViT checkpoint");
     teacher = std::make_unique<M>(m.vit(), false, nullptr, device);
+  } else if constexpr (std::is_same_v<M, models::Clip>) {
+    TESSERA_CHECK(m.has_clip(), "distill.teacher ", info->dir, " is not a CLIP checkpoint");
+    teacher = std::make_unique<M>(m.clip(), false, nullptr, device);
   } else {
     TESSERA_CHECK(m.has_gpt(), "distill.teacher ", info->dir, " is not a GPT checkpoint");
     TESSERA_CHECK(m.gpt().vocab_size() == config.model().gpt().vocab_size(), "distill.teacher ",
@@ -54,6 +58,12 @@ void configure_model_recipes(models::Model& model, const config::Config& config)
     if (!config.distill().teacher().empty()) {
       gpt->set_teacher(load_teacher<models::Gpt>(config, model.device(), gpt->params().tp_comm()),
                        config.distill().alpha(), config.distill().temperature());
+    }
+  }
+  if (auto* clip = dynamic_cast<models::Clip*>(&model)) {
+    if (!config.distill().teacher().empty()) {
+      clip->set_teacher(load_teacher<models::Clip>(config, model.device()),
+                        config.distill().alpha(), config.distill().temperature());
     }
   }
 }
