@@ -169,12 +169,7 @@ void Gpt::set_teacher(std::unique_ptr<Gpt> teacher, float alpha, float temperatu
                 store_.tp_size(), " ranks with the student's padded vocabulary of ",
                 padded_vocab_size(), " (model.gpt.vocab_pad_multiple), got ",
                 teacher->params().tp_size(), " ranks and ", teacher->padded_vocab_size());
-  TESSERA_CHECK(alpha >= 0 && alpha <= 1 && temperature > 0,
-                "Gpt: distillation needs alpha in [0, 1] and temperature > 0, got ", alpha, " and ",
-                temperature);
-  teacher_ = std::move(teacher);
-  alpha_ = alpha;
-  temperature_ = temperature;
+  teacher_.set(std::move(teacher), alpha, temperature, "Gpt");
 }
 
 void Gpt::set_dropout(float p, float drop_path) {
@@ -217,11 +212,11 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
     };
     const double kd = vocab_distillation_term(
         logits, teacher.view({N, Vt}), targets.view({N}), vocab_begin(), config_.vocab_size(),
-        kIgnoreIndex, temperature_, loss_scale * (1 - alpha_), kd_grad, reduce);
+        kIgnoreIndex, teacher_.temperature, teacher_.soft_scale(loss_scale), kd_grad, reduce);
     teacher_->logits_ = teacher_->hidden_ = Tensor();  // forward only: nothing to keep
-    total = alpha_ * total + (1 - alpha_) * kd;
+    total = teacher_.combine(total, kd);
   }
-  const float hard_scale = teacher_ ? loss_scale * alpha_ : loss_scale;
+  const float hard_scale = teacher_.hard_scale(loss_scale);
   // dlogits overwrites the logits in place: they are not needed after the loss. Under TP each
   // rank's slice is softmax minus its part of the one-hot (lse is global). Padded columns get
   // exactly 0, so the padded head/embedding rows get exactly zero gradient.

@@ -29,6 +29,7 @@
 #include <memory>
 #include <vector>
 
+#include "models/distillation.h"
 #include "models/layers/embedding.h"
 #include "models/layers/layernorm.h"
 #include "models/layers/transformer_block.h"
@@ -96,8 +97,7 @@ class Gpt final : public Model {
   Tensor logits_;      // (B, T, V_local)
   float smoothing_ = 0;
   DropoutState dropout_;
-  std::unique_ptr<Gpt> teacher_;  // distillation teacher, frozen; nullptr = none
-  float alpha_ = 1, temperature_ = 1;
+  TeacherSlot<Gpt> teacher_;  // distillation teacher, frozen; empty = none
 };
 
 }  // namespace tessera::models

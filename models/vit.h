@@ -19,6 +19,7 @@
 
 #include <memory>
 
+#include "models/distillation.h"
 #include "models/model.h"
 #include "models/vision_tower.h"
 #include "ops/cross_entropy.h"
@@ -75,8 +76,7 @@ class Vit final : public Model {
   Tensor logits_;  // (B, n_classes)
   float smoothing_ = 0;
   DropoutState dropout_;
-  std::unique_ptr<Vit> teacher_;
-  float alpha_ = 1, temperature_ = 1;
+  TeacherSlot<Vit> teacher_;
 };
 
 }  // namespace tessera::models

@@ -453,5 +453,31 @@ TEST(Distillation, ClipLossWithATeacher) {
   }
 }
 
+// The settings every family shares (TeacherSlot): alpha outside [0, 1] or T <= 0 refused, naming
+// the student's family.
+TEST(Distillation, BadAlphaOrTemperatureIsNamed) {
+  auto expect_error = [](const std::function<void()>& f, const std::string& want) {
+    try {
+      f();
+      ADD_FAILURE() << "no error, wanted " << want;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  Vit v(vit(16), false);
+  expect_error([&] { v.set_teacher(std::make_unique<Vit>(vit(24), false), 1.5f, 1.0f); },
+               "Vit: distillation needs alpha in [0, 1] and temperature > 0, got 1.5 and 1");
+  Gpt g(gpt(16, 1), false);
+  expect_error([&] { g.set_teacher(std::make_unique<Gpt>(gpt(16, 1), false), 0.5f, 0.0f); },
+               "Gpt: distillation needs alpha in [0, 1] and temperature > 0, got 0.5 and 0");
+  Clip c(clip(config::ClipConfig::INFONCE, 16, 8), false);
+  expect_error(
+      [&] {
+        c.set_teacher(std::make_unique<Clip>(clip(config::ClipConfig::INFONCE, 16, 8), false),
+                      -0.1f, 2.0f);
+      },
+      "Clip: distillation needs alpha in [0, 1] and temperature > 0, got -0.1 and 2");
+}
+
 }  // namespace
 }  // namespace tessera::models
