@@ -169,9 +169,9 @@ LossResult Clip::forward_loss(const Batch& batch) {
   return {r.loss, img_emb_.dim(0)};
 }
 
-void Clip::set_dropout(float p, float drop_path) {
-  image_.set_dropout(p, drop_path, &dropout_);
-  text_.set_dropout(p, drop_path, &dropout_);
+void Clip::set_dropout(const DropoutRates& rates) {
+  image_.set_dropout(rates, &dropout_);
+  text_.set_dropout(rates, &dropout_);
 }
 
 LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {

@@ -68,7 +68,8 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* 
       store_(tp),
       tok_(store_, "tok_emb", checked_padded_vocab(c, tp), c.transformer().d_model(),
            Init::normal(0.02f), /*vocab_parallel=*/true, /*padding_from=*/c.vocab_size()),
-      pos_(store_, "pos_emb", c.context(), c.transformer().d_model(), Init::normal(0.01f)) {
+      pos_(store_, "pos_emb", c.context(), c.transformer().d_model(), Init::normal(0.01f)),
+      embed_drop_("embed.drop") {
   // Registered in forward order, so the gradient buffer starts with the head and ln_f: the first
   // gradients backward produces.
   BlockOptions o = block_options(c, recompute);
@@ -111,6 +112,7 @@ Tensor Gpt::forward_logits(const Tensor& tokens_in) {
   Tensor x = tok_.forward(tokens);                   // (B, T, C)
   Tensor p = pos_.forward(positions_.view({B, T}));  // (B, T, C)
   ops::add(x, p, x);
+  embed_drop_.apply(x);  // model.embedding_dropout (GPT-2's embd_pdrop); training only
   for (auto& block : blocks_) x = block->forward(x);
   hidden_ = in_dtype(ln_f_->forward(x), store_.compute_dtype());  // (B, T, C)
   // The head is column parallel over the vocabulary with a replicated input: f's forward half,
@@ -172,11 +174,13 @@ void Gpt::set_teacher(std::unique_ptr<Gpt> teacher, float alpha, float temperatu
   teacher_.set(std::move(teacher), alpha, temperature, "Gpt");
 }
 
-void Gpt::set_dropout(float p, float drop_path) {
+void Gpt::set_dropout(const DropoutRates& rates) {
   const int n = int(blocks_.size());
   for (int i = 0; i < n; ++i) {
-    blocks_[i]->configure_dropout(p, drop_path_rate(drop_path, i, n), &dropout_);
+    blocks_[i]->configure_dropout(rates.p, drop_path_rate(rates.drop_path, i, n), &dropout_,
+                                  rates.attention);
   }
+  embed_drop_.configure(rates.embedding, 0.0f, &dropout_);
 }
 
 LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
@@ -243,6 +247,7 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   logits_ = hidden_ = Tensor();
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
+  dx = embed_drop_.backward(dx);
   pos_.backward(dx);
   tok_.backward(dx);
   return {total, N};

@@ -82,8 +82,8 @@ void Vit::set_teacher(std::unique_ptr<Vit> teacher, float alpha, float temperatu
   teacher_.set(std::move(teacher), alpha, temperature, "Vit");
 }
 
-void Vit::set_dropout(float p, float drop_path) {
-  tower_.set_dropout(p, drop_path, &dropout_);
+void Vit::set_dropout(const DropoutRates& rates) {
+  tower_.set_dropout(rates, &dropout_);
 }
 
 LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {

@@ -35,7 +35,7 @@ class Vit final : public Model {
   std::vector<std::string> host_inputs() const override { return {"position"}; }
   // model.dropout / model.drop_path (models/layers/dropout.h): training forwards only, rows keyed
   // by the batch's "position" (a (1) i64 host tensor) and train.seed (set_seed).
-  void set_dropout(float p, float drop_path);
+  void set_dropout(const DropoutRates& rates);
   void set_seed(uint64_t seed) override { dropout_.seed = seed; }
 
   LossResult forward_backward(const Batch& batch, float loss_scale) override;

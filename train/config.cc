@@ -184,7 +184,9 @@ absl::Status validate(const Config& c, const Validator& v) {
               c.data().mixup_alpha() > 0 ? "data.mixup_alpha" : "data.cutmix_alpha",
               "applies to ViT only"));
   for (const auto& [rate, path] :
-       {std::pair{m.dropout(), "model.dropout"}, std::pair{m.drop_path(), "model.drop_path"}}) {
+       {std::pair{m.dropout(), "model.dropout"}, std::pair{m.drop_path(), "model.drop_path"},
+        std::pair{m.attention_dropout(), "model.attention_dropout"},
+        std::pair{m.embedding_dropout(), "model.embedding_dropout"}}) {
     RETURN_IF_ERROR(v.check(rate >= 0 && rate < 1, path, "must be in [0, 1)"));
     RETURN_IF_ERROR(v.check(rate == 0 || !m.has_dit(), path, "applies to GPT, ViT and CLIP only"));
   }

@@ -71,7 +71,9 @@ void configure_model_recipes(models::Model& model, const config::Config& config)
 void apply_batch_recipes(const config::Config& config, int64_t first, models::Batch& batch) {
   if (mixing_enabled(config.data())) mix_batch(config.data(), config.train().seed(), first, batch);
   // Dropout masks are keyed by each row's stream position (models/layers/dropout.h).
-  if (config.model().dropout() > 0 || config.model().drop_path() > 0) {
+  const config::ModelConfig& m = config.model();
+  if (m.dropout() > 0 || m.drop_path() > 0 || m.attention_dropout() > 0 ||
+      m.embedding_dropout() > 0) {
     Tensor position = Tensor::empty({1}, DType::i64);
     position.data<int64_t>()[0] = first;
     batch["position"] = position;
