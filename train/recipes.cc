@@ -2,6 +2,8 @@
 
 #include <type_traits>
 
+#include "absl/strings/str_cat.h"
+
 #include "checkpoint/checkpoint.h"
 #include "models/clip.h"
 #include "models/gpt.h"
@@ -42,6 +44,18 @@ std::unique_ptr<M> load_teacher(const config::Config& config, Device device,
   return teacher;
 }
 
+// Hands the teacher to the student; a refusal (another family's shapes, classes, vocabulary)
+// names the checkpoint it came from.
+template <typename M>
+void set_teacher(M& student, std::unique_ptr<M> teacher, const config::Config& config) {
+  try {
+    student.set_teacher(std::move(teacher), config.distill().alpha(),
+                        config.distill().temperature());
+  } catch (const Error& e) {
+    throw_error(absl::StrCat("distill.teacher ", config.distill().teacher(), ": ", e.what()));
+  }
+}
+
 }  // namespace
 
 void configure_model_recipes(models::Model& model, const config::Config& config) {
@@ -49,21 +63,19 @@ void configure_model_recipes(models::Model& model, const config::Config& config)
   if (auto* vit = dynamic_cast<models::Vit*>(&model)) {
     vit->set_label_smoothing(eps);
     if (!config.distill().teacher().empty()) {
-      vit->set_teacher(load_teacher<models::Vit>(config, model.device()), config.distill().alpha(),
-                       config.distill().temperature());
+      set_teacher(*vit, load_teacher<models::Vit>(config, model.device()), config);
     }
   }
   if (auto* gpt = dynamic_cast<models::Gpt*>(&model)) {
     gpt->set_label_smoothing(eps);
     if (!config.distill().teacher().empty()) {
-      gpt->set_teacher(load_teacher<models::Gpt>(config, model.device(), gpt->params().tp_comm()),
-                       config.distill().alpha(), config.distill().temperature());
+      set_teacher(*gpt, load_teacher<models::Gpt>(config, model.device(), gpt->params().tp_comm()),
+                  config);
     }
   }
   if (auto* clip = dynamic_cast<models::Clip*>(&model)) {
     if (!config.distill().teacher().empty()) {
-      clip->set_teacher(load_teacher<models::Clip>(config, model.device()),
-                        config.distill().alpha(), config.distill().temperature());
+      set_teacher(*clip, load_teacher<models::Clip>(config, model.device()), config);
     }
   }
 }

@@ -591,6 +591,19 @@ TEST(ClipDistillation, TrainerDataParallelEqualsOneProcess) {
                           without.model().forward_backward(batch, 1.0f).loss),
                 1e-4)
           << loss << ": the teacher does not change the loss";
+      // A teacher the student cannot use is refused, naming its checkpoint.
+      std::vector<std::string> bad = distill_sets(teacher);
+      bad.push_back("model.clip.text.vocab_size=100");
+      try {
+        Trainer t(tiny_clip(loss, bad), run_dir("distill_bad_" + loss), true);
+        ADD_FAILURE() << "no error";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("distill.teacher " + teacher +
+                                             ": Clip: a distillation teacher must read the "
+                                             "student's text (vocab_size 100"),
+                  std::string::npos)
+            << e.what();
+      }
     }
     world->barrier()->wait();
   }
