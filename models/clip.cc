@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/clip_distillation.h"
 #include "models/device_batch.h"
 #include "models/distributed_contrastive_loss.h"
 #include "ops/contrastive.h"
@@ -113,6 +114,54 @@ ContrastiveResult Clip::loss(float t, float dloss, const Tensor& dimg, const Ten
                           dtxt);
 }
 
+void Clip::set_teacher(std::unique_ptr<Clip> teacher, float alpha, float temperature) {
+  if (teacher) {
+    const config::ClipConfig& t = teacher->config_;
+    TESSERA_CHECK(t.loss() == config_.loss(),
+                  "Clip: a distillation teacher must use the student's ",
+                  config::ClipConfig::Loss_Name(config_.loss()), " loss, got ",
+                  config::ClipConfig::Loss_Name(t.loss()));
+    TESSERA_CHECK(t.image().image_size() == config_.image().image_size() &&
+                      t.image().channels() == config_.image().channels(),
+                  "Clip: a distillation teacher must take the student's ",
+                  config_.image().image_size(), "x", config_.image().image_size(), "x",
+                  config_.image().channels(), " images, got ", t.image().image_size(), "x",
+                  t.image().image_size(), "x", t.image().channels());
+    TESSERA_CHECK(t.text().vocab_size() == config_.text().vocab_size() &&
+                      t.text().context() >= config_.text().context(),
+                  "Clip: a distillation teacher must read the student's text (vocab_size ",
+                  config_.text().vocab_size(), ", context at least ", config_.text().context(),
+                  "), got vocab_size ", t.text().vocab_size(), " and context ", t.text().context());
+  }
+  teacher_.set(std::move(teacher), alpha, temperature, "Clip");
+}
+
+void Clip::teacher_embeddings(const Batch& batch, Tensor& img, Tensor& txt) {
+  img = teacher_->encode_images(batch.at("images"));
+  txt = teacher_->encode_text(batch.at("text"), batch.at("text_eot"));
+}
+
+ContrastiveResult Clip::training_loss(float t, float dloss, const Tensor& dimg,
+                                      const Tensor& dtxt) {
+  if (!teacher_) return loss(t, dloss, dimg, dtxt);
+  // alpha = 0 leaves no hard gradient: the loss is then only evaluated and the buffers zeroed
+  // for the soft term to add to.
+  const float hard = teacher_.hard_scale(dloss);
+  ContrastiveResult r = loss(t, hard, dimg, dtxt);
+  if (hard == 0.0f && dloss != 0.0f) {
+    zero_(dimg);
+    zero_(dtxt);
+  }
+  Clip& teacher = *teacher_.model;
+  const float teacher_t =
+      std::exp(std::min(teacher.logit_scale(), teacher.config_.max_logit_scale()));
+  const ContrastiveResult kd = contrastive_distillation_term(
+      config_.loss(), distributed_loss() ? dp_ : nullptr, img_emb_, txt_emb_, t, logit_bias(),
+      teacher_img_, teacher_txt_, teacher_t, teacher.logit_bias(), teacher_.temperature,
+      teacher_.soft_scale(dloss), dimg, dtxt);
+  return {teacher_.combine(r.loss, kd.loss), r.dt + kd.dt, r.dbias + kd.dbias};
+}
+
 LossResult Clip::forward_loss(const Batch& batch) {
   forward_embeddings(batch);
   const float t = std::exp(std::min(logit_scale(), config_.max_logit_scale()));
@@ -120,9 +169,9 @@ LossResult Clip::forward_loss(const Batch& batch) {
   return {r.loss, img_emb_.dim(0)};
 }
 
-void Clip::set_dropout(float p, float drop_path) {
-  image_.set_dropout(p, drop_path, &dropout_);
-  text_.set_dropout(p, drop_path, &dropout_);
+void Clip::set_dropout(const DropoutRates& rates) {
+  image_.set_dropout(rates, &dropout_);
+  text_.set_dropout(rates, &dropout_);
 }
 
 LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
@@ -133,7 +182,8 @@ LossResult Clip::forward_backward(const Batch& batch, float loss_scale) {
   const float t = std::exp(clamped ? config_.max_logit_scale() : s);
   Tensor dimg = Tensor::empty(img_emb_.shape(), DType::f32, img_emb_.device());
   Tensor dtxt = Tensor::empty(txt_emb_.shape(), DType::f32, txt_emb_.device());
-  ContrastiveResult r = loss(t, loss_scale, dimg, dtxt);
+  if (teacher_) teacher_embeddings(batch, teacher_img_, teacher_txt_);
+  ContrastiveResult r = training_loss(t, loss_scale, dimg, dtxt);
   add_scalar_grads(r, t, clamped);
   report_scalar_grads();
   // Text tower (registered after the image tower), then the image tower.

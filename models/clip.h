@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "models/contrastive_loss.h"
+#include "models/distillation.h"
 #include "models/layers/dropout.h"
 #include "models/layers/linear.h"
 #include "models/model.h"
@@ -61,7 +62,7 @@ class Clip final : public Model {
   std::vector<std::string> host_inputs() const override { return {"text_eot", "position"}; }
   // model.dropout / model.drop_path (models/layers/dropout.h): training forwards only, rows keyed
   // by the batch's "position" (a (1) i64 host tensor) and train.seed (set_seed).
-  void set_dropout(float p, float drop_path);
+  void set_dropout(const DropoutRates& rates);
   void set_seed(uint64_t seed) override { dropout_.seed = seed; }
 
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
@@ -98,6 +99,17 @@ class Clip final : public Model {
   LossResult cached_loss(float dloss);
   void cached_backward(int64_t mb, const Batch& batch);
 
+  // Knowledge distillation (models/clip_distillation.h): the training loss (forward_backward,
+  // cached_loss) becomes alpha * (the contrastive loss) + (1 - alpha) * KD between the teacher's
+  // and this model's image-text logits over the same (global) batch, each model with its own
+  // logit scale (and bias), both divided by T. The teacher is a Clip of the same loss kind with
+  // this model's image size and channels, text vocabulary and at least its text context, any
+  // width, depth or embed_dim; it runs forward only without dropout (encode_images /
+  // encode_text, keeping nothing), unsplit on every rank. With GradCache its embeddings are
+  // computed per micro-batch in cache_embeddings and scored in cached_loss. forward_loss (eval)
+  // stays the plain contrastive loss.
+  void set_teacher(std::unique_ptr<Clip> teacher, float alpha, float temperature);
+
   // The data-parallel group the loss spans (borrowed; nullptr or one rank: this batch only).
   // Every rank of the group then calls forward_backward / forward_loss in step: the loss is
   // collective over the group.
@@ -108,6 +120,11 @@ class Clip final : public Model {
   float logit_bias() const;   // 0 for INFONCE
   // The configured loss on img_emb_ / txt_emb_, over the data-parallel group when there is one.
   ContrastiveResult loss(float t, float dloss, const Tensor& dimg, const Tensor& dtxt);
+  // The training loss on img_emb_ / txt_emb_ with d(loss) = dloss: the contrastive loss, and with
+  // a teacher, combined with the distillation term against teacher_img_ / teacher_txt_.
+  ContrastiveResult training_loss(float t, float dloss, const Tensor& dimg, const Tensor& dtxt);
+  // The teacher's normalised embeddings of `batch` (forward only).
+  void teacher_embeddings(const Batch& batch, Tensor& img, Tensor& txt);
   bool distributed_loss() const;
   // Adds d(logit_scale) = dt * t (0 when the scale is clamped) and d(logit_bias) to the grads.
   void add_scalar_grads(const ContrastiveResult& r, float t, bool clamped);
@@ -131,6 +148,9 @@ class Clip final : public Model {
   Tensor cached_dimg_, cached_dtxt_;
   std::vector<int64_t> cached_begin_;
   DropoutState dropout_;
+  TeacherSlot<Clip> teacher_;
+  Tensor teacher_img_, teacher_txt_;  // (B, E_teacher) normalised, the training batch's
+  std::vector<Tensor> cached_teacher_img_, cached_teacher_txt_;  // GradCache: per micro-batch
 };
 
 }  // namespace tessera::models

@@ -6,6 +6,22 @@
 #include "ops/contrastive.h"
 
 namespace tessera::models {
+namespace {
+
+// The rows of every tensor (b_k, E), in order: (sum b_k, E) on their device.
+Tensor concat_rows(const std::vector<Tensor>& parts) {
+  int64_t rows = 0;
+  for (const Tensor& p : parts) rows += p.dim(0);
+  Tensor all = Tensor::empty({rows, parts[0].dim(1)}, DType::f32, parts[0].device());
+  int64_t begin = 0;
+  for (const Tensor& p : parts) {
+    copy(p, all.slice(begin, begin + p.dim(0)));
+    begin += p.dim(0);
+  }
+  return all;
+}
+
+}  // namespace
 
 void Clip::cache_embeddings(const Batch& batch) {
   // Training forwards: the masks (keyed by the batch's position) are the ones the recomputation
@@ -15,6 +31,12 @@ void Clip::cache_embeddings(const Batch& batch) {
   project(batch, img, txt);
   cached_img_.push_back(img);
   cached_txt_.push_back(txt);
+  if (teacher_) {  // distillation: the teacher's embeddings of the same rows, kept likewise
+    Tensor timg, ttxt;
+    teacher_embeddings(batch, timg, ttxt);
+    cached_teacher_img_.push_back(timg);
+    cached_teacher_txt_.push_back(ttxt);
+  }
 }
 
 LossResult Clip::cached_loss(float dloss) {
@@ -36,6 +58,12 @@ LossResult Clip::cached_loss(float dloss) {
   }
   cached_img_.clear();
   cached_txt_.clear();
+  if (teacher_) {
+    teacher_img_ = concat_rows(cached_teacher_img_);
+    teacher_txt_ = concat_rows(cached_teacher_txt_);
+    cached_teacher_img_.clear();
+    cached_teacher_txt_.clear();
+  }
   img_emb_ = Tensor::empty({B, E}, DType::f32, device);
   txt_emb_ = Tensor::empty({B, E}, DType::f32, device);
   img_norm_ = Tensor::empty({B}, DType::f32, device);
@@ -48,7 +76,7 @@ LossResult Clip::cached_loss(float dloss) {
   const float t = std::exp(clamped ? config_.max_logit_scale() : s);
   cached_dimg_ = Tensor::empty({B, E}, DType::f32, device);
   cached_dtxt_ = Tensor::empty({B, E}, DType::f32, device);
-  ContrastiveResult r = loss(t, dloss, cached_dimg_, cached_dtxt_);
+  ContrastiveResult r = training_loss(t, dloss, cached_dimg_, cached_dtxt_);
   add_scalar_grads(r, t, clamped);
   // Through the normalisation here, on all rows at once (it is row-wise): the micro-batches'
   // backward then starts at the projections.

@@ -53,6 +53,40 @@ double distillation_term(const Tensor& student, const Tensor& teacher, float tem
   return N > 0 ? T * T * total / double(N) : 0.0;
 }
 
+double sigmoid_distillation_term(const Tensor& student, const Tensor& teacher, float student_bias,
+                                 float teacher_bias, float temperature, float scale,
+                                 const Tensor& dstudent) {
+  TESSERA_CHECK(student.ndim() == 2 && student.dtype() == DType::f32 &&
+                    teacher.shape() == student.shape() && teacher.dtype() == DType::f32,
+                "sigmoid distillation: student logits ", student.describe(), " and teacher logits ",
+                teacher.describe(), " must be the same (N, C) f32");
+  TESSERA_CHECK(temperature > 0, "sigmoid distillation: temperature must be > 0, got ",
+                temperature);
+  const Tensor s = to_device(student, Device::cpu()), t = to_device(teacher, Device::cpu());
+  const int64_t N = s.dim(0), C = s.dim(1), n = N * C;
+  const double T = temperature;
+  // log sigmoid(x) = -softplus(-x), log(1 - sigmoid(x)) = -softplus(x), stable for any |x|.
+  auto softplus = [](double x) {
+    return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+  };
+  Tensor grad = Tensor::empty({N, C}, DType::f32);
+  double total = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const double zs = (double(s.data<float>()[k]) + student_bias) / T;
+    const double zt = (double(t.data<float>()[k]) + teacher_bias) / T;
+    const double p = 1 / (1 + std::exp(-zt)), q = 1 / (1 + std::exp(-zs));
+    total += p * (softplus(-zs) - softplus(-zt)) + (1 - p) * (softplus(zs) - softplus(zt));
+    grad.data<float>()[k] = float(scale * T * (q - p) / double(N));
+  }
+  if (dstudent.defined()) {
+    TESSERA_CHECK(dstudent.shape() == student.shape(), "sigmoid distillation: dstudent ",
+                  dstudent.describe(), " must match the student logits ", student.describe());
+    ops::add_inplace(dstudent,
+                     dstudent.device().is_cpu() ? grad : to_device(grad, dstudent.device()));
+  }
+  return N > 0 ? T * T * total / double(N) : 0.0;
+}
+
 double vocab_distillation_term(const Tensor& student, const Tensor& teacher, const Tensor& targets,
                                int64_t begin, int64_t vocab, int ignore_index, float temperature,
                                float scale, const Tensor& dstudent,

@@ -68,7 +68,8 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* 
       store_(tp),
       tok_(store_, "tok_emb", checked_padded_vocab(c, tp), c.transformer().d_model(),
            Init::normal(0.02f), /*vocab_parallel=*/true, /*padding_from=*/c.vocab_size()),
-      pos_(store_, "pos_emb", c.context(), c.transformer().d_model(), Init::normal(0.01f)) {
+      pos_(store_, "pos_emb", c.context(), c.transformer().d_model(), Init::normal(0.01f)),
+      embed_drop_("embed.drop") {
   // Registered in forward order, so the gradient buffer starts with the head and ln_f: the first
   // gradients backward produces.
   BlockOptions o = block_options(c, recompute);
@@ -111,6 +112,7 @@ Tensor Gpt::forward_logits(const Tensor& tokens_in) {
   Tensor x = tok_.forward(tokens);                   // (B, T, C)
   Tensor p = pos_.forward(positions_.view({B, T}));  // (B, T, C)
   ops::add(x, p, x);
+  embed_drop_.apply(x);  // model.embedding_dropout (GPT-2's embd_pdrop); training only
   for (auto& block : blocks_) x = block->forward(x);
   hidden_ = in_dtype(ln_f_->forward(x), store_.compute_dtype());  // (B, T, C)
   // The head is column parallel over the vocabulary with a replicated input: f's forward half,
@@ -169,19 +171,16 @@ void Gpt::set_teacher(std::unique_ptr<Gpt> teacher, float alpha, float temperatu
                 store_.tp_size(), " ranks with the student's padded vocabulary of ",
                 padded_vocab_size(), " (model.gpt.vocab_pad_multiple), got ",
                 teacher->params().tp_size(), " ranks and ", teacher->padded_vocab_size());
-  TESSERA_CHECK(alpha >= 0 && alpha <= 1 && temperature > 0,
-                "Gpt: distillation needs alpha in [0, 1] and temperature > 0, got ", alpha, " and ",
-                temperature);
-  teacher_ = std::move(teacher);
-  alpha_ = alpha;
-  temperature_ = temperature;
+  teacher_.set(std::move(teacher), alpha, temperature, "Gpt");
 }
 
-void Gpt::set_dropout(float p, float drop_path) {
+void Gpt::set_dropout(const DropoutRates& rates) {
   const int n = int(blocks_.size());
   for (int i = 0; i < n; ++i) {
-    blocks_[i]->configure_dropout(p, drop_path_rate(drop_path, i, n), &dropout_);
+    blocks_[i]->configure_dropout(rates.p, drop_path_rate(rates.drop_path, i, n), &dropout_,
+                                  rates.attention);
   }
+  embed_drop_.configure(rates.embedding, 0.0f, &dropout_);
 }
 
 LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
@@ -217,11 +216,11 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
     };
     const double kd = vocab_distillation_term(
         logits, teacher.view({N, Vt}), targets.view({N}), vocab_begin(), config_.vocab_size(),
-        kIgnoreIndex, temperature_, loss_scale * (1 - alpha_), kd_grad, reduce);
+        kIgnoreIndex, teacher_.temperature, teacher_.soft_scale(loss_scale), kd_grad, reduce);
     teacher_->logits_ = teacher_->hidden_ = Tensor();  // forward only: nothing to keep
-    total = alpha_ * total + (1 - alpha_) * kd;
+    total = teacher_.combine(total, kd);
   }
-  const float hard_scale = teacher_ ? loss_scale * alpha_ : loss_scale;
+  const float hard_scale = teacher_.hard_scale(loss_scale);
   // dlogits overwrites the logits in place: they are not needed after the loss. Under TP each
   // rank's slice is softmax minus its part of the one-hot (lse is global). Padded columns get
   // exactly 0, so the padded head/embedding rows get exactly zero gradient.
@@ -248,6 +247,7 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   logits_ = hidden_ = Tensor();
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
+  dx = embed_drop_.backward(dx);
   pos_.backward(dx);
   tok_.backward(dx);
   return {total, N};

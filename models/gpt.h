@@ -29,6 +29,7 @@
 #include <memory>
 #include <vector>
 
+#include "models/distillation.h"
 #include "models/layers/embedding.h"
 #include "models/layers/layernorm.h"
 #include "models/layers/transformer_block.h"
@@ -46,7 +47,7 @@ class Gpt final : public Model {
   std::vector<std::string> host_inputs() const override { return {"position"}; }
   // model.dropout / model.drop_path (models/layers/dropout.h): training forwards only, rows keyed
   // by the batch's "position" (a (1) i64 host tensor) and train.seed (set_seed).
-  void set_dropout(float p, float drop_path);
+  void set_dropout(const DropoutRates& rates);
   void set_seed(uint64_t seed) override { dropout_.seed = seed; }
 
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
@@ -96,8 +97,8 @@ class Gpt final : public Model {
   Tensor logits_;      // (B, T, V_local)
   float smoothing_ = 0;
   DropoutState dropout_;
-  std::unique_ptr<Gpt> teacher_;  // distillation teacher, frozen; nullptr = none
-  float alpha_ = 1, temperature_ = 1;
+  DropoutSite embed_drop_;    // model.embedding_dropout on tok_emb + pos_emb
+  TeacherSlot<Gpt> teacher_;  // distillation teacher, frozen; empty = none
 };
 
 }  // namespace tessera::models

@@ -22,7 +22,8 @@ TextTower::TextTower(ParamStore& store, const std::string& prefix, const config:
     : config_(c),
       dim_(c.transformer().d_model()),
       tok_(store, prefix + "tok_emb", c.vocab_size(), dim_, Init::normal(0.02f)),
-      pos_(store, prefix + "pos_emb", c.context(), dim_, Init::normal(0.01f)) {
+      pos_(store, prefix + "pos_emb", c.context(), dim_, Init::normal(0.01f)),
+      embed_drop_(prefix + "embed.drop") {
   BlockOptions o;
   o.dim = dim_;
   o.n_heads = c.transformer().n_heads();
@@ -68,6 +69,7 @@ Tensor TextTower::forward(const Tensor& text, const Tensor& eot) {
   }
   Tensor x = tok_.forward(text);             // (B, L, d)
   ops::add(x, pos_.forward(positions_), x);  // + positions (B, L, d)
+  embed_drop_.apply(x);                      // model.embedding_dropout
   for (auto& block : blocks_) x = block->forward(x);
   Tensor h = ln_f_->forward(x);  // (B, L, d)
   Tensor pooled = Tensor::empty({B, dim_}, DType::f32, device);
@@ -82,6 +84,7 @@ void TextTower::backward(const Tensor& dpooled) {
   ops::embedding_backward(dpooled, pool_ids_, dh.view({B * L, dim_}));
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
+  dx = embed_drop_.backward(dx);
   pos_.backward(dx);
   tok_.backward(dx);
 }
@@ -92,11 +95,13 @@ double TextTower::block_params() const {
          (4 * d * d + 2 * config_.transformer().mlp_ratio() * d * d);
 }
 
-void TextTower::set_dropout(float p, float drop_path, const DropoutState* state) {
+void TextTower::set_dropout(const DropoutRates& rates, const DropoutState* state) {
   const int n = int(blocks_.size());
   for (int i = 0; i < n; ++i) {
-    blocks_[i]->configure_dropout(p, drop_path_rate(drop_path, i, n), state);
+    blocks_[i]->configure_dropout(rates.p, drop_path_rate(rates.drop_path, i, n), state,
+                                  rates.attention);
   }
+  embed_drop_.configure(rates.embedding, 0.0f, state);
 }
 
 }  // namespace tessera::models

@@ -29,9 +29,10 @@ class TextTower {
   // Contract: parameter grads ACCUMULATE; tokens take no gradient.
   void backward(const Tensor& dpooled);  // (B, d)
 
-  // Dropout p and drop-path up to `drop_path` (linear over the blocks) on every block's
-  // branches, keyed by `state` (models/layers/dropout.h; borrowed).
-  void set_dropout(float p, float drop_path, const DropoutState* state);
+  // Dropout rates.p and drop-path up to rates.drop_path (linear over the blocks) on every
+  // block's branches, rates.attention on its attention probabilities, and rates.embedding on the
+  // summed embeddings (before the blocks), keyed by `state` (models/layers/dropout.h; borrowed).
+  void set_dropout(const DropoutRates& rates, const DropoutState* state);
 
   int64_t dim() const { return dim_; }
   double block_params() const;  // matmul weights per token, for FLOPs
@@ -43,6 +44,7 @@ class TextTower {
   int64_t dim_;
   Embedding tok_, pos_;
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
+  DropoutSite embed_drop_;
   std::unique_ptr<LayerNorm> ln_f_;
   Tensor positions_;  // (B, L) i32
   Tensor pool_ids_;   // (B) i32: b * L + eot[b], rows of the flattened (B*L, d) output

@@ -39,7 +39,8 @@ VisionTower::VisionTower(ParamStore& store, const std::string& prefix, const con
       n_patches_(int64_t(c.image_size() / c.patch()) * (c.image_size() / c.patch())),
       patch_(store, prefix + "patch_embed", c.patch(), c.channels(), dim_, Init::normal(0.02f)),
       cls_(store, prefix + "cls_token", 1, dim_, Init::normal(0.02f)),
-      pos_(store, prefix + "pos_emb", n_patches_ + 1, dim_, Init::normal(0.02f)) {
+      pos_(store, prefix + "pos_emb", n_patches_ + 1, dim_, Init::normal(0.02f)),
+      embed_drop_(prefix + "embed.drop") {
   BlockOptions o;
   o.dim = dim_;
   o.n_heads = c.transformer().n_heads();
@@ -80,6 +81,7 @@ Tensor VisionTower::forward(const Tensor& images, bool for_backward) {
   ops::copy_tokens(patches, 0, x, 1, n_patches_);
   ops::copy_tokens(cls_.forward(cls_ids_), 0, x, 0, 1);  // class token rows (B, 1, d)
   ops::add(x, pos_.forward(positions_), x);              // + positions (B, T, d)
+  embed_drop_.apply(x);  // model.embedding_dropout (timm's pos_drop), before ln_pre
   if (ln_pre_) {
     x = ln_pre_->forward(x);
     if (!for_backward) ln_pre_->drop_saved();
@@ -103,6 +105,7 @@ void VisionTower::backward(const Tensor& dpooled) {
   Tensor dx = ln_f_->backward(dh);
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->backward(dx);
   if (ln_pre_) dx = ln_pre_->backward(dx);
+  dx = embed_drop_.backward(dx);
   pos_.backward(dx);  // scatter-add over the batch
   Tensor dcls = Tensor::empty({B, 1, dim_}, DType::f32, dx.device());
   ops::copy_tokens(dx, 0, dcls, 0, 1);
@@ -122,11 +125,13 @@ double VisionTower::patch_params() const {
   return double(config_.patch()) * config_.patch() * config_.channels() * dim_;
 }
 
-void VisionTower::set_dropout(float p, float drop_path, const DropoutState* state) {
+void VisionTower::set_dropout(const DropoutRates& rates, const DropoutState* state) {
   const int n = int(blocks_.size());
   for (int i = 0; i < n; ++i) {
-    blocks_[i]->configure_dropout(p, drop_path_rate(drop_path, i, n), state);
+    blocks_[i]->configure_dropout(rates.p, drop_path_rate(rates.drop_path, i, n), state,
+                                  rates.attention);
   }
+  embed_drop_.configure(rates.embedding, 0.0f, state);
 }
 
 }  // namespace tessera::models

@@ -37,9 +37,10 @@ class VisionTower {
   // Contract: parameter grads ACCUMULATE; images take no gradient.
   void backward(const Tensor& dpooled);  // (B, d)
 
-  // Dropout p and drop-path up to `drop_path` (linear over the blocks) on every block's
-  // branches, keyed by `state` (models/layers/dropout.h; borrowed).
-  void set_dropout(float p, float drop_path, const DropoutState* state);
+  // Dropout rates.p and drop-path up to rates.drop_path (linear over the blocks) on every
+  // block's branches, rates.attention on its attention probabilities, and rates.embedding on the
+  // summed embeddings (before the blocks), keyed by `state` (models/layers/dropout.h; borrowed).
+  void set_dropout(const DropoutRates& rates, const DropoutState* state);
 
   int64_t dim() const { return dim_; }
   int64_t n_patches() const { return n_patches_; }
@@ -57,6 +58,7 @@ class VisionTower {
   PatchEmbed patch_;
   Embedding cls_, pos_;
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
+  DropoutSite embed_drop_;
   std::unique_ptr<LayerNorm> ln_pre_;  // config.pre_norm only
   std::unique_ptr<LayerNorm> ln_f_;
   Tensor positions_, cls_ids_;  // (B, T) and (B, 1) i32, rebuilt when B or the device change

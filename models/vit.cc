@@ -79,16 +79,11 @@ void Vit::set_teacher(std::unique_ptr<Vit> teacher, float alpha, float temperatu
                 "Vit: a teacher must classify the same ", config_.n_classes(), " classes of ",
                 config_.image_size(), "x", config_.image_size(), "x", config_.channels(),
                 " images");
-  TESSERA_CHECK(alpha >= 0 && alpha <= 1 && temperature > 0,
-                "Vit: distillation needs alpha in [0, 1] and temperature > 0, got ", alpha, " and ",
-                temperature);
-  teacher_ = std::move(teacher);
-  alpha_ = alpha;
-  temperature_ = temperature;
+  teacher_.set(std::move(teacher), alpha, temperature, "Vit");
 }
 
-void Vit::set_dropout(float p, float drop_path) {
-  tower_.set_dropout(p, drop_path, &dropout_);
+void Vit::set_dropout(const DropoutRates& rates) {
+  tower_.set_dropout(rates, &dropout_);
 }
 
 LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
@@ -98,7 +93,7 @@ LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
   Tensor labels, lse;
   double loss = loss_of(batch, labels, lse, soft);
   // With a teacher the hard loss weighs alpha (models/distillation.h).
-  const float hard_scale = teacher_ ? loss_scale * alpha_ : loss_scale;
+  const float hard_scale = teacher_.hard_scale(loss_scale);
   Tensor dlogits = Tensor::empty(logits_.shape(), DType::f32, labels.device());
   if (hard) {
     ops::cross_entropy_backward(logits_, labels, lse, hard_scale, dlogits);
@@ -108,9 +103,9 @@ LossResult Vit::forward_backward(const Batch& batch, float loss_scale) {
   if (teacher_) {
     const Tensor student = logits_;  // the teacher's forward leaves this model's state alone
     const Tensor teacher = teacher_->forward_logits(batch.at("images"));
-    const double kd =
-        distillation_term(student, teacher, temperature_, loss_scale * (1 - alpha_), dlogits);
-    loss = alpha_ * loss + (1 - alpha_) * kd;
+    const double kd = distillation_term(student, teacher, teacher_.temperature,
+                                        teacher_.soft_scale(loss_scale), dlogits);
+    loss = teacher_.combine(loss, kd);
   }
   if (trunk_locked()) {
     head_.backward(dlogits, /*need_dx=*/false);

@@ -19,6 +19,7 @@
 
 #include <memory>
 
+#include "models/distillation.h"
 #include "models/model.h"
 #include "models/vision_tower.h"
 #include "ops/cross_entropy.h"
@@ -34,7 +35,7 @@ class Vit final : public Model {
   std::vector<std::string> host_inputs() const override { return {"position"}; }
   // model.dropout / model.drop_path (models/layers/dropout.h): training forwards only, rows keyed
   // by the batch's "position" (a (1) i64 host tensor) and train.seed (set_seed).
-  void set_dropout(float p, float drop_path);
+  void set_dropout(const DropoutRates& rates);
   void set_seed(uint64_t seed) override { dropout_.seed = seed; }
 
   LossResult forward_backward(const Batch& batch, float loss_scale) override;
@@ -75,8 +76,7 @@ class Vit final : public Model {
   Tensor logits_;  // (B, n_classes)
   float smoothing_ = 0;
   DropoutState dropout_;
-  std::unique_ptr<Vit> teacher_;
-  float alpha_ = 1, temperature_ = 1;
+  TeacherSlot<Vit> teacher_;
 };
 
 }  // namespace tessera::models

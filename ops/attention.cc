@@ -107,56 +107,69 @@ bool run_cudnn(const OpCheck& c, const Dims& d, const char* op, const Call& call
 #endif
 
 void cuda_attention_forward(const OpCheck& c, const Dims& d, const Tensor& qkv, const Tensor& out,
-                            const Tensor& lse, bool causal) {
+                            const Tensor& lse, bool causal, const AttentionDropout& drop) {
   cudaStream_t s = stream_for(c);
   if (qkv.dtype() == DType::f32) {
     cuda::attention_forward(qkv.data<float>(), out.data<float>(), lse.data<float>(), d.B, d.T, d.H,
-                            d.D, causal, s);
+                            d.D, causal, drop, s);
     return;
   }
 #if TESSERA_WITH_CUDNN
-  if (run_cudnn(c, d, "attention_forward", [&](const auto& allocate) {
+  // Dropout runs on the own kernel (ops/attention.h: cuDNN cannot draw the keyed masks).
+  if (!drop.active() && run_cudnn(c, d, "attention_forward", [&](const auto& allocate) {
         cuda::cudnn_sdpa_forward(qkv.data<bf16>(), out.data<bf16>(), lse.data<float>(), d.B, d.T,
                                  d.H, d.D, causal, allocate, s);
       }))
     return;
 #else
-  use_cudnn(d, "attention_forward");  // kCudnn: the error that this build has none
+  if (!drop.active()) use_cudnn(d, "attention_forward");  // kCudnn: this build has none
 #endif
   cuda::attention_forward_bf16(reinterpret_cast<const uint16_t*>(qkv.data<bf16>()),
                                reinterpret_cast<uint16_t*>(out.data<bf16>()), lse.data<float>(),
-                               d.B, d.T, d.H, d.D, causal, s);
+                               d.B, d.T, d.H, d.D, causal, drop, s);
 }
 
 // The own kernel's backward needs B*H*T floats of scratch (rowsum(dout * out)); the caching
 // allocator makes it free after the first step. cuDNN's lse (its softmax stats) has the same
 // meaning as the own kernel's, so either forward pairs with either backward.
 void cuda_attention_backward(const OpCheck& c, const Dims& d, const Tensor& dout, const Tensor& qkv,
-                             const Tensor& out, const Tensor& lse, const Tensor& dqkv,
-                             bool causal) {
+                             const Tensor& out, const Tensor& lse, const Tensor& dqkv, bool causal,
+                             const AttentionDropout& drop) {
   cudaStream_t s = stream_for(c);
   Tensor delta = Tensor::empty({d.B, d.H, d.T}, DType::f32, c.device());
   if (qkv.dtype() == DType::f32) {
     cuda::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
                              lse.data<float>(), dqkv.data<float>(), delta.data<float>(), d.B, d.T,
-                             d.H, d.D, causal, s);
+                             d.H, d.D, causal, drop, s);
     return;
   }
 #if TESSERA_WITH_CUDNN
-  if (run_cudnn(c, d, "attention_backward", [&](const auto& allocate) {
+  if (!drop.active() && run_cudnn(c, d, "attention_backward", [&](const auto& allocate) {
         cuda::cudnn_sdpa_backward(dout.data<bf16>(), qkv.data<bf16>(), out.data<bf16>(),
                                   lse.data<float>(), dqkv.data<bf16>(), d.B, d.T, d.H, d.D, causal,
                                   allocate, s);
       }))
     return;
 #else
-  use_cudnn(d, "attention_backward");
+  if (!drop.active()) use_cudnn(d, "attention_backward");
 #endif
   auto bits = [](const Tensor& t) { return reinterpret_cast<uint16_t*>(t.data<bf16>()); };
   cuda::attention_backward_bf16(bits(dout), bits(qkv), bits(out), lse.data<float>(), bits(dqkv),
-                                delta.data<float>(), d.B, d.T, d.H, d.D, causal, s);
+                                delta.data<float>(), d.B, d.T, d.H, d.D, causal, drop, s);
 }
 #endif
+
+// The dropout of a call on n_heads heads: heads defaults to n_heads (no TP split); checked.
+AttentionDropout checked_dropout(const OpCheck& c, const AttentionDropout& drop, int n_heads) {
+  AttentionDropout d = drop;
+  if (!d.active()) return d;
+  if (d.heads == 0) d.heads = n_heads;
+  c.expect(d.p < 1, absl::StrCat("attention dropout p must be in [0, 1), got ", d.p));
+  c.expect(d.head_offset >= 0 && d.head_offset + n_heads <= d.heads,
+           absl::StrCat("attention dropout: heads [", d.head_offset, ", ", d.head_offset + n_heads,
+                        ") are outside the layer's ", d.heads));
+  return d;
+}
 
 }  // namespace
 
@@ -174,23 +187,25 @@ AttentionBackend attention_backend() {
 }
 
 void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int n_heads,
-                       bool causal) {
+                       bool causal, const AttentionDropout& dropout) {
   TESSERA_PROFILE("attention");
   OpCheck c("attention_forward");
   const Dims d = check_qkv(c, qkv, n_heads);
   const DType st = qkv.dtype();
   c.tensor("out", out, st, {d.B, d.T, d.C}).tensor("lse", lse, DType::f32, {d.B, d.H, d.T});
   check_bf16_device(c, st);
+  const AttentionDropout drop = checked_dropout(c, dropout, n_heads);
   if (c.device().is_cpu()) {
     cpu::attention_forward(qkv.data<float>(), out.data<float>(), lse.data<float>(), d.B, d.T, d.H,
-                           d.D, causal);
+                           d.D, causal, drop);
   } else {
-    TESSERA_CUDA_LAUNCH(c, cuda_attention_forward(c, d, qkv, out, lse, causal));
+    TESSERA_CUDA_LAUNCH(c, cuda_attention_forward(c, d, qkv, out, lse, causal, drop));
   }
 }
 
 void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
-                        const Tensor& dqkv, int n_heads, bool causal) {
+                        const Tensor& dqkv, int n_heads, bool causal,
+                        const AttentionDropout& dropout) {
   TESSERA_PROFILE("attention");
   OpCheck c("attention_backward");
   const Dims d = check_qkv(c, qkv, n_heads);
@@ -200,11 +215,13 @@ void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out
       .tensor("lse", lse, DType::f32, {d.B, d.H, d.T})
       .tensor("dqkv", dqkv, st, qkv.shape());
   check_bf16_device(c, st);
+  const AttentionDropout drop = checked_dropout(c, dropout, n_heads);
   if (c.device().is_cpu()) {
     cpu::attention_backward(dout.data<float>(), qkv.data<float>(), out.data<float>(),
-                            lse.data<float>(), dqkv.data<float>(), d.B, d.T, d.H, d.D, causal);
+                            lse.data<float>(), dqkv.data<float>(), d.B, d.T, d.H, d.D, causal,
+                            drop);
   } else {
-    TESSERA_CUDA_LAUNCH(c, cuda_attention_backward(c, d, dout, qkv, out, lse, dqkv, causal));
+    TESSERA_CUDA_LAUNCH(c, cuda_attention_backward(c, d, dout, qkv, out, lse, dqkv, causal, drop));
   }
 }
 

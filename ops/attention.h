@@ -10,8 +10,15 @@
 // every accumulation is f32). Kernels on CUDA (attention_backend()): bf16 goes to cuDNN's fused
 // flash attention when it takes the shape, else to the own tiled kernel, which also runs every
 // f32 call and is the reference the cuDNN path is tested against.
+//
+// Dropout on the probabilities (`dropout`, ops/attention_dropout.h): masks drawn inside the
+// softmax from keyed Philox values, so nothing is stored and backward (given the same `dropout`)
+// redraws them. With p > 0 bf16 calls on CUDA run the own kernel, not cuDNN: cuDNN's dropout
+// draws its own Philox stream from a seed and offset per call, which cannot follow tessera's
+// keying by (seed, site, sample position, element). With p = 0 nothing changes.
 
 #include "core/tensor.h"
+#include "ops/attention_dropout.h"
 
 namespace tessera::ops {
 
@@ -28,7 +35,7 @@ AttentionBackend attention_backend();
 void attention_forward(const Tensor& qkv,  // (B, T, 3*C) f32 or bf16, C = n_heads * D
                        const Tensor& out,  // (B, T, C) qkv's dtype, heads in (H, D) order
                        const Tensor& lse,  // (B, H, T) f32: log-sum-exp of each query's scores
-                       int n_heads, bool causal);
+                       int n_heads, bool causal, const AttentionDropout& dropout = {});
 
 // Contract: no parameters; the activation grad dqkv is WRITTEN (=), every element of it.
 void attention_backward(const Tensor& dout,  // (B, T, C) qkv's dtype
@@ -36,6 +43,6 @@ void attention_backward(const Tensor& dout,  // (B, T, C) qkv's dtype
                         const Tensor& out,   // (B, T, C) qkv's dtype, forward's output
                         const Tensor& lse,   // (B, H, T) f32, forward's lse
                         const Tensor& dqkv,  // (B, T, 3*C) qkv's dtype, written
-                        int n_heads, bool causal);
+                        int n_heads, bool causal, const AttentionDropout& dropout = {});
 
 }  // namespace tessera::ops

@@ -184,13 +184,15 @@ absl::Status validate(const Config& c, const Validator& v) {
               c.data().mixup_alpha() > 0 ? "data.mixup_alpha" : "data.cutmix_alpha",
               "applies to ViT only"));
   for (const auto& [rate, path] :
-       {std::pair{m.dropout(), "model.dropout"}, std::pair{m.drop_path(), "model.drop_path"}}) {
+       {std::pair{m.dropout(), "model.dropout"}, std::pair{m.drop_path(), "model.drop_path"},
+        std::pair{m.attention_dropout(), "model.attention_dropout"},
+        std::pair{m.embedding_dropout(), "model.embedding_dropout"}}) {
     RETURN_IF_ERROR(v.check(rate >= 0 && rate < 1, path, "must be in [0, 1)"));
     RETURN_IF_ERROR(v.check(rate == 0 || !m.has_dit(), path, "applies to GPT, ViT and CLIP only"));
   }
   if (!c.distill().teacher().empty()) {
-    RETURN_IF_ERROR(v.check(m.has_vit() || m.has_gpt(), "distill.teacher",
-                            "applies to ViT and GPT students only"));
+    RETURN_IF_ERROR(v.check(m.has_vit() || m.has_gpt() || m.has_clip(), "distill.teacher",
+                            "applies to ViT, GPT and CLIP students only"));
     RETURN_IF_ERROR(v.check(c.distill().alpha() >= 0 && c.distill().alpha() <= 1, "distill.alpha",
                             "must be in [0, 1]"));
     RETURN_IF_ERROR(v.check(c.distill().temperature() > 0, "distill.temperature", "must be > 0"));

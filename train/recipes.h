@@ -12,7 +12,7 @@ namespace tessera::train {
 
 // optim.label_smoothing on the models that take it (ViT, GPT; the config validation refuses it
 // for the others), and distill.teacher: the teacher loaded from its checkpoint onto the model's
-// device and handed to the ViT student.
+// device and handed to the ViT, GPT or CLIP student.
 void configure_model_recipes(models::Model& model, const config::Config& config);
 
 // A training batch of positions [first, first + count) after the configured per-batch recipes

@@ -6,12 +6,19 @@ namespace tessera::models {
 
 Attention::Attention(ParamStore& store, const std::string& name, int64_t dim, int n_heads,
                      bool causal, Init init, Init proj_init)
-    : causal_(causal),
+    : n_heads_(n_heads),
+      causal_(causal),
       qkv_(store, name + ".qkv", dim, 3 * dim, true, init, Parallel::kColumn, /*groups=*/3),
-      proj_(store, name + ".proj", dim, dim, true, proj_init, Parallel::kRow) {
+      proj_(store, name + ".proj", dim, dim, true, proj_init, Parallel::kRow),
+      probs_drop_(name + ".probs.drop") {
   TESSERA_CHECK(n_heads % store.tp_size() == 0, "Attention ", name, ": ", n_heads,
                 " heads are not divisible by tensor_parallel = ", store.tp_size());
   local_heads_ = n_heads / store.tp_size();
+  head_offset_ = store.tp_rank() * local_heads_;  // the column-parallel qkv holds whole heads
+}
+
+void Attention::configure_dropout(float p, const DropoutState* state) {
+  probs_drop_.configure(p, 0.0f, state);
 }
 
 Tensor Attention::forward(const Tensor& x) {
@@ -19,14 +26,24 @@ Tensor Attention::forward(const Tensor& x) {
   const int64_t B = x.dim(0), T = x.dim(1), C = qkv_.out_features() / 3;
   attn_out_ = Tensor::empty({B, T, C}, DType::f32, x.device());
   lse_ = Tensor::empty({B, local_heads_, T}, DType::f32, x.device());
-  ops::attention_forward(qkv_out_, attn_out_, lse_, local_heads_, causal_);
+  drop_ = {};
+  if (probs_drop_.active()) {
+    const ops::DropoutKey key = probs_drop_.key();
+    drop_.p = probs_drop_.p();
+    drop_.seed = key.seed;
+    drop_.stream = key.stream;
+    drop_.first = key.first;
+    drop_.head_offset = head_offset_;
+    drop_.heads = n_heads_;
+  }
+  ops::attention_forward(qkv_out_, attn_out_, lse_, local_heads_, causal_, drop_);
   return proj_.forward(attn_out_);
 }
 
 Tensor Attention::backward(const Tensor& dy) {
   Tensor dattn = proj_.backward(dy);
   Tensor dqkv = Tensor::empty(qkv_out_.shape(), DType::f32, dy.device());
-  ops::attention_backward(dattn, qkv_out_, attn_out_, lse_, dqkv, local_heads_, causal_);
+  ops::attention_backward(dattn, qkv_out_, attn_out_, lse_, dqkv, local_heads_, causal_, drop_);
   qkv_out_ = attn_out_ = lse_ = Tensor();
   return qkv_.backward(dqkv);
 }

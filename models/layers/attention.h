@@ -5,7 +5,9 @@
 
 #include <string>
 
+#include "models/layers/dropout.h"
 #include "models/layers/linear.h"
+#include "ops/attention_dropout.h"
 
 namespace tessera::models {
 
@@ -18,12 +20,18 @@ class Attention {
   // Contract: parameter grads ACCUMULATE; the returned dx is written.
   Tensor backward(const Tensor& dy);
   void drop_saved();
+  // Dropout p on the attention probabilities (model.attention_dropout), drawn inside the fused
+  // kernel with masks keyed by (state's seed, this layer's site, sample position, global head,
+  // query, key): the same on any number of DP or TP ranks and when recomputed. Training only.
+  void configure_dropout(float p, const DropoutState* state);
 
  private:
-  int local_heads_;
+  int n_heads_, local_heads_, head_offset_;
   bool causal_;
   Linear qkv_, proj_;
   Tensor qkv_out_, attn_out_, lse_;  // saved: (B, T, 3C), (B, T, C), (B, H, T)
+  DropoutSite probs_drop_;
+  ops::AttentionDropout drop_;  // the last forward's dropout, for its backward
 };
 
 }  // namespace tessera::models

@@ -48,6 +48,10 @@ Tensor DropoutSite::backward(const Tensor& dy) const {
   return out;
 }
 
+ops::DropoutKey DropoutSite::key() const {
+  return {state_ ? state_->seed : 0, stream_, state_ ? state_->first : 0};
+}
+
 float drop_path_rate(float rate, int i, int n) {
   return n > 1 ? rate * float(i) / float(n - 1) : rate;
 }

@@ -13,6 +13,7 @@
 
 #include "core/tensor.h"
 #include "models/model.h"
+#include "ops/dropout.h"
 
 namespace tessera::models {
 
@@ -42,6 +43,14 @@ class TrainingScope {
   DropoutState& state_;
 };
 
+// The model's dropout rates (ModelConfig): `p` on every block's branch outputs, drop-path up to
+// `drop_path`, `attention` on the attention probabilities (inside the fused kernel,
+// ops/attention_dropout.h) and `embedding` on the summed token/patch and position embeddings.
+struct DropoutRates {
+  float p = 0, drop_path = 0, attention = 0, embedding = 0;
+  bool any() const { return p > 0 || drop_path > 0 || attention > 0 || embedding > 0; }
+};
+
 // One site: a branch output (B, ...) with B samples. Its Philox stream is a hash of its name
 // (FNV-1a), so sites never share masks and a mask does not depend on construction order.
 class DropoutSite {
@@ -54,6 +63,10 @@ class DropoutSite {
   void apply(const Tensor& x) const;
   // dy masked into a new tensor (dy itself is still needed by the residual); dy when inactive.
   Tensor backward(const Tensor& dy) const;
+  // The element rate and this forward's key (seed, the site's stream, the batch's position), for
+  // masks drawn inside other kernels (attention probabilities). Valid while active().
+  float p() const { return p_; }
+  ops::DropoutKey key() const;
 
  private:
   uint64_t stream_;

@@ -21,7 +21,9 @@ TransformerBlock::TransformerBlock(ParamStore& store, const std::string& name,
       attn_drop_(name + ".attn.drop"),
       mlp_drop_(name + ".mlp.drop") {}
 
-void TransformerBlock::configure_dropout(float p, float path_p, const DropoutState* state) {
+void TransformerBlock::configure_dropout(float p, float path_p, const DropoutState* state,
+                                         float attention_p) {
+  attn_.configure_dropout(attention_p, state);
   attn_drop_.configure(p, path_p, state);
   mlp_drop_.configure(p, path_p, state);
 }

@@ -43,9 +43,9 @@ class TransformerBlock {
   // Contract: parameter grads ACCUMULATE; the returned dx is written.
   Tensor backward(const Tensor& dy);
   bool recomputes() const { return recompute_; }
-  // Dropout p on both branch outputs and drop-path path_p of each branch per sample; `state`
-  // (borrowed) is the model's.
-  void configure_dropout(float p, float path_p, const DropoutState* state);
+  // Dropout p on both branch outputs and drop-path path_p of each branch per sample, and
+  // attention_p on the attention probabilities; `state` (borrowed) is the model's.
+  void configure_dropout(float p, float path_p, const DropoutState* state, float attention_p = 0);
   // Frees what backward needs (a forward-only pass through a locked tower, train/freeze.h).
   void drop_saved();
 

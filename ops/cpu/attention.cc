@@ -66,10 +66,27 @@ TESSERA_ATTN_INLINE void online_softmax(const Geometry& g, ForwardScratch& w, in
   }
 }
 
+// P (nq rows of stride kTile) of query rows [q0, q0 + nq) against keys [k0, k0 + nk) times the
+// dropout factors (ops/attention_dropout.h); k0 is a multiple of 4 (tiles of 64).
+void drop_probabilities(const Geometry& g, const AttentionDropout& drop, int64_t b, int64_t h,
+                        int64_t q0, int nq, int64_t k0, int nk, bool causal, float* s) {
+  for (int r = 0; r < nq; ++r) {
+    float* row = s + r * kTile;
+    const int lim = causal ? static_cast<int>(std::min<int64_t>(nk, q0 + r - k0 + 1)) : nk;
+    for (int c = 0; c < lim; c += 4) {
+      const Philox4x32 block = philox_block(
+          drop.seed, drop.stream, attention_dropout_block(drop, b, h, g.T, q0 + r, k0 + c));
+      for (int l = 0; l < 4 && c + l < lim; ++l) {
+        row[c + l] *= attention_dropout_factor(drop, block, k0 + c + l);
+      }
+    }
+  }
+}
+
 TESSERA_CPU_KERNEL(void, forward_tile,
                    (const Geometry& g, const float* qkv, float* out, float* lse, int64_t bh,
-                    int64_t qt, bool causal, ForwardScratch& w),
-                   (g, qkv, out, lse, bh, qt, causal, w)) {
+                    int64_t qt, bool causal, const AttentionDropout& drop, ForwardScratch& w),
+                   (g, qkv, out, lse, bh, qt, causal, drop, w)) {
   const int64_t b = bh / g.H, h = bh % g.H, ld = g.row_stride();
   const float* base = qkv + b * g.T * ld;
   if (w.packed_bh != bh) {
@@ -94,6 +111,8 @@ TESSERA_CPU_KERNEL(void, forward_tile,
     attn::tile_gemm<kIsa, false, false>(nq, ncp, g.D, w.q.data(), g.Dp, w.kt.data() + k0, g.Tp,
                                         w.s.data(), kTile);  // S = q k^T
     online_softmax(g, w, q0, nq, k0, nk, ncp, causal);
+    // Dropout after the softmax's sum: l (the normaliser) and lse stay those of every key.
+    if (drop.active()) drop_probabilities(g, drop, b, h, q0, nq, k0, nk, causal, w.s.data());
     attn::tile_gemm<kIsa, false, true>(nq, g.Dp, nk, w.s.data(), kTile, w.v.data() + k0 * g.Dp,
                                        g.Dp, w.o.data(), g.Dp);  // O += P v
   }
@@ -109,7 +128,7 @@ TESSERA_CPU_KERNEL(void, forward_tile,
 }  // namespace
 
 void attention_forward(const float* qkv, float* out, float* lse, int64_t B, int64_t T, int64_t H,
-                       int64_t D, bool causal) {
+                       int64_t D, bool causal, const AttentionDropout& drop) {
   const Geometry g(B, T, H, D);
   const int64_t items = B * H * g.n_tiles;
   if (items == 0) return;
@@ -122,7 +141,8 @@ void attention_forward(const float* qkv, float* out, float* lse, int64_t B, int6
     ForwardScratch w(g);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
-      forward_tile(g, qkv, out, lse, it / g.n_tiles, g.n_tiles - 1 - it % g.n_tiles, causal, w);
+      forward_tile(g, qkv, out, lse, it / g.n_tiles, g.n_tiles - 1 - it % g.n_tiles, causal, drop,
+                   w);
     }
   }
 }

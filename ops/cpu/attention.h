@@ -4,11 +4,14 @@
 
 #include <cstdint>
 
+#include "ops/attention_dropout.h"
+
 namespace tessera::ops::cpu {
 
 void attention_forward(const float* qkv, float* out, float* lse, int64_t B, int64_t T, int64_t H,
-                       int64_t D, bool causal);
+                       int64_t D, bool causal, const AttentionDropout& drop);
 void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
-                        float* dqkv, int64_t B, int64_t T, int64_t H, int64_t D, bool causal);
+                        float* dqkv, int64_t B, int64_t T, int64_t H, int64_t D, bool causal,
+                        const AttentionDropout& drop);
 
 }  // namespace tessera::ops::cpu

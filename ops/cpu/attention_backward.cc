@@ -1,6 +1,7 @@
 // Attention backward on the CPU, FlashAttention-2 style: scores are recomputed tile by tile from
 // q, k and forward's lse (P = exp(S - lse)), with delta_i = rowsum(dO_i * O_i) and
-// dS = P * (dP - delta). Per (key tile j, query tile i) five small products:
+// dS = P * (dP - delta) (with dropout: P m in place of P for dV, and m dP; tile_p_ds_dropout).
+// Per (key tile j, query tile i) five small products:
 //   S = q_i k_j^T, dV_j += P^T dO_i, dP = dO_i v_j^T, dK_j += dS^T q_i, dQ_i += dS k_j.
 //
 // Work split, deterministic for any thread count (every output element is summed by one thread
@@ -55,6 +56,7 @@ struct Args {
   const float *dout, *qkv, *out, *lse;
   float* dqkv;
   bool causal;
+  AttentionDropout drop;
 };
 
 TESSERA_CPU_KERNEL(void, pack_head, (const Geometry& g, const Args& a, int64_t bh, HeadPack& hp),
@@ -79,13 +81,49 @@ TESSERA_CPU_KERNEL(void, pack_head, (const Geometry& g, const Args& a, int64_t b
 
 // P and dS of query rows [q0, q0 + nq) against keys [k0, k0 + nk), into w.p and w.ds (stride
 // kTile, ncp = round16(nk) columns; masked and padding columns are 0).
+// With dropout (ops/attention_dropout.h; m = the factors of these rows and keys), w.p holds the
+// dropped P m (what multiplied v in forward: dV = (P m)^T dO) and dS = P (m dO v^T - delta).
+void tile_p_ds_dropout(const Geometry& g, const HeadPack& hp, TileScratch& w, const Args& a,
+                       int64_t bh, int64_t q0, int nq, int64_t k0, int nk, int ncp) {
+  const int64_t b = bh / g.H, h = bh % g.H;
+  float factor[kTile];
+  for (int r = 0; r < nq; ++r) {
+    float* p = w.p.data() + r * kTile;
+    float* ds = w.ds.data() + r * kTile;
+    const int lim = a.causal ? static_cast<int>(std::min<int64_t>(nk, q0 + r - k0 + 1)) : nk;
+    for (int c = 0; c < ncp; c += 4) {
+      if (c >= lim) {
+        for (int l = 0; l < 4; ++l) factor[c + l] = 0.0f;
+        continue;
+      }
+      const Philox4x32 block = philox_block(
+          a.drop.seed, a.drop.stream, attention_dropout_block(a.drop, b, h, g.T, q0 + r, k0 + c));
+      for (int l = 0; l < 4; ++l) {
+        factor[c + l] = c + l < lim ? attention_dropout_factor(a.drop, block, k0 + c + l) : 0.0f;
+      }
+    }
+    const float lse = hp.lse[q0 + r], delta = hp.delta[q0 + r];
+    for (int c = 0; c < ncp; ++c) {
+      const float pc = c < lim ? fast_exp(p[c] - lse) : 0.0f;
+      p[c] = pc * factor[c];
+      ds[c] = pc * (ds[c] * factor[c] - delta);
+    }
+  }
+}
+
 template <CpuIsa kIsa>
 TESSERA_ATTN_INLINE void tile_p_ds(const Geometry& g, const HeadPack& hp, TileScratch& w,
-                                   int64_t q0, int nq, int64_t k0, int nk, int ncp, bool causal) {
+                                   const Args& a, int64_t bh, int64_t q0, int nq, int64_t k0,
+                                   int nk, int ncp) {
+  const bool causal = a.causal;
   attn::tile_gemm<kIsa, false, false>(nq, ncp, g.D, hp.q.data() + q0 * g.Dp, g.Dp,
                                       hp.kt.data() + k0, g.Tp, w.p.data(), kTile);  // S = q k^T
   attn::tile_gemm<kIsa, false, false>(nq, ncp, g.D, hp.dout.data() + q0 * g.Dp, g.Dp,
                                       hp.vt.data() + k0, g.Tp, w.ds.data(), kTile);  // dP = dO v^T
+  if (a.drop.active()) {
+    tile_p_ds_dropout(g, hp, w, a, bh, q0, nq, k0, nk, ncp);
+    return;
+  }
   for (int r = 0; r < nq; ++r) {
     float* p = w.p.data() + r * kTile;
     float* ds = w.ds.data() + r * kTile;
@@ -114,7 +152,7 @@ TESSERA_CPU_KERNEL(void, key_tile,
   for (int64_t i = a.causal ? j : 0; i < g.n_tiles; ++i) {
     const int64_t q0 = i * kTile;
     const int nq = static_cast<int>(std::min<int64_t>(kTile, g.T - q0));
-    tile_p_ds<kIsa>(g, hp, w, q0, nq, k0, nk, ncp, a.causal);
+    tile_p_ds<kIsa>(g, hp, w, a, bh, q0, nq, k0, nk, ncp);
     attn::tile_gemm<kIsa, true, true>(nk, g.Dp, nq, w.p.data(), kTile, hp.dout.data() + q0 * g.Dp,
                                       g.Dp, w.dv.data(), g.Dp);  // dV += P^T dO
     attn::tile_gemm<kIsa, true, true>(nk, g.Dp, nq, w.ds.data(), kTile, hp.q.data() + q0 * g.Dp,
@@ -157,7 +195,7 @@ TESSERA_CPU_KERNEL(void, query_tile,
   for (int64_t j = 0; j <= (a.causal ? i : g.n_tiles - 1); ++j) {
     const int64_t k0 = j * kTile;
     const int nk = static_cast<int>(std::min<int64_t>(kTile, g.T - k0));
-    tile_p_ds<kIsa>(g, hp, w, q0, nq, k0, nk, static_cast<int>(attn::round16(nk)), a.causal);
+    tile_p_ds<kIsa>(g, hp, w, a, bh, q0, nq, k0, nk, static_cast<int>(attn::round16(nk)));
     attn::tile_gemm<kIsa, false, true>(nq, g.Dp, nk, w.ds.data(), kTile, hp.k.data() + k0 * g.Dp,
                                        g.Dp, dq, g.Dp);  // dQ += dS k
   }
@@ -167,9 +205,10 @@ TESSERA_CPU_KERNEL(void, query_tile,
 }  // namespace
 
 void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
-                        float* dqkv, int64_t B, int64_t T, int64_t H, int64_t D, bool causal) {
+                        float* dqkv, int64_t B, int64_t T, int64_t H, int64_t D, bool causal,
+                        const AttentionDropout& drop) {
   const Geometry g(B, T, H, D);
-  const Args a{dout, qkv, out, lse, dqkv, causal};
+  const Args a{dout, qkv, out, lse, dqkv, causal, drop};
   const int64_t heads = B * H;
   if (heads == 0 || T == 0) return;
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();

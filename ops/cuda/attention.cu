@@ -12,6 +12,9 @@
 //  - Per-thread vectors are sized MAXD in {32, 64, 128} (the smallest >= D) and loops run to
 //    MAXD with a `d < D` guard, so they unroll into registers for any D.
 // Storage S is float or uint16_t (bf16 bits); loads convert to f32, stores round once.
+//  - Dropout on the probabilities (ops/attention_dropout.h): each thread draws the factor m of
+//    its (query, key) pairs from the keyed Philox block (the CPU kernel's masks): forward
+//    accumulates p m v (l keeps the undropped sum), backward uses p m for dv and m dp for ds.
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -60,7 +63,8 @@ __device__ void load_tile(const S* qkv, int64_t b, int64_t h, int part, int64_t 
 
 template <typename S, int MAXD>
 __global__ void __launch_bounds__(BQ)
-    forward_kernel(const S* qkv, S* out, float* lse, Geom g, bool causal, float scale) {
+    forward_kernel(const S* qkv, S* out, float* lse, Geom g, bool causal, float scale,
+                   AttentionDropout drop) {
   __shared__ float ks[BK][MAXD], vs[BK][MAXD];
   const int64_t b = blockIdx.y / g.H, h = blockIdx.y % g.H;
   const int64_t t = int64_t(blockIdx.x) * BQ + threadIdx.x;
@@ -94,8 +98,9 @@ __global__ void __launch_bounds__(BQ)
       }
       const float p = expf(s - m);
       l += p;
+      const float pm = drop.p > 0 ? p * attention_dropout_factor(drop, b, h, g.T, t, key) : p;
 #pragma unroll
-      for (int d = 0; d < MAXD; ++d) acc[d] += p * vs[j][d];
+      for (int d = 0; d < MAXD; ++d) acc[d] += pm * vs[j][d];
     }
   }
   if (!valid) return;
@@ -110,7 +115,7 @@ __global__ void __launch_bounds__(BQ)
 template <typename S, int MAXD>
 __global__ void __launch_bounds__(BQ)
     backward_dq_kernel(const S* dout, const S* qkv, const S* out, const float* lse, S* dqkv,
-                       float* delta, Geom g, bool causal, float scale) {
+                       float* delta, Geom g, bool causal, float scale, AttentionDropout drop) {
   __shared__ float ks[BK][MAXD], vs[BK][MAXD];
   const int64_t b = blockIdx.y / g.H, h = blockIdx.y % g.H;
   const int64_t t = int64_t(blockIdx.x) * BQ + threadIdx.x;
@@ -141,7 +146,8 @@ __global__ void __launch_bounds__(BQ)
       float s = 0.0f, dp = 0.0f;
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) s += q[d] * ks[j][d], dp += dO[d] * vs[j][d];
-      const float ds = expf(s - L) * (dp - dl) * scale;
+      const float f = drop.p > 0 ? attention_dropout_factor(drop, b, h, g.T, t, key) : 1.0f;
+      const float ds = expf(s - L) * (dp * f - dl) * scale;
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) dq[d] += ds * ks[j][d];
     }
@@ -156,7 +162,7 @@ __global__ void __launch_bounds__(BQ)
 template <typename S, int MAXD>
 __global__ void __launch_bounds__(BQ)
     backward_dkv_kernel(const S* dout, const S* qkv, const float* lse, const float* delta, S* dqkv,
-                        Geom g, bool causal, float scale) {
+                        Geom g, bool causal, float scale, AttentionDropout drop) {
   __shared__ float qs[BK][MAXD], dos[BK][MAXD], ls[BK], dls[BK];
   const int64_t b = blockIdx.y / g.H, h = blockIdx.y % g.H;
   const int64_t key = int64_t(blockIdx.x) * BQ + threadIdx.x;
@@ -195,9 +201,11 @@ __global__ void __launch_bounds__(BQ)
 #pragma unroll
       for (int d = 0; d < MAXD; ++d) s += qs[i][d] * k[d], dp += dos[i][d] * v[d];
       const float p = expf(s * scale - ls[i]);
-      const float ds = p * (dp - dls[i]) * scale;
+      const float f = drop.p > 0 ? attention_dropout_factor(drop, b, h, g.T, t, key) : 1.0f;
+      const float ds = p * (dp * f - dls[i]) * scale;
+      const float pm = p * f;
 #pragma unroll
-      for (int d = 0; d < MAXD; ++d) dv[d] += p * dos[i][d], dk[d] += ds * qs[i][d];
+      for (int d = 0; d < MAXD; ++d) dv[d] += pm * dos[i][d], dk[d] += ds * qs[i][d];
     }
   }
   if (!valid) return;
@@ -230,14 +238,14 @@ void with_maxd(int64_t D, F&& f) {
 
 template <typename S>
 void forward_impl(const S* qkv, S* out, float* lse, int64_t B, int64_t T, int64_t H, int64_t D,
-                  bool causal, cudaStream_t stream) {
+                  bool causal, const AttentionDropout& drop, cudaStream_t stream) {
   check_dims(B, T, H, D, "attention_forward");
   if (B * T * H == 0) return;
   const Geom g{T, H, D};
   const dim3 grid(unsigned((T + BQ - 1) / BQ), unsigned(B * H));
   const float scale = 1.0f / std::sqrt(float(D));
   with_maxd(D, [&]<int MAXD>() {
-    forward_kernel<S, MAXD><<<grid, BQ, 0, stream>>>(qkv, out, lse, g, causal, scale);
+    forward_kernel<S, MAXD><<<grid, BQ, 0, stream>>>(qkv, out, lse, g, causal, scale, drop);
   });
   check_launch("attention_forward");
 }
@@ -245,7 +253,7 @@ void forward_impl(const S* qkv, S* out, float* lse, int64_t B, int64_t T, int64_
 template <typename S>
 void backward_impl(const S* dout, const S* qkv, const S* out, const float* lse, S* dqkv,
                    float* delta, int64_t B, int64_t T, int64_t H, int64_t D, bool causal,
-                   cudaStream_t stream) {
+                   const AttentionDropout& drop, cudaStream_t stream) {
   check_dims(B, T, H, D, "attention_backward");
   if (B * T * H == 0) return;
   const Geom g{T, H, D};
@@ -253,10 +261,10 @@ void backward_impl(const S* dout, const S* qkv, const S* out, const float* lse, 
   const float scale = 1.0f / std::sqrt(float(D));
   with_maxd(D, [&]<int MAXD>() {
     backward_dq_kernel<S, MAXD>
-        <<<grid, BQ, 0, stream>>>(dout, qkv, out, lse, dqkv, delta, g, causal, scale);
+        <<<grid, BQ, 0, stream>>>(dout, qkv, out, lse, dqkv, delta, g, causal, scale, drop);
     check_launch("attention_backward (dq)");
     backward_dkv_kernel<S, MAXD>
-        <<<grid, BQ, 0, stream>>>(dout, qkv, lse, delta, dqkv, g, causal, scale);
+        <<<grid, BQ, 0, stream>>>(dout, qkv, lse, delta, dqkv, g, causal, scale, drop);
   });
   check_launch("attention_backward (dk, dv)");
 }
@@ -264,22 +272,24 @@ void backward_impl(const S* dout, const S* qkv, const S* out, const float* lse, 
 }  // namespace
 
 void attention_forward(const float* qkv, float* out, float* lse, int64_t B, int64_t T, int64_t H,
-                       int64_t D, bool causal, cudaStream_t stream) {
-  forward_impl(qkv, out, lse, B, T, H, D, causal, stream);
+                       int64_t D, bool causal, const AttentionDropout& drop, cudaStream_t stream) {
+  forward_impl(qkv, out, lse, B, T, H, D, causal, drop, stream);
 }
 void attention_forward_bf16(const uint16_t* qkv, uint16_t* out, float* lse, int64_t B, int64_t T,
-                            int64_t H, int64_t D, bool causal, cudaStream_t stream) {
-  forward_impl(qkv, out, lse, B, T, H, D, causal, stream);
+                            int64_t H, int64_t D, bool causal, const AttentionDropout& drop,
+                            cudaStream_t stream) {
+  forward_impl(qkv, out, lse, B, T, H, D, causal, drop, stream);
 }
 void attention_backward(const float* dout, const float* qkv, const float* out, const float* lse,
                         float* dqkv, float* delta, int64_t B, int64_t T, int64_t H, int64_t D,
-                        bool causal, cudaStream_t stream) {
-  backward_impl(dout, qkv, out, lse, dqkv, delta, B, T, H, D, causal, stream);
+                        bool causal, const AttentionDropout& drop, cudaStream_t stream) {
+  backward_impl(dout, qkv, out, lse, dqkv, delta, B, T, H, D, causal, drop, stream);
 }
 void attention_backward_bf16(const uint16_t* dout, const uint16_t* qkv, const uint16_t* out,
                              const float* lse, uint16_t* dqkv, float* delta, int64_t B, int64_t T,
-                             int64_t H, int64_t D, bool causal, cudaStream_t stream) {
-  backward_impl(dout, qkv, out, lse, dqkv, delta, B, T, H, D, causal, stream);
+                             int64_t H, int64_t D, bool causal, const AttentionDropout& drop,
+                             cudaStream_t stream) {
+  backward_impl(dout, qkv, out, lse, dqkv, delta, B, T, H, D, causal, drop, stream);
 }
 
 }  // namespace tessera::ops::cuda

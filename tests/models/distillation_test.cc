@@ -9,8 +9,11 @@
 #include <cmath>
 #include <thread>
 
+#include "models/clip.h"
+#include "models/clip_distillation.h"
 #include "models/gpt.h"
 #include "models/vit.h"
+#include "ops/contrastive.h"
 #include "tests/support/compare.h"
 #include "tests/support/inputs.h"
 #include "tests/support/reference.h"
@@ -282,6 +285,198 @@ TEST(Distillation, GptLossWithATeacher) {
     EXPECT_NE(std::string(e.what()).find("vocabulary of 21 tokens, got 22"), std::string::npos)
         << e.what();
   }
+}
+
+// (B, E) rows of unit length.
+Tensor unit_rows(int64_t B, int64_t E, uint64_t seed) {
+  Tensor x = testing::normal({B, E}, seed);
+  Tensor y = Tensor::empty({B, E}, DType::f32), norm = Tensor::empty({B}, DType::f32);
+  ops::l2_normalize_forward(x, y, norm);
+  return y;
+}
+
+// The CLIP / SigLIP soft term (models/clip_distillation.h) on one process against PyTorch: a
+// student of width 8 and a teacher of width 12, each with its own scale (and bias); the loss and
+// the gradients w.r.t. the embeddings (ADDED to what the buffers hold), t and the bias, 1e-5.
+TEST(Distillation, ContrastiveTermMatchesTorch) {
+  struct Case {
+    bool siglip;
+    int64_t B;
+    float t, bias, teacher_t, teacher_bias, T, scale;
+  };
+  const std::vector<Case> cases = {{false, 5, 14.3f, 0, 30.0f, 0, 1.0f, 1.0f},
+                                   {false, 7, 8.0f, 0, 50.0f, 0, 2.5f, 0.4f},
+                                   {true, 6, 10.0f, -2.0f, 20.0f, -4.0f, 1.0f, 1.0f},
+                                   {true, 5, 5.0f, -1.0f, 12.0f, 1.5f, 3.0f, 0.3f}};
+  NamedTensors in;
+  std::map<std::string, std::string> attrs;
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const Case& k = cases[c];
+    in[case_key(c, "img")] = unit_rows(k.B, 8, 50 + c);
+    in[case_key(c, "txt")] = unit_rows(k.B, 8, 60 + c);
+    in[case_key(c, "teacher_img")] = unit_rows(k.B, 12, 70 + c);
+    in[case_key(c, "teacher_txt")] = unit_rows(k.B, 12, 80 + c);
+    attrs[case_key(c, "siglip")] = k.siglip ? "1" : "0";
+    attrs[case_key(c, "t")] = std::to_string(k.t);
+    attrs[case_key(c, "bias")] = std::to_string(k.bias);
+    attrs[case_key(c, "teacher_t")] = std::to_string(k.teacher_t);
+    attrs[case_key(c, "teacher_bias")] = std::to_string(k.teacher_bias);
+    attrs[case_key(c, "temperature")] = std::to_string(k.T);
+    attrs[case_key(c, "scale")] = std::to_string(k.scale);
+  }
+  NamedTensors ref = testing::run_reference("clip_distill", in, attrs);
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const Case& k = cases[c];
+    const std::string at = "case " + std::to_string(c);
+    // The buffers hold something already: the term adds to it.
+    Tensor dimg = testing::normal({k.B, 8}, 90 + c), dtxt = testing::normal({k.B, 8}, 95 + c);
+    Tensor want_dimg = Tensor::empty({k.B, 8}, DType::f32);
+    Tensor want_dtxt = Tensor::empty({k.B, 8}, DType::f32);
+    for (int64_t i = 0; i < k.B * 8; ++i) {
+      want_dimg.data<float>()[i] =
+          dimg.data<float>()[i] + ref[case_key(c, "dimg")].data<float>()[i];
+      want_dtxt.data<float>()[i] =
+          dtxt.data<float>()[i] + ref[case_key(c, "dtxt")].data<float>()[i];
+    }
+    const ContrastiveResult r = contrastive_distillation_term(
+        k.siglip ? config::ClipConfig::SIGLIP : config::ClipConfig::INFONCE, nullptr,
+        in[case_key(c, "img")], in[case_key(c, "txt")], k.t, k.bias, in[case_key(c, "teacher_img")],
+        in[case_key(c, "teacher_txt")], k.teacher_t, k.teacher_bias, k.T, k.scale, dimg, dtxt);
+    const double kd = ref[case_key(c, "kd")].data<float>()[0];
+    EXPECT_NEAR(r.loss, kd, 1e-5 * std::fabs(kd)) << at;
+    EXPECT_GT(kd, 1e-3) << at << ": the teacher and student logits agree; nothing to test";
+    EXPECT_ALL_CLOSE(dimg, want_dimg, 1e-5, "dimg, " + at);
+    EXPECT_ALL_CLOSE(dtxt, want_dtxt, 1e-5, "dtxt, " + at);
+    const double dt = ref[case_key(c, "dt")].data<float>()[0];
+    EXPECT_NEAR(r.dt, dt, 1e-5 * std::fabs(dt)) << at;
+    const double dbias = ref[case_key(c, "dbias")].data<float>()[0];
+    EXPECT_NEAR(r.dbias, dbias, 1e-5 * std::fabs(dbias) + 1e-12) << at;
+    if (k.siglip) {
+      EXPECT_GT(std::fabs(dbias), 1e-6) << at;
+    }
+  }
+}
+
+config::ClipConfig clip(config::ClipConfig::Loss loss, int d, int embed) {
+  config::ClipConfig c;
+  auto* img = c.mutable_image();
+  img->set_image_size(8);
+  img->set_channels(3);
+  img->set_patch(4);
+  img->set_n_classes(0);
+  img->mutable_transformer()->set_d_model(d);
+  img->mutable_transformer()->set_n_layers(1);
+  img->mutable_transformer()->set_n_heads(2);
+  img->mutable_transformer()->set_mlp_ratio(2);
+  auto* txt = c.mutable_text();
+  txt->set_vocab_size(29);
+  txt->set_context(7);
+  txt->mutable_transformer()->set_d_model(d);
+  txt->mutable_transformer()->set_n_layers(1);
+  txt->mutable_transformer()->set_n_heads(2);
+  txt->mutable_transformer()->set_mlp_ratio(2);
+  c.set_embed_dim(embed);
+  c.set_max_logit_scale(std::log(100.0f));
+  c.set_loss(loss);
+  c.set_init_logit_scale(std::log(10.0f));
+  c.set_init_logit_bias(-2.0f);
+  return c;
+}
+
+Batch clip_batch(int64_t B, uint64_t seed) {
+  const int64_t L = 6;
+  Tensor text = Tensor::empty({B, L}, DType::i32), eot = Tensor::empty({B}, DType::i32);
+  for (int64_t i = 0; i < B * L; ++i) text.data<int32_t>()[i] = int32_t((7 * i + seed) % 29);
+  for (int64_t i = 0; i < B; ++i) eot.data<int32_t>()[i] = int32_t((i + 2) % L);
+  return {{"images", testing::normal({B, 8, 8, 3}, seed)}, {"text", text}, {"text_eot", eot}};
+}
+
+// A CLIP / SigLIP student with a wider teacher of another embed_dim and scale: the training loss
+// is alpha * (the contrastive loss) + (1 - alpha) * the soft term of both models' embeddings
+// (each encoded alone here); evaluation stays the contrastive loss; the gradient changes; a
+// teacher of another loss kind or vocabulary is refused.
+TEST(Distillation, ClipLossWithATeacher) {
+  for (auto loss : {config::ClipConfig::INFONCE, config::ClipConfig::SIGLIP}) {
+    const std::string what = config::ClipConfig::Loss_Name(loss);
+    config::ClipConfig tc = clip(loss, 24, 12);
+    tc.set_init_logit_scale(std::log(30.0f));
+    tc.set_init_logit_bias(-3.0f);
+    auto teacher = std::make_unique<Clip>(tc, false);
+    teacher->params().init(1);
+    Clip student(clip(loss, 16, 8), false);
+    student.params().init(2);
+    const Batch batch = clip_batch(5, 3);
+    const float alpha = 0.3f, T = 2.0f;
+    const double plain = student.forward_loss(batch).loss;
+    student.params().zero_grads();
+    student.forward_backward(batch, 1.0f);
+    Tensor plain_grads = Tensor::empty(student.params().grads().shape(), DType::f32);
+    copy(student.params().grads(), plain_grads);
+    const Tensor img = student.encode_images(batch.at("images"));
+    const Tensor txt = student.encode_text(batch.at("text"), batch.at("text_eot"));
+    const Tensor timg = teacher->encode_images(batch.at("images"));
+    const Tensor ttxt = teacher->encode_text(batch.at("text"), batch.at("text_eot"));
+    const double kd =
+        contrastive_distillation_term(loss, nullptr, img, txt, 10.0f,
+                                      loss == config::ClipConfig::SIGLIP ? -2.0f : 0.0f, timg, ttxt,
+                                      30.0f, loss == config::ClipConfig::SIGLIP ? -3.0f : 0.0f, T,
+                                      0.0f, Tensor(), Tensor())
+            .loss;
+    student.set_teacher(std::move(teacher), alpha, T);
+    student.params().zero_grads();
+    const double got = student.forward_backward(batch, 1.0f).loss;
+    EXPECT_NEAR(got, alpha * plain + (1 - alpha) * kd, 1e-5 * got) << what;
+    EXPECT_GT(std::fabs(got - plain), 1e-3) << what << ": the teacher does not change the loss";
+    EXPECT_GT(testing::diff(student.params().grads(), plain_grads).relative(), 1e-3) << what;
+    EXPECT_NEAR(student.forward_loss(batch).loss, plain, 1e-6 * plain) << what;
+    config::ClipConfig other = clip(loss, 16, 8);
+    other.set_loss(loss == config::ClipConfig::SIGLIP ? config::ClipConfig::INFONCE
+                                                      : config::ClipConfig::SIGLIP);
+    try {
+      student.set_teacher(std::make_unique<Clip>(other, false), alpha, T);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("must use the student's " + what + " loss"),
+                std::string::npos)
+          << e.what();
+    }
+    other = clip(loss, 16, 8);
+    other.mutable_text()->set_vocab_size(30);
+    try {
+      student.set_teacher(std::make_unique<Clip>(other, false), alpha, T);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("vocab_size 29, context at least 7), got vocab_size 30"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// The settings every family shares (TeacherSlot): alpha outside [0, 1] or T <= 0 refused, naming
+// the student's family.
+TEST(Distillation, BadAlphaOrTemperatureIsNamed) {
+  auto expect_error = [](const std::function<void()>& f, const std::string& want) {
+    try {
+      f();
+      ADD_FAILURE() << "no error, wanted " << want;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  Vit v(vit(16), false);
+  expect_error([&] { v.set_teacher(std::make_unique<Vit>(vit(24), false), 1.5f, 1.0f); },
+               "Vit: distillation needs alpha in [0, 1] and temperature > 0, got 1.5 and 1");
+  Gpt g(gpt(16, 1), false);
+  expect_error([&] { g.set_teacher(std::make_unique<Gpt>(gpt(16, 1), false), 0.5f, 0.0f); },
+               "Gpt: distillation needs alpha in [0, 1] and temperature > 0, got 0.5 and 0");
+  Clip c(clip(config::ClipConfig::INFONCE, 16, 8), false);
+  expect_error(
+      [&] {
+        c.set_teacher(std::make_unique<Clip>(clip(config::ClipConfig::INFONCE, 16, 8), false),
+                      -0.1f, 2.0f);
+      },
+      "Clip: distillation needs alpha in [0, 1] and temperature > 0, got -0.1 and 2");
 }
 
 }  // namespace

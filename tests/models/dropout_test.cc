@@ -91,6 +91,43 @@ TEST(ModelDropout, EvaluationDropsNothing) {
   EXPECT_EQ(with->forward_loss(batch).loss, without->forward_loss(batch).loss);
 }
 
+// model.attention_dropout (inside the fused attention) and model.embedding_dropout, each alone:
+// two runs bitwise equal, recomputation bitwise equal gradients, the masks act and depend on
+// position, and evaluation drops nothing.
+config::ModelConfig gpt_with(float attention, float embedding, bool recompute) {
+  config::ModelConfig m = gpt_config(0, 0, recompute);
+  m.set_attention_dropout(attention);
+  m.set_embedding_dropout(embedding);
+  return m;
+}
+
+TEST(ModelDropout, AttentionAndEmbeddingDropoutDeterministicAndRecomputed) {
+  const Batch batch = gpt_batch(64);
+  const Result none = step(gpt_config(0, 0, false), batch);
+  for (const auto& [attention, embedding] : {std::pair{0.3f, 0.0f}, std::pair{0.0f, 0.3f}}) {
+    const std::string what =
+        "attention " + std::to_string(attention) + " embedding " + std::to_string(embedding);
+    const Result a = step(gpt_with(attention, embedding, false), batch);
+    const Result b = step(gpt_with(attention, embedding, false), batch);
+    EXPECT_EQ(a.loss, b.loss) << what;
+    EXPECT_TRUE(same(a.grads, b.grads)) << what << ": two runs differ";
+    const Result r = step(gpt_with(attention, embedding, true), batch);
+    EXPECT_EQ(a.loss, r.loss) << what;
+    EXPECT_TRUE(same(a.grads, r.grads)) << what << ": recomputation drew other masks";
+    EXPECT_NE(a.loss, none.loss) << what << ": the masks do not act";
+    EXPECT_GT(testing::diff(a.grads, none.grads).relative(), 1e-3) << what;
+    EXPECT_NE(step(gpt_with(attention, embedding, false), gpt_batch(68)).loss, a.loss) << what;
+    auto with = make_model(gpt_with(attention, embedding, false));
+    auto without = make_model(gpt_config(0, 0, false));
+    for (Model* m : {with.get(), without.get()}) {
+      m->params().init(5);
+      m->set_seed(9);
+    }
+    with->forward_backward(batch, 1.0f);
+    EXPECT_EQ(with->forward_loss(batch).loss, without->forward_loss(batch).loss) << what;
+  }
+}
+
 // The drop-path share of a branch rises linearly over the blocks (timm): 0 at the first block.
 TEST(ModelDropout, DropPathRateIsLinearOverBlocks) {
   EXPECT_EQ(drop_path_rate(0.3f, 0, 4), 0.0f);

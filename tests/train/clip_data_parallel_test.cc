@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "models/clip.h"
@@ -185,7 +186,10 @@ std::vector<nlohmann::json> metrics(const std::string& dir) {
 // slice of a global batch with the loss over the world, then the flat gradients are AVERAGED
 // (what GradSync does); this must equal one process's gradient on the whole batch. Adam hides a
 // wrong overall gradient scale (it is scale invariant), so this is the check of the scaling.
-void expect_gradient_equals_single(const config::Config& cfg) {
+// `setup` (optional) runs on every model made here (a distillation teacher).
+using ModelSetup = std::function<void(models::Clip&)>;
+
+void expect_gradient_equals_single(const config::Config& cfg, const ModelSetup& setup = {}) {
   auto world = distributed::testing::test_world();
   const int R = world->size();
   const int64_t G = cfg.data().global_batch_size(), Bl = G / R;
@@ -193,6 +197,7 @@ void expect_gradient_equals_single(const config::Config& cfg) {
   auto model = models::make_model(cfg.model());
   model->params().init(cfg.train().seed());
   dynamic_cast<models::Clip&>(*model).set_data_parallel(world.get());
+  if (setup) setup(dynamic_cast<models::Clip&>(*model));
   model->params().zero_grads();
   const float kLossScale = 0.5f;
   const double loss = model->forward_backward(data.batch(world->rank() * Bl, Bl), kLossScale).loss;
@@ -204,6 +209,7 @@ void expect_gradient_equals_single(const config::Config& cfg) {
   if (world->rank() == 0) {
     auto single = models::make_model(cfg.model());
     single->params().init(cfg.train().seed());
+    if (setup) setup(dynamic_cast<models::Clip&>(*single));
     single->params().zero_grads();
     const double ref_loss = single->forward_backward(data.batch(0, G), kLossScale).loss;
     EXPECT_NEAR(losses.data<float>()[0], ref_loss, 2e-6 * std::fabs(ref_loss));
@@ -306,7 +312,7 @@ void expect_dp_equals_single(const config::Config& cfg, int dp, const std::strin
 // [mb*G/M + r*G/(M R), ...)), scores all of them together and backpropagates each micro-batch;
 // the gradients averaged over the group equal one process's forward_backward on the whole batch.
 void expect_grad_cache_gradient_equals_big_batch(const config::Config& cfg, int group_size,
-                                                 int64_t M) {
+                                                 int64_t M, const ModelSetup& setup = {}) {
   auto world = distributed::testing::test_world();
   auto group = world->split(world->rank() / group_size, world->rank(), "group");
   const int R = group->size();
@@ -316,6 +322,7 @@ void expect_grad_cache_gradient_equals_big_batch(const config::Config& cfg, int 
   model->params().init(cfg.train().seed());
   auto& clip = dynamic_cast<models::Clip&>(*model);
   clip.set_data_parallel(group.get());
+  if (setup) setup(clip);
   model->params().zero_grads();
   std::vector<models::Batch> batches;
   for (int64_t mb = 0; mb < M; ++mb) {
@@ -338,6 +345,7 @@ void expect_grad_cache_gradient_equals_big_batch(const config::Config& cfg, int 
                                           ": ", M, " micro-batches on ", R, " ranks");
     auto single = models::make_model(cfg.model());
     single->params().init(cfg.train().seed());
+    if (setup) setup(dynamic_cast<models::Clip&>(*single));
     single->params().zero_grads();
     const double ref_loss = single->forward_backward(data.batch(0, G), kLossScale).loss;
     EXPECT_NEAR(losses.data<float>()[0], ref_loss, 2e-6 * std::fabs(ref_loss)) << what;
@@ -354,6 +362,7 @@ void expect_grad_cache_gradient_equals_big_batch(const config::Config& cfg, int 
     // Plain accumulation (each micro-batch its own negatives) differs clearly: the test can fail.
     auto plain = models::make_model(cfg.model());
     plain->params().init(cfg.train().seed());
+    if (setup) setup(dynamic_cast<models::Clip&>(*plain));
     plain->params().zero_grads();
     for (int64_t mb = 0; mb < M; ++mb) {
       plain->forward_backward(data.batch(mb * micro, micro), kLossScale / float(M));
@@ -497,6 +506,120 @@ TEST(ClipDataParallel, InfoNceOnFourRanksWithAccumulationEqualsOneProcess) {
 TEST(ClipDataParallel, SigLipOnFourRanksWithAccumulationEqualsOneProcess) {
   expect_dp_equals_single(
       tiny_clip("SIGLIP", {"train.micro_batches=2", "data.global_batch_size=16"}), 4, "siglip_acc");
+}
+
+// Knowledge distillation (models/clip_distillation.h). Model level: a wider teacher of another
+// embed_dim and logit scale (and bias) on every model: the distilled loss over DP 4 and 2 ranks
+// equals one process (gradients averaged, 1e-5; the scalars' too), and GradCache with 2 and 4
+// micro-batches on 1 and 2 ranks equals one big batch (the teacher's embeddings cached per
+// micro-batch; plain accumulation differs).
+ModelSetup with_teacher(const config::Config& student, float alpha) {
+  return [student, alpha](models::Clip& clip) {
+    config::ClipConfig t = student.model().clip();
+    t.mutable_image()->mutable_transformer()->set_d_model(48);
+    t.mutable_text()->mutable_transformer()->set_d_model(40);
+    t.set_embed_dim(24);
+    t.set_init_logit_scale(std::log(30.0f));
+    t.set_init_logit_bias(-3.0f);
+    auto teacher = std::make_unique<models::Clip>(t, false);
+    teacher->params().init(77);
+    clip.set_teacher(std::move(teacher), alpha, 2.0f);
+  };
+}
+
+TEST(ClipDistillation, InfoNceGradientEqualsOneProcess) {
+  const config::Config cfg = tiny_clip("INFONCE", {});
+  expect_gradient_equals_single(cfg, with_teacher(cfg, 0.3f));
+}
+
+TEST(ClipDistillation, SigLipGradientEqualsOneProcess) {
+  const config::Config cfg = tiny_clip("SIGLIP", {});
+  expect_gradient_equals_single(cfg, with_teacher(cfg, 0.3f));
+}
+
+TEST(ClipDistillation, GradCacheEqualsOneBigBatch) {
+  for (const char* loss : {"INFONCE", "SIGLIP"}) {
+    const config::Config cfg = tiny_clip(loss, {"data.global_batch_size=16"});
+    for (int ranks : {1, 2}) {
+      for (int64_t M : {2, 4}) {
+        expect_grad_cache_gradient_equals_big_batch(cfg, ranks, M, with_teacher(cfg, 0.3f));
+      }
+    }
+    // alpha = 0: the soft term alone.
+    expect_grad_cache_gradient_equals_big_batch(cfg, 2, 2, with_teacher(cfg, 0.0f));
+  }
+}
+
+// Trainer level: a teacher checkpoint (a wider CLIP or SigLIP, trained here first) loaded by
+// distill.teacher; DP 2 and DP 4 equal one process, GradCache M = 2 equals M = 1 under DP 2 and
+// TP 2, and the teacher changes the loss.
+std::string train_teacher(const std::string& loss) {
+  auto world = distributed::testing::test_world();
+  // Only rank 0 clears and writes the directory; the others read it after the barrier.
+  const std::string name = "clip_teacher_" + loss;
+  const std::string dir = world->rank() == 0
+                              ? run_dir(name)
+                              : (std::filesystem::path(::testing::TempDir()) / name).string();
+  if (world->rank() == 0) {
+    Trainer t(
+        tiny_clip(loss, {"train.steps=2", "model.clip.image.transformer.d_model=48",
+                         "model.clip.text.transformer.d_model=40", "model.clip.embed_dim=24"}),
+        dir, true);
+    EXPECT_EQ(t.run(), kExitOk);
+  }
+  world->barrier()->wait();
+  return dir;
+}
+
+std::vector<std::string> distill_sets(const std::string& teacher) {
+  return {"distill.teacher=" + teacher, "distill.alpha=0.3", "distill.temperature=2"};
+}
+
+TEST(ClipDistillation, TrainerDataParallelEqualsOneProcess) {
+  for (const std::string loss : {"INFONCE", "SIGLIP"}) {
+    const std::string teacher = train_teacher(loss);
+    const config::Config cfg = tiny_clip(loss, distill_sets(teacher));
+    expect_dp_equals_single(cfg, 2, "distill_" + loss);
+    expect_dp_equals_single(cfg, 4, "distill_" + loss);
+    auto world = distributed::testing::test_world();
+    if (world->rank() == 0) {
+      Trainer with(cfg, run_dir("distill_with_" + loss), true);
+      Trainer without(tiny_clip(loss, {}), run_dir("distill_without_" + loss), true);
+      SyntheticData data(cfg);
+      const models::Batch batch = data.batch(0, 8);
+      EXPECT_GT(std::fabs(with.model().forward_backward(batch, 1.0f).loss -
+                          without.model().forward_backward(batch, 1.0f).loss),
+                1e-4)
+          << loss << ": the teacher does not change the loss";
+      // A teacher the student cannot use is refused, naming its checkpoint.
+      std::vector<std::string> bad = distill_sets(teacher);
+      bad.push_back("model.clip.text.vocab_size=100");
+      try {
+        Trainer t(tiny_clip(loss, bad), run_dir("distill_bad_" + loss), true);
+        ADD_FAILURE() << "no error";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("distill.teacher " + teacher +
+                                             ": Clip: a distillation teacher must read the "
+                                             "student's text (vocab_size 100"),
+                  std::string::npos)
+            << e.what();
+      }
+    }
+    world->barrier()->wait();
+  }
+}
+
+TEST(ClipDistillation, TrainerGradCacheEqualsBigBatch) {
+  const std::string infonce = train_teacher("INFONCE");
+  expect_accumulated_run_equals_big_batch("INFONCE", 2, 2, distill_sets(infonce),
+                                          "gc_distill_infonce_2");
+  std::vector<std::string> tp = distill_sets(infonce);
+  tp.push_back("parallel.tensor_parallel=2");
+  expect_accumulated_run_equals_big_batch("INFONCE", 2, 2, tp, "gc_distill_infonce_tp");
+  const std::string siglip = train_teacher("SIGLIP");
+  std::vector<std::string> tpdp = distill_sets(siglip);
+  tpdp.push_back("parallel.tensor_parallel=2");
+  expect_accumulated_run_equals_big_batch("SIGLIP", 4, 2, tpdp, "gc_distill_siglip_tpdp");
 }
 
 }  // namespace

@@ -135,7 +135,7 @@ TEST(Config, RecipeFieldsAreCheckedAndNamed) {
   EXPECT_EQ(error_of(dit, {"model.drop_path=0.1"}),
             "bad.pbtxt: model.drop_path: applies to GPT, ViT and CLIP only");
   EXPECT_EQ(error_of(dit, {"distill.teacher=/runs/t"}),
-            "bad.pbtxt: distill.teacher: applies to ViT and GPT students only");
+            "bad.pbtxt: distill.teacher: applies to ViT, GPT and CLIP students only");
 }
 
 TEST(Config, MissingFileIsNamed) {

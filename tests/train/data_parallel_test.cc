@@ -97,6 +97,16 @@ TEST(DataParallel, VitWithDropoutAndDropPathEqualsOneProcess) {
       3e-6);
 }
 
+// Attention-probability and embedding dropout (masks keyed by sample position and global head):
+// data parallel with 2 micro-batches and recomputation equals one process.
+TEST(DataParallel, VitWithAttentionAndEmbeddingDropoutEqualsOneProcess) {
+  expect_dp_equals_single(load("configs/vit_tiny.pbtxt",
+                               {"train.steps=3", "data.global_batch_size=16",
+                                "train.micro_batches=2", "model.attention_dropout=0.2",
+                                "model.embedding_dropout=0.1", "model.recompute_activations=true"}),
+                          "vit_attn_dropout", 3e-6);
+}
+
 // Knowledge distillation from a larger ViT teacher (a checkpoint trained here first): every rank
 // runs the frozen teacher on its slice; data parallel equals one process. The teacher is used:
 // the student's first loss differs from the same student's without it.

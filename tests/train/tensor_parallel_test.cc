@@ -311,6 +311,16 @@ TEST(TensorParallel, GptWithDropoutTrainerEqualsOneProcess) {
       "gpt_dropout_trainer");
 }
 
+// Attention-probability dropout under TP: each rank holds whole heads and keys their masks by
+// the global head index, and the embedding output is whole on every rank: TP 2 equals one process.
+TEST(TensorParallel, GptWithAttentionAndEmbeddingDropoutTrainerEqualsOneProcess) {
+  expect_trainer_matches_single(
+      load("configs/gpt_tiny.pbtxt",
+           {"train.steps=3", "data.global_batch_size=8", "parallel.tensor_parallel=2",
+            "model.attention_dropout=0.2", "model.embedding_dropout=0.1", "log.every_steps=1"}),
+      "gpt_attn_dropout_trainer");
+}
+
 // Knowledge distillation under TP: the teacher (a wider checkpoint trained here first, written
 // unsplit) is split over the same TP group, and the soft term is computed from the split logits
 // of both models (row maxima and sums all-reduced; the padded vocabulary's last slice holds the
