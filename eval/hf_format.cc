@@ -9,6 +9,7 @@
 #include "eval/hf_clip.h"
 #include "eval/hf_gpt2.h"
 #include "eval/hf_vit.h"
+#include "eval/load.h"
 #include "models/factory.h"
 #include "train/config.h"
 
@@ -80,7 +81,8 @@ absl::Status import_hf(const std::string& hf_dir, const std::string& run_dir, co
   return absl::OkStatus();
 }
 
-absl::Status export_hf(const checkpoint::CheckpointInfo& ckpt, const std::string& out_dir) {
+absl::Status export_hf(const checkpoint::CheckpointInfo& ckpt, const std::string& out_dir,
+                       const std::string& weights) {
   const config::ModelConfig& mc = ckpt.config.model();
   if (!mc.has_gpt() && !mc.has_clip() && !(mc.has_vit() && mc.vit().n_classes() > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -99,7 +101,7 @@ absl::Status export_hf(const checkpoint::CheckpointInfo& ckpt, const std::string
   }
   try {
     auto model = models::make_model(mc);
-    if (auto s = checkpoint::load_model_parameters(ckpt, model->params()); !s.ok()) return s;
+    if (auto s = load_weights(ckpt, weights, model->params()); !s.ok()) return s;
     std::error_code ec;
     std::filesystem::create_directories(out_dir, ec);
     if (ec) return absl::InternalError(absl::StrCat(out_dir, ": ", ec.message()));

@@ -22,6 +22,9 @@ absl::Status import_hf(const std::string& hf_dir, const std::string& run_dir, co
                        const std::vector<std::string>& overrides = {});
 
 // A GPT, ViT-classifier or CLIP checkpoint -> OUT_DIR/config.json + OUT_DIR/model.safetensors.
-absl::Status export_hf(const checkpoint::CheckpointInfo& ckpt, const std::string& out_dir);
+// weights: "raw" (the trained parameters) or "ema" (their moving average; eval/load.h
+// resolve_weights turns --weights auto into one of the two).
+absl::Status export_hf(const checkpoint::CheckpointInfo& ckpt, const std::string& out_dir,
+                       const std::string& weights = "raw");
 
 }  // namespace tessera::eval

@@ -23,9 +23,20 @@ struct LoadedModel {
 // The family name of a model config.
 std::string model_family(const config::ModelConfig& m);
 
+// Which weights `weights` selects in `info`: "ema" (an error naming the checkpoint when it holds no
+// EMA), "raw" (the trained parameters), or "auto" (the EMA when the checkpoint holds one, else the
+// raw parameters). Returns "ema" or "raw"; any other value is an error naming it.
+absl::StatusOr<std::string> resolve_weights(const checkpoint::CheckpointInfo& info,
+                                            const std::string& weights);
+
+// Loads the resolved weights ("ema" or "raw", from resolve_weights) of `info` into `params`, a
+// fresh model's made from info.config. With "ema" the parameters the run froze (train.freeze)
+// keep their saved values, which is what the trainer averaged them as.
+absl::Status load_weights(const checkpoint::CheckpointInfo& info, const std::string& resolved,
+                          models::ParamStore& params);
+
 // The model lives on `device` (the parameters are read on the host and copied there).
-// weights: "ema" (an error naming the checkpoint when it holds no EMA), "raw" (the trained
-// parameters), or "auto" (the EMA when the checkpoint holds one, else the raw parameters).
+// weights: "ema", "raw" or "auto", as resolve_weights.
 absl::StatusOr<LoadedModel> load_checkpoint_model(const std::string& path,
                                                   Device device = Device::cpu(),
                                                   const std::string& weights = "auto");

@@ -262,7 +262,7 @@ Tensor Dit::predict_eps(const Tensor& x_t, const Tensor& timesteps, const Tensor
 }
 
 Tensor Dit::sample_from(const Tensor& noise, const Tensor& labels, float guidance_scale,
-                        int ddim_steps) {
+                        int ddim_steps, bool clip_denoised) {
   const int64_t S = config_.image_size(), C = config_.channels(), p = config_.patch();
   TESSERA_CHECK(noise.ndim() == 4, "Dit: noise must be f32(B, ", S, ", ", S, ", ", C, "), got ",
                 noise.describe());
@@ -297,6 +297,23 @@ Tensor Dit::sample_from(const Tensor& noise, const Tensor& labels, float guidanc
       ops::scale(eu, 1.0f - guidance_scale, eu);
       ops::add(eps, eu, eps);
     }
+    if (clip_denoised) {
+      // x0 = clamp((x - sqrt(1 - ab) eps) / sqrt(ab), -1, 1), eps = (x - sqrt(ab) x0) /
+      // sqrt(1 - ab), x <- sqrt(ab_prev) x0 + sqrt(1 - ab_prev) eps (guided-diffusion's
+      // ddim_sample with clip_denoised), per element in double on the host.
+      Tensor xh = to_device(x, Device::cpu()), eh = to_device(eps, Device::cpu());  // (B, T, P)
+      float* xv = xh.data<float>();
+      const float* ev = eh.data<float>();
+      const double sa = std::sqrt(ab), sb = std::sqrt(1 - ab);
+      const double sa_prev = std::sqrt(ab_prev), sb_prev = std::sqrt(1 - ab_prev);
+      for (int64_t k = 0; k < xh.numel(); ++k) {
+        const double x0 = std::clamp((double(xv[k]) - sb * double(ev[k])) / sa, -1.0, 1.0);
+        const double e = (double(xv[k]) - sa * x0) / sb;
+        xv[k] = float(sa_prev * x0 + sb_prev * e);
+      }
+      copy(xh, x);
+      continue;
+    }
     // x0 = (x - sqrt(1 - ab) eps) / sqrt(ab); x <- sqrt(ab_prev) x0 + sqrt(1 - ab_prev) eps,
     // i.e. x <- a x + b eps with the coefficients below (in double).
     const double a = std::sqrt(ab_prev / ab);
@@ -311,11 +328,12 @@ Tensor Dit::sample_from(const Tensor& noise, const Tensor& labels, float guidanc
   return images;
 }
 
-Tensor Dit::sample(const Tensor& labels, float guidance_scale, int ddim_steps, uint64_t seed) {
+Tensor Dit::sample(const Tensor& labels, float guidance_scale, int ddim_steps, uint64_t seed,
+                   bool clip_denoised) {
   const int64_t S = config_.image_size(), C = config_.channels(), B = labels.numel();
   Tensor noise = Tensor::empty({B, S, S, C}, DType::f32);
   for (int64_t b = 0; b < B; ++b) fill_normal(noise.slice(b, b + 1), seed, uint64_t(b), 0, 1);
-  return sample_from(noise, labels, guidance_scale, ddim_steps);
+  return sample_from(noise, labels, guidance_scale, ddim_steps, clip_denoised);
 }
 
 double Dit::train_flops(int64_t batch_size) const {

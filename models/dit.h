@@ -72,9 +72,16 @@ class Dit final : public Model {
   // DDIM (eta = 0) with classifier-free guidance eps = eps_u + s (eps_c - eps_u), conditional and
   // unconditional halves batched as 2B. sample() draws the initial noise from Philox (seed,
   // stream = sample index); sample_from() starts from the given noise. Returns (B, H, W, C).
-  Tensor sample(const Tensor& labels, float guidance_scale, int ddim_steps, uint64_t seed);
+  // clip_denoised (the default, as improved-DDPM / guided-diffusion sample pixel models): each
+  // step's prediction x0 = (x - sqrt(1 - ab) eps) / sqrt(ab) is clamped to the data range
+  // [-1, 1] and eps recomputed from it before the step. Without it, an imperfect eps at large t
+  // (where 1 / sqrt(ab) is ~150 for the LINEAR schedule) puts an x0 of magnitude ~10-100 into
+  // the trajectory and the samples come out as saturated noise. That step runs on the host in
+  // double (two (B, H, W, C) copies per step on a GPU).
+  Tensor sample(const Tensor& labels, float guidance_scale, int ddim_steps, uint64_t seed,
+                bool clip_denoised = true);
   Tensor sample_from(const Tensor& noise, const Tensor& labels, float guidance_scale,
-                     int ddim_steps);
+                     int ddim_steps, bool clip_denoised = true);
 
   const std::vector<double>& alpha_bar() const { return alpha_bar_; }  // (diffusion_steps)
   // The DDIM timesteps, ascending: i * T / steps for i in [0, steps).

@@ -12,6 +12,7 @@
 #include "checkpoint/checkpoint.h"
 #include "core/safetensors.h"
 #include "eval/hf_format.h"
+#include "eval/load.h"
 #include "models/factory.h"
 #include "tools/cli_args.h"
 #include "train/config.h"
@@ -20,12 +21,12 @@ namespace tessera::tools {
 namespace {
 
 constexpr const char* kExportUsage =
-    R"(usage: tessera export --checkpoint CKPT [--format safetensors|hf] --out FILE|DIR
+    R"(usage: tessera export --checkpoint CKPT [--format safetensors|hf] [--weights W] --out FILE|DIR
 
 Writes the model parameters of a checkpoint as one safetensors file: full (unsharded) tensors
 under their global names (text.blocks.0.attn.qkv.weight, ...), f32, whatever data/tensor-parallel
 layout wrote the checkpoint. Loadable with safetensors or by parsing the header (PyTorch, numpy).
-The header's __metadata__ holds the step and the model kind.
+The header's __metadata__ holds the step, the model kind and which weights were written.
 
   --checkpoint CKPT   a step directory, a checkpoints/ directory or a run directory (its latest
                       committed step)
@@ -34,6 +35,9 @@ The header's __metadata__ holds the step and the model kind.
                       directory
                       (config.json + model.safetensors) that from_pretrained loads
                       (eval/hf_format.h)
+  --weights W         ema (the moving average of the weights, train.ema_decay), raw (the trained
+                      parameters), or auto (default: ema when the checkpoint holds one, else raw),
+                      as tessera eval and sample
   --out FILE          the output file (written to FILE.tmp, then renamed); a directory for hf
 
 Exit status: 0 written; 1 error (the message names the file and tensor).
@@ -53,7 +57,8 @@ std::string mib(double bytes) {
 
 int export_command(int argc, char** argv) {
   CliArgs a;
-  if (!parse_cli_args("export", argc, argv, 1, {"--checkpoint", "--format", "--out"}, {}, &a))
+  if (!parse_cli_args("export", argc, argv, 1, {"--checkpoint", "--format", "--out", "--weights"},
+                      {}, &a))
     return 1;
   if (a.help) return std::fputs(kExportUsage, stdout), 0;
   const std::string ckpt_path = a.get("--checkpoint"), out = a.get("--out");
@@ -67,12 +72,15 @@ int export_command(int argc, char** argv) {
   }
   auto ckpt = checkpoint::open_checkpoint(ckpt_path);
   if (!ckpt.ok()) return fail("export", std::string(ckpt.status().message()));
+  const auto weights = eval::resolve_weights(*ckpt, a.get("--weights", "auto"));
+  if (!weights.ok()) return fail("export", std::string(weights.status().message()));
   if (format == "hf") {
     // A Hugging Face model directory (eval/hf_format.h).
-    absl::Status s = eval::export_hf(*ckpt, out);
+    absl::Status s = eval::export_hf(*ckpt, out, *weights);
     if (!s.ok()) return fail("export", std::string(s.message()));
-    std::printf("export: %s (step %lld) -> %s/config.json, %s/model.safetensors\n",
-                ckpt->dir.c_str(), static_cast<long long>(ckpt->step), out.c_str(), out.c_str());
+    std::printf("export: %s (step %lld, %s weights) -> %s/config.json, %s/model.safetensors\n",
+                ckpt->dir.c_str(), static_cast<long long>(ckpt->step), weights->c_str(),
+                out.c_str(), out.c_str());
     return 0;
   }
   try {
@@ -80,7 +88,7 @@ int export_command(int argc, char** argv) {
     // load_model_parameters assembles each one from whatever pieces the writing layout stored.
     std::unique_ptr<models::Model> model = models::make_model(ckpt->config.model());
     models::ParamStore& params = model->params();
-    absl::Status s = checkpoint::load_model_parameters(*ckpt, params);
+    absl::Status s = eval::load_weights(*ckpt, *weights, params);
     if (!s.ok()) return fail("export", std::string(s.message()));
     NamedTensors tensors;
     int64_t elements = 0;
@@ -92,11 +100,12 @@ int export_command(int argc, char** argv) {
                           {{"format", "pt"},
                            {"tessera_step", std::to_string(ckpt->step)},
                            {"tessera_model", ckpt->metadata.model_kind()},
+                           {"tessera_weights", *weights},
                            {"tessera_checkpoint", ckpt->dir}});
     if (!s.ok()) return fail("export", std::string(s.message()));
-    std::printf("export: %s (step %lld, %s): %zu tensors, %lld parameters -> %s\n",
+    std::printf("export: %s (step %lld, %s, %s weights): %zu tensors, %lld parameters -> %s\n",
                 ckpt->dir.c_str(), static_cast<long long>(ckpt->step),
-                ckpt->metadata.model_kind().c_str(), tensors.size(),
+                ckpt->metadata.model_kind().c_str(), weights->c_str(), tensors.size(),
                 static_cast<long long>(elements), out.c_str());
     return 0;
   } catch (const std::exception& e) {

@@ -32,6 +32,8 @@ Continues a prompt with a GPT checkpoint and prints the prompt and the continuat
   --device D         cpu (default), cuda or cuda:N: where the model runs
   --weights W        ema (the moving average of the weights), raw, or auto (default: ema when
                      the checkpoint holds one)
+  --no-clip          do not clamp each step's predicted clean image to [-1, 1] (models/dit.h:
+                     plain DDIM; an under-trained model then gives saturated noise)
 )";
 
 constexpr const char* kSampleUsage =
@@ -48,6 +50,8 @@ the class name under each row (from the run's data manifest, else "class N").
   --device D         cpu (default), cuda or cuda:N: where the model runs
   --weights W        ema (the moving average of the weights), raw, or auto (default: ema when
                      the checkpoint holds one)
+  --no-clip          do not clamp each step's predicted clean image to [-1, 1] (models/dit.h:
+                     plain DDIM; an under-trained model then gives saturated noise)
 )";
 
 // Class names from the manifest the run trained on, when it has them.
@@ -57,6 +61,10 @@ std::vector<std::string> class_names(const eval::LoadedModel& m, int n_classes) 
   if (source != "synthetic" && !source.empty()) {
     if (auto man = data::load_manifest(source); man.ok()) {
       names.assign(man->label_names().begin(), man->label_names().end());
+    } else {
+      // data.source is as the run was given it, often relative to the directory it trained in.
+      std::fprintf(stderr, "tessera sample: no class names (%s); rows are labelled \"class N\"\n",
+                   std::string(man.status().message()).c_str());
     }
   }
   for (int i = int(names.size()); i < n_classes; ++i) names.push_back(absl::StrCat("class ", i));
@@ -153,7 +161,7 @@ int sample_command(int argc, char** argv) {
   if (!parse_cli_args(argv[0], argc, argv, 1,
                       {"--checkpoint", "--out", "--classes", "--per-class", "--guidance", "--steps",
                        "--seed", "--scale", "--device", "--weights"},
-                      {}, &a)) {
+                      {"--no-clip"}, &a)) {
     return 1;
   }
   if (a.help) {
@@ -205,7 +213,8 @@ int sample_command(int argc, char** argv) {
     for (int c = 0; c < cols; ++c)
       labels.data<int32_t>()[r * cols + c] = n_classes > 0 ? classes[r] : 0;
   auto& dit = static_cast<models::Dit&>(*m->model);
-  const Tensor x = dit.sample(labels, float(guidance), int(steps), uint64_t(seed));
+  const Tensor x =
+      dit.sample(labels, float(guidance), int(steps), uint64_t(seed), !a.has("--no-clip"));
   const std::vector<float> pixels = eval::host_floats(x);  // (N, H, W, C)
   const std::vector<std::string> all = class_names(*m, n_classes);
   std::vector<std::string> names;
@@ -214,8 +223,9 @@ int sample_command(int argc, char** argv) {
   const int sc = scale > 0 ? int(scale) : std::max(1, (64 + S - 1) / S);
   const eval::Canvas grid = eval::image_grid(pixels, S, S, x.dim(3), rows, cols, names, sc);
   if (auto s = eval::write_png(a.get("--out"), grid); !s.ok()) return fail("sample", s);
-  std::printf("wrote %s (%d classes x %d samples, %lld DDIM steps, guidance %.2f)\n",
-              a.get("--out").c_str(), rows, cols, steps, guidance);
+  std::printf("wrote %s (%d classes x %d samples, %lld DDIM steps, guidance %.2f%s)\n",
+              a.get("--out").c_str(), rows, cols, steps, guidance,
+              a.has("--no-clip") ? ", no clipping" : "");
   return 0;
 }
 

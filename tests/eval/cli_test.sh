@@ -93,6 +93,10 @@ PY
 "$tessera" sample --checkpoint "$work/dit_ema" --out "$work/grid_raw.png" --classes 0 \
   --per-class 2 --steps 4 --weights raw > /dev/null || fail "sample --weights raw"
 cmp -s "$work/grid_ema.png" "$work/grid_raw.png" && fail "EMA and raw samples are identical"
+# --no-clip: plain DDIM (each step's x0 not clamped to [-1, 1]; models/dit.h), other samples.
+"$tessera" sample --checkpoint "$work/dit_ema" --out "$work/grid_noclip.png" --classes 0 \
+  --per-class 2 --steps 4 --weights ema --no-clip | grep -q "no clipping" || fail "sample --no-clip"
+cmp -s "$work/grid_ema.png" "$work/grid_noclip.png" && fail "--no-clip changed nothing"
 # A run that froze part of the model (train.freeze) saves no average for what it froze: the EMA
 # evaluates with those parameters as saved (they never moved).
 "$tessera" train --config "$src/configs/dit_tiny.pbtxt" --set train.steps=3 \

@@ -3,7 +3,9 @@
 # launch/mpirun.sh: the safetensors file holds every parameter whole under its global name, equal
 # to the checkpoint's pieces assembled independently with h5py (and loadable by torch);
 # inspect verifies every checksum, and after one flipped byte in a stored chunk it fails naming
-# the tensor.
+# the tensor. export --weights: a dp 2 x tp 2 ZeRO-1 run with an EMA of the weights exports the
+# saved EMA bitwise by default and with --weights ema, the raw parameters with --weights raw
+# (and the two differ); a run without an EMA refuses --weights ema.
 source "$(dirname "$0")/lib.sh"
 dir=$(new_dir ckpt-tools)
 run=$dir/run
@@ -54,5 +56,41 @@ grep -A1 -E "^  param +$victim " "$dir/bad.out" | tail -1 | grep -q 'rank_00001.
   fail "export of a corrupted checkpoint succeeded"
 cat "$dir/export.err"
 [ ! -e "$dir/bad.safetensors" ] || fail "export of a corrupted checkpoint left a file"
+
+# --weights (eval/load.h resolve_weights): the run above saved no EMA.
+! "$bin" export --checkpoint "$run" --weights ema --out "$dir/none.safetensors" \
+  2>"$dir/noema.err" || fail "export --weights ema of a run without an EMA succeeded"
+grep -q "holds no EMA of the weights" "$dir/noema.err" || fail "no-EMA error: $(cat "$dir/noema.err")"
+! "$bin" export --checkpoint "$run" --weights best --out "$dir/none.safetensors" \
+  2>"$dir/best.err" || fail "export --weights best succeeded"
+grep -q "\-\-weights must be ema, raw or auto, got 'best'" "$dir/best.err" ||
+  fail "bad --weights error: $(cat "$dir/best.err")"
+# An EMA sharded by ZeRO-1 over dp and split by tp, assembled from its pieces (pre_norm: a
+# CLIPModel, for --format hf).
+ema_run=$dir/ema_run
+timeout 240 env TESSERA_BIN="$bin" launch/mpirun.sh -n 4 --run-dir "$ema_run" \
+  configs/clip_tiny.pbtxt --set parallel.tensor_parallel=2 --set parallel.zero_stage=1 \
+  --set model.clip.image.pre_norm=true \
+  --set train.steps=3 --set checkpoint.every_steps=3 --set train.ema_decay=0.9 --quiet ||
+  fail "training run with an EMA failed"
+ema_step=$ema_run/checkpoints/$(cat "$ema_run/checkpoints/latest")
+"$bin" export --checkpoint "$ema_run" --out "$dir/auto.safetensors" || fail "export (auto) failed"
+"$bin" export --checkpoint "$ema_run" --weights ema --out "$dir/ema.safetensors" ||
+  fail "export --weights ema failed"
+"$bin" export --checkpoint "$ema_run" --weights raw --out "$dir/raw.safetensors" ||
+  fail "export --weights raw failed"
+for f in auto ema; do
+  /usr/bin/python3 "$src/tests/launch/export_check.py" "$ema_step" "$dir/$f.safetensors" "$dir" ema ||
+    fail "export ($f) differs from the saved EMA"
+done
+/usr/bin/python3 "$src/tests/launch/export_check.py" "$ema_step" "$dir/raw.safetensors" "$dir" param ||
+  fail "export --weights raw differs from the saved parameters"
+cmp -s "$dir/ema.safetensors" "$dir/raw.safetensors" && fail "EMA and raw exports are identical"
+"$bin" export --checkpoint "$ema_run" --format hf --weights ema --out "$dir/hf_ema" >/dev/null ||
+  fail "export --format hf --weights ema failed"
+"$bin" export --checkpoint "$ema_run" --format hf --weights raw --out "$dir/hf_raw" >/dev/null ||
+  fail "export --format hf --weights raw failed"
+cmp -s "$dir/hf_ema/model.safetensors" "$dir/hf_raw/model.safetensors" &&
+  fail "hf exports of the EMA and the raw weights are identical"
 rm -rf "$dir"
 echo PASS

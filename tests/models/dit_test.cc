@@ -159,7 +159,8 @@ TEST_P(DitDeviceTest, LossAndEveryGradientMatchTorchAndTheCpuModel) {
 }
 
 // The DDIM sampler on every device matches the float64 reference, with noise and labels given on
-// the host or on the device; sample() (noise drawn on the host) equals the CPU model's.
+// the host or on the device, with and without clamping each step's x0 to [-1, 1]; sample()
+// (noise drawn on the host) equals the CPU model's.
 TEST_P(DitDeviceTest, DdimSamplerMatchesTorch) {
   config::DitConfig cfg = tiny_config(config::DitConfig::LINEAR);
   Dit cpu(cfg, false);
@@ -176,15 +177,32 @@ TEST_P(DitDeviceTest, DdimSamplerMatchesTorch) {
   auto at = attrs(0, cfg);
   at["case0.ddim_steps"] = "4";
   at["case0.guidance"] = "3.5";
-  NamedTensors ref = testing::run_reference("dit", in, at);
-  Tensor samples = model.sample_from(noise, labels, 3.5f, 4);
+  NamedTensors plain = testing::run_reference("dit", in, at);
+  at["case0.clip_denoised"] = "1";
+  NamedTensors clipped = testing::run_reference("dit", in, at);
+  Tensor samples = model.sample_from(noise, labels, 3.5f, 4, /*clip_denoised=*/false);
   EXPECT_EQ(samples.device(), device());
-  EXPECT_ALL_CLOSE(samples, ref["case0.samples"], 1e-4, "DDIM samples, host inputs");
-  Tensor from_device =
-      model.sample_from(to_device(noise, device()), to_device(labels, device()), 3.5f, 4);
-  EXPECT_ALL_CLOSE(from_device, ref["case0.samples"], 1e-4, "DDIM samples, device inputs");
+  EXPECT_ALL_CLOSE(samples, plain["case0.samples"], 1e-4, "DDIM samples, host inputs");
+  Tensor from_device = model.sample_from(to_device(noise, device()), to_device(labels, device()),
+                                         3.5f, 4, /*clip_denoised=*/false);
+  EXPECT_ALL_CLOSE(from_device, plain["case0.samples"], 1e-4, "DDIM samples, device inputs");
+  // Clamping is the default; it changes this random model's samples (its x0 predictions leave
+  // [-1, 1]), and the last step's x0 is the sample, so that lies in [-1, 1].
+  Tensor with_clip = model.sample_from(noise, labels, 3.5f, 4);
+  EXPECT_ALL_CLOSE(with_clip, clipped["case0.samples"], 1e-4, "clipped DDIM samples");
+  const Tensor p = to_device(plain["case0.samples"], Device::cpu());
+  const Tensor c = to_device(with_clip, Device::cpu());
+  float plain_max = 0, clip_max = 0;
+  for (int64_t k = 0; k < p.numel(); ++k)
+    plain_max = std::max(plain_max, std::abs(p.data<float>()[k]));
+  for (int64_t k = 0; k < c.numel(); ++k)
+    clip_max = std::max(clip_max, std::abs(c.data<float>()[k]));
+  EXPECT_GT(plain_max, 1.5f) << "the test model's unclipped samples should leave [-1, 1]";
+  EXPECT_LE(clip_max, 1.0f);
   EXPECT_ALL_CLOSE(model.sample(labels, 2.0f, 3, 17), cpu.sample(labels, 2.0f, 3, 17), 1e-4,
                    "sample() against the CPU model");
+  EXPECT_ALL_CLOSE(model.sample(labels, 2.0f, 3, 17, false), cpu.sample(labels, 2.0f, 3, 17, false),
+                   1e-4, "sample() without clipping against the CPU model");
 }
 
 TESSERA_INSTANTIATE_DEVICE_TESTS(DitDeviceTest);

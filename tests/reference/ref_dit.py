@@ -3,7 +3,8 @@
 Inputs: every parameter by its global name, "images", "labels" (after the label drop),
 "timesteps", "noise"; for the sampler also "sample_noise" and "sample_labels". Attrs: n_layers,
 n_heads, patch, n_classes, schedule ("linear"/"cosine"), steps (diffusion steps), and for the
-sampler ddim_steps and guidance. Returns the loss, the noise prediction "eps" at the batch's x_t,
+sampler ddim_steps, guidance and clip_denoised ("1" clamps each step's x0 to [-1, 1]; default
+"0"). Returns the loss, the noise prediction "eps" at the batch's x_t,
 every parameter's gradient ("grad.NAME") and, when asked, "samples".
 """
 import torch_models
@@ -26,5 +27,6 @@ def compute(t, a):
     if "sample_noise" in t:
         out["samples"] = torch_models.dit_ddim(
             params, t["sample_noise"], t["sample_labels"], float(a["guidance"]),
-            int(a["ddim_steps"]), alpha_bar, int(a["n_classes"]), L, H, P)
+            int(a["ddim_steps"]), alpha_bar, int(a["n_classes"]), L, H, P,
+            clip_denoised=a.get("clip_denoised", "0") == "1")
     return out

@@ -142,8 +142,11 @@ def dit_loss(p, images, labels, t, noise, alpha_bar, n_layers, n_heads, patch):
     return F.mse_loss(eps, noise)
 
 
-def dit_ddim(p, noise, labels, guidance, steps, alpha_bar, n_classes, n_layers, n_heads, patch):
-    """DDIM (eta = 0) with classifier-free guidance; timesteps i * T // steps, descending."""
+def dit_ddim(p, noise, labels, guidance, steps, alpha_bar, n_classes, n_layers, n_heads, patch,
+             clip_denoised=False):
+    """DDIM (eta = 0) with classifier-free guidance; timesteps i * T // steps, descending.
+    clip_denoised: the predicted x0 clamped to [-1, 1] and eps recomputed from it (improved-DDPM's
+    ddim_sample with clip_denoised=True)."""
     T = alpha_bar.shape[0]
     ts = [i * T // steps for i in range(steps)]
     x = noise
@@ -157,6 +160,9 @@ def dit_ddim(p, noise, labels, guidance, steps, alpha_bar, n_classes, n_layers, 
         e_c, e_u = e[:B], e[B:]
         eps = e_u + guidance * (e_c - e_u)
         x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        if clip_denoised:
+            x0 = x0.clamp(-1, 1)
+            eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         x = math.sqrt(ab_prev) * x0 + math.sqrt(1 - ab_prev) * eps
     return x
 def patchify(images, patch):
