@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/caching_allocator.h"
 #include "core/philox.h"
 #include "distributed/communicator.h"
 #include "ops/matmul.h"
@@ -180,6 +181,12 @@ void ParamStore::stage_grads() {
   }
   grads_staged_ = true;
   grads_ = Tensor();
+  grad_storage_ = Tensor();
+  // The flat buffer's block would otherwise stay in the caching allocator's free list, touched
+  // and resident (and on a GPU, reserved) for the whole run: give the cache back.
+  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(params_.device()))) {
+    caching->release_cached();
+  }
   grad_storage_ = Tensor::zeros({scratch}, DType::f32, params_.device());
   staged_.assign(infos_.size(), Tensor());
   grad_live_bytes_ = grad_peak_bytes_ = int64_t(grad_storage_.nbytes());
