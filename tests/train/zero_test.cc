@@ -8,7 +8,9 @@
 //  - the optimizer state per rank is about 1/dp of plain AdamW's;
 //  - ZeRO-2 (reduce-scatter on every micro-batch, accumulating into the shard): GradSync and the
 //    optimizer bitwise against AdamW on exact gradients; the trainer equals plain DP for GPT (one
-//    and two micro-batches, bf16 compute, and TP 2 x DP 2), ViT, CLIP and DiT (one and two).
+//    and two micro-batches, bf16 compute, recomputation, and TP 2 x DP 2), ViT, CLIP (two
+//    micro-batches: GradCache) and DiT (one and two), with less gradient memory resident than
+//    plain DP's full buffer (metrics.jsonl grad_peak_bytes).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -334,6 +336,17 @@ TEST(Zero, Stage2GptBf16EqualsPlainDataParallel) {
   expect_zero_equals_dp(
       {"data.global_batch_size=8", "parallel.bucket_bytes=40000", "train.precision=BF16"},
       "gpt_bf16", 2);
+}
+
+// Recomputation: each block's forward runs again inside backward, so gradients are written and
+// reported while recomputed activations come and go; the staged gradients must still be taken
+// in bucket order and none written after it was handed over (ParamStore refuses that).
+TEST(Zero, Stage2GptWithRecomputationEqualsPlainDataParallel) {
+  const std::vector<std::string> sets = {"data.global_batch_size=8", "parallel.bucket_bytes=40000",
+                                         "model.recompute_activations=true"};
+  expect_zero_equals_dp(sets, "gpt_recompute", 2);
+  expect_zero_equals_dp(concat(sets, kAccumulate), "gpt_recompute_accumulate", 2,
+                        "configs/gpt_tiny.pbtxt", /*bitwise_np2=*/false);
 }
 
 TEST(Zero, Stage2WithTensorParallelEqualsPlainDataParallel) {
