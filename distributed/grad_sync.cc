@@ -125,7 +125,12 @@ void GradSync::launch(int64_t bucket) {
     // reduce-scatter must have completed first) and freed by their owner.
     const ZeroShards::Bucket& b = shards_->buckets[bucket];
     const size_t s = static_cast<size_t>(bucket) % slots_.size();
-    if (slot_work_[s] > 0) works_[slot_work_[s] - 1]->wait();
+    if (slot_work_[s] > 0) {
+      // Backward waits here too: counted as waiting, so hidden_fraction() stays honest.
+      const int64_t t0 = now_ns();
+      works_[slot_work_[s] - 1]->wait();
+      stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
+    }
     const Tensor in = slots_[s].flat_view(0, {int64_t(dp_.size()) * b.shard});
     take_(begin, end, in.flat_view(0, {end - begin}));
     if (in.numel() > end - begin) zero_(in.flat_view(end - begin, {in.numel() - (end - begin)}));

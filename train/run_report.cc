@@ -74,9 +74,10 @@ void print_start_report(const StartReport& r) {
         "ZeRO-%d per rank: parameters %lld bytes (full), gradients %lld bytes %s + %lld "
         "bytes averaged shard, optimizer %lld bytes (1/%d)\n",
         r.zero_stage, (long long)r.param_bytes, (long long)r.grad_bytes,
-        r.grads_staged ? "staged per parameter (estimate: a bucket + the largest parameter; "
-                         "grad_peak_bytes in metrics.jsonl measures it)"
-                       : "full buffer",
+        r.grads_staged
+            ? "staged per parameter (estimate: two buckets + the two largest parameters; "
+              "grad_peak_bytes in metrics.jsonl measures it)"
+            : "full buffer",
         (long long)(r.zero_shards->shard_numel * int64_t(sizeof(float))),
         (long long)r.optimizer_bytes, r.zero_shards->dp_size);
   } else {

@@ -283,14 +283,22 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
   r.param_bytes = params.params().nbytes();
   r.grads_staged = params.grads_staged();
   if (r.grads_staged) {
-    // ZeRO-2 staging: gradients written but not yet reduce-scattered, about a bucket, plus the
-    // largest parameter (GPT's tied embedding lives through the whole backward); measured per
-    // step as grad_peak_bytes in metrics.jsonl.
-    int64_t largest = 0;
-    for (const models::ParamInfo& info : params.infos()) largest = std::max(largest, info.numel);
-    r.grad_bytes = int64_t(sizeof(float)) * largest +
-                   std::min<int64_t>(config_.parallel().bucket_bytes(),
-                                     int64_t(sizeof(float)) * params.trainable_numel());
+    // ZeRO-2 staging: gradients written but not yet reduce-scattered: the bucket being filled
+    // and a parameter straddling into the next, plus the largest parameter (GPT's tied embedding
+    // lives through the whole backward); rounded up to two buckets and the two largest
+    // parameters. Measured per step as grad_peak_bytes in metrics.jsonl.
+    int64_t largest = 0, second = 0;
+    for (const models::ParamInfo& info : params.infos()) {
+      if (info.numel > largest) {
+        second = largest;
+        largest = info.numel;
+      } else {
+        second = std::max(second, info.numel);
+      }
+    }
+    r.grad_bytes = int64_t(sizeof(float)) * (largest + second) +
+                   2 * std::min<int64_t>(config_.parallel().bucket_bytes(),
+                                         int64_t(sizeof(float)) * params.trainable_numel());
   } else {
     r.grad_bytes = params.grads().nbytes();
   }

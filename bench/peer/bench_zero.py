@@ -2,7 +2,7 @@
 
     scripts/bench_zero [--memory-config C] [--speed-config C] [--steps N] [--repeats K]
                        [--ranks 1,2,4] [--build-dir DIR] [--no-build] [--skip-memory]
-                       [--skip-speed]
+                       [--skip-speed] [--tokens T] [--stages 0,1,2] [--micro 1,2]
 
 Memory (default configs/gpt2_124m.pbtxt): build/bench/distributed/bench_zero_memory under
 `mpirun -np R` for R in --ranks and each stage; it runs one GPT step of --tokens tokens per rank.
@@ -106,6 +106,8 @@ def main():
     p.add_argument("--speed-config", default="configs/bench/gpt.pbtxt")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--stages", default="0,1,2", help="speed: stages to interleave (first = base)")
+    p.add_argument("--micro", default="1,2", help="speed: micro-batch counts")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--ranks", default="1,2,4")
     p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
@@ -153,8 +155,8 @@ def main():
     if not a.skip_speed:
         print(f"\nstep time at 2 ranks x 1 thread, {a.speed_config}, {a.steps} timed steps, "
               f"{a.repeats} runs per stage in turn (median of the run medians)")
-        for micro in (1, 2):
-            stages = (0, 1, 2)
+        for micro in [int(x) for x in a.micro.split(",")]:
+            stages = tuple(int(x) for x in a.stages.split(","))
             times = {st: [] for st in stages}
             info = {}
             for _ in range(a.repeats):
@@ -164,14 +166,14 @@ def main():
                     info[stage] = res
             med = {st: statistics.median(v) for st, v in times.items()}
             print(f" micro_batches {micro}: " + ", ".join(
-                f"stage {st} {med[st]:.1f} ms (x{med[st] / med[0]:.3f}, comm "
+                f"stage {st} {med[st]:.1f} ms (x{med[st] / med[stages[0]]:.3f}, comm "
                 f"{info[st]['dp_comm_bytes'] / 2**20:.1f} MiB/step, hidden "
                 f"{info[st]['allreduce_hidden']:.2f})" for st in stages))
             print(f"   runs (ms): " + "; ".join(
                 f"stage {st}: " + ", ".join(f"{t:.0f}" for t in times[st]) for st in stages))
             result["speed"][f"micro{micro}"] = {
                 f"stage{st}": dict(info[st], median_step_ms=med[st],
-                                   vs_stage0=round(med[st] / med[0], 4)) for st in stages}
+                                   vs_base=round(med[st] / med[stages[0]], 4)) for st in stages}
     result["load_end"] = os.getloadavg()[0]
     print(json.dumps(result))
 
