@@ -39,9 +39,9 @@
 // averaged result written over the shard is the sum of the micro-batches' averages (no second
 // shard buffer). After the reduce-scatters, finish() zeroes `grads` when another micro-batch
 // follows: it is dead (this rank keeps only its shard), and the next backward, which accumulates
-// (+=) into grads, starts from zeros (after the last one the owner's zero_grads() does it). The
-// full buffer itself stays allocated (models::ParamStore owns it and layers write into views of
-// it): docs/DISTRIBUTED.md says what memory ZeRO-2 does and does not save.
+// (+=) into grads, starts from zeros (after the last one the owner's zero_grads() does it). In
+// this mode the full buffer stays allocated; the trainer's ZeRO-2 (train::ZeroAdamW) uses the
+// staging mode below instead, which has no full buffer (docs/DISTRIBUTED.md, "ZeRO stages").
 //
 // ZeRO-2 with gradient staging (the third constructor): there is no flat gradient buffer at all
 // (models::ParamStore::stage_grads()). launch() asks `take` to copy the bucket's gradients into one
