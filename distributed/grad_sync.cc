@@ -42,6 +42,37 @@ GradSync::GradSync(Communicator& dp, Tensor grads, const ZeroShards& shards, Ten
   }
 }
 
+GradSync::GradSync(Communicator& dp, TakeGrads take, Device device, const ZeroShards& shards,
+                   Tensor shard_grads)
+    : dp_(dp), take_(std::move(take)) {
+  TESSERA_CHECK(take_ != nullptr, "GradSync on '", dp_.name(), "': no gradient source");
+  TESSERA_CHECK(shards.dp_size == dp_.size() && shards.dp_rank == dp_.rank(), "GradSync on '",
+                dp_.name(), "': ZeRO shards (", shards.describe(), ") are not for rank ",
+                dp_.rank(), " of ", dp_.size());
+  TESSERA_CHECK(shard_grads.defined() && shard_grads.dtype() == DType::f32 &&
+                    shard_grads.device() == device && shard_grads.numel() == shards.shard_numel,
+                "GradSync on '", dp_.name(), "': shard_grads ",
+                shard_grads.defined() ? shard_grads.describe() : std::string("undefined"),
+                " must be f32 with ", shards.shard_numel, " elements on ", device.str());
+  numel_ = shards.numel;
+  bucket_elements_ = shards.bucket_elements;
+  num_buckets_ = static_cast<int64_t>(shards.buckets.size());
+  shards_ = shards;
+  shard_grads_ = std::move(shard_grads);
+  int64_t slot = 0;
+  for (const auto& b : shards.buckets) slot = std::max(slot, int64_t(dp_.size()) * b.shard);
+  const int slots = static_cast<int>(std::min<int64_t>(kStagingSlots, num_buckets_));
+  for (int i = 0; i < slots; ++i) slots_.push_back(Tensor::empty({slot}, DType::f32, device));
+  slot_work_.assign(slots_.size(), 0);
+  every_micro_batch_ = true;
+}
+
+int64_t GradSync::buffer_bytes() const {
+  int64_t n = pad_.defined() ? int64_t(pad_.nbytes()) : 0;
+  for (const Tensor& s : slots_) n += int64_t(s.nbytes());
+  return n;
+}
+
 GradSync::~GradSync() {
   for (auto& w : works_) {
     try {
@@ -89,6 +120,29 @@ void GradSync::launch(int64_t bucket) {
   const int64_t end = std::min(numel_, begin + bucket_elements_);
   if (!shards_) {
     works_.push_back(dp_.all_reduce(grads_.flat_view(begin, {end - begin}), ReduceOp::kAvg));
+  } else if (take_) {
+    // Gradient staging: the bucket's gradients are copied into a slot (whose previous
+    // reduce-scatter must have completed first) and freed by their owner.
+    const ZeroShards::Bucket& b = shards_->buckets[bucket];
+    const size_t s = static_cast<size_t>(bucket) % slots_.size();
+    if (slot_work_[s] > 0) {
+      // Backward waits here too: counted as waiting, so hidden_fraction() stays honest.
+      const int64_t t0 = now_ns();
+      works_[slot_work_[s] - 1]->wait();
+      stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
+    }
+    const Tensor in = slots_[s].flat_view(0, {int64_t(dp_.size()) * b.shard});
+    take_(begin, end, in.flat_view(0, {end - begin}));
+    if (in.numel() > end - begin) zero_(in.flat_view(end - begin, {in.numel() - (end - begin)}));
+    if (accumulate_ && b.own() > 0) {
+      // As below: this rank's segment gains dp x its shard so far.
+      const Tensor acc = shard_grads_.flat_view(b.offset, {b.own()});
+      ops::scale(acc, float(dp_.size()), acc);
+      ops::add_inplace(in.flat_view(b.own_begin - begin, {b.own()}), acc);
+    }
+    works_.push_back(
+        dp_.reduce_scatter(in, shard_grads_.flat_view(b.offset, {b.shard}), ReduceOp::kAvg));
+    slot_work_[s] = works_.size();
   } else {
     // ZeRO-1: this rank receives the average of its 1/dp of the bucket.
     const ZeroShards::Bucket& b = shards_->buckets[bucket];
@@ -172,10 +226,11 @@ void GradSync::finish() {
   stats_.wait_seconds += double(t1 - t0) * 1e-9;
   stats_.syncs += 1;
   works_.clear();
+  slot_work_.assign(slots_.size(), 0);
   ready_ = 0;
   next_bucket_ = 0;
   TESSERA_CHECK(error.empty(), "GradSync on '", dp_.name(), "': ", error);
-  if (every_micro_batch_ && more_micro_batches_) {
+  if (every_micro_batch_ && more_micro_batches_ && grads_.defined()) {
     // Every bucket has been reduced: the full-size gradients are dead on this rank. Zeroed, so
     // the next micro-batch's accumulation (+=) starts from nothing. (After the last micro-batch
     // the trainer's zero_grads() at the next step does it.)

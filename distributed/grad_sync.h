@@ -39,10 +39,19 @@
 // averaged result written over the shard is the sum of the micro-batches' averages (no second
 // shard buffer). After the reduce-scatters, finish() zeroes `grads` when another micro-batch
 // follows: it is dead (this rank keeps only its shard), and the next backward, which accumulates
-// (+=) into grads, starts from zeros (after the last one the owner's zero_grads() does it). The
-// full buffer itself stays allocated (models::ParamStore owns it and layers write into views of
-// it): docs/DISTRIBUTED.md says what memory ZeRO-2 does and does not save.
+// (+=) into grads, starts from zeros (after the last one the owner's zero_grads() does it). In
+// this mode the full buffer stays allocated; the trainer's ZeRO-2 (train::ZeroAdamW) uses the
+// staging mode below instead, which has no full buffer (docs/DISTRIBUTED.md, "ZeRO stages").
+//
+// ZeRO-2 with gradient staging (the third constructor): there is no flat gradient buffer at all
+// (models::ParamStore::stage_grads()). launch() asks `take` to copy the bucket's gradients into one
+// of kStagingSlots bucket-sized staging buffers (zero-padded to dp shards) and reduce-scatters from
+// there; the owner frees the gradients it handed over. A slot is reused only after its previous
+// reduce-scatter completed (waited for, which also orders a CUDA stream), so at most
+// kStagingSlots buckets are in flight and resident gradient memory stays about a bucket or two,
+// not 4N bytes. Always the ZeRO-2 schedule.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,6 +72,14 @@ class GradSync {
   // shard_grads: (shards.shard_numel) f32 on the device of grads, borrowed, receives the averaged
   // shards.
   GradSync(Communicator& dp, Tensor grads, const ZeroShards& shards, Tensor shard_grads);
+  // ZeRO-2 with gradient staging. take(begin, end, dst) copies the gradients of flat elements
+  // [begin, end) into dst ((end - begin) f32 on `device`) and may free them
+  // (models::ParamStore::take_grads); it is called once per bucket per round, in bucket order.
+  // shards and shard_grads as above; the ZeRO-2 schedule is set.
+  using TakeGrads = std::function<void(int64_t begin, int64_t end, const Tensor& dst)>;
+  static constexpr int kStagingSlots = 2;
+  GradSync(Communicator& dp, TakeGrads take, Device device, const ZeroShards& shards,
+           Tensor shard_grads);
   // Waits for the launched buckets, so the communicator never writes into freed memory.
   ~GradSync();
 
@@ -91,6 +108,9 @@ class GradSync {
   int64_t num_buckets() const { return num_buckets_; }
   int64_t launched_buckets() const { return next_bucket_; }    // in the current round
   bool reduce_scatter() const { return shards_.has_value(); }  // ZeRO-1 mode
+  bool staged() const { return static_cast<bool>(take_); }     // gradient staging
+  // Bytes of this object's own buffers (padding staging, gradient staging slots).
+  int64_t buffer_bytes() const;
 
   // Accumulated over finish() calls that communicated.
   struct Stats {
@@ -113,6 +133,9 @@ class GradSync {
   std::optional<ZeroShards> shards_;  // ZeRO-1 mode only
   Tensor shard_grads_;                // ZeRO-1: (shard_numel) output of the reduce-scatters
   Tensor pad_;                        // ZeRO-1: (dp * last shard) staging for a padded last bucket
+  TakeGrads take_;                    // gradient staging: where a bucket's gradients come from
+  std::vector<Tensor> slots_;         // gradient staging: kStagingSlots x (dp * largest shard)
+  std::vector<size_t> slot_work_;     // per slot: 1 + index into works_ of its last use; 0: none
   bool every_micro_batch_ = false;    // ZeRO-2 schedule
   bool accumulate_ = false;           // ZeRO-2: this round adds into shard_grads
   bool more_micro_batches_ = false;   // ZeRO-2: zero grads after this round for the next one

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/caching_allocator.h"
 #include "core/philox.h"
 #include "distributed/communicator.h"
 #include "ops/matmul.h"
@@ -106,11 +107,13 @@ void ParamStore::lay_out(Device device) {
   params_ = Tensor::zeros({numel_}, DType::f32, device);
   grad_storage_ = Tensor::zeros({trainable_numel_ + scratch}, DType::f32, device);
   grads_ = grad_storage_.flat_view(0, {trainable_numel_});
+  grad_live_bytes_ = grad_peak_bytes_ = int64_t(grad_storage_.nbytes());
   reset_grad_progress();
 }
 
 void ParamStore::freeze(const std::vector<bool>& frozen) {
   TESSERA_CHECK(finalized(), "ParamStore::freeze before finalize()");
+  TESSERA_CHECK(!grads_staged_, "ParamStore::freeze after stage_grads()");
   TESSERA_CHECK(frozen.size() == infos_.size(), "ParamStore::freeze: ", frozen.size(),
                 " flags for ", infos_.size(), " parameters");
   // The values move with their parameters (freezing after init() keeps them).
@@ -152,8 +155,73 @@ Tensor ParamStore::grad(ParamId id) const {
   TESSERA_CHECK(finalized(), "ParamStore::grad before finalize()");
   const ParamInfo& i = infos_.at(id);
   // Frozen: the shared scratch behind the trainable gradients (see freeze()).
-  if (frozen(id)) return grad_storage_.flat_view(trainable_numel_, i.local_shape);
-  return grads_.flat_view(i.offset, i.local_shape);
+  if (frozen(id)) {
+    return grad_storage_.flat_view(grads_staged_ ? 0 : trainable_numel_, i.local_shape);
+  }
+  if (!grads_staged_) return grads_.flat_view(i.offset, i.local_shape);
+  TESSERA_CHECK(i.offset >= taken_end_, "ParamStore: gradient of '", i.spec.name,
+                "' requested after it was handed to the data-parallel reduction in this backward "
+                "(flat elements before ",
+                taken_end_, " are taken); a layer wrote it after reporting grad_done()");
+  Tensor& g = staged_[id];
+  if (!g.defined()) {
+    g = Tensor::zeros({i.numel}, DType::f32, params_.device());
+    grad_live_bytes_ += int64_t(g.nbytes());
+    grad_peak_bytes_ = std::max(grad_peak_bytes_, grad_live_bytes_);
+  }
+  return g.flat_view(0, i.local_shape);
+}
+
+void ParamStore::stage_grads() {
+  TESSERA_CHECK(finalized(), "ParamStore::stage_grads before finalize()");
+  if (grads_staged_) return;
+  int64_t scratch = 0;
+  for (size_t id = 0; id < infos_.size(); ++id) {
+    if (frozen(static_cast<ParamId>(id))) scratch = std::max(scratch, infos_[id].numel);
+  }
+  grads_staged_ = true;
+  grads_ = Tensor();
+  grad_storage_ = Tensor();
+  // The flat buffer's block would otherwise stay in the caching allocator's free list, touched
+  // and resident (and on a GPU, reserved) for the whole run: give the cache back.
+  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(params_.device()))) {
+    caching->release_cached();
+  }
+  grad_storage_ = Tensor::zeros({scratch}, DType::f32, params_.device());
+  staged_.assign(infos_.size(), Tensor());
+  grad_live_bytes_ = grad_peak_bytes_ = int64_t(grad_storage_.nbytes());
+  taken_end_ = 0;
+}
+
+void ParamStore::take_grads(int64_t begin, int64_t end, const Tensor& dst) {
+  TESSERA_CHECK(grads_staged_, "ParamStore::take_grads without stage_grads()");
+  TESSERA_CHECK(0 <= begin && begin <= end && end <= trainable_numel_, "ParamStore::take_grads [",
+                begin, ", ", end, ") outside the ", trainable_numel_, " trainable elements");
+  TESSERA_CHECK(dst.dtype() == DType::f32 && dst.numel() == end - begin, "ParamStore::take_grads [",
+                begin, ", ", end, "): destination ", dst.describe());
+  // Trainable parameters are layout_[0, trainable_count_), sorted by offset.
+  auto first = std::upper_bound(
+      layout_.begin(), layout_.begin() + static_cast<std::ptrdiff_t>(trainable_count_), begin,
+      [&](int64_t e, ParamId id) { return e < infos_[id].offset + infos_[id].numel; });
+  for (auto it = first; it != layout_.begin() + static_cast<std::ptrdiff_t>(trainable_count_);
+       ++it) {
+    const ParamInfo& info = infos_[*it];
+    if (info.offset >= end) break;
+    const int64_t lo = std::max(begin, info.offset);
+    const int64_t hi = std::min(end, info.offset + info.numel);
+    const Tensor out = dst.flat_view(lo - begin, {hi - lo});
+    Tensor& g = staged_[*it];
+    if (g.defined()) {
+      copy(g.flat_view(lo - info.offset, {hi - lo}), out);
+    } else {
+      zero_(out);  // never written in this backward
+    }
+    if (info.offset + info.numel <= end && g.defined()) {
+      grad_live_bytes_ -= int64_t(g.nbytes());
+      g = Tensor();
+    }
+  }
+  taken_end_ = std::max(taken_end_, end);
 }
 
 ParamId ParamStore::find(const std::string& name) const {
@@ -236,6 +304,11 @@ Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings
 
 void ParamStore::zero_grads() {
   zero_(grad_storage_);
+  for (Tensor& g : staged_) {
+    if (!g.defined()) continue;
+    grad_live_bytes_ -= int64_t(g.nbytes());
+    g = Tensor();
+  }
   reset_grad_progress();
 }
 
@@ -246,6 +319,7 @@ void ParamStore::set_grad_ready_hook(std::function<void(int64_t)> hook) {
 void ParamStore::reset_grad_progress() {
   grad_final_.assign(trainable_count_, 0);
   ready_params_ = 0;
+  taken_end_ = 0;
 }
 
 void ParamStore::grad_done(ParamId id) {

@@ -83,11 +83,13 @@ class ParamStore {
   void finalize(Device device = Device::cpu());
   bool finalized() const { return params_.defined(); }
 
-  // Views into the flat buffers, in the parameter's local shape.
+  // Views into the flat buffers, in the parameter's local shape. grad(id) under gradient staging:
+  // see stage_grads().
   Tensor param(ParamId id) const;
   Tensor grad(ParamId id) const;
   const Tensor& params() const { return params_; }  // (N) f32
   // (T) f32: the gradients of the trainable parameters, laid out as trainable_params().
+  // Undefined under gradient staging (stage_grads()).
   const Tensor& grads() const { return grads_; }
   int64_t numel() const { return numel_; }
 
@@ -128,6 +130,27 @@ class ParamStore {
   void grad_done(ParamId id);
   void reset_grad_progress();
 
+  // Gradient staging (ZeRO-2, docs/DISTRIBUTED.md "ZeRO stages"): after finalize() (and any
+  // freeze()), drops the flat (T) gradient buffer. From then on grad(id) allocates parameter id's
+  // gradient, zeroed, on its first use since it was last taken, and take_grads() hands gradients
+  // to the data-parallel reduction range by range, freeing each parameter's gradient once every
+  // element of it has been taken. So only the gradients written but not yet reduced are resident
+  // (in a transformer's backward: about one bucket, plus a tied embedding written at both ends).
+  // Frozen parameters keep their shared scratch. grads() is undefined afterwards; nothing may
+  // read the flat buffer (ZeroAdamW reads its reduced shard only).
+  void stage_grads();
+  bool grads_staged() const { return grads_staged_; }
+  // Copies the gradients of flat elements [begin, end) of the trainable layout into dst
+  // ((end - begin) f32, on the parameters' device; never-written gradients read as zeros) and
+  // frees every staged gradient lying entirely before `end`. A grad(id) of a freed parameter
+  // before the next reset_grad_progress() is an error (its contribution would be lost).
+  void take_grads(int64_t begin, int64_t end, const Tensor& dst);
+  // Bytes of gradient storage resident now and at most since the last reset_grad_peak(): the
+  // staged gradients, or the flat buffer (+ frozen scratch) without staging.
+  int64_t grad_bytes_live() const { return grad_live_bytes_; }
+  int64_t grad_bytes_peak() const { return grad_peak_bytes_; }
+  void reset_grad_peak() { grad_peak_bytes_ = grad_live_bytes_; }
+
   int tp_rank() const { return tp_rank_; }
   int tp_size() const { return tp_size_; }
   // The TP group's communicator; nullptr when tp_size() == 1 or none was given.
@@ -163,6 +186,12 @@ class ParamStore {
   std::function<void(int64_t)> grad_ready_hook_;
   DType compute_dtype_ = DType::f32;
   int64_t numel_ = 0;
+  // Gradient staging (stage_grads()): per ParamId its gradient (numel) f32 or undefined; the end
+  // of the range taken so far in this backward (a grad(id) below it is an error).
+  bool grads_staged_ = false;
+  mutable std::vector<Tensor> staged_;
+  int64_t taken_end_ = 0;
+  mutable int64_t grad_live_bytes_ = 0, grad_peak_bytes_ = 0;
 };
 
 }  // namespace tessera::models

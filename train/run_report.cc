@@ -68,12 +68,16 @@ void print_start_report(const StartReport& r) {
         (long long)(9 * r.zero_shards->numel), human_bytes(r.zero_buffer_bytes).c_str(),
         r.zero_shards->describe().c_str());
     // Per rank, what each part really holds (docs/DISTRIBUTED.md, "ZeRO-2"): the parameters are
-    // not sharded at stage 1 or 2, and the full gradient buffer stays allocated at stage 2 too
-    // (it holds one micro-batch there, zeroed once reduce-scattered).
+    // not sharded at stage 1 or 2; the full gradient buffer stays allocated at stage 1, while
+    // stage 2 stages gradients per parameter and frees them once reduce-scattered.
     std::printf(
-        "ZeRO-%d per rank: parameters %lld bytes (full), gradients %lld bytes full buffer + %lld "
+        "ZeRO-%d per rank: parameters %lld bytes (full), gradients %lld bytes %s + %lld "
         "bytes averaged shard, optimizer %lld bytes (1/%d)\n",
         r.zero_stage, (long long)r.param_bytes, (long long)r.grad_bytes,
+        r.grads_staged
+            ? "staged per parameter (estimate: two buckets + the two largest parameters; "
+              "grad_peak_bytes in metrics.jsonl measures it)"
+            : "full buffer",
         (long long)(r.zero_shards->shard_numel * int64_t(sizeof(float))),
         (long long)r.optimizer_bytes, r.zero_shards->dp_size);
   } else {

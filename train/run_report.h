@@ -20,14 +20,15 @@ struct StartReport {
   Device device;
   int threads = 0;
   int64_t parameters = 0;                   // elements of this rank's flat buffer
-  int64_t param_bytes = 0, grad_bytes = 0;  // flat buffers
+  int64_t param_bytes = 0, grad_bytes = 0;  // flat buffers (grads staged: an estimate)
+  bool grads_staged = false;                // ZeRO-2: no flat gradient buffer
   int64_t optimizer_bytes = 0;              // m, v and decay mask (this rank's shard)
   int64_t activation_bytes = -1;            // the model's estimate, -1: none
   // The optimizer's shards under ZeRO-1/2 (borrowed), nullptr when its state is not sharded.
   const distributed::ZeroShards* zero_shards = nullptr;
   int zero_stage_requested = 0;   // parallel.zero_stage
   int zero_stage = 0;             // what the optimizer does (0 with one data-parallel rank)
-  int64_t zero_buffer_bytes = 0;  // the optimizer's communication buffers
+  int64_t zero_buffer_bytes = 0;  // the optimizer's and GradSync's communication buffers
   double peak_flops = 0;          // all ranks together
   std::string peak_source;        // "train.peak_flops", "f32 sgemm measured now"
   bool several_ranks = false;

@@ -247,6 +247,10 @@ void Trainer::prepare() {
       const double grads = double(sync_->stats().bytes) * share * (sync_->reduce_scatter() ? 1 : 2);
       record["dp_comm_bytes"] =
           (grads + share * double(optimizer_->take_comm_bytes())) / window_steps;
+      // Gradient storage resident at most since the last record on this rank (ZeRO-2 stages
+      // gradients per parameter; otherwise the flat buffer).
+      record["grad_peak_bytes"] = model_->params().grad_bytes_peak();
+      model_->params().reset_grad_peak();
       sync_->reset_stats();
     });
   }
@@ -277,16 +281,38 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
   r.threads = num_threads();
   r.parameters = params.numel();
   r.param_bytes = params.params().nbytes();
-  r.grad_bytes = params.grads().nbytes();
+  r.grads_staged = params.grads_staged();
+  if (r.grads_staged) {
+    // ZeRO-2 staging: gradients written but not yet reduce-scattered: the bucket being filled
+    // and a parameter straddling into the next, plus the largest parameter (GPT's tied embedding
+    // lives through the whole backward); rounded up to two buckets and the two largest
+    // parameters. Measured per step as grad_peak_bytes in metrics.jsonl.
+    int64_t largest = 0, second = 0;
+    for (const models::ParamInfo& info : params.infos()) {
+      if (info.numel > largest) {
+        second = largest;
+        largest = info.numel;
+      } else {
+        second = std::max(second, info.numel);
+      }
+    }
+    r.grad_bytes = int64_t(sizeof(float)) * (largest + second) +
+                   2 * std::min<int64_t>(config_.parallel().bucket_bytes(),
+                                         int64_t(sizeof(float)) * params.trainable_numel());
+  } else {
+    r.grad_bytes = params.grads().nbytes();
+  }
   r.optimizer_bytes = optimizer_->state_bytes();
-  r.zero_buffer_bytes = optimizer_->buffer_bytes();
+  r.zero_buffer_bytes = optimizer_->buffer_bytes() + (sync_ ? sync_->buffer_bytes() : 0);
   r.zero_shards = optimizer_->zero_shards();
   r.zero_stage_requested = config_.parallel().zero_stage();
   r.zero_stage = optimizer_->zero_stage();
   r.activation_bytes = model_->activation_bytes(local_micro);
   r.frozen = describe_frozen(params);
   // What GradSync averages per optimizer step: the trainable gradients only.
-  if (layout_.dp_size() > 1) r.allreduce_bytes = params.grads().nbytes();
+  if (layout_.dp_size() > 1) {
+    r.allreduce_bytes = int64_t(sizeof(float)) * params.trainable_numel();
+  }
   r.peak_flops = peak_flops;
   r.peak_source = peak_source;
   r.several_ranks = layout_.world_size() > 1;

@@ -108,9 +108,19 @@ double ZeroAdamW::global_grad_norm() {
 std::unique_ptr<distributed::GradSync> ZeroAdamW::make_grad_sync(distributed::Communicator& dp,
                                                                  int64_t /*bucket_bytes*/) {
   TESSERA_CHECK(&dp == &dp_, "ZeroAdamW: gradient sync over another group than its own");
-  auto sync = std::make_unique<distributed::GradSync>(dp_, store_.grads(), shards_, shard_grads_);
-  if (stage_ == 2) sync->set_every_micro_batch();
-  return sync;
+  if (stage_ == 2) {
+    // ZeRO-2 frees the full gradient buffer: gradients live per parameter until GradSync has
+    // copied them into a bucket's staging slot (models::ParamStore::stage_grads()).
+    store_.stage_grads();
+    models::ParamStore* store = &store_;
+    return std::make_unique<distributed::GradSync>(
+        dp_,
+        [store](int64_t begin, int64_t end, const Tensor& dst) {
+          store->take_grads(begin, end, dst);
+        },
+        store_.params().device(), shards_, shard_grads_);
+  }
+  return std::make_unique<distributed::GradSync>(dp_, store_.grads(), shards_, shard_grads_);
 }
 
 int64_t ZeroAdamW::take_comm_bytes() {

@@ -30,8 +30,10 @@
 //
 // ZeRO-2 (stage 2) is the same optimizer, the same shards and the same checkpoint layout; only the
 // gradient schedule differs: make_grad_sync() returns a GradSync that reduce-scatters on every
-// micro-batch and accumulates into shard_grads() (distributed/grad_sync.h), so the full gradient
-// buffer holds at most one micro-batch and is zeroed once reduced.
+// micro-batch and accumulates into shard_grads() (distributed/grad_sync.h). make_grad_sync() also
+// switches the store to gradient staging (models::ParamStore::stage_grads()): there is no full
+// gradient buffer any more, each parameter's gradient lives from its first write in backward
+// until GradSync has copied its bucket into a staging slot for the reduce-scatter.
 
 #include <cstdint>
 #include <memory>
@@ -58,7 +60,8 @@ class ZeroAdamW : public Optimizer {
             distributed::Communicator& dp, int64_t bucket_bytes, int stage = 1);
 
   // Reduce-scatter mode (distributed/grad_sync.h) into shard_grads(), in this optimizer's shard
-  // layout. dp must be the group given to the constructor; bucket_bytes is fixed by the shards.
+  // layout; at stage 2 with gradient staging (the store's flat gradient buffer is dropped). dp must
+  // be the group given to the constructor; bucket_bytes is fixed by the shards.
   std::unique_ptr<distributed::GradSync> make_grad_sync(distributed::Communicator& dp,
                                                         int64_t bucket_bytes) override;
   // Call after GradSync::finish() filled shard_grads() on every rank. Collective over dp.

@@ -2,12 +2,13 @@
 
     scripts/bench_zero [--memory-config C] [--speed-config C] [--steps N] [--repeats K]
                        [--ranks 1,2,4] [--build-dir DIR] [--no-build] [--skip-memory]
-                       [--skip-speed]
+                       [--skip-speed] [--tokens T] [--stages 0,1,2] [--micro 1,2]
 
 Memory (default configs/gpt2_124m.pbtxt): build/bench/distributed/bench_zero_memory under
-`mpirun -np R` for R in --ranks and each stage. Per rank: bytes of the parameters, the gradients
-(the full buffer, the averaged shard), the optimizer state, computed from the allocated buffers,
-and the process RSS. Stage 0 holds the same bytes on every rank count (nothing is sharded), so it
+`mpirun -np R` for R in --ranks and each stage; it runs one GPT step of --tokens tokens per rank.
+Per rank: bytes of the parameters, the gradients (the peak resident during that step: the full
+buffer at stages 0/1, the staged per-parameter gradients at stage 2; plus the averaged shard and
+GradSync's staging slots), the optimizer state, and the process RSS. Stage 0 holds the same bytes on every rank count (nothing is sharded), so it
 runs at 1 and 2 ranks only: 4 copies of gpt2_124m's unsharded AdamW state (8.5 GB) are more
 than a shared 2-core machine should be asked for. Prints the per-rank total of each stage as a
 ratio of stage 0's.
@@ -50,11 +51,12 @@ def mpirun(ranks, threads=1, bind="core"):
             "-x", f"TESSERA_NUM_THREADS={threads}"]
 
 
-def memory(build_dir, config, ranks, stage):
+def memory(build_dir, config, ranks, stage, tokens):
     exe = os.path.join(build_dir, "bench", "distributed", "bench_zero_memory")
     # Unbound: 4 ranks on a 2-core machine cannot each have a core (nothing is timed here).
-    cmd = mpirun(ranks, bind="none") + [exe, config, "--set", f"parallel.zero_stage={stage}",
-                           "--set", "data.global_batch_size=8"]
+    cmd = mpirun(ranks, bind="none") + [exe, config, "--tokens", str(tokens),
+                                         "--set", f"parallel.zero_stage={stage}",
+                                         "--set", "data.global_batch_size=8"]
     log("$ " + " ".join(cmd))
     r = subprocess.run(cmd, env=dict(os.environ, **MPI_ENV), capture_output=True, text=True)
     if r.returncode != 0:
@@ -103,6 +105,9 @@ def main():
     p.add_argument("--memory-config", default="configs/gpt2_124m.pbtxt")
     p.add_argument("--speed-config", default="configs/bench/gpt.pbtxt")
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--stages", default="0,1,2", help="speed: stages to interleave (first = base)")
+    p.add_argument("--micro", default="1,2", help="speed: micro-batch counts")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--ranks", default="1,2,4")
     p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
@@ -125,14 +130,14 @@ def main():
     if not a.skip_memory:
         ranks = [int(x) for x in a.ranks.split(",")]
         print(f"\nper-rank memory, {a.memory_config} (MiB; rank 0; RSS = max over ranks)")
-        print(" stage ranks   params  grads (full + shard)  optimizer    total      RSS"
+        print(" stage ranks   params  grads (peak + shard/staging)  optimizer    total      RSS"
               "   total/stage0")
         base = None
         for stage in (0, 1, 2):
             for n in ranks:
                 if stage == 0 and n > 2:
                     continue
-                rows = memory(a.build_dir, a.memory_config, n, stage)
+                rows = memory(a.build_dir, a.memory_config, n, stage, a.tokens)
                 r0 = rows[0]
                 rss = max(x["rss_bytes"] for x in rows)
                 grads = r0["grad_full_bytes"] + r0["grad_shard_bytes"]
@@ -150,8 +155,8 @@ def main():
     if not a.skip_speed:
         print(f"\nstep time at 2 ranks x 1 thread, {a.speed_config}, {a.steps} timed steps, "
               f"{a.repeats} runs per stage in turn (median of the run medians)")
-        for micro in (1, 2):
-            stages = (0, 1, 2)
+        for micro in [int(x) for x in a.micro.split(",")]:
+            stages = tuple(int(x) for x in a.stages.split(","))
             times = {st: [] for st in stages}
             info = {}
             for _ in range(a.repeats):
@@ -161,14 +166,14 @@ def main():
                     info[stage] = res
             med = {st: statistics.median(v) for st, v in times.items()}
             print(f" micro_batches {micro}: " + ", ".join(
-                f"stage {st} {med[st]:.1f} ms (x{med[st] / med[0]:.3f}, comm "
+                f"stage {st} {med[st]:.1f} ms (x{med[st] / med[stages[0]]:.3f}, comm "
                 f"{info[st]['dp_comm_bytes'] / 2**20:.1f} MiB/step, hidden "
                 f"{info[st]['allreduce_hidden']:.2f})" for st in stages))
             print(f"   runs (ms): " + "; ".join(
                 f"stage {st}: " + ", ".join(f"{t:.0f}" for t in times[st]) for st in stages))
             result["speed"][f"micro{micro}"] = {
                 f"stage{st}": dict(info[st], median_step_ms=med[st],
-                                   vs_stage0=round(med[st] / med[0], 4)) for st in stages}
+                                   vs_base=round(med[st] / med[stages[0]], 4)) for st in stages}
     result["load_end"] = os.getloadavg()[0]
     print(json.dumps(result))
 

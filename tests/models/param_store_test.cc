@@ -128,5 +128,51 @@ TEST(ParamStore, BadRegistrationsAreNamed) {
   EXPECT_THROW(s.add({"b", {4}, -1, Init::zeros(), ParamGroup::kWeight}), Error);
 }
 
+// ZeRO-2 gradient staging: no flat buffer; a gradient exists from its first grad(id) until every
+// element of it has been taken (copied out for the reduce-scatter), and writing it afterwards in
+// the same backward is refused rather than silently lost.
+TEST(ParamStore, StagedGradientsLiveUntilTakenAndAreRefusedAfterwards) {
+  ParamStore s;
+  build(
+      s);  // layout: ln.weight [0, 4), ln.bias [4, 8), proj [8, 32), qkv [32, 80), embed [80, 120)
+  s.finalize();
+  s.stage_grads();
+  EXPECT_TRUE(s.grads_staged());
+  EXPECT_FALSE(s.grads().defined());
+  EXPECT_EQ(s.grad_bytes_live(), 0);
+  // Written: ln.weight (0), proj (2), embed (0); ln.bias and qkv never.
+  for (ParamId id : {4, 2, 0}) {
+    const Tensor g = s.grad(id);
+    EXPECT_EQ(g.shape(), s.info(id).local_shape);
+    for (int64_t l = 0; l < g.numel(); ++l) {
+      EXPECT_EQ(g.data<float>()[l], 0.0f);
+      g.data<float>()[l] = float(s.info(id).offset + l);
+    }
+  }
+  EXPECT_EQ(s.grad_bytes_live(), 4 * (4 + 24 + 40));
+  // [0, 20): ln.weight whole (freed), ln.bias as zeros, proj's first 12 elements (kept).
+  Tensor dst = Tensor::empty({20}, DType::f32);
+  s.take_grads(0, 20, dst);
+  for (int64_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(dst.data<float>()[i], i >= 4 && i < 8 ? 0.0f : float(i)) << i;
+  }
+  EXPECT_EQ(s.grad_bytes_live(), 4 * (24 + 40));
+  EXPECT_THROW(s.grad(2), Error);  // proj was (partly) handed over
+  EXPECT_NO_THROW(s.grad(0));      // embed lies beyond the taken range
+  Tensor rest = Tensor::empty({100}, DType::f32);
+  s.take_grads(20, 120, rest);
+  for (int64_t i = 20; i < 120; ++i) {
+    EXPECT_EQ(rest.data<float>()[i - 20], i >= 32 && i < 80 ? 0.0f : float(i)) << i;
+  }
+  EXPECT_EQ(s.grad_bytes_live(), 0);
+  EXPECT_EQ(s.grad_bytes_peak(), 4 * (4 + 24 + 40));
+  // The next backward starts from zeros.
+  s.reset_grad_progress();
+  EXPECT_EQ(s.grad(2).data<float>()[0], 0.0f);
+  s.zero_grads();
+  EXPECT_EQ(s.grad_bytes_live(), 0);
+  EXPECT_THROW(s.take_grads(0, 121, Tensor::empty({121}, DType::f32)), Error);
+}
+
 }  // namespace
 }  // namespace tessera::models

@@ -97,6 +97,10 @@ TEST(FreezeLayouts, TensorParallel2) {
 TEST(FreezeLayouts, DataParallel2Zero1) {
   expect_locked_at(1, 1);
 }
+// ZeRO-2 stages only the trainable gradients (frozen ones keep the store's shared scratch).
+TEST(FreezeLayouts, DataParallel2Zero2) {
+  expect_locked_at(1, 2);
+}
 
 TEST(FreezeLayouts, LayerDecayUnderZero1EqualsPlainDataParallel) {
   auto world = distributed::testing::test_world(120);
