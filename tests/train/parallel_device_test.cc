@@ -70,7 +70,9 @@ class ParallelDeviceTest : public testing::DeviceTest {
       Trainer single(load(file, single_sets), base + "_single", true);
       EXPECT_EQ(single.run(), kExitOk);
       const Tensor& ref = single.model().params().params();
-      if (parallel.layout().tp_size() == 1) EXPECT_EQ(ref.numel(), mine.numel());
+      if (parallel.layout().tp_size() == 1) {
+        EXPECT_EQ(ref.numel(), mine.numel());
+      }
       if (parallel.layout().tp_size() == 1 && ref.numel() == mine.numel()) {
         double max_diff = 0, scale = 0;
         for (int64_t i = 0; i < ref.numel(); ++i) {

@@ -165,7 +165,9 @@ void expect_gradients_match_unsplit(const config::Config& cfg, const std::string
       }
     }
     // The padding lies in the last TP rank's shard.
-    if (layout.tp_rank() == layout.tp_size() - 1) EXPECT_GT(padded_rows, 0) << name;
+    if (layout.tp_rank() == layout.tp_size() - 1) {
+      EXPECT_GT(padded_rows, 0) << name;
+    }
   }
   if (world->rank() == 0) std::printf("%s: worst gradient rel diff %.2e\n", name.c_str(), worst);
   world->barrier()->wait();
