@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -126,6 +127,19 @@ NamedTensors timm_vit_tensors(const models::ParamStore& params, const config::Vi
 absl::Status load_timm_vit(const NamedTensors& sd, models::ParamStore& params,
                            const config::VitConfig& vit, const std::string& where) {
   std::vector<std::string> problems;
+  // A tensor tessera's ViT has no place for (LayerScale's ls1.gamma, register tokens, ...) means
+  // another architecture: refused, named, rather than silently dropped.
+  std::set<std::string> known;
+  for (const models::ParamInfo& info : params.infos()) {
+    for (const HfPiece& pc : pieces(info, vit)) known.insert(pc.hf);
+  }
+  for (const auto& [name, t] : sd) {
+    if (!known.count(name)) {
+      problems.push_back(absl::StrCat("unexpected tensor ", name,
+                                      " (not in a plain timm VisionTransformer that tessera's "
+                                      "ViT matches)"));
+    }
+  }
   Tensor host = hf_host_params(params);
   load_hf_pieces(
       sd, params, [&](const models::ParamInfo& info) { return pieces(info, vit); }, vit.patch(),

@@ -7,7 +7,8 @@
 // ratio, classes and whether there is a norm_pre (tessera's pre_norm); the head count must come
 // from the base config or --set model.vit.transformer.n_heads. timm's defaults, exact GELU and
 // LayerNorm eps 1e-6, become model.vit.transformer.activation / layer_norm_eps unless the base
-// config sets them. Layout (timm <-> tessera):
+// config sets them. A tensor outside this layout (LayerScale, register tokens, fc_norm, ...) is
+// another architecture: refused, named. Layout (timm <-> tessera):
 //   cls_token (1, 1, d)                    <-> cls_token.weight (1, d)
 //   pos_embed (1, 1+N, d)                  <-> pos_emb.weight (1+N, d)
 //   patch_embed.proj: conv (d, C, p, p)    <-> patch_embed.proj: (d, p*p*C) in (py, px, c)

@@ -110,6 +110,17 @@ TEST(TimmVit, ImportNamesWhatTheStateDictLacks) {
   EXPECT_NE(std::string(s.message()).find(cut), std::string::npos) << s;
   EXPECT_NE(std::string(s.message()).find("no tensor blocks.1.attn.proj.bias"), std::string::npos)
       << s;
+  // A tensor of another architecture (LayerScale) is named, not dropped.
+  sd = read_safetensors(dir + "/model.safetensors");
+  ASSERT_TRUE(sd.ok());
+  (*sd)["blocks.0.ls1.gamma"] = Tensor::zeros({64}, DType::f32);
+  ASSERT_TRUE(write_safetensors(cut, *sd).ok());
+  s = import_state_dict("timm", cut, dir + "_run", config::Config(),
+                        {"model.vit.transformer.n_heads=4"});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("unexpected tensor blocks.0.ls1.gamma"),
+            std::string::npos)
+      << s;
 }
 
 TEST(TimmVit, ExportLoadsInTimmWithTesseraLogits) {
