@@ -23,7 +23,12 @@ std::vector<HfPiece> pieces(const models::ParamInfo& info, const config::VitConf
   if (n == "cls_token.weight") return {{"cls_token", {1, 1, d}}};
   if (n == "pos_emb.weight") return {{"pos_embed", {1, N + 1, d}}};
   if (n == "patch_embed.proj.weight") return {{"patch_embed.proj.weight", {d, C, p, p}, 0, true}};
-  if (n == "patch_embed.proj.bias") return {{"patch_embed.proj.bias", {d}}};
+  if (n == "patch_embed.proj.bias") {
+    // timm's pre_norm ViT (CLIP's layout) has a bias-free patch convolution: the bias loads as
+    // zero and exports folded into the positions (timm_vit_tensors).
+    if (c.pre_norm()) return {};
+    return {{"patch_embed.proj.bias", {d}}};
+  }
   if (absl::StartsWith(n, "ln_pre.")) return {{"norm_pre." + n.substr(7), info.spec.shape}};
   if (absl::StartsWith(n, "ln_f.")) return {{"norm." + n.substr(5), info.spec.shape}};
   if (absl::StartsWith(n, "head.")) return {{n, info.spec.shape}};
@@ -119,9 +124,20 @@ absl::StatusOr<config::VitConfig> vit_config_from_timm(const NamedTensors& sd,
 }
 
 NamedTensors timm_vit_tensors(const models::ParamStore& params, const config::VitConfig& vit) {
-  return hf_tensors_from_pieces(
+  NamedTensors out = hf_tensors_from_pieces(
       params, [&](const models::ParamInfo& info) { return pieces(info, vit); }, vit.patch(),
       vit.channels(), "timm_vit");
+  if (vit.pre_norm()) {
+    // No patch bias in timm's pre_norm ViT: (W x + b) + pos = W x + (pos + b) on the patch
+    // tokens' rows 1..N, exact (the class token's row 0 never had it).
+    const Tensor b = to_device(params.param(params.find("patch_embed.proj.bias")), Device::cpu());
+    Tensor& pos = out.at("pos_embed");  // (1, 1+N, d)
+    const int64_t d = pos.dim(2);
+    for (int64_t r = 1; r < pos.dim(1); ++r) {
+      for (int64_t k = 0; k < d; ++k) pos.data<float>()[r * d + k] += b.data<float>()[k];
+    }
+  }
+  return out;
 }
 
 absl::Status load_timm_vit(const NamedTensors& sd, models::ParamStore& params,

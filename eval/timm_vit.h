@@ -12,7 +12,9 @@
 //   cls_token (1, 1, d)                    <-> cls_token.weight (1, d)
 //   pos_embed (1, 1+N, d)                  <-> pos_emb.weight (1+N, d)
 //   patch_embed.proj: conv (d, C, p, p)    <-> patch_embed.proj: (d, p*p*C) in (py, px, c)
-//   norm_pre                               <-> ln_pre (pre_norm only)
+//   norm_pre                               <-> ln_pre (pre_norm only; timm's pre_norm ViT then
+//                                              has no patch bias: zero on import, folded into
+//                                              the patch rows of pos_embed on export)
 //   blocks.I.norm1 / norm2                 <-> blocks.I.ln1 / ln2
 //   blocks.I.attn.qkv (3d, d), attn.proj   <-> blocks.I.attn.qkv, attn.proj (same [q; k; v] rows)
 //   blocks.I.mlp.fc1 / fc2                 <-> blocks.I.mlp.fc / mlp.proj

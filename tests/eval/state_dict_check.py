@@ -1,14 +1,15 @@
 """The timm side of tests/eval/state_dict_format_test.cc (runs under REPO/.venv/bin/python, which
 scripts/setup makes with timm from PyPI on top of Debian's torch).
 
-  make_timm DIR        a randomly initialised timm VisionTransformer (32x32 images, patch 8,
+  make_timm DIR [PRE]  a randomly initialised timm VisionTransformer (32x32 images, patch 8,
                        width 64, depth 2, 4 heads, 10 classes; timm's defaults otherwise: exact
-                       GELU, LayerNorm eps 1e-6, class-token pooling) whose state dict goes to
+                       GELU, LayerNorm eps 1e-6, class-token pooling; with PRE 1 a LayerNorm
+                       before the blocks, norm_pre) whose state dict goes to
                        DIR/model.safetensors, plus DIR/check.safetensors: images (2, 32, 32, 3)
                        channels last and the model's logits (2, 10)
-  timm_logits FILE DIR S P D L H K
+  timm_logits FILE DIR S P D L H K PRE
                        builds a timm VisionTransformer (image S, patch P, width D, depth L, heads
-                       H, K classes), loads FILE strictly (every tensor, no extra) and writes
+                       H, K classes, norm_pre when PRE is 1), loads FILE strictly (every tensor, no extra) and writes
                        DIR/hf_outputs.safetensors: the logits of DIR/inputs.safetensors' images
   make_open_clip DIR ACT
                        a randomly initialised open_clip CLIP (16x16 images, patch 8, widths 48
@@ -34,15 +35,15 @@ import torch  # noqa: E402
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg  # noqa: E402
 
 
-def vit(size, patch, width, depth, heads, classes):
+def vit(size, patch, width, depth, heads, classes, pre_norm=False):
     return timm.models.vision_transformer.VisionTransformer(
         img_size=size, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads,
-        num_classes=classes, global_pool="token").eval()
+        num_classes=classes, global_pool="token", pre_norm=pre_norm).eval()
 
 
-def make_timm(out):
+def make_timm(out, pre_norm):
     torch.manual_seed(6)
-    model = vit(32, 8, 64, 2, 4, 10)
+    model = vit(32, 8, 64, 2, 4, 10, pre_norm)
     # A random init has zero biases, unit LayerNorms and a zero head: move them so that every
     # tensor's mapping is exercised.
     with torch.no_grad():
@@ -63,7 +64,7 @@ def make_timm(out):
 
 
 def timm_logits(path, d, *dims):
-    model = vit(*[int(x) for x in dims])
+    model = vit(*[int(x) for x in dims[:6]], pre_norm=dims[6] == "1")
     tensors, _ = safetensors_io.read(path)
     model.load_state_dict(tensors, strict=True)
     t, _ = safetensors_io.read(os.path.join(d, "inputs.safetensors"))
@@ -126,7 +127,7 @@ def open_clip_outputs(path, d):
 
 if __name__ == "__main__":
     if sys.argv[1] == "make_timm":
-        make_timm(sys.argv[2])
+        make_timm(sys.argv[2], len(sys.argv) > 3 and sys.argv[3] == "1")
     elif sys.argv[1] == "timm_logits":
         timm_logits(*sys.argv[2:])
     elif sys.argv[1] == "make_open_clip":

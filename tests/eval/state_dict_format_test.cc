@@ -59,10 +59,14 @@ double max_diff(const Tensor& a, const Tensor& b) {
   return worst;
 }
 
-TEST(TimmVit, ImportGivesTimmLogits) {
-  const std::string dir = run_dir("timm_vit");
+// Without and with timm's norm_pre (tessera's pre_norm).
+class TimmVitImport : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TimmVitImport, GivesTimmLogits) {
+  const bool pre_norm = GetParam();
+  const std::string dir = run_dir(pre_norm ? "timm_vit_pre_norm" : "timm_vit");
   std::filesystem::remove_all(dir);
-  python("make_timm " + dir);
+  python("make_timm " + dir + (pre_norm ? " 1" : " 0"));
   const std::string run = dir + "_run";
   std::filesystem::remove_all(run);
   absl::Status s = import_state_dict("timm", dir + "/model.safetensors", run, config::Config(),
@@ -74,7 +78,7 @@ TEST(TimmVit, ImportGivesTimmLogits) {
   EXPECT_EQ(v.image_size(), 32);
   EXPECT_EQ(v.patch(), 8);
   EXPECT_EQ(v.n_classes(), 10);
-  EXPECT_FALSE(v.pre_norm());
+  EXPECT_EQ(v.pre_norm(), pre_norm);
   EXPECT_EQ(v.transformer().d_model(), 64);
   EXPECT_EQ(v.transformer().n_layers(), 2);
   EXPECT_EQ(v.transformer().mlp_ratio(), 4);
@@ -83,9 +87,11 @@ TEST(TimmVit, ImportGivesTimmLogits) {
   auto check = read_safetensors(dir + "/check.safetensors");
   ASSERT_TRUE(check.ok()) << check.status();
   const double d = max_diff(vit_logits(run, check->at("images")), check->at("logits"));
-  std::printf("timm import: max |tessera - timm| = %.3g\n", d);
+  std::printf("timm import%s: max |tessera - timm| = %.3g\n", pre_norm ? " (norm_pre)" : "", d);
   EXPECT_LT(d, 1e-4);
 }
+
+INSTANTIATE_TEST_SUITE_P(PreNorm, TimmVitImport, ::testing::Bool());
 
 TEST(TimmVit, ImportNamesWhatTheStateDictLacks) {
   const std::string dir = run_dir("timm_vit_errors");
@@ -123,12 +129,17 @@ TEST(TimmVit, ImportNamesWhatTheStateDictLacks) {
       << s;
 }
 
-TEST(TimmVit, ExportLoadsInTimmWithTesseraLogits) {
+// Without and with pre_norm (timm's norm_pre, and its bias-free patch convolution).
+class TimmVitExport : public ::testing::TestWithParam<bool> {};
+
+TEST_P(TimmVitExport, LoadsInTimmWithTesseraLogits) {
+  const bool pre_norm = GetParam();
   auto cfg = train::testing_support::load(
       "configs/vit_tiny.pbtxt",
       {"train.steps=1", "data.global_batch_size=8", "train.peak_flops=1e9",
-       "model.vit.transformer.activation=GELU_ERF", "model.vit.transformer.layer_norm_eps=1e-6"});
-  const std::string run = run_dir("timm_vit_export");
+       "model.vit.transformer.activation=GELU_ERF", "model.vit.transformer.layer_norm_eps=1e-6",
+       std::string("model.vit.pre_norm=") + (pre_norm ? "true" : "false")});
+  const std::string run = run_dir(pre_norm ? "timm_vit_export_pre_norm" : "timm_vit_export");
   std::filesystem::remove_all(run);
   {
     train::Trainer t(cfg, run, true);
@@ -149,13 +160,15 @@ TEST(TimmVit, ExportLoadsInTimmWithTesseraLogits) {
   const auto& v = cfg.model().vit();
   python(absl::StrCat("timm_logits ", out, "/model.safetensors ", out, " ", v.image_size(), " ",
                       v.patch(), " ", v.transformer().d_model(), " ", v.transformer().n_layers(),
-                      " ", v.transformer().n_heads(), " ", v.n_classes()));
+                      " ", v.transformer().n_heads(), " ", v.n_classes(), pre_norm ? " 1" : " 0"));
   auto timm = read_safetensors(out + "/hf_outputs.safetensors");
   ASSERT_TRUE(timm.ok()) << timm.status();
   const double d = max_diff(vit_logits(run, images), timm->at("logits"));
-  std::printf("timm export: max |tessera - timm| = %.3g\n", d);
+  std::printf("timm export%s: max |tessera - timm| = %.3g\n", pre_norm ? " (norm_pre)" : "", d);
   EXPECT_LT(d, 1e-4);
 }
+
+INSTANTIATE_TEST_SUITE_P(PreNorm, TimmVitExport, ::testing::Bool());
 
 // The L2-normalised image and text embeddings of the CLIP checkpoint at `run`.
 NamedTensors clip_embeds(const std::string& run, const NamedTensors& in) {
