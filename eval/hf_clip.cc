@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "core/error.h"
 #include "eval/hf_tensors.h"
+#include "eval/hf_transformer.h"
 
 namespace tessera::eval {
 namespace {
@@ -77,16 +78,11 @@ void tower_from_hf(const nlohmann::json& t, const std::string& what, config::Tra
         absl::StrCat(what, ".intermediate_size ", inner, " is not a multiple of hidden_size ", d));
   }
   out->set_mlp_ratio(d > 0 ? int32_t(inner / d) : 4);
-  const std::string act = t.value("hidden_act", std::string("quick_gelu"));
-  if (act != "gelu_pytorch_tanh" && act != "gelu_new") {
-    problems.push_back(absl::StrCat(what, ".hidden_act \"", act,
-                                    "\": tessera's GELU is the tanh form (gelu_pytorch_tanh)"));
-  }
-  const double eps = t.value("layer_norm_eps", 1e-5);
-  if (std::fabs(eps - 1e-5) > 1e-12) {
-    problems.push_back(
-        absl::StrCat(what, ".layer_norm_eps ", eps, ": tessera's LayerNorm uses 1e-5"));
-  }
+  // HF CLIP's defaults: OpenAI's quick_gelu, eps 1e-5.
+  activation_from_hf(t.value("hidden_act", std::string("quick_gelu")), what + ".hidden_act", out,
+                     problems);
+  layer_norm_eps_from_hf(t.value("layer_norm_eps", nlohmann::json(1e-5)), what + ".layer_norm_eps",
+                         out, problems);
 }
 
 nlohmann::json tower_to_hf(const config::TransformerConfig& t) {
@@ -95,8 +91,8 @@ nlohmann::json tower_to_hf(const config::TransformerConfig& t) {
   j["num_hidden_layers"] = t.n_layers();
   j["num_attention_heads"] = t.n_heads();
   j["intermediate_size"] = int64_t(t.mlp_ratio()) * t.d_model();
-  j["hidden_act"] = "gelu_pytorch_tanh";
-  j["layer_norm_eps"] = 1e-5;
+  j["hidden_act"] = hf_activation(t, "gelu_pytorch_tanh");
+  j["layer_norm_eps"] = hf_layer_norm_eps(t);
   j["attention_dropout"] = 0.0;
   j["dropout"] = 0.0;
   return j;

@@ -2,9 +2,10 @@
 // Hugging Face CLIP interop: tessera's CLIP (InfoNCE) <-> transformers' CLIPModel directory,
 // for `tessera import/export --format hf` (eval/hf_format.h).
 //
-// The same model when the image tower has model.clip.image.pre_norm (CLIP's pre_layrnorm) and
-// both towers' hidden_act is "gelu_pytorch_tanh" (tessera's GELU; OpenAI's quick_gelu is refused,
-// naming the field). Differences handled by the map:
+// The same model when the image tower has model.clip.image.pre_norm (CLIP's pre_layrnorm). Each
+// tower's hidden_act (HF's default: OpenAI's quick_gelu) and layer_norm_eps become its
+// transformer.activation / layer_norm_eps (eval/hf_transformer.h). Differences handled by the
+// map:
 //   - HF's patch convolution has no bias: import loads zeros into tessera's patch bias; export
 //     folds the bias into the position embeddings of the patch tokens (rows 1..N), which is
 //     exact (the class token's row 0 never had it);

@@ -64,20 +64,25 @@ absl::Status import_hf(const std::string& hf_dir, const std::string& run_dir, co
                            : mc.has_vit() ? load_hf_vit(*tensors, params, mc.vit(), weights_path)
                                           : load_hf_clip(*tensors, params, mc.clip(), weights_path);
     if (!s.ok()) return s;
-    std::error_code ec;
-    std::filesystem::create_directories(run_dir, ec);
-    if (ec) return absl::InternalError(absl::StrCat(run_dir, ": ", ec.message()));
-    std::ofstream(run_dir + "/config.pbtxt") << train::config_to_text(*cfg);
-    // A step-0 checkpoint with zero optimizer state.
-    const distributed::ParallelLayout layout = distributed::ParallelLayout::local();
-    checkpoint::Checkpointer saver(*cfg, run_dir, layout, false);
-    const Tensor m = Tensor::zeros({params.trainable_numel()}, DType::f32);
-    const Tensor v = Tensor::zeros({params.trainable_numel()}, DType::f32);
-    saver.save(params, {m, v, nullptr}, checkpoint::TrainProgress{});
-    saver.finish();
+    return write_imported_run(*cfg, params, run_dir);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("importing ", hf_dir, ": ", e.what()));
   }
+}
+
+absl::Status write_imported_run(const config::Config& cfg, models::ParamStore& params,
+                                const std::string& run_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat(run_dir, ": ", ec.message()));
+  std::ofstream(run_dir + "/config.pbtxt") << train::config_to_text(cfg);
+  // A step-0 checkpoint with zero optimizer state.
+  const distributed::ParallelLayout layout = distributed::ParallelLayout::local();
+  checkpoint::Checkpointer saver(cfg, run_dir, layout, false);
+  const Tensor m = Tensor::zeros({params.trainable_numel()}, DType::f32);
+  const Tensor v = Tensor::zeros({params.trainable_numel()}, DType::f32);
+  saver.save(params, {m, v, nullptr}, checkpoint::TrainProgress{});
+  saver.finish();
   return absl::OkStatus();
 }
 

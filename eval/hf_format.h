@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "checkpoint/checkpoint.h"
+#include "models/param_store.h"
 #include "proto/config.pb.h"
 
 namespace tessera::eval {
@@ -20,6 +21,11 @@ namespace tessera::eval {
 // fault.
 absl::Status import_hf(const std::string& hf_dir, const std::string& run_dir, config::Config base,
                        const std::vector<std::string>& overrides = {});
+
+// What every import ends with: RUN_DIR/config.pbtxt (`cfg`) and a step-0 checkpoint of `params`
+// with zero optimizer state. Throws on checkpoint I/O errors like the Checkpointer.
+absl::Status write_imported_run(const config::Config& cfg, models::ParamStore& params,
+                                const std::string& run_dir);
 
 // A GPT, ViT-classifier or CLIP checkpoint -> OUT_DIR/config.json + OUT_DIR/model.safetensors.
 // weights: "raw" (the trained parameters) or "ema" (their moving average; eval/load.h

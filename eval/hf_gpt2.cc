@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "distributed/layout.h"
 #include "eval/hf_tensors.h"
+#include "eval/hf_transformer.h"
 #include "models/factory.h"
 #include "train/config.h"
 
@@ -87,15 +88,10 @@ absl::StatusOr<config::GptConfig> gpt_config_from_hf(const nlohmann::json& hf,
                                     " (tessera's MLP width is mlp_ratio * d_model)"));
   }
   t->set_mlp_ratio(d > 0 ? int32_t(inner / d) : 4);
-  const std::string act = hf.value("activation_function", std::string("gelu_new"));
-  if (act != "gelu_new" && act != "gelu_pytorch_tanh") {
-    problems.push_back(absl::StrCat("activation_function \"", act,
-                                    "\": tessera's GELU is the tanh form (gelu_new)"));
-  }
-  const double eps = hf.value("layer_norm_epsilon", 1e-5);
-  if (std::fabs(eps - 1e-5) > 1e-12) {
-    problems.push_back(absl::StrCat("layer_norm_epsilon ", eps, ": tessera's LayerNorm uses 1e-5"));
-  }
+  activation_from_hf(hf.value("activation_function", std::string("gelu_new")),
+                     "activation_function", t, problems);
+  layer_norm_eps_from_hf(hf.value("layer_norm_epsilon", nlohmann::json(1e-5)), "layer_norm_epsilon",
+                         t, problems);
   if (!hf.value("scale_attn_weights", true)) {
     problems.push_back("scale_attn_weights false: tessera scales attention by 1/sqrt(head dim)");
   }
@@ -124,8 +120,8 @@ nlohmann::json hf_config_from_gpt(const config::GptConfig& g) {
   j["n_layer"] = t.n_layers();
   j["n_head"] = t.n_heads();
   j["n_inner"] = int64_t(t.mlp_ratio()) * t.d_model();
-  j["activation_function"] = "gelu_new";
-  j["layer_norm_epsilon"] = 1e-5;
+  j["activation_function"] = hf_activation(t, "gelu_new");
+  j["layer_norm_epsilon"] = hf_layer_norm_eps(t);
   j["resid_pdrop"] = 0.0;
   j["embd_pdrop"] = 0.0;
   j["attn_pdrop"] = 0.0;

@@ -3,8 +3,10 @@
 // tessera's GPT <-> transformers' GPT2LMHeadModel directory (config.json + model.safetensors).
 //
 // The architectures are the same model: pre-LN blocks with biases everywhere, learned
-// positions, GELU in its tanh form (GPT-2's "gelu_new"), LayerNorm eps 1e-5, causal attention
-// scaled by 1/sqrt(head dim), a head tied to the token table or not. What differs is layout:
+// positions, causal attention scaled by 1/sqrt(head dim), a head tied to the token table or not;
+// activation_function (GPT-2's "gelu_new" = tessera's default tanh GELU, or "gelu", ...) and
+// layer_norm_epsilon become model.gpt.transformer.activation / layer_norm_eps
+// (eval/hf_transformer.h). What differs is layout:
 //   transformer.wte.weight (V, d)        <-> tok_emb.weight (Vp, d; rows >= V are padding)
 //   transformer.wpe.weight (T, d)        <-> pos_emb.weight
 //   transformer.h.I.ln_1 / ln_2          <-> blocks.I.ln1 / ln2

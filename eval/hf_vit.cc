@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "core/error.h"
 #include "eval/hf_tensors.h"
+#include "eval/hf_transformer.h"
 
 namespace tessera::eval {
 namespace {
@@ -75,15 +76,10 @@ absl::StatusOr<config::VitConfig> vit_config_from_hf(const nlohmann::json& hf,
   if (hf.contains("id2label") && hf["id2label"].is_object()) classes = hf["id2label"].size();
   if (classes == 0) classes = integer("num_labels", 2);
   v.set_n_classes(int32_t(classes));
-  const std::string act = hf.value("hidden_act", std::string("gelu"));
-  if (act != "gelu_pytorch_tanh" && act != "gelu_new") {
-    problems.push_back(absl::StrCat("hidden_act \"", act,
-                                    "\": tessera's GELU is the tanh form (gelu_pytorch_tanh)"));
-  }
-  const double eps = hf.value("layer_norm_eps", 1e-12);
-  if (std::fabs(eps - 1e-5) > 1e-12) {
-    problems.push_back(absl::StrCat("layer_norm_eps ", eps, ": tessera's LayerNorm uses 1e-5"));
-  }
+  // HF ViT's defaults: erf GELU, eps 1e-12.
+  activation_from_hf(hf.value("hidden_act", std::string("gelu")), "hidden_act", t, problems);
+  layer_norm_eps_from_hf(hf.value("layer_norm_eps", nlohmann::json(1e-12)), "layer_norm_eps", t,
+                         problems);
   if (!hf.value("qkv_bias", true)) problems.push_back("qkv_bias false: tessera's qkv has a bias");
   if (!problems.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -104,8 +100,8 @@ nlohmann::json hf_config_from_vit(const config::VitConfig& v) {
   j["num_hidden_layers"] = t.n_layers();
   j["num_attention_heads"] = t.n_heads();
   j["intermediate_size"] = int64_t(t.mlp_ratio()) * t.d_model();
-  j["hidden_act"] = "gelu_pytorch_tanh";
-  j["layer_norm_eps"] = 1e-5;
+  j["hidden_act"] = hf_activation(t, "gelu_pytorch_tanh");
+  j["layer_norm_eps"] = hf_layer_norm_eps(t);
   j["qkv_bias"] = true;
   j["hidden_dropout_prob"] = 0.0;
   j["attention_probs_dropout_prob"] = 0.0;

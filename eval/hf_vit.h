@@ -2,10 +2,10 @@
 // Hugging Face ViT interop: tessera's ViT classifier <-> transformers' ViTForImageClassification
 // directory (config.json + model.safetensors), for `tessera import/export --format hf`.
 //
-// The same model when the HF config says hidden_act "gelu_pytorch_tanh" (or "gelu_new") and
-// layer_norm_eps 1e-5: pre-LN blocks with biases, a class token, learned positions, the class
-// token's row after the final LayerNorm into the classifier. HF's defaults (erf GELU, eps 1e-12)
-// are refused naming the fields: tessera has no option for them yet. Layout:
+// The same model: pre-LN blocks with biases, a class token, learned positions, the class token's
+// row after the final LayerNorm into the classifier. hidden_act and layer_norm_eps (HF's
+// defaults: erf GELU, eps 1e-12) become model.vit.transformer.activation / layer_norm_eps
+// (eval/hf_transformer.h); an activation tessera has no kernel for is refused naming it. Layout:
 //   vit.embeddings.cls_token (1, 1, d)              <-> cls_token.weight (1, d)
 //   vit.embeddings.position_embeddings (1, 1+N, d)  <-> pos_emb.weight (1+N, d)
 //   vit.embeddings.patch_embeddings.projection      <-> patch_embed.proj: conv (d, C, p, p) vs

@@ -9,6 +9,7 @@
 #include "core/philox.h"
 #include "core/random.h"
 #include "models/device_batch.h"
+#include "models/transformer_options.h"
 #include "ops/activation.h"
 #include "ops/elementwise.h"
 #include "ops/gated_residual.h"
@@ -93,10 +94,12 @@ Dit::Dit(const config::DitConfig& c, bool recompute, distributed::Communicator* 
   o.n_heads = c.transformer().n_heads();
   o.mlp_ratio = c.transformer().mlp_ratio();
   o.recompute = recompute;
+  o.activation = block_activation(c.transformer());
+  o.ln_eps = block_layer_norm_eps(c.transformer(), 1e-6f);
   for (int i = 0; i < c.transformer().n_layers(); ++i) {
     blocks_.push_back(std::make_unique<AdaLnBlock>(store_, absl::StrCat("blocks.", i), o));
   }
-  final_ = std::make_unique<AdaLnFinal>(store_, "final", dim_, patch_dim_);
+  final_ = std::make_unique<AdaLnFinal>(store_, "final", dim_, patch_dim_, o.ln_eps);
   pos_ = sincos_2d(grid_, dim_);
   store_.finalize(device);
 }

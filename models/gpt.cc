@@ -8,6 +8,7 @@
 #include "models/device_batch.h"
 #include "models/distillation.h"
 #include "models/layers/tensor_parallel.h"
+#include "models/transformer_options.h"
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
@@ -37,6 +38,8 @@ BlockOptions block_options(const config::GptConfig& c, bool recompute) {
   o.init = Init::normal(0.02f);
   // GPT-2: residual projections scaled by 1/sqrt(2 * n_layers) (two residual adds per block).
   o.proj_init = Init::normal(0.02f / std::sqrt(2.0f * float(t.n_layers())));
+  o.activation = block_activation(t);
+  o.ln_eps = block_layer_norm_eps(t);
   return o;
 }
 
@@ -76,7 +79,7 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* 
   for (int i = 0; i < c.transformer().n_layers(); ++i) {
     blocks_.push_back(std::make_unique<TransformerBlock>(store_, absl::StrCat("blocks.", i), o));
   }
-  ln_f_ = std::make_unique<LayerNorm>(store_, "ln_f", c.transformer().d_model());
+  ln_f_ = std::make_unique<LayerNorm>(store_, "ln_f", c.transformer().d_model(), o.ln_eps);
   if (!c.tie_embedding()) {
     // Split along the vocabulary like tok_emb: this rank's logits are its vocabulary slice.
     head_ = store_.add({"head.weight",

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "models/transformer_options.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
 
@@ -32,11 +33,13 @@ TextTower::TextTower(ParamStore& store, const std::string& prefix, const config:
   o.recompute = recompute;
   o.init = Init::normal(0.02f);
   o.proj_init = Init::normal(0.02f / std::sqrt(2.0f * float(c.transformer().n_layers())));
+  o.activation = block_activation(c.transformer());
+  o.ln_eps = block_layer_norm_eps(c.transformer());
   for (int i = 0; i < c.transformer().n_layers(); ++i) {
     blocks_.push_back(
         std::make_unique<TransformerBlock>(store, absl::StrCat(prefix, "blocks.", i), o));
   }
-  ln_f_ = std::make_unique<LayerNorm>(store, prefix + "ln_f", dim_);
+  ln_f_ = std::make_unique<LayerNorm>(store, prefix + "ln_f", dim_, o.ln_eps);
 }
 
 Tensor TextTower::forward(const Tensor& text, const Tensor& eot) {

@@ -1,6 +1,7 @@
 #include "models/vision_tower.h"
 
 #include "absl/strings/str_cat.h"
+#include "models/transformer_options.h"
 #include "ops/elementwise.h"
 #include "ops/tokens.h"
 
@@ -48,12 +49,14 @@ VisionTower::VisionTower(ParamStore& store, const std::string& prefix, const con
   o.causal = false;
   o.recompute = recompute;
   o.init = o.proj_init = Init::normal(0.02f);  // ViT does not scale the residual projections
-  if (c.pre_norm()) ln_pre_ = std::make_unique<LayerNorm>(store, prefix + "ln_pre", dim_);
+  o.activation = block_activation(c.transformer());
+  o.ln_eps = block_layer_norm_eps(c.transformer());
+  if (c.pre_norm()) ln_pre_ = std::make_unique<LayerNorm>(store, prefix + "ln_pre", dim_, o.ln_eps);
   for (int i = 0; i < c.transformer().n_layers(); ++i) {
     blocks_.push_back(
         std::make_unique<TransformerBlock>(store, absl::StrCat(prefix, "blocks.", i), o));
   }
-  ln_f_ = std::make_unique<LayerNorm>(store, prefix + "ln_f", dim_);
+  ln_f_ = std::make_unique<LayerNorm>(store, prefix + "ln_f", dim_, o.ln_eps);
 }
 
 Tensor VisionTower::forward(const Tensor& images, bool for_backward) {

@@ -2,6 +2,8 @@
 // activation checks and dispatches alike; only its kernels differ.
 #include "ops/activation.h"
 
+#include "absl/strings/str_cat.h"
+#include "core/error.h"
 #include "core/timer.h"
 #include "ops/check.h"
 #include "ops/cpu/activation.h"
@@ -34,6 +36,18 @@ constexpr Kernels kGelu{"activation", "gelu_forward", "gelu_backward",
                         cpu::gelu_forward, cpu::gelu_backward,
 #if TESSERA_WITH_CUDA
                         cuda::gelu_forward, cuda::gelu_backward,
+#endif
+};
+constexpr Kernels kGeluErf{"gelu_erf", "gelu_erf_forward", "gelu_erf_backward",
+                           cpu::gelu_erf_forward, cpu::gelu_erf_backward,
+#if TESSERA_WITH_CUDA
+                           cuda::gelu_erf_forward, cuda::gelu_erf_backward,
+#endif
+};
+constexpr Kernels kQuickGelu{"quick_gelu", "quick_gelu_forward", "quick_gelu_backward",
+                             cpu::quick_gelu_forward, cpu::quick_gelu_backward,
+#if TESSERA_WITH_CUDA
+                             cuda::quick_gelu_forward, cuda::quick_gelu_backward,
 #endif
 };
 constexpr Kernels kSilu{"silu", "silu_forward", "silu_backward",
@@ -79,6 +93,12 @@ void backward(const Tensor& dy, const Tensor& x, const Tensor& dx) {
 void gelu_forward(const Tensor& x, const Tensor& y) {
   forward<kGelu>(x, y);
 }
+void gelu_erf_forward(const Tensor& x, const Tensor& y) {
+  forward<kGeluErf>(x, y);
+}
+void quick_gelu_forward(const Tensor& x, const Tensor& y) {
+  forward<kQuickGelu>(x, y);
+}
 void silu_forward(const Tensor& x, const Tensor& y) {
   forward<kSilu>(x, y);
 }
@@ -86,8 +106,38 @@ void silu_forward(const Tensor& x, const Tensor& y) {
 void gelu_backward(const Tensor& dy, const Tensor& x, const Tensor& dx) {
   backward<kGelu>(dy, x, dx);
 }
+void gelu_erf_backward(const Tensor& dy, const Tensor& x, const Tensor& dx) {
+  backward<kGeluErf>(dy, x, dx);
+}
+void quick_gelu_backward(const Tensor& dy, const Tensor& x, const Tensor& dx) {
+  backward<kQuickGelu>(dy, x, dx);
+}
 void silu_backward(const Tensor& dy, const Tensor& x, const Tensor& dx) {
   backward<kSilu>(dy, x, dx);
+}
+
+void activation_forward(Activation a, const Tensor& x, const Tensor& y) {
+  switch (a) {
+    case Activation::kGeluTanh:
+      return gelu_forward(x, y);
+    case Activation::kGeluErf:
+      return gelu_erf_forward(x, y);
+    case Activation::kQuickGelu:
+      return quick_gelu_forward(x, y);
+  }
+  throw_error(absl::StrCat("activation_forward: unknown activation ", int(a)));
+}
+
+void activation_backward(Activation a, const Tensor& dy, const Tensor& x, const Tensor& dx) {
+  switch (a) {
+    case Activation::kGeluTanh:
+      return gelu_backward(dy, x, dx);
+    case Activation::kGeluErf:
+      return gelu_erf_backward(dy, x, dx);
+    case Activation::kQuickGelu:
+      return quick_gelu_backward(dy, x, dx);
+  }
+  throw_error(absl::StrCat("activation_backward: unknown activation ", int(a)));
 }
 
 }  // namespace tessera::ops

@@ -13,6 +13,7 @@
 #include "core/safetensors.h"
 #include "eval/hf_format.h"
 #include "eval/load.h"
+#include "eval/state_dict_format.h"
 #include "models/factory.h"
 #include "tools/cli_args.h"
 #include "train/config.h"
@@ -21,7 +22,8 @@ namespace tessera::tools {
 namespace {
 
 constexpr const char* kExportUsage =
-    R"(usage: tessera export --checkpoint CKPT [--format safetensors|hf] [--weights W] --out FILE|DIR
+    R"(usage: tessera export --checkpoint CKPT [--format safetensors|hf|timm|open_clip]
+                      [--weights W] --out FILE|DIR
 
 Writes the model parameters of a checkpoint as one safetensors file: full (unsharded) tensors
 under their global names (text.blocks.0.attn.qkv.weight, ...), f32, whatever data/tensor-parallel
@@ -34,10 +36,13 @@ The header's __metadata__ holds the step, the model kind and which weights were 
                       Hugging Face GPT2LMHeadModel / ViTForImageClassification / CLIPModel
                       directory
                       (config.json + model.safetensors) that from_pretrained loads
-                      (eval/hf_format.h)
+                      (eval/hf_format.h); or timm: a ViT classifier as a state dict
+                      of timm's VisionTransformer (eval/timm_vit.h), one safetensors file;
+                      or open_clip: a CLIP (image pre_norm) as a state dict of open_clip's
+                      CLIP (eval/open_clip.h), one safetensors file
   --weights W         ema (the moving average of the weights, train.ema_decay), raw (the trained
                       parameters), or auto (default: ema when the checkpoint holds one, else raw),
-                      as tessera eval and sample
+                      as tessera eval and sample; every format
   --out FILE          the output file (written to FILE.tmp, then renamed); a directory for hf
 
 Exit status: 0 written; 1 error (the message names the file and tensor).
@@ -67,8 +72,8 @@ int export_command(int argc, char** argv) {
     std::fprintf(stderr, "tessera export: --checkpoint and --out are required\n%s", kExportUsage);
     return 1;
   }
-  if (format != "safetensors" && format != "hf") {
-    return fail("export", "--format " + format + ": safetensors or hf");
+  if (format != "safetensors" && format != "hf" && format != "timm" && format != "open_clip") {
+    return fail("export", "--format " + format + ": safetensors, hf, timm or open_clip");
   }
   auto ckpt = checkpoint::open_checkpoint(ckpt_path);
   if (!ckpt.ok()) return fail("export", std::string(ckpt.status().message()));
@@ -81,6 +86,14 @@ int export_command(int argc, char** argv) {
     std::printf("export: %s (step %lld, %s weights) -> %s/config.json, %s/model.safetensors\n",
                 ckpt->dir.c_str(), static_cast<long long>(ckpt->step), weights->c_str(),
                 out.c_str(), out.c_str());
+    return 0;
+  }
+  if (format == "timm" || format == "open_clip") {
+    // Another library's state dict in one file (eval/state_dict_format.h).
+    absl::Status s = eval::export_state_dict(format, *ckpt, out, *weights);
+    if (!s.ok()) return fail("export", std::string(s.message()));
+    std::printf("export: %s (step %lld, %s weights) -> %s (%s state dict)\n", ckpt->dir.c_str(),
+                static_cast<long long>(ckpt->step), weights->c_str(), out.c_str(), format.c_str());
     return 0;
   }
   try {
@@ -181,16 +194,26 @@ int inspect_checkpoint(const std::string& path) {
 namespace {
 
 constexpr const char* kImportUsage =
-    R"(usage: tessera import --format hf --in DIR --out RUN_DIR [--config BASE.pbtxt] [--set P=V]
+    R"(usage: tessera import [--format hf|timm|open_clip] --in DIR|FILE --out RUN_DIR
+                      [--config BASE.pbtxt] [--set P=V]
 
 Imports a Hugging Face GPT2LMHeadModel, ViTForImageClassification or CLIPModel directory (config.json +
 model.safetensors, as save_pretrained writes them) as a tessera GPT, ViT or CLIP: RUN_DIR/config.pbtxt
 and a checkpoint at step 0 (no optimizer state yet) that eval, generate, export, train --resume
-and init.checkpoint read. The architecture must be one tessera's matches (tanh GELU, LayerNorm
-eps 1e-5, ...); anything else is named.
+and init.checkpoint read. The activation (hidden_act / activation_function: gelu_new,
+gelu_pytorch_tanh, gelu, quick_gelu) and LayerNorm eps become model.*.transformer.activation and
+layer_norm_eps; a setting tessera cannot match is named.
 
-  --format hf         the only format
-  --in DIR            the Hugging Face model directory
+  --format hf         (default) a Hugging Face model directory
+  --format timm       a state dict of timm's VisionTransformer (class-token pooling) in one
+                      safetensors file: the shapes give the model, except the head count
+                      (--set model.vit.transformer.n_heads=H); timm's exact GELU and eps 1e-6
+                      unless set (eval/timm_vit.h)
+  --format open_clip  a state dict of open_clip's CLIP in one safetensors file: the shapes give
+                      the model, except the head counts (--set
+                      model.clip.image.transformer.n_heads=H, model.clip.text...); open_clip's
+                      exact GELU unless set (QUICK_GELU for -quickgelu models; eval/open_clip.h)
+  --in DIR|FILE       the Hugging Face model directory, or the state dict file
   --out RUN_DIR       the tessera run directory to create
   --config BASE       a GPT config for the other settings (train, optim, data, ...); its
                       model.gpt is replaced by the imported one (default: built-in defaults)
@@ -208,8 +231,10 @@ int import_command(int argc, char** argv) {
   }
   if (a.help) return std::fputs(kImportUsage, stdout), 0;
   const std::string in = a.get("--in"), out = a.get("--out");
-  if (in.empty() || out.empty() || a.get("--format", "hf") != "hf") {
-    std::fprintf(stderr, "tessera import: --format hf, --in and --out are required\n%s",
+  const std::string format = a.get("--format", "hf");
+  if (in.empty() || out.empty() || (format != "hf" && format != "timm" && format != "open_clip")) {
+    std::fprintf(stderr,
+                 "tessera import: --format hf|timm|open_clip, --in and --out are required\n%s",
                  kImportUsage);
     return 1;
   }
@@ -225,7 +250,8 @@ int import_command(int argc, char** argv) {
     }
     base = *c;
   }
-  absl::Status s = eval::import_hf(in, out, base, sets);
+  absl::Status s = format == "hf" ? eval::import_hf(in, out, base, sets)
+                                  : eval::import_state_dict(format, in, out, base, sets);
   if (!s.ok()) return fail("import", std::string(s.message()));
   std::printf("import: %s -> %s (config.pbtxt, checkpoints/step_00000000)\n", in.c_str(),
               out.c_str());

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -86,8 +87,17 @@ absl::Status validate_transformer(const Validator& v, const std::string& p,
     if (value <= 0)
       return v.fail(absl::StrCat(p, ".", name), absl::StrCat("must be > 0, got ", value));
   }
-  return v.check(t.d_model() % t.n_heads() == 0, p + ".n_heads",
-                 absl::StrCat(t.n_heads(), " heads do not divide ", p, ".d_model = ", t.d_model()));
+  if (t.d_model() % t.n_heads() != 0) {
+    return v.fail(p + ".n_heads", absl::StrCat(t.n_heads(), " heads do not divide ", p,
+                                               ".d_model = ", t.d_model()));
+  }
+  if (!config::TransformerConfig::Activation_IsValid(t.activation())) {
+    return v.fail(p + ".activation", absl::StrCat("unknown value ", int(t.activation())));
+  }
+  // Unset: the model's own eps (models/transformer_options.h).
+  return v.check(
+      !t.has_layer_norm_eps() || (t.layer_norm_eps() > 0 && std::isfinite(t.layer_norm_eps())),
+      p + ".layer_norm_eps", absl::StrCat("must be a finite number > 0, got ", t.layer_norm_eps()));
 }
 
 absl::Status validate_image(const Validator& v, const std::string& p, int image_size, int patch,

@@ -22,6 +22,8 @@ void BM_Forward(benchmark::State& state, void (*forward)(const Tensor& x, const 
                                               benchmark::Counter::kIsRate);
 }
 BENCHMARK_CAPTURE(BM_Forward, gelu, ops::gelu_forward)->Apply(on_8m_elements);
+BENCHMARK_CAPTURE(BM_Forward, gelu_erf, ops::gelu_erf_forward)->Apply(on_8m_elements);
+BENCHMARK_CAPTURE(BM_Forward, quick_gelu, ops::quick_gelu_forward)->Apply(on_8m_elements);
 BENCHMARK_CAPTURE(BM_Forward, silu, ops::silu_forward)->Apply(on_8m_elements);
 
 // Backward reads dy and x, writes dx: 12 bytes per element.
@@ -35,20 +37,24 @@ void BM_Backward(benchmark::State& state,
                                               benchmark::Counter::kIsRate);
 }
 BENCHMARK_CAPTURE(BM_Backward, gelu, ops::gelu_backward)->Apply(on_8m_elements);
+BENCHMARK_CAPTURE(BM_Backward, gelu_erf, ops::gelu_erf_backward)->Apply(on_8m_elements);
+BENCHMARK_CAPTURE(BM_Backward, quick_gelu, ops::quick_gelu_backward)->Apply(on_8m_elements);
 BENCHMARK_CAPTURE(BM_Backward, silu, ops::silu_backward)->Apply(on_8m_elements);
 
-// oneDNN's eltwise gelu_tanh, forward (range(1) == 0) or backward (1), with primitives built once
-// outside the loop: the comparison behind the own kernel in ops/cpu/activation.cc.
+// oneDNN's eltwise gelu_tanh (range(2) == 0) or gelu_erf (1), forward (range(1) == 0) or
+// backward (1), with primitives built once outside the loop: the comparison behind the own
+// kernels in ops/cpu/activation.cc.
 void BM_GeluOneDnn(benchmark::State& state) {
   using namespace dnnl;
   const int64_t n = state.range(0);
   const bool backward = state.range(1) != 0;
+  const algorithm alg = state.range(2) ? algorithm::eltwise_gelu_erf : algorithm::eltwise_gelu_tanh;
   engine eng(engine::kind::cpu, 0);
   stream s(eng);
   memory::desc md({n}, memory::data_type::f32, memory::format_tag::a);
-  eltwise_forward::desc fd(prop_kind::forward_training, algorithm::eltwise_gelu_tanh, md, 0.f, 0.f);
+  eltwise_forward::desc fd(prop_kind::forward_training, alg, md, 0.f, 0.f);
   eltwise_forward::primitive_desc fpd(fd, eng);
-  eltwise_backward::desc bd(algorithm::eltwise_gelu_tanh, md, md, 0.f, 0.f);
+  eltwise_backward::desc bd(alg, md, md, 0.f, 0.f);
   eltwise_backward::primitive_desc bpd(bd, eng, fpd);
   memory a(md, eng), b(md, eng), c(md, eng);
   for (memory* m : {&a, &b, &c}) std::memset(m->get_data_handle(), 0, size_t(n) * 4);
@@ -67,8 +73,10 @@ void BM_GeluOneDnn(benchmark::State& state) {
                          benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_GeluOneDnn)
-    ->Args({8 << 20, 0})
-    ->Args({8 << 20, 1})
+    ->Args({8 << 20, 0, 0})
+    ->Args({8 << 20, 1, 0})
+    ->Args({8 << 20, 0, 1})
+    ->Args({8 << 20, 1, 1})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

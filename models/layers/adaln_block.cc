@@ -25,13 +25,13 @@ Tensor like(const Tensor& t) {
 AdaLnBlock::AdaLnBlock(ParamStore& store, const std::string& name, const AdaLnBlockOptions& o)
     : recompute_(o.recompute),
       ada_(store, name + ".adaln", o.dim, 6),
-      norm1_(o.dim),
+      norm1_(o.dim, o.ln_eps),
       // DiT's qkv is one nn.Linear(d, 3d): Xavier over the fused (3d, d) matrix.
       attn_(store, name + ".attn", o.dim, o.n_heads, /*causal=*/false, xavier(o.dim, 3 * o.dim),
             xavier(o.dim, o.dim)),
-      norm2_(o.dim),
+      norm2_(o.dim, o.ln_eps),
       mlp_(store, name + ".mlp", o.dim, o.mlp_ratio * o.dim, xavier(o.dim, o.mlp_ratio * o.dim),
-           xavier(o.mlp_ratio * o.dim, o.dim)) {}
+           xavier(o.mlp_ratio * o.dim, o.dim), o.activation) {}
 
 Tensor AdaLnBlock::run_forward(const Tensor& x, const Tensor& c) {
   mod_ = ada_.forward(c);  // (6, B, d)
@@ -98,9 +98,10 @@ AdaLnGrads AdaLnBlock::backward(const Tensor& dy) {
   return {dx, ada_.backward(dmod)};
 }
 
-AdaLnFinal::AdaLnFinal(ParamStore& store, const std::string& name, int64_t dim, int64_t out)
+AdaLnFinal::AdaLnFinal(ParamStore& store, const std::string& name, int64_t dim, int64_t out,
+                       float ln_eps)
     : ada_(store, name + ".adaln", dim, 2),
-      norm_(dim),
+      norm_(dim, ln_eps),
       linear_(store, name + ".linear", dim, out, true, Init::zeros()) {}
 
 Tensor AdaLnFinal::forward(const Tensor& x, const Tensor& c) {

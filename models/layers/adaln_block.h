@@ -33,6 +33,8 @@ struct AdaLnBlockOptions {
   int n_heads = 0;
   int mlp_ratio = 4;
   bool recompute = false;
+  ops::Activation activation = ops::Activation::kGeluTanh;  // the MLP's (DiT's is tanh GELU)
+  float ln_eps = 1e-6f;                                     // norm1's and norm2's (DiT's)
 };
 
 class AdaLnBlock {
@@ -64,7 +66,8 @@ class AdaLnBlock {
 
 class AdaLnFinal {
  public:
-  AdaLnFinal(ParamStore& store, const std::string& name, int64_t dim, int64_t out);
+  AdaLnFinal(ParamStore& store, const std::string& name, int64_t dim, int64_t out,
+             float ln_eps = 1e-6f);
 
   Tensor forward(const Tensor& x, const Tensor& c);  // x (B, T, d), c (B, d) -> (B, T, out)
   // Contract: parameter grads ACCUMULATE; dx and dc are written.

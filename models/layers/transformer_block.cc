@@ -14,10 +14,10 @@ int64_t block_stack_saved_floats(int64_t n_layers, int64_t B, int64_t T, int64_t
 TransformerBlock::TransformerBlock(ParamStore& store, const std::string& name,
                                    const BlockOptions& o)
     : recompute_(o.recompute),
-      ln1_(store, name + ".ln1", o.dim),
+      ln1_(store, name + ".ln1", o.dim, o.ln_eps),
       attn_(store, name + ".attn", o.dim, o.n_heads, o.causal, o.init, o.proj_init),
-      ln2_(store, name + ".ln2", o.dim),
-      mlp_(store, name + ".mlp", o.dim, o.mlp_ratio * o.dim, o.init, o.proj_init),
+      ln2_(store, name + ".ln2", o.dim, o.ln_eps),
+      mlp_(store, name + ".mlp", o.dim, o.mlp_ratio * o.dim, o.init, o.proj_init, o.activation),
       attn_drop_(name + ".attn.drop"),
       mlp_drop_(name + ".mlp.drop") {}
 

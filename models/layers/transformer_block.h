@@ -25,6 +25,8 @@ struct BlockOptions {
   bool recompute = false;
   Init init = Init::normal(0.02f);       // qkv and fc weights
   Init proj_init = Init::normal(0.02f);  // residual projections (attn.proj, mlp.proj)
+  ops::Activation activation = ops::Activation::kGeluTanh;  // the MLP's
+  float ln_eps = 1e-5f;                                     // ln1's and ln2's
 };
 
 // Activation floats a stack of `n_layers` pre-LN blocks keeps for backward, for B·T tokens of

@@ -28,6 +28,26 @@ struct Gelu {
   }
 };
 
+// Exact GELU: y = x Phi(x), with CUDA's normcdff for Phi (accurate in both tails, where the
+// CPU kernel uses a vectorisable erfc fit of the same relative accuracy);
+// dx = dy * (Phi(x) + x phi(x)).
+struct GeluErf {
+  __device__ static float forward(float v) { return v * normcdff(v); }
+  __device__ static float backward(float dy, float v) {
+    const float pdf = 0.3989422804014327f * expf(-0.5f * v * v);
+    return dy * (normcdff(v) + v * pdf);
+  }
+};
+
+// QuickGELU: y = x * sigmoid(1.702 x), dx = dy * (s + 1.702 x s (1 - s)).
+struct QuickGelu {
+  __device__ static float forward(float v) { return v / (1.0f + expf(-1.702f * v)); }
+  __device__ static float backward(float dy, float v) {
+    const float s = 1.0f / (1.0f + expf(-1.702f * v));
+    return dy * (s + 1.702f * v * s * (1.0f - s));
+  }
+};
+
 // SiLU: y = x * sigmoid(x), dx = dy * (s + x * s * (1 - s)).
 struct Silu {
   __device__ static float forward(float v) { return v / (1.0f + expf(-v)); }
@@ -94,6 +114,23 @@ void gelu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
 
 void gelu_backward(const float* dy, const float* x, float* dx, int64_t n, cudaStream_t stream) {
   launch_backward<Gelu>(dy, x, dx, n, stream, "gelu_backward");
+}
+
+void gelu_erf_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
+  launch_forward<GeluErf>(x, y, n, stream, "gelu_erf_forward");
+}
+
+void gelu_erf_backward(const float* dy, const float* x, float* dx, int64_t n, cudaStream_t stream) {
+  launch_backward<GeluErf>(dy, x, dx, n, stream, "gelu_erf_backward");
+}
+
+void quick_gelu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
+  launch_forward<QuickGelu>(x, y, n, stream, "quick_gelu_forward");
+}
+
+void quick_gelu_backward(const float* dy, const float* x, float* dx, int64_t n,
+                         cudaStream_t stream) {
+  launch_backward<QuickGelu>(dy, x, dx, n, stream, "quick_gelu_backward");
 }
 
 void silu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {

@@ -11,6 +11,15 @@ void gelu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
 // dx written.
 void gelu_backward(const float* dy, const float* x, float* dx, int64_t n, cudaStream_t stream);
 
+void gelu_erf_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
+// dx written.
+void gelu_erf_backward(const float* dy, const float* x, float* dx, int64_t n, cudaStream_t stream);
+
+void quick_gelu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
+// dx written.
+void quick_gelu_backward(const float* dy, const float* x, float* dx, int64_t n,
+                         cudaStream_t stream);
+
 void silu_forward(const float* x, float* y, int64_t n, cudaStream_t stream);
 // dx written.
 void silu_backward(const float* dy, const float* x, float* dx, int64_t n, cudaStream_t stream);

@@ -1,10 +1,12 @@
-// GELU and SiLU, the activation family: forward and backward against PyTorch over each one's
-// regimes, in place, thread-count independence and argument errors.
+// GELU (tanh and erf forms), QuickGELU and SiLU, the activation family: forward and backward
+// against PyTorch over each one's regimes, in place, thread-count independence and argument errors.
 #include "ops/activation.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <string>
@@ -40,7 +42,12 @@ const std::vector<float> kGeluExtremes = {-1e4f, -100.f, -20.f, -9.f, -3.f, -1e-
 const std::vector<float> kSiluExtremes = {-1e4f, -100.f, -89.f, -20.f, -3.f, -1e-3f, -1e-7f, 0.f,
                                           1e-7f, 1e-3f,  0.5f,  3.f,   20.f, 88.f,   100.f,  1e4f};
 const Activation kGelu{"gelu", ops::gelu_forward, ops::gelu_backward, kGeluExtremes, 6.0f, 1e-5};
+const Activation kGeluErf{
+    "gelu_erf", ops::gelu_erf_forward, ops::gelu_erf_backward, kGeluExtremes, 6.0f, 1e-6};
+const Activation kQuickGelu{
+    "quick_gelu", ops::quick_gelu_forward, ops::quick_gelu_backward, kSiluExtremes, 8.0f, 1e-6};
 const Activation kSilu{"silu", ops::silu_forward, ops::silu_backward, kSiluExtremes, 8.0f, 1e-6};
+const std::vector<const Activation*> kAll = {&kGelu, &kGeluErf, &kQuickGelu, &kSilu};
 
 Tensor from_values(const std::vector<float>& v) {
   Tensor t = Tensor::empty({int64_t(v.size())}, DType::f32);
@@ -82,6 +89,12 @@ void expect_matches_torch(const Activation& a, Device device) {
 TEST_P(ActivationTest, GeluMatchesTorch) {
   expect_matches_torch(kGelu, device());
 }
+TEST_P(ActivationTest, GeluErfMatchesTorch) {
+  expect_matches_torch(kGeluErf, device());
+}
+TEST_P(ActivationTest, QuickGeluMatchesTorch) {
+  expect_matches_torch(kQuickGelu, device());
+}
 TEST_P(ActivationTest, SiluMatchesTorch) {
   expect_matches_torch(kSilu, device());
 }
@@ -101,11 +114,47 @@ TEST_P(ActivationTest, GeluAccurateNearZero) {
   }
 }
 
+// The exact GELU element by element against double-precision erfc, over the left tail where
+// x Phi(x) is tiny (the tensor-scale measure would hide a relative error there), zero and the
+// right side: the erfc fit keeps its fractional accuracy everywhere. Its derivative likewise.
+// Prints the worst relative error of each.
+TEST_P(ActivationTest, GeluErfRelativeAccuracyElementwise) {
+  const int64_t n = 2001;
+  Tensor x = Tensor::empty({n}, DType::f32);
+  for (int64_t i = 0; i < n; ++i) x.data<float>()[i] = -12.0f + 18.0f * float(i) / float(n - 1);
+  Tensor ones = Tensor::empty({n}, DType::f32);
+  for (int64_t i = 0; i < n; ++i) ones.data<float>()[i] = 1.0f;
+  Tensor y = Tensor::empty({n}, DType::f32, device()),
+         dx = Tensor::empty({n}, DType::f32, device());
+  ops::gelu_erf_forward(to_device(x, device()), y);
+  ops::gelu_erf_backward(to_device(ones, device()), to_device(x, device()), dx);
+  Tensor yh = testing::to_cpu_f32(y), dh = testing::to_cpu_f32(dx);
+  double worst_y = 0, worst_dx = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x.data<float>()[i];
+    if (v == 0) continue;
+    const double cdf = 0.5 * std::erfc(-v / std::sqrt(2.0));
+    const double pdf = std::exp(-0.5 * v * v) / std::sqrt(2.0 * M_PI);
+    const double expect = v * cdf, dexpect = cdf + v * pdf;
+    // 2e-6, plus the f32 rounding of exp's argument -x^2/2 in the far tail (values < 1e-6).
+    const double rel = 2e-6 + 1.5e-7 * v * v;
+    EXPECT_NEAR(yh.data<float>()[i], expect, rel * std::abs(expect)) << v;
+    // The derivative cancels near x = -0.75 (its zero): bound by the size of its terms.
+    EXPECT_NEAR(dh.data<float>()[i], dexpect, rel * (cdf + std::abs(v) * pdf)) << v;
+    if (std::abs(v) <= 5) {
+      worst_y = std::max(worst_y, std::abs(yh.data<float>()[i] - expect) / std::abs(expect));
+      worst_dx =
+          std::max(worst_dx, std::abs(dh.data<float>()[i] - dexpect) / (cdf + std::abs(v) * pdf));
+    }
+  }
+  std::printf("gelu_erf |x| <= 5: worst relative error y %.3g, dx %.3g\n", worst_y, worst_dx);
+}
+
 // CPU only (thread count is a CPU notion).
 TEST(ActivationCpu, SameForAnyThreadCount) {
   const Shape s = {5, 70001};
   Tensor x = testing::normal(s, 1, 3.0f), dy = testing::normal(s, 2);
-  for (const Activation* a : {&kGelu, &kSilu}) {
+  for (const Activation* a : kAll) {
     auto run = [&](int threads) {
       const int saved = num_threads();
       set_num_threads(threads);
@@ -127,7 +176,7 @@ TEST_P(ActivationTest, BadArgumentsNameOpAndShapes) {
   Tensor x = Tensor::zeros({4, 3}, DType::f32, device());
   Tensor y = Tensor::zeros({4, 2}, DType::f32, device());
   Tensor i = Tensor::zeros({4, 3}, DType::i32, device());
-  for (const Activation* a : {&kGelu, &kSilu}) {
+  for (const Activation* a : kAll) {
     const std::string name = a->name;
     try {
       a->forward(x, y);

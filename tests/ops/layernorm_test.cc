@@ -81,6 +81,45 @@ TEST_P(LayerNormTest, MatchesTorch) {
   }
 }
 
+// The eps the models take from config (TransformerConfig.layer_norm_eps): HF ViT's 1e-12, timm's
+// 1e-6, and a large one. Rows of small variance (std 1e-3, variance 1e-6) make eps matter: with
+// 1e-12 against 1e-5 y would differ by about 5x, so a kernel ignoring eps fails.
+TEST_P(LayerNormTest, MatchesTorchAtEachEps) {
+  const Shape s = {33, 96};
+  const int64_t C = s.back(), N = rows_of(s);
+  for (const char* eps_text : {"1e-12", "1e-6", "0.1"}) {
+    const float eps = std::stof(eps_text);
+    NamedTensors in;
+    in["x"] = testing::normal(s, 70, 1e-3f);
+    in["weight"] = testing::uniform({C}, 71, 0.5f, 1.5f);
+    in["bias"] = testing::uniform({C}, 72);
+    in["dy"] = testing::normal(s, 73);
+    in["dweight0"] = Tensor::zeros({C}, DType::f32);
+    in["dbias0"] = Tensor::zeros({C}, DType::f32);
+    NamedTensors ref = testing::run_reference("layernorm",
+                                              {{case_key(0, "x"), in["x"]},
+                                               {case_key(0, "weight"), in["weight"]},
+                                               {case_key(0, "bias"), in["bias"]},
+                                               {case_key(0, "dy"), in["dy"]},
+                                               {case_key(0, "dweight0"), in["dweight0"]},
+                                               {case_key(0, "dbias0"), in["dbias0"]}},
+                                              {{case_key(0, "eps"), eps_text}});
+    auto dev = [&](const char* name) { return to_device(in[name], device()); };
+    Tensor y = Tensor::empty(s, DType::f32, device());
+    Tensor mean = Tensor::empty({N}, DType::f32, device());
+    Tensor rstd = Tensor::empty({N}, DType::f32, device());
+    ops::layernorm_forward(dev("x"), dev("weight"), dev("bias"), y, mean, rstd, eps);
+    const std::string what = std::string("eps ") + eps_text;
+    EXPECT_ALL_CLOSE(y, ref[case_key(0, "y")], 1e-5, "y " + what);
+    EXPECT_ALL_CLOSE(rstd, ref[case_key(0, "rstd")], 1e-5, "rstd " + what);
+    Tensor dx = Tensor::empty(s, DType::f32, device());
+    Tensor dw = dev("dweight0"), db = dev("dbias0");
+    ops::layernorm_backward(dev("dy"), dev("x"), dev("weight"), mean, rstd, dx, dw, db);
+    EXPECT_ALL_CLOSE(dx, ref[case_key(0, "dx")], 1e-5, "dx " + what);
+    EXPECT_ALL_CLOSE(dw, ref[case_key(0, "dweight")], 1e-5, "dweight " + what);
+  }
+}
+
 // sum(y * r) in double: the scalar objective whose gradient backward computes with dy = r.
 double objective(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& r,
                  Device device) {

@@ -113,6 +113,32 @@ TEST(Config, ImpossibleShapesNameFileLineAndField) {
                      "n_heads: 2 } } }",
                      {"parallel.zero_stage=3"}),
             "bad.pbtxt: parallel.zero_stage: must be 0, 1 or 2, got 3");
+  // The LayerNorm eps (TransformerConfig.layer_norm_eps) when set; its activation by name.
+  EXPECT_EQ(
+      error_of("model { vit {\n image_size: 32\n patch: 8\n n_classes: 3\n"
+               " transformer { d_model: 8 n_layers: 1 n_heads: 2\n layer_norm_eps: 0 } } }"),
+      "bad.pbtxt:6: model.vit.transformer.layer_norm_eps: must be a finite number > 0, got 0");
+  EXPECT_NE(error_of("model { clip { text { transformer { activation: RELU } } } }").find("RELU"),
+            std::string::npos);
+}
+
+// An old config (no activation, no layer_norm_eps) resolves to the same text as before: the
+// fields stay unset, so a checkpoint's stored model config still equals a resumed run's.
+TEST(Config, ActivationAndEpsStayUnsetUnlessWritten) {
+  auto c = load_config(testing::source_path("configs/vit_tiny.pbtxt"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->model().vit().transformer().has_activation());
+  EXPECT_FALSE(c->model().vit().transformer().has_layer_norm_eps());
+  EXPECT_EQ(config_to_text(*c).find("layer_norm_eps"), std::string::npos);
+  auto set = load_config(testing::source_path("configs/vit_tiny.pbtxt"),
+                         {"model.vit.transformer.activation=QUICK_GELU",
+                          "model.vit.transformer.layer_norm_eps=1e-12"});
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->model().vit().transformer().activation(), config::TransformerConfig::QUICK_GELU);
+  EXPECT_EQ(set->model().vit().transformer().layer_norm_eps(), 1e-12f);
+  auto again = parse_config(config_to_text(*set), "resolved");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->SerializeAsString(), set->SerializeAsString());
 }
 
 // The training recipes' fields (docs/RECIPES.md): ranges, and the model families they apply to.
