@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end (label slow): ./scripts/demo (the README's main job) at given step counts. It packs
-# the demo data (reused when present) and runs the default two-stage LiT demo on 2 MPI ranks: a
-# ViT classifier on the labels (RUN/pretrain), then CLIP with that trunk as its locked image
-# tower (RUN), then scripts/demo_eval. This checks what a newcomer is promised: both stages ran
-# with the seed asked for, the image tower was loaded from the first stage and locked,
-# checkpoints, metrics.jsonl with train and eval records, TensorBoard events (read by the
-# tensorboard package), PNG curves, and eval.json whose zero-shot top-1 on the val split is at
-# least BAR x chance (1 / 22 categories). The issue-17 goal is 5x chance and above always
-# answering the largest category (majority_top1, 0.287); the default demo measured 4.7x, 5.2x and
-# 5.5x for seeds 1-3 and stays below the majority class, so CI holds a clear-margin 4x and prints
-# the majority figure without asserting it (a near-constant predictor passes it after 20 steps).
+# the demo data (reused when present) and runs the default two-stage demo on 2 MPI ranks: a ViT
+# classifier on the labels (RUN/pretrain), then CLIP with that trunk as its image tower's
+# starting point, fine-tuned with a fresh text tower (RUN), then scripts/demo_eval. This checks
+# what a newcomer is promised: both stages ran with the seed asked for, the image tower was loaded
+# from the first stage and trains (nothing frozen), checkpoints, metrics.jsonl with train and eval
+# records, TensorBoard events (read by the tensorboard package), PNG curves, and eval.json whose
+# zero-shot top-1 on the val split is at least BAR x chance (1 / 22 categories). The majority
+# figure (always answering the largest category, 0.287) is printed, not asserted: a
+# near-constant predictor reaches it after 20 steps. README "The demo" has the measured seeds.
 # Usage: demo_e2e_test.sh SOURCE_DIR [STEPS] [PRETRAIN_STEPS] [SEED] [BAR]   (the binary under
 # test must be SOURCE/build/tessera, which the demo scripts call)
 set -euo pipefail
@@ -35,8 +34,8 @@ sed -n '/demo: evaluating/,$p' "$work/demo.log"
 [ -f "$run/pretrain/checkpoints/latest" ] || { echo "FAIL: no pretrain/checkpoints/latest"; exit 1; }
 grep -q "^init: 42 parameters from $run/pretrain/checkpoints/step_0*$pretrain_steps (step $pretrain_steps, vit)" \
   "$work/demo.log" || { echo "FAIL: the CLIP stage did not load the pretrained ViT trunk"; exit 1; }
-grep -q "^frozen (train.freeze): .*the image tower" "$work/demo.log" ||
-  { echo "FAIL: the CLIP stage did not lock the image tower"; exit 1; }
+! grep -q "^frozen (train.freeze)" "$work/demo.log" ||
+  { echo "FAIL: the CLIP stage froze parameters; the default demo fine-tunes them all"; exit 1; }
 for cfg in "$run/pretrain/config.pbtxt" "$run/config.pbtxt"; do
   grep -Eq "^ *seed: $seed\b" "$cfg" || { echo "FAIL: $cfg does not have train.seed $seed"; exit 1; }
 done
