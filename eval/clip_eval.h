@@ -1,9 +1,10 @@
 #pragma once
 // CLIP / SigLIP evaluation:
 //  - zero-shot classification over label names: each class's prompts (the names put into
-//    templates, "a clip art of {}") are embedded by the text tower, averaged over the templates
-//    and L2-normalised (CLIP's prompt ensembling); an image's class is the nearest class
-//    embedding. top-1 / top-5, and chance_top1 = 1 / n_classes for comparison.
+//    templates; by default "a clip art of {} ({})", the demo captions' form) are embedded by the
+//    text tower, averaged over the templates and L2-normalised (CLIP's prompt ensembling); an
+//    image's class is the nearest class embedding. top-1 / top-5, and chance_top1 = 1 /
+//    n_classes for comparison.
 //  - image -> text and text -> image retrieval recall@1/5/10 over the split's (image, caption)
 //    pairs: pair i is the one right answer for query i.
 

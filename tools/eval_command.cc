@@ -27,7 +27,8 @@ writes them as JSON (metric -> value) to --out, default RUN_DIR/eval.json.
   --out FILE        where the JSON goes
   --tokenizer MODEL CLIP: the SentencePiece .model the split's captions were packed with
                     (default: the .model next to the manifest whose hash matches)
-  --template T      CLIP zero-shot prompt, {} = the class name (repeatable; default: a few)
+  --template T      CLIP zero-shot prompt, {} = the class name (repeatable, averaged; default:
+                    the demo captions' form: a clip art of {} ({}) )
   --batch N         samples per forward (default 64)
   --max-samples N   evaluate at most N samples (default: all; synthetic: 512)
   --buckets N       DiT timestep buckets (default 4)
