@@ -5,10 +5,10 @@ import math
 import torch
 
 
-def compute(t, a):
-    heads = int(a["n_heads"])
-    causal = a["causal"] == "1"
-    qkv = t["qkv"].clone().requires_grad_(True)
+def attention(qkv, dout, heads, causal, factor=None):
+    """qkv (B, T, 3C), dout (B, T, C); factor (B, H, T, T) multiplies the probabilities
+    (attention dropout's kept/1-p mask) when given. Returns out, lse and dqkv."""
+    qkv = qkv.clone().requires_grad_(True)
     B, T, C3 = qkv.shape
     C = C3 // 3
     D = C // heads
@@ -22,6 +22,14 @@ def compute(t, a):
         future = torch.ones(T, T, dtype=torch.bool).triu(1)
         s = s.masked_fill(future, float("-inf"))
     lse = torch.logsumexp(s, dim=-1)  # (B, H, T)
-    out = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, T, C)
-    out.backward(t["dout"])
-    return {"out": out, "lse": lse, "dqkv": qkv.grad}
+    p = torch.softmax(s, dim=-1)
+    if factor is not None:
+        p = p * factor
+    out = (p @ v).transpose(1, 2).reshape(B, T, C)
+    out.backward(dout)
+    return out, lse, qkv.grad
+
+
+def compute(t, a):
+    out, lse, dqkv = attention(t["qkv"], t["dout"], int(a["n_heads"]), a["causal"] == "1")
+    return {"out": out, "lse": lse, "dqkv": dqkv}
