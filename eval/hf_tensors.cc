@@ -126,4 +126,19 @@ absl::Status finish_hf_load(const std::vector<std::string>& problems, const Tens
   return absl::OkStatus();
 }
 
+Shape state_dict_shape(const NamedTensors& sd, const std::string& name, size_t rank,
+                       std::vector<std::string>& problems) {
+  auto it = sd.find(name);
+  if (it == sd.end()) {
+    problems.push_back(absl::StrCat("no tensor ", name));
+    return Shape(rank, 1);
+  }
+  if (it->second.shape().size() != rank) {
+    problems.push_back(
+        absl::StrCat(name, ": ", it->second.describe(), ", expected ", rank, " dimensions"));
+    return Shape(rank, 1);
+  }
+  return it->second.shape();
+}
+
 }  // namespace tessera::eval

@@ -71,6 +71,12 @@ void load_hf_pieces(const NamedTensors& hf, const models::ParamStore& params,
                     std::vector<std::string>& problems);
 
 // The end of an import: an error naming `where` and every problem, else `host` written back to
+// The shape of state-dict tensor `name` when it has `rank` dimensions; otherwise appends the
+// problem (missing, or of another rank) to `problems` and returns `rank` ones, so that an import
+// can read every shape it needs first and then refuse once, naming all that is wrong.
+Shape state_dict_shape(const NamedTensors& sd, const std::string& name, size_t rank,
+                       std::vector<std::string>& problems);
+
 // the parameters (when it is a copy) and the compute copies refreshed.
 absl::Status finish_hf_load(const std::vector<std::string>& problems, const Tensor& host,
                             models::ParamStore& params, const std::string& where);

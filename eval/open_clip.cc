@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "eval/hf_clip.h"
+#include "eval/hf_tensors.h"
 
 namespace tessera::eval {
 namespace {
@@ -163,18 +164,8 @@ absl::StatusOr<config::ClipConfig> clip_config_from_open_clip(const NamedTensors
                                                               const config::ClipConfig& base,
                                                               const std::string& where) {
   std::vector<std::string> problems;
-  auto shape = [&](const std::string& name, size_t rank) -> Shape {
-    auto it = sd.find(name);
-    if (it == sd.end()) {
-      problems.push_back(absl::StrCat("no tensor ", name));
-      return Shape(rank, 1);
-    }
-    if (it->second.shape().size() != rank) {
-      problems.push_back(
-          absl::StrCat(name, ": ", it->second.describe(), ", expected ", rank, " dimensions"));
-      return Shape(rank, 1);
-    }
-    return it->second.shape();
+  auto shape = [&](const std::string& name, size_t rank) {
+    return state_dict_shape(sd, name, rank, problems);
   };
   auto layers = [&](const std::string& prefix) {
     int64_t n = 0;

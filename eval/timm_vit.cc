@@ -60,19 +60,8 @@ absl::StatusOr<config::VitConfig> vit_config_from_timm(const NamedTensors& sd,
                                                        const config::VitConfig& base,
                                                        const std::string& where) {
   std::vector<std::string> problems;
-  // The shape of tensor `name` when it has `rank` dimensions, else empty with the problem noted.
-  auto shape = [&](const std::string& name, size_t rank) -> Shape {
-    auto it = sd.find(name);
-    if (it == sd.end()) {
-      problems.push_back(absl::StrCat("no tensor ", name));
-      return {};
-    }
-    if (it->second.shape().size() != rank) {
-      problems.push_back(
-          absl::StrCat(name, ": ", it->second.describe(), ", expected ", rank, " dimensions"));
-      return {};
-    }
-    return it->second.shape();
+  auto shape = [&](const std::string& name, size_t rank) {
+    return state_dict_shape(sd, name, rank, problems);
   };
   config::VitConfig v = base;
   const Shape patch = shape("patch_embed.proj.weight", 4);  // (d, C, p, p)
