@@ -2,15 +2,20 @@
 // machine's limit measured in this run and, last, one JSON line.
 //
 // A benchmark reports its figure as a rate counter named "GFLOP/s" (compared with the sgemm
-// peak) or "GB/s" (bytes read + written, compared with memcpy bandwidth).
+// peak) or "GB/s" (bytes read + written, compared with memcpy bandwidth). Pairs registered with
+// bench::compare_with_peer (bench/support/peer.h) are printed as ratios too. The first line names
+// the CPU and the kernels' instruction-set path.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "bench/support/cpu_model.h"
+#include "bench/support/peer.h"
 #include "core/threads.h"
 #include "nlohmann/json.hpp"
+#include "ops/cpu/isa.h"
 #include "ops/machine_peaks.h"
 
 namespace {
@@ -46,6 +51,8 @@ int main(int argc, char** argv) {
   tessera::init_threads_from_env();
   benchmark::Initialize(&argc, argv);
   const auto& peaks = tessera::ops::peaks();
+  std::printf("CPU: %s | kernels %s\n", tessera::bench::cpu_model().c_str(),
+              tessera::ops::cpu::cpu_isa_summary().c_str());
   std::printf(
       "threads %d | peaks measured now: sgemm %.1f GFLOP/s, memcpy %.1f GB/s (read+write)\n",
       tessera::num_threads(), peaks.sgemm_gflops, peaks.memcpy_gbs);
@@ -60,10 +67,28 @@ int main(int argc, char** argv) {
                 100 * r.ratio, r.unit == "GB/s" ? "memcpy" : "sgemm");
     results.push_back({{"name", r.name}, {"value", r.value}, {"unit", r.unit}, {"ratio", r.ratio}});
   }
-  nlohmann::json line = {{"threads", tessera::num_threads()},
+  // Peer ratios: the first run whose name starts with each prefix.
+  auto find = [&](const std::string& prefix) -> const Row* {
+    for (const Row& r : reporter.rows)
+      if (r.name.rfind(prefix, 0) == 0) return &r;
+    return nullptr;
+  };
+  nlohmann::json peer_ratios = nlohmann::json::array();
+  for (const tessera::bench::PeerPair& p : tessera::bench::peer_pairs()) {
+    const Row *ours = find(p.ours), *peer = find(p.peer);
+    if (ours == nullptr || peer == nullptr || ours->unit != peer->unit) continue;
+    if (peer_ratios.empty())
+      std::printf("\nours vs peer, same run (ours / peer; > 1: ours faster)\n");
+    const double ratio = ours->value / peer->value;
+    std::printf("%-44s vs %-44s %5.2fx\n", ours->name.c_str(), peer->name.c_str(), ratio);
+    peer_ratios.push_back({{"ours", ours->name}, {"peer", peer->name}, {"ratio", ratio}});
+  }
+  nlohmann::json line = {{"cpu", tessera::bench::cpu_model()},
+                         {"threads", tessera::num_threads()},
                          {"sgemm_peak_gflops", peaks.sgemm_gflops},
                          {"memcpy_peak_gbs", peaks.memcpy_gbs},
-                         {"results", results}};
+                         {"results", results},
+                         {"peer_ratios", peer_ratios}};
   std::printf("%s\n", line.dump().c_str());
   return 0;
 }
