@@ -33,7 +33,10 @@ class CollectingReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     const auto& peaks = tessera::ops::peaks();
     for (const Run& r : runs) {
-      if (r.run_type != Run::RT_Iteration || r.error_occurred) continue;
+      // Single runs, and with --benchmark_repetitions the median of each benchmark's repetitions
+      // (a row named NAME_median; the peer ratios prefer it, less disturbed by other load).
+      const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
+      if ((r.run_type != Run::RT_Iteration && !median) || r.error_occurred) continue;
       for (const char* unit : {"GFLOP/s", "GB/s"}) {
         auto it = r.counters.find(unit);
         if (it == r.counters.end()) continue;
@@ -67,11 +70,18 @@ int main(int argc, char** argv) {
                 100 * r.ratio, r.unit == "GB/s" ? "memcpy" : "sgemm");
     results.push_back({{"name", r.name}, {"value", r.value}, {"unit", r.unit}, {"ratio", r.ratio}});
   }
-  // Peer ratios: the first run whose name starts with each prefix.
+  // Peer ratios: the median row whose name starts with each prefix, else the first run's.
   auto find = [&](const std::string& prefix) -> const Row* {
-    for (const Row& r : reporter.rows)
-      if (r.name.rfind(prefix, 0) == 0) return &r;
-    return nullptr;
+    const Row* first = nullptr;
+    for (const Row& r : reporter.rows) {
+      if (r.name.rfind(prefix, 0) != 0) continue;
+      const std::string suffix = "_median";
+      if (r.name.size() > suffix.size() &&
+          r.name.compare(r.name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return &r;
+      if (first == nullptr) first = &r;
+    }
+    return first;
   };
   nlohmann::json peer_ratios = nlohmann::json::array();
   for (const tessera::bench::PeerPair& p : tessera::bench::peer_pairs()) {
@@ -80,7 +90,7 @@ int main(int argc, char** argv) {
     if (peer_ratios.empty())
       std::printf("\nours vs peer, same run (ours / peer; > 1: ours faster)\n");
     const double ratio = ours->value / peer->value;
-    std::printf("%-44s vs %-44s %5.2fx\n", ours->name.c_str(), peer->name.c_str(), ratio);
+    std::printf("%-48s vs %-52s %5.2fx\n", ours->name.c_str(), peer->name.c_str(), ratio);
     peer_ratios.push_back({{"ours", ours->name}, {"peer", peer->name}, {"ratio", ratio}});
   }
   nlohmann::json line = {{"cpu", tessera::bench::cpu_model()},
