@@ -25,6 +25,7 @@ struct Row {
   std::string unit;
   double value;
   double ratio;
+  double real_per_cpu;  // real time / CPU time of the run (the counters are per real second)
 };
 
 class CollectingReporter : public benchmark::ConsoleReporter {
@@ -41,7 +42,9 @@ class CollectingReporter : public benchmark::ConsoleReporter {
         auto it = r.counters.find(unit);
         if (it == r.counters.end()) continue;
         double peak = std::string(unit) == "GB/s" ? peaks.memcpy_gbs : peaks.sgemm_gflops;
-        rows.push_back({r.benchmark_name(), unit, it->second.value, it->second.value / peak});
+        const double cpu = r.GetAdjustedCPUTime();
+        rows.push_back({r.benchmark_name(), unit, it->second.value, it->second.value / peak,
+                        cpu > 0 ? r.GetAdjustedRealTime() / cpu : 0.0});
       }
     }
   }
@@ -88,10 +91,18 @@ int main(int argc, char** argv) {
     const Row *ours = find(p.ours), *peer = find(p.peer);
     if (ours == nullptr || peer == nullptr || ours->unit != peer->unit) continue;
     if (peer_ratios.empty())
-      std::printf("\nours vs peer, same run (ours / peer; > 1: ours faster)\n");
+      std::printf(
+          "\nours vs peer, same run (ours / peer; > 1: ours faster). By CPU time too: on one\n"
+          "thread it leaves out the time other processes took the core (real time / CPU time\n"
+          "> 1.1 means the machine was busy); with more threads it counts the main one only.\n");
     const double ratio = ours->value / peer->value;
-    std::printf("%-48s vs %-52s %5.2fx\n", ours->name.c_str(), peer->name.c_str(), ratio);
-    peer_ratios.push_back({{"ours", ours->name}, {"peer", peer->name}, {"ratio", ratio}});
+    const double cpu_ratio = ours->value * ours->real_per_cpu / (peer->value * peer->real_per_cpu);
+    std::printf("%-48s vs %-52s %5.2fx  by CPU time %5.2fx\n", ours->name.c_str(),
+                peer->name.c_str(), ratio, cpu_ratio);
+    peer_ratios.push_back({{"ours", ours->name},
+                           {"peer", peer->name},
+                           {"ratio", ratio},
+                           {"cpu_time_ratio", cpu_ratio}});
   }
   nlohmann::json line = {{"cpu", tessera::bench::cpu_model()},
                          {"threads", tessera::num_threads()},
