@@ -1,6 +1,7 @@
 #include "models/param_store.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -104,16 +105,20 @@ void ParamStore::lay_out(Device device) {
   }
   if (trainable_count_ == 0) trainable_numel_ = 0;
   numel_ = offset;
+  device_ = device;
+  finalized_ = true;
   params_ = Tensor::zeros({numel_}, DType::f32, device);
   grad_storage_ = Tensor::zeros({trainable_numel_ + scratch}, DType::f32, device);
   grads_ = grad_storage_.flat_view(0, {trainable_numel_});
   grad_live_bytes_ = grad_peak_bytes_ = int64_t(grad_storage_.nbytes());
   reset_grad_progress();
+  build_units();
 }
 
 void ParamStore::freeze(const std::vector<bool>& frozen) {
   TESSERA_CHECK(finalized(), "ParamStore::freeze before finalize()");
   TESSERA_CHECK(!grads_staged_, "ParamStore::freeze after stage_grads()");
+  TESSERA_CHECK(!sharded_, "ParamStore::freeze after shard_params()");
   TESSERA_CHECK(frozen.size() == infos_.size(), "ParamStore::freeze: ", frozen.size(),
                 " flags for ", infos_.size(), " parameters");
   // The values move with their parameters (freezing after init() keeps them).
@@ -130,6 +135,7 @@ void ParamStore::freeze(const std::vector<bool>& frozen) {
 
 Tensor ParamStore::trainable_params() const {
   TESSERA_CHECK(finalized(), "ParamStore::trainable_params before finalize()");
+  if (sharded_) refuse_sharded("trainable_params()");
   return params_.flat_view(0, {trainable_numel_});
 }
 
@@ -146,8 +152,19 @@ bool ParamStore::all_frozen(const std::string& prefix, const std::string& except
 }
 
 Tensor ParamStore::param(ParamId id) const {
-  TESSERA_CHECK(finalized(), "ParamStore::param before finalize()");
   const ParamInfo& i = infos_.at(id);
+  if (sharded_) {
+    const int u = unit_of_[id];
+    TESSERA_CHECK(full_[u].defined(), "ParamStore: parameter '", i.spec.name,
+                  "' read while its ZeRO-3 gather unit '", units_[u].name,
+                  "' is not gathered (gather() it before use)");
+    if (!waited_[u]) {
+      pending_[u]->wait();  // the gather's completion (on CUDA: orders the compute stream)
+      waited_[u] = 1;
+    }
+    return full_[u].flat_view(unit_offset_[id], i.local_shape);
+  }
+  TESSERA_CHECK(finalized(), "ParamStore::param before finalize()");
   return params_.flat_view(i.offset, i.local_shape);
 }
 
@@ -165,7 +182,7 @@ Tensor ParamStore::grad(ParamId id) const {
                 taken_end_, " are taken); a layer wrote it after reporting grad_done()");
   Tensor& g = staged_[id];
   if (!g.defined()) {
-    g = Tensor::zeros({i.numel}, DType::f32, params_.device());
+    g = Tensor::zeros({i.numel}, DType::f32, device_);
     grad_live_bytes_ += int64_t(g.nbytes());
     grad_peak_bytes_ = std::max(grad_peak_bytes_, grad_live_bytes_);
   }
@@ -184,10 +201,10 @@ void ParamStore::stage_grads() {
   grad_storage_ = Tensor();
   // The flat buffer's block would otherwise stay in the caching allocator's free list, touched
   // and resident (and on a GPU, reserved) for the whole run: give the cache back.
-  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(params_.device()))) {
+  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_))) {
     caching->release_cached();
   }
-  grad_storage_ = Tensor::zeros({scratch}, DType::f32, params_.device());
+  grad_storage_ = Tensor::zeros({scratch}, DType::f32, device_);
   staged_.assign(infos_.size(), Tensor());
   grad_live_bytes_ = grad_peak_bytes_ = int64_t(grad_storage_.nbytes());
   taken_end_ = 0;
@@ -233,6 +250,7 @@ ParamId ParamStore::find(const std::string& name) const {
 
 void ParamStore::init(uint64_t seed) {
   TESSERA_CHECK(finalized(), "ParamStore::init before finalize()");
+  TESSERA_CHECK(!sharded_, "ParamStore::init after shard_params(): initialise, then shard");
   Tensor host = params_.device().is_cpu() ? params_ : Tensor::empty(params_.shape(), DType::f32);
   float* flat = host.data<float>();
   for (const ParamInfo& info : infos_) {
@@ -270,6 +288,8 @@ void ParamStore::set_compute_dtype(DType dtype) {
   TESSERA_CHECK(finalized(), "ParamStore::set_compute_dtype before finalize()");
   TESSERA_CHECK(dtype == DType::f32 || dtype == DType::bf16,
                 "ParamStore: compute dtype must be f32 or bf16, got ", dtype_name(dtype));
+  TESSERA_CHECK(!sharded_ || dtype == DType::f32,
+                "ParamStore: bf16 compute with sharded parameters (ZeRO-3) is not supported yet");
   compute_dtype_ = dtype;
   params_bf16_ =
       dtype == DType::bf16 ? Tensor::empty({numel_}, DType::bf16, params_.device()) : Tensor();
@@ -299,7 +319,7 @@ Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings
                        (g == ParamGroup::kEmbedding && decay_embeddings);
     if (decay) std::fill(m + info.offset, m + info.offset + info.numel, uint8_t{1});
   }
-  return params_.device().is_cpu() ? mask : to_device(mask, params_.device());
+  return device_.is_cpu() ? mask : to_device(mask, device_);
 }
 
 void ParamStore::zero_grads() {
@@ -333,6 +353,142 @@ void ParamStore::grad_done(ParamId id) {
     const ParamInfo& last = infos_[layout_[ready_params_ - 1]];
     grad_ready_hook_(last.offset + last.numel);
   }
+}
+
+// ---- ZeRO-3 gather units and sharded parameters ----
+
+std::string ParamStore::unit_name(const std::string& name) {
+  static const std::string kBlocks = "blocks.";
+  for (size_t at = name.find(kBlocks); at != std::string::npos; at = name.find(kBlocks, at + 1)) {
+    if (at != 0 && name[at - 1] != '.') continue;  // "myblocks.1." is not a block
+    size_t end = at + kBlocks.size();
+    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+    if (end > at + kBlocks.size() && end < name.size() && name[end] == '.') {
+      return name.substr(0, end + 1);
+    }
+  }
+  return "other";
+}
+
+void ParamStore::build_units() {
+  units_.clear();
+  unit_of_.assign(infos_.size(), -1);
+  unit_offset_.assign(infos_.size(), 0);
+  // Units in the order of their first registered parameter (forward order) ...
+  for (size_t id = 0; id < infos_.size(); ++id) {
+    const std::string name = unit_name(infos_[id].spec.name);
+    int u = find_unit(name);
+    if (u < 0) {
+      u = static_cast<int>(units_.size());
+      units_.emplace_back().name = name;
+    }
+    unit_of_[id] = u;
+  }
+  // ... their parameters in flat-layout order, so a block's unit is its range of the flat buffer.
+  for (ParamId id : layout_) {
+    GatherUnit& unit = units_[unit_of_[id]];
+    unit_offset_[id] = unit.numel;
+    unit.ids.push_back(id);
+    unit.numel += infos_[id].numel;
+  }
+  full_.assign(units_.size(), Tensor());
+  pending_.assign(units_.size(), nullptr);
+  waited_.assign(units_.size(), 0);
+}
+
+int ParamStore::find_unit(const std::string& name) const {
+  for (size_t u = 0; u < units_.size(); ++u) {
+    if (units_[u].name == name) return static_cast<int>(u);
+  }
+  return -1;
+}
+
+void ParamStore::refuse_sharded(const char* what) const {
+  throw_error(absl::StrCat("ParamStore::", what,
+                           ": parameters are sharded (ZeRO-3), there is no full flat buffer; use "
+                           "gather_full() or param_shards()"));
+}
+
+void ParamStore::shard_params(distributed::Communicator* dp) {
+  TESSERA_CHECK(finalized(), "ParamStore::shard_params before finalize()");
+  TESSERA_CHECK(!sharded_, "ParamStore::shard_params called twice");
+  TESSERA_CHECK(dp != nullptr, "ParamStore::shard_params: no data-parallel communicator");
+  TESSERA_CHECK(compute_dtype_ == DType::f32,
+                "ParamStore::shard_params: bf16 compute with sharded parameters (ZeRO-3) is not "
+                "supported yet");
+  const int64_t n = dp->size(), r = dp->rank();
+  int64_t total = 0;
+  for (GatherUnit& unit : units_) {
+    unit.shard = (unit.numel + n - 1) / n;
+    unit.shard_offset = total;
+    total += unit.shard;
+  }
+  shards_ = Tensor::zeros({total}, DType::f32, device_);  // padding stays zero
+  for (const GatherUnit& unit : units_) {
+    // This rank's elements [lo, hi) of the unit, copied parameter piece by parameter piece.
+    const int64_t lo = std::min(unit.numel, r * unit.shard);
+    const int64_t hi = std::min(unit.numel, lo + unit.shard);
+    for (ParamId id : unit.ids) {
+      const ParamInfo& info = infos_[id];
+      const int64_t b = std::max(lo, unit_offset_[id]);
+      const int64_t e = std::min(hi, unit_offset_[id] + info.numel);
+      if (b >= e) continue;
+      copy(params_.flat_view(info.offset + (b - unit_offset_[id]), {e - b}),
+           shards_.flat_view(unit.shard_offset + (b - lo), {e - b}));
+    }
+  }
+  sharded_ = true;
+  dp_ = dp;
+  params_ = Tensor();
+  // As in stage_grads(): hand the freed full buffer back instead of keeping it cached.
+  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_))) {
+    caching->release_cached();
+  }
+}
+
+Tensor ParamStore::param_shard(int unit) const {
+  TESSERA_CHECK(sharded_, "ParamStore::param_shard without shard_params()");
+  const GatherUnit& u = units_.at(unit);
+  return shards_.flat_view(u.shard_offset, {u.shard});
+}
+
+std::shared_ptr<distributed::Work> ParamStore::gather(int unit) {
+  TESSERA_CHECK(sharded_, "ParamStore::gather without shard_params()");
+  TESSERA_CHECK(unit >= 0 && unit < static_cast<int>(units_.size()), "ParamStore::gather: unit ",
+                unit, " of ", units_.size());
+  if (full_[unit].defined()) return pending_[unit];  // resident or in flight
+  const GatherUnit& u = units_[unit];
+  full_[unit] = Tensor::empty({u.shard * dp_->size()}, DType::f32, device_);
+  gathered_live_bytes_ += int64_t(full_[unit].nbytes());
+  gathered_peak_bytes_ = std::max(gathered_peak_bytes_, gathered_live_bytes_);
+  pending_[unit] = dp_->all_gather(param_shard(unit), full_[unit]);
+  waited_[unit] = 0;
+  return pending_[unit];
+}
+
+void ParamStore::release(int unit) {
+  TESSERA_CHECK(sharded_, "ParamStore::release without shard_params()");
+  if (!full_.at(unit).defined()) return;
+  // The communication thread may still write into the buffer: never free it under a gather.
+  if (!waited_[unit]) pending_[unit]->wait();
+  pending_[unit] = nullptr;
+  gathered_live_bytes_ -= int64_t(full_[unit].nbytes());
+  full_[unit] = Tensor();
+}
+
+Tensor ParamStore::gather_full() {
+  TESSERA_CHECK(sharded_, "ParamStore::gather_full without shard_params()");
+  Tensor out = Tensor::empty({numel_}, DType::f32, device_);
+  for (size_t u = 0; u < units_.size(); ++u) {
+    const bool resident = full_[u].defined();
+    gather(static_cast<int>(u));
+    for (ParamId id : units_[u].ids) {
+      const ParamInfo& info = infos_[id];
+      copy(param(id).view({info.numel}), out.flat_view(info.offset, {info.numel}));
+    }
+    if (!resident) release(static_cast<int>(u));
+  }
+  return out;
 }
 
 }  // namespace tessera::models

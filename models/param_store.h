@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,8 @@
 
 namespace tessera::distributed {
 class Communicator;
-}
+class Work;
+}  // namespace tessera::distributed
 
 namespace tessera::models {
 
@@ -63,6 +65,19 @@ struct ParamInfo {
 
 using ParamId = int;
 
+// A ZeRO-3 gather unit (docs/ZERO3_PLAN.md): the parameters one block reads, all-gathered and
+// released together. Its elements are its parameters' (this TP rank's) elements concatenated in
+// flat-layout order; for a block that is exactly its contiguous range of the flat buffer.
+struct GatherUnit {
+  std::string name;          // "blocks.3.", "text.blocks.3." or "other" (ParamStore::unit_name)
+  std::vector<ParamId> ids;  // in flat-layout order
+  int64_t numel = 0;         // U: elements of the unit
+  // Set by shard_params(): s = ceil(U / dp) elements per rank, the unit padded with zeros to
+  // dp * s; rank r holds elements [r*s, (r+1)*s) at shard_offset of the shard buffer.
+  int64_t shard = 0;
+  int64_t shard_offset = 0;
+};
+
 class ParamStore {
  public:
   // tp_rank/tp_size: this rank's place in its tensor-parallel group (1 = no TP). A store built
@@ -81,13 +96,20 @@ class ParamStore {
 
   // Allocates the flat parameter and gradient buffers on `device` (gradients zeroed).
   void finalize(Device device = Device::cpu());
-  bool finalized() const { return params_.defined(); }
+  bool finalized() const { return finalized_; }
 
   // Views into the flat buffers, in the parameter's local shape. grad(id) under gradient staging:
   // see stage_grads().
+  // Sharded (shard_params()): param(id) is a view into its gathered unit; reading a unit that is
+  // not gathered is an error naming the parameter.
   Tensor param(ParamId id) const;
   Tensor grad(ParamId id) const;
-  const Tensor& params() const { return params_; }  // (N) f32
+  // (N) f32. Sharded: an error (no full buffer exists; gather_full() or param_shards()).
+  const Tensor& params() const {
+    if (sharded_) refuse_sharded("params()");
+    return params_;
+  }
+  Device device() const { return device_; }  // where parameters and gradients live
   // (T) f32: the gradients of the trainable parameters, laid out as trainable_params().
   // Undefined under gradient staging (stage_grads()).
   const Tensor& grads() const { return grads_; }
@@ -166,11 +188,54 @@ class ParamStore {
   Tensor compute_param(ParamId id) const;
   void sync_compute_params();
 
+  // ZeRO-3 (docs/ZERO3_PLAN.md). Gather units exist from finalize() on (rebuilt by freeze()),
+  // one per distinct unit_name() of the parameters, ordered by their first registered parameter
+  // (forward order: for GPT "other", "blocks.0.", "blocks.1.", ...).
+  // The unit of a parameter name: the prefix through the first "blocks.<digits>." segment (at the
+  // start or after a '.'), else "other" (embeddings, final norm, head, CLIP's logit scale).
+  static std::string unit_name(const std::string& param_name);
+  const std::vector<GatherUnit>& units() const { return units_; }
+  int unit_of(ParamId id) const { return unit_of_.at(id); }
+  int find_unit(const std::string& name) const;  // -1 when absent
+
+  // Sharded parameter storage, off unless called (stages 0-2 never do). After finalize(),
+  // freeze() and init(), f32 compute only: every rank keeps just its 1/dp slice of each unit
+  // (param_shards()) and the full flat buffer is freed. `dp` (borrowed, must outlive the store)
+  // is the data-parallel group. Every rank of dp must then gather and release the same units in
+  // the same order (they are collectives).
+  void shard_params(distributed::Communicator* dp);
+  bool params_sharded() const { return sharded_; }
+  // (S) f32: this rank's slices of every unit, unit after unit (shard_offset); S = sum of shard.
+  const Tensor& param_shards() const { return shards_; }
+  Tensor param_shard(int unit) const;  // (shard) view of param_shards()
+  // Starts all-gathering `unit` into a freshly allocated (dp * shard) buffer and returns the
+  // collective's handle at once (a prefetch: issue the next unit's gather before computing on
+  // this one). param(id) of the unit waits for it. Gathering a gathered (or in-flight) unit
+  // returns its handle again without communicating. The shards must not change until it is
+  // released (an optimizer step between gather and release would leave the copy stale).
+  std::shared_ptr<distributed::Work> gather(int unit);
+  // Waits for the unit's gather if still in flight, then drops its buffer: the memory is freed
+  // once no view returned by param(id) is held any more. No-op for a unit not gathered.
+  void release(int unit);
+  bool gathered(int unit) const { return full_.at(unit).defined(); }
+  // (N) f32 in the flat layout, on device(): every unit gathered in turn (units already gathered
+  // are reused and stay gathered; the others are released again). Collective over dp: for
+  // checkpoint writes, evaluation, EMA.
+  Tensor gather_full();
+  // Bytes of gathered unit buffers resident now, and at most since reset_gathered_peak().
+  int64_t gathered_bytes_live() const { return gathered_live_bytes_; }
+  int64_t gathered_bytes_peak() const { return gathered_peak_bytes_; }
+  void reset_gathered_peak() { gathered_peak_bytes_ = gathered_live_bytes_; }
+
  private:
   int tp_rank_, tp_size_;
   distributed::Communicator* tp_ = nullptr;
-  // Lays the buffers out: layout_ is the ParamIds in flat-buffer order.
+  // Lays the buffers out: layout_ is the ParamIds in flat-buffer order. Also (re)builds units_.
   void lay_out(Device device);
+  void build_units();
+  [[noreturn]] void refuse_sharded(const char* what) const;
+  Device device_ = Device::cpu();
+  bool finalized_ = false;
 
   std::vector<ParamInfo> infos_;
   std::vector<char> frozen_;     // per ParamId; empty: none
@@ -192,6 +257,18 @@ class ParamStore {
   mutable std::vector<Tensor> staged_;
   int64_t taken_end_ = 0;
   mutable int64_t grad_live_bytes_ = 0, grad_peak_bytes_ = 0;
+  // ZeRO-3 units and sharded storage: per ParamId its unit and its first element in the unit;
+  // per unit the gathered (dp * shard) buffer (undefined when released) and its gather's handle.
+  std::vector<GatherUnit> units_;
+  std::vector<int> unit_of_;
+  std::vector<int64_t> unit_offset_;
+  bool sharded_ = false;
+  distributed::Communicator* dp_ = nullptr;
+  Tensor shards_;  // (S) f32
+  std::vector<Tensor> full_;
+  std::vector<std::shared_ptr<distributed::Work>> pending_;
+  mutable std::vector<char> waited_;  // per unit: param() waited for its gather already
+  mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0;
 };
 
 }  // namespace tessera::models
