@@ -155,6 +155,7 @@ Tensor ParamStore::param(ParamId id) const {
   const ParamInfo& i = infos_.at(id);
   if (sharded_) {
     const int u = unit_of_[id];
+    if (auto_gather_) auto_gather_access(u);
     TESSERA_CHECK(full_[u].defined(), "ParamStore: parameter '", i.spec.name,
                   "' read while its ZeRO-3 gather unit '", units_[u].name,
                   "' is not gathered (gather() it before use)");
@@ -453,6 +454,14 @@ Tensor ParamStore::param_shard(int unit) const {
 }
 
 std::shared_ptr<distributed::Work> ParamStore::gather(int unit) {
+  return gather_unit(unit);
+}
+
+void ParamStore::release(int unit) {
+  release_unit(unit);
+}
+
+std::shared_ptr<distributed::Work> ParamStore::gather_unit(int unit) const {
   TESSERA_CHECK(sharded_, "ParamStore::gather without shard_params()");
   TESSERA_CHECK(unit >= 0 && unit < static_cast<int>(units_.size()), "ParamStore::gather: unit ",
                 unit, " of ", units_.size());
@@ -466,7 +475,7 @@ std::shared_ptr<distributed::Work> ParamStore::gather(int unit) {
   return pending_[unit];
 }
 
-void ParamStore::release(int unit) {
+void ParamStore::release_unit(int unit) const {
   TESSERA_CHECK(sharded_, "ParamStore::release without shard_params()");
   if (!full_.at(unit).defined()) return;
   // The communication thread may still write into the buffer: never free it under a gather.
@@ -474,11 +483,39 @@ void ParamStore::release(int unit) {
   pending_[unit] = nullptr;
   gathered_live_bytes_ -= int64_t(full_[unit].nbytes());
   full_[unit] = Tensor();
+  recent_.erase(std::remove(recent_.begin(), recent_.end(), unit), recent_.end());
+}
+
+void ParamStore::set_auto_gather(bool on) {
+  TESSERA_CHECK(!on || sharded_, "ParamStore::set_auto_gather without shard_params()");
+  auto_gather_ = on;
+  last_unit_ = -1;
+  direction_ = +1;
+}
+
+void ParamStore::auto_gather_access(int unit) const {
+  // recent_: resident units in use order, a prefetched one counted as used just before.
+  recent_.erase(std::remove(recent_.begin(), recent_.end(), unit), recent_.end());
+  if (!full_[unit].defined()) {  // a miss: keep the most recently used unit only, gather
+    while (recent_.size() > 1) release_unit(recent_.front());
+    gather_unit(unit);
+  }
+  recent_.push_back(unit);
+  if (unit == last_unit_) return;  // another parameter of the same unit
+  if (unit == last_unit_ + 1 || unit == last_unit_ - 1) direction_ = unit - last_unit_;
+  last_unit_ = unit;
+  const int next = unit + direction_;
+  if (next < 0 || next >= static_cast<int>(units_.size()) || full_[next].defined()) return;
+  while (recent_.size() > 1) release_unit(recent_.front());  // keep the unit being read
+  gather_unit(next);
+  recent_.insert(recent_.begin(), next);
 }
 
 Tensor ParamStore::gather_full() {
   TESSERA_CHECK(sharded_, "ParamStore::gather_full without shard_params()");
   Tensor out = Tensor::empty({numel_}, DType::f32, device_);
+  const bool automatic = auto_gather_;
+  auto_gather_ = false;  // residency here is explicit
   for (size_t u = 0; u < units_.size(); ++u) {
     const bool resident = full_[u].defined();
     gather(static_cast<int>(u));
@@ -488,6 +525,7 @@ Tensor ParamStore::gather_full() {
     }
     if (!resident) release(static_cast<int>(u));
   }
+  auto_gather_ = automatic;
   return out;
 }
 

@@ -222,6 +222,14 @@ class ParamStore {
   // are reused and stay gathered; the others are released again). Collective over dp: for
   // checkpoint writes, evaluation, EMA.
   Tensor gather_full();
+  // Automatic gathering (off by default; only with sharded storage): param(id) of a unit that is
+  // not gathered gathers it (blocking) instead of failing, then prefetches the next unit in the
+  // direction of the last two accesses (forward: u+1, backward: u-1) and releases the least
+  // recently used units beyond two (the one read and the one prefetched). A released unit stays
+  // alive while a view of it is held, so eviction never breaks a running op. Every rank must
+  // read units in the same order (the same model code on the same shapes does).
+  void set_auto_gather(bool on);
+  bool auto_gather() const { return auto_gather_; }
   // Bytes of gathered unit buffers resident now, and at most since reset_gathered_peak().
   int64_t gathered_bytes_live() const { return gathered_live_bytes_; }
   int64_t gathered_bytes_peak() const { return gathered_peak_bytes_; }
@@ -234,6 +242,10 @@ class ParamStore {
   void lay_out(Device device);
   void build_units();
   [[noreturn]] void refuse_sharded(const char* what) const;
+  // gather()/release() behind the const param(): automatic gathering changes only residency.
+  std::shared_ptr<distributed::Work> gather_unit(int unit) const;
+  void release_unit(int unit) const;
+  void auto_gather_access(int unit) const;
   Device device_ = Device::cpu();
   bool finalized_ = false;
 
@@ -265,8 +277,11 @@ class ParamStore {
   bool sharded_ = false;
   distributed::Communicator* dp_ = nullptr;
   Tensor shards_;  // (S) f32
-  std::vector<Tensor> full_;
-  std::vector<std::shared_ptr<distributed::Work>> pending_;
+  mutable std::vector<Tensor> full_;
+  mutable std::vector<std::shared_ptr<distributed::Work>> pending_;
+  bool auto_gather_ = false;
+  mutable std::vector<int> recent_;  // resident units, most recently used last
+  mutable int last_unit_ = -1, direction_ = +1;
   mutable std::vector<char> waited_;  // per unit: param() waited for its gather already
   mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0;
 };

@@ -222,6 +222,7 @@ TEST(ParamStore, ShardedOnOneRankGathersTheParametersAndRefusesUngatheredReads) 
     p->init(7);
   }
   EXPECT_FALSE(s.params_sharded());
+  EXPECT_THROW(s.set_auto_gather(true), Error);  // only with sharded storage
   distributed::LocalCommunicator dp("dp");
   s.shard_params(&dp);
   EXPECT_TRUE(s.params_sharded());

@@ -9,8 +9,10 @@
 #include <memory>
 
 #include "core/caching_allocator.h"
+#include "core/philox.h"
 #include "distributed/communicator.h"
 #include "models/factory.h"
+#include "models/gpt.h"
 #include "models/param_store.h"
 #include "tests/distributed/mpi_test_env.h"
 #include "tests/train/train_test_support.h"
@@ -179,6 +181,51 @@ TEST(Zero3Units, ModelUnitsAreTheirBlocks) {
       expect_unit_equal(s, ref->params(), u);
       s.release(u);
     }
+  }
+}
+
+// Automatic gathering: a GPT forward and backward on sharded parameters, every unit gathered on
+// first read with the next one prefetched, gives the unsharded model's loss and gradients
+// bitwise (the same floats in the same kernels), with recomputation too, and never holds more
+// than two units.
+TEST(Zero3Units, GptWithAutomaticGatheringEqualsUnshardedBitwise) {
+  auto world = distributed::testing::test_world();
+  const config::Config cfg = train::testing_support::load("configs/gpt_tiny.pbtxt");
+  const config::GptConfig& c = cfg.model().gpt();
+  const int64_t B = 2, T = std::min<int64_t>(c.context(), 16);
+  Tensor tokens = Tensor::empty({B, T}, DType::i32), targets = Tensor::empty({B, T}, DType::i32);
+  for (int64_t i = 0; i < B * T; ++i) {  // a different batch on every rank
+    Philox4x32 r = philox_block(9, uint64_t(world->rank()), uint64_t(i));
+    tokens.data<int32_t>()[i] = int32_t(r.v[0] % uint32_t(c.vocab_size()));
+    targets.data<int32_t>()[i] = int32_t(r.v[1] % uint32_t(c.vocab_size()));
+  }
+  const Batch batch{{"tokens", tokens}, {"targets", targets}};
+  for (bool recompute : {false, true}) {
+    SCOPED_TRACE(recompute ? "recompute" : "plain");
+    Gpt ref(c, recompute), gpt(c, recompute);
+    ref.params().init(3);
+    gpt.params().init(3);
+    ParamStore& s = gpt.params();
+    s.shard_params(world.get());
+    EXPECT_THROW(gpt.forward_backward(batch, 1.0f), Error);  // not gathered, not automatic
+    s.zero_grads();
+    s.set_auto_gather(true);
+    for (int step = 0; step < 2; ++step) {  // the second pass starts with units resident
+      ref.params().zero_grads();
+      s.zero_grads();
+      const LossResult want = ref.forward_backward(batch, 1.0f);
+      const LossResult got = gpt.forward_backward(batch, 1.0f);
+      EXPECT_EQ(std::memcmp(&want.loss, &got.loss, sizeof(double)), 0)
+          << want.loss << " " << got.loss;
+      EXPECT_TRUE(same_bits(s.grads(), ref.params().grads()));
+    }
+    int64_t largest = 0;
+    for (const GatherUnit& u : s.units()) largest = std::max(largest, 4 * world->size() * u.shard);
+    EXPECT_GT(s.gathered_bytes_peak(), 0);
+    EXPECT_LE(s.gathered_bytes_peak(), 2 * largest);
+    EXPECT_LE(s.gathered_bytes_live(), 2 * largest);
+    s.set_auto_gather(false);
+    EXPECT_TRUE(same_bits(s.gather_full(), ref.params().params()));
   }
 }
 
