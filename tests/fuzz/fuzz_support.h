@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace tessera::fuzz {
 
@@ -35,6 +36,13 @@ inline std::string write_input(const std::string& name, const uint8_t* data, siz
   std::ofstream(path, std::ios::binary | std::ios::trunc)
       .write(reinterpret_cast<const char*>(data), std::streamsize(size));
   return path;
+}
+
+// The bytes of `v` as they lie in memory (little-endian here), for writing a typed dataset.
+template <typename T>
+std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(v.data());
+  return {p, p + v.size() * sizeof(T)};
 }
 
 // A property a parser must keep (not a crash by itself): abort so libFuzzer records the input.

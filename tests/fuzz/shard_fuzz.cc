@@ -90,12 +90,6 @@ void write_dataset(FuzzedDataProvider& in, hid_t file, const char* name, hid_t w
   H5Dwrite(dset.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
 }
 
-template <typename T>
-std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
-  const auto* p = reinterpret_cast<const uint8_t*>(v.data());
-  return {p, p + v.size() * sizeof(T)};
-}
-
 // The datasets whose stored chunks the harness may corrupt (tests/fuzz/flip_chunk.h).
 constexpr const char* kFlippable[] = {"images",        "captions", "caption_offsets", "tokens",
                                       "token_lengths", "labels",   "text_tokens"};
@@ -147,10 +141,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::vector<int64_t> offsets(static_cast<size_t>(n) + 1, 0);
       for (int64_t i = 0; i < n; ++i)
         offsets[size_t(i) + 1] = offsets[size_t(i)] + in.ConsumeIntegralInRange<int64_t>(0, 6);
-      const std::vector<uint8_t> offset_bytes = as_bytes(offsets);
+      const std::vector<uint8_t> offset_bytes = tessera::fuzz::as_bytes(offsets);
       std::vector<int32_t> lengths(static_cast<size_t>(n));
       for (auto& l : lengths) l = in.ConsumeIntegralInRange<int32_t>(0, int32_t(L));
-      const std::vector<uint8_t> length_bytes = as_bytes(lengths);
+      const std::vector<uint8_t> length_bytes = tessera::fuzz::as_bytes(lengths);
       const hsize_t un = hsize_t(n), ur = hsize_t(r);
       if (in.ConsumeIntegralInRange(0, 15) != 0)
         write_dataset(in, file.get(), "images", H5T_STD_U8LE, {un, ur, ur, 3});

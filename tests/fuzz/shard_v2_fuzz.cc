@@ -125,12 +125,6 @@ void write_dataset(FuzzedDataProvider& in, hid_t file, const char* name, hid_t w
   H5Dwrite(dset.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
 }
 
-template <typename T>
-std::vector<uint8_t> as_bytes(const std::vector<T>& v) {
-  const auto* p = reinterpret_cast<const uint8_t*>(v.data());
-  return {p, p + v.size() * sizeof(T)};
-}
-
 // The datasets whose stored chunks the harness may corrupt (tests/fuzz/flip_chunk.h).
 constexpr const char* kFlippable[] = {shard::kImageBytes, shard::kImageOffsets,
                                       shard::kImageSizes, shard::kOriginalSizes,
@@ -256,21 +250,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     write_int_attr(in, f, shard::kAttrResolution, perturb<int64_t>(in, 0));
     write_tokenizer(in, f);
     write_dataset(in, f, shard::kImageBytes, H5T_STD_U8LE, {hsize_t(declared)}, bytes, byte_chunk);
-    write_dataset(in, f, shard::kImageOffsets, H5T_STD_I64LE, {un + 1}, as_bytes(offsets), 4096);
-    write_dataset(in, f, shard::kImageSizes, H5T_STD_I32LE, {un, 2}, as_bytes(sizes), group);
-    write_dataset(in, f, shard::kOriginalSizes, H5T_STD_I32LE, {un, 2}, as_bytes(original), 4096);
+    write_dataset(in, f, shard::kImageOffsets, H5T_STD_I64LE, {un + 1},
+                  tessera::fuzz::as_bytes(offsets), 4096);
+    write_dataset(in, f, shard::kImageSizes, H5T_STD_I32LE, {un, 2}, tessera::fuzz::as_bytes(sizes),
+                  group);
+    write_dataset(in, f, shard::kOriginalSizes, H5T_STD_I32LE, {un, 2},
+                  tessera::fuzz::as_bytes(original), 4096);
     std::vector<uint8_t> captions(size_t(caption_offsets.back()), 'a');
     write_dataset(in, f, shard::kCaptions, H5T_STD_U8LE, {captions.size()}, captions, 65536);
-    write_dataset(in, f, shard::kCaptionOffsets, H5T_STD_I64LE, {un + 1}, as_bytes(caption_offsets),
-                  4096);
+    write_dataset(in, f, shard::kCaptionOffsets, H5T_STD_I64LE, {un + 1},
+                  tessera::fuzz::as_bytes(caption_offsets), 4096);
     if (rarely(in, 2)) {
       std::vector<int32_t> tokens(size_t(n * L), 7);
-      write_dataset(in, f, shard::kTokens, H5T_STD_I32LE, {un, hsize_t(L)}, as_bytes(tokens),
-                    group);
-      write_dataset(in, f, shard::kTokenLengths, H5T_STD_I32LE, {un}, as_bytes(lengths), 4096);
+      write_dataset(in, f, shard::kTokens, H5T_STD_I32LE, {un, hsize_t(L)},
+                    tessera::fuzz::as_bytes(tokens), group);
+      write_dataset(in, f, shard::kTokenLengths, H5T_STD_I32LE, {un},
+                    tessera::fuzz::as_bytes(lengths), 4096);
     }
     if (rarely(in, 2))
-      write_dataset(in, f, shard::kLabels, H5T_STD_I32LE, {un}, as_bytes(lengths), 4096);
+      write_dataset(in, f, shard::kLabels, H5T_STD_I32LE, {un}, tessera::fuzz::as_bytes(lengths),
+                    4096);
     // num_samples last, as finish() writes it.
     write_int_attr(in, f, shard::kAttrNumSamples, perturb<int64_t>(in, n));
   }

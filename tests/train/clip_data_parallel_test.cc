@@ -182,6 +182,24 @@ std::vector<nlohmann::json> metrics(const std::string& dir) {
   return records;
 }
 
+// Each record of `got` has the kind of `want`'s, and its loss and grad_norm within 1e-5 at step 1
+// (equal parameters) and 1e-4 later (parameters equal to ~1e-5).
+void expect_same_loss_and_grad_norm(const std::vector<nlohmann::json>& got,
+                                    const std::vector<nlohmann::json>& want,
+                                    const std::string& name) {
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(got[i].value("kind", ""), want[i].value("kind", ""));
+    const std::string at = absl::StrCat(name, " step ", want[i]["step"].get<int64_t>(), " ",
+                                        want[i].value("kind", "train"));
+    for (const char* key : {"loss", "grad_norm"}) {
+      if (!want[i].contains(key)) continue;
+      const double tol = want[i]["step"].get<int64_t>() == 1 ? 1e-5 : 1e-4;
+      const double a = got[i][key].get<double>(), b = want[i][key].get<double>();
+      EXPECT_NEAR(a, b, tol * std::fabs(b)) << at << " " << key;
+    }
+  }
+}
+
 // One step's gradient, model level: each rank of the world runs Clip::forward_backward on its
 // slice of a global batch with the loss over the world, then the flat gradients are AVERAGED
 // (what GradSync does); this must equal one process's gradient on the whole batch. Adam hides a
@@ -290,18 +308,7 @@ void expect_dp_equals_single(const config::Config& cfg, int dp, const std::strin
     const auto m1 = metrics(dp_dir), m0 = metrics(single_dir);
     ASSERT_EQ(m1.size(), m0.size()) << name;
     ASSERT_GE(m0.size(), size_t(cfg.train().steps()));
-    for (size_t i = 0; i < m0.size(); ++i) {
-      ASSERT_EQ(m1[i].value("kind", ""), m0[i].value("kind", ""));
-      const std::string at = absl::StrCat(name, " step ", m0[i]["step"].get<int64_t>(), " ",
-                                          m0[i].value("kind", "train"));
-      for (const char* key : {"loss", "grad_norm"}) {
-        if (!m0[i].contains(key)) continue;
-        // Step 1 starts from equal parameters; later steps from parameters equal to ~1e-5.
-        const double tol = m0[i]["step"].get<int64_t>() == 1 ? 1e-5 : 1e-4;
-        const double a = m1[i][key].get<double>(), b = m0[i][key].get<double>();
-        EXPECT_NEAR(a, b, tol * std::fabs(b)) << at << " " << key;
-      }
-    }
+    expect_same_loss_and_grad_norm(m1, m0, name);
   }
   world->barrier()->wait();
 }
@@ -439,17 +446,7 @@ void expect_accumulated_run_equals_big_batch(const std::string& loss, int group_
     const auto m1 = metrics(acc_dir), m0 = metrics(big_dir);
     ASSERT_EQ(m1.size(), m0.size()) << name;
     ASSERT_GE(m0.size(), size_t(3));
-    for (size_t i = 0; i < m0.size(); ++i) {
-      ASSERT_EQ(m1[i].value("kind", ""), m0[i].value("kind", ""));
-      const std::string at = absl::StrCat(name, " step ", m0[i]["step"].get<int64_t>(), " ",
-                                          m0[i].value("kind", "train"));
-      for (const char* key : {"loss", "grad_norm"}) {
-        if (!m0[i].contains(key)) continue;
-        const double tol = m0[i]["step"].get<int64_t>() == 1 ? 1e-5 : 1e-4;
-        const double a = m1[i][key].get<double>(), b = m0[i][key].get<double>();
-        EXPECT_NEAR(a, b, tol * std::fabs(b)) << at << " " << key;
-      }
-    }
+    expect_same_loss_and_grad_norm(m1, m0, name);
   }
   world->barrier()->wait();
 }
