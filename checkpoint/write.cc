@@ -53,7 +53,10 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
   const models::ParamStore& store = *state.store;
   const MomentsRef& mom = state.moments;
   const bool zero = mom.zero != nullptr;
-  const bool params = dp_rank == 0, moments = zero || dp_rank == 0;
+  // ZeRO-3: state.params is this rank's shard buffer (the layout of mom.zero), written like m, v.
+  const bool sharded = store.params_sharded();
+  TESSERA_CHECK(!sharded || zero, "checkpoint: sharded parameters (ZeRO-3) without ZeRO shards");
+  const bool params = dp_rank == 0 && !sharded, moments = zero || dp_rank == 0;
   checkpoint::FileManifest manifest;
   manifest.set_rank(world_rank);
   if (params || moments) {
@@ -103,6 +106,10 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
             const std::string suffix =
                 absl::StrCat(":", info.spec.name, ":", count[info.spec.name]++);
             const int64_t at = b.offset + pb.memory;
+            if (sharded) {
+              writer.write(pieces.add(info, "param", pb.box, "param" + suffix)->dataset(),
+                           pb.box.count, p + at, p_end);
+            }
             writer.write(pieces.add(info, "adam_m", pb.box, "adam_m" + suffix)->dataset(),
                          pb.box.count, m + at, m_end);
             writer.write(pieces.add(info, "adam_v", pb.box, "adam_v" + suffix)->dataset(),

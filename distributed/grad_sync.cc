@@ -34,6 +34,12 @@ GradSync::GradSync(Communicator& dp, Tensor grads, const ZeroShards& shards, Ten
                 shard_grads.defined() ? shard_grads.describe() : std::string("undefined"),
                 " must be f32 with ", shards.shard_numel, " elements (the shard buffer) on ",
                 grads_.device().str(), " like the gradients");
+  // Without staging only the last bucket may be padded (pad_ is its staging).
+  for (size_t i = 0; i + 1 < shards.buckets.size(); ++i) {
+    TESSERA_CHECK(!shards.buckets[i].padded(dp_.size()), "GradSync on '", dp_.name(), "': bucket ",
+                  i, " of ", shards.describe(),
+                  " is padded; only gradient staging takes padded buckets inside the buffer");
+  }
   shards_ = shards;
   shard_grads_ = std::move(shard_grads);
   if (!shards_->buckets.empty() && shards_->buckets.back().padded(dp_.size())) {
@@ -116,8 +122,10 @@ void GradSync::begin_micro_batch(int64_t mb, int64_t count) {
 }
 
 void GradSync::launch(int64_t bucket) {
-  const int64_t begin = bucket * bucket_elements_;
-  const int64_t end = std::min(numel_, begin + bucket_elements_);
+  // ZeRO modes take the shards' buckets (ZeRO-3's are cut at unit boundaries, so not all E long).
+  const int64_t begin = shards_ ? shards_->buckets[bucket].begin : bucket * bucket_elements_;
+  const int64_t end =
+      shards_ ? shards_->buckets[bucket].end : std::min(numel_, begin + bucket_elements_);
   if (!shards_) {
     works_.push_back(dp_.all_reduce(grads_.flat_view(begin, {end - begin}), ReduceOp::kAvg));
   } else if (take_) {
@@ -179,6 +187,12 @@ void GradSync::on_ready(int64_t ready_elements) {
                 " elements; prefixes must grow within one backward (call finish() between "
                 "backwards)");
   ready_ = ready_elements;
+  if (shards_) {  // the shards' buckets entirely inside the prefix
+    while (next_bucket_ < num_buckets_ && shards_->buckets[next_bucket_].end <= ready_) {
+      launch(next_bucket_++);
+    }
+    return;
+  }
   // Buckets entirely inside the prefix; the last bucket when the whole buffer is ready.
   const int64_t full = ready_ == numel_ ? num_buckets_ : ready_ / bucket_elements_;
   while (next_bucket_ < full) launch(next_bucket_++);

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "core/caching_allocator.h"
 #include "core/philox.h"
+#include "core/timer.h"
 #include "distributed/communicator.h"
 #include "ops/matmul.h"
 
@@ -375,26 +378,48 @@ void ParamStore::build_units() {
   units_.clear();
   unit_of_.assign(infos_.size(), -1);
   unit_offset_.assign(infos_.size(), 0);
-  // Units in the order of their first registered parameter (forward order) ...
-  for (size_t id = 0; id < infos_.size(); ++id) {
-    const std::string name = unit_name(infos_[id].spec.name);
-    int u = find_unit(name);
-    if (u < 0) {
-      u = static_cast<int>(units_.size());
-      units_.emplace_back().name = name;
-    }
-    unit_of_[id] = u;
-  }
-  // ... their parameters in flat-layout order, so a block's unit is its range of the flat buffer.
+  // Contiguous runs of the flat layout with one unit_name(), each with its first registered
+  // parameter ...
+  struct Run {
+    std::string name;
+    std::vector<ParamId> ids;
+    ParamId first;
+  };
+  std::vector<Run> runs;
   for (ParamId id : layout_) {
-    GatherUnit& unit = units_[unit_of_[id]];
-    unit_offset_[id] = unit.numel;
-    unit.ids.push_back(id);
-    unit.numel += infos_[id].numel;
+    std::string name = unit_name(infos_[id].spec.name);
+    if (runs.empty() || runs.back().name != name) runs.push_back({std::move(name), {}, id});
+    runs.back().ids.push_back(id);
+    runs.back().first = std::min(runs.back().first, id);
+  }
+  // ... in the order of that parameter (forward order); a name's later runs get "#2", "#3", ...
+  std::stable_sort(runs.begin(), runs.end(),
+                   [](const Run& a, const Run& b) { return a.first < b.first; });
+  std::map<std::string, int> seen;
+  for (Run& run : runs) {
+    const int k = ++seen[run.name];
+    GatherUnit& unit = units_.emplace_back();
+    unit.name = k == 1 ? run.name : absl::StrCat(run.name, "#", k);
+    unit.ids = std::move(run.ids);
+    unit.begin = infos_[unit.ids.front()].offset;
+    for (ParamId id : unit.ids) {
+      unit_of_[id] = static_cast<int>(units_.size() - 1);
+      unit_offset_[id] = infos_[id].offset - unit.begin;
+      unit.numel += infos_[id].numel;
+    }
   }
   full_.assign(units_.size(), Tensor());
   pending_.assign(units_.size(), nullptr);
   waited_.assign(units_.size(), 0);
+}
+
+std::vector<int64_t> ParamStore::unit_bounds() const {
+  std::vector<int64_t> bounds;
+  for (const GatherUnit& unit : units_) {
+    if (unit.numel > 0) bounds.push_back(unit.begin);
+  }
+  std::sort(bounds.begin(), bounds.end());
+  return bounds;
 }
 
 int ParamStore::find_unit(const std::string& name) const {
@@ -411,31 +436,65 @@ void ParamStore::refuse_sharded(const char* what) const {
 }
 
 void ParamStore::shard_params(distributed::Communicator* dp) {
+  TESSERA_CHECK(dp != nullptr, "ParamStore::shard_params: no data-parallel communicator");
+  // One bucket per unit: buckets longer than any unit.
+  shard_params(dp, distributed::ZeroShards(numel_, std::numeric_limits<int64_t>::max() / 4,
+                                           dp->size(), dp->rank(), unit_bounds()));
+}
+
+void ParamStore::shard_params(distributed::Communicator* dp,
+                              const distributed::ZeroShards& shards) {
   TESSERA_CHECK(finalized(), "ParamStore::shard_params before finalize()");
   TESSERA_CHECK(!sharded_, "ParamStore::shard_params called twice");
   TESSERA_CHECK(dp != nullptr, "ParamStore::shard_params: no data-parallel communicator");
   TESSERA_CHECK(compute_dtype_ == DType::f32,
                 "ParamStore::shard_params: bf16 compute with sharded parameters (ZeRO-3) is not "
                 "supported yet");
-  const int64_t n = dp->size(), r = dp->rank();
-  int64_t total = 0;
+  TESSERA_CHECK(!any_frozen(),
+                "ParamStore::shard_params: frozen parameters with sharded parameters (ZeRO-3) "
+                "are not supported yet");
+  TESSERA_CHECK(
+      shards.numel == numel_ && shards.dp_size == dp->size() && shards.dp_rank == dp->rank(),
+      "ParamStore::shard_params: ", shards.describe(), " is not for ", numel_, " elements on rank ",
+      dp->rank(), " of ", dp->size());
+  const int64_t n = dp->size();
+  // The units' buckets: consecutive, inside the unit, only the unit's last one padded.
+  std::map<int64_t, size_t> bucket_at;  // first element -> bucket index
+  for (size_t i = 0; i < shards.buckets.size(); ++i) bucket_at[shards.buckets[i].begin] = i;
   for (GatherUnit& unit : units_) {
-    unit.shard = (unit.numel + n - 1) / n;
-    unit.shard_offset = total;
-    total += unit.shard;
+    auto found = bucket_at.find(unit.begin);
+    size_t next = found == bucket_at.end() ? shards.buckets.size() : found->second;
+    unit.first_bucket = static_cast<int>(next);
+    unit.num_buckets = 0;
+    unit.shard = 0;
+    unit.shard_offset = next < shards.buckets.size() ? shards.buckets[next].offset : 0;
+    int64_t at = unit.begin;
+    while (at < unit.begin + unit.numel) {
+      TESSERA_CHECK(next < shards.buckets.size() && shards.buckets[next].begin == at,
+                    "ParamStore::shard_params: no bucket of ", shards.describe(),
+                    " starts at element ", at, " in unit '", unit.name, "'");
+      const auto& b = shards.buckets[next];
+      TESSERA_CHECK(b.end <= unit.begin + unit.numel &&
+                        (b.end == unit.begin + unit.numel || !b.padded(int(n))),
+                    "ParamStore::shard_params: bucket [", b.begin, ", ", b.end,
+                    ") crosses the end of unit '", unit.name, "' or is padded inside it");
+      unit.shard += b.shard;
+      ++unit.num_buckets;
+      at = b.end;
+      ++next;
+    }
   }
-  shards_ = Tensor::zeros({total}, DType::f32, device_);  // padding stays zero
-  for (const GatherUnit& unit : units_) {
-    // This rank's elements [lo, hi) of the unit, copied parameter piece by parameter piece.
-    const int64_t lo = std::min(unit.numel, r * unit.shard);
-    const int64_t hi = std::min(unit.numel, lo + unit.shard);
-    for (ParamId id : unit.ids) {
-      const ParamInfo& info = infos_[id];
-      const int64_t b = std::max(lo, unit_offset_[id]);
-      const int64_t e = std::min(hi, unit_offset_[id] + info.numel);
-      if (b >= e) continue;
-      copy(params_.flat_view(info.offset + (b - unit_offset_[id]), {e - b}),
-           shards_.flat_view(unit.shard_offset + (b - lo), {e - b}));
+  // Every bucket belongs to exactly one unit (the units tile the buffer).
+  int64_t claimed = 0;
+  for (const GatherUnit& unit : units_) claimed += unit.num_buckets;
+  TESSERA_CHECK(claimed == int64_t(shards.buckets.size()),
+                "ParamStore::shard_params: the buckets of ", shards.describe(),
+                " do not follow the units");
+  shard_buckets_ = shards.buckets;
+  shards_ = Tensor::zeros({shards.shard_numel}, DType::f32, device_);  // padding stays zero
+  for (const auto& b : shard_buckets_) {
+    if (b.own() > 0) {
+      copy(params_.flat_view(b.own_begin, {b.own()}), shards_.flat_view(b.offset, {b.own()}));
     }
   }
   sharded_ = true;
@@ -461,18 +520,54 @@ void ParamStore::release(int unit) {
   release_unit(unit);
 }
 
+namespace {
+
+// The gather of a unit of several buckets: one all-gather per bucket, waited for together.
+class UnitGather final : public distributed::Work {
+ public:
+  UnitGather(std::string what, std::vector<distributed::WorkHandle> parts)
+      : Work(std::move(what)), parts_(std::move(parts)) {}
+  void wait() override {
+    for (auto& p : parts_) p->wait();  // throws the first failure
+    if (!done()) complete(now_ns());
+    Work::wait();
+  }
+
+ private:
+  std::vector<distributed::WorkHandle> parts_;
+};
+
+}  // namespace
+
 std::shared_ptr<distributed::Work> ParamStore::gather_unit(int unit) const {
   TESSERA_CHECK(sharded_, "ParamStore::gather without shard_params()");
   TESSERA_CHECK(unit >= 0 && unit < static_cast<int>(units_.size()), "ParamStore::gather: unit ",
                 unit, " of ", units_.size());
   if (full_[unit].defined()) return pending_[unit];  // resident or in flight
   const GatherUnit& u = units_[unit];
-  full_[unit] = Tensor::empty({u.shard * dp_->size()}, DType::f32, device_);
+  const int64_t n = dp_->size();
+  full_[unit] = Tensor::empty({u.shard * n}, DType::f32, device_);
   gathered_live_bytes_ += int64_t(full_[unit].nbytes());
   gathered_peak_bytes_ = std::max(gathered_peak_bytes_, gathered_live_bytes_);
-  pending_[unit] = dp_->all_gather(param_shard(unit), full_[unit]);
+  gather_bytes_ += int64_t(full_[unit].nbytes());
+  // Bucket by bucket into place: every bucket but the unit's last is exactly n shards long, so
+  // each lands at its own position of the unit's flat range.
+  std::vector<distributed::WorkHandle> parts;
+  for (int i = u.first_bucket; i < u.first_bucket + u.num_buckets; ++i) {
+    const auto& b = shard_buckets_[i];
+    parts.push_back(dp_->all_gather(shards_.flat_view(b.offset, {b.shard}),
+                                    full_[unit].flat_view(b.begin - u.begin, {n * b.shard})));
+  }
+  pending_[unit] = parts.size() == 1
+                       ? parts.front()
+                       : std::make_shared<UnitGather>(absl::StrCat("gather of unit '", u.name, "'"),
+                                                      std::move(parts));
   waited_[unit] = 0;
   return pending_[unit];
+}
+
+void ParamStore::release_all() {
+  for (int u = 0; u < static_cast<int>(units_.size()); ++u) release_unit(u);
 }
 
 void ParamStore::release_unit(int unit) const {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "distributed/zero_shards.h"
 
 namespace tessera::distributed {
 class Communicator;
@@ -66,16 +67,22 @@ struct ParamInfo {
 using ParamId = int;
 
 // A ZeRO-3 gather unit (docs/ZERO3_PLAN.md): the parameters one block reads, all-gathered and
-// released together. Its elements are its parameters' (this TP rank's) elements concatenated in
-// flat-layout order; for a block that is exactly its contiguous range of the flat buffer.
+// released together: a contiguous range [begin, begin + numel) of the flat buffer, its parameters
+// in flat-layout order. A name whose parameters lie in several runs of the layout (GPT's "other":
+// the head and ln_f at the front, the embeddings at the end) gives one unit per run.
 struct GatherUnit {
-  std::string name;          // "blocks.3.", "text.blocks.3." or "other" (ParamStore::unit_name)
+  std::string name;          // "blocks.3.", "text.blocks.3.", "other", "other#2" (build_units)
   std::vector<ParamId> ids;  // in flat-layout order
+  int64_t begin = 0;         // first element in the flat buffer
   int64_t numel = 0;         // U: elements of the unit
-  // Set by shard_params(): s = ceil(U / dp) elements per rank, the unit padded with zeros to
-  // dp * s; rank r holds elements [r*s, (r+1)*s) at shard_offset of the shard buffer.
+  // Set by shard_params(): the unit is the ZeroShards buckets [first_bucket, first_bucket +
+  // num_buckets), each padded to dp x its shard (only the last one can need padding), so the
+  // gathered unit is its elements in flat order, then padding. This rank holds `shard` elements
+  // (its slice of every bucket of the unit, bucket after bucket) at shard_offset of the shard
+  // buffer; the gathered buffer has dp * shard elements.
   int64_t shard = 0;
   int64_t shard_offset = 0;
+  int first_bucket = 0, num_buckets = 0;
 };
 
 class ParamStore {
@@ -189,23 +196,32 @@ class ParamStore {
   void sync_compute_params();
 
   // ZeRO-3 (docs/ZERO3_PLAN.md). Gather units exist from finalize() on (rebuilt by freeze()),
-  // one per distinct unit_name() of the parameters, ordered by their first registered parameter
-  // (forward order: for GPT "other", "blocks.0.", "blocks.1.", ...).
+  // one per contiguous run of the flat layout whose parameters share a unit_name() (a name with
+  // several runs gets "#2", "#3" after its first, in forward order), ordered by their first
+  // registered parameter (forward order: for GPT "other" (the embeddings), "blocks.0.", ...,
+  // "other#2" (ln_f and the head)).
   // The unit of a parameter name: the prefix through the first "blocks.<digits>." segment (at the
   // start or after a '.'), else "other" (embeddings, final norm, head, CLIP's logit scale).
   static std::string unit_name(const std::string& param_name);
   const std::vector<GatherUnit>& units() const { return units_; }
   int unit_of(ParamId id) const { return unit_of_.at(id); }
   int find_unit(const std::string& name) const;  // -1 when absent
+  // The units' first elements in the flat buffer, increasing (the first is 0): the cuts of a
+  // ZeroShards whose buckets never cross a unit (distributed::ZeroShards's second constructor).
+  std::vector<int64_t> unit_bounds() const;
 
   // Sharded parameter storage, off unless called (stages 0-2 never do). After finalize(),
-  // freeze() and init(), f32 compute only: every rank keeps just its 1/dp slice of each unit
-  // (param_shards()) and the full flat buffer is freed. `dp` (borrowed, must outlive the store)
-  // is the data-parallel group. Every rank of dp must then gather and release the same units in
-  // the same order (they are collectives).
+  // freeze() and init(), f32 compute, no frozen parameters: every rank keeps just its slice of
+  // every bucket of `shards` (param_shards(), the ZeroShards shard-buffer layout, so the
+  // optimizer's m, v and gradient shard line up with it element for element) and the full flat
+  // buffer is freed. `shards` must cut at unit_bounds() (every bucket inside one unit) over
+  // numel() elements for dp's size and rank. `dp` (borrowed, must outlive the store) is the
+  // data-parallel group. Every rank of dp must then gather and release the same units in the same
+  // order (they are collectives). Without `shards`: one bucket per unit.
   void shard_params(distributed::Communicator* dp);
+  void shard_params(distributed::Communicator* dp, const distributed::ZeroShards& shards);
   bool params_sharded() const { return sharded_; }
-  // (S) f32: this rank's slices of every unit, unit after unit (shard_offset); S = sum of shard.
+  // (S) f32: this rank's slices of every bucket, in bucket (flat) order; S = sum of shard.
   const Tensor& param_shards() const { return shards_; }
   Tensor param_shard(int unit) const;  // (shard) view of param_shards()
   // Starts all-gathering `unit` into a freshly allocated (dp * shard) buffer and returns the
@@ -218,6 +234,8 @@ class ParamStore {
   // once no view returned by param(id) is held any more. No-op for a unit not gathered.
   void release(int unit);
   bool gathered(int unit) const { return full_.at(unit).defined(); }
+  // Releases every gathered unit (before an optimizer step changes the shards).
+  void release_all();
   // (N) f32 in the flat layout, on device(): every unit gathered in turn (units already gathered
   // are reused and stay gathered; the others are released again). Collective over dp: for
   // checkpoint writes, evaluation, EMA.
@@ -234,6 +252,12 @@ class ParamStore {
   int64_t gathered_bytes_live() const { return gathered_live_bytes_; }
   int64_t gathered_bytes_peak() const { return gathered_peak_bytes_; }
   void reset_gathered_peak() { gathered_peak_bytes_ = gathered_live_bytes_; }
+  // Output bytes of the unit all-gathers issued since the last call (communication volume).
+  int64_t take_gather_bytes() {
+    const int64_t b = gather_bytes_;
+    gather_bytes_ = 0;
+    return b;
+  }
 
  private:
   int tp_rank_, tp_size_;
@@ -283,7 +307,8 @@ class ParamStore {
   mutable std::vector<int> recent_;  // resident units, most recently used last
   mutable int last_unit_ = -1, direction_ = +1;
   mutable std::vector<char> waited_;  // per unit: param() waited for its gather already
-  mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0;
+  mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0, gather_bytes_ = 0;
+  std::vector<distributed::ZeroShards::Bucket> shard_buckets_;  // of shard_params()
 };
 
 }  // namespace tessera::models

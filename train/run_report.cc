@@ -70,10 +70,16 @@ void print_start_report(const StartReport& r) {
     // Per rank, what each part really holds (docs/DISTRIBUTED.md, "ZeRO-2"): the parameters are
     // not sharded at stage 1 or 2; the full gradient buffer stays allocated at stage 1, while
     // stage 2 stages gradients per parameter and frees them once reduce-scattered.
+    const std::string param_kind =
+        r.param_gathered_bytes < 0
+            ? std::string("(full)")
+            : absl::StrCat("(shard 1/", r.zero_shards->dp_size, ") + ", r.param_gathered_bytes,
+                           " bytes gathered (estimate: the two largest units; "
+                           "param_gathered_peak_bytes in metrics.jsonl measures it)");
     std::printf(
-        "ZeRO-%d per rank: parameters %lld bytes (full), gradients %lld bytes %s + %lld "
+        "ZeRO-%d per rank: parameters %lld bytes %s, gradients %lld bytes %s + %lld "
         "bytes averaged shard, optimizer %lld bytes (1/%d)\n",
-        r.zero_stage, (long long)r.param_bytes, (long long)r.grad_bytes,
+        r.zero_stage, (long long)r.param_bytes, param_kind.c_str(), (long long)r.grad_bytes,
         r.grads_staged
             ? "staged per parameter (estimate: two buckets + the two largest parameters; "
               "grad_peak_bytes in metrics.jsonl measures it)"

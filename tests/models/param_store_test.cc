@@ -198,19 +198,31 @@ TEST(ParamStore, GatherUnitsFollowForwardOrderWithParametersInLayoutOrder) {
   s.add({"blocks.1.a.weight", {2, 3}, -1, Init::normal(1.0f)});
   s.add({"head.weight", {7}, -1, Init::normal(1.0f)});
   s.finalize();
-  ASSERT_EQ(s.units().size(), 3u);
+  // "other" lies in two runs of the flat layout (head first, the embedding last): two units,
+  // the second (in forward order) named "other#2", so every unit is contiguous.
+  ASSERT_EQ(s.units().size(), 4u);
   EXPECT_EQ(s.units()[0].name, "other");
   EXPECT_EQ(s.units()[1].name, "blocks.0.");
   EXPECT_EQ(s.units()[2].name, "blocks.1.");
-  EXPECT_EQ(s.units()[0].ids, std::vector<ParamId>({4, 0}));  // head first in the flat layout
-  EXPECT_EQ(s.units()[1].ids, std::vector<ParamId>({2, 1}));
-  EXPECT_EQ(s.units()[0].numel, 7 + 15);
+  EXPECT_EQ(s.units()[3].name, "other#2");
+  EXPECT_EQ(s.units()[0].ids, std::vector<ParamId>({0}));
+  EXPECT_EQ(s.units()[1].ids, std::vector<ParamId>({2, 1}));  // layout order
+  EXPECT_EQ(s.units()[3].ids, std::vector<ParamId>({4}));
+  EXPECT_EQ(s.units()[0].numel, 15);
   EXPECT_EQ(s.units()[1].numel, 4 + 12);
   EXPECT_EQ(s.unit_of(3), 2);
   EXPECT_EQ(s.find_unit("blocks.1."), 2);
   EXPECT_EQ(s.find_unit("blocks.9."), -1);
-  // A block's unit is its contiguous range of the flat buffer.
-  EXPECT_EQ(s.info(1).offset, s.info(2).offset + 4);
+  // Every unit is its contiguous range of the flat buffer; the bounds are the units' starts.
+  for (const GatherUnit& u : s.units()) {
+    EXPECT_EQ(u.begin, s.info(u.ids.front()).offset) << u.name;
+    int64_t at = u.begin;
+    for (ParamId id : u.ids) {
+      EXPECT_EQ(s.info(id).offset, at) << s.info(id).spec.name;
+      at += s.info(id).numel;
+    }
+  }
+  EXPECT_EQ(s.unit_bounds(), std::vector<int64_t>({0, 7, 13, 29}));
 }
 
 TEST(ParamStore, ShardedOnOneRankGathersTheParametersAndRefusesUngatheredReads) {

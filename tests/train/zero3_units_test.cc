@@ -5,6 +5,7 @@
 // Nothing here changes stages 0-2 (docs/ZERO3_PLAN.md).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -59,13 +60,17 @@ TEST(Zero3Units, GatheredUnitsEqualTheUnshardedParametersBitwise) {
   build(s);
   s.shard_params(world.get());
   const auto& units = s.units();
-  ASSERT_EQ(units.size(), 5u);  // other, blocks.0-3
-  // The shard: this rank's slice of the unit's elements (parameters in layout order), padding 0.
+  ASSERT_EQ(units.size(), 6u);  // other (embeddings), blocks.0-3, other#2 (ln_f, head)
+  EXPECT_EQ(units[5].name, "other#2");
+  // The shard: this rank's slice of the unit's elements (parameters in layout order), padding 0;
+  // one bucket per unit, the shards in flat order (the last unit's first) tiling the buffer.
   int64_t total = 0;
+  std::vector<std::pair<int64_t, int64_t>> pieces;  // (shard_offset, shard)
   for (size_t u = 0; u < units.size(); ++u) {
     SCOPED_TRACE(units[u].name);
     EXPECT_EQ(units[u].shard, (units[u].numel + n - 1) / n);
-    EXPECT_EQ(units[u].shard_offset, total);
+    EXPECT_EQ(units[u].num_buckets, 1);
+    pieces.emplace_back(units[u].shard_offset, units[u].shard);
     total += units[u].shard;
     std::vector<float> concat;
     for (ParamId id : units[u].ids) {
@@ -82,6 +87,11 @@ TEST(Zero3Units, GatheredUnitsEqualTheUnshardedParametersBitwise) {
   }
   EXPECT_EQ(s.param_shards().numel(), total);
   EXPECT_LT(total, s.numel() / n + n * int64_t(units.size()));
+  std::sort(pieces.begin(), pieces.end());
+  for (size_t i = 1; i < pieces.size(); ++i) {
+    EXPECT_EQ(pieces[i].first, pieces[i - 1].first + pieces[i - 1].second);
+  }
+  EXPECT_EQ(units[5].shard_offset, 0);  // head and ln_f first in the flat layout
 
   // Forward order with the next unit prefetched before the current one is read, then backward
   // order likewise: never more than two units resident.
@@ -166,12 +176,11 @@ TEST(Zero3Units, ModelUnitsAreTheirBlocks) {
     ParamStore& s = model->params();
     int blocks = 0;
     for (const GatherUnit& unit : s.units()) {
-      if (unit.name == "other") continue;
-      ++blocks;
       for (size_t k = 1; k < unit.ids.size(); ++k) {  // contiguous, in layout order
         const ParamInfo& prev = s.info(unit.ids[k - 1]);
         EXPECT_EQ(s.info(unit.ids[k]).offset, prev.offset + prev.numel) << unit.name;
       }
+      blocks += unit.name.rfind("other", 0) != 0;
     }
     EXPECT_GE(blocks, 2);
     EXPECT_EQ(s.units()[0].name, "other");  // embeddings are registered first
@@ -181,6 +190,24 @@ TEST(Zero3Units, ModelUnitsAreTheirBlocks) {
       expect_unit_equal(s, ref->params(), u);
       s.release(u);
     }
+    // ZeRO-3's layout: the optimizer's buckets (here 1000 elements), cut at the units, so a unit
+    // is gathered as several all-gathers into place; the parameters still come out bitwise.
+    auto cut = make_model(cfg.model());
+    cut->params().init(5);
+    ParamStore& c = cut->params();
+    const distributed::ZeroShards shards(c.numel(), 4 * 1000, world->size(), world->rank(),
+                                         c.unit_bounds());
+    c.shard_params(world.get(), shards);
+    EXPECT_EQ(c.param_shards().numel(), shards.shard_numel);
+    int several = 0;
+    for (int u = 0; u < int(c.units().size()); ++u) {
+      several += c.units()[u].num_buckets > 1;
+      c.gather(u)->wait();
+      expect_unit_equal(c, ref->params(), u);
+      c.release(u);
+    }
+    EXPECT_GT(several, 0);
+    EXPECT_TRUE(same_bits(c.gather_full(), ref->params().params()));
   }
 }
 
