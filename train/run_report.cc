@@ -45,12 +45,14 @@ void print_start_report(const StartReport& r) {
       "tessera train: %s model, %.2fM parameters, %s, on %s, %d threads per rank, run dir %s\n",
       r.model_kind.c_str(), double(r.parameters) * 1e-6, r.layout.c_str(), r.device.str().c_str(),
       r.threads, r.run_dir.c_str());
+  // ZeRO-3: the parameter shard plus the units gathered at once.
+  const int64_t param_bytes = r.param_bytes + std::max<int64_t>(0, r.param_gathered_bytes);
   std::printf(
       "memory estimate per rank: parameters %s, gradients %s, optimizer %s, activations %s, "
       "total %s\n",
-      human_bytes(r.param_bytes).c_str(), human_bytes(r.grad_bytes).c_str(),
+      human_bytes(param_bytes).c_str(), human_bytes(r.grad_bytes).c_str(),
       human_bytes(r.optimizer_bytes).c_str(), human_bytes(r.activation_bytes).c_str(),
-      human_bytes(r.param_bytes + r.grad_bytes + r.optimizer_bytes + r.zero_buffer_bytes +
+      human_bytes(param_bytes + r.grad_bytes + r.optimizer_bytes + r.zero_buffer_bytes +
                   std::max<int64_t>(0, r.activation_bytes))
           .c_str());
   if (!r.frozen.empty()) std::printf("%s\n", r.frozen.c_str());
