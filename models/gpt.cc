@@ -242,7 +242,14 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   Tensor h = hidden_.view({N, C});
   Tensor dlogits = in_dtype(logits, store_.compute_dtype());
   ops::matmul(dlogits, h, head_grad(), /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
-  if (head_ >= 0) store_.grad_done(head_);  // a tied head is final after the embedding
+  if (head_ >= 0) {
+    store_.grad_done(head_);
+  } else {
+    // A tied head's part of the embedding's gradient is complete here; the token embedding adds
+    // its part at the very end of backward. ParamStore::grad_partial_done explains the option
+    // of reducing this part at once.
+    store_.grad_partial_done(tok_.table_id());
+  }
   Tensor dh = Tensor::empty({B, T, C}, DType::f32, targets.device());
   ops::matmul(dlogits, head_weight(), dh.view({N, C}));
   // The head is column parallel over the vocabulary with a replicated input: f's backward half.

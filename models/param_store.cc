@@ -336,6 +336,26 @@ void ParamStore::zero_grads() {
   reset_grad_progress();
 }
 
+void ParamStore::set_grad_partial_hook(std::function<void(ParamId)> hook) {
+  grad_partial_hook_ = std::move(hook);
+}
+
+void ParamStore::grad_partial_done(ParamId id) {
+  if (grad_partial_hook_ && grads_staged_ && !frozen(id)) grad_partial_hook_(id);
+}
+
+Tensor ParamStore::hand_over_grad(ParamId id) {
+  TESSERA_CHECK(grads_staged_, "ParamStore::hand_over_grad without stage_grads()");
+  const ParamInfo& i = infos_.at(id);
+  TESSERA_CHECK(!frozen(id) && i.offset >= taken_end_, "ParamStore::hand_over_grad('", i.spec.name,
+                "'): frozen or already taken in this backward");
+  Tensor g = std::move(staged_[id]);
+  staged_[id] = Tensor();
+  if (!g.defined()) return Tensor::zeros({i.numel}, DType::f32, device_);
+  grad_live_bytes_ -= int64_t(g.nbytes());
+  return g;
+}
+
 void ParamStore::set_grad_ready_hook(std::function<void(int64_t)> hook) {
   grad_ready_hook_ = std::move(hook);
 }

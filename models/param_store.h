@@ -180,6 +180,18 @@ class ParamStore {
   int64_t grad_bytes_peak() const { return grad_peak_bytes_; }
   void reset_grad_peak() { grad_peak_bytes_ = grad_live_bytes_; }
 
+  // A parameter written twice in one backward (GPT's tied embedding: by the head first, by the
+  // token embedding last) would keep its staged gradient resident through the whole backward.
+  // The model calls grad_partial_done(id) when the first writer is done; with a hook set (the
+  // trainer's parallel.reduce_tied_grad_early under gradient staging) the hook takes the
+  // gradient so far with hand_over_grad(id) and reduces it at once; the next grad(id) then starts
+  // from zeros again and the rest arrives through take_grads() as usual. Without a hook: no-op.
+  void set_grad_partial_hook(std::function<void(ParamId)> hook);
+  void grad_partial_done(ParamId id);
+  // Gradient staging only: parameter id's staged gradient (numel) f32 (zeros if not written since
+  // it was last taken), no longer held by the store (its bytes leave grad_bytes_live()).
+  Tensor hand_over_grad(ParamId id);
+
   int tp_rank() const { return tp_rank_; }
   int tp_size() const { return tp_size_; }
   // The TP group's communicator; nullptr when tp_size() == 1 or none was given.
@@ -285,6 +297,7 @@ class ParamStore {
   std::vector<char> grad_final_;  // per trainable parameter, in layout order (offset order)
   size_t ready_params_ = 0;       // leading parameters (layout order) whose grads are final
   std::function<void(int64_t)> grad_ready_hook_;
+  std::function<void(ParamId)> grad_partial_hook_;
   DType compute_dtype_ = DType::f32;
   int64_t numel_ = 0;
   // Gradient staging (stage_grads()): per ParamId its gradient (numel) f32 or undefined; the end

@@ -240,6 +240,13 @@ void Trainer::prepare() {
   if (layout_.dp_size() > 1) {
     sync_ = optimizer_->make_grad_sync(layout_.dp(), cfg.parallel().bucket_bytes());
     params.set_grad_ready_hook([this](int64_t ready) { sync_->on_ready(ready); });
+    if (cfg.parallel().reduce_tied_grad_early() && sync_->staged()) {
+      // GPT's tied embedding: the head's part of its gradient reduced at once (ParamStore::
+      // grad_partial_done, GradSync::reduce_partial).
+      params.set_grad_partial_hook([this, &params](models::ParamId id) {
+        sync_->reduce_partial(params.info(id).offset, params.hand_over_grad(id));
+      });
+    }
   }
   if (leader() && !quiet_) report_start(peak.flops, peak.source);
 
@@ -258,7 +265,8 @@ void Trainer::prepare() {
       // 2(n-1)/n of its buffer, a reduce-scatter or all-gather (n-1)/n; the gradient collectives
       // plus ZeRO's parameter all-gather (tensor-parallel traffic is not counted).
       const double n = layout_.dp_size(), share = (n - 1) / n;
-      const double grads = double(sync_->stats().bytes) * share * (sync_->reduce_scatter() ? 1 : 2);
+      const double grads = double(sync_->stats().bytes + sync_->stats().partial_bytes) * share *
+                           (sync_->reduce_scatter() ? 1 : 2);
       const int64_t gathered = optimizer_->take_comm_bytes();
       record["dp_comm_bytes"] = (grads + share * double(gathered)) / window_steps;
       models::ParamStore& store = model_->params();
@@ -285,6 +293,7 @@ void Trainer::release() {
   checkpointer_.reset();
   ema_.reset();
   model_->params().set_grad_ready_hook(nullptr);
+  model_->params().set_grad_partial_hook(nullptr);
   sync_.reset();
   evaluator_.reset();
   logger_.reset();

@@ -66,6 +66,11 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   if (layout.dp_size() > 1) {
     sync = optimizer->make_grad_sync(layout.dp(), cfg.parallel().bucket_bytes());
     store.set_grad_ready_hook([&](int64_t ready) { sync->on_ready(ready); });
+    if (cfg.parallel().reduce_tied_grad_early() && sync->staged()) {
+      store.set_grad_partial_hook([&](models::ParamId id) {
+        sync->reduce_partial(store.info(id).offset, store.hand_over_grad(id));
+      });
+    }
   }
   // ZeRO-3 as the trainer does it: the parameters sharded in the optimizer's layout, gathered
   // unit by unit (automatically, with prefetch) in forward and backward.
