@@ -184,8 +184,6 @@ absl::Status validate(const Config& c, const Validator& v) {
     RETURN_IF_ERROR(v.check(c.parallel().tensor_parallel() <= 1, "parallel.tensor_parallel",
                             absl::StrCat("> 1 ", kNotYet)));
     RETURN_IF_ERROR(
-        v.check(c.train().ema_decay() == 0, "train.ema_decay", absl::StrCat("> 0 ", kNotYet)));
-    RETURN_IF_ERROR(
         v.check(c.train().freeze().empty(), "train.freeze", absl::StrCat("non-empty ", kNotYet)));
     RETURN_IF_ERROR(v.check(c.train().device() != config::TrainConfig::CUDA, "train.device",
                             absl::StrCat("CUDA ", kNotYet, " (CPU/MPI only)")));

@@ -488,7 +488,6 @@ TEST(Zero, Stage3RefusesWhatItDoesNotSupportYet) {
   for (const auto& [set, field] : std::vector<std::pair<std::string, std::string>>{
            {"train.precision=BF16", "train.precision"},
            {"parallel.tensor_parallel=2", "parallel.tensor_parallel"},
-           {"train.ema_decay=0.9", "train.ema_decay"},
            {"train.freeze=blocks.0.*", "train.freeze"},
            {"train.device=CUDA", "train.device"}}) {
     const auto c =
