@@ -181,8 +181,6 @@ absl::Status validate(const Config& c, const Validator& v) {
     const char* kNotYet = "is not supported with parallel.zero_stage = 3 yet";
     RETURN_IF_ERROR(v.check(c.train().precision() != config::TrainConfig::BF16, "train.precision",
                             absl::StrCat("BF16 ", kNotYet, " (f32 only)")));
-    RETURN_IF_ERROR(v.check(c.parallel().tensor_parallel() <= 1, "parallel.tensor_parallel",
-                            absl::StrCat("> 1 ", kNotYet)));
     RETURN_IF_ERROR(
         v.check(c.train().freeze().empty(), "train.freeze", absl::StrCat("non-empty ", kNotYet)));
     RETURN_IF_ERROR(v.check(c.train().device() != config::TrainConfig::CUDA, "train.device",

@@ -263,8 +263,9 @@ void expect_zero_equals_dp(std::vector<std::string> sets, const std::string& nam
       if (stage == 3) {
         // ZeRO-3 held 1/dp of the parameters (up to padding) and never all of them at once ...
         const int64_t shard = rows_zero[i]["param_shard_bytes"];
-        EXPECT_GE(shard * world->size(), param_bytes);
-        EXPECT_LT(shard * world->size(), param_bytes + 4 * 64 * world->size());
+        const int64_t dp_ranks = zero.layout().dp_size();  // (this TP rank's slices)
+        EXPECT_GE(shard * dp_ranks, param_bytes);
+        EXPECT_LT(shard * dp_ranks, param_bytes + 4 * 64 * dp_ranks);
         EXPECT_GT(int64_t(rows_zero[i]["param_gathered_peak_bytes"]), 0);
         EXPECT_LT(int64_t(rows_zero[i]["param_gathered_peak_bytes"]), param_bytes)
             << "step " << i + 1;
@@ -483,13 +484,25 @@ TEST(Zero, TiedGradientReducedEarlyEqualsPlainDataParallelWithALowerPeak) {
   }
 }
 
+// TP 2 x DP 2 (4 ranks): each TP rank's store shards its TP slices over its DP group; the
+// clipping norm spans both groups as at stages 1 and 2.
+TEST(Zero, Stage3WithTensorParallelEqualsPlainDataParallel) {
+  ASSERT_EQ(distributed::testing::test_world()->size(), 4) << "needs 4 ranks for TP 2 x DP 2";
+  expect_zero_equals_dp(
+      {"data.global_batch_size=8", "parallel.bucket_bytes=40000", "parallel.tensor_parallel=2"},
+      "gpt_tp2", 3);
+  expect_zero_equals_dp(concat({"data.global_batch_size=8", "parallel.bucket_bytes=40000",
+                                "parallel.tensor_parallel=2"},
+                               kAccumulate),
+                        "gpt_tp2_accumulate", 3, "configs/gpt_tiny.pbtxt", false);
+}
+
 // What stage 3 does not handle yet is refused when the config is loaded, naming the field.
 TEST(Zero, Stage3RefusesWhatItDoesNotSupportYet) {
-  for (const auto& [set, field] : std::vector<std::pair<std::string, std::string>>{
-           {"train.precision=BF16", "train.precision"},
-           {"parallel.tensor_parallel=2", "parallel.tensor_parallel"},
-           {"train.freeze=blocks.0.*", "train.freeze"},
-           {"train.device=CUDA", "train.device"}}) {
+  for (const auto& [set, field] :
+       std::vector<std::pair<std::string, std::string>>{{"train.precision=BF16", "train.precision"},
+                                                        {"train.freeze=blocks.0.*", "train.freeze"},
+                                                        {"train.device=CUDA", "train.device"}}) {
     const auto c =
         load_config(testing::source_path("configs/gpt_tiny.pbtxt"), {"parallel.zero_stage=3", set});
     ASSERT_FALSE(c.ok()) << set;
