@@ -303,6 +303,20 @@ void ParamStore::set_compute_dtype(DType dtype) {
 Tensor ParamStore::compute_param(ParamId id) const {
   if (compute_dtype_ == DType::f32) return param(id);
   const ParamInfo& i = infos_.at(id);
+  if (sharded_) {
+    // ZeRO-3 with bf16 compute: the unit is gathered in f32 (the master shards) and converted
+    // once per gather into a bf16 copy, the same conversion sync_compute_params() applies to the
+    // whole buffer unsharded (so the matmuls read the same bf16 values). Dropped with the unit.
+    param(id);  // gathers (automatic mode) and waits
+    const int u = unit_of_[id];
+    if (!full_bf16_[u].defined()) {
+      full_bf16_[u] = Tensor::empty({full_[u].numel()}, DType::bf16, device_);
+      ops::convert(full_[u], full_bf16_[u]);
+      gathered_live_bytes_ += int64_t(full_bf16_[u].nbytes());
+      gathered_peak_bytes_ = std::max(gathered_peak_bytes_, gathered_live_bytes_);
+    }
+    return full_bf16_[u].flat_view(unit_offset_[id], i.local_shape);
+  }
   return params_bf16_.flat_view(i.offset, i.local_shape);
 }
 
@@ -429,6 +443,7 @@ void ParamStore::build_units() {
     }
   }
   full_.assign(units_.size(), Tensor());
+  full_bf16_.assign(units_.size(), Tensor());
   pending_.assign(units_.size(), nullptr);
   waited_.assign(units_.size(), 0);
 }
@@ -467,9 +482,6 @@ void ParamStore::shard_params(distributed::Communicator* dp,
   TESSERA_CHECK(finalized(), "ParamStore::shard_params before finalize()");
   TESSERA_CHECK(!sharded_, "ParamStore::shard_params called twice");
   TESSERA_CHECK(dp != nullptr, "ParamStore::shard_params: no data-parallel communicator");
-  TESSERA_CHECK(compute_dtype_ == DType::f32,
-                "ParamStore::shard_params: bf16 compute with sharded parameters (ZeRO-3) is not "
-                "supported yet");
   TESSERA_CHECK(!any_frozen(),
                 "ParamStore::shard_params: frozen parameters with sharded parameters (ZeRO-3) "
                 "are not supported yet");
@@ -520,6 +532,7 @@ void ParamStore::shard_params(distributed::Communicator* dp,
   sharded_ = true;
   dp_ = dp;
   params_ = Tensor();
+  params_bf16_ = Tensor();  // bf16 compute: each gathered unit gets its own bf16 copy
   // As in stage_grads(): hand the freed full buffer back instead of keeping it cached.
   if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_))) {
     caching->release_cached();
@@ -598,6 +611,10 @@ void ParamStore::release_unit(int unit) const {
   pending_[unit] = nullptr;
   gathered_live_bytes_ -= int64_t(full_[unit].nbytes());
   full_[unit] = Tensor();
+  if (full_bf16_[unit].defined()) {
+    gathered_live_bytes_ -= int64_t(full_bf16_[unit].nbytes());
+    full_bf16_[unit] = Tensor();
+  }
   recent_.erase(std::remove(recent_.begin(), recent_.end(), unit), recent_.end());
 }
 

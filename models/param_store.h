@@ -223,10 +223,11 @@ class ParamStore {
   std::vector<int64_t> unit_bounds() const;
 
   // Sharded parameter storage, off unless called (stages 0-2 never do). After finalize(),
-  // freeze() and init(), f32 compute, no frozen parameters: every rank keeps just its slice of
-  // every bucket of `shards` (param_shards(), the ZeroShards shard-buffer layout, so the
-  // optimizer's m, v and gradient shard line up with it element for element) and the full flat
-  // buffer is freed. `shards` must cut at unit_bounds() (every bucket inside one unit) over
+  // freeze(), init() and set_compute_dtype() (bf16: compute_param() converts each gathered unit
+  // once; the bf16 shadow of the whole buffer is dropped), no frozen parameters: every rank keeps
+  // just its slice of every bucket of `shards` (param_shards(), the ZeroShards shard-buffer layout,
+  // so the optimizer's m, v and gradient shard line up with it element for element) and the full
+  // flat buffer is freed. `shards` must cut at unit_bounds() (every bucket inside one unit) over
   // numel() elements for dp's size and rank. `dp` (borrowed, must outlive the store) is the
   // data-parallel group. Every rank of dp must then gather and release the same units in the same
   // order (they are collectives). Without `shards`: one bucket per unit.
@@ -315,6 +316,7 @@ class ParamStore {
   distributed::Communicator* dp_ = nullptr;
   Tensor shards_;  // (S) f32
   mutable std::vector<Tensor> full_;
+  mutable std::vector<Tensor> full_bf16_;  // bf16 compute: the gathered unit converted
   mutable std::vector<std::shared_ptr<distributed::Work>> pending_;
   bool auto_gather_ = false;
   mutable std::vector<int> recent_;  // resident units, most recently used last
