@@ -95,6 +95,25 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
       }
       if (i == infos.size() / 2) crash_point("mid_rank_file", world_rank);
     }
+    if (sharded) {
+      // ZeRO-3: this rank's own range of each bucket of the parameters' shard buffer (the
+      // optimizer's buckets, then the frozen units'), cut into boxes of the parameters it spans.
+      std::map<std::string, int> count;
+      for (const auto& b : store.shard_buckets()) {
+        if (b.own() == 0) continue;
+        for (const auto& info : infos) {
+          if (!writes(info, tp_rank)) continue;
+          for (const PlacedBox& pb : range_boxes(info, b.own_begin, b.own_end)) {
+            writer.write(
+                pieces
+                    .add(info, "param", pb.box,
+                         absl::StrCat("param:", info.spec.name, ":", count[info.spec.name]++))
+                    ->dataset(),
+                pb.box.count, p + b.offset + pb.memory, p_end);
+          }
+        }
+      }
+    }
     if (zero) {
       // This rank's own range of each bucket, cut into boxes of the parameters it spans.
       std::map<std::string, int> count;
@@ -106,10 +125,6 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
             const std::string suffix =
                 absl::StrCat(":", info.spec.name, ":", count[info.spec.name]++);
             const int64_t at = b.offset + pb.memory;
-            if (sharded) {
-              writer.write(pieces.add(info, "param", pb.box, "param" + suffix)->dataset(),
-                           pb.box.count, p + at, p_end);
-            }
             writer.write(pieces.add(info, "adam_m", pb.box, "adam_m" + suffix)->dataset(),
                          pb.box.count, m + at, m_end);
             writer.write(pieces.add(info, "adam_v", pb.box, "adam_v" + suffix)->dataset(),

@@ -18,7 +18,7 @@ ZeroShards::ZeroShards(int64_t numel_, int64_t bucket_bytes, int dp_size_, int d
   TESSERA_CHECK(numel >= 0, "ZeroShards: numel ", numel);
   const int64_t dp = dp_size;
   bucket_elements = std::max<int64_t>(dp, (bucket_bytes / int64_t(sizeof(float))) / dp * dp);
-  TESSERA_CHECK(!cuts.empty() && cuts.front() == 0,
+  TESSERA_CHECK(numel == 0 || (!cuts.empty() && cuts.front() == 0),
                 "ZeroShards: the first segment must start at 0");
   for (size_t c = 0; c < cuts.size() && numel > 0; ++c) {
     const int64_t seg_end = c + 1 < cuts.size() ? cuts[c + 1] : numel;

@@ -420,9 +420,14 @@ void ParamStore::build_units() {
     ParamId first;
   };
   std::vector<Run> runs;
+  bool last_frozen = false;
   for (ParamId id : layout_) {
     std::string name = unit_name(infos_[id].spec.name);
-    if (runs.empty() || runs.back().name != name) runs.push_back({std::move(name), {}, id});
+    // A run also ends where the trainable prefix ends (the optimizer's shards cover only it).
+    if (runs.empty() || runs.back().name != name || frozen(id) != last_frozen) {
+      runs.push_back({std::move(name), {}, id});
+    }
+    last_frozen = frozen(id);
     runs.back().ids.push_back(id);
     runs.back().first = std::min(runs.back().first, id);
   }
@@ -451,7 +456,7 @@ void ParamStore::build_units() {
 std::vector<int64_t> ParamStore::unit_bounds() const {
   std::vector<int64_t> bounds;
   for (const GatherUnit& unit : units_) {
-    if (unit.numel > 0) bounds.push_back(unit.begin);
+    if (unit.numel > 0 && unit.begin < trainable_numel_) bounds.push_back(unit.begin);
   }
   std::sort(bounds.begin(), bounds.end());
   return bounds;
@@ -473,8 +478,9 @@ void ParamStore::refuse_sharded(const char* what) const {
 void ParamStore::shard_params(distributed::Communicator* dp) {
   TESSERA_CHECK(dp != nullptr, "ParamStore::shard_params: no data-parallel communicator");
   // One bucket per unit: buckets longer than any unit.
-  shard_params(dp, distributed::ZeroShards(numel_, std::numeric_limits<int64_t>::max() / 4,
-                                           dp->size(), dp->rank(), unit_bounds()));
+  shard_params(dp,
+               distributed::ZeroShards(trainable_numel_, std::numeric_limits<int64_t>::max() / 4,
+                                       dp->size(), dp->rank(), unit_bounds()));
 }
 
 void ParamStore::shard_params(distributed::Communicator* dp,
@@ -482,30 +488,50 @@ void ParamStore::shard_params(distributed::Communicator* dp,
   TESSERA_CHECK(finalized(), "ParamStore::shard_params before finalize()");
   TESSERA_CHECK(!sharded_, "ParamStore::shard_params called twice");
   TESSERA_CHECK(dp != nullptr, "ParamStore::shard_params: no data-parallel communicator");
-  TESSERA_CHECK(!any_frozen(),
-                "ParamStore::shard_params: frozen parameters with sharded parameters (ZeRO-3) "
-                "are not supported yet");
-  TESSERA_CHECK(
-      shards.numel == numel_ && shards.dp_size == dp->size() && shards.dp_rank == dp->rank(),
-      "ParamStore::shard_params: ", shards.describe(), " is not for ", numel_, " elements on rank ",
-      dp->rank(), " of ", dp->size());
+  TESSERA_CHECK(shards.numel == trainable_numel_ && shards.dp_size == dp->size() &&
+                    shards.dp_rank == dp->rank(),
+                "ParamStore::shard_params: ", shards.describe(), " is not for the ",
+                trainable_numel_, " trainable elements on rank ", dp->rank(), " of ", dp->size());
   const int64_t n = dp->size();
+  // The buckets: the trainable prefix's (the optimizer's), then one per frozen unit (frozen
+  // parameters lie behind the trainable ones), their shards after the optimizer's.
+  std::vector<distributed::ZeroShards::Bucket> buckets = shards.buckets;
+  if (numel_ > trainable_numel_) {
+    std::vector<int64_t> cuts;
+    for (const GatherUnit& unit : units_) {
+      if (unit.begin >= trainable_numel_ && unit.numel > 0) {
+        cuts.push_back(unit.begin - trainable_numel_);
+      }
+    }
+    std::sort(cuts.begin(), cuts.end());
+    const distributed::ZeroShards tail(numel_ - trainable_numel_,
+                                       std::numeric_limits<int64_t>::max() / 4, dp->size(),
+                                       dp->rank(), cuts);
+    for (auto bucket : tail.buckets) {
+      bucket.begin += trainable_numel_;
+      bucket.end += trainable_numel_;
+      bucket.own_begin += trainable_numel_;
+      bucket.own_end += trainable_numel_;
+      bucket.offset += shards.shard_numel;
+      buckets.push_back(bucket);
+    }
+  }
   // The units' buckets: consecutive, inside the unit, only the unit's last one padded.
   std::map<int64_t, size_t> bucket_at;  // first element -> bucket index
-  for (size_t i = 0; i < shards.buckets.size(); ++i) bucket_at[shards.buckets[i].begin] = i;
+  for (size_t i = 0; i < buckets.size(); ++i) bucket_at[buckets[i].begin] = i;
   for (GatherUnit& unit : units_) {
     auto found = bucket_at.find(unit.begin);
-    size_t next = found == bucket_at.end() ? shards.buckets.size() : found->second;
+    size_t next = found == bucket_at.end() ? buckets.size() : found->second;
     unit.first_bucket = static_cast<int>(next);
     unit.num_buckets = 0;
     unit.shard = 0;
-    unit.shard_offset = next < shards.buckets.size() ? shards.buckets[next].offset : 0;
+    unit.shard_offset = next < buckets.size() ? buckets[next].offset : 0;
     int64_t at = unit.begin;
     while (at < unit.begin + unit.numel) {
-      TESSERA_CHECK(next < shards.buckets.size() && shards.buckets[next].begin == at,
+      TESSERA_CHECK(next < buckets.size() && buckets[next].begin == at,
                     "ParamStore::shard_params: no bucket of ", shards.describe(),
                     " starts at element ", at, " in unit '", unit.name, "'");
-      const auto& b = shards.buckets[next];
+      const auto& b = buckets[next];
       TESSERA_CHECK(b.end <= unit.begin + unit.numel &&
                         (b.end == unit.begin + unit.numel || !b.padded(int(n))),
                     "ParamStore::shard_params: bucket [", b.begin, ", ", b.end,
@@ -517,13 +543,13 @@ void ParamStore::shard_params(distributed::Communicator* dp,
     }
   }
   // Every bucket belongs to exactly one unit (the units tile the buffer).
-  int64_t claimed = 0;
+  int64_t claimed = 0, total = 0;
   for (const GatherUnit& unit : units_) claimed += unit.num_buckets;
-  TESSERA_CHECK(claimed == int64_t(shards.buckets.size()),
-                "ParamStore::shard_params: the buckets of ", shards.describe(),
-                " do not follow the units");
-  shard_buckets_ = shards.buckets;
-  shards_ = Tensor::zeros({shards.shard_numel}, DType::f32, device_);  // padding stays zero
+  TESSERA_CHECK(claimed == int64_t(buckets.size()), "ParamStore::shard_params: the buckets of ",
+                shards.describe(), " and of the frozen units do not follow the units");
+  for (const auto& b : buckets) total = std::max(total, b.offset + b.shard);
+  shard_buckets_ = std::move(buckets);
+  shards_ = Tensor::zeros({total}, DType::f32, device_);  // padding stays zero
   for (const auto& b : shard_buckets_) {
     if (b.own() > 0) {
       copy(params_.flat_view(b.own_begin, {b.own()}), shards_.flat_view(b.offset, {b.own()}));

@@ -218,17 +218,19 @@ class ParamStore {
   const std::vector<GatherUnit>& units() const { return units_; }
   int unit_of(ParamId id) const { return unit_of_.at(id); }
   int find_unit(const std::string& name) const;  // -1 when absent
-  // The units' first elements in the flat buffer, increasing (the first is 0): the cuts of a
-  // ZeroShards whose buckets never cross a unit (distributed::ZeroShards's second constructor).
+  // The trainable units' first elements in the flat buffer, increasing (the first is 0): the cuts
+  // of a ZeroShards over trainable_numel() whose buckets never cross a unit (distributed::
+  // ZeroShards's second constructor). Units never cross the trainable/frozen boundary.
   std::vector<int64_t> unit_bounds() const;
 
   // Sharded parameter storage, off unless called (stages 0-2 never do). After finalize(),
   // freeze(), init() and set_compute_dtype() (bf16: compute_param() converts each gathered unit
-  // once; the bf16 shadow of the whole buffer is dropped), no frozen parameters: every rank keeps
-  // just its slice of every bucket of `shards` (param_shards(), the ZeroShards shard-buffer layout,
-  // so the optimizer's m, v and gradient shard line up with it element for element) and the full
-  // flat buffer is freed. `shards` must cut at unit_bounds() (every bucket inside one unit) over
-  // numel() elements for dp's size and rank. `dp` (borrowed, must outlive the store) is the
+  // once; the bf16 shadow of the whole buffer is dropped): every rank keeps just its slice of
+  // every bucket of `shards` (param_shards(): first the ZeroShards shard-buffer layout, so the
+  // optimizer's m, v and gradient shard line up with it element for element, then the frozen
+  // parameters' units, one bucket each) and the full flat buffer is freed. `shards` must cut at
+  // unit_bounds() (every bucket inside one unit) over the trainable_numel() elements for dp's
+  // size and rank. `dp` (borrowed, must outlive the store) is the
   // data-parallel group. Every rank of dp must then gather and release the same units in the same
   // order (they are collectives). Without `shards`: one bucket per unit.
   void shard_params(distributed::Communicator* dp);
@@ -236,6 +238,10 @@ class ParamStore {
   bool params_sharded() const { return sharded_; }
   // (S) f32: this rank's slices of every bucket, in bucket (flat) order; S = sum of shard.
   const Tensor& param_shards() const { return shards_; }
+  // The buckets of param_shards(): `shards`' then the frozen units' (offsets into param_shards()).
+  const std::vector<distributed::ZeroShards::Bucket>& shard_buckets() const {
+    return shard_buckets_;
+  }
   Tensor param_shard(int unit) const;  // (shard) view of param_shards()
   // Starts all-gathering `unit` into a freshly allocated (dp * shard) buffer and returns the
   // collective's handle at once (a prefetch: issue the next unit's gather before computing on

@@ -179,8 +179,6 @@ absl::Status validate(const Config& c, const Validator& v) {
     // ZeRO-3 (docs/DISTRIBUTED.md "Stage 3"): what it does not handle yet is refused here rather
     // than trained wrongly.
     const char* kNotYet = "is not supported with parallel.zero_stage = 3 yet";
-    RETURN_IF_ERROR(
-        v.check(c.train().freeze().empty(), "train.freeze", absl::StrCat("non-empty ", kNotYet)));
     RETURN_IF_ERROR(v.check(c.train().device() != config::TrainConfig::CUDA, "train.device",
                             absl::StrCat("CUDA ", kNotYet, " (CPU/MPI only)")));
   }

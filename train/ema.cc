@@ -27,7 +27,7 @@ void Ema::for_each_range(const models::ParamStore& params, F f) const {
   // ZeRO-3: the parameters exist only as this rank's shard, in the optimizer's shard layout (the
   // one zero_ describes): element for element the EMA's.
   const bool sharded = params.params_sharded();
-  TESSERA_CHECK(!sharded || params.param_shards().numel() == zero_->shard_numel,
+  TESSERA_CHECK(!sharded || params.param_shards().numel() >= zero_->shard_numel,
                 "Ema: sharded parameters (", params.param_shards().numel(),
                 " elements) not in the layout of ", zero_->describe());
   const Tensor& p = sharded ? params.param_shards() : params.params();

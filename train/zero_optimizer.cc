@@ -26,8 +26,6 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
       stage_(stage) {
   TESSERA_CHECK(store.finalized(), "ZeroAdamW: the parameter store is not finalized");
   TESSERA_CHECK(stage >= 1 && stage <= 3, "ZeroAdamW: ZeRO stage ", stage, " (1, 2 or 3)");
-  TESSERA_CHECK(stage < 3 || !store.any_frozen(),
-                "ZeroAdamW: ZeRO-3 with frozen parameters (train.freeze) is not supported yet");
   // Every buffer lives with the parameters: on a CUDA device the reduce-scatter and all-gather
   // take device tensors (NCCL), and the update runs there.
   const Device device = store.device();

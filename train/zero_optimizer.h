@@ -60,7 +60,6 @@ class ZeroAdamW : public Optimizer {
   // buckets are cut at the store's gather units (ParamStore::unit_bounds()) and the caller shards
   // the parameters in this layout (store.shard_params(&dp, shards())) before the first step,
   // which then updates param_shards() in place and gathers nothing (docs/DISTRIBUTED.md).
-  // Frozen parameters are refused at stage 3.
   ZeroAdamW(models::ParamStore& store, const config::OptimConfig& config,
             distributed::Communicator& dp, int64_t bucket_bytes, int stage = 1);
 
