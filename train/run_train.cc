@@ -3,9 +3,12 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <new>
 
 #include "absl/strings/str_cat.h"
+#include "core/error.h"
 #include "core/preemption.h"
 #include "core/threads.h"
 #include "distributed/make_communicator.h"
@@ -23,6 +26,42 @@ std::string default_run_dir(const std::string& config_path) {
   return absl::StrCat("runs/", std::filesystem::path(config_path).stem().string(), "-", stamp);
 }
 
+// Out of memory on the host: std::bad_alloc (a std container) or the allocator's own error (which
+// names the bytes it asked for and the bytes in use). Either way the message gains what to do, so
+// a run past one worker's memory budget ends with advice instead of a bare "std::bad_alloc".
+std::string out_of_memory_advice(const config::Config& cfg) {
+  const int64_t stage = cfg.parallel().zero_stage();
+  std::string advice =
+      absl::StrCat(" (parallel.zero_stage is ", stage,
+                   "; the start-up 'memory estimate per rank' line shows what each rank holds");
+  if (stage < 3) {
+    absl::StrAppend(&advice,
+                    "; with several data-parallel ranks, parallel.zero_stage: 3 shards the "
+                    "parameters, gradients and optimizer state over them, docs/DISTRIBUTED.md "
+                    "\"Stage 3\"");
+  } else {
+    absl::StrAppend(&advice, "; more data-parallel ranks make each shard smaller");
+  }
+  absl::StrAppend(&advice,
+                  "; fewer tokens per micro-batch (data.global_batch_size, train.micro_batches) "
+                  "or a higher memory limit (ulimit -v) also help)");
+  return advice;
+}
+
+// Runs fn, rethrowing an out-of-memory failure as tessera::Error with out_of_memory_advice().
+int with_memory_advice(const config::Config& cfg, const std::function<int()>& fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc& e) {
+    throw Error(absl::StrCat("out of memory: a host allocation failed (", e.what(), ")",
+                             out_of_memory_advice(cfg)));
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.find("out of memory") == std::string::npos) throw;
+    throw Error(absl::StrCat(what, out_of_memory_advice(cfg)));
+  }
+}
+
 int train(const TrainOptions& opt) {
   // SIGTERM / SIGUSR1: save at the next step boundary, exit 75. First, before any thread exists.
   preemption::install_stop_handlers();
@@ -36,21 +75,25 @@ int train(const TrainOptions& opt) {
   const std::string run_dir = opt.run_dir.empty() ? default_run_dir(opt.config_path) : opt.run_dir;
 
   if (!distributed::launched_by_mpi()) {
-    Trainer trainer(cfg, run_dir, opt.quiet);
-    trainer.set_resume(opt.resume);
-    return trainer.run();
+    return with_memory_advice(cfg, [&] {
+      Trainer trainer(cfg, run_dir, opt.quiet);
+      trainer.set_resume(opt.resume);
+      return trainer.run();
+    });
   }
   // Several ranks: a rank that fails inside a step prints its error once and aborts the job, so
   // no other rank waits forever in a collective (docs/DESIGN.md decision 7).
   distributed::MpiEnvironment mpi;
   return distributed::run_or_abort([&] {
-    // CPU: MPI. CUDA: NCCL for device tensors, MPI for host values (routed_communicator.h).
-    distributed::CommunicatorOptions comm_options;
-    comm_options.timeout_s = cfg.parallel().collective_timeout_s();
-    auto world = distributed::make_world_communicator(training_device(cfg), comm_options);
-    Trainer trainer(cfg, run_dir, opt.quiet, world.get());
-    trainer.set_resume(opt.resume);
-    return trainer.run();
+    return with_memory_advice(cfg, [&] {
+      // CPU: MPI. CUDA: NCCL for device tensors, MPI for host values (routed_communicator.h).
+      distributed::CommunicatorOptions comm_options;
+      comm_options.timeout_s = cfg.parallel().collective_timeout_s();
+      auto world = distributed::make_world_communicator(training_device(cfg), comm_options);
+      Trainer trainer(cfg, run_dir, opt.quiet, world.get());
+      trainer.set_resume(opt.resume);
+      return trainer.run();
+    });
   });
 }
 
