@@ -156,18 +156,7 @@ StepStats ZeroAdamW::step(double lr) {
   for (const auto& b : shards_.buckets) {
     if (b.own() > 0) {
       const Shape own{b.own()};
-      // The pieces of this rank's range with one learning rate each (optim.layer_decay).
-      for (const LrRange& r : lr_ranges_) {
-        const int64_t begin = std::max(r.begin, b.own_begin), end = std::min(r.end, b.own_end);
-        if (begin >= end) continue;
-        ops::AdamWConfig cr = c;
-        cr.lr = static_cast<float>(lr * r.scale);
-        const Shape n{end - begin};
-        const int64_t at = b.offset + (begin - b.own_begin);
-        ops::adamw_step(params.flat_view(begin, n), shard_grads_.flat_view(at, n),
-                        m_.flat_view(at, n), v_.flat_view(at, n), decay_mask_.flat_view(at, n), cr,
-                        t);
-      }
+      update_own_range(b, params, /*params_in_shard_layout=*/false, lr, c, t);
       // The gradient shard is spent: reuse it as the gather's send buffer (the communicator's
       // input and output must not overlap, and the updated shard lies inside the output).
       copy(params.flat_view(b.own_begin, own), shard_grads_.flat_view(b.offset, own));
@@ -207,16 +196,26 @@ void ZeroAdamW::step_shards(double lr, const ops::AdamWConfig& c, int64_t t) {
   // element with the gradient shard and the moments. Nothing is gathered: the next forward does.
   const Tensor& shard = store_.param_shards();
   for (const auto& b : shards_.buckets) {
-    for (const LrRange& r : lr_ranges_) {
-      const int64_t begin = std::max(r.begin, b.own_begin), end = std::min(r.end, b.own_end);
-      if (begin >= end) continue;
-      ops::AdamWConfig cr = c;
-      cr.lr = static_cast<float>(lr * r.scale);
-      const Shape n{end - begin};
-      const int64_t at = b.offset + (begin - b.own_begin);
-      ops::adamw_step(shard.flat_view(at, n), shard_grads_.flat_view(at, n), m_.flat_view(at, n),
-                      v_.flat_view(at, n), decay_mask_.flat_view(at, n), cr, t);
-    }
+    update_own_range(b, shard, /*params_in_shard_layout=*/true, lr, c, t);
+  }
+}
+
+void ZeroAdamW::update_own_range(const distributed::ZeroShards::Bucket& b, const Tensor& params,
+                                 bool params_in_shard_layout, double lr, const ops::AdamWConfig& c,
+                                 int64_t t) {
+  // The pieces of this rank's range with one learning rate each (optim.layer_decay). The
+  // gradient shard, m, v and the decay mask are in the shard layout (element `at`); the
+  // parameters are the full flat buffer (element `begin`, stages 1-2) or the shard (stage 3).
+  for (const LrRange& r : lr_ranges_) {
+    const int64_t begin = std::max(r.begin, b.own_begin), end = std::min(r.end, b.own_end);
+    if (begin >= end) continue;
+    ops::AdamWConfig cr = c;
+    cr.lr = static_cast<float>(lr * r.scale);
+    const Shape n{end - begin};
+    const int64_t at = b.offset + (begin - b.own_begin);
+    ops::adamw_step(params.flat_view(params_in_shard_layout ? at : begin, n),
+                    shard_grads_.flat_view(at, n), m_.flat_view(at, n), v_.flat_view(at, n),
+                    decay_mask_.flat_view(at, n), cr, t);
   }
 }
 

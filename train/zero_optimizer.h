@@ -94,6 +94,10 @@ class ZeroAdamW : public Optimizer {
   ShardSquares shard_sum_squares() const;
   // ZeRO-3: AdamW on the parameters' shard buffer (models::ParamStore::param_shards()).
   void step_shards(double lr, const ops::AdamWConfig& c, int64_t t);
+  // AdamW on this rank's part of bucket `b`, one call per learning-rate range.
+  void update_own_range(const distributed::ZeroShards::Bucket& b, const Tensor& params,
+                        bool params_in_shard_layout, double lr, const ops::AdamWConfig& c,
+                        int64_t t);
   double global_grad_norm();
 
   models::ParamStore& store_;
