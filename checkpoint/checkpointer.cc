@@ -96,7 +96,9 @@ void Checkpointer::save(const models::ParamStore& params, const MomentsRef& mome
                              rank == 0 ? error : p->tmp + " (see rank 0)"));
   }
   detail::crash_point("after_tmp_dir", rank);
-  p->params = host_state(params.params(), async_);
+  // ZeRO-3: the parameters exist only as this rank's shard, in the optimizer's shard layout; each
+  // rank writes its ranges of them as it does for m and v (checkpoint/write.cc).
+  p->params = host_state(params.params_sharded() ? params.param_shards() : params.params(), async_);
   p->m = host_state(moments.m, async_);
   p->v = host_state(moments.v, async_);
   if (moments.ema.defined()) p->ema = host_state(moments.ema, async_);

@@ -53,7 +53,10 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
   const models::ParamStore& store = *state.store;
   const MomentsRef& mom = state.moments;
   const bool zero = mom.zero != nullptr;
-  const bool params = dp_rank == 0, moments = zero || dp_rank == 0;
+  // ZeRO-3: state.params is this rank's shard buffer (the layout of mom.zero), written like m, v.
+  const bool sharded = store.params_sharded();
+  TESSERA_CHECK(!sharded || zero, "checkpoint: sharded parameters (ZeRO-3) without ZeRO shards");
+  const bool params = dp_rank == 0 && !sharded, moments = zero || dp_rank == 0;
   checkpoint::FileManifest manifest;
   manifest.set_rank(world_rank);
   if (params || moments) {
@@ -91,6 +94,25 @@ void write_rank_files(const std::string& dir, const RankState& state, int world_
         }
       }
       if (i == infos.size() / 2) crash_point("mid_rank_file", world_rank);
+    }
+    if (sharded) {
+      // ZeRO-3: this rank's own range of each bucket of the parameters' shard buffer (the
+      // optimizer's buckets, then the frozen units'), cut into boxes of the parameters it spans.
+      std::map<std::string, int> count;
+      for (const auto& b : store.shard_buckets()) {
+        if (b.own() == 0) continue;
+        for (const auto& info : infos) {
+          if (!writes(info, tp_rank)) continue;
+          for (const PlacedBox& pb : range_boxes(info, b.own_begin, b.own_end)) {
+            writer.write(
+                pieces
+                    .add(info, "param", pb.box,
+                         absl::StrCat("param:", info.spec.name, ":", count[info.spec.name]++))
+                    ->dataset(),
+                pb.box.count, p + b.offset + pb.memory, p_end);
+          }
+        }
+      }
     }
     if (zero) {
       // This rank's own range of each bucket, cut into boxes of the parameters it spans.

@@ -3,7 +3,8 @@
 // Who writes what (checkpoint/CHECKPOINT.md):
 //   - parameters: DP rank 0 of each tensor-parallel group, its TP shard of every parameter
 //     (a replicated parameter only by TP rank 0);
-//   - Adam m and v: the same ranks the same way, or under ZeRO-1 every rank its own ranges.
+//   - Adam m and v: the same ranks the same way, or under ZeRO-1 every rank its own ranges;
+//   - under ZeRO-3 (sharded parameters) the parameters too: every rank its own ranges.
 
 #include <string>
 #include <vector>
@@ -18,7 +19,7 @@ namespace tessera::checkpoint::detail {
 // Host f32 state of one rank (views of the live buffers, or copies for an async save).
 struct RankState {
   const models::ParamStore* store = nullptr;  // names, shapes and flat offsets
-  tessera::Tensor params;                     // (N)
+  tessera::Tensor params;                     // (N), or ZeRO-3: the shard buffer (shard_numel)
   MomentsRef moments;
 };
 

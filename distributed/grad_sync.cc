@@ -34,6 +34,12 @@ GradSync::GradSync(Communicator& dp, Tensor grads, const ZeroShards& shards, Ten
                 shard_grads.defined() ? shard_grads.describe() : std::string("undefined"),
                 " must be f32 with ", shards.shard_numel, " elements (the shard buffer) on ",
                 grads_.device().str(), " like the gradients");
+  // Without staging only the last bucket may be padded (pad_ is its staging).
+  for (size_t i = 0; i + 1 < shards.buckets.size(); ++i) {
+    TESSERA_CHECK(!shards.buckets[i].padded(dp_.size()), "GradSync on '", dp_.name(), "': bucket ",
+                  i, " of ", shards.describe(),
+                  " is padded; only gradient staging takes padded buckets inside the buffer");
+  }
   shards_ = shards;
   shard_grads_ = std::move(shard_grads);
   if (!shards_->buckets.empty() && shards_->buckets.back().padded(dp_.size())) {
@@ -116,25 +122,27 @@ void GradSync::begin_micro_batch(int64_t mb, int64_t count) {
 }
 
 void GradSync::launch(int64_t bucket) {
-  const int64_t begin = bucket * bucket_elements_;
-  const int64_t end = std::min(numel_, begin + bucket_elements_);
+  // ZeRO modes take the shards' buckets (ZeRO-3's are cut at unit boundaries, so not all E long).
+  const int64_t begin = shards_ ? shards_->buckets[bucket].begin : bucket * bucket_elements_;
+  const int64_t end =
+      shards_ ? shards_->buckets[bucket].end : std::min(numel_, begin + bucket_elements_);
   if (!shards_) {
     works_.push_back(dp_.all_reduce(grads_.flat_view(begin, {end - begin}), ReduceOp::kAvg));
   } else if (take_) {
     // Gradient staging: the bucket's gradients are copied into a slot (whose previous
     // reduce-scatter must have completed first) and freed by their owner.
     const ZeroShards::Bucket& b = shards_->buckets[bucket];
-    const size_t s = static_cast<size_t>(bucket) % slots_.size();
-    if (slot_work_[s] > 0) {
-      // Backward waits here too: counted as waiting, so hidden_fraction() stays honest.
+    const size_t s = acquire_slot();
+    const bool partial = !partial_work_.empty() && partial_work_[bucket] > 0;
+    if (partial) {  // its partial reduce-scatter writes the shard this one adds to
       const int64_t t0 = now_ns();
-      works_[slot_work_[s] - 1]->wait();
+      works_[partial_work_[bucket] - 1]->wait();
       stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
     }
     const Tensor in = slots_[s].flat_view(0, {int64_t(dp_.size()) * b.shard});
     take_(begin, end, in.flat_view(0, {end - begin}));
     if (in.numel() > end - begin) zero_(in.flat_view(end - begin, {in.numel() - (end - begin)}));
-    if (accumulate_ && b.own() > 0) {
+    if ((accumulate_ || partial) && b.own() > 0) {
       // As below: this rank's segment gains dp x its shard so far.
       const Tensor acc = shard_grads_.flat_view(b.offset, {b.own()});
       ops::scale(acc, float(dp_.size()), acc);
@@ -172,6 +180,51 @@ void GradSync::launch(int64_t bucket) {
   stats_.bytes += (end - begin) * int64_t(sizeof(float));
 }
 
+size_t GradSync::acquire_slot() {
+  const size_t s = next_slot_;
+  next_slot_ = (next_slot_ + 1) % slots_.size();
+  if (slot_work_[s] > 0) {
+    // Backward waits here too: counted as waiting, so hidden_fraction() stays honest.
+    const int64_t t0 = now_ns();
+    works_[slot_work_[s] - 1]->wait();
+    stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
+  }
+  return s;
+}
+
+void GradSync::reduce_partial(int64_t begin, const Tensor& grad) {
+  TESSERA_CHECK(take_ != nullptr, "GradSync on '", dp_.name(),
+                "': reduce_partial needs gradient staging (ZeRO-2/3)");
+  const int64_t end = begin + grad.numel();
+  TESSERA_CHECK(grad.dtype() == DType::f32 && 0 <= begin && end <= numel_, "GradSync on '",
+                dp_.name(), "': reduce_partial of ", grad.describe(), " at ", begin, " in ", numel_,
+                " elements");
+  if (!enabled_) return;
+  if (partial_work_.empty()) partial_work_.assign(size_t(num_buckets_), 0);
+  for (int64_t bucket = 0; bucket < num_buckets_; ++bucket) {
+    const ZeroShards::Bucket& b = shards_->buckets[bucket];
+    if (b.end <= begin || b.begin >= end) continue;
+    TESSERA_CHECK(bucket >= next_bucket_ && partial_work_[bucket] == 0, "GradSync on '", dp_.name(),
+                  "': reduce_partial of bucket ", bucket,
+                  " after it was launched or partially reduced in this round");
+    const size_t s = acquire_slot();
+    const Tensor in = slots_[s].flat_view(0, {int64_t(dp_.size()) * b.shard});
+    zero_(in);
+    const int64_t lo = std::max(begin, b.begin), hi = std::min(end, b.end);
+    copy(grad.flat_view(lo - begin, {hi - lo}), in.flat_view(lo - b.begin, {hi - lo}));
+    if (accumulate_ && b.own() > 0) {  // as in launch(): later micro-batches add to the shard
+      const Tensor acc = shard_grads_.flat_view(b.offset, {b.own()});
+      ops::scale(acc, float(dp_.size()), acc);
+      ops::add_inplace(in.flat_view(b.own_begin - b.begin, {b.own()}), acc);
+    }
+    works_.push_back(
+        dp_.reduce_scatter(in, shard_grads_.flat_view(b.offset, {b.shard}), ReduceOp::kAvg));
+    slot_work_[s] = works_.size();
+    partial_work_[bucket] = works_.size();
+    stats_.partial_bytes += (b.end - b.begin) * int64_t(sizeof(float));
+  }
+}
+
 void GradSync::on_ready(int64_t ready_elements) {
   if (!enabled_ || (dp_.size() == 1 && !shards_)) return;
   TESSERA_CHECK(ready_elements >= ready_ && ready_elements <= numel_, "GradSync on '", dp_.name(),
@@ -179,6 +232,12 @@ void GradSync::on_ready(int64_t ready_elements) {
                 " elements; prefixes must grow within one backward (call finish() between "
                 "backwards)");
   ready_ = ready_elements;
+  if (shards_) {  // the shards' buckets entirely inside the prefix
+    while (next_bucket_ < num_buckets_ && shards_->buckets[next_bucket_].end <= ready_) {
+      launch(next_bucket_++);
+    }
+    return;
+  }
   // Buckets entirely inside the prefix; the last bucket when the whole buffer is ready.
   const int64_t full = ready_ == numel_ ? num_buckets_ : ready_ / bucket_elements_;
   while (next_bucket_ < full) launch(next_bucket_++);
@@ -227,6 +286,8 @@ void GradSync::finish() {
   stats_.syncs += 1;
   works_.clear();
   slot_work_.assign(slots_.size(), 0);
+  next_slot_ = 0;
+  partial_work_.clear();
   ready_ = 0;
   next_bucket_ = 0;
   TESSERA_CHECK(error.empty(), "GradSync on '", dp_.name(), "': ", error);

@@ -103,6 +103,16 @@ class GradSync {
   // every micro-batch and accumulates from mb 1 on; otherwise only the last one communicates.
   void begin_micro_batch(int64_t mb, int64_t count);
 
+  // Gradient staging only: `grad` ((n) f32 on the slots' device) is a PART of the gradient of flat
+  // elements [begin, begin + n) for this round, whose rest arrives later through `take` as usual
+  // (GPT's tied embedding: the head's part, reduced as soon as the head's backward is done, so it
+  // does not stay resident through the whole backward; parallel.reduce_tied_grad_early). Each
+  // bucket overlapping the range is reduce-scattered now with zeros elsewhere and added into the
+  // shard, and its regular reduce-scatter later adds into the shard too (as micro-batches after
+  // the first do). Collective: every rank calls it at the same point. `grad` may be dropped on
+  // return (the slots hold the copies in flight).
+  void reduce_partial(int64_t begin, const Tensor& grad);
+
   int64_t numel() const { return numel_; }
   int64_t bucket_elements() const { return bucket_elements_; }
   int64_t num_buckets() const { return num_buckets_; }
@@ -114,11 +124,12 @@ class GradSync {
 
   // Accumulated over finish() calls that communicated.
   struct Stats {
-    int64_t syncs = 0;        // finish() calls that averaged
-    int64_t buckets = 0;      // collectives launched (all-reduces, or ZeRO-1 reduce-scatters)
-    int64_t bytes = 0;        // the buckets' input bytes (algorithm bytes)
-    double comm_seconds = 0;  // time some bucket was in flight (union of bucket intervals)
-    double wait_seconds = 0;  // time finish() blocked the caller
+    int64_t syncs = 0;          // finish() calls that averaged
+    int64_t buckets = 0;        // collectives launched (all-reduces, or ZeRO-1 reduce-scatters)
+    int64_t bytes = 0;          // the buckets' input bytes (algorithm bytes)
+    int64_t partial_bytes = 0;  // reduce_partial()'s buckets' input bytes (beyond `bytes`)
+    double comm_seconds = 0;    // time some bucket was in flight (union of bucket intervals)
+    double wait_seconds = 0;    // time finish() blocked the caller
     // Share of communication hidden behind backward: 1 - wait / comm (0 when nothing ran).
     double hidden_fraction() const;
   };
@@ -127,6 +138,7 @@ class GradSync {
 
  private:
   void launch(int64_t bucket);
+  size_t acquire_slot();  // gradient staging: the next slot, once its last collective completed
 
   Communicator& dp_;
   Tensor grads_;
@@ -136,9 +148,13 @@ class GradSync {
   TakeGrads take_;                    // gradient staging: where a bucket's gradients come from
   std::vector<Tensor> slots_;         // gradient staging: kStagingSlots x (dp * largest shard)
   std::vector<size_t> slot_work_;     // per slot: 1 + index into works_ of its last use; 0: none
-  bool every_micro_batch_ = false;    // ZeRO-2 schedule
-  bool accumulate_ = false;           // ZeRO-2: this round adds into shard_grads
-  bool more_micro_batches_ = false;   // ZeRO-2: zero grads after this round for the next one
+  size_t next_slot_ = 0;              // gradient staging: the slot of the next collective
+  // reduce_partial(): per bucket, 1 + index into works_ of its partial reduce-scatter this round
+  // (its regular one must then add into the shard, after that one completed); 0: none.
+  std::vector<size_t> partial_work_;
+  bool every_micro_batch_ = false;   // ZeRO-2 schedule
+  bool accumulate_ = false;          // ZeRO-2: this round adds into shard_grads
+  bool more_micro_batches_ = false;  // ZeRO-2: zero grads after this round for the next one
   int64_t numel_, bucket_elements_, num_buckets_;
   bool enabled_ = true;
   int64_t ready_ = 0;        // largest prefix reported this round

@@ -351,6 +351,11 @@ void MpiCommunicator::finish(Op& op, int64_t now) {
     const float d = float(size_);
     for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] /= d;
   }
+  // Drop this thread's references before the issuer learns of completion: a caller that frees
+  // its buffer right after wait() (ZeRO-3's ParamStore::release) must really free it, not leave
+  // it alive until this op is popped below.
+  op.a = Tensor();
+  op.b = Tensor();
   op.work->complete(now);
 }
 

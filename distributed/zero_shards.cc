@@ -8,24 +8,40 @@
 namespace tessera::distributed {
 
 ZeroShards::ZeroShards(int64_t numel_, int64_t bucket_bytes, int dp_size_, int dp_rank_)
+    : ZeroShards(numel_, bucket_bytes, dp_size_, dp_rank_, std::vector<int64_t>{0}) {}
+
+ZeroShards::ZeroShards(int64_t numel_, int64_t bucket_bytes, int dp_size_, int dp_rank_,
+                       const std::vector<int64_t>& cuts)
     : dp_size(dp_size_), dp_rank(dp_rank_), numel(numel_) {
   TESSERA_CHECK(dp_size >= 1 && dp_rank >= 0 && dp_rank < dp_size, "ZeroShards: rank ", dp_rank,
                 " of ", dp_size);
   TESSERA_CHECK(numel >= 0, "ZeroShards: numel ", numel);
   const int64_t dp = dp_size;
   bucket_elements = std::max<int64_t>(dp, (bucket_bytes / int64_t(sizeof(float))) / dp * dp);
-  for (int64_t begin = 0; begin < numel; begin += bucket_elements) {
-    Bucket b;
-    b.begin = begin;
-    b.end = std::min(numel, begin + bucket_elements);
-    b.shard = (b.end - b.begin + dp - 1) / dp;
-    b.own_begin = std::min(b.end, b.begin + dp_rank * b.shard);
-    b.own_end = std::min(b.end, b.own_begin + b.shard);
-    b.offset = shard_numel;
-    shard_numel += b.shard;
-    own_numel += b.own();
-    buckets.push_back(b);
+  TESSERA_CHECK(numel == 0 || (!cuts.empty() && cuts.front() == 0),
+                "ZeroShards: the first segment must start at 0");
+  for (size_t c = 0; c < cuts.size() && numel > 0; ++c) {
+    const int64_t seg_end = c + 1 < cuts.size() ? cuts[c + 1] : numel;
+    TESSERA_CHECK(cuts[c] < seg_end && seg_end <= numel, "ZeroShards: segment ", c, " [", cuts[c],
+                  ", ", seg_end, ") of ", numel, " elements is empty or out of order");
+    for (int64_t begin = cuts[c]; begin < seg_end; begin += bucket_elements) {
+      add_bucket(begin, std::min(seg_end, begin + bucket_elements));
+    }
   }
+}
+
+void ZeroShards::add_bucket(int64_t begin, int64_t end) {
+  const int64_t dp = dp_size;
+  Bucket b;
+  b.begin = begin;
+  b.end = end;
+  b.shard = (b.end - b.begin + dp - 1) / dp;
+  b.own_begin = std::min(b.end, b.begin + dp_rank * b.shard);
+  b.own_end = std::min(b.end, b.own_begin + b.shard);
+  b.offset = shard_numel;
+  shard_numel += b.shard;
+  own_numel += b.own();
+  buckets.push_back(b);
 }
 
 std::string ZeroShards::describe() const {

@@ -20,6 +20,12 @@
 // dp * s for the collectives; the ranks whose shard lies (partly) beyond N own fewer real elements
 // (possibly none) but still take part in every collective. Padding is under dp elements in all.
 //
+// ZeRO-3 (the second constructor) also cuts at given segment boundaries (the parameter gather
+// units, models::ParamStore::unit_bounds()): no bucket crosses one, each segment is cut into
+// buckets of E from its start, and the last bucket of every segment may be padded, so padding
+// can sit in the middle of the flat buffer. Then a unit's buckets, gathered one after another,
+// are the unit's elements in flat order with its padding at the end.
+//
 // This rank's shard elements, concatenated in bucket order, form the "shard buffer" of length
 // shard_numel() = sum over buckets of shard lengths (about N / dp): the reduced gradient shard,
 // the moments m and v and the slice of the decay mask all have this layout.
@@ -44,6 +50,10 @@ struct ZeroShards {
   // numel: N; bucket_bytes: the configured bucket size (parallel.bucket_bytes); dp_size/dp_rank:
   // this rank in the data-parallel group.
   ZeroShards(int64_t numel, int64_t bucket_bytes, int dp_size, int dp_rank);
+  // Buckets that never cross a segment boundary: `cuts` are the segments' first elements,
+  // increasing, the first 0, all < numel (a single {0}: the layout above).
+  ZeroShards(int64_t numel, int64_t bucket_bytes, int dp_size, int dp_rank,
+             const std::vector<int64_t>& cuts);
 
   int dp_size = 1, dp_rank = 0;
   int64_t numel = 0;            // N
@@ -53,6 +63,9 @@ struct ZeroShards {
   std::vector<Bucket> buckets;
 
   std::string describe() const;  // "ZeRO shards: rank 1/4, 3 buckets of 1024, 2560 elements"
+
+ private:
+  void add_bucket(int64_t begin, int64_t end);
 };
 
 }  // namespace tessera::distributed

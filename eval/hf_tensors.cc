@@ -19,6 +19,9 @@ std::vector<HfPiece> hf_block_pieces(const std::string& layer, const std::string
   const bool weight = absl::EndsWith(rest, ".weight");
   const std::string leaf = weight ? "weight" : "bias";
   if (absl::StartsWith(rest, "attn.qkv.")) {
+    if (names.qkv[1] == nullptr) {  // fused: tessera's (3, d, d) / (3, d) as one tensor
+      return {{absl::StrCat(layer, names.qkv[0], leaf), weight ? Shape{3 * d, d} : Shape{3 * d}}};
+    }
     std::vector<HfPiece> out;
     for (int g = 0; g < 3; ++g) {
       out.push_back({absl::StrCat(layer, names.qkv[g], leaf), weight ? Shape{d, d} : Shape{d},

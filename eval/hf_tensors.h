@@ -29,7 +29,9 @@ using HfPieces = std::function<std::vector<HfPiece>(const models::ParamInfo&)>;
 
 // HF's names of one pre-LN transformer block's parameters, after the layer's prefix.
 struct HfBlockNames {
-  const char* qkv[3];  // q, k and v ("self_attn.q_proj.", ...): the fused qkv split in three
+  // q, k and v ("self_attn.q_proj.", ...): the fused qkv split in three; or {"attn.qkv.",
+  // nullptr, nullptr}: one (3d, d) / (3d) tensor of the same rows (timm's).
+  const char* qkv[3];
   // tessera prefix -> HF prefix for the other parameters ("ln1." -> "layer_norm1.", ...)
   std::vector<std::pair<const char*, const char*>> others;
 };
@@ -70,13 +72,13 @@ void load_hf_pieces(const NamedTensors& hf, const models::ParamStore& params,
                     const HfPieces& pieces, int64_t p, int64_t C, Tensor& host,
                     std::vector<std::string>& problems);
 
-// The end of an import: an error naming `where` and every problem, else `host` written back to
 // The shape of state-dict tensor `name` when it has `rank` dimensions; otherwise appends the
 // problem (missing, or of another rank) to `problems` and returns `rank` ones, so that an import
 // can read every shape it needs first and then refuse once, naming all that is wrong.
 Shape state_dict_shape(const NamedTensors& sd, const std::string& name, size_t rank,
                        std::vector<std::string>& problems);
 
+// The end of an import: an error naming `where` and every problem, else `host` written back to
 // the parameters (when it is a copy) and the compute copies refreshed.
 absl::Status finish_hf_load(const std::vector<std::string>& problems, const Tensor& host,
                             models::ParamStore& params, const std::string& where);

@@ -1,45 +1,40 @@
 #include "eval/hf_vit.h"
 
-#include <cmath>
-#include <map>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "core/error.h"
 #include "eval/hf_tensors.h"
 #include "eval/hf_transformer.h"
+#include "eval/vit_format.h"
 
 namespace tessera::eval {
 namespace {
 
-// The HF tensors that parameter `info` of a ViT `c` consists of.
+// Hugging Face ViTForImageClassification's names. It has no LayerNorm before the blocks: a pre_norm
+// ViT's ln_pre is refused as an unexpected parameter.
+const VitFormat kHfVit = {
+    .what = "hf_vit",
+    .cls_token = "vit.embeddings.cls_token",
+    .pos_embed = "vit.embeddings.position_embeddings",
+    .patch_weight = "vit.embeddings.patch_embeddings.projection.weight",
+    .patch_bias = "vit.embeddings.patch_embeddings.projection.bias",
+    .patch_bias_with_pre_norm = true,
+    .ln_pre = nullptr,
+    .ln_f = "vit.layernorm.",
+    .head = "classifier.",
+    .layer = "vit.encoder.layer.",
+    .block = {{"attention.attention.query.", "attention.attention.key.",
+               "attention.attention.value."},
+              {{"attn.proj.", "attention.output.dense."},
+               {"mlp.fc.", "intermediate.dense."},
+               {"mlp.proj.", "output.dense."},
+               {"ln1.", "layernorm_before."},
+               {"ln2.", "layernorm_after."}}},
+};
+
 std::vector<HfPiece> pieces(const models::ParamInfo& info, const config::VitConfig& c) {
-  const std::string& n = info.spec.name;
-  const int64_t d = c.transformer().d_model(), p = c.patch(), C = c.channels();
-  const int64_t N = int64_t(c.image_size() / p) * (c.image_size() / p);
-  if (n == "cls_token.weight") return {{"vit.embeddings.cls_token", {1, 1, d}}};
-  if (n == "pos_emb.weight") return {{"vit.embeddings.position_embeddings", {1, N + 1, d}}};
-  if (n == "patch_embed.proj.weight") {
-    return {{"vit.embeddings.patch_embeddings.projection.weight", {d, C, p, p}, 0, true}};
-  }
-  if (n == "patch_embed.proj.bias")
-    return {{"vit.embeddings.patch_embeddings.projection.bias", {d}}};
-  if (absl::StartsWith(n, "ln_f.")) return {{"vit.layernorm." + n.substr(5), info.spec.shape}};
-  if (absl::StartsWith(n, "head.")) return {{"classifier." + n.substr(5), info.spec.shape}};
-  std::vector<std::string> parts = absl::StrSplit(n, absl::MaxSplits('.', 2));
-  TESSERA_CHECK(parts.size() == 3 && parts[0] == "blocks", "hf_vit: unexpected parameter ", n);
-  static const HfBlockNames kBlock = {
-      {"attention.attention.query.", "attention.attention.key.", "attention.attention.value."},
-      {{"attn.proj.", "attention.output.dense."},
-       {"mlp.fc.", "intermediate.dense."},
-       {"mlp.proj.", "output.dense."},
-       {"ln1.", "layernorm_before."},
-       {"ln2.", "layernorm_after."}}};
-  return hf_block_pieces(absl::StrCat("vit.encoder.layer.", parts[1], "."), parts[2],
-                         info.spec.shape, d, kBlock, "hf_vit");
+  return vit_pieces(info, c, kHfVit);
 }
 
 }  // namespace

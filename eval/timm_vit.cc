@@ -1,57 +1,41 @@
 #include "eval/timm_vit.h"
 
 #include <cmath>
-#include <cstring>
 #include <set>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "core/error.h"
 #include "eval/hf_tensors.h"
+#include "eval/vit_format.h"
 
 namespace tessera::eval {
 namespace {
 
-// The timm tensors that parameter `info` of a ViT `c` consists of.
+// timm VisionTransformer's names. Its pre_norm ViT (CLIP's layout) has a bias-free patch
+// convolution: the bias loads as zero and exports folded into the positions (timm_vit_tensors).
+// The qkv is one (3d, d) / (3d) Linear of tessera's rows.
+const VitFormat kTimmVit = {
+    .what = "timm_vit",
+    .cls_token = "cls_token",
+    .pos_embed = "pos_embed",
+    .patch_weight = "patch_embed.proj.weight",
+    .patch_bias = "patch_embed.proj.bias",
+    .patch_bias_with_pre_norm = false,
+    .ln_pre = "norm_pre.",
+    .ln_f = "norm.",
+    .head = "head.",
+    .layer = "blocks.",
+    .block = {{"attn.qkv.", nullptr, nullptr},
+              {{"attn.proj.", "attn.proj."},
+               {"mlp.fc.", "mlp.fc1."},
+               {"mlp.proj.", "mlp.fc2."},
+               {"ln1.", "norm1."},
+               {"ln2.", "norm2."}}},
+};
+
 std::vector<HfPiece> pieces(const models::ParamInfo& info, const config::VitConfig& c) {
-  const std::string& n = info.spec.name;
-  const int64_t d = c.transformer().d_model(), p = c.patch(), C = c.channels();
-  const int64_t N = int64_t(c.image_size() / p) * (c.image_size() / p);
-  if (n == "cls_token.weight") return {{"cls_token", {1, 1, d}}};
-  if (n == "pos_emb.weight") return {{"pos_embed", {1, N + 1, d}}};
-  if (n == "patch_embed.proj.weight") return {{"patch_embed.proj.weight", {d, C, p, p}, 0, true}};
-  if (n == "patch_embed.proj.bias") {
-    // timm's pre_norm ViT (CLIP's layout) has a bias-free patch convolution: the bias loads as
-    // zero and exports folded into the positions (timm_vit_tensors).
-    if (c.pre_norm()) return {};
-    return {{"patch_embed.proj.bias", {d}}};
-  }
-  if (absl::StartsWith(n, "ln_pre.")) return {{"norm_pre." + n.substr(7), info.spec.shape}};
-  if (absl::StartsWith(n, "ln_f.")) return {{"norm." + n.substr(5), info.spec.shape}};
-  if (absl::StartsWith(n, "head.")) return {{n, info.spec.shape}};
-  std::vector<std::string> parts = absl::StrSplit(n, absl::MaxSplits('.', 2));
-  TESSERA_CHECK(parts.size() == 3 && parts[0] == "blocks", "timm_vit: unexpected parameter ", n);
-  static const std::pair<const char*, const char*> kBlock[] = {{"ln1.", "norm1."},
-                                                               {"ln2.", "norm2."},
-                                                               {"attn.proj.", "attn.proj."},
-                                                               {"mlp.fc.", "mlp.fc1."},
-                                                               {"mlp.proj.", "mlp.fc2."}};
-  // tessera's qkv is (3, d, d) / (3, d); timm's the same rows as one (3d, d) / (3d) Linear.
-  if (absl::StartsWith(parts[2], "attn.qkv.")) {
-    const bool weight = absl::EndsWith(parts[2], ".weight");
-    return {{absl::StrCat("blocks.", parts[1], ".", parts[2]),
-             weight ? Shape{3 * d, d} : Shape{3 * d}}};
-  }
-  for (const auto& [from, to] : kBlock) {
-    if (absl::StartsWith(parts[2], from)) {
-      return {{absl::StrCat("blocks.", parts[1], ".", to, parts[2].substr(std::strlen(from))),
-               info.spec.shape}};
-    }
-  }
-  throw_error(absl::StrCat("timm_vit: unexpected block parameter ", n));
+  return vit_pieces(info, c, kTimmVit);
 }
 
 }  // namespace

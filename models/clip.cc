@@ -56,7 +56,7 @@ float Clip::logit_bias() const {
 }
 
 void Clip::project(const Batch& batch, Tensor& img, Tensor& txt) {
-  const Device device = store_.params().device();
+  const Device device = store_.device();
   const Tensor images = on_device(batch.at("images"), device);
   const Tensor text = on_device(batch.at("text"), device);
   TESSERA_CHECK(images.ndim() >= 1 && text.ndim() >= 1 && images.dim(0) == text.dim(0),
@@ -80,7 +80,7 @@ void Clip::forward_embeddings(const Batch& batch) {
 }
 
 Tensor Clip::encode_images(const Tensor& images) {
-  Tensor img = image_proj_.forward(image_.forward(on_device(images, store_.params().device())));
+  Tensor img = image_proj_.forward(image_.forward(on_device(images, store_.device())));
   Tensor out = Tensor::empty(img.shape(), DType::f32, img.device());
   Tensor norm = Tensor::empty({img.dim(0)}, DType::f32, img.device());
   ops::l2_normalize_forward(img, out, norm);
@@ -88,13 +88,13 @@ Tensor Clip::encode_images(const Tensor& images) {
 }
 
 Tensor Clip::image_features(const Tensor& images) {
-  return image_.forward(on_device(images, store_.params().device()), /*for_backward=*/false);
+  return image_.forward(on_device(images, store_.device()), /*for_backward=*/false);
 }
 
 Tensor Clip::encode_text(const Tensor& text, const Tensor& text_eot) {
   // text_eot may stay where it is: the tower reads it on the host.
   Tensor txt = text_proj_.forward(
-      text_.forward(on_device(text, store_.params().device()), text_eot));  // (B, E)
+      text_.forward(on_device(text, store_.device()), text_eot));  // (B, E)
   Tensor out = Tensor::empty(txt.shape(), DType::f32, txt.device());
   Tensor norm = Tensor::empty({txt.dim(0)}, DType::f32, txt.device());
   ops::l2_normalize_forward(txt, out, norm);

@@ -105,7 +105,7 @@ Dit::Dit(const config::DitConfig& c, bool recompute, distributed::Communicator* 
 }
 
 const Tensor& Dit::positions(int64_t B) {
-  const Device device = store_.params().device();
+  const Device device = store_.device();
   if (pos_batch_.numel() != B * tokens_ * dim_ || !(pos_batch_.device() == device)) {
     Tensor host = Tensor::empty({B, tokens_, dim_}, DType::f32);
     for (int64_t b = 0; b < B; ++b) copy(pos_, host.slice(b, b + 1).view(pos_.shape()));
@@ -206,7 +206,7 @@ void Dit::backward_patches(const Tensor& dpred) {
 
 LossResult Dit::run(const Batch& batch, bool backward, float loss_scale) {
   Draws d = draw(batch);  // host: timesteps, labels after the drop, noise
-  const Device device = store_.params().device();
+  const Device device = store_.device();
   const Tensor& x0 = batch.at("images");  // (B, H, W, C), host or device; draw() checked it
   const int64_t B = x0.dim(0), p = config_.patch();
   // Per-sample coefficients of x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, from the host timesteps,
@@ -254,7 +254,7 @@ LossResult Dit::forward_loss(const Batch& batch) {
 }
 
 Tensor Dit::predict_eps(const Tensor& x_t, const Tensor& timesteps, const Tensor& labels) {
-  const Device device = store_.params().device();
+  const Device device = store_.device();
   const int64_t p = config_.patch(), B = x_t.dim(0);
   Tensor xp = Tensor::empty({B, tokens_, patch_dim_}, DType::f32, device);
   ops::patchify(on_device(x_t, device), xp, p);
@@ -274,7 +274,7 @@ Tensor Dit::sample_from(const Tensor& noise, const Tensor& labels, float guidanc
   const Tensor y = on_device(labels, Device::cpu());
   expect_shape(y, "labels", DType::i32, {B});
   const std::vector<int> ts = ddim_timesteps(ddim_steps);
-  const Device device = store_.params().device();
+  const Device device = store_.device();
   // Class-conditional: rows [0, B) conditional, [B, 2B) the null class.
   const bool cfg = config_.n_classes() > 0;
   const int64_t n = cfg ? 2 * B : B;

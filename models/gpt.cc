@@ -102,7 +102,7 @@ Tensor Gpt::head_grad() const {
 Tensor Gpt::forward_logits(const Tensor& tokens_in) {
   TESSERA_CHECK(tokens_in.ndim() == 2 && tokens_in.dtype() == DType::i32,
                 "Gpt: tokens must be (B, T) i32, got ", tokens_in.describe());
-  const Tensor tokens = on_device(tokens_in, store_.params().device());
+  const Tensor tokens = on_device(tokens_in, store_.device());
   const int64_t B = tokens.dim(0), T = tokens.dim(1), C = config_.transformer().d_model(),
                 V = tok_.local_num();  // this rank's vocabulary slice
   TESSERA_CHECK(T <= config_.context(), "Gpt: sequence length ", T, " exceeds the context ",
@@ -155,7 +155,7 @@ void Gpt::loss_forward(const Tensor& logits, const Tensor& targets, const Tensor
 }
 
 LossResult Gpt::forward_loss(const Batch& batch) {
-  const Tensor targets = on_device(batch.at("targets"), store_.params().device());
+  const Tensor targets = on_device(batch.at("targets"), store_.device());
   forward_logits(batch.at("tokens"));
   const int64_t N = targets.numel(), V = tok_.local_num();
   Tensor loss = Tensor::empty({1}, DType::f32, targets.device());
@@ -188,7 +188,7 @@ void Gpt::set_dropout(const DropoutRates& rates) {
 
 LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   const TrainingScope training(dropout_, batch);
-  const Tensor targets = on_device(batch.at("targets"), store_.params().device());
+  const Tensor targets = on_device(batch.at("targets"), store_.device());
   forward_logits(batch.at("tokens"));
   const int64_t B = targets.dim(0), T = targets.dim(1), N = B * T,
                 C = config_.transformer().d_model(), V = tok_.local_num();
@@ -242,7 +242,14 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   Tensor h = hidden_.view({N, C});
   Tensor dlogits = in_dtype(logits, store_.compute_dtype());
   ops::matmul(dlogits, h, head_grad(), /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
-  if (head_ >= 0) store_.grad_done(head_);  // a tied head is final after the embedding
+  if (head_ >= 0) {
+    store_.grad_done(head_);
+  } else {
+    // A tied head's part of the embedding's gradient is complete here; the token embedding adds
+    // its part at the very end of backward. ParamStore::grad_partial_done explains the option
+    // of reducing this part at once.
+    store_.grad_partial_done(tok_.table_id());
+  }
   Tensor dh = Tensor::empty({B, T, C}, DType::f32, targets.device());
   ops::matmul(dlogits, head_weight(), dh.view({N, C}));
   // The head is column parallel over the vocabulary with a replicated input: f's backward half.

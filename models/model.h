@@ -28,7 +28,7 @@ class Model {
 
   virtual ParamStore& params() = 0;
   // Where the parameters, gradients and activations live (make_model's device).
-  Device device() { return params().params().device(); }
+  Device device() { return params().device(); }
 
   // Batch tensors this model reads on the host (indices it checks, keys of its random draws):
   // a trainer on a GPU passes them through instead of uploading them (core/upload.h).

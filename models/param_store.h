@@ -15,14 +15,17 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "distributed/zero_shards.h"
 
 namespace tessera::distributed {
 class Communicator;
-}
+class Work;
+}  // namespace tessera::distributed
 
 namespace tessera::models {
 
@@ -63,6 +66,25 @@ struct ParamInfo {
 
 using ParamId = int;
 
+// A ZeRO-3 gather unit (docs/ZERO3_PLAN.md): the parameters one block reads, all-gathered and
+// released together: a contiguous range [begin, begin + numel) of the flat buffer, its parameters
+// in flat-layout order. A name whose parameters lie in several runs of the layout (GPT's "other":
+// the head and ln_f at the front, the embeddings at the end) gives one unit per run.
+struct GatherUnit {
+  std::string name;          // "blocks.3.", "text.blocks.3.", "other", "other#2" (build_units)
+  std::vector<ParamId> ids;  // in flat-layout order
+  int64_t begin = 0;         // first element in the flat buffer
+  int64_t numel = 0;         // U: elements of the unit
+  // Set by shard_params(): the unit is the ZeroShards buckets [first_bucket, first_bucket +
+  // num_buckets), each padded to dp x its shard (only the last one can need padding), so the
+  // gathered unit is its elements in flat order, then padding. This rank holds `shard` elements
+  // (its slice of every bucket of the unit, bucket after bucket) at shard_offset of the shard
+  // buffer; the gathered buffer has dp * shard elements.
+  int64_t shard = 0;
+  int64_t shard_offset = 0;
+  int first_bucket = 0, num_buckets = 0;
+};
+
 class ParamStore {
  public:
   // tp_rank/tp_size: this rank's place in its tensor-parallel group (1 = no TP). A store built
@@ -81,13 +103,20 @@ class ParamStore {
 
   // Allocates the flat parameter and gradient buffers on `device` (gradients zeroed).
   void finalize(Device device = Device::cpu());
-  bool finalized() const { return params_.defined(); }
+  bool finalized() const { return finalized_; }
 
   // Views into the flat buffers, in the parameter's local shape. grad(id) under gradient staging:
   // see stage_grads().
+  // Sharded (shard_params()): param(id) is a view into its gathered unit; reading a unit that is
+  // not gathered is an error naming the parameter.
   Tensor param(ParamId id) const;
   Tensor grad(ParamId id) const;
-  const Tensor& params() const { return params_; }  // (N) f32
+  // (N) f32. Sharded: an error (no full buffer exists; gather_full() or param_shards()).
+  const Tensor& params() const {
+    if (sharded_) refuse_sharded("params()");
+    return params_;
+  }
+  Device device() const { return device_; }  // where parameters and gradients live
   // (T) f32: the gradients of the trainable parameters, laid out as trainable_params().
   // Undefined under gradient staging (stage_grads()).
   const Tensor& grads() const { return grads_; }
@@ -151,6 +180,18 @@ class ParamStore {
   int64_t grad_bytes_peak() const { return grad_peak_bytes_; }
   void reset_grad_peak() { grad_peak_bytes_ = grad_live_bytes_; }
 
+  // A parameter written twice in one backward (GPT's tied embedding: by the head first, by the
+  // token embedding last) would keep its staged gradient resident through the whole backward.
+  // The model calls grad_partial_done(id) when the first writer is done; with a hook set (the
+  // trainer's parallel.reduce_tied_grad_early under gradient staging) the hook takes the
+  // gradient so far with hand_over_grad(id) and reduces it at once; the next grad(id) then starts
+  // from zeros again and the rest arrives through take_grads() as usual. Without a hook: no-op.
+  void set_grad_partial_hook(std::function<void(ParamId)> hook);
+  void grad_partial_done(ParamId id);
+  // Gradient staging only: parameter id's staged gradient (numel) f32 (zeros if not written since
+  // it was last taken), no longer held by the store (its bytes leave grad_bytes_live()).
+  Tensor hand_over_grad(ParamId id);
+
   int tp_rank() const { return tp_rank_; }
   int tp_size() const { return tp_size_; }
   // The TP group's communicator; nullptr when tp_size() == 1 or none was given.
@@ -166,11 +207,90 @@ class ParamStore {
   Tensor compute_param(ParamId id) const;
   void sync_compute_params();
 
+  // ZeRO-3 (docs/ZERO3_PLAN.md). Gather units exist from finalize() on (rebuilt by freeze()),
+  // one per contiguous run of the flat layout whose parameters share a unit_name() (a name with
+  // several runs gets "#2", "#3" after its first, in forward order), ordered by their first
+  // registered parameter (forward order: for GPT "other" (the embeddings), "blocks.0.", ...,
+  // "other#2" (ln_f and the head)).
+  // The unit of a parameter name: the prefix through the first "blocks.<digits>." segment (at the
+  // start or after a '.'), else "other" (embeddings, final norm, head, CLIP's logit scale).
+  static std::string unit_name(const std::string& param_name);
+  const std::vector<GatherUnit>& units() const { return units_; }
+  int unit_of(ParamId id) const { return unit_of_.at(id); }
+  int find_unit(const std::string& name) const;  // -1 when absent
+  // The trainable units' first elements in the flat buffer, increasing (the first is 0): the cuts
+  // of a ZeroShards over trainable_numel() whose buckets never cross a unit (distributed::
+  // ZeroShards's second constructor). Units never cross the trainable/frozen boundary.
+  std::vector<int64_t> unit_bounds() const;
+
+  // Sharded parameter storage, off unless called (stages 0-2 never do). After finalize(),
+  // freeze(), init() and set_compute_dtype() (bf16: compute_param() converts each gathered unit
+  // once; the bf16 shadow of the whole buffer is dropped): every rank keeps just its slice of
+  // every bucket of `shards` (param_shards(): first the ZeroShards shard-buffer layout, so the
+  // optimizer's m, v and gradient shard line up with it element for element, then the frozen
+  // parameters' units, one bucket each) and the full flat buffer is freed. `shards` must cut at
+  // unit_bounds() (every bucket inside one unit) over the trainable_numel() elements for dp's
+  // size and rank. `dp` (borrowed, must outlive the store) is the
+  // data-parallel group. Every rank of dp must then gather and release the same units in the same
+  // order (they are collectives). Without `shards`: one bucket per unit.
+  void shard_params(distributed::Communicator* dp);
+  void shard_params(distributed::Communicator* dp, const distributed::ZeroShards& shards);
+  bool params_sharded() const { return sharded_; }
+  // (S) f32: this rank's slices of every bucket, in bucket (flat) order; S = sum of shard.
+  const Tensor& param_shards() const { return shards_; }
+  // The buckets of param_shards(): `shards`' then the frozen units' (offsets into param_shards()).
+  const std::vector<distributed::ZeroShards::Bucket>& shard_buckets() const {
+    return shard_buckets_;
+  }
+  Tensor param_shard(int unit) const;  // (shard) view of param_shards()
+  // Starts all-gathering `unit` into a freshly allocated (dp * shard) buffer and returns the
+  // collective's handle at once (a prefetch: issue the next unit's gather before computing on
+  // this one). param(id) of the unit waits for it. Gathering a gathered (or in-flight) unit
+  // returns its handle again without communicating. The shards must not change until it is
+  // released (an optimizer step between gather and release would leave the copy stale).
+  std::shared_ptr<distributed::Work> gather(int unit);
+  // Waits for the unit's gather if still in flight, then drops its buffer: the memory is freed
+  // once no view returned by param(id) is held any more. No-op for a unit not gathered.
+  void release(int unit);
+  bool gathered(int unit) const { return full_.at(unit).defined(); }
+  // Releases every gathered unit (before an optimizer step changes the shards).
+  void release_all();
+  // (N) f32 in the flat layout, on device(): every unit gathered in turn (units already gathered
+  // are reused and stay gathered; the others are released again). Collective over dp: for
+  // checkpoint writes, evaluation, EMA.
+  Tensor gather_full();
+  // Automatic gathering (off by default; only with sharded storage): param(id) of a unit that is
+  // not gathered gathers it (blocking) instead of failing, then prefetches the next unit in the
+  // direction of the last two accesses (forward: u+1, backward: u-1) and releases the least
+  // recently used units beyond two (the one read and the one prefetched). A released unit stays
+  // alive while a view of it is held, so eviction never breaks a running op. Every rank must
+  // read units in the same order (the same model code on the same shapes does).
+  void set_auto_gather(bool on);
+  bool auto_gather() const { return auto_gather_; }
+  // Bytes of gathered unit buffers resident now, and at most since reset_gathered_peak().
+  int64_t gathered_bytes_live() const { return gathered_live_bytes_; }
+  int64_t gathered_bytes_peak() const { return gathered_peak_bytes_; }
+  void reset_gathered_peak() { gathered_peak_bytes_ = gathered_live_bytes_; }
+  // Output bytes of the unit all-gathers issued since the last call (communication volume).
+  int64_t take_gather_bytes() {
+    const int64_t b = gather_bytes_;
+    gather_bytes_ = 0;
+    return b;
+  }
+
  private:
   int tp_rank_, tp_size_;
   distributed::Communicator* tp_ = nullptr;
-  // Lays the buffers out: layout_ is the ParamIds in flat-buffer order.
+  // Lays the buffers out: layout_ is the ParamIds in flat-buffer order. Also (re)builds units_.
   void lay_out(Device device);
+  void build_units();
+  [[noreturn]] void refuse_sharded(const char* what) const;
+  // gather()/release() behind the const param(): automatic gathering changes only residency.
+  std::shared_ptr<distributed::Work> gather_unit(int unit) const;
+  void release_unit(int unit) const;
+  void auto_gather_access(int unit) const;
+  Device device_ = Device::cpu();
+  bool finalized_ = false;
 
   std::vector<ParamInfo> infos_;
   std::vector<char> frozen_;     // per ParamId; empty: none
@@ -184,6 +304,7 @@ class ParamStore {
   std::vector<char> grad_final_;  // per trainable parameter, in layout order (offset order)
   size_t ready_params_ = 0;       // leading parameters (layout order) whose grads are final
   std::function<void(int64_t)> grad_ready_hook_;
+  std::function<void(ParamId)> grad_partial_hook_;
   DType compute_dtype_ = DType::f32;
   int64_t numel_ = 0;
   // Gradient staging (stage_grads()): per ParamId its gradient (numel) f32 or undefined; the end
@@ -192,6 +313,23 @@ class ParamStore {
   mutable std::vector<Tensor> staged_;
   int64_t taken_end_ = 0;
   mutable int64_t grad_live_bytes_ = 0, grad_peak_bytes_ = 0;
+  // ZeRO-3 units and sharded storage: per ParamId its unit and its first element in the unit;
+  // per unit the gathered (dp * shard) buffer (undefined when released) and its gather's handle.
+  std::vector<GatherUnit> units_;
+  std::vector<int> unit_of_;
+  std::vector<int64_t> unit_offset_;
+  bool sharded_ = false;
+  distributed::Communicator* dp_ = nullptr;
+  Tensor shards_;  // (S) f32
+  mutable std::vector<Tensor> full_;
+  mutable std::vector<Tensor> full_bf16_;  // bf16 compute: the gathered unit converted
+  mutable std::vector<std::shared_ptr<distributed::Work>> pending_;
+  bool auto_gather_ = false;
+  mutable std::vector<int> recent_;  // resident units, most recently used last
+  mutable int last_unit_ = -1, direction_ = +1;
+  mutable std::vector<char> waited_;  // per unit: param() waited for its gather already
+  mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0, gather_bytes_ = 0;
+  std::vector<distributed::ZeroShards::Bucket> shard_buckets_;  // of shard_params()
 };
 
 }  // namespace tessera::models

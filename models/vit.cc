@@ -25,14 +25,14 @@ Vit::Vit(const config::VitConfig& c, bool recompute, distributed::Communicator* 
 }
 
 Tensor Vit::forward_logits(const Tensor& images) {
-  Tensor pooled = tower_.forward(on_device(images, store_.params().device()),
+  Tensor pooled = tower_.forward(on_device(images, store_.device()),
                                  /*for_backward=*/!trunk_locked());  // (B, d)
   logits_ = head_.forward(pooled);                                   // (B, n_classes)
   return logits_;
 }
 
 Tensor Vit::features(const Tensor& images) {
-  return tower_.forward(on_device(images, store_.params().device()), /*for_backward=*/false);
+  return tower_.forward(on_device(images, store_.device()), /*for_backward=*/false);
 }
 
 ops::SoftTargets Vit::soft_targets(const Batch& batch) const {
@@ -42,7 +42,7 @@ ops::SoftTargets Vit::soft_targets(const Batch& batch) const {
   TESSERA_CHECK((mix == batch.end()) == (weight == batch.end()),
                 "Vit: a mixed batch needs both \"labels_mix\" and \"label_weight\"");
   if (mix != batch.end()) {
-    const Device device = store_.params().device();
+    const Device device = store_.device();
     soft.mix_targets = on_device(mix->second, device);
     soft.weights = on_device(weight->second, device);
   }
@@ -52,7 +52,7 @@ ops::SoftTargets Vit::soft_targets(const Batch& batch) const {
 double Vit::loss_of(const Batch& batch, Tensor& labels_out, Tensor& lse,
                     const ops::SoftTargets& soft) {
   const Tensor& images = batch.at("images");
-  const Tensor labels = on_device(batch.at("labels"), store_.params().device());
+  const Tensor labels = on_device(batch.at("labels"), store_.device());
   TESSERA_CHECK(labels.ndim() == 1 && labels.dtype() == DType::i32 && images.ndim() >= 1 &&
                     labels.dim(0) == images.dim(0),
                 "Vit: \"labels\" must be (B) i32 with B = ", images.ndim() ? images.dim(0) : 0,

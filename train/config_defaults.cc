@@ -15,7 +15,13 @@ const char* const kConfigDefaults = R"pb(
     prefetch_batches: 4
     mix_prob: 1
   }
-  parallel { tensor_parallel: 1 zero_stage: 0 bucket_bytes: 26214400 collective_timeout_s: 600 }
+  parallel {
+    tensor_parallel: 1
+    zero_stage: 0
+    bucket_bytes: 26214400
+    collective_timeout_s: 600
+    reduce_tied_grad_early: false
+  }
   checkpoint { every_steps: 0 keep_last: 3 }
   log { every_steps: 10 }
   eval { every_steps: 0 batches: 8 }

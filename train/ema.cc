@@ -9,8 +9,7 @@ namespace tessera::train {
 Ema::Ema(const models::ParamStore& params, const distributed::ZeroShards* zero, float decay,
          bool warmup)
     : zero_(zero), decay_(decay), warmup_(warmup) {
-  const Tensor& p = params.params();
-  ema_ = Tensor::zeros({zero ? zero->shard_numel : p.numel()}, DType::f32, p.device());
+  ema_ = Tensor::zeros({zero ? zero->shard_numel : params.numel()}, DType::f32, params.device());
   reset(params);
 }
 
@@ -21,14 +20,21 @@ float Ema::decay_at(float decay, bool warmup, int64_t t) {
 
 template <typename F>
 void Ema::for_each_range(const models::ParamStore& params, F f) const {
-  const Tensor& p = params.params();
   if (!zero_) {
-    f(ema_, p);
+    f(ema_, params.params());
     return;
   }
+  // ZeRO-3: the parameters exist only as this rank's shard, in the optimizer's shard layout (the
+  // one zero_ describes): element for element the EMA's.
+  const bool sharded = params.params_sharded();
+  TESSERA_CHECK(!sharded || params.param_shards().numel() >= zero_->shard_numel,
+                "Ema: sharded parameters (", params.param_shards().numel(),
+                " elements) not in the layout of ", zero_->describe());
+  const Tensor& p = sharded ? params.param_shards() : params.params();
   for (const auto& b : zero_->buckets) {
     if (b.own() == 0) continue;
-    f(ema_.flat_view(b.offset, {b.own()}), p.flat_view(b.own_begin, {b.own()}));
+    f(ema_.flat_view(b.offset, {b.own()}),
+      p.flat_view(sharded ? b.offset : b.own_begin, {b.own()}));
   }
 }
 

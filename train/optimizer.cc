@@ -12,7 +12,7 @@ namespace tessera::train {
 std::unique_ptr<Optimizer> make_optimizer(models::ParamStore& store, const config::Config& config,
                                           const distributed::ParallelLayout& layout) {
   const int stage = config.parallel().zero_stage();
-  if ((stage == 1 || stage == 2) && layout.dp_size() > 1) {
+  if (stage >= 1 && stage <= 3 && layout.dp_size() > 1) {
     return std::make_unique<ZeroAdamW>(store, config.optim(), layout.dp(),
                                        config.parallel().bucket_bytes(), stage);
   }
@@ -22,7 +22,7 @@ std::unique_ptr<Optimizer> make_optimizer(models::ParamStore& store, const confi
 AdamW::AdamW(models::ParamStore& store, const config::OptimConfig& config)
     : store_(store), config_(config) {
   TESSERA_CHECK(store.finalized(), "AdamW: the parameter store is not finalized");
-  const Device device = store.params().device();
+  const Device device = store.device();
   // State for the trainable parameters only (frozen ones lie behind them: train/freeze.h).
   m_ = Tensor::zeros({store.trainable_numel()}, DType::f32, device);
   v_ = Tensor::zeros({store.trainable_numel()}, DType::f32, device);

@@ -45,12 +45,14 @@ void print_start_report(const StartReport& r) {
       "tessera train: %s model, %.2fM parameters, %s, on %s, %d threads per rank, run dir %s\n",
       r.model_kind.c_str(), double(r.parameters) * 1e-6, r.layout.c_str(), r.device.str().c_str(),
       r.threads, r.run_dir.c_str());
+  // ZeRO-3: the parameter shard plus the units gathered at once.
+  const int64_t param_bytes = r.param_bytes + std::max<int64_t>(0, r.param_gathered_bytes);
   std::printf(
       "memory estimate per rank: parameters %s, gradients %s, optimizer %s, activations %s, "
       "total %s\n",
-      human_bytes(r.param_bytes).c_str(), human_bytes(r.grad_bytes).c_str(),
+      human_bytes(param_bytes).c_str(), human_bytes(r.grad_bytes).c_str(),
       human_bytes(r.optimizer_bytes).c_str(), human_bytes(r.activation_bytes).c_str(),
-      human_bytes(r.param_bytes + r.grad_bytes + r.optimizer_bytes + r.zero_buffer_bytes +
+      human_bytes(param_bytes + r.grad_bytes + r.optimizer_bytes + r.zero_buffer_bytes +
                   std::max<int64_t>(0, r.activation_bytes))
           .c_str());
   if (!r.frozen.empty()) std::printf("%s\n", r.frozen.c_str());
@@ -70,10 +72,16 @@ void print_start_report(const StartReport& r) {
     // Per rank, what each part really holds (docs/DISTRIBUTED.md, "ZeRO-2"): the parameters are
     // not sharded at stage 1 or 2; the full gradient buffer stays allocated at stage 1, while
     // stage 2 stages gradients per parameter and frees them once reduce-scattered.
+    const std::string param_kind =
+        r.param_gathered_bytes < 0
+            ? std::string("(full)")
+            : absl::StrCat("(shard 1/", r.zero_shards->dp_size, ") + ", r.param_gathered_bytes,
+                           " bytes gathered (estimate: the two largest units; "
+                           "param_gathered_peak_bytes in metrics.jsonl measures it)");
     std::printf(
-        "ZeRO-%d per rank: parameters %lld bytes (full), gradients %lld bytes %s + %lld "
+        "ZeRO-%d per rank: parameters %lld bytes %s, gradients %lld bytes %s + %lld "
         "bytes averaged shard, optimizer %lld bytes (1/%d)\n",
-        r.zero_stage, (long long)r.param_bytes, (long long)r.grad_bytes,
+        r.zero_stage, (long long)r.param_bytes, param_kind.c_str(), (long long)r.grad_bytes,
         r.grads_staged
             ? "staged per parameter (estimate: two buckets + the two largest parameters; "
               "grad_peak_bytes in metrics.jsonl measures it)"

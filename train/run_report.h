@@ -22,8 +22,11 @@ struct StartReport {
   int64_t parameters = 0;                   // elements of this rank's flat buffer
   int64_t param_bytes = 0, grad_bytes = 0;  // flat buffers (grads staged: an estimate)
   bool grads_staged = false;                // ZeRO-2: no flat gradient buffer
-  int64_t optimizer_bytes = 0;              // m, v and decay mask (this rank's shard)
-  int64_t activation_bytes = -1;            // the model's estimate, -1: none
+  // ZeRO-3: param_bytes is this rank's parameter shard; this the estimate of the parameters
+  // gathered at once (two units). -1: parameters not sharded.
+  int64_t param_gathered_bytes = -1;
+  int64_t optimizer_bytes = 0;    // m, v and decay mask (this rank's shard)
+  int64_t activation_bytes = -1;  // the model's estimate, -1: none
   // The optimizer's shards under ZeRO-1/2 (borrowed), nullptr when its state is not sharded.
   const distributed::ZeroShards* zero_shards = nullptr;
   int zero_stage_requested = 0;   // parallel.zero_stage

@@ -123,6 +123,19 @@ class NonFiniteSteps {
   bool report_;
 };
 
+void shard_parameters(models::Model& model, const Optimizer& optimizer,
+                      const distributed::ParallelLayout& layout) {
+  if (optimizer.zero_stage() != 3) return;
+  // ZeRO-3 (docs/DISTRIBUTED.md "Stage 3"): after the restore, which loads the full buffer (so a
+  // checkpoint of any layout and stage resumes here), each rank keeps only its shard, in the
+  // optimizer's layout; forward and backward gather the units as they read them.
+  models::ParamStore& params = model.params();
+  params.shard_params(&layout.dp(), *optimizer.zero_shards());
+  params.set_auto_gather(true);
+  params.reset_gathered_peak();
+  params.take_gather_bytes();
+}
+
 }  // namespace
 
 Device training_device(const config::Config& cfg) {
@@ -184,6 +197,7 @@ int Trainer::run() {
   const absl::Cleanup released = [this] { release(); };
   prepare();
   checkpoint::TrainProgress progress = restore();
+  shard_parameters(*model_, *optimizer_, layout_);
   rss_before_steps_ = current_rss_bytes();
   NonFiniteSteps non_finite(config_.train().max_bad_steps(), leader());
   for (int64_t step = progress.step + 1; step <= config_.train().steps(); ++step) {
@@ -226,6 +240,13 @@ void Trainer::prepare() {
   if (layout_.dp_size() > 1) {
     sync_ = optimizer_->make_grad_sync(layout_.dp(), cfg.parallel().bucket_bytes());
     params.set_grad_ready_hook([this](int64_t ready) { sync_->on_ready(ready); });
+    if (cfg.parallel().reduce_tied_grad_early() && sync_->staged()) {
+      // GPT's tied embedding: the head's part of its gradient reduced at once (ParamStore::
+      // grad_partial_done, GradSync::reduce_partial).
+      params.set_grad_partial_hook([this, &params](models::ParamId id) {
+        sync_->reduce_partial(params.info(id).offset, params.hand_over_grad(id));
+      });
+    }
   }
   if (leader() && !quiet_) report_start(peak.flops, peak.source);
 
@@ -244,9 +265,19 @@ void Trainer::prepare() {
       // 2(n-1)/n of its buffer, a reduce-scatter or all-gather (n-1)/n; the gradient collectives
       // plus ZeRO's parameter all-gather (tensor-parallel traffic is not counted).
       const double n = layout_.dp_size(), share = (n - 1) / n;
-      const double grads = double(sync_->stats().bytes) * share * (sync_->reduce_scatter() ? 1 : 2);
-      record["dp_comm_bytes"] =
-          (grads + share * double(optimizer_->take_comm_bytes())) / window_steps;
+      const double grads = double(sync_->stats().bytes + sync_->stats().partial_bytes) * share *
+                           (sync_->reduce_scatter() ? 1 : 2);
+      const int64_t gathered = optimizer_->take_comm_bytes();
+      record["dp_comm_bytes"] = (grads + share * double(gathered)) / window_steps;
+      models::ParamStore& store = model_->params();
+      if (store.params_sharded()) {
+        // ZeRO-3: the units' all-gathers (output bytes, per step), the most gathered parameter
+        // bytes resident at once on this rank since the last record, and this rank's shard.
+        record["param_gather_bytes"] = gathered / window_steps;
+        record["param_gathered_peak_bytes"] = store.gathered_bytes_peak();
+        record["param_shard_bytes"] = int64_t(store.param_shards().nbytes());
+        store.reset_gathered_peak();
+      }
       // Gradient storage resident at most since the last record on this rank (ZeRO-2 stages
       // gradients per parameter; otherwise the flat buffer).
       record["grad_peak_bytes"] = model_->params().grad_bytes_peak();
@@ -262,6 +293,7 @@ void Trainer::release() {
   checkpointer_.reset();
   ema_.reset();
   model_->params().set_grad_ready_hook(nullptr);
+  model_->params().set_grad_partial_hook(nullptr);
   sync_.reset();
   evaluator_.reset();
   logger_.reset();
@@ -280,7 +312,25 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
   r.device = device_;
   r.threads = num_threads();
   r.parameters = params.numel();
-  r.param_bytes = params.params().nbytes();
+  if (optimizer_->zero_stage() == 3) {
+    // ZeRO-3: this rank's shard (in the optimizer's layout) plus, gathered at once, at most two
+    // units as the automatic gathering keeps them (the largest two; measured per step as
+    // param_gathered_peak_bytes in metrics.jsonl). Sharding happens after this report.
+    int64_t largest = 0, second = 0;
+    for (const models::GatherUnit& u : params.units()) {
+      const int64_t b = int64_t(sizeof(float)) * u.numel;
+      if (b > largest) {
+        second = largest;
+        largest = b;
+      } else {
+        second = std::max(second, b);
+      }
+    }
+    r.param_bytes = int64_t(sizeof(float)) * optimizer_->zero_shards()->shard_numel;
+    r.param_gathered_bytes = largest + second;
+  } else {
+    r.param_bytes = params.params().nbytes();
+  }
   r.grads_staged = params.grads_staged();
   if (r.grads_staged) {
     // ZeRO-2 staging: gradients written but not yet reduce-scattered: the bucket being filled
@@ -379,6 +429,8 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
         model_->forward_backward(batch, 1.0f / float(micro_batches)).loss / double(micro_batches);
     if (sync_) sync_->finish();  // waits for the buckets still in flight (only when enabled)
   }
+  // ZeRO-3: the step changes the shards, so no gathered copy may outlive it.
+  if (params.params_sharded()) params.release_all();
   // Every rank takes the same decisions below: the loss is averaged over DP, and the gradients
   // (hence the norm) are already identical.
   result.loss = dp_average(layout_, loss);

@@ -17,13 +17,18 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
       config_(config),
       dp_(dp),
       // Only the trainable prefix of the flat buffers (frozen parameters: train/freeze.h).
-      shards_(store.trainable_numel(), bucket_bytes, dp.size(), dp.rank()),
+      // ZeRO-3: buckets cut at the gather units, so the parameters' shard layout (ParamStore::
+      // shard_params) is this one too.
+      shards_(stage == 3 ? distributed::ZeroShards(store.trainable_numel(), bucket_bytes, dp.size(),
+                                                   dp.rank(), store.unit_bounds())
+                         : distributed::ZeroShards(store.trainable_numel(), bucket_bytes, dp.size(),
+                                                   dp.rank())),
       stage_(stage) {
   TESSERA_CHECK(store.finalized(), "ZeroAdamW: the parameter store is not finalized");
-  TESSERA_CHECK(stage == 1 || stage == 2, "ZeroAdamW: ZeRO stage ", stage, " (1 or 2)");
+  TESSERA_CHECK(stage >= 1 && stage <= 3, "ZeroAdamW: ZeRO stage ", stage, " (1, 2 or 3)");
   // Every buffer lives with the parameters: on a CUDA device the reduce-scatter and all-gather
   // take device tensors (NCCL), and the update runs there.
-  const Device device = store.params().device();
+  const Device device = store.device();
   const int64_t n = shards_.shard_numel;
   shard_grads_ = Tensor::zeros({n}, DType::f32, device);
   m_ = Tensor::zeros({n}, DType::f32, device);
@@ -40,6 +45,7 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
     }
   }
   lr_ranges_ = lr_ranges(layer_lr_scales(config, store), store);
+  if (stage == 3) return;  // no parameter all-gather
   if (!shards_.buckets.empty() && shards_.buckets.back().padded(dp.size())) {
     gather_pad_ =
         Tensor::zeros({int64_t(dp.size()) * shards_.buckets.back().shard}, DType::f32, device);
@@ -108,7 +114,7 @@ double ZeroAdamW::global_grad_norm() {
 std::unique_ptr<distributed::GradSync> ZeroAdamW::make_grad_sync(distributed::Communicator& dp,
                                                                  int64_t /*bucket_bytes*/) {
   TESSERA_CHECK(&dp == &dp_, "ZeroAdamW: gradient sync over another group than its own");
-  if (stage_ == 2) {
+  if (stage_ >= 2) {
     // ZeRO-2 frees the full gradient buffer: gradients live per parameter until GradSync has
     // copied them into a bucket's staging slot (models::ParamStore::stage_grads()).
     store_.stage_grads();
@@ -118,12 +124,14 @@ std::unique_ptr<distributed::GradSync> ZeroAdamW::make_grad_sync(distributed::Co
         [store](int64_t begin, int64_t end, const Tensor& dst) {
           store->take_grads(begin, end, dst);
         },
-        store_.params().device(), shards_, shard_grads_);
+        store_.device(), shards_, shard_grads_);
   }
   return std::make_unique<distributed::GradSync>(dp_, store_.grads(), shards_, shard_grads_);
 }
 
 int64_t ZeroAdamW::take_comm_bytes() {
+  // ZeRO-3: the parameters are gathered unit by unit in forward and backward, not after the step.
+  if (stage_ == 3) return store_.take_gather_bytes();
   const int64_t b = gathered_bytes_;
   gathered_bytes_ = 0;
   return b;
@@ -136,6 +144,11 @@ StepStats ZeroAdamW::step(double lr) {
   const ops::AdamWConfig c = adamw_step_config(config_, lr, stats.grad_norm);
   const int64_t t = count_step();
 
+  if (stage_ == 3) {
+    step_shards(lr, c, t);
+    stats.applied = true;
+    return stats;
+  }
   const Tensor& params = store_.params();
   const int dp = dp_.size();
   std::vector<distributed::WorkHandle> works;
@@ -181,6 +194,30 @@ StepStats ZeroAdamW::step(double lr) {
   store_.sync_compute_params();
   stats.applied = true;
   return stats;
+}
+
+void ZeroAdamW::step_shards(double lr, const ops::AdamWConfig& c, int64_t t) {
+  // A unit gathered now would keep the old values (and a held view of it would read them): the
+  // trainer releases every unit before the step.
+  for (int u = 0; u < static_cast<int>(store_.units().size()); ++u) {
+    TESSERA_CHECK(!store_.gathered(u), "ZeroAdamW: ZeRO-3 step while unit '",
+                  store_.units()[u].name, "' is gathered (release_all() first)");
+  }
+  // The parameters' shard buffer has this optimizer's layout: update it in place, element for
+  // element with the gradient shard and the moments. Nothing is gathered: the next forward does.
+  const Tensor& shard = store_.param_shards();
+  for (const auto& b : shards_.buckets) {
+    for (const LrRange& r : lr_ranges_) {
+      const int64_t begin = std::max(r.begin, b.own_begin), end = std::min(r.end, b.own_end);
+      if (begin >= end) continue;
+      ops::AdamWConfig cr = c;
+      cr.lr = static_cast<float>(lr * r.scale);
+      const Shape n{end - begin};
+      const int64_t at = b.offset + (begin - b.own_begin);
+      ops::adamw_step(shard.flat_view(at, n), shard_grads_.flat_view(at, n), m_.flat_view(at, n),
+                      v_.flat_view(at, n), decay_mask_.flat_view(at, n), cr, t);
+    }
+  }
 }
 
 int64_t ZeroAdamW::state_bytes() const {

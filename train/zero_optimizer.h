@@ -43,6 +43,7 @@
 #include "distributed/grad_sync.h"
 #include "distributed/zero_shards.h"
 #include "models/param_store.h"
+#include "ops/adamw.h"
 #include "proto/config.pb.h"
 #include "train/optimizer.h"
 
@@ -55,7 +56,10 @@ class ZeroAdamW : public Optimizer {
   // live on the parameters' device; the gradient norm's partial sums are exchanged as host
   // tensors. So for CUDA parameters dp must take both host and device tensors
   // (distributed::RoutedCommunicator, which make_world_communicator builds for CUDA).
-  // stage: 1 or 2 (parallel.zero_stage), which only changes make_grad_sync()'s schedule.
+  // stage: 1 or 2 (parallel.zero_stage), which only changes make_grad_sync()'s schedule; 3: the
+  // buckets are cut at the store's gather units (ParamStore::unit_bounds()) and the caller shards
+  // the parameters in this layout (store.shard_params(&dp, shards())) before the first step,
+  // which then updates param_shards() in place and gathers nothing (docs/DISTRIBUTED.md).
   ZeroAdamW(models::ParamStore& store, const config::OptimConfig& config,
             distributed::Communicator& dp, int64_t bucket_bytes, int stage = 1);
 
@@ -88,6 +92,8 @@ class ZeroAdamW : public Optimizer {
     double split = 0, replicated = 0;  // over TP-split and replicated parameters
   };
   ShardSquares shard_sum_squares() const;
+  // ZeRO-3: AdamW on the parameters' shard buffer (models::ParamStore::param_shards()).
+  void step_shards(double lr, const ops::AdamWConfig& c, int64_t t);
   double global_grad_norm();
 
   models::ParamStore& store_;

@@ -22,13 +22,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/support/cpu_model.h"
 #include "data_pipeline/pack.h"
 #include "data_pipeline/shard_verify.h"
 #include "data_pipeline/shard_writer.h"
@@ -39,13 +39,6 @@ using namespace tessera::data;
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
 }
 
 int64_t raw_read(const std::string& path) {
@@ -100,7 +93,7 @@ int main(int argc, char** argv) {
   int64_t bytes = 0;
   for (const auto& f : files) bytes += raw_read(f);  // also warms the page cache
   std::printf("%zu shards, %.1f MB, in the page cache; CPU: %s\n", files.size(),
-              double(bytes) / 1e6, cpu_model().c_str());
+              double(bytes) / 1e6, tessera::bench::cpu_model().c_str());
   struct Row {
     const char* name;
     std::function<bool(const std::string&)> run;  // false: failed

@@ -10,13 +10,14 @@
 // tokens per rank (forward, backward with the gradient sync overlapped, optimizer step), so the
 // gradient bytes are MEASURED: the most gradient storage resident at once during that step
 // (models::ParamStore::grad_bytes_peak(): the flat buffer at stages 0/1, the staged per-parameter
-// gradients at stage 2). T is short on purpose: activations are not what this measures, and a
-// 1024-token step of gpt2_124m on four ranks of a shared 2-core machine would take minutes.
-// Then every rank prints one JSON line: the bytes of parameters, gradients (peak resident, the
-// averaged shard, GradSync's staging slots), optimizer state, their sum, and the resident set
-// size (RSS, /proc/self/statm) of the whole process, which also holds the binary, MPI, the
-// activations and the allocator's slack.
-// scripts/bench_zero runs it at 1, 2 and 4 ranks (bench/peer/bench_zero.py).
+// gradients at stages 2 and 3) and at stage 3 the parameter bytes too (this rank's shard plus
+// the gathered units' peak, models::ParamStore::gathered_bytes_peak()). T is short on purpose:
+// activations are not what this measures, and a 1024-token step of gpt2_124m on four ranks of a
+// shared 2-core machine would take minutes. Then every rank prints one JSON line: the bytes of
+// parameters, gradients (peak resident, the averaged shard, GradSync's staging slots), optimizer
+// state, their sum, and the resident set size (RSS, /proc/self/statm) of the whole process, which
+// also holds the binary, MPI, the activations and the allocator's slack. scripts/bench_zero runs it
+// at 1, 2 and 4 ranks (bench/peer/bench_zero.py).
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -65,6 +66,18 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   if (layout.dp_size() > 1) {
     sync = optimizer->make_grad_sync(layout.dp(), cfg.parallel().bucket_bytes());
     store.set_grad_ready_hook([&](int64_t ready) { sync->on_ready(ready); });
+    if (cfg.parallel().reduce_tied_grad_early() && sync->staged()) {
+      store.set_grad_partial_hook([&](models::ParamId id) {
+        sync->reduce_partial(store.info(id).offset, store.hand_over_grad(id));
+      });
+    }
+  }
+  // ZeRO-3 as the trainer does it: the parameters sharded in the optimizer's layout, gathered
+  // unit by unit (automatically, with prefetch) in forward and backward.
+  if (optimizer->zero_stage() == 3) {
+    store.shard_params(&layout.dp(), *optimizer->zero_shards());
+    store.set_auto_gather(true);
+    store.reset_gathered_peak();
   }
   const bool step = tokens > 0 && cfg.model().has_gpt();
   if (step) {
@@ -75,9 +88,15 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
     store.reset_grad_progress();
     model->forward_backward(batch, 1.0f);
     if (sync) sync->finish();
+    if (store.params_sharded()) store.release_all();
     optimizer->step(1e-4);
   }
-  const int64_t params = static_cast<int64_t>(store.params().nbytes());
+  // ZeRO-3: this rank's shard plus the most gathered unit bytes resident at once during the step
+  // (measured), else the full buffer.
+  const int64_t gathered = store.params_sharded() ? store.gathered_bytes_peak() : 0;
+  const int64_t params = store.params_sharded()
+                             ? static_cast<int64_t>(store.param_shards().nbytes()) + gathered
+                             : static_cast<int64_t>(store.params().nbytes());
   // Measured over the step, or (no step) what is allocated now.
   const int64_t grads = step ? store.grad_bytes_peak() : store.grad_bytes_live();
   const int64_t shard = optimizer->buffer_bytes();  // ZeRO: shard_grads (+ padding staging)
@@ -93,7 +112,8 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   j["step_tokens"] = step ? tokens : 0;
   j["grads_staged"] = store.grads_staged();
   j["param_bytes"] = params;
-  j["grad_full_bytes"] = grads;  // peak resident gradients (name kept for the script)
+  j["param_gathered_peak_bytes"] = gathered;  // ZeRO-3 (part of param_bytes)
+  j["grad_full_bytes"] = grads;               // peak resident gradients (name kept for the script)
   j["grad_shard_bytes"] = shard + staging;
   j["optimizer_bytes"] = state;
   j["total_bytes"] = params + grads + shard + staging + state;

@@ -3,12 +3,14 @@
     scripts/bench_zero [--memory-config C] [--speed-config C] [--steps N] [--repeats K]
                        [--ranks 1,2,4] [--build-dir DIR] [--no-build] [--skip-memory]
                        [--skip-speed] [--tokens T] [--stages 0,1,2] [--micro 1,2]
+                       [--memory-stages 0,1,2,3] [--set PATH=VALUE ...]
 
 Memory (default configs/gpt2_124m.pbtxt): build/bench/distributed/bench_zero_memory under
 `mpirun -np R` for R in --ranks and each stage; it runs one GPT step of --tokens tokens per rank.
 Per rank: bytes of the parameters, the gradients (the peak resident during that step: the full
 buffer at stages 0/1, the staged per-parameter gradients at stage 2; plus the averaged shard and
-GradSync's staging slots), the optimizer state, and the process RSS. Stage 0 holds the same bytes on every rank count (nothing is sharded), so it
+GradSync's staging slots), the optimizer state, and the process RSS. At stage 3 the parameters
+are this rank's shard plus the peak of the units gathered at once during the step (measured). Stage 0 holds the same bytes on every rank count (nothing is sharded), so it
 runs at 1 and 2 ranks only: 4 copies of gpt2_124m's unsharded AdamW state (8.5 GB) are more
 than a shared 2-core machine should be asked for. Prints the per-rank total of each stage as a
 ratio of stage 0's.
@@ -51,12 +53,19 @@ def mpirun(ranks, threads=1, bind="core"):
             "-x", f"TESSERA_NUM_THREADS={threads}"]
 
 
+EXTRA_SETS = []  # --set path=value, passed to every run
+
+
+def extra_sets():
+    return [x for kv in EXTRA_SETS for x in ("--set", kv)]
+
+
 def memory(build_dir, config, ranks, stage, tokens):
     exe = os.path.join(build_dir, "bench", "distributed", "bench_zero_memory")
     # Unbound: 4 ranks on a 2-core machine cannot each have a core (nothing is timed here).
     cmd = mpirun(ranks, bind="none") + [exe, config, "--tokens", str(tokens),
                                          "--set", f"parallel.zero_stage={stage}",
-                                         "--set", "data.global_batch_size=8"]
+                                         "--set", "data.global_batch_size=8"] + extra_sets()
     log("$ " + " ".join(cmd))
     r = subprocess.run(cmd, env=dict(os.environ, **MPI_ENV), capture_output=True, text=True)
     if r.returncode != 0:
@@ -77,7 +86,7 @@ def train(build_dir, config, stage, micro, steps):
                            "--set", "log.every_steps=1", "--set", "checkpoint.every_steps=0",
                            "--set", "train.peak_flops=1e9",
                            "--set", f"parallel.zero_stage={stage}",
-                           "--set", f"train.micro_batches={micro}"]
+                           "--set", f"train.micro_batches={micro}"] + extra_sets()
         log("$ " + " ".join(cmd))
         r = subprocess.run(cmd, env=dict(os.environ, **MPI_ENV), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
@@ -108,6 +117,9 @@ def main():
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--stages", default="0,1,2", help="speed: stages to interleave (first = base)")
     p.add_argument("--micro", default="1,2", help="speed: micro-batch counts")
+    p.add_argument("--memory-stages", default="0,1,2,3", help="memory: stages to measure")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="a config override for every run (repeatable)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--ranks", default="1,2,4")
     p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
@@ -115,6 +127,7 @@ def main():
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-speed", action="store_true")
     a = p.parse_args()
+    EXTRA_SETS.extend(a.set)
     os.chdir(ROOT)
     if not a.no_build:
         r = subprocess.run(["cmake", "--build", a.build_dir, "--target", "tessera",
@@ -133,7 +146,7 @@ def main():
         print(" stage ranks   params  grads (peak + shard/staging)  optimizer    total      RSS"
               "   total/stage0")
         base = None
-        for stage in (0, 1, 2):
+        for stage in [int(x) for x in a.memory_stages.split(",")]:
             for n in ranks:
                 if stage == 0 and n > 2:
                     continue

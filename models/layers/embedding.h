@@ -29,6 +29,7 @@ class Embedding {
   Tensor table() const { return store_.param(table_); }
   Tensor table_compute() const { return store_.compute_param(table_); }  // f32 or bf16 shadow
   Tensor table_grad() const { return store_.grad(table_); }
+  ParamId table_id() const { return table_; }
   int64_t dim() const { return dim_; }
   int64_t num() const { return num_; }  // global
   int64_t local_begin() const { return store_.info(table_).local_begin; }

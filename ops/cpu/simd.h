@@ -80,10 +80,13 @@ struct SimdTraits {
 // vectorised and the AVX2 build of every loop calling fast_exp ran scalar (GELU 10x slower).
 // The rounding to an integer adds and subtracts 1.5 * 2^23 instead of std::nearbyint, which
 // needs SSE4.1 to vectorise (the baseline build has SSE2 only).
-inline __attribute__((always_inline)) float fast_exp(float x) {
-  // Clamps as comparisons, not std::fmin/std::fmax: GCC vectorises those calls only under
-  // -ffinite-math-only, so they kept every loop calling fast_exp scalar. NaN passes through.
-  x = x > 88.3762626647949f ? 88.3762626647949f : x;
+//
+// fast_exp_nonpositive is the same for arguments that cannot overflow (x <= 88.37, e.g. -x^2/2):
+// it skips the upper clamp, whose compare and blend made the exact GELU's loop (which needs
+// exp(-x^2/2) only) 1.2x slower on AVX-512 and 1.35x on AVX2.
+inline __attribute__((always_inline)) float fast_exp_nonpositive(float x) {
+  // The clamp as a comparison, not std::fmax: GCC vectorises that call only under
+  // -ffinite-math-only, so it kept every loop calling fast_exp scalar. NaN passes through.
   const bool underflow = x < -87.33654475f;
   x = underflow ? -87.33654475f : x;
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: t + kRound rounds t to an integer
@@ -102,6 +105,11 @@ inline __attribute__((always_inline)) float fast_exp(float x) {
   std::memcpy(&scale, &bits, 4);
   const float y = p * scale;
   return underflow ? 0.0f : y;
+}
+
+inline __attribute__((always_inline)) float fast_exp(float x) {
+  x = x > 88.3762626647949f ? 88.3762626647949f : x;  // a comparison, like the lower clamp
+  return fast_exp_nonpositive(x);
 }
 
 }  // namespace tessera::ops::cpu

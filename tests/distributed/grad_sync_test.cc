@@ -4,7 +4,9 @@
 // set_enabled(false) syncs only the last micro-batch.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
+#include <vector>
 
 #include "distributed/grad_sync.h"
 #include "tests/distributed/mpi_test_env.h"
@@ -162,6 +164,67 @@ TEST(GradSync, ReduceScatterModeFillsThisRanksShards) {
       for (int64_t i = 0; i < n; ++i) not_once += owned.data<float>()[i] != 1.0f;
       EXPECT_EQ(not_once, 0);
     }
+  }
+}
+
+// ZeRO-3's layout (ZeroShards cut at given segment boundaries, the gather units): no bucket
+// crosses a cut and a segment's last bucket may be padded inside the buffer. Through gradient
+// staging with two micro-batches, and the last segment's gradient reduced early in part
+// (GradSync::reduce_partial, parallel.reduce_tied_grad_early: given before backward, the rest of
+// it, zeros here, through `take`), every shard element is exactly the sum over the micro-batches
+// of the rank average (integers over a power-of-two dp: exact), padding stays zero.
+TEST(GradSync, StagedShardsCutAtSegmentsWithAPartialReduction) {
+  auto world = testing::test_world();
+  const int S = world->size(), R = world->rank();
+  const int64_t n = 1001, partial_begin = 700;
+  const std::vector<int64_t> cuts = {0, 3, 250, 251, partial_begin};
+  for (int64_t bucket_bytes : {int64_t(4), int64_t(4 * 40), int64_t(4 * 1000)}) {
+    SCOPED_TRACE("bucket_bytes " + std::to_string(bucket_bytes));
+    const ZeroShards shards(n, bucket_bytes, S, R, cuts);
+    int64_t partial_elements = 0;
+    for (const auto& b : shards.buckets) {
+      const auto next = std::upper_bound(cuts.begin(), cuts.end(), b.begin);
+      const int64_t segment_end = next == cuts.end() ? n : *next;
+      EXPECT_LE(b.end, segment_end) << "bucket [" << b.begin << ", " << b.end << ")";
+      if (b.padded(S)) EXPECT_EQ(b.end, segment_end) << "padded inside a segment";
+      if (b.end > partial_begin) partial_elements += b.end - b.begin;
+    }
+    Tensor g = Tensor::empty({n}, DType::f32);
+    Tensor shard = Tensor::zeros({shards.shard_numel}, DType::f32);
+    GradSync sync(
+        *world,
+        [&](int64_t begin, int64_t end, const Tensor& dst) {
+          for (int64_t i = begin; i < end; ++i) {
+            dst.data<float>()[i - begin] = i < partial_begin ? g.data<float>()[i] : 0.0f;
+          }
+        },
+        Device::cpu(), shards, shard);
+    std::mt19937 rng(5 + 7 * R);
+    for (int mb = 0; mb < 2; ++mb) {
+      fill(g, R, float(mb + 1));
+      sync.begin_micro_batch(mb, 2);
+      Tensor part = Tensor::empty({n - partial_begin}, DType::f32);
+      copy(g.flat_view(partial_begin, {n - partial_begin}), part);
+      sync.reduce_partial(partial_begin, part);
+      run_backward(sync, n, rng);
+      sync.finish();
+    }
+    int64_t bad = 0, bad_padding = 0;
+    for (const auto& b : shards.buckets) {
+      for (int64_t k = 0; k < b.shard; ++k) {
+        const float got = shard.data<float>()[b.offset + k];
+        const int64_t i = b.own_begin + k;
+        if (k < b.own()) {
+          bad += got != average(S, i, 1) + average(S, i, 2);
+        } else {
+          bad_padding += got != 0.0f;
+        }
+      }
+    }
+    EXPECT_EQ(bad, 0);
+    EXPECT_EQ(bad_padding, 0);
+    EXPECT_EQ(sync.stats().partial_bytes, 2 * 4 * partial_elements);
+    EXPECT_EQ(sync.stats().bytes, 2 * 4 * n);
   }
 }
 

@@ -5,7 +5,10 @@
 # inspect verifies every checksum, and after one flipped byte in a stored chunk it fails naming
 # the tensor. export --weights: a dp 2 x tp 2 ZeRO-1 run with an EMA of the weights exports the
 # saved EMA bitwise by default and with --weights ema, the raw parameters with --weights raw
-# (and the two differ); a run without an EMA refuses --weights ema.
+# (and the two differ); a run without an EMA refuses --weights ema. The same for the state dicts of
+# other libraries, --format open_clip (that CLIP run) and --format timm (a ViT classifier run laid
+# out alike): each tensor equals the saved EMA, or with --weights raw the saved parameters,
+# bitwise under state_dict_export_check.py's own name mapping.
 source "$(dirname "$0")/lib.sh"
 dir=$(new_dir ckpt-tools)
 run=$dir/run
@@ -92,5 +95,22 @@ cmp -s "$dir/ema.safetensors" "$dir/raw.safetensors" && fail "EMA and raw export
   fail "export --format hf --weights raw failed"
 cmp -s "$dir/hf_ema/model.safetensors" "$dir/hf_raw/model.safetensors" &&
   fail "hf exports of the EMA and the raw weights are identical"
+vit_run=$dir/vit_ema_run
+timeout 240 env TESSERA_BIN="$bin" launch/mpirun.sh -n 4 --run-dir "$vit_run" \
+  configs/vit_tiny.pbtxt --set parallel.tensor_parallel=2 --set parallel.zero_stage=1 \
+  --set train.steps=3 --set checkpoint.every_steps=3 --set train.ema_decay=0.9 --quiet ||
+  fail "ViT training run with an EMA failed"
+vit_step=$vit_run/checkpoints/$(cat "$vit_run/checkpoints/latest")
+for case in "open_clip $ema_run $ema_step" "timm $vit_run $vit_step"; do
+  read -r format run_dir step_dir <<<"$case"
+  for w in ema:ema raw:param; do
+    "$bin" export --checkpoint "$run_dir" --format "$format" --weights "${w%%:*}" \
+      --out "$dir/${format}_${w%%:*}.safetensors" >/dev/null ||
+      fail "export --format $format --weights ${w%%:*} failed"
+    /usr/bin/python3 "$src/tests/launch/state_dict_export_check.py" "$step_dir" \
+      "$dir/${format}_${w%%:*}.safetensors" "$format" "$dir" "${w##*:}" ||
+      fail "export --format $format --weights ${w%%:*} differs from the saved ${w##*:} tensors"
+  done
+done
 rm -rf "$dir"
 echo PASS

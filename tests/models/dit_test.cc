@@ -5,6 +5,7 @@
 #include "tests/models/model_test_support.h"
 
 #include <cstring>
+#include <iterator>
 
 #include "core/random.h"
 #include "models/factory.h"
@@ -64,6 +65,18 @@ Batch image_batch(int64_t B, uint64_t seed) {
   return {{"images", testing::uniform({B, 8, 8, 3}, seed)}, {"labels", labels}, {"sample_keys", k}};
 }
 
+// TransformerConfig.activation as tests/reference/torch_models.py's ACTIVATIONS names it.
+std::string activation_name(config::TransformerConfig::Activation a) {
+  switch (a) {
+    case config::TransformerConfig::GELU_ERF:
+      return "gelu_erf";
+    case config::TransformerConfig::QUICK_GELU:
+      return "quick_gelu";
+    default:
+      return "gelu_tanh";
+  }
+}
+
 std::map<std::string, std::string> attrs(int c, const config::DitConfig& cfg) {
   auto key = [&](const char* k) { return testing::case_key(c, k); };
   return {{key("n_layers"), std::to_string(cfg.transformer().n_layers())},
@@ -71,7 +84,8 @@ std::map<std::string, std::string> attrs(int c, const config::DitConfig& cfg) {
           {key("patch"), std::to_string(cfg.patch())},
           {key("n_classes"), std::to_string(cfg.n_classes())},
           {key("schedule"), cfg.beta_schedule() == config::DitConfig::COSINE ? "cosine" : "linear"},
-          {key("steps"), std::to_string(cfg.diffusion_steps())}};
+          {key("steps"), std::to_string(cfg.diffusion_steps())},
+          {key("activation"), activation_name(cfg.transformer().activation())}};
 }
 
 // A DiT on `device` built from the same config and init seed as `cpu` (checked bitwise: the
@@ -85,23 +99,32 @@ std::unique_ptr<Model> device_twin(const config::DitConfig& cfg, Dit& cpu, Devic
   return m;
 }
 
-// On every device, for both noise schedules: the model on the device matches the float64 PyTorch
-// reference -- loss and every gradient -- fed the batch on the host and on the device, makes the
-// same host-side draws, and its gradients equal the CPU model's. On the CPU the reference
-// comparison is what can fail; on CUDA also the agreement with the CPU model (rtol 1e-4: f32 on
-// both, other summation orders; each holds 1e-4 against float64).
+// On every device, for both noise schedules and for the MLP's exact GELU and QuickGELU (the tanh
+// GELU is the default): the model on the device matches the float64 PyTorch reference -- loss and
+// every gradient -- fed the batch on the host and on the device, makes the same host-side draws,
+// and its gradients equal the CPU model's. On the CPU the reference comparison is what can fail; on
+// CUDA also the agreement with the CPU model (rtol 1e-4: f32 on both, other summation orders; each
+// holds 1e-4 against float64).
 class DitDeviceTest : public testing::DeviceTest {};
 
 TEST_P(DitDeviceTest, LossAndEveryGradientMatchTorchAndTheCpuModel) {
-  const config::DitConfig::BetaSchedule schedules[] = {config::DitConfig::LINEAR,
-                                                       config::DitConfig::COSINE};
+  struct Case {
+    config::DitConfig::BetaSchedule schedule;
+    config::TransformerConfig::Activation activation;
+  };
+  const Case cases[] = {{config::DitConfig::LINEAR, config::TransformerConfig::GELU_TANH},
+                        {config::DitConfig::COSINE, config::TransformerConfig::GELU_TANH},
+                        {config::DitConfig::LINEAR, config::TransformerConfig::GELU_ERF},
+                        {config::DitConfig::COSINE, config::TransformerConfig::QUICK_GELU}};
+  const int n_cases = int(std::size(cases));
   std::vector<std::unique_ptr<Dit>> cpus;
   std::vector<std::unique_ptr<Model>> models;
   std::vector<Batch> batches;
   NamedTensors in;
   std::map<std::string, std::string> at;
-  for (int c = 0; c < 2; ++c) {
-    config::DitConfig cfg = tiny_config(schedules[c]);
+  for (int c = 0; c < n_cases; ++c) {
+    config::DitConfig cfg = tiny_config(cases[c].schedule);
+    cfg.mutable_transformer()->set_activation(cases[c].activation);
     cpus.push_back(std::make_unique<Dit>(cfg, /*recompute=*/false));
     Dit& cpu = *cpus.back();
     cpu.params().init(11);
@@ -122,8 +145,8 @@ TEST_P(DitDeviceTest, LossAndEveryGradientMatchTorchAndTheCpuModel) {
     batches.push_back(batch);
   }
   NamedTensors ref = testing::run_reference("dit", in, at);
-  for (int c = 0; c < 2; ++c) {
-    SCOPED_TRACE("case " + std::to_string(c));
+  for (int c = 0; c < n_cases; ++c) {
+    SCOPED_TRACE("case " + std::to_string(c) + ", " + activation_name(cases[c].activation));
     Dit& cpu = *cpus[c];
     Dit& model = dynamic_cast<Dit&>(*models[c]);
     cpu.forward_backward(batches[c], 1.0f);

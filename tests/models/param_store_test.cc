@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
+#include "distributed/local_communicator.h"
+
 namespace tessera::models {
 namespace {
 
@@ -172,6 +176,96 @@ TEST(ParamStore, StagedGradientsLiveUntilTakenAndAreRefusedAfterwards) {
   s.zero_grads();
   EXPECT_EQ(s.grad_bytes_live(), 0);
   EXPECT_THROW(s.take_grads(0, 121, Tensor::empty({121}, DType::f32)), Error);
+}
+
+TEST(ParamStore, GatherUnitNamesStopAtTheBlockIndex) {
+  EXPECT_EQ(ParamStore::unit_name("blocks.3.attn.qkv.weight"), "blocks.3.");
+  EXPECT_EQ(ParamStore::unit_name("text.blocks.12.ln_1.bias"), "text.blocks.12.");
+  EXPECT_EQ(ParamStore::unit_name("visual.blocks.0.mlp.fc.weight"), "visual.blocks.0.");
+  EXPECT_EQ(ParamStore::unit_name("tok_emb.weight"), "other");
+  EXPECT_EQ(ParamStore::unit_name("ln_f.weight"), "other");
+  EXPECT_EQ(ParamStore::unit_name("myblocks.1.weight"), "other");  // not a "blocks." segment
+  EXPECT_EQ(ParamStore::unit_name("blocks.x.weight"), "other");    // no index
+  EXPECT_EQ(ParamStore::unit_name("blocks.7"), "other");           // no '.' after the index
+}
+
+TEST(ParamStore, GatherUnitsFollowForwardOrderWithParametersInLayoutOrder) {
+  ParamStore s;
+  // "other" parameters at both ends of the forward, like GPT's embeddings and ln_f / head.
+  s.add({"emb.weight", {5, 3}, -1, Init::normal(0.02f)});
+  s.add({"blocks.0.a.weight", {4, 3}, -1, Init::normal(1.0f)});
+  s.add({"blocks.0.a.bias", {4}, -1, Init::zeros(), ParamGroup::kNormOrBias});
+  s.add({"blocks.1.a.weight", {2, 3}, -1, Init::normal(1.0f)});
+  s.add({"head.weight", {7}, -1, Init::normal(1.0f)});
+  s.finalize();
+  // "other" lies in two runs of the flat layout (head first, the embedding last): two units,
+  // the second (in forward order) named "other#2", so every unit is contiguous.
+  ASSERT_EQ(s.units().size(), 4u);
+  EXPECT_EQ(s.units()[0].name, "other");
+  EXPECT_EQ(s.units()[1].name, "blocks.0.");
+  EXPECT_EQ(s.units()[2].name, "blocks.1.");
+  EXPECT_EQ(s.units()[3].name, "other#2");
+  EXPECT_EQ(s.units()[0].ids, std::vector<ParamId>({0}));
+  EXPECT_EQ(s.units()[1].ids, std::vector<ParamId>({2, 1}));  // layout order
+  EXPECT_EQ(s.units()[3].ids, std::vector<ParamId>({4}));
+  EXPECT_EQ(s.units()[0].numel, 15);
+  EXPECT_EQ(s.units()[1].numel, 4 + 12);
+  EXPECT_EQ(s.unit_of(3), 2);
+  EXPECT_EQ(s.find_unit("blocks.1."), 2);
+  EXPECT_EQ(s.find_unit("blocks.9."), -1);
+  // Every unit is its contiguous range of the flat buffer; the bounds are the units' starts.
+  for (const GatherUnit& u : s.units()) {
+    EXPECT_EQ(u.begin, s.info(u.ids.front()).offset) << u.name;
+    int64_t at = u.begin;
+    for (ParamId id : u.ids) {
+      EXPECT_EQ(s.info(id).offset, at) << s.info(id).spec.name;
+      at += s.info(id).numel;
+    }
+  }
+  EXPECT_EQ(s.unit_bounds(), std::vector<int64_t>({0, 7, 13, 29}));
+}
+
+TEST(ParamStore, ShardedOnOneRankGathersTheParametersAndRefusesUngatheredReads) {
+  ParamStore ref, s;
+  build(ref);
+  build(s);
+  for (ParamStore* p : {&ref, &s}) {
+    p->finalize();
+    p->init(7);
+  }
+  EXPECT_FALSE(s.params_sharded());
+  EXPECT_THROW(s.set_auto_gather(true), Error);  // only with sharded storage
+  distributed::LocalCommunicator dp("dp");
+  s.shard_params(&dp);
+  EXPECT_TRUE(s.params_sharded());
+  EXPECT_THROW(s.params(), Error);
+  EXPECT_THROW(s.trainable_params(), Error);
+  EXPECT_THROW(s.init(7), Error);
+  EXPECT_THROW(s.set_compute_dtype(DType::bf16), Error);
+  EXPECT_EQ(s.param_shards().numel(), s.numel());  // one rank: the shard is everything
+  const int block = s.find_unit("blocks.0.");
+  ASSERT_GE(block, 0);
+  const ParamId qkv = s.find("blocks.0.qkv.weight");
+  try {
+    s.param(qkv);
+    ADD_FAILURE() << "reading an ungathered unit did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'blocks.0.qkv.weight'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'blocks.0.'"), std::string::npos) << e.what();
+  }
+  s.gather(block)->wait();
+  const Tensor got = s.param(qkv);
+  ASSERT_EQ(got.shape(), ref.param(qkv).shape());
+  EXPECT_EQ(std::memcmp(got.data<float>(), ref.param(qkv).data<float>(), got.nbytes()), 0);
+  EXPECT_THROW(s.param(s.find("embed.weight")), Error);  // unit "other" is still sharded
+  s.release(block);
+  EXPECT_THROW(s.param(qkv), Error);
+  EXPECT_EQ(s.gathered_bytes_live(), 0);
+  const Tensor full = s.gather_full();
+  EXPECT_EQ(std::memcmp(full.data<float>(), ref.params().data<float>(), full.nbytes()), 0);
+  EXPECT_EQ(s.gathered_bytes_live(), 0);  // gather_full leaves nothing gathered
+  // Gradients do not depend on the full parameter buffer.
+  EXPECT_EQ(s.grad(qkv).shape(), ref.grad(qkv).shape());
 }
 
 }  // namespace

@@ -14,6 +14,15 @@ def gelu(x):
     return F.gelu(x, approximate="tanh")
 
 
+# TransformerConfig.activation by name (the attr value the reference scripts take): tessera's
+# default tanh GELU, the exact (erf) GELU, and OpenAI CLIP's QuickGELU.
+ACTIVATIONS = {
+    "gelu_tanh": gelu,
+    "gelu_erf": lambda x: F.gelu(x, approximate="none"),
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+}
+
+
 def layernorm(p, name, x):
     return F.layer_norm(x, x.shape[-1:], p[name + ".weight"], p[name + ".bias"], 1e-5)
 
@@ -109,7 +118,7 @@ def dit_modulate(x, shift, scale):
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
-def dit_block(p, name, x, c, n_heads):
+def dit_block(p, name, x, c, n_heads, act=gelu):
     mod = linear(p, name + ".adaln", F.silu(c))
     shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=1)
     ln = lambda v: F.layer_norm(v, v.shape[-1:], None, None, 1e-6)  # noqa: E731
@@ -117,11 +126,12 @@ def dit_block(p, name, x, c, n_heads):
                                            n_heads, causal=False)
     h = dit_modulate(ln(x), shift2, scale2)
     return x + gate2.unsqueeze(1) * linear(p, name + ".mlp.proj",
-                                           gelu(linear(p, name + ".mlp.fc", h)))
+                                           act(linear(p, name + ".mlp.fc", h)))
 
 
-def dit_eps(p, x, t, y, n_layers, n_heads, patch):
-    """Noise prediction for x_t (B, H, W, C), timesteps t (B,), labels y (B,)."""
+def dit_eps(p, x, t, y, n_layers, n_heads, patch, act=gelu):
+    """Noise prediction for x_t (B, H, W, C), timesteps t (B,), labels y (B,); act: the MLPs'
+    nonlinearity (an ACTIVATIONS value)."""
     B, H, W, C = x.shape
     h = linear(p, "patch_embed", dit_patchify(x, patch))
     h = h + dit_pos_embed(h.shape[-1], H // patch).to(h.dtype).unsqueeze(0)
@@ -129,21 +139,21 @@ def dit_eps(p, x, t, y, n_layers, n_heads, patch):
                   F.silu(linear(p, "t_embed.fc1", dit_timestep_embedding(t).to(h.dtype))))
     c = temb + p["y_embed.weight"][y]
     for i in range(n_layers):
-        h = dit_block(p, f"blocks.{i}", h, c, n_heads)
+        h = dit_block(p, f"blocks.{i}", h, c, n_heads, act)
     shift, scale = linear(p, "final.adaln", F.silu(c)).chunk(2, dim=1)
     h = dit_modulate(F.layer_norm(h, h.shape[-1:], None, None, 1e-6), shift, scale)
     return dit_unpatchify(linear(p, "final.linear", h), patch, H, W, C)
 
 
-def dit_loss(p, images, labels, t, noise, alpha_bar, n_layers, n_heads, patch):
+def dit_loss(p, images, labels, t, noise, alpha_bar, n_layers, n_heads, patch, act=gelu):
     ab = alpha_bar[t].to(images.dtype).reshape(-1, 1, 1, 1)
     x_t = ab.sqrt() * images + (1 - ab).sqrt() * noise
-    eps = dit_eps(p, x_t, t, labels, n_layers, n_heads, patch)
+    eps = dit_eps(p, x_t, t, labels, n_layers, n_heads, patch, act)
     return F.mse_loss(eps, noise)
 
 
 def dit_ddim(p, noise, labels, guidance, steps, alpha_bar, n_classes, n_layers, n_heads, patch,
-             clip_denoised=False):
+             clip_denoised=False, act=gelu):
     """DDIM (eta = 0) with classifier-free guidance; timesteps i * T // steps, descending.
     clip_denoised: the predicted x0 clamped to [-1, 1] and eps recomputed from it (improved-DDPM's
     ddim_sample with clip_denoised=True)."""
@@ -156,7 +166,8 @@ def dit_ddim(p, noise, labels, guidance, steps, alpha_bar, n_classes, n_layers, 
         ab = alpha_bar[ts[i]].item()
         ab_prev = alpha_bar[ts[i - 1]].item() if i > 0 else 1.0
         t = torch.full((2 * B,), ts[i], dtype=torch.long)
-        e = dit_eps(p, torch.cat([x, x]), t, torch.cat([labels, null]), n_layers, n_heads, patch)
+        e = dit_eps(p, torch.cat([x, x]), t, torch.cat([labels, null]), n_layers, n_heads, patch,
+                    act)
         e_c, e_u = e[:B], e[B:]
         eps = e_u + guidance * (e_c - e_u)
         x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)

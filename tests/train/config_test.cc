@@ -111,8 +111,8 @@ TEST(Config, ImpossibleShapesNameFileLineAndField) {
   // A bad value that came from --set has no line in the file.
   EXPECT_EQ(error_of("model { gpt { vocab_size: 10 context: 4 transformer { d_model: 8 n_layers: 1 "
                      "n_heads: 2 } } }",
-                     {"parallel.zero_stage=3"}),
-            "bad.pbtxt: parallel.zero_stage: must be 0, 1 or 2, got 3");
+                     {"parallel.zero_stage=4"}),
+            "bad.pbtxt: parallel.zero_stage: must be 0, 1, 2 or 3, got 4");
   // The LayerNorm eps (TransformerConfig.layer_norm_eps) when set; its activation by name.
   EXPECT_EQ(
       error_of("model { vit {\n image_size: 32\n patch: 8\n n_classes: 3\n"

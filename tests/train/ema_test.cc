@@ -2,7 +2,8 @@
 //   - after N steps it equals an independent computation from the parameters each step saved
 //     (decay with warm-up, started from the initial parameters);
 //   - a run resumed from a checkpoint ends with the EMA of the uninterrupted run, bitwise;
-//   - data parallel with ZeRO-1 (each rank keeps its shard of the EMA), and tensor parallel 2,
+//   - data parallel with ZeRO-1 (each rank keeps its shard of the EMA), ZeRO-3 (the EMA of the
+//     parameters' own shard), and tensor parallel 2,
 //     equal one process, and their checkpoints resume in one process (the EMA resharded);
 //   - a checkpoint written without an EMA starts the EMA from its parameters.
 // Runs under mpirun -np 2.
@@ -152,10 +153,14 @@ TEST(Ema, ResumeWithEveryRecipeEqualsUninterrupted) {
   world->barrier()->wait();
 }
 
-TEST(Ema, ZeroShardedEqualsOneProcessAndReshards) {
+// ZeRO-1 shards the EMA like the optimizer state; ZeRO-3 averages the parameters' own shard (the
+// same layout) and writes it as pieces of every rank.
+void expect_zero_sharded_ema(int stage) {
+  const std::string z = "ZeRO-" + std::to_string(stage);
   auto world = distributed::testing::test_world();
-  const config::Config cfg = ema_config({"parallel.zero_stage=1", "parallel.bucket_bytes=4096"});
-  const std::string zero_dir = fresh_dir(world.get(), "ema_zero");
+  const config::Config cfg =
+      ema_config({"parallel.zero_stage=" + std::to_string(stage), "parallel.bucket_bytes=4096"});
+  const std::string zero_dir = fresh_dir(world.get(), "ema_zero" + std::to_string(stage));
   {
     Trainer t(cfg, zero_dir, true, world.get());
     ASSERT_NE(t.layout().dp_size(), 1);
@@ -164,29 +169,37 @@ TEST(Ema, ZeroShardedEqualsOneProcessAndReshards) {
   if (world->rank() == 0) {
     config::Config single_cfg = cfg;
     single_cfg.mutable_parallel()->set_zero_stage(0);
-    const std::string single = fresh_dir(nullptr, "ema_zero_single");
+    const std::string single = fresh_dir(nullptr, "ema_zero_single" + std::to_string(stage));
     {
       Trainer t(single_cfg, single, true);
       ASSERT_EQ(t.run(), kExitOk);
     }
-    // Exact for the ZeRO-1 run's own parameters: every rank's shard was averaged and saved.
+    // Exact for the ZeRO run's own parameters: every rank's shard was averaged and saved.
     const Tensor zero_ema = stored(cfg, step_dir(zero_dir, kSteps), "ema");
     EXPECT_TRUE(testing::all_close(zero_ema,
                                    independent_ema(cfg, zero_dir, initial_params(cfg, "ema_init0")),
-                                   1e-6, "ZeRO-1 EMA vs independent"));
+                                   1e-6, z + " EMA vs independent"));
     // Against one process: 1e-5, the data-parallel parameters' own agreement here (Adam turns
     // the rounding noise of gradients that are zero in exact arithmetic into steps of about lr).
     const Tensor want = stored(cfg, step_dir(single, kSteps), "ema");
-    EXPECT_TRUE(testing::all_close(zero_ema, want, 1e-5, "ZeRO-1 EMA vs one process"));
-    // The ZeRO-1 checkpoint of step 2 resumes in one process without ZeRO.
-    const std::string resumed = fresh_dir(nullptr, "ema_zero_resumed");
+    EXPECT_TRUE(testing::all_close(zero_ema, want, 1e-5, z + " EMA vs one process"));
+    // The ZeRO checkpoint of step 2 resumes in one process without ZeRO.
+    const std::string resumed = fresh_dir(nullptr, "ema_zero_resumed" + std::to_string(stage));
     Trainer t(single_cfg, resumed, true);
     t.set_resume(step_dir(zero_dir, 2));
     ASSERT_EQ(t.run(), kExitOk);
     EXPECT_TRUE(testing::all_close(stored(cfg, step_dir(resumed, kSteps), "ema"), want, 1e-5,
-                                   "EMA resumed from ZeRO-1 shards in one process"));
+                                   "EMA resumed from " + z + " shards in one process"));
   }
   world->barrier()->wait();
+}
+
+TEST(Ema, ZeroShardedEqualsOneProcessAndReshards) {
+  expect_zero_sharded_ema(1);
+}
+
+TEST(Ema, Zero3ShardedEqualsOneProcessAndReshards) {
+  expect_zero_sharded_ema(3);
 }
 
 // Tensor parallel 2: each rank keeps the EMA of its shards; the checkpoint holds the global

@@ -1,5 +1,5 @@
 // train.freeze on other layouts (2 ranks): CLIP with its image tower locked trains at DP 2, TP 2
-// and DP 2 + ZeRO-1; the frozen tensors of the final checkpoint equal their initial values
+// and DP 2 + ZeRO-1/2/3; the frozen tensors of the final checkpoint equal their initial values
 // bitwise and have no optimizer state, and GradSync averaged exactly the trainable gradients
 // (allreduce_bytes in metrics.jsonl). optim.layer_decay under ZeRO-1 equals plain DP.
 #include <gtest/gtest.h>
@@ -100,6 +100,12 @@ TEST(FreezeLayouts, DataParallel2Zero1) {
 // ZeRO-2 stages only the trainable gradients (frozen ones keep the store's shared scratch).
 TEST(FreezeLayouts, DataParallel2Zero2) {
   expect_locked_at(1, 2);
+}
+
+// ZeRO-3 shards the frozen parameters too (one bucket per frozen unit behind the optimizer's
+// shards), gathers them for the locked tower's forward and writes them as every rank's pieces.
+TEST(FreezeLayouts, DataParallel2Zero3) {
+  expect_locked_at(1, 3);
 }
 
 TEST(FreezeLayouts, LayerDecayUnderZero1EqualsPlainDataParallel) {
