@@ -164,7 +164,8 @@ class ParamStore {
   // gradient, zeroed, on its first use since it was last taken, and take_grads() hands gradients
   // to the data-parallel reduction range by range, freeing each parameter's gradient once every
   // element of it has been taken. So only the gradients written but not yet reduced are resident
-  // (in a transformer's backward: about one bucket, plus a tied embedding written at both ends).
+  // (in a transformer's backward: about one bucket; a tied embedding written at both ends defers
+  // its parts with add_grad_source() below).
   // Frozen parameters keep their shared scratch. grads() is undefined afterwards; nothing may
   // read the flat buffer (ZeroAdamW reads its reduced shard only).
   void stage_grads();
