@@ -31,7 +31,9 @@ class Embedding {
             bool vocab_parallel = false, int64_t padding_from = -1);
 
   Tensor forward(const Tensor& ids);  // ids (...) i32 -> (..., dim)
-  // Contract: dtable ACCUMULATES (scatter-add); ids have no gradient.
+  // Contract: dtable ACCUMULATES (scatter-add); ids have no gradient. Under gradient staging
+  // (ZeRO-2/3) the scatter-add is deferred to when the reduction takes the table's buckets
+  // (ParamStore::add_grad_source): dy is kept, and the caller must not write into it afterwards.
   void backward(const Tensor& dy);  // dy (..., dim)
 
   // (num_local, dim): this rank's rows (all of them unless vocab parallel); tied heads read it.
