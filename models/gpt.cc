@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "distributed/communicator.h"
@@ -241,7 +242,36 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
   // mode dlogits are rounded once for both products; the sums stay f32).
   Tensor h = hidden_.view({N, C});
   Tensor dlogits = in_dtype(logits, store_.compute_dtype());
-  ops::matmul(dlogits, h, head_grad(), /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
+  const int64_t Vl = dlogits.dim(1);
+  const int64_t keep_bytes = int64_t(dlogits.nbytes() + h.nbytes());
+  if (head_ < 0 && store_.grads_staged() && dlogits.device().is_cpu() &&
+      keep_bytes < Vl * C * int64_t(sizeof(float))) {
+    // Gradient staging (ZeRO-2/3) with a tied head, when dlogits and the hidden state are
+    // smaller than the table's gradient: keep them instead of a dense (V, C) gradient, and let
+    // the reduction compute dW's rows bucket by bucket (ParamStore::add_grad_source; the token
+    // embedding adds its part after, as in the dense order). dW[r0:r1] = dlogits[:, r0:r1]^T @ h
+    // from a contiguous copy of those columns (CPU only: stage 3 runs on CPU; CUDA keeps the
+    // dense gradient).
+    const size_t es = dtype_size(dlogits.dtype());
+    store_.add_grad_source(
+        tok_.table_id(),
+        [dlogits, h, N, Vl, C, es](int64_t begin, const Tensor& out) {
+          add_to_row_range(begin, out, C, [&](int64_t row, const Tensor& dst) {
+            const int64_t rows = dst.dim(0);
+            Tensor cols = Tensor::empty({N, rows}, dlogits.dtype(), dlogits.device());
+            const char* src = static_cast<const char*>(dlogits.raw_data());
+            char* to = static_cast<char*>(cols.raw_data());
+            for (int64_t i = 0; i < N; ++i) {
+              std::memcpy(to + size_t(i * rows) * es, src + size_t(i * Vl + row) * es,
+                          size_t(rows) * es);
+            }
+            ops::matmul(cols, h, dst, /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
+          });
+        },
+        keep_bytes);
+  } else {
+    ops::matmul(dlogits, h, head_grad(), /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
+  }
   if (head_ >= 0) {
     store_.grad_done(head_);
   } else {

@@ -237,10 +237,15 @@ void ParamStore::take_grads(int64_t begin, int64_t end, const Tensor& dst) {
     } else {
       zero_(out);  // never written in this backward
     }
+    const bool sourced = has_grad_source(*it);
+    if (sourced) {
+      for (const GradSource& fill : sources_[*it]) fill(lo - info.offset, out);
+    }
     if (info.offset + info.numel <= end && g.defined()) {
       grad_live_bytes_ -= int64_t(g.nbytes());
       g = Tensor();
     }
+    if (info.offset + info.numel <= end && sourced) drop_grad_sources(*it);
   }
   taken_end_ = std::max(taken_end_, end);
 }
@@ -347,7 +352,30 @@ void ParamStore::zero_grads() {
     grad_live_bytes_ -= int64_t(g.nbytes());
     g = Tensor();
   }
+  for (size_t id = 0; id < sources_.size(); ++id) drop_grad_sources(static_cast<ParamId>(id));
   reset_grad_progress();
+}
+
+void ParamStore::add_grad_source(ParamId id, GradSource fill, int64_t held_bytes) {
+  TESSERA_CHECK(grads_staged_, "ParamStore::add_grad_source without stage_grads()");
+  const ParamInfo& i = infos_.at(id);
+  TESSERA_CHECK(!frozen(id) && i.offset >= taken_end_, "ParamStore::add_grad_source('", i.spec.name,
+                "'): frozen or already taken in this backward");
+  if (sources_.empty()) {
+    sources_.resize(infos_.size());
+    source_bytes_.assign(infos_.size(), 0);
+  }
+  sources_[id].push_back(std::move(fill));
+  source_bytes_[id] += held_bytes;
+  grad_live_bytes_ += held_bytes;
+  grad_peak_bytes_ = std::max(grad_peak_bytes_, grad_live_bytes_);
+}
+
+void ParamStore::drop_grad_sources(ParamId id) {
+  if (sources_.empty()) return;
+  sources_[id].clear();
+  grad_live_bytes_ -= source_bytes_[id];
+  source_bytes_[id] = 0;
 }
 
 void ParamStore::set_grad_partial_hook(std::function<void(ParamId)> hook) {
@@ -355,7 +383,9 @@ void ParamStore::set_grad_partial_hook(std::function<void(ParamId)> hook) {
 }
 
 void ParamStore::grad_partial_done(ParamId id) {
-  if (grad_partial_hook_ && grads_staged_ && !frozen(id)) grad_partial_hook_(id);
+  if (grad_partial_hook_ && grads_staged_ && !frozen(id) && !has_grad_source(id)) {
+    grad_partial_hook_(id);
+  }
 }
 
 Tensor ParamStore::hand_over_grad(ParamId id) {

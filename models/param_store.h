@@ -164,7 +164,8 @@ class ParamStore {
   // gradient, zeroed, on its first use since it was last taken, and take_grads() hands gradients
   // to the data-parallel reduction range by range, freeing each parameter's gradient once every
   // element of it has been taken. So only the gradients written but not yet reduced are resident
-  // (in a transformer's backward: about one bucket, plus a tied embedding written at both ends).
+  // (in a transformer's backward: about one bucket; a tied embedding written at both ends defers
+  // its parts with add_grad_source() below).
   // Frozen parameters keep their shared scratch. grads() is undefined afterwards; nothing may
   // read the flat buffer (ZeroAdamW reads its reduced shard only).
   void stage_grads();
@@ -191,6 +192,20 @@ class ParamStore {
   // Gradient staging only: parameter id's staged gradient (numel) f32 (zeros if not written since
   // it was last taken), no longer held by the store (its bytes leave grad_bytes_live()).
   Tensor hand_over_grad(ParamId id);
+
+  // Deferred gradients (gradient staging only): a layer whose part of parameter id's gradient is
+  // cheaper to keep as its inputs than as a dense (numel) buffer (an embedding's scatter-add keeps
+  // dy (N, C) and the ids, not a (V, C) table) registers `fill` instead of writing grad(id).
+  // take_grads() then calls fill(begin, out) for each range of the parameter it takes: out holds
+  // elements [begin, begin + out.numel()) of id's gradient so far (its staged part, then the
+  // sources registered before) and fill ADDS this layer's part into it. So the gradient exists
+  // only bucket by bucket. `held_bytes` (what the closure keeps alive) counts as gradient storage
+  // in grad_bytes_live() until the parameter is taken. grad_partial_done() of a parameter with a
+  // source is a no-op (nothing dense to hand over). Sources are dropped by zero_grads() and once
+  // the parameter is taken entirely.
+  using GradSource = std::function<void(int64_t begin, const Tensor& out)>;
+  void add_grad_source(ParamId id, GradSource fill, int64_t held_bytes);
+  bool has_grad_source(ParamId id) const { return !sources_.empty() && !sources_.at(id).empty(); }
 
   int tp_rank() const { return tp_rank_; }
   int tp_size() const { return tp_size_; }
@@ -288,6 +303,7 @@ class ParamStore {
   // gather()/release() behind the const param(): automatic gathering changes only residency.
   std::shared_ptr<distributed::Work> gather_unit(int unit) const;
   void release_unit(int unit) const;
+  void drop_grad_sources(ParamId id);  // their held bytes leave grad_bytes_live()
   void auto_gather_access(int unit) const;
   Device device_ = Device::cpu();
   bool finalized_ = false;
@@ -311,6 +327,9 @@ class ParamStore {
   // of the range taken so far in this backward (a grad(id) below it is an error).
   bool grads_staged_ = false;
   mutable std::vector<Tensor> staged_;
+  // add_grad_source(): per ParamId its deferred parts (in registration order) and their bytes.
+  std::vector<std::vector<GradSource>> sources_;
+  std::vector<int64_t> source_bytes_;
   int64_t taken_end_ = 0;
   mutable int64_t grad_live_bytes_ = 0, grad_peak_bytes_ = 0;
   // ZeRO-3 units and sharded storage: per ParamId its unit and its first element in the unit;

@@ -1,5 +1,7 @@
 #include "models/layers/embedding.h"
 
+#include <algorithm>
+
 #include "models/layers/tensor_parallel.h"
 #include "ops/embedding.h"
 #include "ops/vocab_parallel.h"
@@ -39,7 +41,50 @@ Tensor Embedding::forward(const Tensor& ids) {
   return y;
 }
 
+void add_to_row_range(int64_t begin, const Tensor& out, int64_t C,
+                      const std::function<void(int64_t row, const Tensor& dst)>& add) {
+  const int64_t end = begin + out.numel();
+  int64_t at = begin;
+  while (at < end) {
+    const int64_t row = at / C, col = at % C;
+    if (col == 0 && end - at >= C) {  // whole rows: a view of out
+      const int64_t rows = (end - at) / C;
+      add(row, out.flat_view(at - begin, {rows, C}));
+      at += rows * C;
+      continue;
+    }
+    const int64_t n = std::min(C - col, end - at);  // part of one row
+    Tensor tmp = Tensor::zeros({1, C}, DType::f32, out.device());
+    copy(out.flat_view(at - begin, {n}), tmp.flat_view(col, {n}));
+    add(row, tmp);
+    copy(tmp.flat_view(col, {n}), out.flat_view(at - begin, {n}));
+    at += n;
+  }
+}
+
 void Embedding::backward(const Tensor& dy_out) {
+  if (store_.grads_staged() && !store_.frozen(table_)) {
+    // Gradient staging (ZeRO-2/3): no dense (num, dim) gradient. Keep dy and the ids; the
+    // reduction takes the table's gradient bucket by bucket, each scattering only the ids in
+    // its rows (ParamStore::add_grad_source). Per element the same additions in the same order
+    // as the dense scatter-add below, so the result is bitwise the same.
+    const int64_t n = ids_.numel();
+    const Tensor dy =
+        (split() ? tp_reduce_from_region_backward(store_, dy_out) : dy_out).view({n, dim_});
+    const Tensor ids = ids_.view({n});
+    const int64_t base = split() ? local_begin() : 0, C = dim_;
+    store_.add_grad_source(
+        table_,
+        [dy, ids, base, C](int64_t begin, const Tensor& out) {
+          add_to_row_range(begin, out, C, [&](int64_t row, const Tensor& dst) {
+            ops::vocab_embedding_backward(dy, ids, base + row, dst);
+          });
+        },
+        int64_t(dy.nbytes() + ids.nbytes()));
+    ids_ = Tensor();
+    store_.grad_done(table_);
+    return;
+  }
   if (split()) {
     // g's backward half is the identity: dy is replicated; scatter only into this rank's rows.
     const Tensor& dy = tp_reduce_from_region_backward(store_, dy_out);

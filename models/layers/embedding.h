@@ -7,11 +7,20 @@
 // this rank looks up the ids in its range [begin, begin + num/T), writes zero rows for the
 // others, and the partial rows are all-reduced (g); backward scatters only into its own rows.
 
+#include <functional>
 #include <string>
 
 #include "models/param_store.h"
 
 namespace tessera::models {
+
+// Deferred row gradients (ParamStore::add_grad_source): `out` holds elements [begin, begin +
+// out.numel()) of a row-major (rows, C) gradient. Calls add(row, dst) for the rows it covers, dst
+// (k, C) rows starting at `row`, into which add() ADDS that part; whole rows are views of out, a
+// row cut by the range goes through a (1, C) copy of its part (so every element sees the same
+// additions in the same order as in a dense table).
+void add_to_row_range(int64_t begin, const Tensor& out, int64_t C,
+                      const std::function<void(int64_t row, const Tensor& dst)>& add);
 
 class Embedding {
  public:
@@ -22,7 +31,9 @@ class Embedding {
             bool vocab_parallel = false, int64_t padding_from = -1);
 
   Tensor forward(const Tensor& ids);  // ids (...) i32 -> (..., dim)
-  // Contract: dtable ACCUMULATES (scatter-add); ids have no gradient.
+  // Contract: dtable ACCUMULATES (scatter-add); ids have no gradient. Under gradient staging
+  // (ZeRO-2/3) the scatter-add is deferred to when the reduction takes the table's buckets
+  // (ParamStore::add_grad_source): dy is kept, and the caller must not write into it afterwards.
   void backward(const Tensor& dy);  // dy (..., dim)
 
   // (num_local, dim): this rank's rows (all of them unless vocab parallel); tied heads read it.

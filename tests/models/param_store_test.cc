@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "distributed/local_communicator.h"
+#include "models/layers/embedding.h"
 
 namespace tessera::models {
 namespace {
@@ -176,6 +177,68 @@ TEST(ParamStore, StagedGradientsLiveUntilTakenAndAreRefusedAfterwards) {
   s.zero_grads();
   EXPECT_EQ(s.grad_bytes_live(), 0);
   EXPECT_THROW(s.take_grads(0, 121, Tensor::empty({121}, DType::f32)), Error);
+}
+
+// A deferred gradient (add_grad_source): take_grads() adds the source's part after the staged
+// part, per range taken, and the held bytes count as gradient storage until the parameter is taken.
+TEST(ParamStore, GradSourcesAreAddedRangeByRangeWhenTaken) {
+  ParamStore s;
+  build(s);  // embed [80, 120)
+  s.finalize();
+  s.stage_grads();
+  const Tensor g = s.grad(0);  // a dense part first: 1000 + element
+  for (int64_t l = 0; l < 40; ++l) g.data<float>()[l] = 1000.0f + float(l);
+  std::vector<std::pair<int64_t, int64_t>> calls;
+  s.add_grad_source(
+      0,
+      [&](int64_t begin, const Tensor& out) {
+        calls.emplace_back(begin, out.numel());
+        for (int64_t i = 0; i < out.numel(); ++i) out.data<float>()[i] += 0.5f * float(begin + i);
+      },
+      64);
+  EXPECT_TRUE(s.has_grad_source(0));
+  EXPECT_EQ(s.grad_bytes_live(), 4 * 40 + 64);
+  Tensor a = Tensor::empty({90}, DType::f32), b = Tensor::empty({30}, DType::f32);
+  s.take_grads(0, 90, a);
+  EXPECT_EQ(s.grad_bytes_live(), 4 * 40 + 64);  // embed only partly taken
+  s.take_grads(90, 120, b);
+  EXPECT_EQ(s.grad_bytes_live(), 0);
+  EXPECT_FALSE(s.has_grad_source(0));
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0], std::make_pair(int64_t{0}, int64_t{10}));
+  EXPECT_EQ(calls[1], std::make_pair(int64_t{10}, int64_t{30}));
+  for (int64_t l = 0; l < 40; ++l) {
+    const float got = l < 10 ? a.data<float>()[80 + l] : b.data<float>()[l - 10];
+    EXPECT_EQ(got, 1000.0f + float(l) + 0.5f * float(l)) << l;
+  }
+  // zero_grads() drops a source that was never taken.
+  s.reset_grad_progress();
+  s.add_grad_source(
+      0, [](int64_t, const Tensor&) { FAIL() << "dropped source called"; }, 8);
+  s.zero_grads();
+  EXPECT_EQ(s.grad_bytes_live(), 0);
+  s.take_grads(0, 120, Tensor::empty({120}, DType::f32));
+}
+
+// add_to_row_range: a flat range of a (rows, 4) table cut into a partial row, whole rows (views)
+// and a partial row; every element gets exactly its own row's and column's addition.
+TEST(ParamStore, RowRangesCoverPartialAndWholeRows) {
+  const int64_t C = 4, begin = 6;
+  Tensor out = Tensor::empty({13}, DType::f32);  // elements [6, 19): rows 1 (part), 2-3, 4 (part)
+  for (int64_t i = 0; i < 13; ++i) out.data<float>()[i] = 0.25f;
+  std::vector<std::pair<int64_t, int64_t>> calls;  // (row, rows)
+  add_to_row_range(begin, out, C, [&](int64_t row, const Tensor& dst) {
+    calls.emplace_back(row, dst.dim(0));
+    ASSERT_EQ(dst.dim(1), C);
+    for (int64_t r = 0; r < dst.dim(0); ++r) {
+      for (int64_t c = 0; c < C; ++c) dst.data<float>()[r * C + c] += float((row + r) * 100 + c);
+    }
+  });
+  EXPECT_EQ(calls, (std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 2}, {4, 1}}));
+  for (int64_t i = 0; i < 13; ++i) {
+    const int64_t e = begin + i;
+    EXPECT_EQ(out.data<float>()[i], 0.25f + float((e / C) * 100 + e % C)) << e;
+  }
 }
 
 TEST(ParamStore, GatherUnitNamesStopAtTheBlockIndex) {
