@@ -1,0 +1,307 @@
+// ParamStore's ZeRO-3 half (docs/DISTRIBUTED.md "Stage 3", docs/ZERO3_PLAN.md): gather units,
+// sharded parameter storage, gathering with prefetch and release. The layout, gradients and init
+// are in param_store.cc.
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "core/caching_allocator.h"
+#include "core/timer.h"
+#include "distributed/communicator.h"
+#include "models/param_store.h"
+
+namespace tessera::models {
+
+std::string ParamStore::unit_name(const std::string& name) {
+  static const std::string kBlocks = "blocks.";
+  for (size_t at = name.find(kBlocks); at != std::string::npos; at = name.find(kBlocks, at + 1)) {
+    if (at != 0 && name[at - 1] != '.') continue;  // "myblocks.1." is not a block
+    size_t end = at + kBlocks.size();
+    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+    if (end > at + kBlocks.size() && end < name.size() && name[end] == '.') {
+      return name.substr(0, end + 1);
+    }
+  }
+  return "other";
+}
+
+void ParamStore::build_units() {
+  units_.clear();
+  unit_of_.assign(infos_.size(), -1);
+  unit_offset_.assign(infos_.size(), 0);
+  // Contiguous runs of the flat layout with one unit_name(), each with its first registered
+  // parameter ...
+  struct Run {
+    std::string name;
+    std::vector<ParamId> ids;
+    ParamId first;
+  };
+  std::vector<Run> runs;
+  bool last_frozen = false;
+  for (ParamId id : layout_) {
+    std::string name = unit_name(infos_[id].spec.name);
+    // A run also ends where the trainable prefix ends (the optimizer's shards cover only it).
+    if (runs.empty() || runs.back().name != name || frozen(id) != last_frozen) {
+      runs.push_back({std::move(name), {}, id});
+    }
+    last_frozen = frozen(id);
+    runs.back().ids.push_back(id);
+    runs.back().first = std::min(runs.back().first, id);
+  }
+  // ... in the order of that parameter (forward order); a name's later runs get "#2", "#3", ...
+  std::stable_sort(runs.begin(), runs.end(),
+                   [](const Run& a, const Run& b) { return a.first < b.first; });
+  std::map<std::string, int> seen;
+  for (Run& run : runs) {
+    const int k = ++seen[run.name];
+    GatherUnit& unit = units_.emplace_back();
+    unit.name = k == 1 ? run.name : absl::StrCat(run.name, "#", k);
+    unit.ids = std::move(run.ids);
+    unit.begin = infos_[unit.ids.front()].offset;
+    for (ParamId id : unit.ids) {
+      unit_of_[id] = static_cast<int>(units_.size() - 1);
+      unit_offset_[id] = infos_[id].offset - unit.begin;
+      unit.numel += infos_[id].numel;
+    }
+  }
+  full_.assign(units_.size(), Tensor());
+  full_bf16_.assign(units_.size(), Tensor());
+  pending_.assign(units_.size(), nullptr);
+  waited_.assign(units_.size(), 0);
+}
+
+std::vector<int64_t> ParamStore::unit_bounds() const {
+  std::vector<int64_t> bounds;
+  for (const GatherUnit& unit : units_) {
+    if (unit.numel > 0 && unit.begin < trainable_numel_) bounds.push_back(unit.begin);
+  }
+  std::sort(bounds.begin(), bounds.end());
+  return bounds;
+}
+
+int ParamStore::find_unit(const std::string& name) const {
+  for (size_t u = 0; u < units_.size(); ++u) {
+    if (units_[u].name == name) return static_cast<int>(u);
+  }
+  return -1;
+}
+
+void ParamStore::refuse_sharded(const char* what) const {
+  throw_error(absl::StrCat("ParamStore::", what,
+                           ": parameters are sharded (ZeRO-3), there is no full flat buffer; use "
+                           "gather_full() or param_shards()"));
+}
+
+void ParamStore::shard_params(distributed::Communicator* dp) {
+  TESSERA_CHECK(dp != nullptr, "ParamStore::shard_params: no data-parallel communicator");
+  // One bucket per unit: buckets longer than any unit.
+  shard_params(dp,
+               distributed::ZeroShards(trainable_numel_, std::numeric_limits<int64_t>::max() / 4,
+                                       dp->size(), dp->rank(), unit_bounds()));
+}
+
+void ParamStore::shard_params(distributed::Communicator* dp,
+                              const distributed::ZeroShards& shards) {
+  TESSERA_CHECK(finalized(), "ParamStore::shard_params before finalize()");
+  TESSERA_CHECK(!sharded_, "ParamStore::shard_params called twice");
+  TESSERA_CHECK(dp != nullptr, "ParamStore::shard_params: no data-parallel communicator");
+  TESSERA_CHECK(shards.numel == trainable_numel_ && shards.dp_size == dp->size() &&
+                    shards.dp_rank == dp->rank(),
+                "ParamStore::shard_params: ", shards.describe(), " is not for the ",
+                trainable_numel_, " trainable elements on rank ", dp->rank(), " of ", dp->size());
+  const int64_t n = dp->size();
+  // The buckets: the trainable prefix's (the optimizer's), then one per frozen unit (frozen
+  // parameters lie behind the trainable ones), their shards after the optimizer's.
+  std::vector<distributed::ZeroShards::Bucket> buckets = shards.buckets;
+  if (numel_ > trainable_numel_) {
+    std::vector<int64_t> cuts;
+    for (const GatherUnit& unit : units_) {
+      if (unit.begin >= trainable_numel_ && unit.numel > 0) {
+        cuts.push_back(unit.begin - trainable_numel_);
+      }
+    }
+    std::sort(cuts.begin(), cuts.end());
+    const distributed::ZeroShards tail(numel_ - trainable_numel_,
+                                       std::numeric_limits<int64_t>::max() / 4, dp->size(),
+                                       dp->rank(), cuts);
+    for (auto bucket : tail.buckets) {
+      bucket.begin += trainable_numel_;
+      bucket.end += trainable_numel_;
+      bucket.own_begin += trainable_numel_;
+      bucket.own_end += trainable_numel_;
+      bucket.offset += shards.shard_numel;
+      buckets.push_back(bucket);
+    }
+  }
+  // The units' buckets: consecutive, inside the unit, only the unit's last one padded.
+  std::map<int64_t, size_t> bucket_at;  // first element -> bucket index
+  for (size_t i = 0; i < buckets.size(); ++i) bucket_at[buckets[i].begin] = i;
+  for (GatherUnit& unit : units_) {
+    auto found = bucket_at.find(unit.begin);
+    size_t next = found == bucket_at.end() ? buckets.size() : found->second;
+    unit.first_bucket = static_cast<int>(next);
+    unit.num_buckets = 0;
+    unit.shard = 0;
+    unit.shard_offset = next < buckets.size() ? buckets[next].offset : 0;
+    int64_t at = unit.begin;
+    while (at < unit.begin + unit.numel) {
+      TESSERA_CHECK(next < buckets.size() && buckets[next].begin == at,
+                    "ParamStore::shard_params: no bucket of ", shards.describe(),
+                    " starts at element ", at, " in unit '", unit.name, "'");
+      const auto& b = buckets[next];
+      TESSERA_CHECK(b.end <= unit.begin + unit.numel &&
+                        (b.end == unit.begin + unit.numel || !b.padded(int(n))),
+                    "ParamStore::shard_params: bucket [", b.begin, ", ", b.end,
+                    ") crosses the end of unit '", unit.name, "' or is padded inside it");
+      unit.shard += b.shard;
+      ++unit.num_buckets;
+      at = b.end;
+      ++next;
+    }
+  }
+  // Every bucket belongs to exactly one unit (the units tile the buffer).
+  int64_t claimed = 0, total = 0;
+  for (const GatherUnit& unit : units_) claimed += unit.num_buckets;
+  TESSERA_CHECK(claimed == int64_t(buckets.size()), "ParamStore::shard_params: the buckets of ",
+                shards.describe(), " and of the frozen units do not follow the units");
+  for (const auto& b : buckets) total = std::max(total, b.offset + b.shard);
+  shard_buckets_ = std::move(buckets);
+  shards_ = Tensor::zeros({total}, DType::f32, device_);  // padding stays zero
+  for (const auto& b : shard_buckets_) {
+    if (b.own() > 0) {
+      copy(params_.flat_view(b.own_begin, {b.own()}), shards_.flat_view(b.offset, {b.own()}));
+    }
+  }
+  sharded_ = true;
+  dp_ = dp;
+  params_ = Tensor();
+  params_bf16_ = Tensor();  // bf16 compute: each gathered unit gets its own bf16 copy
+  // As in stage_grads(): hand the freed full buffer back instead of keeping it cached.
+  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_))) {
+    caching->release_cached();
+  }
+}
+
+Tensor ParamStore::param_shard(int unit) const {
+  TESSERA_CHECK(sharded_, "ParamStore::param_shard without shard_params()");
+  const GatherUnit& u = units_.at(unit);
+  return shards_.flat_view(u.shard_offset, {u.shard});
+}
+
+std::shared_ptr<distributed::Work> ParamStore::gather(int unit) {
+  return gather_unit(unit);
+}
+
+void ParamStore::release(int unit) {
+  release_unit(unit);
+}
+
+namespace {
+
+// The gather of a unit of several buckets: one all-gather per bucket, waited for together.
+class UnitGather final : public distributed::Work {
+ public:
+  UnitGather(std::string what, std::vector<distributed::WorkHandle> parts)
+      : Work(std::move(what)), parts_(std::move(parts)) {}
+  void wait() override {
+    for (auto& p : parts_) p->wait();  // throws the first failure
+    if (!done()) complete(now_ns());
+    Work::wait();
+  }
+
+ private:
+  std::vector<distributed::WorkHandle> parts_;
+};
+
+}  // namespace
+
+std::shared_ptr<distributed::Work> ParamStore::gather_unit(int unit) const {
+  TESSERA_CHECK(sharded_, "ParamStore::gather without shard_params()");
+  TESSERA_CHECK(unit >= 0 && unit < static_cast<int>(units_.size()), "ParamStore::gather: unit ",
+                unit, " of ", units_.size());
+  if (full_[unit].defined()) return pending_[unit];  // resident or in flight
+  const GatherUnit& u = units_[unit];
+  const int64_t n = dp_->size();
+  full_[unit] = Tensor::empty({u.shard * n}, DType::f32, device_);
+  gathered_live_bytes_ += int64_t(full_[unit].nbytes());
+  gathered_peak_bytes_ = std::max(gathered_peak_bytes_, gathered_live_bytes_);
+  gather_bytes_ += int64_t(full_[unit].nbytes());
+  // Bucket by bucket into place: every bucket but the unit's last is exactly n shards long, so
+  // each lands at its own position of the unit's flat range.
+  std::vector<distributed::WorkHandle> parts;
+  for (int i = u.first_bucket; i < u.first_bucket + u.num_buckets; ++i) {
+    const auto& b = shard_buckets_[i];
+    parts.push_back(dp_->all_gather(shards_.flat_view(b.offset, {b.shard}),
+                                    full_[unit].flat_view(b.begin - u.begin, {n * b.shard})));
+  }
+  pending_[unit] = parts.size() == 1
+                       ? parts.front()
+                       : std::make_shared<UnitGather>(absl::StrCat("gather of unit '", u.name, "'"),
+                                                      std::move(parts));
+  waited_[unit] = 0;
+  return pending_[unit];
+}
+
+void ParamStore::release_all() {
+  for (int u = 0; u < static_cast<int>(units_.size()); ++u) release_unit(u);
+}
+
+void ParamStore::release_unit(int unit) const {
+  TESSERA_CHECK(sharded_, "ParamStore::release without shard_params()");
+  if (!full_.at(unit).defined()) return;
+  // The communication thread may still write into the buffer: never free it under a gather.
+  if (!waited_[unit]) pending_[unit]->wait();
+  pending_[unit] = nullptr;
+  gathered_live_bytes_ -= int64_t(full_[unit].nbytes());
+  full_[unit] = Tensor();
+  if (full_bf16_[unit].defined()) {
+    gathered_live_bytes_ -= int64_t(full_bf16_[unit].nbytes());
+    full_bf16_[unit] = Tensor();
+  }
+  recent_.erase(std::remove(recent_.begin(), recent_.end(), unit), recent_.end());
+}
+
+void ParamStore::set_auto_gather(bool on) {
+  TESSERA_CHECK(!on || sharded_, "ParamStore::set_auto_gather without shard_params()");
+  auto_gather_ = on;
+  last_unit_ = -1;
+  direction_ = +1;
+}
+
+void ParamStore::auto_gather_access(int unit) const {
+  // recent_: resident units in use order, a prefetched one counted as used just before.
+  recent_.erase(std::remove(recent_.begin(), recent_.end(), unit), recent_.end());
+  if (!full_[unit].defined()) {  // a miss: keep the most recently used unit only, gather
+    while (recent_.size() > 1) release_unit(recent_.front());
+    gather_unit(unit);
+  }
+  recent_.push_back(unit);
+  if (unit == last_unit_) return;  // another parameter of the same unit
+  if (unit == last_unit_ + 1 || unit == last_unit_ - 1) direction_ = unit - last_unit_;
+  last_unit_ = unit;
+  const int next = unit + direction_;
+  if (next < 0 || next >= static_cast<int>(units_.size()) || full_[next].defined()) return;
+  while (recent_.size() > 1) release_unit(recent_.front());  // keep the unit being read
+  gather_unit(next);
+  recent_.insert(recent_.begin(), next);
+}
+
+Tensor ParamStore::gather_full() {
+  TESSERA_CHECK(sharded_, "ParamStore::gather_full without shard_params()");
+  Tensor out = Tensor::empty({numel_}, DType::f32, device_);
+  const bool automatic = auto_gather_;
+  auto_gather_ = false;  // residency here is explicit
+  for (size_t u = 0; u < units_.size(); ++u) {
+    const bool resident = full_[u].defined();
+    gather(static_cast<int>(u));
+    for (ParamId id : units_[u].ids) {
+      const ParamInfo& info = infos_[id];
+      copy(param(id).view({info.numel}), out.flat_view(info.offset, {info.numel}));
+    }
+    if (!resident) release(static_cast<int>(u));
+  }
+  auto_gather_ = automatic;
+  return out;
+}
+
+}  // namespace tessera::models
