@@ -59,7 +59,16 @@ TEST(Zero, Stage3TiedGradientReducedEarlyEqualsPlainDataParallelWithALowerPeak) 
 // Gradient staging with a tied head at stage 3: the table's gradient built bucket by bucket, never
 // dense (zero_equivalence.cc); bitwise equal to plain DP on 2 ranks.
 TEST(Zero, Stage3TiedTableGradientIsBuiltBucketByBucket) {
-  testing_support::expect_tied_table_built_bucket_by_bucket(3);
+  testing_support::expect_tied_table_built_bucket_by_bucket(3, /*bf16=*/false);
+}
+
+// The same with bf16 compute. Here the 1 MiB embedding unit outweighs the rest of the model, so
+// its gathered f32 buffer and bf16 copy (1.5 MiB) exceed the f32 parameters' bytes: the helper
+// bounds the gathered peak by two units' f32 + bf16 bytes (and by all parameters' f32 + bf16
+// bytes) instead. Bitwise equal to plain DP bf16 on 2 ranks: each unit is converted once per
+// gather with the conversion stage 0 applies to its whole buffer.
+TEST(Zero, Stage3TiedTableGradientIsBuiltBucketByBucketWithBf16) {
+  testing_support::expect_tied_table_built_bucket_by_bucket(3, /*bf16=*/true);
 }
 
 // train.freeze (CLIP's image tower locked, LiT): the frozen parameters are sharded and gathered

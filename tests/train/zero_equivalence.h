@@ -33,8 +33,9 @@ void expect_ranks_agree(distributed::Communicator& world, const Tensor& mine);
 // bitwise_np2 (false where the summation order differs: ZeRO-2 and -3 add the micro-batches'
 // averages, plain DP averages the accumulated sum); losses and gradient norms; clipping active;
 // at stage >= 2 one reduce-scatter per micro-batch from staged gradients (a lower gradient peak);
-// at stage 3 1/dp of the parameters per rank, never all of them gathered at once. The runs write
-// their metrics.jsonl into dp_run_dir and zero_run_dir below (removed first).
+// at stage 3 1/dp of the parameters per rank, never all of them gathered at once and at most two
+// gather units (their f32 buffers and, with train.precision BF16, their bf16 copies). The runs
+// write their metrics.jsonl into dp_run_dir and zero_run_dir below (removed first).
 void expect_zero_equals_dp(std::vector<std::string> sets, const std::string& name, int stage = 1,
                            const std::string& config = "configs/gpt_tiny.pbtxt",
                            bool bitwise_np2 = true);
@@ -65,7 +66,8 @@ void expect_tied_grad_reduced_early(int stage);
 // rank): dlogits and the hidden state are smaller than the table.
 std::vector<std::string> tied_table_sets(int ranks);
 
-// GPT's tied table's gradient built bucket by bucket at `stage` (2 or 3); see zero_equivalence.cc.
-void expect_tied_table_built_bucket_by_bucket(int stage);
+// GPT's tied table's gradient built bucket by bucket at `stage` (2 or 3), with f32 or bf16
+// compute; see zero_equivalence.cc.
+void expect_tied_table_built_bucket_by_bucket(int stage, bool bf16);
 
 }  // namespace tessera::train::testing_support
