@@ -10,60 +10,22 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <set>
 
 #include "checkpoint/checkpoint.h"
-#include "nlohmann/json.hpp"
 #include "tests/distributed/mpi_test_env.h"
+#include "tests/train/layout_runs.h"
 #include "tests/train/train_test_support.h"
 #include "train/trainer.h"
 
 namespace tessera::train {
 namespace {
 
+using testing_support::Layout;
 using testing_support::load;
+using testing_support::losses;
 using testing_support::run_dir;
-
-struct Layout {
-  int ranks, tp, zero;
-  std::string name() const {
-    return absl::StrCat("dp", ranks / tp, "_tp", tp, zero ? absl::StrCat("_zero", zero) : "");
-  }
-};
-
-// step -> loss from RUN_DIR/metrics.jsonl (training records only).
-std::map<int64_t, double> losses(const std::string& dir) {
-  std::map<int64_t, double> out;
-  std::ifstream f(dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(f, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (!j.contains("kind")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
-
-// Trains `cfg` at `layout` on world ranks [0, layout.ranks), resuming from `resume` (may be
-// empty); the other ranks wait. Collective over the world.
-void train_at(distributed::Communicator& world, config::Config cfg, const Layout& layout,
-              const std::string& dir, const std::string& resume) {
-  cfg.mutable_parallel()->set_tensor_parallel(layout.tp);
-  cfg.mutable_parallel()->set_zero_stage(layout.zero);
-  const bool member = world.rank() < layout.ranks;
-  std::unique_ptr<distributed::Communicator> group;
-  if (layout.ranks < world.size()) {
-    group = world.split(member ? 0 : 1, world.rank(), "group");
-  }
-  if (member) {
-    distributed::Communicator* comm = layout.ranks == world.size() ? &world : group.get();
-    Trainer t(cfg, dir, true, layout.ranks == 1 ? nullptr : comm);
-    if (!resume.empty()) t.set_resume(resume);
-    EXPECT_EQ(t.run(), kExitOk) << layout.name();
-  }
-  world.barrier()->wait();
-}
+using testing_support::train_at;
 
 void expect_reshard(const std::string& model, config::Config cfg) {
   auto world = distributed::testing::test_world(120);

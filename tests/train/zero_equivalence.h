@@ -29,13 +29,14 @@ Diff compare(const Tensor& a, const Tensor& b);
 void expect_ranks_agree(distributed::Communicator& world, const Tensor& mine);
 
 // Trains `sets` on `config` (gpt_tiny by default) for 5 steps with plain DP and with ZeRO stage
-// `stage` on the same ranks and compares: parameters to 1e-6 relative, bitwise on 2 ranks when
-// bitwise_np2 (false where the summation order differs: ZeRO-2 and -3 add the micro-batches'
-// averages, plain DP averages the accumulated sum); losses and gradient norms; clipping active;
-// at stage >= 2 one reduce-scatter per micro-batch from staged gradients (a lower gradient peak);
-// at stage 3 1/dp of the parameters per rank, never all of them gathered at once and at most two
-// gather units (their f32 buffers and, with train.precision BF16, their bf16 copies). The runs
-// write their metrics.jsonl into dp_run_dir and zero_run_dir below (removed first).
+// `stage` on the same ranks and compares: parameters to 1e-6 relative, bitwise on a DP group of
+// 2 ranks (2 ranks, or TP 2 x DP 2) when bitwise_np2 (false where the summation order differs:
+// ZeRO-2 and -3 add the micro-batches' averages, plain DP averages the accumulated sum); losses
+// and gradient norms; clipping active; at stage >= 2 one reduce-scatter per micro-batch from
+// staged gradients (a lower gradient peak); at stage 3 1/dp of the parameters per rank, never all
+// of them gathered at once and at most two gather units (their f32 buffers and, with
+// train.precision BF16, their bf16 copies). The runs write their metrics.jsonl into dp_run_dir
+// and zero_run_dir below (removed first).
 void expect_zero_equals_dp(std::vector<std::string> sets, const std::string& name, int stage = 1,
                            const std::string& config = "configs/gpt_tiny.pbtxt",
                            bool bitwise_np2 = true);
@@ -56,8 +57,10 @@ extern const std::vector<std::string> kAccumulate;
 std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b);
 
 // configs/MODEL_tiny.pbtxt (vit, clip, dit) with `sets`, batch 8, at `stage`: with one
-// micro-batch (bitwise on 2 ranks) and with two (kAccumulate).
-void expect_model_equals_dp(const std::string& model, std::vector<std::string> sets, int stage);
+// micro-batch (bitwise on a DP group of 2) and with two (kAccumulate). Runs named `name` (empty:
+// MODEL) and NAME_accumulate.
+void expect_model_equals_dp(const std::string& model, std::vector<std::string> sets, int stage,
+                            const std::string& name = "");
 
 // parallel.reduce_tied_grad_early at `stage` (2 or 3); see zero_equivalence.cc.
 void expect_tied_grad_reduced_early(int stage);
