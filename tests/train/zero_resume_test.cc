@@ -195,10 +195,13 @@ TEST(ZeroResume, OtherModelsResumeStage2And3CheckpointsAtEveryStage) {
 
 // Resume where stages 2 and 3 differ most from stage 0: two micro-batches (the reduce-scatter per
 // micro-batch adding into the shard) and bf16 compute (stage 3's bf16 copies of the gathered
-// units). Each stage's own checkpoint: bitwise; 2 <-> 3 within 1e-6 (not bitwise even in f32 on 2
-// ranks: 4045 of 136960 parameters differ after 2 steps, 9.6e-8 relative at most). Stages 0 and 1
-// average the micro-batches' sum instead, and under bf16 those last-bit differences flip bf16
-// roundings (5e-6 after 5 steps, zero_test.cc): not compared here.
+// units). Each stage's own checkpoint: bitwise. 2 <-> 3 within 1e-6, not bitwise (in f32 too, on
+// 2 ranks: 4045 of 136960 parameters after 2 steps, 9.6e-8 relative at most): a later
+// micro-batch's reduce-scatter adds dp x the shard so far to the owning rank's input (GradSync),
+// so an element sums as (a + 2p) + b or a + (b + 2p) by which rank owns it, and stage 3 cuts the
+// buckets at the gather units, giving many elements another owner. Stages 0 and 1 average the
+// micro-batches' sum instead, and under bf16 those last-bit differences flip bf16 roundings
+// (5e-6 after 5 steps, zero_test.cc): not compared here.
 TEST(ZeroResume, Stage2And3WithGradientAccumulationAndBf16) {
   expect_every_stage_resumes("gpt",
                              model_config("gpt", {"data.global_batch_size=16",
