@@ -1,9 +1,12 @@
 // Resume and reshard across ZeRO stages (ctest train_zero_resume_test on 2 ranks, _np4 on 4),
-// GPT tiny, comparing whole checkpoints (parameters and both Adam moments, by global name):
-//  - every stage 0/1/2/3 resumes every stage's checkpoint on the same ranks (the same stage: an
-//    exact resume) and ends where the uninterrupted run of the writing stage ends: bitwise on
-//    2 ranks (with one micro-batch every stage's arithmetic is stage 0's there, zero_test.cc and
-//    zero3_test.cc), within 1e-6 on 4;
+// comparing losses and whole checkpoints (parameters and both Adam moments, by global name):
+//  - GPT tiny: every stage 0/1/2/3 resumes every stage's checkpoint on the same ranks (the same
+//    stage: an exact resume) and ends where the uninterrupted run of the writing stage ends:
+//    bitwise on 2 ranks (with one micro-batch every stage's arithmetic is stage 0's there,
+//    zero_test.cc and zero3_test.cc), within 1e-6 on 4 (the same stage: bitwise);
+//  - ViT, CLIP, DiT (2 ranks): stages 2 and 3's checkpoints at every stage, stages 0 and 1's at
+//    stages 2 and 3, bitwise;
+//  - GPT with two micro-batches and bf16 compute: stages 2 and 3 resume each other's checkpoints;
 //  - on 4 ranks, the stage pairs checkpoint_reshard_test.cc does not cover (1->2, 1->3, 2->3,
 //    3->1, and each stage to itself on another layout) across DP 2, DP 4 and TP 2 x DP 2:
 //    within 1e-6 of the writing layout's uninterrupted run (losses, parameters; the Adam moments
@@ -185,11 +188,13 @@ TEST(ZeroResume, EveryStageResumesEveryStagesCheckpointOnTheSameRanks) {
   expect_every_stage_resumes("gpt", model_config("gpt"), {0, 1, 2, 3});
 }
 
-// The other models from the new stages' checkpoints (stages 0 and 1 write theirs as
-// checkpoint_reshard_test.cc and the GPT case above test).
-TEST(ZeroResume, OtherModelsResumeStage2And3CheckpointsAtEveryStage) {
+// The other models: the new stages' checkpoints at every stage, and stages 0 and 1's at the new
+// stages (0 and 1 between themselves: checkpoint_reshard_test.cc and the GPT case above).
+TEST(ZeroResume, OtherModelsResumeAcrossStages) {
   for (const std::string model : {"vit", "clip", "dit"}) {
-    expect_every_stage_resumes(model, model_config(model), {2, 3});
+    const config::Config cfg = model_config(model);
+    expect_every_stage_resumes(model, cfg, {2, 3}, {0, 1, 2, 3});
+    expect_every_stage_resumes(model, cfg, {0, 1}, {2, 3});
   }
 }
 
