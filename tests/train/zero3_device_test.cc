@@ -16,10 +16,20 @@
 // opt-in (TESSERA_ZERO3_CUDA_VALIDATION=1) is set.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
+
+#if TESSERA_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "core/cuda/runtime.h"
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "core/bf16.h"
@@ -100,6 +110,151 @@ std::vector<std::string> on_ranks(Rendezvous& group, int dp, F f) {
   return errors;
 }
 
+#if TESSERA_WITH_CUDA
+// NcclCommunicator's stream contract (distributed/nccl_communicator.h) on one GPU, without NCCL:
+// a device all_gather is queued on this rank's own stream after the compute stream's work so far,
+// behind a 2 ms host sleep on that stream (so that a consumer which does not wait reads memory
+// not yet written), copies every rank's input (cudaMemcpyAsync) and returns at once. wait() makes
+// the compute stream wait for every rank's copies (an NCCL collective completes on all ranks
+// together, so a rank may overwrite its input once its own wait is ordered) and does not block the
+// host; the buffers are held until every rank's copies completed. Host tensors (the gradient
+// norm's partial sums) go to the synchronous ThreadRank, as RoutedCommunicator sends them to MPI.
+class StreamRank final : public distributed::Communicator {
+ public:
+  // One per collective, shared by the ranks: each rank's completion event.
+  struct Events {
+    explicit Events(int n) : done(n) {
+      for (cudaEvent_t& e : done) {
+        cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+      }
+    }
+    ~Events() {
+      for (cudaEvent_t e : done) cudaEventDestroy(e);
+    }
+    bool complete() const {
+      for (cudaEvent_t e : done) {
+        if (cudaEventQuery(e) != cudaSuccess) return false;
+      }
+      return true;
+    }
+    std::vector<cudaEvent_t> done;
+  };
+  // The ranks' meeting point for a collective's events (by sequence number).
+  struct Shared {
+    std::mutex mu;
+    std::map<int64_t, std::pair<std::shared_ptr<Events>, int>> by_seq;  // events, ranks taken
+    std::shared_ptr<Events> take(int64_t seq, int n) {
+      std::lock_guard<std::mutex> lock(mu);
+      auto& entry = by_seq[seq];
+      if (!entry.first) entry.first = std::make_shared<Events>(n);
+      std::shared_ptr<Events> out = entry.first;
+      if (++entry.second == n) by_seq.erase(seq);
+      return out;
+    }
+  };
+
+  StreamRank(Rendezvous& group, Shared& shared, int rank, Device device)
+      : sync_(group, rank, "dp"), group_(group), shared_(shared), device_(device) {
+    cuda::check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    cuda::check(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
+  }
+  ~StreamRank() override {
+    cudaStreamSynchronize(stream_);
+    // The peers' copies of this rank's inputs.
+    for (const Held& h : held_) {
+      for (cudaEvent_t e : h.events->done) cudaEventSynchronize(e);
+    }
+    held_.clear();
+    cudaEventDestroy(ready_);
+    cudaStreamDestroy(stream_);
+  }
+
+  int rank() const override { return sync_.rank(); }
+  int size() const override { return sync_.size(); }
+  const std::string& name() const override { return sync_.name(); }
+  int64_t last_sequence() const override { return seq_; }
+  int world_rank_of(int r) const override { return r; }
+
+  distributed::WorkHandle all_reduce(const Tensor& t, distributed::ReduceOp op) override {
+    TESSERA_CHECK(t.device().is_cpu(), "StreamRank::all_reduce: host tensors only");
+    return sync_.all_reduce(t, op);
+  }
+  distributed::WorkHandle all_gather(const Tensor& input, const Tensor& output) override {
+    if (input.device().is_cpu()) return sync_.all_gather(input, output);
+    const int64_t n = input.numel();
+    TESSERA_CHECK(input.dtype() == DType::f32 && output.numel() == n * size(),
+                  "StreamRank::all_gather: ", input.describe(), " into ", output.describe());
+    prune();
+    auto events = shared_.take(++seq_, size());
+    const cudaStream_t compute = cuda::compute_stream(device_.index);
+    group_.exchange(rank(), input, [&](std::vector<Tensor>& all) {
+      // Every rank has posted: their inputs' producers are queued on the one compute stream.
+      cuda::check(cudaEventRecord(ready_, compute), "cudaEventRecord");
+      cuda::check(cudaStreamWaitEvent(stream_, ready_, 0), "cudaStreamWaitEvent");
+      cuda::check(
+          cudaLaunchHostFunc(
+              stream_, [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(2)); },
+              nullptr),
+          "cudaLaunchHostFunc");
+      for (int r = 0; r < size(); ++r) {
+        cuda::check(cudaMemcpyAsync(output.flat_view(r * n, {n}).raw_data(), all[r].raw_data(),
+                                    size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_),
+                    "cudaMemcpyAsync");
+      }
+      cuda::check(cudaEventRecord(events->done[rank()], stream_), "cudaEventRecord");
+    });
+    held_.push_back({events, input, output});
+    return std::make_shared<StreamWork>(absl::StrCat("all_gather #", seq_, " on '", name(), "'"),
+                                        events, compute);
+  }
+  distributed::WorkHandle reduce_scatter(const Tensor& input, const Tensor& output,
+                                         distributed::ReduceOp op) override {
+    return sync_.reduce_scatter(input, output, op);  // throws: not used here
+  }
+  distributed::WorkHandle broadcast(const Tensor& t, int root) override {
+    return sync_.broadcast(t, root);
+  }
+  distributed::WorkHandle send(const Tensor& t, int peer) override { return sync_.send(t, peer); }
+  distributed::WorkHandle recv(const Tensor& t, int peer) override { return sync_.recv(t, peer); }
+  distributed::WorkHandle barrier() override { return sync_.barrier(); }
+  std::unique_ptr<Communicator> split(int color, int key, std::string name) override {
+    return sync_.split(color, key, std::move(name));
+  }
+
+ private:
+  class StreamWork final : public distributed::Work {
+   public:
+    StreamWork(std::string what, std::shared_ptr<Events> events, cudaStream_t compute)
+        : distributed::Work(std::move(what)), events_(std::move(events)), compute_(compute) {}
+    void wait() override {
+      for (cudaEvent_t e : events_->done) {
+        cuda::check(cudaStreamWaitEvent(compute_, e, 0), "cudaStreamWaitEvent");
+      }
+    }
+
+   private:
+    std::shared_ptr<Events> events_;
+    cudaStream_t compute_;
+  };
+  struct Held {
+    std::shared_ptr<Events> events;
+    Tensor input, output;
+  };
+  void prune() {
+    while (!held_.empty() && held_.front().events->complete()) held_.pop_front();
+  }
+
+  ThreadRank sync_;
+  Rendezvous& group_;
+  Shared& shared_;
+  Device device_;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;
+  int64_t seq_ = 0;
+  std::deque<Held> held_;
+};
+#endif
+
 class Zero3DeviceTest : public testing::DeviceTest {};
 
 TEST_P(Zero3DeviceTest, ShardsGatherStepAndAverageOnTheDeviceLikeTheCpu) {
@@ -107,129 +262,148 @@ TEST_P(Zero3DeviceTest, ShardsGatherStepAndAverageOnTheDeviceLikeTheCpu) {
   // CUDA: the device's AdamW kernel against the CPU's, both f32 (1e-5, ops/adamw_test's bound).
   const double rtol = device().is_cpu() ? 1e-6 : 1e-5;
   const float decay = 0.9f;
-  for (const bool bf16 : {false, true}) {
-    for (const int dp : {1, 2, 3}) {
-      // 5 floats: several buckets per unit; 1000: one bucket per unit.
-      for (const int64_t bucket_bytes : {int64_t(4 * 5), int64_t(4 * 1000)}) {
-        SCOPED_TRACE(
-            absl::StrCat(bf16 ? "bf16" : "f32", " dp ", dp, " bucket_bytes ", bucket_bytes));
-        const config::OptimConfig oc = testing_support::zero_test_optim(0.5f);
-        auto ref = unit_store(Device::cpu(), false);
-        AdamW adamw(*ref, oc);
-        Tensor ema_ref = to_device(ref->params(), Device::cpu());
-        Rendezvous group(dp);
-        std::vector<std::unique_ptr<ThreadRank>> comms;
-        std::vector<std::unique_ptr<models::ParamStore>> stores;
-        std::vector<std::unique_ptr<ZeroAdamW>> zeros;
-        std::vector<std::unique_ptr<Ema>> emas;
-        for (int r = 0; r < dp; ++r) {
-          comms.push_back(std::make_unique<ThreadRank>(group, r, "dp"));
-          stores.push_back(unit_store(device(), bf16));
-          zeros.push_back(
-              std::make_unique<ZeroAdamW>(*stores[r], oc, *comms[r], bucket_bytes, /*stage=*/3));
-          // As the trainer does (train/trainer.cc shard_parameters): shard in the optimizer's
-          // layout, then gather automatically.
-          stores[r]->shard_params(comms[r].get(), zeros[r]->shards());
-          stores[r]->set_auto_gather(true);
-          emas.push_back(std::make_unique<Ema>(*stores[r], &zeros[r]->shards(), decay, false));
-          ASSERT_EQ(stores[r]->units().size(), 4u);
-          EXPECT_EQ(stores[r]->param_shards().device(), device());
-          EXPECT_EQ(zeros[r]->m().device(), device());
-          EXPECT_EQ(zeros[r]->shard_grads().device(), device());
-          EXPECT_EQ(emas[r]->buffer().device(), device());
-        }
-        const models::ParamStore& layout = *stores[0];
-        const int units = int(layout.units().size());
-        Tensor assembled = assemble(stores);
-        EXPECT_ALL_CLOSE(assembled, ref->params(), 0.0, "sharded initial parameters");
-        for (int step = 1; step <= 3; ++step) {
-          // The values every read must give: the assembled parameters (bf16: converted here).
-          Tensor want = assembled;
-          if (bf16) {
-            want = Tensor::empty({assembled.numel()}, DType::f32);
-            for (int64_t i = 0; i < assembled.numel(); ++i) {
-              want.data<float>()[i] = bf16_to_float(float_to_bf16(assembled.data<float>()[i]));
+  // CUDA: also through the asynchronous double of NCCL's stream contract (StreamRank).
+  std::vector<bool> asynchronous = {false};
+#if TESSERA_WITH_CUDA
+  if (device().is_cuda()) asynchronous.push_back(true);
+#endif
+  for (const bool async : asynchronous) {
+    for (const bool bf16 : {false, true}) {
+      for (const int dp : {1, 2, 3}) {
+        // 5 floats: several buckets per unit; 1000: one bucket per unit.
+        for (const int64_t bucket_bytes : {int64_t(4 * 5), int64_t(4 * 1000)}) {
+          SCOPED_TRACE(absl::StrCat(async ? "stream gathers " : "", bf16 ? "bf16" : "f32", " dp ",
+                                    dp, " bucket_bytes ", bucket_bytes));
+          const config::OptimConfig oc = testing_support::zero_test_optim(0.5f);
+          auto ref = unit_store(Device::cpu(), false);
+          AdamW adamw(*ref, oc);
+          Tensor ema_ref = to_device(ref->params(), Device::cpu());
+          Rendezvous group(dp);
+          // Declared before the stores: destroyed after them (a store may hold gathered units).
+#if TESSERA_WITH_CUDA
+          StreamRank::Shared shared;
+#endif
+          std::vector<std::unique_ptr<distributed::Communicator>> comms;
+          std::vector<std::unique_ptr<models::ParamStore>> stores;
+          std::vector<std::unique_ptr<ZeroAdamW>> zeros;
+          std::vector<std::unique_ptr<Ema>> emas;
+          for (int r = 0; r < dp; ++r) {
+#if TESSERA_WITH_CUDA
+            if (async) {
+              comms.push_back(std::make_unique<StreamRank>(group, shared, r, device()));
+            } else {
+              comms.push_back(std::make_unique<ThreadRank>(group, r, "dp"));
             }
+#else
+            comms.push_back(std::make_unique<ThreadRank>(group, r, "dp"));
+#endif
+            stores.push_back(unit_store(device(), bf16));
+            zeros.push_back(
+                std::make_unique<ZeroAdamW>(*stores[r], oc, *comms[r], bucket_bytes, /*stage=*/3));
+            // As the trainer does (train/trainer.cc shard_parameters): shard in the optimizer's
+            // layout, then gather automatically.
+            stores[r]->shard_params(comms[r].get(), zeros[r]->shards());
+            stores[r]->set_auto_gather(true);
+            emas.push_back(std::make_unique<Ema>(*stores[r], &zeros[r]->shards(), decay, false));
+            ASSERT_EQ(stores[r]->units().size(), 4u);
+            EXPECT_EQ(stores[r]->param_shards().device(), device());
+            EXPECT_EQ(zeros[r]->m().device(), device());
+            EXPECT_EQ(zeros[r]->shard_grads().device(), device());
+            EXPECT_EQ(emas[r]->buffer().device(), device());
           }
-          const Tensor g = averaged_grads(ref->numel(), step);
-          std::vector<int> most_resident(dp, 0);
-          std::vector<int64_t> mismatches(dp, 0);
-          std::vector<StepStats> stats(dp);
-          const auto errors = on_ranks(group, dp, [&](int r) {
-            models::ParamStore& s = *stores[r];
-            auto read_unit = [&](int u) {
-              for (models::ParamId id : s.units()[u].ids) {
-                const Tensor p = s.compute_param(id);
-                EXPECT_EQ(p.dtype(), bf16 ? DType::bf16 : DType::f32);
-                const Tensor host = testing::to_cpu_f32(p);  // bf16 widens exactly
-                const int64_t offset = s.info(id).offset;
-                mismatches[r] += std::memcmp(host.data<float>(), want.data<float>() + offset,
-                                             host.nbytes()) != 0;
+          const models::ParamStore& layout = *stores[0];
+          const int units = int(layout.units().size());
+          Tensor assembled = assemble(stores);
+          EXPECT_ALL_CLOSE(assembled, ref->params(), 0.0, "sharded initial parameters");
+          for (int step = 1; step <= 3; ++step) {
+            // The values every read must give: the assembled parameters (bf16: converted here).
+            Tensor want = assembled;
+            if (bf16) {
+              want = Tensor::empty({assembled.numel()}, DType::f32);
+              for (int64_t i = 0; i < assembled.numel(); ++i) {
+                want.data<float>()[i] = bf16_to_float(float_to_bf16(assembled.data<float>()[i]));
               }
-              int resident = 0;
-              for (int v = 0; v < units; ++v) resident += s.gathered(v);
-              most_resident[r] = std::max(most_resident[r], resident);
-            };
-            for (int u = 0; u < units; ++u) read_unit(u);       // forward
-            for (int u = units - 1; u >= 0; --u) read_unit(u);  // backward
-            s.release_all();  // as the trainer does before the step
-            // What GradSync's reduce-scatter leaves in the gradient shard (padding stays 0).
-            for (const auto& b : zeros[r]->shards().buckets) {
-              if (b.own() == 0) continue;
-              copy(g.flat_view(b.own_begin, {b.own()}),
-                   zeros[r]->shard_grads().flat_view(b.offset, {b.own()}));
             }
-            stats[r] = zeros[r]->step(0.01);
-            emas[r]->update(s, zeros[r]->steps_taken());
+            const Tensor g = averaged_grads(ref->numel(), step);
+            std::vector<int> most_resident(dp, 0);
+            std::vector<int64_t> mismatches(dp, 0);
+            std::vector<StepStats> stats(dp);
+            const auto errors = on_ranks(group, dp, [&](int r) {
+              models::ParamStore& s = *stores[r];
+              auto read_unit = [&](int u) {
+                for (models::ParamId id : s.units()[u].ids) {
+                  const Tensor p = s.compute_param(id);
+                  EXPECT_EQ(p.dtype(), bf16 ? DType::bf16 : DType::f32);
+                  const Tensor host = testing::to_cpu_f32(p);  // bf16 widens exactly
+                  const int64_t offset = s.info(id).offset;
+                  mismatches[r] += std::memcmp(host.data<float>(), want.data<float>() + offset,
+                                               host.nbytes()) != 0;
+                }
+                int resident = 0;
+                for (int v = 0; v < units; ++v) resident += s.gathered(v);
+                most_resident[r] = std::max(most_resident[r], resident);
+              };
+              for (int u = 0; u < units; ++u) read_unit(u);       // forward
+              for (int u = units - 1; u >= 0; --u) read_unit(u);  // backward
+              s.release_all();  // as the trainer does before the step
+              // What GradSync's reduce-scatter leaves in the gradient shard (padding stays 0).
+              for (const auto& b : zeros[r]->shards().buckets) {
+                if (b.own() == 0) continue;
+                copy(g.flat_view(b.own_begin, {b.own()}),
+                     zeros[r]->shard_grads().flat_view(b.offset, {b.own()}));
+              }
+              stats[r] = zeros[r]->step(0.01);
+              emas[r]->update(s, zeros[r]->steps_taken());
+            });
+            for (int r = 0; r < dp; ++r) {
+              ASSERT_EQ(errors[r], "") << "rank " << r << " step " << step;
+              EXPECT_EQ(mismatches[r], 0) << "rank " << r << " step " << step
+                                          << ": parameters read not bitwise the shards' values";
+              EXPECT_LE(most_resident[r], 2) << "rank " << r << " step " << step;
+              EXPECT_GE(most_resident[r], 1) << "rank " << r << " step " << step;
+              ASSERT_TRUE(stats[r].applied) << "rank " << r;
+              EXPECT_EQ(stats[r].grad_norm, stats[0].grad_norm) << "rank " << r;
+            }
+            copy(g, ref->grads());
+            const StepStats want_stats = adamw.step(0.01);
+            EXPECT_NEAR(stats[0].grad_norm, want_stats.grad_norm, 1e-6 * want_stats.grad_norm);
+            assembled = assemble(stores);
+            EXPECT_ALL_CLOSE(assembled, ref->params(), rtol, absl::StrCat("step ", step));
+            // The EMA on the host, from the assembled (device-computed) parameters, with the
+            // operations of train/ema.cc: share = (1 - d) p; e = d e; e += share.
+            for (int64_t i = 0; i < ema_ref.numel(); ++i) {
+              const float share = (1.0f - decay) * assembled.data<float>()[i];
+              float& e = ema_ref.data<float>()[i];
+              e = decay * e;
+              e += share;
+            }
+            Tensor ema_assembled = Tensor::zeros({ema_ref.numel()}, DType::f32);
+            for (int r = 0; r < dp; ++r) {
+              const Tensor e = to_device(emas[r]->buffer(), Device::cpu());
+              for (const auto& b : zeros[r]->shards().buckets) {
+                if (b.own() == 0) continue;
+                std::memcpy(ema_assembled.data<float>() + b.own_begin, e.data<float>() + b.offset,
+                            size_t(b.own()) * sizeof(float));
+              }
+            }
+            // Element-wise products and sums of the same f32 values: 1e-6 leaves room for a device
+            // compiler's contraction into fused multiply-adds.
+            EXPECT_ALL_CLOSE(ema_assembled, ema_ref, 1e-6, absl::StrCat("EMA step ", step));
+          }
+          // gather_full() (a collective: on every rank) is the assembled buffer, bit for bit, and
+          // leaves nothing gathered.
+          std::vector<Tensor> full(dp);
+          const auto errors = on_ranks(group, dp, [&](int r) {
+            full[r] = to_device(stores[r]->gather_full(), Device::cpu());
+            for (int u = 0; u < units; ++u) {
+              EXPECT_FALSE(stores[r]->gathered(u)) << "rank " << r << " unit " << u;
+            }
           });
           for (int r = 0; r < dp; ++r) {
-            ASSERT_EQ(errors[r], "") << "rank " << r << " step " << step;
-            EXPECT_EQ(mismatches[r], 0) << "rank " << r << " step " << step
-                                        << ": parameters read not bitwise the shards' values";
-            EXPECT_LE(most_resident[r], 2) << "rank " << r << " step " << step;
-            EXPECT_GE(most_resident[r], 1) << "rank " << r << " step " << step;
-            ASSERT_TRUE(stats[r].applied) << "rank " << r;
-            EXPECT_EQ(stats[r].grad_norm, stats[0].grad_norm) << "rank " << r;
+            ASSERT_EQ(errors[r], "") << "rank " << r;
+            EXPECT_EQ(0, std::memcmp(full[r].raw_data(), assembled.raw_data(), assembled.nbytes()))
+                << "rank " << r << ": gather_full differs from the shards";
           }
-          copy(g, ref->grads());
-          const StepStats want_stats = adamw.step(0.01);
-          EXPECT_NEAR(stats[0].grad_norm, want_stats.grad_norm, 1e-6 * want_stats.grad_norm);
-          assembled = assemble(stores);
-          EXPECT_ALL_CLOSE(assembled, ref->params(), rtol, absl::StrCat("step ", step));
-          // The EMA on the host, from the assembled (device-computed) parameters, with the
-          // operations of train/ema.cc: share = (1 - d) p; e = d e; e += share.
-          for (int64_t i = 0; i < ema_ref.numel(); ++i) {
-            const float share = (1.0f - decay) * assembled.data<float>()[i];
-            float& e = ema_ref.data<float>()[i];
-            e = decay * e;
-            e += share;
-          }
-          Tensor ema_assembled = Tensor::zeros({ema_ref.numel()}, DType::f32);
-          for (int r = 0; r < dp; ++r) {
-            const Tensor e = to_device(emas[r]->buffer(), Device::cpu());
-            for (const auto& b : zeros[r]->shards().buckets) {
-              if (b.own() == 0) continue;
-              std::memcpy(ema_assembled.data<float>() + b.own_begin, e.data<float>() + b.offset,
-                          size_t(b.own()) * sizeof(float));
-            }
-          }
-          // Element-wise products and sums of the same f32 values: 1e-6 leaves room for a device
-          // compiler's contraction into fused multiply-adds.
-          EXPECT_ALL_CLOSE(ema_assembled, ema_ref, 1e-6, absl::StrCat("EMA step ", step));
-        }
-        // gather_full() (a collective: on every rank) is the assembled buffer, bit for bit, and
-        // leaves nothing gathered.
-        std::vector<Tensor> full(dp);
-        const auto errors = on_ranks(group, dp, [&](int r) {
-          full[r] = to_device(stores[r]->gather_full(), Device::cpu());
-          for (int u = 0; u < units; ++u) {
-            EXPECT_FALSE(stores[r]->gathered(u)) << "rank " << r << " unit " << u;
-          }
-        });
-        for (int r = 0; r < dp; ++r) {
-          ASSERT_EQ(errors[r], "") << "rank " << r;
-          EXPECT_EQ(0, std::memcmp(full[r].raw_data(), assembled.raw_data(), assembled.nbytes()))
-              << "rank " << r << ": gather_full differs from the shards";
         }
       }
     }
