@@ -58,6 +58,7 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   auto model =
       models::make_model(cfg.model(), layout.tp_size() > 1 ? &layout.tp() : nullptr, Device::cpu());
   models::ParamStore& store = model->params();
+  store.set_slice_bytes(cfg.parallel().vocab_slice_bytes());  // as the trainer does (CPU)
   store.init(cfg.train().seed());
   auto optimizer = train::make_optimizer(store, cfg, layout);
   // The gradient sync as the trainer builds it (ZeRO-2: it also switches the store to staged
