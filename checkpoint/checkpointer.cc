@@ -186,7 +186,9 @@ void Checkpointer::complete() {
     l->set_world_size(layout_.world_size());
     l->set_data_parallel(layout_.dp_size());
     l->set_tensor_parallel(layout_.tp_size());
-    l->set_zero_stage(p->state.moments.zero ? 1 : 0);
+    // The stage that ran (ZeroAdamW exists only with several DP ranks); files before this
+    // recorded 1 for every stage. Informational: a resume reads any layout the same way.
+    l->set_zero_stage(p->state.moments.zero ? config_.parallel().zero_stage() : 0);
     meta.mutable_tokenizer()->set_kind("none");
     if (config_.model().has_gpt())
       meta.mutable_tokenizer()->set_vocab_size(config_.model().gpt().vocab_size());

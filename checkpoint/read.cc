@@ -116,6 +116,38 @@ absl::Status finish_parameters(detail::PieceReader& reader, const tessera::Tenso
   return absl::OkStatus();
 }
 
+// ZeRO-3 (a sharded store, ParamStore::shard_params()): reads only this rank's ranges of the
+// parameters, into param_shards(), never the full flat buffer. tensor(id): the stored tensor of
+// parameter id, or nullptr to leave it as it is. The same boxes as the Adam moments' ranges
+// (load_moments), over the parameters' shard buckets (the frozen units' too).
+template <typename TensorOf>
+absl::Status load_shards(const CheckpointInfo& ckpt, models::ParamStore& params, TensorOf tensor) {
+  params.release_all();  // a gathered unit would keep the old values
+  const tessera::Tensor& shards = params.param_shards();
+  tessera::Tensor buf = host(shards);
+  if (!shards.device().is_cpu()) copy(shards, buf);  // parameters left as they are
+  float* out = buf.data<float>();
+  detail::PieceReader reader(ckpt.dir);
+  for (size_t id = 0; id < params.infos().size(); ++id) {
+    const checkpoint::Tensor* t = tensor(id);
+    if (t == nullptr) continue;
+    const models::ParamInfo& info = params.infos()[id];
+    for (const auto& b : params.shard_buckets()) {
+      if (b.own() == 0 || b.own_end <= info.offset || info.offset + info.numel <= b.own_begin) {
+        continue;
+      }
+      for (const auto& pb : detail::range_boxes(info, b.own_begin, b.own_end)) {
+        absl::Status s = reader.queue(*t, pb.box, out + b.offset + pb.memory);
+        if (!s.ok()) return s;
+      }
+    }
+  }
+  absl::Status s = reader.finish();
+  if (!s.ok()) return s;
+  if (!shards.device().is_cpu()) copy(buf, shards);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool has_role(const CheckpointInfo& ckpt, const std::string& role) {
@@ -132,6 +164,12 @@ absl::Status load_model_parameters(const CheckpointInfo& ckpt, models::ParamStor
   // A state role ("ema") has no tensor for a frozen parameter (train.freeze): that parameter
   // keeps the value it has, which must then survive the copy back to the device.
   const bool state = role != "param";
+  if (params.params_sharded()) {
+    return load_shards(ckpt, params, [&](size_t id) -> const checkpoint::Tensor* {
+      if (state && params.frozen(static_cast<models::ParamId>(id))) return nullptr;
+      return tensors->at(params.infos()[id].spec.name);
+    });
+  }
   tessera::Tensor buf = host(params.params());
   if (state && params.any_frozen() && !params.params().device().is_cpu()) {
     copy(params.params(), buf);
@@ -159,10 +197,8 @@ absl::Status load_parameters_from(const CheckpointInfo& ckpt, models::ParamStore
     if (t.role() == "param") by_name[t.name()] = &t;
   }
   const std::string where = absl::StrCat("checkpoint ", ckpt.dir, "/", detail::kMetadata);
-  // Parameters left as they are must survive the copy back to the device.
-  tessera::Tensor buf = host(params.params());
-  if (!params.params().device().is_cpu()) copy(params.params(), buf);
-  detail::PieceReader reader(ckpt.dir);
+  // Every source exists with the parameter's shape before anything is read.
+  std::vector<const checkpoint::Tensor*> stored(sources.size(), nullptr);
   for (size_t i = 0; i < sources.size(); ++i) {
     if (sources[i].empty()) continue;
     const models::ParamInfo& info = params.infos()[i];
@@ -178,8 +214,21 @@ absl::Status load_parameters_from(const CheckpointInfo& ckpt, models::ParamStore
           absl::StrCat(where, ": tensor ", sources[i], " has shape ", shape_text(have),
                        ", the model's ", info.spec.name, " is ", shape_text(want)));
     }
+    stored[i] = it->second;
+  }
+  // ZeRO-3: only this rank's ranges, into the shards.
+  if (params.params_sharded()) {
+    return load_shards(ckpt, params, [&](size_t i) { return stored[i]; });
+  }
+  // Parameters left as they are must survive the copy back to the device.
+  tessera::Tensor buf = host(params.params());
+  if (!params.params().device().is_cpu()) copy(params.params(), buf);
+  detail::PieceReader reader(ckpt.dir);
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (stored[i] == nullptr) continue;
+    const models::ParamInfo& info = params.infos()[i];
     absl::Status s =
-        reader.queue(*it->second, detail::shard_box(info), buf.data<float>() + info.offset);
+        reader.queue(*stored[i], detail::shard_box(info), buf.data<float>() + info.offset);
     if (!s.ok()) return s;
   }
   return finish_parameters(reader, buf, params);

@@ -76,7 +76,8 @@ std::optional<TrainProgress> Checkpointer::restore(const std::string& what,
         "resumed from %s: step %lld, data position %lld; written by %d ranks (dp %d x tp %d%s), "
         "loaded into %s\n",
         info->dir.c_str(), (long long)p.step, (long long)p.next_position, l.world_size(),
-        l.data_parallel(), l.tensor_parallel(), l.zero_stage() ? ", ZeRO-1" : "",
+        l.data_parallel(), l.tensor_parallel(),
+        l.zero_stage() ? absl::StrCat(", ZeRO-", l.zero_stage()).c_str() : "",
         layout_.describe().c_str());
     if (meta.data().global_batch_size() != config_.data().global_batch_size()) {
       std::printf(

@@ -45,6 +45,35 @@ float init_value(const Init& init, uint64_t seed, uint64_t stream, int64_t g) {
   return 0.0f;
 }
 
+// Local elements [lo, hi) of parameter `info` (its TP shard when `tp`) into out[0, hi - lo): each
+// is init_value() of its global index, so a range needs nothing of the rest of the parameter.
+void fill_init(const ParamInfo& info, bool tp, uint64_t seed, int64_t lo, int64_t hi, float* out) {
+  const Shape& g = info.spec.shape;
+  const int d = info.spec.split_dim >= 0 && tp ? info.spec.split_dim : -1;
+  // Map local element l to its global index: split the index into (outer, split, inner) around
+  // the split dimension and shift the split coordinate by this shard's begin.
+  int64_t inner = 1;
+  for (int k = d + 1; d >= 0 && k < static_cast<int>(g.size()); ++k) inner *= g[k];
+  const int64_t local_split = d >= 0 ? info.local_shape[d] : 1;
+  const int64_t global_split = d >= 0 ? g[d] : 1;
+  const uint64_t stream = name_stream(info.spec.name);
+  // Global elements from this flat index on lie in the padded rows (dimension 0).
+  const int64_t row_zero_from = info.spec.zero_rows_from >= 0 && !g.empty() && g[0] > 0
+                                    ? info.spec.zero_rows_from * (shape_numel(g) / g[0])
+                                    : -1;
+#pragma omp parallel for schedule(static)
+  for (int64_t l = lo; l < hi; ++l) {
+    int64_t global = l;
+    if (d >= 0) {
+      int64_t o = l / (local_split * inner), rest = l % (local_split * inner);
+      int64_t s = rest / inner, i = rest % inner;
+      global = (o * global_split + info.local_begin + s) * inner + i;
+    }
+    const bool padding = row_zero_from >= 0 && global >= row_zero_from;
+    out[l - lo] = padding ? 0.0f : init_value(info.spec.init, seed, stream, global);
+  }
+}
+
 }  // namespace
 
 ParamStore::ParamStore(int tp_rank, int tp_size) : tp_rank_(tp_rank), tp_size_(tp_size) {
@@ -107,12 +136,42 @@ void ParamStore::lay_out(Device device) {
   numel_ = offset;
   device_ = device;
   finalized_ = true;
-  params_ = Tensor::zeros({numel_}, DType::f32, device);
-  grad_storage_ = Tensor::zeros({trainable_numel_ + scratch}, DType::f32, device);
-  grads_ = grad_storage_.flat_view(0, {trainable_numel_});
-  grad_live_bytes_ = grad_peak_bytes_ = int64_t(grad_storage_.nbytes());
+  // The buffers come on first use (ensure_params(), ensure_grads()).
+  if (params_.defined()) count_param_bytes(-int64_t(params_.nbytes()));
+  if (params_bf16_.defined()) count_param_bytes(-int64_t(params_bf16_.nbytes()));
+  params_ = params_bf16_ = Tensor();
+  grad_storage_ = grads_ = Tensor();
+  grad_scratch_ = scratch;
+  grad_live_bytes_ = grad_peak_bytes_ = 0;
   reset_grad_progress();
   build_units();
+}
+
+void ParamStore::count_param_bytes(int64_t delta) const {
+  param_live_bytes_ += delta;
+  param_peak_bytes_ = std::max(param_peak_bytes_, param_live_bytes_);
+}
+
+void ParamStore::ensure_params() const {
+  if (params_.defined()) return;
+  TESSERA_CHECK(finalized_, "ParamStore: parameters read before finalize()");
+  if (sharded_) refuse_sharded("the full parameter buffer");
+  params_ = Tensor::zeros({numel_}, DType::f32, device_);
+  count_param_bytes(int64_t(params_.nbytes()));
+  if (compute_dtype_ == DType::bf16) {
+    params_bf16_ = Tensor::empty({numel_}, DType::bf16, device_);
+    count_param_bytes(int64_t(params_bf16_.nbytes()));
+    ops::convert(params_, params_bf16_);
+  }
+}
+
+void ParamStore::ensure_grads() const {
+  if (grad_storage_.defined() || grads_staged_) return;
+  TESSERA_CHECK(finalized_, "ParamStore: gradients read before finalize()");
+  grad_storage_ = Tensor::zeros({trainable_numel_ + grad_scratch_}, DType::f32, device_);
+  grads_ = grad_storage_.flat_view(0, {trainable_numel_});
+  grad_live_bytes_ += int64_t(grad_storage_.nbytes());
+  grad_peak_bytes_ = std::max(grad_peak_bytes_, grad_live_bytes_);
 }
 
 void ParamStore::freeze(const std::vector<bool>& frozen) {
@@ -121,21 +180,25 @@ void ParamStore::freeze(const std::vector<bool>& frozen) {
   TESSERA_CHECK(!sharded_, "ParamStore::freeze after shard_params()");
   TESSERA_CHECK(frozen.size() == infos_.size(), "ParamStore::freeze: ", frozen.size(),
                 " flags for ", infos_.size(), " parameters");
-  // The values move with their parameters (freezing after init() keeps them).
+  // The values move with their parameters (freezing after init() keeps them; before any use
+  // there are none to move).
   const Tensor old = params_;
   const std::vector<ParamInfo> old_infos = infos_;
   frozen_.assign(frozen.begin(), frozen.end());
-  lay_out(old.device());
+  lay_out(device_);
+  if (!old.defined()) return;
+  ensure_params();
   for (size_t id = 0; id < infos_.size(); ++id) {
     copy(old.flat_view(old_infos[id].offset, {old_infos[id].numel}),
          params_.flat_view(infos_[id].offset, {infos_[id].numel}));
   }
-  if (params_bf16_.defined()) set_compute_dtype(DType::bf16);
+  sync_compute_params();
 }
 
 Tensor ParamStore::trainable_params() const {
   TESSERA_CHECK(finalized(), "ParamStore::trainable_params before finalize()");
   if (sharded_) refuse_sharded("trainable_params()");
+  ensure_params();
   return params_.flat_view(0, {trainable_numel_});
 }
 
@@ -159,6 +222,7 @@ Tensor ParamStore::param(ParamId id) const {
     return resident_unit(unit_of_[id], i.spec.name).flat_view(unit_offset_[id], i.local_shape);
   }
   TESSERA_CHECK(finalized(), "ParamStore::param before finalize()");
+  ensure_params();
   return params_.flat_view(i.offset, i.local_shape);
 }
 
@@ -166,6 +230,7 @@ Tensor ParamStore::grad(ParamId id) const {
   TESSERA_CHECK(finalized(), "ParamStore::grad before finalize()");
   const ParamInfo& i = infos_.at(id);
   // Frozen: the shared scratch behind the trainable gradients (see freeze()).
+  ensure_grads();
   if (frozen(id)) {
     return grad_storage_.flat_view(grads_staged_ ? 0 : trainable_numel_, i.local_shape);
   }
@@ -191,13 +256,13 @@ void ParamStore::stage_grads() {
     if (frozen(static_cast<ParamId>(id))) scratch = std::max(scratch, infos_[id].numel);
   }
   grads_staged_ = true;
+  const bool allocated = grad_storage_.defined();
   grads_ = Tensor();
   grad_storage_ = Tensor();
   // The flat buffer's block would otherwise stay in the caching allocator's free list, touched
   // and resident (and on a GPU, reserved) for the whole run: give the cache back.
-  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_))) {
-    caching->release_cached();
-  }
+  auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_));
+  if (allocated && caching) caching->release_cached();
   grad_storage_ = Tensor::zeros({scratch}, DType::f32, device_);
   staged_.assign(infos_.size(), Tensor());
   grad_live_bytes_ = grad_peak_bytes_ = int64_t(grad_storage_.nbytes());
@@ -249,38 +314,35 @@ ParamId ParamStore::find(const std::string& name) const {
 
 void ParamStore::init(uint64_t seed) {
   TESSERA_CHECK(finalized(), "ParamStore::init before finalize()");
-  TESSERA_CHECK(!sharded_, "ParamStore::init after shard_params(): initialise, then shard");
+  TESSERA_CHECK(!sharded_, "ParamStore::init after shard_params(): init_shards() fills the shards");
+  ensure_params();
   Tensor host = params_.device().is_cpu() ? params_ : Tensor::empty(params_.shape(), DType::f32);
   float* flat = host.data<float>();
   for (const ParamInfo& info : infos_) {
-    const Shape& g = info.spec.shape;
-    const int d = info.spec.split_dim >= 0 && tp_size_ > 1 ? info.spec.split_dim : -1;
-    // Map local element l to its global index: split the index into (outer, split, inner) around
-    // the split dimension and shift the split coordinate by this shard's begin.
-    int64_t inner = 1;
-    for (int k = d + 1; d >= 0 && k < static_cast<int>(g.size()); ++k) inner *= g[k];
-    const int64_t local_split = d >= 0 ? info.local_shape[d] : 1;
-    const int64_t global_split = d >= 0 ? g[d] : 1;
-    const uint64_t stream = name_stream(info.spec.name);
-    // Global elements from this flat index on lie in the padded rows (dimension 0).
-    const int64_t row_zero_from = info.spec.zero_rows_from >= 0 && !g.empty() && g[0] > 0
-                                      ? info.spec.zero_rows_from * (shape_numel(g) / g[0])
-                                      : -1;
-    float* p = flat + info.offset;
-#pragma omp parallel for schedule(static)
-    for (int64_t l = 0; l < info.numel; ++l) {
-      int64_t global = l;
-      if (d >= 0) {
-        int64_t o = l / (local_split * inner), rest = l % (local_split * inner);
-        int64_t s = rest / inner, i = rest % inner;
-        global = (o * global_split + info.local_begin + s) * inner + i;
-      }
-      const bool padding = row_zero_from >= 0 && global >= row_zero_from;
-      p[l] = padding ? 0.0f : init_value(info.spec.init, seed, stream, global);
-    }
+    fill_init(info, tp_size_ > 1, seed, 0, info.numel, flat + info.offset);
   }
   if (!params_.device().is_cpu()) copy(host, params_);
   sync_compute_params();
+}
+
+void ParamStore::init_shards(uint64_t seed) {
+  TESSERA_CHECK(sharded_, "ParamStore::init_shards without shard_params()");
+  release_all();  // a gathered copy would keep the old values
+  Tensor host = shards_.device().is_cpu() ? shards_ : Tensor::zeros(shards_.shape(), DType::f32);
+  float* out = host.data<float>();
+  // Each bucket's own range [own_begin, own_end) of the flat layout, cut at the parameters (in
+  // layout order, sorted by offset), lands at the bucket's offset of the shard buffer.
+  for (const auto& b : shard_buckets_) {
+    for (ParamId id : layout_) {
+      const ParamInfo& info = infos_[id];
+      const int64_t lo = std::max(b.own_begin, info.offset);
+      const int64_t hi = std::min(b.own_end, info.offset + info.numel);
+      if (lo >= hi) continue;
+      fill_init(info, tp_size_ > 1, seed, lo - info.offset, hi - info.offset,
+                out + b.offset + (lo - b.own_begin));
+    }
+  }
+  if (!shards_.device().is_cpu()) copy(host, shards_);
 }
 
 void ParamStore::set_compute_dtype(DType dtype) {
@@ -290,8 +352,13 @@ void ParamStore::set_compute_dtype(DType dtype) {
   TESSERA_CHECK(!sharded_ || dtype == DType::f32,
                 "ParamStore: bf16 compute with sharded parameters (ZeRO-3) is not supported yet");
   compute_dtype_ = dtype;
-  params_bf16_ =
-      dtype == DType::bf16 ? Tensor::empty({numel_}, DType::bf16, params_.device()) : Tensor();
+  if (params_bf16_.defined()) count_param_bytes(-int64_t(params_bf16_.nbytes()));
+  params_bf16_ = Tensor();
+  // Not allocated yet (or sharded): ensure_params() makes the shadow with the buffer.
+  if (dtype == DType::bf16 && params_.defined()) {
+    params_bf16_ = Tensor::empty({numel_}, DType::bf16, device_);
+    count_param_bytes(int64_t(params_bf16_.nbytes()));
+  }
   sync_compute_params();
 }
 
@@ -307,11 +374,18 @@ Tensor ParamStore::compute_param(ParamId id) const {
     return resident_unit_compute(unit_of_[id], i.spec.name)
         .flat_view(unit_offset_[id], i.local_shape);
   }
+  ensure_params();
   return params_bf16_.flat_view(i.offset, i.local_shape);
 }
 
 void ParamStore::sync_compute_params() {
   if (params_bf16_.defined()) ops::convert(params_, params_bf16_);
+}
+
+bool ParamStore::decays(const ParamSpec& spec, bool decay_norms_and_biases, bool decay_embeddings) {
+  const ParamGroup g = spec.group;
+  return g == ParamGroup::kWeight || (g == ParamGroup::kNormOrBias && decay_norms_and_biases) ||
+         (g == ParamGroup::kEmbedding && decay_embeddings);
 }
 
 Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings) const {
@@ -321,17 +395,14 @@ Tensor ParamStore::decay_mask(bool decay_norms_and_biases, bool decay_embeddings
   for (size_t id = 0; id < infos_.size(); ++id) {
     if (frozen(static_cast<ParamId>(id))) continue;
     const ParamInfo& info = infos_[id];
-    const ParamGroup g = info.spec.group;
-    const bool decay = g == ParamGroup::kWeight ||
-                       (g == ParamGroup::kNormOrBias && decay_norms_and_biases) ||
-                       (g == ParamGroup::kEmbedding && decay_embeddings);
-    if (decay) std::fill(m + info.offset, m + info.offset + info.numel, uint8_t{1});
+    if (decays(info.spec, decay_norms_and_biases, decay_embeddings))
+      std::fill(m + info.offset, m + info.offset + info.numel, uint8_t{1});
   }
   return device_.is_cpu() ? mask : to_device(mask, device_);
 }
 
 void ParamStore::zero_grads() {
-  zero_(grad_storage_);
+  if (grad_storage_.defined()) zero_(grad_storage_);
   for (Tensor& g : staged_) {
     if (!g.defined()) continue;
     grad_live_bytes_ -= int64_t(g.nbytes());

@@ -103,11 +103,15 @@ class ParamStore {
   // is taken. Only before finalize().
   ParamId add(ParamSpec spec);
 
-  // Allocates the flat parameter and gradient buffers on `device` (gradients zeroed).
+  // Lays the flat parameter and gradient buffers out on `device`. They are allocated (zeroed) on
+  // their first use (params(), param(), grad(), init(), ...), not here: a ZeRO-3 start
+  // (shard_params() before init_shards()) never allocates the full parameters, and a store whose
+  // gradients are staged (stage_grads()) never the full gradient buffer.
   void finalize(Device device = Device::cpu());
   bool finalized() const { return finalized_; }
 
-  // Views into the flat buffers, in the parameter's local shape. grad(id) under gradient staging:
+  // Views into the flat buffers, in the parameter's local shape (the first use allocates them).
+  // grad(id) under gradient staging:
   // see stage_grads().
   // Sharded (shard_params()): param(id) is a view into its gathered unit; reading a unit that is
   // not gathered is an error naming the parameter.
@@ -116,12 +120,16 @@ class ParamStore {
   // (N) f32. Sharded: an error (no full buffer exists; gather_full() or param_shards()).
   const Tensor& params() const {
     if (sharded_) refuse_sharded("params()");
+    ensure_params();
     return params_;
   }
   Device device() const { return device_; }  // where parameters and gradients live
   // (T) f32: the gradients of the trainable parameters, laid out as trainable_params().
   // Undefined under gradient staging (stage_grads()).
-  const Tensor& grads() const { return grads_; }
+  const Tensor& grads() const {
+    if (!grads_staged_) ensure_grads();
+    return grads_;
+  }
   int64_t numel() const { return numel_; }
 
   // Frozen parameters (train.freeze, train/freeze.h). After finalize() and before init(): marks
@@ -148,6 +156,16 @@ class ParamStore {
 
   // Fills every parameter from its Init under `seed` (CPU stores; see the header comment).
   void init(uint64_t seed);
+  // Sharded storage (shard_params()): fills only this rank's param_shards() ranges, bitwise the
+  // values init(seed) then shard_params() gives (every element is a function of (seed, name,
+  // global index), so any range is computed without the rest of its parameter). Frozen units too.
+  void init_shards(uint64_t seed);
+  // Bytes of parameter storage (the flat buffer, its bf16 shadow, the shard buffer; gathered
+  // units are counted apart, gathered_bytes_peak()) held at once at most since construction. A
+  // shard-only start keeps it at param_shards().nbytes().
+  int64_t param_bytes_peak() const { return param_peak_bytes_; }
+  // Whether weight decay applies to `spec` (decay_mask()'s rule).
+  static bool decays(const ParamSpec& spec, bool decay_norms_and_biases, bool decay_embeddings);
   // (T) u8: 1 where weight decay applies, in the flat layout of the trainable parameters.
   Tensor decay_mask(bool decay_norms_and_biases = false, bool decay_embeddings = false) const;
   void zero_grads();  // also restarts the gradient progress below
@@ -328,6 +346,11 @@ class ParamStore {
   // The unit's gathered buffer (automatic mode gathers it), waited for; reader names the error.
   const Tensor& resident_unit(int unit, const std::string& reader) const;
   const Tensor& resident_unit_compute(int unit, const std::string& reader) const;  // bf16 copy
+  // The lazily allocated full buffers (finalize()): params_ (and the bf16 shadow in bf16 mode),
+  // grad_storage_ (and grads_) unless staged. Refused once sharded.
+  void ensure_params() const;
+  void ensure_grads() const;
+  void count_param_bytes(int64_t delta) const;
   Device device_ = Device::cpu();
   bool finalized_ = false;
 
@@ -335,11 +358,12 @@ class ParamStore {
   std::vector<char> frozen_;     // per ParamId; empty: none
   std::vector<ParamId> layout_;  // flat-buffer order: trainable ones, then frozen ones
   std::vector<int> position_;    // per ParamId: its index in layout_
-  Tensor params_, grads_;        // (N) and (T) f32
-  Tensor grad_storage_;          // (T + the largest frozen parameter) f32: grads_ + scratch
+  mutable Tensor params_, grads_;  // (N) and (T) f32, allocated on first use
+  mutable Tensor grad_storage_;    // (T + the largest frozen parameter) f32: grads_ + scratch
+  int64_t grad_scratch_ = 0;       // the largest frozen parameter's elements
   int64_t trainable_numel_ = 0;
   size_t trainable_count_ = 0;    // trainable parameters (a prefix of layout_)
-  Tensor params_bf16_;            // (N) bf16 shadow, only in bf16 mode
+  mutable Tensor params_bf16_;    // (N) bf16 shadow, only in bf16 mode
   std::vector<char> grad_final_;  // per trainable parameter, in layout order (offset order)
   size_t ready_params_ = 0;       // leading parameters (layout order) whose grads are final
   std::function<void(int64_t)> grad_ready_hook_;
@@ -371,6 +395,7 @@ class ParamStore {
   mutable int last_unit_ = -1, direction_ = +1;
   mutable std::vector<char> waited_;  // per unit: param() waited for its gather already
   mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0, gather_bytes_ = 0;
+  mutable int64_t param_live_bytes_ = 0, param_peak_bytes_ = 0;  // param_bytes_peak()
   std::vector<distributed::ZeroShards::Bucket> shard_buckets_;  // of shard_params()
 
   // Row slices (set_slice_bytes()).

@@ -282,19 +282,24 @@ void ParamStore::shard_params(distributed::Communicator* dp,
   for (const auto& b : buckets) total = std::max(total, b.offset + b.shard);
   shard_buckets_ = std::move(buckets);
   shards_ = Tensor::zeros({total}, DType::f32, device_);  // padding stays zero
+  count_param_bytes(int64_t(shards_.nbytes()));
+  // The values so far, when the full buffer was ever used (init() before sharding); a shard-only
+  // start never allocates it and fills the shards afterwards (init_shards(), a checkpoint load).
+  const bool full = params_.defined();
   for (const auto& b : shard_buckets_) {
-    if (b.own() > 0) {
+    if (full && b.own() > 0) {
       copy(params_.flat_view(b.own_begin, {b.own()}), shards_.flat_view(b.offset, {b.own()}));
     }
   }
   sharded_ = true;
   dp_ = dp;
+  if (params_.defined()) count_param_bytes(-int64_t(params_.nbytes()));
+  if (params_bf16_.defined()) count_param_bytes(-int64_t(params_bf16_.nbytes()));
   params_ = Tensor();
   params_bf16_ = Tensor();  // bf16 compute: each gathered unit gets its own bf16 copy
   // As in stage_grads(): hand the freed full buffer back instead of keeping it cached.
-  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_))) {
-    caching->release_cached();
-  }
+  auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_));
+  if (full && caching) caching->release_cached();
 }
 
 Tensor ParamStore::param_shard(int unit) const {

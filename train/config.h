@@ -24,4 +24,10 @@ absl::Status apply_override(config::Config* config, const std::string& assignmen
 // The resolved config as text, as written to RUN_DIR/config.pbtxt.
 std::string config_to_text(const config::Config& config);
 
+// ZeRO-3 on CUDA (parallel.zero_stage 3 with train.device CUDA) is refused at load until its NCCL
+// path has run on a GPU; a validation run opts in by setting this environment variable to 1
+// (docs/DISTRIBUTED.md "Stage 3").
+inline constexpr char kZero3CudaValidationEnv[] = "TESSERA_ZERO3_CUDA_VALIDATION";
+bool zero3_cuda_validation_enabled();  // the variable is set to "1"
+
 }  // namespace tessera::train

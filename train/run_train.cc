@@ -40,11 +40,11 @@ std::string out_of_memory_advice(const config::Config& cfg) {
                     "parameters, gradients and optimizer state over them, docs/DISTRIBUTED.md "
                     "\"Stage 3\"");
   } else {
-    // Start-up still holds the full parameters once before sharding them (docs/DISTRIBUTED.md
-    // "Stage 3", Fitting a larger model): more ranks shrink the shards, not that peak.
+    // Start-up builds only this rank's shard (docs/DISTRIBUTED.md "Stage 3", Start-up): more
+    // ranks shrink every per-rank part but the gathered units and the activations.
     absl::StrAppend(&advice,
-                    "; more data-parallel ranks make each shard smaller, but start-up still "
-                    "builds the full parameters once before sharding them");
+                    "; more data-parallel ranks make each shard smaller (the gathered units and "
+                    "the activations stay)");
   }
   absl::StrAppend(&advice,
                   "; fewer tokens per micro-batch (data.global_batch_size, train.micro_batches) "

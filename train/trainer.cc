@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -9,6 +10,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "checkpoint/checkpoint.h"
+#include "core/caching_allocator.h"
 #include "core/threads.h"
 #include "core/timer.h"
 #include "distributed/grad_sync.h"
@@ -123,14 +125,51 @@ class NonFiniteSteps {
   bool report_;
 };
 
+// TESSERA_MEMORY_TRACE=1: one stderr line per rank at the points of start-up and of the first
+// steps where memory changes: resident and peak resident (VmRSS, VmHWM of /proc/self/status),
+// the address space (VmSize, what ulimit -v limits) and the CPU caching allocator's bytes in use
+// and cached. How docs/DISTRIBUTED.md's start-up breakdown was measured.
+void memory_trace(const distributed::ParallelLayout& layout, const std::string& point) {
+  static const bool on = [] {
+    const char* v = std::getenv("TESSERA_MEMORY_TRACE");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  if (!on) return;
+  std::ifstream status("/proc/self/status");
+  std::string line, out;
+  while (std::getline(status, line)) {
+    for (const char* key : {"VmSize:", "VmHWM:", "VmRSS:"}) {
+      if (line.rfind(key, 0) == 0) {
+        const int64_t kib = std::stoll(line.substr(std::string(key).size()));
+        absl::StrAppend(&out, " ", std::string(key), " ", kib / 1024, " MiB");
+      }
+    }
+  }
+  if (auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(Device::cpu()))) {
+    const CachingAllocatorStats st = caching->stats();
+    absl::StrAppend(&out, " allocator in use ", st.bytes_in_use >> 20, " MiB, cached ",
+                    st.bytes_cached >> 20, " MiB");
+  }
+  std::fprintf(stderr, "memory trace rank %d: %-22s%s\n", layout.world_rank(), point.c_str(),
+               out.c_str());
+}
+
+// ZeRO-3 with several data-parallel ranks (make_optimizer's ZeroAdamW at stage 3): the
+// parameters are never built whole (docs/DISTRIBUTED.md "Stage 3", Start-up).
+bool shard_only_start(const config::Config& cfg, const distributed::ParallelLayout& layout) {
+  return cfg.parallel().zero_stage() == 3 && layout.dp_size() > 1;
+}
+
 void shard_parameters(models::Model& model, const Optimizer& optimizer,
-                      const distributed::ParallelLayout& layout) {
+                      const distributed::ParallelLayout& layout, uint64_t seed) {
   if (optimizer.zero_stage() != 3) return;
-  // ZeRO-3 (docs/DISTRIBUTED.md "Stage 3"): after the restore, which loads the full buffer (so a
-  // checkpoint of any layout and stage resumes here), each rank keeps only its shard, in the
-  // optimizer's layout; forward and backward gather the units as they read them.
+  // ZeRO-3 (docs/DISTRIBUTED.md "Stage 3"): before anything reads the parameters, each rank
+  // allocates only its shard, in the optimizer's layout, and initialises its ranges (bitwise the
+  // values of a full init); a restore or init_from then reads only those ranges of the
+  // checkpoint. Forward and backward gather the units as they read them.
   models::ParamStore& params = model.params();
   params.shard_params(&layout.dp(), *optimizer.zero_shards());
+  params.init_shards(seed);
   params.set_auto_gather(true);
   params.reset_gathered_peak();
   params.take_gather_bytes();
@@ -173,6 +212,7 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
     f << config_to_text(config_);
     TESSERA_CHECK(f.good(), run_dir_, "/config.pbtxt: write failed");
   }
+  memory_trace(layout_, "before the model");
   model_ = make_tp_model(config_, layout_, device_);
   freeze_parameters(config_, model_->params());  // train.freeze: before any buffer is sized
   // parallel.vocab_slice_bytes: GPT's vocabulary tables in row slices (ZeRO-3 gathers one at a
@@ -188,9 +228,12 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
   if (config_.train().precision() == config::TrainConfig::BF16) {
     model_->params().set_compute_dtype(DType::bf16);
   }
-  model_->params().init(config_.train().seed());
+  // ZeRO-3: the shards are initialised in prepare(), once their layout exists; the full buffer
+  // is never allocated (ParamStore allocates it on first use only).
+  if (!shard_only_start(config_, layout_)) model_->params().init(config_.train().seed());
   model_->set_seed(config_.train().seed());
   configure_model_recipes(*model_, config_);  // label smoothing (train/recipes.h)
+  memory_trace(layout_, "model initialised");
 }
 
 Trainer::~Trainer() = default;
@@ -200,12 +243,15 @@ int Trainer::run() {
   // background checkpoint write point into them.
   const absl::Cleanup released = [this] { release(); };
   prepare();
+  memory_trace(layout_, "optimizer, shards, sync");
   checkpoint::TrainProgress progress = restore();
-  shard_parameters(*model_, *optimizer_, layout_);
+  memory_trace(layout_, "restored");
   rss_before_steps_ = current_rss_bytes();
   NonFiniteSteps non_finite(config_.train().max_bad_steps(), leader());
-  for (int64_t step = progress.step + 1; step <= config_.train().steps(); ++step) {
+  const int64_t first_step = progress.step + 1;
+  for (int64_t step = first_step; step <= config_.train().steps(); ++step) {
     const StepResult result = train_step(step, progress.next_position);
+    if (step < first_step + 2) memory_trace(layout_, absl::StrCat("after step ", step));
     advance(progress, step, result, config_.data().global_batch_size());
     if (!non_finite.tolerate(step, result)) return kExitError;
     const bool stop = checkpoint_boundary(progress);
@@ -226,6 +272,10 @@ void Trainer::prepare() {
   const config::Config& cfg = config_;
   models::ParamStore& params = model_->params();
   optimizer_ = make_optimizer(params, cfg, layout_);
+  // ZeRO-2/3: per-parameter gradient staging from the start, so the flat gradient buffer is
+  // never allocated; the GradSync is built below, after the parameters are sharded.
+  if (optimizer_->zero_stage() >= 2) params.stage_grads();
+  shard_parameters(*model_, *optimizer_, layout_, cfg.train().seed());
   if (cfg.train().ema_decay() > 0) {  // sharded as the optimizer's state (train/ema.h)
     ema_ = std::make_unique<Ema>(params, optimizer_->zero_shards(), cfg.train().ema_decay(),
                                  cfg.train().ema_warmup());
@@ -319,7 +369,7 @@ void Trainer::report_start(double peak_flops, const std::string& peak_source) co
   if (optimizer_->zero_stage() == 3) {
     // ZeRO-3: this rank's shard (in the optimizer's layout) plus, gathered at once, at most two
     // units as the automatic gathering keeps them (the largest two; measured per step as
-    // param_gathered_peak_bytes in metrics.jsonl). Sharding happens after this report.
+    // param_gathered_peak_bytes in metrics.jsonl). The parameters are sharded already.
     int64_t largest = 0, second = 0;
     for (const models::GatherUnit& u : params.units()) {
       const int64_t b = int64_t(sizeof(float)) * u.numel;

@@ -33,16 +33,27 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
   shard_grads_ = Tensor::zeros({n}, DType::f32, device);
   m_ = Tensor::zeros({n}, DType::f32, device);
   v_ = Tensor::zeros({n}, DType::f32, device);
-  // The mask of this rank's shards only; padding gets 0 (it is never updated anyway). The full
-  // (N) u8 mask is built once here (on the device) and dropped.
-  decay_mask_ = Tensor::zeros({n}, DType::u8, device);
+  // The mask of this rank's shards only; padding gets 0 (it is never updated anyway). Filled
+  // range by range (the full (T) u8 mask would be a start-up transient of T bytes).
   {
-    const Tensor full =
-        store.decay_mask(config.decay_norms_and_biases(), config.decay_embeddings());
+    Tensor mask = Tensor::zeros({n}, DType::u8);
+    uint8_t* out = mask.data<uint8_t>();
     for (const auto& b : shards_.buckets) {
-      if (b.own() == 0) continue;
-      copy(full.flat_view(b.own_begin, {b.own()}), decay_mask_.flat_view(b.offset, {b.own()}));
+      for (size_t id = 0; id < store.infos().size(); ++id) {
+        const models::ParamInfo& info = store.infos()[id];
+        if (store.frozen(static_cast<models::ParamId>(id)) ||
+            !models::ParamStore::decays(info.spec, config.decay_norms_and_biases(),
+                                        config.decay_embeddings())) {
+          continue;
+        }
+        const int64_t lo = std::max(b.own_begin, info.offset);
+        const int64_t hi = std::min(b.own_end, info.offset + info.numel);
+        if (lo < hi)
+          std::fill(out + b.offset + (lo - b.own_begin), out + b.offset + (hi - b.own_begin),
+                    uint8_t{1});
+      }
     }
+    decay_mask_ = device.is_cpu() ? mask : to_device(mask, device);
   }
   lr_ranges_ = lr_ranges(layer_lr_scales(config, store), store);
   if (stage == 3) return;  // no parameter all-gather

@@ -4,7 +4,8 @@
 //   ...]
 //
 // Each rank builds the model of CONFIG on its tensor-parallel group (parameters allocated and
-// initialised, so their pages are resident), the optimizer of parallel.zero_stage
+// initialised, so their pages are resident; at stage 3 only this rank's shard, as the trainer
+// starts), the optimizer of parallel.zero_stage
 // (make_optimizer: AdamW, or ZeroAdamW's shards) and its GradSync, as the trainer does. For a GPT
 // config (--tokens T > 0, default 64) it then runs one training step on one sequence of T random
 // tokens per rank (forward, backward with the gradient sync overlapped, optimizer step), so the
@@ -18,6 +19,8 @@
 // state, their sum, and the resident set size (RSS, /proc/self/statm) of the whole process, which
 // also holds the binary, MPI, the activations and the allocator's slack. scripts/bench_zero runs it
 // at 1, 2 and 4 ranks (bench/peer/bench_zero.py).
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -37,6 +40,13 @@
 
 namespace tessera {
 namespace {
+
+// The most resident memory so far (VmHWM), start-up included.
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return int64_t(usage.ru_maxrss) * 1024;
+}
 
 // One GPT sequence of `tokens` random ids (same on every rank: only memory is measured).
 models::Batch random_gpt_batch(const config::Config& cfg, int64_t tokens) {
@@ -59,10 +69,21 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
       models::make_model(cfg.model(), layout.tp_size() > 1 ? &layout.tp() : nullptr, Device::cpu());
   models::ParamStore& store = model->params();
   store.set_slice_bytes(cfg.parallel().vocab_slice_bytes());  // as the trainer does (CPU)
-  store.init(cfg.train().seed());
   auto optimizer = train::make_optimizer(store, cfg, layout);
-  // The gradient sync as the trainer builds it (ZeRO-2: it also switches the store to staged
-  // gradients).
+  // As the trainer starts (train/trainer.cc): stages 2 and 3 stage the gradients before anything
+  // allocates the flat gradient buffer; stage 3 shards the parameters before any value exists and
+  // initialises only this rank's ranges (the full buffer is never allocated); the others
+  // initialise the full buffer.
+  if (optimizer->zero_stage() >= 2) store.stage_grads();
+  if (optimizer->zero_stage() == 3) {
+    store.shard_params(&layout.dp(), *optimizer->zero_shards());
+    store.init_shards(cfg.train().seed());
+    store.set_auto_gather(true);
+    store.reset_gathered_peak();
+  } else {
+    store.init(cfg.train().seed());
+  }
+  // The gradient sync as the trainer builds it, after sharding.
   std::unique_ptr<distributed::GradSync> sync;
   if (layout.dp_size() > 1) {
     sync = optimizer->make_grad_sync(layout.dp(), cfg.parallel().bucket_bytes());
@@ -72,13 +93,6 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
         sync->reduce_partial(store.info(id).offset, store.hand_over_grad(id));
       });
     }
-  }
-  // ZeRO-3 as the trainer does it: the parameters sharded in the optimizer's layout, gathered
-  // unit by unit (automatically, with prefetch) in forward and backward.
-  if (optimizer->zero_stage() == 3) {
-    store.shard_params(&layout.dp(), *optimizer->zero_shards());
-    store.set_auto_gather(true);
-    store.reset_gathered_peak();
   }
   const bool step = tokens > 0 && cfg.model().has_gpt();
   if (step) {
@@ -119,6 +133,7 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   j["optimizer_bytes"] = state;
   j["total_bytes"] = params + grads + shard + staging + state;
   j["rss_bytes"] = train::current_rss_bytes();
+  j["rss_peak_bytes"] = peak_rss_bytes();  // start-up included
   world->barrier()->wait();  // every rank allocated before anyone prints or exits
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
