@@ -28,6 +28,33 @@ Tensor in_dtype(const Tensor& t, DType dtype) {
 
 constexpr int kIgnoreIndex = -100;
 
+// Column blocks of row-major matrices (the vocabulary slices of the logits): dst's columns
+// [dst_col, dst_col + cols) = src's [src_col, src_col + cols), for each of the N rows. Same dtype
+// and device. CPU: a memcpy per row; elsewhere a copy() per row (correct, not fast: the slicing
+// is applied on CPU only, train/trainer.cc).
+void copy_column_block(const Tensor& src, int64_t src_col, const Tensor& dst, int64_t dst_col,
+                       int64_t cols) {
+  const int64_t N = src.dim(0), src_ld = src.dim(1), dst_ld = dst.dim(1);
+  TESSERA_CHECK(src.ndim() == 2 && dst.ndim() == 2 && dst.dim(0) == N &&
+                    src.dtype() == dst.dtype() && src_col + cols <= src_ld &&
+                    dst_col + cols <= dst_ld,
+                "Gpt: column block of ", cols, " from ", src.describe(), " at ", src_col, " to ",
+                dst.describe(), " at ", dst_col);
+  if (src.device().is_cpu() && dst.device().is_cpu()) {
+    const size_t es = dtype_size(src.dtype());
+    const char* from = static_cast<const char*>(src.raw_data());
+    char* to = static_cast<char*>(dst.raw_data());
+    for (int64_t i = 0; i < N; ++i) {
+      std::memcpy(to + size_t(i * dst_ld + dst_col) * es, from + size_t(i * src_ld + src_col) * es,
+                  size_t(cols) * es);
+    }
+    return;
+  }
+  for (int64_t i = 0; i < N; ++i) {
+    copy(src.flat_view(i * src_ld + src_col, {cols}), dst.flat_view(i * dst_ld + dst_col, {cols}));
+  }
+}
+
 BlockOptions block_options(const config::GptConfig& c, bool recompute) {
   const auto& t = c.transformer();
   BlockOptions o;
@@ -74,6 +101,10 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* 
            Init::normal(0.02f), /*vocab_parallel=*/true, /*padding_from=*/c.vocab_size()),
       pos_(store_, "pos_emb", c.context(), c.transformer().d_model(), Init::normal(0.01f)),
       embed_drop_("embed.drop") {
+  // The vocabulary tables' readers (the lookup, the head's logits and dh) work slice by slice
+  // when the trainer asks for row slices (ParamStore::set_slice_bytes: ZeRO-3 then gathers them
+  // one slice at a time).
+  store_.allow_row_slices(tok_.table_id());
   // Registered in forward order, so the gradient buffer starts with the head and ln_f: the first
   // gradients backward produces.
   BlockOptions o = block_options(c, recompute);
@@ -89,6 +120,7 @@ Gpt::Gpt(const config::GptConfig& c, bool recompute, distributed::Communicator* 
                         Init::normal(0.02f),
                         ParamGroup::kWeight,
                         /*zero_rows_from=*/c.vocab_size()});
+    store_.allow_row_slices(head_);
   }
   store_.finalize(device);
 }
@@ -123,7 +155,26 @@ Tensor Gpt::forward_logits(const Tensor& tokens_in) {
   // the identity (its backward half follows the head's backward in forward_backward).
   const Tensor& h = tp_copy_to_region_forward(store_, hidden_);
   logits_ = Tensor::empty({B, T, V}, DType::f32, tokens.device());
-  ops::matmul(h.view({B * T, C}), head_weight(), logits_.view({B * T, V}), false, true);
+  const ParamId w = head_ >= 0 ? head_ : tok_.table_id();
+  const int slices = store_.num_slices(w);
+  if (slices == 1) {
+    ops::matmul(h.view({B * T, C}), head_weight(), logits_.view({B * T, V}), false, true);
+    return logits_;
+  }
+  // The head's weight in vocabulary slices (ZeRO-3 gathers one at a time, the next prefetched):
+  // each slice's logits are a column block, a (B*T, rows) product copied into place. Each
+  // logit is the same dot product over C as in one (B*T, V) product.
+  const int64_t per = store_.slice_rows(w);
+  Tensor part;
+  for (int k = 0; k < slices; ++k) {
+    const Tensor wk = store_.compute_param_slice(w, k);  // (rows, C)
+    const int64_t rows = wk.dim(0);
+    if (!part.defined() || part.dim(1) != rows) {
+      part = Tensor::empty({B * T, rows}, DType::f32, tokens.device());
+    }
+    ops::matmul(h.view({B * T, C}), wk, part, false, true);
+    copy_column_block(part, 0, logits_.view({B * T, V}), k * per, rows);
+  }
   return logits_;
 }
 
@@ -252,19 +303,13 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
     // embedding adds its part after, as in the dense order). dW[r0:r1] = dlogits[:, r0:r1]^T @ h
     // from a contiguous copy of those columns (CPU only: stage 3 runs on CPU; CUDA keeps the
     // dense gradient).
-    const size_t es = dtype_size(dlogits.dtype());
     store_.add_grad_source(
         tok_.table_id(),
-        [dlogits, h, N, Vl, C, es](int64_t begin, const Tensor& out) {
+        [dlogits, h, N, C](int64_t begin, const Tensor& out) {
           add_to_row_range(begin, out, C, [&](int64_t row, const Tensor& dst) {
             const int64_t rows = dst.dim(0);
             Tensor cols = Tensor::empty({N, rows}, dlogits.dtype(), dlogits.device());
-            const char* src = static_cast<const char*>(dlogits.raw_data());
-            char* to = static_cast<char*>(cols.raw_data());
-            for (int64_t i = 0; i < N; ++i) {
-              std::memcpy(to + size_t(i * rows) * es, src + size_t(i * Vl + row) * es,
-                          size_t(rows) * es);
-            }
+            copy_column_block(dlogits, row, cols, 0, rows);
             ops::matmul(cols, h, dst, /*trans_a=*/true, false, 1.0f, /*beta=*/1.0f);
           });
         },
@@ -281,7 +326,28 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
     store_.grad_partial_done(tok_.table_id());
   }
   Tensor dh = Tensor::empty({B, T, C}, DType::f32, targets.device());
-  ops::matmul(dlogits, head_weight(), dh.view({N, C}));
+  const ParamId w = head_ >= 0 ? head_ : tok_.table_id();
+  const int slices = store_.num_slices(w);
+  if (slices == 1) {
+    ops::matmul(dlogits, head_weight(), dh.view({N, C}));
+  } else {
+    // Vocabulary slices (see forward_logits): dh = sum over slices of dlogits[:, slice] @
+    // W[slice], added from the last slice to the first (the last is still gathered from the
+    // forward). Every stage sums in this order (the slicing depends on the config, not on the
+    // stage or the ranks), so stages agree bitwise; one (N, V) @ (V, C) product would sum over
+    // the vocabulary in another order (last-bit differences).
+    const int64_t per = store_.slice_rows(w);
+    Tensor cols;
+    for (int k = slices - 1; k >= 0; --k) {
+      const Tensor wk = store_.compute_param_slice(w, k);  // (rows, C)
+      const int64_t rows = wk.dim(0);
+      if (!cols.defined() || cols.dim(1) != rows) {
+        cols = Tensor::empty({N, rows}, dlogits.dtype(), dlogits.device());
+      }
+      copy_column_block(dlogits, k * per, cols, 0, rows);
+      ops::matmul(cols, wk, dh.view({N, C}), false, false, 1.0f, k == slices - 1 ? 0.0f : 1.0f);
+    }
+  }
   // The head is column parallel over the vocabulary with a replicated input: f's backward half.
   tp_copy_to_region_backward(store_, dh);
   logits_ = hidden_ = Tensor();

@@ -217,16 +217,9 @@ bool ParamStore::all_frozen(const std::string& prefix, const std::string& except
 Tensor ParamStore::param(ParamId id) const {
   const ParamInfo& i = infos_.at(id);
   if (sharded_) {
-    const int u = unit_of_[id];
-    if (auto_gather_) auto_gather_access(u);
-    TESSERA_CHECK(full_[u].defined(), "ParamStore: parameter '", i.spec.name,
-                  "' read while its ZeRO-3 gather unit '", units_[u].name,
-                  "' is not gathered (gather() it before use)");
-    if (!waited_[u]) {
-      pending_[u]->wait();  // the gather's completion (on CUDA: orders the compute stream)
-      waited_[u] = 1;
-    }
-    return full_[u].flat_view(unit_offset_[id], i.local_shape);
+    TESSERA_CHECK(slice_rows(id) == 0, "ParamStore: parameter '", i.spec.name,
+                  "' is gathered in row slices (ZeRO-3): read it with param_slice()");
+    return resident_unit(unit_of_[id], i.spec.name).flat_view(unit_offset_[id], i.local_shape);
   }
   TESSERA_CHECK(finalized(), "ParamStore::param before finalize()");
   ensure_params();
@@ -376,15 +369,10 @@ Tensor ParamStore::compute_param(ParamId id) const {
     // ZeRO-3 with bf16 compute: the unit is gathered in f32 (the master shards) and converted
     // once per gather into a bf16 copy, the same conversion sync_compute_params() applies to the
     // whole buffer unsharded (so the matmuls read the same bf16 values). Dropped with the unit.
-    param(id);  // gathers (automatic mode) and waits
-    const int u = unit_of_[id];
-    if (!full_bf16_[u].defined()) {
-      full_bf16_[u] = Tensor::empty({full_[u].numel()}, DType::bf16, device_);
-      ops::convert(full_[u], full_bf16_[u]);
-      gathered_live_bytes_ += int64_t(full_bf16_[u].nbytes());
-      gathered_peak_bytes_ = std::max(gathered_peak_bytes_, gathered_live_bytes_);
-    }
-    return full_bf16_[u].flat_view(unit_offset_[id], i.local_shape);
+    TESSERA_CHECK(slice_rows(id) == 0, "ParamStore: parameter '", i.spec.name,
+                  "' is gathered in row slices (ZeRO-3): read it with compute_param_slice()");
+    return resident_unit_compute(unit_of_[id], i.spec.name)
+        .flat_view(unit_offset_[id], i.local_shape);
   }
   ensure_params();
   return params_bf16_.flat_view(i.offset, i.local_shape);

@@ -83,6 +83,8 @@ struct GatherUnit {
   int64_t shard = 0;
   int64_t shard_offset = 0;
   int first_bucket = 0, num_buckets = 0;
+  // A row slice of one parameter (ParamStore::set_slice_bytes): slice k of ids[0]; -1 otherwise.
+  int slice = -1;
 };
 
 class ParamStore {
@@ -304,6 +306,24 @@ class ParamStore {
   int64_t gathered_bytes_live() const { return gathered_live_bytes_; }
   int64_t gathered_bytes_peak() const { return gathered_peak_bytes_; }
   void reset_gathered_peak() { gathered_peak_bytes_ = gathered_live_bytes_; }
+  // Row slices (docs/DISTRIBUTED.md "Stage 3", GPT's tied embedding): a parameter whose readers
+  // can work on row ranges is declared with allow_row_slices(id) while the model is built.
+  // set_slice_bytes(bytes), after finalize() and freeze() and before shard_params(), cuts every
+  // declared parameter larger than `bytes` into slices of max(1, bytes / row bytes) rows along
+  // its local dimension 0 (the last slice shorter; f32 bytes whatever the compute dtype); each
+  // slice is a gather unit of its own ("tok_emb.weight[0:8533]"), so stage 3 gathers such a
+  // parameter slice by slice, at most two slices resident. Readers go through num_slices() and
+  // param_slice() at every stage (unsharded: views of the full buffer), so every stage runs the
+  // same arithmetic; param(id) and compute_param(id) of a sliced parameter while sharded are
+  // errors naming it. bytes <= 0: no slicing.
+  void allow_row_slices(ParamId id);
+  void set_slice_bytes(int64_t bytes);
+  int64_t slice_rows(ParamId id) const { return slice_rows_.empty() ? 0 : slice_rows_.at(id); }
+  int num_slices(ParamId id) const;  // 1 when not sliced
+  // Rows [k * slice_rows(id), ...) of param(id) / compute_param(id): (rows_k, ...) views; slice k
+  // gathered (automatic mode) when sharded.
+  Tensor param_slice(ParamId id, int k) const;
+  Tensor compute_param_slice(ParamId id, int k) const;
   // Output bytes of the unit all-gathers issued since the last call (communication volume).
   int64_t take_gather_bytes() {
     const int64_t b = gather_bytes_;
@@ -323,6 +343,9 @@ class ParamStore {
   void release_unit(int unit) const;
   void drop_grad_sources(ParamId id);  // their held bytes leave grad_bytes_live()
   void auto_gather_access(int unit) const;
+  // The unit's gathered buffer (automatic mode gathers it), waited for; reader names the error.
+  const Tensor& resident_unit(int unit, const std::string& reader) const;
+  const Tensor& resident_unit_compute(int unit, const std::string& reader) const;  // bf16 copy
   // The lazily allocated full buffers (finalize()): params_ (and the bf16 shadow in bf16 mode),
   // grad_storage_ (and grads_) unless staged. Refused once sharded.
   void ensure_params() const;
@@ -374,6 +397,10 @@ class ParamStore {
   mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0, gather_bytes_ = 0;
   mutable int64_t param_live_bytes_ = 0, param_peak_bytes_ = 0;  // param_bytes_peak()
   std::vector<distributed::ZeroShards::Bucket> shard_buckets_;  // of shard_params()
+
+  // Row slices (set_slice_bytes()).
+  std::vector<char> sliceable_;      // per ParamId: allow_row_slices()
+  std::vector<int64_t> slice_rows_;  // per ParamId: rows per slice, 0 = not sliced
 };
 
 }  // namespace tessera::models

@@ -9,6 +9,7 @@
 #include "core/timer.h"
 #include "distributed/communicator.h"
 #include "models/param_store.h"
+#include "ops/matmul.h"  // convert (bf16 compute)
 
 namespace tessera::models {
 
@@ -35,18 +36,38 @@ void ParamStore::build_units() {
     std::string name;
     std::vector<ParamId> ids;
     ParamId first;
+    int slice = -1;  // a row slice of ids[0] (set_slice_bytes): its index, its element range
+    int64_t begin = 0, numel = 0;
   };
   std::vector<Run> runs;
   bool last_frozen = false;
   for (ParamId id : layout_) {
-    std::string name = unit_name(infos_[id].spec.name);
+    const ParamInfo& info = infos_[id];
+    if (slice_rows(id) > 0) {  // one run per slice, each its own unit
+      const int64_t rows = info.local_shape[0], row = info.numel / rows, per = slice_rows(id);
+      for (int64_t r = 0, k = 0; r < rows; r += per, ++k) {
+        const int64_t end = std::min(rows, r + per);
+        Run& run = runs.emplace_back();
+        run.name = absl::StrCat(info.spec.name, "[", r, ":", end, "]");
+        run.ids = {id};
+        run.first = id;
+        run.slice = static_cast<int>(k);
+        run.begin = info.offset + r * row;
+        run.numel = (end - r) * row;
+      }
+      last_frozen = frozen(id);
+      continue;
+    }
+    std::string name = unit_name(info.spec.name);
     // A run also ends where the trainable prefix ends (the optimizer's shards cover only it).
-    if (runs.empty() || runs.back().name != name || frozen(id) != last_frozen) {
-      runs.push_back({std::move(name), {}, id});
+    if (runs.empty() || runs.back().slice >= 0 || runs.back().name != name ||
+        frozen(id) != last_frozen) {
+      runs.push_back({std::move(name), {}, id, -1, info.offset, 0});
     }
     last_frozen = frozen(id);
     runs.back().ids.push_back(id);
     runs.back().first = std::min(runs.back().first, id);
+    runs.back().numel += info.numel;
   }
   // ... in the order of that parameter (forward order); a name's later runs get "#2", "#3", ...
   std::stable_sort(runs.begin(), runs.end(),
@@ -57,11 +78,13 @@ void ParamStore::build_units() {
     GatherUnit& unit = units_.emplace_back();
     unit.name = k == 1 ? run.name : absl::StrCat(run.name, "#", k);
     unit.ids = std::move(run.ids);
-    unit.begin = infos_[unit.ids.front()].offset;
+    unit.begin = run.begin;
+    unit.numel = run.numel;
+    unit.slice = run.slice;
+    if (run.slice > 0) continue;  // a sliced parameter's unit is its first slice's
     for (ParamId id : unit.ids) {
       unit_of_[id] = static_cast<int>(units_.size() - 1);
       unit_offset_[id] = infos_[id].offset - unit.begin;
-      unit.numel += infos_[id].numel;
     }
   }
   full_.assign(units_.size(), Tensor());
@@ -77,6 +100,98 @@ std::vector<int64_t> ParamStore::unit_bounds() const {
   }
   std::sort(bounds.begin(), bounds.end());
   return bounds;
+}
+
+void ParamStore::allow_row_slices(ParamId id) {
+  TESSERA_CHECK(id >= 0 && id < static_cast<ParamId>(infos_.size()),
+                "ParamStore::allow_row_slices: no parameter ", id);
+  sliceable_.resize(infos_.size(), 0);
+  sliceable_[id] = 1;
+}
+
+void ParamStore::set_slice_bytes(int64_t bytes) {
+  TESSERA_CHECK(finalized(), "ParamStore::set_slice_bytes before finalize()");
+  TESSERA_CHECK(!sharded_, "ParamStore::set_slice_bytes after shard_params()");
+  slice_rows_.assign(infos_.size(), 0);
+  sliceable_.resize(infos_.size(), 0);
+  for (size_t id = 0; id < infos_.size(); ++id) {
+    const ParamInfo& info = infos_[id];
+    if (!sliceable_[id] || bytes <= 0 || info.local_shape.empty()) continue;
+    const int64_t rows = info.local_shape[0];
+    if (rows == 0 || int64_t(sizeof(float)) * info.numel <= bytes) continue;
+    const int64_t row_bytes = int64_t(sizeof(float)) * (info.numel / rows);
+    const int64_t per = std::max<int64_t>(1, bytes / row_bytes);
+    if (per < rows) slice_rows_[id] = per;
+  }
+  build_units();
+}
+
+int ParamStore::num_slices(ParamId id) const {
+  const int64_t per = slice_rows(id);
+  if (per == 0) return 1;
+  const int64_t rows = infos_.at(id).local_shape[0];
+  return static_cast<int>((rows + per - 1) / per);
+}
+
+namespace {
+
+Shape slice_shape(const Shape& shape, int64_t rows) {
+  Shape s = shape;
+  s[0] = rows;
+  return s;
+}
+
+}  // namespace
+
+Tensor ParamStore::param_slice(ParamId id, int k) const {
+  const ParamInfo& i = infos_.at(id);
+  TESSERA_CHECK(k >= 0 && k < num_slices(id), "ParamStore::param_slice: slice ", k, " of ",
+                num_slices(id), " of '", i.spec.name, "'");
+  const int64_t per = slice_rows(id);
+  if (per == 0) return param(id);
+  const int64_t r0 = k * per, r1 = std::min(i.local_shape[0], r0 + per);
+  if (!sharded_) return param(id).slice(r0, r1);
+  const int u = unit_of_[id] + k;
+  return resident_unit(u, i.spec.name).flat_view(0, slice_shape(i.local_shape, r1 - r0));
+}
+
+Tensor ParamStore::compute_param_slice(ParamId id, int k) const {
+  if (compute_dtype_ == DType::f32) return param_slice(id, k);
+  const ParamInfo& i = infos_.at(id);
+  TESSERA_CHECK(k >= 0 && k < num_slices(id), "ParamStore::compute_param_slice: slice ", k, " of ",
+                num_slices(id), " of '", i.spec.name, "'");
+  const int64_t per = slice_rows(id);
+  if (per == 0) return compute_param(id);
+  const int64_t r0 = k * per, r1 = std::min(i.local_shape[0], r0 + per);
+  if (!sharded_) return compute_param(id).slice(r0, r1);
+  const int u = unit_of_[id] + k;
+  return resident_unit_compute(u, i.spec.name).flat_view(0, slice_shape(i.local_shape, r1 - r0));
+}
+
+const Tensor& ParamStore::resident_unit(int u, const std::string& reader) const {
+  if (auto_gather_) auto_gather_access(u);
+  TESSERA_CHECK(full_[u].defined(), "ParamStore: parameter '", reader,
+                "' read while its ZeRO-3 gather unit '", units_[u].name,
+                "' is not gathered (gather() it before use)");
+  if (!waited_[u]) {
+    pending_[u]->wait();  // the gather's completion (on CUDA: orders the compute stream)
+    waited_[u] = 1;
+  }
+  return full_[u];
+}
+
+const Tensor& ParamStore::resident_unit_compute(int u, const std::string& reader) const {
+  // ZeRO-3 with bf16 compute: the unit is gathered in f32 (the master shards) and converted
+  // once per gather into a bf16 copy, the same conversion sync_compute_params() applies to the
+  // whole buffer unsharded (so the matmuls read the same bf16 values). Dropped with the unit.
+  const Tensor& full = resident_unit(u, reader);
+  if (!full_bf16_[u].defined()) {
+    full_bf16_[u] = Tensor::empty({full.numel()}, DType::bf16, device_);
+    ops::convert(full, full_bf16_[u]);
+    gathered_live_bytes_ += int64_t(full_bf16_[u].nbytes());
+    gathered_peak_bytes_ = std::max(gathered_peak_bytes_, gathered_live_bytes_);
+  }
+  return full_bf16_[u];
 }
 
 int ParamStore::find_unit(const std::string& name) const {
@@ -299,9 +414,11 @@ Tensor ParamStore::gather_full() {
   for (size_t u = 0; u < units_.size(); ++u) {
     const bool resident = full_[u].defined();
     gather(static_cast<int>(u));
-    for (ParamId id : units_[u].ids) {
-      const ParamInfo& info = infos_[id];
-      copy(param(id).view({info.numel}), out.flat_view(info.offset, {info.numel}));
+    // A unit is one contiguous range of the flat layout (a row slice too).
+    const GatherUnit& unit = units_[u];
+    if (unit.numel > 0) {
+      copy(resident_unit(static_cast<int>(u), unit.name).flat_view(0, {unit.numel}),
+           out.flat_view(unit.begin, {unit.numel}));
     }
     if (!resident) release(static_cast<int>(u));
   }

@@ -176,6 +176,9 @@ absl::Status validate(const Config& c, const Validator& v) {
   RETURN_IF_ERROR(v.check(c.parallel().zero_stage() >= 0 && c.parallel().zero_stage() <= 3,
                           "parallel.zero_stage",
                           absl::StrCat("must be 0, 1, 2 or 3, got ", c.parallel().zero_stage())));
+  RETURN_IF_ERROR(v.check(
+      c.parallel().vocab_slice_bytes() >= 0, "parallel.vocab_slice_bytes",
+      absl::StrCat("must be >= 0 (0 = no slicing), got ", c.parallel().vocab_slice_bytes())));
   if (c.parallel().zero_stage() == 3) {
     // ZeRO-3 (docs/DISTRIBUTED.md "Stage 3"): what it does not handle yet is refused here rather
     // than trained wrongly.

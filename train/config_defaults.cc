@@ -21,6 +21,7 @@ const char* const kConfigDefaults = R"pb(
     bucket_bytes: 26214400
     collective_timeout_s: 600
     reduce_tied_grad_early: false
+    vocab_slice_bytes: 26214400
   }
   checkpoint { every_steps: 0 keep_last: 3 }
   log { every_steps: 10 }

@@ -215,6 +215,10 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
   memory_trace(layout_, "before the model");
   model_ = make_tp_model(config_, layout_, device_);
   freeze_parameters(config_, model_->params());  // train.freeze: before any buffer is sized
+  // parallel.vocab_slice_bytes: GPT's vocabulary tables in row slices (ZeRO-3 gathers one at a
+  // time), at every stage so that the stages run the same arithmetic; before the optimizer cuts
+  // its shards at the units. CPU only: the column copies of the slices are per row elsewhere.
+  if (device_.is_cpu()) model_->params().set_slice_bytes(config_.parallel().vocab_slice_bytes());
   uploader_ = std::make_unique<Uploader>(device_, model_->host_inputs());
   // CLIP/SigLIP score each image against the whole global batch: the loss spans the DP group
   // (and scales its gradients for GradSync's average; models/distributed_contrastive_loss.h).

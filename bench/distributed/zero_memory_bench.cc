@@ -68,6 +68,7 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   auto model =
       models::make_model(cfg.model(), layout.tp_size() > 1 ? &layout.tp() : nullptr, Device::cpu());
   models::ParamStore& store = model->params();
+  store.set_slice_bytes(cfg.parallel().vocab_slice_bytes());  // as the trainer does (CPU)
   auto optimizer = train::make_optimizer(store, cfg, layout);
   // As the trainer starts (train/trainer.cc): stages 2 and 3 stage the gradients before anything
   // allocates the flat gradient buffer; stage 3 shards the parameters before any value exists and

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "models/layers/tensor_parallel.h"
+#include "ops/elementwise.h"
 #include "ops/embedding.h"
 #include "ops/vocab_parallel.h"
 
@@ -28,6 +29,23 @@ Tensor Embedding::forward(const Tensor& ids) {
   Shape shape = ids.shape();
   shape.push_back(dim_);
   Tensor y = Tensor::empty(shape, DType::f32, ids.device());
+  if (store_.num_slices(table_) > 1) {
+    // The table in row slices (ParamStore::set_slice_bytes: ZeRO-3 gathers one at a time): each
+    // slice looks up the ids in its rows, zero rows for the others, and the slices' rows are
+    // added (every row comes from one slice; x + 0 == x, a -0.0 entry reads +0.0).
+    const int64_t n = ids.numel(), per = store_.slice_rows(table_);
+    const int64_t base = split() ? local_begin() : 0;
+    const Tensor flat = ids.view({n}), out = y.view({n, dim_});
+    Tensor part;
+    for (int k = 0; k < store_.num_slices(table_); ++k) {
+      const Tensor rows = store_.param_slice(table_, k);
+      if (k > 0 && !part.defined()) part = Tensor::empty({n, dim_}, DType::f32, ids.device());
+      ops::vocab_embedding_forward(flat, rows, base + k * per, valid_, k == 0 ? out : part);
+      if (k > 0) ops::add_inplace(out, part);
+    }
+    if (split()) tp_reduce_from_region_forward(store_, y);
+    return y;
+  }
   if (split()) {
     // This rank's ids, zero rows for the rest; then g's forward half sums the ranks' rows.
     ops::vocab_embedding_forward(ids.view({ids.numel()}), table(), local_begin(), valid_,
