@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/caching_allocator.h"
 #include "core/philox.h"
+#include "core/timer.h"
 #include "distributed/communicator.h"
 #include "ops/matmul.h"
 
@@ -223,7 +224,9 @@ Tensor ParamStore::param(ParamId id) const {
                   "' read while its ZeRO-3 gather unit '", units_[u].name,
                   "' is not gathered (gather() it before use)");
     if (!waited_[u]) {
+      const int64_t t0 = now_ns();
       pending_[u]->wait();  // the gather's completion (on CUDA: orders the compute stream)
+      if (in_step_) gather_stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
       waited_[u] = 1;
     }
     return full_[u].flat_view(unit_offset_[id], i.local_shape);
