@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/caching_allocator.h"
 #include "core/philox.h"
+#include "core/timer.h"
 #include "distributed/communicator.h"
 #include "ops/matmul.h"
 

@@ -302,6 +302,31 @@ class ParamStore {
   // read units in the same order (the same model code on the same shapes does).
   void set_auto_gather(bool on);
   bool auto_gather() const { return auto_gather_; }
+  // Scheduled gathering (docs/DISTRIBUTED.md "Stage 3"): the trainer calls begin_gather_step()
+  // at the start of every training step; release_all() ends the step. The first step gathers
+  // as above and records the units in the order they are read (a unit once per run of reads); a
+  // later step replays that order: reading schedule[k] keeps it and prefetches schedule[k + 1]
+  // (at most two units resident), so the forward/backward turn (GPT's tied embedding read at
+  // both ends) is prefetched too, and begin_gather_step() already issues schedule[0]'s gather.
+  // A read off the schedule (another order: evaluation, a changed model) falls back to the
+  // direction guess for the rest of the step, and the step's order replaces the schedule. The
+  // schedule is a function of the model code only, so every rank issues the same gathers.
+  // Reads outside a step (evaluation between steps) use the direction guess.
+  void begin_gather_step();
+  const std::vector<int>& gather_schedule() const { return schedule_; }
+  // Inside training steps (begin_gather_step() to release_all()), since reset_gather_stats(). A
+  // miss: a read of a unit neither resident nor in flight (gathered on demand, the reader blocked
+  // for the whole gather). wait: time param() blocked on a gather (misses and prefetches not yet
+  // complete); comm: the gathers' own time (started to completed by the communication engine;
+  // gathers run one after another there).
+  struct GatherStats {
+    int64_t gathers = 0, misses = 0, steps = 0;
+    double wait_seconds = 0, comm_seconds = 0;
+    // Share of gather time hidden by prefetch, as GradSync's: 1 - wait / comm (0 when none ran).
+    double hidden_fraction() const;
+  };
+  const GatherStats& gather_stats() const { return gather_stats_; }
+  void reset_gather_stats() { gather_stats_ = {}; }
   // Bytes of gathered unit buffers resident now, and at most since reset_gathered_peak().
   int64_t gathered_bytes_live() const { return gathered_live_bytes_; }
   int64_t gathered_bytes_peak() const { return gathered_peak_bytes_; }
@@ -351,6 +376,9 @@ class ParamStore {
   void ensure_params() const;
   void ensure_grads() const;
   void count_param_bytes(int64_t delta) const;
+  void guess_gather(int unit) const;       // auto_gather_access off the schedule
+  void keep_resident(int a, int b) const;  // release all but a and b, then gather a, b (-1: none)
+  void count_gather_time(int unit) const;  // its comm time, once complete (at release)
   Device device_ = Device::cpu();
   bool finalized_ = false;
 
@@ -401,6 +429,16 @@ class ParamStore {
   // Row slices (set_slice_bytes()).
   std::vector<char> sliceable_;      // per ParamId: allow_row_slices()
   std::vector<int64_t> slice_rows_;  // per ParamId: rows per slice, 0 = not sliced
+
+  // Scheduled gathering (begin_gather_step()): the recorded order, this step's order so far, the
+  // schedule position of the unit read last (-1 before the first), whether this step still
+  // follows the schedule.
+  std::vector<int> schedule_;
+  mutable std::vector<int> trace_;
+  mutable int cursor_ = -1;
+  bool in_step_ = false;
+  mutable bool on_schedule_ = false;
+  mutable GatherStats gather_stats_;
 };
 
 }  // namespace tessera::models

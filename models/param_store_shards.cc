@@ -174,7 +174,9 @@ const Tensor& ParamStore::resident_unit(int u, const std::string& reader) const 
                 "' read while its ZeRO-3 gather unit '", units_[u].name,
                 "' is not gathered (gather() it before use)");
   if (!waited_[u]) {
+    const int64_t t0 = now_ns();
     pending_[u]->wait();  // the gather's completion (on CUDA: orders the compute stream)
+    if (in_step_) gather_stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
     waited_[u] = 1;
   }
   return full_[u];
@@ -328,6 +330,16 @@ class UnitGather final : public distributed::Work {
     if (!done()) complete(now_ns());
     Work::wait();
   }
+  // The parts' own communication time (other collectives may run between them); 0 while one
+  // has not completed as seen from the host.
+  int64_t busy_ns() const {
+    int64_t busy = 0;
+    for (const auto& p : parts_) {
+      if (p->completed_ns() == 0) return 0;
+      busy += p->completed_ns() - (p->started_ns() > 0 ? p->started_ns() : p->completed_ns());
+    }
+    return busy;
+  }
 
  private:
   std::vector<distributed::WorkHandle> parts_;
@@ -359,18 +371,47 @@ std::shared_ptr<distributed::Work> ParamStore::gather_unit(int unit) const {
                        : std::make_shared<UnitGather>(absl::StrCat("gather of unit '", u.name, "'"),
                                                       std::move(parts));
   waited_[unit] = 0;
+  if (in_step_) ++gather_stats_.gathers;
   return pending_[unit];
+}
+
+double ParamStore::GatherStats::hidden_fraction() const {
+  if (comm_seconds <= 0) return 0;
+  return std::clamp(1.0 - wait_seconds / comm_seconds, 0.0, 1.0);
+}
+
+void ParamStore::count_gather_time(int unit) const {
+  const distributed::Work& w = *pending_[unit];
+  int64_t busy = 0;
+  if (const auto* parts = dynamic_cast<const UnitGather*>(&w)) {
+    busy = parts->busy_ns();
+  } else if (w.completed_ns() > 0) {  // NCCL: may not have completed as seen from the host
+    busy = w.completed_ns() - (w.started_ns() > 0 ? w.started_ns() : w.completed_ns());
+  }
+  gather_stats_.comm_seconds += double(busy) * 1e-9;
 }
 
 void ParamStore::release_all() {
   for (int u = 0; u < static_cast<int>(units_.size()); ++u) release_unit(u);
+  if (in_step_) {  // the end of a training step: its order is the schedule from now on
+    in_step_ = false;
+    ++gather_stats_.steps;
+    if (trace_ != schedule_) schedule_ = trace_;
+  }
+  last_unit_ = -1;
+  direction_ = +1;
 }
 
 void ParamStore::release_unit(int unit) const {
   TESSERA_CHECK(sharded_, "ParamStore::release without shard_params()");
   if (!full_.at(unit).defined()) return;
   // The communication thread may still write into the buffer: never free it under a gather.
-  if (!waited_[unit]) pending_[unit]->wait();
+  if (!waited_[unit]) {
+    const int64_t t0 = now_ns();
+    pending_[unit]->wait();  // an unused prefetch: blocking here is waiting too
+    if (in_step_) gather_stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
+  }
+  if (in_step_) count_gather_time(unit);
   pending_[unit] = nullptr;
   gathered_live_bytes_ -= int64_t(full_[unit].nbytes());
   full_[unit] = Tensor();
@@ -388,7 +429,52 @@ void ParamStore::set_auto_gather(bool on) {
   direction_ = +1;
 }
 
+void ParamStore::begin_gather_step() {
+  if (!auto_gather_) return;
+  in_step_ = true;
+  trace_.clear();
+  cursor_ = -1;
+  last_unit_ = -1;
+  direction_ = +1;
+  on_schedule_ = !schedule_.empty();
+  // The step's first two units, gathering while the batch is read and uploaded.
+  if (on_schedule_) keep_resident(schedule_[0], schedule_.size() > 1 ? schedule_[1] : -1);
+}
+
 void ParamStore::auto_gather_access(int unit) const {
+  const bool repeat = unit == last_unit_;  // another parameter of the unit read last
+  if (in_step_ && !full_[unit].defined()) ++gather_stats_.misses;
+  if (in_step_ && !repeat) {
+    trace_.push_back(unit);
+    if (on_schedule_) {
+      const size_t k = size_t(cursor_ + 1);
+      if (k < schedule_.size() && schedule_[k] == unit) {
+        cursor_ = int(k);
+      } else {
+        on_schedule_ = false;  // another order than recorded: guess for the rest of the step
+      }
+    }
+  }
+  if (!(in_step_ && on_schedule_)) return guess_gather(unit);
+  last_unit_ = unit;
+  if (repeat && full_[unit].defined()) return;
+  const size_t next = size_t(cursor_ + 1);
+  keep_resident(unit, next < schedule_.size() ? schedule_[next] : -1);
+}
+
+void ParamStore::keep_resident(int a, int b) const {
+  if (b == a) b = -1;
+  for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+    if (u != a && u != b) release_unit(u);
+  }
+  gather_unit(a);  // no-op when resident or in flight
+  if (b >= 0) gather_unit(b);
+  recent_.clear();  // for guess_gather(), should the step leave the schedule
+  if (b >= 0) recent_.push_back(b);
+  recent_.push_back(a);
+}
+
+void ParamStore::guess_gather(int unit) const {
   // recent_: resident units in use order, a prefetched one counted as used just before.
   recent_.erase(std::remove(recent_.begin(), recent_.end(), unit), recent_.end());
   if (!full_[unit].defined()) {  // a miss: keep the most recently used unit only, gather

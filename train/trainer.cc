@@ -331,6 +331,13 @@ void Trainer::prepare() {
         record["param_gathered_peak_bytes"] = store.gathered_bytes_peak();
         record["param_shard_bytes"] = int64_t(store.param_shards().nbytes());
         store.reset_gathered_peak();
+        // The share of gather time hidden by prefetch (1 - wait / comm, as allreduce_hidden),
+        // the time forward and backward blocked on gathers and the gathers on demand, per step.
+        const models::ParamStore::GatherStats& g = store.gather_stats();
+        record["param_gather_hidden"] = g.hidden_fraction();
+        record["param_gather_wait_ms"] = g.wait_seconds * 1e3 / window_steps;
+        record["param_gather_misses"] = double(g.misses) / window_steps;
+        store.reset_gather_stats();
       }
       // Gradient storage resident at most since the last record on this rank (ZeRO-2 stages
       // gradients per parameter; otherwise the flat buffer).
@@ -457,6 +464,8 @@ StepResult Trainer::train_step(int64_t step, int64_t position) {
     return batch;
   };
   auto fetch = [&](int64_t mb) { return uploader_->upload(host_batch(mb)); };
+  // ZeRO-3: the step's first units gather (in the recorded order) while the batch is read.
+  if (params.params_sharded()) params.begin_gather_step();
   params.zero_grads();
   double loss = 0;
   // CLIP/SigLIP with several micro-batches: accumulation that keeps the whole batch's negatives

@@ -18,8 +18,10 @@ ratio of stage 0's.
 Speed (default configs/bench/gpt.pbtxt): `tessera train` on 2 ranks (1 thread each,
 --bind-to core), stages 0, 1 and 2 in turn, --repeats times each, with one and with two
 micro-batches; the median step_ms (after the first 2 steps) of each and its ratio to stage 0's,
-plus metrics.jsonl's dp_comm_bytes and allreduce_hidden. Names the CPU (lscpu). Ends with
-one JSON line.
+plus metrics.jsonl's dp_comm_bytes, allreduce_hidden and allreduce_wait_ms, and at stage 3 the
+share of the parameter gathers hidden by prefetch (param_gather_hidden, 1 - wait / comm, as
+allreduce_hidden), the time blocked on them and the gathers on demand (param_gather_wait_ms,
+param_gather_misses). Names the CPU (lscpu). Ends with one JSON line.
 """
 import argparse
 import json
@@ -78,7 +80,9 @@ def memory(build_dir, config, ranks, stage, tokens):
 
 
 def train(build_dir, config, stage, micro, steps):
-    """Median step_ms, dp_comm_bytes and allreduce_hidden of one 2-rank run after SKIP_STEPS."""
+    """Medians of one 2-rank run after SKIP_STEPS: step_ms, dp_comm_bytes, allreduce_hidden and
+    allreduce_wait_ms, and at stage 3 the parameter gathers' param_gather_hidden,
+    param_gather_wait_ms and param_gather_misses (None where absent)."""
     run_dir = tempfile.mkdtemp(prefix="bench_zero_")
     try:
         cmd = mpirun(2) + [os.path.join(build_dir, "tessera"), "train", "--config", config,
@@ -97,7 +101,8 @@ def train(build_dir, config, stage, micro, steps):
             rows = [json.loads(x) for x in f if x.strip()]
         rows = [x for x in rows if "step_ms" in x and int(x["step"]) > SKIP_STEPS]
         out = {}
-        for key in ("step_ms", "dp_comm_bytes", "allreduce_hidden"):
+        for key in ("step_ms", "dp_comm_bytes", "allreduce_hidden", "allreduce_wait_ms",
+                    "param_gather_hidden", "param_gather_wait_ms", "param_gather_misses"):
             vals = [float(x[key]) for x in rows if key in x]
             out[key] = statistics.median(vals) if vals else None
         return out
@@ -182,6 +187,15 @@ def main():
                 f"stage {st} {med[st]:.1f} ms (x{med[st] / med[stages[0]]:.3f}, comm "
                 f"{info[st]['dp_comm_bytes'] / 2**20:.1f} MiB/step, hidden "
                 f"{info[st]['allreduce_hidden']:.2f})" for st in stages))
+            for st in stages:  # the last run's medians
+                i = info[st]
+                line = (f"   stage {st}: gradient sync {i['allreduce_hidden']:.2f} hidden, "
+                        f"{i['allreduce_wait_ms']:.1f} ms/step waited")
+                if i.get("param_gather_hidden") is not None:
+                    line += (f"; parameter gathers {i['param_gather_hidden']:.2f} hidden, "
+                             f"{i['param_gather_wait_ms']:.1f} ms/step waited, "
+                             f"{i['param_gather_misses']:.1f} misses/step")
+                print(line)
             print(f"   runs (ms): " + "; ".join(
                 f"stage {st}: " + ", ".join(f"{t:.0f}" for t in times[st]) for st in stages))
             result["speed"][f"micro{micro}"] = {
