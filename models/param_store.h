@@ -383,9 +383,9 @@ class ParamStore {
   bool finalized_ = false;
 
   std::vector<ParamInfo> infos_;
-  std::vector<char> frozen_;     // per ParamId; empty: none
-  std::vector<ParamId> layout_;  // flat-buffer order: trainable ones, then frozen ones
-  std::vector<int> position_;    // per ParamId: its index in layout_
+  std::vector<char> frozen_;       // per ParamId; empty: none
+  std::vector<ParamId> layout_;    // flat-buffer order: trainable ones, then frozen ones
+  std::vector<int> position_;      // per ParamId: its index in layout_
   mutable Tensor params_, grads_;  // (N) and (T) f32, allocated on first use
   mutable Tensor grad_storage_;    // (T + the largest frozen parameter) f32: grads_ + scratch
   int64_t grad_scratch_ = 0;       // the largest frozen parameter's elements
@@ -424,7 +424,7 @@ class ParamStore {
   mutable std::vector<char> waited_;  // per unit: param() waited for its gather already
   mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0, gather_bytes_ = 0;
   mutable int64_t param_live_bytes_ = 0, param_peak_bytes_ = 0;  // param_bytes_peak()
-  std::vector<distributed::ZeroShards::Bucket> shard_buckets_;  // of shard_params()
+  std::vector<distributed::ZeroShards::Bucket> shard_buckets_;   // of shard_params()
 
   // Row slices (set_slice_bytes()).
   std::vector<char> sliceable_;      // per ParamId: allow_row_slices()

@@ -134,7 +134,7 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   j["total_bytes"] = params + grads + shard + staging + state;
   j["rss_bytes"] = train::current_rss_bytes();
   j["rss_peak_bytes"] = peak_rss_bytes();  // start-up included
-  world->barrier()->wait();  // every rank allocated before anyone prints or exits
+  world->barrier()->wait();                // every rank allocated before anyone prints or exits
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
   world->barrier()->wait();
