@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "distributed/communicator.h"
@@ -13,6 +12,7 @@
 #include "ops/cross_entropy.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
+#include "ops/tokens.h"
 #include "ops/vocab_parallel.h"
 
 namespace tessera::models {
@@ -29,30 +29,16 @@ Tensor in_dtype(const Tensor& t, DType dtype) {
 constexpr int kIgnoreIndex = -100;
 
 // Column blocks of row-major matrices (the vocabulary slices of the logits): dst's columns
-// [dst_col, dst_col + cols) = src's [src_col, src_col + cols), for each of the N rows. Same dtype
-// and device. CPU: a memcpy per row; elsewhere a copy() per row (correct, not fast: the slicing
-// is applied on CPU only, train/trainer.cc).
-void copy_column_block(const Tensor& src, int64_t src_col, const Tensor& dst, int64_t dst_col,
-                       int64_t cols) {
-  const int64_t N = src.dim(0), src_ld = src.dim(1), dst_ld = dst.dim(1);
-  TESSERA_CHECK(src.ndim() == 2 && dst.ndim() == 2 && dst.dim(0) == N &&
-                    src.dtype() == dst.dtype() && src_col + cols <= src_ld &&
-                    dst_col + cols <= dst_ld,
-                "Gpt: column block of ", cols, " from ", src.describe(), " at ", src_col, " to ",
-                dst.describe(), " at ", dst_col);
-  if (src.device().is_cpu() && dst.device().is_cpu()) {
-    const size_t es = dtype_size(src.dtype());
-    const char* from = static_cast<const char*>(src.raw_data());
-    char* to = static_cast<char*>(dst.raw_data());
-    for (int64_t i = 0; i < N; ++i) {
-      std::memcpy(to + size_t(i * dst_ld + dst_col) * es, from + size_t(i * src_ld + src_col) * es,
-                  size_t(cols) * es);
-    }
-    return;
-  }
-  for (int64_t i = 0; i < N; ++i) {
-    copy(src.flat_view(i * src_ld + src_col, {cols}), dst.flat_view(i * dst_ld + dst_col, {cols}));
-  }
+// [dst_col, dst_col + cols) = src's [src_col, src_col + cols), for each of the N rows: a token-row
+// copy with one-element tokens (ops::copy_tokens, one strided 2-D copy on either device).
+void copy_column_block(const Tensor& src,  // (N, Vs)
+                       int64_t src_col,
+                       const Tensor& dst,  // (N, Vd), src's dtype
+                       int64_t dst_col, int64_t cols) {
+  TESSERA_CHECK(src.ndim() == 2 && dst.ndim() == 2, "Gpt: column block of ", cols, " from ",
+                src.describe(), " to ", dst.describe());
+  ops::copy_tokens(src.view({src.dim(0), src.dim(1), 1}), src_col,
+                   dst.view({dst.dim(0), dst.dim(1), 1}), dst_col, cols);
 }
 
 BlockOptions block_options(const config::GptConfig& c, bool recompute) {

@@ -16,9 +16,10 @@ void copy_tokens(const Tensor& src, int64_t src_begin, const Tensor& dst, int64_
                  int64_t count) {
   TESSERA_PROFILE("tokens");
   OpCheck c("copy_tokens");
-  c.tensor_ndim("src", src, DType::f32, 3);
+  c.tensor_ndim("src", src, src.dtype(), 3);
   const int64_t B = src.dim(0), ts = src.dim(1), C = src.dim(2);
-  c.tensor_ndim("dst", dst, DType::f32, 3);
+  c.tensor_ndim("dst", dst, src.dtype(), 3);  // bytes are moved: any dtype, the same for both
+  const size_t elem = dtype_size(src.dtype());
   c.expect(dst.dim(0) == B && dst.dim(2) == C,
            absl::StrCat("dst ", dst.describe(), " must match src ", src.describe(),
                         " in batch and channels"));
@@ -28,11 +29,12 @@ void copy_tokens(const Tensor& src, int64_t src_begin, const Tensor& dst, int64_
                         " -> [", dst_begin, ", ", dst_begin + count, ") of dst ", dst.describe(),
                         " out of range"));
   if (c.device().is_cpu()) {
-    cpu::copy_tokens(src.data<float>(), ts, src_begin, dst.data<float>(), dst.dim(1), dst_begin, B,
-                     count, C);
+    cpu::copy_tokens(src.raw_data(), ts, src_begin, dst.raw_data(), dst.dim(1), dst_begin, B, count,
+                     C, elem);
   } else {
-    TESSERA_CUDA_LAUNCH(c, cuda::copy_tokens(src.data<float>(), ts, src_begin, dst.data<float>(),
-                                             dst.dim(1), dst_begin, B, count, C, stream_for(c)));
+    TESSERA_CUDA_LAUNCH(
+        c, cuda::copy_tokens(src.raw_data(), ts, src_begin, dst.raw_data(), dst.dim(1), dst_begin,
+                             B, count, C, elem, stream_for(c)));
   }
 }
 

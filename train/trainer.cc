@@ -217,7 +217,9 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
   freeze_parameters(config_, model_->params());  // train.freeze: before any buffer is sized
   // parallel.vocab_slice_bytes: GPT's vocabulary tables in row slices (ZeRO-3 gathers one at a
   // time), at every stage so that the stages run the same arithmetic; before the optimizer cuts
-  // its shards at the units. CPU only: the column copies of the slices are per row elsewhere.
+  // its shards at the units. CPU only for now: the slices' column copies work on either device
+  // (ops::copy_tokens), but on CUDA slicing would change the arithmetic of runs validated on GPUs
+  // with code that has not run on one; it comes with ZeRO-3 on CUDA (docs/ZERO3_PLAN.md).
   if (device_.is_cpu()) model_->params().set_slice_bytes(config_.parallel().vocab_slice_bytes());
   uploader_ = std::make_unique<Uploader>(device_, model_->host_inputs());
   // CLIP/SigLIP score each image against the whole global batch: the loss spans the DP group

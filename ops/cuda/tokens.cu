@@ -1,18 +1,18 @@
-// copy_tokens on the GPU: B strided blocks of count*C contiguous floats, which is exactly one
+// copy_tokens on the GPU: B strided blocks of count*C contiguous elements, which is exactly one
 // cudaMemcpy2DAsync (rows = samples, pitch = whole sample); no kernel needed.
 #include "ops/cuda/launch.cuh"
 #include "ops/cuda/tokens.cuh"
 
 namespace tessera::ops::cuda {
 
-void copy_tokens(const float* src, int64_t ts, int64_t src_begin, float* dst, int64_t td,
-                 int64_t dst_begin, int64_t B, int64_t count, int64_t C, cudaStream_t stream) {
+void copy_tokens(const void* src, int64_t ts, int64_t src_begin, void* dst, int64_t td,
+                 int64_t dst_begin, int64_t B, int64_t count, int64_t C, size_t elem,
+                 cudaStream_t stream) {
   if (B == 0 || count == 0 || C == 0) return;
-  const size_t f = sizeof(float);
   ::tessera::cuda::check(
-      cudaMemcpy2DAsync(dst + dst_begin * C, size_t(td * C) * f, src + src_begin * C,
-                        size_t(ts * C) * f, size_t(count * C) * f, size_t(B),
-                        cudaMemcpyDeviceToDevice, stream),
+      cudaMemcpy2DAsync(static_cast<char*>(dst) + dst_begin * C * elem, size_t(td * C) * elem,
+                        static_cast<const char*>(src) + src_begin * C * elem, size_t(ts * C) * elem,
+                        size_t(count * C) * elem, size_t(B), cudaMemcpyDeviceToDevice, stream),
       "copy_tokens: cudaMemcpy2DAsync");
 }
 

@@ -8,7 +8,9 @@
 
 namespace tessera::ops::cuda {
 
-void copy_tokens(const float* src, int64_t ts, int64_t src_begin, float* dst, int64_t td,
-                 int64_t dst_begin, int64_t B, int64_t count, int64_t C, cudaStream_t stream);
+// C counts elements of `elem` bytes.
+void copy_tokens(const void* src, int64_t ts, int64_t src_begin, void* dst, int64_t td,
+                 int64_t dst_begin, int64_t B, int64_t count, int64_t C, size_t elem,
+                 cudaStream_t stream);
 
 }  // namespace tessera::ops::cuda

@@ -14,6 +14,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/distributed/mpi_test_env.h"
 #include "tests/support/devices.h"
+#include "tests/train/parallel_device_fixture.h"
 #include "tests/train/train_test_support.h"
 #include "train/trainer.h"
 
@@ -22,26 +23,8 @@ namespace {
 
 using testing_support::load;
 
-class ParallelDeviceTest : public testing::DeviceTest {
+class ParallelDeviceTest : public testing_support::ParallelDeviceTest {
  protected:
-  void SetUp() override {
-    testing::DeviceTest::SetUp();
-    if (IsSkipped()) return;
-    int size = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (device().is_cuda() && cuda_device_count() < size) {
-      GTEST_SKIP() << "no CUDA device for every rank (" << size << " ranks, " << cuda_device_count()
-                   << " devices; NCCL needs one device per rank)";
-    }
-  }
-
-  std::unique_ptr<distributed::Communicator> world() const {
-    distributed::CommunicatorOptions options;
-    options.timeout_s = 300;  // rank 1 waits in the last barrier while rank 0 runs the reference
-    return distributed::make_world_communicator(
-        device().is_cpu() ? Device::cpu() : distributed::local_cuda_device(), options);
-  }
-
   // Trains `file` with `sets` on every rank on device(), and alone on rank 0 on the CPU; the
   // parameters agree to `rtol` of their largest magnitude.
   void expect_equals_one_cpu_process(const std::string& file, std::vector<std::string> sets,

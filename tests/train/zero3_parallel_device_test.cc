@@ -21,6 +21,7 @@
 #include "tests/distributed/mpi_test_env.h"
 #include "tests/support/compare.h"
 #include "tests/support/devices.h"
+#include "tests/train/parallel_device_fixture.h"
 #include "tests/train/train_test_support.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -49,28 +50,15 @@ Tensor stored(const config::Config& cfg, const std::string& path, const std::str
   return out;
 }
 
-class Zero3ParallelDeviceTest : public testing::DeviceTest {
+class Zero3ParallelDeviceTest : public testing_support::ParallelDeviceTest {
  protected:
   void SetUp() override {
-    testing::DeviceTest::SetUp();
+    testing_support::ParallelDeviceTest::SetUp();
     if (IsSkipped()) return;
-    int size = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (device().is_cuda() && cuda_device_count() < size) {
-      GTEST_SKIP() << "no CUDA device for every rank (" << size << " ranks, " << cuda_device_count()
-                   << " devices; NCCL needs one device per rank)";
-    }
     // CUDA stage 3 is refused at config load without the validation opt-in (train/config.h).
     if (device().is_cuda()) setenv(kZero3CudaValidationEnv, "1", 1);
   }
   void TearDown() override { unsetenv(kZero3CudaValidationEnv); }
-
-  std::unique_ptr<distributed::Communicator> world() const {
-    distributed::CommunicatorOptions options;
-    options.timeout_s = 300;
-    return distributed::make_world_communicator(
-        device().is_cpu() ? Device::cpu() : distributed::local_cuda_device(), options);
-  }
 
   // A fresh run directory for this device and rank count, cleared by rank 0.
   std::string fresh_dir(distributed::Communicator& comm, const std::string& name) const {

@@ -20,41 +20,19 @@
 #include "nlohmann/json.hpp"
 #include "tests/distributed/mpi_test_env.h"
 #include "tests/train/train_test_support.h"
+#include "tests/train/zero_equivalence.h"
 #include "train/trainer.h"
 
 namespace tessera::train {
 namespace {
 
+using testing_support::compare;
+using testing_support::Diff;
 using testing_support::load;
+using testing_support::read_metrics;
 using testing_support::run_dir;
 
 constexpr int64_t kSliceBytes = 40000;  // gpt_tiny's 512 x 64 table (131072 bytes): 156 rows
-
-std::vector<nlohmann::json> read_metrics(const std::string& dir) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream f(dir + "/metrics.jsonl");
-  for (std::string line; std::getline(f, line);) rows.push_back(nlohmann::json::parse(line));
-  return rows;
-}
-
-struct Diff {
-  double max_rel = 0;   // max |a - b| / max |b|
-  int64_t unequal = 0;  // elements not bitwise equal
-};
-
-Diff compare(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.numel(), b.numel());
-  Diff d;
-  double max_diff = 0, scale = 0;
-  for (int64_t i = 0; i < std::min(a.numel(), b.numel()); ++i) {
-    const float x = a.data<float>()[i], y = b.data<float>()[i];
-    max_diff = std::max(max_diff, double(std::fabs(x - y)));
-    scale = std::max(scale, double(std::fabs(y)));
-    d.unequal += std::memcmp(&x, &y, sizeof(float)) != 0;
-  }
-  d.max_rel = scale > 0 ? max_diff / scale : max_diff;
-  return d;
-}
 
 TEST(Zero3Slice, SlicesAreUnitsThatTileTheTableAndGatherBitwise) {
   auto world = distributed::testing::test_world();

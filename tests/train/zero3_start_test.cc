@@ -23,6 +23,7 @@
 #include "models/factory.h"
 #include "nlohmann/json.hpp"
 #include "tests/distributed/mpi_test_env.h"
+#include "tests/train/layout_runs.h"
 #include "tests/train/train_test_support.h"
 #include "train/freeze.h"
 #include "train/trainer.h"
@@ -31,6 +32,7 @@ namespace tessera::train {
 namespace {
 
 using testing_support::load;
+using testing_support::losses;
 using testing_support::run_dir;
 
 constexpr int64_t kBucketBytes = 2000;  // many buckets: ranges cut inside parameters
@@ -122,18 +124,6 @@ TEST(Zero3Start, ShardedInitEqualsFullInitThenShardBitwise) {
   config::Config bf16 = tiny("gpt");
   bf16.mutable_train()->set_precision(config::TrainConfig::BF16);
   expect_sharded_init("gpt bf16", bf16, *world, 1);
-}
-
-// step -> loss from RUN_DIR/metrics.jsonl (training records only).
-std::map<int64_t, double> losses(const std::string& dir) {
-  std::map<int64_t, double> out;
-  std::ifstream f(dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(f, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (!j.contains("kind")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
 }
 
 struct RunAt {
