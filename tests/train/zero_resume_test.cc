@@ -4,13 +4,12 @@
 //    stage: an exact resume) and ends where the uninterrupted run of the writing stage ends:
 //    bitwise on 2 ranks (with one micro-batch every stage's arithmetic is stage 0's there,
 //    zero_test.cc and zero3_test.cc), within 1e-6 on 4 (the same stage: bitwise);
-//  - ViT, CLIP, DiT (2 ranks): stages 2 and 3's checkpoints at every stage, stages 0 and 1's at
-//    stages 2 and 3, bitwise;
+//  - ViT, CLIP, DiT (2 ranks): the same, every stage's checkpoint at every stage, bitwise;
 //  - GPT with two micro-batches and bf16 compute: stages 2 and 3 resume each other's checkpoints;
-//  - on 4 ranks, the stage pairs checkpoint_reshard_test.cc does not cover (1->2, 1->3, 2->3,
-//    3->1, and each stage to itself on another layout) across DP 2, DP 4 and TP 2 x DP 2:
-//    within 1e-6 of the writing layout's uninterrupted run (losses, parameters; the Adam moments
-//    4e-6: other summation orders).
+//  - on 4 ranks, for GPT, ViT and DiT, the stage pairs checkpoint_reshard_test.cc does not
+//    cover (1->2, 1->3, 2->3, 3->1, 3->2, and each stage to itself on another layout) across
+//    DP 2, DP 4 and TP 2 x DP 2: within 1e-6 of the writing layout's uninterrupted run (losses,
+//    parameters; the Adam moments 4e-6: other summation orders).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -188,13 +187,10 @@ TEST(ZeroResume, EveryStageResumesEveryStagesCheckpointOnTheSameRanks) {
   expect_every_stage_resumes("gpt", model_config("gpt"), {0, 1, 2, 3});
 }
 
-// The other models: the new stages' checkpoints at every stage, and stages 0 and 1's at the new
-// stages (0 and 1 between themselves: checkpoint_reshard_test.cc and the GPT case above).
+// The other models, as GPT above: every stage's checkpoint at every stage.
 TEST(ZeroResume, OtherModelsResumeAcrossStages) {
   for (const std::string model : {"vit", "clip", "dit"}) {
-    const config::Config cfg = model_config(model);
-    expect_every_stage_resumes(model, cfg, {2, 3}, {0, 1, 2, 3});
-    expect_every_stage_resumes(model, cfg, {0, 1}, {2, 3});
+    expect_every_stage_resumes(model, model_config(model), {0, 1, 2, 3});
   }
 }
 
@@ -215,29 +211,36 @@ TEST(ZeroResume, Stage2And3WithGradientAccumulationAndBf16) {
 }
 
 // Layouts of 4 ranks: (ranks, tp, zero). Each pair here is one checkpoint_reshard_test.cc lacks
-// (it resumes everything from DP 2 x TP 2 stage 0, and writes back to stage 0, 2->1 and 3->2).
+// (it resumes everything from DP 2 x TP 2 stage 0, and writes back to stage 0, 2->1 and 3->2),
+// for GPT, ViT and DiT. Not CLIP: its layouts' last-bit differences grow more over the two
+// resumed steps (the logit scale, the gathered similarity matrix), beyond these tolerances:
+// 1.7e-6 in the parameters, 4.3e-6 in the first moment and 1e-5 in the second, measured, into
+// TP 2 x DP 2 (4-7e-7, 1.6e-6 and 1.5e-6 between DP 2 and DP 4).
 TEST(ZeroResume, StagePairsAcrossLayouts) {
   auto world = distributed::testing::test_world(120);
   ASSERT_EQ(world->size(), 4) << "run on 4 ranks";
-  const config::Config cfg = model_config("gpt");
   const std::vector<std::pair<Layout, std::vector<Layout>>> pairs = {
       {{2, 1, 1}, {{4, 1, 2}, {4, 2, 3}, {4, 2, 1}}},  // 1->2, 1->3 (to TP), 1->1 (to TP)
       {{4, 1, 2}, {{2, 1, 3}, {4, 2, 2}}},             // 2->3, 2->2 (to TP)
       {{4, 1, 3}, {{2, 1, 1}, {2, 1, 3}, {4, 2, 3}}},  // 3->1, 3->3 (DP 4->2, to TP)
       {{4, 2, 3}, {{4, 1, 3}, {2, 1, 2}}},             // 3->3 (TP -> DP 4), 3->2
   };
-  for (const auto& [from, tos] : pairs) {
-    const std::string src = run_dir("reshard_" + from.name());
-    fresh(*world, src);
-    train_at(*world, cfg, from, src, "");
-    for (const Layout& to : tos) {
-      const std::string what = from.name() + " -> " + to.name();
-      SCOPED_TRACE(what);
-      const std::string dir = run_dir("reshard_" + from.name() + "_to_" + to.name());
-      fresh(*world, dir);
-      train_at(*world, cfg, to, dir, step_dir(src, 2));
-      if (world->rank() == 0) expect_resumed_equal(dir, src, /*bitwise=*/false, what);
-      world->barrier()->wait();
+  for (const std::string model : {"gpt", "vit", "dit"}) {
+    const config::Config cfg = model_config(model);
+    for (const auto& [from, tos] : pairs) {
+      const std::string src = run_dir("reshard_" + model + "_" + from.name());
+      fresh(*world, src);
+      train_at(*world, cfg, from, src, "");
+      for (const Layout& to : tos) {
+        const std::string what = model + ": " + from.name() + " -> " + to.name();
+        SCOPED_TRACE(what);
+        const std::string dir =
+            run_dir("reshard_" + model + "_" + from.name() + "_to_" + to.name());
+        fresh(*world, dir);
+        train_at(*world, cfg, to, dir, step_dir(src, 2));
+        if (world->rank() == 0) expect_resumed_equal(dir, src, /*bitwise=*/false, what);
+        world->barrier()->wait();
+      }
     }
   }
 }
