@@ -287,8 +287,8 @@ LossResult Gpt::forward_backward(const Batch& batch, float loss_scale) {
     // smaller than the table's gradient: keep them instead of a dense (V, C) gradient, and let
     // the reduction compute dW's rows bucket by bucket (ParamStore::add_grad_source; the token
     // embedding adds its part after, as in the dense order). dW[r0:r1] = dlogits[:, r0:r1]^T @ h
-    // from a contiguous copy of those columns (CPU only: stage 3 runs on CPU; CUDA keeps the
-    // dense gradient).
+    // from a contiguous copy of those columns. CPU only until ZeRO-3 has run on a GPU (the copy
+    // itself works on either device); CUDA keeps the dense gradient.
     store_.add_grad_source(
         tok_.table_id(),
         [dlogits, h, N, C](int64_t begin, const Tensor& out) {

@@ -422,6 +422,9 @@ class ParamStore {
   mutable std::vector<int> recent_;  // resident units, most recently used last
   mutable int last_unit_ = -1, direction_ = +1;
   mutable std::vector<char> waited_;  // per unit: param() waited for its gather already
+  // Per unit: its gather was issued inside a training step, so its time is that step's (a unit
+  // left resident by an evaluation between steps is not counted in the step that releases it).
+  mutable std::vector<char> gathered_in_step_;
   mutable int64_t gathered_live_bytes_ = 0, gathered_peak_bytes_ = 0, gather_bytes_ = 0;
   mutable int64_t param_live_bytes_ = 0, param_peak_bytes_ = 0;  // param_bytes_peak()
   std::vector<distributed::ZeroShards::Bucket> shard_buckets_;   // of shard_params()

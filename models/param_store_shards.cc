@@ -91,6 +91,7 @@ void ParamStore::build_units() {
   full_bf16_.assign(units_.size(), Tensor());
   pending_.assign(units_.size(), nullptr);
   waited_.assign(units_.size(), 0);
+  gathered_in_step_.assign(units_.size(), 0);
 }
 
 std::vector<int64_t> ParamStore::unit_bounds() const {
@@ -176,7 +177,8 @@ const Tensor& ParamStore::resident_unit(int u, const std::string& reader) const 
   if (!waited_[u]) {
     const int64_t t0 = now_ns();
     pending_[u]->wait();  // the gather's completion (on CUDA: orders the compute stream)
-    if (in_step_) gather_stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
+    if (in_step_ && gathered_in_step_[u])
+      gather_stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
     waited_[u] = 1;
   }
   return full_[u];
@@ -371,6 +373,7 @@ std::shared_ptr<distributed::Work> ParamStore::gather_unit(int unit) const {
                        : std::make_shared<UnitGather>(absl::StrCat("gather of unit '", u.name, "'"),
                                                       std::move(parts));
   waited_[unit] = 0;
+  gathered_in_step_[unit] = in_step_;
   if (in_step_) ++gather_stats_.gathers;
   return pending_[unit];
 }
@@ -406,12 +409,13 @@ void ParamStore::release_unit(int unit) const {
   TESSERA_CHECK(sharded_, "ParamStore::release without shard_params()");
   if (!full_.at(unit).defined()) return;
   // The communication thread may still write into the buffer: never free it under a gather.
+  const bool this_step = in_step_ && gathered_in_step_[unit];
   if (!waited_[unit]) {
     const int64_t t0 = now_ns();
     pending_[unit]->wait();  // an unused prefetch: blocking here is waiting too
-    if (in_step_) gather_stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
+    if (this_step) gather_stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
   }
-  if (in_step_) count_gather_time(unit);
+  if (this_step) count_gather_time(unit);
   pending_[unit] = nullptr;
   gathered_live_bytes_ -= int64_t(full_[unit].nbytes());
   full_[unit] = Tensor();

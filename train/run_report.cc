@@ -30,15 +30,11 @@ int64_t current_rss_bytes() {
   return resident * 4096;
 }
 
-namespace {
-
 int64_t peak_rss_bytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return int64_t(usage.ru_maxrss) * 1024;
 }
-
-}  // namespace
 
 void print_start_report(const StartReport& r) {
   std::printf(

@@ -14,6 +14,7 @@ namespace tessera::train {
 
 std::string human_bytes(double bytes);  // "12.3 MiB"; "unknown" when negative
 int64_t current_rss_bytes();            // resident memory now (/proc/self/statm)
+int64_t peak_rss_bytes();               // the most resident so far (VmHWM), start-up included
 
 struct StartReport {
   std::string model_kind, layout, run_dir;

@@ -277,6 +277,12 @@ void Trainer::prepare() {
   // ZeRO-2/3: per-parameter gradient staging from the start, so the flat gradient buffer is
   // never allocated; the GradSync is built below, after the parameters are sharded.
   if (optimizer_->zero_stage() >= 2) params.stage_grads();
+  // The constructor skipped init() by shard_only_start(); the optimizer must be the one that
+  // shards, or training would start from unset parameters.
+  TESSERA_CHECK((optimizer_->zero_stage() == 3) == shard_only_start(config_, layout_),
+                "trainer: parallel.zero_stage ", config_.parallel().zero_stage(), " on ",
+                layout_.dp_size(), " data-parallel ranks gave an optimizer at ZeRO stage ",
+                optimizer_->zero_stage(), "; the start-up assumed the other");
   shard_parameters(*model_, *optimizer_, layout_, cfg.train().seed());
   if (cfg.train().ema_decay() > 0) {  // sharded as the optimizer's state (train/ema.h)
     ema_ = std::make_unique<Ema>(params, optimizer_->zero_shards(), cfg.train().ema_decay(),

@@ -19,7 +19,6 @@
 // state, their sum, and the resident set size (RSS, /proc/self/statm) of the whole process, which
 // also holds the binary, MPI, the activations and the allocator's slack. scripts/bench_zero runs it
 // at 1, 2 and 4 ranks (bench/peer/bench_zero.py).
-#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstring>
@@ -40,13 +39,6 @@
 
 namespace tessera {
 namespace {
-
-// The most resident memory so far (VmHWM), start-up included.
-int64_t peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return int64_t(usage.ru_maxrss) * 1024;
-}
 
 // One GPT sequence of `tokens` random ids (same on every rank: only memory is measured).
 models::Batch random_gpt_batch(const config::Config& cfg, int64_t tokens) {
@@ -133,8 +125,8 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   j["optimizer_bytes"] = state;
   j["total_bytes"] = params + grads + shard + staging + state;
   j["rss_bytes"] = train::current_rss_bytes();
-  j["rss_peak_bytes"] = peak_rss_bytes();  // start-up included
-  world->barrier()->wait();                // every rank allocated before anyone prints or exits
+  j["rss_peak_bytes"] = train::peak_rss_bytes();  // start-up included
+  world->barrier()->wait();  // every rank allocated before anyone prints or exits
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
   world->barrier()->wait();
