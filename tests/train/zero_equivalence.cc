@@ -12,6 +12,7 @@
 #include <numeric>
 
 #include "tests/distributed/mpi_test_env.h"
+#include "tests/train/rank_agreement.h"
 #include "tests/train/train_test_support.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -82,10 +83,14 @@ void expect_zero_equals_dp(std::vector<std::string> sets, const std::string& nam
   }
   world->barrier()->wait();
   const double clip = with(0).optim().grad_clip();  // the sets may override 0.25
+  // EXPECT, then leave together (tests/train/rank_agreement.h): the gathers below are collective.
   Trainer dp(with(0), dir_dp, true, world.get());
-  ASSERT_EQ(dp.run(), kExitOk);
+  const int rc_dp = dp.run();
+  EXPECT_EQ(rc_dp, kExitOk);
   Trainer zero(with(stage), dir_zero, true, world.get());
-  ASSERT_EQ(zero.run(), kExitOk);
+  const int rc_zero = zero.run();
+  EXPECT_EQ(rc_zero, kExitOk);
+  if (!all_ranks_ok(*world, rc_dp == kExitOk && rc_zero == kExitOk)) return;
   // ZeRO-3 really sharded the parameters (all ranks take part in the gather below).
   models::ParamStore& zp = zero.model().params();
   EXPECT_EQ(zp.params_sharded(), stage == 3 && world->size() > 1);
@@ -224,25 +229,28 @@ void expect_tied_grad_reduced_early(int stage) {
                                       "data.global_batch_size=16", "train.micro_batches=2"}),
                         "gpt_tied_early_accumulate", stage, "configs/gpt_tiny.pbtxt",
                         /*bitwise_np2=*/false);
-  if (world->rank() == 0) {
-    const auto late = read_metrics(zero_run_dir("gpt_tied_late", stage, world->size()));
-    const auto early = read_metrics(zero_run_dir("gpt_tied_early", stage, world->size()));
-    ASSERT_EQ(late.size(), early.size());
-    const config::Config cfg = load("configs/gpt_tiny.pbtxt");
-    const int64_t table =
-        4 * int64_t(cfg.model().gpt().vocab_size()) * cfg.model().gpt().transformer().d_model();
-    for (size_t i = 0; i < late.size(); ++i) {
-      const int64_t a = early[i]["grad_peak_bytes"], b = late[i]["grad_peak_bytes"];
-      EXPECT_LT(a, b) << "step " << i + 1;
-      EXPECT_GT(double(early[i]["dp_comm_bytes"]), double(late[i]["dp_comm_bytes"]));
-      if (i == 0) {
-        std::printf(
-            "[stage %d on %d ranks] gradient peak: %lld bytes reduced late, %lld early "
-            "(the tied table: %lld bytes)\n",
-            stage, world->size(), (long long)b, (long long)a, (long long)table);
+  // Rank 0's checks in a function of their own: an ASSERT there ends it, not this function, and
+  // rank 0 still reaches the barrier below (tests/train/rank_agreement.h).
+  if (world->rank() == 0)
+    [&] {
+      const auto late = read_metrics(zero_run_dir("gpt_tied_late", stage, world->size()));
+      const auto early = read_metrics(zero_run_dir("gpt_tied_early", stage, world->size()));
+      ASSERT_EQ(late.size(), early.size());
+      const config::Config cfg = load("configs/gpt_tiny.pbtxt");
+      const int64_t table =
+          4 * int64_t(cfg.model().gpt().vocab_size()) * cfg.model().gpt().transformer().d_model();
+      for (size_t i = 0; i < late.size(); ++i) {
+        const int64_t a = early[i]["grad_peak_bytes"], b = late[i]["grad_peak_bytes"];
+        EXPECT_LT(a, b) << "step " << i + 1;
+        EXPECT_GT(double(early[i]["dp_comm_bytes"]), double(late[i]["dp_comm_bytes"]));
+        if (i == 0) {
+          std::printf(
+              "[stage %d on %d ranks] gradient peak: %lld bytes reduced late, %lld early "
+              "(the tied table: %lld bytes)\n",
+              stage, world->size(), (long long)b, (long long)a, (long long)table);
+        }
       }
-    }
-  }
+    }();
   world->barrier()->wait();
 }
 
@@ -268,22 +276,23 @@ void expect_tied_table_built_bucket_by_bucket(int stage, bool bf16) {
   const int64_t table =
       4 * int64_t(cfg.model().gpt().vocab_size()) * cfg.model().gpt().transformer().d_model();
   expect_zero_equals_dp(sets, name, stage);
-  if (world->rank() == 0) {
-    const auto rows = read_metrics(zero_run_dir(name, stage, world->size()));
-    const auto dense = read_metrics(dp_run_dir(name, stage, world->size()));
-    ASSERT_EQ(rows.size(), 5u);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const int64_t peak = rows[i]["grad_peak_bytes"];
-      EXPECT_LT(peak, table) << "step " << i + 1;
-      if (i == 0) {
-        std::printf(
-            "[%s, stage %d on %d ranks] gradient peak %lld bytes; the tied table %lld bytes; "
-            "plain DP's flat gradient %lld bytes\n",
-            name.c_str(), stage, world->size(), (long long)peak, (long long)table,
-            (long long)int64_t(dense[i]["grad_peak_bytes"]));
+  if (world->rank() == 0)
+    [&] {  // ASSERT ends the lambda only: rank 0 reaches the barrier
+      const auto rows = read_metrics(zero_run_dir(name, stage, world->size()));
+      const auto dense = read_metrics(dp_run_dir(name, stage, world->size()));
+      ASSERT_EQ(rows.size(), 5u);
+      for (size_t i = 0; i < rows.size(); ++i) {
+        const int64_t peak = rows[i]["grad_peak_bytes"];
+        EXPECT_LT(peak, table) << "step " << i + 1;
+        if (i == 0) {
+          std::printf(
+              "[%s, stage %d on %d ranks] gradient peak %lld bytes; the tied table %lld bytes; "
+              "plain DP's flat gradient %lld bytes\n",
+              name.c_str(), stage, world->size(), (long long)peak, (long long)table,
+              (long long)int64_t(dense[i]["grad_peak_bytes"]));
+        }
       }
-    }
-  }
+    }();
   world->barrier()->wait();
 }
 
