@@ -139,5 +139,11 @@ std::thread start_thread_blocking_signals(std::function<void()> body);
 // only copy, or route by device); a contiguous f32 CPU tensor with an MPI-sized count.
 void check_f32(const Tensor& t, const char* op, const char* arg, const std::string& group);
 void check_cpu_f32(const Tensor& t, const char* op, const char* arg, const std::string& group);
+// The same for the operations that only move data (all_gather, broadcast, send, recv): f32 or
+// bf16 (moved as its bits; no arithmetic). check_same_dtype: an all_gather's input and output.
+void check_movable(const Tensor& t, const char* op, const char* arg, const std::string& group);
+void check_cpu_movable(const Tensor& t, const char* op, const char* arg, const std::string& group);
+void check_same_dtype(const Tensor& input, const Tensor& output, const char* op,
+                      const std::string& group);
 
 }  // namespace tessera::distributed
