@@ -93,7 +93,8 @@ class Communicator {
   // input: (size() * n) on every rank; output: (n). Rank r receives op over all ranks of
   // input[r*n, (r+1)*n). input and output must not overlap.
   virtual WorkHandle reduce_scatter(const Tensor& input, const Tensor& output, ReduceOp op) = 0;
-  // input: (n); output: (size() * n), rank r's input lands at output[r*n, (r+1)*n).
+  // input: (n); output: (size() * n), rank r's input lands at output[r*n, (r+1)*n). In place
+  // when input is exactly that range of output (no send buffer; ZeRO-3's bf16 gathers).
   virtual WorkHandle all_gather(const Tensor& input, const Tensor& output) = 0;
   // In place: every rank ends with root's t.
   virtual WorkHandle broadcast(const Tensor& t, int root) = 0;

@@ -96,9 +96,10 @@ struct MpiCommunicator::Op {
   const char* op_name;
   bool collective = true;
   ReduceOp rop = ReduceOp::kSum;
-  Tensor a, b;   // a: the in-place tensor or the input; b: the output
+  Tensor a, b;               // a: the in-place tensor or the input; b: the output
   DType dtype = DType::f32;  // a's (and b's): f32, or bf16 for the data-movement operations
-  int peer = 0;  // root for broadcast, peer for send/recv
+  bool in_place = false;     // all_gather: a is this rank's range of b (MPI_IN_PLACE)
+  int peer = 0;              // root for broadcast, peer for send/recv
   int64_t seq = 0;
   int64_t elements = 0;
   int64_t issued_ns = 0, deadline_ns = 0;
@@ -232,6 +233,8 @@ WorkHandle MpiCommunicator::all_gather(const Tensor& input, const Tensor& output
                 " times the elements of input ", input.describe());
   auto op = std::make_unique<Op>(Op::kAllGather, "all_gather");
   op->dtype = input.dtype();
+  op->in_place = input.raw_data() == static_cast<const char*>(output.raw_data()) +
+                                         int64_t(rank_) * int64_t(input.nbytes());
   op->a = input;
   op->b = output;
   op->elements = output.numel();
@@ -303,8 +306,8 @@ void MpiCommunicator::start(Op& op) {
                                      MPI_FLOAT, mpi_op(op.rop), data_, &op.req);
       break;
     case Op::kAllGather:
-      rc = MPI_Iallgather(op.a.raw_data(), int(op.a.numel()), type, op.b.raw_data(),
-                          int(op.a.numel()), type, data_, &op.req);
+      rc = MPI_Iallgather(op.in_place ? MPI_IN_PLACE : op.a.raw_data(), int(op.a.numel()), type,
+                          op.b.raw_data(), int(op.a.numel()), type, data_, &op.req);
       break;
     case Op::kBroadcast:
       rc = MPI_Ibcast(op.a.raw_data(), n, type, op.peer, data_, &op.req);
@@ -340,8 +343,8 @@ void MpiCommunicator::run_bulk(Op& op) {
                                     MPI_FLOAT, mpi_op(op.rop), bulk_);
       break;
     case Op::kAllGather:
-      rc = MPI_Allgather(op.a.raw_data(), int(op.a.numel()), type, op.b.raw_data(),
-                         int(op.a.numel()), type, bulk_);
+      rc = MPI_Allgather(op.in_place ? MPI_IN_PLACE : op.a.raw_data(), int(op.a.numel()), type,
+                         op.b.raw_data(), int(op.a.numel()), type, bulk_);
       break;
     case Op::kBroadcast:
       rc = MPI_Bcast(op.a.raw_data(), n, type, op.peer, bulk_);

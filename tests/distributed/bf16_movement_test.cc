@@ -107,6 +107,12 @@ TEST_P(Bf16Movement, AllGatherEqualsConvertingTheF32AllGather) {
     Tensor out16 = Tensor::zeros({S * n}, DType::bf16, d());
     w.all_gather(on(to_bf16(in32), d()), out16)->wait();
     expect_same_bits(out16, to_bf16(host(out32)), "all_gather n=" + std::to_string(n));
+    // In place (ZeRO-3's gathers): the input is this rank's range of the output.
+    Tensor inplace = Tensor::zeros({S * n}, DType::bf16, d());
+    const Tensor mine = inplace.flat_view(w.rank() * n, {n});
+    copy(on(to_bf16(in32), d()), mine);
+    w.all_gather(mine, inplace)->wait();
+    expect_same_bits(inplace, to_bf16(host(out32)), "in-place all_gather n=" + std::to_string(n));
   }
 }
 
