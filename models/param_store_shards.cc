@@ -90,10 +90,13 @@ void ParamStore::build_units() {
   full_.assign(units_.size(), Tensor());
   full_bf16_.assign(units_.size(), Tensor());
   f32_parts_.assign(units_.size(), nullptr);
-  // Read in f32 from the start: the 1-D parameters (norm gains and biases, Linear biases, scalars);
-  // the others once read so (unit_param_f32()).
+  // Read in f32 from the start: norm gains and biases, Linear biases, scalars (1-D or kNormOrBias)
+  // and embedding tables (lookups); the others once read so (unit_param_f32()).
   reads_f32_.assign(infos_.size(), 0);
-  for (size_t id = 0; id < infos_.size(); ++id) reads_f32_[id] = infos_[id].local_shape.size() <= 1;
+  for (size_t id = 0; id < infos_.size(); ++id) {
+    const ParamInfo& info = infos_[id];
+    reads_f32_[id] = info.local_shape.size() <= 1 || info.spec.group != ParamGroup::kWeight;
+  }
   pending_.assign(units_.size(), nullptr);
   waited_.assign(units_.size(), 0);
   gathered_in_step_.assign(units_.size(), 0);
