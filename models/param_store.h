@@ -259,8 +259,8 @@ class ParamStore {
   std::vector<int64_t> unit_bounds() const;
 
   // Sharded parameter storage, off unless called (stages 0-2 never do). After finalize(),
-  // freeze(), init() and set_compute_dtype() (bf16: compute_param() converts each gathered unit
-  // once; the bf16 shadow of the whole buffer is dropped): every rank keeps just its slice of
+  // freeze(), init() and set_compute_dtype() (bf16: units are gathered in bf16, see f32_parts_;
+  // the bf16 shadow of the whole buffer is dropped): every rank keeps just its slice of
   // every bucket of `shards` (param_shards(): first the ZeroShards shard-buffer layout, so the
   // optimizer's m, v and gradient shard line up with it element for element, then the frozen
   // parameters' units, one bucket each) and the full flat buffer is freed. `shards` must cut at
