@@ -421,8 +421,8 @@ class ParamStore {
   // rank converts its shard at gather time), and the f32 values of its parameters read in f32
   // (param(), param_slice(): norms, biases, embedding tables) travel beside it in an f32 part.
   // reads_f32_ per ParamId: 1-D parameters from the start, others from their first f32 read
-  // (which gathers the unit in f32 too, once). A unit whose f32-read share is half or more is
-  // gathered in f32 and converted, as before (fewer bytes). gather_full() gathers f32 only.
+  // (which gathers the unit in f32 too, once). A unit whose f32 part would cost as many bytes as
+  // bf16 saves is gathered in f32 and converted, as before. gather_full() gathers f32 only.
   struct F32Part;                                            // param_store_shards.cc
   mutable std::vector<std::shared_ptr<F32Part>> f32_parts_;  // per unit; null unless mixed
   mutable std::vector<char> reads_f32_;

@@ -477,7 +477,7 @@ std::shared_ptr<distributed::Work> ParamStore::gather_mixed(int unit) const {
     part->regions.push_back({id, lo - u.begin, hi - u.begin, part->numel});
     part->numel += hi - lo;
   }
-  // bf16 for all + f32 for F moves 2U + 4F bytes per rank's share, f32 alone 4U.
+  // bf16 for all + f32 for F moves at least 2U + 4F bytes, f32 alone 4U.
   if (2 * part->numel >= u.numel) return nullptr;
   // Where each rank's pieces of the regions lie in its shard of the unit (bucket by bucket: rank
   // r holds [begin + r * shard, begin + (r + 1) * shard) of each), and where they go.
@@ -498,6 +498,10 @@ std::shared_ptr<distributed::Work> ParamStore::gather_mixed(int unit) const {
     }
     most = std::max(most, count);
   }
+  // The f32 part moves n x most elements (each rank's pieces padded to the most any rank holds):
+  // when that costs as much as the bf16 half saved (f32-read parameters lying in few ranks'
+  // ranges, DiT's modulation), gather f32.
+  if (2 * most >= u.shard) return nullptr;
   // The bf16 gather, in place: this rank's shard of each bucket converted into its own range of
   // the unit's bf16 buffer (at gather time, so whatever wrote the shards, the optimizer, a
   // checkpoint load, init_shards(), is seen without a bf16 shadow of them to keep in step).

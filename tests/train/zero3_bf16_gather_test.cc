@@ -36,6 +36,10 @@ void build(ParamStore& s) {
   s.add({"blocks.0.qkv.weight", {47, 16}, -1, Init::normal(1.0f)});
   s.add({"blocks.0.qkv.bias", {47}, -1, Init::uniform(0.5f), ParamGroup::kNormOrBias});
   s.add({"blocks.0.ln.weight", {16}, -1, Init::uniform(1.0f), ParamGroup::kNormOrBias});
+  // A unit whose f32-read elements (40 %) lie first, in rank 0's range (and rank 1's on 4 ranks):
+  // padded to the most any rank holds, the f32 part would cost what bf16 saves.
+  s.add({"blocks.1.mix.weight", {30, 10}, -1, Init::normal(1.0f)});
+  s.add({"blocks.1.mix.scale", {200}, -1, Init::uniform(1.0f), ParamGroup::kNormOrBias});
   s.finalize();
   s.set_compute_dtype(DType::bf16);
   s.init(7);
@@ -90,6 +94,15 @@ TEST(Zero3Bf16Gather, GathersBf16AndTheF32PartBitwiseAsUnsharded) {
   EXPECT_TRUE(same_bits(s.param(w), ref.param(w)));
   EXPECT_EQ(s.take_gather_bytes(), 4 * n * shard);
   s.release(u);
+
+  // Uneven f32 pieces: the f32 path (4 bytes an element, the bf16 copy converted from it).
+  const int u1 = s.find_unit("blocks.1.");
+  const ParamId mw = s.find("blocks.1.mix.weight"), ms = s.find("blocks.1.mix.scale");
+  s.gather(u1);
+  EXPECT_TRUE(same_bits(s.compute_param(mw), ref.compute_param(mw)));
+  EXPECT_TRUE(same_bits(s.param(ms), ref.param(ms)));
+  EXPECT_EQ(s.take_gather_bytes(), 4 * n * s.units()[u1].shard);
+  s.release(u1);
 
   // gather_full() is f32, whatever the compute dtype; a unit left resident in bf16 stays so.
   const int e = s.find_unit("other");
