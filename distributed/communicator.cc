@@ -182,9 +182,33 @@ void check_f32(const Tensor& t, const char* op, const char* arg, const std::stri
 void check_cpu_f32(const Tensor& t, const char* op, const char* arg, const std::string& group) {
   TESSERA_CHECK(t.defined(), op, " on '", group, "': ", arg, " is undefined");
   TESSERA_CHECK(t.dtype() == DType::f32 && t.device().is_cpu(), op, " on '", group, "': ", arg,
-                " must be f32 on the CPU, got ", t.describe());
+                " must be f32 on the CPU, got ", t.describe(),
+                t.dtype() == DType::bf16
+                    ? " (bf16 is moved (all_gather, broadcast, send, recv), never reduced here)"
+                    : "");
   TESSERA_CHECK(t.numel() <= INT32_MAX, op, " on '", group, "': ", arg, " has ", t.numel(),
                 " elements; MPI counts are int (split it)");
+}
+
+void check_movable(const Tensor& t, const char* op, const char* arg, const std::string& group) {
+  TESSERA_CHECK(t.defined(), op, " on '", group, "': ", arg, " is undefined");
+  TESSERA_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::bf16, op, " on '", group, "': ", arg,
+                " must be f32 or bf16, got ", t.describe());
+}
+
+void check_cpu_movable(const Tensor& t, const char* op, const char* arg, const std::string& group) {
+  check_movable(t, op, arg, group);
+  TESSERA_CHECK(t.device().is_cpu(), op, " on '", group, "': ", arg, " must be on the CPU, got ",
+                t.describe());
+  TESSERA_CHECK(t.numel() <= INT32_MAX, op, " on '", group, "': ", arg, " has ", t.numel(),
+                " elements; MPI counts are int (split it)");
+}
+
+void check_same_dtype(const Tensor& input, const Tensor& output, const char* op,
+                      const std::string& group) {
+  TESSERA_CHECK(input.dtype() == output.dtype(), op, " on '", group, "': input ", input.describe(),
+                " and output ", output.describe(),
+                " must have one dtype (no conversion in transit)");
 }
 
 }  // namespace tessera::distributed

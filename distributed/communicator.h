@@ -93,7 +93,8 @@ class Communicator {
   // input: (size() * n) on every rank; output: (n). Rank r receives op over all ranks of
   // input[r*n, (r+1)*n). input and output must not overlap.
   virtual WorkHandle reduce_scatter(const Tensor& input, const Tensor& output, ReduceOp op) = 0;
-  // input: (n); output: (size() * n), rank r's input lands at output[r*n, (r+1)*n).
+  // input: (n); output: (size() * n), rank r's input lands at output[r*n, (r+1)*n). In place
+  // when input is exactly that range of output (no send buffer; ZeRO-3's bf16 gathers).
   virtual WorkHandle all_gather(const Tensor& input, const Tensor& output) = 0;
   // In place: every rank ends with root's t.
   virtual WorkHandle broadcast(const Tensor& t, int root) = 0;
@@ -139,5 +140,11 @@ std::thread start_thread_blocking_signals(std::function<void()> body);
 // only copy, or route by device); a contiguous f32 CPU tensor with an MPI-sized count.
 void check_f32(const Tensor& t, const char* op, const char* arg, const std::string& group);
 void check_cpu_f32(const Tensor& t, const char* op, const char* arg, const std::string& group);
+// The same for the operations that only move data (all_gather, broadcast, send, recv): f32 or
+// bf16 (moved as its bits; no arithmetic). check_same_dtype: an all_gather's input and output.
+void check_movable(const Tensor& t, const char* op, const char* arg, const std::string& group);
+void check_cpu_movable(const Tensor& t, const char* op, const char* arg, const std::string& group);
+void check_same_dtype(const Tensor& input, const Tensor& output, const char* op,
+                      const std::string& group);
 
 }  // namespace tessera::distributed

@@ -59,6 +59,12 @@ MPI_Op mpi_op(ReduceOp op) {
   return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM;
 }
 
+// bf16 travels as its 16-bit pattern: the operations that take it only move data, so no MPI
+// type with arithmetic is needed (the reductions refuse it before this is reached).
+MPI_Datatype mpi_type(DType dtype) {
+  return dtype == DType::bf16 ? MPI_UINT16_T : MPI_FLOAT;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -90,8 +96,10 @@ struct MpiCommunicator::Op {
   const char* op_name;
   bool collective = true;
   ReduceOp rop = ReduceOp::kSum;
-  Tensor a, b;   // a: the in-place tensor or the input; b: the output
-  int peer = 0;  // root for broadcast, peer for send/recv
+  Tensor a, b;               // a: the in-place tensor or the input; b: the output
+  DType dtype = DType::f32;  // a's (and b's): f32, or bf16 for the data-movement operations
+  bool in_place = false;     // all_gather: a is this rank's range of b (MPI_IN_PLACE)
+  int peer = 0;              // root for broadcast, peer for send/recv
   int64_t seq = 0;
   int64_t elements = 0;
   int64_t issued_ns = 0, deadline_ns = 0;
@@ -176,7 +184,7 @@ WorkHandle MpiCommunicator::enqueue(std::unique_ptr<Op> op) {
     op->seq = ++p2p_seq_;
     what = absl::StrCat(op->op_name, op->kind == Op::kSend ? " to" : " from", " rank ",
                         world_ranks_[op->peer], " (p2p #", op->seq, " on group '", name_, "', ",
-                        op->elements, " f32 elements)");
+                        op->elements, " ", dtype_name(op->dtype), " elements)");
   }
   op->issued_ns = now_ns();
   op->deadline_ns = op->issued_ns + int64_t(options_.timeout_s * 1e9);
@@ -217,12 +225,16 @@ WorkHandle MpiCommunicator::reduce_scatter(const Tensor& input, const Tensor& ou
 }
 
 WorkHandle MpiCommunicator::all_gather(const Tensor& input, const Tensor& output) {
-  check_cpu_f32(input, "all_gather", "input", name_);
-  check_cpu_f32(output, "all_gather", "output", name_);
+  check_cpu_movable(input, "all_gather", "input", name_);
+  check_cpu_movable(output, "all_gather", "output", name_);
+  check_same_dtype(input, output, "all_gather", name_);
   TESSERA_CHECK(output.numel() == int64_t(size_) * input.numel(), "all_gather on '", name_,
                 "': output ", output.describe(), " must have size() = ", size_,
                 " times the elements of input ", input.describe());
   auto op = std::make_unique<Op>(Op::kAllGather, "all_gather");
+  op->dtype = input.dtype();
+  op->in_place = input.raw_data() == static_cast<const char*>(output.raw_data()) +
+                                         int64_t(rank_) * int64_t(input.nbytes());
   op->a = input;
   op->b = output;
   op->elements = output.numel();
@@ -230,10 +242,11 @@ WorkHandle MpiCommunicator::all_gather(const Tensor& input, const Tensor& output
 }
 
 WorkHandle MpiCommunicator::broadcast(const Tensor& t, int root) {
-  check_cpu_f32(t, "broadcast", "t", name_);
+  check_cpu_movable(t, "broadcast", "t", name_);
   TESSERA_CHECK(root >= 0 && root < size_, "broadcast on '", name_, "': root ", root,
                 " outside the group of ", size_);
   auto op = std::make_unique<Op>(Op::kBroadcast, "broadcast");
+  op->dtype = t.dtype();
   op->a = t;
   op->peer = root;
   op->elements = t.numel();
@@ -242,11 +255,12 @@ WorkHandle MpiCommunicator::broadcast(const Tensor& t, int root) {
 
 WorkHandle MpiCommunicator::point_to_point(bool sending, const Tensor& t, int peer) {
   const char* what = sending ? "send" : "recv";
-  check_cpu_f32(t, what, "t", name_);
+  check_cpu_movable(t, what, "t", name_);
   TESSERA_CHECK(peer >= 0 && peer < size_, what, " on '", name_, "': peer ", peer,
                 " outside the group of ", size_);
   auto op = std::make_unique<Op>(sending ? Op::kSend : Op::kRecv, what);
   op->collective = false;
+  op->dtype = t.dtype();
   op->a = t;
   op->peer = peer;
   op->elements = t.numel();
@@ -272,7 +286,7 @@ void MpiCommunicator::start(Op& op) {
   const int n = int(op.elements);
   int rc = MPI_SUCCESS;
   if (op.collective && op.kind != Op::kBarrier && size_ > 1 &&
-      size_t(op.elements) * sizeof(float) >= options_.bulk_min_bytes) {
+      size_t(op.elements) * dtype_size(op.dtype) >= options_.bulk_min_bytes) {
     op.bulk = true;
     rc = MPI_Ibarrier(data_, &op.req);
     if (rc != MPI_SUCCESS) {
@@ -281,6 +295,7 @@ void MpiCommunicator::start(Op& op) {
     }
     return;
   }
+  const MPI_Datatype type = mpi_type(op.dtype);
   switch (op.kind) {
     case Op::kAllReduce:
       rc = MPI_Iallreduce(MPI_IN_PLACE, op.a.data<float>(), n, MPI_FLOAT, mpi_op(op.rop), data_,
@@ -291,17 +306,17 @@ void MpiCommunicator::start(Op& op) {
                                      MPI_FLOAT, mpi_op(op.rop), data_, &op.req);
       break;
     case Op::kAllGather:
-      rc = MPI_Iallgather(op.a.data<float>(), int(op.a.numel()), MPI_FLOAT, op.b.data<float>(),
-                          int(op.a.numel()), MPI_FLOAT, data_, &op.req);
+      rc = MPI_Iallgather(op.in_place ? MPI_IN_PLACE : op.a.raw_data(), int(op.a.numel()), type,
+                          op.b.raw_data(), int(op.a.numel()), type, data_, &op.req);
       break;
     case Op::kBroadcast:
-      rc = MPI_Ibcast(op.a.data<float>(), n, MPI_FLOAT, op.peer, data_, &op.req);
+      rc = MPI_Ibcast(op.a.raw_data(), n, type, op.peer, data_, &op.req);
       break;
     case Op::kSend:
-      rc = MPI_Isend(op.a.data<float>(), n, MPI_FLOAT, op.peer, kTagData, data_, &op.req);
+      rc = MPI_Isend(op.a.raw_data(), n, type, op.peer, kTagData, data_, &op.req);
       break;
     case Op::kRecv:
-      rc = MPI_Irecv(op.a.data<float>(), n, MPI_FLOAT, op.peer, kTagData, data_, &op.req);
+      rc = MPI_Irecv(op.a.raw_data(), n, type, op.peer, kTagData, data_, &op.req);
       break;
     case Op::kBarrier:
       rc = MPI_Ibarrier(data_, &op.req);
@@ -318,6 +333,7 @@ void MpiCommunicator::start(Op& op) {
 void MpiCommunicator::run_bulk(Op& op) {
   const int n = int(op.elements);
   int rc = MPI_SUCCESS;
+  const MPI_Datatype type = mpi_type(op.dtype);
   switch (op.kind) {
     case Op::kAllReduce:
       rc = MPI_Allreduce(MPI_IN_PLACE, op.a.data<float>(), n, MPI_FLOAT, mpi_op(op.rop), bulk_);
@@ -327,11 +343,11 @@ void MpiCommunicator::run_bulk(Op& op) {
                                     MPI_FLOAT, mpi_op(op.rop), bulk_);
       break;
     case Op::kAllGather:
-      rc = MPI_Allgather(op.a.data<float>(), int(op.a.numel()), MPI_FLOAT, op.b.data<float>(),
-                         int(op.a.numel()), MPI_FLOAT, bulk_);
+      rc = MPI_Allgather(op.in_place ? MPI_IN_PLACE : op.a.raw_data(), int(op.a.numel()), type,
+                         op.b.raw_data(), int(op.a.numel()), type, bulk_);
       break;
     case Op::kBroadcast:
-      rc = MPI_Bcast(op.a.data<float>(), n, MPI_FLOAT, op.peer, bulk_);
+      rc = MPI_Bcast(op.a.raw_data(), n, type, op.peer, bulk_);
       break;
     default:
       rc = MPI_ERR_OTHER;

@@ -220,7 +220,7 @@ Tensor ParamStore::param(ParamId id) const {
   if (sharded_) {
     TESSERA_CHECK(slice_rows(id) == 0, "ParamStore: parameter '", i.spec.name,
                   "' is gathered in row slices (ZeRO-3): read it with param_slice()");
-    return resident_unit(unit_of_[id], i.spec.name).flat_view(unit_offset_[id], i.local_shape);
+    return unit_param_f32(unit_of_[id], id, unit_offset_[id], i.local_shape);
   }
   TESSERA_CHECK(finalized(), "ParamStore::param before finalize()");
   ensure_params();
@@ -367,9 +367,9 @@ Tensor ParamStore::compute_param(ParamId id) const {
   if (compute_dtype_ == DType::f32) return param(id);
   const ParamInfo& i = infos_.at(id);
   if (sharded_) {
-    // ZeRO-3 with bf16 compute: the unit is gathered in f32 (the master shards) and converted
-    // once per gather into a bf16 copy, the same conversion sync_compute_params() applies to the
-    // whole buffer unsharded (so the matmuls read the same bf16 values). Dropped with the unit.
+    // ZeRO-3 with bf16 compute: the unit's bf16 copy, gathered in bf16 (each rank converted its
+    // f32 master shard) or converted from the f32 unit: the same elementwise conversion
+    // sync_compute_params() applies to the whole buffer unsharded, so the same bf16 values.
     TESSERA_CHECK(slice_rows(id) == 0, "ParamStore: parameter '", i.spec.name,
                   "' is gathered in row slices (ZeRO-3): read it with compute_param_slice()");
     return resident_unit_compute(unit_of_[id], i.spec.name)

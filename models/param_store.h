@@ -259,8 +259,8 @@ class ParamStore {
   std::vector<int64_t> unit_bounds() const;
 
   // Sharded parameter storage, off unless called (stages 0-2 never do). After finalize(),
-  // freeze(), init() and set_compute_dtype() (bf16: compute_param() converts each gathered unit
-  // once; the bf16 shadow of the whole buffer is dropped): every rank keeps just its slice of
+  // freeze(), init() and set_compute_dtype() (bf16: units are gathered in bf16, see f32_parts_;
+  // the bf16 shadow of the whole buffer is dropped): every rank keeps just its slice of
   // every bucket of `shards` (param_shards(): first the ZeroShards shard-buffer layout, so the
   // optimizer's m, v and gradient shard line up with it element for element, then the frozen
   // parameters' units, one bucket each) and the full flat buffer is freed. `shards` must cut at
@@ -287,7 +287,7 @@ class ParamStore {
   // Waits for the unit's gather if still in flight, then drops its buffer: the memory is freed
   // once no view returned by param(id) is held any more. No-op for a unit not gathered.
   void release(int unit);
-  bool gathered(int unit) const { return full_.at(unit).defined(); }
+  bool gathered(int unit) const { return pending_.at(unit) != nullptr; }
   // Releases every gathered unit (before an optimizer step changes the shards).
   void release_all();
   // (N) f32 in the flat layout, on device(): every unit gathered in turn (units already gathered
@@ -416,7 +416,22 @@ class ParamStore {
   distributed::Communicator* dp_ = nullptr;
   Tensor shards_;  // (S) f32
   mutable std::vector<Tensor> full_;
-  mutable std::vector<Tensor> full_bf16_;  // bf16 compute: the gathered unit converted
+  mutable std::vector<Tensor> full_bf16_;  // bf16 compute: the gathered unit in bf16
+  // ZeRO-3 with bf16 compute (docs/DISTRIBUTED.md "Stage 3"): a unit is all-gathered in bf16 (each
+  // rank converts its shard at gather time), and the f32 values of its parameters read in f32
+  // (param(), param_slice(): norms, biases, embedding tables) travel beside it in an f32 part.
+  // reads_f32_ per ParamId: 1-D parameters from the start, others from their first f32 read
+  // (which gathers the unit in f32 too, once). A unit whose f32 part would cost as many bytes as
+  // bf16 saves is gathered in f32 and converted, as before. gather_full() gathers f32 only.
+  struct F32Part;                                            // param_store_shards.cc
+  mutable std::vector<std::shared_ptr<F32Part>> f32_parts_;  // per unit; null unless mixed
+  mutable std::vector<char> reads_f32_;
+  bool gather_f32_only_ = false;
+  std::shared_ptr<distributed::Work> gather_f32(int unit) const;    // the f32 unit, full_[unit]
+  std::shared_ptr<distributed::Work> gather_mixed(int unit) const;  // bf16 + the f32 part
+  void wait_unit(int unit, const std::string& reader) const;        // resident, waited, unpacked
+  // (shape) f32 at element `at` of the unit, of parameter id (the f32 part, or the f32 unit).
+  Tensor unit_param_f32(int unit, ParamId id, int64_t at, const Shape& shape) const;
   mutable std::vector<std::shared_ptr<distributed::Work>> pending_;
   bool auto_gather_ = false;
   mutable std::vector<int> recent_;  // resident units, most recently used last

@@ -89,6 +89,14 @@ void ParamStore::build_units() {
   }
   full_.assign(units_.size(), Tensor());
   full_bf16_.assign(units_.size(), Tensor());
+  f32_parts_.assign(units_.size(), nullptr);
+  // Read in f32 from the start: norm gains and biases, Linear biases, scalars (1-D or kNormOrBias)
+  // and embedding tables (lookups); the others once read so (unit_param_f32()).
+  reads_f32_.assign(infos_.size(), 0);
+  for (size_t id = 0; id < infos_.size(); ++id) {
+    const ParamInfo& info = infos_[id];
+    reads_f32_[id] = info.local_shape.size() <= 1 || info.spec.group != ParamGroup::kWeight;
+  }
   pending_.assign(units_.size(), nullptr);
   waited_.assign(units_.size(), 0);
   gathered_in_step_.assign(units_.size(), 0);
@@ -153,7 +161,7 @@ Tensor ParamStore::param_slice(ParamId id, int k) const {
   const int64_t r0 = k * per, r1 = std::min(i.local_shape[0], r0 + per);
   if (!sharded_) return param(id).slice(r0, r1);
   const int u = unit_of_[id] + k;
-  return resident_unit(u, i.spec.name).flat_view(0, slice_shape(i.local_shape, r1 - r0));
+  return unit_param_f32(u, id, 0, slice_shape(i.local_shape, r1 - r0));
 }
 
 Tensor ParamStore::compute_param_slice(ParamId id, int k) const {
@@ -169,9 +177,29 @@ Tensor ParamStore::compute_param_slice(ParamId id, int k) const {
   return resident_unit_compute(u, i.spec.name).flat_view(0, slice_shape(i.local_shape, r1 - r0));
 }
 
-const Tensor& ParamStore::resident_unit(int u, const std::string& reader) const {
+// The f32 part of a unit gathered in bf16 (gather_mixed()): the f32-read parameters' ranges of
+// the unit, packed in flat order into `values`. Each rank sends the elements of those ranges it
+// holds (packed, padded to the most any rank holds: the counts follow from the buckets, so every
+// rank knows every rank's), one all-gather brings all of them, and wait_unit() unpacks them.
+struct ParamStore::F32Part {
+  struct Region {
+    ParamId id;
+    int64_t lo, hi, at;  // unit elements [lo, hi) are values [at, at + hi - lo)
+  };
+  struct Move {
+    int64_t from, to, len;  // recv [from, from + len) -> values [to, to + len)
+  };
+  std::vector<Region> regions;
+  int64_t numel = 0;  // F: the regions' elements
+  Tensor values;      // (F) f32
+  Tensor recv32;  // (n x most) f32 in flight: every rank's pieces, padded; dropped once unpacked
+  std::vector<Move> unpack;
+  int64_t transient_bytes() const { return recv32.defined() ? int64_t(recv32.nbytes()) : 0; }
+};
+
+void ParamStore::wait_unit(int u, const std::string& reader) const {
   if (auto_gather_) auto_gather_access(u);
-  TESSERA_CHECK(full_[u].defined(), "ParamStore: parameter '", reader,
+  TESSERA_CHECK(pending_[u] != nullptr, "ParamStore: parameter '", reader,
                 "' read while its ZeRO-3 gather unit '", units_[u].name,
                 "' is not gathered (gather() it before use)");
   if (!waited_[u]) {
@@ -181,15 +209,58 @@ const Tensor& ParamStore::resident_unit(int u, const std::string& reader) const 
       gather_stats_.wait_seconds += double(now_ns() - t0) * 1e-9;
     waited_[u] = 1;
   }
+  F32Part* part = f32_parts_[u].get();
+  if (part && part->transient_bytes() > 0) {  // gathered in bf16: unpack the f32 part, if any
+    for (const auto& m : part->unpack) {
+      copy(part->recv32.flat_view(m.from, {m.len}), part->values.flat_view(m.to, {m.len}));
+    }
+    gathered_live_bytes_ -= part->transient_bytes();
+    part->recv32 = Tensor();
+  }
+}
+
+const Tensor& ParamStore::resident_unit(int u, const std::string& reader) const {
+  wait_unit(u, reader);
+  if (!full_[u].defined()) {
+    // Gathered in bf16 without the f32 values wanted here (a reader not seen before, or
+    // gather_full()): gather the unit in f32 too, blocking. Every rank reads the same parameters
+    // in the same order, so every rank issues it.
+    const int64_t t0 = now_ns();
+    gather_f32(u)->wait();
+    if (in_step_) {
+      const double s = double(now_ns() - t0) * 1e-9;
+      ++gather_stats_.gathers;
+      ++gather_stats_.misses;
+      gather_stats_.wait_seconds += s;
+      gather_stats_.comm_seconds += s;
+    }
+  }
   return full_[u];
 }
 
+Tensor ParamStore::unit_param_f32(int u, ParamId id, int64_t at, const Shape& shape) const {
+  const std::string& reader = infos_[id].spec.name;
+  wait_unit(u, reader);
+  if (full_[u].defined()) return full_[u].flat_view(at, shape);
+  if (const F32Part* part = f32_parts_[u].get()) {
+    const int64_t numel = shape_numel(shape);
+    for (const auto& r : part->regions) {
+      if (r.id == id && r.lo <= at && at + numel <= r.hi)
+        return part->values.flat_view(r.at + (at - r.lo), shape);
+    }
+  }
+  reads_f32_[id] = 1;  // from the next gather on, its f32 values travel in the unit's f32 part
+  return resident_unit(u, reader).flat_view(at, shape);
+}
+
 const Tensor& ParamStore::resident_unit_compute(int u, const std::string& reader) const {
-  // ZeRO-3 with bf16 compute: the unit is gathered in f32 (the master shards) and converted
-  // once per gather into a bf16 copy, the same conversion sync_compute_params() applies to the
-  // whole buffer unsharded (so the matmuls read the same bf16 values). Dropped with the unit.
-  const Tensor& full = resident_unit(u, reader);
+  // ZeRO-3 with bf16 compute: the unit as gathered in bf16 (gather_mixed()), or, for a unit
+  // gathered in f32 (mostly read in f32: a tied embedding), converted once per gather. Either is
+  // the conversion sync_compute_params() applies to the whole buffer unsharded (elementwise), so
+  // the matmuls read the same bf16 values at every stage. Dropped with the unit.
+  wait_unit(u, reader);
   if (!full_bf16_[u].defined()) {
+    const Tensor& full = full_[u];
     full_bf16_[u] = Tensor::empty({full.numel()}, DType::bf16, device_);
     ops::convert(full, full_bf16_[u]);
     gathered_live_bytes_ += int64_t(full_bf16_[u].nbytes());
@@ -353,7 +424,29 @@ std::shared_ptr<distributed::Work> ParamStore::gather_unit(int unit) const {
   TESSERA_CHECK(sharded_, "ParamStore::gather without shard_params()");
   TESSERA_CHECK(unit >= 0 && unit < static_cast<int>(units_.size()), "ParamStore::gather: unit ",
                 unit, " of ", units_.size());
-  if (full_[unit].defined()) return pending_[unit];  // resident or in flight
+  if (pending_[unit]) return pending_[unit];  // resident or in flight
+  std::shared_ptr<distributed::Work> work;
+  if (compute_dtype_ == DType::bf16 && !gather_f32_only_) work = gather_mixed(unit);
+  if (!work) work = gather_f32(unit);
+  pending_[unit] = std::move(work);
+  waited_[unit] = 0;
+  gathered_in_step_[unit] = in_step_;
+  if (in_step_) ++gather_stats_.gathers;
+  return pending_[unit];
+}
+
+namespace {
+
+std::shared_ptr<distributed::Work> join(std::vector<distributed::WorkHandle> parts,
+                                        const std::string& unit) {
+  if (parts.size() == 1) return parts.front();
+  return std::make_shared<UnitGather>(absl::StrCat("gather of unit '", unit, "'"),
+                                      std::move(parts));
+}
+
+}  // namespace
+
+std::shared_ptr<distributed::Work> ParamStore::gather_f32(int unit) const {
   const GatherUnit& u = units_[unit];
   const int64_t n = dp_->size();
   full_[unit] = Tensor::empty({u.shard * n}, DType::f32, device_);
@@ -368,14 +461,86 @@ std::shared_ptr<distributed::Work> ParamStore::gather_unit(int unit) const {
     parts.push_back(dp_->all_gather(shards_.flat_view(b.offset, {b.shard}),
                                     full_[unit].flat_view(b.begin - u.begin, {n * b.shard})));
   }
-  pending_[unit] = parts.size() == 1
-                       ? parts.front()
-                       : std::make_shared<UnitGather>(absl::StrCat("gather of unit '", u.name, "'"),
-                                                      std::move(parts));
-  waited_[unit] = 0;
-  gathered_in_step_[unit] = in_step_;
-  if (in_step_) ++gather_stats_.gathers;
-  return pending_[unit];
+  return join(std::move(parts), u.name);
+}
+
+std::shared_ptr<distributed::Work> ParamStore::gather_mixed(int unit) const {
+  const GatherUnit& u = units_[unit];
+  const int64_t n = dp_->size();
+  auto part = std::make_shared<F32Part>();
+  for (ParamId id : u.ids) {
+    if (!reads_f32_[id]) continue;
+    const ParamInfo& info = infos_[id];
+    const int64_t lo = std::max(info.offset, u.begin);
+    const int64_t hi = std::min(info.offset + info.numel, u.begin + u.numel);
+    if (lo >= hi) continue;
+    part->regions.push_back({id, lo - u.begin, hi - u.begin, part->numel});
+    part->numel += hi - lo;
+  }
+  // bf16 for all + f32 for F moves at least 2U + 4F bytes, f32 alone 4U.
+  if (2 * part->numel >= u.numel) return nullptr;
+  // Where each rank's pieces of the regions lie in its shard of the unit (bucket by bucket: rank
+  // r holds [begin + r * shard, begin + (r + 1) * shard) of each), and where they go.
+  std::vector<std::vector<F32Part::Move>> pieces(n);  // from: the rank's unit shard
+  int64_t most = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    int64_t count = 0;
+    for (int i = u.first_bucket; i < u.first_bucket + u.num_buckets; ++i) {
+      const auto& b = shard_buckets_[i];
+      const int64_t own = b.begin + r * b.shard, own_end = std::min(b.end, own + b.shard);
+      for (const auto& g : part->regions) {
+        const int64_t lo = std::max(own, u.begin + g.lo), hi = std::min(own_end, u.begin + g.hi);
+        if (lo >= hi) continue;
+        pieces[r].push_back(
+            {b.offset - u.shard_offset + (lo - own), g.at + (lo - u.begin - g.lo), hi - lo});
+        count += hi - lo;
+      }
+    }
+    most = std::max(most, count);
+  }
+  // The f32 part moves n x most elements (each rank's pieces padded to the most any rank holds):
+  // when that costs as much as the bf16 half saved (f32-read parameters lying in few ranks'
+  // ranges, DiT's modulation), gather f32.
+  if (2 * most >= u.shard) return nullptr;
+  // The bf16 gather, in place: this rank's shard of each bucket converted into its own range of
+  // the unit's bf16 buffer (at gather time, so whatever wrote the shards, the optimizer, a
+  // checkpoint load, init_shards(), is seen without a bf16 shadow of them to keep in step).
+  full_bf16_[unit] = Tensor::empty({u.shard * n}, DType::bf16, device_);
+  std::vector<distributed::WorkHandle> parts;
+  for (int i = u.first_bucket; i < u.first_bucket + u.num_buckets; ++i) {
+    const auto& b = shard_buckets_[i];
+    const Tensor all = full_bf16_[unit].flat_view(b.begin - u.begin, {n * b.shard});
+    const Tensor mine = all.flat_view(dp_->rank() * b.shard, {b.shard});
+    ops::convert(shards_.flat_view(b.offset, {b.shard}), mine);
+    parts.push_back(dp_->all_gather(mine, all));
+  }
+  gather_bytes_ += int64_t(full_bf16_[unit].nbytes());
+  if (part->numel > 0) {
+    part->values = Tensor::empty({part->numel}, DType::f32, device_);
+    // In place, as the bf16 gather: this rank's pieces packed into its range (the padding zeroed).
+    part->recv32 = Tensor::empty({n * most}, DType::f32, device_);
+    const Tensor mine = part->recv32.flat_view(dp_->rank() * most, {most});
+    zero_(mine);
+    int64_t at = 0;
+    for (const auto& p : pieces[dp_->rank()]) {
+      copy(shards_.flat_view(u.shard_offset + p.from, {p.len}), mine.flat_view(at, {p.len}));
+      at += p.len;
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      at = r * most;
+      for (const auto& p : pieces[r]) {
+        part->unpack.push_back({at, p.to, p.len});
+        at += p.len;
+      }
+    }
+    parts.push_back(dp_->all_gather(mine, part->recv32));
+    gather_bytes_ += int64_t(part->recv32.nbytes());
+  }
+  gathered_live_bytes_ += int64_t(full_bf16_[unit].nbytes()) + part->transient_bytes() +
+                          (part->values.defined() ? int64_t(part->values.nbytes()) : 0);
+  gathered_peak_bytes_ = std::max(gathered_peak_bytes_, gathered_live_bytes_);
+  f32_parts_[unit] = std::move(part);
+  return join(std::move(parts), u.name);
 }
 
 double ParamStore::GatherStats::hidden_fraction() const {
@@ -407,7 +572,7 @@ void ParamStore::release_all() {
 
 void ParamStore::release_unit(int unit) const {
   TESSERA_CHECK(sharded_, "ParamStore::release without shard_params()");
-  if (!full_.at(unit).defined()) return;
+  if (pending_.at(unit) == nullptr) return;
   // The communication thread may still write into the buffer: never free it under a gather.
   const bool this_step = in_step_ && gathered_in_step_[unit];
   if (!waited_[unit]) {
@@ -417,11 +582,14 @@ void ParamStore::release_unit(int unit) const {
   }
   if (this_step) count_gather_time(unit);
   pending_[unit] = nullptr;
-  gathered_live_bytes_ -= int64_t(full_[unit].nbytes());
-  full_[unit] = Tensor();
-  if (full_bf16_[unit].defined()) {
-    gathered_live_bytes_ -= int64_t(full_bf16_[unit].nbytes());
-    full_bf16_[unit] = Tensor();
+  for (Tensor* t : {&full_[unit], &full_bf16_[unit]}) {
+    if (t->defined()) gathered_live_bytes_ -= int64_t(t->nbytes());
+    *t = Tensor();
+  }
+  if (const F32Part* part = f32_parts_[unit].get()) {
+    gathered_live_bytes_ -= part->transient_bytes();
+    if (part->values.defined()) gathered_live_bytes_ -= int64_t(part->values.nbytes());
+    f32_parts_[unit] = nullptr;
   }
   recent_.erase(std::remove(recent_.begin(), recent_.end(), unit), recent_.end());
 }
@@ -447,7 +615,7 @@ void ParamStore::begin_gather_step() {
 
 void ParamStore::auto_gather_access(int unit) const {
   const bool repeat = unit == last_unit_;  // another parameter of the unit read last
-  if (in_step_ && !full_[unit].defined()) ++gather_stats_.misses;
+  if (in_step_ && !pending_[unit]) ++gather_stats_.misses;
   if (in_step_ && !repeat) {
     trace_.push_back(unit);
     if (on_schedule_) {
@@ -461,7 +629,7 @@ void ParamStore::auto_gather_access(int unit) const {
   }
   if (!(in_step_ && on_schedule_)) return guess_gather(unit);
   last_unit_ = unit;
-  if (repeat && full_[unit].defined()) return;
+  if (repeat && pending_[unit]) return;
   const size_t next = size_t(cursor_ + 1);
   keep_resident(unit, next < schedule_.size() ? schedule_[next] : -1);
 }
@@ -481,7 +649,7 @@ void ParamStore::keep_resident(int a, int b) const {
 void ParamStore::guess_gather(int unit) const {
   // recent_: resident units in use order, a prefetched one counted as used just before.
   recent_.erase(std::remove(recent_.begin(), recent_.end(), unit), recent_.end());
-  if (!full_[unit].defined()) {  // a miss: keep the most recently used unit only, gather
+  if (!pending_[unit]) {  // a miss: keep the most recently used unit only, gather
     while (recent_.size() > 1) release_unit(recent_.front());
     gather_unit(unit);
   }
@@ -490,7 +658,7 @@ void ParamStore::guess_gather(int unit) const {
   if (unit == last_unit_ + 1 || unit == last_unit_ - 1) direction_ = unit - last_unit_;
   last_unit_ = unit;
   const int next = unit + direction_;
-  if (next < 0 || next >= static_cast<int>(units_.size()) || full_[next].defined()) return;
+  if (next < 0 || next >= static_cast<int>(units_.size()) || pending_[next]) return;
   while (recent_.size() > 1) release_unit(recent_.front());  // keep the unit being read
   gather_unit(next);
   recent_.insert(recent_.begin(), next);
@@ -500,9 +668,10 @@ Tensor ParamStore::gather_full() {
   TESSERA_CHECK(sharded_, "ParamStore::gather_full without shard_params()");
   Tensor out = Tensor::empty({numel_}, DType::f32, device_);
   const bool automatic = auto_gather_;
-  auto_gather_ = false;  // residency here is explicit
+  auto_gather_ = false;     // residency here is explicit
+  gather_f32_only_ = true;  // f32 values wanted (a unit resident in bf16 gathers its f32 too)
   for (size_t u = 0; u < units_.size(); ++u) {
-    const bool resident = full_[u].defined();
+    const bool resident = pending_[u] != nullptr;
     gather(static_cast<int>(u));
     // A unit is one contiguous range of the flat layout (a row slice too).
     const GatherUnit& unit = units_[u];
@@ -513,6 +682,7 @@ Tensor ParamStore::gather_full() {
     if (!resident) release(static_cast<int>(u));
   }
   auto_gather_ = automatic;
+  gather_f32_only_ = false;
   return out;
 }
 

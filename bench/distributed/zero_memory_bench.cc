@@ -60,6 +60,8 @@ int run(const std::string& config_path, const std::vector<std::string>& sets, in
   auto model =
       models::make_model(cfg.model(), layout.tp_size() > 1 ? &layout.tp() : nullptr, Device::cpu());
   models::ParamStore& store = model->params();
+  // As the trainer: bf16 compute keeps a bf16 shadow (stages 0-2) or gathers bf16 (stage 3).
+  if (cfg.train().precision() == config::TrainConfig::BF16) store.set_compute_dtype(DType::bf16);
   store.set_slice_bytes(cfg.parallel().vocab_slice_bytes());  // as the trainer does (CPU)
   auto optimizer = train::make_optimizer(store, cfg, layout);
   // As the trainer starts (train/trainer.cc): stages 2 and 3 stage the gradients before anything
