@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/timer.h"
+#include "distributed/busy_time.h"
 #include "ops/elementwise.h"
 
 namespace tessera::distributed {
@@ -262,26 +263,9 @@ void GradSync::finish() {
   }
   const int64_t t1 = now_ns();
   // Communication time: the union of the buckets' [started, completed] intervals.
-  std::vector<std::pair<int64_t, int64_t>> spans;
-  // NcclCommunicator's wait() orders the compute stream instead of blocking, so a bucket may not
-  // have completed (as seen from the host) yet: it has no span to count.
-  for (auto& w : works_) {
-    const int64_t started = w->started_ns(), completed = w->completed_ns();
-    if (completed > 0) spans.emplace_back(started > 0 ? started : completed, completed);
-  }
-  std::sort(spans.begin(), spans.end());
-  int64_t busy = 0, cur_begin = 0, cur_end = -1;
-  for (auto [b, e] : spans) {
-    if (b > cur_end) {
-      if (cur_end >= 0) busy += cur_end - cur_begin;
-      cur_begin = b;
-      cur_end = e;
-    } else {
-      cur_end = std::max(cur_end, e);
-    }
-  }
-  if (cur_end >= 0) busy += cur_end - cur_begin;
-  stats_.comm_seconds += double(busy) * 1e-9;
+  BusyTime busy;
+  for (auto& w : works_) busy.add(*w);
+  stats_.comm_seconds += double(busy.take_ns()) * 1e-9;
   stats_.wait_seconds += double(t1 - t0) * 1e-9;
   stats_.syncs += 1;
   works_.clear();

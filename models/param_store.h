@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "distributed/busy_time.h"
 #include "distributed/zero_shards.h"
 
 namespace tessera::distributed {
@@ -317,8 +318,9 @@ class ParamStore {
   // Inside training steps (begin_gather_step() to release_all()), since reset_gather_stats(). A
   // miss: a read of a unit neither resident nor in flight (gathered on demand, the reader blocked
   // for the whole gather). wait: time param() blocked on a gather (misses and prefetches not yet
-  // complete); comm: the gathers' own time (started to completed by the communication engine;
-  // gathers run one after another there).
+  // complete); comm: the time some gather of the step was in flight (the union of the gathers'
+  // started-to-completed intervals, distributed::BusyTime: a unit's buckets and the next unit's
+  // prefetch progress together and count once).
   struct GatherStats {
     int64_t gathers = 0, misses = 0, steps = 0;
     double wait_seconds = 0, comm_seconds = 0;
@@ -378,7 +380,10 @@ class ParamStore {
   void count_param_bytes(int64_t delta) const;
   void guess_gather(int unit) const;       // auto_gather_access off the schedule
   void keep_resident(int a, int b) const;  // release all but a and b, then gather a, b (-1: none)
-  void count_gather_time(int unit) const;  // its comm time, once complete (at release)
+  void count_gather_time(int unit) const;  // its comm intervals, once complete (at release)
+  // This step's gather intervals; their union is added to comm_seconds at the step's end, so
+  // gathers in flight together count once (as GradSync's buckets).
+  mutable distributed::BusyTime step_gather_time_;
   Device device_ = Device::cpu();
   bool finalized_ = false;
 

@@ -228,11 +228,11 @@ const Tensor& ParamStore::resident_unit(int u, const std::string& reader) const 
     const int64_t t0 = now_ns();
     gather_f32(u)->wait();
     if (in_step_) {
-      const double s = double(now_ns() - t0) * 1e-9;
+      const int64_t t1 = now_ns();
       ++gather_stats_.gathers;
       ++gather_stats_.misses;
-      gather_stats_.wait_seconds += s;
-      gather_stats_.comm_seconds += s;
+      gather_stats_.wait_seconds += double(t1 - t0) * 1e-9;
+      step_gather_time_.add(t0, t1);
     }
   }
   return full_[u];
@@ -403,15 +403,9 @@ class UnitGather final : public distributed::Work {
     if (!done()) complete(now_ns());
     Work::wait();
   }
-  // The parts' own communication time (other collectives may run between them); 0 while one
-  // has not completed as seen from the host.
-  int64_t busy_ns() const {
-    int64_t busy = 0;
-    for (const auto& p : parts_) {
-      if (p->completed_ns() == 0) return 0;
-      busy += p->completed_ns() - (p->started_ns() > 0 ? p->started_ns() : p->completed_ns());
-    }
-    return busy;
+  // The parts' own intervals (other collectives may run between them).
+  void add_to(distributed::BusyTime& busy) const {
+    for (const auto& p : parts_) busy.add(*p);
   }
 
  private:
@@ -550,13 +544,11 @@ double ParamStore::GatherStats::hidden_fraction() const {
 
 void ParamStore::count_gather_time(int unit) const {
   const distributed::Work& w = *pending_[unit];
-  int64_t busy = 0;
   if (const auto* parts = dynamic_cast<const UnitGather*>(&w)) {
-    busy = parts->busy_ns();
-  } else if (w.completed_ns() > 0) {  // NCCL: may not have completed as seen from the host
-    busy = w.completed_ns() - (w.started_ns() > 0 ? w.started_ns() : w.completed_ns());
+    parts->add_to(step_gather_time_);
+  } else {
+    step_gather_time_.add(w);
   }
-  gather_stats_.comm_seconds += double(busy) * 1e-9;
 }
 
 void ParamStore::release_all() {
@@ -564,6 +556,7 @@ void ParamStore::release_all() {
   if (in_step_) {  // the end of a training step: its order is the schedule from now on
     in_step_ = false;
     ++gather_stats_.steps;
+    gather_stats_.comm_seconds += double(step_gather_time_.take_ns()) * 1e-9;
     if (trace_ != schedule_) schedule_ = trace_;
   }
   last_unit_ = -1;

@@ -135,15 +135,15 @@ int64_t expected_gathers(const std::vector<int>& schedule, std::set<int> residen
 }
 
 // A step's statistics, checked against what they measure: the wait is time the step's thread
-// blocked on gathers, so at most the step's wall time; the communication time is positive and
-// param_gather_hidden is 1 - wait / comm as documented (GradSync's definition). The communication
-// time is NOT bounded by the step's time here, though every counted gather runs inside the step:
-// ParamStore sums each gather's MPI_Iallgather-to-completion time, and the buckets of a unit and
-// the next unit's prefetch are in flight together, so the intervals overlap (measured up to 15
-// times the step's wall time on CLIP's steady steps with several buckets per unit; GradSync takes
-// the union of its buckets' intervals instead). That overstates param_gather_hidden.
+// blocked on gathers, and the communication time the union of the step's gather intervals
+// (distributed::BusyTime, as GradSync's), so both are at most the step's wall time: every counted
+// gather is issued and released inside the step. Summing the intervals instead, as ParamStore once
+// did, broke that bound by up to 15 times on CLIP's steady steps, where a unit's buckets and the
+// next unit's prefetch are in flight together, and overstated param_gather_hidden.
+// param_gather_hidden is 1 - wait / comm as documented (GradSync's definition).
 void expect_consistent_times(const ParamStore::GatherStats& g, double step_seconds) {
   EXPECT_GT(g.comm_seconds, 0);
+  EXPECT_LE(g.comm_seconds, step_seconds);
   EXPECT_LE(g.wait_seconds, step_seconds);
   EXPECT_DOUBLE_EQ(g.hidden_fraction(), std::clamp(1 - g.wait_seconds / g.comm_seconds, 0.0, 1.0));
 }
@@ -304,10 +304,11 @@ class OneSecondGathers : public distributed::Communicator {
 
   distributed::WorkHandle all_gather(const Tensor& input, const Tensor& output) override {
     inner_.all_gather(input, output)->wait();
-    ++count_;
+    // Disjoint intervals (the k-th: [2k, 2k + 1] s), so their union counts 1 s per all-gather.
+    const int64_t start = 1 + 2000000000 * count_++;
     auto work = std::make_shared<distributed::Work>("all_gather taking 1 s");
-    work->mark_started(1);
-    work->complete(1 + 1000000000);
+    work->mark_started(start);
+    work->complete(start + 1000000000);
     return work;
   }
   int rank() const override { return inner_.rank(); }
