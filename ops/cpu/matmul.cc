@@ -15,6 +15,7 @@
 #include "dnnl.h"
 #include "ops/cpu/isa.h"
 #include "ops/cpu/matmul.h"
+#include "ops/cpu/onednn_status.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/simd.h"
 
@@ -32,8 +33,9 @@ void sgemm_one(const GemmShape& s, float alpha, const float* a, const float* b, 
   const int64_t lda = s.trans_a ? s.m : s.k, ldb = s.trans_b ? s.k : s.n;
   dnnl_status_t st = dnnl_sgemm(s.trans_a ? 'T' : 'N', s.trans_b ? 'T' : 'N', s.m, s.n, s.k, alpha,
                                 a, lda, b, ldb, beta, c, s.n);
-  TESSERA_CHECK(st == dnnl_success, "dnnl_sgemm failed with status ", int(st), " for m=", s.m,
-                " n=", s.n, " k=", s.k);
+  // Out of memory (its packing buffers) says so, with the shapes: onednn_status.h.
+  if (st != dnnl_success) [[unlikely]]
+    throw_onednn_error(st, "dnnl_sgemm", gemm_description(s, "f32"));
 }
 
 TESSERA_CPU_KERNEL(void, scale_kernel, (float* c, float beta, int64_t n), (c, beta, n)) {

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -28,6 +29,7 @@
 #include "dnnl.hpp"
 #include "ops/cpu/isa.h"
 #include "ops/cpu/matmul.h"
+#include "ops/cpu/onednn_status.h"
 #include "ops/cpu/parallel.h"
 #include "ops/cpu/simd.h"
 
@@ -106,8 +108,9 @@ std::shared_ptr<const Entry> create(const Key& key) {
     e->scratchpad = pd.scratchpad_desc();
     e->primitive = dnnl::matmul(pd);
   } catch (const dnnl::error& err) {
-    throw_error(absl::StrCat("bf16 matmul (batch=", key.batch, " m=", key.m, " n=", key.n,
-                             " k=", key.k, "): oneDNN refused it: ", err.what()));
+    const GemmShape shape{key.batch, key.m, key.n, key.k, key.trans_a, key.trans_b};
+    throw_onednn_error(err.status, absl::StrCat("matmul primitive creation (", err.what(), ")"),
+                       gemm_description(shape, "bf16"));
   }
   return e;
 }
@@ -161,7 +164,7 @@ void* scratchpad(size_t bytes) {
   if (bytes > capacity) {
     capacity = (bytes + 4095) / 4096 * 4096;
     buffer.reset(std::aligned_alloc(64, capacity));
-    TESSERA_CHECK(buffer != nullptr, "gemm_bf16: cannot allocate ", capacity, " bytes");
+    if (buffer == nullptr) capacity = 0;  // the caller reports it, with the shapes
   }
   return buffer.get();
 }
@@ -219,7 +222,14 @@ void gemm_bf16_via_f32(const GemmShape& s, float alpha, const bf16* a, const bf1
   // Per thread: concurrent calls (Bf16ConcurrentCallsAgree) must not share buffers.
   thread_local std::vector<float> buffer;
   const size_t need = size_t(na + nb + (direct ? 0 : nc));
-  if (buffer.size() < need) buffer.resize(need);
+  if (buffer.size() < need) {
+    try {
+      buffer.resize(need);
+    } catch (const std::bad_alloc&) {
+      throw_error(absl::StrCat("out of memory allocating ", need * sizeof(float),
+                               " bytes for the f32 copies of the ", gemm_description(s, "bf16")));
+    }
+  }
   float* fa = buffer.data();
   float* fb = fa + na;
   convert(a, fa, na);
@@ -260,10 +270,18 @@ void gemm_bf16(const GemmShape& s, float alpha, const bf16* a, const bf16* b, fl
   };
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(e->bias, engine, const_cast<void*>(bias)));
   if (size_t bytes = e->scratchpad.get_size()) {
-    args.emplace(DNNL_ARG_SCRATCHPAD, memory(e->scratchpad, engine, scratchpad(bytes)));
+    void* pad = scratchpad(bytes);
+    TESSERA_CHECK(pad != nullptr, "out of memory allocating oneDNN's scratchpad of ", bytes,
+                  " bytes for the ", gemm_description(s, "bf16"));
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(e->scratchpad, engine, pad));
   }
-  e->primitive.execute(stream, args);
-  stream.wait();
+  try {
+    e->primitive.execute(stream, args);
+    stream.wait();
+  } catch (const dnnl::error& err) {
+    throw_onednn_error(err.status, absl::StrCat("matmul primitive (", err.what(), ")"),
+                       gemm_description(s, "bf16"));
+  }
 }
 
 }  // namespace tessera::ops::cpu

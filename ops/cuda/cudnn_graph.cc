@@ -13,7 +13,12 @@ void check(cudnnStatus_t s, const std::string& what) {
   if (s == CUDNN_STATUS_SUCCESS) return;
   char detail[512] = {0};
   cudnnGetLastErrorString(detail, sizeof(detail));
-  throw_error(absl::StrCat("cuDNN ", what, ": ", cudnnGetErrorString(s),
+  // An allocation failure reads "out of memory" so that `tessera train` adds its advice
+  // (train/run_train.cc).
+  const bool oom = s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+                   s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+  throw_error(absl::StrCat(oom ? "out of memory in " : "", "cuDNN ", what, ": ",
+                           cudnnGetErrorString(s),
                            detail[0] ? absl::StrCat(" (", detail, ")") : std::string()));
 }
 

@@ -23,11 +23,14 @@ constexpr size_t kWorkspaceBytes = size_t(32) << 20;
 constexpr int kBlock = 256;
 constexpr int64_t kChunkRows = 256;  // rows per partial column sum
 
-void check_lt(cublasStatus_t status, const char* what) {
+void check_lt(cublasStatus_t status, const std::string& what) {
+  if (status == CUBLAS_STATUS_ALLOC_FAILED) {
+    // "out of memory" so that `tessera train` adds its advice (train/run_train.cc).
+    throw_error("out of memory in cuBLASLt " + what + " (CUBLAS_STATUS_ALLOC_FAILED)");
+  }
   if (status != CUBLAS_STATUS_SUCCESS) {
     // cublasGetStatusString lives in libcublas, which is not linked: the status number.
-    throw_error(std::string("cuBLASLt ") + what + " failed: cublasStatus_t " +
-                std::to_string(int(status)));
+    throw_error("cuBLASLt " + what + " failed: cublasStatus_t " + std::to_string(int(status)));
   }
 }
 
@@ -174,7 +177,9 @@ void lt_gemm(const GemmShape& s, float alpha, const void* a, const void* b, cuda
   check_lt(status, "cublasLtMatmulAlgoGetHeuristic");
   check_lt(cublasLtMatmul(dev.handle, call.op, &alpha, b, call.a, a, call.b, &beta, c, call.c, c,
                           call.c, &heuristic.algo, dev.workspace, kWorkspaceBytes, stream),
-           "cublasLtMatmul");
+           "cublasLtMatmul for batch " + std::to_string(s.batch) + " m " + std::to_string(s.m) +
+               " n " + std::to_string(s.n) + " k " + std::to_string(s.k) +
+               (s.trans_a ? " trans_a" : "") + (s.trans_b ? " trans_b" : ""));
 }
 
 __device__ inline float load_any(const void* p, bool is_bf16, int64_t i) {
