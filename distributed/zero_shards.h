@@ -79,8 +79,9 @@ struct ShardPiece {
 };
 // Every piece of `buckets` x `segments` ((offset, numel) pairs, not overlapping, any order),
 // bucket after bucket, each bucket's pieces in segment-index order (callers that sum over the
-// pieces rely on it). The one place that intersects shard buckets with parameters: sharded
-// init, the shard's decay mask, the per-parameter gradient norm and checkpoint reads use it.
+// pieces rely on it). The one place that intersects shard buckets with parameters for sharded
+// init, the shard's decay mask and the per-parameter gradient norm (checkpoint reads cut the same
+// ranges into boxes with checkpoint/slices.h's range_boxes()).
 std::vector<ShardPiece> shard_pieces(const std::vector<ZeroShards::Bucket>& buckets,
                                      const std::vector<std::pair<int64_t, int64_t>>& segments);
 
