@@ -116,6 +116,25 @@ absl::Status finish_parameters(detail::PieceReader& reader, const tessera::Tenso
   return absl::OkStatus();
 }
 
+// Queues the reads of parameter `info`'s elements in this rank's own ranges of `buckets` from the
+// stored tensor `t` into `out`, laid out as the shard buffer (ZeRO: the parameter shards of stage
+// 3, the Adam moments of stages 1-3).
+absl::Status queue_own_ranges(detail::PieceReader& reader, const checkpoint::Tensor& t,
+                              const models::ParamInfo& info,
+                              const std::vector<distributed::ZeroShards::Bucket>& buckets,
+                              float* out) {
+  for (const auto& b : buckets) {
+    if (b.own() == 0 || b.own_end <= info.offset || info.offset + info.numel <= b.own_begin) {
+      continue;
+    }
+    for (const auto& pb : detail::range_boxes(info, b.own_begin, b.own_end)) {
+      absl::Status s = reader.queue(t, pb.box, out + b.offset + pb.memory);
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // ZeRO-3 (a sharded store, ParamStore::shard_params()): reads only this rank's ranges of the
 // parameters, into param_shards(), never the full flat buffer. tensor(id): the stored tensor of
 // parameter id, or nullptr to leave it as it is. The same boxes as the Adam moments' ranges
@@ -131,16 +150,8 @@ absl::Status load_shards(const CheckpointInfo& ckpt, models::ParamStore& params,
   for (size_t id = 0; id < params.infos().size(); ++id) {
     const checkpoint::Tensor* t = tensor(id);
     if (t == nullptr) continue;
-    const models::ParamInfo& info = params.infos()[id];
-    for (const auto& b : params.shard_buckets()) {
-      if (b.own() == 0 || b.own_end <= info.offset || info.offset + info.numel <= b.own_begin) {
-        continue;
-      }
-      for (const auto& pb : detail::range_boxes(info, b.own_begin, b.own_end)) {
-        absl::Status s = reader.queue(*t, pb.box, out + b.offset + pb.memory);
-        if (!s.ok()) return s;
-      }
-    }
+    absl::Status s = queue_own_ranges(reader, *t, params.infos()[id], params.shard_buckets(), out);
+    if (!s.ok()) return s;
   }
   absl::Status s = reader.finish();
   if (!s.ok()) return s;
@@ -251,18 +262,10 @@ absl::Status load_moments(const CheckpointInfo& ckpt, const models::ParamStore& 
       const auto& info = params.infos()[id];
       if (params.frozen(static_cast<models::ParamId>(id))) continue;  // no state
       const checkpoint::Tensor& t = *tensors->at(info.spec.name);
-      if (moments.zero == nullptr) {
-        absl::Status s = reader.queue(t, detail::shard_box(info), out + info.offset);
-        if (!s.ok()) return s;
-        continue;
-      }
-      for (const auto& b : moments.zero->buckets) {
-        if (b.own() == 0) continue;
-        for (const auto& pb : detail::range_boxes(info, b.own_begin, b.own_end)) {
-          absl::Status s = reader.queue(t, pb.box, out + b.offset + pb.memory);
-          if (!s.ok()) return s;
-        }
-      }
+      absl::Status s = moments.zero == nullptr
+                           ? reader.queue(t, detail::shard_box(info), out + info.offset)
+                           : queue_own_ranges(reader, t, info, moments.zero->buckets, out);
+      if (!s.ok()) return s;
     }
     absl::Status s = reader.finish();
     if (!s.ok()) return s;

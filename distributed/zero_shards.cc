@@ -44,6 +44,35 @@ void ZeroShards::add_bucket(int64_t begin, int64_t end) {
   buckets.push_back(b);
 }
 
+std::vector<ShardPiece> shard_pieces(const std::vector<ZeroShards::Bucket>& buckets,
+                                     const std::vector<std::pair<int64_t, int64_t>>& segments) {
+  // Non-empty segments sorted by offset: the ones meeting a bucket are a contiguous run.
+  std::vector<int> by_offset;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (segments[i].second > 0) by_offset.push_back(static_cast<int>(i));
+  }
+  std::sort(by_offset.begin(), by_offset.end(),
+            [&](int a, int b) { return segments[a].first < segments[b].first; });
+  std::vector<ShardPiece> pieces;
+  std::vector<int> hit;
+  for (const auto& b : buckets) {
+    if (b.own() <= 0) continue;
+    // The first segment ending after own_begin, then every one starting before own_end.
+    auto it = std::upper_bound(
+        by_offset.begin(), by_offset.end(), b.own_begin,
+        [&](int64_t e, int s) { return e < segments[s].first + segments[s].second; });
+    hit.clear();
+    for (; it != by_offset.end() && segments[*it].first < b.own_end; ++it) hit.push_back(*it);
+    std::sort(hit.begin(), hit.end());
+    for (int s : hit) {
+      const int64_t lo = std::max(b.own_begin, segments[s].first);
+      const int64_t hi = std::min(b.own_end, segments[s].first + segments[s].second);
+      pieces.push_back({s, lo - segments[s].first, b.offset + (lo - b.own_begin), hi - lo});
+    }
+  }
+  return pieces;
+}
+
 std::string ZeroShards::describe() const {
   return absl::StrCat("ZeRO shards: rank ", dp_rank, "/", dp_size, ", ", buckets.size(),
                       " buckets of ", bucket_elements, " elements, ", shard_numel,

@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tessera::distributed {
@@ -67,5 +68,21 @@ struct ZeroShards {
  private:
   void add_bucket(int64_t begin, int64_t end);
 };
+
+// One non-empty intersection of a bucket's own range [own_begin, own_end) with a segment of the
+// flat buffer (a parameter: [offset, offset + numel)).
+struct ShardPiece {
+  int segment = 0;         // index into the segments given
+  int64_t in_segment = 0;  // the piece's first element, counted from the segment's start
+  int64_t in_shard = 0;    // ... in the shard buffer (bucket.offset + its place in the own range)
+  int64_t length = 0;      // > 0
+};
+// Every piece of `buckets` x `segments` ((offset, numel) pairs, not overlapping, any order),
+// bucket after bucket, each bucket's pieces in segment-index order (callers that sum over the
+// pieces rely on it). The one place that intersects shard buckets with parameters for sharded
+// init, the shard's decay mask and the per-parameter gradient norm (checkpoint reads cut the same
+// ranges into boxes with checkpoint/slices.h's range_boxes()).
+std::vector<ShardPiece> shard_pieces(const std::vector<ZeroShards::Bucket>& buckets,
+                                     const std::vector<std::pair<int64_t, int64_t>>& segments);
 
 }  // namespace tessera::distributed

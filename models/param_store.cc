@@ -137,11 +137,10 @@ void ParamStore::lay_out(Device device) {
   numel_ = offset;
   device_ = device;
   finalized_ = true;
-  // The buffers come on first use (ensure_params(), ensure_grads()).
-  if (params_.defined()) count_param_bytes(-int64_t(params_.nbytes()));
-  if (params_bf16_.defined()) count_param_bytes(-int64_t(params_bf16_.nbytes()));
-  params_ = params_bf16_ = Tensor();
+  // The buffers come on first use (ensure_params(), ensure_grads()); freeze() has taken the
+  // parameters' buffer (finalize(): none yet).
   grad_storage_ = grads_ = Tensor();
+  grads_ready_.store(false, std::memory_order_release);
   grad_scratch_ = scratch;
   grad_live_bytes_ = grad_peak_bytes_ = 0;
   reset_grad_progress();
@@ -153,8 +152,12 @@ void ParamStore::count_param_bytes(int64_t delta) const {
   param_peak_bytes_ = std::max(param_peak_bytes_, param_live_bytes_);
 }
 
+// Double-checked: the flag's acquire load is the whole cost once the buffer exists; the first
+// readers (possibly several threads at once) serialise on the mutex, and only one allocates.
 void ParamStore::ensure_params() const {
-  if (params_.defined()) return;
+  if (params_ready_.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  if (params_ready_.load(std::memory_order_relaxed)) return;
   TESSERA_CHECK(finalized_, "ParamStore: parameters read before finalize()");
   if (sharded_) refuse_sharded("the full parameter buffer");
   params_ = Tensor::zeros({numel_}, DType::f32, device_);
@@ -164,15 +167,19 @@ void ParamStore::ensure_params() const {
     count_param_bytes(int64_t(params_bf16_.nbytes()));
     ops::convert(params_, params_bf16_);
   }
+  params_ready_.store(true, std::memory_order_release);
 }
 
 void ParamStore::ensure_grads() const {
-  if (grad_storage_.defined() || grads_staged_) return;
+  if (grads_staged_ || grads_ready_.load(std::memory_order_acquire)) return;
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  if (grads_ready_.load(std::memory_order_relaxed)) return;
   TESSERA_CHECK(finalized_, "ParamStore: gradients read before finalize()");
   grad_storage_ = Tensor::zeros({trainable_numel_ + grad_scratch_}, DType::f32, device_);
   grads_ = grad_storage_.flat_view(0, {trainable_numel_});
   grad_live_bytes_ += int64_t(grad_storage_.nbytes());
   grad_peak_bytes_ = std::max(grad_peak_bytes_, grad_live_bytes_);
+  grads_ready_.store(true, std::memory_order_release);
 }
 
 void ParamStore::freeze(const std::vector<bool>& frozen) {
@@ -182,8 +189,13 @@ void ParamStore::freeze(const std::vector<bool>& frozen) {
   TESSERA_CHECK(frozen.size() == infos_.size(), "ParamStore::freeze: ", frozen.size(),
                 " flags for ", infos_.size(), " parameters");
   // The values move with their parameters (freezing after init() keeps them; before any use
-  // there are none to move).
-  const Tensor old = params_;
+  // there are none to move). The old buffer stays counted in param_bytes_peak() until it is
+  // freed: the copy needs it beside the new one. The bf16 shadow is remade from the new buffer.
+  Tensor old = std::move(params_);
+  params_ = Tensor();
+  params_ready_.store(false, std::memory_order_release);
+  if (params_bf16_.defined()) count_param_bytes(-int64_t(params_bf16_.nbytes()));
+  params_bf16_ = Tensor();
   const std::vector<ParamInfo> old_infos = infos_;
   frozen_.assign(frozen.begin(), frozen.end());
   lay_out(device_);
@@ -193,6 +205,9 @@ void ParamStore::freeze(const std::vector<bool>& frozen) {
     copy(old.flat_view(old_infos[id].offset, {old_infos[id].numel}),
          params_.flat_view(infos_[id].offset, {infos_[id].numel}));
   }
+  const int64_t old_bytes = int64_t(old.nbytes());
+  old = Tensor();
+  count_param_bytes(-old_bytes);
   sync_compute_params();
 }
 
@@ -260,6 +275,7 @@ void ParamStore::stage_grads() {
   const bool allocated = grad_storage_.defined();
   grads_ = Tensor();
   grad_storage_ = Tensor();
+  grads_ready_.store(false, std::memory_order_release);  // the flat buffer is gone for good
   // The flat buffer's block would otherwise stay in the caching allocator's free list, touched
   // and resident (and on a GPU, reserved) for the whole run: give the cache back.
   auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_));
@@ -331,17 +347,11 @@ void ParamStore::init_shards(uint64_t seed) {
   release_all();  // a gathered copy would keep the old values
   Tensor host = shards_.device().is_cpu() ? shards_ : Tensor::zeros(shards_.shape(), DType::f32);
   float* out = host.data<float>();
-  // Each bucket's own range [own_begin, own_end) of the flat layout, cut at the parameters (in
-  // layout order, sorted by offset), lands at the bucket's offset of the shard buffer.
-  for (const auto& b : shard_buckets_) {
-    for (ParamId id : layout_) {
-      const ParamInfo& info = infos_[id];
-      const int64_t lo = std::max(b.own_begin, info.offset);
-      const int64_t hi = std::min(b.own_end, info.offset + info.numel);
-      if (lo >= hi) continue;
-      fill_init(info, tp_size_ > 1, seed, lo - info.offset, hi - info.offset,
-                out + b.offset + (lo - b.own_begin));
-    }
+  // Each bucket's own range of the flat layout, cut at the parameters, lands at the bucket's
+  // offset of the shard buffer.
+  for (const distributed::ShardPiece& p : shard_pieces(shard_buckets_)) {
+    fill_init(infos_[p.segment], tp_size_ > 1, seed, p.in_segment, p.in_segment + p.length,
+              out + p.in_shard);
   }
   if (!shards_.device().is_cpu()) copy(host, shards_);
 }
@@ -381,6 +391,14 @@ Tensor ParamStore::compute_param(ParamId id) const {
 
 void ParamStore::sync_compute_params() {
   if (params_bf16_.defined()) ops::convert(params_, params_bf16_);
+}
+
+std::vector<distributed::ShardPiece> ParamStore::shard_pieces(
+    const std::vector<distributed::ZeroShards::Bucket>& buckets) const {
+  std::vector<std::pair<int64_t, int64_t>> segments;
+  segments.reserve(infos_.size());
+  for (const ParamInfo& info : infos_) segments.emplace_back(info.offset, info.numel);
+  return distributed::shard_pieces(buckets, segments);
 }
 
 bool ParamStore::decays(const ParamSpec& spec, bool decay_norms_and_biases, bool decay_embeddings) {

@@ -13,9 +13,11 @@
 // element index) only, so a tensor-parallel shard holds exactly the slice of the unsplit
 // parameter, whatever the layout.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -112,6 +114,10 @@ class ParamStore {
   bool finalized() const { return finalized_; }
 
   // Views into the flat buffers, in the parameter's local shape (the first use allocates them).
+  // Threads: the first reads of param()/compute_param()/params()/trainable_params() and of
+  // grad()/grads() may come from several threads at once (a communication thread and the compute
+  // thread): the buffer is allocated once, under a lock taken only until it exists. Everything
+  // else (the setup calls, a staged gradient's grad(id), gathering) is one thread's.
   // grad(id) under gradient staging:
   // see stage_grads().
   // Sharded (shard_params()): param(id) is a view into its gathered unit; reading a unit that is
@@ -165,6 +171,10 @@ class ParamStore {
   // units are counted apart, gathered_bytes_peak()) held at once at most since construction. A
   // shard-only start keeps it at param_shards().nbytes().
   int64_t param_bytes_peak() const { return param_peak_bytes_; }
+  // The pieces of this rank's own ranges of `buckets` (a ZeroShards' or shard_buckets()) that
+  // lie in each parameter: distributed::shard_pieces() with segment = ParamId.
+  std::vector<distributed::ShardPiece> shard_pieces(
+      const std::vector<distributed::ZeroShards::Bucket>& buckets) const;
   // Whether weight decay applies to `spec` (decay_mask()'s rule).
   static bool decays(const ParamSpec& spec, bool decay_norms_and_biases, bool decay_embeddings);
   // (T) u8: 1 where weight decay applies, in the flat layout of the trainable parameters.
@@ -373,6 +383,8 @@ class ParamStore {
   // The unit's gathered buffer (automatic mode gathers it), waited for; reader names the error.
   const Tensor& resident_unit(int unit, const std::string& reader) const;
   const Tensor& resident_unit_compute(int unit, const std::string& reader) const;  // bf16 copy
+  // param_slice() (compute false) and compute_param_slice() in bf16 mode (compute true).
+  Tensor row_slice(ParamId id, int k, bool compute) const;
   // The lazily allocated full buffers (finalize()): params_ (and the bf16 shadow in bf16 mode),
   // grad_storage_ (and grads_) unless staged. Refused once sharded.
   void ensure_params() const;
@@ -392,6 +404,10 @@ class ParamStore {
   std::vector<ParamId> layout_;    // flat-buffer order: trainable ones, then frozen ones
   std::vector<int> position_;      // per ParamId: its index in layout_
   mutable Tensor params_, grads_;  // (N) and (T) f32, allocated on first use
+  // Set (release) once params_ / grad_storage_ exist, read (acquire) by the fast path of
+  // ensure_params() / ensure_grads(); alloc_mutex_ guards the allocation (see param()).
+  mutable std::atomic<bool> params_ready_{false}, grads_ready_{false};
+  mutable std::mutex alloc_mutex_;
   mutable Tensor grad_storage_;    // (T + the largest frozen parameter) f32: grads_ + scratch
   int64_t grad_scratch_ = 0;       // the largest frozen parameter's elements
   int64_t trainable_numel_ = 0;

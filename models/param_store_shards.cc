@@ -153,28 +153,27 @@ Shape slice_shape(const Shape& shape, int64_t rows) {
 }  // namespace
 
 Tensor ParamStore::param_slice(ParamId id, int k) const {
-  const ParamInfo& i = infos_.at(id);
-  TESSERA_CHECK(k >= 0 && k < num_slices(id), "ParamStore::param_slice: slice ", k, " of ",
-                num_slices(id), " of '", i.spec.name, "'");
-  const int64_t per = slice_rows(id);
-  if (per == 0) return param(id);
-  const int64_t r0 = k * per, r1 = std::min(i.local_shape[0], r0 + per);
-  if (!sharded_) return param(id).slice(r0, r1);
-  const int u = unit_of_[id] + k;
-  return unit_param_f32(u, id, 0, slice_shape(i.local_shape, r1 - r0));
+  return row_slice(id, k, /*compute=*/false);
 }
 
 Tensor ParamStore::compute_param_slice(ParamId id, int k) const {
-  if (compute_dtype_ == DType::f32) return param_slice(id, k);
+  return row_slice(id, k, /*compute=*/compute_dtype_ != DType::f32);
+}
+
+Tensor ParamStore::row_slice(ParamId id, int k, bool compute) const {
   const ParamInfo& i = infos_.at(id);
-  TESSERA_CHECK(k >= 0 && k < num_slices(id), "ParamStore::compute_param_slice: slice ", k, " of ",
-                num_slices(id), " of '", i.spec.name, "'");
+  TESSERA_CHECK(k >= 0 && k < num_slices(id),
+                "ParamStore::", compute ? "compute_param_slice" : "param_slice", ": slice ", k,
+                " of ", num_slices(id), " of '", i.spec.name, "'");
   const int64_t per = slice_rows(id);
-  if (per == 0) return compute_param(id);
+  if (per == 0) return compute ? compute_param(id) : param(id);
   const int64_t r0 = k * per, r1 = std::min(i.local_shape[0], r0 + per);
-  if (!sharded_) return compute_param(id).slice(r0, r1);
+  if (!sharded_) return (compute ? compute_param(id) : param(id)).slice(r0, r1);
   const int u = unit_of_[id] + k;
-  return resident_unit_compute(u, i.spec.name).flat_view(0, slice_shape(i.local_shape, r1 - r0));
+  const Shape shape = slice_shape(i.local_shape, r1 - r0);
+  // f32: from the f32 part when the unit was gathered in bf16 (gather_mixed()).
+  if (!compute) return unit_param_f32(u, id, 0, shape);
+  return resident_unit_compute(u, i.spec.name).flat_view(0, shape);
 }
 
 // The f32 part of a unit gathered in bf16 (gather_mixed()): the f32-read parameters' ranges of
@@ -372,6 +371,7 @@ void ParamStore::shard_params(distributed::Communicator* dp,
   if (params_bf16_.defined()) count_param_bytes(-int64_t(params_bf16_.nbytes()));
   params_ = Tensor();
   params_bf16_ = Tensor();  // bf16 compute: each gathered unit gets its own bf16 copy
+  params_ready_.store(false, std::memory_order_release);  // and ensure_params() refuses
   // As in stage_grads(): hand the freed full buffer back instead of keeping it cached.
   auto* caching = dynamic_cast<CachingAllocator*>(&allocator_for(device_));
   if (full && caching) caching->release_cached();

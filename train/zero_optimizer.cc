@@ -38,20 +38,13 @@ ZeroAdamW::ZeroAdamW(models::ParamStore& store, const config::OptimConfig& confi
   {
     Tensor mask = Tensor::zeros({n}, DType::u8);
     uint8_t* out = mask.data<uint8_t>();
-    for (const auto& b : shards_.buckets) {
-      for (size_t id = 0; id < store.infos().size(); ++id) {
-        const models::ParamInfo& info = store.infos()[id];
-        if (store.frozen(static_cast<models::ParamId>(id)) ||
-            !models::ParamStore::decays(info.spec, config.decay_norms_and_biases(),
-                                        config.decay_embeddings())) {
-          continue;
-        }
-        const int64_t lo = std::max(b.own_begin, info.offset);
-        const int64_t hi = std::min(b.own_end, info.offset + info.numel);
-        if (lo < hi)
-          std::fill(out + b.offset + (lo - b.own_begin), out + b.offset + (hi - b.own_begin),
-                    uint8_t{1});
+    for (const distributed::ShardPiece& p : store.shard_pieces(shards_.buckets)) {
+      if (store.frozen(p.segment) ||
+          !models::ParamStore::decays(store.info(p.segment).spec, config.decay_norms_and_biases(),
+                                      config.decay_embeddings())) {
+        continue;
       }
+      std::fill(out + p.in_shard, out + p.in_shard + p.length, uint8_t{1});
     }
     decay_mask_ = device.is_cpu() ? mask : to_device(mask, device);
   }
@@ -75,15 +68,11 @@ ZeroAdamW::ShardSquares ZeroAdamW::shard_sum_squares() const {
     s.replicated = ops::sum_squares(shard_grads_);
     return s;
   }
-  for (const auto& b : shards_.buckets) {
-    for (const models::ParamInfo& info : store_.infos()) {
-      const int64_t begin = std::max(b.own_begin, info.offset);
-      const int64_t end = std::min(b.own_end, info.offset + info.numel);
-      if (begin >= end) continue;
-      const double ss =
-          ops::sum_squares(shard_grads_.flat_view(b.offset + (begin - b.own_begin), {end - begin}));
-      (info.spec.split_dim >= 0 ? s.split : s.replicated) += ss;
-    }
+  // Bucket by bucket, each bucket's parameters in registration order (shard_pieces()'s order):
+  // the summation order, so the norm's bits, are fixed.
+  for (const distributed::ShardPiece& p : store_.shard_pieces(shards_.buckets)) {
+    const double ss = ops::sum_squares(shard_grads_.flat_view(p.in_shard, {p.length}));
+    (store_.info(p.segment).spec.split_dim >= 0 ? s.split : s.replicated) += ss;
   }
   return s;
 }
