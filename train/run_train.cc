@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <new>
 
 #include "absl/strings/str_cat.h"
@@ -93,10 +94,22 @@ int train(const TrainOptions& opt) {
       // CPU: MPI. CUDA: NCCL for device tensors, MPI for host values (routed_communicator.h).
       distributed::CommunicatorOptions comm_options;
       comm_options.timeout_s = cfg.parallel().collective_timeout_s();
-      auto world = distributed::make_world_communicator(training_device(cfg), comm_options);
-      Trainer trainer(cfg, run_dir, opt.quiet, world.get());
-      trainer.set_resume(opt.resume);
-      return trainer.run();
+      std::unique_ptr<distributed::Communicator> world;
+      std::unique_ptr<Trainer> trainer;
+      try {
+        world = distributed::make_world_communicator(training_device(cfg), comm_options);
+        trainer = std::make_unique<Trainer>(cfg, run_dir, opt.quiet, world.get());
+        trainer->set_resume(opt.resume);
+        return trainer->run();
+      } catch (...) {
+        // Left alive, not destroyed: destroying them waits for this rank's collectives in flight
+        // (GradSync, ZeRO-3 gathers, the communicators' threads), which the peers may never join,
+        // so this rank would hang before run_or_abort prints its error. run_or_abort's MPI_Abort
+        // follows in a world of several ranks and ends the process with them.
+        (void)trainer.release();
+        (void)world.release();
+        throw;
+      }
     });
   });
 }

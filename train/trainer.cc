@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "train/dp_average.h"
 #include "train/ema.h"
 #include "train/evaluator.h"
+#include "train/fault_injection.h"
 #include "train/freeze.h"
 #include "train/grad_cache.h"
 #include "train/init_from.h"
@@ -238,12 +240,26 @@ Trainer::Trainer(const config::Config& config, std::string run_dir, bool quiet,
   memory_trace(layout_, "model initialised");
 }
 
-Trainer::~Trainer() = default;
+// A Trainer whose run() left by an exception on one of several ranks still holds its components
+// (run() below); its owner destroying it releases them in the same order.
+Trainer::~Trainer() {
+  release();
+}
 
 int Trainer::run() {
   // The components go however run() ends (return or exception): the gradient hook and a
-  // background checkpoint write point into them.
-  const absl::Cleanup released = [this] { release(); };
+  // background checkpoint write point into them. Except while an exception unwinds on one of
+  // several ranks: releasing them waits for this rank's collectives in flight (~GradSync, the
+  // communicators' threads; at ZeRO-3 also gathers), which the peers may never join since they
+  // go on with the step this rank left, so the rank would hang before its error is ever printed
+  // (issue 20). The owner decides instead: `tessera train` keeps the Trainer alive, since
+  // run_or_abort's MPI_Abort follows (train/run_train.cc); an owner that destroys it gets the same
+  // ordered release from ~Trainer (the tests whose every rank throws the same error).
+  const int uncaught_before = std::uncaught_exceptions();
+  const absl::Cleanup released = [this, uncaught_before] {
+    if (layout_.world_size() > 1 && std::uncaught_exceptions() > uncaught_before) return;
+    release();
+  };
   prepare();
   memory_trace(layout_, "optimizer, shards, sync");
   checkpoint::TrainProgress progress = restore();
@@ -301,7 +317,14 @@ void Trainer::prepare() {
   // Gradient averaging over the DP group, bucket by bucket as backward finalises them.
   if (layout_.dp_size() > 1) {
     sync_ = optimizer_->make_grad_sync(layout_.dp(), cfg.parallel().bucket_bytes());
-    params.set_grad_ready_hook([this](int64_t ready) { sync_->on_ready(ready); });
+    params.set_grad_ready_hook([this](int64_t ready) {
+      sync_->on_ready(ready);
+      // Testing hook (train/fault_injection.h): fail with buckets in flight and more to come.
+      const int64_t launched = sync_->launched_buckets();
+      if (launched > 0 && launched < sync_->num_buckets()) {
+        fail_in_backward_if_asked(layout_.world(), step_, launched, sync_->num_buckets());
+      }
+    });
     if (cfg.parallel().reduce_tied_grad_early() && sync_->staged()) {
       // GPT's tied embedding: the head's part of its gradient reduced at once (ParamStore::
       // grad_partial_done, GradSync::reduce_partial).
@@ -455,6 +478,7 @@ checkpoint::TrainProgress Trainer::restore() {
 }
 
 StepResult Trainer::train_step(int64_t step, int64_t position) {
+  step_ = step;
   Timer step_timer;
   StepResult result;
   models::ParamStore& params = model_->params();

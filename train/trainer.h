@@ -121,6 +121,7 @@ class Trainer {
   std::unique_ptr<checkpoint::Checkpointer> checkpointer_;
   std::unique_ptr<Ema> ema_;      // train.ema_decay > 0: the moving average of the weights
   int64_t rss_before_steps_ = 0;  // for the end report's memory growth
+  int64_t step_ = 0;              // the step train_step() runs (the fault-injection hook)
 };
 
 }  // namespace tessera::train
