@@ -6,9 +6,9 @@
 #   onednn_out_of_memory_test.sh TESSERA CONFIG
 # How the failure is made to be oneDNN's: a run warms up for 3 steps (the caching allocator then
 # reuses its blocks, and allocations under 1 MiB, which bypass it, are served from the heap glibc
-# already has: MALLOC_MMAP_THRESHOLD_), then its address-space limit is lowered below what it has
-# mapped (prlimit). What a step still maps afresh is oneDNN's sgemm packing buffers, allocated and
-# freed inside each call; the first of them fails.
+# already has: MALLOC_MMAP_THRESHOLD_), then its address-space limit is lowered to just above what it
+# has mapped (prlimit). What a step still maps afresh is oneDNN's sgemm packing buffers,
+# allocated and freed inside each call; the first of them fails.
 set -u
 tessera=$1 config=$2
 dir=$(mktemp -d)
@@ -31,8 +31,19 @@ for _ in $(seq 1200); do
   sleep 0.1
 done
 grep -q "^step *3/" "$dir/log" || fail "no step 3 within 120 s"
-vm_bytes=$(awk '/^VmSize:/ {print $2 * 1024}' "/proc/$pid/status")
-limit=$((vm_bytes - 256 * 1024 * 1024))
+# The limit: 2 MiB above the smallest address space seen over a second (between oneDNN's calls,
+# whose buffers are unmapped again). Limiting below it instead refused every new mapping, and then
+# the first to fail was a 512 KiB activation from the heap as often as oneDNN's buffers (the data
+# prefetch thread's mallocs move the heap's free lists from run to run): 4 failures in 6 runs.
+# The 2 MiB lets the heap grow a little but not oneDNN's sgemm packing buffers for these shapes
+# (12 runs of 12 ended in dnnl_sgemm's out of memory).
+vm_bytes=
+for _ in $(seq 20); do
+  v=$(awk '/^VmSize:/ {print $2 * 1024}' "/proc/$pid/status")
+  if [ -z "$vm_bytes" ] || [ "$v" -lt "$vm_bytes" ]; then vm_bytes=$v; fi
+  sleep 0.05
+done
+limit=$((vm_bytes + 2 * 1024 * 1024))
 prlimit --pid "$pid" --as="$limit:" || fail "prlimit --pid $pid --as=$limit failed"
 echo "address-space limit lowered to $limit bytes (VmSize was $vm_bytes) after step 3"
 for _ in $(seq 600); do

@@ -3,14 +3,7 @@
 # allocation's size, the rank, and the advice (parallel.zero_stage: 3 below stage 3; more ranks at
 # stage 3), in one process and on 2 ranks under mpirun; never a bare std::bad_alloc or a crash.
 #   out_of_memory_test.sh TESSERA MPIEXEC CONFIG
-set -u
-tessera=$1 mpiexec=$2 config=$3
-export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1}
-export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
-export TESSERA_NUM_THREADS=1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/train_script_prelude.sh"
 # d_model 8192 x 2 layers: 1.6e9 parameters, a 6.4 GB flat buffer against a 4 GiB limit, so the
 # first allocation of the parameters fails (whatever the libraries' own address space is).
 limit_kib=4194304

@@ -8,14 +8,7 @@
 # shorter. At ZeRO stage 0 (buckets all-reduced during backward) and stage 3 (reduce-scatters and
 # the units' prefetched all-gathers in flight).
 #   rank_failure_test.sh TESSERA MPIEXEC CONFIG
-set -u
-tessera=$1 mpiexec=$2 config=$3
-export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1}
-export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
-export TESSERA_NUM_THREADS=1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/train_script_prelude.sh"
 # Small buckets: several per backward, so the failure comes with the first in flight and more to go.
 args=(train --config "$config" --quiet --set train.steps=3 --set checkpoint.every_steps=0
       --set parallel.bucket_bytes=16384)
